@@ -1,0 +1,50 @@
+# Set-up is self-contained: `make demo` and `make test` create the virtualenv,
+# install the Python dependencies and the Debian packages they need.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DOCKSCOPE := $(VENV)/bin/dockscope
+
+# Debian packages: what the tool needs at run time, and the real peers the tests use.
+DEBS_RUN := libmagic1 graphviz zstd
+DEBS_TEST := $(DEBS_RUN) busybox-static buildah skopeo podman umoci
+
+.PHONY: demo test lint typecheck unit bench samples debs-run debs-test clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+debs-run:
+	@bash .ci/ensure-debs $(DEBS_RUN)
+
+debs-test:
+	@bash .ci/ensure-debs $(DEBS_TEST)
+
+demo: $(VENV)/.installed debs-run
+	$(DOCKSCOPE) inspect sample_images/docker-archive-legacy.tar
+	$(DOCKSCOPE) verify sample_images/docker-archive-legacy.tar
+	$(DOCKSCOPE) inspect --explain-ids sample_images/oci-layout
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check inspect_tool runtime_lab tests benchmarks sample_images
+	$(VENV)/bin/ruff format --check inspect_tool runtime_lab tests benchmarks sample_images
+
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy
+
+unit: $(VENV)/.installed debs-test
+	$(PY) -m pytest
+
+test: lint typecheck unit
+
+samples: $(VENV)/.installed
+	$(PY) sample_images/make_samples.py
+
+bench: $(VENV)/.installed debs-run
+	$(PY) benchmarks/bench_inspect_verify.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,3 @@
+from inspect_tool.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""dockscope's teaching half: run images with real namespaces, overlayfs and cgroups."""
