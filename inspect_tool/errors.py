@@ -12,6 +12,7 @@ class ExitCode(IntEnum):
     PROBLEMS = 1  # the command ran and found problems: verify failures, differences, gates
     USAGE = 2  # bad arguments or options, or a selection that matches nothing
     BAD_INPUT = 3  # the input is unreadable or is not a valid image
+    INTERNAL = 4  # a bug in dockscope: please report it
 
 
 class DockscopeError(Exception):

@@ -1,0 +1,49 @@
+"""Readers: one per on-disk format, all producing a Source of the same model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from inspect_tool.errors import DockscopeError, InvalidImageError
+from inspect_tool.model.image import ImageFormat
+from inspect_tool.sources.source import Candidate, Source
+from inspect_tool.sources.tree import DirTree, Tree, open_tree
+
+__all__ = ["Candidate", "Source", "open_source"]
+
+
+def open_source(path: str | Path) -> Source:
+    """Open any image archive or layout dockscope reads, detecting its format from content."""
+    path = Path(path)
+    tree = open_tree(path)
+    try:
+        return _read(path, tree)
+    except DockscopeError:
+        tree.close()
+        raise
+
+
+def _read(path: Path, tree: Tree) -> Source:
+    from inspect_tool.sources.docker_archive import read_docker_archive
+    from inspect_tool.sources.oci_layout import read_oci_layout
+
+    is_dir = isinstance(tree, DirTree)
+    has_manifest = tree.entry("manifest.json") is not None
+    has_index = tree.entry("index.json") is not None
+    if has_manifest:
+        if is_dir:
+            fmt = ImageFormat.DOCKER_DIR
+        elif has_index:
+            fmt = ImageFormat.DOCKER_ARCHIVE_OCI
+        else:
+            fmt = ImageFormat.DOCKER_ARCHIVE
+        return read_docker_archive(path, tree, fmt)
+    if has_index:
+        fmt = ImageFormat.OCI_LAYOUT if is_dir else ImageFormat.OCI_ARCHIVE
+        return read_oci_layout(path, tree, fmt)
+    what = "directory" if is_dir else "archive"
+    raise InvalidImageError(
+        f"{what} holds neither manifest.json (docker save) nor index.json (OCI layout): "
+        "not an image",
+        subject=str(path),
+    )

@@ -1,0 +1,251 @@
+"""Verify every byte of a source against its digests; collect every finding, never fail fast.
+
+Checks: each blob exists, has its declared size and digest (read to EOF); the config digest is
+the image ID; each layer's diff_id (sha256 of the decompressed stream) matches rootfs.diff_ids
+in count and order; chain IDs; manifest digests against the index; Docker 25's two views;
+legacy <id>/json and repositories; declared against actual compression; duplicate paths and
+tar structure inside each layer.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from inspect_tool.errors import DockscopeError
+from inspect_tool.layers.hashing import BlobHash, hash_blob, hash_layer
+from inspect_tool.model.digest import Digest, chain_ids
+from inspect_tool.model.finding import Finding
+from inspect_tool.model.image import Blob, Image
+from inspect_tool.model.mediatypes import Compression, declared_compression
+from inspect_tool.sources.source import Candidate, Source
+
+
+@dataclass(slots=True)
+class VerifyReport:
+    source: str
+    format: str
+    findings: list[Finding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(f.ok for f in self.findings)
+
+    @property
+    def failed(self) -> list[Finding]:
+        return [f for f in self.findings if not f.ok]
+
+
+class Progress:
+    """Receives the total bytes to hash, then each advance (called from worker threads)."""
+
+    def start(self, total: int) -> None: ...
+
+    def advance(self, amount: int) -> None: ...
+
+
+def verify(
+    source: Source,
+    candidates: Iterable[Candidate] | None = None,
+    *,
+    workers: int = 2,
+    progress: Progress | None = None,
+) -> VerifyReport:
+    chosen = list(source.candidates if candidates is None else candidates)
+    report = VerifyReport(source.label, source.format.value, list(source.findings),
+                          list(source.notes))
+    images: list[Image] = []
+    for candidate in chosen:
+        try:
+            images.append(candidate.image())
+        except DockscopeError as exc:
+            report.findings.append(Finding(
+                "blob-exists" if "missing" in exc.message else "image-readable",
+                exc.subject or f"image {candidate.selector}", "readable image", exc.message,
+                False))
+    jobs = _plan(source, images)
+    results = _run(source, jobs, workers=workers, progress=progress)
+    selected_digests = {str(c.manifest_digest) for c in chosen if c.manifest_digest}
+    for blob in source.walked:
+        if blob.role == "manifest" and blob.digest and str(blob.digest) not in selected_digests:
+            continue  # a manifest of an image that was not selected
+        _check_blob(report, blob, results.get(blob.path), check_digest=(
+            "manifest-digest" if blob.role == "manifest" else "blob-digest"))
+    for image in images:
+        _check_image(report, image, results)
+    return report
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    path: str
+    layer: bool
+    order: int
+    size: int
+    algorithm: str
+
+
+def _plan(source: Source, images: list[Image]) -> list[_Job]:
+    tree = source.tree
+    jobs: dict[str, _Job] = {}
+
+    def add(blob: Blob | None, layer: bool) -> None:
+        if blob is None or blob.path in jobs:
+            return
+        entry = tree.entry(blob.path)
+        if entry is None:
+            return
+        algorithm = blob.digest.algorithm if blob.digest else "sha256"
+        jobs[blob.path] = _Job(blob.path, layer, entry.order, entry.size, algorithm)
+
+    for blob in source.walked:
+        add(blob, False)
+    for image in images:
+        add(image.manifest_blob, False)
+        add(image.config_blob, False)
+        for layer in image.layers:
+            add(layer.blob, True)
+    return sorted(jobs.values(), key=lambda j: j.order)
+
+
+def _run(
+    source: Source, jobs: list[_Job], *, workers: int, progress: Progress | None
+) -> dict[str, BlobHash | DockscopeError]:
+    tree = source.tree
+    if progress is not None:
+        progress.start(sum(j.size for j in jobs))
+    lock = threading.Lock()
+    advance: Callable[[int], None] | None = None
+    if progress is not None:
+        def advance(amount: int) -> None:
+            with lock:
+                progress.advance(amount)
+
+    def work(job: _Job) -> BlobHash | DockscopeError:
+        try:
+            with tree.open(job.path) as stream:
+                if job.layer:
+                    return hash_layer(stream, algorithm=job.algorithm, progress=advance)
+                return hash_blob(stream, algorithm=job.algorithm, progress=advance)
+        except DockscopeError as exc:
+            return exc.with_subject(f"{tree.label}:{job.path}")
+
+    if workers > 1 and tree.parallel_reads and len(jobs) > 1:
+        # Biggest first, so two cores share the work evenly.
+        ordered = sorted(jobs, key=lambda j: -j.size)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            outcomes = list(pool.map(work, ordered))
+        return {job.path: outcome for job, outcome in zip(ordered, outcomes, strict=True)}
+    return {job.path: work(job) for job in jobs}
+
+
+def _subject(blob: Blob) -> str:
+    return f"{blob.what} ({blob.path})" if blob.what else blob.path
+
+
+def _check_blob(
+    report: VerifyReport,
+    blob: Blob,
+    result: BlobHash | DockscopeError | None,
+    *,
+    check_digest: str,
+    subject: str | None = None,
+) -> BlobHash | None:
+    """Existence, size and digest of one blob; returns its hash when it could be read."""
+    subject = subject or _subject(blob)
+    add = report.findings.append
+    if result is None:
+        add(Finding("blob-exists", subject, "present", "missing", False))
+        return None
+    if isinstance(result, DockscopeError):
+        add(Finding("blob-exists", subject, "readable", result.message, False))
+        return None
+    add(Finding("blob-exists", subject, "present", "present", True))
+    if blob.size is not None:
+        add(Finding("blob-size", subject, str(blob.size), str(result.size),
+                    blob.size == result.size))
+    if blob.digest is not None:
+        actual = f"{blob.digest.algorithm}:{result.digest_hex}"
+        add(Finding(check_digest, subject, str(blob.digest), actual, actual == str(blob.digest)))
+    return result
+
+
+def _check_image(
+    report: VerifyReport, image: Image, results: dict[str, BlobHash | DockscopeError]
+) -> None:
+    add = report.findings.append
+    name = image.display_name
+    if image.manifest_blob is not None:
+        _check_blob(report, image.manifest_blob, results.get(image.manifest_blob.path),
+                    check_digest="manifest-digest",
+                    subject=f"manifest of {name} ({image.manifest_blob.path})")
+    config_blob = image.config_blob
+    config_subject = f"config of {name} ({config_blob.path})"
+    config_result = _check_blob(report, config_blob, results.get(config_blob.path),
+                                check_digest="image-id", subject=config_subject)
+    if config_result is not None and config_blob.digest is None:
+        add(Finding("image-id", config_subject, "no digest claimed by the source",
+                    str(image.image_id), True))
+    declared = image.diff_ids
+    add(Finding("diff-id-count", f"{name}: rootfs.diff_ids against layers",
+                str(len(declared)), str(len(image.layers)),
+                len(declared) == len(image.layers) and all(lyr.blob for lyr in image.layers)))
+    actual_diff_ids: list[Digest | None] = []
+    for layer in image.layers:
+        label = f"layer {layer.index} of {name}"
+        if layer.blob is None:
+            actual_diff_ids.append(None)
+            continue
+        subject = f"{label} ({layer.blob.path})"
+        result = _check_blob(report, layer.blob, results.get(layer.blob.path),
+                             check_digest="blob-digest", subject=subject)
+        if result is None:
+            actual_diff_ids.append(None)
+            continue
+        wanted = declared_compression(layer.media_type)
+        if wanted is not None:
+            add(Finding("media-type", subject, f"{wanted.value} ({layer.media_type})",
+                        result.compression.value, wanted is result.compression))
+        elif result.compression is Compression.UNKNOWN:
+            add(Finding("media-type", subject, "a tar, gzip or zstd stream",
+                        "unrecognised bytes", False))
+        problems: list[str] = []
+        if result.stream_error:
+            problems.append(result.stream_error)
+        if result.trailing_bytes:
+            problems.append(f"{result.trailing_bytes} bytes after the end of the "
+                            f"{result.compression.value} stream")
+        scan = result.scan
+        if scan is not None:
+            if scan.error:
+                problems.append(scan.error)
+            if scan.trailing_nonzero:
+                problems.append(f"{scan.trailing_nonzero} non-zero bytes after the tar's "
+                                "end-of-archive marker")
+        add(Finding("layer-tar", subject, "a well-formed tar stream",
+                    "; ".join(problems) or "well-formed", not problems))
+        if scan is not None:
+            dups = sorted(set(scan.duplicates))
+            add(Finding("duplicate-path", subject, "no path twice",
+                        ", ".join(dups[:5]) + (f" (+{len(dups) - 5} more)" if len(dups) > 5
+                                               else "") if dups else "none", not dups))
+        got = Digest("sha256", result.diff_id_hex) if result.diff_id_hex else None
+        actual_diff_ids.append(got if not result.stream_error else None)
+        if layer.diff_id is not None:
+            actual = str(got) if got and not result.stream_error else "undecodable stream"
+            add(Finding("diff-id", f"{label} (uncompressed {layer.blob.path})",
+                        str(layer.diff_id), actual, actual == str(layer.diff_id)))
+    # Chain IDs: each layer's chain ID computed from the declared diff_ids must equal the one
+    # computed from the bytes actually present.
+    declared_chain = chain_ids(declared)
+    if all(d is not None for d in actual_diff_ids) and actual_diff_ids:
+        actual_chain: list[Digest] = chain_ids([d for d in actual_diff_ids if d is not None])
+    else:
+        actual_chain = []
+    for i, expected in enumerate(declared_chain):
+        actual_value = str(actual_chain[i]) if i < len(actual_chain) else "not computable"
+        add(Finding("chain-id", f"layer {i} of {name}", str(expected), actual_value,
+                    actual_value == str(expected)))

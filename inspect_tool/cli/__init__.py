@@ -1,0 +1,65 @@
+"""The ``dockscope`` command: typer glue that parses, calls the library, renders, exits.
+
+Heavy modules (rich, the readers, hashing) are imported inside the commands so that
+``dockscope --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from inspect_tool.cli import _state
+
+app = typer.Typer(
+    name="dockscope",
+    help=(
+        "See inside container images and containers.\n\n"
+        "Reads image archives written by docker save (legacy and Docker 25+), OCI layouts and "
+        "archives, with gzip, zstd or uncompressed layers, and verifies every digest."
+    ),
+    epilog=(
+        "Examples:\n\n"
+        "  dockscope inspect image.tar\n\n"
+        "  dockscope verify --json image.tar\n\n"
+        "Exit codes: 0 ok, 1 problems found, 2 usage error, 3 unreadable or invalid input, "
+        "4 internal error. NO_COLOR=1 turns colour off."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(
+        False, "--debug", help="Show full tracebacks on errors (anywhere on the command line)."
+    ),
+) -> None:
+    if debug:
+        _state.debug = True
+
+
+def _register() -> None:
+    from inspect_tool.cli import images
+
+    images.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    """Entry point of the console script and ``python -m inspect_tool``."""
+    argv = sys.argv[1:]
+    if "--debug" in argv:
+        # --debug is accepted anywhere on the line, as users type it after the command.
+        argv = ["--debug", *[a for a in argv if a != "--debug"]]
+    try:
+        app(args=argv, prog_name="dockscope")
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(1)

@@ -1,0 +1,115 @@
+"""Shared CLI pieces: error mapping, consoles, progress, image selection options."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from inspect_tool.cli import _state
+from inspect_tool.errors import DockscopeError, ExitCode
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+IMAGE_OPTION = typer.Option(
+    None, "--image", "-i", metavar="NAME:TAG|N",
+    help="Choose an image of a multi-image archive by tag or by 1-based position.",
+)
+REF_OPTION = typer.Option(
+    None, "--ref", metavar="NAME",
+    help="Choose a manifest by its org.opencontainers.image.ref.name annotation.",
+)
+PLATFORM_OPTION = typer.Option(
+    None, "--platform", metavar="OS/ARCH[/VARIANT]",
+    help="Choose the image for one platform of a multi-platform index.",
+)
+JSON_OPTION = typer.Option(False, "--json", help="Write one JSON document (docs/JSON.md).")
+
+
+def fail(message: str, code: ExitCode) -> typer.Exit:
+    sys.stderr.write(f"dockscope: {message}\n")
+    return typer.Exit(int(code))
+
+
+@contextlib.contextmanager
+def handle_errors() -> Iterator[None]:
+    """Map library errors to one line on stderr and a documented exit code."""
+    try:
+        yield
+    except (typer.Exit, typer.Abort):
+        raise
+    except DockscopeError as exc:
+        if _state.debug:
+            raise
+        raise fail(str(exc), exc.exit_code) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted", ExitCode.PROBLEMS) from None
+    except Exception as exc:
+        if _state.debug:
+            raise
+        raise fail(
+            f"internal error: {type(exc).__name__}: {exc} (run again with --debug for the "
+            "traceback, and please report it)",
+            ExitCode.INTERNAL,
+        ) from None
+
+
+def stdout_console() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def stderr_console() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def write_json(document: dict[str, Any]) -> None:
+    from inspect_tool.render.json import dumps
+
+    sys.stdout.write(dumps(document) + "\n")
+
+
+class ByteProgress:
+    """A rich progress bar on stderr, shown only when stderr is a terminal."""
+
+    def __init__(self, description: str) -> None:
+        self._description = description
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> ByteProgress:
+        console = stderr_console()
+        if console.is_terminal:
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
+            self._progress = Progress(
+                "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                TransferSpeedColumn(), TimeRemainingColumn(), console=console, transient=True,
+            )
+            self._progress.start()
+        return self
+
+    def start(self, total: int) -> None:
+        if self._progress is not None:
+            self._task = self._progress.add_task(self._description, total=total)
+
+    def advance(self, amount: int) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.advance(self._task, amount)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()

@@ -1,0 +1,3 @@
+"""Process-wide CLI settings made by the root callback."""
+
+debug = False

@@ -1,0 +1,163 @@
+"""``dockscope inspect`` and ``dockscope verify``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from inspect_tool.cli._common import (
+    IMAGE_OPTION,
+    JSON_OPTION,
+    PLATFORM_OPTION,
+    REF_OPTION,
+    ByteProgress,
+    handle_errors,
+    stdout_console,
+    write_json,
+)
+from inspect_tool.errors import ExitCode, InvalidImageError, SelectionError
+
+if TYPE_CHECKING:
+    from inspect_tool.sources import Candidate, Source
+
+IMAGE_ARGUMENT = typer.Argument(
+    ..., metavar="IMAGE",
+    help="An image archive (.tar, .tar.gz, .tar.zst) or layout directory.",
+    show_default=False,
+)
+
+
+def _open_and_select(
+    path: Path, image: str | None, ref: str | None, platform: str | None
+) -> tuple[Source, list[Candidate]]:
+    from inspect_tool.model.image import Platform
+    from inspect_tool.sources import open_source
+
+    source = open_source(path)
+    wanted = Platform.parse(platform) if platform else None
+    if not source.candidates:
+        raise InvalidImageError(
+            "holds no image: " + ("; ".join(source.notes) or "no manifests listed"),
+            subject=source.label,
+        )
+    return source, source.select(image=image, ref=ref, platform=wanted)
+
+
+def inspect(
+    path: Path = IMAGE_ARGUMENT,
+    image: str | None = IMAGE_OPTION,
+    ref: str | None = REF_OPTION,
+    platform: str | None = PLATFORM_OPTION,
+    explain_ids: bool = typer.Option(
+        False, "--explain-ids",
+        help="Show, step by step with this image's values, how its image ID, diff_ids, "
+        "chain IDs and manifest digest are computed from bytes (reads every layer).",
+    ),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Show an image's tags, IDs, platform, config, history and layers.
+
+    When the archive or index holds several images and no --image, --ref or --platform
+    narrows the choice, every image is listed.
+
+    Examples:
+
+      dockscope inspect busybox.tar
+
+      dockscope inspect --platform linux/arm64 oci-dir/
+
+      dockscope inspect --json --image 2 multi.tar
+
+      dockscope inspect --explain-ids image.tar
+    """
+    with handle_errors():
+        source, chosen = _open_and_select(path, image, ref, platform)
+        try:
+            if len(chosen) != 1:
+                if explain_ids:
+                    raise SelectionError(
+                        f"holds {len(chosen)} images; choose one with --image, --ref or "
+                        "--platform (run inspect without --explain-ids to list them)",
+                        subject=source.label,
+                    )
+                if json_output:
+                    from inspect_tool.render.json import listing_document
+
+                    write_json(listing_document(source, chosen))
+                else:
+                    from inspect_tool.render.console import render_listing
+
+                    render_listing(stdout_console(), source, chosen)
+                return
+            selected = chosen[0].image()
+            if explain_ids:
+                from inspect_tool.analyze.explain import explain_ids as explain
+
+                explanation = explain(source, selected)
+                if json_output:
+                    from inspect_tool.render.json import explain_document
+
+                    write_json(explain_document(explanation))
+                else:
+                    from inspect_tool.render.console import render_explain
+
+                    render_explain(stdout_console(), explanation)
+                return
+            if json_output:
+                from inspect_tool.render.json import image_document
+
+                write_json(image_document(selected))
+            else:
+                from inspect_tool.render.console import render_image
+
+                render_image(stdout_console(), selected)
+        finally:
+            source.close()
+
+
+def verify(
+    path: Path = IMAGE_ARGUMENT,
+    image: str | None = IMAGE_OPTION,
+    ref: str | None = REF_OPTION,
+    platform: str | None = PLATFORM_OPTION,
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="List passed checks too."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Check every blob, digest, diff_id, chain ID and image ID; report all findings.
+
+    Every blob is read to its end. Nothing stops at the first failure: all checks run and
+    are reported. Without --image, --ref or --platform every image in the source is verified.
+    Exit status 0 when every check passes, 1 when any fails.
+
+    Examples:
+
+      dockscope verify image.tar
+
+      dockscope verify --json oci-dir/ | jq '.findings[] | select(.ok == false)'
+    """
+    from inspect_tool.analyze.verify import verify as run_verify
+
+    with handle_errors():
+        source, chosen = _open_and_select(path, image, ref, platform)
+        try:
+            with ByteProgress("verifying") as progress:
+                report = run_verify(source, chosen, progress=progress)
+        finally:
+            source.close()
+        if json_output:
+            from inspect_tool.render.json import verify_document
+
+            write_json(verify_document(report))
+        else:
+            from inspect_tool.render.console import render_verify
+
+            render_verify(stdout_console(), report, verbose=verbose)
+        if not report.ok:
+            raise typer.Exit(int(ExitCode.PROBLEMS))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(inspect)
+    app.command()(verify)

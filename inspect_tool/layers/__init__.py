@@ -1,0 +1,1 @@
+"""Layer tar streams: parsing entries as they stream past, whiteouts, union views."""

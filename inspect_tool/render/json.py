@@ -1,0 +1,135 @@
+"""The JSON documents of docs/JSON.md. Keys here are a contract: add, never rename."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from inspect_tool.analyze.explain import Explanation
+from inspect_tool.analyze.verify import VerifyReport
+from inspect_tool.model.image import Image
+from inspect_tool.sources.source import Candidate, Source
+
+SCHEMA_VERSION = 1
+
+
+def dumps(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2, ensure_ascii=False)
+
+
+def _s(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def image_document(image: Image) -> dict[str, Any]:
+    platform = image.platform
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "image",
+        "source": image.source,
+        "format": image.format.value,
+        "archive_compression": _s(image.archive_compression),
+        "repo_tags": list(image.repo_tags),
+        "ref_name": image.ref_name,
+        "image_id": str(image.image_id),
+        "manifest_digest": _s(image.manifest.digest) if image.manifest else None,
+        "manifest_media_type": image.manifest.media_type if image.manifest else None,
+        "config_media_type": image.config_blob.media_type,
+        "architecture": image.config.text("architecture"),
+        "os": image.config.text("os"),
+        "variant": image.config.text("variant") or (platform.variant if platform else None),
+        "created": image.config.text("created"),
+        "author": image.config.text("author"),
+        "config": dict(image.config.config),
+        "history": list(image.config.history_raw),
+        "layers": [
+            {
+                "index": layer.index,
+                "digest": _s(layer.digest),
+                "diff_id": _s(layer.diff_id),
+                "chain_id": _s(layer.chain_id),
+                "media_type": layer.media_type,
+                "compression": layer.compression.value,
+                "size": layer.size,
+                "uncompressed_size": layer.uncompressed_size,
+                "created_by": layer.created_by,
+                "history_index": layer.history_index,
+            }
+            for layer in image.layers
+        ],
+        "warnings": list(image.warnings),
+    }
+
+
+def listing_document(source: Source, candidates: list[Candidate]) -> dict[str, Any]:
+    images = []
+    for candidate in candidates:
+        try:
+            image: Image | None = candidate.image()
+        except Exception:  # listed even when it cannot be loaded; verify says why
+            image = None
+        platform = candidate.platform or (image.platform if image else None)
+        images.append({
+            "selector": candidate.selector,
+            "repo_tags": list(candidate.repo_tags),
+            "ref_name": candidate.ref_name,
+            "manifest_digest": _s(candidate.manifest_digest),
+            "image_id": str(image.image_id) if image else None,
+            "platform": _s(platform),
+            "media_type": candidate.media_type,
+            "path": list(candidate.index_path),
+        })
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "listing",
+        "source": source.label,
+        "format": source.format.value,
+        "archive_compression": _s(source.archive_compression),
+        "images": images,
+    }
+
+
+def verify_document(report: VerifyReport) -> dict[str, Any]:
+    failed = len(report.failed)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "source": report.source,
+        "format": report.format,
+        "ok": report.ok,
+        "summary": {"passed": len(report.findings) - failed, "failed": failed},
+        "findings": [
+            {
+                "check": f.check,
+                "subject": f.subject,
+                "expected": f.expected,
+                "actual": f.actual,
+                "ok": f.ok,
+                "message": f.message,
+            }
+            for f in report.findings
+        ],
+        "notes": list(report.notes),
+    }
+
+
+def explain_document(explanation: Explanation) -> dict[str, Any]:
+    image = explanation.image
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "explain-ids",
+        "source": image.source,
+        "image_id": str(image.image_id),
+        "steps": [
+            {
+                "title": step.title,
+                "explanation": step.explanation,
+                "formula": step.formula,
+                "value": step.value,
+                "recorded": step.recorded,
+                "matches": step.matches,
+                "command": step.command,
+                "details": list(step.details),
+            }
+            for step in explanation.steps
+        ],
+    }

@@ -1,0 +1,552 @@
+"""Read-only access to the files of an image source: a tar (plain or compressed) or a directory.
+
+A tar is indexed once (member name → offset and size); a member's bytes are then streamed from
+its offset, never extracted. A directory is read in place. Every path asked for is normalised
+first and refused if it would leave the tree, and symlinks (in a tar or on disk) are resolved
+as if the tree's root were ``/``, refusing any that point outside it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import posixpath
+import stat
+import tarfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from inspect_tool.errors import (
+    BlobNotFoundError,
+    InvalidImageError,
+    TruncatedError,
+    UnsafePathError,
+)
+from inspect_tool.model.mediatypes import Compression, sniff_compression
+
+HEAD_SIZE = 512
+# Members up to this size are kept in memory when a compressed archive is indexed,
+# so that manifests and configs can be read without a second pass.
+SMALL_MEMBER = 4 * 1024 * 1024
+SMALL_BUDGET = 64 * 1024 * 1024
+MAX_LINK_HOPS = 40
+CHUNK = 1024 * 1024
+
+
+def clean_path(path: str) -> str:
+    """Normalise a relative path inside a tree; refuse one that climbs out of it."""
+    if "\x00" in path:
+        raise UnsafePathError(f"path contains a NUL byte: {path!r}")
+    if path.startswith("/"):
+        raise UnsafePathError(f"absolute path where a path inside the image is expected: {path}")
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                raise UnsafePathError(f"path points outside the image: {path}")
+            parts.pop()
+            continue
+        parts.append(part)
+    return "/".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One regular file of a tree after links are resolved."""
+
+    path: str  # the path asked for, cleaned
+    target: str  # the path of the file that holds the bytes
+    size: int
+    order: int  # read position; reading files in this order streams the source once
+
+
+class Tree(Protocol):
+    label: str
+    compression: Compression | None
+    parallel_reads: bool
+
+    def entry(self, path: str) -> Entry | None: ...
+
+    def open(self, path: str) -> BinaryIO: ...
+
+    def head(self, path: str, size: int = HEAD_SIZE) -> bytes: ...
+
+    def read(self, path: str, limit: int) -> bytes: ...
+
+    def names(self) -> list[str]: ...
+
+    def close(self) -> None: ...
+
+
+def read_limited(tree: Tree, path: str, limit: int) -> bytes:
+    """Read a whole small file, refusing one larger than ``limit``."""
+    entry = tree.entry(path)
+    if entry is None:
+        raise BlobNotFoundError("file is missing", subject=f"{tree.label}:{path}")
+    if entry.size > limit:
+        raise InvalidImageError(
+            f"file is {entry.size} bytes, more than the {limit}-byte limit for metadata",
+            subject=f"{tree.label}:{path}",
+        )
+    with tree.open(path) as stream:
+        data = stream.read(limit + 1)
+    if len(data) != entry.size:
+        raise TruncatedError(
+            f"read {len(data)} bytes where {entry.size} were expected",
+            subject=f"{tree.label}:{path}",
+        )
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# Tar archives
+
+
+@dataclass(slots=True)
+class _Member:
+    name: str
+    kind: str  # "file", "dir", "symlink", "hardlink", "other"
+    offset: int  # of the data in the (uncompressed) tar stream
+    size: int
+    linkname: str
+    head: bytes
+    data: bytes | None  # kept for small members of compressed archives
+
+
+class _MemberReader(io.RawIOBase):
+    """A bounded reader over one member of an uncompressed tar file, with its own handle."""
+
+    def __init__(self, path: Path, offset: int, size: int) -> None:
+        self._file = open(path, "rb")  # noqa: SIM115 - closed in close()
+        self._file.seek(offset)
+        self._left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self._left <= 0:
+            return 0
+        view = memoryview(buffer)[: min(len(buffer), self._left)]
+        count = self._file.readinto(view)
+        if not count:
+            raise TruncatedError("archive ends inside a member")
+        self._left -= count
+        return count
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0 or size > self._left:
+            size = self._left
+        if size == 0:
+            return b""
+        data = self._file.read(size)
+        if len(data) < size:
+            raise TruncatedError("archive ends inside a member")
+        self._left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+class TarTree:
+    """An indexed tar archive, optionally compressed as a whole with gzip or zstd."""
+
+    def __init__(self, path: Path, compression: Compression) -> None:
+        self.path = path
+        self.label = str(path)
+        self.compression = None if compression is Compression.NONE else compression
+        self.parallel_reads = self.compression is None
+        self._members: dict[str, _Member] = {}
+        self._cursor: _ForwardStream | None = None
+        self._lock = threading.Lock()
+        try:
+            self._index()
+        except (tarfile.TarError, EOFError, OSError, UnicodeError) as exc:
+            raise _tar_error(exc, self.label) from exc
+
+    # -- indexing ------------------------------------------------------------------------------
+    def _index(self) -> None:
+        if self.compression is None:
+            file_size = self.path.stat().st_size
+            with tarfile.open(self.path, mode="r:", encoding="utf-8", errors="surrogateescape") as tf:
+                for info in tf:
+                    if info.isfile() and info.offset_data + info.size > file_size:
+                        raise TruncatedError(
+                            f"archive ends inside member {info.name!r}", subject=self.label
+                        )
+                    self._add(info, None)
+            with open(self.path, "rb") as f:
+                for member in self._members.values():
+                    if member.kind == "file" and member.size:
+                        f.seek(member.offset)
+                        member.head = f.read(min(HEAD_SIZE, member.size))
+            return
+        budget = SMALL_BUDGET
+        with self._decompressed() as raw, tarfile.open(
+            fileobj=raw, mode="r|", encoding="utf-8", errors="surrogateescape"
+        ) as tf:
+            for info in tf:
+                data: bytes | None = None
+                head = b""
+                if info.isfile() and info.size:
+                    extracted = tf.extractfile(info)
+                    assert extracted is not None
+                    if info.size <= SMALL_MEMBER and info.size <= budget:
+                        data = extracted.read()
+                        budget -= len(data)
+                        head = data[:HEAD_SIZE]
+                    else:
+                        head = extracted.read(HEAD_SIZE)
+                    if len(head) < min(HEAD_SIZE, info.size):
+                        raise TruncatedError(
+                            f"archive ends inside member {info.name!r}", subject=self.label
+                        )
+                self._add(info, data, head)
+
+    def _add(self, info: tarfile.TarInfo, data: bytes | None, head: bytes = b"") -> None:
+        if info.isfile():
+            kind = "file"
+        elif info.isdir():
+            kind = "dir"
+        elif info.issym():
+            kind = "symlink"
+        elif info.islnk():
+            kind = "hardlink"
+        else:
+            kind = "other"
+        try:
+            name = clean_path(info.name)
+        except UnsafePathError:
+            return  # a member that climbs out can never be reached by a clean lookup
+        if not name:
+            return
+        self._members[name] = _Member(
+            name, kind, info.offset_data, info.size, info.linkname, head, data
+        )
+
+    def _decompressed(self) -> BinaryIO:
+        raw = open(self.path, "rb")  # noqa: SIM115 - wrapped and closed by the caller
+        if self.compression is Compression.GZIP:
+            import gzip
+
+            return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)  # type: ignore[no-any-return]
+
+    # -- lookups -------------------------------------------------------------------------------
+    def _resolve(self, path: str) -> _Member | None:
+        name = clean_path(path)
+        for _ in range(MAX_LINK_HOPS):
+            member = self._members.get(name)
+            if member is None:
+                # a parent directory may be a symlink
+                member_name = self._resolve_parents(name)
+                if member_name == name:
+                    return None
+                name = member_name
+                continue
+            if member.kind == "symlink":
+                base = posixpath.dirname(name)
+                if member.linkname.startswith("/"):
+                    raise UnsafePathError(
+                        f"member {name!r} is a symlink to an absolute path "
+                        f"({member.linkname}) outside the archive",
+                        subject=self.label,
+                    )
+                try:
+                    name = clean_path(posixpath.join(base, member.linkname))
+                except UnsafePathError as exc:
+                    raise UnsafePathError(
+                        f"member {name!r} is a symlink that points outside the archive "
+                        f"({member.linkname})",
+                        subject=self.label,
+                    ) from exc
+                continue
+            if member.kind == "hardlink":
+                try:
+                    name = clean_path(member.linkname)
+                except UnsafePathError as exc:
+                    raise UnsafePathError(
+                        f"member {name!r} is a hard link outside the archive ({member.linkname})",
+                        subject=self.label,
+                    ) from exc
+                continue
+            return member
+        raise UnsafePathError(f"too many levels of links resolving {path!r}", subject=self.label)
+
+    def _resolve_parents(self, name: str) -> str:
+        parts = name.split("/")
+        for i in range(1, len(parts)):
+            parent = "/".join(parts[:i])
+            member = self._members.get(parent)
+            if member is not None and member.kind == "symlink":
+                if member.linkname.startswith("/"):
+                    raise UnsafePathError(
+                        f"member {parent!r} is a symlink to an absolute path outside the archive",
+                        subject=self.label,
+                    )
+                try:
+                    target = clean_path(posixpath.join(posixpath.dirname(parent), member.linkname))
+                except UnsafePathError as exc:
+                    raise UnsafePathError(
+                        f"member {parent!r} is a symlink that points outside the archive",
+                        subject=self.label,
+                    ) from exc
+                return clean_path("/".join([target, *parts[i:]]))
+        return name
+
+    def entry(self, path: str) -> Entry | None:
+        member = self._resolve(path)
+        if member is None or member.kind != "file":
+            return None
+        return Entry(clean_path(path), member.name, member.size, member.offset)
+
+    def names(self) -> list[str]:
+        return sorted(name for name, m in self._members.items() if m.kind in ("file", "symlink"))
+
+    def head(self, path: str, size: int = HEAD_SIZE) -> bytes:
+        member = self._resolve(path)
+        if member is None or member.kind != "file":
+            raise BlobNotFoundError("file is missing", subject=f"{self.label}:{path}")
+        if size <= len(member.head) or len(member.head) == member.size:
+            return member.head[:size]
+        with self.open(path) as stream:
+            return stream.read(size)
+
+    def read(self, path: str, limit: int) -> bytes:
+        return read_limited(self, path, limit)
+
+    def open(self, path: str) -> BinaryIO:
+        member = self._resolve(path)
+        if member is None or member.kind != "file":
+            raise BlobNotFoundError("file is missing", subject=f"{self.label}:{path}")
+        if member.data is not None:
+            return io.BytesIO(member.data)
+        if self.compression is None:
+            return io.BufferedReader(_MemberReader(self.path, member.offset, member.size), CHUNK)
+        return self._open_forward(member)
+
+    def _open_forward(self, member: _Member) -> BinaryIO:
+        # A compressed archive can only be read forwards: keep one decompressing cursor and
+        # move it to the member; reading members in offset order reads the archive once.
+        with self._lock:
+            cursor = self._cursor
+            if cursor is None or cursor.position > member.offset or cursor.busy:
+                if cursor is not None and not cursor.busy:
+                    cursor.close()
+                cursor = _ForwardStream(self._decompressed())
+                self._cursor = cursor
+            cursor.skip_to(member.offset)
+            return cursor.member(member.size)
+
+    def close(self) -> None:
+        if self._cursor is not None:
+            self._cursor.close()
+            self._cursor = None
+
+
+class _ForwardStream:
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self.position = 0
+        self.busy = False
+
+    def skip_to(self, offset: int) -> None:
+        while self.position < offset:
+            chunk = self._stream.read(min(CHUNK, offset - self.position))
+            if not chunk:
+                raise TruncatedError("archive ends before a member's data")
+            self.position += len(chunk)
+
+    def member(self, size: int) -> BinaryIO:
+        self.busy = True
+        return _ForwardMember(self, size)  # type: ignore[return-value]
+
+    def read(self, size: int) -> bytes:
+        data = self._stream.read(size)
+        self.position += len(data)
+        return data
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+class _ForwardMember(io.RawIOBase):
+    def __init__(self, cursor: _ForwardStream, size: int) -> None:
+        self._cursor = cursor
+        self._left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0 or size > self._left:
+            size = self._left
+        if size == 0:
+            return b""
+        out = bytearray()
+        while len(out) < size:
+            chunk = self._cursor.read(min(CHUNK, size - len(out)))
+            if not chunk:
+                raise TruncatedError("archive ends inside a member")
+            out += chunk
+        self._left -= len(out)
+        return bytes(out)
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._cursor.busy = False
+        super().close()
+
+
+def _tar_error(exc: BaseException, label: str) -> InvalidImageError:
+    if isinstance(exc, InvalidImageError):
+        return exc
+    if isinstance(exc, EOFError | tarfile.ReadError) and "unexpected end" in str(exc).lower():
+        return TruncatedError("archive is truncated", subject=label)
+    if isinstance(exc, EOFError):
+        return TruncatedError("archive is truncated", subject=label)
+    return InvalidImageError(f"not a readable tar archive ({exc})", subject=label)
+
+
+# ---------------------------------------------------------------------------------------------
+# Directories
+
+
+class DirTree:
+    """A directory read in place; symlinks inside it resolve as if it were the root."""
+
+    compression = None
+    parallel_reads = True
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.label = str(root)
+
+    def _real(self, path: str) -> tuple[str, os.stat_result] | None:
+        name = clean_path(path)
+        parts = name.split("/") if name else []
+        resolved: list[str] = []
+        hops = 0
+        while parts:
+            part = parts.pop(0)
+            candidate = "/".join([*resolved, part])
+            try:
+                st = os.lstat(self.root / candidate)
+            except FileNotFoundError:
+                return None
+            except NotADirectoryError:
+                return None
+            if stat.S_ISLNK(st.st_mode):
+                hops += 1
+                if hops > MAX_LINK_HOPS:
+                    raise UnsafePathError(f"too many levels of symlinks in {path!r}", subject=self.label)
+                link = os.readlink(self.root / candidate)
+                if link.startswith("/"):
+                    raise UnsafePathError(
+                        f"{candidate!r} is a symlink to an absolute path ({link}) outside "
+                        "the image directory",
+                        subject=self.label,
+                    )
+                try:
+                    target = clean_path(posixpath.join(*resolved, link) if resolved else link)
+                except UnsafePathError as exc:
+                    raise UnsafePathError(
+                        f"{candidate!r} is a symlink that points outside the image directory "
+                        f"({link})",
+                        subject=self.label,
+                    ) from exc
+                parts = (target.split("/") if target else []) + parts
+                resolved = []
+                continue
+            resolved.append(part)
+        final = "/".join(resolved)
+        return final, os.stat(self.root / final) if final else os.stat(self.root)
+
+    def entry(self, path: str) -> Entry | None:
+        found = self._real(path)
+        if found is None or not stat.S_ISREG(found[1].st_mode):
+            return None
+        return Entry(clean_path(path), found[0], found[1].st_size, 0)
+
+    def open(self, path: str) -> BinaryIO:
+        found = self._real(path)
+        if found is None or not stat.S_ISREG(found[1].st_mode):
+            raise BlobNotFoundError("file is missing", subject=f"{self.label}:{path}")
+        fd = os.open(self.root / found[0], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        return os.fdopen(fd, "rb", buffering=CHUNK)
+
+    def head(self, path: str, size: int = HEAD_SIZE) -> bytes:
+        with self.open(path) as f:
+            return f.read(size)
+
+    def read(self, path: str, limit: int) -> bytes:
+        return read_limited(self, path, limit)
+
+    def names(self) -> list[str]:
+        out: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            rel = os.path.relpath(dirpath, self.root)
+            dirnames.sort()
+            for filename in sorted(filenames):
+                out.append(filename if rel == "." else f"{rel}/{filename}")
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+def iter_chunks(stream: BinaryIO, size: int = CHUNK) -> Iterator[bytes]:
+    while chunk := stream.read(size):
+        yield chunk
+
+
+def open_tree(path: Path) -> Tree:
+    """Open a directory, a tar, or a gzip- or zstd-compressed tar as a tree."""
+    label = str(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise InvalidImageError("no such file or directory", subject=label) from None
+    except OSError as exc:
+        raise InvalidImageError(f"cannot read: {exc.strerror}", subject=label) from None
+    if stat.S_ISDIR(st.st_mode):
+        return DirTree(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise InvalidImageError("not a regular file or directory", subject=label)
+    if st.st_size == 0:
+        raise InvalidImageError("file is empty, not an image archive", subject=label)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(HEAD_SIZE)
+    except OSError as exc:
+        raise InvalidImageError(f"cannot read: {exc.strerror}", subject=label) from None
+    kind = sniff_compression(head)
+    if kind is Compression.UNKNOWN:
+        raise InvalidImageError(
+            f"not an image archive or layout ({describe_bytes(head)})", subject=label
+        )
+    return TarTree(path, kind)
+
+
+def describe_bytes(head: bytes) -> str:
+    """What libmagic says the bytes are, for messages about files that are not images."""
+    try:
+        import magic
+
+        description = str(magic.from_buffer(head))
+    except Exception:  # libmagic missing or failing: the message can do without it
+        description = ""
+    return description or "unrecognised content"
