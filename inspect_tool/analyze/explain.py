@@ -42,25 +42,29 @@ def _member_cmd(source: Source, path: str) -> str:
     if source.format.value in ("oci-layout", "docker-dir"):
         return f"cat {src}/{shlex.quote(path)}"
     compression = source.archive_compression
-    option = {Compression.GZIP: "-z ", Compression.ZSTD: "--zstd "}.get(compression, "")
+    option = {Compression.GZIP: "-z ", Compression.ZSTD: "--zstd "}.get(
+        compression or Compression.NONE, ""
+    )
     return f"tar {option}-xOf {src} {shlex.quote(path)}"
 
 
 def explain_ids(source: Source, image: Image) -> Explanation:
     out = Explanation(image)
     config = image.config
-    out.steps.append(Step(
-        title="Image ID",
-        explanation=(
-            "The image ID is the sha256 of the config JSON exactly as stored: every byte, "
-            "whitespace and key order included. Re-serialising the JSON would change it."
-        ),
-        formula=f"sha256(bytes of {image.config_blob.path}, {len(config.raw)} bytes)",
-        value=str(config.digest),
-        recorded=str(image.config_blob.digest) if image.config_blob.digest else None,
-        command=f"{_member_cmd(source, image.config_blob.path)} | sha256sum",
-        details=(f"first bytes: {config.raw[:60].decode('utf-8', 'replace')}…",),
-    ))
+    out.steps.append(
+        Step(
+            title="Image ID",
+            explanation=(
+                "The image ID is the sha256 of the config JSON exactly as stored: every byte, "
+                "whitespace and key order included. Re-serialising the JSON would change it."
+            ),
+            formula=f"sha256(bytes of {image.config_blob.path}, {len(config.raw)} bytes)",
+            value=str(config.digest),
+            recorded=str(image.config_blob.digest) if image.config_blob.digest else None,
+            command=f"{_member_cmd(source, image.config_blob.path)} | sha256sum",
+            details=(f"first bytes: {config.raw[:60].decode('utf-8', 'replace')}…",),
+        )
+    )
     computed: list[Digest | None] = []
     for layer in image.layers:
         if layer.blob is None:
@@ -90,18 +94,20 @@ def explain_ids(source: Source, image: Image) -> Explanation:
                 f"({blob_digest[:19]}…) hashes the {result.size} compressed bytes, its diff_id "
                 f"the {result.uncompressed_size} bytes of tar inside."
             )
-        out.steps.append(Step(
-            title=f"diff_id of layer {layer.index}",
-            explanation=(
-                "A diff_id is the sha256 of the layer's uncompressed tar stream; the config "
-                f"lists them in rootfs.diff_ids, bottom layer first. {why}"
-            ),
-            formula=f"sha256(decompress(bytes of {layer.blob.path}))",
-            value=str(diff_id) if diff_id else "undecodable stream",
-            recorded=str(layer.diff_id) if layer.diff_id else None,
-            command=f"{_member_cmd(source, layer.blob.path)}{decompress} | sha256sum",
-            details=(f"blob digest: {blob_digest} ({result.size} bytes as stored)",),
-        ))
+        out.steps.append(
+            Step(
+                title=f"diff_id of layer {layer.index}",
+                explanation=(
+                    "A diff_id is the sha256 of the layer's uncompressed tar stream; the config "
+                    f"lists them in rootfs.diff_ids, bottom layer first. {why}"
+                ),
+                formula=f"sha256(decompress(bytes of {layer.blob.path}))",
+                value=str(diff_id) if diff_id else "undecodable stream",
+                recorded=str(layer.diff_id) if layer.diff_id else None,
+                command=f"{_member_cmd(source, layer.blob.path)}{decompress} | sha256sum",
+                details=(f"blob digest: {blob_digest} ({result.size} bytes as stored)",),
+            )
+        )
     previous: Digest | None = None
     for layer in image.layers:
         diff_id = layer.diff_id
@@ -115,46 +121,55 @@ def explain_ids(source: Source, image: Image) -> Explanation:
         else:
             text = f"{previous} {diff_id}"
             chain = Digest.of_bytes(text.encode())
-            formula = f"ChainID(L{layer.index}) = sha256(ChainID(L{layer.index - 1}) + ' ' + DiffID(L{layer.index}))"
+            n = layer.index
+            formula = f"ChainID(L{n}) = sha256(ChainID(L{n - 1}) + ' ' + DiffID(L{n}))"
             command = f"printf '%s' '{text}' | sha256sum"
-            detail = f"hashed string: \"{text[:30]}… {str(diff_id)[:19]}…\" ({len(text)} bytes)"
-        out.steps.append(Step(
-            title=f"chain ID of layer {layer.index}",
-            explanation=(
-                "A chain ID names a layer together with every layer below it: the same diff_id "
-                "on a different base gets a different chain ID. Engines key their layer "
-                "stores by it."
-            ),
-            formula=formula,
-            value=str(chain),
-            recorded=str(layer.chain_id) if layer.chain_id else None,
-            command=command,
-            details=(detail,),
-        ))
+            detail = f'hashed string: "{text[:30]}… {str(diff_id)[:19]}…" ({len(text)} bytes)'
+        out.steps.append(
+            Step(
+                title=f"chain ID of layer {layer.index}",
+                explanation=(
+                    "A chain ID names a layer together with every layer below it: the same diff_id "
+                    "on a different base gets a different chain ID. Engines key their layer "
+                    "stores by it."
+                ),
+                formula=formula,
+                value=str(chain),
+                recorded=str(layer.chain_id) if layer.chain_id else None,
+                command=command,
+                details=(detail,),
+            )
+        )
         previous = chain
     if image.manifest is not None and image.manifest_blob is not None:
-        out.steps.append(Step(
-            title="Manifest digest",
-            explanation=(
-                "The manifest digest is the sha256 of the manifest JSON as stored. The manifest "
-                "names the config and each layer blob by digest, so this one digest pins every "
-                "byte of the image: it is what `image@sha256:…` refers to and what an index "
-                "lists."
-            ),
-            formula=f"sha256(bytes of {image.manifest_blob.path}, {len(image.manifest.raw)} bytes)",
-            value=str(image.manifest.digest),
-            recorded=str(image.manifest_blob.digest) if image.manifest_blob.digest else None,
-            command=f"{_member_cmd(source, image.manifest_blob.path)} | sha256sum",
-        ))
+        out.steps.append(
+            Step(
+                title="Manifest digest",
+                explanation=(
+                    "The manifest digest is the sha256 of the manifest JSON as stored. The "
+                    "manifest names the config and each layer blob by digest, so this one digest "
+                    "pins every byte of the image: it is what `image@sha256:…` refers to and "
+                    "what an index lists."
+                ),
+                formula=(
+                    f"sha256(bytes of {image.manifest_blob.path}, {len(image.manifest.raw)} bytes)"
+                ),
+                value=str(image.manifest.digest),
+                recorded=str(image.manifest_blob.digest) if image.manifest_blob.digest else None,
+                command=f"{_member_cmd(source, image.manifest_blob.path)} | sha256sum",
+            )
+        )
     else:
-        out.steps.append(Step(
-            title="Manifest digest",
-            explanation=(
-                "A legacy `docker save` archive holds no registry manifest, so it has no "
-                "manifest digest; an engine computes one when it pushes the image (and it then "
-                "depends on how the layers are compressed)."
-            ),
-            formula="none in this format",
-            value=None,
-        ))
+        out.steps.append(
+            Step(
+                title="Manifest digest",
+                explanation=(
+                    "A legacy `docker save` archive holds no registry manifest, so it has no "
+                    "manifest digest; an engine computes one when it pushes the image (and it then "
+                    "depends on how the layers are compressed)."
+                ),
+                formula="none in this format",
+                value=None,
+            )
+        )
     return out

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from inspect_tool.errors import DockscopeError
 from inspect_tool.layers.hashing import BlobHash, hash_blob, hash_layer
@@ -39,8 +40,8 @@ class VerifyReport:
         return [f for f in self.findings if not f.ok]
 
 
-class Progress:
-    """Receives the total bytes to hash, then each advance (called from worker threads)."""
+class Progress(Protocol):
+    """Receives the total bytes to hash, then each advance (serialised by verify)."""
 
     def start(self, total: int) -> None: ...
 
@@ -55,25 +56,35 @@ def verify(
     progress: Progress | None = None,
 ) -> VerifyReport:
     chosen = list(source.candidates if candidates is None else candidates)
-    report = VerifyReport(source.label, source.format.value, list(source.findings),
-                          list(source.notes))
+    report = VerifyReport(
+        source.label, source.format.value, list(source.findings), list(source.notes)
+    )
     images: list[Image] = []
     for candidate in chosen:
         try:
             images.append(candidate.image())
         except DockscopeError as exc:
-            report.findings.append(Finding(
-                "blob-exists" if "missing" in exc.message else "image-readable",
-                exc.subject or f"image {candidate.selector}", "readable image", exc.message,
-                False))
+            report.findings.append(
+                Finding(
+                    "blob-exists" if "missing" in exc.message else "image-readable",
+                    exc.subject or f"image {candidate.selector}",
+                    "readable image",
+                    exc.message,
+                    False,
+                )
+            )
     jobs = _plan(source, images)
     results = _run(source, jobs, workers=workers, progress=progress)
     selected_digests = {str(c.manifest_digest) for c in chosen if c.manifest_digest}
     for blob in source.walked:
         if blob.role == "manifest" and blob.digest and str(blob.digest) not in selected_digests:
             continue  # a manifest of an image that was not selected
-        _check_blob(report, blob, results.get(blob.path), check_digest=(
-            "manifest-digest" if blob.role == "manifest" else "blob-digest"))
+        _check_blob(
+            report,
+            blob,
+            results.get(blob.path),
+            check_digest=("manifest-digest" if blob.role == "manifest" else "blob-digest"),
+        )
     for image in images:
         _check_image(report, image, results)
     return report
@@ -120,6 +131,7 @@ def _run(
     lock = threading.Lock()
     advance: Callable[[int], None] | None = None
     if progress is not None:
+
         def advance(amount: int) -> None:
             with lock:
                 progress.advance(amount)
@@ -165,8 +177,11 @@ def _check_blob(
         return None
     add(Finding("blob-exists", subject, "present", "present", True))
     if blob.size is not None:
-        add(Finding("blob-size", subject, str(blob.size), str(result.size),
-                    blob.size == result.size))
+        add(
+            Finding(
+                "blob-size", subject, str(blob.size), str(result.size), blob.size == result.size
+            )
+        )
     if blob.digest is not None:
         actual = f"{blob.digest.algorithm}:{result.digest_hex}"
         add(Finding(check_digest, subject, str(blob.digest), actual, actual == str(blob.digest)))
@@ -179,20 +194,42 @@ def _check_image(
     add = report.findings.append
     name = image.display_name
     if image.manifest_blob is not None:
-        _check_blob(report, image.manifest_blob, results.get(image.manifest_blob.path),
-                    check_digest="manifest-digest",
-                    subject=f"manifest of {name} ({image.manifest_blob.path})")
+        _check_blob(
+            report,
+            image.manifest_blob,
+            results.get(image.manifest_blob.path),
+            check_digest="manifest-digest",
+            subject=f"manifest of {name} ({image.manifest_blob.path})",
+        )
     config_blob = image.config_blob
     config_subject = f"config of {name} ({config_blob.path})"
-    config_result = _check_blob(report, config_blob, results.get(config_blob.path),
-                                check_digest="image-id", subject=config_subject)
+    config_result = _check_blob(
+        report,
+        config_blob,
+        results.get(config_blob.path),
+        check_digest="image-id",
+        subject=config_subject,
+    )
     if config_result is not None and config_blob.digest is None:
-        add(Finding("image-id", config_subject, "no digest claimed by the source",
-                    str(image.image_id), True))
+        add(
+            Finding(
+                "image-id",
+                config_subject,
+                "no digest claimed by the source",
+                str(image.image_id),
+                True,
+            )
+        )
     declared = image.diff_ids
-    add(Finding("diff-id-count", f"{name}: rootfs.diff_ids against layers",
-                str(len(declared)), str(len(image.layers)),
-                len(declared) == len(image.layers) and all(lyr.blob for lyr in image.layers)))
+    add(
+        Finding(
+            "diff-id-count",
+            f"{name}: rootfs.diff_ids against layers",
+            str(len(declared)),
+            str(len(image.layers)),
+            len(declared) == len(image.layers) and all(lyr.blob for lyr in image.layers),
+        )
+    )
     actual_diff_ids: list[Digest | None] = []
     for layer in image.layers:
         label = f"layer {layer.index} of {name}"
@@ -200,44 +237,84 @@ def _check_image(
             actual_diff_ids.append(None)
             continue
         subject = f"{label} ({layer.blob.path})"
-        result = _check_blob(report, layer.blob, results.get(layer.blob.path),
-                             check_digest="blob-digest", subject=subject)
+        result = _check_blob(
+            report,
+            layer.blob,
+            results.get(layer.blob.path),
+            check_digest="blob-digest",
+            subject=subject,
+        )
         if result is None:
             actual_diff_ids.append(None)
             continue
         wanted = declared_compression(layer.media_type)
         if wanted is not None:
-            add(Finding("media-type", subject, f"{wanted.value} ({layer.media_type})",
-                        result.compression.value, wanted is result.compression))
+            add(
+                Finding(
+                    "media-type",
+                    subject,
+                    f"{wanted.value} ({layer.media_type})",
+                    result.compression.value,
+                    wanted is result.compression,
+                )
+            )
         elif result.compression is Compression.UNKNOWN:
-            add(Finding("media-type", subject, "a tar, gzip or zstd stream",
-                        "unrecognised bytes", False))
+            add(
+                Finding(
+                    "media-type", subject, "a tar, gzip or zstd stream", "unrecognised bytes", False
+                )
+            )
         problems: list[str] = []
         if result.stream_error:
             problems.append(result.stream_error)
         if result.trailing_bytes:
-            problems.append(f"{result.trailing_bytes} bytes after the end of the "
-                            f"{result.compression.value} stream")
+            problems.append(
+                f"{result.trailing_bytes} bytes after the end of the "
+                f"{result.compression.value} stream"
+            )
         scan = result.scan
         if scan is not None:
             if scan.error:
                 problems.append(scan.error)
             if scan.trailing_nonzero:
-                problems.append(f"{scan.trailing_nonzero} non-zero bytes after the tar's "
-                                "end-of-archive marker")
-        add(Finding("layer-tar", subject, "a well-formed tar stream",
-                    "; ".join(problems) or "well-formed", not problems))
+                problems.append(
+                    f"{scan.trailing_nonzero} non-zero bytes after the tar's end-of-archive marker"
+                )
+        add(
+            Finding(
+                "layer-tar",
+                subject,
+                "a well-formed tar stream",
+                "; ".join(problems) or "well-formed",
+                not problems,
+            )
+        )
         if scan is not None:
             dups = sorted(set(scan.duplicates))
-            add(Finding("duplicate-path", subject, "no path twice",
-                        ", ".join(dups[:5]) + (f" (+{len(dups) - 5} more)" if len(dups) > 5
-                                               else "") if dups else "none", not dups))
+            add(
+                Finding(
+                    "duplicate-path",
+                    subject,
+                    "no path twice",
+                    ", ".join(dups[:5]) + (f" (+{len(dups) - 5} more)" if len(dups) > 5 else "")
+                    if dups
+                    else "none",
+                    not dups,
+                )
+            )
         got = Digest("sha256", result.diff_id_hex) if result.diff_id_hex else None
         actual_diff_ids.append(got if not result.stream_error else None)
         if layer.diff_id is not None:
             actual = str(got) if got and not result.stream_error else "undecodable stream"
-            add(Finding("diff-id", f"{label} (uncompressed {layer.blob.path})",
-                        str(layer.diff_id), actual, actual == str(layer.diff_id)))
+            add(
+                Finding(
+                    "diff-id",
+                    f"{label} (uncompressed {layer.blob.path})",
+                    str(layer.diff_id),
+                    actual,
+                    actual == str(layer.diff_id),
+                )
+            )
     # Chain IDs: each layer's chain ID computed from the declared diff_ids must equal the one
     # computed from the bytes actually present.
     declared_chain = chain_ids(declared)
@@ -247,5 +324,12 @@ def _check_image(
         actual_chain = []
     for i, expected in enumerate(declared_chain):
         actual_value = str(actual_chain[i]) if i < len(actual_chain) else "not computable"
-        add(Finding("chain-id", f"layer {i} of {name}", str(expected), actual_value,
-                    actual_value == str(expected)))
+        add(
+            Finding(
+                "chain-id",
+                f"layer {i} of {name}",
+                str(expected),
+                actual_value,
+                actual_value == str(expected),
+            )
+        )

@@ -16,15 +16,22 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 IMAGE_OPTION = typer.Option(
-    None, "--image", "-i", metavar="NAME:TAG|N",
+    None,
+    "--image",
+    "-i",
+    metavar="NAME:TAG|N",
     help="Choose an image of a multi-image archive by tag or by 1-based position.",
 )
 REF_OPTION = typer.Option(
-    None, "--ref", metavar="NAME",
+    None,
+    "--ref",
+    metavar="NAME",
     help="Choose a manifest by its org.opencontainers.image.ref.name annotation.",
 )
 PLATFORM_OPTION = typer.Option(
-    None, "--platform", metavar="OS/ARCH[/VARIANT]",
+    None,
+    "--platform",
+    metavar="OS/ARCH[/VARIANT]",
     help="Choose the image for one platform of a multi-platform index.",
 )
 JSON_OPTION = typer.Option(False, "--json", help="Write one JSON document (docs/JSON.md).")
@@ -96,8 +103,13 @@ class ByteProgress:
             )
 
             self._progress = Progress(
-                "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                TransferSpeedColumn(), TimeRemainingColumn(), console=console, transient=True,
+                "[progress.description]{task.description}",
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=console,
+                transient=True,
             )
             self._progress.start()
         return self

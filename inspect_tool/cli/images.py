@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from inspect_tool.sources import Candidate, Source
 
 IMAGE_ARGUMENT = typer.Argument(
-    ..., metavar="IMAGE",
+    ...,
+    metavar="IMAGE",
     help="An image archive (.tar, .tar.gz, .tar.zst) or layout directory.",
     show_default=False,
 )
@@ -51,7 +52,8 @@ def inspect(
     ref: str | None = REF_OPTION,
     platform: str | None = PLATFORM_OPTION,
     explain_ids: bool = typer.Option(
-        False, "--explain-ids",
+        False,
+        "--explain-ids",
         help="Show, step by step with this image's values, how its image ID, diff_ids, "
         "chain IDs and manifest digest are computed from bytes (reads every layer).",
     ),

@@ -193,7 +193,9 @@ def _pull_zstd(tee: _Tee, state: _Layer) -> tuple[str | None, int]:
     import zstandard
 
     reader = zstandard.ZstdDecompressor().stream_reader(
-        tee, read_size=CHUNK, read_across_frames=True
+        tee,  # type: ignore[arg-type]  # any object with read() will do
+        read_size=CHUNK,
+        read_across_frames=True,
     )
     try:
         while out := reader.read(MAX_OUTPUT):

@@ -82,11 +82,15 @@ def render_image(console: Console, image: Image) -> None:
     row("Tags", ", ".join(image.repo_tags) or None)
     if image.ref_name:
         row("Ref name", image.ref_name)
-    compression = f", {image.archive_compression.value}-compressed" if image.archive_compression else ""
+    compression = (
+        f", {image.archive_compression.value}-compressed" if image.archive_compression else ""
+    )
     row("Format", FORMAT_NAMES.get(image.format.value, image.format.value) + compression)
     row("Image ID", str(image.image_id))
-    row("Manifest digest", str(image.manifest.digest) if image.manifest else
-        "none (this format stores no manifest)")
+    row(
+        "Manifest digest",
+        str(image.manifest.digest) if image.manifest else "none (this format stores no manifest)",
+    )
     row("Platform", str(image.platform) if image.platform else None)
     row("Created", image.config.text("created"))
     row("Author", image.config.text("author"))
@@ -99,13 +103,18 @@ def render_image(console: Console, image: Image) -> None:
     row("Ports", _format_ports(config.get("ExposedPorts")) or None)
     row("Volumes", _format_ports(config.get("Volumes")) or None)
     labels = config.get("Labels")
-    row("Labels", "\n".join(f"{k}={v}" for k, v in sorted(labels.items()))
-        if isinstance(labels, Mapping) and labels else None)
+    row(
+        "Labels",
+        "\n".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        if isinstance(labels, Mapping) and labels
+        else None,
+    )
     row("Healthcheck", _format_healthcheck(config.get("Healthcheck")) or None)
     row("StopSignal", config.get("StopSignal") or None)
     title = image.repo_tags[0] if image.repo_tags else _short(image.image_id)
-    console.print(Panel(summary, title=f"[bold]{escape(title)}[/]", title_align="left",
-                        expand=False))
+    console.print(
+        Panel(summary, title=f"[bold]{escape(title)}[/]", title_align="left", expand=False)
+    )
     console.print(layers_table(image))
     for warning in image.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}")
@@ -113,21 +122,32 @@ def render_image(console: Console, image: Image) -> None:
 
 def layers_table(image: Image) -> Table:
     """Layers bottom to top, with empty history steps aligned between them."""
-    table = Table(title="Layers (bottom to top)", title_justify="left", box=box.SIMPLE_HEAD,
-                  expand=False, pad_edge=False)
+    table = Table(
+        title="Layers (bottom to top)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        expand=False,
+        pad_edge=False,
+    )
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("diff_id\ndigest", no_wrap=True)
     table.add_column("size\nunpacked", justify="right", no_wrap=True)
     table.add_column("type", no_wrap=True)
     table.add_column("created_by", overflow="fold", min_width=24)
-    by_history = {layer.history_index: layer for layer in image.layers
-                  if layer.history_index is not None}
+    by_history = {
+        layer.history_index: layer for layer in image.layers if layer.history_index is not None
+    }
     shown: set[int] = set()
     for h_index, entry in enumerate(image.history):
         layer = by_history.get(h_index)
         if layer is None:
-            table.add_row("", "", "", Text("empty", style="dim"),
-                          Text(short_created_by(entry.created_by), style="dim"))
+            table.add_row(
+                "",
+                "",
+                "",
+                Text("empty", style="dim"),
+                Text(short_created_by(entry.created_by), style="dim"),
+            )
             continue
         shown.add(layer.index)
         table.add_row(*_layer_cells(layer))
@@ -148,9 +168,9 @@ def short_created_by(created_by: str | None) -> str:
         return ""
     text = created_by.strip()
     if text.startswith(_NOP):
-        text = text[len(_NOP):].strip()
+        text = text[len(_NOP) :].strip()
     elif text.startswith(_SHELL):
-        text = "RUN " + text[len(_SHELL):].strip()
+        text = "RUN " + text[len(_SHELL) :].strip()
     return _LONG_HEX.sub(r"\1…", text)
 
 
@@ -193,7 +213,9 @@ def render_listing(console: Console, source: Source, candidates: list[Candidate]
     table = Table(
         title=f"{escape(source.label)}: {FORMAT_NAMES.get(source.format.value, '')}, "
         f"{len(candidates)} images",
-        title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
     )
     for column in ("--image", "tags", "ref", "platform", "image ID", "manifest", "via"):
         table.add_column(column, no_wrap=column not in ("tags", "via"))
@@ -250,15 +272,18 @@ def render_verify(console: Console, report: VerifyReport, *, verbose: bool = Fal
     passed = len(report.findings) - failed
     if failed:
         checks = sorted({f.check for f in report.failed})
-        console.print(f"[bold red]FAILED[/]: {failed} of {len(report.findings)} checks failed "
-                      f"({', '.join(checks)}); {passed} passed.")
+        console.print(
+            f"[bold red]FAILED[/]: {failed} of {len(report.findings)} checks failed "
+            f"({', '.join(checks)}); {passed} passed."
+        )
     else:
         console.print(f"[bold green]OK[/]: all {passed} checks passed.")
 
 
 def render_explain(console: Console, explanation: Explanation) -> None:
-    console.print(f"[bold]How the identifiers of {escape(explanation.image.source)} are "
-                  "computed[/]\n")
+    console.print(
+        f"[bold]How the identifiers of {escape(explanation.image.source)} are computed[/]\n"
+    )
     for number, step in enumerate(explanation.steps, 1):
         parts: list[Any] = [Text(step.explanation)]
         parts.append(Text.assemble(("formula  ", "bold"), step.formula))

@@ -69,16 +69,18 @@ def listing_document(source: Source, candidates: list[Candidate]) -> dict[str, A
         except Exception:  # listed even when it cannot be loaded; verify says why
             image = None
         platform = candidate.platform or (image.platform if image else None)
-        images.append({
-            "selector": candidate.selector,
-            "repo_tags": list(candidate.repo_tags),
-            "ref_name": candidate.ref_name,
-            "manifest_digest": _s(candidate.manifest_digest),
-            "image_id": str(image.image_id) if image else None,
-            "platform": _s(platform),
-            "media_type": candidate.media_type,
-            "path": list(candidate.index_path),
-        })
+        images.append(
+            {
+                "selector": candidate.selector,
+                "repo_tags": list(candidate.repo_tags),
+                "ref_name": candidate.ref_name,
+                "manifest_digest": _s(candidate.manifest_digest),
+                "image_id": str(image.image_id) if image else None,
+                "platform": _s(platform),
+                "media_type": candidate.media_type,
+                "path": list(candidate.index_path),
+            }
+        )
     return {
         "schema_version": SCHEMA_VERSION,
         "kind": "listing",

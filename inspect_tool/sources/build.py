@@ -60,9 +60,12 @@ def parse_manifest(raw: bytes, data: object, *, subject: str) -> Manifest:
 
 
 def looks_like_index(data: object) -> bool:
-    return isinstance(data, dict) and isinstance(data.get("manifests"), list | None) and (
-        "manifests" in data or data.get("mediaType") in INDEX_TYPES
-    ) and "config" not in data
+    return (
+        isinstance(data, dict)
+        and isinstance(data.get("manifests"), list | None)
+        and ("manifests" in data or data.get("mediaType") in INDEX_TYPES)
+        and "config" not in data
+    )
 
 
 @dataclass(frozen=True, slots=True)

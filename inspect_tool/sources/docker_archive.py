@@ -31,8 +31,9 @@ def read_docker_archive(path: Path, tree: Tree, fmt: ImageFormat) -> Source:
     _, data = read_json(tree, "manifest.json")
     entries = [
         expect_object(e, subject=subject, what=f"manifest.json entry {i}")
-        for i, e in enumerate(expect_list(data, subject=subject, what="manifest.json",
-                                          allow_null=False))
+        for i, e in enumerate(
+            expect_list(data, subject=subject, what="manifest.json", allow_null=False)
+        )
     ]
     oci = _OciView(source) if tree.entry("index.json") is not None else None
     for i, entry in enumerate(entries):
@@ -70,20 +71,24 @@ def _add_entry(source: Source, entry: dict[str, Any], position: int, oci: _OciVi
     tree = source.tree
     what = f"manifest.json entry {position}"
     config_path = _member_path(source, entry.get("Config"), f"{what} Config")
-    tags_raw = expect_list(entry.get("RepoTags"), subject=f"{tree.label}:manifest.json",
-                           what="RepoTags")
+    tags_raw = expect_list(
+        entry.get("RepoTags"), subject=f"{tree.label}:manifest.json", what="RepoTags"
+    )
     repo_tags = tuple(str(t) for t in tags_raw)
     layer_paths = [
         _member_path(source, p, f"{what} Layers[{i}]")
-        for i, p in enumerate(expect_list(entry.get("Layers"), subject=f"{tree.label}:manifest.json",
-                                          what="Layers"))
+        for i, p in enumerate(
+            expect_list(entry.get("Layers"), subject=f"{tree.label}:manifest.json", what="Layers")
+        )
     ]
-    layer_sources = entry.get("LayerSources") if isinstance(entry.get("LayerSources"), dict) else {}
+    raw_sources = entry.get("LayerSources")
+    layer_sources: dict[str, Any] = raw_sources if isinstance(raw_sources, dict) else {}
     config_digest = _claimed_digest(config_path)
     selector = str(position + 1)
     name = repo_tags[0] if repo_tags else f"image {selector}"
-    config_blob = Blob(config_path, "config", config_digest, None,
-                       MediaType.DOCKER_CONFIG, f"config of {name}")
+    config_blob = Blob(
+        config_path, "config", config_digest, None, MediaType.DOCKER_CONFIG, f"config of {name}"
+    )
     specs: list[LayerSpec] = []
     for i, layer_path in enumerate(layer_paths):
         digest = _claimed_digest(layer_path) if layer_path.startswith("blobs/") else None
@@ -91,16 +96,32 @@ def _add_entry(source: Source, entry: dict[str, Any], position: int, oci: _OciVi
         declared_size: int | None = None
         if digest is not None and str(digest) in layer_sources:
             try:
-                desc = Descriptor.from_json(layer_sources[str(digest)],
-                                            subject=f"{tree.label}:manifest.json",
-                                            what="LayerSources entry")
+                desc = Descriptor.from_json(
+                    layer_sources[str(digest)],
+                    subject=f"{tree.label}:manifest.json",
+                    what="LayerSources entry",
+                )
                 media_type, declared_size = desc.media_type, desc.size
             except DockscopeError as exc:
-                source.findings.append(Finding("layer-sources", f"{tree.label}:manifest.json",
-                                               None, None, False, exc.message))
-        specs.append(LayerSpec(
-            Blob(layer_path, "layer", digest, declared_size, media_type, f"layer {i} of {name}"),
-            digest, media_type))
+                source.findings.append(
+                    Finding(
+                        "layer-sources",
+                        f"{tree.label}:manifest.json",
+                        None,
+                        None,
+                        False,
+                        exc.message,
+                    )
+                )
+        specs.append(
+            LayerSpec(
+                Blob(
+                    layer_path, "layer", digest, declared_size, media_type, f"layer {i} of {name}"
+                ),
+                digest,
+                media_type,
+            )
+        )
     if source.format is ImageFormat.DOCKER_ARCHIVE and layer_paths:
         _check_legacy_json(source, layer_paths, name)
 
@@ -110,28 +131,48 @@ def _add_entry(source: Source, entry: dict[str, Any], position: int, oci: _OciVi
 
     def load() -> Image:
         if tree.entry(config_path) is None:
-            raise BlobNotFoundError(f"Config {config_path} named in manifest.json is missing",
-                                    subject=f"{tree.label}:{config_path}")
+            raise BlobNotFoundError(
+                f"Config {config_path} named in manifest.json is missing",
+                subject=f"{tree.label}:{config_path}",
+            )
         manifest: Manifest | None = None
         manifest_blob: Blob | None = None
         if manifest_desc is not None:
-            manifest_blob = Blob(f"blobs/{manifest_desc.digest.algorithm}/{manifest_desc.digest.hex}",
-                                 "manifest", manifest_desc.digest, manifest_desc.size,
-                                 manifest_desc.media_type, f"manifest of {name}")
+            manifest_blob = Blob(
+                f"blobs/{manifest_desc.digest.algorithm}/{manifest_desc.digest.hex}",
+                "manifest",
+                manifest_desc.digest,
+                manifest_desc.size,
+                manifest_desc.media_type,
+                f"manifest of {name}",
+            )
             raw, data = read_json(tree, manifest_blob.path)
             manifest = parse_manifest(raw, data, subject=f"{tree.label}:{manifest_blob.path}")
         return build_image(
-            tree, source=source.label, fmt=source.format, selector=selector,
-            repo_tags=repo_tags, ref_name=manifest_desc.ref_name if manifest_desc else None,
-            config_blob=config_blob, manifest=manifest, manifest_blob=manifest_blob,
+            tree,
+            source=source.label,
+            fmt=source.format,
+            selector=selector,
+            repo_tags=repo_tags,
+            ref_name=manifest_desc.ref_name if manifest_desc else None,
+            config_blob=config_blob,
+            manifest=manifest,
+            manifest_blob=manifest_blob,
             layers=specs,
         )
 
-    source.candidates.append(Candidate(
-        selector, repo_tags, manifest_desc.ref_name if manifest_desc else None,
-        manifest_desc.digest if manifest_desc else None,
-        manifest_desc.media_type if manifest_desc else None,
-        manifest_desc.platform if manifest_desc else None, (), load))
+    source.candidates.append(
+        Candidate(
+            selector,
+            repo_tags,
+            manifest_desc.ref_name if manifest_desc else None,
+            manifest_desc.digest if manifest_desc else None,
+            manifest_desc.media_type if manifest_desc else None,
+            manifest_desc.platform if manifest_desc else None,
+            (),
+            load,
+        )
+    )
 
 
 def _check_legacy_json(source: Source, layer_paths: list[str], name: str) -> None:
@@ -154,14 +195,26 @@ def _check_legacy_json(source: Source, layer_paths: list[str], name: str) -> Non
             continue
         layer_id = obj.get("id")
         dir_id = directory.rsplit("/", 1)[-1]
-        source.findings.append(Finding(
-            "legacy-json", f"{subject} (layer {i} of {name}): id", dir_id, str(layer_id),
-            layer_id == dir_id))
+        source.findings.append(
+            Finding(
+                "legacy-json",
+                f"{subject} (layer {i} of {name}): id",
+                dir_id,
+                str(layer_id),
+                layer_id == dir_id,
+            )
+        )
         if previous is not None or i == 0:
             parent = obj.get("parent")
-            source.findings.append(Finding(
-                "legacy-json", f"{subject} (layer {i} of {name}): parent",
-                str(previous), str(parent), parent == previous))
+            source.findings.append(
+                Finding(
+                    "legacy-json",
+                    f"{subject} (layer {i} of {name}): parent",
+                    str(previous),
+                    str(parent),
+                    parent == previous,
+                )
+            )
         previous = layer_id if isinstance(layer_id, str) else None
 
 
@@ -175,8 +228,9 @@ def _check_repositories(source: Source, entries: list[dict[str, Any]]) -> None:
         _, data = read_json(tree, "repositories")
         repos = expect_object(data, subject=subject, what="repositories")
     except DockscopeError as exc:
-        source.findings.append(Finding("legacy-repositories", subject, None, None, False,
-                                       exc.message))
+        source.findings.append(
+            Finding("legacy-repositories", subject, None, None, False, exc.message)
+        )
         return
     tops: dict[str, str] = {}
     for entry in entries:
@@ -188,17 +242,29 @@ def _check_repositories(source: Source, entries: list[dict[str, Any]]) -> None:
             tops[str(tag)] = top_dir.rsplit("/", 1)[-1]
     for repo, tags in repos.items():
         if not isinstance(tags, dict):
-            source.findings.append(Finding("legacy-repositories", f"{subject}: {repo}", "object",
-                                           type(tags).__name__, False))
+            source.findings.append(
+                Finding(
+                    "legacy-repositories",
+                    f"{subject}: {repo}",
+                    "object",
+                    type(tags).__name__,
+                    False,
+                )
+            )
             continue
         for tag, layer_id in tags.items():
             full = f"{repo}:{tag}"
             expected = tops.get(full)
-            source.findings.append(Finding(
-                "legacy-repositories", f"{subject}: {full}",
-                expected if expected is not None else "a tag listed in manifest.json",
-                str(layer_id), expected is not None and layer_id == expected,
-                "" if expected is not None or not tops else "tag not in manifest.json"))
+            source.findings.append(
+                Finding(
+                    "legacy-repositories",
+                    f"{subject}: {full}",
+                    expected if expected is not None else "a tag listed in manifest.json",
+                    str(layer_id),
+                    expected is not None and layer_id == expected,
+                    "" if expected is not None or not tops else "tag not in manifest.json",
+                )
+            )
 
 
 class _OciView:
@@ -267,16 +333,24 @@ class _OciView:
     def compare(self, source: Source) -> None:
         """Report where manifest.json and index.json disagree (the two views of one archive)."""
         subject = f"{source.label}: manifest.json against index.json"
-        for key, (descriptor, manifest) in self.manifests.items():
+        for key, (descriptor, _manifest) in self.manifests.items():
             if key not in self.matched:
-                source.findings.append(Finding(
-                    "docker25-agreement", subject, "listed in manifest.json",
-                    f"manifest {descriptor.digest} (config {key}) only in index.json", False))
+                source.findings.append(
+                    Finding(
+                        "docker25-agreement",
+                        subject,
+                        "listed in manifest.json",
+                        f"manifest {descriptor.digest} (config {key}) only in index.json",
+                        False,
+                    )
+                )
         for candidate in source.candidates:
             if candidate.manifest_digest is None:
                 continue
-            pair = next((m for d, m in self.manifests.values()
-                         if d.digest == candidate.manifest_digest), None)
+            pair = next(
+                (m for d, m in self.manifests.values() if d.digest == candidate.manifest_digest),
+                None,
+            )
             if pair is None:
                 continue
             try:
@@ -285,11 +359,23 @@ class _OciView:
                 continue
             docker_layers = [str(layer.digest) for layer in image.layers]
             oci_layers = [str(d.digest) for d in pair.layers]
-            source.findings.append(Finding(
-                "docker25-agreement", f"{subject}: layers of image {candidate.selector}",
-                " ".join(oci_layers), " ".join(docker_layers), docker_layers == oci_layers))
+            source.findings.append(
+                Finding(
+                    "docker25-agreement",
+                    f"{subject}: layers of image {candidate.selector}",
+                    " ".join(oci_layers),
+                    " ".join(docker_layers),
+                    docker_layers == oci_layers,
+                )
+            )
         if not self.listed and source.candidates:
-            source.findings.append(Finding(
-                "docker25-agreement", subject, "index.json and manifest.json list the same images",
-                "index.json lists no manifests", True,
-                "nothing to disagree with: manifest.json is authoritative"))
+            source.findings.append(
+                Finding(
+                    "docker25-agreement",
+                    subject,
+                    "index.json and manifest.json list the same images",
+                    "index.json lists no manifests",
+                    True,
+                    "nothing to disagree with: manifest.json is authoritative",
+                )
+            )

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from inspect_tool.errors import BlobNotFoundError, DockscopeError, InvalidImageError
+from inspect_tool.model.finding import Finding
 from inspect_tool.model.image import CONTAINERD_NAME, Blob, Descriptor, Image, ImageFormat
 from inspect_tool.model.jsondoc import expect_list, expect_object
 from inspect_tool.model.mediatypes import INDEX_TYPES, MANIFEST_TYPES
@@ -18,7 +19,6 @@ from inspect_tool.sources.build import (
     parse_manifest,
     read_json,
 )
-from inspect_tool.model.finding import Finding
 from inspect_tool.sources.source import Candidate, Source
 from inspect_tool.sources.tree import Tree
 
@@ -39,15 +39,27 @@ def check_layout_file(source: Source) -> None:
     tree = source.tree
     if tree.entry("oci-layout") is None:
         source.findings.append(
-            Finding("oci-layout", f"{tree.label}:oci-layout", "present", "missing", False,
-                    "the OCI layout has no oci-layout file")
+            Finding(
+                "oci-layout",
+                f"{tree.label}:oci-layout",
+                "present",
+                "missing",
+                False,
+                "the OCI layout has no oci-layout file",
+            )
         )
         return
     _, data = read_json(tree, "oci-layout")
     version = data.get("imageLayoutVersion") if isinstance(data, dict) else None
     source.findings.append(
-        Finding("oci-layout", f"{tree.label}:oci-layout", "1.0.0", str(version),
-                version == "1.0.0", "imageLayoutVersion")
+        Finding(
+            "oci-layout",
+            f"{tree.label}:oci-layout",
+            "1.0.0",
+            str(version),
+            version == "1.0.0",
+            "imageLayoutVersion",
+        )
     )
 
 
@@ -86,8 +98,14 @@ def _walk(
         path = blob_path(descriptor.digest)
         media_type = descriptor.media_type
         kind = "index" if media_type in INDEX_TYPES else "manifest"
-        blob = Blob(path, kind, descriptor.digest, descriptor.size, media_type,
-                    f"{kind} {descriptor.digest.short} listed in {subject_path}")
+        blob = Blob(
+            path,
+            kind,
+            descriptor.digest,
+            descriptor.size,
+            media_type,
+            f"{kind} {descriptor.digest.short} listed in {subject_path}",
+        )
         if media_type in MANIFEST_TYPES:
             source.walked.append(blob)
             found.append((descriptor, ref, trail))
@@ -97,28 +115,52 @@ def _walk(
             continue  # verify reports the missing blob
         if str(descriptor.digest) in seen:
             source.findings.append(
-                Finding("index-cycle", subject, None, str(descriptor.digest), False,
-                        "an index refers back to itself")
+                Finding(
+                    "index-cycle",
+                    subject,
+                    None,
+                    str(descriptor.digest),
+                    False,
+                    "an index refers back to itself",
+                )
             )
             continue
         try:
             _, child = read_json(tree, path)
         except DockscopeError as exc:
-            source.findings.append(Finding("index-json", f"{tree.label}:{path}", None, None,
-                                           False, exc.message))
+            source.findings.append(
+                Finding("index-json", f"{tree.label}:{path}", None, None, False, exc.message)
+            )
             continue
         if media_type in INDEX_TYPES or looks_like_index(child):
-            source.walked.append(Blob(path, "index", descriptor.digest, descriptor.size,
-                                      media_type, blob.what.replace("manifest ", "index ")))
-            _walk(source, child, path, (*trail, f"{descriptor.digest.short} (index)"), ref,
-                  seen | {str(descriptor.digest)}, found)
+            source.walked.append(
+                Blob(
+                    path,
+                    "index",
+                    descriptor.digest,
+                    descriptor.size,
+                    media_type,
+                    blob.what.replace("manifest ", "index "),
+                )
+            )
+            _walk(
+                source,
+                child,
+                path,
+                (*trail, f"{descriptor.digest.short} (index)"),
+                ref,
+                seen | {str(descriptor.digest)},
+                found,
+            )
         elif isinstance(child, dict) and "config" in child:
             # A manifest under a generic or unusual media type: go by its content.
             source.walked.append(blob)
             found.append((descriptor, ref, trail))
         else:
-            source.notes.append(f"{subject_path}: skipped {media_type or 'untyped'} "
-                                f"{descriptor.digest.short} (not an image)")
+            source.notes.append(
+                f"{subject_path}: skipped {media_type or 'untyped'} "
+                f"{descriptor.digest.short} (not an image)"
+            )
 
 
 def add_candidate(
@@ -136,11 +178,26 @@ def add_candidate(
         repo_tags = (name,) if name else ()
 
     def load() -> Image:
-        return load_oci_image(source, descriptor, selector=selector, repo_tags=repo_tags,
-                              ref_name=ref, trail=trail, warnings=warnings)
+        return load_oci_image(
+            source,
+            descriptor,
+            selector=selector,
+            repo_tags=repo_tags,
+            ref_name=ref,
+            trail=trail,
+            warnings=warnings,
+        )
 
-    candidate = Candidate(selector, repo_tags, ref, descriptor.digest, descriptor.media_type,
-                          descriptor.platform, trail, load)
+    candidate = Candidate(
+        selector,
+        repo_tags,
+        ref,
+        descriptor.digest,
+        descriptor.media_type,
+        descriptor.platform,
+        trail,
+        load,
+    )
     source.candidates.append(candidate)
     return candidate
 
@@ -163,11 +220,22 @@ def load_oci_image(
         )
     raw, data = read_json(tree, path)
     manifest = parse_manifest(raw, data, subject=f"{tree.label}:{path}")
-    manifest_blob = Blob(path, "manifest", descriptor.digest, descriptor.size,
-                         descriptor.media_type, f"manifest {descriptor.digest.short}")
-    config_blob = Blob(blob_path(manifest.config.digest), "config", manifest.config.digest,
-                       manifest.config.size, manifest.config.media_type,
-                       f"config of manifest {descriptor.digest.short}")
+    manifest_blob = Blob(
+        path,
+        "manifest",
+        descriptor.digest,
+        descriptor.size,
+        descriptor.media_type,
+        f"manifest {descriptor.digest.short}",
+    )
+    config_blob = Blob(
+        blob_path(manifest.config.digest),
+        "config",
+        manifest.config.digest,
+        manifest.config.size,
+        manifest.config.media_type,
+        f"config of manifest {descriptor.digest.short}",
+    )
     if tree.entry(config_blob.path) is None:
         raise BlobNotFoundError(
             f"config blob {manifest.config.digest} is missing",
@@ -175,8 +243,14 @@ def load_oci_image(
         )
     layers = [
         LayerSpec(
-            Blob(blob_path(d.digest), "layer", d.digest, d.size, d.media_type,
-                 f"layer {i} of manifest {descriptor.digest.short}"),
+            Blob(
+                blob_path(d.digest),
+                "layer",
+                d.digest,
+                d.size,
+                d.media_type,
+                f"layer {i} of manifest {descriptor.digest.short}",
+            ),
             d.digest,
             d.media_type,
         )

@@ -66,9 +66,16 @@ class Entry:
 
 
 class Tree(Protocol):
-    label: str
-    compression: Compression | None
-    parallel_reads: bool
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def compression(self) -> Compression | None:
+        """How the whole archive is compressed (None: not compressed, or a directory)."""
+
+    @property
+    def parallel_reads(self) -> bool:
+        """Whether several files can be read at once (False when reads must go forward)."""
 
     def entry(self, path: str) -> Entry | None: ...
 
@@ -161,7 +168,9 @@ class TarTree:
     def __init__(self, path: Path, compression: Compression) -> None:
         self.path = path
         self.label = str(path)
-        self.compression = None if compression is Compression.NONE else compression
+        self.compression: Compression | None = (
+            None if compression is Compression.NONE else compression
+        )
         self.parallel_reads = self.compression is None
         self._members: dict[str, _Member] = {}
         self._cursor: _ForwardStream | None = None
@@ -175,7 +184,9 @@ class TarTree:
     def _index(self) -> None:
         if self.compression is None:
             file_size = self.path.stat().st_size
-            with tarfile.open(self.path, mode="r:", encoding="utf-8", errors="surrogateescape") as tf:
+            with tarfile.open(
+                self.path, mode="r:", encoding="utf-8", errors="surrogateescape"
+            ) as tf:
                 for info in tf:
                     if info.isfile() and info.offset_data + info.size > file_size:
                         raise TruncatedError(
@@ -189,9 +200,10 @@ class TarTree:
                         member.head = f.read(min(HEAD_SIZE, member.size))
             return
         budget = SMALL_BUDGET
-        with self._decompressed() as raw, tarfile.open(
-            fileobj=raw, mode="r|", encoding="utf-8", errors="surrogateescape"
-        ) as tf:
+        with (
+            self._decompressed() as raw,
+            tarfile.open(fileobj=raw, mode="r|", encoding="utf-8", errors="surrogateescape") as tf,
+        ):
             for info in tf:
                 data: bytes | None = None
                 head = b""
@@ -239,7 +251,7 @@ class TarTree:
             return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
         import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)  # type: ignore[no-any-return]
+        return zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
 
     # -- lookups -------------------------------------------------------------------------------
     def _resolve(self, path: str) -> _Member | None:
@@ -428,7 +440,7 @@ def _tar_error(exc: BaseException, label: str) -> InvalidImageError:
 class DirTree:
     """A directory read in place; symlinks inside it resolve as if it were the root."""
 
-    compression = None
+    compression: Compression | None = None
     parallel_reads = True
 
     def __init__(self, root: Path) -> None:
@@ -452,7 +464,9 @@ class DirTree:
             if stat.S_ISLNK(st.st_mode):
                 hops += 1
                 if hops > MAX_LINK_HOPS:
-                    raise UnsafePathError(f"too many levels of symlinks in {path!r}", subject=self.label)
+                    raise UnsafePathError(
+                        f"too many levels of symlinks in {path!r}", subject=self.label
+                    )
                 link = os.readlink(self.root / candidate)
                 if link.startswith("/"):
                     raise UnsafePathError(
