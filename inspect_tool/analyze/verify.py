@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from inspect_tool.errors import DockscopeError
+from inspect_tool.errors import BlobNotFoundError, DockscopeError
 from inspect_tool.layers.hashing import BlobHash, hash_blob, hash_layer
 from inspect_tool.model.digest import Digest, chain_ids
 from inspect_tool.model.finding import Finding
@@ -66,7 +66,7 @@ def verify(
         except DockscopeError as exc:
             report.findings.append(
                 Finding(
-                    "blob-exists" if "missing" in exc.message else "image-readable",
+                    "blob-exists" if isinstance(exc, BlobNotFoundError) else "image-readable",
                     exc.subject or f"image {candidate.selector}",
                     "readable image",
                     exc.message,

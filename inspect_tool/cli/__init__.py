@@ -39,8 +39,7 @@ def _root(
         False, "--debug", help="Show full tracebacks on errors (anywhere on the command line)."
     ),
 ) -> None:
-    if debug:
-        _state.debug = True
+    _state.debug = debug
 
 
 def _register() -> None:

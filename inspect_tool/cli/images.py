@@ -17,7 +17,12 @@ from inspect_tool.cli._common import (
     stdout_console,
     write_json,
 )
-from inspect_tool.errors import ExitCode, InvalidImageError, SelectionError
+from inspect_tool.errors import (
+    BlobNotFoundError,
+    ExitCode,
+    InvalidImageError,
+    SelectionError,
+)
 
 if TYPE_CHECKING:
     from inspect_tool.sources import Candidate, Source
@@ -115,6 +120,15 @@ def inspect(
                 from inspect_tool.render.console import render_image
 
                 render_image(stdout_console(), selected)
+            missing = [lyr for lyr in selected.layers if lyr.blob and lyr.size is None]
+            if missing:
+                # Shown as far as it goes, but the input is incomplete: say so and exit 3.
+                first = missing[0]
+                raise BlobNotFoundError(
+                    f"layer {first.index} blob {first.blob.path if first.blob else ''} is "
+                    f"missing ({len(missing)} missing layer blob(s) in all)",
+                    subject=source.label,
+                )
         finally:
             source.close()
 
@@ -156,6 +170,10 @@ def verify(
             from inspect_tool.render.console import render_verify
 
             render_verify(stdout_console(), report, verbose=verbose)
+        unreadable = [f for f in report.failed if f.check == "image-readable"]
+        if unreadable:
+            raise InvalidImageError(unreadable[0].actual or "unreadable image",
+                                    subject=unreadable[0].subject)
         if not report.ok:
             raise typer.Exit(int(ExitCode.PROBLEMS))
 

@@ -124,6 +124,12 @@ class Source:
     def close(self) -> None:
         self.tree.close()
 
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def _matches(candidate: Candidate, wanted: Platform, source: Source) -> bool:
     platform = source._platform_of(candidate)

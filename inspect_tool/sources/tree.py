@@ -244,13 +244,14 @@ class TarTree:
         )
 
     def _decompressed(self) -> BinaryIO:
-        raw = open(self.path, "rb")  # noqa: SIM115 - wrapped and closed by the caller
+        """The archive's tar stream, decompressed; closing it closes the file."""
         if self.compression is Compression.GZIP:
             import gzip
 
-            return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+            return gzip.open(self.path, "rb")  # type: ignore[return-value]
         import zstandard
 
+        raw = open(self.path, "rb")  # noqa: SIM115 - closed with the reader (closefd)
         return zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
 
     # -- lookups -------------------------------------------------------------------------------
