@@ -27,6 +27,7 @@ app = typer.Typer(
         "4 internal error. NO_COLOR=1 turns colour off."
     ),
     no_args_is_help=True,
+    add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
