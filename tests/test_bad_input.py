@@ -1,4 +1,4 @@
-"""Broken and hostile inputs: one line naming the file and the problem, exit 2 or 3, no traceback."""
+"""Broken and hostile inputs: one line naming the file and the problem, exit 2 or 3."""
 
 from __future__ import annotations
 
@@ -163,8 +163,7 @@ def test_layer_tar_as_symlink_member_inside_archive_is_fine(tmp_path: Path) -> N
     """skopeo writes layer.tar as a symlink to an identical layer stored elsewhere."""
     layer = layer_tar({"a": b"1"})
     members = docker_archive_members([layer, layer])
-    second = [k for k in members if k.endswith("layer.tar")][1]
-    first = [k for k in members if k.endswith("layer.tar")][0]
+    first, second = (k for k in members if k.endswith("layer.tar"))
     members[second] = ("symlink", f"../{first}")
     path = write_tar(tmp_path / "dup.tar", members)
     code, out, err = run("verify", "--json", str(path))

@@ -248,6 +248,7 @@ def test_explain_ids_commands_really_recompute(corpus: Path) -> None:
     code, out, _ = invoke(
         "inspect", "--explain-ids", "--json", str(corpus / "oci-archive-gzip-dive.tar")
     )
+    assert code == 0
     for step in json.loads(out)["steps"]:
         if step["command"] is None:
             continue
