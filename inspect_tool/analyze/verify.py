@@ -318,10 +318,12 @@ def _check_image(
     # Chain IDs: each layer's chain ID computed from the declared diff_ids must equal the one
     # computed from the bytes actually present.
     declared_chain = chain_ids(declared)
-    if all(d is not None for d in actual_diff_ids) and actual_diff_ids:
-        actual_chain: list[Digest] = chain_ids([d for d in actual_diff_ids if d is not None])
-    else:
-        actual_chain = []
+    known: list[Digest] = []
+    for digest in actual_diff_ids:  # a chain ID is computable up to the first unknown layer
+        if digest is None:
+            break
+        known.append(digest)
+    actual_chain = chain_ids(known)
     for i, expected in enumerate(declared_chain):
         actual_value = str(actual_chain[i]) if i < len(actual_chain) else "not computable"
         add(

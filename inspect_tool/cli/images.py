@@ -172,8 +172,9 @@ def verify(
             render_verify(stdout_console(), report, verbose=verbose)
         unreadable = [f for f in report.failed if f.check == "image-readable"]
         if unreadable:
-            raise InvalidImageError(unreadable[0].actual or "unreadable image",
-                                    subject=unreadable[0].subject)
+            raise InvalidImageError(
+                unreadable[0].actual or "unreadable image", subject=unreadable[0].subject
+            )
         if not report.ok:
             raise typer.Exit(int(ExitCode.PROBLEMS))
 

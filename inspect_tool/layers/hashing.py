@@ -189,17 +189,106 @@ class _Tee:
 
 
 def _pull_zstd(tee: _Tee, state: _Layer) -> tuple[str | None, int]:
-    """Decompress every zstd frame, in bounded output steps."""
+    """Decompress every zstd frame; output reaches the hashers in bounded pieces.
+
+    The library's streaming writer keeps output bounded but says nothing when the input stops
+    inside a frame, so the frame structure is walked alongside to tell a truncated stream.
+    """
     import zstandard
 
-    reader = zstandard.ZstdDecompressor().stream_reader(
-        tee,  # type: ignore[arg-type]  # any object with read() will do
-        read_size=CHUNK,
-        read_across_frames=True,
+    writer = zstandard.ZstdDecompressor().stream_writer(
+        _PlainWriter(state),  # type: ignore[arg-type]  # any object with write() will do
+        write_size=256 * 1024,
+        closefd=False,
     )
+    frames = ZstdFrames()
     try:
-        while out := reader.read(MAX_OUTPUT):
-            state.plain(out)
+        while chunk := tee.read(CHUNK):
+            frames.feed(chunk)
+            writer.write(chunk)
+        writer.flush()  # type: ignore[no-untyped-call]
     except zstandard.ZstdError as exc:
         return f"zstd stream is corrupt or has trailing bytes: {exc}", 0
+    if not frames.complete:
+        return "zstd stream is truncated", 0
     return None, 0
+
+
+class _PlainWriter:
+    def __init__(self, state: _Layer) -> None:
+        self._state = state
+
+    def write(self, data: bytes) -> int:
+        self._state.plain(bytes(data))
+        return len(data)
+
+
+_ZSTD_MAGIC = 0xFD2FB528
+
+
+class ZstdFrames:
+    """Walks zstd frame and block headers (RFC 8878) to know whether the last frame ended."""
+
+    def __init__(self) -> None:
+        self._need = 4  # bytes to collect before the next decision
+        self._buf = bytearray()
+        self._skip = 0
+        self._state = "magic"
+        self._checksum = False
+        self.frames = 0
+        self.error: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.error is None and self._state == "magic" and not self._buf and not self._skip
+
+    def feed(self, data: bytes) -> None:
+        view = memoryview(data)
+        i, n = 0, len(view)
+        while i < n and self.error is None:
+            if self._skip:
+                step = min(self._skip, n - i)
+                self._skip -= step
+                i += step
+                continue
+            step = min(self._need - len(self._buf), n - i)
+            self._buf += view[i : i + step]
+            i += step
+            if len(self._buf) == self._need:
+                collected = bytes(self._buf)
+                self._buf.clear()
+                self._advance(collected)
+
+    def _advance(self, data: bytes) -> None:
+        state = self._state
+        if state == "magic":
+            magic = int.from_bytes(data, "little")
+            if magic == _ZSTD_MAGIC:
+                self._state, self._need = "descriptor", 1
+            elif magic & 0xFFFFFFF0 == 0x184D2A50:  # skippable frame
+                self._state, self._need = "skippable", 4
+            else:
+                self.error = "not a zstd frame"
+        elif state == "skippable":
+            self._skip = int.from_bytes(data, "little")
+            self._state, self._need = "magic", 4
+        elif state == "descriptor":
+            d = data[0]
+            fcs_flag, single, checksum, did_flag = d >> 6, (d >> 5) & 1, (d >> 2) & 1, d & 3
+            self._checksum = bool(checksum)
+            fcs = (1 if single else 0, 2, 4, 8)[fcs_flag]
+            rest = (0 if single else 1) + (0, 1, 2, 4)[did_flag] + fcs
+            self._skip = rest
+            self._state, self._need = "block", 3
+        elif state == "block":
+            header = int.from_bytes(data, "little")
+            last, kind, size = header & 1, (header >> 1) & 3, header >> 3
+            if kind == 3:
+                self.error = "reserved zstd block type"
+                return
+            self._skip = 1 if kind == 1 else size  # an RLE block stores one byte
+            if last:
+                self.frames += 1
+                if self._checksum:
+                    self._skip += 4
+                self._state, self._need = "magic", 4

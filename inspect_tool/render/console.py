@@ -235,7 +235,7 @@ def render_listing(console: Console, source: Source, candidates: list[Candidate]
             str(platform) if platform else "-",
             _hex(image.image_id) if image else Text(f"unreadable: {error}", style="red"),
             _hex(candidate.manifest_digest),
-            escape(" → ".join(candidate.index_path)) or "manifest.json",
+            escape(_DIGEST.sub(r"\1…", " → ".join(candidate.index_path))) or "manifest.json",
         )
     console.print(table)
     console.print(
@@ -244,6 +244,7 @@ def render_listing(console: Console, source: Source, candidates: list[Candidate]
     )
 
 
+_DIGEST = re.compile(r"(sha(?:256|512):[0-9a-f]{12})[0-9a-f]+")
 _BLOB_HEX = re.compile(r"(blobs/sha(?:256|512)/)([0-9a-f]{12})[0-9a-f]+")
 
 

@@ -36,11 +36,11 @@ def read_docker_archive(path: Path, tree: Tree, fmt: ImageFormat) -> Source:
         )
     ]
     oci = _OciView(source) if tree.entry("index.json") is not None else None
+    repositories = _read_repositories(source)
     for i, entry in enumerate(entries):
-        _add_entry(source, entry, i, oci)
+        _add_entry(source, entry, i, oci, repositories)
     if oci is not None:
         oci.compare(source)
-    _check_repositories(source, entries)
     return source
 
 
@@ -67,7 +67,13 @@ def _claimed_digest(path: str) -> Digest | None:
     return Digest("sha256", name) if _HEX64.fullmatch(name) else None
 
 
-def _add_entry(source: Source, entry: dict[str, Any], position: int, oci: _OciView | None) -> None:
+def _add_entry(
+    source: Source,
+    entry: dict[str, Any],
+    position: int,
+    oci: _OciView | None,
+    repositories: dict[str, str] | None,
+) -> None:
     tree = source.tree
     what = f"manifest.json entry {position}"
     config_path = _member_path(source, entry.get("Config"), f"{what} Config")
@@ -92,7 +98,8 @@ def _add_entry(source: Source, entry: dict[str, Any], position: int, oci: _OciVi
     specs: list[LayerSpec] = []
     for i, layer_path in enumerate(layer_paths):
         digest = _claimed_digest(layer_path) if layer_path.startswith("blobs/") else None
-        media_type: str | None = None  # a legacy archive declares none
+        # docker save's layer.tar is an uncompressed tar by definition (image spec v1.2)
+        media_type: str | None = MediaType.DOCKER_LAYER
         declared_size: int | None = None
         if digest is not None and str(digest) in layer_sources:
             try:
@@ -122,8 +129,8 @@ def _add_entry(source: Source, entry: dict[str, Any], position: int, oci: _OciVi
                 media_type,
             )
         )
-    if source.format is ImageFormat.DOCKER_ARCHIVE and layer_paths:
-        _check_legacy_json(source, layer_paths, name)
+    if oci is None:
+        _check_legacy(source, layer_paths, repo_tags, repositories, name)
 
     manifest_desc: Descriptor | None = None
     if oci is not None and config_digest is not None:
@@ -175,54 +182,11 @@ def _add_entry(source: Source, entry: dict[str, Any], position: int, oci: _OciVi
     )
 
 
-def _check_legacy_json(source: Source, layer_paths: list[str], name: str) -> None:
-    """Legacy ``<id>/json`` files: each names its own id and its parent's, in layer order."""
-    tree = source.tree
-    previous: str | None = None
-    for i, layer_path in enumerate(layer_paths):
-        directory = layer_path.rsplit("/", 1)[0] if "/" in layer_path else ""
-        json_path = f"{directory}/json" if directory else ""
-        if not directory or tree.entry(json_path) is None:
-            previous = None
-            continue
-        subject = f"{tree.label}:{json_path}"
-        try:
-            _, data = read_json(tree, json_path)
-            obj = expect_object(data, subject=subject, what="legacy layer json")
-        except DockscopeError as exc:
-            source.findings.append(Finding("legacy-json", subject, None, None, False, exc.message))
-            previous = None
-            continue
-        layer_id = obj.get("id")
-        dir_id = directory.rsplit("/", 1)[-1]
-        source.findings.append(
-            Finding(
-                "legacy-json",
-                f"{subject} (layer {i} of {name}): id",
-                dir_id,
-                str(layer_id),
-                layer_id == dir_id,
-            )
-        )
-        if previous is not None or i == 0:
-            parent = obj.get("parent")
-            source.findings.append(
-                Finding(
-                    "legacy-json",
-                    f"{subject} (layer {i} of {name}): parent",
-                    str(previous),
-                    str(parent),
-                    parent == previous,
-                )
-            )
-        previous = layer_id if isinstance(layer_id, str) else None
-
-
-def _check_repositories(source: Source, entries: list[dict[str, Any]]) -> None:
-    """``repositories`` maps repo → tag → the top layer's id, for the tags in manifest.json."""
+def _read_repositories(source: Source) -> dict[str, str] | None:
+    """``repositories``: repo → tag → the top layer's legacy id, flattened to "repo:tag" → id."""
     tree = source.tree
     if tree.entry("repositories") is None:
-        return
+        return None
     subject = f"{tree.label}:repositories"
     try:
         _, data = read_json(tree, "repositories")
@@ -231,40 +195,137 @@ def _check_repositories(source: Source, entries: list[dict[str, Any]]) -> None:
         source.findings.append(
             Finding("legacy-repositories", subject, None, None, False, exc.message)
         )
-        return
-    tops: dict[str, str] = {}
-    for entry in entries:
-        layers = entry.get("Layers") or []
-        if not layers or not isinstance(layers[-1], str):
-            continue
-        top_dir = layers[-1].rsplit("/", 1)[0] if "/" in layers[-1] else layers[-1]
-        for tag in entry.get("RepoTags") or []:
-            tops[str(tag)] = top_dir.rsplit("/", 1)[-1]
+        return {}
+    flat: dict[str, str] = {}
     for repo, tags in repos.items():
         if not isinstance(tags, dict):
             source.findings.append(
                 Finding(
                     "legacy-repositories",
                     f"{subject}: {repo}",
-                    "object",
+                    "an object of tags",
                     type(tags).__name__,
                     False,
                 )
             )
             continue
         for tag, layer_id in tags.items():
-            full = f"{repo}:{tag}"
-            expected = tops.get(full)
+            flat[f"{repo}:{tag}"] = str(layer_id)
+    return flat
+
+
+def _same_file(tree: Tree, a: str, b: str) -> bool:
+    """Whether two paths lead (through links) to the same file."""
+    try:
+        first, second = tree.entry(a), tree.entry(b)
+    except DockscopeError:
+        return False
+    return first is not None and second is not None and first.target == second.target
+
+
+def _check_legacy(
+    source: Source,
+    layer_paths: list[str],
+    repo_tags: tuple[str, ...],
+    repositories: dict[str, str] | None,
+    name: str,
+) -> None:
+    """Legacy metadata: ``<id>/json`` chains parent to child in layer order, each ``<id>/
+    layer.tar`` is the layer manifest.json lists at that position, and ``repositories`` names
+    the top layer's id for each tag.
+
+    The ids come from the layer paths (docker: ``<id>/layer.tar``) or, where the layers are
+    stored elsewhere (containers/image writes ``<diff_id>.tar`` plus ``<id>/layer.tar``
+    symlinks), from following ``parent`` down from the id ``repositories`` gives.
+    """
+    tree = source.tree
+    ids: list[str] | None = None
+    if layer_paths and all(p.endswith("/layer.tar") for p in layer_paths):
+        ids = [p.rsplit("/", 2)[-2] for p in layer_paths]
+    tops = {tag: repositories[tag] for tag in repo_tags if repositories and tag in repositories}
+    if ids is None and tops:
+        ids = _walk_parents(source, next(iter(tops.values())), len(layer_paths))
+    for tag, top in tops.items():
+        expected = ids[-1] if ids else None
+        source.findings.append(
+            Finding(
+                "legacy-repositories",
+                f"{tree.label}:repositories: {tag}",
+                expected or "the top layer's id",
+                top,
+                top == expected,
+            )
+        )
+    if repositories is not None:
+        for tag in repo_tags:
+            if tag not in repositories and ":" in tag:
+                source.findings.append(
+                    Finding(
+                        "legacy-repositories",
+                        f"{tree.label}:repositories: {tag}",
+                        "listed",
+                        "missing",
+                        False,
+                        "a RepoTags entry has no repositories entry",
+                    )
+                )
+    if not ids or not any(tree.entry(f"{i}/json") for i in ids):
+        return
+    previous: str | None = None
+    for position, layer_id in enumerate(ids):
+        json_path = f"{layer_id}/json"
+        subject = f"{tree.label}:{json_path} (layer {position} of {name})"
+        if tree.entry(json_path) is None:
+            source.findings.append(Finding("legacy-json", subject, "present", "missing", False))
+            previous = layer_id
+            continue
+        try:
+            _, data = read_json(tree, json_path)
+            obj = expect_object(data, subject=subject, what="legacy layer json")
+        except DockscopeError as exc:
+            source.findings.append(Finding("legacy-json", subject, None, None, False, exc.message))
+            previous = layer_id
+            continue
+        own = obj.get("id")
+        source.findings.append(
+            Finding("legacy-json", f"{subject}: id", layer_id, str(own), own == layer_id)
+        )
+        parent = obj.get("parent")
+        source.findings.append(
+            Finding(
+                "legacy-json", f"{subject}: parent", str(previous), str(parent), parent == previous
+            )
+        )
+        if position < len(layer_paths) and tree.entry(f"{layer_id}/layer.tar") is not None:
+            same = _same_file(tree, f"{layer_id}/layer.tar", layer_paths[position])
             source.findings.append(
                 Finding(
-                    "legacy-repositories",
-                    f"{subject}: {full}",
-                    expected if expected is not None else "a tag listed in manifest.json",
-                    str(layer_id),
-                    expected is not None and layer_id == expected,
-                    "" if expected is not None or not tops else "tag not in manifest.json",
+                    "legacy-json",
+                    f"{subject}: layer.tar",
+                    layer_paths[position],
+                    f"{layer_id}/layer.tar",
+                    same,
+                    "" if same else "the legacy layer is not the one manifest.json lists here",
                 )
             )
+        previous = layer_id
+
+
+def _walk_parents(source: Source, top: str, limit: int) -> list[str] | None:
+    """Ids from ``top`` down through ``parent``, returned bottom first."""
+    chain: list[str] = []
+    current: str | None = top
+    while current and len(chain) <= limit:
+        if not _HEX64.fullmatch(current):
+            return None  # never used to build a path unless it is a plain hex id
+        chain.append(current)
+        try:
+            _, data = read_json(source.tree, f"{current}/json")
+        except DockscopeError:
+            return None
+        parent = data.get("parent") if isinstance(data, dict) else None
+        current = parent if isinstance(parent, str) else None
+    return list(reversed(chain))
 
 
 class _OciView:

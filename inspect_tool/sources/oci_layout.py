@@ -147,7 +147,7 @@ def _walk(
                 source,
                 child,
                 path,
-                (*trail, f"{descriptor.digest.short} (index)"),
+                (*trail, f"{descriptor.digest} (index)"),
                 ref,
                 seen | {str(descriptor.digest)},
                 found,
