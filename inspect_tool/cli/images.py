@@ -115,11 +115,11 @@ def inspect(
             if json_output:
                 from inspect_tool.render.json import image_document
 
-                write_json(image_document(selected))
+                write_json(image_document(selected, source=source))
             else:
                 from inspect_tool.render.console import render_image
 
-                render_image(stdout_console(), selected)
+                render_image(stdout_console(), selected, source=source)
             missing = [lyr for lyr in selected.layers if lyr.blob and lyr.size is None]
             if missing:
                 # Shown as far as it goes, but the input is incomplete: say so and exit 3.

@@ -70,7 +70,7 @@ def _format_healthcheck(check: Any) -> str:
     return " ".join(parts)
 
 
-def render_image(console: Console, image: Image) -> None:
+def render_image(console: Console, image: Image, *, source: Source | None = None) -> None:
     config = image.config.config
     summary = Table.grid(padding=(0, 2))
     summary.add_column(style="bold cyan", no_wrap=True)
@@ -117,7 +117,14 @@ def render_image(console: Console, image: Image) -> None:
     )
     console.print(layers_table(image))
     for warning in image.warnings:
-        console.print(f"[yellow]warning:[/] {escape(warning)}")
+        console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+    for finding in source.findings if source else []:
+        if not finding.ok:
+            console.print(
+                f"[yellow]warning:[/] {finding.check}: {escape(finding.subject)}: expected "
+                f"{escape(str(finding.expected))}, found {escape(str(finding.actual))}",
+                soft_wrap=True,
+            )
 
 
 def layers_table(image: Image) -> Table:

@@ -21,7 +21,15 @@ def _s(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def image_document(image: Image) -> dict[str, Any]:
+def image_document(image: Image, *, source: Source | None = None) -> dict[str, Any]:
+    """The image as JSON; ``source`` adds its failed structural checks to ``warnings``."""
+    warnings = list(image.warnings)
+    if source is not None:
+        warnings += [
+            f"{f.check}: {f.subject}: expected {f.expected}, found {f.actual}"
+            for f in source.findings
+            if not f.ok
+        ]
     platform = image.platform
     return {
         "schema_version": SCHEMA_VERSION,
@@ -57,7 +65,7 @@ def image_document(image: Image) -> dict[str, Any]:
             }
             for layer in image.layers
         ],
-        "warnings": list(image.warnings),
+        "warnings": warnings,
     }
 
 
