@@ -260,3 +260,20 @@ def test_tarfile_still_valid_for_sanity(tmp_path: Path) -> None:
     with tarfile.open(path) as tf:
         assert "manifest.json" in tf.getnames()
     assert run("verify", str(path))[0] == 0
+
+
+def test_archive_members_that_escape_or_repeat_are_verify_findings(tmp_path: Path) -> None:
+    members = docker_archive_members([layer_tar({"a": b"1"})])
+    members["../../evil.sh"] = b"#!/bin/sh\n"
+    path = write_tar(tmp_path / "odd.tar", members)
+    with tarfile.open(path, "a") as tf:  # a second, different manifest.json after the first
+        info = tarfile.TarInfo("manifest.json")
+        data = members["manifest.json"]
+        assert isinstance(data, bytes)
+        info.size = len(data)
+        tf.addfile(info, __import__("io").BytesIO(data))
+    code, out, _ = run("verify", "--json", str(path))
+    assert code == 1
+    failed = [f for f in json.loads(out)["findings"] if not f["ok"]]
+    assert [f["check"] for f in failed] == ["archive-members"]
+    assert "../../evil.sh" in failed[0]["actual"] and "manifest.json" in failed[0]["actual"]

@@ -71,6 +71,7 @@ CHECKS = {
     "index-cycle",
     "index-json",
     "layer-sources",
+    "archive-members",
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from inspect_tool.errors import DockscopeError, InvalidImageError
+from inspect_tool.model.finding import Finding
 from inspect_tool.model.image import ImageFormat
 from inspect_tool.sources.source import Candidate, Source
 from inspect_tool.sources.tree import DirTree, Tree, open_tree
@@ -17,10 +18,12 @@ def open_source(path: str | Path) -> Source:
     path = Path(path)
     tree = open_tree(path)
     try:
-        return _read(path, tree)
+        source = _read(path, tree)
     except DockscopeError:
         tree.close()
         raise
+    source.findings.insert(0, _members_finding(source.label, getattr(tree, "anomalies", [])))
+    return source
 
 
 def _read(path: Path, tree: Tree) -> Source:
@@ -47,3 +50,11 @@ def _read(path: Path, tree: Tree) -> Source:
         "not an image",
         subject=str(path),
     )
+
+
+def _members_finding(label: str, anomalies: list[str]) -> Finding:
+    expected = "every member inside the archive, each stored once"
+    if not anomalies:
+        return Finding("archive-members", label, expected, expected, True)
+    more = f" (+{len(anomalies) - 5} more)" if len(anomalies) > 5 else ""
+    return Finding("archive-members", label, expected, "; ".join(anomalies[:5]) + more, False)

@@ -173,6 +173,9 @@ class TarTree:
         )
         self.parallel_reads = self.compression is None
         self._members: dict[str, _Member] = {}
+        # Members no lookup reaches (names that climb out) and names stored twice (the last
+        # one wins, as when tar extracts): reported by verify as suspicious.
+        self.anomalies: list[str] = []
         self._cursor: _ForwardStream | None = None
         self._lock = threading.Lock()
         try:
@@ -236,9 +239,13 @@ class TarTree:
         try:
             name = clean_path(info.name)
         except UnsafePathError:
-            return  # a member that climbs out can never be reached by a clean lookup
+            # a member that climbs out can never be reached by a clean lookup
+            self.anomalies.append(f"member {info.name!r} has a name outside the archive")
+            return
         if not name:
             return
+        if name in self._members and kind != "dir":
+            self.anomalies.append(f"member {name!r} is stored more than once (the last is used)")
         self._members[name] = _Member(
             name, kind, info.offset_data, info.size, info.linkname, head, data
         )
