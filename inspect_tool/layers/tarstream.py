@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 BLOCK = 512
 
-REGULAR = frozenset(b"0\x007")
 _META_TYPES = frozenset(b"xgLK")
 
 

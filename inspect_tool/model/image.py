@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from inspect_tool.errors import DockscopeError, InvalidJSONError, SelectionError
-from inspect_tool.model.digest import Digest, chain_ids
+from inspect_tool.model.digest import Digest
 from inspect_tool.model.jsondoc import expect_list, expect_object
 from inspect_tool.model.mediatypes import Compression
 
@@ -282,7 +282,3 @@ def align_history(
     aligned = aligned[:layer_count]
     aligned += [(None, None)] * (layer_count - len(aligned))
     return aligned
-
-
-def compute_chain_ids(diff_ids: list[Digest]) -> list[Digest]:
-    return chain_ids(diff_ids)

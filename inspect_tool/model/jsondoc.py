@@ -66,10 +66,3 @@ def expect_list(value: Any, *, subject: str, what: str, allow_null: bool = True)
     if not isinstance(value, list):
         raise InvalidJSONError(f"{what} is not a JSON array", subject=subject)
     return value
-
-
-def optional_str(obj: dict[str, Any], key: str, *, subject: str) -> str | None:
-    value = obj.get(key)
-    if value is None or isinstance(value, str):
-        return value
-    raise InvalidJSONError(f"{key!r} is not a string", subject=subject)

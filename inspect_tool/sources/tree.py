@@ -14,7 +14,6 @@ import posixpath
 import stat
 import tarfile
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -528,11 +527,6 @@ class DirTree:
 
     def close(self) -> None:
         pass
-
-
-def iter_chunks(stream: BinaryIO, size: int = CHUNK) -> Iterator[bytes]:
-    while chunk := stream.read(size):
-        yield chunk
 
 
 def open_tree(path: Path) -> Tree:
