@@ -1,0 +1,275 @@
+"""A layer blob as a stream of uncompressed tar bytes, hashing both sides as it goes.
+
+``LayerStream`` reads a blob (uncompressed, gzip with any number of members, or zstd with any
+number of frames; detected from the bytes), hands out the decompressed bytes in bounded pieces
+(a small blob that expands to gigabytes streams through in bounded memory), and keeps the
+sha256 of every raw byte (the blob digest, trailing bytes included once ``finish`` drains the
+rest) and of every uncompressed byte (the diff_id).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zlib
+from collections.abc import Callable
+from typing import BinaryIO
+
+from inspect_tool.model.mediatypes import Compression, sniff_compression
+
+CHUNK = 1024 * 1024
+MAX_OUTPUT = 4 * 1024 * 1024  # decompressed bytes produced per step
+
+
+class LayerStream(io.RawIOBase):
+    def __init__(
+        self,
+        raw: BinaryIO,
+        *,
+        algorithm: str = "sha256",
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self._raw = raw
+        self._progress = progress
+        self.raw_hash = hashlib.new(algorithm)
+        self.diff_hash = hashlib.sha256()
+        self.raw_size = 0
+        self.uncompressed_size = 0
+        self.error: str | None = None  # the compressed stream is corrupt or truncated
+        self.trailing = 0  # bytes after the end of the compressed stream
+        first = self._read_raw()
+        self.compression = sniff_compression(first[:512])
+        self._pending = first
+        self._out = b""
+        self._out_pos = 0
+        self._eof = False
+        self._gzip: zlib._Decompress | None = None
+        self._zstd: _Zstd | None = None
+        if self.compression is Compression.GZIP:
+            self._gzip = zlib.decompressobj(wbits=31)
+        elif self.compression is Compression.ZSTD:
+            self._zstd = _Zstd(self)
+
+    # -- raw side ------------------------------------------------------------------------------
+    def _read_raw(self, size: int = CHUNK) -> bytes:
+        data = self._raw.read(size)
+        if data:
+            self.raw_hash.update(data)
+            self.raw_size += len(data)
+            if self._progress:
+                self._progress(len(data))
+        return data
+
+    def _next_input(self) -> bytes:
+        if self._pending:
+            data, self._pending = self._pending, b""
+            return data
+        return self._read_raw()
+
+    # -- uncompressed side ---------------------------------------------------------------------
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while self._out_pos >= len(self._out):
+            if self._eof:
+                return 0
+            self._out = self._produce()
+            self._out_pos = 0
+        view = memoryview(self._out)[self._out_pos : self._out_pos + len(buffer)]
+        n = len(view)
+        buffer[:n] = view
+        self._out_pos += n
+        return n
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            return self.readall()
+        while self._out_pos >= len(self._out):
+            if self._eof:
+                return b""
+            self._out = self._produce()
+            self._out_pos = 0
+        data = self._out[self._out_pos : self._out_pos + size]
+        self._out_pos += len(data)
+        return data
+
+    def _emit(self, data: bytes) -> bytes:
+        if data:
+            self.diff_hash.update(data)
+            self.uncompressed_size += len(data)
+        return data
+
+    def _produce(self) -> bytes:
+        """The next piece of uncompressed bytes (possibly empty), at most MAX_OUTPUT."""
+        if self._zstd is not None:
+            out = self._zstd.read()
+            if not out:
+                self._eof = True
+            return self._emit(out)
+        if self._gzip is None:
+            data = self._next_input()
+            if not data:
+                self._eof = True
+            return self._emit(data)
+        return self._emit(self._produce_gzip())
+
+    def _produce_gzip(self) -> bytes:
+        while True:
+            d = self._gzip
+            assert d is not None
+            if d.eof:
+                # A member ended: another member may follow (estargz writes one per file),
+                # or trailing bytes that are not gzip at all.
+                rest = d.unused_data + self._pending
+                self._pending = b""
+                while len(rest) < 2 and (more := self._read_raw()):
+                    rest += more
+                if not rest:
+                    self._eof = True
+                    return b""
+                if rest.startswith(b"\x1f\x8b"):
+                    self._gzip = zlib.decompressobj(wbits=31)
+                    self._pending = rest
+                    continue
+                self.trailing += len(rest)
+                self._eof = True
+                return b""
+            data = d.unconsumed_tail or self._next_input()
+            if not data:
+                self.error = "gzip stream is truncated"
+                self._eof = True
+                return b""
+            try:
+                out = d.decompress(data, MAX_OUTPUT)
+            except zlib.error as exc:
+                self.error = f"gzip stream is corrupt: {exc}"
+                self._eof = True
+                return b""
+            if out:
+                return out
+
+    def finish(self) -> None:
+        """Read the rest of the blob so the raw digest covers every byte, trailing ones too."""
+        while self.read(CHUNK):
+            pass
+        while data := self._next_input():
+            if self.error is None and self.compression is not Compression.NONE:
+                self.trailing += len(data)
+
+    @property
+    def digest_hex(self) -> str:
+        return self.raw_hash.hexdigest()
+
+    @property
+    def diff_id_hex(self) -> str:
+        return self.diff_hash.hexdigest()
+
+
+class _Zstd:
+    """zstd frames, pulled in bounded pieces; the frame walk tells a truncated stream."""
+
+    def __init__(self, owner: LayerStream) -> None:
+        import zstandard
+
+        self._owner = owner
+        self._frames = ZstdFrames()
+        self._error_type = zstandard.ZstdError
+        self._reader = zstandard.ZstdDecompressor().stream_reader(
+            _RawFeed(owner, self._frames),  # type: ignore[arg-type]  # read() is enough
+            read_size=CHUNK,
+            read_across_frames=True,
+        )
+
+    def read(self) -> bytes:
+        owner = self._owner
+        try:
+            out: bytes = self._reader.read(MAX_OUTPUT)
+        except self._error_type as exc:
+            owner.error = f"zstd stream is corrupt or has trailing bytes: {exc}"
+            return b""
+        if not out and not self._frames.complete and owner.error is None:
+            owner.error = "zstd stream is truncated"
+        return out
+
+
+class _RawFeed:
+    def __init__(self, owner: LayerStream, frames: ZstdFrames) -> None:
+        self._owner = owner
+        self._frames = frames
+
+    def read(self, size: int = CHUNK) -> bytes:
+        data = self._owner._next_input()
+        if data:
+            self._frames.feed(data)
+        return data
+
+
+_ZSTD_MAGIC = 0xFD2FB528
+
+
+class ZstdFrames:
+    """Walks zstd frame and block headers (RFC 8878) to know whether the last frame ended."""
+
+    def __init__(self) -> None:
+        self._need = 4  # bytes to collect before the next decision
+        self._buf = bytearray()
+        self._skip = 0
+        self._state = "magic"
+        self._checksum = False
+        self.frames = 0
+        self.error: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.error is None and self._state == "magic" and not self._buf and not self._skip
+
+    def feed(self, data: bytes) -> None:
+        view = memoryview(data)
+        i, n = 0, len(view)
+        while i < n and self.error is None:
+            if self._skip:
+                step = min(self._skip, n - i)
+                self._skip -= step
+                i += step
+                continue
+            step = min(self._need - len(self._buf), n - i)
+            self._buf += view[i : i + step]
+            i += step
+            if len(self._buf) == self._need:
+                collected = bytes(self._buf)
+                self._buf.clear()
+                self._advance(collected)
+
+    def _advance(self, data: bytes) -> None:
+        state = self._state
+        if state == "magic":
+            magic = int.from_bytes(data, "little")
+            if magic == _ZSTD_MAGIC:
+                self._state, self._need = "descriptor", 1
+            elif magic & 0xFFFFFFF0 == 0x184D2A50:  # skippable frame
+                self._state, self._need = "skippable", 4
+            else:
+                self.error = "not a zstd frame"
+        elif state == "skippable":
+            self._skip = int.from_bytes(data, "little")
+            self._state, self._need = "magic", 4
+        elif state == "descriptor":
+            d = data[0]
+            fcs_flag, single, checksum, did_flag = d >> 6, (d >> 5) & 1, (d >> 2) & 1, d & 3
+            self._checksum = bool(checksum)
+            fcs = (1 if single else 0, 2, 4, 8)[fcs_flag]
+            self._skip = (0 if single else 1) + (0, 1, 2, 4)[did_flag] + fcs
+            self._state, self._need = "block", 3
+        elif state == "block":
+            header = int.from_bytes(data, "little")
+            last, kind, size = header & 1, (header >> 1) & 3, header >> 3
+            if kind == 3:
+                self.error = "reserved zstd block type"
+                return
+            self._skip = 1 if kind == 1 else size  # an RLE block stores one byte
+            if last:
+                self.frames += 1
+                if self._checksum:
+                    self._skip += 4
+                self._state, self._need = "magic", 4
