@@ -11,22 +11,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-BLOCK = 512
-
-_META_TYPES = frozenset(b"xgLK")
-
-
-@dataclass(slots=True)
-class TarEntry:
-    name: str
-    typeflag: str
-    size: int
-    mode: int
-    uid: int
-    gid: int
-    mtime: float
-    linkname: str
-    offset: int  # of the header in the stream
+from inspect_tool.layers.tarformat import (
+    BLOCK,
+    MAX_META,
+    META_TYPES,
+    NO_DATA,
+    ZERO_BLOCK,
+    EntryType,
+    RawHeader,
+    TarFormatError,
+    apply_pax,
+    cstr,
+    entry_type,
+    normalize_member,
+    padded,
+    parse_header,
+    parse_pax,
+)
 
 
 @dataclass(slots=True)
@@ -47,16 +48,16 @@ class TarScanner:
 
     def __init__(self, *, keep_entries: bool = False, track_duplicates: bool = True) -> None:
         self.scan = TarScan()
-        self.entries: list[TarEntry] = []
+        self.entries: list[RawHeader] = []
         self._keep = keep_entries
         self._track = track_duplicates
         self._seen: set[str] = set()
         self._pending = bytearray()  # partial header or meta-entry payload
         self._skip = 0  # data (plus padding) bytes still to pass over
         self._collect = 0  # bytes of a meta payload still to collect
-        self._meta_type = b""
+        self._meta_type = ""
         self._meta_padding = 0
-        self._pax: dict[str, str] = {}
+        self._pax: dict[str, bytes] = {}
         self._long_name: str | None = None
         self._long_link: str | None = None
         self._zero_blocks = 0
@@ -105,104 +106,59 @@ class TarScanner:
 
     def _header(self, block: bytes, offset: int) -> None:
         scan = self.scan
-        if block == bytes(BLOCK):
+        if block == ZERO_BLOCK:
             self._zero_blocks += 1
             if self._zero_blocks == 2:
                 scan.ended = True
             return
-        if self._zero_blocks:
-            # One zero block followed by a header: tolerated by GNU tar, not by us silently.
-            self._zero_blocks = 0
+        self._zero_blocks = 0
         try:
-            checksum = _octal(block[148:156])
-        except ValueError:
-            scan.error = f"invalid header checksum field at byte {offset}"
-            return
-        computed = sum(block[:148]) + 8 * 32 + sum(block[156:])
-        if checksum != computed:
-            scan.error = f"invalid tar header at byte {offset} (checksum mismatch)"
-            return
-        typeflag = block[156:157]
-        try:
-            size = _number(block[124:136])
-        except ValueError:
-            scan.error = f"invalid size field in tar header at byte {offset}"
-            return
-        padded = (size + BLOCK - 1) // BLOCK * BLOCK
-        if typeflag and typeflag[0] in _META_TYPES:
-            if size > 16 * 1024 * 1024:
-                scan.error = f"extended header of {size} bytes at byte {offset}"
+            header = parse_header(block, offset)
+            if header.typeflag in META_TYPES:
+                if header.size > MAX_META:
+                    raise TarFormatError(f"extended header of {header.size} bytes at {offset}")
+                self._meta_type = header.typeflag
+                self._collect = header.size
+                self._meta_padding = padded(header.size) - header.size
+                if header.size == 0:
+                    self._finish_meta()
                 return
-            self._meta_type = typeflag
-            self._collect = size
-            self._meta_padding = padded - size
-            if size == 0:
-                self._finish_meta()
+            if self._long_name is not None:
+                header.name, self._long_name = self._long_name, None
+            if self._long_link is not None:
+                header.linkname, self._long_link = self._long_link, None
+            if self._pax:
+                apply_pax(header, self._pax, offset)
+                self._pax = {}
+        except TarFormatError as exc:
+            scan.error = exc.message
             return
-        name = _cstr(block[0:100])
-        if block[257:262] == b"ustar" and block[257:263] != b"ustar ":
-            prefix = _cstr(block[345:500])
-            if prefix:
-                name = f"{prefix}/{name}"
-        linkname = _cstr(block[157:257])
-        if self._long_name is not None:
-            name, self._long_name = self._long_name, None
-        if self._long_link is not None:
-            linkname, self._long_link = self._long_link, None
-        pax, self._pax = self._pax, {}
-        if "path" in pax:
-            name = pax["path"]
-        if "linkpath" in pax:
-            linkname = pax["linkpath"]
-        if "size" in pax:
-            try:
-                size = int(pax["size"])
-            except ValueError:
-                scan.error = f"invalid PAX size at byte {offset}"
-                return
-            padded = (size + BLOCK - 1) // BLOCK * BLOCK
-        flag = typeflag.decode("latin-1") or "0"
-        # Links, devices, directories and FIFOs carry no data, whatever their size field says.
-        if flag in "123456":
-            padded = 0
-            size = 0
+        size = 0 if header.typeflag in NO_DATA else header.size
         scan.entries += 1
-        if flag in ("0", "\x00", "7"):
+        if entry_type(header.typeflag) is EntryType.FILE:
             scan.content_bytes += size
         if self._track:
-            key = normalize_member(name)
+            key = normalize_member(header.name)
             if key in self._seen:
                 scan.duplicates.append(key)
             else:
                 self._seen.add(key)
         if self._keep:
-            try:
-                mode = _number(block[100:108])
-                uid = _number(block[108:116])
-                gid = _number(block[116:124])
-                mtime = float(pax["mtime"]) if "mtime" in pax else float(_number(block[136:148]))
-            except ValueError:
-                mode = uid = gid = 0
-                mtime = 0.0
-            if "uid" in pax:
-                uid = int(pax["uid"])
-            if "gid" in pax:
-                gid = int(pax["gid"])
-            self.entries.append(TarEntry(name, flag, size, mode, uid, gid, mtime, linkname, offset))
-        self._skip = padded
+            self.entries.append(header)
+        self._skip = padded(size)
 
     def _finish_meta(self) -> None:
         payload = bytes(self._pending)
         self._pending.clear()
         kind = self._meta_type
-        if kind == b"x":
-            self._pax = _parse_pax(payload)
-        elif kind == b"L":
-            self._long_name = _cstr(payload)
-        elif kind == b"K":
-            self._long_link = _cstr(payload)
-        # global headers ("g") apply to all later entries; the fields we read never come
-        # from them in practice, so they are passed over.
+        if kind == "x":
+            self._pax.update(parse_pax(payload))
+        elif kind == "L":
+            self._long_name = cstr(payload)
+        elif kind == "K":
+            self._long_link = cstr(payload)
+        # global headers ("g") would apply to all later entries; the fields read here (path,
+        # linkpath, size) are never set globally by real writers, so they are passed over.
         self._skip = self._meta_padding
         self._meta_padding = 0
 
@@ -217,48 +173,3 @@ class TarScanner:
                 # Some writers omit the end-of-archive marker; tar accepts it, so do we.
                 pass
         return scan
-
-
-def normalize_member(name: str) -> str:
-    """A member name as a path: ``./a/b/`` and ``a/b`` are the same entry."""
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    return "/".join(parts)
-
-
-def _cstr(field: bytes) -> str:
-    end = field.find(b"\x00")
-    if end >= 0:
-        field = field[:end]
-    return field.decode("utf-8", "surrogateescape")
-
-
-def _octal(field: bytes) -> int:
-    text = field.replace(b"\x00", b" ").strip()
-    return int(text, 8) if text else 0
-
-
-def _number(field: bytes) -> int:
-    if field and field[0] & 0x80:  # GNU base-256
-        value = int.from_bytes(field, "big", signed=False)
-        return value & ~(0x80 << (8 * (len(field) - 1)))
-    return _octal(field)
-
-
-def _parse_pax(payload: bytes) -> dict[str, str]:
-    records: dict[str, str] = {}
-    pos = 0
-    while pos < len(payload):
-        space = payload.find(b" ", pos)
-        if space < 0:
-            break
-        try:
-            length = int(payload[pos:space])
-        except ValueError:
-            break
-        if length <= 0:
-            break
-        record = payload[space + 1 : pos + length - 1]
-        key, _, value = record.partition(b"=")
-        records[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
-        pos += length
-    return records
