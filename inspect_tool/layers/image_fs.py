@@ -1,0 +1,82 @@
+"""An image's layers as file systems: stream a layer's members, build the merged view."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from inspect_tool.errors import BlobNotFoundError, InvalidImageError
+from inspect_tool.layers.decompress import CHUNK, LayerStream
+from inspect_tool.layers.tarreader import TarReader
+from inspect_tool.layers.union import FileInfo, LayerChanges, UnionFS
+from inspect_tool.model.image import Image, Layer
+from inspect_tool.sources.source import Source
+
+
+class DiffIdMismatchError(InvalidImageError):
+    """A layer's uncompressed bytes do not hash to its recorded diff_id."""
+
+
+@dataclass(slots=True)
+class OpenLayer:
+    stream: LayerStream  # hashes the blob and the decompressed tar as they are read
+    reader: TarReader
+
+    def finish(self, layer: Layer, *, label: str) -> None:
+        """Read to the end; raise when the stream was corrupt or its diff_id is wrong."""
+        self.stream.finish()
+        subject = f"{label}: layer {layer.index}"
+        if self.stream.error:
+            raise InvalidImageError(self.stream.error, subject=subject)
+        if layer.diff_id is not None and layer.diff_id.hex != self.stream.diff_id_hex:
+            raise DiffIdMismatchError(
+                f"diff_id mismatch: got sha256:{self.stream.diff_id_hex}, "
+                f"expected {layer.diff_id}",
+                subject=subject,
+            )
+
+
+@contextmanager
+def open_layer(
+    source: Source, layer: Layer, *, progress: Callable[[int], None] | None = None
+) -> Iterator[OpenLayer]:
+    """A layer's tar members, streamed from its blob (decompressed as its bytes say)."""
+    if layer.blob is None or source.tree.entry(layer.blob.path) is None:
+        raise BlobNotFoundError(
+            f"layer {layer.index} blob is missing", subject=f"{source.label}"
+        )
+    with source.tree.open(layer.blob.path) as raw:
+        stream = LayerStream(raw, progress=progress)
+        yield OpenLayer(stream, TarReader(io.BufferedReader(stream, CHUNK)))
+
+
+def merged_view(
+    source: Source,
+    image: Image,
+    *,
+    upto: int | None = None,
+    record: bool = False,
+    on_remove: Callable[[FileInfo, int], None] | None = None,
+    on_layer: Callable[[LayerChanges], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> UnionFS:
+    """The filesystem as it stands after layer ``upto`` (default: the top), layers verified
+    against their diff_ids as they stream past."""
+    last = len(image.layers) - 1 if upto is None else upto
+    if not 0 <= last < len(image.layers):
+        from inspect_tool.errors import UsageError
+
+        raise UsageError(
+            f"--layer {upto}: the image has layers 0 to {len(image.layers) - 1}",
+            subject=source.label,
+        )
+    union = UnionFS(on_remove=on_remove)
+    for layer in image.layers[: last + 1]:
+        with open_layer(source, layer, progress=progress) as opened:
+            changes = union.apply(layer.index, opened.reader, record=record)
+            opened.finish(layer, label=source.label)
+        if on_layer is not None:
+            on_layer(changes)
+    return union
