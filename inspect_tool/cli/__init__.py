@@ -44,9 +44,11 @@ def _root(
 
 
 def _register() -> None:
+    # Each command module adds its commands; the modules import their heavy parts lazily.
     from inspect_tool.cli import images
 
-    images.register(app)
+    for module in (images,):
+        module.register(app)
 
 
 _register()

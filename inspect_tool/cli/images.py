@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
 from inspect_tool.cli._common import (
+    IMAGE_ARGUMENT,
     IMAGE_OPTION,
     JSON_OPTION,
     PLATFORM_OPTION,
     REF_OPTION,
     ByteProgress,
     handle_errors,
+    open_and_select,
     stdout_console,
     write_json,
 )
@@ -23,32 +24,6 @@ from inspect_tool.errors import (
     InvalidImageError,
     SelectionError,
 )
-
-if TYPE_CHECKING:
-    from inspect_tool.sources import Candidate, Source
-
-IMAGE_ARGUMENT = typer.Argument(
-    ...,
-    metavar="IMAGE",
-    help="An image archive (.tar, .tar.gz, .tar.zst) or layout directory.",
-    show_default=False,
-)
-
-
-def _open_and_select(
-    path: Path, image: str | None, ref: str | None, platform: str | None
-) -> tuple[Source, list[Candidate]]:
-    from inspect_tool.model.image import Platform
-    from inspect_tool.sources import open_source
-
-    source = open_source(path)
-    wanted = Platform.parse(platform) if platform else None
-    if not source.candidates:
-        raise InvalidImageError(
-            "holds no image: " + ("; ".join(source.notes) or "no manifests listed"),
-            subject=source.label,
-        )
-    return source, source.select(image=image, ref=ref, platform=wanted)
 
 
 def inspect(
@@ -80,7 +55,7 @@ def inspect(
       dockscope inspect --explain-ids image.tar
     """
     with handle_errors():
-        source, chosen = _open_and_select(path, image, ref, platform)
+        source, chosen = open_and_select(path, image, ref, platform)
         try:
             if len(chosen) != 1:
                 if explain_ids:
@@ -156,7 +131,7 @@ def verify(
     from inspect_tool.analyze.verify import verify as run_verify
 
     with handle_errors():
-        source, chosen = _open_and_select(path, image, ref, platform)
+        source, chosen = open_and_select(path, image, ref, platform)
         try:
             with ByteProgress("verifying") as progress:
                 report = run_verify(source, chosen, progress=progress)

@@ -32,8 +32,7 @@ class OpenLayer:
             raise InvalidImageError(self.stream.error, subject=subject)
         if layer.diff_id is not None and layer.diff_id.hex != self.stream.diff_id_hex:
             raise DiffIdMismatchError(
-                f"diff_id mismatch: got sha256:{self.stream.diff_id_hex}, "
-                f"expected {layer.diff_id}",
+                f"diff_id mismatch: got sha256:{self.stream.diff_id_hex}, expected {layer.diff_id}",
                 subject=subject,
             )
 
@@ -44,9 +43,7 @@ def open_layer(
 ) -> Iterator[OpenLayer]:
     """A layer's tar members, streamed from its blob (decompressed as its bytes say)."""
     if layer.blob is None or source.tree.entry(layer.blob.path) is None:
-        raise BlobNotFoundError(
-            f"layer {layer.index} blob is missing", subject=f"{source.label}"
-        )
+        raise BlobNotFoundError(f"layer {layer.index} blob is missing", subject=f"{source.label}")
     with source.tree.open(layer.blob.path) as raw:
         stream = LayerStream(raw, progress=progress)
         yield OpenLayer(stream, TarReader(io.BufferedReader(stream, CHUNK)))
