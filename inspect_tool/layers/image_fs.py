@@ -55,7 +55,7 @@ def merged_view(
     *,
     upto: int | None = None,
     record: bool = False,
-    on_remove: Callable[[FileInfo, int], None] | None = None,
+    on_remove: Callable[[FileInfo, int, str], None] | None = None,
     on_layer: Callable[[LayerChanges], None] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> UnionFS:

@@ -35,8 +35,9 @@ AUFS_META_PREFIX = ".wh..wh."
 
 _TYPE_CODES = {t: i for i, t in enumerate(EntryType)}
 _CODE_TYPES = list(EntryType)
-# type, layer, mode, uid, gid, size, mtime, devmajor, devminor; the link target follows
-_META = struct.Struct("<BHHIIqdII")
+# type, layer, mode, uid, gid, size, mtime, devmajor, devminor, offset of the member's header
+# in its layer's tar stream; the link target follows
+_META = struct.Struct("<BHHIIqdIIq")
 
 
 class ChangeKind(StrEnum):
@@ -59,6 +60,7 @@ class FileInfo:
     devmajor: int = 0
     devminor: int = 0
     implicit: bool = False  # a parent directory no layer lists
+    offset: int = -1  # of the member's header in the layer's tar stream (-1: implicit)
 
     @property
     def name(self) -> str:
@@ -104,6 +106,7 @@ def pack(info_type: EntryType, layer: int, member: TarMember) -> bytes:
         member.mtime,
         member.devmajor & 0xFFFFFFFF,
         member.devminor & 0xFFFFFFFF,
+        member.offset,
     ) + member.linkname.encode("utf-8", "surrogateescape")
 
 
@@ -113,12 +116,12 @@ _IMPLICIT_MODE = 0o755
 def _implicit_dir(layer: int) -> bytes:
     # an implied parent: marked by devmajor 0xFFFFFFFF, which no real directory carries
     return _META.pack(
-        _TYPE_CODES[EntryType.DIR], layer, _IMPLICIT_MODE, 0, 0, 0, 0.0, 0xFFFFFFFF, 0
+        _TYPE_CODES[EntryType.DIR], layer, _IMPLICIT_MODE, 0, 0, 0, 0.0, 0xFFFFFFFF, 0, -1
     )
 
 
 def unpack_info(path: str, meta: bytes) -> FileInfo:
-    code, layer, mode, uid, gid, size, mtime, major, minor = _META.unpack_from(meta)
+    code, layer, mode, uid, gid, size, mtime, major, minor, offset = _META.unpack_from(meta)
     link = meta[_META.size :].decode("utf-8", "surrogateescape")
     implicit = major == 0xFFFFFFFF
     return FileInfo(
@@ -134,6 +137,7 @@ def unpack_info(path: str, meta: bytes) -> FileInfo:
         0 if implicit else major,
         minor,
         implicit,
+        offset,
     )
 
 
@@ -174,10 +178,28 @@ def clean_member_path(name: str) -> str | None:
 class UnionFS:
     """The merged filesystem of the layers applied so far."""
 
-    def __init__(self, *, on_remove: Callable[[FileInfo, int], None] | None = None) -> None:
+    def __init__(self, *, on_remove: Callable[[FileInfo, int, str], None] | None = None) -> None:
         self.root = _Dir(_implicit_dir(0))
-        self._on_remove = on_remove  # (removed entry, layer that removed it)
+        # (removed entry, layer that removed it, "deleted" or "replaced")
+        self._on_remove = on_remove
         self.layers_applied = 0
+
+    def fork(self) -> UnionFS:
+        """An independent copy (directories copied, entry records shared: they are bytes)."""
+        twin = UnionFS(on_remove=self._on_remove)
+        twin.layers_applied = self.layers_applied
+        twin.root = _Dir(self.root.meta)
+        stack = [(self.root, twin.root)]
+        while stack:
+            original, copy = stack.pop()
+            for name, child in original.children.items():
+                if isinstance(child, _Dir):
+                    new = _Dir(child.meta)
+                    copy.children[name] = new
+                    stack.append((child, new))
+                else:
+                    copy.children[name] = child
+        return twin
 
     # -- queries -------------------------------------------------------------------------------
     def _node(self, path: str) -> Node | None:
@@ -240,17 +262,31 @@ class UnionFS:
 
     # -- applying a layer ----------------------------------------------------------------------
     def apply(
-        self, layer: int, members: Iterable[TarMember], *, record: bool = True
+        self,
+        layer: int,
+        members: Iterable[TarMember],
+        *,
+        record: bool = True,
+        on_entry: Callable[[TarMember, str], None] | None = None,
     ) -> LayerChanges:
-        """Apply one layer's entries on top of the layers applied so far."""
+        """Apply one layer's entries on top of the layers applied so far.
+
+        ``on_entry(member, path)`` sees every entry that is applied (not whiteouts, opaque
+        markers or AUFS metadata) while its data can still be read from the tar reader.
+        """
         result = LayerChanges(layer)
         for member in members:
-            self._apply_member(layer, member, result, record)
+            self._apply_member(layer, member, result, record, on_entry)
         self.layers_applied = layer + 1
         return result
 
     def _apply_member(
-        self, layer: int, member: TarMember, result: LayerChanges, record: bool
+        self,
+        layer: int,
+        member: TarMember,
+        result: LayerChanges,
+        record: bool,
+        on_entry: Callable[[TarMember, str], None] | None,
     ) -> None:
         path = clean_member_path(member.name)
         if path is None:
@@ -290,6 +326,8 @@ class UnionFS:
         parent = self._ensure_dir(parent_path, layer, result, record)
         existing = parent.children.get(base)
         full = "/" + path
+        if on_entry is not None:
+            on_entry(member, full)
         if member.type is EntryType.FILE:
             result.size += member.size
         new_meta = pack(member.type, layer, member)
@@ -397,7 +435,7 @@ class UnionFS:
         Python's recursion limit."""
         if not isinstance(node, _Dir):
             if _layer_of(node) < layer:
-                self._notify(path, node, layer)
+                self._notify(path, node, layer, "deleted")
                 return max(_size_of(node), 0), False
             return 0, True
         removed = 0
@@ -408,18 +446,18 @@ class UnionFS:
             if name is None:
                 stack.pop()
                 if stack and _layer_of(directory.meta) < layer and not directory.children:
-                    self._notify(dir_path, directory.meta, layer)
+                    self._notify(dir_path, directory.meta, layer, "deleted")
                     del stack[-1][0].children[dir_path.rsplit("/", 1)[1]]
                 continue
             child = directory.children[name]
             if isinstance(child, _Dir):
                 stack.append((child, f"{dir_path}/{name}", iter(list(child.children))))
             elif _layer_of(child) < layer:
-                self._notify(f"{dir_path}/{name}", child, layer)
+                self._notify(f"{dir_path}/{name}", child, layer, "deleted")
                 removed += max(_size_of(child), 0)
                 del directory.children[name]
         if _layer_of(node.meta) < layer and not node.children:
-            self._notify(path, node.meta, layer)
+            self._notify(path, node.meta, layer, "deleted")
             return removed, False
         return removed, True
 
@@ -429,17 +467,18 @@ class UnionFS:
         stack: list[tuple[Node, str]] = [(node, path)]
         while stack:
             current, current_path = stack.pop()
+            reason = "replaced" if current is node else "deleted"
             if isinstance(current, _Dir):
-                self._notify(current_path, current.meta, layer)
+                self._notify(current_path, current.meta, layer, reason)
                 stack.extend((c, f"{current_path}/{n}") for n, c in current.children.items())
             else:
-                self._notify(current_path, current, layer)
+                self._notify(current_path, current, layer, reason)
                 total += max(_size_of(current), 0)
         return total
 
-    def _notify(self, path: str, meta: bytes, layer: int) -> None:
+    def _notify(self, path: str, meta: bytes, layer: int, reason: str) -> None:
         if self._on_remove is not None:
-            self._on_remove(unpack_info(path, meta), layer)
+            self._on_remove(unpack_info(path, meta), layer, reason)
 
 
 def _dir_meta_changed(old: bytes, new: bytes) -> bool:

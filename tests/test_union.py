@@ -1,0 +1,129 @@
+"""The merged filesystem: OCI whiteout and opaque semantics, replacement, hostile names."""
+
+from __future__ import annotations
+
+from inspect_tool.layers.tarformat import EntryType
+from inspect_tool.layers.tarreader import TarMember
+from inspect_tool.layers.union import ChangeKind, UnionFS
+
+_offset = 0
+
+
+def m(
+    name: str, kind: EntryType = EntryType.FILE, size: int = 0, link: str = "", mode: int = 0o644
+) -> TarMember:
+    global _offset
+    _offset += 512
+    return TarMember(name, kind, "0", mode, 0, 0, "", "", 0.0, size, link, 0, 0, _offset)
+
+
+def d(name: str, mode: int = 0o755) -> TarMember:
+    return m(name, EntryType.DIR, mode=mode)
+
+
+def paths(union: UnionFS) -> list[str]:
+    return [f.path for f in union.walk()]
+
+
+def test_whiteout_removes_lower_entry_and_subtree() -> None:
+    u = UnionFS()
+    u.apply(0, [d("a"), m("a/x", size=5), d("a/sub"), m("a/sub/y", size=7), m("b", size=1)])
+    changes = u.apply(1, [m("a/.wh.sub")])
+    assert paths(u) == ["/a", "/a/x", "/b"]
+    assert changes.deleted == 1 and changes.wasted == 7
+    assert [(c.kind, c.path) for c in changes.changes] == [(ChangeKind.DELETED, "/a/sub")]
+
+
+def test_whiteout_never_hides_an_entry_of_its_own_layer() -> None:
+    for order in ([m(".wh.f"), m("f", size=2)], [m("f", size=2), m(".wh.f")]):
+        u = UnionFS()
+        u.apply(0, [m("f", size=1)])
+        u.apply(1, order)
+        info = u.get("/f")
+        assert info is not None and info.size == 2 and info.layer == 1
+
+
+def test_opaque_directory_hides_lower_children_only() -> None:
+    u = UnionFS()
+    u.apply(0, [d("etc"), m("etc/old", size=3), d("etc/deep"), m("etc/deep/z", size=4)])
+    changes = u.apply(1, [m("etc/new", size=1), m("etc/.wh..wh..opq"), m("etc/deep/q")])
+    assert paths(u) == ["/etc", "/etc/deep", "/etc/deep/q", "/etc/new"]
+    assert changes.wasted == 7
+
+
+def test_aufs_metadata_is_hidden() -> None:
+    u = UnionFS()
+    u.apply(0, [d(".wh..wh.plnk"), m(".wh..wh.plnk/123.456", size=9), m(".wh..wh.aufs"), m("real")])
+    assert paths(u) == ["/real"]
+
+
+def test_replacement_by_another_type_and_implicit_parents() -> None:
+    u = UnionFS()
+    u.apply(0, [d("x"), m("x/inner", size=10), m("link", EntryType.SYMLINK, link="/etc")])
+    changes = u.apply(1, [m("x", size=1), m("link/below", size=2)])
+    x = u.get("/x")
+    assert x is not None and x.type is EntryType.FILE
+    link = u.get("/link")
+    assert link is not None and link.type is EntryType.DIR and link.implicit
+    assert paths(u) == ["/link", "/link/below", "/x"]
+    assert changes.wasted == 10
+    kinds = {c.path: c.kind for c in changes.changes}
+    assert kinds["/x"] is ChangeKind.MODIFIED and kinds["/link"] is ChangeKind.MODIFIED
+
+
+def test_restated_directory_keeps_children_and_counts_only_real_changes() -> None:
+    u = UnionFS()
+    u.apply(0, [d("etc"), m("etc/a")])
+    same = u.apply(1, [d("etc"), m("etc/b")])
+    assert same.modified == 0 and same.added == 1
+    chmod = u.apply(2, [d("etc", mode=0o700)])
+    assert chmod.modified == 1
+    assert paths(u) == ["/etc", "/etc/a", "/etc/b"]
+
+
+def test_hostile_names_become_anomalies() -> None:
+    u = UnionFS()
+    result = u.apply(
+        0,
+        [
+            m("../../etc/passwd"),
+            m("a/../../b"),
+            m(".wh.."),
+            m(".wh..."),
+            m(".wh."),
+            m("ok/../fine"),
+        ],
+    )
+    assert paths(u) == ["/fine"]
+    assert len(result.anomalies) == 5
+
+
+def test_on_remove_reports_reasons() -> None:
+    seen: list[tuple[str, int, str]] = []
+    u = UnionFS(on_remove=lambda info, layer, why: seen.append((info.path, layer, why)))
+    u.apply(0, [m("a"), m("b"), d("c"), m("c/d")])
+    u.apply(1, [m("a", size=1), m(".wh.b"), m("c")])
+    assert sorted(seen) == [
+        ("/a", 1, "replaced"),
+        ("/b", 1, "deleted"),
+        ("/c", 1, "replaced"),
+        ("/c/d", 1, "deleted"),
+    ]
+
+
+def test_deep_tree_does_not_hit_the_recursion_limit() -> None:
+    u = UnionFS()
+    deep = "/".join(["d"] * 3000)
+    u.apply(0, [m(f"{deep}/leaf", size=1)])
+    assert sum(1 for _ in u.walk()) == 3001
+    result = u.apply(1, [m(".wh.d")])
+    assert result.wasted == 1 and paths(u) == []
+
+
+def test_fork_is_independent() -> None:
+    u = UnionFS()
+    u.apply(0, [d("a"), m("a/x")])
+    twin = u.fork()
+    twin.apply(1, [m("a/.wh.x"), m("a/y")])
+    assert paths(u) == ["/a", "/a/x"]
+    assert paths(twin) == ["/a", "/a/y"]
