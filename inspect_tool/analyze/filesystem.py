@@ -1,0 +1,286 @@
+"""Questions about an image's files: what each layer changed, what a path holds after layer N,
+a file's bytes, and every version of a path across layers (deleted and overwritten ones too)."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from inspect_tool.errors import DockscopeError, UsageError
+from inspect_tool.layers.image_fs import merged_view, open_layer
+from inspect_tool.layers.tarformat import EntryType
+from inspect_tool.layers.tarreader import TarMember
+from inspect_tool.layers.union import (
+    Anomaly,
+    FileInfo,
+    LayerChanges,
+    UnionFS,
+    clean_member_path,
+)
+from inspect_tool.model.image import Image
+from inspect_tool.sources.source import Source
+
+MAX_SYMLINKS = 40
+Progress = Callable[[int], None] | None
+
+
+class PathNotFoundError(UsageError):
+    """The path does not exist in the image (at the layer asked for)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LayerRow:
+    index: int
+    created_by: str | None
+    diff_id: str | None
+    blob_size: int | None
+    content_size: int  # bytes of regular-file content in the layer
+    added: int
+    modified: int
+    deleted: int
+    wasted: int  # bytes of lower-layer files this layer replaced or deleted
+    anomalies: tuple[Anomaly, ...]
+
+
+def layer_rows(source: Source, image: Image, *, progress: Progress = None) -> list[LayerRow]:
+    """One row per layer: what it added, modified and deleted, and what it made invisible."""
+    changes: list[LayerChanges] = []
+    merged_view(source, image, on_layer=changes.append, progress=progress)
+    rows = []
+    for layer, result in zip(image.layers, changes, strict=True):
+        rows.append(
+            LayerRow(
+                index=layer.index,
+                created_by=layer.created_by,
+                diff_id=str(layer.diff_id) if layer.diff_id else None,
+                blob_size=layer.size,
+                content_size=result.size,
+                added=result.added,
+                modified=result.modified,
+                deleted=result.deleted,
+                wasted=result.wasted,
+                anomalies=tuple(result.anomalies),
+            )
+        )
+    return rows
+
+
+def check_layer(image: Image, layer: int | None, *, label: str) -> int:
+    last = len(image.layers) - 1
+    if layer is None:
+        return last
+    if not 0 <= layer <= last:
+        raise UsageError(f"--layer {layer}: the image has layers 0 to {last}", subject=label)
+    return layer
+
+
+@dataclass(slots=True)
+class LayerDiff:
+    layer: int
+    changes: LayerChanges
+    hashes: dict[str, str] = field(default_factory=dict)  # path → sha256 of content
+
+
+def layer_changes(
+    source: Source, image: Image, index: int, *, hashes: bool = True, progress: Progress = None
+) -> LayerDiff:
+    """What layer ``index`` changed relative to the layers below it."""
+    check_layer(image, index, label=source.label)
+    union = merged_view(source, image, upto=index - 1, progress=progress) if index else UnionFS()
+    layer = image.layers[index]
+    content: dict[str, str] = {}
+    with open_layer(source, layer, progress=progress) as opened:
+        hook = content_hasher(opened.reader.iter_data, content) if hashes else None
+        result = union.apply(index, opened.reader, record=True, on_entry=hook)
+        opened.finish(layer, label=source.label)
+    return LayerDiff(index, result, content)
+
+
+def content_hasher(
+    data: Callable[[], Iterator[bytes]], into: dict[str, str]
+) -> Callable[[TarMember, str], None]:
+    """An ``on_entry`` hook that records the sha256 of each regular file's content."""
+
+    def hook(member: TarMember, path: str) -> None:
+        if member.type is EntryType.FILE:
+            digest = hashlib.sha256()
+            for chunk in data():
+                digest.update(chunk)
+            into[path] = "sha256:" + digest.hexdigest()
+
+    return hook
+
+
+def resolve(union: UnionFS, path: str, *, follow_last: bool = True) -> FileInfo:
+    """Look a path up as the kernel would inside the image: symlinks (absolute ones too)
+    resolve as if the image root were ``/``, ``..`` never climbs above it."""
+    pending = deque(p for p in path.split("/") if p)
+    resolved: list[str] = []
+    hops = 0
+    while pending:
+        part = pending.popleft()
+        if part == ".":
+            continue
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = "/" + "/".join([*resolved, part])
+        info = union.get(candidate)
+        if info is None:
+            raise PathNotFoundError(f"no such file or directory in the image: {candidate}")
+        if info.type is EntryType.SYMLINK and (pending or follow_last):
+            hops += 1
+            if hops > MAX_SYMLINKS:
+                raise PathNotFoundError(f"too many levels of symbolic links resolving {path}")
+            if info.linkname.startswith("/"):
+                resolved = []
+            pending.extendleft(reversed([p for p in info.linkname.split("/") if p]))
+            continue
+        if pending and info.type is not EntryType.DIR:
+            raise PathNotFoundError(f"not a directory in the image: {candidate}")
+        resolved.append(part)
+    final = union.get("/" + "/".join(resolved))
+    assert final is not None
+    return final
+
+
+def view_at(
+    source: Source, image: Image, layer: int | None, *, progress: Progress = None
+) -> UnionFS:
+    return merged_view(
+        source, image, upto=check_layer(image, layer, label=source.label), progress=progress
+    )
+
+
+def read_file(
+    source: Source,
+    image: Image,
+    path: str,
+    out: BinaryIO,
+    *,
+    layer: int | None = None,
+    progress: Progress = None,
+) -> FileInfo:
+    """Write the bytes of ``path`` (symlinks followed inside the image) as of ``layer``."""
+    union = view_at(source, image, layer, progress=progress)
+    info = resolve(union, path)
+    if info.type is EntryType.HARDLINK:
+        return _read_hardlink(source, image, union, info, out)
+    if info.type is not EntryType.FILE:
+        raise UsageError(f"{info.path} is a {info.type.value}, not a regular file")
+    _copy_member(source, image, info.layer, lambda m: m.offset == info.offset, out)
+    return info
+
+
+def _read_hardlink(
+    source: Source, image: Image, union: UnionFS, info: FileInfo, out: BinaryIO
+) -> FileInfo:
+    """A hard link's bytes are those of the file it names, as written before it in its layer
+    (or, when that layer does not hold the target, the target in the merged view)."""
+    target = "/" + (clean_member_path(info.linkname) or "")
+    best = -1
+    with open_layer(source, image.layers[info.layer]) as opened:
+        for member in opened.reader:
+            if member.offset >= info.offset:
+                break
+            if "/" + (clean_member_path(member.name) or "") == target and (
+                member.type is EntryType.FILE
+            ):
+                best = member.offset
+    if best >= 0:
+        _copy_member(source, image, info.layer, lambda m: m.offset == best, out)
+        return info
+    linked = union.get(target)
+    if linked is None or linked.type is not EntryType.FILE:
+        raise PathNotFoundError(f"hard link {info.path} names {info.linkname}, which is missing")
+    _copy_member(source, image, linked.layer, lambda m: m.offset == linked.offset, out)
+    return info
+
+
+def _copy_member(
+    source: Source, image: Image, layer: int, match: Callable[[TarMember], bool], out: BinaryIO
+) -> None:
+    with open_layer(source, image.layers[layer]) as opened:
+        for member in opened.reader:
+            if match(member):
+                for chunk in opened.reader.iter_data():
+                    out.write(chunk)
+                return
+    raise DockscopeError(f"layer {layer} no longer holds the entry", subject=source.label)
+
+
+@dataclass(slots=True)
+class Occurrence:
+    """One version of a path, in one layer."""
+
+    info: FileInfo
+    fate: str = "present"  # "present", "replaced" or "deleted"
+    by_layer: int | None = None  # the layer that replaced or deleted it
+
+    @property
+    def visible(self) -> bool:
+        return self.fate == "present"
+
+
+def find(
+    source: Source,
+    image: Image,
+    pattern: str,
+    *,
+    deleted_only: bool = False,
+    progress: Progress = None,
+) -> list[Occurrence]:
+    """Every entry whose path (when the pattern has a ``/``) or name matches, in every layer,
+    with what became of it. ``fnmatch`` patterns; ``/`` is not special to ``*``."""
+    by_path = "/" in pattern
+    pattern = pattern if not by_path or pattern.startswith("/") else "/" + pattern
+
+    def matches(path: str) -> bool:
+        subject = path if by_path else path.rsplit("/", 1)[-1]
+        return fnmatch.fnmatchcase(subject, pattern)
+
+    found: dict[tuple[str, int], Occurrence] = {}
+
+    def removed(info: FileInfo, layer: int, reason: str) -> None:
+        occurrence = found.get((info.path, info.layer))
+        if occurrence is not None and occurrence.fate == "present":
+            occurrence.fate = reason
+            occurrence.by_layer = layer
+
+    union = UnionFS(on_remove=removed)
+    for layer in image.layers:
+        with open_layer(source, layer, progress=progress) as opened:
+
+            def seen(member: TarMember, path: str, index: int = layer.index) -> None:
+                if matches(path):
+                    info = _info(member, path, index)
+                    found[(path, index)] = Occurrence(info)
+
+            union.apply(layer.index, opened.reader, record=False, on_entry=seen)
+            opened.finish(layer, label=source.label)
+    result = sorted(found.values(), key=lambda o: (o.info.path, o.info.layer))
+    if deleted_only:
+        result = [o for o in result if not o.visible]
+    return result
+
+
+def _info(member: TarMember, path: str, layer: int) -> FileInfo:
+    return FileInfo(
+        path=path,
+        type=member.type,
+        mode=member.mode,
+        uid=member.uid,
+        gid=member.gid,
+        size=member.size,
+        mtime=member.mtime,
+        linkname=member.linkname,
+        layer=layer,
+        devmajor=member.devmajor,
+        devminor=member.devminor,
+        offset=member.offset,
+    )

@@ -1,0 +1,249 @@
+"""``dockscope layers``, ``ls``, ``cat``, ``find`` and ``diff``: an image's files by layer."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from inspect_tool.cli._common import (
+    IMAGE_ARGUMENT,
+    IMAGE_OPTION,
+    JSON_OPTION,
+    PLATFORM_OPTION,
+    REF_OPTION,
+    ByteProgress,
+    handle_errors,
+    open_one_image,
+    stdout_console,
+    write_json,
+)
+from inspect_tool.errors import ExitCode
+
+LAYER_OPTION = typer.Option(
+    None,
+    "--layer",
+    "-L",
+    metavar="N",
+    help="Look at the filesystem as it stands after layer N (0 is the bottom; default: the top).",
+)
+
+
+def layers(
+    path: Path = IMAGE_ARGUMENT,
+    image: str | None = IMAGE_OPTION,
+    ref: str | None = REF_OPTION,
+    platform: str | None = PLATFORM_OPTION,
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """One row per layer: files added, modified and deleted, and bytes it made invisible.
+
+    "wasted" counts the bytes of lower-layer files a layer replaced or deleted: they are still
+    stored (and pulled) but no container can see them.
+
+    Examples:
+
+      dockscope layers image.tar
+
+      dockscope layers --json image.tar | jq '.layers[] | select(.wasted_bytes > 0)'
+    """
+    from inspect_tool.analyze.filesystem import layer_rows
+
+    with handle_errors():
+        source, selected = open_one_image(path, image, ref, platform)
+        with source, ByteProgress("reading layers") as progress:
+            progress.start(sum(layer.size or 0 for layer in selected.layers))
+            rows = layer_rows(source, selected, progress=progress.advance)
+        from inspect_tool.render import files as render
+
+        if json_output:
+            write_json(render.layers_document(selected, rows))
+        else:
+            render.render_layers(stdout_console(), selected, rows)
+
+
+def ls(
+    path: Path = IMAGE_ARGUMENT,
+    target: str = typer.Argument("/", metavar="[PATH]", help="A path inside the image."),
+    layer: int | None = LAYER_OPTION,
+    recursive: bool = typer.Option(False, "--recursive", "-R", help="List subdirectories too."),
+    long: bool = typer.Option(False, "--long", "-l", help="Mode, owner, size and time."),
+    image: str | None = IMAGE_OPTION,
+    ref: str | None = REF_OPTION,
+    platform: str | None = PLATFORM_OPTION,
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """List the merged filesystem after layer N, marking the layer each entry came from (Ln).
+
+    Examples:
+
+      dockscope ls image.tar /etc
+
+      dockscope ls -lR --layer 2 image.tar /root
+    """
+    from inspect_tool.analyze.filesystem import resolve, view_at
+
+    with handle_errors():
+        source, selected = open_one_image(path, image, ref, platform)
+        with source, ByteProgress("reading layers") as progress:
+            progress.start(sum(lyr.size or 0 for lyr in selected.layers))
+            union = view_at(source, selected, layer, progress=progress.advance)
+        info = resolve(union, target)
+        from inspect_tool.layers.tarformat import EntryType
+
+        if info.type is EntryType.DIR:
+            entries = list(union.walk(info.path)) if recursive else union.listdir(info.path) or []
+            base = info.path.rstrip("/")
+        else:
+            entries, base = [info], ""
+        from inspect_tool.render import files as render
+
+        if json_output:
+            shown = len(selected.layers) - 1 if layer is None else layer
+            write_json(render.ls_document(selected, shown, info.path, entries))
+        else:
+            render.render_ls(stdout_console(), entries, long=long, base=base)
+
+
+def cat(
+    path: Path = IMAGE_ARGUMENT,
+    target: str = typer.Argument(..., metavar="PATH", help="A file inside the image."),
+    layer: int | None = LAYER_OPTION,
+    image: str | None = IMAGE_OPTION,
+    ref: str | None = REF_OPTION,
+    platform: str | None = PLATFORM_OPTION,
+) -> None:
+    """Write a file's bytes to stdout, following symlinks inside the image root.
+
+    With --layer N, the file as it stood after layer N: this recovers files a later layer
+    deleted or overwrote (dockscope find --deleted lists them).
+
+    Examples:
+
+      dockscope cat image.tar /etc/os-release
+
+      dockscope cat --layer 3 image.tar /root/secret.txt > recovered.txt
+    """
+    from inspect_tool.analyze.filesystem import read_file
+
+    with handle_errors():
+        source, selected = open_one_image(path, image, ref, platform)
+        with source:
+            read_file(source, selected, target, sys.stdout.buffer, layer=layer)
+        sys.stdout.buffer.flush()
+
+
+def find(
+    path: Path = IMAGE_ARGUMENT,
+    pattern: str = typer.Argument(
+        ...,
+        metavar="PATTERN",
+        help="A shell pattern matched against names, or against whole paths when it has a /.",
+    ),
+    deleted: bool = typer.Option(
+        False, "--deleted", help="Only entries a later layer deleted or overwrote."
+    ),
+    image: str | None = IMAGE_OPTION,
+    ref: str | None = REF_OPTION,
+    platform: str | None = PLATFORM_OPTION,
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Find entries across all layers, including those a later layer deleted or overwrote.
+
+    Examples:
+
+      dockscope find image.tar '*.pem'
+
+      dockscope find --deleted image.tar '/root/*'
+    """
+    from inspect_tool.analyze.filesystem import find as run_find
+
+    with handle_errors():
+        source, selected = open_one_image(path, image, ref, platform)
+        with source, ByteProgress("reading layers") as progress:
+            progress.start(sum(lyr.size or 0 for lyr in selected.layers))
+            found = run_find(
+                source, selected, pattern, deleted_only=deleted, progress=progress.advance
+            )
+        from inspect_tool.render import files as render
+
+        if json_output:
+            write_json(render.find_document(selected, pattern, found))
+        else:
+            render.render_find(stdout_console(), found)
+
+
+IMAGE_A = typer.Argument(..., metavar="A", help="An image (archive or layout).")
+IMAGE_B = typer.Argument(None, metavar="[B]", help="A second image; omit it with --layer.")
+
+
+def diff(
+    path_a: Path = IMAGE_A,
+    path_b: Path | None = IMAGE_B,
+    layer: int | None = typer.Option(
+        None, "--layer", "-L", metavar="N", help="Show what layer N of A changed."
+    ),
+    image: str | None = IMAGE_OPTION,
+    ref: str | None = REF_OPTION,
+    platform: str | None = PLATFORM_OPTION,
+    image_b: str | None = typer.Option(None, "--image-b", help="--image for B (default: --image)."),
+    ref_b: str | None = typer.Option(None, "--ref-b", help="--ref for B (default: --ref)."),
+    platform_b: str | None = typer.Option(
+        None, "--platform-b", help="--platform for B (default: --platform)."
+    ),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Compare two images (files, config, history), or show what one layer changed.
+
+    A: added in B, D: removed in B, C: changed. Layers the images share are not compared.
+    Exit status 0 when the images are equal, 1 when they differ.
+
+    Examples:
+
+      dockscope diff old.tar new.tar
+
+      dockscope diff --json a.tar b.tar | jq '.files[] | select(.change == "modified")'
+
+      dockscope diff --layer 3 image.tar
+    """
+    from inspect_tool.render import files as render
+
+    with handle_errors():
+        if path_b is None:
+            if layer is None:
+                raise typer.BadParameter("give a second image B, or --layer N")
+            from inspect_tool.analyze.filesystem import layer_changes
+
+            source, selected = open_one_image(path_a, image, ref, platform)
+            with source, ByteProgress("reading layers") as progress:
+                progress.start(sum(lyr.size or 0 for lyr in selected.layers[: layer + 1]))
+                result = layer_changes(source, selected, layer, progress=progress.advance)
+            if json_output:
+                write_json(render.layer_diff_document(selected, result))
+            else:
+                render.render_layer_diff(stdout_console(), result)
+            return
+        if layer is not None:
+            raise typer.BadParameter("--layer compares layers of one image; give only A")
+        from inspect_tool.analyze.diff import diff_images
+
+        source_a, a = open_one_image(path_a, image, ref, platform)
+        with source_a:
+            source_b, b = open_one_image(
+                path_b, image_b or image, ref_b or ref, platform_b or platform
+            )
+            with source_b, ByteProgress("comparing") as progress:
+                progress.start(sum(lyr.size or 0 for lyr in (*a.layers, *b.layers)))
+                compared = diff_images(source_a, a, source_b, b, progress=progress.advance)
+        if json_output:
+            write_json(render.diff_document(a, b, compared))
+        else:
+            render.render_diff(stdout_console(), a, b, compared)
+        if not compared.equal:
+            raise typer.Exit(int(ExitCode.PROBLEMS))
+
+
+def register(app: typer.Typer) -> None:
+    for command in (layers, ls, cat, find, diff):
+        app.command()(command)

@@ -1,0 +1,315 @@
+"""Rendering of the file-level commands (layers, ls, find, diff): rich for people, JSON for
+programs. JSON keys are part of the contract in docs/JSON.md."""
+
+from __future__ import annotations
+
+import datetime as dt
+import stat
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from inspect_tool.analyze.diff import FileDiff, ImageDiff
+from inspect_tool.analyze.filesystem import LayerDiff, LayerRow, Occurrence
+from inspect_tool.layers.tarformat import EntryType
+from inspect_tool.layers.union import Change, ChangeKind, FileInfo
+from inspect_tool.model.image import Image
+from inspect_tool.render.console import human_size, short_created_by
+from inspect_tool.render.json import SCHEMA_VERSION
+
+_TYPE_BITS = {
+    EntryType.FILE: stat.S_IFREG,
+    EntryType.HARDLINK: stat.S_IFREG,
+    EntryType.DIR: stat.S_IFDIR,
+    EntryType.SYMLINK: stat.S_IFLNK,
+    EntryType.CHAR: stat.S_IFCHR,
+    EntryType.BLOCK: stat.S_IFBLK,
+    EntryType.FIFO: stat.S_IFIFO,
+    EntryType.OTHER: 0,
+}
+
+
+def mode_string(info: FileInfo) -> str:
+    return stat.filemode(_TYPE_BITS[info.type] | info.mode)
+
+
+def _time(mtime: float) -> str:
+    return dt.datetime.fromtimestamp(mtime, dt.UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def info_json(info: FileInfo | None) -> dict[str, Any] | None:
+    if info is None:
+        return None
+    return {
+        "path": info.path,
+        "type": info.type.value,
+        "mode": f"{info.mode:04o}",
+        "uid": info.uid,
+        "gid": info.gid,
+        "size": info.size,
+        "mtime": dt.datetime.fromtimestamp(info.mtime, dt.UTC).isoformat().replace("+00:00", "Z"),
+        "link": info.linkname or None,
+        "layer": info.layer,
+        "device": [info.devmajor, info.devminor]
+        if info.type in (EntryType.CHAR, EntryType.BLOCK)
+        else None,
+    }
+
+
+def _head(kind: str, image: Image) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": kind,
+        "source": image.source,
+        "image_id": str(image.image_id),
+    }
+
+
+# -- layers -------------------------------------------------------------------------------------
+def layers_document(image: Image, rows: list[LayerRow]) -> dict[str, Any]:
+    return {
+        **_head("layers", image),
+        "layers": [
+            {
+                "index": row.index,
+                "created_by": row.created_by,
+                "diff_id": row.diff_id,
+                "size": row.blob_size,
+                "content_size": row.content_size,
+                "added": row.added,
+                "modified": row.modified,
+                "deleted": row.deleted,
+                "wasted_bytes": row.wasted,
+                "anomalies": [{"name": a.name, "problem": a.problem} for a in row.anomalies],
+            }
+            for row in rows
+        ],
+    }
+
+
+def render_layers(console: Console, image: Image, rows: list[LayerRow]) -> None:
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        title=f"Layers of {image.display_name}",
+        title_justify="left",
+    )
+    for name, justify in (
+        ("#", "right"),
+        ("size", "right"),
+        ("added", "right"),
+        ("modified", "right"),
+        ("deleted", "right"),
+        ("wasted", "right"),
+    ):
+        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    table.add_column("created_by", overflow="fold", min_width=20)
+    for row in rows:
+        table.add_row(
+            str(row.index),
+            human_size(row.content_size),
+            str(row.added),
+            str(row.modified),
+            str(row.deleted),
+            Text(human_size(row.wasted), style="yellow" if row.wasted else "dim"),
+            escape(short_created_by(row.created_by)),
+        )
+    console.print(table)
+    total = sum(r.wasted for r in rows)
+    console.print(
+        f"{len(rows)} layers, {human_size(sum(r.content_size for r in rows))} of "
+        f"file content, {human_size(total)} replaced or deleted by later layers."
+    )
+    for row in rows:
+        for anomaly in row.anomalies:
+            console.print(
+                f"[yellow]layer {row.index}:[/] {escape(anomaly.name)}: {escape(anomaly.problem)}",
+                soft_wrap=True,
+            )
+
+
+# -- ls -----------------------------------------------------------------------------------------
+def ls_document(image: Image, layer: int, path: str, entries: list[FileInfo]) -> dict[str, Any]:
+    return {
+        **_head("ls", image),
+        "layer": layer,
+        "path": path,
+        "entries": [info_json(e) for e in entries],
+    }
+
+
+def render_ls(console: Console, entries: list[FileInfo], *, long: bool, base: str) -> None:
+    for info in entries:
+        name = info.path if base == "" else info.path[len(base) :].lstrip("/") or info.path
+        line = Text()
+        if long:
+            size = (
+                str(info.size)
+                if info.type is EntryType.FILE
+                else (
+                    f"{info.devmajor},{info.devminor}"
+                    if info.type in (EntryType.CHAR, EntryType.BLOCK)
+                    else "-"
+                )
+            )
+            line.append(
+                f"{mode_string(info)} {info.uid:>5}/{info.gid:<5} {size:>10} {_time(info.mtime)} "
+            )
+        line.append(f"L{info.layer:<3}", style="dim")
+        line.append(name, style="bold blue" if info.type is EntryType.DIR else "")
+        if info.type is EntryType.DIR:
+            line.append("/")
+        if info.type is EntryType.SYMLINK:
+            line.append(f" -> {info.linkname}", style="cyan")
+        elif info.type is EntryType.HARDLINK:
+            line.append(f" => {info.linkname}", style="cyan")
+        console.print(line, soft_wrap=True, highlight=False)
+
+
+# -- find ---------------------------------------------------------------------------------------
+def find_document(image: Image, pattern: str, found: list[Occurrence]) -> dict[str, Any]:
+    return {
+        **_head("find", image),
+        "pattern": pattern,
+        "entries": [
+            {**(info_json(o.info) or {}), "fate": o.fate, "by_layer": o.by_layer} for o in found
+        ],
+    }
+
+
+def render_find(console: Console, found: list[Occurrence]) -> None:
+    for occurrence in found:
+        info = occurrence.info
+        line = Text()
+        line.append(f"L{info.layer:<3}", style="dim")
+        line.append(f"{mode_string(info)} {human_size(info.size):>9}  ")
+        line.append(info.path)
+        if info.type is EntryType.SYMLINK:
+            line.append(f" -> {info.linkname}", style="cyan")
+        if occurrence.fate == "deleted":
+            line.append(f"  (deleted in layer {occurrence.by_layer})", style="red")
+        elif occurrence.fate == "replaced":
+            line.append(f"  (overwritten in layer {occurrence.by_layer})", style="yellow")
+        console.print(line, soft_wrap=True, highlight=False)
+    hidden = sum(1 for o in found if not o.visible)
+    console.print(
+        f"{len(found)} entries, {hidden} no longer visible in the image. "
+        "Recover one with: dockscope cat --layer N IMAGE PATH",
+        style="dim",
+    )
+
+
+# -- diff ---------------------------------------------------------------------------------------
+_MARKS = {"added": ("A", "green"), "removed": ("D", "red"), "modified": ("C", "yellow")}
+
+
+def diff_document(a: Image, b: Image, result: ImageDiff) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "diff",
+        "a": {"source": a.source, "image_id": str(a.image_id)},
+        "b": {"source": b.source, "image_id": str(b.image_id)},
+        "equal": result.equal,
+        "shared_layers": result.shared_layers,
+        "files": [_file_diff_json(f) for f in result.files],
+        "config": [{"key": c.key, "a": c.a, "b": c.b} for c in result.config],
+        "history": {"removed": result.history_removed, "added": result.history_added},
+    }
+
+
+def _file_diff_json(f: FileDiff) -> dict[str, Any]:
+    a, b = info_json(f.a), info_json(f.b)
+    if a is not None:
+        a["sha256"] = f.a_hash
+    if b is not None:
+        b["sha256"] = f.b_hash
+    return {"path": f.path, "change": f.change, "differences": list(f.differences), "a": a, "b": b}
+
+
+def render_diff(console: Console, a: Image, b: Image, result: ImageDiff) -> None:
+    console.print(
+        f"[bold]A[/] {escape(a.source)} ({a.image_id.short})  [bold]B[/] "
+        f"{escape(b.source)} ({b.image_id.short}); {result.shared_layers} shared "
+        "layers not compared",
+        soft_wrap=True,
+    )
+    for f in result.files:
+        mark, style = _MARKS[f.change]
+        line = Text(f"{mark} ", style=style)
+        line.append(f.path)
+        if f.change == "modified":
+            details = []
+            if "size" in f.differences and f.a and f.b:
+                details.append(f"size {f.a.size} → {f.b.size}")
+            details += [d for d in f.differences if d != "size"]
+            line.append(f"  ({', '.join(details)})", style="dim")
+        console.print(line, soft_wrap=True, highlight=False)
+    if result.config:
+        console.print("[bold]config[/]")
+        for c in result.config:
+            console.print(
+                f"  {escape(c.key)}: {escape(repr(c.a))} → {escape(repr(c.b))}",
+                soft_wrap=True,
+                highlight=False,
+            )
+    if result.history_removed or result.history_added:
+        console.print("[bold]history[/]")
+        for step in result.history_removed:
+            console.print(Text(f"  - {short_created_by(step)}", style="red"), soft_wrap=True)
+        for step in result.history_added:
+            console.print(Text(f"  + {short_created_by(step)}", style="green"), soft_wrap=True)
+    counts = {k: sum(1 for f in result.files if f.change == k) for k in _MARKS}
+    verdict = "identical" if result.equal else "different"
+    console.print(
+        f"{verdict}: {counts['added']} added, {counts['removed']} removed, "
+        f"{counts['modified']} modified files; {len(result.config)} config and "
+        f"{len(result.history_removed) + len(result.history_added)} history changes."
+    )
+
+
+def layer_diff_document(image: Image, diff: LayerDiff) -> dict[str, Any]:
+    return {
+        **_head("layer-diff", image),
+        "layer": diff.layer,
+        "files": [_change_json(c, diff.hashes.get(c.path)) for c in diff.changes.changes],
+        "anomalies": [{"name": a.name, "problem": a.problem} for a in diff.changes.anomalies],
+    }
+
+
+_CHANGE_WORDS = {
+    ChangeKind.ADDED: "added",
+    ChangeKind.MODIFIED: "modified",
+    ChangeKind.DELETED: "removed",
+}
+
+
+def _change_json(change: Change, sha: str | None) -> dict[str, Any]:
+    now = info_json(change.info)
+    if now is not None:
+        now["sha256"] = sha
+    return {
+        "path": change.path,
+        "change": _CHANGE_WORDS[change.kind],
+        "entry": now,
+        "previous": info_json(change.previous),
+    }
+
+
+def render_layer_diff(console: Console, diff: LayerDiff) -> None:
+    for change in diff.changes.changes:
+        mark, style = _MARKS[_CHANGE_WORDS[change.kind]]
+        line = Text(f"{mark} ", style=style)
+        line.append(change.path)
+        info = change.info or change.previous
+        if info is not None and info.type is EntryType.FILE:
+            line.append(f"  {human_size(info.size)}", style="dim")
+        console.print(line, soft_wrap=True, highlight=False)
+    c = diff.changes
+    console.print(
+        f"layer {diff.layer}: {c.added} added, {c.modified} modified, {c.deleted} "
+        f"deleted; {human_size(c.wasted)} of lower layers replaced or deleted."
+    )
