@@ -172,7 +172,8 @@ def read_file(
     if info.type is EntryType.HARDLINK:
         return _read_hardlink(source, image, union, info, out)
     if info.type is not EntryType.FILE:
-        raise UsageError(f"{info.path} is a {info.type.value}, not a regular file")
+        kind = "directory" if info.type is EntryType.DIR else info.type.value
+        raise UsageError(f"{info.path} is a {kind}, not a regular file")
     _copy_member(source, image, info.layer, lambda m: m.offset == info.offset, out)
     return info
 
