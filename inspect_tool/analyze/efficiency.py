@@ -373,28 +373,32 @@ def evaluate_gates(
     return results
 
 
-_SI = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4, "p": 1000**5}
-_SI.update({"e": 1000**6})
-_IEC = {"ki": 1024, "mi": 1024**2, "gi": 1024**3, "ti": 1024**4, "pi": 1024**5, "ei": 1024**6}
+_UNITS = {"b": 1, "": 1}
+for _power, _letter in enumerate("kmgtpe", start=1):
+    _UNITS[_letter] = _UNITS[_letter + "b"] = 1000**_power
+    _UNITS[_letter + "i"] = _UNITS[_letter + "ib"] = 1024**_power
 
 
 def parse_bytes(text: str) -> int:
     """A size as go-humanize's ``ParseBytes`` reads it (what dive's CI rule accepts):
-    ``50kB`` = 50000, ``1.5MiB`` = 1572864, ``1B``, ``1000``; SI units are powers of 1000,
-    IEC units (``Ki``, ``KiB``…) powers of 1024, case-insensitive."""
-    import re
-
-    match = re.fullmatch(r"\s*([0-9][0-9,]*(?:\.[0-9]*)?)\s*([a-zA-Z]*)\s*", text)
-    if match is None:
-        raise ValueError(f"not a size: {text!r}")
-    number = float(match.group(1).replace(",", ""))
-    unit = match.group(2).lower()
-    if unit.endswith("b") and len(unit) > 1:
-        unit = unit[:-1]
-    factor = _IEC.get(unit) or _SI.get(unit)
+    digits (``,`` and ``.`` allowed) then an optional unit, case-insensitive: ``1B``, ``1000``,
+    ``50kB`` = 50000, ``2MiB`` = 2097152; SI units are powers of 1000, IEC (``Ki``, ``KiB``…)
+    powers of 1024. Raises ValueError for anything else (``1BB``, ``-1B``)."""
+    digits = 0
+    for char in text:
+        if not (char.isdigit() or char in ".,"):
+            break
+        digits += 1
+    number = text[:digits].replace(",", "")
+    try:
+        value = float(number)
+    except ValueError:
+        raise ValueError(f"not a size: {text!r}") from None
+    unit = text[digits:].strip().lower()
+    factor = _UNITS.get(unit)
     if factor is None:
-        raise ValueError(f"unknown size unit in {text!r}")
-    value = number * factor
-    if value >= 2**64:
+        raise ValueError(f"unhandled size name {unit!r} in {text!r}")
+    value *= factor
+    if value >= 2.0**64:
         raise ValueError(f"too large: {text!r}")
     return int(value)

@@ -82,8 +82,8 @@ def efficiency(
             ("--lowest-efficiency", lowest_efficiency),
             ("--highest-user-wasted-percent", highest_user_wasted_percent),
         ):
-            if ratio is not None and (ratio != ratio or ratio < 0):
-                raise UsageError(f"{name}: expected a ratio such as 0.9, not {ratio}")
+            if ratio is not None and not 0 <= ratio <= 1:  # dive: misconfigured outside 0-1
+                raise UsageError(f"{name}: expected a ratio from 0 to 1, not {ratio}")
         source, selected = open_one_image(path, image, ref, platform)
         with source, ByteProgress("reading layers") as progress:
             progress.start(sum(layer.size or 0 for layer in selected.layers))
