@@ -127,6 +127,13 @@ def stderr_console() -> Console:
     return Console(stderr=True, highlight=False)
 
 
+def use_color() -> bool:
+    """Colour for plain-text output: only on a terminal, never with NO_COLOR set."""
+    import os
+
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
 def write_json(document: dict[str, Any]) -> None:
     from inspect_tool.render.json import dumps
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -17,9 +19,13 @@ from inspect_tool.cli._common import (
     handle_errors,
     open_one_image,
     stdout_console,
+    use_color,
     write_json,
 )
 from inspect_tool.errors import ExitCode
+
+if TYPE_CHECKING:
+    from inspect_tool.layers.union import FileInfo
 
 LAYER_OPTION = typer.Option(
     None,
@@ -92,8 +98,9 @@ def ls(
         info = resolve(union, target)
         from inspect_tool.layers.tarformat import EntryType
 
+        entries: Iterable[FileInfo]
         if info.type is EntryType.DIR:
-            entries = list(union.walk(info.path)) if recursive else union.listdir(info.path) or []
+            entries = union.walk(info.path) if recursive else union.listdir(info.path) or []
             base = info.path.rstrip("/")
         else:
             entries, base = [info], ""
@@ -101,9 +108,9 @@ def ls(
 
         if json_output:
             shown = len(selected.layers) - 1 if layer is None else layer
-            write_json(render.ls_document(selected, shown, info.path, entries))
+            render.write_ls_json(sys.stdout, selected, shown, info.path, entries)
         else:
-            render.render_ls(stdout_console(), entries, long=long, base=base)
+            render.write_ls(sys.stdout, entries, long=long, base=base, color=use_color())
 
 
 def cat(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TextIO
 
 from inspect_tool.analyze.explain import Explanation
 from inspect_tool.analyze.verify import VerifyReport
@@ -15,6 +16,20 @@ SCHEMA_VERSION = 1
 
 def dumps(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2, ensure_ascii=False)
+
+
+def write_streaming(
+    out: TextIO, document: dict[str, Any], key: str, items: Iterable[dict[str, Any]]
+) -> None:
+    """Write ``document`` with ``document[key]`` taken from ``items`` one at a time, so a
+    listing of a million entries never sits in memory as one structure."""
+    head = dumps({k: v for k, v in document.items() if k != key})
+    out.write(head[:-2] + f',\n  "{key}": [')
+    first = True
+    for item in items:
+        out.write(("\n    " if first else ",\n    ") + json.dumps(item, ensure_ascii=False))
+        first = False
+    out.write("\n  ]\n}\n" if not first else "]\n}\n")
 
 
 def _s(value: object) -> str | None:
