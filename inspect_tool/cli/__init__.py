@@ -45,9 +45,9 @@ def _root(
 
 def _register() -> None:
     # Each command module adds its commands; the modules import their heavy parts lazily.
-    from inspect_tool.cli import analysis, files, images
+    from inspect_tool.cli import analysis, extract, files, images
 
-    for module in (images, files, analysis):
+    for module in (images, files, analysis, extract):
         module.register(app)
 
 
