@@ -273,3 +273,81 @@ class ZstdFrames:
                 if self._checksum:
                     self._skip += 4
                 self._state, self._need = "magic", 4
+
+
+class Prefetcher(io.RawIOBase):
+    """Reads a stream in a background thread, a bounded number of chunks ahead.
+
+    Decompression and hashing release the GIL, so while the caller parses tar headers in
+    Python, the next megabytes are being inflated and hashed on the other core.
+    """
+
+    def __init__(self, stream: io.RawIOBase | BinaryIO, *, depth: int = 8) -> None:
+        import queue
+        import threading
+
+        self._stream = stream
+        self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._buffer = b""
+        self._pos = 0
+        self._done = False
+        self._thread = threading.Thread(target=self._run, name="dockscope-prefetch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                chunk = self._stream.read(CHUNK)
+                if not chunk:
+                    break
+                self._put(chunk)
+            self._put(None)
+        except BaseException as exc:  # handed to the reading thread
+            self._put(exc)
+
+    def _put(self, item: bytes | BaseException | None) -> None:
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self._pos >= len(self._buffer):
+            if self._done:
+                return 0
+            item = self._queue.get()
+            if item is None:
+                self._done = True
+                return 0
+            if isinstance(item, BaseException):
+                self._done = True
+                raise item
+            self._buffer, self._pos = item, 0
+        n = min(len(buffer), len(self._buffer) - self._pos)
+        buffer[:n] = self._buffer[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+    def drain(self) -> None:
+        """Read to the end, so the wrapped stream has seen every byte."""
+        while not self._done:
+            item = self._queue.get()
+            if item is None:
+                self._done = True
+            elif isinstance(item, BaseException):
+                self._done = True
+                raise item
+        self._thread.join()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        super().close()

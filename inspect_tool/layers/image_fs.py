@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from inspect_tool.errors import BlobNotFoundError, InvalidImageError
-from inspect_tool.layers.decompress import CHUNK, LayerStream
+from inspect_tool.layers.decompress import CHUNK, LayerStream, Prefetcher
 from inspect_tool.layers.tarreader import TarReader
 from inspect_tool.layers.union import FileInfo, LayerChanges, UnionFS
 from inspect_tool.model.image import Image, Layer
@@ -23,9 +23,11 @@ class DiffIdMismatchError(InvalidImageError):
 class OpenLayer:
     stream: LayerStream  # hashes the blob and the decompressed tar as they are read
     reader: TarReader
+    prefetcher: Prefetcher
 
     def finish(self, layer: Layer, *, label: str) -> None:
         """Read to the end; raise when the stream was corrupt or its diff_id is wrong."""
+        self.prefetcher.drain()
         self.stream.finish()
         subject = f"{label}: layer {layer.index}"
         if self.stream.error:
@@ -46,7 +48,11 @@ def open_layer(
         raise BlobNotFoundError(f"layer {layer.index} blob is missing", subject=f"{source.label}")
     with source.tree.open(layer.blob.path) as raw:
         stream = LayerStream(raw, progress=progress)
-        yield OpenLayer(stream, TarReader(io.BufferedReader(stream, CHUNK)))
+        prefetcher = Prefetcher(stream)
+        try:
+            yield OpenLayer(stream, TarReader(io.BufferedReader(prefetcher, CHUNK)), prefetcher)
+        finally:
+            prefetcher.close()
 
 
 def merged_view(

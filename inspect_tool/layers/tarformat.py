@@ -4,6 +4,7 @@ the pull reader (everything that looks at a layer's files)."""
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -66,45 +67,60 @@ class RawHeader:
     xattrs: dict[str, bytes] = field(default_factory=dict)
 
 
+# name, mode, uid, gid, size, mtime, chksum, typeflag, linkname, magic, version, uname, gname,
+# devmajor, devminor, prefix
+_HEADER = struct.Struct("100s8s8s8s12s12s8s1s100s6s2s32s32s8s8s155s12x")
+
+
 def parse_header(block: bytes, offset: int) -> RawHeader:
     """One 512-byte header block; raise TarFormatError when it is not a valid header."""
+    (
+        name,
+        mode,
+        uid,
+        gid,
+        size,
+        mtime,
+        chksum,
+        typeflag,
+        linkname,
+        magic,
+        _version,
+        uname,
+        gname,
+        devmajor,
+        devminor,
+        prefix,
+    ) = _HEADER.unpack(block)
     try:
-        checksum = octal(block[148:156])
+        checksum = octal(chksum)
     except ValueError:
         raise TarFormatError(f"invalid tar header at byte {offset}") from None
-    computed = sum(block[:148]) + 8 * 32 + sum(block[156:])
-    if checksum != computed:
+    unsigned = sum(block) - sum(chksum) + 256  # the field itself counts as 8 spaces
+    if checksum != unsigned and checksum != unsigned - 256 * sum(1 for b in block if b > 127):
+        # (some old writers summed signed chars; tar accepts both, so do we)
         raise TarFormatError(f"invalid tar header at byte {offset} (checksum mismatch)")
+    ustar = magic[:5] == b"ustar"
     try:
-        size = number(block[124:136])
-        mode = number(block[100:108])
-        uid = number(block[108:116])
-        gid = number(block[116:124])
-        mtime = float(number(block[136:148]))
-        devmajor = number(block[329:337]) if block[257:262] == b"ustar" else 0
-        devminor = number(block[337:345]) if block[257:262] == b"ustar" else 0
+        header = RawHeader(
+            name=cstr(name),
+            typeflag=typeflag.decode("latin-1") or "\x00",
+            size=number(size),
+            mode=number(mode),
+            uid=number(uid),
+            gid=number(gid),
+            mtime=float(number(mtime)),
+            linkname=cstr(linkname),
+            uname=cstr(uname),
+            gname=cstr(gname),
+            devmajor=number(devmajor) if ustar else 0,
+            devminor=number(devminor) if ustar else 0,
+        )
     except ValueError:
         raise TarFormatError(f"invalid numeric field in tar header at byte {offset}") from None
-    name = cstr(block[0:100])
-    if block[257:263] == b"ustar\x00":  # POSIX ustar: a prefix field extends the name
-        prefix = cstr(block[345:500])
-        if prefix:
-            name = f"{prefix}/{name}"
-    typeflag = block[156:157].decode("latin-1") or "\x00"
-    return RawHeader(
-        name=name,
-        typeflag=typeflag,
-        size=size,
-        mode=mode,
-        uid=uid,
-        gid=gid,
-        mtime=mtime,
-        linkname=cstr(block[157:257]),
-        uname=cstr(block[265:297]),
-        gname=cstr(block[297:329]),
-        devmajor=devmajor,
-        devminor=devminor,
-    )
+    if magic == b"ustar\x00" and prefix[0]:  # POSIX ustar: a prefix extends the name
+        header.name = f"{cstr(prefix)}/{header.name}"
+    return header
 
 
 def apply_pax(header: RawHeader, records: dict[str, bytes], offset: int) -> None:
@@ -147,7 +163,8 @@ def cstr(raw: bytes) -> str:
 
 
 def octal(raw: bytes) -> int:
-    text = raw.replace(b"\x00", b" ").strip()
+    end = raw.find(b"\x00")
+    text = (raw if end < 0 else raw[:end]).strip()
     return int(text, 8) if text else 0
 
 
