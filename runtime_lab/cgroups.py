@@ -1,0 +1,298 @@
+"""Control groups, v1 and v2, behind one interface.
+
+A driver is detected at start: cgroup v2 when ``/sys/fs/cgroup`` is the unified hierarchy,
+v1 otherwise (a directory per controller). Each container gets its own group below the group
+dockscope itself runs in, so limits nest under whatever the host already imposes. Every file
+written is recorded, so the trace can show the exact writes a student could make by hand.
+
+All file operations go through a small ``CgroupFS`` object: the real one touches the kernel's
+cgroup files; tests of the v2 driver use a faithful fake of the unified hierarchy (this
+machine runs v1), see ``tests/test_cgroups.py``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CPU_PERIOD_US = 100_000
+V1_CONTROLLERS = ("memory", "cpu", "pids")
+
+
+class CgroupError(OSError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    memory: int | None = None  # bytes
+    cpus: float | None = None  # CPUs, e.g. 0.5
+    pids: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    path: str
+    value: str
+
+
+class CgroupFS(Protocol):
+    def mkdir(self, path: Path) -> None: ...
+
+    def rmdir(self, path: Path) -> None: ...
+
+    def write(self, path: Path, value: str) -> None: ...
+
+    def read(self, path: Path) -> str: ...
+
+    def exists(self, path: Path) -> bool: ...
+
+
+class KernelCgroupFS:
+    """The real cgroup files."""
+
+    def mkdir(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+
+    def rmdir(self, path: Path) -> None:
+        # A group can be removed once its last process has gone; that takes a moment after
+        # the process is reaped.
+        for _ in range(50):
+            try:
+                path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                if exc.errno != errno.EBUSY:
+                    raise
+                time.sleep(0.02)
+        path.rmdir()
+
+    def write(self, path: Path, value: str) -> None:
+        with open(path, "w") as f:
+            f.write(value)
+
+    def read(self, path: Path) -> str:
+        return path.read_text()
+
+    def exists(self, path: Path) -> bool:
+        return path.exists()
+
+
+@dataclass(slots=True)
+class Cgroup:
+    """One container's group (one directory per controller on v1, one directory on v2)."""
+
+    driver: CgroupDriver
+    name: str
+    paths: dict[str, Path]  # controller (or "unified") → directory
+    writes: list[Write] = field(default_factory=list)
+
+    def write(self, controller: str, filename: str, value: str) -> None:
+        path = self.paths[controller] / filename
+        self.driver.fs.write(path, value)
+        self.writes.append(Write(str(path), value))
+
+    def read(self, controller: str, filename: str) -> str:
+        return self.driver.fs.read(self.paths[controller] / filename)
+
+    def apply(self, limits: Limits) -> None:
+        self.driver.apply(self, limits)
+
+    def add(self, pid: int) -> None:
+        for controller in self.paths:
+            self.write(controller, "cgroup.procs", str(pid))
+
+    def oom_killed(self) -> bool:
+        return self.driver.oom_kills(self) > 0
+
+    def values(self) -> dict[str, str]:
+        """The limit files and their current contents, as evidence for the trace."""
+        return self.driver.values(self)
+
+    def remove(self) -> None:
+        for path in self.paths.values():
+            self.driver.fs.rmdir(path)
+
+
+class CgroupDriver(ABC):
+    version = 0
+
+    def __init__(
+        self,
+        root: Path = CGROUP_ROOT,
+        fs: CgroupFS | None = None,
+        own_path: Callable[[str], str] | None = None,
+    ) -> None:
+        self.root = root
+        self.fs: CgroupFS = fs or KernelCgroupFS()
+        self._own_path = own_path or own_cgroup_path
+
+    @abstractmethod
+    def create(self, name: str) -> Cgroup:
+        """Make the container's group (below this process's own group)."""
+
+    @abstractmethod
+    def apply(self, group: Cgroup, limits: Limits) -> None:
+        """Write the limit files."""
+
+    @abstractmethod
+    def oom_kills(self, group: Cgroup) -> int:
+        """How many processes of the group the memory limit killed."""
+
+    @abstractmethod
+    def values(self, group: Cgroup) -> dict[str, str]:
+        """The limit and usage files with their current contents."""
+
+
+def own_cgroup_path(controller: str) -> str:
+    """This process's group for a controller ("" for the v2 unified hierarchy)."""
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            if controller in controllers.split(",") or (controller == "" and controllers == ""):
+                return path
+    return "/"
+
+
+class CgroupV1(CgroupDriver):
+    version = 1
+
+    def create(self, name: str) -> Cgroup:
+        paths: dict[str, Path] = {}
+        for controller in V1_CONTROLLERS:
+            base = self.root / controller
+            if not self.fs.exists(base):
+                continue
+            parent = base / self._own_path(controller).lstrip("/") / "dockscope"
+            path = parent / name
+            self.fs.mkdir(path)
+            paths[controller] = path
+        if not paths:
+            raise CgroupError(errno.ENOENT, f"no cgroup v1 controllers under {self.root}")
+        return Cgroup(self, name, paths)
+
+    def apply(self, group: Cgroup, limits: Limits) -> None:
+        if limits.memory is not None:
+            group.write("memory", "memory.limit_in_bytes", str(limits.memory))
+            swap = group.paths["memory"] / "memory.memsw.limit_in_bytes"
+            if self.fs.exists(swap):  # no swap beyond the limit either
+                group.write("memory", "memory.memsw.limit_in_bytes", str(limits.memory))
+        if limits.cpus is not None:
+            group.write("cpu", "cpu.cfs_period_us", str(CPU_PERIOD_US))
+            group.write("cpu", "cpu.cfs_quota_us", str(int(limits.cpus * CPU_PERIOD_US)))
+        if limits.pids is not None:
+            group.write("pids", "pids.max", str(limits.pids))
+
+    def oom_kills(self, group: Cgroup) -> int:
+        if "memory" not in group.paths:
+            return 0
+        for line in group.read("memory", "memory.oom_control").splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+        # older kernels have no counter: a hit limit with the process killed by SIGKILL
+        return int(group.read("memory", "memory.failcnt") or 0) and 1
+
+    def values(self, group: Cgroup) -> dict[str, str]:
+        found = {}
+        for controller, filename in (
+            ("memory", "memory.limit_in_bytes"),
+            ("memory", "memory.max_usage_in_bytes"),
+            ("cpu", "cpu.cfs_quota_us"),
+            ("cpu", "cpu.cfs_period_us"),
+            ("pids", "pids.max"),
+            ("pids", "pids.current"),
+        ):
+            if controller in group.paths:
+                path = group.paths[controller] / filename
+                if self.fs.exists(path):
+                    found[str(path)] = self.fs.read(path).strip()
+        return found
+
+
+class CgroupV2(CgroupDriver):
+    version = 2
+
+    def create(self, name: str) -> Cgroup:
+        parent = self.root / self._own_path("").lstrip("/") / "dockscope"
+        self.fs.mkdir(parent)
+        group = Cgroup(self, name, {"unified": parent / name})
+        # Controllers must be enabled in the parent before a child can use them; a group
+        # with processes cannot enable them ("no internal processes"), hence the extra level.
+        available = self.fs.read(parent / "cgroup.controllers").split()
+        wanted = [c for c in ("memory", "cpu", "pids") if c in available]
+        if wanted:
+            value = " ".join(f"+{c}" for c in wanted)
+            self.fs.write(parent / "cgroup.subtree_control", value)
+            group.writes.append(Write(str(parent / "cgroup.subtree_control"), value))
+        self.fs.mkdir(parent / name)
+        return group
+
+    def apply(self, group: Cgroup, limits: Limits) -> None:
+        if limits.memory is not None:
+            group.write("unified", "memory.max", str(limits.memory))
+            if self.fs.exists(group.paths["unified"] / "memory.swap.max"):
+                group.write("unified", "memory.swap.max", "0")
+        if limits.cpus is not None:
+            group.write("unified", "cpu.max", f"{int(limits.cpus * CPU_PERIOD_US)} {CPU_PERIOD_US}")
+        if limits.pids is not None:
+            group.write("unified", "pids.max", str(limits.pids))
+
+    def oom_kills(self, group: Cgroup) -> int:
+        for line in group.read("unified", "memory.events").splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+        return 0
+
+    def values(self, group: Cgroup) -> dict[str, str]:
+        found = {}
+        for filename in ("memory.max", "memory.peak", "cpu.max", "pids.max", "pids.current"):
+            path = group.paths["unified"] / filename
+            if self.fs.exists(path):
+                found[str(path)] = self.fs.read(path).strip()
+        return found
+
+
+def detect(root: Path = CGROUP_ROOT, fs: CgroupFS | None = None) -> CgroupDriver:
+    """v2 when ``root`` is the unified hierarchy (it has cgroup.controllers), v1 otherwise."""
+    fs = fs or KernelCgroupFS()
+    if fs.exists(root / "cgroup.controllers") and not fs.exists(root / "memory"):
+        return CgroupV2(root, fs)
+    return CgroupV1(root, fs)
+
+
+def parse_memory(text: str) -> int:
+    """``64m`` → 67108864, docker's units (b, k, m, g; powers of 1024)."""
+    units = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+    value = text.strip().lower()
+    multiplier = 1
+    if value and value[-1] in units:
+        multiplier = units[value[-1]]
+        value = value[:-1]
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"not a memory size: {text!r} (examples: 64m, 1g)") from None
+    if number <= 0:
+        raise ValueError(f"memory size must be positive: {text!r}")
+    return int(number * multiplier)
+
+
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

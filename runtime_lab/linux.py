@@ -1,0 +1,171 @@
+"""The only module that makes raw Linux system calls (through ctypes on the C library).
+
+Python 3.11's ``os`` has no unshare, setns, mount or pivot_root; these thin wrappers raise
+``OSError`` with the errno and the call's name, so a trace can say exactly what failed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import struct
+from enum import IntFlag
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+class Clone(IntFlag):
+    """Namespace flags of clone(2), unshare(2) and setns(2)."""
+
+    NEWNS = 0x00020000
+    NEWCGROUP = 0x02000000
+    NEWUTS = 0x04000000
+    NEWIPC = 0x08000000
+    NEWUSER = 0x10000000
+    NEWPID = 0x20000000
+    NEWNET = 0x40000000
+
+
+# mount(2) flags
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_STRICTATIME = 1 << 24
+MNT_DETACH = 2
+
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAPBSET_DROP = 24
+PR_SET_PDEATHSIG = 1
+_SYSCALLS = {
+    "x86_64": {"pivot_root": 155, "capset": 126},
+    "aarch64": {"pivot_root": 41, "capset": 91},
+}
+
+
+def _check(result: int, name: str, detail: str = "") -> int:
+    if result < 0:
+        code = ctypes.get_errno()
+        message = (
+            f"{name}({detail}): {os.strerror(code)}" if detail else f"{name}: {os.strerror(code)}"
+        )
+        raise OSError(code, message)
+    return result
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(ctypes.c_int(flags)), "unshare", Clone(flags).__repr__())
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
+
+
+def mount(
+    source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None
+) -> None:
+    def b(value: str | None) -> bytes | None:
+        return None if value is None else os.fsencode(value)
+
+    result = _libc.mount(b(source), b(target), b(fstype), ctypes.c_ulong(flags), b(data))
+    _check(result, "mount", f"{source} on {target} type {fstype}")
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    _check(_libc.umount2(os.fsencode(target), ctypes.c_int(flags)), "umount2", target)
+
+
+def _syscall_number(name: str) -> int:
+    machine = os.uname().machine
+    try:
+        return _SYSCALLS[machine][name]
+    except KeyError:
+        raise OSError(errno.ENOSYS, f"{name}: unsupported architecture {machine}") from None
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    number = _syscall_number("pivot_root")
+    result = _libc.syscall(ctypes.c_long(number), os.fsencode(new_root), os.fsencode(put_old))
+    _check(result, "pivot_root", f"{new_root}, {put_old}")
+
+
+def sethostname(name: str) -> None:
+    raw = name.encode()
+    _check(_libc.sethostname(raw, ctypes.c_size_t(len(raw))), "sethostname", name)
+
+
+def prctl(option: int, arg2: int = 0) -> None:
+    _check(
+        _libc.prctl(
+            ctypes.c_int(option),
+            ctypes.c_ulong(arg2),
+            ctypes.c_ulong(0),
+            ctypes.c_ulong(0),
+            ctypes.c_ulong(0),
+        ),
+        "prctl",
+        str(option),
+    )
+
+
+def set_no_new_privs() -> None:
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+def drop_bounding_capability(cap: int) -> None:
+    try:
+        prctl(PR_CAPBSET_DROP, cap)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:  # a capability this kernel does not know
+            raise
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    """Set the three capability sets of this thread (version 3: 64-bit sets)."""
+    header = struct.pack("=Ii", 0x20080522, 0)
+    data = struct.pack(
+        "=IIIIII",
+        effective & 0xFFFFFFFF,
+        permitted & 0xFFFFFFFF,
+        inheritable & 0xFFFFFFFF,
+        effective >> 32,
+        permitted >> 32,
+        inheritable >> 32,
+    )
+    number = _syscall_number("capset")
+    result = _libc.syscall(ctypes.c_long(number), ctypes.c_char_p(header), ctypes.c_char_p(data))
+    _check(result, "capset")
+
+
+def set_loopback_up() -> None:
+    """``ip link set lo up`` inside the current network namespace (SIOCSIFFLAGS on lo)."""
+    import fcntl
+    import socket
+
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(sock, siocgifflags, request))[1]
+        fcntl.ioctl(sock, siocsifflags, struct.pack("16sH14x", b"lo", flags | iff_up))
+
+
+NAMESPACES = ("mnt", "uts", "ipc", "pid", "net", "cgroup", "user")
+
+
+def namespace_inodes(pid: int | str = "self") -> dict[str, int]:
+    """The inode of each namespace of a process (what ``ls -l /proc/PID/ns`` shows)."""
+    found: dict[str, int] = {}
+    for name in NAMESPACES:
+        try:
+            found[name] = os.stat(f"/proc/{pid}/ns/{name}").st_ino
+        except OSError:
+            continue
+    return found
