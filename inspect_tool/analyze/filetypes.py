@@ -285,7 +285,9 @@ def analyze_types(
         with open_layer(source, current, progress=progress) as opened:
             hook = None
             if layer is None or current.index == layer:
-                hook = _entry_hook(opened.reader, stats, totals, found, union, base_layers, classify)
+                hook = _entry_hook(
+                    opened.reader, stats, totals, found, union, base_layers, classify
+                )
                 analysed.append(stats)
             union.apply(current.index, opened.reader, record=False, on_entry=hook)
             opened.finish(current, label=source.label)

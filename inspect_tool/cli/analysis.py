@@ -106,5 +106,110 @@ def efficiency(
             raise typer.Exit(int(ExitCode.PROBLEMS))
 
 
+def types(
+    path: Path = IMAGE_ARGUMENT,
+    layer: int | None = typer.Option(
+        None, "--layer", "-L", metavar="N", help="Classify only layer N (0 is the bottom)."
+    ),
+    base_layers: int | None = typer.Option(
+        None,
+        "--base-layers",
+        metavar="N",
+        help="Treat the bottom N layers as the base image for late-executable findings "
+        "(default: guessed from the history, at least layer 0).",
+    ),
+    limit: int = typer.Option(
+        20, "--limit", metavar="N", help="Show at most N findings of each kind (0: all)."
+    ),
+    image: str | None = IMAGE_OPTION,
+    ref: str | None = REF_OPTION,
+    platform: str | None = PLATFORM_OPTION,
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """File types per layer by count and bytes, and entries worth a forensic look.
+
+    Each regular file's first 2 KiB are classified (ELF executables, shared libraries,
+    scripts, text, archives, bytecode, media, …) as the layer streams past; nothing is
+    extracted. Findings: setuid and setgid files, world-writable files and directories,
+    device nodes, and executables added or replaced above the base layers.
+
+    Examples:
+
+      dockscope types image.tar
+
+      dockscope types --layer 3 image.tar
+
+      dockscope types --json image.tar | jq '.findings[] | select(.kind == "setuid")'
+    """
+    from inspect_tool.analyze.filetypes import analyze_types
+
+    with handle_errors():
+        if base_layers is not None and base_layers < 0:
+            raise UsageError(f"--base-layers {base_layers}: must be 0 or more")
+        source, selected = open_one_image(path, image, ref, platform)
+        with source, ByteProgress("classifying files") as progress:
+            progress.start(sum(lyr.size or 0 for lyr in selected.layers))
+            report = analyze_types(
+                source, selected, layer=layer, base_layers=base_layers, progress=progress.advance
+            )
+        if json_output:
+            from inspect_tool.render.analysis_json import types_document
+
+            write_json(types_document(selected, report))
+        else:
+            from inspect_tool.render.analysis import render_types
+
+            render_types(stdout_console(), selected, report, limit=limit)
+
+
+def history(
+    path: Path = IMAGE_ARGUMENT,
+    dockerfile: bool = typer.Option(
+        False,
+        "--dockerfile",
+        help="Write the Dockerfile reconstructed from the history instead of the table.",
+    ),
+    image: str | None = IMAGE_OPTION,
+    ref: str | None = REF_OPTION,
+    platform: str | None = PLATFORM_OPTION,
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """The build history with empty steps aligned between layers, as Dockerfile lines.
+
+    Understands what docker's classic builder, BuildKit, buildah and kaniko write in
+    created_by. --dockerfile writes a Dockerfile reconstructed from it: FROM is the base
+    image when the image records it, else FROM scratch with the base image's own steps
+    (guessed) marked. Reads only metadata, no layer.
+
+    Examples:
+
+      dockscope history image.tar
+
+      dockscope history --dockerfile image.tar > Dockerfile.guess
+
+      dockscope history --json image.tar | jq -r '.entries[].instruction'
+    """
+    from inspect_tool.analyze.history import history as run_history
+
+    with handle_errors():
+        source, selected = open_one_image(path, image, ref, platform)
+        with source:
+            report = run_history(selected)
+        if json_output:
+            from inspect_tool.render.analysis_json import history_document
+
+            write_json(history_document(selected, report))
+        elif dockerfile:
+            import sys
+
+            sys.stdout.write(report.dockerfile)
+        else:
+            from inspect_tool.render.analysis import render_history
+
+            render_history(stdout_console(), selected, report)
+
+
 def register(app: typer.Typer) -> None:
     app.command()(efficiency)
+    app.command()(types)
+    app.command()(history)

@@ -6,6 +6,7 @@ The same results as render/analysis_json.py, for people.
 from __future__ import annotations
 
 import math
+import re
 
 from rich import box
 from rich.console import Console
@@ -14,8 +15,12 @@ from rich.table import Table
 from rich.text import Text
 
 from inspect_tool.analyze.efficiency import EfficiencyReport, GateResult
+from inspect_tool.analyze.filetypes import LayerTypes, TypeFinding, TypesReport
+from inspect_tool.analyze.history import HistoryReport
 from inspect_tool.model.image import Image
 from inspect_tool.render.console import human_size
+
+_LONG_HEX = re.compile(r"([0-9a-f]{12})[0-9a-f]{20,}")
 
 
 def _title(image: Image) -> str:
@@ -99,3 +104,130 @@ def render_efficiency(
                 style="bold red" if failed else "bold green",
             )
         )
+
+
+# -- types --------------------------------------------------------------------------------------
+def _breakdown(stats: LayerTypes, limit: int = 4) -> str:
+    items = sorted(stats.categories.items(), key=lambda item: -item[1].bytes)
+    parts = [f"{c} {t.count} ({human_size(t.bytes)})" for c, t in items[:limit]]
+    if len(items) > limit:
+        parts.append(f"+{len(items) - limit} more")
+    return ", ".join(parts)
+
+
+def render_types(console: Console, image: Image, report: TypesReport, *, limit: int) -> None:
+    layers = Table(
+        title=f"{_title(image)}: files by layer (first {report.head_bytes} bytes of each)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    layers.add_column("#", justify="right", no_wrap=True)
+    layers.add_column("files", justify="right", no_wrap=True)
+    layers.add_column("size", justify="right", no_wrap=True)
+    layers.add_column("largest kinds", overflow="fold")
+    for stats in report.layers:
+        layers.add_row(
+            str(stats.index),
+            str(stats.files.count),
+            human_size(stats.files.bytes),
+            escape(_breakdown(stats)),
+        )
+    console.print(layers)
+    totals = Table(title="All analysed layers", title_justify="left", box=box.SIMPLE_HEAD)
+    totals.add_column("kind", no_wrap=True)
+    totals.add_column("files", justify="right", no_wrap=True)
+    totals.add_column("size", justify="right", no_wrap=True)
+    totals.add_column("share", justify="right", no_wrap=True)
+    whole = report.totals.files.bytes or 1
+    for category, tally in sorted(report.totals.categories.items(), key=lambda i: -i[1].bytes):
+        totals.add_row(
+            str(category),
+            str(tally.count),
+            human_size(tally.bytes),
+            f"{tally.bytes * 100 / whole:.1f} %",
+        )
+    console.print(totals)
+    kinds: dict[str, list[TypeFinding]] = {}
+    for finding in report.findings:
+        kinds.setdefault(str(finding.kind), []).append(finding)
+    if not kinds:
+        console.print(Text("No findings.", style="green"))
+        return
+    for kind, found in kinds.items():
+        note = ""
+        if kind == "late-executable":
+            note = f" (above the {report.base_layers} base layer(s))"
+        table = Table(
+            title=f"{kind}: {len(found)}{note}",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+        )
+        table.add_column("layer", justify="right", no_wrap=True)
+        table.add_column("mode", no_wrap=True)
+        table.add_column("owner", no_wrap=True)
+        table.add_column("path", overflow="fold")
+        table.add_column("detail", overflow="fold")
+        shown = found if limit <= 0 else found[:limit]
+        for f in shown:
+            detail = f.detail
+            if f.change:
+                detail = f"{f.change} {f.category or ''}".strip()
+            if not f.visible:
+                detail = f"{detail}, hidden by a later layer".lstrip(", ")
+            table.add_row(
+                str(f.layer), f"{f.mode:04o}", f"{f.uid}:{f.gid}", escape(f.path), escape(detail)
+            )
+        console.print(table)
+        if len(shown) < len(found):
+            console.print(
+                Text(f"… {len(found) - len(shown)} more (--limit 0 lists all)", style="dim")
+            )
+
+
+# -- history ------------------------------------------------------------------------------------
+def render_history(console: Console, image: Image, report: HistoryReport) -> None:
+    table = Table(
+        title=f"{_title(image)}: history, bottom to top",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("layer", justify="right", no_wrap=True)
+    table.add_column("created", no_wrap=True)
+    table.add_column("size", justify="right", no_wrap=True)
+    table.add_column("instruction", overflow="fold", ratio=1)
+    builders: dict[str, int] = {}
+    for row in report.rows:
+        entry = row.entry
+        created = (entry.created or "")[:16].replace("T", " ") if entry else ""
+        builders[row.step.builder] = builders.get(row.step.builder, 0) + 1
+        text = _LONG_HEX.sub(r"\1…", row.step.line or (row.step.notes[0] if row.step.notes else ""))
+        style = "dim" if row.layer is None else ""
+        instruction = Text(text, style=style)
+        if row.base:
+            instruction.append("  (base)", style="dim cyan")
+        table.add_row(
+            "" if row.index is None else str(row.index),
+            "empty" if row.layer is None else str(row.layer),
+            created,
+            human_size(row.size) if row.layer is not None else "",
+            instruction,
+            style=style,
+        )
+    console.print(table)
+    base = report.base_name or "not recorded"
+    console.print(
+        f"Base image: {escape(base)}; guessed base: {report.base_entries} history entr"
+        f"{'y' if report.base_entries == 1 else 'ies'}, {report.base_layers} layer(s) "
+        f"({escape(report.base_source)})",
+        soft_wrap=True,
+    )
+    console.print(
+        "Written by: " + ", ".join(f"{name} ({n})" for name, n in sorted(builders.items())),
+        soft_wrap=True,
+    )
+    for warning in report.warnings:
+        console.print(Text(f"warning: {warning}", style="yellow"))
