@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -337,6 +337,20 @@ def _findings(
         )
 
     is_dir = member.type is EntryType.DIR
+    if is_dir:
+        below = union.get(path)
+        same = below is not None and below.type is EntryType.DIR and not below.implicit
+        if (
+            same
+            and below is not None
+            and (below.mode, below.uid, below.gid)
+            == (
+                member.mode,
+                member.uid,
+                member.gid,
+            )
+        ):
+            return out  # a directory restated unchanged: reported where it was introduced
     if not is_dir and member.mode & 0o4000:
         add(FindingKind.SETUID, f"runs as uid {member.uid}")
     if not is_dir and member.mode & 0o2000:
@@ -358,15 +372,16 @@ def _findings(
 
 
 def _with_visibility(found: list[TypeFinding], union: UnionFS) -> list[TypeFinding]:
+    """A finding is visible when the top of the image still shows that entry: the same
+    directory mode, or for anything else the entry of that very layer."""
     out = []
     for finding in found:
         top = union.get(finding.path)
-        visible = top is not None and top.layer == finding.layer and top.type is finding.type
-        out.append(finding if visible else _replace_visible(finding))
+        if top is None or top.type is not finding.type:
+            visible = False
+        elif finding.type is EntryType.DIR:
+            visible = top.mode == finding.mode
+        else:
+            visible = top.layer == finding.layer
+        out.append(finding if visible else replace(finding, visible=False))
     return out
-
-
-def _replace_visible(finding: TypeFinding) -> TypeFinding:
-    from dataclasses import replace
-
-    return replace(finding, visible=False)
