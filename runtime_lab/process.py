@@ -1,0 +1,395 @@
+"""The container's processes: the shim that unshares the namespaces, and PID 1.
+
+dockscope forks the *shim*; the shim waits until dockscope has put it into the control group,
+unshares the namespaces and forks *init*, which becomes PID 1 of the new PID namespace. Init
+mounts the root filesystem inside its private mount namespace (so every mount vanishes with
+the container, even if dockscope is killed), pivots into it, drops privileges and executes the
+command. Both report each step up an events pipe; with ``--step`` each waits for dockscope's
+go-ahead before acting.
+
+If dockscope dies, the shim dies (PR_SET_PDEATHSIG), then init, and with PID 1 the kernel
+kills every process of the namespace: nothing is left running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import stat
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from runtime_lab import linux
+from runtime_lab.spec import CAPABILITY_NUMBERS, DEFAULT_CAPABILITIES, resolve_user
+from runtime_lab.steps import STEPS
+from runtime_lab.trace import Event, PipeEmitter
+
+DEV_NODES = (
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+)
+
+
+@dataclass(slots=True)
+class LaunchSpec:
+    merged: str
+    lowerdirs: list[str]  # bottom first
+    upper: str
+    work: str
+    rootfs_mode: str  # "overlay" or "copy" (merged is then a plain directory)
+    hostname: str
+    network: str  # "none" or "host"
+    argv: list[str]
+    env: list[str]
+    workdir: str
+    user: str
+    stdin: str = "null"  # "null" or "inherit"
+    stepping: bool = False
+    stdout_fd: int | None = None  # where the command's output goes (detached: a log pipe)
+    stderr_fd: int | None = None
+    created_mountpoints: list[str] = field(default_factory=list)
+
+
+class _Child:
+    """Step reporting inside a child: emit, optionally wait for a go-ahead, act, emit."""
+
+    def __init__(self, events_fd: int, ack_fd: int, stepping: bool) -> None:
+        self.out = PipeEmitter(events_fd)
+        self.ack_fd = ack_fd
+        self.stepping = stepping
+
+    def event(self, step_id: str, **fields: Any) -> Event:
+        step = STEPS[step_id]
+        return Event(
+            step=step.id,
+            title=step.title,
+            explanation=step.explanation,
+            syscall=step.syscall,
+            **fields,
+        )
+
+    def before(self, step_id: str, **fields: Any) -> None:
+        if self.stepping:
+            self.out.emit(self.event(step_id, phase="plan", **fields))
+            os.read(self.ack_fd, 1)
+
+    def done(self, step_id: str, **fields: Any) -> None:
+        self.out.emit(self.event(step_id, **fields))
+
+    def run(self, step_id: str, action: Callable[[], dict[str, Any] | None], **fields: Any) -> None:
+        self.before(step_id, **fields)
+        try:
+            evidence = action() or {}
+        except OSError as exc:
+            self.done(step_id, result=str(exc), **fields)
+            raise
+        self.done(step_id, evidence=evidence, **fields)
+
+
+def _mountinfo(*mount_points: str) -> list[str]:
+    try:
+        with open("/proc/self/mountinfo") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    if not mount_points:
+        return lines
+    return [line for line in lines if line.split()[4] in mount_points]
+
+
+def run_shim(spec: LaunchSpec, events_fd: int, go_fd: int, ack_fd: int) -> int:
+    """In the forked shim: unshare, fork PID 1, wait for it. Returns the exit code."""
+    linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:  # dockscope already died
+        return 1
+    child = _Child(events_fd, ack_fd, spec.stepping)
+    if os.read(go_fd, 1) != b"g":
+        return 1
+    os.close(go_fd)
+    flags = (
+        linux.Clone.NEWNS
+        | linux.Clone.NEWUTS
+        | linux.Clone.NEWIPC
+        | linux.Clone.NEWCGROUP
+        | linux.Clone.NEWPID
+    )
+    if spec.network == "none":
+        flags |= linux.Clone.NEWNET
+    before = linux.namespace_inodes()
+
+    def unshare() -> dict[str, Any]:
+        linux.unshare(int(flags))
+        after = linux.namespace_inodes()
+        with contextlib.suppress(OSError):
+            after["pid_for_children"] = os.stat("/proc/self/ns/pid_for_children").st_ino
+        return {"namespaces_before": before, "namespaces_after": after}
+
+    flag_names = [f"CLONE_{f.name}" for f in linux.Clone if f & flags]
+    child.run("unshare", unshare, args={"flags": flag_names})
+    child.before("fork-init")
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = run_init(spec, child)
+        except BaseException:  # the reason was reported as an event
+            code = 126 if code == 1 else code
+        finally:
+            os._exit(code)
+    child.done("fork-init", args={"pid": pid}, evidence={"host_pid": pid, "container_pid": 1})
+    os.close(events_fd)
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def run_init(spec: LaunchSpec, child: _Child) -> int:
+    """PID 1 of the container: set up its world and exec the command (never returns on
+    success)."""
+    linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    root = spec.merged
+    child.run(
+        "mount-private",
+        lambda: linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE),
+        args={"target": "/", "flags": ["MS_REC", "MS_PRIVATE"]},
+    )
+
+    def hostname() -> dict[str, Any]:
+        linux.sethostname(spec.hostname)
+        return {"uts_hostname": os.uname().nodename}
+
+    child.run("hostname", hostname, args={"name": spec.hostname})
+    if spec.network == "none":
+        child.run("loopback", _loopback, args={"interface": "lo", "flags": "IFF_UP"})
+    child.run("mount-rootfs", lambda: _mount_rootfs(spec), args=_rootfs_args(spec))
+    child.run(
+        "mount-proc",
+        lambda: _mount(
+            root, "proc", "proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC, spec
+        ),
+        args={"target": f"{root}/proc"},
+    )
+    child.run("mount-dev", lambda: _mount_dev(root, spec), args={"target": f"{root}/dev"})
+    child.run(
+        "mount-sys",
+        lambda: _mount(
+            root,
+            "sys",
+            "sysfs",
+            "sysfs",
+            linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC,
+            spec,
+        ),
+        args={"target": f"{root}/sys", "flags": ["MS_RDONLY"]},
+    )
+    child.run("pivot_root", lambda: _pivot(root), args={"new_root": root, "put_old": root})
+    user_holder: dict[str, Any] = {}
+    child.run("user", lambda: _switch_user(spec.user, user_holder), args={"user": spec.user})
+    child.run(
+        "capabilities",
+        lambda: _drop_capabilities(user_holder["uid"]),
+        args={"keep": list(DEFAULT_CAPABILITIES)},
+    )
+    child.run("no_new_privs", linux.set_no_new_privs, args={"option": "PR_SET_NO_NEW_PRIVS"})
+    _prepare_stdio(spec)
+    workdir = spec.workdir or "/"
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        os.chdir(workdir)
+    except OSError as exc:
+        child.done("exec", result=f"chdir {workdir}: {exc.strerror}", args={"argv": spec.argv})
+        return 126
+    env = dict(item.split("=", 1) for item in spec.env if "=" in item)
+    env.setdefault("HOME", user_holder.get("home", "/"))
+    child.before("exec", args={"argv": spec.argv, "cwd": workdir})
+    child.done(
+        "exec",
+        args={"argv": spec.argv, "cwd": workdir},
+        evidence={"env": [f"{k}={v}" for k, v in env.items()]},
+    )
+    try:
+        os.execvpe(spec.argv[0], spec.argv, env)
+    except OSError as exc:
+        sys.stderr.write(f"dockscope: exec {spec.argv[0]}: {exc.strerror}\n")
+        return 127 if exc.errno == errno.ENOENT else 126
+    return 126  # not reached
+
+
+def _loopback() -> dict[str, Any]:
+    linux.set_loopback_up()
+    return {
+        "interfaces": sorted(os.listdir("/sys/class/net"))
+        if os.path.isdir("/sys/class/net")
+        else []
+    }
+
+
+def _rootfs_args(spec: LaunchSpec) -> dict[str, Any]:
+    if spec.rootfs_mode == "copy":
+        return {"source": spec.merged, "target": spec.merged, "flags": ["MS_BIND"]}
+    return {
+        "fstype": "overlay",
+        "target": spec.merged,
+        "lowerdir": list(reversed(spec.lowerdirs)),
+        "upperdir": spec.upper,
+        "workdir": spec.work,
+    }
+
+
+def _mount_rootfs(spec: LaunchSpec) -> dict[str, Any]:
+    if spec.rootfs_mode == "copy":
+        linux.mount(spec.merged, spec.merged, None, linux.MS_BIND | linux.MS_REC)
+    else:
+        # overlayfs lists lowerdirs top first
+        lower = ":".join(reversed(spec.lowerdirs)) if spec.lowerdirs else None
+        if lower is None:  # an image without layers: one empty lower layer
+            empty = os.path.join(os.path.dirname(spec.upper), "empty")
+            os.makedirs(empty, exist_ok=True)
+            lower = empty
+        data = f"lowerdir={lower},upperdir={spec.upper},workdir={spec.work}"
+        linux.mount("overlay", spec.merged, "overlay", 0, data)
+    return {"mountinfo": _mountinfo(spec.merged)}
+
+
+def _mountpoint(root: str, name: str, spec: LaunchSpec) -> str:
+    """The directory to mount on; created (and remembered) when the image lacks it."""
+    target = os.path.join(root, name)
+    try:
+        st = os.lstat(target)
+        if not stat.S_ISDIR(st.st_mode):
+            raise OSError(errno.ENOTDIR, f"{name} in the image is not a directory")
+    except FileNotFoundError:
+        os.makedirs(target, mode=0o755)
+        spec.created_mountpoints.append("/" + name)
+    return target
+
+
+def _mount(
+    root: str, name: str, source: str, fstype: str, flags: int, spec: LaunchSpec
+) -> dict[str, Any]:
+    target = _mountpoint(root, name, spec)
+    linux.mount(source, target, fstype, flags)
+    return {"mountinfo": _mountinfo(target)}
+
+
+def _mount_dev(root: str, spec: LaunchSpec) -> dict[str, Any]:
+    dev = _mountpoint(root, "dev", spec)
+    linux.mount(
+        "tmpfs", dev, "tmpfs", linux.MS_NOSUID | linux.MS_STRICTATIME, "mode=755,size=65536k"
+    )
+    for name, major, minor in DEV_NODES:
+        path = os.path.join(dev, name)
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(major, minor))
+        os.chmod(path, 0o666)
+    os.mkdir(os.path.join(dev, "pts"), 0o755)
+    linux.mount(
+        "devpts",
+        os.path.join(dev, "pts"),
+        "devpts",
+        linux.MS_NOSUID | linux.MS_NOEXEC,
+        "newinstance,ptmxmode=0666,mode=0620",
+    )
+    os.symlink("pts/ptmx", os.path.join(dev, "ptmx"))
+    os.mkdir(os.path.join(dev, "shm"), 0o1777)
+    linux.mount(
+        "shm",
+        os.path.join(dev, "shm"),
+        "tmpfs",
+        linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC,
+        "mode=1777,size=65536k",
+    )
+    for name, target in (
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ):
+        os.symlink(target, os.path.join(dev, name))
+    return {"devices": sorted(os.listdir(dev)), "mountinfo": _mountinfo(dev)}
+
+
+def _pivot(root: str) -> dict[str, Any]:
+    os.chdir(root)
+    linux.pivot_root(".", ".")  # the old root ends up stacked under the new one
+    linux.umount2(".", linux.MNT_DETACH)  # …and is detached from it
+    os.chdir("/")
+    return {"mountinfo": _mountinfo()}
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read(1 << 20)
+    except OSError:
+        return ""
+
+
+def _switch_user(spec_user: str, holder: dict[str, Any]) -> dict[str, Any]:
+    user = resolve_user(spec_user, _read("/etc/passwd"), _read("/etc/group"))
+    holder.update(uid=user.uid, home=user.home)
+    os.setgroups(list(user.groups))
+    os.setgid(user.gid)
+    if user.uid != 0:
+        # keep the capabilities long enough to reduce the bounding set afterwards
+        linux.prctl(8, 1)  # PR_SET_KEEPCAPS
+    os.setuid(user.uid)
+    return {"uid": user.uid, "gid": user.gid, "groups": list(user.groups), "home": user.home}
+
+
+def _drop_capabilities(uid: int) -> dict[str, Any]:
+    keep = {CAPABILITY_NUMBERS[name] for name in DEFAULT_CAPABILITIES}
+    last = int(_read("/proc/sys/kernel/cap_last_cap").strip() or 40)
+    dropped = []
+    for cap in range(last + 1):
+        if cap not in keep:
+            linux.drop_bounding_capability(cap)
+            dropped.append(cap)
+    mask = sum(1 << cap for cap in keep)
+    if uid == 0:
+        linux.capset(mask, mask, mask)
+    else:
+        linux.capset(0, 0, 0)  # a non-root user keeps none, as with docker
+    status = {
+        line.split(":")[0]: line.split(":")[1].strip()
+        for line in _read("/proc/self/status").splitlines()
+        if line.startswith(("CapEff", "CapBnd", "CapPrm"))
+    }
+    return {"dropped": dropped, "status": status}
+
+
+def _prepare_stdio(spec: LaunchSpec) -> None:
+    if spec.stdin == "null":
+        fd = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(fd, 0)
+        os.close(fd)
+    if spec.stdout_fd is not None:
+        os.dup2(spec.stdout_fd, 1)
+    if spec.stderr_fd is not None:
+        os.dup2(spec.stderr_fd, 2)
+
+
+def wait_quietly(pid: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for a process (not our child) to vanish."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.02)
+    return False

@@ -1,0 +1,223 @@
+"""The steps that make a container, in order, each with what it does and why.
+
+The same catalogue drives the live trace (events carry a step's id, title and explanation),
+``--step`` (a pause before each) and ``--explain`` (the whole plan, nothing done).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    id: str
+    title: str
+    syscall: str | None
+    explanation: str
+    where: str  # "dockscope", "shim" (holds the namespaces) or "init" (becomes PID 1)
+
+
+_ALL = [
+    Step(
+        "image",
+        "Read the image",
+        None,
+        "The image's config says what to run (Entrypoint, Cmd, Env, WorkingDir, User) and "
+        "its rootfs.diff_ids name the layers, bottom first.",
+        "dockscope",
+    ),
+    Step(
+        "layer-store",
+        "Unpack each layer once",
+        "openat/mknod/rename",
+        "Each layer is extracted into its own directory keyed by diff_id, verified while it "
+        "streams, and renamed into place atomically so concurrent runs share it safely.",
+        "dockscope",
+    ),
+    Step(
+        "container-dirs",
+        "Create the writable layer",
+        "mkdir",
+        "upper/ will receive every change the container makes (the 'container layer'); "
+        "overlayfs needs an empty work/ on the same filesystem.",
+        "dockscope",
+    ),
+    Step(
+        "cgroup-create",
+        "Create the control group",
+        "mkdir",
+        "A directory in the cgroup filesystem is a group; limits are files inside it.",
+        "dockscope",
+    ),
+    Step(
+        "cgroup-limits",
+        "Write the resource limits",
+        "write",
+        "The kernel enforces what these files say: memory (OOM kill above it), CPU time "
+        "per period, the number of processes.",
+        "dockscope",
+    ),
+    Step(
+        "fork-shim",
+        "Start the shim process",
+        "fork",
+        "The shim will own the new namespaces and wait for the container's PID 1.",
+        "dockscope",
+    ),
+    Step(
+        "cgroup-attach",
+        "Put the shim into the control group",
+        "write",
+        "Writing a PID to cgroup.procs moves it; its children start inside the group.",
+        "dockscope",
+    ),
+    Step(
+        "unshare",
+        "Unshare the namespaces",
+        "unshare",
+        "New mount, UTS, IPC, network, cgroup and PID namespaces: from here on this "
+        "process tree gets its own view of mounts, hostname, IPC, network and PIDs.",
+        "shim",
+    ),
+    Step(
+        "fork-init",
+        "Fork the container's PID 1",
+        "fork",
+        "A new PID namespace applies to children: the first child is PID 1 inside it.",
+        "shim",
+    ),
+    Step(
+        "mount-private",
+        "Make all mounts private",
+        "mount",
+        "MS_REC|MS_PRIVATE on /: mounts made inside no longer propagate to the host "
+        "(and the host's no longer appear inside).",
+        "init",
+    ),
+    Step(
+        "hostname",
+        "Set the hostname",
+        "sethostname",
+        "The UTS namespace is private, so this changes the hostname for the container only.",
+        "init",
+    ),
+    Step(
+        "loopback",
+        "Bring up the loopback interface",
+        "ioctl",
+        "A new network namespace starts with only 'lo', and it is down.",
+        "init",
+    ),
+    Step(
+        "mount-rootfs",
+        "Mount the root filesystem",
+        "mount",
+        "overlayfs stacks the read-only layer directories (lowerdir) under the writable "
+        "layer (upperdir): reads fall through, writes land in upperdir.",
+        "init",
+    ),
+    Step(
+        "mount-proc",
+        "Mount /proc",
+        "mount",
+        "A proc mounted from inside the new PID namespace shows only the container's processes.",
+        "init",
+    ),
+    Step(
+        "mount-dev",
+        "Populate a minimal /dev",
+        "mount/mknod",
+        "A tmpfs with null, zero, full, random, urandom and tty, a private devpts and "
+        "/dev/shm: no host devices are visible.",
+        "init",
+    ),
+    Step(
+        "mount-sys",
+        "Mount /sys read-only",
+        "mount",
+        "sysfs shows this network namespace's devices; read-only so the container cannot "
+        "change kernel settings.",
+        "init",
+    ),
+    Step(
+        "pivot_root",
+        "Switch to the container's root",
+        "pivot_root",
+        "pivot_root makes the merged filesystem '/' and the old root is detached: the host's "
+        "files are no longer reachable at all (chroot would leave them reachable).",
+        "init",
+    ),
+    Step(
+        "user",
+        "Become the image's user",
+        "setgroups/setgid/setuid",
+        "The user is looked up in the image's own /etc/passwd and /etc/group.",
+        "init",
+    ),
+    Step(
+        "capabilities",
+        "Drop capabilities",
+        "prctl/capset",
+        "Root in the container keeps only docker's default capabilities (no CAP_SYS_ADMIN, "
+        "no CAP_NET_ADMIN…); the bounding set is reduced so they cannot come back.",
+        "init",
+    ),
+    Step(
+        "no_new_privs",
+        "Forbid gaining privileges",
+        "prctl",
+        "PR_SET_NO_NEW_PRIVS: setuid binaries and file capabilities grant nothing.",
+        "init",
+    ),
+    Step(
+        "exec",
+        "Run the command",
+        "execve",
+        "The process replaces itself with the image's command; it is PID 1 in the container.",
+        "init",
+    ),
+    Step(
+        "exit",
+        "The container exits",
+        "wait4",
+        "PID 1 exited; the kernel killed every other process of the PID namespace. Exit "
+        "status is passed through (128+N for signal N).",
+        "dockscope",
+    ),
+    Step(
+        "cleanup",
+        "Remove the control group",
+        "rmdir",
+        "The namespaces vanished with their last process, and the mounts with the mount "
+        "namespace; the writable layer stays until 'dockscope rm'.",
+        "dockscope",
+    ),
+]
+
+STEPS: dict[str, Step] = {step.id: step for step in _ALL}
+
+
+def plan(*, network: str, limits: bool, rootfs_mode: str) -> list[Step]:
+    """The steps a run will take with these options, in order."""
+    chosen = []
+    for step in _ALL:
+        if step.id == "loopback" and network != "none":
+            continue
+        if step.id == "cgroup-limits" and not limits:
+            continue
+        if step.id == "container-dirs" and rootfs_mode == "copy":
+            chosen.append(
+                Step(
+                    step.id,
+                    "Copy the image into the container's root",
+                    "copy",
+                    "overlayfs is unavailable here, so the layers are copied into "
+                    "one directory; changes are found by comparing it with the "
+                    "image.",
+                    step.where,
+                )
+            )
+            continue
+        chosen.append(step)
+    return chosen

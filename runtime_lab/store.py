@@ -1,0 +1,149 @@
+"""Where the runtime keeps things: the layer store and each container's state.
+
+```
+<root>/layers/<diff_id hex>/        one layer, unpacked once, ready to be an overlay lowerdir
+<root>/containers/<id>/config.json  what was asked: image, command, options (never changes)
+<root>/containers/<id>/state.json   what happened: status, pid, exit code, times
+<root>/containers/<id>/upper/       the writable layer (overlay upperdir)
+<root>/containers/<id>/work/        overlay's workdir
+<root>/containers/<id>/merged/      where the root filesystem is mounted (inside the container)
+<root>/containers/<id>/container.log  output of a detached container, docker's json-file format
+```
+
+The root is ``/var/lib/dockscope`` unless ``--root`` or ``DOCKSCOPE_ROOT`` says otherwise. State
+files are replaced atomically (write to a temporary name, then rename), so a reader never sees
+half a file and a crash never leaves one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from inspect_tool.errors import UsageError
+
+DEFAULT_ROOT = Path("/var/lib/dockscope")
+
+
+def state_root(root: str | Path | None = None) -> Path:
+    if root:
+        return Path(root)
+    env = os.environ.get("DOCKSCOPE_ROOT")
+    return Path(env) if env else DEFAULT_ROOT
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() % 1 * 1e9):09d}Z"
+
+
+@dataclass(slots=True)
+class ContainerConfig:
+    id: str
+    name: str
+    image_source: str  # the path given to run
+    image_id: str
+    image_selector: dict[str, str | None]  # --image/--ref/--platform used
+    diff_ids: list[str]  # bottom to top: the lowerdirs
+    command: list[str]  # the resolved argv (entrypoint + cmd)
+    env: list[str]
+    workdir: str
+    user: str
+    hostname: str
+    network: str  # "none" or "host"
+    memory: int | None = None
+    cpus: float | None = None
+    pids: int | None = None
+    auto_remove: bool = False
+    detached: bool = False
+    image_config: dict[str, Any] = field(default_factory=dict)  # the image's config, as stored
+    created: str = field(default_factory=now)
+
+
+@dataclass(slots=True)
+class ContainerState:
+    status: str = "created"  # created, running, exited
+    pid: int = 0  # host PID of the container's PID 1
+    shim_pid: int = 0  # the process that holds the namespaces and waits for PID 1
+    exit_code: int | None = None
+    oom_killed: bool = False
+    started: str | None = None
+    finished: str | None = None
+    rootfs_mode: str = "overlay"  # "overlay", or "copy" where overlayfs is unavailable
+    error: str | None = None
+
+
+class Store:
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = state_root(root)
+        self.layers = self.root / "layers"
+        self.containers = self.root / "containers"
+
+    def ensure(self) -> None:
+        for path in (self.root, self.layers, self.containers):
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def layer_dir(self, diff_id_hex: str) -> Path:
+        return self.layers / diff_id_hex
+
+    # -- containers ----------------------------------------------------------------------------
+    def container_dir(self, container_id: str) -> Path:
+        return self.containers / container_id
+
+    def new_id(self) -> str:
+        return secrets.token_hex(32)
+
+    def save_config(self, config: ContainerConfig) -> None:
+        directory = self.container_dir(config.id)
+        write_atomic(directory / "config.json", json.dumps(asdict(config), indent=2).encode())
+
+    def load_config(self, container_id: str) -> ContainerConfig:
+        data = json.loads((self.container_dir(container_id) / "config.json").read_text())
+        return ContainerConfig(**data)
+
+    def save_state(self, container_id: str, state: ContainerState) -> None:
+        directory = self.container_dir(container_id)
+        write_atomic(directory / "state.json", json.dumps(asdict(state), indent=2).encode())
+
+    def load_state(self, container_id: str) -> ContainerState:
+        path = self.container_dir(container_id) / "state.json"
+        if not path.exists():
+            return ContainerState()
+        return ContainerState(**json.loads(path.read_text()))
+
+    def ids(self) -> list[str]:
+        if not self.containers.is_dir():
+            return []
+        return sorted(p.name for p in self.containers.iterdir() if (p / "config.json").is_file())
+
+    def resolve(self, name_or_id: str) -> str:
+        """A container by name, full ID or unambiguous ID prefix."""
+        ids = self.ids()
+        by_name = [i for i in ids if self.load_config(i).name == name_or_id]
+        if by_name:
+            return by_name[0]
+        matches = [i for i in ids if i.startswith(name_or_id)]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise UsageError(f"no such container: {name_or_id}")
+        raise UsageError(
+            f"container ID prefix {name_or_id!r} is ambiguous: "
+            + ", ".join(m[:12] for m in matches)
+        )
+
+    def name_taken(self, name: str) -> bool:
+        return any(self.load_config(i).name == name for i in self.ids())
