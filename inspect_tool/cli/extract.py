@@ -2,8 +2,210 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import typer
+
+from inspect_tool.cli._common import (
+    IMAGE_ARGUMENT,
+    IMAGE_OPTION,
+    JSON_OPTION,
+    PLATFORM_OPTION,
+    REF_OPTION,
+    ByteProgress,
+    handle_errors,
+    open_one_image,
+    stderr_console,
+    stdout_console,
+    write_json,
+)
+from inspect_tool.errors import ExitCode, UsageError
+
+if TYPE_CHECKING:
+    from inspect_tool.layers.export import ExportResult
+    from inspect_tool.model.image import Image
+    from inspect_tool.sources import Source
+
+DEST_ARGUMENT = typer.Argument(
+    ...,
+    metavar="DEST",
+    help="Directory to write the root filesystem into: created when missing, and it must be "
+    "empty unless --force.",
+    show_default=False,
+)
+
+
+def unpack(
+    path: Path = IMAGE_ARGUMENT,
+    destination: Path = DEST_ARGUMENT,
+    image: str | None = IMAGE_OPTION,
+    ref: str | None = REF_OPTION,
+    platform: str | None = PLATFORM_OPTION,
+    no_same_owner: bool = typer.Option(
+        False,
+        "--no-same-owner",
+        help="Files belong to the current user (always the case when not running as root).",
+    ),
+    devices: bool = typer.Option(
+        False,
+        "--devices",
+        help="Create device nodes (as root only; otherwise they are skipped and reported).",
+    ),
+    no_xattrs: bool = typer.Option(
+        False, "--no-xattrs", help="Do not set extended attributes (each one is reported)."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Apply the layers on top of what a non-empty DEST holds."
+    ),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Write the image's merged root filesystem into DEST (what umoci puts in rootfs/).
+
+    Layers are applied in order with their whiteouts; symlinks are kept exactly as written
+    (absolute ones too) and resolve as if DEST were /, so nothing is ever created, changed
+    or deleted outside DEST. Hard links stay links, modes and mtimes are kept, owners too
+    when running as root. Each layer's diff_id is verified as it is read. Entries that cannot
+    be written safely are refused and listed (--json: the audit); the exit status is then 1.
+
+    Examples:
+
+      dockscope unpack busybox.tar rootfs
+
+      sudo dockscope unpack --devices oci-dir/ /srv/rootfs
+
+      dockscope unpack --json image.tar rootfs | jq '.audit[]'
+    """
+    from inspect_tool.layers.safe_extract import UnpackOptions
+    from inspect_tool.layers.safe_extract import unpack as run_unpack
+
+    with handle_errors():
+        source, selected = open_one_image(path, image, ref, platform)
+        options = UnpackOptions(
+            same_owner=False if no_same_owner else None,
+            devices=devices,
+            xattrs=not no_xattrs,
+            force=force,
+        )
+        with source, ByteProgress("unpacking") as progress:
+            progress.start(sum(layer.size or 0 for layer in selected.layers))
+            result = run_unpack(
+                source, selected, destination, options=options, progress=progress.advance
+            )
+        from inspect_tool.render import extract as render
+
+        if json_output:
+            write_json(render.unpack_document(selected, result))
+        else:
+            render.render_unpack(stdout_console(), selected, result)
+        if not result.ok:
+            raise typer.Exit(int(ExitCode.PROBLEMS))
+
+
+def export(
+    path: Path = IMAGE_ARGUMENT,
+    output: str = typer.Option(
+        ...,
+        "--output",
+        "-o",
+        metavar="FILE|-",
+        help="Where to write the tar: a file (replaced once complete), or - for stdout.",
+        show_default=False,
+    ),
+    image: str | None = IMAGE_OPTION,
+    ref: str | None = REF_OPTION,
+    platform: str | None = PLATFORM_OPTION,
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Write the image's merged root filesystem as one tar (what crane export writes).
+
+    Whiteouts are applied and the layers flattened without extracting anything: a first read
+    of the layers builds the merged tree, a second streams the surviving files' content.
+    Directories, symlinks and empty files come first in path order, then the files with
+    content, layer by layer; hard links are kept. The same image always gives the same bytes.
+    Entries unpack would refuse are left out and listed (--json: the audit); the exit status
+    is then 1. With -o -, messages go to stderr and --json is not available.
+
+    Examples:
+
+      dockscope export image.tar -o rootfs.tar
+
+      dockscope export --platform linux/arm64 oci-dir/ -o - | tar -tvf -
+
+      dockscope export --json image.tar -o rootfs.tar | jq '.summary'
+    """
+    from inspect_tool.layers.export import export as run_export
+
+    with handle_errors():
+        to_stdout = output == "-"
+        if to_stdout and json_output:
+            raise UsageError("--json needs -o FILE: with -o - stdout carries the tar")
+        if to_stdout and sys.stdout.isatty():
+            raise UsageError("refusing to write a tar to a terminal; use -o FILE or a pipe")
+        source, selected = open_one_image(path, image, ref, platform)
+        with source, ByteProgress("exporting") as progress:
+            if to_stdout:
+                result = run_export(
+                    source,
+                    selected,
+                    sys.stdout.buffer,
+                    output_name="-",
+                    progress=progress.advance,
+                    on_pass=progress.start,
+                )
+            else:
+                result = _export_to_file(source, selected, Path(output), progress)
+        from inspect_tool.render import extract as render
+
+        if json_output:
+            write_json(render.export_document(selected, result))
+        else:
+            console = stderr_console() if to_stdout else stdout_console()
+            render.render_export(console, selected, result)
+        if not result.ok:
+            raise typer.Exit(int(ExitCode.PROBLEMS))
+
+
+def _export_to_file(
+    source: Source, image: Image, output: Path, progress: ByteProgress
+) -> ExportResult:
+    """Write next to ``output`` under a temporary name; rename once the tar is complete."""
+    from inspect_tool.layers.export import export as run_export
+
+    directory = output.parent if str(output.parent) else Path(".")
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{output.name}.", dir=directory)
+    except OSError as exc:
+        raise UsageError(f"cannot write: {exc.strerror}", subject=str(output)) from None
+    try:
+        with os.fdopen(handle, "wb") as out:
+            result = run_export(
+                source,
+                image,
+                out,
+                output_name=str(output),
+                progress=progress.advance,
+                on_pass=progress.start,
+            )
+        os.chmod(temporary, 0o666 & ~_umask())
+        os.replace(temporary, output)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    return result
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def register(app: typer.Typer) -> None:
-    """Commands are added as they land (see inspect_tool/layers/safe_extract.py)."""
+    app.command()(unpack)
+    app.command()(export)

@@ -1,0 +1,119 @@
+"""Rendering of ``unpack`` and ``export``: the audit of refused or neutralised entries, for
+people (rich) and programs (JSON, the contract of docs/JSON.md)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from inspect_tool.layers.export import ExportResult
+from inspect_tool.layers.safe_extract import AuditEntry, ExtractStats, UnpackResult
+from inspect_tool.model.image import Image
+from inspect_tool.render.console import human_size
+from inspect_tool.render.json import SCHEMA_VERSION
+
+
+def _summary(stats: ExtractStats, audit: list[AuditEntry]) -> dict[str, int]:
+    actions = Counter(entry.action.value for entry in audit)
+    return {
+        "directories": stats.directories,
+        "files": stats.files,
+        "symlinks": stats.symlinks,
+        "hardlinks": stats.hardlinks,
+        "fifos": stats.fifos,
+        "devices": stats.devices,
+        "whiteouts": stats.whiteouts,
+        "bytes": stats.bytes,
+        "refused": actions["refused"],
+        "neutralised": actions["neutralised"],
+        "skipped": actions["skipped"],
+    }
+
+
+def _audit(audit: list[AuditEntry]) -> list[dict[str, Any]]:
+    return [
+        {
+            "layer": entry.layer,
+            "name": entry.name,
+            "action": entry.action.value,
+            "reason": entry.reason.value,
+            "message": entry.message,
+        }
+        for entry in audit
+    ]
+
+
+def unpack_document(image: Image, result: UnpackResult) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "unpack",
+        "source": image.source,
+        "image_id": str(image.image_id),
+        "destination": str(result.destination),
+        "layers": result.layers,
+        "same_owner": result.same_owner,
+        "devices": result.devices,
+        "ok": result.ok,
+        "summary": _summary(result.stats, result.audit),
+        "audit": _audit(result.audit),
+    }
+
+
+def export_document(image: Image, result: ExportResult) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "export",
+        "source": image.source,
+        "image_id": str(image.image_id),
+        "output": result.output,
+        "layers": result.layers,
+        "ok": result.ok,
+        "summary": _summary(result.stats, result.audit),
+        "audit": _audit(result.audit),
+    }
+
+
+def render_audit(console: Console, audit: list[AuditEntry]) -> None:
+    if not audit:
+        return
+    console.print(
+        f"[yellow]{len(audit)} entr{'y' if len(audit) == 1 else 'ies'} refused, skipped or "
+        "neutralised:[/]"
+    )
+    for entry in audit:
+        console.print(
+            f"  layer {entry.layer}: {escape(entry.name or '(metadata)')}: {entry.action.value} "
+            f"({entry.reason.value}): {escape(entry.message)}",
+            soft_wrap=True,
+            highlight=False,
+        )
+
+
+def render_unpack(console: Console, image: Image, result: UnpackResult) -> None:
+    stats = result.stats
+    console.print(
+        f"Unpacked {image.display_name} ({result.layers} layers) into "
+        f"{escape(str(result.destination))}: {stats.files} files "
+        f"({human_size(stats.bytes)}), {stats.directories} directories, {stats.symlinks} "
+        f"symlinks, {stats.hardlinks} hard links, {stats.whiteouts} whiteouts applied"
+        + ("" if result.same_owner else "; owners not kept (files belong to the current user)"),
+        soft_wrap=True,
+        highlight=False,
+    )
+    render_audit(console, result.audit)
+
+
+def render_export(console: Console, image: Image, result: ExportResult) -> None:
+    stats = result.stats
+    where = "stdout" if result.output == "-" else result.output
+    console.print(
+        f"Exported {image.display_name} ({result.layers} layers) to {escape(where)}: "
+        f"{stats.files} files ({human_size(stats.bytes)}), {stats.directories} directories, "
+        f"{stats.symlinks} symlinks, {stats.hardlinks} hard links",
+        soft_wrap=True,
+        highlight=False,
+    )
+    render_audit(console, result.audit)
