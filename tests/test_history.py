@@ -1,0 +1,317 @@
+"""dockscope history: entries aligned with layers, created_by parsed for every builder, and
+the Dockerfile reconstructed from it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from inspect_tool.analyze.history import go_string_list, go_unquote, parse_created_by
+from inspect_tool.cli import app
+from tests.analysis_helpers import entries_tar, f, write_image
+from tests.helpers import CORPUS, SAMPLES
+
+runner = CliRunner()
+HEX = "ce026b62356eec3ad1214f92be2c9dc063fe205bd5e600be3492c4dfb17148bd"
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("created_by", "line", "builder"),
+    [
+        # Docker's classic builder
+        (
+            '/bin/sh -c #(nop)  CMD ["nginx" "-g" "daemon off;"]',
+            'CMD ["nginx", "-g", "daemon off;"]',
+            "docker",
+        ),
+        ('/bin/sh -c #(nop)  CMD ["/bin/sh" "-c" "echo hi"]', "CMD echo hi", "docker"),
+        (
+            "/bin/sh -c apt-get update && apt-get install -y curl",
+            "RUN apt-get update && apt-get install -y curl",
+            "docker/buildah",
+        ),
+        (f"/bin/sh -c #(nop) ADD file:{HEX} in / ", f"ADD file:{HEX} /", "docker/buildah"),
+        (
+            f"/bin/sh -c #(nop) COPY dir:{HEX} in /root/.data/ ",
+            f"COPY dir:{HEX} /root/.data/",
+            "docker/buildah",
+        ),
+        ("/bin/sh -c #(nop)  EXPOSE map[80/tcp:{} 443/tcp:{}]", "EXPOSE 80/tcp 443/tcp", "docker"),
+        ("/bin/sh -c #(nop)  EXPOSE 80", "EXPOSE 80", "docker"),
+        ("/bin/sh -c #(nop)  VOLUME [/var/lib/mysql]", 'VOLUME ["/var/lib/mysql"]', "docker"),
+        ("/bin/sh -c #(nop)  ENV NGINX_VERSION=1.19.6", "ENV NGINX_VERSION=1.19.6", "docker"),
+        (
+            "/bin/sh -c #(nop)  LABEL maintainer=NGINX Docker Maintainers <docker-maint@nginx.com>",
+            'LABEL maintainer="NGINX Docker Maintainers <docker-maint@nginx.com>"',
+            "docker",
+        ),
+        ("/bin/sh -c #(nop)  STOPSIGNAL SIGQUIT", "STOPSIGNAL SIGQUIT", "docker"),
+        ("/bin/sh -c #(nop) WORKDIR /app", "WORKDIR /app", "buildah"),
+        (
+            '/bin/sh -c #(nop)  HEALTHCHECK &{["CMD-SHELL" "curl -f http://localhost/ || exit 1"] '
+            '"5m0s" "3s" "0s" \'\\x00\'}',
+            "HEALTHCHECK --interval=5m0s --timeout=3s CMD curl -f http://localhost/ || exit 1",
+            "docker",
+        ),
+        (
+            '/bin/sh -c #(nop)  HEALTHCHECK &{["NONE"] "0s" "0s" "0s" \'\\x00\'}',
+            "HEALTHCHECK NONE",
+            "docker",
+        ),
+        # BuildKit
+        ("RUN /bin/sh -c apt-get update # buildkit", "RUN apt-get update", "buildkit"),
+        (
+            "COPY --from=build /out/app /usr/local/bin/app # buildkit",
+            "COPY --from=build /out/app /usr/local/bin/app",
+            "buildkit",
+        ),
+        (
+            "ADD https://example.com/x.tgz /opt/ # buildkit",
+            "ADD https://example.com/x.tgz /opt/",
+            "buildkit",
+        ),
+        ('CMD ["serve" "--port" "8080"]', 'CMD ["serve", "--port", "8080"]', "buildkit"),
+        ("EXPOSE map[8080/tcp:{}]", "EXPOSE 8080/tcp", "buildkit"),
+        (
+            "SHELL [/bin/bash -o pipefail -c]",
+            'SHELL ["/bin/bash", "-o", "pipefail", "-c"]',
+            "buildkit",
+        ),
+        (
+            'HEALTHCHECK &{["CMD" "/bin/check" "--quick"] "30s" "5s" "0s" "0s" \'\\x03\'}',
+            'HEALTHCHECK --interval=30s --timeout=5s --retries=3 CMD ["/bin/check", "--quick"]',
+            "buildkit",
+        ),
+        ("ARG VERSION=1.2", "ARG VERSION=1.2", "buildkit"),
+        ("WORKDIR /srv", "WORKDIR /srv", "buildkit"),
+        # buildah 1.28.2, exactly as it wrote them for a test build
+        ('/bin/sh -c #(nop) LABEL x="hello world"', 'LABEL x="hello world"', "buildah"),
+        ('/bin/sh -c #(nop) CMD ["/bin/busybox", "sh"]', 'CMD ["/bin/busybox", "sh"]', "buildah"),
+        (
+            "/bin/sh -c #(nop) HEALTHCHECK --interval=5s CMD /bin/busybox true",
+            "HEALTHCHECK --interval=5s CMD /bin/busybox true",
+            "buildah",
+        ),
+        ("/bin/sh -c #(nop) VOLUME /data", "VOLUME /data", "buildah"),
+        ("/bin/sh -c #(nop) ARG VERSION", "ARG VERSION", "buildah"),
+    ],
+)
+def test_created_by_forms(created_by: str, line: str, builder: str) -> None:
+    comment = "buildkit.dockerfile.v0" if builder == "buildkit" else None
+    step = parse_created_by(created_by, comment=comment)
+    assert step.line == line
+    assert step.builder == builder
+
+
+def test_build_arguments_prefix() -> None:
+    classic = parse_created_by("|2 A=1 B=two /bin/sh -c make all")
+    assert classic.line == "RUN make all"
+    assert classic.notes == ("build arguments in effect: A=1 B=two",)
+    buildkit = parse_created_by("RUN |1 VERSION=2 /bin/sh -c make # buildkit")
+    assert buildkit.line == "RUN make" and buildkit.builder == "buildkit"
+    assert "VERSION=2" in buildkit.notes[0]
+
+
+def test_buildah_exec_form_run() -> None:
+    step = parse_created_by(
+        '|1 VERSION=2 /bin/sh -c ["/bin/busybox", "ln", "-s", "busybox", "/bin/sh"]'
+    )
+    assert step.line == 'RUN ["/bin/busybox", "ln", "-s", "busybox", "/bin/sh"]'
+
+
+def test_exec_form_without_shell_is_flagged() -> None:
+    step = parse_created_by("RUN /usr/bin/apk add curl # buildkit")
+    assert step.line == "RUN /usr/bin/apk add curl"
+    assert any("exec form" in note for note in step.notes)
+
+
+def test_kaniko_lines_are_dockerfile_lines() -> None:
+    step = parse_created_by("RUN apt-get update && apt-get install -y git", author="kaniko")
+    assert step.line == "RUN apt-get update && apt-get install -y git"
+    assert step.builder == "kaniko"
+    assert parse_created_by("COPY app.py /app/", author="kaniko").line == "COPY app.py /app/"
+    cmd = parse_created_by('CMD ["python", "app.py"]', author="kaniko")
+    assert cmd.line == 'CMD ["python", "app.py"]'
+
+
+def test_not_an_instruction_is_a_comment() -> None:
+    step = parse_created_by("ko")
+    assert step.keyword == "" and step.line == ""
+    assert "ko" in step.notes[0]
+    assert parse_created_by(None).notes == ("no created_by recorded",)
+
+
+def test_go_strings() -> None:
+    assert go_unquote(r'"a\"b\\c\x41\u00e9\n"') == 'a"b\\cAé\n'
+    assert go_unquote(r'"\xc3\xa9"') == "é"
+    assert go_string_list('["a b" "c"]') == ["a b", "c"]
+    assert go_string_list('["a", "b"]') == ["a", "b"]
+    assert go_string_list("[not quoted]") is None
+
+
+def test_table_aligns_empty_entries_with_layers() -> None:
+    code, out, err = run("history", "--json", str(SAMPLES / "docker-archive-legacy.tar"))
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["kind"] == "history"
+    layers = [e["layer"] for e in doc["entries"]]
+    assert layers[:8] == [0, None, None, None, None, 1, 2, 3]
+    assert all(layer is None for layer in layers[8:]) and len(layers) == 16
+    assert [e["empty_layer"] for e in doc["entries"]] == [x is None for x in layers]
+    assert doc["entries"][0]["keyword"] == "ADD" and doc["entries"][0]["size"] > 0
+    assert doc["base"] == {
+        "name": None,
+        "source": "the base image's last CMD/ENTRYPOINT",
+        "history_entries": 2,
+        "layers": 1,
+    }
+    assert doc["warnings"] == []
+    assert doc["dockerfile"].startswith("# Reconstructed")
+
+
+def test_console_table() -> None:
+    code, out, _ = run("history", str(SAMPLES / "docker-archive-v25.tar"))
+    assert code == 0
+    assert "EXPOSE 8080/tcp" in out and "(base)" in out
+    assert "buildkit (14)" in out
+
+
+def test_dockerfile_of_the_dive_test_image_matches_its_recipe() -> None:
+    code, out, _ = run("history", "--dockerfile", str(CORPUS / "docker-save-legacy-dive.tar"))
+    assert code == 0
+    lines = [line for line in out.splitlines() if line and not line.startswith("#")]
+    assert lines[0] == "FROM scratch"
+    recipe = (CORPUS / "Dockerfile.dive-test-image").read_text().splitlines()
+    runs = [line for line in lines if line.startswith("RUN ")]
+    assert runs == [line for line in recipe if line.startswith("RUN ")]
+    adds = [line.split()[-1] for line in lines if line.startswith("ADD ")]
+    assert adds == ["/", "/somefile.txt", "/root/.data/"]  # base's ADD, then the recipe's
+    assert (
+        out.index('CMD ["sh"]') < out.index("this image's own steps") < out.index("/somefile.txt")
+    )
+
+
+def test_dockerfile_of_a_buildkit_image() -> None:
+    code, out, _ = run("history", "--dockerfile", str(SAMPLES / "oci-layout"))
+    assert code == 0
+    assert "entries before BuildKit's first step" in out
+    assert "COPY docker-entrypoint.sh /usr/local/bin/\n" in out
+    assert (
+        "HEALTHCHECK --interval=30s --timeout=5s --retries=3 "
+        "CMD wget -q -O- http://localhost:8080/health || exit 1\n" in out
+    )
+    assert out.rstrip().endswith('CMD ["serve", "--port", "8080"]')
+
+
+BUILDAH_HISTORY = [
+    {"created_by": f"/bin/sh -c #(nop) COPY file:{HEX} in /bin/busybox ", "empty_layer": True},
+    {"created_by": "/bin/sh -c #(nop) ENV A=b", "empty_layer": True},
+    {"created_by": '/bin/sh -c #(nop) CMD ["/bin/busybox", "sh"]'},
+    {"created_by": "/bin/sh -c echo two > /data/two", "comment": "FROM localhost/bbtest:latest"},
+    {"created_by": f"/bin/sh -c #(nop) COPY file:{HEX} in /etc/ ", "comment": "FROM 32070c600294"},
+    {
+        "created_by": "/bin/sh -c #(nop) USER 1000",
+        "comment": "FROM 7749a11c9b7f",
+        "empty_layer": True,
+    },
+    {
+        "created_by": '/bin/sh -c #(nop) ENTRYPOINT ["/bin/busybox"]',
+        "comment": "FROM a3f345f8d286",
+        "empty_layer": True,
+    },
+]
+
+
+def three_layers() -> list[bytes]:
+    return [entries_tar([f(f"file{i}", b"x")]) for i in range(3)]
+
+
+def test_buildah_from_comment_names_the_base(tmp_path: Path) -> None:
+    image = write_image(tmp_path / "b.tar", three_layers(), history=BUILDAH_HISTORY)
+    code, out, _ = run("history", "--json", str(image))
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["base"]["name"] == "localhost/bbtest:latest"
+    assert doc["base"]["history_entries"] == 3 and doc["base"]["layers"] == 1
+    text = doc["dockerfile"]
+    body = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert body == [
+        "FROM localhost/bbtest:latest",
+        "RUN echo two > /data/two",
+        f"COPY file:{HEX} /etc/",
+        "USER 1000",
+        'ENTRYPOINT ["/bin/busybox"]',
+    ]
+    assert {e["builder"] for e in doc["entries"][3:]} == {"buildah"}
+
+
+def test_base_name_annotation_label(tmp_path: Path) -> None:
+    image = write_image(
+        tmp_path / "l.tar",
+        three_layers(),
+        config={
+            "Labels": {
+                "org.opencontainers.image.base.name": "docker.io/library/alpine:3.19",
+                "org.opencontainers.image.base.digest": "sha256:" + HEX,
+            }
+        },
+        history=[
+            {"created_by": f"/bin/sh -c #(nop) ADD file:{HEX} in / "},
+            {"created_by": '/bin/sh -c #(nop)  CMD ["/bin/sh"]', "empty_layer": True},
+            {"created_by": "RUN /bin/sh -c apk add curl # buildkit"},
+            {"created_by": "COPY app /app # buildkit"},
+        ],
+    )
+    code, out, _ = run("history", "--dockerfile", str(image))
+    assert code == 0
+    body = [line for line in out.splitlines() if line and not line.startswith("#")]
+    assert body == [
+        f"FROM docker.io/library/alpine:3.19@sha256:{HEX}",
+        "RUN apk add curl",
+        "COPY app /app",
+    ]
+
+
+def test_shell_instruction_changes_how_run_is_read(tmp_path: Path) -> None:
+    image = write_image(
+        tmp_path / "s.tar",
+        three_layers()[:1],
+        history=[
+            {"created_by": "SHELL [/bin/ash -eo pipefail -c]", "empty_layer": True},
+            {"created_by": "RUN /bin/ash -eo pipefail -c wget -O- x | sh # buildkit"},
+        ],
+    )
+    doc = json.loads(run("history", "--json", str(image))[1])
+    assert doc["entries"][1]["instruction"] == "RUN wget -O- x | sh"
+
+
+def test_layers_without_history_are_listed(tmp_path: Path) -> None:
+    image = write_image(
+        tmp_path / "h.tar", three_layers(), history=[{"created_by": "/bin/sh -c true"}]
+    )
+    code, out, _ = run("history", "--json", str(image))
+    assert code == 0
+    doc = json.loads(out)
+    assert [(e["index"], e["layer"]) for e in doc["entries"]] == [(0, 0), (None, 1), (None, 2)]
+    assert doc["warnings"] == ["2 layer(s) have no history entry"]
+    code, out, _ = run("history", str(image))
+    assert "warning: 2 layer(s) have no history entry" in out
+
+
+def test_history_reads_no_layer(tmp_path: Path) -> None:
+    # a missing layer blob does not matter: history is metadata only
+    broken = tmp_path / "oci"
+    import shutil
+
+    shutil.copytree(SAMPLES / "tampered" / "missing-blob", broken)
+    code, out, err = run("history", "--dockerfile", str(broken))
+    assert code == 0, err
+    assert "FROM scratch" in out
