@@ -1,0 +1,436 @@
+"""Containers: create, start, stop, remove; the state on disk; the parent's side of a run.
+
+``create`` reads the image (any source inspect_tool reads), makes sure each layer is in the
+layer store, and writes the container's config and directories. ``start`` creates the control
+group, forks the shim (see process.py), relays the trace, forwards signals to PID 1, waits,
+records the exit and removes the control group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import selectors
+import shutil
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from inspect_tool.errors import DockscopeError, UsageError
+from runtime_lab import cgroups
+from runtime_lab.layerstore import copy_image, ensure_layers, overlay_available
+from runtime_lab.process import LaunchSpec, run_shim, wait_quietly
+from runtime_lab.spec import command_line, environment
+from runtime_lab.steps import STEPS
+from runtime_lab.store import ContainerConfig, ContainerState, Store, now, write_atomic
+from runtime_lab.trace import Event, Tracer
+
+MEMORY_KILL_EXIT = 137
+
+
+class ContainerError(DockscopeError):
+    """A container operation failed (exit 3: the input or the host cannot do it)."""
+
+
+@dataclass(slots=True)
+class RunOptions:
+    image: Path
+    args: list[str] = field(default_factory=list)
+    select_image: str | None = None
+    select_ref: str | None = None
+    select_platform: str | None = None
+    entrypoint: str | None = None
+    name: str | None = None
+    hostname: str | None = None
+    network: str = "none"
+    memory: int | None = None
+    cpus: float | None = None
+    pids: int | None = None
+    env: list[str] = field(default_factory=list)
+    workdir: str | None = None
+    user: str | None = None
+    detach: bool = False
+    auto_remove: bool = False
+    interactive: bool = False
+
+
+def _event(step_id: str, **fields: Any) -> Event:
+    step = STEPS[step_id]
+    return Event(
+        step=step.id, title=step.title, explanation=step.explanation, syscall=step.syscall, **fields
+    )
+
+
+def _name_from(container_id: str) -> str:
+    return f"dockscope-{container_id[:8]}"
+
+
+def create(
+    store: Store, options: RunOptions, tracer: Tracer, progress: Callable[[int], None] | None = None
+) -> ContainerConfig:
+    """Everything before the processes: image, layer store, config, writable layer."""
+    from inspect_tool.cli._common import open_one_image
+
+    if options.network not in ("none", "host"):
+        raise UsageError(f"--net {options.network}: use none or host")
+    store.ensure()
+    container_id = store.new_id()
+    name = options.name or _name_from(container_id)
+    if options.name and store.name_taken(options.name):
+        raise UsageError(f"the container name {options.name!r} is already in use")
+    source, image = open_one_image(
+        options.image, options.select_image, options.select_ref, options.select_platform
+    )
+    with source:
+        config_obj = dict(image.config.config)
+        argv = command_line(config_obj, options.args, options.entrypoint)
+        hostname = options.hostname or container_id[:12]
+        tracer.emit(
+            _event(
+                "image",
+                args={"source": str(options.image)},
+                evidence={
+                    "image_id": str(image.image_id),
+                    "layers": len(image.layers),
+                    "entrypoint": config_obj.get("Entrypoint"),
+                    "cmd": config_obj.get("Cmd"),
+                    "argv": argv,
+                },
+            )
+        )
+        layer_dirs = ensure_layers(store, source, image, tracer, progress=progress)
+        mode = "overlay" if overlay_available() else "copy"
+        directory = store.container_dir(container_id)
+        for sub in ("upper", "work", "merged"):
+            (directory / sub).mkdir(parents=True, exist_ok=True, mode=0o755)
+        if mode == "copy":
+            copy_image(source, image, directory / "merged")
+    config = ContainerConfig(
+        id=container_id,
+        name=name,
+        image_source=str(options.image),
+        image_id=str(image.image_id),
+        image_selector={
+            "image": options.select_image,
+            "ref": options.select_ref,
+            "platform": options.select_platform,
+        },
+        diff_ids=[p.name for p in layer_dirs],
+        command=argv,
+        env=environment(config_obj, options.env, hostname),
+        workdir=options.workdir or str(config_obj.get("WorkingDir") or "/"),
+        user=options.user if options.user is not None else str(config_obj.get("User") or ""),
+        hostname=hostname,
+        network=options.network,
+        memory=options.memory,
+        cpus=options.cpus,
+        pids=options.pids,
+        auto_remove=options.auto_remove,
+        detached=options.detach,
+        image_config=dict(image.config.data),
+    )
+    store.save_config(config)
+    store.save_state(container_id, ContainerState(rootfs_mode=mode))
+    tracer.emit(
+        _event(
+            "container-dirs",
+            args={"path": str(directory)},
+            evidence={
+                "upperdir": str(directory / "upper"),
+                "workdir": str(directory / "work"),
+                "merged": str(directory / "merged"),
+                "rootfs_mode": mode,
+            },
+        )
+    )
+    return config
+
+
+@dataclass(slots=True)
+class StartIO:
+    """Where the command's output goes: inherited (None) or file descriptors to relay."""
+
+    stdout: int | None = None
+    stderr: int | None = None
+    stdin: str = "null"
+    on_output: Callable[[str, bytes], None] | None = None  # (stream, data) for logs
+    stepper: Callable[[Event], None] | None = None  # called at each planned step (--step)
+
+
+def start(store: Store, container_id: str, tracer: Tracer, io: StartIO | None = None) -> int:
+    """Run the container's command to completion; returns its exit status."""
+    io = io or StartIO()
+    config = store.load_config(container_id)
+    state = store.load_state(container_id)
+    if state.status == "running" and state.pid and cgroups.process_exists(state.pid):
+        raise UsageError(f"container {config.name} is already running")
+    directory = store.container_dir(container_id)
+    lowers = [str(store.layer_dir(d)) for d in config.diff_ids]
+    # overlay refuses a workdir left over from an earlier mount: start from an empty one
+    shutil.rmtree(directory / "work", ignore_errors=True)
+    (directory / "work").mkdir(mode=0o755)
+    driver = cgroups.detect()
+    group = driver.create(f"{container_id[:12]}")
+    tracer.emit(
+        _event(
+            "cgroup-create",
+            args={"version": driver.version},
+            evidence={"paths": {k: str(v) for k, v in group.paths.items()}},
+        )
+    )
+    limits = cgroups.Limits(config.memory, config.cpus, config.pids)
+    if any(v is not None for v in (config.memory, config.cpus, config.pids)):
+        group.apply(limits)
+        tracer.emit(
+            _event(
+                "cgroup-limits",
+                args={"memory": config.memory, "cpus": config.cpus, "pids": config.pids},
+                evidence={
+                    "written": [{"file": w.path, "value": w.value} for w in group.writes],
+                    "values": group.values(),
+                },
+            )
+        )
+    out_r, out_w = os.pipe() if io.on_output else (None, None)
+    err_r, err_w = os.pipe() if io.on_output else (None, None)
+    spec = LaunchSpec(
+        merged=str(directory / "merged"),
+        lowerdirs=lowers,
+        upper=str(directory / "upper"),
+        work=str(directory / "work"),
+        rootfs_mode=state.rootfs_mode,
+        hostname=config.hostname,
+        network=config.network,
+        argv=config.command,
+        env=config.env,
+        workdir=config.workdir,
+        user=config.user,
+        stdin=io.stdin,
+        stepping=io.stepper is not None,
+        stdout_fd=out_w,
+        stderr_fd=err_w,
+    )
+    events_r, events_w = os.pipe()
+    go_r, go_w = os.pipe()
+    ack_r, ack_w = os.pipe()
+    state = ContainerState(status="running", started=now(), rootfs_mode=state.rootfs_mode)
+    shim = os.fork()
+    if shim == 0:  # the shim: never returns into dockscope's code
+        code = 1
+        try:
+            for fd in (events_r, go_w, ack_w, out_r, err_r):
+                if fd is not None:
+                    os.close(fd)
+            code = run_shim(spec, events_w, go_r, ack_r)
+        except BaseException:  # reported as an event where it happened
+            code = 1
+        finally:
+            os._exit(code)
+    for fd in (events_w, go_r, ack_r, out_w, err_w):
+        if fd is not None:
+            os.close(fd)
+    state.shim_pid = shim
+    tracer.emit(_event("fork-shim", args={"pid": shim}, evidence={"shim_pid": shim}))
+    group.add(shim)
+    tracer.emit(
+        _event(
+            "cgroup-attach",
+            args={"pid": shim},
+            evidence={
+                "written": [
+                    {"file": w.path, "value": w.value} for w in group.writes[-len(group.paths) :]
+                ]
+            },
+        )
+    )
+    os.write(go_w, b"g")
+    os.close(go_w)
+    init_pid = 0
+
+    def on_event(event: Event) -> None:
+        nonlocal init_pid
+        if event.step == "fork-init" and event.phase == "done":
+            init_pid = int(event.evidence.get("host_pid", 0))
+            state.pid = init_pid
+            store.save_state(container_id, state)
+        if event.phase == "plan" and io.stepper is not None:
+            io.stepper(event)
+            os.write(ack_w, b"y")
+
+    forwarded = _forward_signals(lambda: init_pid)
+    try:
+        _relay(events_r, tracer, on_event, out_r, err_r, io.on_output)
+        _, status = _wait(shim)
+    finally:
+        _restore_signals(forwarded)
+        os.close(ack_w)
+    code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+    oom = False
+    with contextlib.suppress(OSError, ValueError):
+        oom = group.oom_killed() and code == MEMORY_KILL_EXIT
+    values: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        values = group.values()
+    tracer.emit(
+        _event(
+            "exit",
+            args={"pid": init_pid},
+            evidence={"exit_code": code, "oom_killed": oom, "cgroup": values},
+        )
+    )
+    state.status, state.exit_code, state.oom_killed, state.finished = "exited", code, oom, now()
+    store.save_state(container_id, state)
+    try:
+        group.remove()
+        tracer.emit(_event("cleanup", evidence={"removed": [str(p) for p in group.paths.values()]}))
+    except OSError as exc:
+        tracer.emit(_event("cleanup", result=f"cgroup not removed: {exc}"))
+    return code
+
+
+def _relay(
+    events_fd: int,
+    tracer: Tracer,
+    on_event: Callable[[Event], None],
+    out_fd: int | None,
+    err_fd: int | None,
+    on_output: Callable[[str, bytes], None] | None,
+) -> None:
+    """Read trace events and (for detached containers) the command's output until all close."""
+    selector = selectors.DefaultSelector()
+    selector.register(events_fd, selectors.EVENT_READ, "events")
+    for fd, name in ((out_fd, "stdout"), (err_fd, "stderr")):
+        if fd is not None:
+            selector.register(fd, selectors.EVENT_READ, name)
+    pending = b""
+    open_fds = len(selector.get_map())
+    while open_fds:
+        for key, _ in selector.select():
+            fd = key.fd
+            try:
+                chunk = os.read(fd, 65536)
+            except InterruptedError:
+                continue
+            if not chunk:
+                selector.unregister(fd)
+                os.close(fd)
+                open_fds -= 1
+                continue
+            if key.data == "events":
+                pending += chunk
+                while b"\n" in pending:
+                    line, pending = pending.split(b"\n", 1)
+                    if line.strip():
+                        event = Event.from_json(line.decode())
+                        tracer.emit(event)
+                        on_event(event)
+            elif on_output is not None:
+                on_output(str(key.data), chunk)
+    selector.close()
+
+
+def _wait(pid: int) -> tuple[int, int]:
+    while True:
+        try:
+            return os.waitpid(pid, 0)
+        except InterruptedError:
+            continue
+
+
+def _forward_signals(target: Callable[[], int]) -> dict[int, Any]:
+    """SIGINT, SIGTERM and SIGHUP go to the container's PID 1, as docker run forwards them.
+
+    PID 1 ignores signals it has no handler for: a second Ctrl-C sends SIGKILL."""
+    presses = {"count": 0}
+
+    def forward(signum: int, _frame: object) -> None:
+        pid = target()
+        if not pid:
+            return
+        if signum == signal.SIGINT:
+            presses["count"] += 1
+            if presses["count"] > 1:
+                signum = signal.SIGKILL
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+    previous: dict[int, Any] = {}
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        with contextlib.suppress(ValueError):  # not the main thread
+            previous[signum] = signal.signal(signum, forward)
+    return previous
+
+
+def _restore_signals(previous: dict[int, Any]) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
+# -- lifecycle ------------------------------------------------------------------------------------
+def refresh(store: Store, container_id: str) -> ContainerState:
+    """A state that says "running" for a process that is gone is corrected to "exited"."""
+    state = store.load_state(container_id)
+    if state.status == "running":
+        alive = bool(state.shim_pid) and cgroups.process_exists(state.shim_pid)
+        if not alive:
+            state.status = "exited"
+            state.finished = state.finished or now()
+            if state.exit_code is None:
+                state.exit_code = -1
+                state.error = "dockscope was not there when it exited"
+            store.save_state(container_id, state)
+    return state
+
+
+def stop(store: Store, container_id: str, timeout: float = 10.0) -> ContainerState:
+    """SIGTERM to PID 1, then SIGKILL after ``timeout`` seconds, as docker stop does."""
+    state = refresh(store, container_id)
+    if state.status != "running" or not state.pid:
+        return state
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(state.pid, signal.SIGTERM)
+    if not wait_quietly(state.pid, timeout):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(state.pid, signal.SIGKILL)
+        wait_quietly(state.pid, 5.0)
+    if state.shim_pid:
+        wait_quietly(state.shim_pid, 5.0)
+    time.sleep(0.05)
+    return refresh(store, container_id)
+
+
+def remove(store: Store, container_id: str, *, force: bool = False) -> None:
+    state = refresh(store, container_id)
+    if state.status == "running":
+        if not force:
+            raise UsageError("the container is running: stop it first, or use rm -f")
+        stop(store, container_id, timeout=0)
+    shutil.rmtree(store.container_dir(container_id))
+
+
+def log_writer(path: Path) -> Callable[[str, bytes], None]:
+    """docker's json-file log format: one JSON object per line of output."""
+    handle = open(path, "ab")  # noqa: SIM115 - lives as long as the container runs
+    partial: dict[str, bytes] = {"stdout": b"", "stderr": b""}
+
+    def write(stream: str, data: bytes) -> None:
+        buffered = partial[stream] + data
+        *lines, partial[stream] = buffered.split(b"\n")
+        for line in lines:
+            record = {
+                "log": line.decode("utf-8", "replace") + "\n",
+                "stream": stream,
+                "time": now(),
+            }
+            handle.write(json.dumps(record).encode() + b"\n")
+        handle.flush()
+
+    return write
+
+
+def save_json(path: Path, value: Any) -> None:
+    write_atomic(path, json.dumps(value, indent=2).encode())

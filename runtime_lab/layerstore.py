@@ -1,0 +1,164 @@
+"""The layer store: each layer unpacked once, in the form overlayfs reads as a lowerdir.
+
+A layer is extracted with inspect_tool's safe extraction (every path resolved inside the
+layer's directory, the diff_id verified as the layer streams) into a temporary directory, then
+renamed to ``<store>/layers/<diff_id hex>`` in one step: a concurrent run either sees the whole
+layer or none of it, and never a half-written one. Whiteouts take overlayfs's form: ``.wh.NAME``
+becomes a character device 0/0 named NAME, ``.wh..wh..opq`` the ``trusted.overlay.opaque=y``
+attribute of its directory (the conversion containerd's and docker's overlay drivers make).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+from inspect_tool.layers.image_fs import open_layer
+from inspect_tool.layers.safe_extract import (
+    AuditEntry,
+    DiskBackend,
+    ExtractStats,
+    LayerApplier,
+    unpack,
+)
+from inspect_tool.model.image import Image
+from inspect_tool.sources.source import Source
+from runtime_lab.steps import STEPS
+from runtime_lab.store import Store
+from runtime_lab.trace import Event, Tracer
+
+OPAQUE_XATTR = "trusted.overlay.opaque"
+
+
+def overlay_available() -> bool:
+    try:
+        with open("/proc/filesystems") as f:
+            return any(line.split()[-1] == "overlay" for line in f if line.strip())
+    except OSError:
+        return False
+
+
+class OverlayApplier(LayerApplier[int]):
+    """Applies one layer into an empty directory, keeping its whiteouts as overlayfs's."""
+
+    def _whiteout(self, parent: str, target: str | None) -> None:
+        found = self._resolve(parent, create=True)
+        if found is None:
+            return
+        handle, resolved_parent, _ = found
+        if target is None:
+            fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=handle)
+            try:
+                os.setxattr(fd, OPAQUE_XATTR, b"y")
+            finally:
+                os.close(fd)
+            return
+        path = f"{resolved_parent}/{target}" if resolved_parent else target
+        if path in self._upper:
+            return  # an entry of this same layer: a whiteout never hides it
+        with contextlib.suppress(FileExistsError):
+            os.mknod(target, stat.S_IFCHR, os.makedev(0, 0), dir_fd=handle)
+
+
+def _extract(
+    source: Source,
+    image: Image,
+    index: int,
+    destination: Path,
+    progress: Callable[[int], None] | None,
+) -> tuple[ExtractStats, list[AuditEntry]]:
+    destination.mkdir(mode=0o755)
+    root_fd = os.open(destination, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    stats = ExtractStats()
+    audit: list[AuditEntry] = []
+    backend = DiskBackend(root_fd, same_owner=True, devices=True, xattrs=True)
+    applier = OverlayApplier(backend, stats, audit)
+    try:
+        layer = image.layers[index]
+        applier.start_layer(index)
+        with open_layer(source, layer, progress=progress) as opened:
+            for member in opened.reader:
+                applier.apply(member, opened.reader)
+            opened.finish(layer, label=source.label)
+        applier.close()
+        applier.finishing()
+        backend.finish()
+    finally:
+        applier.close()
+        os.close(root_fd)
+    return stats, audit
+
+
+def ensure_layers(
+    store: Store,
+    source: Source,
+    image: Image,
+    tracer: Tracer,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> list[Path]:
+    """The layer directories for ``image``, bottom first, unpacking those not yet stored."""
+    step = STEPS["layer-store"]
+    directories = []
+    for layer in image.layers:
+        if layer.diff_id is None:
+            from inspect_tool.errors import InvalidImageError
+
+            raise InvalidImageError(f"layer {layer.index} has no diff_id", subject=source.label)
+        final = store.layer_dir(layer.diff_id.hex)
+        directories.append(final)
+        if final.is_dir():
+            tracer.emit(
+                Event(
+                    step=step.id,
+                    title=step.title,
+                    explanation=step.explanation,
+                    syscall=None,
+                    args={"layer": layer.index, "diff_id": str(layer.diff_id)},
+                    evidence={"path": str(final), "cached": True},
+                )
+            )
+            continue
+        temporary = store.layers / f".tmp-{layer.diff_id.hex[:16]}-{secrets.token_hex(4)}"
+        try:
+            stats, audit = _extract(source, image, layer.index, temporary, progress)
+            try:
+                os.rename(temporary, final)  # atomic: the layer appears whole
+            except OSError:
+                if not final.is_dir():
+                    raise
+                shutil.rmtree(temporary)  # another run stored it first: theirs is the same
+        except BaseException:
+            shutil.rmtree(temporary, ignore_errors=True)
+            raise
+        tracer.emit(
+            Event(
+                step=step.id,
+                title=step.title,
+                explanation=step.explanation,
+                syscall=step.syscall,
+                args={"layer": layer.index, "diff_id": str(layer.diff_id)},
+                evidence={
+                    "path": str(final),
+                    "cached": False,
+                    "files": stats.files,
+                    "directories": stats.directories,
+                    "bytes": stats.bytes,
+                    "whiteouts": stats.whiteouts,
+                    "refused": [f"{a.name}: {a.message}" for a in audit],
+                },
+            )
+        )
+    return directories
+
+
+def copy_image(source: Source, image: Image, destination: Path) -> None:
+    """Without overlayfs: the merged filesystem unpacked into the container's own root."""
+    from inspect_tool.layers.safe_extract import UnpackOptions
+
+    unpack(source, image, destination, options=UnpackOptions(devices=True, force=True))
