@@ -315,3 +315,14 @@ def test_history_reads_no_layer(tmp_path: Path) -> None:
     code, out, err = run("history", "--dockerfile", str(broken))
     assert code == 0, err
     assert "FROM scratch" in out
+
+
+def test_no_sign_of_a_base_draws_no_boundary() -> None:
+    code, out, _ = run("history", "--json", str(CORPUS / "docker-save-v25-hello-world.tar"))
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["base"]["history_entries"] == 0
+    assert doc["base"]["layers"] == 1  # layer 0 still counts as the base, as in dive
+    body = [line for line in doc["dockerfile"].splitlines() if line and line[0] != "#"]
+    assert body == ["FROM scratch", "COPY hello /", 'CMD ["/hello"]']
+    assert not any(entry["base"] for entry in doc["entries"])

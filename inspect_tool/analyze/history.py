@@ -374,7 +374,7 @@ def guess_base(image: Image) -> tuple[int, str | None, str]:
     In order: buildah's ``FROM <name>`` comment on the first step of a build; the first
     BuildKit step (comment ``buildkit.dockerfile.v0``) after entries without it; the last
     CMD or ENTRYPOINT that a layer-making entry follows (base images end with one); else
-    only the first entry that made a layer (layer 0, dive's notion of the base)."""
+    none."""
     history = image.history
     name, where = _base_name(image)
     for i, entry in enumerate(history):
@@ -394,14 +394,12 @@ def guess_base(image: Image) -> tuple[int, str | None, str]:
             boundary = i + 1
     if boundary is not None:
         return boundary, name, where or "the base image's last CMD/ENTRYPOINT"
-    for i, entry in enumerate(history):
-        if not entry.empty_layer:
-            return i + 1, name, where or "layer 0 (no other sign of the base)"
-    return 0, name, where or "no history"
+    return 0, name, where or "no sign of a base image in the history"
 
 
 def guess_base_layers(image: Image) -> int:
-    """How many bottom layers come from the base image (a guess; see ``guess_base``)."""
+    """How many bottom layers come from the base image (a guess; see ``guess_base``), at
+    least 1: without any sign, layer 0 is the base, as dive counts it."""
     if not image.layers:
         return 0
     entries, _, _ = guess_base(image)
@@ -484,8 +482,9 @@ def dockerfile(report: HistoryReport) -> str:
     else:
         lines.append("# The image does not record its base image, so this starts from scratch.")
         if base_rows and own_rows:
+            span = "entry 0" if len(base_rows) == 1 else f"entries 0-{len(base_rows) - 1}"
             lines.append(
-                f"# Guess ({report.base_source}): entries 0-{len(base_rows) - 1} "
+                f"# Guess ({report.base_source}): {span} "
                 f"({report.base_layers} layer(s)) are the base image's own build; replace them "
                 "with its FROM line if you know it."
             )
