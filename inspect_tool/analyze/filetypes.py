@@ -2,10 +2,12 @@
 
 Every regular file's first bytes (``HEAD_BYTES``, never more) are classified as the layer
 streams past; nothing is extracted and the rest of each file is skipped. ELF files are
-classified from their own header (type and program headers: an ELF with an interpreter is an
-executable, a position-independent one without it a shared library unless it has an execute
-bit), files starting with ``#!`` are scripts, and everything else goes through libmagic
-(python-magic, imported only here) by MIME type.
+classified from their own header (``ET_EXEC`` or a program header ``PT_INTERP``: an
+executable; ``ET_DYN`` without an interpreter: a shared library; when the program headers lie
+beyond the bytes read, the execute bit decides, as file(1) does), files starting with ``#!``
+are scripts, and everything else goes through libmagic (python-magic, imported only when
+needed) by MIME type. libmagic would call every position-independent executable a "shared
+object" from a buffer, which is why ELF is not left to it.
 
 Findings, for every layer analysed (an entry is reported in the layer that stores it):
 
