@@ -217,14 +217,18 @@ def start(store: Store, container_id: str, tracer: Tracer, io: StartIO | None = 
     events_r, events_w = os.pipe()
     go_r, go_w = os.pipe()
     ack_r, ack_w = os.pipe()
-    state = ContainerState(status="running", started=now(), rootfs_mode=state.rootfs_mode)
+    state = ContainerState(
+        status="running",
+        started=now(),
+        rootfs_mode=state.rootfs_mode,
+        runtime_paths=state.runtime_paths,
+    )
     shim = os.fork()
     if shim == 0:  # the shim: never returns into dockscope's code
         code = 1
         try:
-            for fd in (events_r, go_w, ack_w, out_r, err_r):
-                if fd is not None:
-                    os.close(fd)
+            keep = {fd for fd in (events_w, go_r, ack_r, out_w, err_w) if fd is not None}
+            _close_other_fds(keep)
             code = run_shim(spec, events_w, go_r, ack_r)
         except BaseException:  # reported as an event where it happened
             code = 1
@@ -257,6 +261,10 @@ def start(store: Store, container_id: str, tracer: Tracer, io: StartIO | None = 
             init_pid = int(event.evidence.get("host_pid", 0))
             state.pid = init_pid
             store.save_state(container_id, state)
+        for path in event.evidence.get("created_mountpoints", []) or []:
+            if path not in state.runtime_paths:
+                state.runtime_paths.append(path)
+                store.save_state(container_id, state)
         if event.phase == "plan" and io.stepper is not None:
             io.stepper(event)
             os.write(ack_w, b"y")
@@ -290,6 +298,17 @@ def start(store: Store, container_id: str, tracer: Tracer, io: StartIO | None = 
     except OSError as exc:
         tracer.emit(_event("cleanup", result=f"cgroup not removed: {exc}"))
     return code
+
+
+def _close_other_fds(keep: set[int]) -> None:
+    """The shim keeps stdio and its pipes only: no descriptor of dockscope's (a supervisor's
+    readiness pipe, an open image) lives on in the container's processes."""
+    top = 3
+    for fd in sorted(keep):
+        if fd > top:
+            os.closerange(top, fd)
+        top = fd + 1
+    os.closerange(top, 65536)
 
 
 def _relay(

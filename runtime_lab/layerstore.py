@@ -76,7 +76,7 @@ def _extract(
     root_fd = os.open(destination, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     stats = ExtractStats()
     audit: list[AuditEntry] = []
-    backend = DiskBackend(root_fd, same_owner=True, devices=True, xattrs=True)
+    backend = DiskBackend(root_fd, audit, same_owner=True, devices=True, xattrs=True)
     applier = OverlayApplier(backend, stats, audit)
     try:
         layer = image.layers[index]

@@ -282,12 +282,17 @@ def _mountpoint(root: str, name: str, spec: LaunchSpec) -> str:
 def _mount(
     root: str, name: str, source: str, fstype: str, flags: int, spec: LaunchSpec
 ) -> dict[str, Any]:
+    created = len(spec.created_mountpoints)
     target = _mountpoint(root, name, spec)
     linux.mount(source, target, fstype, flags)
-    return {"mountinfo": _mountinfo(target)}
+    return {
+        "mountinfo": _mountinfo(target),
+        "created_mountpoints": spec.created_mountpoints[created:],
+    }
 
 
 def _mount_dev(root: str, spec: LaunchSpec) -> dict[str, Any]:
+    created = len(spec.created_mountpoints)
     dev = _mountpoint(root, "dev", spec)
     linux.mount(
         "tmpfs", dev, "tmpfs", linux.MS_NOSUID | linux.MS_STRICTATIME, "mode=755,size=65536k"
@@ -320,7 +325,11 @@ def _mount_dev(root: str, spec: LaunchSpec) -> dict[str, Any]:
         ("stderr", "/proc/self/fd/2"),
     ):
         os.symlink(target, os.path.join(dev, name))
-    return {"devices": sorted(os.listdir(dev)), "mountinfo": _mountinfo(dev)}
+    return {
+        "devices": sorted(os.listdir(dev)),
+        "mountinfo": _mountinfo(dev),
+        "created_mountpoints": spec.created_mountpoints[created:],
+    }
 
 
 def _pivot(root: str) -> dict[str, Any]:

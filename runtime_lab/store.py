@@ -84,6 +84,8 @@ class ContainerState:
     finished: str | None = None
     rootfs_mode: str = "overlay"  # "overlay", or "copy" where overlayfs is unavailable
     error: str | None = None
+    # paths the runtime made in the writable layer (mount points the image lacks)
+    runtime_paths: list[str] = field(default_factory=list)
 
 
 class Store:

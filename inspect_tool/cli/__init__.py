@@ -46,8 +46,9 @@ def _root(
 def _register() -> None:
     # Each command module adds its commands; the modules import their heavy parts lazily.
     from inspect_tool.cli import analysis, extract, files, images
+    from runtime_lab import cli as runtime
 
-    for module in (images, files, analysis, extract):
+    for module in (images, files, analysis, extract, runtime):
         module.register(app)
 
 

@@ -1,0 +1,302 @@
+"""ps, logs, stop, start, rm and cleanup; detached containers and their supervisor."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from inspect_tool.cli._common import JSON_OPTION, handle_errors, stdout_console, write_json
+from inspect_tool.errors import UsageError
+from runtime_lab.store import Store
+
+ROOT_OPTION = typer.Option(
+    None,
+    "--root",
+    metavar="DIR",
+    envvar="DOCKSCOPE_ROOT",
+    help="State directory (default /var/lib/dockscope; also DOCKSCOPE_ROOT).",
+)
+NAME_ARGUMENT = typer.Argument(..., metavar="NAME", help="Container name or ID (prefix).")
+NAMES_ARGUMENT = typer.Argument(..., metavar="NAME...", help="Container names or IDs.")
+
+
+def start_detached(store: Store, container_id: str, *, trace_json: Path | None = None) -> None:
+    """Start the container under a supervisor in its own session, output to its log file.
+
+    The supervisor is dockscope's own process, detached (double fork, setsid): it relays the
+    container's output into docker's json-file log format, records the exit in state.json,
+    removes the control group, and removes the container with --rm.
+    """
+    from runtime_lab import container as rt
+
+    directory = store.container_dir(container_id)
+    ready_r, ready_w = os.pipe()
+    first = os.fork()
+    if first == 0:
+        try:
+            os.close(ready_r)
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            _supervise(store, container_id, directory, ready_w, trace_json)
+        finally:
+            os._exit(0)
+    os.close(ready_w)
+    os.waitpid(first, 0)
+    # wait until the container is running (or has already exited), so ps sees it at once;
+    # a byte says so (EOF too: the supervisor died before)
+    with os.fdopen(ready_r, "rb") as ready:
+        ready.read(1)
+    state = rt.refresh(store, container_id)
+    if state.error:
+        raise UsageError(f"the container failed to start: {state.error}")
+
+
+def _supervise(
+    store: Store, container_id: str, directory: Path, ready_w: int, trace_json: Path | None
+) -> None:
+    from runtime_lab import container as rt
+    from runtime_lab.trace import JsonLinesSink, Tracer
+
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    log = os.open(directory / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    tracer = Tracer()
+    trace_file = open(trace_json, "a") if trace_json else None  # noqa: SIM115
+    if trace_file is not None:
+        tracer.add_sink(JsonLinesSink(trace_file))
+
+    def ready(event: Any) -> None:
+        nonlocal ready_w
+        if ready_w >= 0 and event.step in ("exec", "exit"):
+            os.write(ready_w, b"r")
+            os.close(ready_w)
+            ready_w = -1
+
+    tracer.add_sink(ready)
+    try:
+        rt.start(
+            store,
+            container_id,
+            tracer,
+            rt.StartIO(on_output=rt.log_writer(directory / "container.log")),
+        )
+    except BaseException as exc:  # recorded for ps and for the waiting run -d
+        state = store.load_state(container_id)
+        state.status, state.error = "exited", str(exc)
+        with contextlib.suppress(OSError):
+            store.save_state(container_id, state)
+    finally:
+        if ready_w >= 0:
+            os.close(ready_w)
+        if trace_file is not None:
+            trace_file.close()
+    if store.load_config(container_id).auto_remove:
+        with contextlib.suppress(Exception):
+            rt.remove(store, container_id, force=True)
+
+
+def _ago(stamp: str | None) -> str:
+    if not stamp:
+        return ""
+    import datetime as dt
+
+    then = dt.datetime.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=dt.UTC)
+    seconds = int((dt.datetime.now(dt.UTC) - then).total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count > 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
+
+
+def ps(
+    all_: bool = typer.Option(False, "--all", "-a", help="Show exited containers too."),
+    json_output: bool = JSON_OPTION,
+    root: str | None = ROOT_OPTION,
+) -> None:
+    """List containers, as docker ps does.
+
+    Examples:
+
+      dockscope ps
+
+      dockscope ps -a --json
+    """
+    from runtime_lab import container as rt
+
+    with handle_errors():
+        store = Store(root)
+        rows = []
+        for cid in store.ids():
+            config = store.load_config(cid)
+            state = rt.refresh(store, cid)
+            if state.status != "running" and not all_:
+                continue
+            rows.append((config, state))
+        if json_output:
+            write_json(
+                {
+                    "schema_version": 1,
+                    "kind": "ps",
+                    "containers": [
+                        {
+                            "id": c.id,
+                            "name": c.name,
+                            "image": c.image_source,
+                            "image_id": c.image_id,
+                            "command": c.command,
+                            "created": c.created,
+                            "status": s.status,
+                            "pid": s.pid or None,
+                            "exit_code": s.exit_code,
+                            "oom_killed": s.oom_killed,
+                            "started": s.started,
+                            "finished": s.finished,
+                        }
+                        for c, s in rows
+                    ],
+                }
+            )
+            return
+        from rich import box
+        from rich.table import Table
+
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+        for column in ("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"):
+            table.add_column(column, overflow="fold")
+        for config, state in rows:
+            if state.status == "running":
+                status = f"Up {_ago(state.started)}"
+            elif state.status == "exited":
+                status = f"Exited ({state.exit_code}) {_ago(state.finished)} ago"
+            else:
+                status = "Created"
+            command = " ".join(config.command)
+            table.add_row(
+                config.id[:12],
+                config.image_source,
+                json.dumps(command[:30] + ("…" if len(command) > 30 else "")),
+                f"{_ago(config.created)} ago",
+                status,
+                config.name,
+            )
+        stdout_console().print(table)
+
+
+def logs(name: str = NAME_ARGUMENT, root: str | None = ROOT_OPTION) -> None:
+    """Print a detached container's output (stdout to stdout, stderr to stderr).
+
+    Example:
+
+      dockscope logs web
+    """
+    with handle_errors():
+        store = Store(root)
+        cid = store.resolve(name)
+        path = store.container_dir(cid) / "container.log"
+        if not path.exists():
+            return
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                record = json.loads(line)
+                stream = sys.stderr if record.get("stream") == "stderr" else sys.stdout
+                stream.write(record.get("log", ""))
+
+
+def stop(
+    names: list[str] = NAMES_ARGUMENT,
+    time_: float = typer.Option(10.0, "--time", "-t", help="Seconds before SIGKILL."),
+    root: str | None = ROOT_OPTION,
+) -> None:
+    """Stop running containers: SIGTERM to PID 1, then SIGKILL after --time seconds.
+
+    Example:
+
+      dockscope stop -t 2 web
+    """
+    from runtime_lab import container as rt
+
+    with handle_errors():
+        _need_root()
+        store = Store(root)
+        for name in names:
+            rt.stop(store, store.resolve(name), timeout=time_)
+            sys.stdout.write(name + "\n")
+
+
+def start(
+    names: list[str] = NAMES_ARGUMENT,
+    root: str | None = ROOT_OPTION,
+) -> None:
+    """Start stopped containers again, in the background, on their preserved writable layer.
+
+    Example:
+
+      dockscope start web
+    """
+    with handle_errors():
+        _need_root()
+        store = Store(root)
+        for name in names:
+            start_detached(store, store.resolve(name))
+            sys.stdout.write(name + "\n")
+
+
+def rm(
+    names: list[str] = NAMES_ARGUMENT,
+    force: bool = typer.Option(False, "--force", "-f", help="Stop a running container first."),
+    root: str | None = ROOT_OPTION,
+) -> None:
+    """Remove containers and their writable layers.
+
+    Example:
+
+      dockscope rm -f web
+    """
+    from runtime_lab import container as rt
+
+    with handle_errors():
+        store = Store(root)
+        for name in names:
+            rt.remove(store, store.resolve(name), force=force)
+            sys.stdout.write(name + "\n")
+
+
+def cleanup(root: str | None = ROOT_OPTION) -> None:
+    """Recover from crashes: stale states, leftover control groups, half-unpacked layers,
+    leaked mounts.
+
+    Example:
+
+      dockscope cleanup
+    """
+    from runtime_lab.recovery import recover
+
+    with handle_errors():
+        _need_root()
+        report = recover(Store(root))
+        for line in report:
+            sys.stdout.write(line + "\n")
+
+
+def _need_root() -> None:
+    if os.geteuid() != 0:
+        raise UsageError("this needs root: run it with sudo")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(ps)
+    app.command()(logs)
+    app.command()(stop)
+    app.command()(start)
+    app.command()(rm)
+    app.command()(cleanup)

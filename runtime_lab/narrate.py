@@ -1,0 +1,132 @@
+"""Narration for people: the live trace (``--trace``), the pauses of ``--step`` and the plan of
+``--explain``. Writes to stderr so the container's own output keeps stdout."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
+
+from runtime_lab.steps import Step
+from runtime_lab.trace import Event
+
+
+def _evidence_lines(event: Event) -> list[str]:
+    ev = event.evidence
+    lines: list[str] = []
+    before, after = ev.get("namespaces_before"), ev.get("namespaces_after")
+    if isinstance(before, dict) and isinstance(after, dict):
+        for name in sorted(after):
+            old = before.get(name)
+            new = after[name]
+            if name == "pid_for_children":
+                lines.append(f"ns pid (for children): {before.get('pid')} → {new}")
+            elif old != new:
+                lines.append(f"ns {name}: {old} → {new}")
+            else:
+                lines.append(f"ns {name}: {new} (unchanged)")
+    for line in ev.get("mountinfo", [])[:4] if isinstance(ev.get("mountinfo"), list) else []:
+        lines.append(f"mountinfo: {line}")
+    for write in ev.get("written", []) if isinstance(ev.get("written"), list) else []:
+        lines.append(f"echo {write['value']} > {write['file']}")
+    for key in ("host_pid", "uts_hostname", "exit_code", "oom_killed", "path", "uid", "gid"):
+        if key in ev:
+            lines.append(f"{key}: {ev[key]}")
+    if "status" in ev and isinstance(ev["status"], dict):
+        lines += [f"{k}: {v}" for k, v in ev["status"].items()]
+    if ev.get("refused"):
+        lines += [f"refused: {r}" for r in ev["refused"]]
+    return lines
+
+
+class Narrator:
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True, highlight=False)
+        self.count = 0
+        self._explained: set[str] = set()
+
+    def __call__(self, event: Event) -> None:
+        if event.phase != "done":
+            return
+        self.count += 1
+        ok = event.result == "ok"
+        head = Text()
+        head.append(f"[{self.count:>2}] ", style="dim")
+        head.append(event.title, style="bold" if ok else "bold red")
+        if event.syscall:
+            args = ", ".join(f"{k}={_short(v)}" for k, v in event.args.items())
+            head.append(f"  {event.syscall}({args})", style="cyan")
+        if not ok:
+            head.append(f"  FAILED: {event.result}", style="red")
+        self.console.print(head, soft_wrap=True)
+        if event.step not in self._explained:  # once per kind of step (layers repeat)
+            self._explained.add(event.step)
+            self.console.print(Text(f"     {event.explanation}", style="dim"), soft_wrap=True)
+        for line in _evidence_lines(event):
+            self.console.print(Text(f"     {line}", style="green"), soft_wrap=True)
+
+
+def _short(value: Any) -> str:
+    text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    return text if len(text) <= 60 else text[:57] + "…"
+
+
+class Stepper:
+    """Pauses before each step and shows what a student can look at meanwhile."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True, highlight=False)
+        self.pids: dict[str, int] = {}
+
+    def note(self, event: Event) -> None:
+        if event.step == "fork-shim":
+            self.pids["shim"] = int(event.evidence.get("shim_pid", 0))
+        if event.step == "fork-init" and event.phase == "done":
+            self.pids["init"] = int(event.evidence.get("host_pid", 0))
+
+    def __call__(self, event: Event) -> None:
+        self.console.print(Text(f"next: {event.title}", style="bold yellow"), soft_wrap=True)
+        self.console.print(Text(f"      {event.explanation}", style="dim"), soft_wrap=True)
+        pid = event.pid
+        looks = [
+            f"ls -l /proc/{pid}/ns",
+            f"cat /proc/{pid}/mountinfo",
+            f"cat /proc/{pid}/status | grep -E 'Cap|NSpid'",
+        ]
+        if "init" in self.pids:
+            looks.append(f"nsenter -t {self.pids['init']} -a ps")
+        for command in looks:
+            self.console.print(Text(f"      $ {command}", style="cyan"), soft_wrap=True)
+        self.console.print("      press Enter to go on", style="dim")
+        _wait_for_enter()
+
+
+def _wait_for_enter() -> None:
+    try:
+        with open("/dev/tty") as tty:
+            tty.readline()
+    except OSError:  # no terminal: read stdin
+        sys.stdin.readline()
+
+
+def explain(console: Console, steps: list[Step], details: dict[str, str]) -> None:
+    console.print("[bold]What 'dockscope run' will do[/] (nothing is done now)\n")
+    for key, value in details.items():
+        console.print(f"  {key}: {escape(value)}", soft_wrap=True)
+    console.print()
+    for number, step in enumerate(steps, 1):
+        line = Text(f"{number:>2}. ", style="dim")
+        line.append(step.title, style="bold")
+        if step.syscall:
+            line.append(f"  [{step.syscall}]", style="cyan")
+        line.append(f"  ({step.where})", style="dim")
+        console.print(line, soft_wrap=True)
+        console.print(Text(f"    {step.explanation}", style="dim"), soft_wrap=True)
+
+
+def use_color_env() -> bool:
+    return not os.environ.get("NO_COLOR")

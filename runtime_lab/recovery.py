@@ -1,0 +1,71 @@
+"""``dockscope cleanup``: bring the state back in line with reality after a crash.
+
+Containers whose processes are gone are marked exited; processes left in a dockscope control
+group whose container is not running are killed; empty groups are removed; half-unpacked
+layers (``.tmp-*``) are deleted; any mount below the state directory is detached.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+from pathlib import Path
+
+from runtime_lab import container as rt
+from runtime_lab import linux
+from runtime_lab.cgroups import CGROUP_ROOT
+from runtime_lab.process import wait_quietly
+from runtime_lab.store import Store
+
+
+def dockscope_groups(root: Path = CGROUP_ROOT) -> list[Path]:
+    """Every container group dockscope made, on any hierarchy (v1 controllers or v2)."""
+    found = []
+    for parent in root.glob("**/dockscope"):
+        if parent.is_dir():
+            found += [p for p in parent.iterdir() if p.is_dir()]
+    return found
+
+
+def recover(store: Store, cgroup_root: Path = CGROUP_ROOT) -> list[str]:
+    report: list[str] = []
+    running: set[str] = set()
+    for cid in store.ids():
+        before = store.load_state(cid).status
+        state = rt.refresh(store, cid)
+        if state.status == "running":
+            running.add(cid[:12])
+        elif before == "running":
+            report.append(f"container {cid[:12]}: marked exited (its processes were gone)")
+    for group in dockscope_groups(cgroup_root):
+        if group.name in running:
+            continue
+        procs = group / "cgroup.procs"
+        pids = [int(p) for p in procs.read_text().split()] if procs.exists() else []
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            wait_quietly(pid, 2.0)
+        if pids:
+            report.append(f"cgroup {group}: killed {len(pids)} leftover process(es)")
+        try:
+            group.rmdir()
+            report.append(f"cgroup {group}: removed")
+        except OSError as exc:
+            report.append(f"cgroup {group}: not removed ({exc.strerror})")
+    if store.layers.is_dir():
+        for partial in store.layers.glob(".tmp-*"):
+            shutil.rmtree(partial, ignore_errors=True)
+            report.append(f"layer store: removed half-unpacked {partial.name}")
+    prefix = str(store.root.resolve()) + "/"
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    for point in sorted((p for p in points if p.startswith(prefix)), reverse=True):
+        with contextlib.suppress(OSError):
+            linux.umount2(point, linux.MNT_DETACH)
+            report.append(f"mount {point}: detached")
+    if not report:
+        report.append("nothing to clean up")
+    return report
