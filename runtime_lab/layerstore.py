@@ -10,29 +10,20 @@ attribute of its directory (the conversion containerd's and docker's overlay dri
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import shutil
-import stat
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from inspect_tool.layers.image_fs import open_layer
-from inspect_tool.layers.safe_extract import (
-    AuditEntry,
-    DiskBackend,
-    ExtractStats,
-    LayerApplier,
-    unpack,
-)
-from inspect_tool.model.image import Image
-from inspect_tool.sources.source import Source
 from runtime_lab.steps import STEPS
 from runtime_lab.store import Store
 from runtime_lab.trace import Event, Tracer
 
-OPAQUE_XATTR = "trusted.overlay.opaque"
+if TYPE_CHECKING:
+    from inspect_tool.model.image import Image
+    from inspect_tool.sources.source import Source
 
 
 def overlay_available() -> bool:
@@ -41,57 +32,6 @@ def overlay_available() -> bool:
             return any(line.split()[-1] == "overlay" for line in f if line.strip())
     except OSError:
         return False
-
-
-class OverlayApplier(LayerApplier[int]):
-    """Applies one layer into an empty directory, keeping its whiteouts as overlayfs's."""
-
-    def _whiteout(self, parent: str, target: str | None) -> None:
-        found = self._resolve(parent, create=True)
-        if found is None:
-            return
-        handle, resolved_parent, _ = found
-        if target is None:
-            fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=handle)
-            try:
-                os.setxattr(fd, OPAQUE_XATTR, b"y")
-            finally:
-                os.close(fd)
-            return
-        path = f"{resolved_parent}/{target}" if resolved_parent else target
-        if path in self._upper:
-            return  # an entry of this same layer: a whiteout never hides it
-        with contextlib.suppress(FileExistsError):
-            os.mknod(target, stat.S_IFCHR, os.makedev(0, 0), dir_fd=handle)
-
-
-def _extract(
-    source: Source,
-    image: Image,
-    index: int,
-    destination: Path,
-    progress: Callable[[int], None] | None,
-) -> tuple[ExtractStats, list[AuditEntry]]:
-    destination.mkdir(mode=0o755)
-    root_fd = os.open(destination, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    stats = ExtractStats()
-    audit: list[AuditEntry] = []
-    backend = DiskBackend(root_fd, audit, same_owner=True, devices=True, xattrs=True)
-    applier = OverlayApplier(backend, stats, audit)
-    try:
-        layer = image.layers[index]
-        applier.start_layer(index)
-        with open_layer(source, layer, progress=progress) as opened:
-            for member in opened.reader:
-                applier.apply(member, opened.reader)
-            opened.finish(layer, label=source.label)
-        applier.close()
-        applier.finishing()
-        backend.finish()
-    finally:
-        applier.close()
-        os.close(root_fd)
-    return stats, audit
 
 
 def ensure_layers(
@@ -125,8 +65,10 @@ def ensure_layers(
             )
             continue
         temporary = store.layers / f".tmp-{layer.diff_id.hex[:16]}-{secrets.token_hex(4)}"
+        from runtime_lab.overlay_extract import extract_layer
+
         try:
-            stats, audit = _extract(source, image, layer.index, temporary, progress)
+            stats, audit = extract_layer(source, image, layer.index, temporary, progress)
             try:
                 os.rename(temporary, final)  # atomic: the layer appears whole
             except OSError:
@@ -159,6 +101,6 @@ def ensure_layers(
 
 def copy_image(source: Source, image: Image, destination: Path) -> None:
     """Without overlayfs: the merged filesystem unpacked into the container's own root."""
-    from inspect_tool.layers.safe_extract import UnpackOptions
+    from inspect_tool.layers.safe_extract import UnpackOptions, unpack
 
     unpack(source, image, destination, options=UnpackOptions(devices=True, force=True))

@@ -38,11 +38,10 @@ def state_root(root: str | Path | None = None) -> Path:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
+    # rename is atomic: a reader, or dockscope killed mid-write, never leaves half a file
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     with open(tmp, "wb") as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 

@@ -1,0 +1,68 @@
+"""One layer extracted into an empty directory in overlayfs's lowerdir form: the safe
+extraction of inspect_tool, with whiteouts kept as overlay whiteouts instead of applied."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+from inspect_tool.layers.image_fs import open_layer
+from inspect_tool.layers.safe_extract import AuditEntry, DiskBackend, ExtractStats, LayerApplier
+from inspect_tool.model.image import Image
+from inspect_tool.sources.source import Source
+
+OPAQUE_XATTR = "trusted.overlay.opaque"
+
+
+class OverlayApplier(LayerApplier[int]):
+    """Applies one layer into an empty directory, keeping its whiteouts as overlayfs's."""
+
+    def _whiteout(self, parent: str, target: str | None) -> None:
+        found = self._resolve(parent, create=True)
+        if found is None:
+            return
+        handle, resolved_parent, _ = found
+        if target is None:
+            fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=handle)
+            try:
+                os.setxattr(fd, OPAQUE_XATTR, b"y")
+            finally:
+                os.close(fd)
+            return
+        path = f"{resolved_parent}/{target}" if resolved_parent else target
+        if path in self._upper:
+            return  # an entry of this same layer: a whiteout never hides it
+        with contextlib.suppress(FileExistsError):
+            os.mknod(target, stat.S_IFCHR, os.makedev(0, 0), dir_fd=handle)
+
+
+def extract_layer(
+    source: Source,
+    image: Image,
+    index: int,
+    destination: Path,
+    progress: Callable[[int], None] | None,
+) -> tuple[ExtractStats, list[AuditEntry]]:
+    destination.mkdir(mode=0o755)
+    root_fd = os.open(destination, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    stats = ExtractStats()
+    audit: list[AuditEntry] = []
+    backend = DiskBackend(root_fd, audit, same_owner=True, devices=True, xattrs=True)
+    applier = OverlayApplier(backend, stats, audit)
+    try:
+        layer = image.layers[index]
+        applier.start_layer(index)
+        with open_layer(source, layer, progress=progress) as opened:
+            for member in opened.reader:
+                applier.apply(member, opened.reader)
+            opened.finish(layer, label=source.label)
+        applier.close()
+        applier.finishing()
+        backend.finish()
+    finally:
+        applier.close()
+        os.close(root_fd)
+    return stats, audit
