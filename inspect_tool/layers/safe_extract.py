@@ -85,6 +85,7 @@ class AuditEntry:
     action: Action
     reason: Reason
     message: str
+    offset: int | None = None  # of the member's header in the layer tar; None: not one entry
 
 
 @dataclass(slots=True)
@@ -191,6 +192,7 @@ class LayerApplier(Generic[H]):
         self.audit = audit
         self.layer = 0
         self._name = ""  # the member being applied
+        self._offset: int | None = None
         self._cache: dict[str, tuple[H, str, bool]] = {}
         self._graveyard: list[H] = []  # dropped handles, closed once the entry is done
         self._upper: set[str] = set()  # resolved paths this layer wrote, and their ancestors
@@ -211,9 +213,10 @@ class LayerApplier(Generic[H]):
     def finishing(self) -> None:
         """Notes from here on (metadata set at the end) are not about one entry."""
         self._name = ""
+        self._offset = None
 
     def _note(self, action: Action, reason: Reason, message: str) -> None:
-        self.audit.append(AuditEntry(self.layer, self._name, action, reason, message))
+        self.audit.append(AuditEntry(self.layer, self._name, action, reason, message, self._offset))
 
     def _invalidate(self) -> None:
         """Forget resolved directories (something along their paths may have changed)."""
@@ -248,9 +251,12 @@ class LayerApplier(Generic[H]):
         return found
 
     def _walk(self, path: str, *, create: bool) -> tuple[H, str, bool] | None:
+        """filepath-securejoin's walk over descriptors: components that do not exist are
+        taken lexically (a later ``..`` cancels them) and created at the end when asked."""
         fs = self.fs
         handle = fs.root
-        resolved: list[str] = []
+        resolved: list[str] = []  # real directories from the root; ``handle`` is the last
+        missing: list[str] = []  # components below it that do not exist (yet)
         pending: list[tuple[str, bool]] = [(p, False) for p in reversed(path.split("/")) if p]
         links = 0
         clamped = False
@@ -260,7 +266,9 @@ class LayerApplier(Generic[H]):
                 if part == ".":
                     continue
                 if part == "..":
-                    if resolved:
+                    if missing:
+                        missing.pop()
+                    elif resolved:
                         resolved.pop()
                         fs.close(handle)
                         handle = fs.root
@@ -268,8 +276,13 @@ class LayerApplier(Generic[H]):
                     else:
                         clamped = True
                     continue
+                if missing:
+                    missing.append(part)
+                    continue
                 kind, child, target = fs.step(handle, part)
-                here = "/".join([*resolved, part])
+                if kind is None:
+                    missing.append(part)
+                    continue
                 if kind is Kind.SYMLINK:
                     links += 1
                     if links > MAX_SYMLINKS:
@@ -285,33 +298,43 @@ class LayerApplier(Generic[H]):
                     pending.extend((p, True) for p in reversed(target.split("/")) if p)
                     continue
                 if kind is not Kind.DIR:
+                    here = "/".join([*resolved, part])
                     if not create:
                         return None
-                    if kind is not None:
-                        if via_link:
-                            raise _Refusal(
-                                Reason.PARENT_NOT_DIRECTORY,
-                                f"{here!r} is a {kind.value}, not a directory",
-                            )
-                        # a lower layer's non-directory where this layer has a directory:
-                        # replaced, as overlayfs does
-                        if here in self._entries:
-                            self._note(
-                                Action.NEUTRALISED,
-                                Reason.DUPLICATE,
-                                f"{here!r} is stored in this layer as a {kind.value} and as a "
-                                "directory; the directory replaces it",
-                            )
-                        fs.remove(handle, part, kind, here)
-                        self._invalidate()
-                    fs.mkdir(handle, part, here, None)
-                    kind, child, _ = fs.step(handle, part)
-                    if kind is not Kind.DIR:
-                        raise _Refusal(Reason.PARENT_NOT_DIRECTORY, f"cannot create {here!r}")
+                    if via_link:
+                        raise _Refusal(
+                            Reason.PARENT_NOT_DIRECTORY,
+                            f"{here!r} is a {kind.value}, not a directory",
+                        )
+                    # a lower layer's non-directory where this layer has a directory:
+                    # replaced, as overlayfs does
+                    if here in self._entries:
+                        self._note(
+                            Action.NEUTRALISED,
+                            Reason.DUPLICATE,
+                            f"{here!r} is stored in this layer as a {kind.value} and as a "
+                            "directory; the directory replaces it",
+                        )
+                    fs.remove(handle, part, kind, here)
+                    self._invalidate()
+                    missing.append(part)
+                    continue
                 assert child is not None
                 fs.close(handle)
                 handle = child
                 resolved.append(part)
+            if missing:
+                if not create:
+                    return None
+                for part in missing:
+                    here = "/".join([*resolved, part])
+                    fs.mkdir(handle, part, here, None)
+                    kind, child, _ = fs.step(handle, part)
+                    if kind is not Kind.DIR or child is None:
+                        raise _Refusal(Reason.PARENT_NOT_DIRECTORY, f"cannot create {here!r}")
+                    fs.close(handle)
+                    handle = child
+                    resolved.append(part)
             found = (handle, "/".join(resolved), clamped)
             handle = fs.root  # now owned by the caller
             return found
@@ -334,6 +357,7 @@ class LayerApplier(Generic[H]):
     def apply(self, member: TarMember, reader: TarReader) -> None:
         """Apply one entry of the current layer."""
         self._name = member.name
+        self._offset = member.offset
         try:
             self._apply(member, reader)
         except _Refusal as refusal:
@@ -596,13 +620,25 @@ class _DirMeta:
 class DiskBackend:
     """A directory on disk, reached only through descriptors opened below its own."""
 
-    def __init__(self, root_fd: int, *, same_owner: bool, devices: bool, xattrs: bool) -> None:
+    def __init__(
+        self,
+        root_fd: int,
+        audit: list[AuditEntry] | None = None,
+        *,
+        same_owner: bool,
+        devices: bool,
+        xattrs: bool,
+    ) -> None:
+        """``audit`` is accepted for callers that pass it; problems are reported through
+        ``note``, which the applier sets."""
         self.root = root_fd
         self.same_owner = same_owner
         self.devices = devices
         self.xattrs = xattrs
         self.note: Note = _no_note
         self._dirs: dict[str, _DirMeta] = {}  # final metadata of directories, by path
+        self._ids = (os.geteuid(), os.getegid())
+        self._umask = _current_umask()
 
     def start_layer(self, index: int) -> None:
         return None
@@ -664,7 +700,7 @@ class DiskBackend:
         )
 
     def write_file(self, parent: int, name: str, member: TarMember, reader: TarReader) -> None:
-        fd = os.open(name, _NEW_FILE, 0o600, dir_fd=parent)
+        fd = os.open(name, _NEW_FILE, member.mode & 0o777, dir_fd=parent)
         try:
             left = member.size
             while left > 0:
@@ -673,12 +709,25 @@ class DiskBackend:
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view) :]
-            self._owner(fd, member)
-            os.fchmod(fd, member.mode)
-            self._xattrs(fd, member.xattrs)
-            os.utime(fd, ns=(_ns(member.mtime), _ns(member.mtime)))
+            self._file_meta(fd, member)
         finally:
             os.close(fd)
+
+    def _file_meta(self, fd: int, member: TarMember) -> None:
+        # created with mode & 0o777 and owned by this process: a syscall only when it differs
+        if self.same_owner and (member.uid, member.gid) != self._ids:
+            try:
+                os.fchown(fd, member.uid, member.gid)
+            except (OSError, OverflowError) as exc:
+                self.note(
+                    Action.SKIPPED, Reason.OWNER, f"owner {member.uid}:{member.gid} not set: {exc}"
+                )
+        if member.mode != member.mode & 0o777 & ~self._umask:
+            os.fchmod(fd, member.mode)  # setuid, setgid, sticky, or bits the umask removed
+        if member.xattrs:
+            self._xattrs(fd, member.xattrs, self.note)
+        t = _ns(member.mtime)
+        os.utime(fd, ns=(t, t))
 
     def symlink(self, parent: int, name: str, member: TarMember) -> None:
         os.symlink(member.linkname, name, dir_fd=parent)
@@ -689,7 +738,7 @@ class DiskBackend:
                 self._owner_failed(member, exc)
         if member.xattrs and self.xattrs:
             # lsetxattr has no *at form: name the entry through the parent's descriptor
-            self._xattrs(f"/proc/self/fd/{parent}/{name}", member.xattrs)
+            self._xattrs(f"/proc/self/fd/{parent}/{name}", member.xattrs, self.note)
         t = _ns(member.mtime)
         os.utime(name, ns=(t, t), dir_fd=parent, follow_symlinks=False)
 
@@ -724,29 +773,20 @@ class DiskBackend:
                 os.unlink(name, dir_fd=parent)
 
     # -- metadata ------------------------------------------------------------------------------
-    def _owner(self, fd: int, member: TarMember) -> None:
-        if self.same_owner:
-            try:
-                os.fchown(fd, member.uid, member.gid)
-            except (OSError, OverflowError) as exc:
-                self._owner_failed(member, exc)
-
     def _owner_failed(self, member: TarMember, exc: BaseException) -> None:
         self.note(Action.SKIPPED, Reason.OWNER, f"owner {member.uid}:{member.gid} not set: {exc}")
 
-    def _xattrs(self, target: int | str, xattrs: dict[str, bytes]) -> None:
+    def _xattrs(self, target: int | str, xattrs: dict[str, bytes], note: Note) -> None:
         if not xattrs:
             return
         if not self.xattrs:
-            self.note(
-                Action.SKIPPED, Reason.XATTR, f"xattrs {sorted(xattrs)} not set (--no-xattrs)"
-            )
+            note(Action.SKIPPED, Reason.XATTR, f"xattrs {sorted(xattrs)} not set (--no-xattrs)")
             return
         for key, value in sorted(xattrs.items()):
             try:
                 os.setxattr(target, key, value, follow_symlinks=False)
             except OSError as exc:
-                self.note(Action.SKIPPED, Reason.XATTR, f"xattr {key!r} not set: {exc.strerror}")
+                note(Action.SKIPPED, Reason.XATTR, f"xattr {key!r} not set: {exc.strerror}")
 
     def finish(self) -> None:
         """Set the directories' metadata, deepest first (their mtimes moved as entries were
@@ -765,7 +805,7 @@ class DiskBackend:
                             Action.SKIPPED, Reason.OWNER, f"{path or '/'}: owner not set: {exc}"
                         )
                 os.fchmod(fd, meta.mode)
-                self._xattrs(fd, meta.xattrs)
+                self._xattrs(fd, meta.xattrs, self.note)
                 if meta.mtime_ns is not None:
                     os.utime(fd, ns=(meta.mtime_ns, meta.mtime_ns))
             finally:
@@ -795,6 +835,12 @@ class DiskBackend:
 
 def _no_note(action: Action, reason: Reason, message: str) -> None:
     return None
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def remove_tree(parent: int, name: str) -> None:
@@ -908,7 +954,10 @@ def unpack(
     result = UnpackResult(destination, len(image.layers), same_owner, options.devices and root)
     root_fd = prepare_destination(destination, force=options.force)
     backend = DiskBackend(
-        root_fd, same_owner=same_owner, devices=result.devices, xattrs=options.xattrs
+        root_fd,
+        same_owner=same_owner,
+        devices=result.devices,
+        xattrs=options.xattrs,
     )
     applier = LayerApplier(backend, result.stats, result.audit)
     try:
