@@ -363,6 +363,11 @@ def _switch_user(spec_user: str, holder: dict[str, Any]) -> dict[str, Any]:
 def _drop_capabilities(uid: int) -> dict[str, Any]:
     keep = {CAPABILITY_NUMBERS[name] for name in DEFAULT_CAPABILITIES}
     last = int(_read("/proc/sys/kernel/cap_last_cap").strip() or 40)
+    if uid != 0:
+        # setuid to a non-root user cleared the effective set (PR_SET_KEEPCAPS kept only the
+        # permitted one), and PR_CAPBSET_DROP needs CAP_SETPCAP effective: raise it again
+        permitted = int(_status_field("CapPrm") or "0", 16)
+        linux.capset(permitted, permitted, 0)
     dropped = []
     for cap in range(last + 1):
         if cap not in keep:
@@ -370,15 +375,21 @@ def _drop_capabilities(uid: int) -> dict[str, Any]:
             dropped.append(cap)
     mask = sum(1 << cap for cap in keep)
     if uid == 0:
-        linux.capset(mask, mask, mask)
+        # nothing inheritable, as docker since 23.0 (CVE-2022-24769)
+        linux.capset(mask, mask, 0)
     else:
         linux.capset(0, 0, 0)  # a non-root user keeps none, as with docker
-    status = {
-        line.split(":")[0]: line.split(":")[1].strip()
-        for line in _read("/proc/self/status").splitlines()
-        if line.startswith(("CapEff", "CapBnd", "CapPrm"))
-    }
+    status = {name: _status_field(name) for name in ("CapInh", "CapPrm", "CapEff", "CapBnd")}
     return {"dropped": dropped, "status": status}
+
+
+def _status_field(name: str) -> str | None:
+    """One field of /proc/self/status (``CapEff`` → ``00000000a80425fb``)."""
+    for line in _read("/proc/self/status").splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key == name:
+            return value.strip()
+    return None
 
 
 def _prepare_stdio(spec: LaunchSpec) -> None:
