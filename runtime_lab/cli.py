@@ -153,6 +153,8 @@ def run(
             io = rt.StartIO(stdin="inherit" if interactive else "null", stepper=stepper)
             code = rt.start(store, config.id, tracer, io)
             state = store.load_state(config.id)
+            if state.error:
+                sys.stderr.write(f"dockscope: container {config.name}: {state.error}\n")
             if state.oom_killed:
                 sys.stderr.write(
                     f"dockscope: container {config.name} was killed by the memory "

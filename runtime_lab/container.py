@@ -261,6 +261,9 @@ def start(store: Store, container_id: str, tracer: Tracer, io: StartIO | None = 
             init_pid = int(event.evidence.get("host_pid", 0))
             state.pid = init_pid
             store.save_state(container_id, state)
+        if event.result != "ok" and state.error is None:  # a step failed: say which, and why
+            state.error = f"{event.title}: {event.result}"
+            store.save_state(container_id, state)
         for path in event.evidence.get("created_mountpoints", []) or []:
             if path not in state.runtime_paths:
                 state.runtime_paths.append(path)

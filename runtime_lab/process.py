@@ -89,7 +89,7 @@ class _Child:
         self.before(step_id, **fields)
         try:
             evidence = action() or {}
-        except OSError as exc:
+        except Exception as exc:  # OSError, or UsageError for a user the image lacks
             self.done(step_id, result=str(exc), **fields)
             raise
         self.done(step_id, evidence=evidence, **fields)
