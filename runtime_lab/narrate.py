@@ -33,7 +33,16 @@ def _evidence_lines(event: Event) -> list[str]:
         lines.append(f"mountinfo: {line}")
     for write in ev.get("written", []) if isinstance(ev.get("written"), list) else []:
         lines.append(f"echo {write['value']} > {write['file']}")
-    for key in ("host_pid", "uts_hostname", "exit_code", "oom_killed", "path", "uid", "gid"):
+    for key in (
+        "host_pid",
+        "uts_hostname",
+        "interfaces",
+        "exit_code",
+        "oom_killed",
+        "path",
+        "uid",
+        "gid",
+    ):
         if key in ev:
             lines.append(f"{key}: {ev[key]}")
     if "status" in ev and isinstance(ev["status"], dict):

@@ -231,12 +231,11 @@ def run_init(spec: LaunchSpec, child: _Child) -> int:
 
 
 def _loopback() -> dict[str, Any]:
+    import socket
+
     linux.set_loopback_up()
-    return {
-        "interfaces": sorted(os.listdir("/sys/class/net"))
-        if os.path.isdir("/sys/class/net")
-        else []
-    }
+    # asked of the kernel in this network namespace (/sys is still the host's at this point)
+    return {"interfaces": sorted(name for _, name in socket.if_nameindex())}
 
 
 def _rootfs_args(spec: LaunchSpec) -> dict[str, Any]:
