@@ -289,10 +289,17 @@ def parse_memory(text: str) -> int:
 
 
 def process_exists(pid: int) -> bool:
+    """Whether ``pid`` is a live process: a zombie (dead, waiting for a parent or for an init
+    that reaps slowly to collect it) counts as gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rpartition(b")")[2].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc to ask: kill's answer stands
+    return state not in (b"Z", b"X")

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runtime_lab import linux
+from runtime_lab.cgroups import process_exists
 from runtime_lab.spec import CAPABILITY_NUMBERS, DEFAULT_CAPABILITIES, resolve_user
 from runtime_lab.steps import STEPS
 from runtime_lab.trace import Event, PipeEmitter
@@ -406,9 +407,7 @@ def wait_quietly(pid: int, timeout: float) -> bool:
     """Wait up to ``timeout`` seconds for a process (not our child) to vanish."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not process_exists(pid):  # gone, or a zombie: dead all the same
             return True
         time.sleep(0.02)
     return False
