@@ -97,7 +97,7 @@ def handle_errors() -> Iterator[None]:
     """Map library errors to one line on stderr and a documented exit code."""
     try:
         yield
-    except (typer.Exit, typer.Abort):
+    except (typer.Exit, typer.Abort, BrokenPipeError):  # main() ends a closed pipe quietly
         raise
     except DockscopeError as exc:
         if _state.debug:
