@@ -184,7 +184,7 @@ def ps(
             table.add_row(
                 config.id[:12],
                 config.image_source,
-                json.dumps(command[:30] + ("…" if len(command) > 30 else "")),
+                json.dumps(command[:30] + ("…" if len(command) > 30 else ""), ensure_ascii=False),
                 f"{_ago(config.created)} ago",
                 status,
                 config.name,
