@@ -9,7 +9,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import stat
 import tarfile
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +132,169 @@ def oci_layout(root: Path, layers: list[bytes], *, ref: str = "latest") -> dict[
     (root / "index.json").write_text(json.dumps(index))
     (root / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
     return {"config": config_digest, "manifest": manifest_digest}
+
+
+# -- layer entries of any kind, for the unpack and export tests ----------------------------------
+
+_TAR_KINDS = {
+    "file": tarfile.REGTYPE,
+    "dir": tarfile.DIRTYPE,
+    "symlink": tarfile.SYMTYPE,
+    "hardlink": tarfile.LNKTYPE,
+    "char": tarfile.CHRTYPE,
+    "block": tarfile.BLKTYPE,
+    "fifo": tarfile.FIFOTYPE,
+}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One tar member, written exactly as given (names are not cleaned: hostile ones stay)."""
+
+    name: str
+    kind: str = "file"  # a key of _TAR_KINDS, or a raw one-character typeflag
+    data: bytes = b""
+    link: str = ""
+    mode: int | None = None  # default: 0o755 for directories, 0o644 otherwise
+    uid: int = 0
+    gid: int = 0
+    mtime: int = 1_700_000_000
+    devmajor: int = 0
+    devminor: int = 0
+    xattrs: tuple[tuple[str, str], ...] = ()
+    pax_path: bool = False  # carry the name in a PAX "path" record
+
+
+def f(name: str, data: bytes = b"", **kw: Any) -> Entry:
+    return Entry(name, "file", data, **kw)
+
+
+def d(name: str, **kw: Any) -> Entry:
+    return Entry(name, "dir", **kw)
+
+
+def sym(name: str, target: str, **kw: Any) -> Entry:
+    return Entry(name, "symlink", link=target, **kw)
+
+
+def hard(name: str, target: str, **kw: Any) -> Entry:
+    return Entry(name, "hardlink", link=target, **kw)
+
+
+def build_layer(entries: Iterable[Entry]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for entry in entries:
+            info = tarfile.TarInfo(entry.name)
+            info.type = _TAR_KINDS.get(entry.kind) or entry.kind.encode()
+            info.mode = (
+                entry.mode if entry.mode is not None else (0o755 if entry.kind == "dir" else 0o644)
+            )
+            info.uid, info.gid, info.mtime = entry.uid, entry.gid, entry.mtime
+            info.linkname = entry.link
+            info.devmajor, info.devminor = entry.devmajor, entry.devminor
+            pax = {f"SCHILY.xattr.{k}": v for k, v in entry.xattrs}
+            if entry.pax_path:
+                pax["path"] = entry.name
+            info.pax_headers = pax
+            if entry.kind == "file" or entry.kind not in _TAR_KINDS:
+                info.size = len(entry.data)
+                tf.addfile(info, io.BytesIO(entry.data))
+            else:
+                tf.addfile(info)
+    return buffer.getvalue()
+
+
+def snapshot(root: Path, *, skip: Path | None = None) -> dict[str, tuple[Any, ...]]:
+    """Everything below ``root`` (and ``root`` itself), never following a symlink: type,
+    mode, owner, size, mtime, ctime (any chmod, chown, link or write moves it), link count,
+    content digest, symlink target. ``skip`` and what it holds are left out."""
+    state: dict[str, tuple[Any, ...]] = {}
+    stack = [root]
+    while stack:
+        path = stack.pop()
+        if skip is not None and path == skip:
+            continue
+        st = os.lstat(path)
+        extra: str | None = None
+        if stat.S_ISLNK(st.st_mode):
+            extra = os.readlink(path)
+        elif stat.S_ISREG(st.st_mode):
+            extra = hashlib.sha256(path.read_bytes()).hexdigest()
+        elif stat.S_ISDIR(st.st_mode):
+            stack.extend(path.iterdir())
+        state[str(path.relative_to(root))] = (
+            stat.S_IFMT(st.st_mode),
+            stat.S_IMODE(st.st_mode),
+            st.st_uid,
+            st.st_gid,
+            st.st_size,
+            st.st_mtime_ns,
+            st.st_ctime_ns,
+            st.st_nlink,
+            extra,
+        )
+    return state
+
+
+# -- running hostile input with the host's files out of reach ------------------------------------
+_CLONE_NEWNS = 0x00020000
+_MS_RDONLY, _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 1, 32, 4096, 0x4000, 1 << 18
+
+
+def _isolate(writable: list[Path]) -> None:
+    """In a new mount namespace: everything read-only except ``writable`` (bind mounts)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def mount(source: bytes, target: bytes, flags: int) -> None:
+        if libc.mount(source, target, None, flags, None) != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"mount {target!r}: {os.strerror(errno)}")
+
+    if libc.unshare(_CLONE_NEWNS) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"unshare: {os.strerror(errno)}")
+    mount(b"none", b"/", _MS_REC | _MS_PRIVATE)
+    for path in writable:
+        mount(bytes(path), bytes(path), _MS_BIND | _MS_REC)
+    mount(b"none", b"/", _MS_REMOUNT | _MS_BIND | _MS_RDONLY)
+
+
+def sandboxed(function: Any, writable: list[Path]) -> Any:
+    """``function()`` in a child process that sees the root filesystem read-only except
+    ``writable``: should a breakout ever come back, it fails there instead of writing to
+    the host's /etc. As root only (elsewhere permissions already keep /etc out of reach);
+    where mount namespaces are not available the call runs here, unprotected."""
+    import pickle
+
+    if os.geteuid() != 0:
+        return function()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.close(read_end)
+        try:
+            try:
+                _isolate(writable)
+            except OSError:
+                outcome: tuple[str, Any] = ("no-sandbox", None)
+            else:
+                outcome = ("ok", function())
+        except BaseException as exc:
+            outcome = ("error", f"{type(exc).__name__}: {exc}")
+        payload = pickle.dumps(outcome)
+        with os.fdopen(write_end, "wb") as out:
+            out.write(payload)
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        payload = pipe.read()
+    os.waitpid(pid, 0)
+    kind, value = pickle.loads(payload)
+    if kind == "no-sandbox":
+        return function()
+    if kind == "error":
+        raise AssertionError(f"in the sandbox: {value}")
+    return value

@@ -179,6 +179,16 @@ _FATAL_ERRNOS = frozenset(
 )
 
 
+_KINDS = {
+    EntryType.FILE: Kind.FILE,
+    EntryType.DIR: Kind.DIR,
+    EntryType.SYMLINK: Kind.SYMLINK,
+    EntryType.FIFO: Kind.OTHER,
+    EntryType.CHAR: Kind.OTHER,
+    EntryType.BLOCK: Kind.OTHER,
+}  # hard links take the kind of what they link to
+
+
 def _join(parent: str, name: str) -> str:
     return f"{parent}/{name}" if parent else name
 
@@ -472,7 +482,9 @@ class LayerApplier(Generic[H]):
         existing = self.fs.kind(handle, base)
         if existing is None or (existing is Kind.DIR and member.type is EntryType.DIR):
             return
-        if resolved in self._entries:
+        if resolved in self._entries and _KINDS.get(member.type, existing) is not existing:
+            # one path with two types in one layer (the same type twice is plain tar: the
+            # later entry wins)
             self._note(
                 Action.NEUTRALISED,
                 Reason.DUPLICATE,
