@@ -3,6 +3,7 @@ and ``dockscope container diff|export|commit|inspect``."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -133,7 +134,12 @@ def run(
             return
         _need_root()
         tracer = Tracer()
-        json_file = open(trace_json, "w") if trace_json else None  # noqa: SIM115
+        try:
+            json_file = open(trace_json, "w") if trace_json else None  # noqa: SIM115
+        except OSError as exc:
+            raise UsageError(
+                f"cannot write the trace: {exc.strerror}", subject=str(trace_json)
+            ) from None
         try:
             _add_sinks(tracer, trace=trace, json_file=json_file)
             store = _store(root)
@@ -164,7 +170,8 @@ def run(
                 rt.remove(store, config.id, force=True)
         finally:
             if json_file is not None:
-                json_file.close()
+                with contextlib.suppress(OSError):  # reported already, as the run stopped
+                    json_file.close()
         raise typer.Exit(code)
 
 

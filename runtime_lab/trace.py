@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
+from inspect_tool.errors import UsageError
+
 
 @dataclass(slots=True)
 class Event:
@@ -59,8 +61,13 @@ class JsonLinesSink:
         self._stream = stream
 
     def __call__(self, event: Event) -> None:
-        self._stream.write(event.to_json() + "\n")
-        self._stream.flush()
+        try:
+            self._stream.write(event.to_json() + "\n")
+            self._stream.flush()
+        except OSError as exc:  # a full disk: the run stops with this message (exit 2)
+            raise UsageError(
+                f"cannot write the trace: {exc.strerror or exc}", subject=self._stream.name
+            ) from None
 
 
 class PipeEmitter:
