@@ -174,7 +174,12 @@ class CgroupV1(CgroupDriver):
                 continue
             parent = base / self._own_path(controller).lstrip("/") / "dockscope"
             path = parent / name
-            self.fs.mkdir(path)
+            try:
+                self.fs.mkdir(path)
+            except OSError:  # no half-made group: remove the directories already made
+                for made in paths.values():
+                    self.fs.rmdir(made)
+                raise
             paths[controller] = path
         if not paths:
             raise CgroupError(errno.ENOENT, f"no cgroup v1 controllers under {self.root}")

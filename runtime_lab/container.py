@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inspect_tool.errors import DockscopeError, UsageError
 from runtime_lab import cgroups
@@ -28,6 +28,9 @@ from runtime_lab.spec import command_line, environment
 from runtime_lab.steps import STEPS
 from runtime_lab.store import ContainerConfig, ContainerState, Store, now, write_atomic
 from runtime_lab.trace import Event, Tracer
+
+if TYPE_CHECKING:
+    from inspect_tool.model.image import Image
 
 MEMORY_KILL_EXIT = 137
 
@@ -77,7 +80,6 @@ def create(
 
     if options.network not in ("none", "host"):
         raise UsageError(f"--net {options.network}: use none or host")
-    store.ensure()
     container_id = store.new_id()
     name = options.name or _name_from(container_id)
     if options.name and store.name_taken(options.name):
@@ -102,14 +104,56 @@ def create(
                 },
             )
         )
+        try:  # only now that the image reads: a bad image leaves nothing behind
+            store.ensure()
+        except OSError as exc:
+            raise ContainerError(
+                f"cannot create the state directory: {exc.strerror or exc}", subject=str(store.root)
+            ) from None
         layer_dirs = ensure_layers(store, source, image, tracer, progress=progress)
         mode = "overlay" if overlay_available() else "copy"
         directory = store.container_dir(container_id)
-        for sub in ("upper", "work", "merged"):
-            (directory / sub).mkdir(parents=True, exist_ok=True, mode=0o755)
-        if mode == "copy":
-            copy_image(source, image, directory / "merged")
-    config = ContainerConfig(
+        try:
+            for sub in ("upper", "work", "merged"):
+                (directory / sub).mkdir(parents=True, exist_ok=True, mode=0o755)
+            if mode == "copy":
+                copy_image(source, image, directory / "merged")
+            config = _config(options, container_id, name, image, layer_dirs, argv, hostname)
+            store.save_config(config)
+            store.save_state(container_id, ContainerState(rootfs_mode=mode))
+        except BaseException as exc:  # no half-made container (a full disk, an interrupt)
+            shutil.rmtree(directory, ignore_errors=True)
+            if isinstance(exc, OSError):
+                raise ContainerError(
+                    f"cannot create the container: {exc.strerror or exc}", subject=str(directory)
+                ) from None
+            raise
+    tracer.emit(
+        _event(
+            "container-dirs",
+            args={"path": str(directory)},
+            evidence={
+                "upperdir": str(directory / "upper"),
+                "workdir": str(directory / "work"),
+                "merged": str(directory / "merged"),
+                "rootfs_mode": mode,
+            },
+        )
+    )
+    return config
+
+
+def _config(
+    options: RunOptions,
+    container_id: str,
+    name: str,
+    image: Image,
+    layer_dirs: list[Path],
+    argv: list[str],
+    hostname: str,
+) -> ContainerConfig:
+    config_obj = dict(image.config.config)
+    return ContainerConfig(
         id=container_id,
         name=name,
         image_source=str(options.image),
@@ -133,21 +177,6 @@ def create(
         detached=options.detach,
         image_config=dict(image.config.data),
     )
-    store.save_config(config)
-    store.save_state(container_id, ContainerState(rootfs_mode=mode))
-    tracer.emit(
-        _event(
-            "container-dirs",
-            args={"path": str(directory)},
-            evidence={
-                "upperdir": str(directory / "upper"),
-                "workdir": str(directory / "work"),
-                "merged": str(directory / "merged"),
-                "rootfs_mode": mode,
-            },
-        )
-    )
-    return config
 
 
 @dataclass(slots=True)
@@ -169,12 +198,49 @@ def start(store: Store, container_id: str, tracer: Tracer, io: StartIO | None = 
     if state.status == "running" and state.pid and cgroups.process_exists(state.pid):
         raise UsageError(f"container {config.name} is already running")
     directory = store.container_dir(container_id)
-    lowers = [str(store.layer_dir(d)) for d in config.diff_ids]
     # overlay refuses a workdir left over from an earlier mount: start from an empty one
     shutil.rmtree(directory / "work", ignore_errors=True)
-    (directory / "work").mkdir(mode=0o755)
+    try:
+        (directory / "work").mkdir(mode=0o755)
+    except OSError as exc:
+        raise ContainerError(
+            f"cannot prepare the container: {exc.strerror or exc}", subject=str(directory)
+        ) from None
     driver = cgroups.detect()
     group = driver.create(f"{container_id[:12]}")
+    try:
+        return _run(store, container_id, tracer, io, group, state)
+    finally:  # whatever happened, the group goes (it is empty: the container has ended)
+        try:
+            group.remove()
+            removed = [str(p) for p in group.paths.values()]
+            tracer.emit(_event("cleanup", evidence={"removed": removed}))
+        except OSError as exc:
+            with contextlib.suppress(Exception):
+                tracer.emit(_event("cleanup", result=f"cgroup not removed: {exc}"))
+
+
+def _save(store: Store, container_id: str, state: ContainerState) -> OSError | None:
+    """Record the state; a full disk must not stop a container that is already running."""
+    try:
+        store.save_state(container_id, state)
+    except OSError as exc:
+        return exc
+    return None
+
+
+def _run(
+    store: Store,
+    container_id: str,
+    tracer: Tracer,
+    io: StartIO,
+    group: cgroups.Cgroup,
+    previous: ContainerState,
+) -> int:
+    """The part of ``start`` inside the control group's lifetime."""
+    config = store.load_config(container_id)
+    directory = store.container_dir(container_id)
+    driver = group.driver
     tracer.emit(
         _event(
             "cgroup-create",
@@ -199,10 +265,10 @@ def start(store: Store, container_id: str, tracer: Tracer, io: StartIO | None = 
     err_r, err_w = os.pipe() if io.on_output else (None, None)
     spec = LaunchSpec(
         merged=str(directory / "merged"),
-        lowerdirs=lowers,
+        lowerdirs=[str(store.layer_dir(d)) for d in config.diff_ids],
         upper=str(directory / "upper"),
         work=str(directory / "work"),
-        rootfs_mode=state.rootfs_mode,
+        rootfs_mode=previous.rootfs_mode,
         hostname=config.hostname,
         network=config.network,
         argv=config.command,
@@ -220,8 +286,8 @@ def start(store: Store, container_id: str, tracer: Tracer, io: StartIO | None = 
     state = ContainerState(
         status="running",
         started=now(),
-        rootfs_mode=state.rootfs_mode,
-        runtime_paths=state.runtime_paths,
+        rootfs_mode=previous.rootfs_mode,
+        runtime_paths=previous.runtime_paths,
     )
     shim = os.fork()
     if shim == 0:  # the shim: never returns into dockscope's code
@@ -238,47 +304,63 @@ def start(store: Store, container_id: str, tracer: Tracer, io: StartIO | None = 
         if fd is not None:
             os.close(fd)
     state.shim_pid = shim
-    tracer.emit(_event("fork-shim", args={"pid": shim}, evidence={"shim_pid": shim}))
-    group.add(shim)
-    tracer.emit(
-        _event(
-            "cgroup-attach",
-            args={"pid": shim},
-            evidence={
-                "written": [
-                    {"file": w.path, "value": w.value} for w in group.writes[-len(group.paths) :]
-                ]
-            },
-        )
-    )
-    os.write(go_w, b"g")
-    os.close(go_w)
     init_pid = 0
+    save_error: OSError | None = None
 
     def on_event(event: Event) -> None:
-        nonlocal init_pid
+        nonlocal init_pid, save_error
+        changed = False
         if event.step == "fork-init" and event.phase == "done":
             init_pid = int(event.evidence.get("host_pid", 0))
             state.pid = init_pid
-            store.save_state(container_id, state)
+            changed = True
         if event.result != "ok" and state.error is None:  # a step failed: say which, and why
             state.error = f"{event.title}: {event.result}"
-            store.save_state(container_id, state)
+            changed = True
         for path in event.evidence.get("created_mountpoints", []) or []:
             if path not in state.runtime_paths:
                 state.runtime_paths.append(path)
-                store.save_state(container_id, state)
+                changed = True
+        if changed:
+            save_error = _save(store, container_id, state) or save_error
         if event.phase == "plan" and io.stepper is not None:
             io.stepper(event)
             os.write(ack_w, b"y")
 
     forwarded = _forward_signals(lambda: init_pid)
+    failure: BaseException | None = None
     try:
+        tracer.emit(_event("fork-shim", args={"pid": shim}, evidence={"shim_pid": shim}))
+        group.add(shim)
+        tracer.emit(
+            _event(
+                "cgroup-attach",
+                args={"pid": shim},
+                evidence={
+                    "written": [
+                        {"file": w.path, "value": w.value}
+                        for w in group.writes[-len(group.paths) :]
+                    ]
+                },
+            )
+        )
+        os.write(go_w, b"g")
+        os.close(go_w)
+        go_w = -1
         _relay(events_r, tracer, on_event, out_r, err_r, io.on_output)
-        _, status = _wait(shim)
+    except BaseException as exc:
+        # dockscope cannot watch the container any more (a trace file on a full disk, a
+        # stepper that failed…): end it rather than leave it running unwatched. Killing the
+        # shim kills PID 1 (its parent-death signal), and with it the whole namespace.
+        failure = exc
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(shim, signal.SIGKILL)
     finally:
+        _, status = _wait(shim)
         _restore_signals(forwarded)
-        os.close(ack_w)
+        for fd in (go_w, ack_w):
+            if fd >= 0:
+                os.close(fd)
     code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
     oom = False
     with contextlib.suppress(OSError, ValueError):
@@ -286,6 +368,10 @@ def start(store: Store, container_id: str, tracer: Tracer, io: StartIO | None = 
     values: dict[str, str] = {}
     with contextlib.suppress(OSError):
         values = group.values()
+    state.status, state.exit_code, state.oom_killed, state.finished = "exited", code, oom, now()
+    save_error = _save(store, container_id, state) or save_error
+    if failure is not None:
+        raise failure
     tracer.emit(
         _event(
             "exit",
@@ -293,13 +379,12 @@ def start(store: Store, container_id: str, tracer: Tracer, io: StartIO | None = 
             evidence={"exit_code": code, "oom_killed": oom, "cgroup": values},
         )
     )
-    state.status, state.exit_code, state.oom_killed, state.finished = "exited", code, oom, now()
-    store.save_state(container_id, state)
-    try:
-        group.remove()
-        tracer.emit(_event("cleanup", evidence={"removed": [str(p) for p in group.paths.values()]}))
-    except OSError as exc:
-        tracer.emit(_event("cleanup", result=f"cgroup not removed: {exc}"))
+    if save_error is not None:
+        raise ContainerError(
+            f"the container exited ({code}) but its state could not be saved: "
+            f"{save_error.strerror or save_error}",
+            subject=str(directory),
+        )
     return code
 
 
@@ -329,30 +414,32 @@ def _relay(
         if fd is not None:
             selector.register(fd, selectors.EVENT_READ, name)
     pending = b""
-    open_fds = len(selector.get_map())
-    while open_fds:
-        for key, _ in selector.select():
-            fd = key.fd
-            try:
-                chunk = os.read(fd, 65536)
-            except InterruptedError:
-                continue
-            if not chunk:
-                selector.unregister(fd)
-                os.close(fd)
-                open_fds -= 1
-                continue
-            if key.data == "events":
-                pending += chunk
-                while b"\n" in pending:
-                    line, pending = pending.split(b"\n", 1)
-                    if line.strip():
-                        event = Event.from_json(line.decode())
-                        tracer.emit(event)
-                        on_event(event)
-            elif on_output is not None:
-                on_output(str(key.data), chunk)
-    selector.close()
+    try:
+        while selector.get_map():
+            for key, _ in selector.select():
+                fd = key.fd
+                try:
+                    chunk = os.read(fd, 65536)
+                except InterruptedError:
+                    continue
+                if not chunk:
+                    selector.unregister(fd)
+                    os.close(fd)
+                    continue
+                if key.data == "events":
+                    pending += chunk
+                    while b"\n" in pending:
+                        line, pending = pending.split(b"\n", 1)
+                        if line.strip():
+                            event = Event.from_json(line.decode())
+                            tracer.emit(event)
+                            on_event(event)
+                elif on_output is not None:
+                    on_output(str(key.data), chunk)
+    finally:  # stopped early (an error): the pipes still open are closed all the same
+        for key in list(selector.get_map().values()):
+            os.close(key.fd)
+        selector.close()
 
 
 def _wait(pid: int) -> tuple[int, int]:
@@ -404,7 +491,7 @@ def refresh(store: Store, container_id: str) -> ContainerState:
             if state.exit_code is None:
                 state.exit_code = -1
                 state.error = "dockscope was not there when it exited"
-            store.save_state(container_id, state)
+            _save(store, container_id, state)  # on a full disk: corrected in memory only
     return state
 
 
@@ -421,8 +508,15 @@ def stop(store: Store, container_id: str, timeout: float = 10.0) -> ContainerSta
         wait_quietly(state.pid, 5.0)
     if state.shim_pid:
         wait_quietly(state.shim_pid, 5.0)
-    time.sleep(0.05)
-    return refresh(store, container_id)
+    # the process that started it (run, or the supervisor of a detached container) records
+    # the exit status, then removes the control group: wait for the record
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        current = store.load_state(container_id)
+        if current.status != "running":
+            return current
+        time.sleep(0.02)
+    return refresh(store, container_id)  # nobody recorded it: dockscope itself had died
 
 
 def remove(store: Store, container_id: str, *, force: bool = False) -> None:
@@ -431,25 +525,37 @@ def remove(store: Store, container_id: str, *, force: bool = False) -> None:
         if not force:
             raise UsageError("the container is running: stop it first, or use rm -f")
         stop(store, container_id, timeout=0)
-    shutil.rmtree(store.container_dir(container_id))
+    directory = store.container_dir(container_id)
+    for attempt in range(20):  # a supervisor still finishing (--rm) may remove or add files
+        try:
+            shutil.rmtree(directory)
+            return
+        except FileNotFoundError:
+            if not directory.exists():
+                return
+        except OSError:
+            if attempt == 19:
+                raise
+        time.sleep(0.05)
 
 
 def log_writer(path: Path) -> Callable[[str, bytes], None]:
     """docker's json-file log format: one JSON object per line of output."""
-    handle = open(path, "ab")  # noqa: SIM115 - lives as long as the container runs
+    handle = open(path, "ab", buffering=0)  # noqa: SIM115 - lives as long as the container runs
     partial: dict[str, bytes] = {"stdout": b"", "stderr": b""}
 
     def write(stream: str, data: bytes) -> None:
         buffered = partial[stream] + data
         *lines, partial[stream] = buffered.split(b"\n")
-        for line in lines:
-            record = {
-                "log": line.decode("utf-8", "replace") + "\n",
-                "stream": stream,
-                "time": now(),
-            }
-            handle.write(json.dumps(record).encode() + b"\n")
-        handle.flush()
+        records = b"".join(
+            json.dumps(
+                {"log": line.decode("utf-8", "replace") + "\n", "stream": stream, "time": now()}
+            ).encode()
+            + b"\n"
+            for line in lines
+        )
+        with contextlib.suppress(OSError):  # a full disk loses lines; the container runs on
+            handle.write(records)
 
     return write
 

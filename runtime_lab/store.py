@@ -40,9 +40,13 @@ def state_root(root: str | Path | None = None) -> Path:
 def write_atomic(path: Path, data: bytes) -> None:
     # rename is atomic: a reader, or dockscope killed mid-write, never leaves half a file
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk: the old file stays whole, and no temporary is left
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def now() -> str:
