@@ -16,11 +16,9 @@ runs on the same image: same audit, and its tar holds exactly the tree ``unpack`
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import stat
-import tarfile
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +29,19 @@ import pytest
 from inspect_tool.layers.export import export
 from inspect_tool.layers.safe_extract import UnpackOptions, UnpackResult, unpack
 from inspect_tool.sources import open_source
-from tests.helpers import Entry, build_layer, d, f, hard, oci_layout, sandboxed, snapshot, sym
+from tests.helpers import (
+    Entry,
+    build_layer,
+    d,
+    dest_tree,
+    f,
+    hard,
+    oci_layout,
+    sandboxed,
+    snapshot,
+    sym,
+    tar_tree,
+)
 
 ROOT = os.geteuid() == 0
 HOST_FILES = ("/etc/passwd", "/etc/hostname", "/etc")
@@ -118,80 +128,6 @@ def _audit(audit: list) -> list[tuple[int, str, str, str]]:  # type: ignore[type
 
 def reasons(result: UnpackResult) -> list[str]:
     return [f"{a.action.value}:{a.reason.value}" for a in result.audit]
-
-
-# -- the trees unpack and export produced, in one comparable form --------------------------------
-Tree = dict[str, tuple[str, int | None, str | None]]
-
-
-def dest_tree(dest: Path) -> Tree:
-    """path -> (type, mode, content digest / link target), hard links as groups of names."""
-    tree: Tree = {}
-    inodes: dict[int, list[str]] = {}
-    for path in sorted(_walk(dest)):
-        st = os.lstat(path)
-        rel = str(path.relative_to(dest))
-        if stat.S_ISDIR(st.st_mode):
-            tree[rel] = ("dir", stat.S_IMODE(st.st_mode), None)
-            continue
-        if stat.S_ISLNK(st.st_mode):
-            tree[rel] = ("symlink", None, os.readlink(path))
-        elif stat.S_ISREG(st.st_mode):
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            tree[rel] = ("file", stat.S_IMODE(st.st_mode), digest)
-        elif stat.S_ISFIFO(st.st_mode):
-            tree[rel] = ("fifo", stat.S_IMODE(st.st_mode), None)
-        elif stat.S_ISCHR(st.st_mode):
-            tree[rel] = ("char", stat.S_IMODE(st.st_mode), f"{st.st_rdev}")
-        elif stat.S_ISBLK(st.st_mode):
-            tree[rel] = ("block", stat.S_IMODE(st.st_mode), f"{st.st_rdev}")
-        inodes.setdefault(st.st_ino, []).append(rel)
-    for names in inodes.values():
-        for name in names[1:]:
-            kind, mode, extra = tree[name]
-            tree[name] = (kind, mode, f"{extra} =link {names[0]}")
-    return tree
-
-
-def _walk(root: Path) -> list[Path]:
-    out = []
-    stack = [root]
-    while stack:
-        path = stack.pop()
-        for child in path.iterdir():
-            out.append(child)
-            if child.is_dir() and not child.is_symlink():
-                stack.append(child)
-    return out
-
-
-def tar_tree(data: bytes) -> Tree:
-    tree: Tree = {}
-    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
-        members = tf.getmembers()
-        names = [m.name.rstrip("/") for m in members]
-        assert len(names) == len(set(names)), "a path appears twice in the exported tar"
-        for member in members:
-            name = member.name.rstrip("/")
-            if member.isdir():
-                tree[name] = ("dir", member.mode, None)
-            elif member.issym():
-                tree[name] = ("symlink", None, member.linkname)
-            elif member.isfile():
-                reader = tf.extractfile(member)
-                assert reader is not None
-                digest = hashlib.sha256(reader.read()).hexdigest()
-                tree[name] = ("file", member.mode, digest)
-            elif member.islnk():
-                assert member.linkname in tree, "a hard link before its target"
-                kind, mode, extra = tree[member.linkname]
-                tree[name] = (kind, mode, f"{extra} =link {member.linkname}")
-            elif member.isfifo():
-                tree[name] = ("fifo", member.mode, None)
-            elif member.ischr() or member.isblk():
-                kind = "char" if member.ischr() else "block"
-                tree[name] = (kind, member.mode, f"{os.makedev(member.devmajor, member.devminor)}")
-    return tree
 
 
 # -- assertions on DEST ------------------------------------------------------------------------

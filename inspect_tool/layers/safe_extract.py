@@ -796,7 +796,10 @@ class DiskBackend:
             return
         for key, value in sorted(xattrs.items()):
             try:
-                os.setxattr(target, key, value, follow_symlinks=False)
+                if isinstance(target, int):
+                    os.setxattr(target, key, value)
+                else:  # a path through /proc/self/fd: the entry itself, never followed
+                    os.setxattr(target, key, value, follow_symlinks=False)
             except OSError as exc:
                 note(Action.SKIPPED, Reason.XATTR, f"xattr {key!r} not set: {exc.strerror}")
 

@@ -38,6 +38,7 @@ def _audit(audit: list[AuditEntry]) -> list[dict[str, Any]]:
         {
             "layer": entry.layer,
             "name": entry.name,
+            "offset": entry.offset,
             "action": entry.action.value,
             "reason": entry.reason.value,
             "message": entry.message,

@@ -1,0 +1,522 @@
+"""``dockscope unpack`` and ``dockscope export``: the faithful cases produce exactly the expected
+tree, export agrees with unpack, the CLI's exit codes and JSON, diff_ids, bounded memory."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import stat
+import subprocess
+import sys
+import tarfile
+import zlib
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from inspect_tool.cli import app
+from inspect_tool.errors import InvalidImageError
+from inspect_tool.layers.export import export
+from inspect_tool.layers.safe_extract import UnpackOptions, unpack
+from inspect_tool.sources import open_source
+from tests.helpers import (
+    CORPUS,
+    SAMPLES,
+    Entry,
+    build_layer,
+    config_bytes,
+    d,
+    dest_tree,
+    f,
+    hard,
+    oci_layout,
+    sha256,
+    snapshot,
+    sym,
+    tar_tree,
+)
+
+runner = CliRunner()
+ROOT = os.geteuid() == 0
+needs_root = pytest.mark.skipif(not ROOT, reason="owners and setuid bits are kept as root only")
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def image_of(tmp_path: Path, layers: list[list[Entry]], name: str = "image") -> Path:
+    path = tmp_path / name
+    oci_layout(path, [build_layer(layer) for layer in layers])
+    return path
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# -- a faithful image: every kind of entry, modes, owners, whiteouts, links across layers -------
+LOWER = [
+    d("etc", mtime=1000),
+    f("etc/passwd", b"root:x:0:0::/root:/bin/sh\n", mtime=1001),
+    f("etc/doomed", b"deleted above"),
+    sym("etc/localtime", "/usr/share/zoneinfo/UTC"),
+    d("usr/share/zoneinfo"),
+    f("usr/share/zoneinfo/UTC", b"TZif2"),
+    d("tmp", mode=0o1777),
+    d("home/app", mode=0o700, uid=1000, gid=1000, mtime=2000),
+    f("home/app/.profile", b"export A=1\n", mode=0o600, uid=1000, gid=1000),
+    f("bin/su", b"\x7fELF su", mode=0o4755),
+    hard("bin/su-link", "bin/su"),
+    f("bin/busybox", b"\x7fELF bb1", mode=0o755),
+    sym("bin/sh", "busybox"),
+    Entry("run/initctl", "fifo", mode=0o620),
+    d("var/cache/app"),
+    f("var/cache/app/a", b"a"),
+    d("var/cache/app/sub"),
+    f("var/cache/app/sub/b", b"b"),
+    f("var/lib/old", b"old"),
+    d("lib64real"),
+    sym("lib64", "lib64real"),
+    d("opt/gone"),
+    f("opt/gone/file", b"g"),
+    f("empty", b""),
+    hard("empty-too", "empty"),
+]
+UPPER = [
+    f("etc/.wh.doomed"),
+    f("etc/passwd", b"root:x:0:0::/root:/bin/bash\n", mtime=3000),
+    f("var/cache/app/.wh..wh..opq"),
+    f("var/cache/app/new", b"n"),
+    d("lib64"),  # a directory replaces the symlink
+    f("lib64/ld.so", b"ld"),
+    hard("usr/bin-su", "bin/su"),  # a hard link to a lower layer's file
+    f("var/lib/x", b"x"),
+    f("var/lib/.wh.x"),  # a whiteout never hides its own layer's entry
+    f("bin/busybox", b"\x7fELF bb2", mode=0o755),  # replaced: its hard links stay on the old
+    f("opt/gone", b"now a file"),  # a file replaces a directory and all it held
+]
+
+
+def file_(data: bytes, mode: int = 0o644, link: str | None = None) -> tuple[str, int, str]:
+    return ("file", mode, digest(data) + (f" =link {link}" if link else ""))
+
+
+def dir_(mode: int = 0o755) -> tuple[str, int, None]:
+    return ("dir", mode, None)
+
+
+EXPECTED = {
+    "bin": dir_(),
+    "bin/busybox": file_(b"\x7fELF bb2", 0o755),
+    "bin/sh": ("symlink", None, "busybox"),
+    "bin/su": file_(b"\x7fELF su", 0o4755),
+    "bin/su-link": file_(b"\x7fELF su", 0o4755, link="bin/su"),
+    "empty": file_(b""),
+    "empty-too": file_(b"", link="empty"),
+    "etc": dir_(),
+    "etc/localtime": ("symlink", None, "/usr/share/zoneinfo/UTC"),
+    "etc/passwd": file_(b"root:x:0:0::/root:/bin/bash\n"),
+    "home": dir_(),
+    "home/app": dir_(0o700),
+    "home/app/.profile": file_(b"export A=1\n", 0o600),
+    "lib64": dir_(),
+    "lib64/ld.so": file_(b"ld"),
+    "lib64real": dir_(),
+    "opt": dir_(),
+    "opt/gone": file_(b"now a file"),
+    "run": dir_(),
+    "run/initctl": ("fifo", 0o620, None),
+    "tmp": dir_(0o1777),
+    "usr": dir_(),
+    "usr/bin-su": file_(b"\x7fELF su", 0o4755, link="bin/su"),
+    "usr/share": dir_(),
+    "usr/share/zoneinfo": dir_(),
+    "usr/share/zoneinfo/UTC": file_(b"TZif2"),
+    "var": dir_(),
+    "var/cache": dir_(),
+    "var/cache/app": dir_(),
+    "var/cache/app/new": file_(b"n"),
+    "var/lib": dir_(),
+    "var/lib/old": file_(b"old"),
+    "var/lib/x": file_(b"x"),
+}
+
+
+def test_faithful_tree(tmp_path: Path) -> None:
+    image = image_of(tmp_path, [LOWER, UPPER])
+    dest = tmp_path / "rootfs"
+    with open_source(image) as source:
+        result = unpack(source, source.candidates[0].image(), dest)
+    assert result.audit == []
+    assert dest_tree(dest) == EXPECTED
+    assert (result.stats.files, result.stats.hardlinks, result.stats.whiteouts) == (17, 3, 3)
+    # mtimes: files and directories as their entries say, the directories' set last
+    assert os.lstat(dest / "etc").st_mtime_ns == 1000 * 10**9  # layer 1 changed it: kept
+    assert os.lstat(dest / "etc/passwd").st_mtime_ns == 3000 * 10**9
+    assert os.lstat(dest / "home/app").st_mtime_ns == 2000 * 10**9
+    assert os.lstat(dest / "etc/localtime").st_mtime_ns == 1_700_000_000 * 10**9
+    if ROOT:
+        home = os.lstat(dest / "home/app")
+        assert (home.st_uid, home.st_gid) == (1000, 1000)
+        profile = os.lstat(dest / "home/app/.profile")
+        assert (profile.st_uid, profile.st_gid) == (1000, 1000)
+
+
+def test_export_is_the_unpacked_tree(tmp_path: Path) -> None:
+    image = image_of(tmp_path, [LOWER, UPPER])
+    out = io.BytesIO()
+    with open_source(image) as source:
+        result = export(source, source.candidates[0].image(), out)
+    assert result.audit == []
+    assert tar_tree(out.getvalue()) == EXPECTED
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tf:
+        members = {m.name.rstrip("/"): m for m in tf.getmembers()}
+    assert members["home/app"].uid == 1000 and members["home/app"].mtime == 2000
+    assert members["etc/passwd"].mtime == 3000
+    assert members["bin/su-link"].islnk() and members["usr/bin-su"].linkname == "bin/su"
+    assert (result.stats.files, result.stats.hardlinks) == (11, 3)
+
+
+def test_export_order_and_determinism(tmp_path: Path) -> None:
+    image = image_of(tmp_path, [LOWER, UPPER])
+    first, second = io.BytesIO(), io.BytesIO()
+    with open_source(image) as source:
+        export(source, source.candidates[0].image(), first)
+    with open_source(image) as source:
+        export(source, source.candidates[0].image(), second)
+    assert first.getvalue() == second.getvalue()
+    assert len(first.getvalue()) % tarfile.RECORDSIZE == 0
+    with tarfile.open(fileobj=io.BytesIO(first.getvalue())) as tf:
+        members = tf.getmembers()
+    names = [m.name.rstrip("/") for m in members]
+    # entries without content first, in path order (parents before children); then content
+    content_start = next(i for i, m in enumerate(members) if m.isfile() and m.size)
+    assert names[:content_start] == sorted(names[:content_start])
+    assert all((m.isfile() and m.size) or m.islnk() for m in members[content_start:])
+    seen: set[str] = set()
+    for member, name in zip(members, names, strict=True):
+        if member.islnk():
+            assert member.linkname in seen
+        seen.add(name)
+
+
+@needs_root
+def test_no_same_owner(tmp_path: Path) -> None:
+    image = image_of(tmp_path, [LOWER])
+    dest = tmp_path / "rootfs"
+    code, out, err = run("unpack", "--no-same-owner", str(image), str(dest))
+    assert code == 0, err
+    assert "owners not kept" in out
+    for path in (dest / "home/app", dest / "home/app/.profile"):
+        st = os.lstat(path)
+        assert (st.st_uid, st.st_gid) == (os.geteuid(), os.getegid())
+    assert stat.S_IMODE(os.lstat(dest / "bin/su").st_mode) == 0o4755
+
+
+def test_xattrs(tmp_path: Path) -> None:
+    layer = [f("with-xattr", b"x", xattrs=(("user.dockscope", "yes"),))]
+    image = image_of(tmp_path, [layer])
+    dest = tmp_path / "rootfs"
+    with open_source(image) as source:
+        result = unpack(source, source.candidates[0].image(), dest)
+    try:
+        value = os.getxattr(dest / "with-xattr", "user.dockscope")
+    except OSError:  # a file system without user xattrs: reported, not fatal
+        assert [a.reason.value for a in result.audit] == ["xattr"]
+    else:
+        assert value == b"yes" and result.audit == []
+    other = tmp_path / "rootfs2"
+    with open_source(image) as source:
+        skipped = unpack(
+            source, source.candidates[0].image(), other, options=UnpackOptions(xattrs=False)
+        )
+    assert [(a.action.value, a.reason.value, a.name) for a in skipped.audit] == [
+        ("skipped", "xattr", "with-xattr")
+    ]
+    out = io.BytesIO()
+    with open_source(image) as source:
+        export(source, source.candidates[0].image(), out)
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tf:
+        assert tf.getmember("with-xattr").pax_headers["SCHILY.xattr.user.dockscope"] == "yes"
+
+
+# -- the CLI -------------------------------------------------------------------------------
+UNPACK_KEYS = {
+    "schema_version",
+    "kind",
+    "source",
+    "image_id",
+    "destination",
+    "layers",
+    "same_owner",
+    "devices",
+    "ok",
+    "summary",
+    "audit",
+}
+SUMMARY_KEYS = {
+    "directories",
+    "files",
+    "symlinks",
+    "hardlinks",
+    "fifos",
+    "devices",
+    "whiteouts",
+    "bytes",
+    "refused",
+    "neutralised",
+    "skipped",
+}
+AUDIT_KEYS = {"layer", "name", "offset", "action", "reason", "message"}
+
+
+def test_cli_unpack_json_and_exit_1_on_refusals(tmp_path: Path) -> None:
+    image = image_of(tmp_path, [[f("ok", b"ok"), f("../escape", b"x"), sym("l", "/")]])
+    dest = tmp_path / "rootfs"
+    code, out, err = run("unpack", "--json", str(image), str(dest))
+    assert code == 1, err
+    doc = json.loads(out)
+    assert set(doc) == UNPACK_KEYS
+    assert doc["kind"] == "unpack" and doc["ok"] is False and doc["destination"] == str(dest)
+    assert set(doc["summary"]) == SUMMARY_KEYS
+    assert doc["summary"]["files"] == 1 and doc["summary"]["refused"] == 1
+    [entry] = doc["audit"]
+    assert set(entry) == AUDIT_KEYS
+    assert (entry["layer"], entry["name"], entry["action"], entry["reason"]) == (
+        0,
+        "../escape",
+        "refused",
+        "name-escapes",
+    )
+    assert isinstance(entry["offset"], int)
+    assert (dest / "ok").read_bytes() == b"ok"
+
+
+def test_cli_unpack_ok_and_human_output(tmp_path: Path) -> None:
+    image = image_of(tmp_path, [LOWER, UPPER])
+    code, out, err = run("unpack", str(image), str(tmp_path / "a" / "b" / "rootfs"))
+    assert code == 0, err
+    assert "Unpacked" in out and "17 files" in out
+    assert (tmp_path / "a/b/rootfs/etc/passwd").is_file()
+
+
+def test_cli_destination_rules(tmp_path: Path) -> None:
+    image = image_of(tmp_path, [[f("new", b"new")]])
+    dest = tmp_path / "rootfs"
+    dest.mkdir()
+    (dest / "already").write_bytes(b"here")
+    code, _, err = run("unpack", str(image), str(dest))
+    assert code == 2 and "not empty" in err and "--force" in err
+    assert sorted(p.name for p in dest.iterdir()) == ["already"]
+    code, _, err = run("unpack", "--force", str(image), str(dest))
+    assert code == 0, err
+    assert sorted(p.name for p in dest.iterdir()) == ["already", "new"]
+    a_file = tmp_path / "file"
+    a_file.write_bytes(b"")
+    code, _, err = run("unpack", str(image), str(a_file))
+    assert code == 2 and "not a directory" in err
+
+
+def test_cli_diff_id_mismatch_exits_3_and_writes_nothing_outside(tmp_path: Path) -> None:
+    layer = build_layer([d("etc"), f("etc/passwd", b"root")])
+    image = tmp_path / "image"
+    oci_layout(image, [layer], diff_ids=[sha256(b"something else")])
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "hello").write_bytes(b"hello")
+    (tmp_path / "rootfs").mkdir()
+    before = snapshot(tmp_path, skip=tmp_path / "rootfs")
+    code, _, err = run("unpack", str(image), str(tmp_path / "rootfs"))
+    assert code == 3, err
+    assert "diff_id mismatch" in err
+    assert (tmp_path / "rootfs/etc/passwd").read_bytes() == b"root"  # partly written: yes
+    assert snapshot(tmp_path, skip=tmp_path / "rootfs") == before
+    code, _, err = run("export", str(image), "-o", str(tmp_path / "flat.tar"))
+    assert code == 3 and "diff_id mismatch" in err
+    assert not (tmp_path / "flat.tar").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".flat.tar")] == []
+
+
+def test_cli_export_file_stdout_and_json(tmp_path: Path) -> None:
+    image = image_of(tmp_path, [LOWER, UPPER])
+    target = tmp_path / "flat.tar"
+    code, out, err = run("export", "--json", str(image), "-o", str(target))
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["kind"] == "export" and doc["ok"] is True and doc["output"] == str(target)
+    assert set(doc["summary"]) == SUMMARY_KEYS
+    assert tar_tree(target.read_bytes()) == EXPECTED
+    piped = subprocess.run(
+        [sys.executable, "-m", "inspect_tool", "export", str(image), "-o", "-"],
+        capture_output=True,
+        check=True,
+    )
+    assert piped.stdout == target.read_bytes()
+    assert b"Exported" in piped.stderr
+    code, _, err = run("export", "--json", str(image), "-o", "-")
+    assert code == 2 and "--json" in err
+
+
+def test_cli_export_exit_1_on_refusals(tmp_path: Path) -> None:
+    image = image_of(tmp_path, [[f("ok", b"ok"), hard("x", "../etc/passwd")]])
+    code, out, err = run("export", str(image), "-o", str(tmp_path / "flat.tar"))
+    assert code == 1, err
+    assert "link-escapes" in out
+    with tarfile.open(tmp_path / "flat.tar") as tf:
+        assert tf.getnames() == ["ok"]
+
+
+def test_cli_help_has_examples() -> None:
+    for command in ("unpack", "export"):
+        code, out, _ = run(command, "--help")
+        assert code == 0 and "Examples:" in out and f"dockscope {command}" in out
+
+
+# -- real images: samples and the shared corpus (gzip, zstd, uncompressed, docker save) --------
+REAL = [
+    SAMPLES / "docker-archive-legacy.tar",
+    SAMPLES / "oci-archive-zstd.tar",
+    SAMPLES / "oci-layout",
+    CORPUS / "docker-save-whiteouts-ggcr.tar",
+    CORPUS / "oci-archive-gzip-dive.tar",
+    CORPUS / "oci-archive-zstd-dive.tar",
+    CORPUS / "docker-save-legacy-dive.tar",
+]
+
+
+@pytest.mark.parametrize("path", REAL, ids=[p.name for p in REAL])
+def test_real_images_unpack_and_export_agree(tmp_path: Path, path: Path) -> None:
+    if not path.exists():
+        pytest.fail(f"missing test input {path}")
+    with open_source(path) as source:
+        selected = source.candidates[0].image()
+        result = unpack(source, selected, tmp_path / "rootfs")
+        out = io.BytesIO()
+        exported = export(source, selected, out)
+    assert result.audit == [] and exported.audit == []
+    assert tar_tree(out.getvalue()) == dest_tree(tmp_path / "rootfs")
+    assert result.stats.files > 0
+
+
+def test_samples_content(tmp_path: Path) -> None:
+    """The sample image's documented tree: whiteout and opaque applied, links kept."""
+    dest = tmp_path / "rootfs"
+    code, _, err = run("unpack", str(SAMPLES / "docker-archive-legacy.tar"), str(dest))
+    assert code == 0, err
+    assert not (dest / "usr/share/doc/dockscope/README").exists()
+    assert os.readlink(dest / "bin/sh-link") == "hello"
+    assert os.lstat(dest / "bin/hi").st_ino == os.lstat(dest / "bin/hello").st_ino
+    assert stat.S_IMODE(os.lstat(dest / "tmp").st_mode) == 0o1777
+    assert (dest / "usr/local/bin/docker-entrypoint.sh").is_file()
+
+
+# -- memory stays bounded -----------------------------------------------------------------------
+GIB = 1 << 30
+
+
+def _zeros_layer(path: Path, size: int) -> tuple[str, str]:
+    """A gzip layer holding one file of ``size`` zero bytes, written in pieces."""
+    header = tarfile.TarInfo("zeros")
+    header.size = size
+    header.mtime = 0
+    head = header.tobuf(tarfile.PAX_FORMAT)
+    tail = bytes(-size % 512) + bytes(1024)
+    diff = hashlib.sha256()
+    blob = hashlib.sha256()
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 31)
+    zero = bytes(8 << 20)
+    with open(path, "wb") as out:
+
+        def put(data: bytes) -> None:
+            diff.update(data)
+            packed = compressor.compress(data)
+            blob.update(packed)
+            out.write(packed)
+
+        put(head)
+        left = size
+        while left:
+            piece = zero[: min(left, len(zero))]
+            put(piece)
+            left -= len(piece)
+        put(tail)
+        packed = compressor.flush()
+        blob.update(packed)
+        out.write(packed)
+    return "sha256:" + blob.hexdigest(), "sha256:" + diff.hexdigest()
+
+
+def test_a_gib_of_zeros_streams_through(tmp_path: Path) -> None:
+    """unpack and export of a layer holding a 1 GiB file run in well under 1 GiB of memory."""
+    image = tmp_path / "image"
+    blobs = image / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    layer_path = blobs / "layer"
+    layer_digest, diff_id = _zeros_layer(layer_path, GIB)
+    layer_path.rename(blobs / layer_digest.split(":")[1])
+    config = config_bytes([diff_id])
+    (blobs / sha256(config).split(":")[1]).write_bytes(config)
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": sha256(config),
+                "size": len(config),
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": layer_digest,
+                    "size": (blobs / layer_digest.split(":")[1]).stat().st_size,
+                }
+            ],
+        }
+    ).encode()
+    (blobs / sha256(manifest).split(":")[1]).write_bytes(manifest)
+    index = {
+        "schemaVersion": 2,
+        "manifests": [
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": sha256(manifest),
+                "size": len(manifest),
+            }
+        ],
+    }
+    (image / "index.json").write_text(json.dumps(index))
+    (image / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    dest = tmp_path / "rootfs"
+    try:
+        peak = _peak_rss([sys.executable, "-m", "inspect_tool", "unpack", str(image), str(dest)])
+        assert (dest / "zeros").stat().st_size == GIB
+        assert peak < 200 * 10**6, f"unpack peaked at {peak / 1e6:.0f} MB"
+    finally:
+        (dest / "zeros").unlink(missing_ok=True)
+    peak = _peak_rss([sys.executable, "-m", "inspect_tool", "export", str(image), "-o", os.devnull])
+    assert peak < 200 * 10**6, f"export peaked at {peak / 1e6:.0f} MB"
+
+
+def _peak_rss(cmd: list[str]) -> int:
+    """Peak resident memory of ``cmd``, which must exit 0 (stderr goes to a file)."""
+    with open(os.devnull, "wb") as sink:
+        proc = subprocess.Popen(cmd, stdout=sink, stderr=sink)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 0, cmd
+    return usage.ru_maxrss * 1024
+
+
+def test_library_raises_on_truncated_layer(tmp_path: Path) -> None:
+    layer = build_layer([f("big", os.urandom(100_000))])
+    image = tmp_path / "image"
+    oci_layout(image, [gzip.compress(layer)[:-2000]], diff_ids=[sha256(layer)])
+    with open_source(image) as source, pytest.raises(InvalidImageError):
+        unpack(source, source.candidates[0].image(), tmp_path / "rootfs")
