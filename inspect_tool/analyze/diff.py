@@ -9,7 +9,6 @@ either image touched can differ.
 from __future__ import annotations
 
 import difflib
-import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 from inspect_tool.analyze.filesystem import content_hasher
 from inspect_tool.layers.image_fs import open_layer
 from inspect_tool.layers.tarformat import EntryType
-from inspect_tool.layers.union import ChangeKind, FileInfo, UnionFS
+from inspect_tool.layers.union import WHITEOUT, ChangeKind, FileInfo, UnionFS, clean_member_path
 from inspect_tool.model.image import Image
 from inspect_tool.sources.source import Source
 
@@ -112,10 +111,17 @@ def diff_images(
     result.history_removed, result.history_added = diff_history(image_a, image_b)
     if shared == len(image_a.layers) == len(image_b.layers):
         return result  # the same layers: the same files
+    # The small layers above the base first: the paths they touch are the only ones whose
+    # base content can matter, so the one pass over the base hashes just those.
+    touched = _names(source_a, image_a, shared, progress) | _names(
+        source_b, image_b, shared, progress
+    )
     base = UnionFS()
+    base_hashes: dict[str, str] = {}
     for layer in image_a.layers[:shared]:
         with open_layer(source_a, layer, progress=progress) as opened:
-            base.apply(layer.index, opened.reader, record=False)
+            hook = content_hasher(opened.reader.iter_data, base_hashes, only=touched)
+            base.apply(layer.index, opened.reader, record=False, on_entry=hook)
             opened.finish(layer, label=source_a.label)
     side_a = _Side(source_a, image_a, base, shared)
     side_b = _Side(source_b, image_b, base, shared)
@@ -138,7 +144,6 @@ def diff_images(
         if a.layer < shared and b.layer < shared:
             continue  # both still the shared base's entry
         pending.append((path, a, b))
-    base_hashes = _base_hashes(source_a, image_a, shared, pending, side_a, side_b, progress)
     for path, a, b in pending:
         ha = side_a.hashes.get(path) if a.layer >= shared else base_hashes.get(path)
         hb = side_b.hashes.get(path) if b.layer >= shared else base_hashes.get(path)
@@ -149,36 +154,21 @@ def diff_images(
     return result
 
 
-def _base_hashes(
-    source: Source,
-    image: Image,
-    shared: int,
-    pending: list[tuple[str, FileInfo, FileInfo]],
-    side_a: _Side,
-    side_b: _Side,
-    progress: Progress,
-) -> dict[str, str]:
-    """Content hashes of shared-base files compared with a same-size file of the other side:
-    only then do their bytes decide; each needed base layer is read once more."""
-    wanted: dict[int, dict[int, str]] = {}  # layer → member offset → path
-    for path, a, b in pending:
-        if a.type is not EntryType.FILE or b.type is not EntryType.FILE or a.size != b.size:
-            continue
-        for info in (a, b):
-            if info.layer < shared:
-                wanted.setdefault(info.layer, {})[info.offset] = path
-    hashes: dict[str, str] = {}
-    for index, offsets in sorted(wanted.items()):
-        layer = image.layers[index]
+def _names(source: Source, image: Image, start: int, progress: Progress) -> set[str]:
+    """Paths the layers from ``start`` up name (whiteout targets included), as "/a/b"."""
+    names: set[str] = set()
+    for layer in image.layers[start:]:
         with open_layer(source, layer, progress=progress) as opened:
             for member in opened.reader:
-                target = offsets.get(member.offset)
-                if target is not None:
-                    digest = hashlib.sha256()
-                    for chunk in opened.reader.iter_data():
-                        digest.update(chunk)
-                    hashes[target] = "sha256:" + digest.hexdigest()
-    return hashes
+                path = clean_member_path(member.name)
+                if not path:
+                    continue
+                parent, _, base = path.rpartition("/")
+                if base.startswith(WHITEOUT):
+                    base = base[len(WHITEOUT) :]
+                names.add(f"/{parent}/{base}" if parent else f"/{base}")
+            opened.finish(layer, label=source.label)
+    return names
 
 
 def _differences(a: FileInfo, b: FileInfo, ha: str | None, hb: str | None) -> tuple[str, ...]:

@@ -101,12 +101,13 @@ def layer_changes(
 
 
 def content_hasher(
-    data: Callable[[], Iterator[bytes]], into: dict[str, str]
+    data: Callable[[], Iterator[bytes]], into: dict[str, str], *, only: set[str] | None = None
 ) -> Callable[[TarMember, str], None]:
-    """An ``on_entry`` hook that records the sha256 of each regular file's content."""
+    """An ``on_entry`` hook that records the sha256 of each regular file's content (of the
+    paths in ``only``, when given)."""
 
     def hook(member: TarMember, path: str) -> None:
-        if member.type is EntryType.FILE:
+        if member.type is EntryType.FILE and (only is None or path in only):
             digest = hashlib.sha256()
             for chunk in data():
                 digest.update(chunk)
