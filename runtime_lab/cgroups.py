@@ -1,9 +1,11 @@
 """Control groups, v1 and v2, behind one interface.
 
 A driver is detected at start: cgroup v2 when ``/sys/fs/cgroup`` is the unified hierarchy,
-v1 otherwise (a directory per controller). Each container gets its own group below the group
-dockscope itself runs in, so limits nest under whatever the host already imposes. Every file
-written is recorded, so the trace can show the exact writes a student could make by hand.
+v1 otherwise (a directory per controller). On v1 each container gets its own group below the
+group dockscope itself runs in, so limits nest under whatever the host already imposes; on v2
+the "no internal processes" rule forbids that, and groups live in ``<root>/dockscope/`` (see
+``CgroupV2``). Every file written is recorded, so the trace can show the exact writes a
+student could make by hand.
 
 All file operations go through a small ``CgroupFS`` object: the real one touches the kernel's
 cgroup files; tests of the v2 driver use a faithful fake of the unified hierarchy (this
@@ -24,6 +26,7 @@ from typing import Protocol
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CPU_PERIOD_US = 100_000
 V1_CONTROLLERS = ("memory", "cpu", "pids")
+V2_CONTROLLERS = ("memory", "cpu", "pids")
 
 
 class CgroupError(OSError):
@@ -216,6 +219,8 @@ class CgroupV1(CgroupDriver):
             ("cpu", "cpu.cfs_period_us"),
             ("pids", "pids.max"),
             ("pids", "pids.current"),
+            ("pids", "pids.peak"),
+            ("pids", "pids.events"),
         ):
             if controller in group.paths:
                 path = group.paths[controller] / filename
@@ -225,31 +230,71 @@ class CgroupV1(CgroupDriver):
 
 
 class CgroupV2(CgroupDriver):
+    """The unified hierarchy: one directory per group, controllers handed down explicitly.
+
+    A child can use a controller only if its parent lists it in ``cgroup.subtree_control``,
+    and a group other than the root may enable controllers there only while it has no
+    processes of its own ("no internal processes"). dockscope's own group usually has
+    processes (dockscope, in a login session's scope), so containers cannot live below it as
+    they do on v1: like docker's cgroupfs driver (``/sys/fs/cgroup/docker/<id>``) and runc,
+    the groups are ``<root>/dockscope/<name>``, with the controllers enabled on the way down.
+    """
+
     version = 2
 
     def create(self, name: str) -> Cgroup:
-        parent = self.root / self._own_path("").lstrip("/") / "dockscope"
-        self.fs.mkdir(parent)
+        parent = self.root / "dockscope"
         group = Cgroup(self, name, {"unified": parent / name})
-        # Controllers must be enabled in the parent before a child can use them; a group
-        # with processes cannot enable them ("no internal processes"), hence the extra level.
-        available = self.fs.read(parent / "cgroup.controllers").split()
-        wanted = [c for c in ("memory", "cpu", "pids") if c in available]
-        if wanted:
-            value = " ".join(f"+{c}" for c in wanted)
-            self.fs.write(parent / "cgroup.subtree_control", value)
-            group.writes.append(Write(str(parent / "cgroup.subtree_control"), value))
+        self._hand_down(self.root, group)
+        self.fs.mkdir(parent)
+        self._hand_down(parent, group)
         self.fs.mkdir(parent / name)
         return group
 
+    def _hand_down(self, directory: Path, group: Cgroup) -> None:
+        """Enable memory, cpu and pids (those available) for the children of ``directory``."""
+        available = self.fs.read(directory / "cgroup.controllers").split()
+        enabled = self.fs.read(directory / "cgroup.subtree_control").split()
+        missing = [c for c in V2_CONTROLLERS if c in available and c not in enabled]
+        if not missing:
+            return
+        path = directory / "cgroup.subtree_control"
+        value = " ".join(f"+{c}" for c in missing)
+        try:
+            self.fs.write(path, value)
+        except OSError as exc:
+            if exc.errno != errno.EBUSY:
+                raise
+            raise CgroupError(
+                errno.EBUSY,
+                f"cannot enable {' '.join(missing)} in {path}: the group has processes of its "
+                "own, and cgroup v2 hands controllers down only from a group without any "
+                "(the 'no internal processes' rule; in a container, move its processes into "
+                "a child group first)",
+            ) from None
+        group.writes.append(Write(str(path), value))
+
+    def _require(self, group: Cgroup, controller: str) -> None:
+        path = group.paths["unified"]
+        available = self.fs.read(path / "cgroup.controllers").split()
+        if controller not in available:
+            raise CgroupError(
+                errno.ENOENT,
+                f"the {controller} controller is not available in {path} "
+                f"(cgroup.controllers: {' '.join(available) or 'none'})",
+            )
+
     def apply(self, group: Cgroup, limits: Limits) -> None:
         if limits.memory is not None:
+            self._require(group, "memory")
             group.write("unified", "memory.max", str(limits.memory))
             if self.fs.exists(group.paths["unified"] / "memory.swap.max"):
-                group.write("unified", "memory.swap.max", "0")
+                group.write("unified", "memory.swap.max", "0")  # no swap beyond the limit
         if limits.cpus is not None:
+            self._require(group, "cpu")
             group.write("unified", "cpu.max", f"{int(limits.cpus * CPU_PERIOD_US)} {CPU_PERIOD_US}")
         if limits.pids is not None:
+            self._require(group, "pids")
             group.write("unified", "pids.max", str(limits.pids))
 
     def oom_kills(self, group: Cgroup) -> int:
@@ -261,7 +306,15 @@ class CgroupV2(CgroupDriver):
 
     def values(self, group: Cgroup) -> dict[str, str]:
         found = {}
-        for filename in ("memory.max", "memory.peak", "cpu.max", "pids.max", "pids.current"):
+        for filename in (
+            "memory.max",
+            "memory.peak",
+            "cpu.max",
+            "pids.max",
+            "pids.current",
+            "pids.peak",
+            "pids.events",
+        ):
             path = group.paths["unified"] / filename
             if self.fs.exists(path):
                 found[str(path)] = self.fs.read(path).strip()

@@ -245,18 +245,23 @@ def _run(
         _event(
             "cgroup-create",
             args={"version": driver.version},
-            evidence={"paths": {k: str(v) for k, v in group.paths.items()}},
+            evidence={
+                "paths": {k: str(v) for k, v in group.paths.items()},
+                # v2: the controllers handed down on the way (cgroup.subtree_control)
+                "written": [{"file": w.path, "value": w.value} for w in group.writes],
+            },
         )
     )
     limits = cgroups.Limits(config.memory, config.cpus, config.pids)
     if any(v is not None for v in (config.memory, config.cpus, config.pids)):
+        made = len(group.writes)
         group.apply(limits)
         tracer.emit(
             _event(
                 "cgroup-limits",
                 args={"memory": config.memory, "cpus": config.cpus, "pids": config.pids},
                 evidence={
-                    "written": [{"file": w.path, "value": w.value} for w in group.writes],
+                    "written": [{"file": w.path, "value": w.value} for w in group.writes[made:]],
                     "values": group.values(),
                 },
             )
