@@ -1,11 +1,15 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import CORPUS
+from tests.helpers import CORPUS, SAMPLES
+
+BUSYBOX_BINARY = Path("/bin/busybox")
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +36,19 @@ def corpus_copy(tmp_path: Path, corpus: Path):  # type: ignore[no-untyped-def]
         return target
 
     return copy
+
+
+@pytest.fixture(scope="session")
+def busybox_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A runnable image of the host's static busybox, built as `make` builds
+    sample_images/busybox.tar (``make_samples.py --busybox``), in a fresh folder."""
+    if not BUSYBOX_BINARY.is_file():
+        pytest.fail(f"{BUSYBOX_BINARY} is missing: apt-get install busybox-static (make debs-test)")
+    out = tmp_path_factory.mktemp("busybox") / "busybox.tar"
+    subprocess.run(
+        [sys.executable, str(SAMPLES / "make_samples.py"), "--busybox", str(out)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return out
