@@ -11,6 +11,10 @@ DEBS_TEST := $(DEBS_RUN) busybox-static buildah skopeo podman umoci
 
 .PHONY: demo test lint typecheck unit bench samples debs-run debs-test clean
 
+# A runnable image of the host's static busybox for `dockscope run`: about 2 MB, so built
+# (the same bytes for the same binary) instead of committed.
+BUSYBOX_IMAGE := sample_images/busybox.tar
+
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -23,10 +27,21 @@ debs-run:
 debs-test:
 	@bash .ci/ensure-debs $(DEBS_TEST)
 
-demo: $(VENV)/.installed debs-run
+$(BUSYBOX_IMAGE): sample_images/make_samples.py $(wildcard /bin/busybox) | $(VENV)/.installed
+	@bash .ci/ensure-debs busybox-static
+	$(PY) sample_images/make_samples.py --busybox $@
+
+demo: $(VENV)/.installed debs-run $(BUSYBOX_IMAGE)
 	$(DOCKSCOPE) inspect sample_images/docker-archive-legacy.tar
 	$(DOCKSCOPE) verify sample_images/docker-archive-legacy.tar
 	$(DOCKSCOPE) inspect --explain-ids sample_images/oci-layout
+	@if [ "$$(id -u)" -eq 0 ]; then \
+	  set -x; $(DOCKSCOPE) run --rm --trace --hostname demo $(BUSYBOX_IMAGE) \
+	    sh -c 'echo "hello from PID $$$$ on $$(hostname)"; ls /'; \
+	else \
+	  set -x; $(DOCKSCOPE) run --explain $(BUSYBOX_IMAGE); \
+	  echo "(containers need root: sudo make demo runs it for real, with --trace)"; \
+	fi
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check inspect_tool runtime_lab tests benchmarks sample_images
@@ -35,7 +50,7 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
-unit: $(VENV)/.installed debs-test
+unit: $(VENV)/.installed debs-test $(BUSYBOX_IMAGE)
 	$(PY) -m pytest
 
 test: lint typecheck unit
@@ -47,4 +62,4 @@ bench: $(VENV)/.installed debs-run
 	$(PY) benchmarks/bench_inspect_verify.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache $(BUSYBOX_IMAGE)
