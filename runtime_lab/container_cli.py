@@ -1,19 +1,29 @@
-"""``dockscope container diff|inspect`` (and export and commit): a container's writable layer."""
+"""``dockscope container diff|export|commit|inspect``: a container's filesystem as evidence."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+import tempfile
+from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import typer
 
 from inspect_tool.cli._common import JSON_OPTION, handle_errors, write_json
+from inspect_tool.errors import UsageError
 from runtime_lab.lifecycle import NAME_ARGUMENT, ROOT_OPTION
 from runtime_lab.store import Store
 
+if TYPE_CHECKING:
+    from runtime_lab.writable import TarStats
+
 app = typer.Typer(
     name="container",
-    help="A container's writable layer: what it changed, as evidence.",
+    help="A container's filesystem: what it changed, as evidence, a tar or a new image.",
     no_args_is_help=True,
 )
 
@@ -98,6 +108,185 @@ def inspect(
                     "log": str(directory / "container.log"),
                     "lowerdirs": [str(store.layer_dir(d)) for d in config.diff_ids],
                 },
+            }
+        )
+
+
+@app.command()
+def export(
+    name: str = NAME_ARGUMENT,
+    output: str = typer.Option(
+        ...,
+        "--output",
+        "-o",
+        metavar="FILE|-",
+        help="Where to write the tar: a file (replaced once complete), or - for stdout.",
+        show_default=False,
+    ),
+    layer: bool = typer.Option(
+        False,
+        "--layer",
+        help="Only the writable layer, as an OCI layer tar (.wh. whiteouts, opaque markers).",
+    ),
+    json_output: bool = JSON_OPTION,
+    root: str | None = ROOT_OPTION,
+) -> None:
+    """Write the container's filesystem as one tar, as docker export does.
+
+    Without --layer: the merged filesystem the container saw (the image's layers with the
+    writable layer on top; deletions honoured; mount points included). With --layer: only
+    what the container changed, as an OCI layer (an overlay whiteout becomes .wh.NAME, an
+    opaque directory gets .wh..wh..opq; the runtime's mount points are left out). Entries are
+    sorted, owners numeric, hard links kept as links, symlinks as written, device nodes
+    kept: the same container always gives the same bytes. Nothing in the container is
+    written or even has its access time changed. A running container is refused: stop it
+    first. With -o -, --json is not available.
+
+    Examples:
+
+      dockscope container export web -o web.tar
+
+      dockscope container export --layer web -o - | tar -tvf -
+
+      dockscope container export --json web -o web.tar | jq .summary
+    """
+    from runtime_lab.commit import export as run_export
+
+    with handle_errors():
+        to_stdout = output == "-"
+        if to_stdout and json_output:
+            raise UsageError("--json needs -o FILE: with -o - stdout carries the tar")
+        if to_stdout and sys.stdout.isatty():
+            raise UsageError("refusing to write a tar to a terminal; use -o FILE or a pipe")
+        store = Store(root)
+        cid = store.resolve(name)
+
+        def write(out: BinaryIO) -> TarStats:
+            return run_export(store, cid, out, layer=layer)
+
+        stats = write(sys.stdout.buffer) if to_stdout else _to_file(Path(output), write)
+        for path, reason in stats.skipped:
+            sys.stderr.write(f"dockscope: {path}: left out: {reason}\n")
+        if json_output:
+            config = store.load_config(cid)
+            write_json(
+                {
+                    "schema_version": 1,
+                    "kind": "container-export",
+                    "id": cid,
+                    "name": config.name,
+                    "output": output,
+                    "layer": layer,
+                    "summary": _summary(stats),
+                    "skipped": [{"path": p, "reason": r} for p, r in stats.skipped],
+                }
+            )
+
+
+def _summary(stats: TarStats) -> dict[str, Any]:
+    summary = asdict(stats)
+    summary.pop("skipped")
+    return summary
+
+
+def _to_file(output: Path, write: Callable[[BinaryIO], TarStats]) -> TarStats:
+    """Write next to ``output`` under a temporary name; rename once the tar is complete."""
+    directory = output.parent if str(output.parent) else Path(".")
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{output.name}.", dir=directory)
+    except OSError as exc:
+        raise UsageError(f"cannot write: {exc.strerror}", subject=str(output)) from None
+    try:
+        with os.fdopen(handle, "wb") as out:
+            stats = write(out)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
+        os.replace(temporary, output)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    return stats
+
+
+@app.command()
+def commit(
+    name: str = NAME_ARGUMENT,
+    output: Path = typer.Option(
+        ...,
+        "--output",
+        "-o",
+        metavar="DIR",
+        help="The OCI image layout to write (missing, or an empty directory).",
+        show_default=False,
+    ),
+    tag: str | None = typer.Option(
+        None, "--tag", "-t", metavar="NAME[:TAG]", help="Name the image in index.json."
+    ),
+    message: str | None = typer.Option(
+        None, "--message", "-m", help="The history entry's comment."
+    ),
+    author: str | None = typer.Option(None, "--author", "-a", help="The image's author."),
+    json_output: bool = JSON_OPTION,
+    root: str | None = ROOT_OPTION,
+) -> None:
+    """Write the container as a new image (an OCI image layout), as docker commit does.
+
+    The image's layers are copied byte for byte (each checked against its digest and
+    diff_id as it is copied) and the writable layer added on top as a gzip layer (what
+    container export --layer writes). The config gets the new diff_id, a history entry
+    created_by "dockscope commit" and a new created time; the image's Cmd, Env and the rest
+    stay the image's. --tag sets org.opencontainers.image.ref.name (the TAG) and
+    io.containerd.image.name (NAME:TAG). Prints the new image ID. The result runs with
+    dockscope run DIR, skopeo and podman load read it.
+
+    Examples:
+
+      dockscope container commit web -o web-image --tag example.org/web:1
+
+      dockscope run web-image cat /etc/motd
+
+      skopeo inspect oci:web-image:1
+
+      dockscope container commit --json web -o web-image | jq .image_id
+    """
+    from runtime_lab.commit import CommitOptions, Reference
+    from runtime_lab.commit import commit as run_commit
+
+    with handle_errors():
+        reference = Reference.parse(tag) if tag is not None else None
+        store = Store(root)
+        cid = store.resolve(name)
+        options = CommitOptions(tag=reference, message=message, author=author)
+        result = run_commit(store, cid, output, options)
+        if not json_output:
+            sys.stdout.write(f"{result.image_id}\n")
+            return
+        config = store.load_config(cid)
+        write_json(
+            {
+                "schema_version": 1,
+                "kind": "container-commit",
+                "id": cid,
+                "name": config.name,
+                "output": str(result.output),
+                "tag": str(result.tag) if result.tag else None,
+                "ref_name": result.tag.tag if result.tag else None,
+                "base_image_id": str(result.base_image_id),
+                "image_id": str(result.image_id),
+                "manifest_digest": str(result.manifest_digest),
+                "manifest_size": result.manifest_size,
+                "layers": result.layers,
+                "layer": {
+                    "diff_id": str(result.layer.diff_id),
+                    "digest": str(result.layer.digest),
+                    "media_type": result.layer.media_type,
+                    "size": result.layer.size,
+                    "uncompressed_size": result.layer.uncompressed_size,
+                    "summary": _summary(result.layer.stats),
+                },
+                "skipped": [{"path": p, "reason": r} for p, r in result.layer.stats.skipped],
             }
         )
 

@@ -5,6 +5,13 @@ lower contents are hidden as ``trusted.overlay.opaque=y``. ``changes`` turns tha
 diff's A/C/D: A for an entry no lower layer has, C for one it replaced (a changed parent
 directory included: overlay copies it up), D for a deletion. Paths the runtime itself made
 (mount points the image lacked) are left out, as docker keeps them in its init layer.
+
+The same directories become tars: ``merged_entries`` walks the merged filesystem (overlay's
+lookup rules applied to the layer directories, nothing mounted), ``layer_entries`` the upperdir
+as an OCI layer (a whiteout device becomes ``.wh.NAME``, an opaque directory is followed by
+``.wh..wh..opq``), and ``write_tar`` writes either one deterministically. Everything is only
+read (``changes`` too), with ``O_NOATIME`` where it opens files and directories, so even
+access times stay.
 """
 
 from __future__ import annotations
@@ -12,9 +19,13 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Iterator
-from dataclasses import dataclass
+import tarfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
+
+from inspect_tool.errors import DockscopeError
 
 OPAQUE_XATTR = "trusted.overlay.opaque"
 
@@ -85,7 +96,7 @@ class LowerView:
                 continue
             if is_whiteout(st) or not stat.S_ISDIR(st.st_mode):
                 break
-            for name in os.listdir(directory):
+            for name in _listdir(str(directory)):
                 child = os.lstat(directory / name)
                 if is_whiteout(child):
                     hidden.add(name)
@@ -112,7 +123,7 @@ def _type(mode: int) -> str:
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    fd = _noatime_open(str(path), os.O_RDONLY)
     with os.fdopen(fd, "rb") as f:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
@@ -128,7 +139,7 @@ def changes(
     found: list[Change] = []
 
     def walk(directory: Path, base: str) -> Iterator[tuple[str, Path, os.stat_result]]:
-        for name in sorted(os.listdir(directory)):
+        for name in sorted(_listdir(str(directory))):
             path = directory / name
             yield f"{base}/{name}", path, os.lstat(path)
 
@@ -146,7 +157,7 @@ def changes(
             kind = "C" if existed is not None else "A"
             if stat.S_ISDIR(st.st_mode):
                 if existed is not None and is_opaque(host_path):
-                    present = set(os.listdir(host_path))
+                    present = set(_listdir(str(host_path)))
                     found += [
                         Change("D", f"{path}/{name}")
                         for name in sorted(lower.listdir(path) - present)
@@ -164,3 +175,290 @@ def changes(
                 )
             )
     return sorted(found, key=lambda c: c.path)
+
+
+# -- tars: the writable layer as an OCI layer, the merged filesystem as docker export ----------
+
+OVERLAY_XATTRS = ("trusted.overlay.", "user.overlay.")  # overlay's bookkeeping, not content
+# features that keep part of an entry in a lower layer: this reader does not follow them
+_UNFOLLOWED = ("trusted.overlay.redirect", "trusted.overlay.metacopy")
+WHITEOUT_PREFIX = ".wh."
+OPAQUE_MARKER = ".wh..wh..opq"
+_CHUNK = 1 << 20
+
+
+class WritableLayerError(DockscopeError):
+    """A writable layer cannot be read as asked (exit 3)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FsEntry:
+    """One entry of a tar to write: ``host`` holds it (its metadata, its bytes)."""
+
+    path: str  # relative, no leading or trailing slash: "etc/motd"
+    host: str
+    st: os.stat_result
+    marker: bool = False  # a ".wh." file standing for ``host`` (a whiteout or opaque dir)
+
+
+@dataclass(slots=True)
+class TarStats:
+    directories: int = 0
+    files: int = 0
+    hardlinks: int = 0
+    symlinks: int = 0
+    devices: int = 0
+    fifos: int = 0
+    whiteouts: int = 0  # ".wh.NAME" entries
+    opaque: int = 0  # ".wh..wh..opq" entries
+    bytes: int = 0  # regular-file content
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+
+
+def _noatime_open(path: str, flags: int) -> int:
+    """Open without touching the access time (evidence stays as it was), where permitted."""
+    flags |= os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(path, flags | os.O_NOATIME)
+    except PermissionError:  # O_NOATIME needs ownership or CAP_FOWNER
+        return os.open(path, flags)
+
+
+def _listdir(path: str) -> list[str]:
+    fd = _noatime_open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return os.listdir(fd)
+    finally:
+        os.close(fd)
+
+
+def merged_entries(upper: Path, lowers: list[Path]) -> Iterator[FsEntry]:
+    """The merged filesystem (what the container's root showed), computed from the layer
+    directories with overlay's lookup rules: the topmost layer holding a name decides, a
+    whiteout hides the name below it, a non-directory hides everything below it, a directory
+    merges with the directories below it down to the first opaque one. Parents come before
+    children, names sorted; the root itself is not an entry. ``lowers`` is bottom first."""
+    roots = [str(upper), *(str(p) for p in reversed(lowers))]
+    # each level: (its relative path, children not yet visited, last name first)
+    stack: list[tuple[str, list[tuple[str, str, os.stat_result, list[str]]]]] = [
+        ("", _merge_children(roots))
+    ]
+    while stack:
+        base, pending = stack[-1]
+        if not pending:
+            stack.pop()
+            continue
+        name, host, st, below = pending.pop()
+        path = f"{base}/{name}" if base else name
+        yield FsEntry(path, host, st)
+        if stat.S_ISDIR(st.st_mode):
+            stack.append((path, _merge_children(below)))
+
+
+def _merge_children(directories: list[str]) -> list[tuple[str, str, os.stat_result, list[str]]]:
+    """The merged children of one directory held by ``directories`` (topmost first): for each
+    name, the host path that shows, its stat, and (for a directory) the directories that merge
+    under it. Sorted by name, last first (popped from the end)."""
+    names: set[str] = set()
+    for directory in directories:
+        names.update(_listdir(directory))
+    children = []
+    for name in sorted(names, reverse=True):
+        shown: tuple[str, os.stat_result] | None = None
+        merged: list[str] = []
+        for directory in directories:
+            host = os.path.join(directory, name)
+            try:
+                st = os.lstat(host)
+            except FileNotFoundError:
+                continue
+            if is_whiteout(st):
+                break
+            if not stat.S_ISDIR(st.st_mode):
+                if shown is None:
+                    shown = (host, st)
+                break  # a file hides what lies below; below a directory, it is hidden
+            shown = shown or (host, st)
+            merged.append(host)
+            if is_opaque(Path(host)):
+                break
+        if shown is not None:
+            children.append((name, shown[0], shown[1], merged))
+    return children
+
+
+def layer_entries(upper: Path, *, ignore: set[str] | None = None) -> Iterator[FsEntry]:
+    """The writable layer as OCI layer entries: a whiteout device becomes ``.wh.NAME``, an
+    opaque directory is followed by its ``.wh..wh..opq``. Paths in ``ignore`` (absolute:
+    "/proc") are left out with everything below them. Parents before children, names sorted
+    by the name written, the opaque marker right after its directory."""
+    ignore = ignore or set()
+
+    def children(directory: str, base: str) -> list[FsEntry]:
+        found = []
+        for name in _listdir(directory):
+            path = f"{base}/{name}" if base else name
+            if "/" + path in ignore:
+                continue
+            host = os.path.join(directory, name)
+            st = os.lstat(host)
+            if is_whiteout(st):
+                where = f"{base}/{WHITEOUT_PREFIX}{name}" if base else WHITEOUT_PREFIX + name
+                found.append(FsEntry(where, host, st, marker=True))
+            else:
+                found.append(FsEntry(path, host, st))
+        return sorted(found, key=lambda e: e.path, reverse=True)
+
+    stack = [children(str(upper), "")]
+    while stack:
+        pending = stack[-1]
+        if not pending:
+            stack.pop()
+            continue
+        entry = pending.pop()
+        yield entry
+        if stat.S_ISDIR(entry.st.st_mode):
+            if is_opaque(Path(entry.host)):
+                yield FsEntry(f"{entry.path}/{OPAQUE_MARKER}", entry.host, entry.st, marker=True)
+            stack.append(children(entry.host, entry.path))
+
+
+def _xattrs(host: str) -> dict[str, str]:
+    try:
+        names = os.listxattr(host, follow_symlinks=False)
+    except OSError:
+        return {}
+    found = {}
+    for name in sorted(names):
+        if name in _UNFOLLOWED:
+            raise WritableLayerError(
+                f"{name} is set: the layer was written with an overlay feature dockscope "
+                "does not read (redirect_dir or metacopy)",
+                subject=host,
+            )
+        if name.startswith(OVERLAY_XATTRS):
+            continue
+        try:
+            value = os.getxattr(host, name, follow_symlinks=False)
+        except OSError:
+            continue
+        found[f"SCHILY.xattr.{name}"] = value.decode("utf-8", "surrogateescape")
+    return found
+
+
+def _header(entry: FsEntry) -> tarfile.TarInfo:
+    st = entry.st
+    info = tarfile.TarInfo(entry.path)
+    info.uid, info.gid = st.st_uid, st.st_gid
+    info.uname = info.gname = ""
+    pax: dict[str, str] = {}
+    seconds, nanos = divmod(st.st_mtime_ns, 1_000_000_000)
+    info.mtime = seconds
+    if nanos and seconds >= 0:
+        pax["mtime"] = f"{seconds}.{nanos:09d}".rstrip("0")
+    if entry.marker:  # docker's form: an empty file with the permissions and owner of its cause
+        info.type = tarfile.REGTYPE
+        info.mode = stat.S_IMODE(st.st_mode) & 0o777
+        info.pax_headers = pax
+        return info
+    mode = st.st_mode
+    info.mode = stat.S_IMODE(mode)
+    if stat.S_ISDIR(mode):
+        info.type = tarfile.DIRTYPE
+    elif stat.S_ISREG(mode):
+        info.type = tarfile.REGTYPE
+        info.size = st.st_size
+    elif stat.S_ISLNK(mode):
+        info.type = tarfile.SYMTYPE
+        info.linkname = os.readlink(entry.host)
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
+        info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    elif stat.S_ISFIFO(mode):
+        info.type = tarfile.FIFOTYPE
+    pax.update(_xattrs(entry.host))
+    info.pax_headers = pax
+    return info
+
+
+class TarWriter:
+    """Writes entries as one POSIX (pax) tar: numeric owners only, nanosecond mtimes, xattrs
+    but overlay's own, hard links as links to the first name written, file bytes streamed."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._written = 0
+        self._links: dict[tuple[int, int], str] = {}
+        self.stats = TarStats()
+
+    def _write(self, data: bytes | memoryview) -> None:
+        self._out.write(data)
+        self._written += len(data)
+
+    def add(self, entry: FsEntry) -> None:
+        st, stats = entry.st, self.stats
+        if stat.S_ISSOCK(st.st_mode) and not entry.marker:
+            stats.skipped.append(("/" + entry.path, "a socket cannot be stored in a tar"))
+            return
+        key = (st.st_dev, st.st_ino)
+        if not entry.marker and not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:
+            first = self._links.get(key)
+            if first is not None:
+                link = _header(entry)  # the inode's metadata, as tar writes a link
+                link.type, link.linkname, link.size = tarfile.LNKTYPE, first, 0
+                self._write(link.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+                stats.hardlinks += 1
+                return
+            self._links[key] = entry.path
+        info = _header(entry)
+        self._write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+        if entry.marker:
+            if entry.path.endswith("/" + OPAQUE_MARKER) or entry.path == OPAQUE_MARKER:
+                stats.opaque += 1
+            else:
+                stats.whiteouts += 1
+        elif info.type == tarfile.DIRTYPE:
+            stats.directories += 1
+        elif info.type == tarfile.SYMTYPE:
+            stats.symlinks += 1
+        elif info.type in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+            stats.devices += 1
+        elif info.type == tarfile.FIFOTYPE:
+            stats.fifos += 1
+        else:
+            stats.files += 1
+            self._data(entry.host, info.size)
+
+    def _data(self, host: str, size: int) -> None:
+        fd = _noatime_open(host, os.O_RDONLY)
+        with os.fdopen(fd, "rb", buffering=0) as f:
+            left = size
+            while left > 0:
+                chunk = f.read(min(left, _CHUNK))
+                if not chunk:
+                    break
+                self._write(chunk)
+                left -= len(chunk)
+            if left or f.read(1):
+                raise WritableLayerError(
+                    f"the file changed size while it was read ({size} bytes expected)",
+                    subject=host,
+                )
+        self.stats.bytes += size
+        if size % tarfile.BLOCKSIZE:
+            self._write(bytes(tarfile.BLOCKSIZE - size % tarfile.BLOCKSIZE))
+
+    def close(self) -> None:
+        """The end-of-archive blocks, padded to a whole record (as tar writes it)."""
+        self._write(bytes(2 * tarfile.BLOCKSIZE))
+        if self._written % tarfile.RECORDSIZE:
+            self._write(bytes(tarfile.RECORDSIZE - self._written % tarfile.RECORDSIZE))
+        self._out.flush()
+
+
+def write_tar(entries: Iterable[FsEntry], out: BinaryIO) -> TarStats:
+    writer = TarWriter(out)
+    for entry in entries:
+        writer.add(entry)
+    writer.close()
+    return writer.stats
