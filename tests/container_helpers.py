@@ -1,0 +1,283 @@
+"""Containers for the export and commit tests: run for real (root), one state root per test
+module, and what the container itself saw, listed from inside it."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import tarfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import CORPUS
+
+DIVE_LEGACY = CORPUS / "docker-save-legacy-dive.tar"
+
+# Every kind of change: added, replaced and deleted files, a deleted directory, a directory
+# deleted and made again (opaque), hard links, relative and absolute symlinks, owners, a
+# setuid mode, a FIFO, a device node, a non-ASCII name, a modified lower file.
+CHANGES = r"""
+set -e
+echo hi > /etc/new
+ln /etc/new /etc/new2
+rm /etc/group
+rm -rf /var/www
+rm -rf /root
+mkdir /root
+echo x > /root/f
+chown 1234:5678 /root/f
+ln -s ../etc/new /tmp/sl
+ln -s /etc/passwd /tmp/abs
+chown -h 42:43 /tmp/sl
+chmod 4755 /somefile.txt
+echo more >> /tmp/saved.again1.txt
+mkfifo /tmp/fifo
+mknod /tmp/null c 1 3
+mkdir -p /opt/new/deep
+echo z > /opt/new/deep/z
+echo u > /tmp/ünï
+"""
+
+# What the container sees, from inside: every entry of its root filesystem (mount points
+# listed, not entered), the content hash of every file and the target of every symlink.
+LISTING = r"""
+find / -xdev -exec stat -c '%n|%f|%u|%g|%s|%t|%T|%i|%h' {} +
+echo ---hashes
+find / -xdev -type f -exec sha256sum {} +
+echo ---links
+find / -xdev -type l -exec sh -c 'for l; do echo "$l|$(readlink "$l")"; done' sh {} +
+"""
+
+MOUNT_POINTS = frozenset({"proc", "sys", "dev"})
+
+
+def need_root() -> None:
+    if os.geteuid() != 0:
+        pytest.fail(
+            "container tests run containers for real (namespaces, overlayfs, cgroups): run "
+            "them as root",
+            pytrace=False,
+        )
+
+
+def dockscope(root: Path, *args: str | Path, **env: str) -> subprocess.CompletedProcess[bytes]:
+    """Run the CLI in a child process with its state under ``root``."""
+    environment = {k: v for k, v in os.environ.items() if k != "DOCKSCOPE_ROOTFS"}
+    environment.update(DOCKSCOPE_ROOT=str(root), **env)
+    return subprocess.run(
+        [sys.executable, "-m", "inspect_tool", *(str(a) for a in args)],
+        env=environment,
+        capture_output=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def ok(proc: subprocess.CompletedProcess[bytes]) -> bytes:
+    assert proc.returncode == 0, (
+        f"exit {proc.returncode}\nstderr: {proc.stderr.decode(errors='replace')}"
+    )
+    return proc.stdout
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A filesystem as a container saw it: path (no leading slash) -> attributes."""
+
+    mode: dict[str, int]  # st_mode, type bits included
+    owner: dict[str, tuple[int, int]]
+    size: dict[str, int]  # regular files
+    device: dict[str, tuple[int, int]]
+    sha256: dict[str, str]
+    symlinks: dict[str, str]
+    links: set[frozenset[str]]  # names of one regular file with several names
+
+
+def parse_listing(text: str) -> Seen:
+    stats, rest = text.split("---hashes\n")
+    hashes, links_text = rest.split("---links\n")
+    mode: dict[str, int] = {}
+    owner: dict[str, tuple[int, int]] = {}
+    size: dict[str, int] = {}
+    device: dict[str, tuple[int, int]] = {}
+    inodes: dict[int, set[str]] = {}
+    for line in stats.splitlines():
+        name, raw_mode, uid, gid, length, major, minor, inode, nlink = line.rsplit("|", 8)
+        path = name.lstrip("/")
+        if not path:
+            continue
+        mode[path] = int(raw_mode, 16)
+        owner[path] = (int(uid), int(gid))
+        if mode[path] & 0o170000 == 0o100000:
+            size[path] = int(length)
+            if int(nlink) > 1:
+                inodes.setdefault(int(inode), set()).add(path)
+        if mode[path] & 0o170000 in (0o020000, 0o060000):
+            device[path] = (int(major, 16), int(minor, 16))
+    sha = {}
+    for line in hashes.splitlines():
+        digest, name = line.split(None, 1)
+        sha[name.lstrip("/")] = digest
+    symlinks = {}
+    for line in links_text.splitlines():
+        name, target = line.split("|", 1)
+        symlinks[name.lstrip("/")] = target
+    links = {frozenset(names) for names in inodes.values() if len(names) > 1}
+    return Seen(mode, owner, size, device, sha, symlinks, links)
+
+
+def tar_view(path: Path) -> Seen:
+    """The same view of an exported tar, hard link entries resolved to their first name."""
+    import hashlib
+
+    mode: dict[str, int] = {}
+    owner: dict[str, tuple[int, int]] = {}
+    size: dict[str, int] = {}
+    device: dict[str, tuple[int, int]] = {}
+    sha: dict[str, str] = {}
+    symlinks: dict[str, str] = {}
+    groups: dict[str, set[str]] = {}
+    kinds = {
+        tarfile.DIRTYPE: 0o040000,
+        tarfile.REGTYPE: 0o100000,
+        tarfile.SYMTYPE: 0o120000,
+        tarfile.CHRTYPE: 0o020000,
+        tarfile.BLKTYPE: 0o060000,
+        tarfile.FIFOTYPE: 0o010000,
+    }
+    with tarfile.open(path) as tf:
+        for member in tf:
+            name = member.name.rstrip("/")
+            assert name not in mode, f"{name} twice in the tar"
+            if member.type == tarfile.LNKTYPE:
+                first = member.linkname
+                mode[name], owner[name] = mode[first], owner[first]
+                size[name], sha[name] = size[first], sha[first]
+                groups.setdefault(first, {first}).add(name)
+                continue
+            mode[name] = kinds[member.type] | member.mode
+            owner[name] = (member.uid, member.gid)
+            if member.isreg():
+                size[name] = member.size
+                data = tf.extractfile(member)
+                assert data is not None
+                sha[name] = hashlib.sha256(data.read()).hexdigest()
+            elif member.issym():
+                symlinks[name] = member.linkname
+            elif member.ischr() or member.isblk():
+                device[name] = (member.devmajor, member.devminor)
+    links = {frozenset(names) for names in groups.values()}
+    return Seen(mode, owner, size, device, sha, symlinks, links)
+
+
+def tar_names(data: bytes) -> list[str]:
+    import io
+
+    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+        return [m.name for m in tf]
+
+
+def tar_members(data: bytes) -> dict[str, tarfile.TarInfo]:
+    import io
+
+    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+        return {m.name.rstrip("/"): m for m in tf}
+
+
+def snapshot(paths: Iterable[Path]) -> dict[str, Any]:
+    """Everything about the files below ``paths`` that reading could change: metadata with
+    access and change times, extended attributes, and the names each directory holds."""
+    seen: dict[str, Any] = {}
+    for top in paths:
+        for directory, dirs, files in os.walk(top):
+            for name in [".", *dirs, *files]:
+                path = os.path.join(directory, name)
+                st = os.lstat(path)
+                try:
+                    xattrs = {
+                        k: os.getxattr(path, k, follow_symlinks=False)
+                        for k in os.listxattr(path, follow_symlinks=False)
+                    }
+                except OSError:
+                    xattrs = {}
+                seen[os.path.normpath(path)] = (
+                    st.st_mode,
+                    st.st_uid,
+                    st.st_gid,
+                    st.st_size,
+                    st.st_nlink,
+                    st.st_mtime_ns,
+                    st.st_atime_ns,
+                    st.st_ctime_ns,
+                    xattrs,
+                )
+    return seen
+
+
+def age_access_times(paths: Iterable[Path]) -> None:
+    """Access times before modification times: under relatime, any read would now move them."""
+    for top in paths:
+        for directory, dirs, files in os.walk(top):
+            for name in [".", *dirs, *files]:
+                path = os.path.join(directory, name)
+                st = os.lstat(path)
+                os.utime(path, ns=(1, st.st_mtime_ns), follow_symlinks=False)
+
+
+def mountinfo() -> list[str]:
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        return sorted(f.read().splitlines())
+
+
+def directory_view(top: Path) -> Seen:
+    """The same view of a root filesystem on the host (a peer's mounted image)."""
+    import hashlib
+
+    mode: dict[str, int] = {}
+    owner: dict[str, tuple[int, int]] = {}
+    size: dict[str, int] = {}
+    device: dict[str, tuple[int, int]] = {}
+    sha: dict[str, str] = {}
+    symlinks: dict[str, str] = {}
+    inodes: dict[int, set[str]] = {}
+    for directory, dirs, files in os.walk(top):
+        for name in dirs + files:
+            host = os.path.join(directory, name)
+            path = os.path.relpath(host, top)
+            st = os.lstat(host)
+            mode[path], owner[path] = st.st_mode, (st.st_uid, st.st_gid)
+            if stat.S_ISREG(st.st_mode):
+                size[path] = st.st_size
+                with open(host, "rb") as f:
+                    sha[path] = hashlib.sha256(f.read()).hexdigest()
+                if st.st_nlink > 1:
+                    inodes.setdefault(st.st_ino, set()).add(path)
+            elif stat.S_ISLNK(st.st_mode):
+                symlinks[path] = os.readlink(host)
+            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                device[path] = (os.major(st.st_rdev), os.minor(st.st_rdev))
+    links = {frozenset(names) for names in inodes.values() if len(names) > 1}
+    return Seen(mode, owner, size, device, sha, symlinks, links)
+
+
+def without_mount_points(seen: Seen) -> Seen:
+    """What is comparable between two views: mount points show what is mounted on them."""
+
+    def keep(attrs: dict[str, Any]) -> dict[str, Any]:
+        return {p: v for p, v in attrs.items() if p.split("/")[0] not in MOUNT_POINTS}
+
+    return Seen(
+        keep(seen.mode),
+        keep(seen.owner),
+        keep(seen.size),
+        keep(seen.device),
+        keep(seen.sha256),
+        keep(seen.symlinks),
+        {g for g in seen.links if not any(p.split("/")[0] in MOUNT_POINTS for p in g)},
+    )
