@@ -23,8 +23,8 @@ def _evidence_lines(event: Event) -> list[str]:
         for name in sorted(after):
             old = before.get(name)
             new = after[name]
-            if name == "pid_for_children":
-                lines.append(f"ns pid (for children): {before.get('pid')} → {new}")
+            if name == "pid" and old == new:
+                lines.append(f"ns pid: {new} (unchanged here: the new one is for the children)")
             elif old != new:
                 lines.append(f"ns {name}: {old} → {new}")
             else:
@@ -35,6 +35,7 @@ def _evidence_lines(event: Event) -> list[str]:
         lines.append(f"echo {write['value']} > {write['file']}")
     for key in (
         "host_pid",
+        "pid_namespace",
         "uts_hostname",
         "interfaces",
         "exit_code",

@@ -129,10 +129,9 @@ def run_shim(spec: LaunchSpec, events_fd: int, go_fd: int, ack_fd: int) -> int:
 
     def unshare() -> dict[str, Any]:
         linux.unshare(int(flags))
-        after = linux.namespace_inodes()
-        with contextlib.suppress(OSError):
-            after["pid_for_children"] = os.stat("/proc/self/ns/pid_for_children").st_ino
-        return {"namespaces_before": before, "namespaces_after": after}
+        # the PID namespace is not among the changes yet: it is for the children, and appears
+        # (as /proc/self/ns/pid_for_children) with the first one, PID 1 (see fork-init)
+        return {"namespaces_before": before, "namespaces_after": linux.namespace_inodes()}
 
     flag_names = [f"CLONE_{f.name}" for f in linux.Clone if f & flags]
     child.run("unshare", unshare, args={"flags": flag_names})
@@ -146,7 +145,10 @@ def run_shim(spec: LaunchSpec, events_fd: int, go_fd: int, ack_fd: int) -> int:
             code = 126 if code == 1 else code
         finally:
             os._exit(code)
-    child.done("fork-init", args={"pid": pid}, evidence={"host_pid": pid, "container_pid": 1})
+    evidence: dict[str, Any] = {"host_pid": pid, "container_pid": 1}
+    with contextlib.suppress(OSError):  # exists once the namespace has its first process
+        evidence["pid_namespace"] = os.stat("/proc/self/ns/pid_for_children").st_ino
+    child.done("fork-init", args={"pid": pid}, evidence=evidence)
     os.close(events_fd)
     while True:
         try:
