@@ -35,6 +35,9 @@ def start_detached(store: Store, container_id: str, *, trace_json: Path | None =
     """
     from runtime_lab import container as rt
 
+    if rt.refresh(store, container_id).status == "running":
+        name = store.load_config(container_id).name
+        raise UsageError(f"container {name} is already running")
     directory = store.container_dir(container_id)
     ready_r, ready_w = os.pipe()
     first = os.fork()
@@ -90,10 +93,11 @@ def _supervise(
             rt.StartIO(on_output=rt.log_writer(directory / "container.log")),
         )
     except BaseException as exc:  # recorded for ps and for the waiting run -d
-        state = store.load_state(container_id)
-        state.status, state.error = "exited", str(exc)
-        with contextlib.suppress(OSError):
-            store.save_state(container_id, state)
+        state = rt.refresh(store, container_id)
+        if state.status != "running":  # never over a container that runs (started twice)
+            state.status, state.error = "exited", str(exc)
+            with contextlib.suppress(OSError):
+                store.save_state(container_id, state)
     finally:
         if ready_w >= 0:
             os.close(ready_w)
