@@ -1,0 +1,520 @@
+"""``dockscope run`` for real, as root: isolation, privileges, docker's command semantics,
+limits, the writable layer and the trace.
+
+The image is the busybox sample (``make_samples.py --busybox``), built once per session. Every
+container of this module lives in one state root (the layer is unpacked once); the host's
+hostname, mounts and control groups are compared before and after.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runtime_lab.steps import plan
+from tests.runtime_support import (
+    DOCKSCOPE,
+    ROOT_CAPABILITIES,
+    Host,
+    ds,
+    events,
+    groups_named,
+    mounts_naming,
+    my_groups,
+    needs_root,
+    ok,
+    processes_with,
+    ps,
+    status_fields,
+    step,
+)
+from tests.test_busybox_image import load_generator
+
+pytestmark = needs_root
+
+PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The module's state root; nothing of it may outlive the module."""
+    path = tmp_path_factory.mktemp("runtime") / "state"
+    before = Host.take(path)
+    yield path
+    before.assert_unchanged(path)
+
+
+@pytest.fixture(scope="module")
+def image(busybox_image: Path) -> Path:
+    return busybox_image
+
+
+@pytest.fixture(scope="module")
+def app_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """busybox with an Entrypoint, a Cmd, Env, a WorkingDir and a User, as Dockerfiles set."""
+    out = tmp_path_factory.mktemp("app") / "app.tar"
+    runtime = {
+        "User": "user",
+        "Env": [PATH, "GREETING=hello"],
+        "Entrypoint": ["echo", "entry"],
+        "Cmd": ["default"],
+        "WorkingDir": "/home/user",
+    }
+    load_generator().make_busybox(out, runtime=runtime, tag="dockscope/app:latest")
+    return out
+
+
+def run(root: Path, image: Path, *command: str, opts: tuple[str, ...] = ()) -> tuple[int, str, str]:
+    """``dockscope run --rm OPTS IMAGE COMMAND…``: exit code, stdout, stderr."""
+    result = ds(root, "run", "--rm", *opts, image, *command)
+    return result.code, result.out, result.err
+
+
+# -- isolation ----------------------------------------------------------------------------------
+
+
+def test_hostname_is_the_containers_own(root: Path, image: Path) -> None:
+    host = socket.gethostname()
+    code, out, _ = run(root, image, "sh", "-c", "hostname; cat /etc/hostname 2>/dev/null; true")
+    assert code == 0
+    assert len(out.split()[0]) == 12 and out.split()[0] != host  # the short container ID
+    code, out, _ = run(root, image, "sh", "-c", "hostname; echo $HOSTNAME", opts=("-h", "lab"))
+    assert out.split() == ["lab", "lab"]
+    assert socket.gethostname() == host
+
+
+def test_default_hostname_is_the_short_id(root: Path, image: Path) -> None:
+    result = ds(root, "run", "--name", "named", image, "hostname")
+    container = ps(root)["named"]
+    assert ok(result).strip() == container["id"][:12]
+    ok(ds(root, "rm", "named"))
+
+
+def test_command_is_pid_1_and_sees_only_its_processes(root: Path, image: Path) -> None:
+    script = "echo $$; for p in /proc/[0-9]*; do echo ${p#/proc/}; done; sleep 0.2 & ps -o pid,args"
+    code, out, _ = run(root, image, "sh", "-c", script)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[:2] == ["1", "1"]  # $$, and the only process in /proc
+    assert lines[2].split() == ["PID", "COMMAND"]
+    table = {int(line.split()[0]): line.split(None, 1)[1] for line in lines[3:]}
+    assert "sh -c echo $$" in table[1]  # (busybox shows "{ps} sh -c…" if ps ran in PID 1)
+    assert max(table) <= 3  # sh, the sleep it started, maybe ps: nothing of the host
+    assert any("sleep 0.2" in args for args in table.values())
+
+
+def test_mounts_stay_inside(root: Path, image: Path) -> None:
+    before = mounts_naming(root)
+    code, out, _ = run(root, image, "cat", "/proc/self/mountinfo")
+    assert code == 0
+    inside = {line.split()[4]: line for line in out.splitlines()}
+    assert set(inside) == {"/", "/proc", "/dev", "/dev/pts", "/dev/shm", "/sys"}
+    assert " - overlay " in inside["/"]
+    assert " ro," in inside["/sys"] or inside["/sys"].split()[5].startswith("ro")
+    assert mounts_naming(root) == before
+
+
+def test_mounts_of_a_running_container_are_invisible_to_the_host(root: Path, image: Path) -> None:
+    container_id = ok(ds(root, "run", "-d", image, "sleep", "30")).strip()
+    try:
+        merged = root / "containers" / container_id / "merged"
+        assert not mounts_naming(merged)
+        assert not list(merged.iterdir())  # the overlay is mounted in the container only
+    finally:
+        ok(ds(root, "rm", "-f", container_id))
+    assert not (root / "containers" / container_id).exists()
+
+
+def test_network_none_has_only_lo_and_it_is_up(root: Path, image: Path) -> None:
+    code, out, _ = run(root, image, "sh", "-c", "cat /proc/net/dev; ip -o link show lo")
+    assert code == 0
+    names = [line.split(":")[0].strip() for line in out.splitlines()[2:] if ":" in line]
+    assert names[:1] == ["lo"]
+    assert [n for n in names if not n.startswith("1")] == ["lo"]
+    assert "UP" in out.splitlines()[-1].split("<")[1].split(">")[0].split(",")
+
+
+def test_network_host_shares_the_hosts_interfaces(root: Path, image: Path) -> None:
+    code, out, _ = run(root, image, "cat", "/proc/net/dev", opts=("--net", "host"))
+    assert code == 0
+    names = {line.split(":")[0].strip() for line in out.splitlines()[2:]}
+    assert names == {name for _, name in socket.if_nameindex()}
+
+
+# -- privileges ---------------------------------------------------------------------------------
+
+
+def test_root_keeps_dockers_default_capabilities(root: Path, image: Path) -> None:
+    code, out, _ = run(root, image, "cat", "/proc/self/status")
+    assert code == 0
+    fields = status_fields(out)
+    assert fields["CapEff"] == ROOT_CAPABILITIES
+    assert fields["CapPrm"] == ROOT_CAPABILITIES
+    assert fields["CapBnd"] == ROOT_CAPABILITIES
+    assert fields["CapInh"] == "0000000000000000"
+    assert fields["CapAmb"] == "0000000000000000"
+    assert fields["NoNewPrivs"] == "1"
+
+
+def test_non_root_user_has_no_capabilities(root: Path, image: Path) -> None:
+    code, out, _ = run(root, image, "cat", "/proc/self/status", opts=("-u", "nobody"))
+    assert code == 0
+    fields = status_fields(out)
+    assert fields["Uid"].split() == ["65534"] * 4
+    assert fields["CapEff"] == fields["CapPrm"] == fields["CapInh"] == "0000000000000000"
+    assert fields["CapBnd"] == ROOT_CAPABILITIES
+    assert fields["NoNewPrivs"] == "1"
+
+
+def test_root_in_the_container_cannot_administer(root: Path, image: Path) -> None:
+    script = "hostname other; echo hostname=$?; mount -t tmpfs t /mnt 2>/dev/null; echo mount=$?"
+    code, out, _ = run(root, image, "sh", "-c", script)
+    assert code == 0
+    assert out.split() == ["hostname=1", "mount=255"] or out.split()[0] == "hostname=1"
+    assert "mount=0" not in out
+
+
+def test_users_come_from_the_images_passwd(root: Path, image: Path) -> None:
+    code, out, _ = run(root, image, "id", opts=("-u", "nobody"))
+    assert out.strip() == "uid=65534(nobody) gid=65534(nobody) groups=65534(nobody)"
+    script = "id -u; id -g; echo $HOME; touch /root/x"
+    code, out, _ = run(root, image, "sh", "-c", script, opts=("-u", "user"))
+    assert code == 1
+    assert out.split() == ["1000", "1000", "/home/user"]
+    code, out, _ = run(root, image, "id", "-u", opts=("-u", "4321:4322"))
+    assert (code, out.strip()) == (0, "4321")
+    code, out, _ = run(root, image, "id", "-G", opts=("-u", "user:root"))
+    assert (code, out.strip()) == (0, "0")
+
+
+def test_unknown_user_fails_with_a_message(root: Path, image: Path) -> None:
+    code, out, err = run(root, image, "id", opts=("-u", "nosuch"))
+    assert code == 126
+    assert out == ""
+    assert "unable to find user nosuch" in err
+    assert "Traceback" not in err
+
+
+# -- docker's command semantics ---------------------------------------------------------------
+
+
+def test_cmd_and_its_replacement(root: Path, image: Path) -> None:
+    assert run(root, image) == (0, "", "")  # Cmd ["sh"] with stdin at /dev/null
+    assert run(root, image, "echo", "hi")[:2] == (0, "hi\n")
+
+
+def test_entrypoint_and_cmd(root: Path, app_image: Path) -> None:
+    assert run(root, app_image)[:2] == (0, "entry default\n")
+    assert run(root, app_image, "a", "b")[:2] == (0, "entry a b\n")  # args replace Cmd
+    assert run(root, app_image, opts=("--entrypoint", "echo"))[:2] == (0, "\n")  # Cmd dropped too
+    assert run(root, app_image, "echo", "only", opts=("--entrypoint", ""))[:2] == (0, "only\n")
+
+
+def test_env_workdir_and_user_from_the_config(root: Path, app_image: Path) -> None:
+    script = "pwd; id -un; echo $GREETING; echo $HOME; echo $PATH"
+    code, out, _ = run(root, app_image, "-c", script, opts=("--entrypoint", "sh"))
+    assert code == 0
+    assert out.splitlines() == ["/home/user", "user", "hello", "/home/user", PATH[5:]]
+
+
+def test_options_override_the_config(root: Path, app_image: Path) -> None:
+    script = "echo $GREETING $NEW; pwd; id -u; echo $HOSTNAME"
+    opts = ("-e", "GREETING=bye", "-e", "NEW=1", "-w", "/new/dir", "-u", "root", "-h", "h2")
+    code, out, _ = run(root, app_image, "-c", script, opts=(*opts, "--entrypoint", "sh"))
+    assert code == 0
+    assert out.splitlines() == ["bye 1", "/new/dir", "0", "h2"]  # docker makes the workdir
+
+
+def test_exit_status_is_passed_through(root: Path, image: Path) -> None:
+    assert run(root, image, "sh", "-c", "exit 7")[0] == 7
+    code, _, err = run(root, image, "nosuchcommand")
+    assert code == 127
+    assert "nosuchcommand" in err
+    assert run(root, image, "/etc/passwd")[0] == 126  # not executable
+
+
+def test_pid_1_ignores_a_signal_it_has_no_handler_for(root: Path, image: Path) -> None:
+    """As in docker without --init: the kernel does not deliver SIGTERM to a namespace's init
+    unless it handles it, so the shell goes on (a real crash still kills it: test_faults)."""
+    code, out, _ = run(root, image, "sh", "-c", "kill -TERM $$; echo alive")
+    assert (code, out) == (0, "alive\n")
+    code, out, _ = run(root, image, "sh", "-c", "trap 'exit 143' TERM; kill -TERM $$; sleep 5")
+    assert code == 143
+
+
+# -- limits ---------------------------------------------------------------------------------
+
+
+def test_memory_limit_kills_with_137_and_records_it(root: Path, image: Path) -> None:
+    trace = root.parent / "oom.jsonl"
+    result = ds(
+        root,
+        *("run", "--name", "oom", "--memory", "16m", "--trace-json", trace, image),
+        *("sh", "-c", 'x=a; while :; do x="$x$x"; done'),
+    )
+    assert result.code == 137
+    assert "killed by the memory limit" in result.err
+    container = ps(root)["oom"]
+    assert (container["exit_code"], container["oom_killed"]) == (137, True)
+    found = events(trace)
+    written = {
+        Path(w["file"]).name: w["value"]
+        for w in step(found, "cgroup-limits")["evidence"]["written"]
+    }
+    assert written["memory.limit_in_bytes"] == str(16 * 1024 * 1024)
+    assert step(found, "exit")["evidence"]["oom_killed"] is True
+    ok(ds(root, "rm", "oom"))
+
+
+def test_pids_limit_contains_a_fork_bomb(root: Path, image: Path) -> None:
+    marker = "1777.25"  # sleep's argument marks the bomb's processes
+    trace = root.parent / "pids.jsonl"
+    bomb = f"bomb() {{ sleep {marker} & bomb & }}; bomb; sleep 1; echo survived"
+    started = time.monotonic()
+    result = ds(
+        root,
+        *("run", "--rm", "--pids-limit", "20", "--trace-json", trace, image, "sh", "-c", bomb),
+        timeout=30,
+    )
+    assert time.monotonic() - started < 20
+    assert result.code in (0, 2)  # PID 1 finished, or could not fork its own sleep
+    found = events(trace)
+    written = {
+        Path(w["file"]).name: w["value"]
+        for w in step(found, "cgroup-limits")["evidence"]["written"]
+    }
+    assert written == {"pids.max": "20"}
+    at_exit = {Path(k).name: v for k, v in step(found, "exit")["evidence"]["cgroup"].items()}
+    if "pids.peak" in at_exit:
+        assert int(at_exit["pids.peak"]) <= 20
+    assert int(at_exit["pids.events"].split()[1]) > 0  # forks refused
+    assert not processes_with(f"sleep {marker}")  # every one went with PID 1
+    assert subprocess.run(["true"], check=False).returncode == 0  # the host still forks
+
+
+def test_cpus_sets_the_cfs_quota(root: Path, image: Path) -> None:
+    trace = root.parent / "cpus.jsonl"
+    ok(ds(root, "run", "--rm", "--cpus", "0.5", "--trace-json", trace, image, "true"))
+    found = events(trace)
+    written = step(found, "cgroup-limits")["evidence"]["written"]
+    assert [(Path(w["file"]).name, w["value"]) for w in written] == [
+        ("cpu.cfs_period_us", "100000"),
+        ("cpu.cfs_quota_us", "50000"),
+    ]
+    assert all(Path(w["file"]).parent.parent.name == "dockscope" for w in written)
+    values = {
+        Path(k).name: v for k, v in step(found, "cgroup-limits")["evidence"]["values"].items()
+    }
+    assert values["cpu.cfs_quota_us"] == "50000"
+
+
+def test_cgroup_is_removed_at_exit(root: Path, image: Path) -> None:
+    trace = root.parent / "cgroup.jsonl"
+    ok(ds(root, "run", "--rm", "--memory", "32m", "--trace-json", trace, image, "true"))
+    found = events(trace)
+    paths = [Path(p) for p in step(found, "cgroup-create")["evidence"]["paths"].values()]
+    assert paths and all(p.name == paths[0].name for p in paths)
+    assert not any(p.exists() for p in paths)
+    assert sorted(step(found, "cleanup")["evidence"]["removed"]) == sorted(map(str, paths))
+
+
+# -- the writable layer -----------------------------------------------------------------------
+
+
+def test_diff_of_the_writable_layer(root: Path, image: Path) -> None:
+    script = (
+        "echo x > /tmp/new; rm /etc/group; echo y >> /etc/passwd; mkdir /home/user/d;"
+        " rm -r /var/spool; ln -s /tmp/new /root/link"
+    )
+    ok(ds(root, "run", "--name", "changes", image, "sh", "-c", script))
+    assert ok(ds(root, "container", "diff", "changes")).splitlines() == [
+        "C /etc",
+        "D /etc/group",
+        "C /etc/passwd",
+        "C /home",
+        "C /home/user",
+        "A /home/user/d",
+        "C /root",
+        "A /root/link",
+        "C /tmp",
+        "A /tmp/new",
+        "C /var",
+        "D /var/spool",
+    ]
+    upper = root / "containers" / ps(root)["changes"]["id"] / "upper"
+    whiteout = os.lstat(upper / "etc" / "group")
+    assert stat.S_ISCHR(whiteout.st_mode) and whiteout.st_rdev == 0  # overlay's deletion mark
+    assert (upper / "tmp" / "new").read_text() == "x\n"
+    ok(ds(root, "rm", "changes"))
+
+
+# -- the trace --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def traced(root: Path, image: Path) -> list[dict[str, Any]]:
+    trace = root.parent / "trace.jsonl"
+    ok(
+        ds(
+            root,
+            *("run", "--rm", "--memory", "32m", "--cpus", "0.5", "--pids-limit", "50"),
+            *("--trace-json", trace, image, "true"),
+        )
+    )
+    return events(trace)
+
+
+def test_trace_has_every_planned_step(traced: list[dict[str, Any]]) -> None:
+    done = [e["step"] for e in traced if e["phase"] == "done"]
+    planned = [s.id for s in plan(network="none", limits=True, rootfs_mode="overlay")]
+    assert set(done) == set(planned)
+    assert all(e["result"] == "ok" for e in traced)
+    in_container = [s for s in done if s not in ("fork-init", "exit", "cleanup")]
+    assert in_container.index("unshare") < in_container.index("mount-rootfs")
+    assert in_container.index("mount-rootfs") < in_container.index("pivot_root")
+    assert in_container.index("pivot_root") < in_container.index("user")
+    assert done[-2:] == ["exit", "cleanup"]
+
+
+def test_trace_unshare_names_the_flags_and_the_namespaces_change(
+    traced: list[dict[str, Any]],
+) -> None:
+    event = step(traced, "unshare")
+    assert event["syscall"] == "unshare"
+    assert set(event["args"]["flags"]) == {
+        "CLONE_NEWNS",
+        "CLONE_NEWUTS",
+        "CLONE_NEWIPC",
+        "CLONE_NEWPID",
+        "CLONE_NEWNET",
+        "CLONE_NEWCGROUP",
+    }
+    before = event["evidence"]["namespaces_before"]
+    after = event["evidence"]["namespaces_after"]
+    host = {name: os.stat(f"/proc/self/ns/{name}").st_ino for name in before}
+    assert before == host
+    for name in ("mnt", "uts", "ipc", "net", "cgroup"):
+        assert after[name] != before[name], name
+    assert after["pid"] == before["pid"]  # a new PID namespace is for the children…
+    fork = step(traced, "fork-init")["evidence"]
+    assert fork["pid_namespace"] != before["pid"]  # …the first one is its PID 1
+    assert fork["container_pid"] == 1
+    assert after["user"] == before["user"]
+
+
+def test_trace_pivot_root_and_mounts(traced: list[dict[str, Any]]) -> None:
+    event = step(traced, "pivot_root")
+    assert event["syscall"] == "pivot_root"
+    mounts = {line.split()[4] for line in event["evidence"]["mountinfo"]}
+    assert mounts == {"/", "/proc", "/dev", "/dev/pts", "/dev/shm", "/sys"}
+    rootfs = step(traced, "mount-rootfs")
+    assert rootfs["args"]["fstype"] == "overlay"
+    assert " - overlay overlay " in rootfs["evidence"]["mountinfo"][0]
+
+
+def test_trace_names_each_cgroup_file_written(traced: list[dict[str, Any]]) -> None:
+    created = step(traced, "cgroup-create")["evidence"]["paths"]
+    limits = step(traced, "cgroup-limits")["evidence"]["written"]
+    expected = [
+        ("memory", "memory.limit_in_bytes", str(32 * 1024 * 1024)),
+        ("cpu", "cpu.cfs_period_us", "100000"),
+        ("cpu", "cpu.cfs_quota_us", "50000"),
+        ("pids", "pids.max", "50"),
+    ]
+    if Path(created["memory"], "memory.memsw.limit_in_bytes").exists() or any(
+        w["file"].endswith("memsw.limit_in_bytes") for w in limits
+    ):
+        expected.insert(1, ("memory", "memory.memsw.limit_in_bytes", str(32 * 1024 * 1024)))
+    assert [(w["file"], w["value"]) for w in limits] == [
+        (str(Path(created[c]) / name), value) for c, name, value in expected
+    ]
+    shim = step(traced, "fork-shim")["evidence"]["shim_pid"]
+    attach = step(traced, "cgroup-attach")["evidence"]["written"]
+    assert sorted(w["file"] for w in attach) == sorted(
+        str(Path(p) / "cgroup.procs") for p in created.values()
+    )
+    assert {w["value"] for w in attach} == {str(shim)}
+
+
+def test_trace_capabilities_user_and_exec(traced: list[dict[str, Any]]) -> None:
+    caps = step(traced, "capabilities")["evidence"]
+    assert caps["status"]["CapEff"] == ROOT_CAPABILITIES
+    assert 21 in caps["dropped"]  # CAP_SYS_ADMIN
+    user = step(traced, "user")["evidence"]
+    assert (user["uid"], user["gid"]) == (0, 0)
+    exec_event = step(traced, "exec")
+    assert exec_event["args"]["argv"] == ["true"]
+    assert any(v.startswith("HOSTNAME=") for v in exec_event["evidence"]["env"])
+    assert step(traced, "loopback")["evidence"]["interfaces"] == ["lo"]
+
+
+# -- --explain ----------------------------------------------------------------------------------
+
+
+# The interpreter may live where uid 65534 cannot read (pyenv under /root): this runs
+# dockscope's CLI once as root with its output thrown away, so that every module it imports is
+# loaded, then drops to uid/gid 65534 for good and runs the command that counts.
+AS_NOBODY = """
+import contextlib, io, os, sys
+from inspect_tool.cli import app
+args = sys.argv[1:]
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    with contextlib.suppress(SystemExit):
+        app(args=["run", "--explain", *args[-3:]], prog_name="dockscope")
+os.setgroups([])
+os.setresgid(65534, 65534, 65534)
+os.setresuid(65534, 65534, 65534)
+assert os.geteuid() == 65534 and os.getuid() == 65534
+app(args=args, prog_name="dockscope")
+"""
+
+
+def test_explain_needs_no_root_and_changes_nothing(image: Path) -> None:
+    shared = Path(tempfile.mkdtemp(prefix="dockscope-explain-"))
+    try:
+        shared.chmod(0o755)
+        copy = shared / "busybox.tar"
+        shutil.copyfile(image, copy)
+        copy.chmod(0o644)
+        state_root = shared / "state"
+        groups = my_groups()
+        env = dict(os.environ, HOME=str(shared), NO_COLOR="1", DOCKSCOPE_ROOT=str(state_root))
+
+        def as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [DOCKSCOPE[0], "-c", AS_NOBODY, "run", *args],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+                check=False,
+                cwd=shared,
+            )
+
+        explained = as_nobody("--explain", "--memory", "16m", str(copy), "echo", "hi")
+        assert explained.returncode == 0, explained.stderr
+        for title in ("Unshare the namespaces", "Switch to the container's root", "Drop"):
+            assert title in explained.stdout
+        assert '["echo", "hi"]' in explained.stdout
+        refused = as_nobody(str(copy), "echo", "hi")
+        assert refused.returncode == 2
+        assert "needs root" in refused.stderr
+        assert not state_root.exists()
+        assert my_groups() == groups
+        assert not mounts_naming(shared)
+    finally:
+        shutil.rmtree(shared)
+
+
+def test_no_group_left_by_this_module(root: Path) -> None:
+    assert not groups_named(p.name for p in (root / "containers").iterdir())
