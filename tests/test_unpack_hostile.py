@@ -857,6 +857,39 @@ def test_deep_tree_then_opaque_whiteout(env: Env) -> None:
     assert list(inside(env.dest, "top").iterdir()) == []
 
 
+def test_deep_tree_of_the_same_layer_survives_its_opaque_whiteout(env: Env) -> None:
+    """An opaque whiteout walks down the layer's own deep tree (more levels than it keeps
+    open at once) and removes only what lower layers left."""
+    deep = "/".join(["d"] * 300)
+    result = run(
+        env,
+        [
+            [f("top/lower", b"l"), f(f"top/{'/'.join(['d'] * 200)}/lower", b"l")],
+            [f(f"top/{deep}/leaf", b"x"), f("top/.wh..wh..opq")],
+        ],
+    )
+    assert reasons(result) == []
+    assert content(env.dest, f"top/{deep}/leaf") == b"x"
+    assert absent(env.dest, "top/lower")
+    assert absent(env.dest, f"top/{'/'.join(['d'] * 200)}/lower")
+
+
+def test_names_the_system_refuses_are_reported(env: Env) -> None:
+    result = run(
+        env,
+        [
+            [
+                f("nul\x00byte", b"x", pax_path=True),
+                f("n" * 300, b"long"),
+                sym("empty-target", ""),
+                f("fine", b"ok"),
+            ]
+        ],
+    )
+    assert reasons(result) == ["refused:write-failed"] * 3
+    assert content(env.dest, "fine") == b"ok"
+
+
 def test_umoci_whiteout_keeps_parent_mtime(env: Env) -> None:
     """umoci's TestUnpackEntryWhiteout: the path goes, its parent's metadata stays."""
     for path, is_dir in (

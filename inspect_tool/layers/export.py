@@ -14,6 +14,8 @@ bytes.
 
 from __future__ import annotations
 
+import errno
+import os
 import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -38,6 +40,7 @@ from inspect_tool.sources.source import Source
 _BLOCK = tarfile.BLOCKSIZE
 _RECORD = tarfile.RECORDSIZE
 _IMPLICIT_DIR_MODE = 0o755
+_NAME_MAX = 255  # bytes in one path component, as Linux file systems allow
 _TAR_TYPES = {
     EntryType.FILE: tarfile.REGTYPE,
     EntryType.SYMLINK: tarfile.SYMTYPE,
@@ -116,6 +119,10 @@ class MemoryBackend:
 
     def symlink(self, parent: _Dir, name: str, member: TarMember) -> None:
         self._free(parent, name)
+        if not member.linkname:
+            raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), name)
+        if "\x00" in member.linkname:
+            raise ValueError("embedded null byte")
         parent.children[name] = _Node(member, self._layer)
 
     def special(self, parent: _Dir, name: str, member: TarMember) -> None:
@@ -144,6 +151,11 @@ class MemoryBackend:
 
     @staticmethod
     def _free(parent: _Dir, name: str) -> None:
+        """Refuse what ``unpack``'s system calls refuse, so both report the same entries."""
+        if "\x00" in name:
+            raise ValueError("embedded null byte")
+        if len(name.encode("utf-8", "surrogateescape")) > _NAME_MAX:
+            raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), name)
         if name in parent.children:
             raise FileExistsError(name)
 

@@ -51,6 +51,7 @@ from inspect_tool.sources.source import Source
 MAX_SYMLINKS = 40  # Linux's MAXSYMLINKS
 CHUNK = 1024 * 1024
 _CACHE_LIMIT = 512  # resolved parent directories kept open
+_PRUNE_HANDLES = 64  # directories kept open while a whiteout walks down a tree
 
 
 class Action(StrEnum):
@@ -376,6 +377,8 @@ class LayerApplier(Generic[H]):
             if exc.errno in _FATAL_ERRNOS:
                 raise DestinationError(f"cannot write: {exc.strerror}") from exc
             self._note(Action.REFUSED, Reason.WRITE_FAILED, exc.strerror or str(exc))
+        except (ValueError, OverflowError) as exc:  # a NUL in a name, a device number too big
+            self._note(Action.REFUSED, Reason.WRITE_FAILED, str(exc))
         finally:
             self._bury()
 
@@ -564,20 +567,25 @@ class LayerApplier(Generic[H]):
                     self.fs.close(child)
 
     def _prune(self, directory: H, path: str) -> None:
-        """Remove every entry below ``directory`` that this layer did not write (iterative:
-        trees can be deeper than Python's recursion limit)."""
+        """Remove every entry below ``directory`` that this layer did not write. Iterative
+        (trees can be deeper than Python's recursion limit), and past ``_PRUNE_HANDLES``
+        levels a directory's handle is let go and opened again when its turn comes back."""
         fs = self.fs
-        stack: list[tuple[H, str, list[str], bool]] = [
+        # (handle or None, resolved path, names left, whether the handle is ours to close)
+        stack: list[tuple[H | None, str, list[str], bool]] = [
             (directory, path, fs.listdir(directory), False)
         ]
         try:
             while stack:
-                handle, here, names, _ = stack[-1]
+                handle, here, names, owned = stack[-1]
                 if not names:
-                    done = stack.pop()
-                    if done[3]:
-                        fs.close(done[0])
+                    stack.pop()
+                    if owned and handle is not None:
+                        fs.close(handle)
                     continue
+                if handle is None:
+                    handle, owned = self._reopen(here.split("/") if here else []), True
+                    stack[-1] = (handle, here, names, owned)
                 name = names.pop()
                 child_path = _join(here, name)
                 kind = fs.kind(handle, name)
@@ -590,10 +598,13 @@ class LayerApplier(Generic[H]):
                 elif kind is Kind.DIR:
                     child = fs.open_child(handle, name)
                     if child is not None:
+                        if len(stack) >= _PRUNE_HANDLES and owned:
+                            fs.close(handle)
+                            stack[-1] = (None, here, names, owned)
                         stack.append((child, child_path, fs.listdir(child), True))
         finally:
             for handle, _, _, owned in stack:
-                if owned:
+                if owned and handle is not None:
                     fs.close(handle)
 
 
