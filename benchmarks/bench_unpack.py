@@ -1,0 +1,314 @@
+"""Benchmark `dockscope unpack` against `umoci unpack` and GNU tar on the ~1 GiB, 110k-file image.
+
+Run with `.venv/bin/python benchmarks/bench_unpack.py`; see benchmarks/README.md for what is
+measured and the targets. Exit status: 0 when every target is met, 1 otherwise (the reasons
+are printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shlex
+import shutil
+import stat
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench_images import MIB, ensure_images
+from bench_inspect_verify import (
+    Report,
+    find_cli,
+    fmt_runs,
+    interleaved,
+    median,
+    print_table,
+    warm,
+)
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out"
+RESULTS = "unpack-results.json"
+TARGET_UMOCI_RATIO = 1.0
+TARGET_TAR_RATIO = 1.3
+REF = "big"
+
+
+@dataclass
+class Run:
+    seconds: float
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+    maxrss_bytes: int
+
+
+def run_child(cmd: list[str]) -> Run:
+    """Run cmd to completion; os.wait4 gives the child's own rusage (ru_maxrss in KiB)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return Run(seconds, proc.returncode, out.read(), err.read(), usage.ru_maxrss * 1024)
+
+
+def make_layout(meta: dict[str, Any], out: Path) -> tuple[Path, list[Path]]:
+    """The big image as an OCI layout directory (what umoci reads): index.json and oci-layout
+    from big-oci.tar, the blobs hard-linked (else copied) from out/blobs. Returns the layout
+    and the layer blobs, bottom first."""
+    big = meta["big"]
+    layout = out / "big-layout"
+    blobs = layout / "blobs" / "sha256"
+    blobs.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(out / big["oci"]["archive"]) as archive:
+        for name in ("index.json", "oci-layout"):
+            member = archive.extractfile(name)
+            assert member is not None
+            (layout / name).write_bytes(member.read())
+    source = out / big["blobs"]["dir"]
+    for blob in source.iterdir():
+        target = blobs / blob.name
+        if target.exists() and target.stat().st_size == blob.stat().st_size:
+            continue
+        target.unlink(missing_ok=True)
+        try:
+            os.link(blob, target)
+        except OSError:
+            shutil.copyfile(blob, target)
+    layers = [blobs / layer["digest"].removeprefix("sha256:") for layer in big["oci"]["layers"]]
+    return layout, layers
+
+
+def clear(path: Path) -> None:
+    """Remove a previous run's tree and flush dirty pages, so each run starts alike (untimed)."""
+    if path.exists():
+        subprocess.run(["rm", "-rf", "--one-file-system", str(path)], check=True)
+    os.sync()
+
+
+def tree(root: Path, *, content: bool) -> dict[str, tuple[Any, ...]]:
+    """Every entry below root: type, mode, owner, size, link target, content sha256."""
+    out: dict[str, tuple[Any, ...]] = {}
+    for directory, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(directory) / name
+            st = os.lstat(path)
+            extra: str | None = None
+            if stat.S_ISLNK(st.st_mode):
+                extra = os.readlink(path)
+            elif stat.S_ISREG(st.st_mode) and content:
+                digest = hashlib.sha256()
+                with open(path, "rb") as f:
+                    while chunk := f.read(4 * MIB):
+                        digest.update(chunk)
+                extra = digest.hexdigest()
+            size = st.st_size if stat.S_ISREG(st.st_mode) else 0
+            out[str(path.relative_to(root))] = (st.st_mode, st.st_uid, st.st_gid, size, extra)
+    return out
+
+
+def compare_trees(ours: Path, theirs: Path) -> list[str]:
+    a, b = tree(ours, content=True), tree(theirs, content=True)
+    problems = [f"only in dockscope's: {p}" for p in sorted(a.keys() - b.keys())][:5]
+    problems += [f"only in umoci's: {p}" for p in sorted(b.keys() - a.keys())][:5]
+    problems += [
+        f"differs: {p}: {a[p]} != {b[p]}" for p in sorted(a.keys() & b.keys()) if a[p] != b[p]
+    ][:5]
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--out", type=Path, default=OUT, help="output and cache directory")
+    ap.add_argument("--cli", help="command to run dockscope (default: venv script or -m)")
+    ap.add_argument("--reps", type=int, default=3, help="timed runs of each tool")
+    ap.add_argument("--scale", type=float, default=1.0, help="shrink the big image (testing)")
+    ap.add_argument("--gzip-level", type=int, default=6, choices=range(1, 10))
+    ap.add_argument("--seed", type=int, default=20240101)
+    ap.add_argument("--workers", type=int, default=2, help="generator processes")
+    ap.add_argument("--regenerate", action="store_true")
+    args = ap.parse_args(argv)
+    out: Path = args.out
+    report = Report()
+    data = report.data
+    data["started"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    data["environment"] = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "root": os.geteuid() == 0,
+        "loadavg_at_start": list(os.getloadavg()),
+    }
+
+    missing = [tool for tool in ("umoci", "tar", "gzip") if shutil.which(tool) is None]
+    if missing:
+        report.fail("peers", f"missing: {', '.join(missing)}", "installed", "make debs-test")
+        return finish(report, out)
+    versions = {
+        "umoci": run_child(["umoci", "--version"]).stdout.decode().strip(),
+        "tar": run_child(["tar", "--version"]).stdout.decode().splitlines()[0],
+        "gzip": run_child(["gzip", "--version"]).stdout.decode().splitlines()[0],
+    }
+    data["versions"] = versions
+    meta, generated = ensure_images(
+        out,
+        seed=args.seed,
+        scale=args.scale,
+        level=args.gzip_level,
+        legacy=True,  # the same parameters as bench_inspect_verify: its cache is reused
+        workers=args.workers,
+        force=args.regenerate,
+    )
+    totals = meta["totals"]
+    data["image"] = {"generated_now": generated, "totals": totals}
+    layout, layers = make_layout(meta, out)
+    print(
+        f"image: {layout} ({len(layers)} gzip layers, {totals['regular_files']} regular files, "
+        f"{totals['content_bytes'] / MIB:.0f} MiB of content, "
+        f"{sum(p.stat().st_size for p in layers) / MIB:.0f} MiB of blobs)",
+        flush=True,
+    )
+    report.add("image: gzip layers", str(len(layers)), ">= 10", len(layers) >= 10)
+    report.add(
+        "image: regular files",
+        str(totals["regular_files"]),
+        ">= 100000",
+        totals["regular_files"] >= 100_000,
+    )
+    report.add("image: file content", f"{totals['content_bytes'] / MIB:.0f} MiB", "~1024 MiB")
+
+    cli = find_cli(args.cli)
+    if cli is None:
+        report.fail("dockscope CLI", "not found", "runs", "no working dockscope CLI found")
+        return finish(report, out)
+    data["cli"] = cli
+    root = os.geteuid() == 0
+    scratch = out / "unpack-scratch"
+    scratch.mkdir(exist_ok=True)
+    ours, theirs, plain = scratch / "dockscope", scratch / "umoci", scratch / "tar"
+    umoci_cmd = ["umoci", "unpack", *([] if root else ["--rootless"])]
+    umoci_cmd += ["--image", f"{layout}:{REF}", str(theirs)]
+    print(f"dockscope: {shlex.join(cli)}\numoci: {shlex.join(umoci_cmd)}", flush=True)
+    print("tar: for each layer, bottom first: tar --extract --gzip --file BLOB -C DEST", flush=True)
+
+    unpack_runs: list[Run] = []
+
+    def dockscope() -> float:
+        clear(ours)
+        run = run_child([*cli, "unpack", "--json", str(layout), str(ours)])
+        unpack_runs.append(run)
+        if run.returncode != 0:
+            raise SystemExit(
+                f"dockscope unpack exited {run.returncode}: {run.stderr.decode()[-2000:]}"
+            )
+        return run.seconds
+
+    def umoci() -> float:
+        clear(theirs)
+        run = run_child(umoci_cmd)
+        if run.returncode != 0:
+            raise SystemExit(f"umoci unpack exited {run.returncode}: {run.stderr.decode()[-2000:]}")
+        return run.seconds
+
+    def gnu_tar() -> float:
+        clear(plain)
+        plain.mkdir()
+        seconds = 0.0
+        for blob in layers:
+            run = run_child(["tar", "--extract", "--gzip", "--file", str(blob), "-C", str(plain)])
+            if run.returncode != 0:
+                raise SystemExit(f"tar exited {run.returncode}: {run.stderr.decode()[-2000:]}")
+            seconds += run.seconds
+        return seconds
+
+    print("warming the page cache and checking dockscope against umoci (untimed)", flush=True)
+    warm(layers)
+    first = {"dockscope": dockscope(), "umoci": umoci(), "tar": gnu_tar()}
+    doc = json.loads(unpack_runs[0].stdout)
+    audit_ok = doc.get("ok") is True and not doc.get("audit")
+    problems = compare_trees(ours, theirs / "rootfs")
+    data["warmup_seconds"] = first
+    data["tree_problems"] = problems
+    for problem in problems:
+        print(f"PROBLEM: {problem}")
+
+    print(f"timing: {args.reps} runs of each, interleaved", flush=True)
+    jobs: dict[str, Callable[[], float]] = {"dockscope": dockscope, "umoci": umoci, "tar": gnu_tar}
+    times = interleaved(jobs, args.reps)
+    clear(scratch)
+
+    m_ours, m_umoci, m_tar = (median(times[k]) for k in ("dockscope", "umoci", "tar"))
+    r_umoci, r_tar = m_ours / m_umoci, m_ours / m_tar
+    n = args.reps
+    report.add(f"dockscope unpack (median of {n})", fmt_runs(times["dockscope"]))
+    report.add(f"umoci unpack (median of {n})", fmt_runs(times["umoci"]))
+    report.add(f"GNU tar -xz, layers in order (median of {n})", fmt_runs(times["tar"]))
+    report.add(
+        "unpack / umoci unpack",
+        f"{r_umoci:.2f}x",
+        f"<= {TARGET_UMOCI_RATIO:.2f}x",
+        r_umoci <= TARGET_UMOCI_RATIO,
+    )
+    report.add(
+        "unpack / GNU tar",
+        f"{r_tar:.2f}x",
+        f"<= {TARGET_TAR_RATIO:.2f}x",
+        r_tar <= TARGET_TAR_RATIO,
+    )
+    report.add(
+        "unpack's tree equals umoci's (paths, modes, owners, sizes, links, sha256)",
+        "yes" if not problems else "no",
+        "yes",
+        not problems,
+    )
+    report.add("unpack exit 0, empty audit", "yes" if audit_ok else "no", "yes", audit_ok)
+    rss = max(run.maxrss_bytes for run in unpack_runs) / 1e6
+    report.add("info: unpack peak RSS (max over runs)", f"{rss:.1f} MB")
+    data["timings_seconds"] = times
+    data["medians_seconds"] = {"dockscope": m_ours, "umoci": m_umoci, "tar": m_tar}
+    data["ratios"] = {"unpack_over_umoci": r_umoci, "unpack_over_tar": r_tar}
+    data["unpack_peak_rss_bytes"] = [run.maxrss_bytes for run in unpack_runs]
+    return finish(report, out)
+
+
+def finish(report: Report, out: Path) -> int:
+    print()
+    print_table(report.rows)
+    failed = [r for r in report.rows if r.verdict == "FAIL"]
+    report.data["environment"]["loadavg_at_end"] = list(os.getloadavg())
+    report.data["rows"] = [r.__dict__ for r in report.rows]
+    report.data["ok"] = not failed
+    report.data["failures"] = [
+        f"{r.measure}: {r.value} (target {r.target}) {r.why}" for r in failed
+    ]
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / RESULTS
+    path.write_text(json.dumps(report.data, indent=2) + "\n")
+    print(f"\nresults written to {path}")
+    if failed:
+        print("\nFAILED targets:")
+        for r in failed:
+            print(
+                f"  - {r.measure}: {r.value}, target {r.target}" + (f" ({r.why})" if r.why else "")
+            )
+        return 1
+    print("all targets met")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
