@@ -329,6 +329,16 @@ def detect(root: Path = CGROUP_ROOT, fs: CgroupFS | None = None) -> CgroupDriver
     return CgroupV1(root, fs)
 
 
+def dockscope_groups(root: Path = CGROUP_ROOT) -> list[Path]:
+    """Every container group dockscope made, on any hierarchy (v1 controllers or v2), for
+    any state root: a group's name is its container's short ID."""
+    found = []
+    for parent in root.glob("**/dockscope"):
+        if parent.is_dir():
+            found += [p for p in parent.iterdir() if p.is_dir()]
+    return found
+
+
 def parse_memory(text: str) -> int:
     """``64m`` → 67108864, docker's units (b, k, m, g; powers of 1024)."""
     units = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}

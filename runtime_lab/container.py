@@ -534,14 +534,19 @@ def remove(store: Store, container_id: str, *, force: bool = False) -> None:
     for attempt in range(20):  # a supervisor still finishing (--rm) may remove or add files
         try:
             shutil.rmtree(directory)
-            return
+            break
         except FileNotFoundError:
             if not directory.exists():
-                return
+                break
         except OSError:
             if attempt == 19:
                 raise
         time.sleep(0.05)
+    # a group left by a dockscope killed with -9 (empty: its processes died with PID 1)
+    for group in cgroups.dockscope_groups():
+        if group.name == container_id[:12]:
+            with contextlib.suppress(OSError):
+                group.rmdir()
 
 
 def log_writer(path: Path) -> Callable[[str, bytes], None]:

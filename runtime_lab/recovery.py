@@ -1,8 +1,9 @@
 """``dockscope cleanup``: bring the state back in line with reality after a crash.
 
-Containers whose processes are gone are marked exited; processes left in a dockscope control
-group whose container is not running are killed; empty groups are removed; half-unpacked
-layers (``.tmp-*``) are deleted; any mount below the state directory is detached.
+Containers whose processes are gone are marked exited; processes left in the control group
+of a container of this state root that is not running are killed and the group is removed
+(groups of other state roots' containers are never touched: their containers may run);
+half-unpacked layers (``.tmp-*``) are deleted; any mount below the state directory is detached.
 """
 
 from __future__ import annotations
@@ -15,32 +16,23 @@ from pathlib import Path
 
 from runtime_lab import container as rt
 from runtime_lab import linux
-from runtime_lab.cgroups import CGROUP_ROOT
+from runtime_lab.cgroups import CGROUP_ROOT, dockscope_groups
 from runtime_lab.process import wait_quietly
 from runtime_lab.store import Store
 
 
-def dockscope_groups(root: Path = CGROUP_ROOT) -> list[Path]:
-    """Every container group dockscope made, on any hierarchy (v1 controllers or v2)."""
-    found = []
-    for parent in root.glob("**/dockscope"):
-        if parent.is_dir():
-            found += [p for p in parent.iterdir() if p.is_dir()]
-    return found
-
-
 def recover(store: Store, cgroup_root: Path = CGROUP_ROOT) -> list[str]:
     report: list[str] = []
-    running: set[str] = set()
+    stopped: set[str] = set()  # this store's containers that do not run: their groups go
     for cid in store.ids():
         before = store.load_state(cid).status
         state = rt.refresh(store, cid)
-        if state.status == "running":
-            running.add(cid[:12])
-        elif before == "running":
+        if state.status != "running":
+            stopped.add(cid[:12])
+        if before == "running" and state.status != "running":
             report.append(f"container {cid[:12]}: marked exited (its processes were gone)")
     for group in dockscope_groups(cgroup_root):
-        if group.name in running:
+        if group.name not in stopped:  # running, or another state root's container
             continue
         procs = group / "cgroup.procs"
         pids = [int(p) for p in procs.read_text().split()] if procs.exists() else []
