@@ -156,6 +156,32 @@ def test_kill_9_of_dockscope_leaves_nothing_running(root: Path, busybox_image: P
     ok(ds(root, "rm", container_id))
 
 
+def test_rm_after_kill_9_removes_the_leftover_group(root: Path, busybox_image: Path) -> None:
+    proc = popen(root, "run", busybox_image, "sh", "-c", "echo ready; sleep 1000")
+    try:
+        wait_for_line(proc, "ready")
+    finally:
+        proc.kill()
+        proc.communicate(timeout=15)
+    container_id = only_container(root)
+    wait_until(lambda: not alive(state(root, container_id)["pid"]), what="PID 1 to die")
+    assert groups_named([container_id])
+    ok(ds(root, "rm", container_id))  # no cleanup first
+    assert not groups_named([container_id])
+
+
+def test_cleanup_leaves_other_state_roots_alone(
+    root: Path, tmp_path: Path, busybox_image: Path
+) -> None:
+    ok(ds(root, "run", "-d", "--name", "other", busybox_image, "sleep", "1000"))
+    running = ps(root)["other"]
+    report = ok(ds(tmp_path / "elsewhere", "cleanup"))
+    assert report.strip() == "nothing to clean up"
+    assert alive(running["pid"])
+    assert groups_named([running["id"]])
+    ok(ds(root, "rm", "-f", "other"))
+
+
 def test_crash_passes_the_signal_through(root: Path, busybox_image: Path) -> None:
     """A real fault kills even PID 1: 128 + SIGSEGV."""
     result = ds(root, "run", "--rm", busybox_image, "sh", "-c", "ulimit -s 8192; f() { f; }; f")
