@@ -101,7 +101,10 @@ class Cgroup:
 
     def write(self, controller: str, filename: str, value: str) -> None:
         path = self.paths[controller] / filename
-        self.driver.fs.write(path, value)
+        try:
+            self.driver.fs.write(path, value)
+        except OSError as exc:  # say which file refused which value
+            raise CgroupError(exc.errno, f"echo {value} > {path}: {exc.strerror or exc}") from None
         self.writes.append(Write(str(path), value))
 
     def read(self, controller: str, filename: str) -> str:

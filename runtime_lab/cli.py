@@ -105,8 +105,15 @@ def run(
             memory_bytes = parse_memory(memory) if memory else None
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        if cpus is not None and cpus <= 0:
-            raise UsageError("--cpus must be positive")
+        # docker's bounds: below them the kernel refuses the value (a CFS quota under 1 ms)
+        # or the container cannot even start
+        if memory_bytes is not None and memory_bytes < 6 * 1024 * 1024:
+            raise UsageError("--memory: the minimum is 6m")
+        available = os.cpu_count() or 1
+        if cpus is not None and not 0.01 <= cpus <= available:
+            raise UsageError(f"--cpus: from 0.01 to {available} (the CPUs this machine has)")
+        if pids_limit is not None and pids_limit < 1:
+            raise UsageError("--pids-limit must be at least 1")
         if detach and (step or interactive):
             raise UsageError("--detach cannot be combined with --step or --interactive")
         options = rt.RunOptions(

@@ -207,7 +207,12 @@ def start(store: Store, container_id: str, tracer: Tracer, io: StartIO | None = 
             f"cannot prepare the container: {exc.strerror or exc}", subject=str(directory)
         ) from None
     driver = cgroups.detect()
-    group = driver.create(f"{container_id[:12]}")
+    try:
+        group = driver.create(f"{container_id[:12]}")
+    except OSError as exc:
+        raise ContainerError(
+            f"cannot create the control group: {exc.strerror or exc}", subject=config.name
+        ) from None
     try:
         return _run(store, container_id, tracer, io, group, state)
     finally:  # whatever happened, the group goes (it is empty: the container has ended)
@@ -255,7 +260,12 @@ def _run(
     limits = cgroups.Limits(config.memory, config.cpus, config.pids)
     if any(v is not None for v in (config.memory, config.cpus, config.pids)):
         made = len(group.writes)
-        group.apply(limits)
+        try:
+            group.apply(limits)
+        except OSError as exc:
+            raise ContainerError(
+                f"cannot set the limits: {exc.strerror or exc}", subject=config.name
+            ) from None
         tracer.emit(
             _event(
                 "cgroup-limits",

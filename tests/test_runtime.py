@@ -318,6 +318,25 @@ def test_cpus_sets_the_cfs_quota(root: Path, image: Path) -> None:
     assert values["cpu.cfs_quota_us"] == "50000"
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--memory", "1k", "the minimum is 6m"),
+        ("--memory", "lots", "not a memory size"),
+        ("--cpus", "0.001", "from 0.01"),
+        ("--cpus", "100000", "the CPUs this machine has"),
+        ("--pids-limit", "0", "at least 1"),
+    ],
+)
+def test_limits_out_of_range_are_refused(
+    tmp_path: Path, image: Path, option: str, value: str, message: str
+) -> None:
+    result = ds(tmp_path / "state", "run", option, value, image, "true")
+    assert result.code == 2
+    assert message in result.err
+    assert not (tmp_path / "state").exists()
+
+
 def test_cgroup_is_removed_at_exit(root: Path, image: Path) -> None:
     trace = root.parent / "cgroup.jsonl"
     ok(ds(root, "run", "--rm", "--memory", "32m", "--trace-json", trace, image, "true"))
