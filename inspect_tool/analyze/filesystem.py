@@ -50,6 +50,35 @@ def layer_rows(source: Source, image: Image, *, progress: Progress = None) -> li
     """One row per layer: what it added, modified and deleted, and what it made invisible."""
     changes: list[LayerChanges] = []
     merged_view(source, image, on_layer=changes.append, progress=progress)
+    return rows_of(image, changes)
+
+
+def changes_by_layer(
+    source: Source,
+    image: Image,
+    *,
+    upto: int | None = None,
+    on_remove: Callable[[FileInfo, int, str], None] | None = None,
+    progress: Progress = None,
+) -> list[LayerChanges]:
+    """The changes of every layer up to ``upto`` (default: all), each change recorded, in
+    one pass over the layers, bottom up. ``on_remove`` sees every entry a layer deletes or
+    replaces (those below a deleted directory too), as ``UnionFS`` reports them."""
+    changes: list[LayerChanges] = []
+    merged_view(
+        source,
+        image,
+        upto=upto,
+        record=True,
+        on_remove=on_remove,
+        on_layer=changes.append,
+        progress=progress,
+    )
+    return changes
+
+
+def rows_of(image: Image, changes: list[LayerChanges]) -> list[LayerRow]:
+    """``layer_rows`` from changes already computed (``changes_by_layer``)."""
     rows = []
     for layer, result in zip(image.layers, changes, strict=True):
         rows.append(
