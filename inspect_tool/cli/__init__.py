@@ -45,10 +45,10 @@ def _root(
 
 def _register() -> None:
     # Each command module adds its commands; the modules import their heavy parts lazily.
-    from inspect_tool.cli import analysis, extract, files, images
+    from inspect_tool.cli import analysis, extract, files, images, storage, visual
     from runtime_lab import cli as runtime
 
-    for module in (images, files, analysis, extract, runtime):
+    for module in (images, files, analysis, extract, storage, visual, runtime):
         module.register(app)
 
 
