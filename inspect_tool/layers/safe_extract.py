@@ -254,23 +254,46 @@ class LayerApplier(Generic[H]):
         hit = self._cache.get(path)
         if hit is not None:
             return hit
-        found = self._walk(path, create=create)
+        # start from the nearest ancestor resolved before (a real directory: resolving the
+        # rest from there is resolving the whole path)
+        start: tuple[H, str, bool] | None = None
+        rest = path
+        prefix = path
+        while "/" in prefix:
+            prefix = prefix.rpartition("/")[0]
+            start = self._cache.get(prefix)
+            if start is not None:
+                rest = path[len(prefix) + 1 :]
+                break
+        found = self._walk(rest, create=create, start=start)
         if found is not None:
             if len(self._cache) >= _CACHE_LIMIT:
                 self._invalidate()
             self._cache[path] = found
         return found
 
-    def _walk(self, path: str, *, create: bool) -> tuple[H, str, bool] | None:
+    def _walk(
+        self, path: str, *, create: bool, start: tuple[H, str, bool] | None = None
+    ) -> tuple[H, str, bool] | None:
         """filepath-securejoin's walk over descriptors: components that do not exist are
-        taken lexically (a later ``..`` cancels them) and created at the end when asked."""
+        taken lexically (a later ``..`` cancels them) and created at the end when asked.
+        ``start``: a directory resolved before (its handle is borrowed, never closed)."""
         fs = self.fs
         handle = fs.root
         resolved: list[str] = []  # real directories from the root; ``handle`` is the last
+        clamped = False
+        if start is not None:
+            handle, here, clamped = start
+            resolved = here.split("/") if here else []
+        borrowed = handle
         missing: list[str] = []  # components below it that do not exist (yet)
         pending: list[tuple[str, bool]] = [(p, False) for p in reversed(path.split("/")) if p]
         links = 0
-        clamped = False
+
+        def release(old: H) -> None:
+            if old is not borrowed:
+                fs.close(old)
+
         try:
             while pending:
                 part, via_link = pending.pop()
@@ -281,7 +304,7 @@ class LayerApplier(Generic[H]):
                         missing.pop()
                     elif resolved:
                         resolved.pop()
-                        fs.close(handle)
+                        release(handle)
                         handle = fs.root
                         handle = self._reopen(resolved)
                     else:
@@ -303,7 +326,7 @@ class LayerApplier(Generic[H]):
                         )
                     assert target is not None
                     if target.startswith("/"):
-                        fs.close(handle)
+                        release(handle)
                         handle = fs.root
                         resolved.clear()
                     pending.extend((p, True) for p in reversed(target.split("/")) if p)
@@ -331,7 +354,7 @@ class LayerApplier(Generic[H]):
                     missing.append(part)
                     continue
                 assert child is not None
-                fs.close(handle)
+                release(handle)
                 handle = child
                 resolved.append(part)
             if missing:
@@ -343,14 +366,16 @@ class LayerApplier(Generic[H]):
                     kind, child, _ = fs.step(handle, part)
                     if kind is not Kind.DIR or child is None:
                         raise _Refusal(Reason.PARENT_NOT_DIRECTORY, f"cannot create {here!r}")
-                    fs.close(handle)
+                    release(handle)
                     handle = child
                     resolved.append(part)
+            if handle is borrowed and handle is not fs.root:
+                handle = self._reopen(resolved)  # each cache entry owns its handle
             found = (handle, "/".join(resolved), clamped)
             handle = fs.root  # now owned by the caller
             return found
         finally:
-            fs.close(handle)
+            release(handle)
 
     def _reopen(self, parts: list[str]) -> H:
         """A fresh handle on a path resolved before (all real directories)."""
@@ -815,47 +840,53 @@ class DiskBackend:
                 note(Action.SKIPPED, Reason.XATTR, f"xattr {key!r} not set: {exc.strerror}")
 
     def finish(self) -> None:
-        """Set the directories' metadata, deepest first (their mtimes moved as entries were
-        added, and a read-only parent would stop the work below it)."""
-        for path in sorted(self._dirs, key=lambda p: (-p.count("/"), p)):
-            meta = self._dirs[path]
-            fd = self._open_dir(path)
-            if fd is None:
-                continue
-            try:
-                if self.same_owner:
-                    try:
-                        os.fchown(fd, meta.uid, meta.gid)
-                    except (OSError, OverflowError) as exc:
-                        self.note(
-                            Action.SKIPPED, Reason.OWNER, f"{path or '/'}: owner not set: {exc}"
-                        )
-                os.fchmod(fd, meta.mode)
-                self._xattrs(fd, meta.xattrs, self.note)
-                if meta.mtime_ns is not None:
-                    os.utime(fd, ns=(meta.mtime_ns, meta.mtime_ns))
-            finally:
-                if fd != self.root:
-                    os.close(fd)
+        """Set the directories' metadata, children before parents (their mtimes moved as
+        entries were added, and a read-only parent would stop the work below it): paths in
+        reverse order, the open ancestors kept on a stack."""
+        ancestors: list[tuple[str, int]] = []  # (path, descriptor) from the root down
+        try:
+            for path in sorted(self._dirs, reverse=True):
+                while ancestors and not path.startswith(ancestors[-1][0] + "/"):
+                    os.close(ancestors.pop()[1])
+                fd = self._open_dir(path, ancestors)
+                if fd is None:
+                    continue
+                try:
+                    self._dir_meta(fd, path, self._dirs[path])
+                finally:
+                    if fd != self.root:
+                        os.close(fd)
+        finally:
+            for _, fd in ancestors:
+                os.close(fd)
         self._dirs.clear()
 
-    def _open_dir(self, path: str) -> int | None:
-        """A readable descriptor of a directory, every component a real directory."""
+    def _dir_meta(self, fd: int, path: str, meta: _DirMeta) -> None:
+        if self.same_owner:
+            try:
+                os.fchown(fd, meta.uid, meta.gid)
+            except (OSError, OverflowError) as exc:
+                self.note(Action.SKIPPED, Reason.OWNER, f"{path or '/'}: owner not set: {exc}")
+        os.fchmod(fd, meta.mode)
+        self._xattrs(fd, meta.xattrs, self.note)
+        if meta.mtime_ns is not None:
+            os.utime(fd, ns=(meta.mtime_ns, meta.mtime_ns))
+
+    def _open_dir(self, path: str, ancestors: list[tuple[str, int]]) -> int | None:
+        """A readable descriptor of a directory, every component a real directory (opened
+        without following symlinks); its ancestors are pushed on ``ancestors``."""
         if not path:
             return self.root
-        fd = self.root
+        parent, _, name = path.rpartition("/")
+        base, fd = ancestors[-1] if ancestors else ("", self.root)
+        rest = parent[len(base) + 1 :] if base else parent
         try:
-            parts = path.split("/")
-            for i, part in enumerate(parts):
-                flags = _DIR_READ if i == len(parts) - 1 else _DIR_PATH
-                nxt = os.open(part, flags, dir_fd=fd)
-                if fd != self.root:
-                    os.close(fd)
-                fd = nxt
-            return fd
-        except OSError:
-            if fd != self.root:
-                os.close(fd)
+            for part in rest.split("/") if rest else ():
+                fd = os.open(part, _DIR_PATH, dir_fd=fd)
+                base = f"{base}/{part}" if base else part
+                ancestors.append((base, fd))
+            return os.open(name, _DIR_READ, dir_fd=fd)
+        except OSError:  # removed, or no longer a directory: nothing to set
             return None
 
 
