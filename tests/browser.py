@@ -255,7 +255,7 @@ class Chromium:
             raise BrowserError(f"evaluate failed: {result['exceptionDetails']}")
         return result["result"].get("value")
 
-    def screenshot(self, session: str, out: Path, *, max_height: int = 12000) -> Path:
+    def screenshot(self, session: str, out: Path, *, max_height: int = 16384) -> Path:
         height = int(self.evaluate(session, "document.documentElement.scrollHeight"))
         self.call(
             "Emulation.setDeviceMetricsOverride",
