@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from inspect_tool.cli import app
 from runtime_lab.steps import plan
 from tests.runtime_support import (
     DOCKSCOPE,
@@ -331,10 +333,11 @@ def test_cpus_sets_the_cfs_quota(root: Path, image: Path) -> None:
 def test_limits_out_of_range_are_refused(
     tmp_path: Path, image: Path, option: str, value: str, message: str
 ) -> None:
-    result = ds(tmp_path / "state", "run", option, value, image, "true")
-    assert result.code == 2
-    assert message in result.err
-    assert not (tmp_path / "state").exists()
+    state_root = tmp_path / "state"
+    result = CliRunner().invoke(app, ["run", "--root", str(state_root), option, value, str(image)])
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert not state_root.exists()
 
 
 def test_cgroup_is_removed_at_exit(root: Path, image: Path) -> None:
