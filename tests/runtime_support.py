@@ -245,7 +245,9 @@ def checked_root(path: Path) -> Iterator[Path]:
         yield path
         before.assert_unchanged(path)
     finally:
-        for container_id in container_ids(path):
+        leftover = container_ids(path)
+        groups = groups_named(leftover)
+        for container_id in leftover:
             ds(path, "rm", "-f", container_id)
-        if path.exists():
+        if groups:
             ds(path, "cleanup")

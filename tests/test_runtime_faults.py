@@ -81,14 +81,19 @@ def one_line_error(stderr: str, *fragments: str) -> None:
 # -- signals ----------------------------------------------------------------------------------
 
 
-def test_ctrl_c_is_forwarded_to_pid_1(root: Path, busybox_image: Path) -> None:
-    script = 'trap "echo got-int; exit 42" INT; echo ready; while :; do sleep 0.1; done'
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_signals_to_dockscope_are_forwarded_to_pid_1(
+    root: Path, busybox_image: Path, signum: signal.Signals
+) -> None:
+    """Ctrl-C (and kill, and a closed terminal) reach the container's PID 1."""
+    name = signum.name[3:]
+    script = f'trap "echo got-{name}; exit 42" {name}; echo ready; while :; do sleep 0.1; done'
     proc = popen(root, "run", busybox_image, "sh", "-c", script)
     wait_for_line(proc, "ready")
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=15)
     assert proc.returncode == 42, err
-    assert "got-int" in out
+    assert f"got-{name}" in out
     container = state(root, only_container(root))
     assert (container["status"], container["exit_code"]) == ("exited", 42)
 
