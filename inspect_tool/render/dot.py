@@ -357,15 +357,15 @@ def to_dot(images: Sequence[GraphImage], *, name: str = "layers") -> str:
     ]
     for node_id in sorted(graph.nodes):
         node = graph.nodes[node_id]
-        attrs = [f"label={label(node.lines)}"]
-        attrs += [f"{key}={quote(value)}" for key, value in sorted(node.attrs.items())]
-        out.append(f"  {quote(node_id)} [{', '.join(attrs)}];")
+        node_attrs = [f"label={label(node.lines)}"]
+        node_attrs += [f"{key}={quote(value)}" for key, value in sorted(node.attrs.items())]
+        out.append(f"  {quote(node_id)} [{', '.join(node_attrs)}];")
     for tail, head in sorted(graph.edges):
         edge_attrs, steps = graph.edges[(tail, head)]
-        attrs = [f"{key}={quote(value)}" for key, value in sorted(edge_attrs.items())]
+        pairs = [f"{key}={quote(value)}" for key, value in sorted(edge_attrs.items())]
         if steps:
-            attrs.insert(0, f"label={label(_steps_lines(steps))}")
-        suffix = f" [{', '.join(attrs)}]" if attrs else ""
+            pairs.insert(0, f"label={label(_steps_lines(steps))}")
+        suffix = f" [{', '.join(pairs)}]" if pairs else ""
         out.append(f"  {quote(tail)} -> {quote(head)}{suffix};")
     out.append("}")
     return "\n".join(out) + "\n"
