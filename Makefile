@@ -58,8 +58,12 @@ test: lint typecheck unit
 samples: $(VENV)/.installed
 	$(PY) sample_images/make_samples.py
 
-bench: $(VENV)/.installed debs-run
-	$(PY) benchmarks/bench_inspect_verify.py
+bench: $(VENV)/.installed debs-test
+	@# every benchmark runs and prints its table; the target fails if any missed a target
+	@status=0; for script in bench_inspect_verify bench_layers bench_unpack; do \
+		echo "== benchmarks/$$script.py"; \
+		$(PY) benchmarks/$$script.py || status=1; \
+	done; exit $$status
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache $(BUSYBOX_IMAGE)
