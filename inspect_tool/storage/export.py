@@ -1,0 +1,310 @@
+"""A container's filesystem from engine storage as one tar, reading only.
+
+- merged (``docker export``): the root filesystem the container saw, computed by the union
+  view of its layers (``UnionView``), parents before children, names sorted;
+- layer (``--layer``): the writable layer alone as an OCI layer: an overlay whiteout becomes
+  ``.wh.NAME``, an opaque directory is followed by ``.wh..wh..opq``; an AUFS branch is already
+  in that form (its own ``.wh..wh.*`` metadata is left out); a vfs copy (a full tree) becomes
+  the engine's change set against its parent (``ChangesDirs``), deletions as ``.wh.`` files.
+
+Every entry is read through descriptors of the evidence (``O_NOFOLLOW``): symlinks are stored
+as symlinks, never followed; hard links within the tar point at the first name written;
+owners are numeric; mtimes keep their nanoseconds (PAX); xattrs are kept except the union
+filesystems' own (``trusted.overlay.*``, ``user.overlay.*``).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tarfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from inspect_tool.errors import UsageError
+from inspect_tool.storage.detect import open_storage
+from inspect_tool.storage.evidence import LayerDir, StorageError
+from inspect_tool.storage.model import ContainerRecord, WritableLayer
+from inspect_tool.storage.writable import (
+    AUFS_META_PREFIX,
+    AUFS_OPAQUE,
+    WHITEOUT_PREFIX,
+    Kind,
+    Node,
+    Tree,
+    Whiteouts,
+    is_opaque,
+    is_whiteout,
+    naive_changes,
+    walk_tree,
+)
+
+_CHUNK = 1 << 20
+_UNION_XATTRS = ("trusted.overlay.", "user.overlay.")
+
+
+@dataclass(frozen=True, slots=True)
+class TarItem:
+    """One entry to write: ``node`` holds its metadata and bytes; a marker is an empty
+    ``.wh.`` file standing for a whiteout or an opaque directory."""
+
+    name: str  # relative, no leading slash
+    node: Node
+    marker: bool = False
+
+
+@dataclass(slots=True)
+class TarStats:
+    directories: int = 0
+    files: int = 0
+    hardlinks: int = 0
+    symlinks: int = 0
+    devices: int = 0
+    fifos: int = 0
+    whiteouts: int = 0
+    opaque: int = 0
+    bytes: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+
+
+def _header(item: TarItem) -> tarfile.TarInfo:
+    st = item.node.st
+    info = tarfile.TarInfo(item.name)
+    info.uid, info.gid = st.st_uid, st.st_gid
+    info.uname = info.gname = ""
+    pax: dict[str, str] = {}
+    seconds, nanos = divmod(st.st_mtime_ns, 1_000_000_000)
+    info.mtime = seconds
+    if nanos and seconds >= 0:
+        pax["mtime"] = f"{seconds}.{nanos:09d}".rstrip("0")
+    if item.marker:  # docker's form: an empty file with the whiteout's permissions and owner
+        info.type = tarfile.REGTYPE
+        info.mode = stat.S_IMODE(st.st_mode) & 0o777
+        info.pax_headers = pax
+        return info
+    mode = st.st_mode
+    info.mode = stat.S_IMODE(mode)
+    node = item.node
+    if stat.S_ISDIR(mode):
+        info.type = tarfile.DIRTYPE
+        info.name = item.name.rstrip("/") + "/"
+    elif stat.S_ISREG(mode):
+        info.type = tarfile.REGTYPE
+        info.size = st.st_size
+    elif stat.S_ISLNK(mode):
+        info.type = tarfile.SYMTYPE
+        info.linkname = node.layer.readlink(node.parts)
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
+        info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    elif stat.S_ISFIFO(mode):
+        info.type = tarfile.FIFOTYPE
+    for name, value in node.layer.xattrs(node.parts).items():
+        if not name.startswith(_UNION_XATTRS):
+            pax[f"SCHILY.xattr.{name}"] = value.decode("utf-8", "surrogateescape")
+    info.pax_headers = pax
+    return info
+
+
+class Sink(Protocol):
+    def write(self, data: bytes, /) -> object: ...
+
+    def flush(self) -> None: ...
+
+
+class TarWriter:
+    """Writes items as one POSIX (pax) tar, file bytes streamed from the evidence."""
+
+    def __init__(self, out: Sink) -> None:
+        self._out = out
+        self._written = 0
+        self._links: dict[tuple[int, int], str] = {}
+        self.stats = TarStats()
+
+    def _write(self, data: bytes) -> None:
+        self._out.write(data)
+        self._written += len(data)
+
+    def add(self, item: TarItem) -> None:
+        st, stats = item.node.st, self.stats
+        if not item.marker and stat.S_ISSOCK(st.st_mode):
+            stats.skipped.append(("/" + item.name, "a socket cannot be stored in a tar"))
+            return
+        info = _header(item)
+        if not item.marker and not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:
+            key = (st.st_dev, st.st_ino)
+            first = self._links.get(key)
+            if first is not None:
+                info.type, info.linkname, info.size = tarfile.LNKTYPE, first, 0
+                self._write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+                stats.hardlinks += 1
+                return
+            self._links[key] = item.name
+        self._write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+        if item.marker:
+            if item.name.rsplit("/", 1)[-1] == AUFS_OPAQUE:
+                stats.opaque += 1
+            else:
+                stats.whiteouts += 1
+        elif info.type == tarfile.DIRTYPE:
+            stats.directories += 1
+        elif info.type == tarfile.SYMTYPE:
+            stats.symlinks += 1
+        elif info.type in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+            stats.devices += 1
+        elif info.type == tarfile.FIFOTYPE:
+            stats.fifos += 1
+        else:
+            stats.files += 1
+            self._data(item.node, info.size)
+
+    def _data(self, node: Node, size: int) -> None:
+        fd = node.layer.open_file(node.parts)
+        with os.fdopen(fd, "rb", buffering=0) as f:
+            left = size
+            while left > 0:
+                chunk = f.read(min(left, _CHUNK))
+                if not chunk:
+                    break
+                self._write(chunk)
+                left -= len(chunk)
+            if left or f.read(1):
+                raise StorageError(
+                    f"the file changed size while it was read ({size} bytes expected)",
+                    subject=node.layer.display(node.parts),
+                )
+        self.stats.bytes += size
+        if size % tarfile.BLOCKSIZE:
+            self._write(bytes(tarfile.BLOCKSIZE - size % tarfile.BLOCKSIZE))
+
+    def close(self) -> None:
+        """The end-of-archive blocks, padded to a whole record (as tar writes it)."""
+        self._write(bytes(2 * tarfile.BLOCKSIZE))
+        if self._written % tarfile.RECORDSIZE:
+            self._write(bytes(tarfile.RECORDSIZE - self._written % tarfile.RECORDSIZE))
+        self._out.flush()
+
+
+def write_tar(items: Iterable[TarItem], out: Sink) -> TarStats:
+    writer = TarWriter(out)
+    for item in items:
+        writer.add(item)
+    writer.close()
+    return writer.stats
+
+
+# -- what to write -------------------------------------------------------------------------------
+
+
+def merged_items(tree: Tree) -> Iterator[TarItem]:
+    for node in walk_tree(tree):
+        yield TarItem("/".join(node.parts), node)
+
+
+def layer_items(
+    upper: LayerDir, whiteouts: Whiteouts, *, new: Tree | None = None, old: Tree | None = None
+) -> Iterator[TarItem]:
+    """A layer directory as OCI layer entries. ``new``/``old`` given (full trees): the
+    changes between them instead."""
+    if new is not None:
+        yield from _change_items(new, old)
+        return
+    stack: list[Iterator[tuple[str, ...]]] = [iter(_sorted_children(upper, (), whiteouts))]
+    while stack:
+        parts = next(stack[-1], None)
+        if parts is None:
+            stack.pop()
+            continue
+        st = upper.lstat(parts)
+        if st is None:
+            continue
+        node = Node(parts, st, upper)
+        name = "/".join(parts)
+        if whiteouts is Whiteouts.OVERLAY and is_whiteout(st):
+            yield TarItem("/".join((*parts[:-1], WHITEOUT_PREFIX + parts[-1])), node, True)
+            continue
+        if whiteouts is Whiteouts.AUFS and parts[-1].startswith(WHITEOUT_PREFIX):
+            yield TarItem(name, node, True)
+            continue
+        yield TarItem(name, node)
+        if stat.S_ISDIR(st.st_mode):
+            if whiteouts is Whiteouts.OVERLAY and is_opaque(upper, parts, whiteouts):
+                yield TarItem(f"{name}/{AUFS_OPAQUE}", node, True)
+            stack.append(iter(_sorted_children(upper, parts, whiteouts)))
+
+
+def _sorted_children(
+    upper: LayerDir, parts: tuple[str, ...], whiteouts: Whiteouts
+) -> list[tuple[str, ...]]:
+    """Children sorted by the name they are written under (a whiteout as ``.wh.NAME``),
+    without AUFS's own metadata directories."""
+    names = upper.listdir(parts)
+    if whiteouts is Whiteouts.AUFS:
+        names = [n for n in names if not n.startswith(AUFS_META_PREFIX) or n == AUFS_OPAQUE]
+
+    def written(name: str) -> str:
+        if whiteouts is Whiteouts.OVERLAY:
+            st = upper.lstat((*parts, name))
+            if st is not None and is_whiteout(st):
+                return WHITEOUT_PREFIX + name
+        return name
+
+    return [(*parts, n) for n in sorted(names, key=written)]
+
+
+def _change_items(new: Tree, old: Tree | None) -> Iterator[TarItem]:
+    """ExportChanges: the changed entries sorted by path, deletions as ``.wh.`` markers."""
+    changes = sorted(naive_changes(new, old), key=lambda c: c.path)
+    root = new.root()
+    for change in changes:
+        parts = tuple(change.path.strip("/").split("/"))
+        if change.kind is Kind.DELETED:
+            marker = "/".join((*parts[:-1], WHITEOUT_PREFIX + parts[-1]))
+            yield TarItem(marker, Node(parts, root.st, root.layer), True)
+        elif change.node is not None:
+            yield TarItem("/".join(parts), change.node)
+
+
+# -- the command ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ExportResult:
+    container: ContainerRecord
+    layer: bool
+    stats: TarStats
+
+
+def check_outside(root: Path, output: Path) -> None:
+    """Refuse to write anything inside the evidence."""
+    evidence = os.path.realpath(root)
+    target = os.path.realpath(output)
+    if target == evidence or target.startswith(evidence.rstrip("/") + "/"):
+        raise UsageError(f"{output} lies inside the evidence {root}: write elsewhere")
+
+
+def export_items(layer: WritableLayer, *, only_layer: bool) -> Iterator[TarItem]:
+    if not only_layer:
+        assert layer.merged is not None
+        return merged_items(layer.merged)
+    if layer.method == "naive":
+        return layer_items(layer.upper, layer.whiteouts, new=layer.new_tree, old=layer.old_tree)
+    return layer_items(layer.upper, layer.whiteouts)
+
+
+def container_export(root: Path, ident: str, out: BinaryIO, *, layer: bool = False) -> ExportResult:
+    """Write container ``ident``'s merged filesystem (or, with ``layer``, its writable layer
+    as an OCI layer tar) to ``out``, reading the evidence only."""
+    storage = open_storage(root)
+    try:
+        container = storage.resolve_container(ident)
+        writable = storage.writable(container)
+        try:
+            stats = write_tar(export_items(writable, only_layer=layer), out)
+        finally:
+            writable.close()
+        return ExportResult(container, layer, stats)
+    finally:
+        storage.evidence.close()

@@ -1,0 +1,491 @@
+"""A container's writable layer read from engine storage: a userspace union view, and the
+A/C/D changes exactly as ``docker diff`` and ``podman diff`` compute them.
+
+Nothing is mounted. The layer directories are read through ``LayerDir`` (descriptors,
+``O_NOFOLLOW``, lookups confined to each layer) and merged here with the rules of the union
+filesystem that wrote them:
+
+- overlay: a whiteout is a character device 0/0; a directory whose lower contents are
+  hidden carries ``trusted.overlay.opaque=y`` (``user.overlay.opaque=y`` when the mount used
+  ``userxattr``, as rootless engines do);
+- AUFS: a whiteout is a file ``.wh.NAME``; an opaque directory holds ``.wh..wh..opq``;
+  ``.wh..wh.*`` entries are AUFS's own metadata (hard-link and orphan directories);
+- vfs: every layer is a full copy of the tree; nothing is a whiteout.
+
+Two ways of computing changes, the engines' own:
+
+- ``walk_changes`` is moby's and containers/storage's ``changes()`` (``OverlayChanges`` for
+  overlay, ``Changes`` for AUFS): walk the upper directory; a whiteout (or an opaque
+  directory) is D; an entry some lower layer also has is C, unless it is a directory with the
+  same size, mode and mtime (then nothing); anything else is A; the parent directory of an A
+  or D is added as C (moby: the parent only; containers/storage: every ancestor not already
+  listed). ``Rules`` holds what differs between the two engines.
+- ``naive_changes`` is ``ChangesDirs``, used for vfs (and Docker's overlay v1): compare two
+  full trees entry by entry (mode, owner, device, and for non-directories mtime and size;
+  the ``security.capability`` xattr); a directory with changes inside is C.
+
+Lookups into lower layers follow symlinks where the engines' ``os.Stat`` does, but only
+inside each layer directory. Where an engine fails (moby and containers/storage stop with
+"not a directory" when a lower layer holds a file where the upper has a directory), the
+entry is taken as added instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+from inspect_tool.storage.evidence import LayerDir
+
+OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
+# overlay features that leave part of an entry in a lower layer: not followed by this reader
+UNFOLLOWED_XATTRS = (
+    "trusted.overlay.redirect",
+    "trusted.overlay.metacopy",
+    "user.overlay.redirect",
+    "user.overlay.metacopy",
+)
+WHITEOUT_PREFIX = ".wh."
+AUFS_META_PREFIX = ".wh..wh."
+AUFS_OPAQUE = ".wh..wh..opq"
+CAPABILITY_XATTR = "security.capability"
+_CHUNK = 1 << 20
+
+
+class Whiteouts(StrEnum):
+    OVERLAY = "overlay"
+    AUFS = "aufs"
+    NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """What the engines' ``changes()`` do differently."""
+
+    whiteouts: Whiteouts
+    # an opaque directory is D: moby always; containers/storage only when a lower layer has it
+    opaque_needs_lower: bool
+    # containers/storage: a lower layer's whiteout of the path (or a parent) makes it new
+    lower_whiteouts: bool
+    # containers/storage: every ancestor not yet listed becomes C; moby: the parent only
+    all_ancestors: bool
+    # containers/storage accepts a one-second rounding up of either mtime
+    rounded_times: bool
+
+
+MOBY_OVERLAY = Rules(Whiteouts.OVERLAY, False, False, False, False)
+MOBY_AUFS = Rules(Whiteouts.AUFS, False, False, False, False)
+CSTORAGE_OVERLAY = Rules(Whiteouts.OVERLAY, True, True, True, True)
+
+
+class Kind(StrEnum):
+    ADDED = "A"
+    CHANGED = "C"
+    DELETED = "D"
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One entry of a tree: where it lies in the evidence and its metadata."""
+
+    parts: tuple[str, ...]
+    st: os.stat_result
+    layer: LayerDir
+    below: tuple[LayerDir, ...] = ()  # for a directory of a union: every layer merging here
+
+    @property
+    def path(self) -> str:
+        return "/" + "/".join(self.parts)
+
+    @property
+    def is_dir(self) -> bool:
+        return stat.S_ISDIR(self.st.st_mode)
+
+
+@dataclass(frozen=True, slots=True)
+class RawChange:
+    kind: Kind
+    path: str
+    node: Node | None  # the upper entry (A, C) or the whiteout (D), when there is one
+
+
+class Tree(Protocol):
+    """A directory tree: a plain layer directory or a union of several."""
+
+    prune_same_inode: bool
+
+    def root(self) -> Node: ...
+
+    def children(self, node: Node) -> list[Node]: ...
+
+
+def is_whiteout(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def is_opaque(layer: LayerDir, parts: tuple[str, ...], whiteouts: Whiteouts) -> bool:
+    if whiteouts is Whiteouts.OVERLAY:
+        return any(layer.getxattr(parts, name) == b"y" for name in OPAQUE_XATTRS)
+    if whiteouts is Whiteouts.AUFS:
+        return layer.lstat((*parts, AUFS_OPAQUE)) is not None
+    return False
+
+
+# -- trees ---------------------------------------------------------------------------------------
+
+
+class DirTree:
+    """One directory as a tree (a vfs layer: a full copy)."""
+
+    prune_same_inode = True
+
+    def __init__(self, layer: LayerDir) -> None:
+        self.layer = layer
+
+    def root(self) -> Node:
+        return Node((), os.fstat(self.layer.fd), self.layer, (self.layer,))
+
+    def children(self, node: Node) -> list[Node]:
+        found = []
+        for name in self.layer.listdir(node.parts):
+            parts = (*node.parts, name)
+            st = self.layer.lstat(parts)
+            if st is not None:
+                below = (self.layer,) if stat.S_ISDIR(st.st_mode) else ()
+                found.append(Node(parts, st, self.layer, below))
+        return found
+
+
+class UnionView:
+    """What a union mount of ``layers`` (topmost first) shows, computed from the layer
+    directories: the topmost layer holding a name decides; a whiteout hides the name in the
+    layers below it; a non-directory hides everything below it; a directory merges with the
+    directories below it down to the first opaque one. An entry is never hidden by a whiteout
+    of its own layer."""
+
+    prune_same_inode = False
+
+    def __init__(self, layers: list[LayerDir], whiteouts: Whiteouts) -> None:
+        self.layers = layers
+        self.whiteouts = whiteouts
+
+    def root(self) -> Node:
+        top = self.layers[0]
+        below: list[LayerDir] = []
+        for layer in self.layers:
+            below.append(layer)
+            if is_opaque(layer, (), self.whiteouts):
+                break
+        return Node((), os.fstat(top.fd), top, tuple(below))
+
+    def _hidden_name(self, name: str) -> bool:
+        return self.whiteouts is Whiteouts.AUFS and name.startswith(WHITEOUT_PREFIX)
+
+    def children(self, node: Node) -> list[Node]:
+        names: set[str] = set()
+        for layer in node.below:
+            names.update(n for n in layer.listdir(node.parts) if not self._hidden_name(n))
+        found = []
+        for name in sorted(names):
+            child = self.child(node, name)
+            if child is not None:
+                found.append(child)
+        return found
+
+    def child(self, node: Node, name: str) -> Node | None:
+        parts = (*node.parts, name)
+        shown: tuple[LayerDir, os.stat_result] | None = None
+        below: list[LayerDir] = []
+        for layer in node.below:
+            st = layer.lstat(parts)
+            if st is not None and self.whiteouts is Whiteouts.OVERLAY and is_whiteout(st):
+                break
+            if st is not None:
+                if not stat.S_ISDIR(st.st_mode):
+                    if shown is None:
+                        shown = (layer, st)
+                    break  # a non-directory hides what lies below; below a directory, it is hidden
+                shown = shown or (layer, st)
+                below.append(layer)
+                if is_opaque(layer, parts, self.whiteouts):
+                    break
+            if self.whiteouts is Whiteouts.AUFS and (
+                layer.lstat((*node.parts, WHITEOUT_PREFIX + name)) is not None
+            ):
+                break
+        if shown is None:
+            return None
+        return Node(parts, shown[1], shown[0], tuple(below))
+
+    def lookup(self, parts: tuple[str, ...]) -> Node | None:
+        node: Node | None = self.root()
+        for part in parts:
+            if node is None or not node.is_dir:
+                return None
+            node = self.child(node, part)
+        return node
+
+
+def walk_tree(tree: Tree) -> Iterator[Node]:
+    """Every entry below the root, parents first, names sorted."""
+    stack: list[Iterator[Node]] = [iter(tree.children(tree.root()))]
+    while stack:
+        node = next(stack[-1], None)
+        if node is None:
+            stack.pop()
+            continue
+        yield node
+        if node.is_dir:
+            stack.append(iter(tree.children(node)))
+
+
+# -- moby / containers/storage changes() ---------------------------------------------------------
+
+
+def _same_time(a_ns: int, b_ns: int, rounded: bool) -> bool:
+    a_sec, a_nsec = divmod(a_ns, 1_000_000_000)
+    b_sec, b_nsec = divmod(b_ns, 1_000_000_000)
+    if a_sec == b_sec and a_nsec == b_nsec:
+        return True
+    if not rounded:
+        return a_sec == b_sec and (a_nsec == 0 or b_nsec == 0)
+    if a_nsec != 0 and b_nsec != 0:
+        return False
+    if a_sec == b_sec:
+        return True
+    return (b_nsec == 0 and a_sec == b_sec - 1) or (a_nsec == 0 and a_sec - 1 == b_sec)
+
+
+def _ancestors(parts: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
+    """Parent, grandparent, … up to (not including) the root."""
+    for end in range(len(parts) - 1, 0, -1):
+        yield parts[:end]
+
+
+def _lower_whiteout(layer: LayerDir, parts: tuple[str, ...]) -> bool:
+    st = layer.stat(parts)
+    return st is not None and is_whiteout(st)
+
+
+def _deleted(
+    upper: LayerDir,
+    parts: tuple[str, ...],
+    st: os.stat_result,
+    lowers: list[LayerDir],
+    rules: Rules,
+) -> tuple[str, ...] | None:
+    """The path a whiteout (or an opaque directory) deletes, or None."""
+    if rules.whiteouts is Whiteouts.AUFS:
+        name = parts[-1]
+        if name.startswith(WHITEOUT_PREFIX):
+            return (*parts[:-1], name[len(WHITEOUT_PREFIX) :])
+        return None
+    if is_whiteout(st):
+        return parts
+    if not stat.S_ISDIR(st.st_mode) or not is_opaque(upper, parts, Whiteouts.OVERLAY):
+        return None
+    if not rules.opaque_needs_lower:
+        return parts
+    for layer in lowers:
+        below = layer.stat(parts)
+        if below is not None:
+            return None if is_whiteout(below) else parts
+        if any(_lower_whiteout(layer, d) for d in _ancestors(parts)):
+            return None
+    return None
+
+
+def walk_changes(upper: LayerDir, lowers: list[LayerDir], rules: Rules) -> list[RawChange]:
+    """The engines' ``changes(layers, rw)``: ``lowers`` topmost first. Walk order (parents
+    first, names sorted), with added parent directories placed before the entry."""
+    changes: list[RawChange] = []
+    changed_dirs: set[tuple[str, ...]] = set()
+    for parts, st in upper.walk():
+        if rules.whiteouts is Whiteouts.AUFS:
+            if len(parts) == 1 and parts[0].startswith(AUFS_META_PREFIX):
+                continue  # moby's aufsMetadataSkip: "/.wh..wh.*"
+            if parts[-1] == AUFS_OPAQUE:
+                continue  # the opaque marker deletes nothing by itself
+        node = Node(parts, st, upper)
+        deleted = _deleted(upper, parts, st, lowers, rules)
+        if deleted is not None:
+            change = RawChange(Kind.DELETED, "/" + "/".join(deleted), node)
+        else:
+            kind = Kind.ADDED
+            skip = False
+            for layer in lowers:
+                if rules.lower_whiteouts and (
+                    _lower_whiteout(layer, parts)
+                    or any(_lower_whiteout(layer, d) for d in _ancestors(parts))
+                ):
+                    break
+                below = layer.stat(parts)
+                if below is None:
+                    continue
+                if (
+                    stat.S_ISDIR(below.st_mode)
+                    and stat.S_ISDIR(st.st_mode)
+                    and below.st_size == st.st_size
+                    and below.st_mode == st.st_mode
+                    and _same_time(st.st_mtime_ns, below.st_mtime_ns, rules.rounded_times)
+                ):
+                    skip = True  # the same directory: not a change by itself
+                kind = Kind.CHANGED
+                break
+            if skip:
+                continue
+            change = RawChange(kind, node.path, node)
+        if stat.S_ISDIR(st.st_mode):
+            changed_dirs.add(parts)
+        if change.kind is not Kind.CHANGED:
+            tail: list[RawChange] = []
+            for parent in _ancestors(parts):
+                if parent not in changed_dirs:
+                    tail.insert(0, _parent_change(upper, parent))
+                    changed_dirs.add(parent)
+                if not rules.all_ancestors:
+                    break
+            changes += tail
+        changes.append(change)
+    return changes
+
+
+def _parent_change(upper: LayerDir, parts: tuple[str, ...]) -> RawChange:
+    st = upper.lstat(parts)
+    return RawChange(Kind.CHANGED, "/" + "/".join(parts), Node(parts, st, upper) if st else None)
+
+
+# -- ChangesDirs (naive diff) --------------------------------------------------------------------
+
+
+def _stat_different(old: os.stat_result, new: os.stat_result, rounded: bool) -> bool:
+    if (
+        old.st_mode != new.st_mode
+        or old.st_uid != new.st_uid
+        or old.st_gid != new.st_gid
+        or old.st_rdev != new.st_rdev
+    ):
+        return True
+    # the engines' test: "mode & S_IFDIR != S_IFDIR" (block devices and sockets pass it too)
+    if old.st_mode & stat.S_IFDIR != stat.S_IFDIR:
+        same = _same_time(old.st_mtime_ns, new.st_mtime_ns, rounded)
+        return not same or old.st_size != new.st_size
+    return False
+
+
+@dataclass(slots=True)
+class _Frame:
+    new: Node
+    old: Node | None
+    start: int
+    added: bool
+    pending: list[tuple[Node, Node | None]] = field(default_factory=list)
+    deleted: list[Node] = field(default_factory=list)
+
+
+def naive_changes(new: Tree, old: Tree | None, *, rounded_times: bool = True) -> list[RawChange]:
+    """``ChangesDirs(new, old)``: both trees compared entry by entry (``old`` None: an empty
+    tree). Within a directory the entries come in name order and deletions after the rest
+    (the engines use Go's map order, which is random)."""
+    changes: list[RawChange] = []
+    stack = [_frame(new, old, new.root(), old.root() if old else None, changes, root=True)]
+    while stack:
+        frame = stack[-1]
+        if frame.pending:
+            child_new, child_old = frame.pending.pop(0)
+            if child_old is not None and (
+                _stat_different(child_old.st, child_new.st, rounded_times)
+                or _capability(child_old) != _capability(child_new)
+            ):
+                changes.append(RawChange(Kind.CHANGED, child_new.path, child_new))
+                stack.append(_frame(new, old, child_new, child_old, changes, added=True))
+            else:
+                stack.append(_frame(new, old, child_new, child_old, changes))
+            continue
+        stack.pop()
+        changes += [RawChange(Kind.DELETED, d.path, None) for d in frame.deleted]
+        if len(changes) > frame.start and frame.new.is_dir and not frame.added and frame.new.parts:
+            changes.insert(frame.start, RawChange(Kind.CHANGED, frame.new.path, frame.new))
+    return changes
+
+
+def _frame(
+    new: Tree,
+    old: Tree | None,
+    node: Node,
+    old_node: Node | None,
+    changes: list[RawChange],
+    *,
+    added: bool = False,
+    root: bool = False,
+) -> _Frame:
+    start = len(changes)
+    if old_node is None and not root:
+        changes.append(RawChange(Kind.ADDED, node.path, node))
+        added = True
+    frame = _Frame(node, old_node, start, added)
+    if not node.is_dir:
+        return frame
+    old_children: dict[str, Node] = {}
+    if old is not None and old_node is not None and old_node.is_dir:
+        old_children = {c.parts[-1]: c for c in old.children(old_node)}
+    for child in new.children(node):
+        name = child.parts[-1]
+        previous = old_children.pop(name, None)
+        if (
+            previous is not None
+            and old is not None
+            and new.prune_same_inode
+            and old.prune_same_inode
+            and (previous.st.st_dev, previous.st.st_ino) == (child.st.st_dev, child.st.st_ino)
+        ):
+            continue  # the same inode on the same device: unchanged (the engines prune it)
+        frame.pending.append((child, previous))
+    frame.deleted = [old_children[n] for n in sorted(old_children)]
+    return frame
+
+
+def _capability(node: Node) -> bytes | None:
+    return node.layer.getxattr(node.parts, CAPABILITY_XATTR)
+
+
+# -- helpers for reports -------------------------------------------------------------------------
+
+
+def file_type(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISREG, "file"),
+        (stat.S_ISDIR, "dir"),
+        (stat.S_ISLNK, "symlink"),
+        (stat.S_ISCHR, "char"),
+        (stat.S_ISBLK, "block"),
+        (stat.S_ISFIFO, "fifo"),
+        (stat.S_ISSOCK, "socket"),
+    ):
+        if test(mode):
+            return name
+    return "other"
+
+
+def sha256_of(node: Node) -> str:
+    digest = hashlib.sha256()
+    fd = node.layer.open_file(node.parts)
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
+
+
+def unfollowed_features(nodes: Iterable[Node]) -> list[str]:
+    """Paths carrying overlay redirect or metacopy xattrs (their data lies elsewhere)."""
+    found = []
+    for node in nodes:
+        for name in UNFOLLOWED_XATTRS:
+            if node.layer.getxattr(node.parts, name) is not None:
+                found.append(f"{node.path} ({name})")
+    return found
