@@ -1,0 +1,695 @@
+"""Offline forensics of a real Docker root (``../shared/corpus/docker-root-overlay2.tgz``: five
+busybox containers, one running when it was copied): listing, diff, export, inspect, logs and
+save, with the whole tree fingerprinted (bytes, modes, owners, times, xattrs) before and after
+every command. The same root is also rewritten into Docker's other layouts (aufs, vfs,
+overlay) and given whiteouts and opaque directories, to check each driver's rules."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import stat
+import subprocess
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from inspect_tool.storage import is_engine_root
+from inspect_tool.storage.times import format_ns
+from tests.storage_helpers import diff_lines, dockscope, fingerprint
+
+IMAGE_ID = "sha256:8ac48589692a53a9b8c2d1ceaa6b402665aa7fe667ba51ccc03002300856d8c7"
+DIFF_ID = "sha256:0314be9edf00a925d59f9b88c9d8ccb34447ab677078874d8c14e7a6816e21e1"
+CACHE = "583c602e6bded61f85a9deb504a724d5cc7cce3902c8385a7620fe1c78ad3176"
+RUNNING = "8e8b7f23eb7cbd4dfe7e91646ddd0e0f524218e25d50113559f078dfb2690206"
+EXITED = "9949fa153b778e39d6cab0a4e0ba60fa34a13fedb1f256d613a2f88c0c98408a"
+# container ID -> (name, status, command, what docker diff prints)
+CONTAINERS = {
+    "10acac0b3466813c9e1f85e2aa7d06298e51fbfe86bbcb6b7a19dd33d3798f6a": (
+        "/reverent_wing",
+        "created",
+        ["/bin/sh echo test"],
+        [],
+    ),
+    "61ba4e6c012c782186c649466157e05adfd7caa5b551432de51043893cae5353": (
+        "/zealous_lalande",
+        "created",
+        ["echo test"],
+        [],
+    ),
+    RUNNING: ("/festive_perlman", "running", ["sh"], ["A /tets"]),
+    EXITED: ("/mystifying_murdock", "exited", ["sh"], []),
+    "f83f963c67cbd36055f690fc988c1e42be06c1253e80113d1d516778c06b2841": (
+        "/objective_franklin",
+        "exited",
+        ["sh"],
+        [],
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def unpacked(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The corpus Docker root, unpacked once (tests that alter it work on a copy)."""
+    target = tmp_path_factory.mktemp("docker-root")
+    subprocess.run(
+        ["tar", "xzf", str(corpus / "docker-root-overlay2.tgz"), "-C", str(target)], check=True
+    )
+    return target / "docker"
+
+
+def _copy(source: Path, target: Path) -> Path:
+    subprocess.run(["cp", "-a", str(source), str(target)], check=True)
+    return target
+
+
+@pytest.fixture
+def docker_copy(unpacked: Path, tmp_path: Path) -> Path:
+    return _copy(unpacked, tmp_path / "docker")
+
+
+def _mount_id(root: Path, cid: str, driver: str = "overlay2") -> str:
+    return (root / "image" / driver / "layerdb" / "mounts" / cid / "mount-id").read_text()
+
+
+# -- detection and listing -----------------------------------------------------------------------
+
+
+def test_detects_a_docker_root_and_nothing_else(unpacked: Path, tmp_path: Path) -> None:
+    assert is_engine_root(unpacked)
+    assert not is_engine_root(unpacked.parent)  # the folder holding it is not one
+    assert not is_engine_root(tmp_path / "missing")
+    (tmp_path / "file").write_text("x")
+    assert not is_engine_root(tmp_path / "file")
+    # dockscope's own runtime root: containers/<id>/config.json and state.json, no image/
+    runtime = tmp_path / "runtime" / "containers" / "c1"
+    runtime.mkdir(parents=True)
+    (runtime / "config.json").write_text("{}")
+    (runtime / "state.json").write_text("{}")
+    assert not is_engine_root(tmp_path / "runtime")
+    # a symlink standing for image/ is not followed
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "image").symlink_to(unpacked / "image")
+    assert not is_engine_root(fake)
+
+
+def test_ls_json_lists_the_image_and_five_containers(unpacked: Path) -> None:
+    run = dockscope(unpacked, "storage", "ls", "--json", unpacked)
+    assert run.exit_code == 0, run.stderr
+    doc = run.json()
+    assert doc["kind"] == "storage-ls" and doc["schema_version"] == 1
+    assert doc["engine"] == "docker" and doc["drivers"] == ["overlay2"]
+    [image] = doc["images"]
+    assert image["id"] == IMAGE_ID
+    assert image["tags"] == ["busybox:latest"]
+    assert image["created"] == "2018-04-05T10:41:28.876407948Z"
+    assert image["layers"] == 1 and image["diff_ids"] == [DIFF_ID]
+    containers = {c["id"]: c for c in doc["containers"]}
+    assert set(containers) == set(CONTAINERS)
+    for cid, (name, status, command, _) in CONTAINERS.items():
+        entry = containers[cid]
+        assert entry["name"] == name
+        assert entry["status"] == status
+        assert entry["running"] is (status == "running")
+        assert entry["command"] == command
+        assert entry["image_id"] == IMAGE_ID
+        mount = _mount_id(unpacked, cid)
+        assert entry["upper_dir"] == str(unpacked / "overlay2" / mount / "diff")
+        assert entry["log_path"] == str(unpacked / "containers" / cid / f"{cid}-json.log")
+        assert Path(entry["log_path"]).is_file()
+        assert {"id", "name", "image", "created", "running", "upper_dir"} <= set(entry)
+    assert containers[RUNNING]["pid"] == 71799
+    assert containers[RUNNING]["started"] == "2018-05-16T10:51:39.62598903Z"
+    assert containers[EXITED]["exit_code"] == 0
+    assert containers[EXITED]["finished"] == "2018-05-16T10:50:57.346107125Z"
+    by_name = {c["name"]: c for c in doc["containers"]}
+    assert by_name["/objective_franklin"]["image"] == "gcr.io/google-containers/busybox:latest"
+    assert doc["warnings"] == []
+
+
+def test_ls_text_reads_like_docker_ps(unpacked: Path) -> None:
+    run = dockscope(unpacked, "storage", "ls", "--long", unpacked)
+    assert run.exit_code == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0] == f"{unpacked}: docker storage (overlay2)"
+    assert any(line.startswith("8ac48589692a   busybox:latest") for line in lines)
+    running = next(line for line in lines if line.startswith(RUNNING[:12]))
+    assert "/festive_perlman" in running and "Running (pid 71799)" in running
+    assert str(unpacked / "overlay2" / _mount_id(unpacked, RUNNING) / "diff") in running
+    exited = next(line for line in lines if line.startswith(EXITED[:12]))
+    assert "Exited (0) 2018-05-16 10:50:57" in exited
+
+
+def test_a_folder_holding_the_root_is_refused_with_a_hint(unpacked: Path) -> None:
+    run = dockscope(unpacked.parent, "storage", "ls", unpacked.parent)
+    assert run.exit_code == 3
+    assert f"engine storage lies in {unpacked}" in run.stderr
+
+
+# -- diff ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cid", sorted(CONTAINERS))
+def test_diff_of_each_container_as_docker_prints_it(unpacked: Path, cid: str) -> None:
+    name, _, _, expected = CONTAINERS[cid]
+    for ident in (cid, cid[:12], name, name.lstrip("/")):
+        run = dockscope(unpacked, "container", "diff", "--root", unpacked, ident)
+        assert diff_lines(run) == expected, ident
+        assert run.stderr == ""
+
+
+def test_diff_json_adds_metadata_and_content_hash(unpacked: Path) -> None:
+    run = dockscope(unpacked, "container", "diff", "--json", "--root", unpacked, "festive_perlman")
+    assert run.exit_code == 0, run.stderr
+    doc = run.json()
+    assert doc["kind"] == "container-diff"
+    assert (doc["engine"], doc["driver"], doc["method"]) == ("docker", "overlay2", "overlay")
+    assert doc["container"]["id"] == RUNNING
+    tets = unpacked / "overlay2" / _mount_id(unpacked, RUNNING) / "diff" / "tets"
+    st = tets.lstat()
+    [change] = doc["changes"]
+    assert change == {
+        "kind": "A",
+        "change": "added",
+        "path": "/tets",
+        "type": "file",
+        "size": 5,
+        "mode": "0644",
+        "uid": st.st_uid,
+        "gid": st.st_gid,
+        "mtime": format_ns(st.st_mtime_ns),
+        "link": None,
+        "sha256": "sha256:" + hashlib.sha256(tets.read_bytes()).hexdigest(),
+        "evidence": str(tets),
+        "engine": None,
+        "hidden": False,
+    }
+    assert doc["summary"] == {"added": 1, "changed": 0, "deleted": 0, "engine": 0, "hidden": 0}
+
+
+def test_diff_since_gives_a_timeline(unpacked: Path) -> None:
+    tets = unpacked / "overlay2" / _mount_id(unpacked, RUNNING) / "diff" / "tets"
+    mtime = format_ns(tets.lstat().st_mtime_ns, fixed=True)
+    assert mtime == "2018-05-16T10:51:44.000000000Z"
+    args = ("container", "diff", "--root", unpacked, RUNNING[:6])
+    run = dockscope(unpacked, *args, "--since", "2018-05-16")
+    assert diff_lines(run) == [f"{mtime} A /tets"]
+    assert diff_lines(dockscope(unpacked, *args, "--since", "2018-05-17T00:00:00Z")) == []
+    assert diff_lines(dockscope(unpacked, *args, "--since", "1526428800")) == [f"{mtime} A /tets"]
+    doc = dockscope(unpacked, *args, "--json", "--since", "2030-01-01").json()
+    assert doc["changes"] == [] and doc["since"] == "2030-01-01T00:00:00Z"
+    bad = dockscope(unpacked, *args, "--since", "yesterday")
+    assert bad.exit_code == 2 and "--since 'yesterday'" in bad.stderr
+
+
+def test_ambiguous_prefix_lists_candidates(docker_copy: Path) -> None:
+    twin = "8e8b7f" + "0" * 58
+    source = docker_copy / "containers" / RUNNING
+    target = docker_copy / "containers" / twin
+    shutil.copytree(source, target)
+    config = json.loads((target / "config.v2.json").read_text())
+    config["ID"], config["Name"] = twin, "/twin"
+    (target / "config.v2.json").write_text(json.dumps(config))
+    shutil.copytree(
+        docker_copy / "image/overlay2/layerdb/mounts" / RUNNING,
+        docker_copy / "image/overlay2/layerdb/mounts" / twin,
+    )
+    run = dockscope(docker_copy, "container", "diff", "--root", docker_copy, "8e8b7f")
+    assert run.exit_code == 2
+    assert "'8e8b7f' is ambiguous" in run.stderr
+    assert "8e8b7f23eb7c (/festive_perlman)" in run.stderr and "8e8b7f000000 (/twin)" in run.stderr
+    assert diff_lines(dockscope(docker_copy, "container", "diff", "--root", docker_copy, "twin"))
+    missing = dockscope(docker_copy, "container", "diff", "--root", docker_copy, "nope")
+    assert missing.exit_code == 2 and "no container named" in missing.stderr
+
+
+# -- export --------------------------------------------------------------------------------------
+
+
+def _tar_members(data: bytes) -> dict[str, tuple[str, int, bytes | str | None]]:
+    found: dict[str, tuple[str, int, bytes | str | None]] = {}
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        first_names: dict[str, bytes | None] = {}
+        for member in tar:
+            name = member.name.rstrip("/")
+            if member.isreg():
+                extracted = tar.extractfile(member)
+                content: bytes | str | None = extracted.read() if extracted else None
+                first_names[name] = content  # type: ignore[assignment]
+                found[name] = ("file", member.mode, content)
+            elif member.islnk():
+                found[name] = ("file", member.mode, first_names[member.linkname.rstrip("/")])
+            elif member.issym():
+                found[name] = ("symlink", member.mode, member.linkname)
+            elif member.isdir():
+                found[name] = ("dir", member.mode, None)
+            else:
+                found[name] = ("other", member.mode, None)
+    return found
+
+
+def _tree(root: Path) -> dict[str, tuple[str, int, bytes | str | None]]:
+    found: dict[str, tuple[str, int, bytes | str | None]] = {}
+    for directory, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(directory) / name
+            st = path.lstat()
+            rel = str(path.relative_to(root))
+            mode = stat.S_IMODE(st.st_mode)
+            if stat.S_ISLNK(st.st_mode):
+                found[rel] = ("symlink", mode, os.readlink(path))
+            elif stat.S_ISDIR(st.st_mode):
+                found[rel] = ("dir", mode, None)
+            elif stat.S_ISREG(st.st_mode):
+                found[rel] = ("file", mode, path.read_bytes())
+            else:
+                found[rel] = ("other", mode, None)
+    return found
+
+
+def test_export_equals_the_kernels_merged_view(unpacked: Path, tmp_path: Path) -> None:
+    """The running container's overlay mount was captured in the copy (overlay2/<id>/merged):
+    the union computed from the layer directories must show exactly what the kernel showed."""
+    out = tmp_path / "festive.tar"
+    run = dockscope(unpacked, "container", "export", "--root", unpacked, RUNNING, "-o", out)
+    assert run.exit_code == 0, run.stderr
+    merged = unpacked / "overlay2" / _mount_id(unpacked, RUNNING) / "merged"
+    exported = _tar_members(out.read_bytes())
+    assert exported == _tree(merged)
+    assert exported["tets"] == ("file", 0o644, b"test\n")
+    assert "etc/hostname" in exported and "bin/busybox" in exported
+
+
+def test_export_layer_and_json_summary(unpacked: Path, tmp_path: Path) -> None:
+    out = tmp_path / "layer.tar"
+    args = ("container", "export", "--root", unpacked, RUNNING, "--layer", "--json", "-o", out)
+    run = dockscope(unpacked, *args)
+    assert run.exit_code == 0, run.stderr
+    doc = run.json()
+    assert doc["kind"] == "container-export" and doc["layer"] is True
+    assert doc["summary"]["files"] == 1 and doc["summary"]["bytes"] == 5
+    members = _tar_members(out.read_bytes())
+    tets = unpacked / "overlay2" / _mount_id(unpacked, RUNNING) / "diff" / "tets"
+    assert members == {"tets": ("file", 0o644, tets.read_bytes())}
+
+
+def test_export_to_stdout_and_refusals(unpacked: Path) -> None:
+    run = dockscope(unpacked, "container", "export", "--root", unpacked, RUNNING, "-o", "-")
+    assert run.exit_code == 0, run.stderr
+    assert "tets" in _tar_members(run.stdout_bytes)
+    inside = unpacked / "stolen.tar"
+    run = dockscope(unpacked, "container", "export", "--root", unpacked, RUNNING, "-o", inside)
+    assert run.exit_code == 2 and "inside the evidence" in run.stderr
+    assert not inside.exists()
+    run = dockscope(
+        unpacked, "container", "export", "--root", unpacked, RUNNING, "--json", "-o", "-"
+    )
+    assert run.exit_code == 2
+
+
+# -- inspect and logs ----------------------------------------------------------------------------
+
+
+def test_inspect_decodes_the_engines_files(unpacked: Path) -> None:
+    run = dockscope(unpacked, "container", "inspect", "--root", unpacked, "festive_perlman")
+    assert run.exit_code == 0, run.stderr
+    doc = run.json()
+    assert doc["kind"] == "container-inspect" and doc["engine"] == "docker"
+    files = doc["files"]
+    config = files[f"containers/{RUNNING}/config.v2.json"]
+    assert config["State"]["Running"] is True and config["State"]["Pid"] == 71799
+    assert files[f"containers/{RUNNING}/hostconfig.json"]["LogConfig"]["Type"] == "json-file"
+    mount_id = files[f"image/overlay2/layerdb/mounts/{RUNNING}/mount-id"]
+    assert mount_id == _mount_id(unpacked, RUNNING)
+    assert doc["container"]["running"] is True
+
+
+def test_logs_split_streams_and_filter(unpacked: Path) -> None:
+    run = dockscope(unpacked, "container", "logs", "--root", unpacked, "objective_franklin")
+    assert (run.exit_code, run.stdout, run.stderr) == (0, "ohai\n", "")
+    run = dockscope(unpacked, "container", "logs", "--root", unpacked, "reverent_wing")
+    assert run.exit_code == 0 and run.stdout == ""
+    assert "stat /bin/sh echo test: no such file or directory" in run.stderr
+    run = dockscope(unpacked, "container", "logs", "-t", "--root", unpacked, "objective_franklin")
+    assert run.stdout == "2018-05-16T10:51:11.853151438Z ohai\n"
+    args = ("container", "logs", "--root", unpacked, "objective_franklin")
+    assert dockscope(unpacked, *args, "--since", "2018-05-16T10:51:12Z").stdout == ""
+    assert dockscope(unpacked, *args, "--tail", "0").stdout == ""
+    doc = dockscope(unpacked, *args, "--json").json()
+    assert doc["entries"] == [
+        {"time": "2018-05-16T10:51:11.853151438Z", "stream": "stdout", "text": "ohai\n"}
+    ]
+    assert dockscope(unpacked, "container", "logs", "--root", unpacked, RUNNING).stdout == ""
+
+
+# -- save ----------------------------------------------------------------------------------------
+
+
+def test_save_writes_a_verified_oci_layout(unpacked: Path, tmp_path: Path) -> None:
+    out = tmp_path / "busybox-oci"
+    run = dockscope(unpacked, "storage", "save", "--json", unpacked, "busybox", "-o", out)
+    assert run.exit_code == 0, run.stderr
+    doc = run.json()
+    assert doc["ok"] is True and doc["image"]["id"] == IMAGE_ID
+    [layer] = doc["layers"]
+    assert layer["computed"] == layer["diff_id"] == layer["recorded"] == DIFF_ID
+    assert layer["source"] == "tar-split"
+    blob = out / "blobs" / "sha256" / DIFF_ID.removeprefix("sha256:")
+    assert "sha256:" + hashlib.sha256(blob.read_bytes()).hexdigest() == DIFF_ID
+    assert (out / "blobs/sha256" / IMAGE_ID.removeprefix("sha256:")).is_file()
+    index = json.loads((out / "index.json").read_text())
+    [descriptor] = index["manifests"]
+    assert descriptor["annotations"]["org.opencontainers.image.ref.name"] == "latest"
+    verify = dockscope(unpacked, "verify", "--json", out)
+    assert verify.exit_code == 0, verify.stdout
+    assert verify.json()["ok"] is True
+    inspect = dockscope(unpacked, "inspect", "--json", out).json()
+    assert inspect["image_id"] == IMAGE_ID
+    assert [lyr["diff_id"] for lyr in inspect["layers"]] == [DIFF_ID]
+    # the same image named by ID prefix and by digest reference, into an empty directory
+    again = tmp_path / "again"
+    again.mkdir()
+    run = dockscope(unpacked, "storage", "save", unpacked, IMAGE_ID[7:19], "-o", again)
+    assert run.exit_code == 0 and "ok" in run.stdout
+    assert (
+        again / "blobs/sha256" / DIFF_ID.removeprefix("sha256:")
+    ).read_bytes() == blob.read_bytes()
+
+
+def test_save_names_the_layer_and_files_that_changed(docker_copy: Path, tmp_path: Path) -> None:
+    diff = docker_copy / "overlay2" / CACHE / "diff"
+    passwd = diff / "etc" / "passwd"
+    passwd.write_bytes(passwd.read_bytes().replace(b"root", b"evil"))
+    (diff / "etc" / "group").unlink()
+    out = tmp_path / "out"
+    run = dockscope(
+        docker_copy, "storage", "save", "--json", docker_copy, "busybox:latest", "-o", out
+    )
+    assert run.exit_code == 1
+    assert f"layer 0 (cache-id {CACHE})" in run.stderr
+    assert "cannot be rebuilt from tar-split" in run.stderr
+    assert "/etc/group (not found), /etc/passwd (content differs)" in run.stderr
+    doc = run.json()
+    assert doc["ok"] is False and doc["layers"][0]["ok"] is False
+    assert not out.exists()
+    assert not any(p.name.startswith(".out.partial") for p in tmp_path.iterdir())
+
+
+def test_save_catches_a_file_changed_in_place(docker_copy: Path, tmp_path: Path) -> None:
+    passwd = docker_copy / "overlay2" / CACHE / "diff" / "etc" / "passwd"
+    passwd.write_bytes(passwd.read_bytes().replace(b"root", b"evil"))  # same size
+    run = dockscope(docker_copy, "storage", "save", docker_copy, "busybox", "-o", tmp_path / "o")
+    assert run.exit_code == 1
+    assert "/etc/passwd (content differs)" in run.stderr
+    assert "rebuilt from tar-split it hashes to sha256:" in run.stderr
+    assert f"rootfs.diff_ids says {DIFF_ID}" in run.stderr
+
+
+def test_save_refusals(unpacked: Path, tmp_path: Path) -> None:
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "x").write_text("x")
+    run = dockscope(unpacked, "storage", "save", unpacked, "busybox", "-o", full)
+    assert run.exit_code == 2 and "not an empty directory" in run.stderr
+    run = dockscope(unpacked, "storage", "save", unpacked, "busybox", "-o", unpacked / "oci")
+    assert run.exit_code == 2 and "inside the evidence" in run.stderr
+    run = dockscope(unpacked, "storage", "save", unpacked, "alpine", "-o", tmp_path / "n")
+    assert run.exit_code == 2 and "no image named" in run.stderr
+
+
+# -- hostile evidence ----------------------------------------------------------------------------
+
+
+def test_symlinks_in_the_evidence_are_never_followed(docker_copy: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("host secret\n")
+    upper = docker_copy / "overlay2" / _mount_id(docker_copy, EXITED) / "diff"
+    shutil.rmtree(upper)
+    upper.symlink_to(outside)  # the writable layer itself points out of ROOT
+    run = dockscope(docker_copy, "container", "diff", "--root", docker_copy, EXITED)
+    assert run.exit_code == 3 and "symlink (not followed)" in run.stderr
+    run = dockscope(docker_copy, "container", "export", "--root", docker_copy, EXITED, "-o", "-")
+    assert run.exit_code == 3 and b"host secret" not in run.stdout_bytes
+    # a config that is a symlink is skipped with a warning, never read
+    config = docker_copy / "containers" / RUNNING / "config.v2.json"
+    config.unlink()
+    config.symlink_to(outside / "secret")
+    run = dockscope(docker_copy, "storage", "ls", "--json", docker_copy)
+    assert run.exit_code == 0
+    assert any("no config.v2.json" in w for w in run.json()["warnings"])
+    assert "host secret" not in run.stdout
+
+
+def test_symlinks_inside_a_layer_are_data(docker_copy: Path, tmp_path: Path) -> None:
+    upper = docker_copy / "overlay2" / _mount_id(docker_copy, EXITED) / "diff"
+    (upper / "escape").symlink_to("/etc/shadow")
+    (upper / "up").symlink_to("../../../../../../../../")
+    run = dockscope(docker_copy, "container", "diff", "--json", "--root", docker_copy, EXITED)
+    changes = {c["path"]: c for c in run.json()["changes"]}
+    assert changes["/escape"]["type"] == "symlink" and changes["/escape"]["link"] == "/etc/shadow"
+    assert changes["/escape"]["sha256"] is None
+    out = tmp_path / "l.tar"
+    run = dockscope(
+        docker_copy, "container", "export", "--layer", "--root", docker_copy, EXITED, "-o", out
+    )
+    members = _tar_members(out.read_bytes())
+    assert members["escape"] == ("symlink", 0o777, "/etc/shadow")
+    assert members["up"][0] == "symlink"
+
+
+def test_a_bad_cache_id_is_refused(docker_copy: Path) -> None:
+    record = docker_copy / "image/overlay2/layerdb/sha256" / DIFF_ID[7:] / "cache-id"
+    record.write_text("../../../../etc")
+    run = dockscope(docker_copy, "container", "diff", "--root", docker_copy, EXITED)
+    assert run.exit_code == 3 and "not a plain name" in run.stderr
+
+
+# -- Docker's rules on whiteouts and opaque directories ------------------------------------------
+
+
+def _same_meta(target: Path, like: Path) -> None:
+    st = like.lstat()
+    os.chmod(target, stat.S_IMODE(st.st_mode))
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_overlay2_whiteouts_and_opaque_directories(docker_copy: Path, tmp_path: Path) -> None:
+    """What moby's OverlayChanges reports: a whiteout is D; an opaque directory is D (its new
+    content A); a directory with the lower one's size, mode and mtime is no change by itself,
+    but the parent of an A or D is C."""
+    image = docker_copy / "overlay2" / CACHE / "diff"
+    upper = docker_copy / "overlay2" / _mount_id(docker_copy, EXITED) / "diff"
+    (upper / "etc").mkdir()
+    os.mknod(upper / "etc" / "passwd", stat.S_IFCHR | 0o000, os.makedev(0, 0))
+    (upper / "home" / "user").mkdir(parents=True)
+    (upper / "home" / "user" / "notes").write_text("notes\n")
+    _same_meta(upper / "home", image / "home")
+    (upper / "var" / "spool").mkdir(parents=True)
+    (upper / "var" / "spool" / "fresh").write_text("fresh\n")
+    os.setxattr(upper / "var" / "spool", "trusted.overlay.opaque", b"y")
+    _same_meta(upper / "var", image / "var")
+    (upper / "usr" / "sbin").mkdir(parents=True)
+    os.setxattr(upper / "usr" / "sbin", "user.overlay.opaque", b"y")  # rootless form
+    (upper / "fresh").mkdir()  # opaque, though no lower layer has it: moby still says D
+    (upper / "fresh" / "f").write_text("f\n")
+    os.setxattr(upper / "fresh", "trusted.overlay.opaque", b"y")
+    _same_meta(upper / "usr", image / "usr")
+    run = dockscope(docker_copy, "container", "diff", "--root", docker_copy, EXITED)
+    assert diff_lines(run) == [
+        "C /etc",
+        "D /etc/passwd",
+        "D /fresh",
+        "A /fresh/f",
+        "C /home",
+        "A /home/user",
+        "A /home/user/notes",
+        "C /usr",
+        "D /usr/sbin",
+        "C /var",
+        "D /var/spool",
+        "A /var/spool/fresh",
+    ]
+    out = tmp_path / "merged.tar"
+    dockscope(docker_copy, "container", "export", "--root", docker_copy, EXITED, "-o", out)
+    merged = _tar_members(out.read_bytes())
+    assert "etc/passwd" not in merged and "etc/group" in merged
+    assert "var/spool/mail" not in merged and "var/spool/fresh" in merged
+    assert not [n for n in merged if n.startswith("usr/sbin/")]
+    assert merged["home/user/notes"] == ("file", 0o644, b"notes\n")
+    layer = tmp_path / "layer.tar"
+    dockscope(
+        docker_copy, "container", "export", "--layer", "--root", docker_copy, EXITED, "-o", layer
+    )
+    with tarfile.open(layer) as tar:
+        names = tar.getnames()
+    assert names == [
+        "etc",
+        "etc/.wh.passwd",
+        "fresh",
+        "fresh/.wh..wh..opq",
+        "fresh/f",
+        "home",
+        "home/user",
+        "home/user/notes",
+        "usr",
+        "usr/sbin",
+        "usr/sbin/.wh..wh..opq",
+        "var",
+        "var/spool",
+        "var/spool/.wh..wh..opq",
+        "var/spool/fresh",
+    ]
+
+
+# -- Docker's other storage drivers --------------------------------------------------------------
+
+
+def _driver_layout(root: Path, driver: str) -> None:
+    """Rewrite a copy of the corpus root into ``driver``'s layout, as Docker lays it out."""
+    overlay2 = root / "overlay2"
+    mounts = [_mount_id(root, cid) for cid in CONTAINERS]
+    shutil.rmtree(root / "image" / driver, ignore_errors=True)
+    (root / "image" / "overlay2").rename(root / "image" / driver)
+    for cid in CONTAINERS:
+        config_path = root / "containers" / cid / "config.v2.json"
+        config = json.loads(config_path.read_text())
+        config["Driver"] = driver
+        config_path.write_text(json.dumps(config))
+    base = root / driver
+    if driver == "aufs":
+        (base / "diff").mkdir(parents=True)
+        (base / "layers").mkdir()
+        _copy(overlay2 / CACHE / "diff", base / "diff" / CACHE)
+        (base / "layers" / CACHE).write_text("")
+        for mount in mounts:
+            for layer in (f"{mount}-init", mount):
+                _copy(overlay2 / layer / "diff", base / "diff" / layer)
+                (base / "diff" / layer / ".wh..wh.plnk").mkdir()
+                (base / "diff" / layer / ".wh..wh.aufs").write_text("")
+            (base / "layers" / f"{mount}-init").write_text(f"{CACHE}\n")
+            (base / "layers" / mount).write_text(f"{mount}-init\n{CACHE}\n")
+    elif driver == "vfs":
+        (base / "dir").mkdir(parents=True)
+        _copy(overlay2 / CACHE / "diff", base / "dir" / CACHE)
+        for mount in mounts:
+            init, rw = base / "dir" / f"{mount}-init", base / "dir" / mount
+            _copy(base / "dir" / CACHE, init)
+            subprocess.run(["cp", "-a", f"{overlay2}/{mount}-init/diff/.", str(init)], check=True)
+            _copy(init, rw)
+            subprocess.run(["cp", "-a", f"{overlay2}/{mount}/diff/.", str(rw)], check=True)
+    else:  # overlay (v1)
+        (base / CACHE).mkdir(parents=True)
+        _copy(overlay2 / CACHE / "diff", base / CACHE / "root")
+        for mount in mounts:
+            for layer in (f"{mount}-init", mount):
+                (base / layer).mkdir()
+                (base / layer / "work").mkdir()
+                (base / layer / "lower-id").write_text(CACHE)
+            _copy(overlay2 / f"{mount}-init" / "diff", base / f"{mount}-init" / "upper")
+            _copy(overlay2 / f"{mount}-init" / "diff", base / mount / "upper")
+            subprocess.run(
+                ["cp", "-a", f"{overlay2}/{mount}/diff/.", str(base / mount / "upper")], check=True
+            )
+    shutil.rmtree(overlay2)
+
+
+@pytest.fixture(params=["aufs", "vfs", "overlay"])
+def other_driver(
+    request: pytest.FixtureRequest, unpacked: Path, tmp_path: Path
+) -> Iterator[tuple[str, Path]]:
+    root = _copy(unpacked, tmp_path / "docker")
+    _driver_layout(root, request.param)
+    yield request.param, root
+
+
+def test_other_drivers_list_diff_and_export(
+    other_driver: tuple[str, Path], unpacked: Path, tmp_path: Path
+) -> None:
+    driver, root = other_driver
+    doc = dockscope(root, "storage", "ls", "--json", root).json()
+    assert doc["drivers"] == [driver]
+    assert {c["id"] for c in doc["containers"]} == set(CONTAINERS)
+    assert [i["id"] for i in doc["images"]] == [IMAGE_ID]
+    for cid, (_, _, _, expected) in CONTAINERS.items():
+        run = dockscope(root, "container", "diff", "--root", root, cid)
+        assert diff_lines(run) == expected, (driver, cid)
+    out = tmp_path / "merged.tar"
+    run = dockscope(root, "container", "export", "--root", root, RUNNING, "-o", out)
+    assert run.exit_code == 0, run.stderr
+    kernel = unpacked / "overlay2" / _mount_id(unpacked, RUNNING) / "merged"
+    assert _tar_members(out.read_bytes()) == _tree(kernel)
+    layer = tmp_path / "layer.tar"
+    dockscope(root, "container", "export", "--layer", "--root", root, RUNNING, "-o", layer)
+    with tarfile.open(layer) as tar:
+        assert tar.getnames() == ["tets"]
+    saved = dockscope(root, "storage", "save", root, "busybox", "-o", tmp_path / "oci")
+    assert saved.exit_code == 0, saved.stderr
+
+
+def test_aufs_whiteouts_and_opaque_markers(unpacked: Path, tmp_path: Path) -> None:
+    root = _copy(unpacked, tmp_path / "docker")
+    _driver_layout(root, "aufs")
+    upper = root / "aufs" / "diff" / _mount_id(root, EXITED, "aufs")
+    (upper / "etc").mkdir()
+    (upper / "etc" / ".wh.passwd").write_text("")
+    (upper / "var" / "spool").mkdir(parents=True)
+    (upper / "var" / "spool" / ".wh..wh..opq").write_text("")
+    (upper / "var" / "spool" / "fresh").write_text("fresh\n")
+    image = root / "aufs" / "diff" / CACHE
+    _same_meta(upper / "var", image / "var")
+    run = dockscope(root, "container", "diff", "--root", root, EXITED)
+    assert diff_lines(run) == ["C /etc", "D /etc/passwd", "C /var/spool", "A /var/spool/fresh"]
+    out = tmp_path / "merged.tar"
+    dockscope(root, "container", "export", "--root", root, EXITED, "-o", out)
+    merged = _tar_members(out.read_bytes())
+    assert "etc/passwd" not in merged and "var/spool/mail" not in merged
+    assert not [n for n in merged if ".wh." in n]
+    layer = tmp_path / "layer.tar"
+    dockscope(root, "container", "export", "--layer", "--root", root, EXITED, "-o", layer)
+    with tarfile.open(layer) as tar:
+        names = tar.getnames()
+    assert "etc/.wh.passwd" in names and "var/spool/.wh..wh..opq" in names
+    assert not [n for n in names if n.startswith(".wh..wh.")]
+
+
+def test_vfs_and_overlay_v1_compare_full_trees(unpacked: Path, tmp_path: Path) -> None:
+    """vfs and overlay v1 diff with ChangesDirs: two trees compared entry by entry."""
+    for driver in ("vfs", "overlay"):
+        root = _copy(unpacked, tmp_path / driver)
+        _driver_layout(root, driver)
+        mount = _mount_id(root, EXITED, driver)
+        rw = root / "vfs" / "dir" / mount if driver == "vfs" else root / "overlay" / mount / "upper"
+        if driver == "vfs":
+            (rw / "etc" / "passwd").unlink()
+            with open(rw / "etc" / "group", "a") as group:
+                group.write("intruder:x:1000:\n")
+        else:
+            (rw / "etc").mkdir(exist_ok=True)
+            os.mknod(rw / "etc" / "passwd", stat.S_IFCHR, os.makedev(0, 0))
+            shutil.copy2(root / "overlay" / CACHE / "root" / "etc" / "group", rw / "etc" / "group")
+            with open(rw / "etc" / "group", "a") as group:
+                group.write("intruder:x:1000:\n")
+        (rw / "new").write_text("new\n")
+        run = dockscope(root, "container", "diff", "--root", root, EXITED)
+        assert diff_lines(run) == ["C /etc", "C /etc/group", "D /etc/passwd", "A /new"], driver
+        doc = dockscope(root, "container", "diff", "--json", "--root", root, EXITED).json()
+        assert doc["method"] == "naive"
+
+
+def test_the_whole_tree_fingerprint_sees_a_change(unpacked: Path, tmp_path: Path) -> None:
+    """The guard itself: a chmod back to the same mode, or an xattr, is a change."""
+    root = _copy(unpacked, tmp_path / "docker")
+    before = fingerprint(root)
+    target = root / "containers" / RUNNING / "hostname"
+    os.chmod(target, stat.S_IMODE(target.lstat().st_mode))
+    assert fingerprint(root) != before
+    before = fingerprint(root)
+    os.setxattr(target, "user.mark", b"1")
+    assert fingerprint(root) != before
