@@ -333,7 +333,10 @@ class ContainersStorage(EngineStorage):
                     self.notes.append(f"{driver}-containers: bad container ID {cid!r}")
                     continue
                 self._entries[cid] = entry
-                found.append(self._container(driver, entry, libpod.get(cid, {})))
+                try:
+                    found.append(self._container(driver, entry, libpod.get(cid, {})))
+                except DockscopeError as exc:
+                    self.notes.append(f"container {cid[:12]}: {exc}; skipped")
         self._containers = found
         return found
 
@@ -385,8 +388,10 @@ class ContainersStorage(EngineStorage):
         layer = _str(entry.get("layer"))
         upper = None
         if layer is not None and driver in DRIVERS:
-            check_name(layer, what="layer ID", subject=f"{driver}-containers/containers.json")
-            upper = str(self.evidence.path(_layer_dir(driver, layer)))
+            try:
+                upper = str(self.evidence.path(_layer_dir(driver, layer)))
+            except DockscopeError as exc:
+                self.notes.append(f"container {cid[:12]}: {exc}")
         log_rel = self._in_root(config.get("logPath"))
         if log_rel is None or not self.evidence.is_file(log_rel):
             log_rel = self._userdata(driver, cid, "ctr.log")

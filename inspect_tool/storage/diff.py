@@ -3,7 +3,6 @@ with the metadata, content hash and origin of every entry."""
 
 from __future__ import annotations
 
-import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +11,6 @@ from inspect_tool.storage.detect import open_storage
 from inspect_tool.storage.model import ContainerRecord, WritableLayer
 from inspect_tool.storage.writable import (
     Kind,
-    Node,
     RawChange,
     file_type,
     naive_changes,
@@ -147,7 +145,3 @@ def container_diff(
         )
     finally:
         storage.evidence.close()
-
-
-def node_path(node: Node) -> str:
-    return os.path.join(node.layer.label, *node.parts)

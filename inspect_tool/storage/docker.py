@@ -25,7 +25,7 @@ import hashlib
 import re
 from typing import Any
 
-from inspect_tool.errors import UnsafePathError
+from inspect_tool.errors import DockscopeError, UnsafePathError
 from inspect_tool.model.jsondoc import expect_list, expect_object
 from inspect_tool.storage.evidence import Evidence, LayerDir, StorageError, check_name
 from inspect_tool.storage.model import (
@@ -125,16 +125,24 @@ class DockerStorage(EngineStorage):
             content = f"image/{driver}/imagedb/content/sha256"
             if not self.evidence.is_dir(content):
                 continue
-            tags, digests = self._repositories(driver)
+            try:
+                tags, digests = self._repositories(driver)
+            except DockscopeError as exc:
+                self.notes.append(f"{exc}; image names unknown")
+                tags, digests = {}, {}
             for name in self.evidence.listdir(content):
                 if not _HEX64.fullmatch(name):
                     self.notes.append(f"{content}/{name}: not an image ID; skipped")
                     continue
                 rel = f"{content}/{name}"
-                data = self.evidence.read_bytes(rel)
+                try:
+                    data = self.evidence.read_bytes(rel)
+                    config = _object(self.evidence, data, rel)
+                except DockscopeError as exc:
+                    self.notes.append(f"{exc}; image skipped")
+                    continue
                 if hashlib.sha256(data).hexdigest() != name:
                     self.notes.append(f"{rel}: the config's sha256 is not its name (altered?)")
-                config = _object(self.evidence, data, rel)
                 image_id = f"sha256:{name}"
                 self._configs[image_id] = config
                 rootfs = config.get("rootfs") if isinstance(config.get("rootfs"), dict) else {}
@@ -228,7 +236,10 @@ class DockerStorage(EngineStorage):
             if not self.evidence.is_file(f"containers/{cid}/config.v2.json"):
                 self.notes.append(f"containers/{cid}: no config.v2.json; skipped")
                 continue
-            found.append(self._container(cid))
+            try:
+                found.append(self._container(cid))
+            except DockscopeError as exc:
+                self.notes.append(f"{exc}; container skipped")
         self._containers = found
         return found
 
@@ -259,7 +270,11 @@ class DockerStorage(EngineStorage):
         args = config.get("Args") if isinstance(config.get("Args"), list) else []
         assert isinstance(args, list)
         command = (str(path), *(str(a) for a in args)) if isinstance(path, str) else None
-        mount = self._mount_ids(driver, cid)
+        try:
+            mount = self._mount_ids(driver, cid)
+        except DockscopeError as exc:
+            self.notes.append(f"{exc}; its writable layer is unknown")
+            mount = None
         upper = None
         if mount is not None and driver in DRIVERS:
             upper = str(self.evidence.path(_upper_dir(driver, mount["mount-id"])))

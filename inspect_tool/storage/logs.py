@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
 import os
 import re
 from collections import deque
@@ -19,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from inspect_tool.model.jsondoc import parse_json
 from inspect_tool.storage.detect import open_storage
 from inspect_tool.storage.evidence import Evidence, StorageError
 from inspect_tool.storage.model import ContainerRecord
@@ -48,10 +48,7 @@ def _lines(evidence: Evidence, rel: str, compressed: bool) -> Iterator[bytes]:
 
 def _json_file(evidence: Evidence, rel: str, compressed: bool) -> Iterator[LogEntry]:
     for number, line in enumerate(_lines(evidence, rel, compressed), 1):
-        try:
-            item = json.loads(line)
-        except (ValueError, RecursionError):
-            raise StorageError(f"line {number} is not JSON", subject=rel) from None
+        item = parse_json(line, subject=f"{rel}: line {number}")
         if not isinstance(item, dict):
             raise StorageError(f"line {number} is not a JSON object", subject=rel)
         time = item.get("time") if isinstance(item.get("time"), str) else None

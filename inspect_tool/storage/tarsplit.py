@@ -18,16 +18,16 @@ from __future__ import annotations
 import base64
 import binascii
 import gzip
-import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from inspect_tool.errors import DockscopeError
 from inspect_tool.layers.union import clean_member_path
+from inspect_tool.model.jsondoc import MAX_JSON_BYTES, parse_json
 from inspect_tool.storage.evidence import Evidence, LayerDir, StorageError
 
-MAX_LINE = 32 * 1024 * 1024
+MAX_LINE = MAX_JSON_BYTES
 _CHUNK = 1 << 20
 _SEGMENT, _FILE = 2, 1
 
@@ -58,7 +58,7 @@ def _entries(evidence: Evidence, rel: str) -> Iterator[_Entry]:
                     f"line {number} is longer than {MAX_LINE} bytes", subject=subject
                 )
             try:
-                item = json.loads(line)
+                item = parse_json(line, subject=f"{subject}: line {number}")
                 kind = item["type"]
                 payload = base64.b64decode(item.get("payload") or "", validate=True)
                 if item.get("name_raw"):
@@ -66,7 +66,7 @@ def _entries(evidence: Evidence, rel: str) -> Iterator[_Entry]:
                 else:
                     name = str(item.get("name") or "")
                 size = int(item.get("size") or 0)
-            except (ValueError, KeyError, TypeError, binascii.Error, RecursionError) as exc:
+            except (ValueError, KeyError, TypeError, binascii.Error) as exc:
                 raise StorageError(
                     f"line {number} is not a tar-split entry: {exc}", subject=subject
                 ) from None
