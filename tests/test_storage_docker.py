@@ -693,3 +693,39 @@ def test_the_whole_tree_fingerprint_sees_a_change(unpacked: Path, tmp_path: Path
     before = fingerprint(root)
     os.setxattr(target, "user.mark", b"1")
     assert fingerprint(root) != before
+
+
+def test_damaged_records_are_warnings_in_ls_and_errors_where_needed(docker_copy: Path) -> None:
+    mounts = docker_copy / "image/overlay2/layerdb/mounts" / EXITED
+    (mounts / "mount-id").write_text("../../../../tmp")
+    config = docker_copy / "image/overlay2/imagedb/content/sha256" / IMAGE_ID[7:]
+    config.write_text('{"rootfs": ')
+    run = dockscope(docker_copy, "storage", "ls", "--json", docker_copy)
+    assert run.exit_code == 0, run.stderr
+    doc = run.json()
+    assert doc["images"] == []
+    assert any("invalid JSON" in w and "image skipped" in w for w in doc["warnings"])
+    assert any("mount-id is not a plain name" in w for w in doc["warnings"])
+    exited = next(c for c in doc["containers"] if c["id"] == EXITED)
+    assert exited["upper_dir"] is None
+    run = dockscope(docker_copy, "container", "diff", "--root", docker_copy, EXITED)
+    assert run.exit_code == 3 and "mount-id is not a plain name" in run.stderr
+    assert diff_lines(dockscope(docker_copy, "container", "diff", "--root", docker_copy, RUNNING))
+
+
+def test_overlay2_lower_links_when_the_layerdb_has_no_parent(docker_copy: Path) -> None:
+    """Without layerdb's parent, overlay2's own ``lower`` file names the layers through the
+    ``l/`` short links; a link that leads anywhere but ``../<id>/diff`` is refused."""
+    (docker_copy / "image/overlay2/layerdb/mounts" / RUNNING / "parent").unlink()
+    run = dockscope(docker_copy, "container", "diff", "--root", docker_copy, RUNNING)
+    assert diff_lines(run) == ["A /tets"]
+    out = docker_copy.parent / "merged.tar"
+    run = dockscope(docker_copy, "container", "export", "--root", docker_copy, RUNNING, "-o", out)
+    assert run.exit_code == 0 and "bin/busybox" in _tar_members(out.read_bytes())
+    mount = _mount_id(docker_copy, RUNNING)
+    short = (docker_copy / "overlay2" / mount / "lower").read_text().split(":")[-1]
+    link = docker_copy / "overlay2" / short
+    link.unlink()
+    link.symlink_to("/etc")
+    run = dockscope(docker_copy, "container", "diff", "--root", docker_copy, RUNNING)
+    assert run.exit_code == 3 and "not ../<id>/diff" in run.stderr
