@@ -729,3 +729,13 @@ def test_overlay2_lower_links_when_the_layerdb_has_no_parent(docker_copy: Path) 
     link.symlink_to("/etc")
     run = dockscope(docker_copy, "container", "diff", "--root", docker_copy, RUNNING)
     assert run.exit_code == 3 and "not ../<id>/diff" in run.stderr
+
+
+def test_a_fifo_where_a_file_should_be_is_never_opened(docker_copy: Path, tmp_path: Path) -> None:
+    """Opening a FIFO would block (and a device node could act): only regular files are."""
+    passwd = docker_copy / "overlay2" / CACHE / "diff" / "etc" / "passwd"
+    passwd.unlink()
+    os.mkfifo(passwd)
+    run = dockscope(docker_copy, "storage", "save", docker_copy, "busybox", "-o", tmp_path / "o")
+    assert run.exit_code == 1
+    assert "/etc/passwd (not a regular file)" in run.stderr

@@ -30,7 +30,7 @@ from inspect_tool.errors import InvalidImageError, UnsafePathError
 from inspect_tool.model.jsondoc import MAX_JSON_BYTES, parse_json
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:=+-]*")
 MAX_SYMLINKS = 40
 _DIR_CACHE = 64
@@ -205,6 +205,17 @@ class Evidence:
 
 
 def _open_regular(dir_fd: int, name: str, subject: str) -> int:
+    # never open anything but a regular file: opening a device node or a FIFO can act
+    try:
+        before = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        raise StorageError("not found", subject=subject) from None
+    except OSError as exc:
+        raise StorageError(exc.strerror or str(exc), subject=subject) from None
+    if stat.S_ISLNK(before.st_mode):
+        raise UnsafePathError("a symlink (not followed)", subject=subject)
+    if not stat.S_ISREG(before.st_mode):
+        raise StorageError("not a regular file", subject=subject)
     try:
         fd = open_noatime(name, _FILE_FLAGS, dir_fd)
     except FileNotFoundError:
