@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,16 +55,35 @@ class Run:
 
 
 def run_child(cmd: list[str]) -> Run:
-    """Run cmd to completion; os.wait4 gives the child's own rusage (ru_maxrss in KiB)."""
+    """Run cmd to completion. Peak memory is the child's VmHWM, sampled every 20 ms by a
+    thread while this one waits: wait4's ru_maxrss would also count this (large, after the
+    tree comparison) process's pages as they were when it forked."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
+        peak = [0]
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(0.02):
+                try:
+                    with open(f"/proc/{proc.pid}/status") as status:
+                        for line in status:
+                            if line.startswith("VmHWM:"):
+                                peak[0] = max(peak[0], int(line.split()[1]) * 1024)
+                except (OSError, ValueError):
+                    pass
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        _, status, _ = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start
+        done.set()
+        sampler.join()
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        return Run(seconds, proc.returncode, out.read(), err.read(), usage.ru_maxrss * 1024)
+        return Run(seconds, proc.returncode, out.read(), err.read(), peak[0])
 
 
 def make_layout(meta: dict[str, Any], out: Path) -> tuple[Path, list[Path]]:
