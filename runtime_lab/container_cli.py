@@ -32,22 +32,44 @@ app = typer.Typer(
 def diff(
     name: str = NAME_ARGUMENT,
     json_output: bool = JSON_OPTION,
+    since: str | None = typer.Option(
+        None,
+        "--since",
+        metavar="TIME",
+        help="Engine storage: only changes at or after TIME, as a timeline.",
+    ),
+    show_all: bool = typer.Option(
+        False, "--all", help="Engine storage: show the entries the engine wrote itself too."
+    ),
     root: str | None = ROOT_OPTION,
 ) -> None:
     """What the container changed: A added, C changed, D deleted (as docker diff prints it).
 
     Changed parent directories show as C. --json adds type, size, mode, mtime and the
-    sha256 of each regular file.
+    sha256 of each regular file. With --root pointing at a copy of /var/lib/docker or
+    /var/lib/containers/storage, the container is read from that engine's storage (never
+    written, never mounted); IDs, short IDs and names resolve.
 
     Examples:
 
       dockscope container diff web
 
       dockscope container diff --json web | jq '.changes[] | select(.kind == "A")'
+
+      dockscope container diff --root /evidence/var/lib/docker 3f2a --since 2024-05-01
     """
     from runtime_lab.writable import changes
 
+    if _engine(root):
+        from inspect_tool.cli.storage import container_diff_command
+
+        container_diff_command(
+            Path(root or ""), name, json_output=json_output, since=since, show_all=show_all
+        )
+        return
     with handle_errors():
+        if since is not None or show_all:
+            raise UsageError("--since and --all read engine storage: give --root ENGINE_ROOT")
         store = Store(root)
         cid = store.resolve(name)
         config = store.load_config(cid)
@@ -79,14 +101,22 @@ def inspect(
     name: str = NAME_ARGUMENT,
     root: str | None = ROOT_OPTION,
 ) -> None:
-    """The container's recorded config and state, as JSON.
+    """The container's recorded config and state, as JSON (for engine storage given with
+    --root: the engine's own config files, decoded).
 
-    Example:
+    Examples:
 
       dockscope container inspect web
+
+      dockscope container inspect --root /evidence/var/lib/docker 3f2a
     """
     from runtime_lab import container as rt
 
+    if _engine(root):
+        from inspect_tool.cli.storage import container_inspect_command
+
+        container_inspect_command(Path(root or ""), name)
+        return
     with handle_errors():
         store = Store(root)
         cid = store.resolve(name)
@@ -152,6 +182,13 @@ def export(
     """
     from runtime_lab.commit import export as run_export
 
+    if _engine(root):
+        from inspect_tool.cli.storage import container_export_command
+
+        container_export_command(
+            Path(root or ""), name, output, layer=layer, json_output=json_output
+        )
+        return
     with handle_errors():
         to_stdout = output == "-"
         if to_stdout and json_output:
@@ -289,6 +326,55 @@ def commit(
                 "skipped": [{"path": p, "reason": r} for p, r in result.layer.stats.skipped],
             }
         )
+
+
+@app.command()
+def logs(
+    name: str = NAME_ARGUMENT,
+    timestamps: bool = typer.Option(False, "--timestamps", "-t", help="Show each line's time."),
+    since: str | None = typer.Option(
+        None, "--since", metavar="TIME", help="Only lines at or after TIME."
+    ),
+    tail: int | None = typer.Option(None, "--tail", metavar="N", help="Only the last N lines."),
+    json_output: bool = JSON_OPTION,
+    root: str | None = ROOT_OPTION,
+) -> None:
+    """The container's output: from engine storage (docker's json-file, podman's k8s-file)
+    with --root ENGINE_ROOT, else a dockscope container's log (as dockscope logs).
+
+    Examples:
+
+      dockscope container logs --root /evidence/var/lib/docker 3f2a --tail 20
+
+      dockscope container logs web
+    """
+    if _engine(root):
+        from inspect_tool.cli.storage import container_logs_command
+
+        container_logs_command(
+            Path(root or ""),
+            name,
+            timestamps=timestamps,
+            since=since,
+            tail=tail,
+            json_output=json_output,
+        )
+        return
+    with handle_errors():
+        if timestamps or since or tail is not None or json_output:
+            raise UsageError("-t, --since, --tail and --json read engine storage: give --root")
+    from runtime_lab.lifecycle import logs as runtime_logs
+
+    runtime_logs(name, root)
+
+
+def _engine(root: str | None) -> bool:
+    """Whether --root names a Docker or containers/storage root rather than dockscope's."""
+    if not root:
+        return False
+    from inspect_tool.storage import is_engine_root
+
+    return is_engine_root(Path(root))
 
 
 def register(root_app: typer.Typer) -> None:

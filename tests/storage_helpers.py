@@ -1,6 +1,5 @@
 """Shared by the engine-storage tests: a fingerprint of a whole tree (to prove the evidence is
-never changed), and the CLI, with the container commands as `dockscope container … --root`
-calls them."""
+never changed), and the CLI."""
 
 from __future__ import annotations
 
@@ -12,11 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import typer
 from typer.testing import CliRunner
 
 from inspect_tool.cli import app as dockscope_app
-from inspect_tool.cli import storage as storage_cli
 
 runner = CliRunner()
 
@@ -91,67 +88,13 @@ class Run:
         return json.loads(self.stdout)
 
 
-def _container_app() -> typer.Typer:
-    """``dockscope container diff|export|inspect`` and ``dockscope logs`` with ``--root``
-    on engine storage, as the runtime's commands dispatch to them."""
-    container = typer.Typer()
-
-    @container.command()
-    def diff(
-        name: str,
-        root: Path = typer.Option(..., "--root"),
-        json_output: bool = typer.Option(False, "--json"),
-        since: str | None = typer.Option(None, "--since"),
-        show_all: bool = typer.Option(False, "--all"),
-    ) -> None:
-        storage_cli.container_diff_command(
-            root, name, json_output=json_output, since=since, show_all=show_all
-        )
-
-    @container.command()
-    def export(
-        name: str,
-        root: Path = typer.Option(..., "--root"),
-        output: str = typer.Option(..., "--output", "-o"),
-        layer: bool = typer.Option(False, "--layer"),
-        json_output: bool = typer.Option(False, "--json"),
-    ) -> None:
-        storage_cli.container_export_command(
-            root, name, output, layer=layer, json_output=json_output
-        )
-
-    @container.command()
-    def inspect(name: str, root: Path = typer.Option(..., "--root")) -> None:
-        storage_cli.container_inspect_command(root, name)
-
-    @container.command()
-    def logs(
-        name: str,
-        root: Path = typer.Option(..., "--root"),
-        timestamps: bool = typer.Option(False, "--timestamps", "-t"),
-        since: str | None = typer.Option(None, "--since"),
-        tail: int | None = typer.Option(None, "--tail"),
-        json_output: bool = typer.Option(False, "--json"),
-    ) -> None:
-        storage_cli.container_logs_command(
-            root, name, timestamps=timestamps, since=since, tail=tail, json_output=json_output
-        )
-
-    return container
-
-
-CONTAINER_APP = _container_app()
-
-
 def dockscope(evidence: Path, *args: str | Path) -> Run:
-    """``dockscope ARGS`` (``container …`` through the dispatch functions), proving that the
-    whole tree under ``evidence`` is the same before and after."""
+    """``dockscope ARGS``, proving that the whole tree under ``evidence`` is the same before
+    and after (``container … --root ENGINE_ROOT`` goes through the runtime's container
+    commands, which dispatch to engine storage)."""
     argv = [str(a) for a in args]
     before = fingerprint(evidence)
-    if argv[0] == "container":
-        result = runner.invoke(CONTAINER_APP, argv[1:])
-    else:
-        result = runner.invoke(dockscope_app, argv)
+    result = runner.invoke(dockscope_app, argv)
     assert_unchanged(before, evidence)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
