@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,12 @@ import pytest
 from tests.helpers import CORPUS, SAMPLES
 
 BUSYBOX_BINARY = Path("/bin/busybox")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """diff's base-view cache goes to a scratch directory, never the user's ~/.cache."""
+    os.environ["DOCKSCOPE_CACHE"] = str(tmp_path_factory.mktemp("dockscope-cache"))
 
 
 @pytest.fixture(scope="session")

@@ -194,3 +194,40 @@ def test_commands_fail_cleanly_on_a_corrupt_layer(command: str) -> None:
     code, _, err = invoke(*args)
     assert code == 3
     assert "diff_id mismatch" in err and "layer 1" in err
+
+
+def test_diff_reuses_a_base_it_read_before(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second diff over the same shared base reads only the other layers: with the
+    base's blob made unreadable in between, it still gives the same answer."""
+    monkeypatch.setenv("DOCKSCOPE_CACHE", str(tmp_path / "cache"))
+    base = layer_tar({"etc/conf": b"aaaa", "keep": b"k", "dir/x": b"1", "dir/y": b"2"})
+    oci_layout(tmp_path / "a", [base, layer_tar({"etc/conf": b"bbbb", "dir/.wh.x": b""})])
+    oci_layout(tmp_path / "b", [base, layer_tar({"new": b"n", "dir/.wh..wh..opq": b""})])
+    first_code, first = as_json("diff", str(tmp_path / "a"), str(tmp_path / "b"))
+    assert first_code == 1
+    assert list((tmp_path / "cache").glob("*.v1"))
+    base_blob = tmp_path / "a/blobs/sha256" / hashlib.sha256(base).hexdigest()
+    base_blob.write_bytes(b"gone")
+    (tmp_path / "b/blobs/sha256" / hashlib.sha256(base).hexdigest()).write_bytes(b"gone")
+    second_code, second = as_json("diff", str(tmp_path / "a"), str(tmp_path / "b"))
+    assert second_code == 1
+    assert second["files"] == first["files"]
+    changes = {f["path"]: f["change"] for f in second["files"]}
+    assert changes["/etc/conf"] == "modified"
+    assert changes["/new"] == "added"
+    assert changes["/dir/y"] == "removed"  # B's opaque marker hid the base's dir/y
+    assert "/dir/x" not in changes  # deleted on both sides
+    assert second["files"][0]["a"] is not None
+
+
+def test_diff_without_cache_reads_the_base_each_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKSCOPE_CACHE", "off")
+    base = layer_tar({"etc/conf": b"aaaa"})
+    oci_layout(tmp_path / "a", [base, layer_tar({"etc/conf": b"bbbb"})])
+    oci_layout(tmp_path / "b", [base, layer_tar({"new": b"n"})])
+    assert as_json("diff", str(tmp_path / "a"), str(tmp_path / "b"))[0] == 1
+    (tmp_path / "a/blobs/sha256" / hashlib.sha256(base).hexdigest()).write_bytes(b"gone")
+    code, _, err = invoke("diff", str(tmp_path / "a"), str(tmp_path / "b"))
+    assert code == 3 and "layer 0" in err

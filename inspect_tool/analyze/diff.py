@@ -13,10 +13,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from inspect_tool.analyze.baseview import BaseView, cache_dir
+from inspect_tool.analyze.baseview import write as write_view
 from inspect_tool.analyze.filesystem import content_hasher
 from inspect_tool.layers.image_fs import open_layer
 from inspect_tool.layers.tarformat import EntryType
-from inspect_tool.layers.union import WHITEOUT, ChangeKind, FileInfo, UnionFS, clean_member_path
+from inspect_tool.layers.union import (
+    OPAQUE,
+    WHITEOUT,
+    ChangeKind,
+    FileInfo,
+    UnionFS,
+    clean_member_path,
+)
 from inspect_tool.model.image import Image
 from inspect_tool.sources.source import Source
 
@@ -112,17 +121,11 @@ def diff_images(
     if shared == len(image_a.layers) == len(image_b.layers):
         return result  # the same layers: the same files
     # The small layers above the base first: the paths they touch are the only ones whose
-    # base content can matter, so the one pass over the base hashes just those.
+    # base entries (and content) can matter.
     touched = _names(source_a, image_a, shared, progress) | _names(
         source_b, image_b, shared, progress
     )
-    base = UnionFS()
-    base_hashes: dict[str, str] = {}
-    for layer in image_a.layers[:shared]:
-        with open_layer(source_a, layer, progress=progress) as opened:
-            hook = content_hasher(opened.reader.iter_data, base_hashes, only=touched)
-            base.apply(layer.index, opened.reader, record=False, on_entry=hook)
-            opened.finish(layer, label=source_a.label)
+    base, base_hashes = _base_view(source_a, image_a, shared, touched, progress)
     side_a = _Side(source_a, image_a, base, shared)
     side_b = _Side(source_b, image_b, base, shared)
     side_a.apply(progress)
@@ -154,8 +157,40 @@ def diff_images(
     return result
 
 
+def _base_view(
+    source: Source, image: Image, shared: int, touched: set[str], progress: Progress
+) -> tuple[UnionFS, dict[str, str]]:
+    """The merged view of the shared base (or of the part the touched paths need) and the
+    content hashes of its files: from the base-view cache when this base was read before,
+    else by one verified pass over the base layers, which then fills the cache."""
+    if not shared:
+        return UnionFS(), {}
+    chain_id = image.layers[shared - 1].chain_id
+    view = BaseView.open(chain_id) if chain_id is not None else None
+    if view is not None:
+        try:
+            return view.partial(touched)
+        finally:
+            view.close()
+    caching = chain_id is not None and cache_dir() is not None
+    base = UnionFS()
+    hashes: dict[str, str] = {}
+    for layer in image.layers[:shared]:
+        with open_layer(source, layer, progress=progress) as opened:
+            hook = content_hasher(
+                opened.reader.iter_data, hashes, only=None if caching else touched
+            )
+            base.apply(layer.index, opened.reader, record=False, on_entry=hook)
+            opened.finish(layer, label=source.label)
+    if caching and chain_id is not None:
+        live = {i.path for i in base.walk() if i.type is EntryType.FILE and i.path in hashes}
+        write_view(chain_id, base, {p: hashes[p] for p in live})
+    return base, hashes
+
+
 def _names(source: Source, image: Image, start: int, progress: Progress) -> set[str]:
-    """Paths the layers from ``start`` up name (whiteout targets included), as "/a/b"."""
+    """Paths the layers from ``start`` up name (whiteout targets included, and a directory
+    an opaque marker empties), as "/a/b"."""
     names: set[str] = set()
     for layer in image.layers[start:]:
         with open_layer(source, layer, progress=progress) as opened:
@@ -164,6 +199,9 @@ def _names(source: Source, image: Image, start: int, progress: Progress) -> set[
                 if not path:
                     continue
                 parent, _, base = path.rpartition("/")
+                if base == OPAQUE:
+                    names.add(f"/{parent}")
+                    continue
                 if base.startswith(WHITEOUT):
                     base = base[len(WHITEOUT) :]
                 names.add(f"/{parent}/{base}" if parent else f"/{base}")

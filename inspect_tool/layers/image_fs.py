@@ -9,9 +9,11 @@ from dataclasses import dataclass
 
 from inspect_tool.errors import BlobNotFoundError, InvalidImageError
 from inspect_tool.layers.decompress import CHUNK, LayerStream, Prefetcher
+from inspect_tool.layers.tarformat import TarFormatError
 from inspect_tool.layers.tarreader import TarReader
 from inspect_tool.layers.union import FileInfo, LayerChanges, UnionFS
 from inspect_tool.model.image import Image, Layer
+from inspect_tool.model.mediatypes import Compression
 from inspect_tool.sources.source import Source
 
 
@@ -49,8 +51,18 @@ def open_layer(
     with source.tree.open(layer.blob.path) as raw:
         stream = LayerStream(raw, progress=progress)
         prefetcher = Prefetcher(stream)
+        subject = f"{source.label}: layer {layer.index}"
         try:
             yield OpenLayer(stream, TarReader(io.BufferedReader(prefetcher, CHUNK)), prefetcher)
+        except TarFormatError as exc:
+            # a broken stream says more than the tar error it causes
+            if stream.error:
+                raise InvalidImageError(stream.error, subject=subject) from exc
+            if stream.compression is Compression.UNKNOWN:
+                raise InvalidImageError(
+                    "the blob is not a tar, gzip or zstd stream", subject=subject
+                ) from exc
+            raise exc.with_subject(subject) from None
         finally:
             prefetcher.close()
 

@@ -251,6 +251,39 @@ class UnionFS:
             else:
                 yield unpack_info(child_path, child)
 
+    def records(self) -> Iterator[tuple[str, bytes]]:
+        """Every entry as (absolute path, packed record), parents before children: what
+        ``insert`` takes back (the base-view cache stores them)."""
+        iterators = [iter(sorted(self.root.children.items()))]
+        bases = [""]
+        while iterators:
+            item = next(iterators[-1], None)
+            if item is None:
+                iterators.pop()
+                bases.pop()
+                continue
+            name, child = item
+            path = f"{bases[-1]}/{name}"
+            if isinstance(child, _Dir):
+                yield path, child.meta
+                iterators.append(iter(sorted(child.children.items())))
+                bases.append(path)
+            else:
+                yield path, child
+
+    def insert(self, path: str, meta: bytes) -> None:
+        """Put a packed record at ``path``; its parents must be inserted first."""
+        parent_path, _, name = path.rpartition("/")
+        parent = self._node(parent_path or "/")
+        if not isinstance(parent, _Dir):
+            raise ValueError(f"no parent directory for {path}")
+        is_dir = _CODE_TYPES[meta[0]] is EntryType.DIR
+        existing = parent.children.get(name)
+        if is_dir and isinstance(existing, _Dir):
+            existing.meta = meta
+        else:
+            parent.children[name] = _Dir(meta) if is_dir else meta
+
     def count(self) -> int:
         total = 0
         stack = [self.root]
