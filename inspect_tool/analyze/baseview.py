@@ -151,13 +151,16 @@ class BaseView:
             yield path_text, meta, ("sha256:" + raw.hex()) if raw else None
             index += 1
 
-    def partial(self, paths: Iterable[str]) -> tuple[UnionFS, dict[str, str]]:
-        """A view holding ``paths`` (with their parents and everything below them) as the
-        base had them, and the content hashes of its files."""
+    def partial(
+        self, paths: Iterable[str], trees: Iterable[str] = ()
+    ) -> tuple[UnionFS, dict[str, str]]:
+        """A view holding ``paths`` and ``trees`` as the base had them, with their parents,
+        and everything below each of ``trees``; and the content hashes of its files."""
         union = UnionFS()
         hashes: dict[str, str] = {}
         wanted: dict[str, tuple[bytes, str | None]] = {}
-        for path in paths:
+        below = set(trees)
+        for path in [*paths, *below]:
             parts = [p for p in path.split("/") if p]
             if not parts:  # the root itself (an opaque marker at the top): everything
                 for sub, meta, digest in self.subtree(""):
@@ -171,8 +174,9 @@ class BaseView:
                 if found is None:
                     break
                 wanted[prefix] = found
-            if parts and ("/" + "/".join(parts)) in wanted:
-                for sub, meta, digest in self.subtree("/" + "/".join(parts)):
+            full = "/" + "/".join(parts)
+            if path in below and full in wanted:
+                for sub, meta, digest in self.subtree(full):
                     wanted.setdefault(sub, (meta, digest))
         for path in sorted(wanted, key=_key):
             meta, digest = wanted[path]

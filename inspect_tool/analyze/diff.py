@@ -122,10 +122,10 @@ def diff_images(
         return result  # the same layers: the same files
     # The small layers above the base first: the paths they touch are the only ones whose
     # base entries (and content) can matter.
-    touched = _names(source_a, image_a, shared, progress) | _names(
-        source_b, image_b, shared, progress
-    )
-    base, base_hashes = _base_view(source_a, image_a, shared, touched, progress)
+    names_a, trees_a = _names(source_a, image_a, shared, progress)
+    names_b, trees_b = _names(source_b, image_b, shared, progress)
+    touched = names_a | names_b
+    base, base_hashes = _base_view(source_a, image_a, shared, touched, trees_a | trees_b, progress)
     side_a = _Side(source_a, image_a, base, shared)
     side_b = _Side(source_b, image_b, base, shared)
     side_a.apply(progress)
@@ -158,7 +158,12 @@ def diff_images(
 
 
 def _base_view(
-    source: Source, image: Image, shared: int, touched: set[str], progress: Progress
+    source: Source,
+    image: Image,
+    shared: int,
+    touched: set[str],
+    trees: set[str],
+    progress: Progress,
 ) -> tuple[UnionFS, dict[str, str]]:
     """The merged view of the shared base (or of the part the touched paths need) and the
     content hashes of its files: from the base-view cache when this base was read before,
@@ -169,7 +174,7 @@ def _base_view(
     view = BaseView.open(chain_id) if chain_id is not None else None
     if view is not None:
         try:
-            return view.partial(touched)
+            return view.partial(touched, trees)
         finally:
             view.close()
     caching = chain_id is not None and cache_dir() is not None
@@ -188,10 +193,14 @@ def _base_view(
     return base, hashes
 
 
-def _names(source: Source, image: Image, start: int, progress: Progress) -> set[str]:
-    """Paths the layers from ``start`` up name (whiteout targets included, and a directory
-    an opaque marker empties), as "/a/b"."""
+def _names(
+    source: Source, image: Image, start: int, progress: Progress
+) -> tuple[set[str], set[str]]:
+    """Paths the layers from ``start`` up name, as "/a/b"; and the paths whose whole base
+    subtree they may remove: whiteout targets, directories an opaque marker empties, and
+    paths they give a non-directory entry."""
     names: set[str] = set()
+    trees: set[str] = set()
     for layer in image.layers[start:]:
         with open_layer(source, layer, progress=progress) as opened:
             for member in opened.reader:
@@ -200,13 +209,17 @@ def _names(source: Source, image: Image, start: int, progress: Progress) -> set[
                     continue
                 parent, _, base = path.rpartition("/")
                 if base == OPAQUE:
-                    names.add(f"/{parent}")
+                    trees.add(f"/{parent}")
                     continue
-                if base.startswith(WHITEOUT):
+                whiteout = base.startswith(WHITEOUT)
+                if whiteout:
                     base = base[len(WHITEOUT) :]
-                names.add(f"/{parent}/{base}" if parent else f"/{base}")
+                full = f"/{parent}/{base}" if parent else f"/{base}"
+                names.add(full)
+                if whiteout or member.type is not EntryType.DIR:
+                    trees.add(full)
             opened.finish(layer, label=source.label)
-    return names
+    return names, trees
 
 
 def _differences(a: FileInfo, b: FileInfo, ha: str | None, hb: str | None) -> tuple[str, ...]:
