@@ -124,6 +124,16 @@ class Cgroup:
         """The limit files and their current contents, as evidence for the trace."""
         return self.driver.values(self)
 
+    def procs(self) -> list[int]:
+        """The processes in the group (host PIDs), in any of its hierarchies."""
+        found: set[int] = set()
+        for path in self.paths.values():
+            try:
+                found.update(int(p) for p in self.driver.fs.read(path / "cgroup.procs").split())
+            except (OSError, ValueError):
+                continue
+        return sorted(found)
+
     def remove(self) -> None:
         for path in self.paths.values():
             self.driver.fs.rmdir(path)

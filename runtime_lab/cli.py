@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from inspect_tool.cli._common import IMAGE_OPTION, PLATFORM_OPTION, REF_OPTION, handle_errors
+from inspect_tool.cli._common import PLATFORM_OPTION, REF_OPTION, handle_errors
 from inspect_tool.errors import UsageError
 
 if TYPE_CHECKING:
     from runtime_lab.store import Store
+    from runtime_lab.streams import LocalStreams
     from runtime_lab.trace import Tracer
 
 ROOT_OPTION = typer.Option(
@@ -28,6 +29,13 @@ ROOT_OPTION = typer.Option(
 )
 RUN_IMAGE = typer.Argument(..., metavar="IMAGE", help="Any image dockscope inspect reads.")
 RUN_COMMAND = typer.Argument(None, metavar="[COMMAND [ARG...]]", help="Replaces the image's Cmd.")
+# as IMAGE_OPTION, without its short form: in run, -i is docker's --interactive
+RUN_SELECT_IMAGE = typer.Option(
+    None,
+    "--image",
+    metavar="NAME:TAG|N",
+    help="Choose an image of a multi-image archive by tag or by 1-based position.",
+)
 
 
 def _need_root() -> None:
@@ -67,7 +75,20 @@ def run(
         False, "--detach", "-d", help="Run in the background; print the container ID."
     ),
     rm: bool = typer.Option(False, "--rm", help="Remove the container when it exits."),
-    interactive: bool = typer.Option(False, "--interactive", "-i", help="Keep stdin open."),
+    interactive: bool = typer.Option(
+        False, "--interactive", "-i", help="Keep stdin open (else the container's is closed)."
+    ),
+    tty: bool = typer.Option(
+        False, "--tty", "-t", help="Allocate a terminal inside the container (with -i: -it)."
+    ),
+    attach: list[str] | None = typer.Option(
+        None,
+        "--attach",
+        "-a",
+        metavar="STREAM",
+        help="Attach stdin, stdout or stderr (repeatable; default stdout and stderr, and "
+        "stdin with -i).",
+    ),
     trace: bool = typer.Option(False, "--trace", help="Narrate every step on stderr."),
     trace_json: Path | None = typer.Option(
         None, "--trace-json", metavar="FILE", help="Write every step as JSON lines to FILE."
@@ -76,7 +97,7 @@ def run(
     explain: bool = typer.Option(
         False, "--explain", help="Print the plan; do nothing (no root needed)."
     ),
-    image: str | None = IMAGE_OPTION,
+    image: str | None = RUN_SELECT_IMAGE,
     ref: str | None = REF_OPTION,
     platform: str | None = PLATFORM_OPTION,
     root: str | None = ROOT_OPTION,
@@ -93,6 +114,10 @@ def run(
       dockscope run --step --hostname lab sample_images/busybox.tar hostname
 
       dockscope run -d --name web --memory 64m sample_images/busybox.tar sleep 600
+
+      dockscope run -it sample_images/busybox.tar sh
+
+      echo hello | dockscope run -i sample_images/busybox.tar cat
 
       dockscope run --explain sample_images/busybox.tar
     """
@@ -114,8 +139,11 @@ def run(
             raise UsageError(f"--cpus: from 0.01 to {available} (the CPUs this machine has)")
         if pids_limit is not None and pids_limit < 1:
             raise UsageError("--pids-limit must be at least 1")
-        if detach and (step or interactive):
-            raise UsageError("--detach cannot be combined with --step or --interactive")
+        if detach and step:
+            raise UsageError("--detach cannot be combined with --step")
+        streams = attached_streams(attach or [], detach=detach, interactive=interactive)
+        if tty and interactive and "stdin" in streams and not os.isatty(0):
+            raise UsageError("the input device is not a TTY: -it needs a terminal on stdin")
         options = rt.RunOptions(
             image=image_path,
             args=list(command or []),
@@ -135,6 +163,8 @@ def run(
             detach=detach,
             auto_remove=rm,
             interactive=interactive,
+            tty=tty,
+            attach=streams,
         )
         if explain:
             _explain(options)
@@ -163,7 +193,11 @@ def run(
 
                 stepper = Stepper()
                 tracer.add_sink(stepper.note)
-            io = rt.StartIO(stdin="inherit" if interactive else "null", stepper=stepper)
+            io = rt.StartIO(
+                local=local_streams(streams, interactive=interactive, tty=tty),
+                stepper=stepper,
+                window=_window() if tty else None,
+            )
             code = rt.start(store, config.id, tracer, io)
             state = store.load_state(config.id)
             if state.error:
@@ -180,6 +214,50 @@ def run(
                 with contextlib.suppress(OSError):  # reported already, as the run stopped
                     json_file.close()
         raise typer.Exit(code)
+
+
+def attached_streams(values: list[str], *, detach: bool, interactive: bool) -> list[str]:
+    """docker's -a: the streams a foreground container has attached."""
+    chosen: list[str] = []
+    for value in values:
+        stream = value.lower()
+        if stream not in ("stdin", "stdout", "stderr"):
+            raise UsageError(f"-a {value}: attach stdin, stdout or stderr")
+        if stream not in chosen:
+            chosen.append(stream)
+    if detach:
+        if chosen:
+            raise UsageError(
+                "conflicting options: -a and -d (a detached container is not attached)"
+            )
+        return []
+    if not chosen:
+        chosen = ["stdin", "stdout", "stderr"] if interactive else ["stdout", "stderr"]
+    return chosen
+
+
+def local_streams(streams: list[str], *, interactive: bool, tty: bool) -> LocalStreams:
+    """dockscope's own descriptors for the attached streams. Input is forwarded only with -i:
+    without it the container's stdin is closed, and ``-a stdin`` alone delivers nothing."""
+    from runtime_lab.streams import LocalStreams
+
+    stdin = 0 if "stdin" in streams and interactive else None
+    return LocalStreams(
+        stdin=stdin,
+        stdout=1 if "stdout" in streams else None,
+        stderr=2 if "stderr" in streams else None,
+        terminal=0 if tty and stdin is not None and os.isatty(0) else None,
+    )
+
+
+def _window() -> tuple[int, int] | None:
+    from runtime_lab import linux
+
+    for fd in (0, 1, 2):
+        size = linux.window_size(fd)
+        if size is not None and size != (0, 0):
+            return size
+    return None
 
 
 def _add_sinks(tracer: Tracer, *, trace: bool, json_file: object) -> None:
@@ -227,14 +305,15 @@ def _explain(options: object) -> None:
     }
     explain(
         Console(highlight=False),
-        plan(network=options.network, limits=limits, rootfs_mode=mode),
+        plan(network=options.network, limits=limits, rootfs_mode=mode, tty=options.tty),
         details,
     )
 
 
 def register(app: typer.Typer) -> None:
     app.command(context_settings={"allow_interspersed_args": False})(run)
-    from runtime_lab import container_cli, lifecycle
+    from runtime_lab import container_cli, lifecycle, session_cli
 
     lifecycle.register(app)
+    session_cli.register(app)
     container_cli.register(app)

@@ -11,14 +11,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import selectors
 import shutil
 import signal
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from inspect_tool.errors import DockscopeError, UsageError
 from runtime_lab import cgroups
@@ -27,6 +27,7 @@ from runtime_lab.process import LaunchSpec, run_shim, wait_quietly
 from runtime_lab.spec import command_line, environment
 from runtime_lab.steps import STEPS
 from runtime_lab.store import ContainerConfig, ContainerState, Store, now, write_atomic
+from runtime_lab.streams import ATTACH_SOCKET, Hub, LocalStreams, listen
 from runtime_lab.trace import Event, Tracer
 
 if TYPE_CHECKING:
@@ -59,6 +60,8 @@ class RunOptions:
     detach: bool = False
     auto_remove: bool = False
     interactive: bool = False
+    tty: bool = False
+    attach: list[str] = field(default_factory=list)  # foreground: the streams attached
 
 
 def _event(step_id: str, **fields: Any) -> Event:
@@ -176,18 +179,22 @@ def _config(
         auto_remove=options.auto_remove,
         detached=options.detach,
         image_config=dict(image.config.data),
+        interactive=options.interactive,
+        tty=options.tty,
+        attach=list(options.attach),
+        stdin_once=options.interactive and not options.detach and "stdin" in options.attach,
     )
 
 
 @dataclass(slots=True)
 class StartIO:
-    """Where the command's output goes: inherited (None) or file descriptors to relay."""
+    """How the watcher (``run`` in the foreground, or a supervisor) connects the container's
+    streams: the output always goes to ``container.log`` and to attach clients; ``local``
+    names dockscope's own descriptors attached to it (a foreground run)."""
 
-    stdout: int | None = None
-    stderr: int | None = None
-    stdin: str = "null"
-    on_output: Callable[[str, bytes], None] | None = None  # (stream, data) for logs
+    local: LocalStreams | None = None
     stepper: Callable[[Event], None] | None = None  # called at each planned step (--step)
+    window: tuple[int, int] | None = None  # with -t: the terminal's size to start with
 
 
 def start(store: Store, container_id: str, tracer: Tracer, io: StartIO | None = None) -> int:
@@ -276,8 +283,32 @@ def _run(
                 },
             )
         )
-    out_r, out_w = os.pipe() if io.on_output else (None, None)
-    err_r, err_w = os.pipe() if io.on_output else (None, None)
+    # the container's streams: pipes, or with -t a terminal init allocates inside the
+    # container and passes up the console socket; stdin only with -i (else /dev/null)
+    tty = config.tty
+    stdin_r, stdin_w = os.pipe() if config.interactive and not tty else (None, None)
+    out_r, out_w = (None, None) if tty else os.pipe()
+    err_r, err_w = (None, None) if tty else os.pipe()
+    console, console_child = socket.socketpair() if tty else (None, None)
+    try:
+        listener = listen(directory)
+    except OSError as exc:
+        raise ContainerError(
+            f"cannot create the attach socket: {exc.strerror or exc}", subject=str(directory)
+        ) from None
+    log = JsonFileLog(directory / "container.log")
+    hub = Hub(
+        stdin=stdin_w,
+        stdout=out_r,
+        stderr=err_r,
+        console=console,
+        listener=listener,
+        log=log,
+        local=io.local,
+        stdin_once=config.stdin_once,
+        tty=tty,
+        open_stdin=config.interactive,
+    )
     spec = LaunchSpec(
         merged=str(directory / "merged"),
         lowerdirs=[str(store.layer_dir(d)) for d in config.diff_ids],
@@ -290,10 +321,13 @@ def _run(
         env=config.env,
         workdir=config.workdir,
         user=config.user,
-        stdin=io.stdin,
         stepping=io.stepper is not None,
+        stdin_fd=stdin_r,
         stdout_fd=out_w,
         stderr_fd=err_w,
+        tty=tty,
+        console_fd=console_child.fileno() if console_child is not None else None,
+        window=io.window,
     )
     events_r, events_w = os.pipe()
     go_r, go_w = os.pipe()
@@ -308,17 +342,20 @@ def _run(
     if shim == 0:  # the shim: never returns into dockscope's code
         code = 1
         try:
-            keep = {fd for fd in (events_w, go_r, ack_r, out_w, err_w) if fd is not None}
-            _close_other_fds(keep)
+            keep = {events_w, go_r, ack_r, stdin_r, out_w, err_w, spec.console_fd}
+            _close_other_fds({fd for fd in keep if fd is not None})
             code = run_shim(spec, events_w, go_r, ack_r)
         except BaseException:  # reported as an event where it happened
             code = 1
         finally:
             os._exit(code)
-    for fd in (events_w, go_r, ack_r, out_w, err_w):
+    for fd in (events_w, go_r, ack_r, stdin_r, out_w, err_w):
         if fd is not None:
             os.close(fd)
+    if console_child is not None:
+        console_child.close()
     state.shim_pid = shim
+    state.cgroup_paths = {k: str(v) for k, v in group.paths.items()}
     init_pid = 0
     save_error: OSError | None = None
 
@@ -341,6 +378,20 @@ def _run(
         if event.phase == "plan" and io.stepper is not None:
             io.stepper(event)
             os.write(ack_w, b"y")
+        if event.step == "exec" and event.phase == "done" and event.result == "ok":
+            hub.enter_raw()  # -it: the command runs, the local terminal goes raw
+
+    pending = b""
+
+    def on_events(chunk: bytes) -> None:
+        nonlocal pending
+        pending += chunk
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            if line.strip():
+                event = Event.from_json(line.decode())
+                tracer.emit(event)
+                on_event(event)
 
     forwarded = _forward_signals(lambda: init_pid)
     failure: BaseException | None = None
@@ -362,7 +413,7 @@ def _run(
         os.write(go_w, b"g")
         os.close(go_w)
         go_w = -1
-        _relay(events_r, tracer, on_event, out_r, err_r, io.on_output)
+        hub.run(events_r, on_events, os.pidfd_open(shim), lambda: _kill_leftovers(group))
     except BaseException as exc:
         # dockscope cannot watch the container any more (a trace file on a full disk, a
         # stepper that failed…): end it rather than leave it running unwatched. Killing the
@@ -371,11 +422,17 @@ def _run(
         with contextlib.suppress(ProcessLookupError):
             os.kill(shim, signal.SIGKILL)
     finally:
+        hub.restore_terminal()
         _, status = _wait(shim)
         _restore_signals(forwarded)
         for fd in (go_w, ack_w):
             if fd >= 0:
                 os.close(fd)
+        log.close()
+        if failure is not None:
+            hub.finish(None)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(directory / ATTACH_SOCKET)
     code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
     oom = False
     with contextlib.suppress(OSError, ValueError):
@@ -387,6 +444,9 @@ def _run(
     save_error = _save(store, container_id, state) or save_error
     if failure is not None:
         raise failure
+    hub.finish(code)  # attach clients get the exit status
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(directory / ATTACH_SOCKET)
     tracer.emit(
         _event(
             "exit",
@@ -414,47 +474,13 @@ def _close_other_fds(keep: set[int]) -> None:
     os.closerange(top, 65536)
 
 
-def _relay(
-    events_fd: int,
-    tracer: Tracer,
-    on_event: Callable[[Event], None],
-    out_fd: int | None,
-    err_fd: int | None,
-    on_output: Callable[[str, bytes], None] | None,
-) -> None:
-    """Read trace events and (for detached containers) the command's output until all close."""
-    selector = selectors.DefaultSelector()
-    selector.register(events_fd, selectors.EVENT_READ, "events")
-    for fd, name in ((out_fd, "stdout"), (err_fd, "stderr")):
-        if fd is not None:
-            selector.register(fd, selectors.EVENT_READ, name)
-    pending = b""
-    try:
-        while selector.get_map():
-            for key, _ in selector.select():
-                fd = key.fd
-                try:
-                    chunk = os.read(fd, 65536)
-                except InterruptedError:
-                    continue
-                if not chunk:
-                    selector.unregister(fd)
-                    os.close(fd)
-                    continue
-                if key.data == "events":
-                    pending += chunk
-                    while b"\n" in pending:
-                        line, pending = pending.split(b"\n", 1)
-                        if line.strip():
-                            event = Event.from_json(line.decode())
-                            tracer.emit(event)
-                            on_event(event)
-                elif on_output is not None:
-                    on_output(str(key.data), chunk)
-    finally:  # stopped early (an error): the pipes still open are closed all the same
-        for key in list(selector.get_map().values()):
-            os.close(key.fd)
-        selector.close()
+def _kill_leftovers(group: cgroups.Cgroup) -> None:
+    """The container's main process has ended: anything left in its group (possible only
+    when it shares another container's PID namespace, or the host's, where its end kills
+    nobody else) is killed, as runc does, so that the group can go."""
+    for pid in group.procs():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _wait(pid: int) -> tuple[int, int]:
@@ -559,25 +585,46 @@ def remove(store: Store, container_id: str, *, force: bool = False) -> None:
                 group.rmdir()
 
 
-def log_writer(path: Path) -> Callable[[str, bytes], None]:
-    """docker's json-file log format: one JSON object per line of output."""
-    handle = open(path, "ab", buffering=0)  # noqa: SIM115 - lives as long as the container runs
-    partial: dict[str, bytes] = {"stdout": b"", "stderr": b""}
+class JsonFileLog:
+    """docker's json-file log format: one JSON object per line of output,
+    ``{"log": "line\\n", "stream": "stdout", "time": "…Z"}``. A line still unfinished when the
+    container ends is written without its newline, as docker does. A log that cannot be
+    written (a full disk) loses lines; the container runs on."""
 
-    def write(stream: str, data: bytes) -> None:
-        buffered = partial[stream] + data
-        *lines, partial[stream] = buffered.split(b"\n")
+    def __init__(self, path: Path) -> None:
+        try:
+            self._handle: BinaryIO | None = open(path, "ab", buffering=0)  # noqa: SIM115
+        except OSError:
+            self._handle = None
+        self._partial: dict[str, bytes] = {"stdout": b"", "stderr": b""}
+
+    def __call__(self, stream: str, data: bytes) -> None:
+        buffered = self._partial[stream] + data
+        *lines, self._partial[stream] = buffered.split(b"\n")
+        self._write(stream, [line + b"\n" for line in lines])
+
+    def _write(self, stream: str, lines: list[bytes]) -> None:
+        if self._handle is None or not lines:
+            return
         records = b"".join(
             json.dumps(
-                {"log": line.decode("utf-8", "replace") + "\n", "stream": stream, "time": now()}
+                {"log": line.decode("utf-8", "replace"), "stream": stream, "time": now()}
             ).encode()
             + b"\n"
             for line in lines
         )
         with contextlib.suppress(OSError):  # a full disk loses lines; the container runs on
-            handle.write(records)
+            self._handle.write(records)
 
-    return write
+    def close(self) -> None:
+        for stream, rest in self._partial.items():
+            if rest:
+                self._write(stream, [rest])
+        self._partial = {"stdout": b"", "stderr": b""}
+        if self._handle is not None:
+            with contextlib.suppress(OSError):
+                self._handle.close()
+            self._handle = None
 
 
 def save_json(path: Path, value: Any) -> None:

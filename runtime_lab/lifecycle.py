@@ -90,7 +90,7 @@ def _supervise(
             store,
             container_id,
             tracer,
-            rt.StartIO(on_output=rt.log_writer(directory / "container.log")),
+            rt.StartIO(),
         )
     except BaseException as exc:  # recorded for ps and for the waiting run -d
         state = rt.refresh(store, container_id)

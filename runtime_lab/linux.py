@@ -169,3 +169,57 @@ def namespace_inodes(pid: int | str = "self") -> dict[str, int]:
         except OSError:
             continue
     return found
+
+
+# -- pseudo-terminals (the container's console) ---------------------------------------------------
+
+TIOCSCTTY = 0x540E
+TIOCGWINSZ = 0x5413
+TIOCSWINSZ = 0x5414
+TIOCGPTN = 0x80045430
+TIOCSPTLCK = 0x40045431
+TIOCGPTPEER = 0x5441
+
+
+def open_pty(ptmx: str) -> tuple[int, int, int]:
+    """A new pseudo-terminal pair from the devpts instance whose ``ptmx`` is given: the
+    master, the slave (opened from the master with TIOCGPTPEER, so no path lookup can be
+    raced, as runc does) and the slave's number (``/dev/pts/N``)."""
+    import fcntl
+
+    master = os.open(ptmx, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))  # unlockpt
+        number = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, bytes(4)))[0]
+        slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        os.close(master)
+        raise
+    return master, int(slave), int(number)
+
+
+def set_controlling_terminal(fd: int) -> None:
+    """``ioctl(fd, TIOCSCTTY, 0)``: the terminal becomes this session leader's controlling
+    terminal (Ctrl-C, job control and SIGWINCH then reach its foreground process group)."""
+    import fcntl
+
+    fcntl.ioctl(fd, TIOCSCTTY, 0)
+
+
+def window_size(fd: int) -> tuple[int, int] | None:
+    """(rows, columns) of a terminal, or None when ``fd`` is not one."""
+    import fcntl
+
+    try:
+        rows, columns, _, _ = struct.unpack("HHHH", fcntl.ioctl(fd, TIOCGWINSZ, bytes(8)))
+    except OSError:
+        return None
+    return rows, columns
+
+
+def set_window_size(fd: int, rows: int, columns: int) -> None:
+    """``ioctl(fd, TIOCSWINSZ)``: the kernel sends SIGWINCH to the terminal's foreground
+    process group when the size changes."""
+    import fcntl
+
+    fcntl.ioctl(fd, TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))

@@ -53,11 +53,15 @@ class LaunchSpec:
     env: list[str]
     workdir: str
     user: str
-    stdin: str = "null"  # "null" or "inherit"
     stepping: bool = False
-    stdout_fd: int | None = None  # where the command's output goes (detached: a log pipe)
+    stdin_fd: int | None = None  # read end of the stdin pipe (-i); None: /dev/null
+    stdout_fd: int | None = None  # write ends of the output pipes the watcher relays
     stderr_fd: int | None = None
+    tty: bool = False  # -t: a terminal from the container's own devpts is stdin/out/err
+    console_fd: int | None = None  # with -t: the socket the terminal's master goes up
+    window: tuple[int, int] | None = None  # (rows, columns) to start the terminal with
     created_mountpoints: list[str] = field(default_factory=list)
+    terminal: int | None = None  # init's side of the terminal (the slave), once allocated
 
 
 class _Child:
@@ -150,6 +154,10 @@ def run_shim(spec: LaunchSpec, events_fd: int, go_fd: int, ack_fd: int) -> int:
         evidence["pid_namespace"] = os.stat("/proc/self/ns/pid_for_children").st_ino
     child.done("fork-init", args={"pid": pid}, evidence=evidence)
     os.close(events_fd)
+    # the shim holds none of the container's streams: they end when the container does
+    for fd in (spec.stdin_fd, spec.stdout_fd, spec.stderr_fd, spec.console_fd):
+        if fd is not None:
+            os.close(fd)
     while True:
         try:
             _, status = os.waitpid(pid, 0)
@@ -188,6 +196,12 @@ def run_init(spec: LaunchSpec, child: _Child) -> int:
         args={"target": f"{root}/proc"},
     )
     child.run("mount-dev", lambda: _mount_dev(root, spec), args={"target": f"{root}/dev"})
+    if spec.tty:
+        child.run(
+            "tty",
+            lambda: _allocate_terminal(root, spec),
+            args={"ptmx": f"{root}/dev/pts/ptmx", "window": spec.window},
+        )
     child.run(
         "mount-sys",
         lambda: _mount(
@@ -202,7 +216,11 @@ def run_init(spec: LaunchSpec, child: _Child) -> int:
     )
     child.run("pivot_root", lambda: _pivot(root), args={"new_root": root, "put_old": root})
     user_holder: dict[str, Any] = {}
-    child.run("user", lambda: _switch_user(spec.user, user_holder), args={"user": spec.user})
+    child.run(
+        "user",
+        lambda: _switch_user(spec.user, user_holder, spec.terminal),
+        args={"user": spec.user},
+    )
     child.run(
         "capabilities",
         lambda: _drop_capabilities(user_holder["uid"]),
@@ -350,9 +368,11 @@ def _read(path: str) -> str:
         return ""
 
 
-def _switch_user(spec_user: str, holder: dict[str, Any]) -> dict[str, Any]:
+def _switch_user(spec_user: str, holder: dict[str, Any], terminal: int | None) -> dict[str, Any]:
     user = resolve_user(spec_user, _read("/etc/passwd"), _read("/etc/group"))
     holder.update(uid=user.uid, home=user.home)
+    if terminal is not None:  # the user owns the terminal, as with a login
+        os.fchown(terminal, user.uid, -1)
     os.setgroups(list(user.groups))
     os.setgid(user.gid)
     if user.uid != 0:
@@ -394,8 +414,50 @@ def _status_field(name: str) -> str | None:
     return None
 
 
+def _allocate_terminal(root: str, spec: LaunchSpec) -> dict[str, Any]:
+    """A pseudo-terminal from the container's own devpts (so it is /dev/pts/N inside, as
+    runc's console): its master goes up to dockscope over the console socket (SCM_RIGHTS),
+    its slave stays here to become the command's stdin, stdout, stderr and controlling
+    terminal; /dev/console is the slave too."""
+    import socket
+
+    master, slave, number = linux.open_pty(os.path.join(root, "dev", "pts", "ptmx"))
+    try:
+        if spec.window is not None:
+            linux.set_window_size(master, *spec.window)
+        console = os.path.join(root, "dev", "console")
+        with open(console, "w"):
+            pass  # a mount point for the bind mount below
+        linux.mount(os.path.join(root, "dev", "pts", str(number)), console, None, linux.MS_BIND)
+        assert spec.console_fd is not None
+        with socket.socket(fileno=os.dup(spec.console_fd)) as sock:
+            socket.send_fds(sock, [b"t"], [master])
+    finally:
+        os.close(master)
+    os.close(spec.console_fd)
+    spec.console_fd = None
+    spec.terminal = slave
+    return {
+        "terminal": f"/dev/pts/{number}",
+        "window": list(linux.window_size(slave) or (0, 0)),
+        "console": "/dev/console",
+        "master": "sent to dockscope (SCM_RIGHTS)",
+    }
+
+
 def _prepare_stdio(spec: LaunchSpec) -> None:
-    if spec.stdin == "null":
+    """The command's stdin, stdout and stderr, in a session of its own (as runc's init
+    calls setsid): a terminal becomes its controlling terminal."""
+    os.setsid()
+    if spec.terminal is not None:
+        linux.set_controlling_terminal(spec.terminal)
+        for target in (0, 1, 2):
+            os.dup2(spec.terminal, target)
+        os.close(spec.terminal)
+        return
+    if spec.stdin_fd is not None:
+        os.dup2(spec.stdin_fd, 0)
+    else:
         fd = os.open("/dev/null", os.O_RDONLY)
         os.dup2(fd, 0)
         os.close(fd)

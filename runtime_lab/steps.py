@@ -133,6 +133,15 @@ _ALL = [
         "init",
     ),
     Step(
+        "tty",
+        "Allocate the terminal",
+        "open/ioctl/sendmsg",
+        "With -t, /dev/ptmx of the container's own devpts gives a pseudo-terminal pair: the "
+        "slave (/dev/pts/N inside) becomes the command's stdin, stdout, stderr and "
+        "controlling terminal; the master goes to dockscope over a socket (SCM_RIGHTS).",
+        "init",
+    ),
+    Step(
         "mount-sys",
         "Mount /sys read-only",
         "mount",
@@ -174,7 +183,8 @@ _ALL = [
         "exec",
         "Run the command",
         "execve",
-        "The process replaces itself with the image's command; it is PID 1 in the container.",
+        "In a session of its own (setsid), with its stdin, stdout and stderr in place, the "
+        "process replaces itself with the image's command; it is PID 1 in the container.",
         "init",
     ),
     Step(
@@ -198,11 +208,13 @@ _ALL = [
 STEPS: dict[str, Step] = {step.id: step for step in _ALL}
 
 
-def plan(*, network: str, limits: bool, rootfs_mode: str) -> list[Step]:
+def plan(*, network: str, limits: bool, rootfs_mode: str, tty: bool = False) -> list[Step]:
     """The steps a run will take with these options, in order."""
     chosen = []
     for step in _ALL:
         if step.id == "loopback" and network != "none":
+            continue
+        if step.id == "tty" and not tty:
             continue
         if step.id == "cgroup-limits" and not limits:
             continue

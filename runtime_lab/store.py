@@ -74,6 +74,10 @@ class ContainerConfig:
     detached: bool = False
     image_config: dict[str, Any] = field(default_factory=dict)  # the image's config, as stored
     created: str = field(default_factory=now)
+    interactive: bool = False  # -i: stdin is a pipe kept open (docker's OpenStdin)
+    tty: bool = False  # -t: a terminal inside the container
+    attach: list[str] = field(default_factory=list)  # streams a foreground run attached
+    stdin_once: bool = False  # the attached stdin's end closes the container's (run -i)
 
 
 @dataclass(slots=True)
@@ -89,6 +93,8 @@ class ContainerState:
     error: str | None = None
     # paths the runtime made in the writable layer (mount points the image lacks)
     runtime_paths: list[str] = field(default_factory=list)
+    # the control group's directories while it runs (controller → path): exec joins them
+    cgroup_paths: dict[str, str] = field(default_factory=dict)
 
 
 class Store:

@@ -7,6 +7,7 @@ its containers, processes that carry a marker in their command line.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -41,15 +42,17 @@ def env_for(root: Path) -> dict[str, str]:
     return dict(os.environ, DOCKSCOPE_ROOT=str(root), NO_COLOR="1", COLUMNS="200")
 
 
-def ds(root: Path, *args: str | Path, timeout: float = 60) -> Result:
-    """``dockscope ARGS`` with ``root`` as the state root; stdin is /dev/null."""
+def ds(root: Path, *args: str | Path, timeout: float = 60, input: str | None = None) -> Result:
+    """``dockscope ARGS`` with ``root`` as the state root; stdin is ``input`` (a pipe), or
+    /dev/null."""
+    given: dict[str, Any] = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
     proc = subprocess.run(
         [*DOCKSCOPE, *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout,
         env=env_for(root),
-        stdin=subprocess.DEVNULL,
+        **given,
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
@@ -251,3 +254,100 @@ def checked_root(path: Path) -> Iterator[Path]:
             ds(path, "rm", "-f", container_id)
         if groups:
             ds(path, "cleanup")
+
+
+# -- a terminal ---------------------------------------------------------------------------------
+
+
+class PtySession:
+    """A command run on a new pseudo-terminal, driven as a person at a terminal would: it is
+    the session leader with the terminal as its controlling terminal (the pty module), and the
+    test reads the screen's bytes, types, resizes the window and looks at the line discipline's
+    settings (termios on the master reports the terminal's)."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], rows: int = 24, columns: int = 80):
+        import pty
+
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # the child: the terminal is its stdin, stdout and stderr
+            try:
+                self._set_size(0, rows, columns)
+                os.execve(argv[0], argv, env)
+            finally:
+                os._exit(127)
+        self.seen = b""  # everything read so far
+        self._unread = b""
+        self.code: int | None = None
+
+    @staticmethod
+    def _set_size(fd: int, rows: int, columns: int) -> None:
+        import fcntl
+        import struct
+        import termios
+
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+
+    def resize(self, rows: int, columns: int) -> None:
+        """The window changes size: the kernel sends SIGWINCH to the foreground group."""
+        self._set_size(self.fd, rows, columns)
+
+    def send(self, data: bytes) -> None:
+        os.write(self.fd, data)
+
+    def _fill(self, deadline: float) -> bool:
+        import select
+
+        ready, _, _ = select.select([self.fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            return False
+        try:
+            chunk = os.read(self.fd, 65536)
+        except OSError:  # EIO: every process holding the terminal has gone
+            chunk = b""
+        if not chunk:
+            return False
+        self.seen += chunk
+        self._unread += chunk
+        return True
+
+    def expect(self, wanted: bytes, timeout: float = 15) -> bytes:
+        """Read until ``wanted`` appears; return what came up to and including it."""
+        deadline = time.monotonic() + timeout
+        while wanted not in self._unread:
+            if not self._fill(deadline):
+                raise AssertionError(f"never saw {wanted!r}; the screen so far: {self.seen!r}")
+        end = self._unread.index(wanted) + len(wanted)
+        found, self._unread = self._unread[:end], self._unread[end:]
+        return found
+
+    def local_mode(self) -> int:
+        """The terminal's c_lflag (ICANON, ECHO, ISIG…)."""
+        import termios
+
+        return int(termios.tcgetattr(self.fd)[3])
+
+    def wait(self, timeout: float = 20) -> int:
+        """Read the rest of the output and wait for the command's exit status."""
+        deadline = time.monotonic() + timeout
+        while self._fill(deadline):
+            pass
+        while time.monotonic() < deadline:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.code = os.waitstatus_to_exitcode(status)
+                return self.code
+            time.sleep(0.02)
+        raise AssertionError(f"still running; the screen so far: {self.seen!r}")
+
+    def close(self) -> None:
+        if self.code is None:
+            with contextlib.suppress(ProcessLookupError, ChildProcessError):
+                os.kill(self.pid, 9)
+                os.waitpid(self.pid, 0)
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
+def pty_session(root: Path, *args: str | Path, rows: int = 24, columns: int = 80) -> PtySession:
+    """``dockscope ARGS`` on a new terminal of ROWS x COLUMNS."""
+    return PtySession([*DOCKSCOPE, *map(str, args)], env_for(root), rows, columns)
