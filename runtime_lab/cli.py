@@ -178,7 +178,7 @@ def run(
                 f"cannot write the trace: {exc.strerror}", subject=str(trace_json)
             ) from None
         try:
-            _add_sinks(tracer, trace=trace, json_file=json_file)
+            add_trace_sinks(tracer, trace=trace, json_file=json_file)
             store = _store(root)
             config = rt.create(store, options, tracer)
             if detach:
@@ -196,7 +196,7 @@ def run(
             io = rt.StartIO(
                 local=local_streams(streams, interactive=interactive, tty=tty),
                 stepper=stepper,
-                window=_window() if tty else None,
+                window=terminal_size() if tty else None,
             )
             code = rt.start(store, config.id, tracer, io)
             state = store.load_state(config.id)
@@ -250,7 +250,7 @@ def local_streams(streams: list[str], *, interactive: bool, tty: bool) -> LocalS
     )
 
 
-def _window() -> tuple[int, int] | None:
+def terminal_size() -> tuple[int, int] | None:
     from runtime_lab import linux
 
     for fd in (0, 1, 2):
@@ -260,7 +260,7 @@ def _window() -> tuple[int, int] | None:
     return None
 
 
-def _add_sinks(tracer: Tracer, *, trace: bool, json_file: object) -> None:
+def add_trace_sinks(tracer: Tracer, *, trace: bool, json_file: object) -> None:
     if trace:
         from runtime_lab.narrate import Narrator
 

@@ -64,7 +64,7 @@ class RunOptions:
     attach: list[str] = field(default_factory=list)  # foreground: the streams attached
 
 
-def _event(step_id: str, **fields: Any) -> Event:
+def step_event(step_id: str, **fields: Any) -> Event:
     step = STEPS[step_id]
     return Event(
         step=step.id, title=step.title, explanation=step.explanation, syscall=step.syscall, **fields
@@ -95,7 +95,7 @@ def create(
         argv = command_line(config_obj, options.args, options.entrypoint)
         hostname = options.hostname or container_id[:12]
         tracer.emit(
-            _event(
+            step_event(
                 "image",
                 args={"source": str(options.image)},
                 evidence={
@@ -132,7 +132,7 @@ def create(
                 ) from None
             raise
     tracer.emit(
-        _event(
+        step_event(
             "container-dirs",
             args={"path": str(directory)},
             evidence={
@@ -226,10 +226,10 @@ def start(store: Store, container_id: str, tracer: Tracer, io: StartIO | None = 
         try:
             group.remove()
             removed = [str(p) for p in group.paths.values()]
-            tracer.emit(_event("cleanup", evidence={"removed": removed}))
+            tracer.emit(step_event("cleanup", evidence={"removed": removed}))
         except OSError as exc:
             with contextlib.suppress(Exception):
-                tracer.emit(_event("cleanup", result=f"cgroup not removed: {exc}"))
+                tracer.emit(step_event("cleanup", result=f"cgroup not removed: {exc}"))
 
 
 def _save(store: Store, container_id: str, state: ContainerState) -> OSError | None:
@@ -254,7 +254,7 @@ def _run(
     directory = store.container_dir(container_id)
     driver = group.driver
     tracer.emit(
-        _event(
+        step_event(
             "cgroup-create",
             args={"version": driver.version},
             evidence={
@@ -274,7 +274,7 @@ def _run(
                 f"cannot set the limits: {exc.strerror or exc}", subject=config.name
             ) from None
         tracer.emit(
-            _event(
+            step_event(
                 "cgroup-limits",
                 args={"memory": config.memory, "cpus": config.cpus, "pids": config.pids},
                 evidence={
@@ -343,7 +343,7 @@ def _run(
         code = 1
         try:
             keep = {events_w, go_r, ack_r, stdin_r, out_w, err_w, spec.console_fd}
-            _close_other_fds({fd for fd in keep if fd is not None})
+            close_other_fds({fd for fd in keep if fd is not None})
             code = run_shim(spec, events_w, go_r, ack_r)
         except BaseException:  # reported as an event where it happened
             code = 1
@@ -393,13 +393,13 @@ def _run(
                 tracer.emit(event)
                 on_event(event)
 
-    forwarded = _forward_signals(lambda: init_pid)
+    forwarded = forward_signals(lambda: init_pid)
     failure: BaseException | None = None
     try:
-        tracer.emit(_event("fork-shim", args={"pid": shim}, evidence={"shim_pid": shim}))
+        tracer.emit(step_event("fork-shim", args={"pid": shim}, evidence={"shim_pid": shim}))
         group.add(shim)
         tracer.emit(
-            _event(
+            step_event(
                 "cgroup-attach",
                 args={"pid": shim},
                 evidence={
@@ -423,8 +423,8 @@ def _run(
             os.kill(shim, signal.SIGKILL)
     finally:
         hub.restore_terminal()
-        _, status = _wait(shim)
-        _restore_signals(forwarded)
+        _, status = wait_child(shim)
+        restore_signals(forwarded)
         for fd in (go_w, ack_w):
             if fd >= 0:
                 os.close(fd)
@@ -448,7 +448,7 @@ def _run(
     with contextlib.suppress(FileNotFoundError):
         os.unlink(directory / ATTACH_SOCKET)
     tracer.emit(
-        _event(
+        step_event(
             "exit",
             args={"pid": init_pid},
             evidence={"exit_code": code, "oom_killed": oom, "cgroup": values},
@@ -463,7 +463,7 @@ def _run(
     return code
 
 
-def _close_other_fds(keep: set[int]) -> None:
+def close_other_fds(keep: set[int]) -> None:
     """The shim keeps stdio and its pipes only: no descriptor of dockscope's (a supervisor's
     readiness pipe, an open image) lives on in the container's processes."""
     top = 3
@@ -483,7 +483,7 @@ def _kill_leftovers(group: cgroups.Cgroup) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def _wait(pid: int) -> tuple[int, int]:
+def wait_child(pid: int) -> tuple[int, int]:
     while True:
         try:
             return os.waitpid(pid, 0)
@@ -491,7 +491,7 @@ def _wait(pid: int) -> tuple[int, int]:
             continue
 
 
-def _forward_signals(target: Callable[[], int]) -> dict[int, Any]:
+def forward_signals(target: Callable[[], int]) -> dict[int, Any]:
     """SIGINT, SIGTERM and SIGHUP go to the container's PID 1, as docker run forwards them.
 
     PID 1 ignores signals it has no handler for: a second Ctrl-C sends SIGKILL."""
@@ -515,7 +515,7 @@ def _forward_signals(target: Callable[[], int]) -> dict[int, Any]:
     return previous
 
 
-def _restore_signals(previous: dict[int, Any]) -> None:
+def restore_signals(previous: dict[int, Any]) -> None:
     for signum, handler in previous.items():
         signal.signal(signum, handler)
 

@@ -31,11 +31,17 @@ def _evidence_lines(event: Event) -> list[str]:
                 lines.append(f"ns {name}: {new} (unchanged)")
     for line in ev.get("mountinfo", [])[:4] if isinstance(ev.get("mountinfo"), list) else []:
         lines.append(f"mountinfo: {line}")
+    if "container" in ev and "before" in ev:  # setns: this process's namespace, then
+        lines.append(f"ns inode: {ev['before']} → {ev['container']}")
     for write in ev.get("written", []) if isinstance(ev.get("written"), list) else []:
         lines.append(f"echo {write['value']} > {write['file']}")
     for key in (
         "host_pid",
+        "container_pid",
         "pid_namespace",
+        "terminal",
+        "window",
+        "skipped",
         "uts_hostname",
         "interfaces",
         "exit_code",

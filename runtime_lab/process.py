@@ -64,7 +64,7 @@ class LaunchSpec:
     terminal: int | None = None  # init's side of the terminal (the slave), once allocated
 
 
-class _Child:
+class StepReporter:
     """Step reporting inside a child: emit, optionally wait for a go-ahead, act, emit."""
 
     def __init__(self, events_fd: int, ack_fd: int, stepping: bool) -> None:
@@ -116,7 +116,7 @@ def run_shim(spec: LaunchSpec, events_fd: int, go_fd: int, ack_fd: int) -> int:
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() == 1:  # dockscope already died
         return 1
-    child = _Child(events_fd, ack_fd, spec.stepping)
+    child = StepReporter(events_fd, ack_fd, spec.stepping)
     if os.read(go_fd, 1) != b"g":
         return 1
     os.close(go_fd)
@@ -169,7 +169,7 @@ def run_shim(spec: LaunchSpec, events_fd: int, go_fd: int, ack_fd: int) -> int:
     return os.WEXITSTATUS(status)
 
 
-def run_init(spec: LaunchSpec, child: _Child) -> int:
+def run_init(spec: LaunchSpec, child: StepReporter) -> int:
     """PID 1 of the container: set up its world and exec the command (never returns on
     success)."""
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -218,12 +218,12 @@ def run_init(spec: LaunchSpec, child: _Child) -> int:
     user_holder: dict[str, Any] = {}
     child.run(
         "user",
-        lambda: _switch_user(spec.user, user_holder, spec.terminal),
+        lambda: switch_user(spec.user, user_holder, spec.terminal),
         args={"user": spec.user},
     )
     child.run(
         "capabilities",
-        lambda: _drop_capabilities(user_holder["uid"]),
+        lambda: drop_capabilities(user_holder["uid"]),
         args={"keep": list(DEFAULT_CAPABILITIES)},
     )
     child.run("no_new_privs", linux.set_no_new_privs, args={"option": "PR_SET_NO_NEW_PRIVS"})
@@ -368,7 +368,7 @@ def _read(path: str) -> str:
         return ""
 
 
-def _switch_user(spec_user: str, holder: dict[str, Any], terminal: int | None) -> dict[str, Any]:
+def switch_user(spec_user: str, holder: dict[str, Any], terminal: int | None) -> dict[str, Any]:
     user = resolve_user(spec_user, _read("/etc/passwd"), _read("/etc/group"))
     holder.update(uid=user.uid, home=user.home)
     if terminal is not None:  # the user owns the terminal, as with a login
@@ -382,7 +382,7 @@ def _switch_user(spec_user: str, holder: dict[str, Any], terminal: int | None) -
     return {"uid": user.uid, "gid": user.gid, "groups": list(user.groups), "home": user.home}
 
 
-def _drop_capabilities(uid: int) -> dict[str, Any]:
+def drop_capabilities(uid: int) -> dict[str, Any]:
     keep = {CAPABILITY_NUMBERS[name] for name in DEFAULT_CAPABILITIES}
     last = int(_read("/proc/sys/kernel/cap_last_cap").strip() or 40)
     if uid != 0:
@@ -414,29 +414,43 @@ def _status_field(name: str) -> str | None:
     return None
 
 
-def _allocate_terminal(root: str, spec: LaunchSpec) -> dict[str, Any]:
-    """A pseudo-terminal from the container's own devpts (so it is /dev/pts/N inside, as
-    runc's console): its master goes up to dockscope over the console socket (SCM_RIGHTS),
-    its slave stays here to become the command's stdin, stdout, stderr and controlling
-    terminal; /dev/console is the slave too."""
+def open_terminal(
+    ptmx: str, window: tuple[int, int] | None, console_fd: int
+) -> tuple[int, int, int]:
+    """A pseudo-terminal from the devpts instance of ``ptmx``: its master goes up to
+    dockscope over the console socket (SCM_RIGHTS); the slave (returned, with its number and
+    the master's descriptor, still open here) stays to become the command's terminal."""
     import socket
 
-    master, slave, number = linux.open_pty(os.path.join(root, "dev", "pts", "ptmx"))
+    master, slave, number = linux.open_pty(ptmx)
     try:
-        if spec.window is not None:
-            linux.set_window_size(master, *spec.window)
-        console = os.path.join(root, "dev", "console")
-        with open(console, "w"):
-            pass  # a mount point for the bind mount below
-        linux.mount(os.path.join(root, "dev", "pts", str(number)), console, None, linux.MS_BIND)
-        assert spec.console_fd is not None
-        with socket.socket(fileno=os.dup(spec.console_fd)) as sock:
+        if window is not None:
+            linux.set_window_size(master, *window)
+        with socket.socket(fileno=os.dup(console_fd)) as sock:
             socket.send_fds(sock, [b"t"], [master])
-    finally:
+    except BaseException:
         os.close(master)
+        os.close(slave)
+        raise
+    return master, slave, number
+
+
+def _allocate_terminal(root: str, spec: LaunchSpec) -> dict[str, Any]:
+    """A terminal from the container's own devpts (so it is /dev/pts/N inside, as runc's
+    console): its slave becomes the command's stdin, stdout, stderr and controlling
+    terminal; /dev/console is the slave too."""
+    assert spec.console_fd is not None
+    master, slave, number = open_terminal(
+        os.path.join(root, "dev", "pts", "ptmx"), spec.window, spec.console_fd
+    )
+    os.close(master)
+    spec.terminal = slave
     os.close(spec.console_fd)
     spec.console_fd = None
-    spec.terminal = slave
+    console = os.path.join(root, "dev", "console")
+    with open(console, "w"):
+        pass  # a mount point for the bind mount below
+    linux.mount(os.path.join(root, "dev", "pts", str(number)), console, None, linux.MS_BIND)
     return {
         "terminal": f"/dev/pts/{number}",
         "window": list(linux.window_size(slave) or (0, 0)),
@@ -446,25 +460,31 @@ def _allocate_terminal(root: str, spec: LaunchSpec) -> dict[str, Any]:
 
 
 def _prepare_stdio(spec: LaunchSpec) -> None:
+    set_stdio(spec.stdin_fd, spec.stdout_fd, spec.stderr_fd, spec.terminal)
+
+
+def set_stdio(
+    stdin_fd: int | None, stdout_fd: int | None, stderr_fd: int | None, terminal: int | None
+) -> None:
     """The command's stdin, stdout and stderr, in a session of its own (as runc's init
-    calls setsid): a terminal becomes its controlling terminal."""
+    calls setsid): a terminal becomes its controlling terminal; no stdin is /dev/null."""
     os.setsid()
-    if spec.terminal is not None:
-        linux.set_controlling_terminal(spec.terminal)
+    if terminal is not None:
+        linux.set_controlling_terminal(terminal)
         for target in (0, 1, 2):
-            os.dup2(spec.terminal, target)
-        os.close(spec.terminal)
+            os.dup2(terminal, target)
+        os.close(terminal)
         return
-    if spec.stdin_fd is not None:
-        os.dup2(spec.stdin_fd, 0)
+    if stdin_fd is not None:
+        os.dup2(stdin_fd, 0)
     else:
         fd = os.open("/dev/null", os.O_RDONLY)
         os.dup2(fd, 0)
         os.close(fd)
-    if spec.stdout_fd is not None:
-        os.dup2(spec.stdout_fd, 1)
-    if spec.stderr_fd is not None:
-        os.dup2(spec.stderr_fd, 2)
+    if stdout_fd is not None:
+        os.dup2(stdout_fd, 1)
+    if stderr_fd is not None:
+        os.dup2(stderr_fd, 2)
 
 
 def wait_quietly(pid: int, timeout: float) -> bool:

@@ -205,7 +205,60 @@ _ALL = [
     ),
 ]
 
-STEPS: dict[str, Step] = {step.id: step for step in _ALL}
+# steps of ``dockscope exec`` only (it also takes tty, user, capabilities, no_new_privs, exec
+# and exit from the list above)
+_EXEC = [
+    Step(
+        "fork-helper",
+        "Start the helper process",
+        "fork",
+        "The helper will join the container's namespaces and wait for the new process.",
+        "dockscope",
+    ),
+    Step(
+        "cgroup-join",
+        "Put the helper into the container's control group",
+        "write",
+        "Writing its PID to the group's cgroup.procs puts the helper, and everything it "
+        "starts, under the container's limits.",
+        "dockscope",
+    ),
+    Step(
+        "setns",
+        "Join a namespace",
+        "setns",
+        "setns() on /proc/PID/ns/KIND moves this process into that namespace of the "
+        "container's; a PID namespace applies to the children only, and joining the mount "
+        "namespace also makes the container's root this process's root.",
+        "helper",
+    ),
+    Step(
+        "fork-exec",
+        "Fork the new process",
+        "fork",
+        "The child starts in the container's PID namespace, under a number there other "
+        "than 1: the container's PID 1 is still its command.",
+        "helper",
+    ),
+    Step(
+        "exec-command",
+        "Run the command",
+        "execve",
+        "In a session of its own (setsid), with its stdin, stdout and stderr in place, the "
+        "process replaces itself with the command: one more process in the container.",
+        "process",
+    ),
+    Step(
+        "exec-exit",
+        "The command exits",
+        "wait4",
+        "The new process ended; the container runs on, its PID 1 untouched. The exit status "
+        "is passed through (128+N for signal N).",
+        "dockscope",
+    ),
+]
+
+STEPS: dict[str, Step] = {step.id: step for step in [*_ALL, *_EXEC]}
 
 
 def plan(*, network: str, limits: bool, rootfs_mode: str, tty: bool = False) -> list[Step]:

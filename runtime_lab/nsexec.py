@@ -1,0 +1,327 @@
+"""``dockscope exec``: a new process in a running container, made the way runc's nsexec and
+nsenter make one.
+
+dockscope forks a *helper*, writes its PID into the container's control group (so the helper
+and what it starts count against the container's limits), then lets it go. The helper opens
+``/proc/<PID 1>/ns/<kind>`` for every namespace first (after joining the mount namespace,
+/proc is the container's), then calls ``setns`` on each, the mount namespace last: joining it
+also sets the root and working directory to the container's root (what pivot_root left), so
+no chroot is needed. ``setns`` on a PID namespace moves only the children, so the helper
+forks: the child is in the container's PID namespace, under a number that is not 1. The
+child becomes the container's user, drops capabilities as PID 1 did, forbids new privileges,
+and executes the command. The helper waits for it and passes its status up; every step is a
+trace event, as with run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from inspect_tool.errors import UsageError
+from runtime_lab import cgroups, linux
+from runtime_lab.container import (
+    ContainerError,
+    StartIO,
+    close_other_fds,
+    forward_signals,
+    refresh,
+    restore_signals,
+    step_event,
+    wait_child,
+)
+from runtime_lab.process import (
+    StepReporter,
+    drop_capabilities,
+    open_terminal,
+    set_stdio,
+    switch_user,
+)
+from runtime_lab.spec import environment
+from runtime_lab.store import Store
+from runtime_lab.streams import Hub
+from runtime_lab.trace import Event, Tracer
+
+# opened in this order, joined in this order: the mount namespace last, since after it
+# /proc and every path are the container's
+JOIN_ORDER = ("ipc", "uts", "net", "pid", "cgroup", "mnt")
+CLONE_FLAGS = {
+    "ipc": linux.Clone.NEWIPC,
+    "uts": linux.Clone.NEWUTS,
+    "net": linux.Clone.NEWNET,
+    "pid": linux.Clone.NEWPID,
+    "cgroup": linux.Clone.NEWCGROUP,
+    "mnt": linux.Clone.NEWNS,
+}
+
+
+@dataclass(slots=True)
+class ExecOptions:
+    argv: list[str]
+    env: list[str] = field(default_factory=list)  # added to the container's environment
+    user: str | None = None  # default: the container's
+    workdir: str | None = None  # default: the container's
+    interactive: bool = False
+    tty: bool = False
+
+
+@dataclass(slots=True)
+class _Launch:
+    target: int  # host PID of the container's main process
+    argv: list[str]
+    env: list[str]
+    user: str
+    workdir: str
+    stdin_fd: int | None
+    stdout_fd: int | None
+    stderr_fd: int | None
+    console_fd: int | None
+    window: tuple[int, int] | None
+
+
+@dataclass(frozen=True, slots=True)
+class ExecResult:
+    exit_code: int  # the command's (126 when a step failed, 127 when it was not found)
+    error: str | None  # the step that failed, and why
+
+
+def exec_in(
+    store: Store, container_id: str, options: ExecOptions, tracer: Tracer, io: StartIO
+) -> ExecResult:
+    """Run ``options.argv`` in the running container, to its end."""
+    config = store.load_config(container_id)
+    state = refresh(store, container_id)
+    if state.status != "running" or not state.pid or not cgroups.process_exists(state.pid):
+        raise UsageError(f"container {config.name} is not running")
+    if not state.cgroup_paths:
+        raise ContainerError(
+            "the container's control group is not recorded (started by an older dockscope): "
+            "restart it to exec into it",
+            subject=config.name,
+        )
+    env = environment({"Env": config.env}, options.env, config.hostname)
+    tty = options.tty
+    stdin_r, stdin_w = os.pipe() if options.interactive and not tty else (None, None)
+    out_r, out_w = (None, None) if tty else os.pipe()
+    err_r, err_w = (None, None) if tty else os.pipe()
+    console, console_child = socket.socketpair() if tty else (None, None)
+    hub = Hub(
+        stdin=stdin_w,
+        stdout=out_r,
+        stderr=err_r,
+        console=console,
+        listener=None,
+        log=None,  # as docker: an exec's output is not in the container's log
+        local=io.local,
+        stdin_once=True,
+        tty=tty,
+        open_stdin=options.interactive,
+    )
+    launch = _Launch(
+        target=state.pid,
+        argv=options.argv,
+        env=env,
+        user=options.user if options.user is not None else config.user,
+        workdir=options.workdir or config.workdir or "/",
+        stdin_fd=stdin_r,
+        stdout_fd=out_w,
+        stderr_fd=err_w,
+        console_fd=console_child.fileno() if console_child is not None else None,
+        window=io.window,
+    )
+    events_r, events_w = os.pipe()
+    go_r, go_w = os.pipe()
+    helper = os.fork()
+    if helper == 0:  # never returns into dockscope's code
+        code = 1
+        try:
+            keep = {events_w, go_r, stdin_r, out_w, err_w, launch.console_fd}
+            close_other_fds({fd for fd in keep if fd is not None})
+            code = _run_helper(launch, events_w, go_r)
+        except BaseException:  # reported as an event where it happened
+            code = 126
+        finally:
+            os._exit(code)
+    for fd in (events_w, go_r, stdin_r, out_w, err_w):
+        if fd is not None:
+            os.close(fd)
+    if console_child is not None:
+        console_child.close()
+    process = 0
+    pending = b""
+    error: str | None = None
+
+    def on_events(chunk: bytes) -> None:
+        nonlocal pending, process, error
+        pending += chunk
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            if not line.strip():
+                continue
+            event = Event.from_json(line.decode())
+            tracer.emit(event)
+            if event.result != "ok" and error is None:  # a step failed: say which, and why
+                error = f"{event.title}: {event.result}"
+            if event.step == "fork-exec":
+                process = int(event.evidence.get("host_pid", 0))
+            if event.step == "exec-command" and event.result == "ok":
+                hub.enter_raw()
+
+    forwarded = forward_signals(lambda: process)
+    failure: BaseException | None = None
+    try:
+        tracer.emit(step_event("fork-helper", args={"pid": helper}, evidence={"pid": helper}))
+        written = []
+        for path in state.cgroup_paths.values():
+            procs = os.path.join(path, "cgroup.procs")
+            try:
+                with open(procs, "w") as f:
+                    f.write(str(helper))
+            except OSError as exc:
+                raise ContainerError(
+                    f"echo {helper} > {procs}: {exc.strerror or exc}", subject=config.name
+                ) from None
+            written.append({"file": procs, "value": str(helper)})
+        tracer.emit(step_event("cgroup-join", args={"pid": helper}, evidence={"written": written}))
+        os.write(go_w, b"g")
+        hub.run(events_r, on_events, os.pidfd_open(helper))
+    except BaseException as exc:  # dockscope cannot watch it any more: end it
+        failure = exc
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(helper, signal.SIGKILL)
+    finally:
+        os.close(go_w)
+        hub.restore_terminal()
+        _, status = wait_child(helper)
+        restore_signals(forwarded)
+        hub.finish(None)
+    if failure is not None:
+        raise failure
+    code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+    tracer.emit(step_event("exec-exit", args={"pid": process}, evidence={"exit_code": code}))
+    return ExecResult(code, error)
+
+
+def _run_helper(launch: _Launch, events_fd: int, go_fd: int) -> int:
+    """In the forked helper: join every namespace of the container, fork the process, wait."""
+    linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    reporter = StepReporter(events_fd, -1, stepping=False)
+    if os.getppid() == 1 or os.read(go_fd, 1) != b"g":  # dockscope has gone
+        return 1
+    os.close(go_fd)
+    own = linux.namespace_inodes()
+    target = linux.namespace_inodes(launch.target)
+    opened: dict[str, int] = {}
+    try:
+        for kind in JOIN_ORDER:  # all opened before any is joined
+            if kind in target and target[kind] != own.get(kind):
+                path = f"/proc/{launch.target}/ns/{kind}"
+                opened[kind] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        for kind in JOIN_ORDER:
+            path = f"/proc/{launch.target}/ns/{kind}"
+            flag = CLONE_FLAGS[kind]
+            if kind not in opened:  # the container shares this one with the host
+                reporter.done(
+                    "setns",
+                    args={"namespace": kind, "path": path, "nstype": f"CLONE_{flag.name}"},
+                    evidence={"skipped": "already shared with the host", "inode": own.get(kind)},
+                )
+                continue
+
+            def join(kind: str = kind, flag: linux.Clone = flag) -> dict[str, Any]:
+                linux.setns(opened[kind], int(flag))
+                os.close(opened.pop(kind))
+                return {"before": own.get(kind), "container": target.get(kind)}
+
+            reporter.run(
+                "setns",
+                join,
+                args={"namespace": kind, "path": path, "nstype": f"CLONE_{flag.name}"},
+            )
+    finally:
+        for fd in opened.values():
+            os.close(fd)
+    reporter.before("fork-exec")
+    reported_r, reported_w = os.pipe()  # the child goes on once its fork is in the trace
+    pid = os.fork()
+    if pid == 0:
+        code = 126
+        try:
+            os.close(reported_w)
+            os.read(reported_r, 1)
+            os.close(reported_r)
+            code = _run_process(launch, reporter)
+        except BaseException:  # reported as an event where it happened
+            code = 126
+        finally:
+            os._exit(code)
+    reporter.done("fork-exec", args={"pid": pid}, evidence={"host_pid": pid})
+    os.close(reported_r)
+    os.write(reported_w, b"r")
+    os.close(reported_w)
+    os.close(events_fd)
+    for stream in (launch.stdin_fd, launch.stdout_fd, launch.stderr_fd, launch.console_fd):
+        if stream is not None:  # the process holds them: they end when it does
+            os.close(stream)
+    _, status = wait_child(pid)
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def _run_process(launch: _Launch, reporter: StepReporter) -> int:
+    """The new process, inside every namespace of the container: user, capabilities,
+    no_new_privs, its streams, the command."""
+    linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    terminal: int | None = None
+    if launch.console_fd is not None:
+        console_fd = launch.console_fd
+
+        def allocate() -> dict[str, Any]:
+            nonlocal terminal
+            # devpts itself: the container cannot replace a mount point, while /dev/ptmx is
+            # a link in a tmpfs it may change
+            master, slave, number = open_terminal("/dev/pts/ptmx", launch.window, console_fd)
+            os.close(master)
+            terminal = slave
+            return {"terminal": f"/dev/pts/{number}", "window": list(launch.window or (0, 0))}
+
+        reporter.run("tty", allocate, args={"ptmx": "/dev/pts/ptmx", "window": launch.window})
+        os.close(console_fd)
+    holder: dict[str, Any] = {}
+    reporter.run(
+        "user", lambda: switch_user(launch.user, holder, terminal), args={"user": launch.user}
+    )
+    reporter.run(
+        "capabilities", lambda: drop_capabilities(holder["uid"]), args={"uid": holder["uid"]}
+    )
+    reporter.run("no_new_privs", linux.set_no_new_privs, args={"option": "PR_SET_NO_NEW_PRIVS"})
+    set_stdio(launch.stdin_fd, launch.stdout_fd, launch.stderr_fd, terminal)
+    try:
+        os.chdir(launch.workdir)
+    except OSError as exc:
+        reporter.done(
+            "exec-command",
+            result=f"chdir {launch.workdir}: {exc.strerror}",
+            args={"argv": launch.argv},
+        )
+        return 126
+    env = dict(item.split("=", 1) for item in launch.env if "=" in item)
+    env.setdefault("HOME", holder.get("home", "/"))
+    reporter.done(
+        "exec-command",
+        args={"argv": launch.argv, "cwd": launch.workdir},
+        evidence={"container_pid": os.getpid(), "env": [f"{k}={v}" for k, v in env.items()]},
+    )
+    try:
+        os.execvpe(launch.argv[0], launch.argv, env)
+    except OSError as exc:
+        sys.stderr.write(f"dockscope: exec {launch.argv[0]}: {exc.strerror}\n")
+        return 127 if exc.errno == errno.ENOENT else 126
+    return 126  # not reached
