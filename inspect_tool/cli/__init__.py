@@ -6,6 +6,8 @@ Heavy modules (rich, the readers, hashing) are imported inside the commands so t
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 
 import typer
@@ -61,8 +63,20 @@ def main() -> None:
     if "--debug" in argv:
         # --debug is accepted anywhere on the line, as users type it after the command.
         argv = ["--debug", *[a for a in argv if a != "--debug"]]
+    code: int | str | None = 0
     try:
         app(args=argv, prog_name="dockscope")
+    except SystemExit as exc:
+        code = exc.code
     except BrokenPipeError:
         sys.stderr.close()
-        sys.exit(1)
+        code = 1
+    # Every command has closed its files by now: leave without tearing down the interpreter
+    # (with typer and pydantic loaded that alone costs tens of milliseconds per command).
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    if isinstance(code, str):
+        sys.stderr.write(code + "\n")
+        code = 1
+    os._exit(code or 0)
