@@ -7,7 +7,7 @@ DOCKSCOPE := $(VENV)/bin/dockscope
 
 # Debian packages: what the tool needs at run time, and the real peers the tests use.
 DEBS_RUN := libmagic1 graphviz zstd
-DEBS_TEST := $(DEBS_RUN) busybox-static buildah skopeo podman umoci chromium
+DEBS_TEST := $(DEBS_RUN) busybox-static buildah skopeo podman umoci chromium runc
 
 .PHONY: demo test lint typecheck unit bench samples debs-run debs-test clean
 
@@ -58,9 +58,9 @@ test: lint typecheck unit
 samples: $(VENV)/.installed
 	$(PY) sample_images/make_samples.py
 
-bench: $(VENV)/.installed debs-test
+bench: $(VENV)/.installed debs-test $(BUSYBOX_IMAGE)
 	@# every benchmark runs and prints its table; the target fails if any missed a target
-	@status=0; for script in bench_inspect_verify bench_layers bench_unpack; do \
+	@status=0; for script in bench_inspect_verify bench_layers bench_unpack bench_runtime; do \
 		echo "== benchmarks/$$script.py"; \
 		$(PY) benchmarks/$$script.py || status=1; \
 	done; exit $$status
