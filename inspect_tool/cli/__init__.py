@@ -14,29 +14,7 @@ import typer
 
 from inspect_tool.cli import _state
 
-app = typer.Typer(
-    name="dockscope",
-    help=(
-        "See inside container images and containers.\n\n"
-        "Reads image archives written by docker save (legacy and Docker 25+), OCI layouts and "
-        "archives, with gzip, zstd or uncompressed layers, and verifies every digest."
-    ),
-    epilog=(
-        "Examples:\n\n"
-        "  dockscope inspect image.tar\n\n"
-        "  dockscope verify --json image.tar\n\n"
-        "Exit codes: 0 ok, 1 problems found, 2 usage error, 3 unreadable or invalid input, "
-        "4 internal error. NO_COLOR=1 turns colour off."
-    ),
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
 
-
-@app.callback()
 def _root(
     debug: bool = typer.Option(
         False, "--debug", help="Show full tracebacks on errors (anywhere on the command line)."
@@ -45,16 +23,65 @@ def _root(
     _state.debug = debug
 
 
-def _register() -> None:
-    # Each command module adds its commands; the modules import their heavy parts lazily.
-    from inspect_tool.cli import analysis, extract, files, images, storage, visual
-    from runtime_lab import cli as runtime
+# The module that registers each command: a command line names one, and only that module is
+# imported (the others cost start-up time for nothing). A name not listed loads them all.
+_MODULES = ("images", "files", "analysis", "extract", "storage", "visual", "runtime")
+COMMAND_MODULES = {
+    **dict.fromkeys(("inspect", "verify"), "images"),
+    **dict.fromkeys(("layers", "ls", "cat", "find", "diff"), "files"),
+    **dict.fromkeys(("efficiency", "types", "history"), "analysis"),
+    **dict.fromkeys(("unpack", "export"), "extract"),
+    **dict.fromkeys(("storage",), "storage"),
+    **dict.fromkeys(("graph", "tree", "report"), "visual"),
+    **dict.fromkeys(
+        ("run", "ps", "logs", "stop", "start", "rm", "cleanup", "container"), "runtime"
+    ),
+}
 
-    for module in (images, files, analysis, extract, storage, visual, runtime):
-        module.register(app)
+
+def build_app(command: str | None = None) -> typer.Typer:
+    """The typer app, with every command, or just the module that registers ``command``."""
+    import importlib
+
+    application = typer.Typer(
+        name="dockscope",
+        help=(
+            "See inside container images and containers.\n\n"
+            "Reads image archives written by docker save (legacy and Docker 25+), OCI layouts "
+            "and archives, with gzip, zstd or uncompressed layers, and verifies every digest."
+        ),
+        epilog=(
+            "Examples:\n\n"
+            "  dockscope inspect image.tar\n\n"
+            "  dockscope verify --json image.tar\n\n"
+            "Exit codes: 0 ok, 1 problems found, 2 usage error, 3 unreadable or invalid input, "
+            "4 internal error. NO_COLOR=1 turns colour off."
+        ),
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    application.callback()(_root)
+    wanted = COMMAND_MODULES.get(command or "")
+    for name in (wanted,) if wanted else _MODULES:
+        path = "runtime_lab.cli" if name == "runtime" else f"inspect_tool.cli.{name}"
+        importlib.import_module(path).register(application)
+    return application
 
 
-_register()
+_app: typer.Typer | None = None
+
+
+def __getattr__(name: str) -> typer.Typer:
+    """``inspect_tool.cli.app``: the full app, built on first use (tests and embedders)."""
+    global _app
+    if name == "app":
+        if _app is None:
+            _app = build_app()
+        return _app
+    raise AttributeError(name)
 
 
 def main() -> None:
@@ -63,9 +90,10 @@ def main() -> None:
     if "--debug" in argv:
         # --debug is accepted anywhere on the line, as users type it after the command.
         argv = ["--debug", *[a for a in argv if a != "--debug"]]
+    command = next((a for a in argv if not a.startswith("-")), None)
     code: int | str | None = 0
     try:
-        app(args=argv, prog_name="dockscope")
+        build_app(command)(args=argv, prog_name="dockscope")
     except SystemExit as exc:
         code = exc.code
     except BrokenPipeError:
