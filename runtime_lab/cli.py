@@ -66,6 +66,23 @@ def run(
     cpus: float | None = typer.Option(None, "--cpus", help="CPU limit, e.g. 0.5."),
     pids_limit: int | None = typer.Option(None, "--pids-limit", help="Process limit."),
     env: list[str] | None = typer.Option(None, "--env", "-e", help="KEY=VALUE (repeatable)."),
+    env_file: list[Path] | None = typer.Option(
+        None, "--env-file", metavar="FILE", help="KEY=VALUE lines (repeatable; -e wins)."
+    ),
+    label: list[str] | None = typer.Option(
+        None, "--label", "-l", help="KEY=VALUE metadata (repeatable; over the image's)."
+    ),
+    volume: list[str] | None = typer.Option(
+        None,
+        "--volume",
+        "-v",
+        metavar="[HOST|NAME:]PATH[:ro]",
+        help="Bind mount a host path, or a named volume (repeatable); PATH alone: an "
+        "anonymous volume.",
+    ),
+    read_only: bool = typer.Option(
+        False, "--read-only", help="Mount the root filesystem read-only."
+    ),
     workdir: str | None = typer.Option(None, "--workdir", "-w", help="Working directory."),
     user: str | None = typer.Option(None, "--user", "-u", help="name|uid[:group|gid]."),
     entrypoint: str | None = typer.Option(
@@ -119,6 +136,8 @@ def run(
 
       echo hello | dockscope run -i sample_images/busybox.tar cat
 
+      dockscope run -v data:/data -v "$PWD":/src:ro sample_images/busybox.tar ls /data /src
+
       dockscope run --explain sample_images/busybox.tar
     """
     from runtime_lab import container as rt
@@ -142,6 +161,17 @@ def run(
         if detach and step:
             raise UsageError("--detach cannot be combined with --step")
         streams = attached_streams(attach or [], detach=detach, interactive=interactive)
+        from runtime_lab.spec import parse_volume, read_env_file
+
+        environment: list[str] = []
+        for path in env_file or []:  # docker: the files first, then -e
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise UsageError(f"--env-file: cannot read it: {exc}", subject=str(path)) from None
+            environment += read_env_file(str(path), text)
+        environment += env or []
+        volumes = [parse_volume(v, os.getcwd()) for v in volume or []]
         if tty and interactive and "stdin" in streams and not os.isatty(0):
             raise UsageError("the input device is not a TTY: -it needs a terminal on stdin")
         options = rt.RunOptions(
@@ -157,7 +187,7 @@ def run(
             memory=memory_bytes,
             cpus=cpus,
             pids=pids_limit,
-            env=list(env or []),
+            env=environment,
             workdir=workdir,
             user=user,
             detach=detach,
@@ -165,6 +195,9 @@ def run(
             interactive=interactive,
             tty=tty,
             attach=streams,
+            labels=list(label or []),
+            volumes=volumes,
+            read_only=read_only,
         )
         if explain:
             _explain(options)
@@ -208,7 +241,7 @@ def run(
                     f"limit (exit {code})\n"
                 )
             if rm:
-                rt.remove(store, config.id, force=True)
+                rt.remove(store, config.id, force=True, volumes=True)
         finally:
             if json_file is not None:
                 with contextlib.suppress(OSError):  # reported already, as the run stopped
@@ -305,15 +338,23 @@ def _explain(options: object) -> None:
     }
     explain(
         Console(highlight=False),
-        plan(network=options.network, limits=limits, rootfs_mode=mode, tty=options.tty),
+        plan(
+            network=options.network,
+            limits=limits,
+            rootfs_mode=mode,
+            tty=options.tty,
+            volumes=len(options.volumes),
+            read_only=options.read_only,
+        ),
         details,
     )
 
 
 def register(app: typer.Typer) -> None:
     app.command(context_settings={"allow_interspersed_args": False})(run)
-    from runtime_lab import container_cli, lifecycle, session_cli
+    from runtime_lab import container_cli, lifecycle, session_cli, volume_cli
 
     lifecycle.register(app)
     session_cli.register(app)
     container_cli.register(app)
+    volume_cli.register(app)

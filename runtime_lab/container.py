@@ -24,7 +24,7 @@ from inspect_tool.errors import DockscopeError, UsageError
 from runtime_lab import cgroups
 from runtime_lab.layerstore import copy_image, ensure_layers, overlay_available
 from runtime_lab.process import LaunchSpec, run_shim, wait_quietly
-from runtime_lab.spec import command_line, environment
+from runtime_lab.spec import VolumeSpec, command_line, environment, labels
 from runtime_lab.steps import STEPS
 from runtime_lab.store import ContainerConfig, ContainerState, Store, now, write_atomic
 from runtime_lab.streams import ATTACH_SOCKET, Hub, LocalStreams, listen
@@ -62,6 +62,9 @@ class RunOptions:
     interactive: bool = False
     tty: bool = False
     attach: list[str] = field(default_factory=list)  # foreground: the streams attached
+    labels: list[str] = field(default_factory=list)  # --label KEY=VALUE
+    volumes: list[VolumeSpec] = field(default_factory=list)  # -v
+    read_only: bool = False
 
 
 def step_event(step_id: str, **fields: Any) -> Event:
@@ -116,16 +119,22 @@ def create(
         layer_dirs = ensure_layers(store, source, image, tracer, progress=progress)
         mode = "overlay" if overlay_available() else "copy"
         directory = store.container_dir(container_id)
+        mounts: list[dict[str, Any]] = []
         try:
             for sub in ("upper", "work", "merged"):
                 (directory / sub).mkdir(parents=True, exist_ok=True, mode=0o755)
             if mode == "copy":
                 copy_image(source, image, directory / "merged")
+            mounts = _mounts(store, options.volumes)
             config = _config(options, container_id, name, image, layer_dirs, argv, hostname)
+            config.volumes = mounts
             store.save_config(config)
             store.save_state(container_id, ContainerState(rootfs_mode=mode))
         except BaseException as exc:  # no half-made container (a full disk, an interrupt)
             shutil.rmtree(directory, ignore_errors=True)
+            from runtime_lab.volumes import remove_anonymous
+
+            remove_anonymous(store, [m["name"] for m in mounts if m.get("name")])
             if isinstance(exc, OSError):
                 raise ContainerError(
                     f"cannot create the container: {exc.strerror or exc}", subject=str(directory)
@@ -144,6 +153,43 @@ def create(
         )
     )
     return config
+
+
+def _mounts(store: Store, volumes: list[VolumeSpec]) -> list[dict[str, Any]]:
+    """-v as recorded in the config: each volume made if new (an anonymous one named)."""
+    from runtime_lab.volumes import ensure
+
+    seen: set[str] = set()
+    for spec in volumes:
+        if spec.destination in seen:
+            raise UsageError(f"-v: {spec.destination} is mounted twice (duplicate mount point)")
+        seen.add(spec.destination)
+    mounts: list[dict[str, Any]] = []
+    for spec in volumes:
+        if spec.kind == "bind":
+            mounts.append(
+                {
+                    "type": "bind",
+                    "name": None,
+                    "source": spec.source,
+                    "destination": spec.destination,
+                    "read_only": spec.read_only,
+                    "copy": False,
+                }
+            )
+            continue
+        volume = ensure(store, spec.source or None)
+        mounts.append(
+            {
+                "type": "volume",
+                "name": volume.name,
+                "source": str(volume.data),
+                "destination": spec.destination,
+                "read_only": spec.read_only,
+                "copy": spec.copy,
+            }
+        )
+    return mounts
 
 
 def _config(
@@ -183,6 +229,8 @@ def _config(
         tty=options.tty,
         attach=list(options.attach),
         stdin_once=options.interactive and not options.detach and "stdin" in options.attach,
+        labels=labels(config_obj, options.labels),
+        read_only=options.read_only,
     )
 
 
@@ -328,6 +376,8 @@ def _run(
         tty=tty,
         console_fd=console_child.fileno() if console_child is not None else None,
         window=io.window,
+        mounts=config.volumes,
+        read_only=config.read_only,
     )
     events_r, events_w = os.pipe()
     go_r, go_w = os.pipe()
@@ -560,13 +610,19 @@ def stop(store: Store, container_id: str, timeout: float = 10.0) -> ContainerSta
     return refresh(store, container_id)  # nobody recorded it: dockscope itself had died
 
 
-def remove(store: Store, container_id: str, *, force: bool = False) -> None:
+def remove(store: Store, container_id: str, *, force: bool = False, volumes: bool = False) -> None:
+    """Remove the container and its writable layer; with ``volumes``, its anonymous volumes
+    too (named volumes stay: they are meant to outlive containers)."""
     state = refresh(store, container_id)
     if state.status == "running":
         if not force:
             raise UsageError("the container is running: stop it first, or use rm -f")
         stop(store, container_id, timeout=0)
     directory = store.container_dir(container_id)
+    try:
+        anonymous = [m["name"] for m in store.load_config(container_id).volumes if m.get("name")]
+    except OSError:  # removed meanwhile (a supervisor's --rm)
+        anonymous = []
     for attempt in range(20):  # a supervisor still finishing (--rm) may remove or add files
         try:
             shutil.rmtree(directory)
@@ -578,6 +634,10 @@ def remove(store: Store, container_id: str, *, force: bool = False) -> None:
             if attempt == 19:
                 raise
         time.sleep(0.05)
+    if volumes and anonymous:
+        from runtime_lab.volumes import remove_anonymous
+
+        remove_anonymous(store, anonymous)
     # a group left by a dockscope killed with -9 (empty: its processes died with PID 1)
     for group in cgroups.dockscope_groups():
         if group.name == container_id[:12]:

@@ -81,6 +81,9 @@ def diff(
             ignore=set(state.runtime_paths),
             hashes=json_output,
         )
+        from runtime_lab.volumes import diff_notes
+
+        notes = diff_notes(config.volumes)
         if json_output:
             write_json(
                 {
@@ -89,11 +92,15 @@ def diff(
                     "id": cid,
                     "name": config.name,
                     "changes": [{k: v for k, v in asdict(c).items()} for c in found],
+                    "volumes": config.volumes,
+                    "notes": notes,
                 }
             )
             return
         for change in found:
             sys.stdout.write(f"{change.kind} {change.path}\n")
+        for note in notes:  # stdout stays docker diff's lines
+            sys.stderr.write(f"dockscope: note: {note}\n")
 
 
 @app.command()

@@ -105,7 +105,7 @@ def _supervise(
             trace_file.close()
     if store.load_config(container_id).auto_remove:
         with contextlib.suppress(Exception):
-            rt.remove(store, container_id, force=True)
+            rt.remove(store, container_id, force=True, volumes=True)
 
 
 def _ago(stamp: str | None) -> str:
@@ -258,6 +258,9 @@ def start(
 def rm(
     names: list[str] = NAMES_ARGUMENT,
     force: bool = typer.Option(False, "--force", "-f", help="Stop a running container first."),
+    volumes: bool = typer.Option(
+        False, "--volumes", "-v", help="Remove its anonymous volumes too (named ones stay)."
+    ),
     root: str | None = ROOT_OPTION,
 ) -> None:
     """Remove containers and their writable layers.
@@ -271,7 +274,7 @@ def rm(
     with handle_errors():
         store = Store(root)
         for name in names:
-            rt.remove(store, store.resolve(name), force=force)
+            rt.remove(store, store.resolve(name), force=force, volumes=volumes)
             sys.stdout.write(name + "\n")
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import signal
 import stat
@@ -60,6 +61,8 @@ class LaunchSpec:
     tty: bool = False  # -t: a terminal from the container's own devpts is stdin/out/err
     console_fd: int | None = None  # with -t: the socket the terminal's master goes up
     window: tuple[int, int] | None = None  # (rows, columns) to start the terminal with
+    mounts: list[dict[str, Any]] = field(default_factory=list)  # -v, as in the config
+    read_only: bool = False  # --read-only
     created_mountpoints: list[str] = field(default_factory=list)
     terminal: int | None = None  # init's side of the terminal (the slave), once allocated
 
@@ -214,7 +217,30 @@ def run_init(spec: LaunchSpec, child: StepReporter) -> int:
         ),
         args={"target": f"{root}/sys", "flags": ["MS_RDONLY"]},
     )
+    for mount in spec.mounts:
+        child.run(
+            "mount-volume",
+            functools.partial(_mount_volume, root, mount, spec),
+            args={
+                "source": mount["source"],
+                "target": mount["destination"],
+                "flags": ["MS_BIND", "MS_REC"] + (["MS_RDONLY"] if mount["read_only"] else []),
+                "volume": mount.get("name"),
+            },
+        )
     child.run("pivot_root", lambda: _pivot(root), args={"new_root": root, "put_old": root})
+    workdir = spec.workdir or "/"
+    try:  # made as root, before the root may become read-only (docker makes it at create)
+        os.makedirs(workdir, exist_ok=True)
+    except OSError as exc:
+        child.done("exec", result=f"mkdir {workdir}: {exc.strerror}", args={"argv": spec.argv})
+        return 126
+    if spec.read_only:
+        child.run(
+            "readonly-rootfs",
+            _read_only_root,
+            args={"target": "/", "flags": ["MS_REMOUNT", "MS_BIND", "MS_RDONLY"]},
+        )
     user_holder: dict[str, Any] = {}
     child.run(
         "user",
@@ -228,9 +254,7 @@ def run_init(spec: LaunchSpec, child: StepReporter) -> int:
     )
     child.run("no_new_privs", linux.set_no_new_privs, args={"option": "PR_SET_NO_NEW_PRIVS"})
     _prepare_stdio(spec)
-    workdir = spec.workdir or "/"
     try:
-        os.makedirs(workdir, exist_ok=True)
         os.chdir(workdir)
     except OSError as exc:
         child.done("exec", result=f"chdir {workdir}: {exc.strerror}", args={"argv": spec.argv})
@@ -350,6 +374,127 @@ def _mount_dev(root: str, spec: LaunchSpec) -> dict[str, Any]:
         "mountinfo": _mountinfo(dev),
         "created_mountpoints": spec.created_mountpoints[created:],
     }
+
+
+def resolve_in_root(root: str, path: str, *, directory: bool, created: list[str]) -> str:
+    """``path`` in the container as a host path below ``root``, every symlink resolved as if
+    ``root`` were ``/`` (filepath-securejoin's rule: ``..`` stops at the root, 40 links at
+    most), so an image's ``/data -> /etc`` or ``-> ../../..`` cannot lead a mount out of the
+    container. Missing components are made (directories; the last one an empty file when a
+    file is to be mounted on it), the topmost one appended to ``created``."""
+    parts = [p for p in path.split("/") if p]
+    current = root
+    links = 0
+    while parts:
+        part = parts.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            current = os.path.dirname(current) if current != root else root
+            continue
+        candidate = os.path.join(current, part)
+        try:
+            st = os.lstat(candidate)
+        except FileNotFoundError:
+            if parts or directory:
+                os.mkdir(candidate, 0o755)
+            else:
+                os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
+            inside = "/" + os.path.relpath(candidate, root)
+            if not any(inside.startswith(p + "/") for p in created):
+                created.append(inside)
+            current = candidate
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            links += 1
+            if links > 40:
+                raise OSError(errno.ELOOP, f"{path}: too many levels of symbolic links")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                current = root
+            parts = [p for p in target.split("/") if p] + parts
+            continue
+        if parts and not stat.S_ISDIR(st.st_mode):
+            raise OSError(errno.ENOTDIR, f"{path}: {candidate[len(root) :]} is not a directory")
+        current = candidate
+    return current
+
+
+def _mount_volume(root: str, mount: dict[str, Any], spec: LaunchSpec) -> dict[str, Any]:
+    """A bind mount of the volume's (or host path's) directory onto its place in the
+    container, made read-only by a second mount call when asked (MS_RDONLY is ignored by
+    the first: a bind keeps its source's flags). A new, empty volume first gets the image's
+    files at that place, as docker copies them."""
+    created = len(spec.created_mountpoints)
+    source = mount["source"]
+    is_directory = os.path.isdir(source)
+    target = resolve_in_root(
+        root, mount["destination"], directory=is_directory, created=spec.created_mountpoints
+    )
+    copied = 0
+    if mount.get("copy") and is_directory and not os.listdir(source):
+        st = os.lstat(target)
+        if stat.S_ISDIR(st.st_mode):
+            copied = _copy_tree(target, source)
+    fd = os.open(target, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:  # through the descriptor: the very directory resolved above
+        linux.mount(source, f"/proc/self/fd/{fd}", None, linux.MS_BIND | linux.MS_REC)
+    finally:
+        os.close(fd)
+    if mount["read_only"]:
+        linux.mount(None, target, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
+    return {
+        "mountinfo": _mountinfo(target),
+        "created_mountpoints": spec.created_mountpoints[created:],
+        "copied_from_image": copied,
+    }
+
+
+def _copy_tree(source: str, destination: str) -> int:
+    """The image's entries below ``source`` into an empty volume: owners, modes and times
+    kept, symlinks copied as links (never followed), devices and FIFOs made again."""
+    count = 0
+    directories: list[tuple[str, os.stat_result]] = [(destination, os.lstat(source))]
+    for here, dirnames, filenames in os.walk(source):
+        there = os.path.join(destination, os.path.relpath(here, source))
+        for name in [*dirnames, *filenames]:
+            src, dst = os.path.join(here, name), os.path.join(there, name)
+            st = os.lstat(src)
+            if stat.S_ISDIR(st.st_mode):
+                os.mkdir(dst, 0o700)
+                directories.append((dst, st))
+                count += 1
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                os.symlink(os.readlink(src), dst)
+            elif stat.S_ISREG(st.st_mode):
+                reader = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                writer = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+                try:
+                    while chunk := os.read(reader, 1 << 20):
+                        os.write(writer, chunk)
+                finally:
+                    os.close(reader)
+                    os.close(writer)
+            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) or stat.S_ISFIFO(st.st_mode):
+                os.mknod(dst, st.st_mode, st.st_rdev)
+            else:
+                continue  # a socket
+            os.chown(dst, st.st_uid, st.st_gid, follow_symlinks=False)
+            if not stat.S_ISLNK(st.st_mode):
+                os.chmod(dst, stat.S_IMODE(st.st_mode))
+            os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+            count += 1
+    for path, st in reversed(directories):  # children first: their writes touched the times
+        os.chown(path, st.st_uid, st.st_gid)
+        os.chmod(path, stat.S_IMODE(st.st_mode))
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    return count
+
+
+def _read_only_root() -> dict[str, Any]:
+    linux.mount(None, "/", None, linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY)
+    return {"mountinfo": _mountinfo("/")}
 
 
 def _pivot(root: str) -> dict[str, Any]:

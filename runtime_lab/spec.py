@@ -5,6 +5,7 @@ environment, the working directory and the user (resolved in the image's own /et
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -143,3 +144,84 @@ def resolve_user(spec: str, passwd: str, group: str) -> User:
         int(g[2]) for g in groups if name and name in g[3].split(",") and g[2].isdigit()
     )
     return User(uid, gid, tuple(sorted({gid, *supplementary})), home, name)
+
+
+def read_env_file(path: str, text: str) -> list[str]:
+    """docker's ``--env-file``: one ``KEY=VALUE`` a line, taken as written (no quotes
+    removed, no expansion); blank lines and lines starting with ``#`` skipped; a ``KEY``
+    alone passes the caller's value through (it is left out when unset)."""
+    found = []
+    for number, raw in enumerate(text.removeprefix("\ufeff").splitlines(), 1):
+        line = raw.lstrip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        if not name or any(c.isspace() for c in name):
+            raise UsageError(f"line {number}: variable {name!r} has white space", subject=path)
+        if sep:
+            found.append(f"{name}={value}")
+        elif name in os.environ:
+            found.append(f"{name}={os.environ[name]}")
+    return found
+
+
+def labels(config: Mapping[str, Any], given: Sequence[str]) -> dict[str, str]:
+    """The image's Labels, then ``--label KEY=VALUE`` (a ``KEY`` alone is an empty value)."""
+    found = {str(k): str(v) for k, v in (config.get("Labels") or {}).items()}
+    for item in given:
+        key, _, value = item.partition("=")
+        if not key:
+            raise UsageError(f"--label {item!r}: expected KEY=VALUE")
+        found[key] = value
+    return found
+
+
+VOLUME_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]+")
+VOLUME_OPTIONS = ("ro", "rw", "nocopy")
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeSpec:
+    """One ``-v``: ``HOST:CONTAINER[:OPTS]`` (a bind mount of an existing host path),
+    ``NAME:CONTAINER[:OPTS]`` (a named volume) or ``CONTAINER`` (an anonymous volume)."""
+
+    kind: str  # "bind" or "volume"
+    source: str  # the host path (absolute), the volume's name, or "" (anonymous)
+    destination: str  # absolute, in the container
+    read_only: bool = False
+    copy: bool = True  # a new, empty volume gets the image's files at the destination
+
+
+def parse_volume(text: str, cwd: str) -> VolumeSpec:
+    parts = text.split(":")
+    if not text or len(parts) > 3:
+        raise UsageError(f"-v {text!r}: expected [HOST-PATH|NAME:]CONTAINER-PATH[:ro]")
+    options: list[str] = []
+    if len(parts) == 3:
+        options = parts[2].split(",")
+    if len(parts) == 1:
+        source, destination = "", parts[0]
+    else:
+        source, destination = parts[0], parts[1]
+    bad = [o for o in options if o not in VOLUME_OPTIONS]
+    if bad or ("ro" in options and "rw" in options):
+        raise UsageError(f"-v {text!r}: options are ro, rw and nocopy")
+    if not destination.startswith("/"):
+        raise UsageError(f"-v {text!r}: the container path must be absolute")
+    destination = os.path.normpath(destination)
+    if destination == "/":
+        raise UsageError(f"-v {text!r}: the container path cannot be /")
+    read_only = "ro" in options
+    if source.startswith(("/", ".")):
+        host = os.path.normpath(os.path.join(cwd, source))
+        if not os.path.exists(host):  # docker's -v would create it: dockscope does not
+            raise UsageError(f"-v {text!r}: the host path {host} does not exist")
+        if "nocopy" in options:
+            raise UsageError(f"-v {text!r}: nocopy is for volumes, not host paths")
+        return VolumeSpec("bind", host, destination, read_only, copy=False)
+    if source and not VOLUME_NAME.fullmatch(source):
+        raise UsageError(
+            f"-v {text!r}: {source!r} is not a volume name ([A-Za-z0-9][A-Za-z0-9_.-]+) nor a "
+            "path (start it with / or ./)"
+        )
+    return VolumeSpec("volume", source, destination, read_only, copy="nocopy" not in options)

@@ -150,11 +150,27 @@ _ALL = [
         "init",
     ),
     Step(
+        "mount-volume",
+        "Mount a volume",
+        "mount",
+        "-v: a bind mount puts a host directory (a named volume's _data, or a host path) at "
+        "its place in the container; writes there go to it, not to the writable layer.",
+        "init",
+    ),
+    Step(
         "pivot_root",
         "Switch to the container's root",
         "pivot_root",
         "pivot_root makes the merged filesystem '/' and the old root is detached: the host's "
         "files are no longer reachable at all (chroot would leave them reachable).",
+        "init",
+    ),
+    Step(
+        "readonly-rootfs",
+        "Make the root filesystem read-only",
+        "mount",
+        "--read-only: remounting '/' with MS_RDONLY makes the container's root (and so its "
+        "writable layer) read-only; /dev, /dev/shm, /proc and volumes stay writable.",
         "init",
     ),
     Step(
@@ -261,10 +277,23 @@ _EXEC = [
 STEPS: dict[str, Step] = {step.id: step for step in [*_ALL, *_EXEC]}
 
 
-def plan(*, network: str, limits: bool, rootfs_mode: str, tty: bool = False) -> list[Step]:
+def plan(
+    *,
+    network: str,
+    limits: bool,
+    rootfs_mode: str,
+    tty: bool = False,
+    volumes: int = 0,
+    read_only: bool = False,
+) -> list[Step]:
     """The steps a run will take with these options, in order."""
     chosen = []
     for step in _ALL:
+        if step.id == "mount-volume":
+            chosen += [step] * volumes
+            continue
+        if step.id == "readonly-rootfs" and not read_only:
+            continue
         if step.id == "loopback" and network != "none":
             continue
         if step.id == "tty" and not tty:

@@ -78,6 +78,11 @@ class ContainerConfig:
     tty: bool = False  # -t: a terminal inside the container
     attach: list[str] = field(default_factory=list)  # streams a foreground run attached
     stdin_once: bool = False  # the attached stdin's end closes the container's (run -i)
+    labels: dict[str, str] = field(default_factory=dict)  # the image's, then --label
+    # -v: {"type": "bind"|"volume", "name" (volumes), "source" (host path), "destination",
+    # "read_only", "copy"}
+    volumes: list[dict[str, Any]] = field(default_factory=list)
+    read_only: bool = False  # --read-only: the root filesystem is mounted read-only
 
 
 @dataclass(slots=True)
