@@ -34,7 +34,20 @@ COMMAND_MODULES = {
     **dict.fromkeys(("storage",), "storage"),
     **dict.fromkeys(("graph", "tree", "report"), "visual"),
     **dict.fromkeys(
-        ("run", "ps", "logs", "stop", "start", "rm", "cleanup", "container"), "runtime"
+        (
+            "run",
+            "ps",
+            "logs",
+            "stop",
+            "start",
+            "rm",
+            "cleanup",
+            "container",
+            "attach",
+            "exec",
+            "volume",
+        ),
+        "runtime",
     ),
 }
 
