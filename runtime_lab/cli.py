@@ -92,6 +92,13 @@ def run(
         False, "--detach", "-d", help="Run in the background; print the container ID."
     ),
     rm: bool = typer.Option(False, "--rm", help="Remove the container when it exits."),
+    restart: str = typer.Option(
+        "no",
+        "--restart",
+        metavar="POLICY",
+        help="no, always or on-failure[:N]: the supervisor of a detached container starts it "
+        "again when it exits.",
+    ),
     interactive: bool = typer.Option(
         False, "--interactive", "-i", help="Keep stdin open (else the container's is closed)."
     ),
@@ -160,6 +167,15 @@ def run(
             raise UsageError("--pids-limit must be at least 1")
         if detach and step:
             raise UsageError("--detach cannot be combined with --step")
+        from runtime_lab.spec import RestartPolicy
+
+        policy = RestartPolicy.parse(restart)
+        if policy.name != "no" and rm:
+            raise UsageError("conflicting options: --restart and --rm")
+        if policy.name != "no" and not detach:
+            raise UsageError(
+                "--restart needs -d: the supervisor of a detached container restarts it"
+            )
         streams = attached_streams(attach or [], detach=detach, interactive=interactive)
         from runtime_lab.spec import parse_volume, read_env_file
 
@@ -198,6 +214,7 @@ def run(
             labels=list(label or []),
             volumes=volumes,
             read_only=read_only,
+            restart=str(policy),
         )
         if explain:
             _explain(options)

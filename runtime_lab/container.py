@@ -65,6 +65,7 @@ class RunOptions:
     labels: list[str] = field(default_factory=list)  # --label KEY=VALUE
     volumes: list[VolumeSpec] = field(default_factory=list)  # -v
     read_only: bool = False
+    restart: str = "no"
 
 
 def step_event(step_id: str, **fields: Any) -> Event:
@@ -231,6 +232,7 @@ def _config(
         stdin_once=options.interactive and not options.detach and "stdin" in options.attach,
         labels=labels(config_obj, options.labels),
         read_only=options.read_only,
+        restart=options.restart,
     )
 
 
@@ -387,6 +389,8 @@ def _run(
         started=now(),
         rootfs_mode=previous.rootfs_mode,
         runtime_paths=previous.runtime_paths,
+        restart_count=previous.restart_count,
+        supervisor_pid=previous.supervisor_pid,
     )
     shim = os.fork()
     if shim == 0:  # the shim: never returns into dockscope's code
@@ -571,9 +575,18 @@ def restore_signals(previous: dict[int, Any]) -> None:
 
 
 # -- lifecycle ------------------------------------------------------------------------------------
+STOP_MARKER = "stop-requested"  # made by stop: the supervisor restarts the container no more
+
+
 def refresh(store: Store, container_id: str) -> ContainerState:
-    """A state that says "running" for a process that is gone is corrected to "exited"."""
+    """A state that says "running" for a process that is gone is corrected to "exited", and
+    "restarting" for a supervisor that is gone too."""
     state = store.load_state(container_id)
+    if state.status == "restarting" and not (
+        state.supervisor_pid and cgroups.process_exists(state.supervisor_pid)
+    ):
+        state.status = "exited"
+        _save(store, container_id, state)
     if state.status == "running":
         alive = bool(state.shim_pid) and cgroups.process_exists(state.shim_pid)
         if not alive:
@@ -587,8 +600,18 @@ def refresh(store: Store, container_id: str) -> ContainerState:
 
 
 def stop(store: Store, container_id: str, timeout: float = 10.0) -> ContainerState:
-    """SIGTERM to PID 1, then SIGKILL after ``timeout`` seconds, as docker stop does."""
+    """SIGTERM to PID 1, then SIGKILL after ``timeout`` seconds, as docker stop does. A
+    container stopped by hand is not restarted by its restart policy."""
     state = refresh(store, container_id)
+    if state.status in ("running", "restarting"):
+        with contextlib.suppress(OSError):
+            (store.container_dir(container_id) / STOP_MARKER).touch()
+    if state.status == "restarting":  # its supervisor sees the mark and stops waiting
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and state.status == "restarting":
+            time.sleep(0.02)
+            state = refresh(store, container_id)
+        return state
     if state.status != "running" or not state.pid:
         return state
     with contextlib.suppress(ProcessLookupError):
@@ -614,9 +637,9 @@ def remove(store: Store, container_id: str, *, force: bool = False, volumes: boo
     """Remove the container and its writable layer; with ``volumes``, its anonymous volumes
     too (named volumes stay: they are meant to outlive containers)."""
     state = refresh(store, container_id)
-    if state.status == "running":
+    if state.status in ("running", "restarting"):
         if not force:
-            raise UsageError("the container is running: stop it first, or use rm -f")
+            raise UsageError(f"the container is {state.status}: stop it first, or use rm -f")
         stop(store, container_id, timeout=0)
     directory = store.container_dir(container_id)
     try:

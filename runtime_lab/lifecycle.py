@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import typer
 
 from inspect_tool.cli._common import JSON_OPTION, handle_errors, stdout_console, write_json
 from inspect_tool.errors import UsageError
+from runtime_lab.spec import RestartPolicy
 from runtime_lab.store import Store
 
 ROOT_OPTION = typer.Option(
@@ -31,14 +33,21 @@ def start_detached(store: Store, container_id: str, *, trace_json: Path | None =
 
     The supervisor is dockscope's own process, detached (double fork, setsid): it relays the
     container's output into docker's json-file log format, records the exit in state.json,
-    removes the control group, and removes the container with --rm.
+    removes the control group, starts the container again as its restart policy says, and
+    removes the container with --rm. A start by hand counts restarts from zero again.
     """
     from runtime_lab import container as rt
 
-    if rt.refresh(store, container_id).status == "running":
+    state = rt.refresh(store, container_id)
+    if state.status in ("running", "restarting"):
         name = store.load_config(container_id).name
-        raise UsageError(f"container {name} is already running")
+        raise UsageError(f"container {name} is already {state.status}")
     directory = store.container_dir(container_id)
+    with contextlib.suppress(FileNotFoundError):
+        (directory / rt.STOP_MARKER).unlink()
+    if state.restart_count:
+        state.restart_count = 0
+        store.save_state(container_id, state)
     ready_r, ready_w = os.pipe()
     first = os.fork()
     if first == 0:
@@ -85,13 +94,35 @@ def _supervise(
             ready_w = -1
 
     tracer.add_sink(ready)
+    policy = RestartPolicy.parse(store.load_config(container_id).restart)
+    delay = 0.0
     try:
-        rt.start(
-            store,
-            container_id,
-            tracer,
-            rt.StartIO(),
-        )
+        while True:
+            began = time.monotonic()
+            code = rt.start(store, container_id, tracer, rt.StartIO())
+            state = store.load_state(container_id)
+            stopped = (directory / rt.STOP_MARKER).exists()
+            # a container that could not even start (a step failed) is not started again
+            if stopped or state.error or not policy.wants_restart(code, state.restart_count):
+                break
+            # docker's back-off: 100 ms, doubled for each restart in a row, at most a minute;
+            # a container that ran 10 s or more starts the count of delays again
+            ran = time.monotonic() - began
+            delay = 0.1 if ran >= 10 or not delay else min(delay * 2, 60.0)
+            state.status, state.restart_count = "restarting", state.restart_count + 1
+            state.supervisor_pid = os.getpid()
+            store.save_state(container_id, state)
+            tracer.emit(
+                rt.step_event(
+                    "restart",
+                    args={"policy": str(policy), "delay": delay},
+                    evidence={"exit_code": code, "restart_count": state.restart_count},
+                )
+            )
+            if not _wait_unless_stopped(directory / rt.STOP_MARKER, delay):
+                state.status = "exited"  # stopped by hand while it waited
+                store.save_state(container_id, state)
+                break
     except BaseException as exc:  # recorded for ps and for the waiting run -d
         state = rt.refresh(store, container_id)
         if state.status != "running":  # never over a container that runs (started twice)
@@ -106,6 +137,16 @@ def _supervise(
     if store.load_config(container_id).auto_remove:
         with contextlib.suppress(Exception):
             rt.remove(store, container_id, force=True, volumes=True)
+
+
+def _wait_unless_stopped(marker: Path, seconds: float) -> bool:
+    """Sleep ``seconds``; False as soon as ``marker`` appears (dockscope stop)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if marker.exists():
+            return False
+        time.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
+    return not marker.exists()
 
 
 def _ago(stamp: str | None) -> str:
@@ -143,9 +184,9 @@ def ps(
         for cid in store.ids():
             config = store.load_config(cid)
             state = rt.refresh(store, cid)
-            if state.status != "running" and not all_:
+            if state.status not in ("running", "restarting") and not all_:
                 continue
-            rows.append((config, state))
+            rows.append((config, state))  # restarting counts as running, as in docker ps
         if json_output:
             write_json(
                 {
@@ -165,6 +206,8 @@ def ps(
                             "oom_killed": s.oom_killed,
                             "started": s.started,
                             "finished": s.finished,
+                            "restart_policy": c.restart,
+                            "restart_count": s.restart_count,
                         }
                         for c, s in rows
                     ],
@@ -175,11 +218,14 @@ def ps(
         from rich.table import Table
 
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-        for column in ("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"):
+        columns = ("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "RESTARTS", "NAMES")
+        for column in columns:
             table.add_column(column, overflow="fold")
         for config, state in rows:
             if state.status == "running":
                 status = f"Up {_ago(state.started)}"
+            elif state.status == "restarting":
+                status = f"Restarting ({state.exit_code}) {_ago(state.finished)} ago"
             elif state.status == "exited":
                 status = f"Exited ({state.exit_code}) {_ago(state.finished)} ago"
             else:
@@ -191,6 +237,7 @@ def ps(
                 json.dumps(command[:30] + ("…" if len(command) > 30 else ""), ensure_ascii=False),
                 f"{_ago(config.created)} ago",
                 status,
+                str(state.restart_count),
                 config.name,
             )
         stdout_console().print(table)

@@ -225,3 +225,36 @@ def parse_volume(text: str, cwd: str) -> VolumeSpec:
             "path (start it with / or ./)"
         )
     return VolumeSpec("volume", source, destination, read_only, copy="nocopy" not in options)
+
+
+@dataclass(frozen=True, slots=True)
+class RestartPolicy:
+    """``--restart``: ``no``, ``always`` or ``on-failure[:N]`` (N retries at most; 0 or none
+    means no limit), as docker's restart manager reads it."""
+
+    name: str = "no"
+    maximum: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> RestartPolicy:
+        name, _, count = text.partition(":")
+        if name not in ("no", "always", "on-failure"):
+            raise UsageError(f"--restart {text!r}: use no, always or on-failure[:N]")
+        if not count:
+            return cls(name)
+        if name != "on-failure":
+            raise UsageError(f"--restart {text!r}: only on-failure takes a retry count")
+        if not count.isdigit():
+            raise UsageError(f"--restart {text!r}: the retry count must be a number")
+        return cls(name, int(count))
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.maximum}" if self.maximum else self.name
+
+    def wants_restart(self, exit_code: int, restarts: int) -> bool:
+        """Whether an exit with ``exit_code`` calls for another start, after ``restarts``."""
+        if self.name == "always":
+            return True
+        if self.name == "on-failure":
+            return exit_code != 0 and (self.maximum == 0 or restarts < self.maximum)
+        return False

@@ -265,6 +265,15 @@ _EXEC = [
         "process",
     ),
     Step(
+        "restart",
+        "Restart the container",
+        None,
+        "The restart policy (--restart) calls for a new start: after a delay (100 ms, doubled "
+        "for each restart in a row), the same container starts again on the same writable "
+        "layer. A container stopped by hand is not restarted.",
+        "dockscope",
+    ),
+    Step(
         "exec-exit",
         "The command exits",
         "wait4",

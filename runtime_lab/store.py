@@ -83,11 +83,12 @@ class ContainerConfig:
     # "read_only", "copy"}
     volumes: list[dict[str, Any]] = field(default_factory=list)
     read_only: bool = False  # --read-only: the root filesystem is mounted read-only
+    restart: str = "no"  # --restart: no, always, on-failure[:N] (detached containers)
 
 
 @dataclass(slots=True)
 class ContainerState:
-    status: str = "created"  # created, running, exited
+    status: str = "created"  # created, running, restarting (waiting to start again), exited
     pid: int = 0  # host PID of the container's PID 1
     shim_pid: int = 0  # the process that holds the namespaces and waits for PID 1
     exit_code: int | None = None
@@ -100,6 +101,8 @@ class ContainerState:
     runtime_paths: list[str] = field(default_factory=list)
     # the control group's directories while it runs (controller → path): exec joins them
     cgroup_paths: dict[str, str] = field(default_factory=dict)
+    restart_count: int = 0  # starts by the restart policy since the last start by hand
+    supervisor_pid: int = 0  # a detached container's supervisor (it restarts the container)
 
 
 class Store:
