@@ -98,6 +98,7 @@ class Cgroup:
     name: str
     paths: dict[str, Path]  # controller (or "unified") → directory
     writes: list[Write] = field(default_factory=list)
+    killed: list[int] = field(default_factory=list)  # processes left at the end, killed
 
     def write(self, controller: str, filename: str, value: str) -> None:
         path = self.paths[controller] / filename

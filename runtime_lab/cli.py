@@ -60,7 +60,16 @@ def run(
         None, "--hostname", "-h", help="Hostname (default: the short container ID)."
     ),
     net: str = typer.Option(
-        "none", "--net", "--network", help="none (own namespace, only lo) or host."
+        "none",
+        "--net",
+        "--network",
+        help="none (own namespace, only lo), host, or container:NAME (join its namespace).",
+    ),
+    pid: str = typer.Option(
+        "private", "--pid", help="private (own PID namespace), host, or container:NAME."
+    ),
+    ipc: str = typer.Option(
+        "private", "--ipc", help="private (own IPC namespace), host, or container:NAME."
     ),
     memory: str | None = typer.Option(None, "--memory", "-m", help="Memory limit, e.g. 64m."),
     cpus: float | None = typer.Option(None, "--cpus", help="CPU limit, e.g. 0.5."),
@@ -200,6 +209,8 @@ def run(
             name=name,
             hostname=hostname,
             network=net,
+            pid_mode=pid,
+            ipc_mode=ipc,
             memory=memory_bytes,
             cpus=cpus,
             pids=pids_limit,
@@ -248,7 +259,13 @@ def run(
                 stepper=stepper,
                 window=terminal_size() if tty else None,
             )
-            code = rt.start(store, config.id, tracer, io)
+            try:
+                code = rt.start(store, config.id, tracer, io)
+            except Exception:
+                if rm:  # a container that could not start is not kept either
+                    with contextlib.suppress(Exception):
+                        rt.remove(store, config.id, force=True, volumes=True)
+                raise
             state = store.load_state(config.id)
             if state.error:
                 sys.stderr.write(f"dockscope: container {config.name}: {state.error}\n")
@@ -345,6 +362,8 @@ def _explain(options: object) -> None:
         "command": json.dumps(argv),
         "user": options.user or str(config.get("User") or "root"),
         "network": options.network,
+        "pid": options.pid_mode,
+        "ipc": options.ipc_mode,
         "limits": ", ".join(
             f"{k}={v}"
             for k, v in (("memory", options.memory), ("cpus", options.cpus), ("pids", options.pids))
@@ -362,6 +381,15 @@ def _explain(options: object) -> None:
             tty=options.tty,
             volumes=len(options.volumes),
             read_only=options.read_only,
+            joined=[
+                kind
+                for kind, mode in (
+                    ("ipc", options.ipc_mode),
+                    ("net", options.network),
+                    ("pid", options.pid_mode),
+                )
+                if mode.startswith("container:")
+            ],
         ),
         details,
     )

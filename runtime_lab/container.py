@@ -50,7 +50,9 @@ class RunOptions:
     entrypoint: str | None = None
     name: str | None = None
     hostname: str | None = None
-    network: str = "none"
+    network: str = "none"  # none, host or container:NAME
+    pid_mode: str = "private"  # private, host or container:NAME
+    ipc_mode: str = "private"
     memory: int | None = None
     cpus: float | None = None
     pids: int | None = None
@@ -85,8 +87,15 @@ def create(
     """Everything before the processes: image, layer store, config, writable layer."""
     from inspect_tool.cli._common import open_one_image
 
-    if options.network not in ("none", "host"):
-        raise UsageError(f"--net {options.network}: use none or host")
+    network = _namespace_mode(store, "--net", options.network, ("none", "host"))
+    pid_mode = _namespace_mode(store, "--pid", options.pid_mode, ("private", "host"))
+    ipc_mode = _namespace_mode(store, "--ipc", options.ipc_mode, ("private", "host"))
+    hostname_given = options.hostname
+    if network.startswith("container:"):
+        # docker: the container takes the network's owner's hostname, and -h conflicts
+        if hostname_given:
+            raise UsageError("conflicting options: --hostname and --net container:NAME")
+        hostname_given = store.load_config(network.partition(":")[2]).hostname
     container_id = store.new_id()
     name = options.name or _name_from(container_id)
     if options.name and store.name_taken(options.name):
@@ -97,7 +106,7 @@ def create(
     with source:
         config_obj = dict(image.config.config)
         argv = command_line(config_obj, options.args, options.entrypoint)
-        hostname = options.hostname or container_id[:12]
+        hostname = hostname_given or container_id[:12]
         tracer.emit(
             step_event(
                 "image",
@@ -129,6 +138,7 @@ def create(
             mounts = _mounts(store, options.volumes)
             config = _config(options, container_id, name, image, layer_dirs, argv, hostname)
             config.volumes = mounts
+            config.network, config.pid_mode, config.ipc_mode = network, pid_mode, ipc_mode
             store.save_config(config)
             store.save_state(container_id, ContainerState(rootfs_mode=mode))
         except BaseException as exc:  # no half-made container (a full disk, an interrupt)
@@ -154,6 +164,17 @@ def create(
         )
     )
     return config
+
+
+def _namespace_mode(store: Store, flag: str, value: str, plain: tuple[str, ...]) -> str:
+    """``--net``/``--pid``/``--ipc``: one of ``plain``, or ``container:NAME``, recorded as
+    ``container:<id>`` (the container must exist; it must run when this one starts)."""
+    if value in plain:
+        return value
+    kind, _, name = value.partition(":")
+    if kind != "container" or not name:
+        raise UsageError(f"{flag} {value}: use {', '.join(plain)} or container:NAME")
+    return f"container:{store.resolve(name)}"
 
 
 def _mounts(store: Store, volumes: list[VolumeSpec]) -> list[dict[str, Any]]:
@@ -276,7 +297,10 @@ def start(store: Store, container_id: str, tracer: Tracer, io: StartIO | None = 
         try:
             group.remove()
             removed = [str(p) for p in group.paths.values()]
-            tracer.emit(step_event("cleanup", evidence={"removed": removed}))
+            evidence: dict[str, Any] = {"removed": removed}
+            if group.killed:  # left in a shared PID namespace when the command ended
+                evidence["killed"] = group.killed
+            tracer.emit(step_event("cleanup", evidence=evidence))
         except OSError as exc:
             with contextlib.suppress(Exception):
                 tracer.emit(step_event("cleanup", result=f"cgroup not removed: {exc}"))
@@ -333,6 +357,7 @@ def _run(
                 },
             )
         )
+    join = _joined_namespaces(store, config)
     # the container's streams: pipes, or with -t a terminal init allocates inside the
     # container and passes up the console socket; stdin only with -i (else /dev/null)
     tty = config.tty
@@ -380,6 +405,12 @@ def _run(
         window=io.window,
         mounts=config.volumes,
         read_only=config.read_only,
+        join=join,
+        share=[
+            kind
+            for kind, mode in (("pid", config.pid_mode), ("ipc", config.ipc_mode))
+            if mode == "host"
+        ],
     )
     events_r, events_w = os.pipe()
     go_r, go_w = os.pipe()
@@ -528,6 +559,30 @@ def close_other_fds(keep: set[int]) -> None:
     os.closerange(top, 65536)
 
 
+def _joined_namespaces(store: Store, config: ContainerConfig) -> dict[str, int]:
+    """Namespace kind → host PID of the running container whose namespace is joined."""
+    join: dict[str, int] = {}
+    for kind, mode in (("net", config.network), ("pid", config.pid_mode), ("ipc", config.ipc_mode)):
+        if not mode.startswith("container:"):
+            continue
+        owner = mode.partition(":")[2]
+        try:
+            name = store.load_config(owner).name
+        except OSError:
+            raise ContainerError(
+                f"cannot join the {kind} namespace of container {owner[:12]}: it was removed",
+                subject=config.name,
+            ) from None
+        state = refresh(store, owner)
+        if state.status != "running" or not state.pid:
+            raise ContainerError(
+                f"cannot join the {kind} namespace of container {name}: it is not running",
+                subject=config.name,
+            )
+        join[kind] = state.pid
+    return join
+
+
 def _kill_leftovers(group: cgroups.Cgroup) -> None:
     """The container's main process has ended: anything left in its group (possible only
     when it shares another container's PID namespace, or the host's, where its end kills
@@ -535,6 +590,7 @@ def _kill_leftovers(group: cgroups.Cgroup) -> None:
     for pid in group.procs():
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+            group.killed.append(pid)
 
 
 def wait_child(pid: int) -> tuple[int, int]:

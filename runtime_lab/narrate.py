@@ -42,6 +42,7 @@ def _evidence_lines(event: Event) -> list[str]:
         "terminal",
         "window",
         "skipped",
+        "killed",
         "uts_hostname",
         "interfaces",
         "exit_code",

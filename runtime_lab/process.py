@@ -49,7 +49,7 @@ class LaunchSpec:
     work: str
     rootfs_mode: str  # "overlay" or "copy" (merged is then a plain directory)
     hostname: str
-    network: str  # "none" or "host"
+    network: str  # "none", "host" or "container:<id>" (joined: see ``join``)
     argv: list[str]
     env: list[str]
     workdir: str
@@ -63,6 +63,8 @@ class LaunchSpec:
     window: tuple[int, int] | None = None  # (rows, columns) to start the terminal with
     mounts: list[dict[str, Any]] = field(default_factory=list)  # -v, as in the config
     read_only: bool = False  # --read-only
+    join: dict[str, int] = field(default_factory=dict)  # kind → PID whose namespace to join
+    share: list[str] = field(default_factory=list)  # kinds kept from the host (--pid host)
     created_mountpoints: list[str] = field(default_factory=list)
     terminal: int | None = None  # init's side of the terminal (the slave), once allocated
 
@@ -123,13 +125,11 @@ def run_shim(spec: LaunchSpec, events_fd: int, go_fd: int, ack_fd: int) -> int:
     if os.read(go_fd, 1) != b"g":
         return 1
     os.close(go_fd)
-    flags = (
-        linux.Clone.NEWNS
-        | linux.Clone.NEWUTS
-        | linux.Clone.NEWIPC
-        | linux.Clone.NEWCGROUP
-        | linux.Clone.NEWPID
-    )
+    _join_namespaces(spec, child)
+    flags = linux.Clone.NEWNS | linux.Clone.NEWUTS | linux.Clone.NEWCGROUP
+    for kind, flag in (("ipc", linux.Clone.NEWIPC), ("pid", linux.Clone.NEWPID)):
+        if kind not in spec.join and kind not in spec.share:
+            flags |= flag
     if spec.network == "none":
         flags |= linux.Clone.NEWNET
     before = linux.namespace_inodes()
@@ -152,7 +152,7 @@ def run_shim(spec: LaunchSpec, events_fd: int, go_fd: int, ack_fd: int) -> int:
             code = 126 if code == 1 else code
         finally:
             os._exit(code)
-    evidence: dict[str, Any] = {"host_pid": pid, "container_pid": 1}
+    evidence: dict[str, Any] = {"host_pid": pid, "container_pid": _pid_inside(pid)}
     with contextlib.suppress(OSError):  # exists once the namespace has its first process
         evidence["pid_namespace"] = os.stat("/proc/self/ns/pid_for_children").st_ino
     child.done("fork-init", args={"pid": pid}, evidence=evidence)
@@ -170,6 +170,60 @@ def run_shim(spec: LaunchSpec, events_fd: int, go_fd: int, ack_fd: int) -> int:
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
     return os.WEXITSTATUS(status)
+
+
+JOIN_ORDER = ("ipc", "net", "pid")
+CLONE_FLAGS = {"ipc": linux.Clone.NEWIPC, "net": linux.Clone.NEWNET, "pid": linux.Clone.NEWPID}
+
+
+def _join_namespaces(spec: LaunchSpec, child: StepReporter) -> None:
+    """--net/--pid/--ipc container:NAME: setns into that container's namespace instead of
+    unsharing a new one (as a pod's containers join its pause container's). Every file is
+    opened before any is joined."""
+    own = linux.namespace_inodes()
+    opened: dict[str, int] = {}
+    try:
+        for kind in JOIN_ORDER:
+            if kind in spec.join:
+                path = f"/proc/{spec.join[kind]}/ns/{kind}"
+                opened[kind] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        for kind, fd in opened.items():
+            flag = CLONE_FLAGS[kind]
+            target = os.fstat(fd).st_ino
+
+            def join(
+                fd: int = fd,
+                flag: linux.Clone = flag,
+                before: int | None = own.get(kind),
+                target: int = target,
+            ) -> dict[str, Any]:
+                linux.setns(fd, int(flag))
+                return {"before": before, "container": target}
+
+            child.run(
+                "setns",
+                join,
+                args={
+                    "namespace": kind,
+                    "path": f"/proc/{spec.join[kind]}/ns/{kind}",
+                    "nstype": f"CLONE_{flag.name}",
+                },
+            )
+    finally:
+        for fd in opened.values():
+            os.close(fd)
+
+
+def _pid_inside(pid: int) -> int | None:
+    """A child's PID in its own PID namespace: the last NSpid of /proc/PID/status."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("NSpid:"):
+                    return int(line.split()[-1])
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def run_init(spec: LaunchSpec, child: StepReporter) -> int:

@@ -6,6 +6,7 @@ The same catalogue drives the live trace (events carry a step's id, title and ex
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -246,7 +247,7 @@ _EXEC = [
         "setns() on /proc/PID/ns/KIND moves this process into that namespace of the "
         "container's; a PID namespace applies to the children only, and joining the mount "
         "namespace also makes the container's root this process's root.",
-        "helper",
+        "shim (run) or helper (exec)",
     ),
     Step(
         "fork-exec",
@@ -294,10 +295,14 @@ def plan(
     tty: bool = False,
     volumes: int = 0,
     read_only: bool = False,
+    joined: Sequence[str] = (),
 ) -> list[Step]:
-    """The steps a run will take with these options, in order."""
+    """The steps a run will take with these options, in order (``joined``: the kinds of
+    namespace joined with setns rather than unshared)."""
     chosen = []
     for step in _ALL:
+        if step.id == "unshare":
+            chosen += [STEPS["setns"]] * len(joined)
         if step.id == "mount-volume":
             chosen += [step] * volumes
             continue

@@ -66,7 +66,7 @@ class ContainerConfig:
     workdir: str
     user: str
     hostname: str
-    network: str  # "none" or "host"
+    network: str  # "none", "host" or "container:<id>" (its network namespace joined)
     memory: int | None = None
     cpus: float | None = None
     pids: int | None = None
@@ -84,6 +84,8 @@ class ContainerConfig:
     volumes: list[dict[str, Any]] = field(default_factory=list)
     read_only: bool = False  # --read-only: the root filesystem is mounted read-only
     restart: str = "no"  # --restart: no, always, on-failure[:N] (detached containers)
+    pid_mode: str = "private"  # --pid: "private", "host" or "container:<id>"
+    ipc_mode: str = "private"  # --ipc: "private", "host" or "container:<id>"
 
 
 @dataclass(slots=True)
