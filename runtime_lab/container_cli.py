@@ -106,6 +106,9 @@ def diff(
 @app.command()
 def inspect(
     name: str = NAME_ARGUMENT,
+    size: bool = typer.Option(
+        False, "--size", "-s", help="Add the sizes ps -s shows (a dockscope container)."
+    ),
     root: str | None = ROOT_OPTION,
 ) -> None:
     """The container's recorded config and state, as JSON (for engine storage given with
@@ -125,28 +128,13 @@ def inspect(
         container_inspect_command(Path(root or ""), name)
         return
     with handle_errors():
+        from runtime_lab.records import inspect_document
+
         store = Store(root)
         cid = store.resolve(name)
         config = store.load_config(cid)
         state = rt.refresh(store, cid)
-        directory = store.container_dir(cid)
-        write_json(
-            {
-                "schema_version": 1,
-                "kind": "container",
-                "id": cid,
-                "name": config.name,
-                "config": asdict(config),
-                "state": asdict(state),
-                "paths": {
-                    "upperdir": str(directory / "upper"),
-                    "workdir": str(directory / "work"),
-                    "merged": str(directory / "merged"),
-                    "log": str(directory / "container.log"),
-                    "lowerdirs": [str(store.layer_dir(d)) for d in config.diff_ids],
-                },
-            }
-        )
+        write_json(inspect_document(store, config, state, size=size))
 
 
 @app.command()

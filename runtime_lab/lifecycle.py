@@ -165,6 +165,12 @@ def _ago(stamp: str | None) -> str:
 
 def ps(
     all_: bool = typer.Option(False, "--all", "-a", help="Show exited containers too."),
+    size: bool = typer.Option(
+        False,
+        "--size",
+        "-s",
+        help="Show the writable layer's size and the virtual size (image and writable layer).",
+    ),
     json_output: bool = JSON_OPTION,
     root: str | None = ROOT_OPTION,
 ) -> None:
@@ -174,9 +180,12 @@ def ps(
 
       dockscope ps
 
+      dockscope ps -as
+
       dockscope ps -a --json
     """
     from runtime_lab import container as rt
+    from runtime_lab.records import Sizes, human_size
 
     with handle_errors():
         store = Store(root)
@@ -187,6 +196,8 @@ def ps(
             if state.status not in ("running", "restarting") and not all_:
                 continue
             rows.append((config, state))  # restarting counts as running, as in docker ps
+        measure = Sizes(store)
+        sizes = {c.id: measure.container(c) if size else (None, None) for c, _ in rows}
         if json_output:
             write_json(
                 {
@@ -208,6 +219,8 @@ def ps(
                             "finished": s.finished,
                             "restart_policy": c.restart,
                             "restart_count": s.restart_count,
+                            "size_rw": sizes[c.id][0],
+                            "size_root_fs": sizes[c.id][1],
                         }
                         for c, s in rows
                     ],
@@ -218,7 +231,9 @@ def ps(
         from rich.table import Table
 
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-        columns = ("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "RESTARTS", "NAMES")
+        columns = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "RESTARTS", "NAMES"]
+        if size:
+            columns.append("SIZE")
         for column in columns:
             table.add_column(column, overflow="fold")
         for config, state in rows:
@@ -231,7 +246,7 @@ def ps(
             else:
                 status = "Created"
             command = " ".join(config.command)
-            table.add_row(
+            cells = [
                 config.id[:12],
                 config.image_source,
                 json.dumps(command[:30] + ("…" if len(command) > 30 else ""), ensure_ascii=False),
@@ -239,7 +254,11 @@ def ps(
                 status,
                 str(state.restart_count),
                 config.name,
-            )
+            ]
+            rw, virtual = sizes[config.id]
+            if rw is not None and virtual is not None:  # docker ps -s: "2B (virtual 1.2MB)"
+                cells.append(f"{human_size(rw)} (virtual {human_size(virtual)})")
+            table.add_row(*cells)
         stdout_console().print(table)
 
 

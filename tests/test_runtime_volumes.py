@@ -104,8 +104,7 @@ class TestContainers:
         )
         assert ok(result) == "1 flag\n"
         inspected = json.loads(ok(ds(root, "container", "inspect", "labelled")))
-        labels = inspected.get("config", inspected)["labels"]
-        assert labels == {"course": "containers", "lab": "3"}
+        assert inspected["config"]["labels"] == {"course": "containers", "lab": "3"}
         ok(ds(root, "rm", "labelled"))
 
     def test_bind_mounts(self, root: Path, busybox_image: Path, tmp_path: Path) -> None:
