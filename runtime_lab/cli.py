@@ -197,7 +197,7 @@ def run(
             environment += read_env_file(str(path), text)
         environment += env or []
         volumes = [parse_volume(v, os.getcwd()) for v in volume or []]
-        if tty and interactive and "stdin" in streams and not os.isatty(0):
+        if tty and interactive and "stdin" in streams and not os.isatty(0) and not explain:
             raise UsageError("the input device is not a TTY: -it needs a terminal on stdin")
         options = rt.RunOptions(
             image=image_path,

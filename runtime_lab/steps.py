@@ -7,7 +7,7 @@ The same catalogue drives the live trace (events carry a step's id, title and ex
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +247,7 @@ _EXEC = [
         "setns() on /proc/PID/ns/KIND moves this process into that namespace of the "
         "container's; a PID namespace applies to the children only, and joining the mount "
         "namespace also makes the container's root this process's root.",
-        "shim (run) or helper (exec)",
+        "helper",
     ),
     Step(
         "fork-exec",
@@ -301,8 +301,8 @@ def plan(
     namespace joined with setns rather than unshared)."""
     chosen = []
     for step in _ALL:
-        if step.id == "unshare":
-            chosen += [STEPS["setns"]] * len(joined)
+        if step.id == "unshare":  # run joins in the shim (exec, in its helper)
+            chosen += [replace(STEPS["setns"], where="shim")] * len(joined)
         if step.id == "mount-volume":
             chosen += [step] * volumes
             continue

@@ -9,7 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from inspect_tool.cli import app
 from inspect_tool.errors import UsageError
 from runtime_lab.process import resolve_in_root
 from runtime_lab.spec import parse_volume, read_env_file
@@ -83,6 +85,31 @@ def test_env_file_is_read_as_docker_reads_it(monkeypatch: pytest.MonkeyPatch) ->
     assert read_env_file("f", text) == ["A=1", 'B="quoted" value ', "PASSED=from-caller", "C=a=b"]
     with pytest.raises(UsageError, match="white space"):
         read_env_file("f", "BAD NAME=1\n")
+
+
+def test_explain_plans_the_steps_of_these_options(busybox_image: Path) -> None:
+    """No root, no terminal: --explain shows where -it, -v, --read-only and a joined network
+    add steps, and setns before unshare."""
+    result = CliRunner().invoke(
+        app,
+        [
+            *("run", "--explain", "-it", "-v", "/cache", "-v", "data:/data", "--read-only"),
+            *("--net", "container:pod", str(busybox_image), "sh"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    titles = [
+        line.split(". ", 1)[1].split("  ")[0]
+        for line in result.stdout.splitlines()
+        if line[:3].strip().rstrip(".").isdigit()
+    ]
+    assert titles.count("Mount a volume") == 2
+    assert titles.index("Join a namespace") == titles.index("Unshare the namespaces") - 1
+    assert titles.index("Allocate the terminal") < titles.index("Switch to the container's root")
+    assert titles.index("Make the root filesystem read-only") == (
+        titles.index("Switch to the container's root") + 1
+    )
+    assert "Bring up the loopback interface" not in titles
 
 
 # -- containers ---------------------------------------------------------------------------------
