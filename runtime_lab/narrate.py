@@ -43,6 +43,8 @@ def _evidence_lines(event: Event) -> list[str]:
         "window",
         "skipped",
         "killed",
+        "copied_from_image",
+        "restart_count",
         "uts_hostname",
         "interfaces",
         "exit_code",
