@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -222,24 +219,12 @@ def _summary(stats: TarStats) -> dict[str, Any]:
 
 
 def _to_file(output: Path, write: Callable[[BinaryIO], TarStats]) -> TarStats:
-    """Write next to ``output`` under a temporary name; rename once the tar is complete."""
-    directory = output.parent if str(output.parent) else Path(".")
-    try:
-        handle, temporary = tempfile.mkstemp(prefix=f".{output.name}.", dir=directory)
-    except OSError as exc:
-        raise UsageError(f"cannot write: {exc.strerror}", subject=str(output)) from None
-    try:
-        with os.fdopen(handle, "wb") as out:
-            stats = write(out)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, output)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    return stats
+    """Write to ``output``: a file appears only once complete; a device such as /dev/null is
+    written in place, never replaced."""
+    from inspect_tool.cli._common import output_stream
+
+    with output_stream(output) as out:
+        return write(out)
 
 
 @app.command()

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import typer
 
 from inspect_tool.cli import _state
-from inspect_tool.errors import DockscopeError, ExitCode
+from inspect_tool.errors import DockscopeError, ExitCode, UsageError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -125,6 +126,52 @@ def stderr_console() -> Console:
     from rich.console import Console
 
     return Console(stderr=True, highlight=False)
+
+
+@contextlib.contextmanager
+def output_stream(target: Path) -> Iterator[BinaryIO]:
+    """Where a command writes the output file a user named.
+
+    A regular file, or a name not taken yet, is written under a temporary name beside it and
+    renamed over it only once complete: never half a file. Anything else already at that
+    name (a device such as /dev/null, a FIFO, a terminal, a symlink) is opened and written in
+    place, never replaced.
+    """
+    import stat
+    import tempfile
+
+    try:
+        st: os.stat_result | None = os.lstat(target)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise UsageError(f"cannot write: {exc.strerror}", subject=str(target)) from None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise UsageError("is a directory", subject=str(target))
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        try:
+            out = open(target, "wb")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise UsageError(f"cannot write: {exc.strerror}", subject=str(target)) from None
+        with out:
+            yield out
+        return
+    directory = target.absolute().parent
+    try:
+        fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.")
+    except OSError as exc:
+        raise UsageError(f"cannot write: {exc.strerror}", subject=str(target)) from None
+    try:
+        with os.fdopen(fd, "wb") as out:
+            yield out
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 def use_color() -> bool:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +18,7 @@ from inspect_tool.cli._common import (
     ByteProgress,
     handle_errors,
     open_one_image,
+    output_stream,
     stderr_console,
     stdout_console,
     write_json,
@@ -173,31 +172,19 @@ def export(
 def _export_to_file(
     source: Source, image: Image, output: Path, progress: ByteProgress
 ) -> ExportResult:
-    """Write next to ``output`` under a temporary name; rename once the tar is complete."""
+    """Write the tar to ``output`` (a file appears only once complete; a device such as
+    /dev/null is written in place, never replaced)."""
     from inspect_tool.layers.export import export as run_export
 
-    directory = output.parent if str(output.parent) else Path(".")
-    try:
-        handle, temporary = tempfile.mkstemp(prefix=f".{output.name}.", dir=directory)
-    except OSError as exc:
-        raise UsageError(f"cannot write: {exc.strerror}", subject=str(output)) from None
-    try:
-        with os.fdopen(handle, "wb") as out:
-            result = run_export(
-                source,
-                image,
-                out,
-                output_name=str(output),
-                progress=progress.advance,
-                on_pass=progress.start,
-            )
-        os.chmod(temporary, 0o666 & ~_umask())
-        os.replace(temporary, output)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    return result
+    with output_stream(output) as out:
+        return run_export(
+            source,
+            image,
+            out,
+            output_name=str(output),
+            progress=progress.advance,
+            on_pass=progress.start,
+        )
 
 
 def _umask() -> int:

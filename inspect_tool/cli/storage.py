@@ -9,10 +9,8 @@ mounted; output files are refused inside ROOT.
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -195,19 +193,11 @@ def _export_summary(result: ExportResult, output: str) -> None:
         sys.stderr.write(f"dockscope: skipped {path}: {reason}\n")
 
 
-@contextlib.contextmanager
-def _replaced(target: Path) -> Iterator[BinaryIO]:
-    """A temporary file beside ``target`` that replaces it once written completely."""
-    directory = target.absolute().parent
-    fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            yield out
-        os.replace(temp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
+def _replaced(target: Path) -> contextlib.AbstractContextManager[BinaryIO]:
+    """The output file: complete or absent, a device such as /dev/null written in place."""
+    from inspect_tool.cli._common import output_stream
+
+    return output_stream(target)
 
 
 def container_inspect_command(root: Path, ident: str) -> None:
