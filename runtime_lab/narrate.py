@@ -110,7 +110,7 @@ class Stepper:
     def __call__(self, event: Event) -> None:
         self.console.print(Text(f"next: {event.title}", style="bold yellow"), soft_wrap=True)
         self.console.print(Text(f"      {event.explanation}", style="dim"), soft_wrap=True)
-        pid = event.pid
+        pid = event.host_pid or event.pid  # what another terminal on the host must type
         looks = [
             f"ls -l /proc/{pid}/ns",
             f"cat /proc/{pid}/mountinfo",

@@ -76,9 +76,12 @@ class StepReporter:
         self.out = PipeEmitter(events_fd)
         self.ack_fd = ack_fd
         self.stepping = stepping
+        self.host_pid: int | None = None  # PID 1 also reports the PID the host sees it as
 
     def event(self, step_id: str, **fields: Any) -> Event:
         step = STEPS[step_id]
+        if self.host_pid is not None:
+            fields.setdefault("host_pid", self.host_pid)
         return Event(
             step=step.id,
             title=step.title,
@@ -230,6 +233,10 @@ def run_init(spec: LaunchSpec, child: StepReporter) -> int:
     """PID 1 of the container: set up its world and exec the command (never returns on
     success)."""
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    # Until the container's own /proc is mounted, /proc is the host's: /proc/self names this
+    # process by the PID the host sees, which is what a student types in another terminal.
+    with contextlib.suppress(OSError, ValueError):
+        child.host_pid = int(os.readlink("/proc/self"))
     root = spec.merged
     child.run(
         "mount-private",

@@ -27,7 +27,8 @@ class Event:
     args: dict[str, Any] = field(default_factory=dict)
     result: str = "ok"  # "ok", or the error
     evidence: dict[str, Any] = field(default_factory=dict)
-    pid: int = field(default_factory=os.getpid)
+    pid: int = field(default_factory=os.getpid)  # as the process sees itself (PID 1: 1)
+    host_pid: int | None = None  # the same process in the host's PID namespace, where it differs
     time: float = field(default_factory=time.time)
     phase: str = "done"  # "plan" (about to happen) or "done"
 

@@ -4,6 +4,7 @@ programs. JSON keys are part of the contract in docs/JSON.md."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import stat
 from collections.abc import Iterable
 from typing import Any, TextIO
@@ -260,7 +261,7 @@ def render_diff(console: Console, a: Image, b: Image, result: ImageDiff) -> None
         console.print("[bold]config[/]")
         for c in result.config:
             console.print(
-                f"  {escape(c.key)}: {escape(repr(c.a))} → {escape(repr(c.b))}",
+                f"  {escape(c.key)}: {escape(_value(c.a))} → {escape(_value(c.b))}",
                 soft_wrap=True,
                 highlight=False,
             )
@@ -277,6 +278,11 @@ def render_diff(console: Console, a: Image, b: Image, result: ImageDiff) -> None
         f"{counts['modified']} modified files; {len(result.config)} config and "
         f"{len(result.history_removed) + len(result.history_added)} history changes."
     )
+
+
+def _value(value: Any) -> str:
+    """A config value as the image stores it (JSON), "(none)" when absent."""
+    return "(none)" if value is None else json.dumps(value, ensure_ascii=False)
 
 
 def layer_diff_document(image: Image, diff: LayerDiff) -> dict[str, Any]:
