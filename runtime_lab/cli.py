@@ -395,8 +395,12 @@ def _explain(options: object) -> None:
     )
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, *, only: str | None = None) -> None:
+    """Add the runtime's commands; ``only="run"`` adds just ``run`` (a container's start-up is
+    measured against podman's: the other command modules are not imported for it)."""
     app.command(context_settings={"allow_interspersed_args": False})(run)
+    if only == "run":
+        return
     from runtime_lab import container_cli, lifecycle, session_cli, volume_cli
 
     lifecycle.register(app)

@@ -79,8 +79,12 @@ def build_app(command: str | None = None) -> typer.Typer:
     application.callback()(_root)
     wanted = COMMAND_MODULES.get(command or "")
     for name in (wanted,) if wanted else _MODULES:
-        path = "runtime_lab.cli" if name == "runtime" else f"inspect_tool.cli.{name}"
-        importlib.import_module(path).register(application)
+        if name == "runtime":
+            from runtime_lab import cli as runtime
+
+            runtime.register(application, only=command if wanted else None)
+            continue
+        importlib.import_module(f"inspect_tool.cli.{name}").register(application)
     return application
 
 
