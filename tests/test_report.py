@@ -334,3 +334,11 @@ def test_report_with_a_container_writable_layer(browser: Chromium, tmp_path: Pat
         assert "/tmp/<b>bold" in facts["text"]
     finally:
         dockscope(root, "rm", "-f", "web")
+
+
+def test_efficiency_is_never_rounded_up_to_a_perfect_score() -> None:
+    from inspect_tool.render.html import _score
+
+    assert _score(0.99997833) == "99.99 %"
+    assert _score(1.0) == "100.00 %"
+    assert _score(0.9844212134184309) == "98.44 %"

@@ -341,7 +341,7 @@ def _summary(number: int, analysis: ImageAnalysis, source: SourceReport) -> str:
         ("verify", "ok" if source.verify.ok else f"{len(source.verify.failed)} failed"),
     ]
     if analysis.efficiency is not None:
-        stats.append(("efficiency", f"{analysis.efficiency.efficiency * 100:.2f} %"))
+        stats.append(("efficiency", _score(analysis.efficiency.efficiency)))
         stats.append(("wasted", human_size(analysis.efficiency.wasted_bytes)))
     if analysis.types is not None:
         stats.append(("findings", str(len(analysis.types.findings))))
@@ -406,6 +406,12 @@ def _layers(number: int, analysis: ImageAnalysis) -> str:
             )
     parts.append("</section>")
     return "".join(parts)
+
+
+def _score(value: float) -> str:
+    """Two decimals, never rounded up to 100 % while anything is wasted."""
+    shown = math.floor(value * 10000) / 100
+    return f"{shown:.2f} %"
 
 
 def _percent(value: float) -> str:
