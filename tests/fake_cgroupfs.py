@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import errno
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,7 +83,7 @@ class Group:
     counters: dict[str, dict[str, int]] = field(default_factory=dict)  # *.events files
 
 
-class _FakeFS:
+class _FakeFS(ABC):
     """What both versions share: a tree of groups, processes, the CgroupFS protocol."""
 
     def __init__(self, root: Path) -> None:
@@ -186,17 +187,21 @@ class _FakeFS:
             raise _error(errno.EINVAL, path)
         return int(text)
 
+    @abstractmethod
     def _files(self, group: Group) -> set[str]:
-        raise NotImplementedError
+        """Each hierarchy (v1, v2) defines its own."""
 
+    @abstractmethod
     def _populate(self, group: Group) -> None:
-        raise NotImplementedError
+        """Each hierarchy (v1, v2) defines its own."""
 
+    @abstractmethod
     def _read(self, group: Group, name: str) -> str:
-        raise NotImplementedError
+        """Each hierarchy (v1, v2) defines its own."""
 
+    @abstractmethod
     def _write(self, group: Group, name: str, value: str, path: Path) -> None:
-        raise NotImplementedError
+        """Each hierarchy (v1, v2) defines its own."""
 
 
 # -- cgroup v2 ------------------------------------------------------------------------------
