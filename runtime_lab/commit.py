@@ -33,12 +33,13 @@ from typing import Any, BinaryIO, cast
 
 from inspect_tool.errors import DockscopeError, InvalidImageError, UsageError
 from inspect_tool.layers.decompress import LayerStream
+from inspect_tool.layers.tarwrite import TarStats
 from inspect_tool.model.digest import Digest
 from inspect_tool.model.image import CONTAINERD_NAME, REF_NAME, Image, Layer
 from inspect_tool.model.mediatypes import Compression, MediaType
 from inspect_tool.sources.source import Source
 from runtime_lab.store import ContainerConfig, ContainerState, Store, now
-from runtime_lab.writable import TarStats, layer_entries, merged_entries, write_tar
+from runtime_lab.writable import layer_entries, merged_entries, write_tar
 
 CREATED_BY = "dockscope commit"
 LAYER_TYPES = {

@@ -16,7 +16,7 @@ from runtime_lab.lifecycle import NAME_ARGUMENT, ROOT_OPTION
 from runtime_lab.store import Store
 
 if TYPE_CHECKING:
-    from runtime_lab.writable import TarStats
+    from inspect_tool.layers.tarwrite import TarStats
 
 app = typer.Typer(
     name="container",

@@ -21,11 +21,12 @@ import os
 import stat
 import tarfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from inspect_tool.errors import DockscopeError
+from inspect_tool.layers.tarwrite import Item, TarStats, TarWriter
 
 OPAQUE_XATTR = "trusted.overlay.opaque"
 
@@ -184,7 +185,6 @@ OVERLAY_XATTRS = ("trusted.overlay.", "user.overlay.")  # overlay's bookkeeping,
 _UNFOLLOWED = ("trusted.overlay.redirect", "trusted.overlay.metacopy")
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
-_CHUNK = 1 << 20
 
 
 class WritableLayerError(DockscopeError):
@@ -199,20 +199,6 @@ class FsEntry:
     host: str
     st: os.stat_result
     marker: bool = False  # a ".wh." file standing for ``host`` (a whiteout or opaque dir)
-
-
-@dataclass(slots=True)
-class TarStats:
-    directories: int = 0
-    files: int = 0
-    hardlinks: int = 0
-    symlinks: int = 0
-    devices: int = 0
-    fifos: int = 0
-    whiteouts: int = 0  # ".wh.NAME" entries
-    opaque: int = 0  # ".wh..wh..opq" entries
-    bytes: int = 0  # regular-file content
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
 
 def _noatime_open(path: str, flags: int) -> int:
@@ -381,84 +367,14 @@ def _header(entry: FsEntry) -> tarfile.TarInfo:
     return info
 
 
-class TarWriter:
-    """Writes entries as one POSIX (pax) tar: numeric owners only, nanosecond mtimes, xattrs
-    but overlay's own, hard links as links to the first name written, file bytes streamed."""
-
-    def __init__(self, out: BinaryIO) -> None:
-        self._out = out
-        self._written = 0
-        self._links: dict[tuple[int, int], str] = {}
-        self.stats = TarStats()
-
-    def _write(self, data: bytes | memoryview) -> None:
-        self._out.write(data)
-        self._written += len(data)
-
-    def add(self, entry: FsEntry) -> None:
-        st, stats = entry.st, self.stats
-        if stat.S_ISSOCK(st.st_mode) and not entry.marker:
-            stats.skipped.append(("/" + entry.path, "a socket cannot be stored in a tar"))
-            return
-        key = (st.st_dev, st.st_ino)
-        if not entry.marker and not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:
-            first = self._links.get(key)
-            if first is not None:
-                link = _header(entry)  # the inode's metadata, as tar writes a link
-                link.type, link.linkname, link.size = tarfile.LNKTYPE, first, 0
-                self._write(link.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
-                stats.hardlinks += 1
-                return
-            self._links[key] = entry.path
-        info = _header(entry)
-        self._write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
-        if entry.marker:
-            if entry.path.endswith("/" + OPAQUE_MARKER) or entry.path == OPAQUE_MARKER:
-                stats.opaque += 1
-            else:
-                stats.whiteouts += 1
-        elif info.type == tarfile.DIRTYPE:
-            stats.directories += 1
-        elif info.type == tarfile.SYMTYPE:
-            stats.symlinks += 1
-        elif info.type in (tarfile.CHRTYPE, tarfile.BLKTYPE):
-            stats.devices += 1
-        elif info.type == tarfile.FIFOTYPE:
-            stats.fifos += 1
-        else:
-            stats.files += 1
-            self._data(entry.host, info.size)
-
-    def _data(self, host: str, size: int) -> None:
-        fd = _noatime_open(host, os.O_RDONLY)
-        with os.fdopen(fd, "rb", buffering=0) as f:
-            left = size
-            while left > 0:
-                chunk = f.read(min(left, _CHUNK))
-                if not chunk:
-                    break
-                self._write(chunk)
-                left -= len(chunk)
-            if left or f.read(1):
-                raise WritableLayerError(
-                    f"the file changed size while it was read ({size} bytes expected)",
-                    subject=host,
-                )
-        self.stats.bytes += size
-        if size % tarfile.BLOCKSIZE:
-            self._write(bytes(tarfile.BLOCKSIZE - size % tarfile.BLOCKSIZE))
-
-    def close(self) -> None:
-        """The end-of-archive blocks, padded to a whole record (as tar writes it)."""
-        self._write(bytes(2 * tarfile.BLOCKSIZE))
-        if self._written % tarfile.RECORDSIZE:
-            self._write(bytes(tarfile.RECORDSIZE - self._written % tarfile.RECORDSIZE))
-        self._out.flush()
-
-
 def write_tar(entries: Iterable[FsEntry], out: BinaryIO) -> TarStats:
-    writer = TarWriter(out)
-    for entry in entries:
-        writer.add(entry)
-    writer.close()
-    return writer.stats
+    """Entries as one POSIX (pax) tar: numeric owners only, nanosecond mtimes, xattrs but
+    overlay's own, hard links as links to the first name written, file bytes streamed."""
+    writer: TarWriter[FsEntry] = TarWriter(
+        out,
+        describe=lambda entry: Item(entry.path, entry.st, entry.marker),
+        header=_header,
+        open_data=lambda entry: (_noatime_open(entry.host, os.O_RDONLY), entry.host),
+        error=WritableLayerError,
+    )
+    return writer.write_all(entries)

@@ -19,11 +19,12 @@ import os
 import stat
 import tarfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 from inspect_tool.errors import UsageError
+from inspect_tool.layers.tarwrite import Item, Sink, TarStats, TarWriter
 from inspect_tool.storage.detect import open_storage
 from inspect_tool.storage.evidence import LayerDir, StorageError
 from inspect_tool.storage.model import ContainerRecord, WritableLayer
@@ -41,7 +42,6 @@ from inspect_tool.storage.writable import (
     walk_tree,
 )
 
-_CHUNK = 1 << 20
 _UNION_XATTRS = ("trusted.overlay.", "user.overlay.")
 
 
@@ -53,20 +53,6 @@ class TarItem:
     name: str  # relative, no leading slash
     node: Node
     marker: bool = False
-
-
-@dataclass(slots=True)
-class TarStats:
-    directories: int = 0
-    files: int = 0
-    hardlinks: int = 0
-    symlinks: int = 0
-    devices: int = 0
-    fifos: int = 0
-    whiteouts: int = 0
-    opaque: int = 0
-    bytes: int = 0
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
 
 def _header(item: TarItem) -> tarfile.TarInfo:
@@ -108,91 +94,18 @@ def _header(item: TarItem) -> tarfile.TarInfo:
     return info
 
 
-class Sink(Protocol):
-    def write(self, data: bytes, /) -> object: ...
-
-    def flush(self) -> None: ...
-
-
-class TarWriter:
-    """Writes items as one POSIX (pax) tar, file bytes streamed from the evidence."""
-
-    def __init__(self, out: Sink) -> None:
-        self._out = out
-        self._written = 0
-        self._links: dict[tuple[int, int], str] = {}
-        self.stats = TarStats()
-
-    def _write(self, data: bytes) -> None:
-        self._out.write(data)
-        self._written += len(data)
-
-    def add(self, item: TarItem) -> None:
-        st, stats = item.node.st, self.stats
-        if not item.marker and stat.S_ISSOCK(st.st_mode):
-            stats.skipped.append(("/" + item.name, "a socket cannot be stored in a tar"))
-            return
-        info = _header(item)
-        if not item.marker and not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:
-            key = (st.st_dev, st.st_ino)
-            first = self._links.get(key)
-            if first is not None:
-                info.type, info.linkname, info.size = tarfile.LNKTYPE, first, 0
-                self._write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
-                stats.hardlinks += 1
-                return
-            self._links[key] = item.name
-        self._write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
-        if item.marker:
-            if item.name.rsplit("/", 1)[-1] == AUFS_OPAQUE:
-                stats.opaque += 1
-            else:
-                stats.whiteouts += 1
-        elif info.type == tarfile.DIRTYPE:
-            stats.directories += 1
-        elif info.type == tarfile.SYMTYPE:
-            stats.symlinks += 1
-        elif info.type in (tarfile.CHRTYPE, tarfile.BLKTYPE):
-            stats.devices += 1
-        elif info.type == tarfile.FIFOTYPE:
-            stats.fifos += 1
-        else:
-            stats.files += 1
-            self._data(item.node, info.size)
-
-    def _data(self, node: Node, size: int) -> None:
-        fd = node.layer.open_file(node.parts)
-        with os.fdopen(fd, "rb", buffering=0) as f:
-            left = size
-            while left > 0:
-                chunk = f.read(min(left, _CHUNK))
-                if not chunk:
-                    break
-                self._write(chunk)
-                left -= len(chunk)
-            if left or f.read(1):
-                raise StorageError(
-                    f"the file changed size while it was read ({size} bytes expected)",
-                    subject=node.layer.display(node.parts),
-                )
-        self.stats.bytes += size
-        if size % tarfile.BLOCKSIZE:
-            self._write(bytes(tarfile.BLOCKSIZE - size % tarfile.BLOCKSIZE))
-
-    def close(self) -> None:
-        """The end-of-archive blocks, padded to a whole record (as tar writes it)."""
-        self._write(bytes(2 * tarfile.BLOCKSIZE))
-        if self._written % tarfile.RECORDSIZE:
-            self._write(bytes(tarfile.RECORDSIZE - self._written % tarfile.RECORDSIZE))
-        self._out.flush()
-
-
 def write_tar(items: Iterable[TarItem], out: Sink) -> TarStats:
-    writer = TarWriter(out)
-    for item in items:
-        writer.add(item)
-    writer.close()
-    return writer.stats
+    writer: TarWriter[TarItem] = TarWriter(
+        out,
+        describe=lambda item: Item(item.name, item.node.st, item.marker),
+        header=_header,
+        open_data=lambda item: (
+            item.node.layer.open_file(item.node.parts),
+            item.node.layer.display(item.node.parts),
+        ),
+        error=StorageError,
+    )
+    return writer.write_all(items)
 
 
 # -- what to write -------------------------------------------------------------------------------
