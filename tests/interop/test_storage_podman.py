@@ -116,6 +116,10 @@ class StorePeers(Peers):
                 "sh",
                 "podman",
                 *self._podman_flags(),
+                # named, not left to podman's default (which depends on whether crun or runc
+                # happens to be installed): runc refuses --cgroups disabled
+                "--runtime",
+                "crun",
                 *argv,
             )
             .decode()
