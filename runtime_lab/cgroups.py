@@ -18,14 +18,17 @@ import errno
 import os
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from runtime_lab.devices import DeviceRule
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CPU_PERIOD_US = 100_000
-V1_CONTROLLERS = ("memory", "cpu", "pids")
+V1_CONTROLLERS = ("memory", "cpu", "pids", "devices")
 V2_CONTROLLERS = ("memory", "cpu", "pids")
 
 
@@ -56,6 +59,11 @@ class CgroupFS(Protocol):
     def read(self, path: Path) -> str: ...
 
     def exists(self, path: Path) -> bool: ...
+
+    def attach_device_program(self, path: Path, program: bytes, count: int) -> list[int]:
+        """Load an eBPF device program and attach it to the group at ``path``; returns the
+        IDs of the device programs attached there afterwards."""
+        ...
 
 
 class KernelCgroupFS:
@@ -89,6 +97,20 @@ class KernelCgroupFS:
     def exists(self, path: Path) -> bool:
         return path.exists()
 
+    def attach_device_program(self, path: Path, program: bytes, count: int) -> list[int]:
+        from runtime_lab import linux
+
+        group = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            loaded = linux.bpf_load_device_program(program, count)
+            try:  # the attachment holds the program: its descriptor can go
+                linux.bpf_attach_device_program(group, loaded)
+            finally:
+                os.close(loaded)
+            return linux.bpf_attached_device_programs(group)
+        finally:
+            os.close(group)
+
 
 @dataclass(slots=True)
 class Cgroup:
@@ -113,6 +135,10 @@ class Cgroup:
 
     def apply(self, limits: Limits) -> None:
         self.driver.apply(self, limits)
+
+    def restrict_devices(self, rules: Sequence[DeviceRule]) -> dict[str, Any]:
+        """Only the devices ``rules`` allow may be opened or made; evidence for the trace."""
+        return self.driver.restrict_devices(self, rules)
 
     def add(self, pid: int) -> None:
         for controller in self.paths:
@@ -160,6 +186,10 @@ class CgroupDriver(ABC):
     @abstractmethod
     def apply(self, group: Cgroup, limits: Limits) -> None:
         """Write the limit files."""
+
+    @abstractmethod
+    def restrict_devices(self, group: Cgroup, rules: Sequence[DeviceRule]) -> dict[str, Any]:
+        """The device allowlist: v1's devices files, v2's eBPF program."""
 
     @abstractmethod
     def oom_kills(self, group: Cgroup) -> int:
@@ -213,6 +243,26 @@ class CgroupV1(CgroupDriver):
             group.write("cpu", "cpu.cfs_quota_us", str(int(limits.cpus * CPU_PERIOD_US)))
         if limits.pids is not None:
             group.write("pids", "pids.max", str(limits.pids))
+
+    def restrict_devices(self, group: Cgroup, rules: Sequence[DeviceRule]) -> dict[str, Any]:
+        from runtime_lab.devices import v1_writes
+
+        if "devices" not in group.paths:
+            raise CgroupError(
+                errno.ENOENT,
+                f"no devices controller under {self.root}: the container could open any "
+                "device node it makes (mount the v1 devices hierarchy)",
+            )
+        made = len(group.writes)
+        for filename, value in v1_writes(rules):
+            group.write("devices", filename, value)
+        return {
+            "controller": "devices (cgroup v1)",
+            "written": [{"file": w.path, "value": w.value} for w in group.writes[made:]],
+            "devices.list": [
+                line for line in group.read("devices", "devices.list").splitlines() if line
+            ],
+        }
 
     def oom_kills(self, group: Cgroup) -> int:
         if "memory" not in group.paths:
@@ -310,6 +360,23 @@ class CgroupV2(CgroupDriver):
         if limits.pids is not None:
             self._require(group, "pids")
             group.write("unified", "pids.max", str(limits.pids))
+
+    def restrict_devices(self, group: Cgroup, rules: Sequence[DeviceRule]) -> dict[str, Any]:
+        from runtime_lab.devices import device_program
+
+        program, count = device_program(rules)
+        path = group.paths["unified"]
+        try:
+            attached = self.fs.attach_device_program(path, program, count)
+        except OSError as exc:
+            raise CgroupError(
+                exc.errno, f"cannot attach the device program to {path}: {exc.strerror or exc}"
+            ) from None
+        return {
+            "controller": "eBPF BPF_PROG_TYPE_CGROUP_DEVICE (cgroup v2)",
+            "program": {"instructions": count, "attach_type": "BPF_CGROUP_DEVICE"},
+            "attached_program_ids": attached,
+        }
 
     def oom_kills(self, group: Cgroup) -> int:
         for line in group.read("unified", "memory.events").splitlines():

@@ -338,6 +338,17 @@ def _run(
             },
         )
     )
+    from runtime_lab.devices import DEFAULT_RULES, describe
+
+    try:
+        restricted = group.restrict_devices(DEFAULT_RULES)
+    except OSError as exc:
+        raise ContainerError(
+            f"cannot restrict the devices: {exc.strerror or exc}", subject=config.name
+        ) from None
+    tracer.emit(
+        step_event("cgroup-devices", args={"rules": describe(DEFAULT_RULES)}, evidence=restricted)
+    )
     limits = cgroups.Limits(config.memory, config.cpus, config.pids)
     if any(v is not None for v in (config.memory, config.cpus, config.pids)):
         made = len(group.writes)

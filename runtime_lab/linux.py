@@ -46,8 +46,8 @@ PR_SET_NO_NEW_PRIVS = 38
 PR_CAPBSET_DROP = 24
 PR_SET_PDEATHSIG = 1
 _SYSCALLS = {
-    "x86_64": {"pivot_root": 155, "capset": 126},
-    "aarch64": {"pivot_root": 41, "capset": 91},
+    "x86_64": {"pivot_root": 155, "capset": 126, "bpf": 321},
+    "aarch64": {"pivot_root": 41, "capset": 91, "bpf": 280},
 }
 
 
@@ -169,6 +169,71 @@ def namespace_inodes(pid: int | str = "self") -> dict[str, int]:
         except OSError:
             continue
     return found
+
+
+# -- eBPF (the cgroup v2 device filter) --------------------------------------------------------
+
+BPF_PROG_LOAD = 5
+BPF_PROG_ATTACH = 8
+BPF_PROG_QUERY = 16
+BPF_PROG_TYPE_CGROUP_DEVICE = 15
+BPF_CGROUP_DEVICE = 6
+BPF_F_ALLOW_MULTI = 2
+
+
+def _bpf(command: int, attr: bytes, name: str) -> int:
+    buffer = ctypes.create_string_buffer(attr.ljust(128, b"\0"), 128)
+    number = _syscall_number("bpf")
+    result = _libc.syscall(
+        ctypes.c_long(number), ctypes.c_int(command), buffer, ctypes.c_uint(len(buffer))
+    )
+    return _check(result, "bpf", name)
+
+
+def bpf_load_device_program(instructions: bytes, count: int) -> int:
+    """``bpf(BPF_PROG_LOAD)`` of a BPF_PROG_TYPE_CGROUP_DEVICE program: its descriptor. The
+    verifier's log is part of the error when the kernel refuses it."""
+    code = ctypes.create_string_buffer(instructions, len(instructions))
+    license = ctypes.create_string_buffer(b"Apache-2.0")
+    log = ctypes.create_string_buffer(65536)
+    attr = struct.pack(
+        "=IIQQIIQ",
+        BPF_PROG_TYPE_CGROUP_DEVICE,
+        count,
+        ctypes.addressof(code),
+        ctypes.addressof(license),
+        1,  # log_level: a verifier log when the program is refused
+        len(log),
+        ctypes.addressof(log),
+    )
+    try:
+        return _bpf(BPF_PROG_LOAD, attr, "BPF_PROG_LOAD")
+    except OSError as exc:
+        detail = log.value.decode(errors="replace").strip().splitlines()[-3:]
+        raise OSError(exc.errno, f"{exc.strerror}: {' / '.join(detail)}") from None
+
+
+def bpf_attach_device_program(cgroup_fd: int, program_fd: int) -> None:
+    """``bpf(BPF_PROG_ATTACH, BPF_CGROUP_DEVICE)`` with BPF_F_ALLOW_MULTI (as runc: the
+    programs of the groups above still run too)."""
+    attr = struct.pack("=IIII", cgroup_fd, program_fd, BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI)
+    _bpf(BPF_PROG_ATTACH, attr, "BPF_PROG_ATTACH")
+
+
+def bpf_attached_device_programs(cgroup_fd: int) -> list[int]:
+    """The IDs of the device programs attached to a cgroup (``bpftool cgroup show``)."""
+    ids = (ctypes.c_uint32 * 64)()
+    # target_fd, attach_type, query_flags, attach_flags, prog_ids_ptr, prog_cnt
+    attr = bytearray(struct.pack("=IIIIQI", cgroup_fd, BPF_CGROUP_DEVICE, 0, 0, 0, 64))
+    struct.pack_into("=Q", attr, 16, ctypes.addressof(ids))
+    buffer = ctypes.create_string_buffer(bytes(attr).ljust(128, b"\0"), 128)
+    number = _syscall_number("bpf")
+    result = _libc.syscall(
+        ctypes.c_long(number), ctypes.c_int(BPF_PROG_QUERY), buffer, ctypes.c_uint(128)
+    )
+    _check(result, "bpf", "BPF_PROG_QUERY")
+    count = struct.unpack_from("=I", buffer.raw, 24)[0]
+    return list(ids[: min(count, 64)])
 
 
 # -- pseudo-terminals (the container's console) ---------------------------------------------------

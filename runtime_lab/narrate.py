@@ -57,6 +57,15 @@ def _evidence_lines(event: Event) -> list[str]:
             lines.append(f"{key}: {ev[key]}")
     if "status" in ev and isinstance(ev["status"], dict):
         lines += [f"{k}: {v}" for k, v in ev["status"].items()]
+    if event.step in ("readonly-paths", "masked-paths") and isinstance(ev.get("paths"), dict):
+        lines += [f"{path}: {how}" for path, how in ev["paths"].items() if how != "absent"]
+        absent = [path for path, how in ev["paths"].items() if how == "absent"]
+        if absent:
+            lines.append(f"not in this kernel: {', '.join(absent)}")
+    if isinstance(ev.get("devices.list"), list):
+        lines.append(f"devices.list: {', '.join(ev['devices.list'])}")
+    if "attached_program_ids" in ev:
+        lines.append(f"eBPF device program attached: ids {ev['attached_program_ids']}")
     if ev.get("refused"):
         lines += [f"refused: {r}" for r in ev["refused"]]
     return lines

@@ -18,7 +18,13 @@ OPAQUE_XATTR = "trusted.overlay.opaque"
 
 
 class OverlayApplier(LayerApplier[int]):
-    """Applies one layer into an empty directory, keeping its whiteouts as overlayfs's."""
+    """Applies one layer into an empty directory, keeping its whiteouts as overlayfs's.
+
+    Device nodes an image ships are recorded, never made: a node in the layer store would be
+    a host device file (a block node for the host's disk, readable by anyone the store's
+    modes allow), and a container gets docker's default /dev only."""
+
+    DEVICE_HINT = "in the layer store (a container gets docker's default /dev only)"
 
     def _whiteout(self, parent: str, target: str | None) -> None:
         found = self._resolve(parent, create=True)
@@ -50,7 +56,7 @@ def extract_layer(
     root_fd = os.open(destination, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     stats = ExtractStats()
     audit: list[AuditEntry] = []
-    backend = DiskBackend(root_fd, audit, same_owner=True, devices=True, xattrs=True)
+    backend = DiskBackend(root_fd, audit, same_owner=True, devices=False, xattrs=True)
     applier = OverlayApplier(backend, stats, audit)
     try:
         layer = image.layers[index]

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runtime_lab import linux
+from runtime_lab import hardening, linux
 from runtime_lab.cgroups import process_exists
 from runtime_lab.spec import CAPABILITY_NUMBERS, DEFAULT_CAPABILITIES, resolve_user
 from runtime_lab.steps import STEPS
@@ -290,6 +290,12 @@ def run_init(spec: LaunchSpec, child: StepReporter) -> int:
             },
         )
     child.run("pivot_root", lambda: _pivot(root), args={"new_root": root, "put_old": root})
+    child.run(
+        "readonly-paths",
+        hardening.make_readonly,
+        args={"paths": list(hardening.READONLY_PATHS), "flags": ["MS_BIND", "MS_RDONLY"]},
+    )
+    child.run("masked-paths", hardening.mask, args={"paths": list(hardening.MASKED_PATHS)})
     workdir = spec.workdir or "/"
     try:  # made as root, before the root may become read-only (docker makes it at create)
         os.makedirs(workdir, exist_ok=True)

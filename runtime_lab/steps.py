@@ -60,6 +60,18 @@ _ALL = [
         "dockscope",
     ),
     Step(
+        "cgroup-devices",
+        "Allow only docker's default devices",
+        "write",
+        "Every open or mknod of a device node asks the control group first. Everything is "
+        "denied, then null, zero, full, random, urandom, tty, console, the terminals and "
+        "/dev/net/tun are allowed (and mknod of any node, for images that ship them): a node "
+        "for the host's disk made inside cannot be opened. v1 writes devices.deny and "
+        "devices.allow; v2 attaches an eBPF program (bpf BPF_PROG_ATTACH) that answers each "
+        "request.",
+        "dockscope",
+    ),
+    Step(
         "fork-shim",
         "Start the shim process",
         "fork",
@@ -164,6 +176,25 @@ _ALL = [
         "pivot_root",
         "pivot_root makes the merged filesystem '/' and the old root is detached: the host's "
         "files are no longer reachable at all (chroot would leave them reachable).",
+        "init",
+    ),
+    Step(
+        "readonly-paths",
+        "Make the kernel's settings read-only",
+        "mount",
+        "/proc/sys, /proc/sysrq-trigger, /proc/irq, /proc/bus and /proc/fs are bind-mounted "
+        "onto themselves and remounted read-only: root in the container cannot write the "
+        "host's kernel settings (core_pattern, a known route to running code as root on the "
+        "host; vm.overcommit_memory; a SysRq reboot). Writes fail with EROFS.",
+        "init",
+    ),
+    Step(
+        "masked-paths",
+        "Mask what leaks about the host",
+        "mount",
+        "/proc/keys, /proc/kcore, /proc/timer_list, /proc/sched_debug and the rest of "
+        "docker's masked paths get /dev/null bind-mounted over them (files) or an empty "
+        "read-only tmpfs (directories, as /proc/acpi and /sys/firmware): they read empty.",
         "init",
     ),
     Step(

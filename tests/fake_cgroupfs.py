@@ -29,7 +29,14 @@ runtime runs into:
 
 ``FakeCgroup1FS`` models v1 the same way for the v1 driver: one hierarchy per controller
 under ``<root>/<controller>``, no subtree control, ``memory.memsw.limit_in_bytes`` never below
-``memory.limit_in_bytes`` (and the other way round), ``cpu.cfs_quota_us`` -1 or at least 1000.
+``memory.limit_in_bytes`` (and the other way round), ``cpu.cfs_quota_us`` -1 or at least 1000,
+and a ``devices`` controller whose ``devices.list`` starts as ``a *:* rwm``: writing ``a`` to
+``devices.deny`` empties it, a line written to ``devices.allow`` is added to it (EPERM when
+the parent's list does not cover it, as devcgroup_update_access refuses).
+
+Device programs (cgroup v2's eBPF device filter) are recorded per group by
+``attach_device_program``, not run: ``tests/test_devices.py`` runs the same program on the
+real kernel (the hybrid host's unified hierarchy) and in an interpreter of its own.
 """
 
 from __future__ import annotations
@@ -92,6 +99,7 @@ class _FakeFS(ABC):
         self.where: dict[tuple[str, int], Group] = {}  # (hierarchy, pid) → the pid's group
         self.fail_mkdir: dict[Path, int] = {}  # path → errno, to simulate a failing mkdir
         self.log: list[tuple[str, str, str]] = []  # ("write"|"mkdir"|"rmdir", path, value)
+        self.device_programs: dict[Path, list[tuple[bytes, int]]] = {}
 
     # -- CgroupFS protocol ----------------------------------------------------------------
     def mkdir(self, path: Path) -> None:
@@ -146,6 +154,16 @@ class _FakeFS(ABC):
 
     def exists(self, path: Path) -> bool:
         return path in self.groups or self._file_of(path) is not None
+
+    def attach_device_program(self, path: Path, program: bytes, count: int) -> list[int]:
+        if path not in self.groups:
+            raise _error(errno.ENOENT, path)
+        if len(program) != 8 * count or not program:
+            raise _error(errno.EINVAL, path)  # the verifier's answer to a malformed program
+        attached = self.device_programs.setdefault(path, [])
+        attached.append((program, count))
+        self.log.append(("attach", str(path), f"{count} instructions"))
+        return list(range(1, len(attached) + 1))
 
     # -- what the kernel does on its own --------------------------------------------------
     def add_process(self, path: Path, pid: int) -> None:
@@ -473,6 +491,11 @@ V1_CONTROLLER_FILES: dict[str, dict[str, tuple[str, str]]] = {
         "memory.oom_control": ("rw", ""),
         "memory.stat": ("ro", ""),
     },
+    "devices": {
+        "devices.allow": ("wo", ""),
+        "devices.deny": ("wo", ""),
+        "devices.list": ("ro", "a *:* rwm"),
+    },
     "cpu": {
         "cpu.cfs_period_us": ("rw", "100000"),
         "cpu.cfs_quota_us": ("rw", "-1"),
@@ -542,6 +565,9 @@ class FakeCgroup1FS(_FakeFS):
             return
         for name, (_, initial) in V1_CONTROLLER_FILES[controller].items():
             group.values[name] = initial
+        if controller == "devices" and group.parent is not None:
+            # a new group starts with its parent's list (devcgroup_online copies it)
+            group.values["devices.list"] = group.parent.values.get("devices.list", "a *:* rwm")
         if controller == "memory":
             group.counters["memory.oom_control"] = {
                 "oom_kill_disable": 0,
@@ -600,8 +626,34 @@ class FakeCgroup1FS(_FakeFS):
             if text != "max" and not (text.isdigit() and int(text) <= PIDS_LIMIT):
                 raise _error(errno.EINVAL, path)
             group.values[name] = text
+        elif name in ("devices.allow", "devices.deny"):
+            self._write_devices(group, name, value.strip(), path)
         else:
             group.values[name] = value.strip()
+
+    @staticmethod
+    def _write_devices(group: Group, name: str, rule: str, path: Path) -> None:
+        lines = [line for line in group.values["devices.list"].split("\n") if line]
+        if rule == "a":
+            if name == "devices.deny":
+                group.values["devices.list"] = ""
+            else:
+                group.values["devices.list"] = "a *:* rwm"
+            return
+        parts = rule.split()
+        if len(parts) != 3 or parts[0] not in ("a", "b", "c") or ":" not in parts[1]:
+            raise _error(errno.EINVAL, path)
+        if name == "devices.allow":
+            parent = group.parent
+            if parent is not None and "devices.list" in parent.values:
+                granted = parent.values["devices.list"].split("\n")
+                if "a *:* rwm" not in granted and rule not in granted:
+                    raise _error(errno.EPERM, path)
+            if "a *:* rwm" not in lines and rule not in lines:
+                lines.append(rule)
+        else:
+            lines = [line for line in lines if line != rule]
+        group.values["devices.list"] = "\n".join(lines)
 
     def rmdir(self, path: Path) -> None:
         if path in self.hierarchies:

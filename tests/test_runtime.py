@@ -8,6 +8,7 @@ hostname, mounts and control groups are compared before and after.
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import socket
@@ -23,6 +24,7 @@ import pytest
 from typer.testing import CliRunner
 
 from inspect_tool.cli import app
+from runtime_lab.hardening import MASKED_GLOBS, MASKED_PATHS, READONLY_PATHS
 from runtime_lab.steps import plan
 from tests.runtime_support import (
     DOCKSCOPE,
@@ -120,7 +122,11 @@ def test_mounts_stay_inside(root: Path, image: Path) -> None:
     code, out, _ = run(root, image, "cat", "/proc/self/mountinfo")
     assert code == 0
     inside = {line.split()[4]: line for line in out.splitlines()}
-    assert set(inside) == {"/", "/proc", "/dev", "/dev/pts", "/dev/shm", "/sys"}
+    # the protections' mounts: docker's read-only and masked paths this kernel has
+    protections = {p for p in (*READONLY_PATHS, *MASKED_PATHS) if os.path.exists(p)}
+    protections |= set(glob.glob(MASKED_GLOBS[0]))
+    assert set(inside) == {"/", "/proc", "/dev", "/dev/pts", "/dev/shm", "/sys"} | protections
+    assert all(inside[p].split()[5].startswith("ro") for p in READONLY_PATHS if p in inside)
     assert " - overlay " in inside["/"]
     assert " ro," in inside["/sys"] or inside["/sys"].split()[5].startswith("ro")
     assert mounts_naming(root) == before

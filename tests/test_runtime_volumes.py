@@ -106,8 +106,9 @@ def test_explain_plans_the_steps_of_these_options(busybox_image: Path) -> None:
     assert titles.count("Mount a volume") == 2
     assert titles.index("Join a namespace") == titles.index("Unshare the namespaces") - 1
     assert titles.index("Allocate the terminal") < titles.index("Switch to the container's root")
+    # after pivot_root and the read-only and masked paths (runc's order)
     assert titles.index("Make the root filesystem read-only") == (
-        titles.index("Switch to the container's root") + 1
+        titles.index("Switch to the container's root") + 3
     )
     assert "Bring up the loopback interface" not in titles
 

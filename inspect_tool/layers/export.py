@@ -34,6 +34,7 @@ from inspect_tool.layers.safe_extract import (
 )
 from inspect_tool.layers.tarformat import EntryType
 from inspect_tool.layers.tarreader import TarMember, TarReader
+from inspect_tool.layers.union import UNION_XATTR_PREFIXES
 from inspect_tool.model.image import Image, Layer
 from inspect_tool.sources.source import Source
 
@@ -254,6 +255,7 @@ def _info(path: str, member: TarMember | None, *, directory: bool = False) -> ta
         info.pax_headers = {
             f"SCHILY.xattr.{key}": value.decode("utf-8", "surrogateescape")
             for key, value in sorted(member.xattrs.items())
+            if not key.startswith(UNION_XATTR_PREFIXES)  # as unpack: never image content
         }
     return info
 

@@ -44,7 +44,13 @@ from inspect_tool.errors import DockscopeError, InvalidImageError, UsageError
 from inspect_tool.layers.image_fs import open_layer
 from inspect_tool.layers.tarformat import EntryType, TarFormatError
 from inspect_tool.layers.tarreader import TarMember, TarReader
-from inspect_tool.layers.union import AUFS_META_PREFIX, OPAQUE, WHITEOUT, clean_member_path
+from inspect_tool.layers.union import (
+    AUFS_META_PREFIX,
+    OPAQUE,
+    UNION_XATTR_PREFIXES,
+    WHITEOUT,
+    clean_member_path,
+)
 from inspect_tool.model.image import Image
 from inspect_tool.sources.source import Source
 
@@ -76,6 +82,7 @@ class Reason(StrEnum):
     UNSUPPORTED = "unsupported-type"
     OWNER = "owner"
     XATTR = "xattr"
+    UNION_XATTR = "union-xattr"
     WRITE_FAILED = "write-failed"
 
 
@@ -196,6 +203,8 @@ def _join(parent: str, name: str) -> str:
 
 class LayerApplier(Generic[H]):
     """Applies layer entries onto a Backend, resolving every path inside its root."""
+
+    DEVICE_HINT = "(only as root, with --devices)"  # why a device node was not made
 
     def __init__(self, fs: Backend[H], stats: ExtractStats, audit: list[AuditEntry]) -> None:
         self.fs = fs
@@ -447,7 +456,7 @@ class LayerApplier(Generic[H]):
                 Action.SKIPPED,
                 Reason.DEVICE,
                 f"{kind.value} device {member.devmajor}:{member.devminor} not created "
-                "(only as root, with --devices)",
+                f"{self.DEVICE_HINT}",
             )
             return
         found = self._resolve(parent, create=True)
@@ -831,6 +840,14 @@ class DiskBackend:
             note(Action.SKIPPED, Reason.XATTR, f"xattrs {sorted(xattrs)} not set (--no-xattrs)")
             return
         for key, value in sorted(xattrs.items()):
+            if key.startswith(UNION_XATTR_PREFIXES):
+                note(
+                    Action.REFUSED,
+                    Reason.UNION_XATTR,
+                    f"xattr {key!r} not set: overlayfs's own mark is never taken from image "
+                    "content (docker and containerd drop it; the kernel would follow it)",
+                )
+                continue
             try:
                 if isinstance(target, int):
                     os.setxattr(target, key, value)

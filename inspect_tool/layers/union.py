@@ -32,6 +32,11 @@ from inspect_tool.layers.tarreader import TarMember
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 AUFS_META_PREFIX = ".wh..wh."
+# overlayfs's own attributes (opaque, redirect, metacopy, origin…; user.overlay.* when mounted
+# with userxattr): marks of a union filesystem's upper directory, never image content. Docker
+# and containerd drop them from layers; a layer carrying one would otherwise make the kernel
+# show a running container a tree that differs from the one inspected.
+UNION_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 
 _TYPE_CODES = {t: i for i, t in enumerate(EntryType)}
 _CODE_TYPES = list(EntryType)

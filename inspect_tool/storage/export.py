@@ -25,6 +25,7 @@ from typing import BinaryIO
 
 from inspect_tool.errors import UsageError
 from inspect_tool.layers.tarwrite import Item, Sink, TarStats, TarWriter
+from inspect_tool.layers.union import UNION_XATTR_PREFIXES
 from inspect_tool.storage.detect import open_storage
 from inspect_tool.storage.evidence import LayerDir, StorageError
 from inspect_tool.storage.model import ContainerRecord, WritableLayer
@@ -41,8 +42,6 @@ from inspect_tool.storage.writable import (
     naive_changes,
     walk_tree,
 )
-
-_UNION_XATTRS = ("trusted.overlay.", "user.overlay.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +87,7 @@ def _header(item: TarItem) -> tarfile.TarInfo:
     elif stat.S_ISFIFO(mode):
         info.type = tarfile.FIFOTYPE
     for name, value in node.layer.xattrs(node.parts).items():
-        if not name.startswith(_UNION_XATTRS):
+        if not name.startswith(UNION_XATTR_PREFIXES):
             pax[f"SCHILY.xattr.{name}"] = value.decode("utf-8", "surrogateescape")
     info.pax_headers = pax
     return info
