@@ -268,3 +268,31 @@ def test_dive_image_busybox_and_chmod() -> None:
 def test_a_corrupted_layer_is_refused() -> None:
     code, _, err = run("types", str(SAMPLES / "tampered" / "layer-byte-flipped.tar"))
     assert code == 3 and "diff_id mismatch" in err
+
+
+def test_overlay_marks_in_a_layer_are_a_finding(tmp_path: Path) -> None:
+    """A layer that carries overlayfs's own xattrs (made to make a runtime that applied them
+    show another tree than the one inspected) is reported, even on a directory restated
+    with the same mode."""
+    from tests.helpers import build_layer, oci_layout
+    from tests.helpers import d as dir_entry
+    from tests.helpers import f as file_entry
+
+    image = tmp_path / "layout"
+    oci_layout(
+        image,
+        [
+            build_layer([dir_entry("d/"), file_entry("d/lower", b"1")]),
+            build_layer(
+                [
+                    dir_entry("d/", xattrs=(("trusted.overlay.opaque", "y"),)),
+                    dir_entry("b/", xattrs=(("trusted.overlay.redirect", "/d"), ("user.x", "1"))),
+                ]
+            ),
+        ],
+    )
+    code, out, _ = run("types", "--json", str(image))
+    assert code == 0
+    doc = json.loads(out)
+    marks = {(x["path"], x["detail"]) for x in doc["findings"] if x["kind"] == "union-xattr"}
+    assert marks == {("/d", "trusted.overlay.opaque"), ("/b", "trusted.overlay.redirect")}

@@ -16,6 +16,10 @@ Findings, for every layer analysed (an entry is reported in the layer that store
 - ``world-writable``: a file or directory (symlinks excluded: their mode means nothing) that
   anyone may write; a sticky directory such as ``/tmp`` is reported with ``sticky``;
 - ``device``: character and block device nodes (and FIFOs, as ``fifo``);
+- ``union-xattr``: an entry carrying overlayfs's own attributes (``trusted.overlay.*``,
+  ``user.overlay.*``: opaque, redirect, metacopy). They are a union filesystem's marks, not
+  image content: docker, containerd and dockscope never apply them, but a layer that ships
+  one was made to make a runtime that did show another tree than the one inspected;
 - ``late-executable``: an executable (a regular file with an execute bit, or an ELF
   executable) added or replaced in a layer above the base layers. The base is the number of
   bottom layers that ``history.guess_base_layers`` attributes to the base image (at least
@@ -35,7 +39,7 @@ from typing import Any
 from inspect_tool.errors import DockscopeError, UsageError
 from inspect_tool.layers.tarformat import EntryType
 from inspect_tool.layers.tarreader import TarMember, TarReader
-from inspect_tool.layers.union import UnionFS
+from inspect_tool.layers.union import UNION_XATTR_PREFIXES, UnionFS
 from inspect_tool.model.image import Image
 from inspect_tool.sources.source import Source
 
@@ -62,6 +66,7 @@ class FindingKind(StrEnum):
     DEVICE = "device"
     FIFO = "fifo"
     LATE_EXECUTABLE = "late-executable"
+    UNION_XATTR = "union-xattr"
 
 
 _ARCHIVE_TYPES = frozenset(
@@ -338,6 +343,9 @@ def _findings(
             )
         )
 
+    marks = sorted(k for k in member.xattrs if k.startswith(UNION_XATTR_PREFIXES))
+    if marks:
+        add(FindingKind.UNION_XATTR, ", ".join(marks))
     is_dir = member.type is EntryType.DIR
     if is_dir:
         below = union.get(path)
