@@ -9,7 +9,7 @@ DOCKSCOPE := $(VENV)/bin/dockscope
 DEBS_RUN := libmagic1 graphviz zstd
 DEBS_TEST := $(DEBS_RUN) busybox-static buildah skopeo podman umoci chromium runc crun
 
-.PHONY: demo test lint typecheck unit bench samples debs-run debs-test clean
+.PHONY: demo test lint typecheck unit bench samples debs-run debs-test fresh-check clean
 
 # A runnable image of the host's static busybox for `dockscope run`: about 2 MB, so built
 # (the same bytes for the same binary) instead of committed.
@@ -64,6 +64,11 @@ bench: $(VENV)/.installed debs-test $(BUSYBOX_IMAGE)
 		echo "== benchmarks/$$script.py"; \
 		$(PY) benchmarks/$$script.py || status=1; \
 	done; exit $$status
+
+# `make demo && make test` on a clean Debian bookworm root (mmdebstrap, cached outside the
+# tree), the committed HEAD cloned into it: what a fresh machine does (root only)
+fresh-check:
+	bash .ci/fresh-check
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache $(BUSYBOX_IMAGE)
