@@ -132,7 +132,10 @@ def _text(raw: bytes) -> str:
 
 
 _DECIMAL = re.compile(rb"[+-]?[0-9]+\Z")
-_OCTAL = re.compile(rb"[0-7]+\Z")
+# a field Go's parseOctal accepts: digits, then nothing or a NUL and anything, spaces and NULs
+# around
+_OCTAL_FIELD = re.compile(rb"[ \x00]*([0-7]+)(?:\x00.*)?[ \x00]*\Z", re.DOTALL)
+_HIGH_BYTES = bytes(1 if b > 127 else 0 for b in range(256))
 
 
 def parse_int(raw: bytes) -> int:
@@ -146,14 +149,17 @@ def parse_int(raw: bytes) -> int:
 
 
 def parse_octal(raw: bytes) -> int:
-    """Go's parseOctal: spaces and NULs around the digits are cut; the value wraps to int64."""
-    trimmed = raw.strip(b" \x00")
-    if not trimmed:
-        return 0
-    text = _cut(trimmed)
-    if not _OCTAL.match(text) or int(text, 8) >> 64:
+    """Go's parseOctal: spaces and NULs around the field are cut, then the digits up to a NUL
+    (``strconv.ParseUint(…, 8, 64)``); the value wraps to int64."""
+    match = _OCTAL_FIELD.match(raw)
+    if match is None:
+        trimmed = raw.strip(b" \x00")
+        if not trimmed:
+            return 0
         raise _Invalid(f"{_text(trimmed)!r} is not an octal number")
-    value = int(text, 8)
+    value = int(match[1], 8)
+    if value >> 64:
+        raise _Invalid(f"{_text(match[1])!r} does not fit in 64 bits")
     return value - (1 << 64) if value > _INT64_MAX else value
 
 
@@ -287,9 +293,10 @@ def _block_format(block: bytes) -> _Format:
     except _Invalid:
         raise _Invalid("the checksum field is not octal") from None
     unsigned = sum(block) - sum(block[148:156]) + 8 * 32
-    signed = unsigned - 256 * sum(1 for b in block[:148] + block[156:] if b > 127)
-    if claimed not in (unsigned, signed):
-        raise _Invalid("checksum mismatch")
+    if claimed != unsigned:  # old writers summed signed bytes: Go accepts both
+        high = sum((block[:148] + block[156:]).translate(_HIGH_BYTES))
+        if claimed != unsigned - 256 * high:
+            raise _Invalid("checksum mismatch")
     magic, version = block[257:263], block[263:265]
     if magic == b"ustar\x00":
         return _Format.STAR if block[508:512] == b"tar\x00" else _Format.USTAR
