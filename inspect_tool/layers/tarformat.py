@@ -463,6 +463,12 @@ class TarDecoder:
         self.pos += got
         if self.want is Want.END:
             return
+        if self.want is Want.PAD:
+            self._note(
+                f"the stream ends inside a member's padding at byte {self.pos}: Go (Docker, "
+                "containerd, umoci) reads the layer to that point, GNU tar and Python's tarfile "
+                "refuse it"
+            )
         if (got == 0 and self.want in (Want.HEADER, Want.ZERO)) or self.want is Want.PAD:
             self.ended = self.want is Want.ZERO  # one zero block, then the end: Go's EOF
             self._set(Want.END, 0)
