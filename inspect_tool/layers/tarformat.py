@@ -318,19 +318,24 @@ def _header_error(block: bytes, offset: int, reason: str) -> TarFormatError:
     return TarFormatError(f"invalid tar header at byte {offset} (entry {name!r}): {reason}")
 
 
-_FIELDS = (("size", 124, 136), ("mode", 100, 108), ("uid", 108, 116), ("gid", 116, 124))
-
-
 def _numeric(block: bytes, name: str, start: int, end: int) -> int:
+    raw = block[start:end]
+    if raw[0] < 0x80 and (match := _OCTAL_FIELD.match(raw)) is not None:
+        value = int(match[1], 8)  # the common case: plain octal digits
+        if value <= _INT64_MAX:
+            return value
     try:
-        return parse_numeric(block[start:end])
+        return parse_numeric(raw)
     except _Invalid as exc:
         raise _Invalid(f"{name}: {exc}") from None
 
 
 def _parse_header(block: bytes) -> RawHeader:
     fmt = _block_format(block)
-    size, mode, uid, gid = (_numeric(block, *spec) for spec in _FIELDS)
+    size = _numeric(block, "size", 124, 136)
+    mode = _numeric(block, "mode", 100, 108)
+    uid = _numeric(block, "uid", 108, 116)
+    gid = _numeric(block, "gid", 116, 124)
     mtime = _numeric(block, "mtime", 136, 148)
     header = RawHeader(
         name=_text(_cut(block[:100])),
@@ -410,6 +415,7 @@ class TarDecoder:
         self._reset()
 
     def _reset(self) -> None:
+        self._pending = False  # extended headers or sparse state wait for the next entry
         self._pax: dict[bytes, bytes] | None = None
         self._pax_headers = 0
         self._merged: dict[bytes, bytes] = {}  # every pending x record, as mergers read them
@@ -523,6 +529,7 @@ class TarDecoder:
 
     def _meta(self, payload: bytes) -> None:
         kind, offset = self._meta_type, self._meta_offset
+        self._pending = True
         self._after_data()  # the payload's padding comes next
         if kind in "xg":
             try:
@@ -558,7 +565,8 @@ class TarDecoder:
     ) -> TarEntry | None:
         pax, long_name, long_link = self._pax, self._long_name, self._long_link
         pax_headers, merged = self._pax_headers, self._merged
-        self._reset()
+        if self._pending:
+            self._reset()
         try:
             if pax is not None:
                 _merge_pax(header, pax)
@@ -571,7 +579,8 @@ class TarDecoder:
             header.linkname = _text(long_link)
         if header.typeflag == "\x00":
             header.typeflag = "5" if header.name.endswith("/") else "0"
-        self._ambiguities(header, offset, pax, pax_name, pax_link, pax_headers, merged)
+        if pax is not None:
+            self._ambiguities(header, offset, pax, pax_name, pax_link, pax_headers, merged)
         stored = 0 if header.typeflag in NO_DATA else header.size
         if stored < 0:
             raise _header_error(block, offset, f"negative size {header.size}")
@@ -580,7 +589,9 @@ class TarDecoder:
         try:
             if header.typeflag == "S":
                 return self._old_sparse(entry, block, offset)
-            return self._pax_sparse(entry, pax or {}, offset)
+            if pax:
+                return self._pax_sparse(entry, pax, offset)
+            return self._plain(entry)
         except _Invalid as exc:
             raise _header_error(block, offset, f"sparse file: {exc}") from None
 
@@ -588,25 +599,25 @@ class TarDecoder:
         self,
         header: RawHeader,
         offset: int,
-        pax: dict[bytes, bytes] | None,
+        pax: dict[bytes, bytes],
         pax_name: str,
         pax_link: str,
         pax_headers: int,
         merged: dict[bytes, bytes],
     ) -> None:
         name = header.name
-        if pax is not None and pax.get(_PATH) and pax_name != name:
+        if pax.get(_PATH) and pax_name != name:
             self._note(
                 f"entry at byte {offset}: Go (Docker, containerd) reads the GNU long name "
                 f"{name!r}; readers that prefer the PAX path (GNU tar, Python's tarfile) read "
                 f"{pax_name!r}"
             )
-        if pax is not None and pax.get(_LINKPATH) and pax_link != header.linkname:
+        if pax.get(_LINKPATH) and pax_link != header.linkname:
             self._note(
                 f"entry {name!r} at byte {offset}: Go (Docker, containerd) reads the GNU long "
                 f"link {header.linkname!r}; readers that prefer the PAX linkpath read {pax_link!r}"
             )
-        if pax_headers > 1 and pax is not None and merged != pax:
+        if pax_headers > 1 and merged != pax:
             lost = sorted(_text(k) for k in merged if pax.get(k) != merged[k])
             self._note(
                 f"entry {name!r} at byte {offset} follows {pax_headers} PAX headers: Go (Docker, "
@@ -658,6 +669,7 @@ class TarDecoder:
             return self._plain(entry)
         else:
             version_1 = False
+        self._pending = True  # the map state is reset before the next entry
         header = entry.header
         if name := records.get(b"GNU.sparse.name"):
             header.name = _text(name)
