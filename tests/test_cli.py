@@ -67,6 +67,7 @@ CHECKS = {
     "media-type",
     "duplicate-path",
     "layer-tar",
+    "layer-tar-ambiguous",
     "oci-layout",
     "image-readable",
     "index-cycle",

@@ -806,7 +806,7 @@ CASES: list[Case] = [
     ),
     Case(
         "unsupported-type",
-        lambda e: [[Entry("sparse", "S", data=b"x"), f("after", b"a")]],
+        lambda e: [[Entry("sparse", "Z", data=b"x"), f("after", b"a")]],
         audit=["skipped:unsupported-type"],
         check=lambda e: _true(absent(e.dest, "sparse") and content(e.dest, "after") == b"a"),
     ),
@@ -879,14 +879,14 @@ def test_names_the_system_refuses_are_reported(env: Env) -> None:
         env,
         [
             [
-                f("nul\x00byte", b"x", pax_path=True),
                 f("n" * 300, b"long"),
                 sym("empty-target", ""),
                 f("fine", b"ok"),
             ]
         ],
     )
-    assert reasons(result) == ["refused:write-failed"] * 3
+    # (a NUL in a PAX path is refused by Go's archive/tar, so the layer is: tests/test_tar_go.py)
+    assert reasons(result) == ["refused:write-failed"] * 2
     assert content(env.dest, "fine") == b"ok"
 
 

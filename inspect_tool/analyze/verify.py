@@ -290,6 +290,18 @@ def _check_image(
             )
         )
         if scan is not None:
+            more = scan.ambiguous - len(scan.ambiguities)
+            add(
+                Finding(
+                    "layer-tar-ambiguous",
+                    subject,
+                    "one reading for every image engine",
+                    "; ".join(scan.ambiguities) + (f" (+{more} more)" if more > 0 else "")
+                    if scan.ambiguities
+                    else "none",
+                    not scan.ambiguous,
+                )
+            )
             dups = sorted(set(scan.duplicates))
             add(
                 Finding(

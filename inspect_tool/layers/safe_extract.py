@@ -66,6 +66,9 @@ class Action(StrEnum):
     NEUTRALISED = "neutralised"  # applied, but not as the archive asked
 
 
+_MAX_DEVICE_PART = 0xFFFF_FFFF  # os.makedev takes 32-bit major and minor numbers
+
+
 class Reason(StrEnum):
     NAME_ESCAPES = "name-escapes"
     ROOT_TYPE = "root-type"
@@ -449,6 +452,16 @@ class LayerApplier(Generic[H]):
                 Action.SKIPPED,
                 Reason.UNSUPPORTED,
                 f"tar type {member.typeflag!r} (sparse file, socket or unknown) is not supported",
+            )
+            return
+        if kind in (EntryType.CHAR, EntryType.BLOCK) and not (
+            0 <= member.devmajor <= _MAX_DEVICE_PART and 0 <= member.devminor <= _MAX_DEVICE_PART
+        ):
+            self._note(
+                Action.SKIPPED,
+                Reason.DEVICE,
+                f"{kind.value} device {member.devmajor}:{member.devminor} not created "
+                "(a device number outside 0 to 2^32-1)",
             )
             return
         if kind in (EntryType.CHAR, EntryType.BLOCK) and not self.fs.devices:

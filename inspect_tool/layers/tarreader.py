@@ -1,8 +1,10 @@
 """A pull reader for a layer's tar stream: iterate members, read the current one's data.
 
-Unlike ``tarfile`` it never seeks, never extracts, keeps each header's raw fields (names are
-not cleaned: that is the consumer's job, and a hostile name must reach it intact to be
-reported), and reads the stream exactly once, so the caller's hashes cover every byte.
+It drives the decoder of tarformat (Go's archive/tar rules, so a layer reads here as it reads
+in Docker and containerd). Unlike ``tarfile`` it never seeks, never extracts, keeps each
+header's raw fields (names are not cleaned: that is the consumer's job, and a hostile name must
+reach it intact to be reported), and reads the stream exactly once, so the caller's hashes
+cover every byte. A sparse file reads as its logical content, holes as zeros.
 """
 
 from __future__ import annotations
@@ -12,22 +14,19 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from inspect_tool.layers.tarformat import (
-    BLOCK,
     MAX_META,
-    META_TYPES,
     NO_DATA,
-    ZERO_BLOCK,
     EntryType,
     RawHeader,
+    TarDecoder,
+    TarEntry,
     TarFormatError,
-    apply_pax,
-    cstr,
+    Want,
     entry_type,
     normalize_member,
-    padded,
-    parse_header,
-    parse_pax,
 )
+
+__all__ = ["MAX_META", "TarFormatError", "TarMember", "TarReader"]
 
 _SKIP_CHUNK = 1024 * 1024
 
@@ -36,19 +35,20 @@ _SKIP_CHUNK = 1024 * 1024
 class TarMember:
     name: str  # as stored, after long-name extensions
     type: EntryType
-    typeflag: str
+    typeflag: str  # after Go's rules: NUL is "0", or "5" for a name ending in "/"
     mode: int  # permission bits, setuid/setgid/sticky included
     uid: int
     gid: int
     uname: str
     gname: str
     mtime: float
-    size: int  # bytes of data that follow (regular files only)
+    size: int  # bytes of content (a sparse file's logical size; 0 for header-only types)
     linkname: str
     devmajor: int
     devminor: int
     offset: int  # of the header in the tar stream
     xattrs: dict[str, bytes] = field(default_factory=dict)
+    mtime_ns: int = 0
 
     @property
     def path(self) -> str:
@@ -59,28 +59,41 @@ class TarMember:
 class TarReader:
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
-        self._pos = 0
-        self._left = 0  # data bytes of the current member not read yet
-        self._pad = 0
-        self.ended = False  # the end-of-archive marker was seen
+        self._decoder = TarDecoder()
+        self._left = 0  # logical bytes of the current member not read yet
+        self._logical = 0  # position in the current member's logical content
+        self._fragments: list[tuple[int, int]] | None = None
 
-    def _read(self, size: int) -> bytes:
+    @property
+    def ended(self) -> bool:
+        """The end-of-archive marker was seen."""
+        return self._decoder.ended
+
+    @property
+    def ambiguities(self) -> list[str]:
+        return self._decoder.ambiguities
+
+    def _read_stream(self, size: int) -> bytes:
         data = self._stream.read(size)
         while len(data) < size:
             more = self._stream.read(size - len(data))
             if not more:
                 break
             data += more
-        self._pos += len(data)
         return data
 
-    def _skip(self, size: int) -> None:
-        while size > 0:
-            chunk = self._stream.read(min(size, _SKIP_CHUNK))
-            if not chunk:
-                raise TarFormatError(f"tar stream ends inside a member's data at byte {self._pos}")
-            self._pos += len(chunk)
-            size -= len(chunk)
+    def _stored(self, size: int) -> bytes:
+        """Up to ``size`` bytes of the current member's stored data."""
+        decoder = self._decoder
+        assert decoder.want is Want.DATA
+        size = min(size, decoder.need)
+        data = self._stream.read(size) if size else b""
+        if not data:
+            if size:
+                decoder.eof(0)
+            return b""
+        decoder.skip(len(data))
+        return data
 
     def read(self, size: int = -1) -> bytes:
         """Data of the current member (at most ``size`` bytes; all that is left for -1)."""
@@ -88,73 +101,61 @@ class TarReader:
             size = self._left
         if size == 0:
             return b""
-        data = self._stream.read(size)
-        if not data:
-            raise TarFormatError(f"tar stream ends inside a member's data at byte {self._pos}")
-        self._pos += len(data)
+        data = self._stored(size) if self._fragments is None else self._sparse(size)
         self._left -= len(data)
+        self._logical += len(data)
         return data
+
+    def _sparse(self, size: int) -> bytes:
+        assert self._fragments is not None
+        pos = self._logical
+        while self._fragments and self._fragments[0][0] + self._fragments[0][1] <= pos:
+            self._fragments.pop(0)
+        if not self._fragments or pos < self._fragments[0][0]:  # in a hole
+            hole_end = self._fragments[0][0] if self._fragments else pos + self._left
+            return bytes(min(size, hole_end - pos))
+        start, length = self._fragments[0]
+        return self._stored(min(size, start + length - pos))
 
     def iter_data(self, chunk: int = _SKIP_CHUNK) -> Iterator[bytes]:
         while data := self.read(chunk):
             yield data
 
     def __iter__(self) -> Iterator[TarMember]:
-        pax_global: dict[str, bytes] = {}
-        pax: dict[str, bytes] = {}
-        long_name: str | None = None
-        long_link: str | None = None
+        decoder = self._decoder
         while True:
-            self._skip(self._left + self._pad)
-            self._left = self._pad = 0
-            offset = self._pos
-            block = self._read(BLOCK)
-            if not block:
-                return  # no end-of-archive marker: tar accepts it, so do we
-            if len(block) < BLOCK:
-                raise TarFormatError(f"tar stream ends inside a header at byte {offset}")
-            if block == ZERO_BLOCK:
-                second = self._read(BLOCK)
-                if second == ZERO_BLOCK or not second:
-                    self.ended = True
-                    return
-                raise TarFormatError(f"a lone zero block at byte {offset}")
-            header = parse_header(block, offset)
-            if header.typeflag in META_TYPES:
-                if header.size > MAX_META:
-                    raise TarFormatError(f"extended header of {header.size} bytes at {offset}")
-                payload = self._read(header.size)
-                if len(payload) < header.size:
-                    raise TarFormatError(f"tar stream ends inside an extended header at {offset}")
-                self._skip(padded(header.size) - header.size)
-                if header.typeflag == "x":
-                    pax.update(parse_pax(payload))
-                elif header.typeflag == "g":
-                    pax_global.update(parse_pax(payload))
-                elif header.typeflag == "L":
-                    long_name = cstr(payload)
+            want = decoder.want
+            if want is Want.END:
+                return
+            if want in (Want.DATA, Want.PAD):  # what the consumer left unread
+                chunk = self._stream.read(min(decoder.need, _SKIP_CHUNK))
+                if chunk:
+                    decoder.skip(len(chunk))
                 else:
-                    long_link = cstr(payload)
+                    decoder.eof(0)
                 continue
-            if long_name is not None:
-                header.name, long_name = long_name, None
-            if long_link is not None:
-                header.linkname, long_link = long_link, None
-            if pax_global or pax:
-                apply_pax(header, {**pax_global, **pax}, offset)
-                pax = {}
-            member = _member(header, offset)
-            self._left = member.size
-            self._pad = padded(member.size) - member.size
-            yield member
+            need = decoder.need
+            data = self._read_stream(need)
+            if len(data) < need:
+                decoder.eof(len(data))
+                continue
+            entry = decoder.feed(data)
+            if entry is not None:
+                member = _member(entry)
+                self._left = member.size
+                self._logical = 0
+                self._fragments = list(entry.fragments) if entry.fragments is not None else None
+                yield member
+                self._left = 0
+                self._fragments = None
 
 
-def _member(header: RawHeader, offset: int) -> TarMember:
-    kind = entry_type(header.typeflag)
+def _member(entry: TarEntry) -> TarMember:
+    header: RawHeader = entry.header
     size = 0 if header.typeflag in NO_DATA else header.size
     return TarMember(
         name=header.name,
-        type=kind,
+        type=entry_type(header.typeflag),
         typeflag=header.typeflag,
         mode=header.mode & 0o7777,
         uid=header.uid,
@@ -166,6 +167,7 @@ def _member(header: RawHeader, offset: int) -> TarMember:
         linkname=header.linkname,
         devmajor=header.devmajor,
         devminor=header.devminor,
-        offset=offset,
+        offset=entry.offset,
         xattrs=header.xattrs,
+        mtime_ns=header.mtime_ns,
     )

@@ -39,8 +39,23 @@ def mode_string(info: FileInfo) -> str:
     return stat.filemode(_TYPE_BITS[info.type] | info.mode)
 
 
+def _utc(mtime: float) -> dt.datetime | None:
+    """The time, or None outside the years 1 to 9999 (a tar may say any int64 seconds)."""
+    try:
+        return dt.datetime.fromtimestamp(mtime, dt.UTC)
+    except (OverflowError, ValueError, OSError):
+        return None
+
+
 def _time(mtime: float) -> str:
-    return dt.datetime.fromtimestamp(mtime, dt.UTC).strftime("%Y-%m-%d %H:%M")
+    when = _utc(mtime)
+    return when.strftime("%Y-%m-%d %H:%M") if when else f"@{mtime:.0f}"
+
+
+def mtime_json(mtime: float) -> str:
+    """ISO 8601 UTC, or ``@<seconds>`` for a time outside the years 1 to 9999."""
+    when = _utc(mtime)
+    return when.isoformat().replace("+00:00", "Z") if when else f"@{mtime:.0f}"
 
 
 def info_json(info: FileInfo | None) -> dict[str, Any] | None:
@@ -53,7 +68,7 @@ def info_json(info: FileInfo | None) -> dict[str, Any] | None:
         "uid": info.uid,
         "gid": info.gid,
         "size": info.size,
-        "mtime": dt.datetime.fromtimestamp(info.mtime, dt.UTC).isoformat().replace("+00:00", "Z"),
+        "mtime": mtime_json(info.mtime),
         "link": info.linkname or None,
         "layer": info.layer,
         "device": [info.devmajor, info.devminor]
