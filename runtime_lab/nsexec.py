@@ -322,6 +322,8 @@ def _run_process(launch: _Launch, reporter: StepReporter) -> int:
     try:
         os.execvpe(launch.argv[0], launch.argv, env)
     except OSError as exc:
-        sys.stderr.write(f"dockscope: exec {launch.argv[0]}: {exc.strerror}\n")
+        from inspect_tool.render.text import visible
+
+        sys.stderr.write(f"dockscope: exec {visible(launch.argv[0])}: {exc.strerror}\n")
         return 127 if exc.errno == errno.ENOENT else 126
     return 126  # not reached

@@ -331,7 +331,9 @@ def run_init(spec: LaunchSpec, child: StepReporter) -> int:
     try:
         os.execvpe(spec.argv[0], spec.argv, env)
     except OSError as exc:
-        sys.stderr.write(f"dockscope: exec {spec.argv[0]}: {exc.strerror}\n")
+        from inspect_tool.render.text import visible
+
+        sys.stderr.write(f"dockscope: exec {visible(spec.argv[0])}: {exc.strerror}\n")
         return 127 if exc.errno == errno.ENOENT else 126
     return 126  # not reached
 
