@@ -34,6 +34,7 @@ NAME = "n\x1b]0;pwned\x07\x1b[2J\x9b31m\u202eame\n\t[link=evil]x\\"
 TARGET = "\x1b]0;t\x07\u202e/target"
 TAG = "evil\x1b]0;tag\x07\u202e:latest"
 REF = "ref\x1b[2J\u2067\x9b"
+CREATED = "[blink]\x1b[5m"  # a history entry's time
 
 UNSAFE_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}
 runner = CliRunner()
@@ -173,7 +174,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "WorkingDir": f"/{EVIL}",
             "Labels": {EVIL: EVIL},
         },
-        history=[{"created_by": f"/bin/sh -c {EVIL}"}, {"created_by": EVIL}],
+        history=[{"created_by": f"/bin/sh -c {EVIL}", "created": CREATED}, {"created_by": EVIL}],
     )
 
 
@@ -224,7 +225,7 @@ IMAGE_COMMANDS = [
     (["tree"], [V_TAG, V_NAME, f"-> {V_TARGET}", f"RUN {V_EVIL}"[:60]]),
     (["efficiency"], [V_TAG, f"/a/{V_NAME}"]),
     (["types"], [V_TAG, f"/a/{V_NAME}"]),
-    (["history"], [V_TAG, f"RUN {V_EVIL}"]),
+    (["history"], [V_TAG, f"RUN {V_EVIL}", visible(CREATED)]),
     (["verify"], ["OK"]),
     (["inspect", "--explain-ids"], ["How the identifiers"]),
 ]
@@ -315,6 +316,10 @@ def test_error_lines_escape_what_they_name(hostile: Path, tmp_path: Path) -> Non
     shown_safely(out, err)
     assert err.startswith("dockscope: ") and err.count("\n") == 1
     assert f"layer 0 blob {V_NAME}/layer.tar is missing" in err
+    code, out, err = human("verify", hostile_error_image(tmp_path))
+    assert code == 1
+    shown_safely(out, err)
+    assert f"{V_NAME}/layer.tar" in out
     code, out, err = human("inspect", "--image", "nothing", hostile)
     assert code == 2
     shown_safely(out, err)

@@ -212,7 +212,7 @@ def render_history(console: Console, image: Image, report: HistoryReport) -> Non
         table.add_row(
             "" if row.index is None else str(row.index),
             "empty" if row.layer is None else str(row.layer),
-            visible(created),
+            markup(created),
             human_size(row.size) if row.layer is not None else "",
             instruction,
             style=style,
