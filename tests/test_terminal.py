@@ -395,6 +395,7 @@ def test_trace_ps_and_errors_of_a_hostile_container(state_root: Path, busybox_im
     assert EVIL in run.out  # the container's own output is its own (as docker's)
     shown_safely("", run.err)
     assert visible(hostname) in run.err  # the UTS step names the hostname, escaped
+    assert f"argv=echo,{V_EVIL[:30]}" in run.err  # the exec step, its argv
     listing = ds(state_root, "ps", "-a")
     assert listing.code == 0, listing.err
     shown_safely(listing.out, listing.err)

