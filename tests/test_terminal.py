@@ -405,6 +405,15 @@ def test_trace_ps_and_errors_of_a_hostile_container(state_root: Path, busybox_im
     shown_safely("", missing.err)
     assert f"/no/{V_EVIL}" in missing.err
     assert ds(state_root, "rm", name).code == 0
+    # exec: the error comes from the helper inside the container's namespaces
+    assert ds(state_root, "run", "-d", "--name", "box", busybox_image, "sleep", "60").code == 0
+    try:
+        missing = ds(state_root, "exec", "box", f"/no/{EVIL}")
+        assert missing.code == 127, missing.err
+        shown_safely("", missing.err)
+        assert f"/no/{V_EVIL}" in missing.err
+    finally:
+        ds(state_root, "rm", "-f", "box")
 
 
 # -- (3) a real terminal ------------------------------------------------------------------------
