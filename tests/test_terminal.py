@@ -299,6 +299,34 @@ def test_json_output_stays_exact(hostile: Path) -> None:
     assert f"/a/{NAME}" in [e["path"] for e in json.loads(out)["entries"]]
 
 
+def test_json_text_is_utf8_and_safe_on_a_terminal(hostile: Path, tmp_path: Path) -> None:
+    """JSON escapes what a terminal would obey (C1, bidi) and a byte that is not UTF-8; the
+    values decode exactly."""
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tf:
+        info = tarfile.TarInfo("x")
+        info.name = "bad\udc9b[2J\u202ename"  # the byte 0x9b: the 8-bit CSI
+        info.size = 1
+        tf.addfile(info, io.BytesIO(b"x"))
+    image = write_image(tmp_path / "bytes.tar", [buffer.getvalue()])
+    for args in (
+        ["ls", "--json", image],
+        ["inspect", "--json", hostile],
+        ["find", "--json", hostile, "*"],
+    ):
+        code, out, _ = human(*args)
+        assert code == 0
+        assert not raw_controls(out.replace("\n", "")), args
+        out.encode("utf-8")  # no lone surrogate left: valid UTF-8
+    code, out, _ = human("ls", "--json", image)
+    assert "\\udc9b[2J\\u202ename" in out
+    path = json.loads(out)["entries"][0]["path"]
+    assert os.fsencode(path) == b"/bad\x9b[2J\xe2\x80\xaename"
+
+
 def hostile_error_image(folder: Path) -> Path:
     """A docker archive whose manifest names a layer that is not there, by a hostile path."""
     layer = entries_tar([f("x", b"1")])

@@ -50,6 +50,7 @@ _FORMAT_AND_MORE = (
 )
 _UNSAFE = re.compile(f"[\x00-\x1f{_FORMAT_AND_MORE}\\\\]")
 _UNSAFE_BUT_NEWLINE = re.compile(f"[\x00-\x09\x0b-\x1f{_FORMAT_AND_MORE}]")
+_UNSAFE_IN_JSON = re.compile(f"[{_FORMAT_AND_MORE}]")  # JSON escapes C0 and \\ itself
 _NAMED = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
@@ -78,6 +79,26 @@ def visible_lines(text: str) -> str:
     """Multi-line text (a reconstructed Dockerfile): each line escaped on its own, the line
     feeds between them kept."""
     return "\n".join(visible(line) for line in text.split("\n"))
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000  # a UTF-16 surrogate pair, as JSON writes a character above the BMP
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
+def json_text(dumped: str) -> str:
+    """JSON text from ``json.dumps(..., ensure_ascii=False)`` with the characters ``visible``
+    escapes written as JSON escapes (``\\u009b``, ``\\u202e``, ``\\udcff``): they can only
+    stand inside strings, which decode to the same values. C0 controls are escaped already."""
+    if dumped.isascii():
+        if "\x7f" not in dumped:
+            return dumped
+    elif dumped.isprintable():
+        return dumped
+    return _UNSAFE_IN_JSON.sub(_json_escape, dumped)
 
 
 def markup(text: str) -> str:
