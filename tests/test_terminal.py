@@ -228,6 +228,9 @@ IMAGE_COMMANDS = [
     (["history"], [V_TAG, f"RUN {V_EVIL}", visible(CREATED)]),
     (["verify"], ["OK"]),
     (["inspect", "--explain-ids"], ["How the identifiers"]),
+    # DOT and HTML on stdout: escaped the same way, then for DOT (backslashes doubled) or HTML
+    (["graph", "-o", "-"], ["digraph", "\\\\x1b]0;pwned\\\\x07"]),
+    (["report", "-o", "-"], ["<!DOCTYPE html>", "\\x1b]0;pwned\\x07\\x1b[2J"]),
 ]
 
 
