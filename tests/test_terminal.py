@@ -119,6 +119,14 @@ def test_markup_prints_literally_in_rich() -> None:
     assert "\x1b]8;" not in written  # no hyperlink was made
 
 
+def test_a_trailing_backslash_survives_a_title(tmp_path: Path) -> None:
+    """rich halves the backslashes just before a tag: a tag ending in one keeps it escaped."""
+    image = write_image(tmp_path / "slash.tar", [entries_tar([f("x")])], tag="t:1\\")
+    code, out, _ = human("inspect", image)
+    assert code == 0
+    assert "─ t:1\\\\ ─" in out  # the panel's title: the backslash shown as \\
+
+
 def test_safe_console_escapes_what_a_call_site_forgot() -> None:
     import io
 

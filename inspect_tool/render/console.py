@@ -18,7 +18,7 @@ from inspect_tool.analyze.explain import Explanation
 from inspect_tool.analyze.verify import VerifyReport
 from inspect_tool.model.image import Image, Layer
 from inspect_tool.model.mediatypes import declared_compression
-from inspect_tool.render.text import markup, visible
+from inspect_tool.render.text import markup, styled, visible
 from inspect_tool.sources.source import Candidate, Source
 
 FORMAT_NAMES = {
@@ -122,9 +122,7 @@ def render_image(console: Console, image: Image, *, source: Source | None = None
     row("Healthcheck", _format_healthcheck(config.get("Healthcheck")) or None)
     row("StopSignal", config.get("StopSignal") or None)
     title = image.repo_tags[0] if image.repo_tags else _short(image.image_id)
-    console.print(
-        Panel(summary, title=f"[bold]{markup(title)}[/]", title_align="left", expand=False)
-    )
+    console.print(Panel(summary, title=styled(title, "bold"), title_align="left", expand=False))
     console.print(layers_table(image))
     for warning in image.warnings:
         console.print(f"[yellow]warning:[/] {markup(warning)}", soft_wrap=True)
@@ -286,7 +284,7 @@ def render_verify(console: Console, report: VerifyReport, *, verbose: bool = Fal
         if finding.message and (verbose or not finding.ok):
             console.print(Text(f"       {visible(finding.message)}", style="dim"), soft_wrap=True)
     for note in report.notes:
-        console.print(f"[dim]note: {markup(note)}[/]", soft_wrap=True)
+        console.print(styled(f"note: {note}", "dim"), soft_wrap=True)
     failed = len(report.failed)
     passed = len(report.findings) - failed
     if failed:

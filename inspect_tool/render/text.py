@@ -103,7 +103,9 @@ def json_text(dumped: str) -> str:
 
 def markup(text: str) -> str:
     """``text`` for a string rich reads as markup: escaped by ``visible``, then its ``[`` kept
-    from opening a tag (``[bold]``, ``[link=…]``)."""
+    from opening a tag (``[bold]``, ``[link=…]``). Never put a tag right after it: rich halves
+    the backslashes just before a tag, so a name ending in ``\\`` would lose one (use
+    ``styled`` there)."""
     from rich.markup import escape
 
     return escape(visible(text))
