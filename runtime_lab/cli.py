@@ -156,6 +156,7 @@ def run(
 
       dockscope run --explain sample_images/busybox.tar
     """
+    from inspect_tool.render.text import visible
     from runtime_lab import container as rt
     from runtime_lab.cgroups import parse_memory
     from runtime_lab.trace import Tracer
@@ -268,10 +269,12 @@ def run(
                 raise
             state = store.load_state(config.id)
             if state.error:
-                sys.stderr.write(f"dockscope: container {config.name}: {state.error}\n")
+                sys.stderr.write(
+                    f"dockscope: container {visible(config.name)}: {visible(state.error)}\n"
+                )
             if state.oom_killed:
                 sys.stderr.write(
-                    f"dockscope: container {config.name} was killed by the memory "
+                    f"dockscope: container {visible(config.name)} was killed by the memory "
                     f"limit (exit {code})\n"
                 )
             if rm:
@@ -339,9 +342,7 @@ def add_trace_sinks(tracer: Tracer, *, trace: bool, json_file: object) -> None:
 
 
 def _explain(options: object) -> None:
-    from rich.console import Console
-
-    from inspect_tool.cli._common import open_one_image
+    from inspect_tool.cli._common import open_one_image, stdout_console
     from runtime_lab.container import RunOptions
     from runtime_lab.layerstore import overlay_available
     from runtime_lab.narrate import explain
@@ -373,7 +374,7 @@ def _explain(options: object) -> None:
         "root filesystem": mode,
     }
     explain(
-        Console(highlight=False),
+        stdout_console(),
         plan(
             network=options.network,
             limits=limits,

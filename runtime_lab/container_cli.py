@@ -94,10 +94,12 @@ def diff(
                 }
             )
             return
-        for change in found:
-            sys.stdout.write(f"{change.kind} {change.path}\n")
+        from inspect_tool.render.text import visible
+
+        for change in found:  # paths escaped (docs/TERMINAL.md)
+            sys.stdout.write(f"{change.kind} {visible(change.path)}\n")
         for note in notes:  # stdout stays docker diff's lines
-            sys.stderr.write(f"dockscope: note: {note}\n")
+            sys.stderr.write(f"dockscope: note: {visible(note)}\n")
 
 
 @app.command()
@@ -194,8 +196,10 @@ def export(
             return run_export(store, cid, out, layer=layer)
 
         stats = write(sys.stdout.buffer) if to_stdout else _to_file(Path(output), write)
+        from inspect_tool.render.text import visible
+
         for path, reason in stats.skipped:
-            sys.stderr.write(f"dockscope: {path}: left out: {reason}\n")
+            sys.stderr.write(f"dockscope: {visible(path)}: left out: {visible(reason)}\n")
         if json_output:
             config = store.load_config(cid)
             write_json(

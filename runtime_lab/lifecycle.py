@@ -230,6 +230,8 @@ def ps(
         from rich import box
         from rich.table import Table
 
+        from inspect_tool.render.text import markup
+
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
         columns = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "RESTARTS", "NAMES"]
         if size:
@@ -246,14 +248,17 @@ def ps(
             else:
                 status = "Created"
             command = " ".join(config.command)
+            shown = json.dumps(
+                command[:30] + ("…" if len(command) > 30 else ""), ensure_ascii=False
+            )
             cells = [
                 config.id[:12],
-                config.image_source,
-                json.dumps(command[:30] + ("…" if len(command) > 30 else ""), ensure_ascii=False),
+                markup(config.image_source),
+                markup(shown),
                 f"{_ago(config.created)} ago",
                 status,
                 str(state.restart_count),
-                config.name,
+                markup(config.name),
             ]
             rw, virtual = sizes[config.id]
             if rw is not None and virtual is not None:  # docker ps -s: "2B (virtual 1.2MB)"
@@ -264,6 +269,9 @@ def ps(
 
 def logs(name: str = NAME_ARGUMENT, root: str | None = ROOT_OPTION) -> None:
     """Print a detached container's output (stdout to stdout, stderr to stderr).
+
+    The output is the container's own bytes, written as they are (as docker logs does):
+    escape sequences in it reach the terminal. Pipe it through cat -v to see them.
 
     Example:
 
@@ -357,8 +365,10 @@ def cleanup(root: str | None = ROOT_OPTION) -> None:
     with handle_errors():
         _need_root()
         report = recover(Store(root))
+        from inspect_tool.render.text import visible
+
         for line in report:
-            sys.stdout.write(line + "\n")
+            sys.stdout.write(visible(line) + "\n")
 
 
 def _need_root() -> None:

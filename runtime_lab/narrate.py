@@ -1,5 +1,7 @@
 """Narration for people: the live trace (``--trace``), the pauses of ``--step`` and the plan of
-``--explain``. Writes to stderr so the container's own output keeps stdout."""
+``--explain``. Writes to stderr so the container's own output keeps stdout. Every value from
+the image or the command line (a hostname, an argument, a path) is escaped as dockscope's other
+human output is (inspect_tool/render/text.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +10,9 @@ import sys
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.text import Text
 
+from inspect_tool.render.text import markup, safe_console, visible
 from runtime_lab.steps import Step
 from runtime_lab.trace import Event
 
@@ -73,7 +75,7 @@ def _evidence_lines(event: Event) -> list[str]:
 
 class Narrator:
     def __init__(self, console: Console | None = None) -> None:
-        self.console = console or Console(stderr=True, highlight=False)
+        self.console = console or safe_console(stderr=True, highlight=False)
         self.count = 0
         self._explained: set[str] = set()
 
@@ -84,22 +86,24 @@ class Narrator:
         ok = event.result == "ok"
         head = Text()
         head.append(f"[{self.count:>2}] ", style="dim")
-        head.append(event.title, style="bold" if ok else "bold red")
+        head.append(visible(event.title), style="bold" if ok else "bold red")
         if event.syscall:
             args = ", ".join(f"{k}={_short(v)}" for k, v in event.args.items())
-            head.append(f"  {event.syscall}({args})", style="cyan")
+            head.append(f"  {visible(event.syscall)}({args})", style="cyan")
         if not ok:
-            head.append(f"  FAILED: {event.result}", style="red")
+            head.append(f"  FAILED: {visible(event.result)}", style="red")
         self.console.print(head, soft_wrap=True)
         if event.step not in self._explained:  # once per kind of step (layers repeat)
             self._explained.add(event.step)
-            self.console.print(Text(f"     {event.explanation}", style="dim"), soft_wrap=True)
+            explanation = visible(event.explanation)
+            self.console.print(Text(f"     {explanation}", style="dim"), soft_wrap=True)
         for line in _evidence_lines(event):
-            self.console.print(Text(f"     {line}", style="green"), soft_wrap=True)
+            self.console.print(Text(f"     {visible(line)}", style="green"), soft_wrap=True)
 
 
 def _short(value: Any) -> str:
     text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    text = visible(text)
     return text if len(text) <= 60 else text[:57] + "…"
 
 
@@ -107,7 +111,7 @@ class Stepper:
     """Pauses before each step and shows what a student can look at meanwhile."""
 
     def __init__(self, console: Console | None = None) -> None:
-        self.console = console or Console(stderr=True, highlight=False)
+        self.console = console or safe_console(stderr=True, highlight=False)
         self.pids: dict[str, int] = {}
 
     def note(self, event: Event) -> None:
@@ -117,8 +121,9 @@ class Stepper:
             self.pids["init"] = int(event.evidence.get("host_pid", 0))
 
     def __call__(self, event: Event) -> None:
-        self.console.print(Text(f"next: {event.title}", style="bold yellow"), soft_wrap=True)
-        self.console.print(Text(f"      {event.explanation}", style="dim"), soft_wrap=True)
+        title, explanation = visible(event.title), visible(event.explanation)
+        self.console.print(Text(f"next: {title}", style="bold yellow"), soft_wrap=True)
+        self.console.print(Text(f"      {explanation}", style="dim"), soft_wrap=True)
         pid = event.host_pid or event.pid  # what another terminal on the host must type
         looks = [
             f"ls -l /proc/{pid}/ns",
@@ -144,16 +149,16 @@ def _wait_for_enter() -> None:
 def explain(console: Console, steps: list[Step], details: dict[str, str]) -> None:
     console.print("[bold]What 'dockscope run' will do[/] (nothing is done now)\n")
     for key, value in details.items():
-        console.print(f"  {key}: {escape(value)}", soft_wrap=True)
+        console.print(f"  {markup(key)}: {markup(value)}", soft_wrap=True)
     console.print()
     for number, step in enumerate(steps, 1):
         line = Text(f"{number:>2}. ", style="dim")
-        line.append(step.title, style="bold")
+        line.append(visible(step.title), style="bold")
         if step.syscall:
-            line.append(f"  [{step.syscall}]", style="cyan")
-        line.append(f"  ({step.where})", style="dim")
+            line.append(f"  [{visible(step.syscall)}]", style="cyan")
+        line.append(f"  ({visible(step.where)})", style="dim")
         console.print(line, soft_wrap=True)
-        console.print(Text(f"    {step.explanation}", style="dim"), soft_wrap=True)
+        console.print(Text(f"    {visible(step.explanation)}", style="dim"), soft_wrap=True)
 
 
 def use_color_env() -> bool:

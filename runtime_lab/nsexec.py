@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inspect_tool.errors import UsageError
+from inspect_tool.render.text import visible  # the helper cannot import once in the container
 from runtime_lab import cgroups, linux
 from runtime_lab.container import (
     ContainerError,
@@ -322,6 +323,6 @@ def _run_process(launch: _Launch, reporter: StepReporter) -> int:
     try:
         os.execvpe(launch.argv[0], launch.argv, env)
     except OSError as exc:
-        sys.stderr.write(f"dockscope: exec {launch.argv[0]}: {exc.strerror}\n")
+        sys.stderr.write(f"dockscope: exec {visible(launch.argv[0])}: {exc.strerror}\n")
         return 127 if exc.errno == errno.ENOENT else 126
     return 126  # not reached

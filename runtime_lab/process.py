@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from inspect_tool.render.text import visible  # imported here: PID 1 cannot import after pivot_root
 from runtime_lab import hardening, linux
 from runtime_lab.cgroups import process_exists
 from runtime_lab.spec import CAPABILITY_NUMBERS, DEFAULT_CAPABILITIES, resolve_user
@@ -337,7 +338,7 @@ def run_init(spec: LaunchSpec, child: StepReporter) -> int:
     try:
         os.execvpe(spec.argv[0], spec.argv, env)
     except OSError as exc:
-        sys.stderr.write(f"dockscope: exec {spec.argv[0]}: {exc.strerror}\n")
+        sys.stderr.write(f"dockscope: exec {visible(spec.argv[0])}: {exc.strerror}\n")
         return 127 if exc.errno == errno.ENOENT else 126
     return 126  # not reached
 

@@ -128,7 +128,9 @@ def exec_command(
                 with contextlib.suppress(OSError):
                     json_file.close()
         if result.error:
-            sys.stderr.write(f"dockscope: exec in {name}: {result.error}\n")
+            from inspect_tool.render.text import visible
+
+            sys.stderr.write(f"dockscope: exec in {visible(name)}: {visible(result.error)}\n")
         raise typer.Exit(result.exit_code)
 
 

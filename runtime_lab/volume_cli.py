@@ -48,8 +48,10 @@ def ls(json_output: bool = JSON_OPTION, root: str | None = ROOT_OPTION) -> None:
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
         for column in ("DRIVER", "VOLUME NAME", "CONTAINERS"):
             table.add_column(column, overflow="fold")
+        from inspect_tool.render.text import markup
+
         for volume, users in found:
-            table.add_row("local", volume.name, ", ".join(users))
+            table.add_row("local", markup(volume.name), markup(", ".join(users)))
         stdout_console().print(table)
 
 

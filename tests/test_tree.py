@@ -175,7 +175,7 @@ def test_hostile_names_are_shown_not_obeyed(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "\x1b" not in result.stdout and "\x07" not in result.stdout
     assert "+ \\x1b[2J\\x1b]0;owned\\x07[red]x[bold]  1 B" in result.stdout
-    assert "+ link -> \\x0a/x" in result.stdout
+    assert "+ link -> \\n/x" in result.stdout
 
 
 def test_usage_errors() -> None:

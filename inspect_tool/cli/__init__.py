@@ -68,7 +68,9 @@ def build_app(command: str | None = None) -> typer.Typer:
             "  dockscope inspect image.tar\n\n"
             "  dockscope verify --json image.tar\n\n"
             "Exit codes: 0 ok, 1 problems found, 2 usage error, 3 unreadable or invalid input, "
-            "4 internal error. NO_COLOR=1 turns colour off."
+            "4 internal error. NO_COLOR=1 turns colour off. Names and text from images and "
+            "containers are shown with control and bidi characters escaped (docs/TERMINAL.md); "
+            "--json output is exact."
         ),
         no_args_is_help=True,
         add_completion=False,

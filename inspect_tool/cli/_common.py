@@ -89,7 +89,11 @@ def open_one_image(
 
 
 def fail(message: str, code: ExitCode) -> typer.Exit:
-    sys.stderr.write(f"dockscope: {message}\n")
+    """One error line on stderr, the message escaped as every name dockscope prints
+    (render/text.py): a hostile path in it cannot reach the terminal raw."""
+    from inspect_tool.render.text import visible
+
+    sys.stderr.write(f"dockscope: {visible(message)}\n")
     return typer.Exit(int(code))
 
 
@@ -117,15 +121,16 @@ def handle_errors() -> Iterator[None]:
 
 
 def stdout_console() -> Console:
-    from rich.console import Console
+    """The rich console of human output: what it writes is sanitised (render/text.py)."""
+    from inspect_tool.render.text import safe_console
 
-    return Console(highlight=False)
+    return safe_console(highlight=False)
 
 
 def stderr_console() -> Console:
-    from rich.console import Console
+    from inspect_tool.render.text import safe_console
 
-    return Console(stderr=True, highlight=False)
+    return safe_console(stderr=True, highlight=False)
 
 
 @contextlib.contextmanager

@@ -179,7 +179,9 @@ def history(
     Understands what docker's classic builder, BuildKit, buildah and kaniko write in
     created_by. --dockerfile writes a Dockerfile reconstructed from it: FROM is the base
     image when the image records it, else FROM scratch with the base image's own steps
-    (guessed) marked. Reads only metadata, no layer.
+    (guessed) marked. Reads only metadata, no layer. Names and instructions from the image
+    are shown with control and bidi characters escaped (\x1b, \u202e; a backslash as \\);
+    --dockerfile written to a file or a pipe is exact, on a terminal each line is escaped.
 
     Examples:
 
@@ -202,7 +204,11 @@ def history(
         elif dockerfile:
             import sys
 
-            sys.stdout.write(report.dockerfile)
+            from inspect_tool.render.text import visible_lines
+
+            # a file or a pipe gets the exact text; a person, each line escaped
+            text = report.dockerfile
+            sys.stdout.write(visible_lines(text) if sys.stdout.isatty() else text)
         else:
             from inspect_tool.render.analysis import render_history
 

@@ -82,6 +82,9 @@ def ls(
 ) -> None:
     """List the merged filesystem after layer N, marking the layer each entry came from (Ln).
 
+    Names are shown as ls -b would: control and bidi characters escaped (\\n, \\x1b,
+    \\u202e), a backslash as \\\\ (docs/TERMINAL.md); --json gives them exactly.
+
     Examples:
 
       dockscope ls image.tar /etc
@@ -124,7 +127,8 @@ def cat(
     """Write a file's bytes to stdout, following symlinks inside the image root.
 
     With --layer N, the file as it stood after layer N: this recovers files a later layer
-    deleted or overwrote (dockscope find --deleted lists them).
+    deleted or overwrote (dockscope find --deleted lists them). The bytes are written as they
+    are, escape sequences included: pipe an untrusted file through cat -v to look at it.
 
     Examples:
 

@@ -182,15 +182,18 @@ def container_export_command(
 
 
 def _export_summary(result: ExportResult, output: str) -> None:
+    from inspect_tool.render.text import visible
+
     stats = result.stats
     what = "writable layer" if result.layer else "filesystem"
     sys.stderr.write(
-        f"dockscope: {result.container.name}'s {what} → {output}: {stats.files} files, "
+        f"dockscope: {visible(result.container.name)}'s {what} → {visible(output)}: "
+        f"{stats.files} files, "
         f"{stats.directories} directories, {stats.symlinks} symlinks, {stats.hardlinks} hard "
         f"links, {stats.whiteouts} whiteouts, {stats.bytes} bytes\n"
     )
     for path, reason in stats.skipped:
-        sys.stderr.write(f"dockscope: skipped {path}: {reason}\n")
+        sys.stderr.write(f"dockscope: skipped {visible(path)}: {visible(reason)}\n")
 
 
 def _replaced(target: Path) -> contextlib.AbstractContextManager[BinaryIO]:

@@ -121,8 +121,10 @@ def graph(
         _write(output, render(text, fmt))
         if output != "-":
             count = len(items)
+            from inspect_tool.render.text import visible
+
             sys.stderr.write(
-                f"dockscope: wrote {output} ({count} image{'s' if count != 1 else ''})\n"
+                f"dockscope: wrote {visible(output)} ({count} image{'s' if count != 1 else ''})\n"
             )
         if any(item.image is None for item in items):
             raise typer.Exit(int(ExitCode.PROBLEMS))
@@ -265,7 +267,9 @@ def report(
             svg = None  # the page shows the DOT text instead
         _write(output, report_html(result, dot=dot, svg=svg).encode("utf-8"))
         if output != "-":
-            sys.stderr.write(f"dockscope: wrote {output}\n")
+            from inspect_tool.render.text import visible
+
+            sys.stderr.write(f"dockscope: wrote {visible(output)}\n")
         if not result.ok:
             raise typer.Exit(int(ExitCode.PROBLEMS))
 

@@ -10,7 +10,6 @@ import re
 
 from rich import box
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -19,13 +18,14 @@ from inspect_tool.analyze.filetypes import LayerTypes, TypeFinding, TypesReport
 from inspect_tool.analyze.history import HistoryReport
 from inspect_tool.model.image import Image
 from inspect_tool.render.console import human_size
+from inspect_tool.render.text import markup, visible
 
 _LONG_HEX = re.compile(r"([0-9a-f]{12})[0-9a-f]{20,}")
 
 
 def _title(image: Image) -> str:
     name = image.repo_tags[0] if image.repo_tags else image.ref_name or str(image.image_id)[:19]
-    return escape(name)
+    return markup(name)
 
 
 # -- efficiency ---------------------------------------------------------------------------------
@@ -76,7 +76,7 @@ def render_efficiency(
             str(p.count),
             human_size(p.cumulative_size),
             ",".join(str(i) for i in p.layers),
-            escape(p.path),
+            markup(p.path),
         )
     if paths:
         console.print(table)
@@ -87,14 +87,14 @@ def render_efficiency(
     else:
         console.print(Text("No inefficient paths.", style="green"))
     for note in report.notes:
-        console.print(Text(f"note: {note}", style="yellow"))
+        console.print(Text(f"note: {visible(note)}", style="yellow"))
     if gates:
         console.print()
         for gate in gates:
             status = Text("PASS", style="green") if gate.ok else Text("FAIL", style="bold red")
             line = Text.assemble(status, f" {gate.rule}")
             if gate.message:
-                line.append(f": {gate.message}")
+                line.append(f": {visible(gate.message)}")
             console.print(line)
         failed = sum(not g.ok for g in gates)
         console.print(
@@ -131,7 +131,7 @@ def render_types(console: Console, image: Image, report: TypesReport, *, limit: 
             str(stats.index),
             str(stats.files.count),
             human_size(stats.files.bytes),
-            escape(_breakdown(stats)),
+            markup(_breakdown(stats)),
         )
     console.print(layers)
     totals = Table(title="All analysed layers", title_justify="left", box=box.SIMPLE_HEAD)
@@ -142,7 +142,7 @@ def render_types(console: Console, image: Image, report: TypesReport, *, limit: 
     whole = report.totals.files.bytes or 1
     for category, tally in sorted(report.totals.categories.items(), key=lambda i: -i[1].bytes):
         totals.add_row(
-            str(category),
+            markup(str(category)),
             str(tally.count),
             human_size(tally.bytes),
             f"{tally.bytes * 100 / whole:.1f} %",
@@ -159,7 +159,7 @@ def render_types(console: Console, image: Image, report: TypesReport, *, limit: 
         if kind == "late-executable":
             note = f" (above the {report.base_layers} base layer(s))"
         table = Table(
-            title=f"{kind}: {len(found)}{note}",
+            title=f"{markup(kind)}: {len(found)}{note}",
             title_justify="left",
             box=box.SIMPLE_HEAD,
             pad_edge=False,
@@ -177,7 +177,7 @@ def render_types(console: Console, image: Image, report: TypesReport, *, limit: 
             if not f.visible:
                 detail = f"{detail}, hidden by a later layer".lstrip(", ")
             table.add_row(
-                str(f.layer), f"{f.mode:04o}", f"{f.uid}:{f.gid}", escape(f.path), escape(detail)
+                str(f.layer), f"{f.mode:04o}", f"{f.uid}:{f.gid}", markup(f.path), markup(detail)
             )
         console.print(table)
         if len(shown) < len(found):
@@ -206,13 +206,13 @@ def render_history(console: Console, image: Image, report: HistoryReport) -> Non
         builders[row.step.builder] = builders.get(row.step.builder, 0) + 1
         text = _LONG_HEX.sub(r"\1…", row.step.line or (row.step.notes[0] if row.step.notes else ""))
         style = "dim" if row.layer is None else ""
-        instruction = Text(text, style=style)
+        instruction = Text(visible(text), style=style)
         if row.base:
             instruction.append("  (base)", style="dim cyan")
         table.add_row(
             "" if row.index is None else str(row.index),
             "empty" if row.layer is None else str(row.layer),
-            created,
+            markup(created),
             human_size(row.size) if row.layer is not None else "",
             instruction,
             style=style,
@@ -220,14 +220,14 @@ def render_history(console: Console, image: Image, report: HistoryReport) -> Non
     console.print(table)
     base = report.base_name or "not recorded"
     console.print(
-        f"Base image: {escape(base)}; guessed base: {report.base_entries} history entr"
+        f"Base image: {markup(base)}; guessed base: {report.base_entries} history entr"
         f"{'y' if report.base_entries == 1 else 'ies'}, {report.base_layers} layer(s) "
-        f"({escape(report.base_source)})",
+        f"({markup(report.base_source)})",
         soft_wrap=True,
     )
     console.print(
-        "Written by: " + ", ".join(f"{name} ({n})" for name, n in sorted(builders.items())),
+        "Written by: " + ", ".join(f"{markup(name)} ({n})" for name, n in sorted(builders.items())),
         soft_wrap=True,
     )
     for warning in report.warnings:
-        console.print(Text(f"warning: {warning}", style="yellow"))
+        console.print(Text(f"warning: {visible(warning)}", style="yellow"))

@@ -18,6 +18,7 @@ from inspect_tool.analyze.explain import Explanation
 from inspect_tool.analyze.verify import VerifyReport
 from inspect_tool.model.image import Image, Layer
 from inspect_tool.model.mediatypes import declared_compression
+from inspect_tool.render.text import markup, styled, visible
 from inspect_tool.sources.source import Candidate, Source
 
 FORMAT_NAMES = {
@@ -76,8 +77,12 @@ def render_image(console: Console, image: Image, *, source: Source | None = None
     summary.add_column(style="bold cyan", no_wrap=True)
     summary.add_column(overflow="fold")
 
-    def row(label: str, value: str | None) -> None:
-        summary.add_row(label, escape(value) if value else Text("-", style="dim"))
+    def row(label: str, value: str | None, *, lines: bool = False) -> None:
+        # lines: entries already escaped one by one, joined by line feeds
+        if not value:
+            summary.add_row(label, Text("-", style="dim"))
+        else:
+            summary.add_row(label, escape(value) if lines else markup(value))
 
     row("Tags", ", ".join(image.repo_tags) or None)
     if image.ref_name:
@@ -97,7 +102,11 @@ def render_image(console: Console, image: Image, *, source: Source | None = None
     row("Entrypoint", _json_inline(config["Entrypoint"]) if config.get("Entrypoint") else None)
     row("Cmd", _json_inline(config["Cmd"]) if config.get("Cmd") else None)
     env = config.get("Env") or []
-    row("Env", "\n".join(str(e) for e in env) if isinstance(env, list) else None)
+    row(
+        "Env",
+        "\n".join(visible(str(e)) for e in env) if isinstance(env, list) else None,
+        lines=True,
+    )
     row("WorkingDir", config.get("WorkingDir") or None)
     row("User", config.get("User") or None)
     row("Ports", _format_ports(config.get("ExposedPorts")) or None)
@@ -105,24 +114,23 @@ def render_image(console: Console, image: Image, *, source: Source | None = None
     labels = config.get("Labels")
     row(
         "Labels",
-        "\n".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        "\n".join(visible(f"{k}={v}") for k, v in sorted(labels.items()))
         if isinstance(labels, Mapping) and labels
         else None,
+        lines=True,
     )
     row("Healthcheck", _format_healthcheck(config.get("Healthcheck")) or None)
     row("StopSignal", config.get("StopSignal") or None)
     title = image.repo_tags[0] if image.repo_tags else _short(image.image_id)
-    console.print(
-        Panel(summary, title=f"[bold]{escape(title)}[/]", title_align="left", expand=False)
-    )
+    console.print(Panel(summary, title=styled(title, "bold"), title_align="left", expand=False))
     console.print(layers_table(image))
     for warning in image.warnings:
-        console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+        console.print(f"[yellow]warning:[/] {markup(warning)}", soft_wrap=True)
     for finding in source.findings if source else []:
         if not finding.ok:
             console.print(
-                f"[yellow]warning:[/] {finding.check}: {escape(finding.subject)}: expected "
-                f"{escape(str(finding.expected))}, found {escape(str(finding.actual))}",
+                f"[yellow]warning:[/] {finding.check}: {markup(finding.subject)}: expected "
+                f"{markup(str(finding.expected))}, found {markup(str(finding.actual))}",
                 soft_wrap=True,
             )
 
@@ -153,7 +161,7 @@ def layers_table(image: Image) -> Table:
                 "",
                 "",
                 Text("empty", style="dim"),
-                Text(short_created_by(entry.created_by), style="dim"),
+                Text(visible(short_created_by(entry.created_by)), style="dim"),
             )
             continue
         shown.add(layer.index)
@@ -196,7 +204,7 @@ def _layer_cells(layer: Layer) -> list[str | Text]:
         compression = "" if layer.compression.value == "none" else f"+{layer.compression.value}"
         kind = Text(f"tar{compression} (implied)")
     else:
-        kind = Text(_MEDIA_SHORT.get(layer.media_type, layer.media_type))
+        kind = Text(visible(_MEDIA_SHORT.get(layer.media_type, layer.media_type)))
         declared = declared_compression(layer.media_type)
         if declared is not None and declared is not layer.compression:
             kind.append(f" but {layer.compression.value}!", style="bold red")
@@ -206,7 +214,7 @@ def _layer_cells(layer: Layer) -> list[str | Text]:
         f"{_hex(layer.diff_id)}\n{digest}",
         f"{human_size(layer.size)}\n{human_size(layer.uncompressed_size)}",
         kind,
-        Text(short_created_by(layer.created_by)),
+        Text(visible(short_created_by(layer.created_by))),
     ]
 
 
@@ -218,7 +226,7 @@ def _hex(digest: object | None) -> str:
 
 def render_listing(console: Console, source: Source, candidates: list[Candidate]) -> None:
     table = Table(
-        title=f"{escape(source.label)}: {FORMAT_NAMES.get(source.format.value, '')}, "
+        title=f"{markup(source.label)}: {FORMAT_NAMES.get(source.format.value, '')}, "
         f"{len(candidates)} images",
         title_justify="left",
         box=box.SIMPLE_HEAD,
@@ -237,12 +245,12 @@ def render_listing(console: Console, source: Source, candidates: list[Candidate]
         platform = candidate.platform or (image.platform if image else None)
         table.add_row(
             candidate.selector,
-            escape(", ".join(candidate.repo_tags)) or "-",
-            escape(candidate.ref_name or "-"),
-            str(platform) if platform else "-",
-            _hex(image.image_id) if image else Text(f"unreadable: {error}", style="red"),
+            markup(", ".join(candidate.repo_tags)) or "-",
+            markup(candidate.ref_name or "-"),
+            markup(str(platform)) if platform else "-",
+            _hex(image.image_id) if image else Text(f"unreadable: {visible(error)}", style="red"),
             _hex(candidate.manifest_digest),
-            escape(_DIGEST.sub(r"\1…", " → ".join(candidate.index_path))) or "manifest.json",
+            markup(_DIGEST.sub(r"\1…", " → ".join(candidate.index_path))) or "manifest.json",
         )
     console.print(table)
     console.print(
@@ -267,15 +275,16 @@ def render_verify(console: Console, report: VerifyReport, *, verbose: bool = Fal
         line = Text()
         line.append("ok   " if finding.ok else "FAIL ", style="green" if finding.ok else "bold red")
         line.append(f"{finding.check:<19}", style="bold")
-        line.append(_short_paths(finding.subject))
+        line.append(visible(_short_paths(finding.subject)))
         console.print(line, soft_wrap=True)
         if not finding.ok:
-            console.print(Text(f"       expected {finding.expected}", style="dim"), soft_wrap=True)
-            console.print(Text(f"       actual   {finding.actual}"), soft_wrap=True)
+            expected, actual = visible(str(finding.expected)), visible(str(finding.actual))
+            console.print(Text(f"       expected {expected}", style="dim"), soft_wrap=True)
+            console.print(Text(f"       actual   {actual}"), soft_wrap=True)
         if finding.message and (verbose or not finding.ok):
-            console.print(Text(f"       {finding.message}", style="dim"), soft_wrap=True)
+            console.print(Text(f"       {visible(finding.message)}", style="dim"), soft_wrap=True)
     for note in report.notes:
-        console.print(f"[dim]note: {escape(note)}[/]", soft_wrap=True)
+        console.print(styled(f"note: {note}", "dim"), soft_wrap=True)
     failed = len(report.failed)
     passed = len(report.findings) - failed
     if failed:
@@ -290,18 +299,20 @@ def render_verify(console: Console, report: VerifyReport, *, verbose: bool = Fal
 
 def render_explain(console: Console, explanation: Explanation) -> None:
     console.print(
-        f"[bold]How the identifiers of {escape(explanation.image.source)} are computed[/]\n"
+        f"[bold]How the identifiers of {markup(explanation.image.source)} are computed[/]\n"
     )
     for number, step in enumerate(explanation.steps, 1):
-        parts: list[Any] = [Text(step.explanation)]
-        parts.append(Text.assemble(("formula  ", "bold"), step.formula))
+        parts: list[Any] = [Text(visible(step.explanation))]
+        parts.append(Text.assemble(("formula  ", "bold"), visible(step.formula)))
         if step.value:
-            parts.append(Text.assemble(("result   ", "bold"), (step.value, "green")))
+            parts.append(Text.assemble(("result   ", "bold"), (visible(step.value), "green")))
         if step.recorded is not None:
             verdict = ("matches", "green") if step.matches else ("DIFFERS", "bold red")
-            parts.append(Text.assemble(("recorded ", "bold"), step.recorded, "  ", verdict))
+            recorded = visible(step.recorded)
+            parts.append(Text.assemble(("recorded ", "bold"), recorded, "  ", verdict))
         for detail in step.details:
-            parts.append(Text(detail, style="dim"))
+            parts.append(Text(visible(detail), style="dim"))
         if step.command:
-            parts.append(Text.assemble(("try it   ", "bold"), (step.command, "cyan")))
-        console.print(Panel(Group(*parts), title=f"{number}. {step.title}", title_align="left"))
+            parts.append(Text.assemble(("try it   ", "bold"), (visible(step.command), "cyan")))
+        title = f"{number}. {markup(step.title)}"
+        console.print(Panel(Group(*parts), title=title, title_align="left"))

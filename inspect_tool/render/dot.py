@@ -10,12 +10,12 @@ top layer. History steps that made no layer (``ENV``, ``CMD``, …) label the ed
 
 Every string from the image is hostile: labels are escaped for DOT (quotes, backslashes and
 Graphviz's own ``\\N``-style escapes), for the entities Graphviz decodes (``&``), and control
-characters are shown as ``\\xNN``. ``render`` is the only part that needs the ``dot`` binary.
+characters are shown escaped by render/text.py's ``visible`` (``\\x1b``, ``\\u202e``).
+``render`` is the only part that needs the ``dot`` binary.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -24,6 +24,7 @@ from inspect_tool.model.digest import Digest
 from inspect_tool.model.image import Image, Platform
 from inspect_tool.model.mediatypes import Compression
 from inspect_tool.render.console import human_size, short_created_by
+from inspect_tool.render.text import visible
 from inspect_tool.sources.source import Candidate, Source
 
 FORMATS = ("svg", "png", "pdf", "dot")
@@ -41,7 +42,6 @@ FILLS = (
     "#a63603",
     "#7f2704",
 )
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _NAMES = {"index.json", "manifest.json"}
 
 
@@ -98,18 +98,10 @@ def graph_images(sources: Sequence[tuple[Source, Sequence[Candidate]]]) -> list[
 
 
 # -- text ---------------------------------------------------------------------------------------
-def clean(text: str) -> str:
-    """Control characters and lone surrogates as ``\\xNN`` / ``\\uNNNN``: one visible line."""
-
-    def visible(match: re.Match[str]) -> str:
-        code = ord(match.group())
-        return f"\\x{code:02x}" if code < 256 else f"\\u{code:04x}"
-
-    return _CONTROL.sub(visible, text)
-
-
 def excerpt(text: str | None, width: int = EXCERPT) -> str:
-    line = clean(short_created_by(text))
+    """The start of a history step, ``width`` characters at most; not escaped yet (``label``
+    and the tree escape what they show)."""
+    line = short_created_by(text)
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
@@ -121,7 +113,7 @@ def quote(text: str) -> str:
 def label(lines: Iterable[str]) -> str:
     """Lines of a node or edge label: each cleaned, ``&`` kept from being read as an entity,
     joined with DOT's ``\\n``."""
-    parts = [clean(line).replace("&", "&amp;") for line in lines]
+    parts = [visible(line).replace("&", "&amp;") for line in lines]
     escaped = [p.replace("\\", "\\\\").replace('"', '\\"') for p in parts]
     return '"' + "\\n".join(escaped) + '"'
 
@@ -260,7 +252,7 @@ def _index_id(item: GraphImage, step: str) -> str:
     try:
         return f"index:{Digest.parse(text)}"
     except DockscopeError:
-        return f"index:{item.source}:{clean(step)}"
+        return f"index:{item.source}:{visible(step)}"
 
 
 def _image_id(item: GraphImage) -> str:

@@ -7,13 +7,13 @@ from collections import Counter
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 
 from inspect_tool.layers.export import ExportResult
 from inspect_tool.layers.safe_extract import AuditEntry, ExtractStats, UnpackResult
 from inspect_tool.model.image import Image
 from inspect_tool.render.console import human_size
 from inspect_tool.render.json import SCHEMA_VERSION
+from inspect_tool.render.text import markup
 
 
 def _summary(stats: ExtractStats, audit: list[AuditEntry]) -> dict[str, int]:
@@ -86,8 +86,8 @@ def render_audit(console: Console, audit: list[AuditEntry]) -> None:
     )
     for entry in audit:
         console.print(
-            f"  layer {entry.layer}: {escape(entry.name or '(metadata)')}: {entry.action.value} "
-            f"({entry.reason.value}): {escape(entry.message)}",
+            f"  layer {entry.layer}: {markup(entry.name or '(metadata)')}: {entry.action.value} "
+            f"({entry.reason.value}): {markup(entry.message)}",
             soft_wrap=True,
             highlight=False,
         )
@@ -96,8 +96,8 @@ def render_audit(console: Console, audit: list[AuditEntry]) -> None:
 def render_unpack(console: Console, image: Image, result: UnpackResult) -> None:
     stats = result.stats
     console.print(
-        f"Unpacked {image.display_name} ({result.layers} layers) into "
-        f"{escape(str(result.destination))}: {stats.files} files "
+        f"Unpacked {markup(image.display_name)} ({result.layers} layers) into "
+        f"{markup(str(result.destination))}: {stats.files} files "
         f"({human_size(stats.bytes)}), {stats.directories} directories, {stats.symlinks} "
         f"symlinks, {stats.hardlinks} hard links, {stats.whiteouts} whiteouts applied"
         + ("" if result.same_owner else "; owners not kept (files belong to the current user)"),
@@ -111,7 +111,7 @@ def render_export(console: Console, image: Image, result: ExportResult) -> None:
     stats = result.stats
     where = "stdout" if result.output == "-" else result.output
     console.print(
-        f"Exported {image.display_name} ({result.layers} layers) to {escape(where)}: "
+        f"Exported {markup(image.display_name)} ({result.layers} layers) to {markup(where)}: "
         f"{stats.files} files ({human_size(stats.bytes)}), {stats.directories} directories, "
         f"{stats.symlinks} symlinks, {stats.hardlinks} hard links",
         soft_wrap=True,

@@ -11,7 +11,6 @@ from typing import Any, TextIO
 
 from rich import box
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -22,6 +21,7 @@ from inspect_tool.layers.union import Change, ChangeKind, FileInfo
 from inspect_tool.model.image import Image
 from inspect_tool.render.console import human_size, short_created_by
 from inspect_tool.render.json import SCHEMA_VERSION, write_streaming
+from inspect_tool.render.text import markup, visible
 
 _TYPE_BITS = {
     EntryType.FILE: stat.S_IFREG,
@@ -112,7 +112,7 @@ def render_layers(console: Console, image: Image, rows: list[LayerRow]) -> None:
     table = Table(
         box=box.SIMPLE_HEAD,
         pad_edge=False,
-        title=f"Layers of {image.display_name}",
+        title=f"Layers of {markup(image.display_name)}",
         title_justify="left",
     )
     for name, justify in (
@@ -133,7 +133,7 @@ def render_layers(console: Console, image: Image, rows: list[LayerRow]) -> None:
             str(row.modified),
             str(row.deleted),
             Text(human_size(row.wasted), style="yellow" if row.wasted else "dim"),
-            escape(short_created_by(row.created_by)),
+            markup(short_created_by(row.created_by)),
         )
     console.print(table)
     total = sum(r.wasted for r in rows)
@@ -144,7 +144,7 @@ def render_layers(console: Console, image: Image, rows: list[LayerRow]) -> None:
     for row in rows:
         for anomaly in row.anomalies:
             console.print(
-                f"[yellow]layer {row.index}:[/] {escape(anomaly.name)}: {escape(anomaly.problem)}",
+                f"[yellow]layer {row.index}:[/] {markup(anomaly.name)}: {markup(anomaly.problem)}",
                 soft_wrap=True,
             )
 
@@ -169,7 +169,7 @@ def write_ls(
     for info in entries:
         count += 1
         name = info.path if not base else info.path[len(base) :].lstrip("/") or info.path
-        name = name.encode("utf-8", "backslashreplace").decode("utf-8")
+        name = visible(name)
         if long:
             if info.type is EntryType.FILE:
                 size = str(info.size)
@@ -185,9 +185,9 @@ def write_ls(
         if info.type is EntryType.DIR:
             shown = f"{blue}{name}/{reset}"
         elif info.type is EntryType.SYMLINK:
-            shown = f"{name}{cyan} -> {info.linkname}{reset}"
+            shown = f"{name}{cyan} -> {visible(info.linkname)}{reset}"
         elif info.type is EntryType.HARDLINK:
-            shown = f"{name}{cyan} => {info.linkname}{reset}"
+            shown = f"{name}{cyan} => {visible(info.linkname)}{reset}"
         else:
             shown = name
         out.write(f"{prefix}{dim}L{info.layer:<3}{reset}{shown}\n")
@@ -211,9 +211,9 @@ def render_find(console: Console, found: list[Occurrence]) -> None:
         line = Text()
         line.append(f"L{info.layer:<3}", style="dim")
         line.append(f"{mode_string(info)} {human_size(info.size):>9}  ")
-        line.append(info.path)
+        line.append(visible(info.path))
         if info.type is EntryType.SYMLINK:
-            line.append(f" -> {info.linkname}", style="cyan")
+            line.append(f" -> {visible(info.linkname)}", style="cyan")
         if occurrence.fate == "deleted":
             line.append(f"  (deleted in layer {occurrence.by_layer})", style="red")
         elif occurrence.fate == "replaced":
@@ -256,36 +256,40 @@ def _file_diff_json(f: FileDiff) -> dict[str, Any]:
 
 def render_diff(console: Console, a: Image, b: Image, result: ImageDiff) -> None:
     console.print(
-        f"[bold]A[/] {escape(a.source)} ({a.image_id.short})  [bold]B[/] "
-        f"{escape(b.source)} ({b.image_id.short}); {result.shared_layers} shared "
+        f"[bold]A[/] {markup(a.source)} ({a.image_id.short})  [bold]B[/] "
+        f"{markup(b.source)} ({b.image_id.short}); {result.shared_layers} shared "
         "layers not compared",
         soft_wrap=True,
     )
     for f in result.files:
         mark, style = _MARKS[f.change]
         line = Text(f"{mark} ", style=style)
-        line.append(f.path)
+        line.append(visible(f.path))
         if f.change == "modified":
             details = []
             if "size" in f.differences and f.a and f.b:
                 details.append(f"size {f.a.size} → {f.b.size}")
-            details += [d for d in f.differences if d != "size"]
+            details += [visible(d) for d in f.differences if d != "size"]
             line.append(f"  ({', '.join(details)})", style="dim")
         console.print(line, soft_wrap=True, highlight=False)
     if result.config:
         console.print("[bold]config[/]")
         for c in result.config:
             console.print(
-                f"  {escape(c.key)}: {escape(_value(c.a))} → {escape(_value(c.b))}",
+                f"  {markup(c.key)}: {markup(_value(c.a))} → {markup(_value(c.b))}",
                 soft_wrap=True,
                 highlight=False,
             )
     if result.history_removed or result.history_added:
         console.print("[bold]history[/]")
         for step in result.history_removed:
-            console.print(Text(f"  - {short_created_by(step)}", style="red"), soft_wrap=True)
+            console.print(
+                Text(f"  - {visible(short_created_by(step))}", style="red"), soft_wrap=True
+            )
         for step in result.history_added:
-            console.print(Text(f"  + {short_created_by(step)}", style="green"), soft_wrap=True)
+            console.print(
+                Text(f"  + {visible(short_created_by(step))}", style="green"), soft_wrap=True
+            )
     counts = {k: sum(1 for f in result.files if f.change == k) for k in _MARKS}
     verdict = "identical" if result.equal else "different"
     console.print(
@@ -332,7 +336,7 @@ def render_layer_diff(console: Console, diff: LayerDiff) -> None:
     for change in diff.changes.changes:
         mark, style = _MARKS[_CHANGE_WORDS[change.kind]]
         line = Text(f"{mark} ", style=style)
-        line.append(change.path)
+        line.append(visible(change.path))
         info = change.info or change.previous
         if info is not None and info.type is EntryType.FILE:
             line.append(f"  {human_size(info.size)}", style="dim")

@@ -6,7 +6,8 @@ Policy (``default-src 'none'``) forbids any load, so the file cannot fetch anyth
 some text slipped through.
 
 Every string from an image is hostile (tags, labels, ``created_by``, file names can hold
-HTML): each goes through ``_e`` (control characters and lone surrogates made visible, then
+HTML): each goes through ``_e`` (render/text.py's ``visible``: controls, bidi characters and
+lone surrogates escaped, as on a terminal; then
 ``html.escape`` with quotes), and the SVG is embedded only after a check that it holds
 nothing but drawing elements; otherwise the DOT text is shown instead.
 """
@@ -33,7 +34,7 @@ from inspect_tool.analyze.report import (
 from inspect_tool.analyze.verify import VerifyReport
 from inspect_tool.model.image import Image
 from inspect_tool.render.console import FORMAT_NAMES, human_size, short_created_by
-from inspect_tool.render.dot import clean
+from inspect_tool.render.text import visible
 
 TOP_PATHS = 20  # efficiency: worst paths shown
 FINDINGS_LIMIT = 100  # per kind of finding
@@ -140,7 +141,7 @@ _SVG_NS = "{http://www.w3.org/2000/svg}"
 
 def _e(value: object) -> str:
     """Any value as HTML text: control characters visible, then escaped (quotes too)."""
-    return html.escape(clean(str(value)), quote=True)
+    return html.escape(visible(str(value)), quote=True)
 
 
 def _text_block(text: str) -> str:

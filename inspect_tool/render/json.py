@@ -1,4 +1,9 @@
-"""The JSON documents of docs/JSON.md. Keys here are a contract: add, never rename."""
+"""The JSON documents of docs/JSON.md. Keys here are a contract: add, never rename.
+
+Strings are exact. Beyond the control characters JSON escapes itself, ``json_text`` writes DEL,
+C1, format (bidi) and separator characters as ``\\uNNNN`` and a byte that is not UTF-8 (a lone
+surrogate) as ``\\udcNN``: the document is valid UTF-8, and safe on a terminal, and decodes to
+the same strings."""
 
 from __future__ import annotations
 
@@ -9,13 +14,14 @@ from typing import Any, TextIO
 from inspect_tool.analyze.explain import Explanation
 from inspect_tool.analyze.verify import VerifyReport
 from inspect_tool.model.image import Image
+from inspect_tool.render.text import json_text
 from inspect_tool.sources.source import Candidate, Source
 
 SCHEMA_VERSION = 1
 
 
 def dumps(document: dict[str, Any]) -> str:
-    return json.dumps(document, indent=2, ensure_ascii=False)
+    return json_text(json.dumps(document, indent=2, ensure_ascii=False))
 
 
 def write_streaming(
@@ -27,7 +33,8 @@ def write_streaming(
     out.write(head[:-2] + f',\n  "{key}": [')
     first = True
     for item in items:
-        out.write(("\n    " if first else ",\n    ") + json.dumps(item, ensure_ascii=False))
+        line = json_text(json.dumps(item, ensure_ascii=False))
+        out.write(("\n    " if first else ",\n    ") + line)
         first = False
     out.write("\n  ]\n}\n" if not first else "]\n}\n")
 

@@ -1,6 +1,8 @@
 """Rendering of engine storage (``storage ls``, ``storage save``) and of the container
 commands on it (``container diff|export|inspect|logs --root``): text as Docker and Podman
-print it, JSON documents as docs/JSON.md describes them."""
+print it, JSON documents as docs/JSON.md describes them. Every name, path and value from the
+engine's files is escaped by render/text.py before it is written (docs/TERMINAL.md); the
+output of ``logs`` alone is written as the container wrote it, as ``docker logs`` does."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any, TextIO
 
 from inspect_tool.render.console import human_size
 from inspect_tool.render.json import SCHEMA_VERSION
+from inspect_tool.render.text import visible
 from inspect_tool.storage.diff import ContainerDiff, DiffEntry
 from inspect_tool.storage.export import ExportResult
 from inspect_tool.storage.logs import LogEntry
@@ -101,7 +104,8 @@ def status_text(container: ContainerRecord) -> str:
 
 def _tabulate(out: TextIO, header: list[str], rows: list[list[str]]) -> None:
     """Columns as docker's tabwriter prints them: padded to the widest cell, three spaces
-    apart, never wrapped."""
+    apart, never wrapped. Each cell is escaped (render/text.py) before it is measured."""
+    rows = [[visible(cell) for cell in row] for row in rows]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
@@ -117,7 +121,10 @@ def render_ls(
     long: bool = False,
 ) -> None:
     drivers = ", ".join(storage.drivers) or "none"
-    out.write(f"{storage.evidence.root}: {storage.engine} storage ({drivers})\n\nIMAGES\n")
+    out.write(
+        f"{visible(str(storage.evidence.root))}: {visible(storage.engine)} storage "
+        f"({visible(drivers)})\n\nIMAGES\n"
+    )
     several = len(storage.drivers) > 1
     header = ["IMAGE ID", "REPOSITORY:TAG", "CREATED", "LAYERS", "SIZE"]
     rows = []
@@ -152,7 +159,7 @@ def render_ls(
         rows.append(row)
     _tabulate(out, header, rows)
     for note in _notes(storage):
-        out.write(f"warning: {note}\n")
+        out.write(f"warning: {visible(note)}\n")
 
 
 # -- container diff ------------------------------------------------------------------------------
@@ -212,23 +219,24 @@ def write_diff(out: TextIO, result: ContainerDiff, *, show_all: bool = False) ->
     if result.since_ns is not None:
         entries = sorted(entries, key=lambda e: (e.mtime_ns or 0, e.path))
     for entry in entries:
-        line = f"{entry.kind.value} {entry.path}"
+        line = f"{entry.kind.value} {visible(entry.path)}"
         if result.since_ns is not None and entry.mtime_ns is not None:
             line = f"{format_ns(entry.mtime_ns, fixed=True)} {line}"
         if show_all and entry.engine is not None:
             hidden = ", hidden by the engine's diff" if entry.hidden else ""
-            line += f"    # written by the engine: {entry.engine}{hidden}"
+            line += f"    # written by the engine: {visible(entry.engine)}{hidden}"
         out.write(line + "\n")
 
 
 def diff_footnote(result: ContainerDiff, *, show_all: bool) -> list[str]:
-    """Lines for stderr: what the listing leaves out, and notes."""
-    lines = list(result.notes)
+    """Lines for stderr (escaped): what the listing leaves out, and notes."""
+    lines = [visible(note) for note in result.notes]
     hidden = [e for e in result.entries if e.hidden]
     if hidden and not show_all:
         lines.append(
             f"{len(hidden)} entries written by the engine itself are not shown, as "
-            f"{result.engine} diff leaves them out ({', '.join(e.path for e in hidden[:6])}"
+            f"{visible(result.engine)} diff leaves them out "
+            f"({', '.join(visible(e.path) for e in hidden[:6])}"
             f"{', …' if len(hidden) > 6 else ''}); --all lists them"
         )
     return lines
@@ -287,7 +295,9 @@ def logs_document(root: str, container: ContainerRecord, entries: list[LogEntry]
 def write_logs(out: TextIO, err: TextIO, entries: list[LogEntry], *, timestamps: bool) -> None:
     for entry in entries:
         stream = err if entry.stream == "stderr" else out
-        stream.write(f"{entry.time} {entry.text}" if timestamps and entry.time else entry.text)
+        # the text is the container's own output, written as it is (docker logs does too)
+        time = visible(entry.time) if timestamps and entry.time else None
+        stream.write(f"{time} {entry.text}" if time else entry.text)
 
 
 # -- storage save --------------------------------------------------------------------------------
@@ -323,11 +333,11 @@ def save_document(root: str, result: SaveResult) -> dict[str, Any]:
 
 def render_save(out: TextIO, result: SaveResult) -> None:
     name = ", ".join(result.image.tags) or _short_id(result.image.id)
-    out.write(f"{name} -> {result.output} (OCI image layout)\n")
+    out.write(f"{visible(name)} -> {visible(result.output)} (OCI image layout)\n")
     for layer in result.layers:
         mark = "ok" if layer.ok else "MISMATCH"
         out.write(
-            f"  layer {layer.index}: {layer.diff_id} {mark} "
-            f"({human_size(layer.size)}, rebuilt from {layer.source})\n"
+            f"  layer {layer.index}: {visible(str(layer.diff_id))} {mark} "
+            f"({human_size(layer.size)}, rebuilt from {visible(str(layer.source))})\n"
         )
-    out.write(f"  manifest {result.manifest_digest}\n")
+    out.write(f"  manifest {visible(str(result.manifest_digest))}\n")

@@ -20,8 +20,9 @@ from inspect_tool.layers.tarformat import EntryType
 from inspect_tool.layers.union import ChangeKind, FileInfo, LayerChanges
 from inspect_tool.model.image import Image
 from inspect_tool.render.console import human_size
-from inspect_tool.render.dot import clean, excerpt
+from inspect_tool.render.dot import excerpt
 from inspect_tool.render.json import SCHEMA_VERSION
+from inspect_tool.render.text import visible
 
 STYLES = {
     ChangeKind.ADDED: ("+", "green"),
@@ -88,7 +89,7 @@ def _counts(added: int, modified: int, deleted: int) -> Text:
 def _node_text(node: ChangeNode) -> Text:
     info = node.info
     is_dir = info.type is EntryType.DIR if info is not None else node.change is None
-    name = clean(node.name) + ("/" if is_dir else "")
+    name = visible(node.name) + ("/" if is_dir else "")
     if node.change is None:
         text = Text(name, style="dim")
     else:
@@ -98,9 +99,9 @@ def _node_text(node: ChangeNode) -> Text:
         text.append(name, style=f"{style}{strike}")
     if info is not None:
         if info.type is EntryType.SYMLINK:
-            text.append(f" -> {clean(info.linkname)}", style="cyan")
+            text.append(f" -> {visible(info.linkname)}", style="cyan")
         elif info.type is EntryType.HARDLINK:
-            text.append(f" => {clean(info.linkname)}", style="cyan")
+            text.append(f" => {visible(info.linkname)}", style="cyan")
         elif info.type is EntryType.FILE:
             text.append(f"  {human_size(info.size)}", style="dim")
         elif info.type is not EntryType.DIR:
@@ -130,7 +131,7 @@ def layer_title(image: Image, changes: LayerChanges) -> Text:
         text.append(f"  {layer.diff_id.algorithm}:{layer.diff_id.short}", style="cyan")
     text.append(f"  {human_size(layer.size)}  ")
     text.append_text(_counts(changes.added, changes.modified, changes.deleted))
-    created_by = excerpt(layer.created_by, 72)
+    created_by = visible(excerpt(layer.created_by, 72))
     if created_by:
         text.append(f"  {created_by}", style="dim")
     return text
@@ -143,7 +144,7 @@ def render_tree(
     *,
     depth: int | None = None,
 ) -> None:
-    title = Text(clean(image.display_name), style="bold")
+    title = Text(visible(image.display_name), style="bold")
     title.append(f"  {image.image_id.algorithm}:{image.image_id.short}", style="cyan")
     count = len(image.layers)
     title.append(f"  {count} layer{'s' if count != 1 else ''}")
