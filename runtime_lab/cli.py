@@ -92,6 +92,13 @@ def run(
     read_only: bool = typer.Option(
         False, "--read-only", help="Mount the root filesystem read-only."
     ),
+    security_opt: list[str] | None = typer.Option(
+        None,
+        "--security-opt",
+        metavar="OPT",
+        help="seccomp=unconfined (no filter), seccomp=PROFILE.json (docker's profile format; "
+        "default: docker's default profile), no-new-privileges (always set). Repeatable.",
+    ),
     workdir: str | None = typer.Option(None, "--workdir", "-w", help="Working directory."),
     user: str | None = typer.Option(None, "--user", "-u", help="name|uid[:group|gid]."),
     entrypoint: str | None = typer.Option(
@@ -154,6 +161,12 @@ def run(
 
       dockscope run -v data:/data -v "$PWD":/src:ro sample_images/busybox.tar ls /data /src
 
+      dockscope run --trace sample_images/busybox.tar unshare -U true   # EPERM: seccomp
+
+      dockscope run --security-opt seccomp=unconfined sample_images/busybox.tar unshare -U true
+
+      dockscope run --security-opt seccomp=profile.json sample_images/busybox.tar mkdir /x
+
       dockscope run --explain sample_images/busybox.tar
     """
     from runtime_lab import container as rt
@@ -197,6 +210,9 @@ def run(
             environment += read_env_file(str(path), text)
         environment += env or []
         volumes = [parse_volume(v, os.getcwd()) for v in volume or []]
+        from runtime_lab.seccomp import security_options
+
+        security = security_options(security_opt or [])
         if tty and interactive and "stdin" in streams and not os.isatty(0) and not explain:
             raise UsageError("the input device is not a TTY: -it needs a terminal on stdin")
         options = rt.RunOptions(
@@ -226,6 +242,7 @@ def run(
             volumes=volumes,
             read_only=read_only,
             restart=str(policy),
+            security=security,
         )
         if explain:
             _explain(options)
@@ -371,6 +388,10 @@ def _explain(options: object) -> None:
         )
         or "none",
         "root filesystem": mode,
+        "seccomp": {
+            "default": "docker's default profile (runtime_lab/profiles/docker-default.json)",
+            "unconfined": "unconfined (no filter)",
+        }.get(options.security.seccomp, options.security.seccomp),
     }
     explain(
         Console(highlight=False),
@@ -381,6 +402,7 @@ def _explain(options: object) -> None:
             tty=options.tty,
             volumes=len(options.volumes),
             read_only=options.read_only,
+            seccomp=options.security.seccomp != "unconfined",
             joined=[
                 kind
                 for kind, mode in (

@@ -24,6 +24,7 @@ from inspect_tool.errors import DockscopeError, UsageError
 from runtime_lab import cgroups
 from runtime_lab.layerstore import copy_image, ensure_layers, overlay_available
 from runtime_lab.process import LaunchSpec, run_shim, wait_quietly
+from runtime_lab.seccomp import Options as SecurityOptions
 from runtime_lab.spec import VolumeSpec, command_line, environment, labels
 from runtime_lab.steps import STEPS
 from runtime_lab.store import ContainerConfig, ContainerState, Store, now, write_atomic
@@ -32,6 +33,7 @@ from runtime_lab.trace import Event, Tracer
 
 if TYPE_CHECKING:
     from inspect_tool.model.image import Image
+    from runtime_lab.seccomp import Filter
 
 MEMORY_KILL_EXIT = 137
 
@@ -68,6 +70,7 @@ class RunOptions:
     volumes: list[VolumeSpec] = field(default_factory=list)  # -v
     read_only: bool = False
     restart: str = "no"
+    security: SecurityOptions = field(default_factory=SecurityOptions)  # --security-opt
 
 
 def step_event(step_id: str, **fields: Any) -> Event:
@@ -254,6 +257,8 @@ def _config(
         labels=labels(config_obj, options.labels),
         read_only=options.read_only,
         restart=options.restart,
+        seccomp=options.security.seccomp,
+        seccomp_profile=options.security.profile,
     )
 
 
@@ -412,6 +417,7 @@ def _run(
             if mode == "host"
         ],
     )
+    spec.seccomp = _seccomp_filter(config, tracer)
     events_r, events_w = os.pipe()
     go_r, go_w = os.pipe()
     ack_r, ack_w = os.pipe()
@@ -439,6 +445,8 @@ def _run(
             os.close(fd)
     if console_child is not None:
         console_child.close()
+    if spec.seccomp is not None:  # the children have their copy
+        spec.seccomp.release()
     state.shim_pid = shim
     state.cgroup_paths = {k: str(v) for k, v in group.paths.items()}
     init_pid = 0
@@ -557,6 +565,20 @@ def close_other_fds(keep: set[int]) -> None:
             os.closerange(top, fd)
         top = fd + 1
     os.closerange(top, 65536)
+
+
+def _seccomp_filter(config: ContainerConfig, tracer: Tracer) -> Filter | None:
+    """The container's seccomp filter, compiled here (libseccomp is on the host's disk, which
+    PID 1 no longer sees when it loads the filter); with a trace, the kernel is asked to log
+    what the filter denies (SECCOMP_FILTER_FLAG_LOG)."""
+    from runtime_lab import seccomp
+    from runtime_lab.spec import DEFAULT_CAPABILITIES
+
+    options = SecurityOptions(config.seccomp, config.seccomp_profile)
+    try:
+        return seccomp.prepare(options, DEFAULT_CAPABILITIES, log=tracer.tracing)
+    except seccomp.SeccompError as exc:
+        raise ContainerError(exc.message, subject=config.name) from None
 
 
 def _joined_namespaces(store: Store, config: ContainerConfig) -> dict[str, int]:

@@ -52,6 +52,12 @@ def _evidence_lines(event: Event) -> list[str]:
         "path",
         "uid",
         "gid",
+        "default_action",  # seccomp
+        "architectures",
+        "syscalls_allowed",
+        "syscalls_allowed_by_argument",
+        "syscalls_with_other_actions",
+        "bpf_instructions",
     ):
         if key in ev:
             lines.append(f"{key}: {ev[key]}")

@@ -51,6 +51,11 @@ class Tracer:
     def add_sink(self, sink: Callable[[Event], None]) -> None:
         self._sinks.append(sink)
 
+    @property
+    def tracing(self) -> bool:
+        """Someone watches the steps (--trace, --trace-json or --step)."""
+        return bool(self._sinks)
+
     def emit(self, event: Event) -> None:
         self.events.append(event)
         for sink in self._sinks:
