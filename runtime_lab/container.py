@@ -417,7 +417,7 @@ def _run(
             if mode == "host"
         ],
     )
-    spec.seccomp = _seccomp_filter(config, tracer)
+    spec.seccomp = seccomp_filter(config, tracer)
     events_r, events_w = os.pipe()
     go_r, go_w = os.pipe()
     ack_r, ack_w = os.pipe()
@@ -567,7 +567,7 @@ def close_other_fds(keep: set[int]) -> None:
     os.closerange(top, 65536)
 
 
-def _seccomp_filter(config: ContainerConfig, tracer: Tracer) -> Filter | None:
+def seccomp_filter(config: ContainerConfig, tracer: Tracer) -> Filter | None:
     """The container's seccomp filter, compiled here (libseccomp is on the host's disk, which
     PID 1 no longer sees when it loads the filter); with a trace, the kernel is asked to log
     what the filter denies (SECCOMP_FILTER_FLAG_LOG)."""

@@ -204,7 +204,7 @@ _ALL = [
         "starts, for good: docker's default profile allows about 350 calls and answers EPERM "
         "to the rest, the calls that reach kernel code shared with the host without "
         "namespaces to isolate them (keyctl and add_key on the kernel's keyrings, unshare "
-        "and clone of new user namespaces, mount, bpf, kexec_load, reboot, ptrace, "
+        "and clone of new user namespaces, mount, bpf, kexec_load, reboot, "
         "open_by_handle_at). Calls a kept capability needs stay allowed (chroot with "
         "CAP_SYS_CHROOT). Loaded last, after no_new_privs (which lets an unprivileged "
         "process load one), so runtime steps are not filtered.",
