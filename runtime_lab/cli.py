@@ -245,7 +245,7 @@ def run(
             security=security,
         )
         if explain:
-            _explain(options)
+            _explain(options, traced=trace or trace_json is not None)
             return
         _need_root()
         tracer = Tracer()
@@ -355,7 +355,7 @@ def add_trace_sinks(tracer: Tracer, *, trace: bool, json_file: object) -> None:
         tracer.add_sink(JsonLinesSink(json_file))  # type: ignore[arg-type]
 
 
-def _explain(options: object) -> None:
+def _explain(options: object, *, traced: bool) -> None:
     from rich.console import Console
 
     from inspect_tool.cli._common import open_one_image
@@ -403,6 +403,7 @@ def _explain(options: object) -> None:
             volumes=len(options.volumes),
             read_only=options.read_only,
             seccomp=options.security.seccomp != "unconfined",
+            traced=traced,
             joined=[
                 kind
                 for kind, mode in (

@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ from runtime_lab.trace import Event, Tracer
 
 if TYPE_CHECKING:
     from inspect_tool.model.image import Image
-    from runtime_lab.seccomp import Filter
+    from runtime_lab.seccomp import Filter, KernelLog
 
 MEMORY_KILL_EXIT = 137
 
@@ -417,7 +418,8 @@ def _run(
             if mode == "host"
         ],
     )
-    spec.seccomp = seccomp_filter(config, tracer)
+    spec.seccomp = seccomp_filter(config, log=tracer.tracing)
+    kernel_log = _open_kernel_log(spec)
     events_r, events_w = os.pipe()
     go_r, go_w = os.pipe()
     ack_r, ack_w = os.pipe()
@@ -435,6 +437,10 @@ def _run(
         try:
             keep = {events_w, go_r, ack_r, stdin_r, out_w, err_w, spec.console_fd}
             close_other_fds({fd for fd in keep if fd is not None})
+            if kernel_log is not None:  # the container's seccomp records: its own session
+                from runtime_lab.seccomp import new_audit_session
+
+                new_audit_session()
             code = run_shim(spec, events_w, go_r, ack_r)
         except BaseException:  # reported as an event where it happened
             code = 1
@@ -451,10 +457,13 @@ def _run(
     state.cgroup_paths = {k: str(v) for k, v in group.paths.items()}
     init_pid = 0
     save_error: OSError | None = None
+    session: int | None = None  # the container's audit session (seccomp records)
 
     def on_event(event: Event) -> None:
-        nonlocal init_pid, save_error
+        nonlocal init_pid, save_error, session
         changed = False
+        if event.step == "seccomp" and event.phase == "done":
+            session = event.evidence.get("audit_session")
         if event.step == "fork-init" and event.phase == "done":
             init_pid = int(event.evidence.get("host_pid", 0))
             state.pid = init_pid
@@ -540,6 +549,8 @@ def _run(
     hub.finish(code)  # attach clients get the exit status
     with contextlib.suppress(FileNotFoundError):
         os.unlink(directory / ATTACH_SOCKET)
+    if kernel_log is not None:
+        _report_denials(tracer, kernel_log, session)
     tracer.emit(
         step_event(
             "exit",
@@ -567,16 +578,50 @@ def close_other_fds(keep: set[int]) -> None:
     os.closerange(top, 65536)
 
 
-def seccomp_filter(config: ContainerConfig, tracer: Tracer) -> Filter | None:
+def _open_kernel_log(spec: LaunchSpec) -> KernelLog | None:
+    """With a trace and a filter that logs: the kernel log, read from now on."""
+    if spec.seccomp is None or not spec.seccomp.log:
+        return None
+    from runtime_lab.seccomp import KernelLog
+
+    return KernelLog.open()
+
+
+def _report_denials(tracer: Tracer, kernel_log: KernelLog, session: int | None) -> None:
+    try:
+        if session is None:
+            tracer.emit(
+                step_event(
+                    "seccomp-denied",
+                    result="no audit session of its own: the records cannot be told apart",
+                )
+            )
+            return
+        denied = kernel_log.denials(session)
+        tracer.emit(
+            step_event(
+                "seccomp-denied",
+                args={"session": session},
+                evidence={
+                    "denied": denied,
+                    "counts": dict(Counter(d["syscall"] for d in denied).most_common()),
+                },
+            )
+        )
+    finally:
+        kernel_log.close()
+
+
+def seccomp_filter(config: ContainerConfig, *, log: bool) -> Filter | None:
     """The container's seccomp filter, compiled here (libseccomp is on the host's disk, which
     PID 1 no longer sees when it loads the filter); with a trace, the kernel is asked to log
-    what the filter denies (SECCOMP_FILTER_FLAG_LOG)."""
+    what the filter denies (``log``: SECCOMP_FILTER_FLAG_LOG)."""
     from runtime_lab import seccomp
     from runtime_lab.spec import DEFAULT_CAPABILITIES
 
     options = SecurityOptions(config.seccomp, config.seccomp_profile)
     try:
-        return seccomp.prepare(options, DEFAULT_CAPABILITIES, log=tracer.tracing)
+        return seccomp.prepare(options, DEFAULT_CAPABILITIES, log=log)
     except seccomp.SeccompError as exc:
         raise ContainerError(exc.message, subject=config.name) from None
 

@@ -58,6 +58,7 @@ def _evidence_lines(event: Event) -> list[str]:
         "syscalls_allowed_by_argument",
         "syscalls_with_other_actions",
         "bpf_instructions",
+        "counts",  # seccomp-denied
     ):
         if key in ev:
             lines.append(f"{key}: {ev[key]}")

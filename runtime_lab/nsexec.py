@@ -140,7 +140,7 @@ def exec_in(
         stderr_fd=err_w,
         console_fd=console_child.fileno() if console_child is not None else None,
         window=io.window,
-        seccomp=seccomp_filter(config, tracer),
+        seccomp=seccomp_filter(config, log=False),  # exec's denials are not collected
     )
     events_r, events_w = os.pipe()
     go_r, go_w = os.pipe()

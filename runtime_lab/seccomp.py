@@ -28,6 +28,7 @@ import importlib.resources
 import json
 import os
 import platform
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -380,8 +381,9 @@ class Filter:
         if rc < 0:
             raise OSError(-rc, f"seccomp_load: {os.strerror(-rc)}")
         evidence = self.summary()
-        status = _status_lines()
-        evidence["status"] = status
+        evidence["status"] = _status_lines()
+        if self.log:  # dockscope reads the kernel's records of this session at the end
+            evidence["audit_session"] = audit_session()
         return evidence
 
     def release(self) -> None:
@@ -564,3 +566,139 @@ def security_options(values: Iterable[str]) -> Options:
                 "no-new-privileges"
             )
     return options
+
+
+# -- what the filter denied: the kernel's audit records -------------------------------------------
+# With SECCOMP_FILTER_FLAG_LOG the kernel writes an audit record (type 1326, AUDIT_SECCOMP) for
+# every call the filter does not allow. Without an audit daemon the records go to the kernel log
+# (/dev/kmsg, what dmesg shows); with one, to its log (ausearch -m SECCOMP). The container's are
+# told from other processes' by their audit session: its shim starts a new one.
+
+AUDIT_SECCOMP = 1326
+_UNSET = 4294967295
+_FIELD = re.compile(r'(\w+)=("[^"]*"|\S+)')
+
+
+def new_audit_session() -> int | None:
+    """A new audit session for this process and all it starts: its login uid written again to
+    /proc/self/loginuid (0 when none is set), which gives it a new session id. None when the
+    kernel refuses (login uids made immutable)."""
+    try:
+        with open("/proc/self/loginuid") as f:
+            current = int(f.read().strip())
+        fd = os.open("/proc/self/loginuid", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, str(0 if current == _UNSET else current).encode())
+        finally:
+            os.close(fd)
+        return audit_session()
+    except (OSError, ValueError):
+        return None
+
+
+def audit_session() -> int | None:
+    try:
+        with open("/proc/self/sessionid") as f:
+            value = int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+    return None if value == _UNSET else value
+
+
+def syscall_name(arch: int, number: int) -> str:
+    """libseccomp's name for a call number on an architecture (an audit token)."""
+    lib = library()
+    resolve = lib.seccomp_syscall_resolve_num_arch
+    resolve.restype = ctypes.c_void_p
+    resolve.argtypes = [ctypes.c_uint32, ctypes.c_int]
+    pointer = resolve(arch, number)
+    if not pointer:
+        return str(number)
+    try:
+        return ctypes.string_at(pointer).decode("ascii", "replace")
+    finally:
+        libc = ctypes.CDLL(None)
+        libc.free.argtypes = [ctypes.c_void_p]
+        libc.free(pointer)
+
+
+class KernelLog:
+    """/dev/kmsg, read from the moment it is opened: the seccomp records of one session."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    @classmethod
+    def open(cls) -> KernelLog | None:
+        try:
+            fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return None
+        os.lseek(fd, 0, os.SEEK_END)  # only what is logged from now on
+        return cls(fd)
+
+    def records(self) -> list[str]:
+        found: list[str] = []
+        while True:
+            try:
+                record = os.read(self.fd, 8192)
+            except BlockingIOError:
+                return found
+            except BrokenPipeError:  # overwritten before it was read: go on with the next
+                continue
+            except OSError:
+                return found
+            if not record:
+                return found
+            found.append(record.decode("utf-8", "replace"))
+
+    def denials(self, session: int, settle: float = 0.3) -> list[dict[str, Any]]:
+        """The session's seccomp records. The kernel's audit thread writes them a moment after
+        the call: the log is read again every 50 ms until a read brings nothing more
+        (``settle`` seconds at most)."""
+        import time
+
+        records: list[str] = []
+        deadline = time.monotonic() + settle
+        while True:
+            new = self.records()
+            records += new
+            if (not new and records) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        found = []
+        for record in records:
+            _, _, message = record.partition(";")
+            if f"type={AUDIT_SECCOMP} " not in message:
+                continue
+            fields = {k: v.strip('"') for k, v in _FIELD.findall(message)}
+            if fields.get("ses") != str(session):
+                continue
+            try:
+                arch, number = int(fields["arch"], 16), int(fields["syscall"])
+            except (KeyError, ValueError):
+                continue
+            found.append(
+                {
+                    "syscall": syscall_name(arch, number),
+                    "number": number,
+                    "pid": int(fields.get("pid", "0") or 0),
+                    "comm": fields.get("comm", ""),
+                    "action": _AUDIT_CODES.get(int(fields.get("code", "0"), 16) & 0xFFFF0000, "?"),
+                }
+            )
+        return found
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+_AUDIT_CODES = {
+    0x00000000: "kill_thread",
+    0x80000000: "kill_process",
+    0x00030000: "trap",
+    0x00050000: "errno",
+    0x7FC00000: "user_notif",
+    0x7FF00000: "trace",
+    0x7FFC0000: "log",
+}

@@ -219,6 +219,18 @@ _ALL = [
         "init",
     ),
     Step(
+        "seccomp-denied",
+        "Read what the seccomp filter denied",
+        "read(/dev/kmsg)",
+        "With a trace the filter is loaded with SECCOMP_FILTER_FLAG_LOG: the kernel writes an "
+        "audit record (type 1326, AUDIT_SECCOMP) for each call it does not allow, with the "
+        "process, the call's number and the action. The container's shim began an audit "
+        "session of its own (a write to /proc/self/loginuid), so its records are those "
+        "with its session id (ses=). Without an audit daemon they are in the kernel log "
+        "(dmesg); with one, in its log (ausearch -m SECCOMP).",
+        "dockscope",
+    ),
+    Step(
         "exit",
         "The container exits",
         "wait4",
@@ -311,9 +323,11 @@ def plan(
     read_only: bool = False,
     joined: Sequence[str] = (),
     seccomp: bool = True,
+    traced: bool = False,
 ) -> list[Step]:
     """The steps a run will take with these options, in order (``joined``: the kinds of
-    namespace joined with setns rather than unshared; ``seccomp``: a filter is loaded)."""
+    namespace joined with setns rather than unshared; ``seccomp``: a filter is loaded;
+    ``traced``: the run is traced, so what the filter denied is read from the kernel)."""
     chosen = []
     for step in _ALL:
         if step.id == "unshare":  # run joins in the shim (exec, in its helper)
@@ -324,6 +338,8 @@ def plan(
         if step.id == "readonly-rootfs" and not read_only:
             continue
         if step.id == "seccomp" and not seccomp:  # --security-opt seccomp=unconfined
+            continue
+        if step.id == "seccomp-denied" and not (seccomp and traced):
             continue
         if step.id == "loopback" and network != "none":
             continue

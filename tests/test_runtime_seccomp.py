@@ -13,11 +13,13 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from runtime_lab.seccomp import KernelLog
 from tests.runtime_support import (
     Host,
     ds,
@@ -195,3 +197,38 @@ def test_trace_shows_the_filter_loaded_last(root: Path, busybox_image: Path) -> 
         )
     )
     assert "seccomp" not in {e["step"] for e in events(unconfined)}
+
+
+def test_trace_names_the_calls_the_filter_denied(root: Path, busybox_image: Path) -> None:
+    trace = root.parent / "denied-trace.jsonl"
+    script = "unshare -U true; unshare -U true; mount -t tmpfs none /mnt; mkdir /ok; true"
+    ok(ds(root, "run", "--rm", "--trace-json", trace, busybox_image, "sh", "-c", script))
+    found = events(trace)
+    loaded = step(found, "seccomp")
+    session = loaded["evidence"]["audit_session"]
+    assert isinstance(session, int)
+    report = step(found, "seccomp-denied")
+    assert report["args"] == {"session": session}
+    assert report["evidence"]["counts"] == {"unshare": 2, "mount": 1}
+    assert {d["comm"] for d in report["evidence"]["denied"]} == {"unshare", "mount"}
+    assert {d["action"] for d in report["evidence"]["denied"]} == {"errno"}
+    order = [e["step"] for e in found if e["phase"] == "done"]
+    assert order.index("seccomp-denied") == order.index("exit") - 1
+    # the records are this container's only: another traced container's session differs
+    other = root.parent / "other-trace.jsonl"
+    ok(ds(root, "run", "--rm", "--trace-json", other, busybox_image, "true"))
+    again = events(other)
+    assert step(again, "seccomp")["evidence"]["audit_session"] != session
+    assert step(again, "seccomp-denied")["evidence"]["denied"] == []
+
+
+def test_an_untraced_run_leaves_no_record(root: Path, busybox_image: Path) -> None:
+    log = KernelLog.open()
+    assert log is not None
+    try:
+        ok(ds(root, "run", "--rm", busybox_image, "sh", "-c", "unshare -U true; true"))
+        time.sleep(0.2)  # the kernel's audit thread writes a moment after the call
+        records = [r for r in log.records() if "type=1326" in r and 'comm="unshare"' in r]
+    finally:
+        log.close()
+    assert records == []  # no SECCOMP_FILTER_FLAG_LOG without a trace
