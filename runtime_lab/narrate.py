@@ -58,7 +58,6 @@ def _evidence_lines(event: Event) -> list[str]:
         "syscalls_allowed_by_argument",
         "syscalls_with_other_actions",
         "bpf_instructions",
-        "counts",  # seccomp-denied
     ):
         if key in ev:
             lines.append(f"{key}: {ev[key]}")
@@ -66,6 +65,18 @@ def _evidence_lines(event: Event) -> list[str]:
         lines += [f"{k}: {v}" for k, v in ev["status"].items()]
     if ev.get("refused"):
         lines += [f"refused: {r}" for r in ev["refused"]]
+    denied = ev.get("denied")
+    if isinstance(denied, list):  # seccomp-denied: what the kernel's audit records say
+        lines += [
+            f"denied: {d.get('syscall')} (#{d.get('number')}) called by PID {d.get('pid')} "
+            f"{d.get('comm')!r}: {d.get('action')}"
+            for d in denied[:20]
+            if isinstance(d, dict)
+        ]
+        if len(denied) > 20:
+            lines.append(f"… and {len(denied) - 20} more; by call: {ev.get('counts')}")
+        if not denied:
+            lines.append("denied: nothing")
     return lines
 
 

@@ -232,3 +232,14 @@ def test_an_untraced_run_leaves_no_record(root: Path, busybox_image: Path) -> No
     finally:
         log.close()
     assert records == []  # no SECCOMP_FILTER_FLAG_LOG without a trace
+
+
+def test_trace_narrates_the_filter_and_its_denials(root: Path, busybox_image: Path) -> None:
+    result = ds(root, "run", "--rm", "--trace", busybox_image, "sh", "-c", "unshare -U true")
+    assert result.code == 1
+    assert "Load the seccomp filter  seccomp(SECCOMP_SET_MODE_FILTER)(profile=default)" in (
+        result.err
+    )
+    assert "default_action: SCMP_ACT_ERRNO(EPERM)" in result.err
+    assert "Seccomp: 2" in result.err
+    assert "denied: unshare (#" in result.err and "'unshare': errno" in result.err
