@@ -545,6 +545,14 @@ def _run(
     values: dict[str, str] = {}
     with contextlib.suppress(OSError):
         values = group.values()
+    if kernel_log is not None:  # before the exit is recorded: stop waits for that record
+        try:
+            if failure is None:
+                _report_denials(tracer, kernel_log, session)
+        except Exception as exc:  # a trace file that cannot be written: the exit still counts
+            failure = exc
+        finally:
+            kernel_log.close()
     state.status, state.exit_code, state.oom_killed, state.finished = "exited", code, oom, now()
     save_error = _save(store, container_id, state) or save_error
     if failure is not None:
@@ -552,8 +560,6 @@ def _run(
     hub.finish(code)  # attach clients get the exit status
     with contextlib.suppress(FileNotFoundError):
         os.unlink(directory / ATTACH_SOCKET)
-    if kernel_log is not None:
-        _report_denials(tracer, kernel_log, session)
     tracer.emit(
         step_event(
             "exit",
@@ -591,28 +597,25 @@ def _open_kernel_log(spec: LaunchSpec) -> KernelLog | None:
 
 
 def _report_denials(tracer: Tracer, kernel_log: KernelLog, session: int | None) -> None:
-    try:
-        if session is None:
-            tracer.emit(
-                step_event(
-                    "seccomp-denied",
-                    result="no audit session of its own: the records cannot be told apart",
-                )
-            )
-            return
-        denied = kernel_log.denials(session)
+    if session is None:
         tracer.emit(
             step_event(
                 "seccomp-denied",
-                args={"session": session},
-                evidence={
-                    "denied": denied,
-                    "counts": dict(Counter(d["syscall"] for d in denied).most_common()),
-                },
+                result="no audit session of its own: the records cannot be told apart",
             )
         )
-    finally:
-        kernel_log.close()
+        return
+    denied = kernel_log.denials(session)
+    tracer.emit(
+        step_event(
+            "seccomp-denied",
+            args={"session": session},
+            evidence={
+                "denied": denied,
+                "counts": dict(Counter(d["syscall"] for d in denied).most_common()),
+            },
+        )
+    )
 
 
 def seccomp_filter(config: ContainerConfig, *, log: bool) -> Filter | None:

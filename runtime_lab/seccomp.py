@@ -652,7 +652,7 @@ class KernelLog:
                 return found
             found.append(record.decode("utf-8", "replace"))
 
-    def denials(self, session: int, settle: float = 0.3) -> list[dict[str, Any]]:
+    def denials(self, session: int, settle: float = 0.2) -> list[dict[str, Any]]:
         """The session's seccomp records. The kernel's audit thread writes them a moment after
         the call: the log is read again every 50 ms until a read brings nothing more
         (``settle`` seconds at most)."""
