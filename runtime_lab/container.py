@@ -141,9 +141,10 @@ def create(
                 copy_image(source, image, directory / "merged")
             mounts = _mounts(store, options.volumes)
             config = _config(options, container_id, name, image, layer_dirs, argv, hostname)
-            compiled = seccomp_filter(config, log=False)  # a profile libseccomp refuses fails now
-            if compiled is not None:
-                compiled.release()
+            if config.seccomp_profile is not None:  # one libseccomp refuses fails now
+                compiled = seccomp_filter(config, log=False)
+                if compiled is not None:
+                    compiled.release()
             config.volumes = mounts
             config.network, config.pid_mode, config.ipc_mode = network, pid_mode, ipc_mode
             store.save_config(config)

@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import importlib.resources
 import json
 import os
-import platform
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -123,11 +121,11 @@ class Options:
 
 
 def default_profile_text() -> str:
-    return (
-        importlib.resources.files("runtime_lab")
-        .joinpath("profiles", DEFAULT_PROFILE_FILE)
-        .read_text(encoding="utf-8")
-    )
+    # package data beside this module (importlib.resources would cost 20 ms of imports at
+    # every start)
+    path = os.path.join(os.path.dirname(__file__), "profiles", DEFAULT_PROFILE_FILE)
+    with open(path, encoding="utf-8") as f:
+        return f.read()
 
 
 def parse_profile(text: str, source: str) -> dict[str, Any]:
@@ -222,7 +220,7 @@ def _kernel_tuple(text: str) -> tuple[int, int] | None:
 
 
 def native_machine() -> str:
-    return platform.machine()
+    return os.uname().machine
 
 
 def resolve(
@@ -357,7 +355,7 @@ class Filter:
     denied: list[str]  # names given an action other than allow
     unknown: list[str]  # names libseccomp does not know (skipped, as runc does)
     rules_left_out: int
-    instructions: int  # the BPF program's length
+    instructions: int | None  # the BPF program's length (measured for traced runs only)
     log: bool
 
     def summary(self) -> dict[str, Any]:
@@ -412,7 +410,9 @@ def _status_lines() -> dict[str, str]:
     return found
 
 
-def compile_filter(resolved: Resolved, name: str, *, log: bool = False) -> Filter:
+def compile_filter(
+    resolved: Resolved, name: str, *, log: bool = False, measure: bool = False
+) -> Filter:
     """libseccomp's context for a resolved profile: seccomp_init with the default action,
     seccomp_arch_add for each architecture, seccomp_rule_add_array for each name."""
     lib = library()
@@ -431,18 +431,20 @@ def compile_filter(resolved: Resolved, name: str, *, log: bool = False) -> Filte
         denied=[],
         unknown=[],
         rules_left_out=resolved.left_out,
-        instructions=0,
+        instructions=None,
         log=log,
     )
     try:
-        _build(lib, context, resolved, default, result)
+        _build(lib, context, resolved, default, result, measure)
     except BaseException:
         result.release()
         raise
     return result
 
 
-def _build(lib: ctypes.CDLL, context: int, resolved: Resolved, default: int, out: Filter) -> None:
+def _build(
+    lib: ctypes.CDLL, context: int, resolved: Resolved, default: int, out: Filter, measure: bool
+) -> None:
     def check(rc: int, what: str) -> None:
         if rc < 0:
             raise SeccompError(f"{what}: {os.strerror(-rc)}", subject=out.name)
@@ -483,7 +485,8 @@ def _build(lib: ctypes.CDLL, context: int, resolved: Resolved, default: int, out
     out.allowed = sorted(set(out.allowed))
     out.conditional = sorted(set(out.conditional) - set(out.allowed))
     out.denied = sorted(set(out.denied))
-    out.instructions = _program_length(lib, context)
+    if measure:
+        out.instructions = _program_length(lib, context)
 
 
 def _argument_groups(args: tuple[Arg, ...]) -> list[tuple[Arg, ...]]:
@@ -518,7 +521,7 @@ def prepare(options: Options, capabilities: Iterable[str], *, log: bool = False)
     resolved = resolve(doc, capabilities=capabilities)
     if resolved is None:
         return None
-    return compile_filter(resolved, name, log=log)
+    return compile_filter(resolved, name, log=log, measure=log)
 
 
 def read_profile(path: str) -> dict[str, Any]:
@@ -652,20 +655,20 @@ class KernelLog:
                 return found
             found.append(record.decode("utf-8", "replace"))
 
-    def denials(self, session: int, settle: float = 0.2) -> list[dict[str, Any]]:
+    def denials(self, session: int, settle: float = 0.5) -> list[dict[str, Any]]:
         """The session's seccomp records. The kernel's audit thread writes them a moment after
-        the call: the log is read again every 50 ms until a read brings nothing more
+        the call: the log is read again 50 ms later, and every 50 ms while reads bring more
         (``settle`` seconds at most)."""
         import time
 
-        records: list[str] = []
+        records = self.records()
         deadline = time.monotonic() + settle
-        while True:
-            new = self.records()
-            records += new
-            if (not new and records) or time.monotonic() > deadline:
-                break
+        while time.monotonic() < deadline:
             time.sleep(0.05)
+            new = self.records()
+            if not new:
+                break
+            records += new
         found = []
         for record in records:
             _, _, message = record.partition(";")

@@ -199,17 +199,22 @@ def test_explain_lists_the_seccomp_step_unless_unconfined(busybox_image: Path) -
 
 
 def test_the_default_profile_compiles_for_this_machine() -> None:
-    compiled = seccomp.prepare(seccomp.Options(), DEFAULT_CAPABILITIES)
+    compiled = seccomp.prepare(seccomp.Options(), DEFAULT_CAPABILITIES, log=True)
     assert compiled is not None
     try:
         summary = compiled.summary()
     finally:
         compiled.release()
+    assert summary["log_flag"] is True
     assert summary["default_action"] == "SCMP_ACT_ERRNO(EPERM)"
     assert summary["syscalls_allowed"] > 300
     assert summary["syscalls_with_other_actions"] == ["clone3"]
     assert summary["syscalls_allowed_by_argument"] == ["clone", "personality"]
-    assert summary["bpf_instructions"] > 100
+    assert summary["bpf_instructions"] > 100  # measured for traced runs
+    untraced = seccomp.prepare(seccomp.Options(), DEFAULT_CAPABILITIES)
+    assert untraced is not None
+    untraced.release()
+    assert untraced.instructions is None and untraced.log is False
     assert seccomp.prepare(seccomp.Options("unconfined"), DEFAULT_CAPABILITIES) is None
 
 
