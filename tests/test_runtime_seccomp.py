@@ -243,3 +243,20 @@ def test_trace_narrates_the_filter_and_its_denials(root: Path, busybox_image: Pa
     assert "default_action: SCMP_ACT_ERRNO(EPERM)" in result.err
     assert "Seccomp: 2" in result.err
     assert "denied: unshare (#" in result.err and "'unshare': errno" in result.err
+
+
+def test_a_log_rule_allows_and_is_reported(root: Path, busybox_image: Path, tmp_path: Path) -> None:
+    profile = tmp_path / "log-mkdir.json"
+    rule = {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_LOG"}
+    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [rule]}))
+    trace = tmp_path / "trace.jsonl"
+    opts = ("--security-opt", f"seccomp={profile}", "--trace-json", trace)
+    out = ok(
+        ds(root, "run", "--rm", *opts, busybox_image, "sh", "-c", "mkdir /logged && echo made")
+    )
+    assert out == "made\n"  # SCMP_ACT_LOG allows the call…
+    found = events(trace)
+    assert step(found, "seccomp")["evidence"]["profile"] == str(profile)
+    logged = step(found, "seccomp-denied")["evidence"]["denied"]
+    assert [(d["action"], d["comm"]) for d in logged] == [("log", "mkdir")]  # …and logs it
+    assert logged[0]["syscall"] in ("mkdir", "mkdirat")
