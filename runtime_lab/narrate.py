@@ -132,7 +132,7 @@ class Stepper:
         looks = [
             f"ls -l /proc/{pid}/ns",
             f"cat /proc/{pid}/mountinfo",
-            f"cat /proc/{pid}/status | grep -E 'Cap|NSpid'",
+            f"cat /proc/{pid}/status | grep -E 'Cap|NSpid|NoNewPrivs|Seccomp'",
         ]
         if "init" in self.pids:
             looks.append(f"nsenter -t {self.pids['init']} -a ps")
