@@ -29,7 +29,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from inspect_tool.errors import DockscopeError, UsageError
 
@@ -71,6 +71,30 @@ MACHINES = {
     "s390x": ("s390x", "SCMP_ARCH_S390X"),
     "mips64": ("mips64", "SCMP_ARCH_MIPS64"),
     "riscv64": ("riscv64", "SCMP_ARCH_RISCV64"),
+}
+ARCHITECTURES = {
+    f"SCMP_ARCH_{name}"
+    for name in [
+        "X86",
+        "X86_64",
+        "X32",
+        "ARM",
+        "AARCH64",
+        "MIPS",
+        "MIPS64",
+        "MIPS64N32",
+        "MIPSEL",
+        "MIPSEL64",
+        "MIPSEL64N32",
+        "PPC",
+        "PPC64",
+        "PPC64LE",
+        "S390",
+        "S390X",
+        "PARISC",
+        "PARISC64",
+        "RISCV64",
+    ]
 }
 _FLTATR_CTL_NNP = 3  # scmp_filter_attr: libseccomp sets no_new_privs itself unless told not to
 _FLTATR_CTL_LOG = 6  # SECCOMP_FILTER_FLAG_LOG: the kernel logs every action but allow
@@ -153,9 +177,27 @@ def _check_action(value: Any, where: str, source: str) -> None:
         raise _fail(source, f"{where}: unknown action {value!r}")
 
 
+def _is_number(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is no number
+
+
+def _is_strings(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(item, str) and item and "\x00" not in item for item in value
+    )
+
+
 def _check_errno(value: Any, where: str, source: str) -> None:
-    if value is not None and (not isinstance(value, int) or not 0 <= value <= 0xFFFF):
+    if value is not None and (not _is_number(value) or not 0 <= value <= 0xFFFF):
         raise _fail(source, f"{where}: errnoRet must be a number from 0 to 65535")
+
+
+def _check_arches(value: Any, where: str, source: str) -> None:
+    if not _is_strings(value):
+        raise _fail(source, f"{where} must list architectures")
+    for arch in value:
+        if arch not in ARCHITECTURES:
+            raise _fail(source, f"{where}: unknown architecture {arch!r}")
 
 
 def _check_profile(doc: dict[str, Any], source: str) -> None:
@@ -166,12 +208,15 @@ def _check_profile(doc: dict[str, Any], source: str) -> None:
     _check_errno(doc.get("defaultErrnoRet"), "defaultErrnoRet", source)
     if doc.get("architectures") and doc.get("archMap"):
         raise _fail(source, "'architectures' and 'archMap' both given: use one")
-    for arch in doc.get("architectures") or []:
-        if not isinstance(arch, str) or not arch.startswith("SCMP_ARCH_"):
-            raise _fail(source, f"unknown architecture {arch!r}")
-    for entry in doc.get("archMap") or []:
-        if not isinstance(entry, dict) or not isinstance(entry.get("architecture"), str):
-            raise _fail(source, "archMap entries need an 'architecture'")
+    _check_arches(doc.get("architectures") or [], "architectures", source)
+    arch_map = doc.get("archMap") or []
+    if not isinstance(arch_map, list):
+        raise _fail(source, "'archMap' must be a list")
+    for entry in arch_map:
+        if not isinstance(entry, dict):
+            raise _fail(source, "archMap entries must be objects")
+        _check_arches([entry.get("architecture")], "archMap architecture", source)
+        _check_arches(entry.get("subArchitectures") or [], "archMap subArchitectures", source)
     calls = doc.get("syscalls") or []
     if not isinstance(calls, list):
         raise _fail(source, "'syscalls' must be a list")
@@ -183,7 +228,7 @@ def _check_profile(doc: dict[str, Any], source: str) -> None:
         if call.get("name") and names:
             raise _fail(source, f"{where}: 'name' and 'names' both given: use one")
         names = names or ([call["name"]] if call.get("name") else [])
-        if not names or not all(isinstance(n, str) and n for n in names):
+        if not names or not _is_strings(names):
             raise _fail(source, f"{where}: 'names' must list system call names")
         _check_action(call.get("action"), where, source)
         _check_errno(call.get("errnoRet"), where, source)
@@ -194,11 +239,11 @@ def _check_profile(doc: dict[str, Any], source: str) -> None:
             if not isinstance(arg, dict):
                 raise _fail(source, f"{where}: an argument is not an object")
             index = arg.get("index")
-            if not isinstance(index, int) or not 0 <= index <= 5:
+            if not _is_number(index) or not 0 <= index <= 5:
                 raise _fail(source, f"{where}: argument index must be 0 to 5")
             for key in ("value", "valueTwo"):
                 value = arg.get(key, 0)
-                if not isinstance(value, int) or not 0 <= value < 1 << 64:
+                if not _is_number(value) or not 0 <= value < 1 << 64:
                     raise _fail(source, f"{where}: argument {key} must be a 64-bit unsigned number")
             if arg.get("op") not in OPERATORS:
                 raise _fail(source, f"{where}: unknown operator {arg.get('op')!r}")
@@ -206,8 +251,13 @@ def _check_profile(doc: dict[str, Any], source: str) -> None:
             condition = call.get(key) or {}
             if not isinstance(condition, dict):
                 raise _fail(source, f"{where}: '{key}' must be an object")
+            for field_name in ("caps", "arches"):
+                if not _is_strings(condition.get(field_name) or []):
+                    raise _fail(source, f"{where}: {key}.{field_name} must be a list of names")
             kernel = condition.get("minKernel")
-            if kernel is not None and _kernel_tuple(str(kernel)) is None:
+            if kernel is not None and (
+                not isinstance(kernel, str) or _kernel_tuple(kernel) is None
+            ):
                 raise _fail(source, f"{where}: minKernel {kernel!r} is not a version")
 
 

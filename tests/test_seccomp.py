@@ -146,6 +146,31 @@ def test_profile_without_default_action_or_syscalls_is_no_filter() -> None:
             '"action": "SCMP_ACT_ERRNO"}]}',
             "'name' and 'names' both given",
         ),
+        (
+            '{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": "mkdir", '
+            '"action": "SCMP_ACT_ERRNO"}]}',
+            "syscalls[0]: 'names' must list system call names",
+        ),
+        (
+            '{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], '
+            '"action": "SCMP_ACT_ERRNO", "includes": {"caps": "CAP_SYS_ADMIN"}}]}',
+            "syscalls[0]: includes.caps must be a list of names",
+        ),
+        (
+            '{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], '
+            '"action": "SCMP_ACT_ERRNO", "args": [{"index": true, "value": 1, '
+            '"op": "SCMP_CMP_EQ"}]}]}',
+            "argument index must be 0 to 5",
+        ),
+        (
+            '{"defaultAction": "SCMP_ACT_ALLOW", "archMap": [{"architecture": '
+            '"SCMP_ARCH_X86_64", "subArchitectures": "SCMP_ARCH_X86"}]}',
+            "archMap subArchitectures must list architectures",
+        ),
+        (
+            '{"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_VAX"]}',
+            "unknown architecture 'SCMP_ARCH_VAX'",
+        ),
     ],
 )
 def test_bad_profiles_are_one_clear_line_with_exit_2(
