@@ -462,10 +462,13 @@ def _run(
     init_pid = 0
     save_error: OSError | None = None
     session: int | None = None  # the container's audit session (seccomp records)
+    reached: set[str] = set()  # the steps done
 
     def on_event(event: Event) -> None:
         nonlocal init_pid, save_error, session
         changed = False
+        if event.phase == "done":
+            reached.add(event.step)
         if event.step == "seccomp" and event.phase == "done":
             session = event.evidence.get("audit_session")
         if event.step == "fork-init" and event.phase == "done":
@@ -554,6 +557,8 @@ def _run(
             failure = exc
         finally:
             kernel_log.close()
+    if spec.seccomp is not None and "no_new_privs" in reached and "exec" not in reached:
+        state.error = state.error or _denied_before_exec(code)
     state.status, state.exit_code, state.oom_killed, state.finished = "exited", code, oom, now()
     save_error = _save(store, container_id, state) or save_error
     if failure is not None:
@@ -586,6 +591,18 @@ def close_other_fds(keep: set[int]) -> None:
             os.closerange(top, fd)
         top = fd + 1
     os.closerange(top, 65536)
+
+
+def _denied_before_exec(code: int) -> str:
+    """PID 1 loaded the filter and never reached execve: the profile denies a call it makes
+    in between (writing the step's event, reading /proc/self/status, even exit_group, whose
+    failure ends in SIGSEGV)."""
+    how = f"signal {code - 128}" if code > 128 else f"exit {code}"
+    return (
+        f"{STEPS['seccomp'].title}: PID 1 ended ({how}) before execve: the seccomp profile "
+        "denies a call it makes after loading the filter (allow write, read, openat, close, "
+        "mmap, munmap, brk, rt_sigaction, exit_group and execve)"
+    )
 
 
 def _open_kernel_log(spec: LaunchSpec) -> KernelLog | None:

@@ -260,3 +260,16 @@ def test_a_log_rule_allows_and_is_reported(root: Path, busybox_image: Path, tmp_
     logged = step(found, "seccomp-denied")["evidence"]["denied"]
     assert [(d["action"], d["comm"]) for d in logged] == [("log", "mkdir")]  # …and logs it
     assert logged[0]["syscall"] in ("mkdir", "mkdirat")
+
+
+def test_a_profile_that_stops_pid_1_before_execve_is_named(
+    root: Path, busybox_image: Path, tmp_path: Path
+) -> None:
+    profile = tmp_path / "execve-only.json"
+    rule = {"names": ["execve"], "action": "SCMP_ACT_ALLOW"}
+    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [rule]}))
+    result = ds(root, "run", "--rm", "--security-opt", f"seccomp={profile}", busybox_image, "true")
+    # even exit_group is denied: glibc's _exit then ends in SIGSEGV
+    assert result.code == 139
+    assert "Load the seccomp filter: PID 1 ended (signal 11) before execve" in result.err
+    assert "Traceback" not in result.err
