@@ -92,6 +92,13 @@ def run(
     read_only: bool = typer.Option(
         False, "--read-only", help="Mount the root filesystem read-only."
     ),
+    security_opt: list[str] | None = typer.Option(
+        None,
+        "--security-opt",
+        metavar="OPT",
+        help="seccomp=unconfined (no filter), seccomp=PROFILE.json (docker's profile format; "
+        "default: docker's default profile), no-new-privileges (always set). Repeatable.",
+    ),
     workdir: str | None = typer.Option(None, "--workdir", "-w", help="Working directory."),
     user: str | None = typer.Option(None, "--user", "-u", help="name|uid[:group|gid]."),
     entrypoint: str | None = typer.Option(
@@ -154,6 +161,12 @@ def run(
 
       dockscope run -v data:/data -v "$PWD":/src:ro sample_images/busybox.tar ls /data /src
 
+      dockscope run --trace sample_images/busybox.tar unshare -U true   # EPERM: seccomp
+
+      dockscope run --security-opt seccomp=unconfined sample_images/busybox.tar unshare -U true
+
+      dockscope run --security-opt seccomp=profile.json sample_images/busybox.tar mkdir /x
+
       dockscope run --explain sample_images/busybox.tar
     """
     from inspect_tool.render.text import visible
@@ -198,6 +211,9 @@ def run(
             environment += read_env_file(str(path), text)
         environment += env or []
         volumes = [parse_volume(v, os.getcwd()) for v in volume or []]
+        from runtime_lab.seccomp import security_options
+
+        security = security_options(security_opt or [])
         if tty and interactive and "stdin" in streams and not os.isatty(0) and not explain:
             raise UsageError("the input device is not a TTY: -it needs a terminal on stdin")
         options = rt.RunOptions(
@@ -227,9 +243,10 @@ def run(
             volumes=volumes,
             read_only=read_only,
             restart=str(policy),
+            security=security,
         )
         if explain:
-            _explain(options)
+            _explain(options, traced=trace or trace_json is not None)
             return
         _need_root()
         tracer = Tracer()
@@ -341,7 +358,7 @@ def add_trace_sinks(tracer: Tracer, *, trace: bool, json_file: object) -> None:
         tracer.add_sink(JsonLinesSink(json_file))  # type: ignore[arg-type]
 
 
-def _explain(options: object) -> None:
+def _explain(options: object, *, traced: bool) -> None:
     from inspect_tool.cli._common import open_one_image, stdout_console
     from runtime_lab.container import RunOptions
     from runtime_lab.layerstore import overlay_available
@@ -372,6 +389,10 @@ def _explain(options: object) -> None:
         )
         or "none",
         "root filesystem": mode,
+        "seccomp": {
+            "default": "docker's default profile (runtime_lab/profiles/docker-default.json)",
+            "unconfined": "unconfined (no filter)",
+        }.get(options.security.seccomp, options.security.seccomp),
     }
     explain(
         stdout_console(),
@@ -382,6 +403,8 @@ def _explain(options: object) -> None:
             tty=options.tty,
             volumes=len(options.volumes),
             read_only=options.read_only,
+            seccomp=options.security.seccomp != "unconfined",
+            traced=traced,
             joined=[
                 kind
                 for kind, mode in (

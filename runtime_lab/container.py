@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from inspect_tool.errors import DockscopeError, UsageError
 from runtime_lab import cgroups
 from runtime_lab.layerstore import copy_image, ensure_layers, overlay_available
 from runtime_lab.process import LaunchSpec, run_shim, wait_quietly
+from runtime_lab.seccomp import Options as SecurityOptions
 from runtime_lab.spec import VolumeSpec, command_line, environment, labels
 from runtime_lab.steps import STEPS
 from runtime_lab.store import ContainerConfig, ContainerState, Store, now, write_atomic
@@ -32,6 +34,7 @@ from runtime_lab.trace import Event, Tracer
 
 if TYPE_CHECKING:
     from inspect_tool.model.image import Image
+    from runtime_lab.seccomp import Filter, KernelLog
 
 MEMORY_KILL_EXIT = 137
 
@@ -68,6 +71,7 @@ class RunOptions:
     volumes: list[VolumeSpec] = field(default_factory=list)  # -v
     read_only: bool = False
     restart: str = "no"
+    security: SecurityOptions = field(default_factory=SecurityOptions)  # --security-opt
 
 
 def step_event(step_id: str, **fields: Any) -> Event:
@@ -137,6 +141,10 @@ def create(
                 copy_image(source, image, directory / "merged")
             mounts = _mounts(store, options.volumes)
             config = _config(options, container_id, name, image, layer_dirs, argv, hostname)
+            if config.seccomp_profile is not None:  # one libseccomp refuses fails now
+                compiled = seccomp_filter(config, log=False)
+                if compiled is not None:
+                    compiled.release()
             config.volumes = mounts
             config.network, config.pid_mode, config.ipc_mode = network, pid_mode, ipc_mode
             store.save_config(config)
@@ -254,6 +262,8 @@ def _config(
         labels=labels(config_obj, options.labels),
         read_only=options.read_only,
         restart=options.restart,
+        seccomp=options.security.seccomp,
+        seccomp_profile=options.security.profile,
     )
 
 
@@ -423,6 +433,8 @@ def _run(
             if mode == "host"
         ],
     )
+    spec.seccomp = seccomp_filter(config, log=tracer.tracing)
+    kernel_log = _open_kernel_log(spec)
     events_r, events_w = os.pipe()
     go_r, go_w = os.pipe()
     ack_r, ack_w = os.pipe()
@@ -440,6 +452,10 @@ def _run(
         try:
             keep = {events_w, go_r, ack_r, stdin_r, out_w, err_w, spec.console_fd}
             close_other_fds({fd for fd in keep if fd is not None})
+            if kernel_log is not None:  # the container's seccomp records: its own session
+                from runtime_lab.seccomp import new_audit_session
+
+                new_audit_session()
             code = run_shim(spec, events_w, go_r, ack_r)
         except BaseException:  # reported as an event where it happened
             code = 1
@@ -450,14 +466,22 @@ def _run(
             os.close(fd)
     if console_child is not None:
         console_child.close()
+    if spec.seccomp is not None:  # the children have their copy
+        spec.seccomp.release()
     state.shim_pid = shim
     state.cgroup_paths = {k: str(v) for k, v in group.paths.items()}
     init_pid = 0
     save_error: OSError | None = None
+    session: int | None = None  # the container's audit session (seccomp records)
+    reached: set[str] = set()  # the steps done
 
     def on_event(event: Event) -> None:
-        nonlocal init_pid, save_error
+        nonlocal init_pid, save_error, session
         changed = False
+        if event.phase == "done":
+            reached.add(event.step)
+        if event.step == "seccomp" and event.phase == "done":
+            session = event.evidence.get("audit_session")
         if event.step == "fork-init" and event.phase == "done":
             init_pid = int(event.evidence.get("host_pid", 0))
             state.pid = init_pid
@@ -536,6 +560,16 @@ def _run(
     values: dict[str, str] = {}
     with contextlib.suppress(OSError):
         values = group.values()
+    if kernel_log is not None:  # before the exit is recorded: stop waits for that record
+        try:
+            if failure is None:
+                _report_denials(tracer, kernel_log, session)
+        except Exception as exc:  # a trace file that cannot be written: the exit still counts
+            failure = exc
+        finally:
+            kernel_log.close()
+    if spec.seccomp is not None and "no_new_privs" in reached and "exec" not in reached:
+        state.error = state.error or _denied_before_exec(code)
     state.status, state.exit_code, state.oom_killed, state.finished = "exited", code, oom, now()
     save_error = _save(store, container_id, state) or save_error
     if failure is not None:
@@ -568,6 +602,63 @@ def close_other_fds(keep: set[int]) -> None:
             os.closerange(top, fd)
         top = fd + 1
     os.closerange(top, 65536)
+
+
+def _denied_before_exec(code: int) -> str:
+    """PID 1 loaded the filter and never reached execve: the profile denies a call it makes
+    in between (writing the step's event, reading /proc/self/status, even exit_group, whose
+    failure ends in SIGSEGV)."""
+    how = f"signal {code - 128}" if code > 128 else f"exit {code}"
+    return (
+        f"{STEPS['seccomp'].title}: PID 1 ended ({how}) before execve: the seccomp profile "
+        "denies a call it makes after loading the filter (allow write, read, openat, close, "
+        "mmap, munmap, brk, rt_sigaction, exit_group and execve)"
+    )
+
+
+def _open_kernel_log(spec: LaunchSpec) -> KernelLog | None:
+    """With a trace and a filter that logs: the kernel log, read from now on."""
+    if spec.seccomp is None or not spec.seccomp.log:
+        return None
+    from runtime_lab.seccomp import KernelLog
+
+    return KernelLog.open()
+
+
+def _report_denials(tracer: Tracer, kernel_log: KernelLog, session: int | None) -> None:
+    if session is None:
+        tracer.emit(
+            step_event(
+                "seccomp-denied",
+                result="no audit session of its own: the records cannot be told apart",
+            )
+        )
+        return
+    denied = kernel_log.denials(session)
+    tracer.emit(
+        step_event(
+            "seccomp-denied",
+            args={"session": session},
+            evidence={
+                "denied": denied,
+                "counts": dict(Counter(d["syscall"] for d in denied).most_common()),
+            },
+        )
+    )
+
+
+def seccomp_filter(config: ContainerConfig, *, log: bool) -> Filter | None:
+    """The container's seccomp filter, compiled here (libseccomp is on the host's disk, which
+    PID 1 no longer sees when it loads the filter); with a trace, the kernel is asked to log
+    what the filter denies (``log``: SECCOMP_FILTER_FLAG_LOG)."""
+    from runtime_lab import seccomp
+    from runtime_lab.spec import DEFAULT_CAPABILITIES
+
+    options = SecurityOptions(config.seccomp, config.seccomp_profile)
+    try:
+        return seccomp.prepare(options, DEFAULT_CAPABILITIES, log=log)
+    except seccomp.SeccompError as exc:
+        raise ContainerError(exc.message, subject=config.name) from None
 
 
 def _joined_namespaces(store: Store, config: ContainerConfig) -> dict[str, int]:

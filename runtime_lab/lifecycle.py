@@ -93,7 +93,7 @@ def _supervise(
             os.close(ready_w)
             ready_w = -1
 
-    tracer.add_sink(ready)
+    tracer.add_sink(ready, watching=False)  # no trace: the filter logs nothing
     policy = RestartPolicy.parse(store.load_config(container_id).restart)
     delay = 0.0
     try:

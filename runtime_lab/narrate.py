@@ -54,6 +54,12 @@ def _evidence_lines(event: Event) -> list[str]:
         "path",
         "uid",
         "gid",
+        "default_action",  # seccomp
+        "architectures",
+        "syscalls_allowed",
+        "syscalls_allowed_by_argument",
+        "syscalls_with_other_actions",
+        "bpf_instructions",
     ):
         if key in ev:
             lines.append(f"{key}: {ev[key]}")
@@ -70,6 +76,18 @@ def _evidence_lines(event: Event) -> list[str]:
         lines.append(f"eBPF device program attached: ids {ev['attached_program_ids']}")
     if ev.get("refused"):
         lines += [f"refused: {r}" for r in ev["refused"]]
+    denied = ev.get("denied")
+    if isinstance(denied, list):  # seccomp-denied: what the kernel's audit records say
+        lines += [
+            f"denied: {d.get('syscall')} (#{d.get('number')}) called by PID {d.get('pid')} "
+            f"{d.get('comm')!r}: {d.get('action')}"
+            for d in denied[:20]
+            if isinstance(d, dict)
+        ]
+        if len(denied) > 20:
+            lines.append(f"… and {len(denied) - 20} more; by call: {ev.get('counts')}")
+        if not denied:
+            lines.append("denied: nothing")
     return lines
 
 
@@ -128,7 +146,7 @@ class Stepper:
         looks = [
             f"ls -l /proc/{pid}/ns",
             f"cat /proc/{pid}/mountinfo",
-            f"cat /proc/{pid}/status | grep -E 'Cap|NSpid'",
+            f"cat /proc/{pid}/status | grep -E 'Cap|NSpid|NoNewPrivs|Seccomp'",
         ]
         if "init" in self.pids:
             looks.append(f"nsenter -t {self.pids['init']} -a ps")

@@ -9,7 +9,8 @@ also sets the root and working directory to the container's root (what pivot_roo
 no chroot is needed. ``setns`` on a PID namespace moves only the children, so the helper
 forks: the child is in the container's PID namespace, under a number that is not 1. The
 child becomes the container's user, drops capabilities as PID 1 did, forbids new privileges,
-and executes the command. The helper waits for it and passes its status up; every step is a
+loads the container's seccomp filter (compiled by dockscope before the fork, as for run) and
+executes the command. The helper waits for it and passes its status up; every step is a
 trace event, as with run.
 """
 
@@ -22,7 +23,7 @@ import signal
 import socket
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inspect_tool.errors import UsageError
 from inspect_tool.render.text import visible  # the helper cannot import once in the container
@@ -34,6 +35,7 @@ from runtime_lab.container import (
     forward_signals,
     refresh,
     restore_signals,
+    seccomp_filter,
     step_event,
     wait_child,
 )
@@ -48,6 +50,9 @@ from runtime_lab.spec import environment
 from runtime_lab.store import Store
 from runtime_lab.streams import Hub
 from runtime_lab.trace import Event, Tracer
+
+if TYPE_CHECKING:
+    from runtime_lab.seccomp import Filter
 
 # opened in this order, joined in this order: the mount namespace last, since after it
 # /proc and every path are the container's
@@ -84,6 +89,7 @@ class _Launch:
     stderr_fd: int | None
     console_fd: int | None
     window: tuple[int, int] | None
+    seccomp: Filter | None = None  # the container's filter (None: unconfined)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +141,7 @@ def exec_in(
         stderr_fd=err_w,
         console_fd=console_child.fileno() if console_child is not None else None,
         window=io.window,
+        seccomp=seccomp_filter(config, log=False),  # exec's denials are not collected
     )
     events_r, events_w = os.pipe()
     go_r, go_w = os.pipe()
@@ -154,6 +161,8 @@ def exec_in(
             os.close(fd)
     if console_child is not None:
         console_child.close()
+    if launch.seccomp is not None:  # the helper has its copy
+        launch.seccomp.release()
     process = 0
     pending = b""
     error: str | None = None
@@ -313,6 +322,8 @@ def _run_process(launch: _Launch, reporter: StepReporter) -> int:
             args={"argv": launch.argv},
         )
         return 126
+    if launch.seccomp is not None:
+        reporter.run("seccomp", launch.seccomp.load, args={"profile": launch.seccomp.name})
     env = dict(item.split("=", 1) for item in launch.env if "=" in item)
     env.setdefault("HOME", holder.get("home", "/"))
     reporter.done(

@@ -23,7 +23,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inspect_tool.render.text import visible  # imported here: PID 1 cannot import after pivot_root
 from runtime_lab import hardening, linux
@@ -31,6 +31,9 @@ from runtime_lab.cgroups import process_exists
 from runtime_lab.spec import CAPABILITY_NUMBERS, DEFAULT_CAPABILITIES, resolve_user
 from runtime_lab.steps import STEPS
 from runtime_lab.trace import Event, PipeEmitter
+
+if TYPE_CHECKING:
+    from runtime_lab.seccomp import Filter
 
 DEV_NODES = (
     ("null", 1, 3),
@@ -68,6 +71,7 @@ class LaunchSpec:
     share: list[str] = field(default_factory=list)  # kinds kept from the host (--pid host)
     created_mountpoints: list[str] = field(default_factory=list)
     terminal: int | None = None  # init's side of the terminal (the slave), once allocated
+    seccomp: Filter | None = None  # compiled by dockscope before fork; None: unconfined
 
 
 class StepReporter:
@@ -327,6 +331,8 @@ def run_init(spec: LaunchSpec, child: StepReporter) -> int:
     except OSError as exc:
         child.done("exec", result=f"chdir {workdir}: {exc.strerror}", args={"argv": spec.argv})
         return 126
+    if spec.seccomp is not None:  # the last step before execve, as runc loads it
+        child.run("seccomp", spec.seccomp.load, args={"profile": spec.seccomp.name})
     env = dict(item.split("=", 1) for item in spec.env if "=" in item)
     env.setdefault("HOME", user_holder.get("home", "/"))
     child.before("exec", args={"argv": spec.argv, "cwd": workdir})

@@ -228,12 +228,38 @@ _ALL = [
         "init",
     ),
     Step(
+        "seccomp",
+        "Load the seccomp filter",
+        "seccomp(SECCOMP_SET_MODE_FILTER)",
+        "A BPF program the kernel runs at every system call of this process and all it "
+        "starts, for good: docker's default profile allows about 350 calls and answers EPERM "
+        "to the rest, the calls that reach kernel code shared with the host without "
+        "namespaces to isolate them (keyctl and add_key on the kernel's keyrings, unshare "
+        "and clone of new user namespaces, mount, bpf, kexec_load, reboot, "
+        "open_by_handle_at). Calls a kept capability needs stay allowed (chroot with "
+        "CAP_SYS_CHROOT). Loaded last, after no_new_privs (which lets an unprivileged "
+        "process load one), so runtime steps are not filtered.",
+        "init",
+    ),
+    Step(
         "exec",
         "Run the command",
         "execve",
         "In a session of its own (setsid), with its stdin, stdout and stderr in place, the "
         "process replaces itself with the image's command; it is PID 1 in the container.",
         "init",
+    ),
+    Step(
+        "seccomp-denied",
+        "Read what the seccomp filter denied",
+        "read(/dev/kmsg)",
+        "With a trace the filter is loaded with SECCOMP_FILTER_FLAG_LOG: the kernel writes an "
+        "audit record (type 1326, AUDIT_SECCOMP) for each call it does not allow, with the "
+        "process, the call's number and the action. The container's shim began an audit "
+        "session of its own (a write to /proc/self/loginuid), so its records are those "
+        "with its session id (ses=). Without an audit daemon they are in the kernel log "
+        "(dmesg); with one, in its log (ausearch -m SECCOMP).",
+        "dockscope",
     ),
     Step(
         "exit",
@@ -327,9 +353,12 @@ def plan(
     volumes: int = 0,
     read_only: bool = False,
     joined: Sequence[str] = (),
+    seccomp: bool = True,
+    traced: bool = False,
 ) -> list[Step]:
     """The steps a run will take with these options, in order (``joined``: the kinds of
-    namespace joined with setns rather than unshared)."""
+    namespace joined with setns rather than unshared; ``seccomp``: a filter is loaded;
+    ``traced``: the run is traced, so what the filter denied is read from the kernel)."""
     chosen = []
     for step in _ALL:
         if step.id == "unshare":  # run joins in the shim (exec, in its helper)
@@ -338,6 +367,10 @@ def plan(
             chosen += [step] * volumes
             continue
         if step.id == "readonly-rootfs" and not read_only:
+            continue
+        if step.id == "seccomp" and not seccomp:  # --security-opt seccomp=unconfined
+            continue
+        if step.id == "seccomp-denied" and not (seccomp and traced):
             continue
         if step.id == "loopback" and network != "none":
             continue

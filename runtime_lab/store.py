@@ -86,6 +86,10 @@ class ContainerConfig:
     restart: str = "no"  # --restart: no, always, on-failure[:N] (detached containers)
     pid_mode: str = "private"  # --pid: "private", "host" or "container:<id>"
     ipc_mode: str = "private"  # --ipc: "private", "host" or "container:<id>"
+    # --security-opt seccomp=: "default" (docker's profile), "unconfined", or the path given,
+    # whose document is kept here (read once, at create, as docker keeps it)
+    seccomp: str = "default"
+    seccomp_profile: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)

@@ -47,9 +47,13 @@ class Tracer:
     def __init__(self) -> None:
         self.events: list[Event] = []
         self._sinks: list[Callable[[Event], None]] = []
+        self.tracing = False  # someone watches the steps (see add_sink)
 
-    def add_sink(self, sink: Callable[[Event], None]) -> None:
+    def add_sink(self, sink: Callable[[Event], None], *, watching: bool = True) -> None:
+        """``watching``: the sink shows or records the steps (--trace, --trace-json,
+        --step), rather than only reacting to some (a supervisor's readiness)."""
         self._sinks.append(sink)
+        self.tracing = self.tracing or watching
 
     def emit(self, event: Event) -> None:
         self.events.append(event)

@@ -410,7 +410,7 @@ def traced(root: Path, image: Path) -> list[dict[str, Any]]:
 
 def test_trace_has_every_planned_step(traced: list[dict[str, Any]]) -> None:
     done = [e["step"] for e in traced if e["phase"] == "done"]
-    planned = [s.id for s in plan(network="none", limits=True, rootfs_mode="overlay")]
+    planned = [s.id for s in plan(network="none", limits=True, rootfs_mode="overlay", traced=True)]
     assert set(done) == set(planned)
     assert all(e["result"] == "ok" for e in traced)
     in_container = [s for s in done if s not in ("fork-init", "exit", "cleanup")]

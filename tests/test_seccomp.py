@@ -1,0 +1,334 @@
+"""runtime_lab/seccomp.py without containers: docker's profile as shipped, its conditions
+resolved as moby resolves them, profiles checked, and filters loaded into the real kernel by a
+forked child (no root needed: no_new_privs lets any process load one)."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from inspect_tool.cli import app
+from runtime_lab import linux, seccomp
+from runtime_lab.spec import DEFAULT_CAPABILITIES
+
+PROFILE = Path(seccomp.__file__).parent / "profiles" / "docker-default.json"
+# moby's profiles/seccomp/default.json at 0ec744f43b52dd0b3065b84e685b89a2ede1dd8e
+MOBY_SHA256 = "a8daa2ad05767a26e0f253917dcec30806ca9c37cd1f0731a57d0252326098c3"
+
+
+def default_doc() -> dict[str, Any]:
+    return seccomp.parse_profile(seccomp.default_profile_text(), "default")
+
+
+def allowed_names(resolved: seccomp.Resolved) -> set[str]:
+    return {
+        name
+        for rule in resolved.rules
+        if rule.action == "SCMP_ACT_ALLOW" and not rule.args
+        for name in rule.names
+    }
+
+
+def test_the_shipped_profile_is_mobys_file_unchanged() -> None:
+    assert hashlib.sha256(PROFILE.read_bytes()).hexdigest() == MOBY_SHA256
+    doc = default_doc()
+    assert doc["defaultAction"] == "SCMP_ACT_ERRNO" and doc["defaultErrnoRet"] == errno.EPERM
+    assert len(doc["syscalls"]) == 28
+    readme = (PROFILE.parent / "README.md").read_text()
+    assert MOBY_SHA256 in readme and "Apache License" in readme
+
+
+def test_docker_default_resolved_for_dockers_default_capabilities() -> None:
+    resolved = seccomp.resolve(
+        default_doc(), capabilities=DEFAULT_CAPABILITIES, machine="x86_64", kernel="6.1.0"
+    )
+    assert resolved is not None
+    assert resolved.architectures == ("SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32")
+    allowed = allowed_names(resolved)
+    # reached only through the host's shared kernel state, or CAP_SYS_ADMIN's: not allowed
+    for name in ("add_key", "keyctl", "request_key", "unshare", "setns", "mount", "umount2"):
+        assert name not in allowed
+    for name in ("bpf", "kexec_load", "reboot", "open_by_handle_at", "syslog", "kcmp"):
+        assert name not in allowed
+    # CAP_SYS_CHROOT is kept: chroot is allowed; arch_prctl on amd64; ptrace from kernel 4.8
+    assert {"chroot", "arch_prctl", "modify_ldt", "read", "execve"} <= allowed
+    assert {"ptrace", "process_vm_readv"} <= allowed
+    assert "set_tls" not in allowed  # arm only
+    clone = [r for r in resolved.rules if r.names == ("clone",)]
+    assert clone == [
+        seccomp.Rule(
+            ("clone",),
+            "SCMP_ACT_ALLOW",
+            None,
+            (seccomp.Arg(0, 0x7E020000, 0, "SCMP_CMP_MASKED_EQ"),),
+        )
+    ]  # no CLONE_NEW* flag: the s390 variant (argument 1) is left out
+    clone3 = [r for r in resolved.rules if r.names == ("clone3",)]
+    assert clone3 == [seccomp.Rule(("clone3",), "SCMP_ACT_ERRNO", errno.ENOSYS)]
+
+
+def test_capabilities_change_the_rules_as_moby_does() -> None:
+    caps = [*DEFAULT_CAPABILITIES, "CAP_SYS_ADMIN", "CAP_SYS_PTRACE"]
+    resolved = seccomp.resolve(default_doc(), capabilities=caps, machine="x86_64", kernel="6.1")
+    assert resolved is not None
+    allowed = allowed_names(resolved)
+    assert {"mount", "unshare", "setns", "clone", "clone3", "ptrace", "kcmp"} <= allowed
+    assert not [r for r in resolved.rules if r.names in (("clone3",),) and r.errno_ret]
+    assert "add_key" not in allowed  # no capability allows the keyrings
+
+
+def test_architecture_and_kernel_conditions() -> None:
+    arm = seccomp.resolve(
+        default_doc(), capabilities=DEFAULT_CAPABILITIES, machine="aarch64", kernel="6.1"
+    )
+    assert arm is not None
+    assert arm.architectures == ("SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM")
+    assert {"set_tls", "cacheflush"} <= allowed_names(arm)
+    assert "arch_prctl" not in allowed_names(arm)
+    old = seccomp.resolve(
+        default_doc(), capabilities=DEFAULT_CAPABILITIES, machine="x86_64", kernel="4.4.0-210"
+    )
+    assert old is not None
+    assert not {"ptrace", "process_vm_readv"} & allowed_names(old)
+
+
+def test_profile_without_default_action_or_syscalls_is_no_filter() -> None:
+    assert seccomp.resolve({}, capabilities=()) is None
+
+
+@pytest.mark.parametrize(
+    ("profile", "message"),
+    [
+        ("[1, 2]", "a JSON object"),
+        ("{", "not a JSON seccomp profile"),
+        ('{"defaultAction": "SCMP_ACT_NOPE"}', "unknown action 'SCMP_ACT_NOPE'"),
+        ('{"defaultAction": "SCMP_ACT_NOTIFY"}', "needs a listener"),
+        (
+            '{"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86"], '
+            '"archMap": [{"architecture": "SCMP_ARCH_X86_64"}]}',
+            "'architectures' and 'archMap' both given",
+        ),
+        (
+            '{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"action": "SCMP_ACT_ERRNO"}]}',
+            "syscalls[0]: 'names' must list",
+        ),
+        (
+            '{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], '
+            '"action": "SCMP_ACT_ERRNO", '
+            '"args": [{"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}]}]}',
+            "argument index must be 0 to 5",
+        ),
+        (
+            '{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], '
+            '"action": "SCMP_ACT_ERRNO", '
+            '"args": [{"index": 0, "value": -1, "op": "SCMP_CMP_EQ"}]}]}',
+            "argument value must be a 64-bit unsigned number",
+        ),
+        (
+            '{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], '
+            '"action": "SCMP_ACT_ERRNO", "args": [{"index": 0, "value": 1, "op": "EQ"}]}]}',
+            "unknown operator 'EQ'",
+        ),
+        (
+            '{"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 70000}',
+            "errnoRet must be a number from 0 to 65535",
+        ),
+        (
+            '{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"name": "a", "names": ["b"], '
+            '"action": "SCMP_ACT_ERRNO"}]}',
+            "'name' and 'names' both given",
+        ),
+        (
+            '{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": "mkdir", '
+            '"action": "SCMP_ACT_ERRNO"}]}',
+            "syscalls[0]: 'names' must list system call names",
+        ),
+        (
+            '{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], '
+            '"action": "SCMP_ACT_ERRNO", "includes": {"caps": "CAP_SYS_ADMIN"}}]}',
+            "syscalls[0]: includes.caps must be a list of names",
+        ),
+        (
+            '{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], '
+            '"action": "SCMP_ACT_ERRNO", "args": [{"index": true, "value": 1, '
+            '"op": "SCMP_CMP_EQ"}]}]}',
+            "argument index must be 0 to 5",
+        ),
+        (
+            '{"defaultAction": "SCMP_ACT_ALLOW", "archMap": [{"architecture": '
+            '"SCMP_ARCH_X86_64", "subArchitectures": "SCMP_ARCH_X86"}]}',
+            "archMap subArchitectures must list architectures",
+        ),
+        (
+            '{"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_VAX"]}',
+            "unknown architecture 'SCMP_ARCH_VAX'",
+        ),
+    ],
+)
+def test_bad_profiles_are_one_clear_line_with_exit_2(
+    tmp_path: Path, profile: str, message: str
+) -> None:
+    path = tmp_path / "profile.json"
+    path.write_text(profile)
+    with pytest.raises(seccomp.ProfileError) as caught:
+        seccomp.read_profile(str(path))
+    assert message in str(caught.value)
+    result = CliRunner().invoke(
+        app, ["run", "--security-opt", f"seccomp={path}", "--explain", "image.tar"]
+    )
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and str(path) in result.output
+    assert message in result.output
+
+
+def test_security_opt_values(tmp_path: Path) -> None:
+    assert seccomp.security_options([]).seccomp == "default"
+    assert seccomp.security_options(["seccomp=unconfined"]).seccomp == "unconfined"
+    assert seccomp.security_options(["seccomp:unconfined"]).seccomp == "unconfined"
+    assert seccomp.security_options(["no-new-privileges"]).seccomp == "default"
+    assert seccomp.security_options(["no-new-privileges=true"]).seccomp == "default"
+    path = tmp_path / "p.json"
+    path.write_text('{"defaultAction": "SCMP_ACT_ALLOW"}')
+    custom = seccomp.security_options([f"seccomp={path}"])
+    assert custom.seccomp == str(path) and custom.profile == {"defaultAction": "SCMP_ACT_ALLOW"}
+    for bad, message in (
+        ("no-new-privileges=false", "always sets no_new_privs"),
+        ("apparmor=unconfined", "not supported"),
+        ("whatever", "use seccomp=unconfined"),
+        (f"seccomp={tmp_path / 'missing.json'}", "cannot read the seccomp profile"),
+    ):
+        with pytest.raises(seccomp.UsageError, match=message):
+            seccomp.security_options([bad])
+
+
+def test_explain_lists_the_seccomp_step_unless_unconfined(busybox_image: Path) -> None:
+    runner = CliRunner()
+    confined = runner.invoke(app, ["run", "--explain", str(busybox_image)])
+    assert confined.exit_code == 0, confined.output
+    assert "Load the seccomp filter" in confined.output
+    assert "docker's default profile" in confined.output
+    plain = runner.invoke(
+        app, ["run", "--explain", "--security-opt", "seccomp=unconfined", str(busybox_image)]
+    )
+    assert plain.exit_code == 0, plain.output
+    assert "Load the seccomp filter" not in plain.output
+    assert "unconfined (no filter)" in plain.output
+
+
+def test_the_default_profile_compiles_for_this_machine() -> None:
+    compiled = seccomp.prepare(seccomp.Options(), DEFAULT_CAPABILITIES, log=True)
+    assert compiled is not None
+    try:
+        summary = compiled.summary()
+    finally:
+        compiled.release()
+    assert summary["log_flag"] is True
+    assert summary["default_action"] == "SCMP_ACT_ERRNO(EPERM)"
+    assert summary["syscalls_allowed"] > 300
+    assert summary["syscalls_with_other_actions"] == ["clone3"]
+    assert summary["syscalls_allowed_by_argument"] == ["clone", "personality"]
+    assert summary["bpf_instructions"] > 100  # measured for traced runs
+    untraced = seccomp.prepare(seccomp.Options(), DEFAULT_CAPABILITIES)
+    assert untraced is not None
+    untraced.release()
+    assert untraced.instructions is None and untraced.log is False
+    assert seccomp.prepare(seccomp.Options("unconfined"), DEFAULT_CAPABILITIES) is None
+
+
+def in_child_with_filter(doc: dict[str, Any], probe: Callable[[], object]) -> str:
+    """Load ``doc``'s filter in a forked child, run ``probe`` there: ``ok`` or the errno's
+    name."""
+    resolved = seccomp.resolve(doc, capabilities=DEFAULT_CAPABILITIES)
+    assert resolved is not None
+    compiled = seccomp.compile_filter(resolved, "test")
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (reported through the pipe)
+        answer = "ok"
+        try:
+            linux.set_no_new_privs()
+            compiled.load()
+            probe()
+        except OSError as exc:
+            answer = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+        except BaseException as exc:
+            answer = repr(exc)
+        os.write(write_end, answer.encode())
+        os._exit(0)
+    os.close(write_end)
+    compiled.release()
+    answer = os.read(read_end, 200).decode()
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    return answer
+
+
+def test_a_loaded_filter_answers_with_the_profiles_errno(tmp_path: Path) -> None:
+    doc = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13},
+            {"names": ["no_such_call"], "action": "SCMP_ACT_ERRNO"},  # skipped, as runc does
+            {"names": ["getpid"], "action": "SCMP_ACT_ALLOW"},  # the default: skipped
+        ],
+    }
+    assert in_child_with_filter(doc, lambda: os.mkdir(tmp_path / "x")) == "EACCES"
+    assert not (tmp_path / "x").exists()
+    assert in_child_with_filter(doc, os.getpid) == "ok"
+
+
+def test_argument_conditions_all_hold_or_each_alone() -> None:
+    def rule(*args: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [
+                {"names": ["getpgid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 22, "args": [*args]}
+            ],
+        }
+
+    one = rule({"index": 0, "value": 1, "op": "SCMP_CMP_EQ"})
+    assert in_child_with_filter(one, lambda: os.getpgid(1)) == "EINVAL"
+    assert in_child_with_filter(one, lambda: os.getpgid(0)) == "ok"
+    # two conditions on the same argument: one rule each (either denies), as runc makes them
+    either = rule(
+        {"index": 0, "value": 0, "op": "SCMP_CMP_EQ"},
+        {"index": 0, "value": 1, "op": "SCMP_CMP_EQ"},
+    )
+    assert in_child_with_filter(either, lambda: os.getpgid(0)) == "EINVAL"
+    assert in_child_with_filter(either, lambda: os.getpgid(1)) == "EINVAL"
+    assert in_child_with_filter(either, lambda: os.getpgid(os.getpid())) == "ok"
+    odd = rule({"index": 0, "value": 1, "valueTwo": 1, "op": "SCMP_CMP_MASKED_EQ"})
+    assert in_child_with_filter(odd, lambda: os.getpgid(1)) == "EINVAL"
+    assert in_child_with_filter(odd, lambda: os.getpgid(0)) == "ok"
+
+
+def test_docker_default_denies_the_keyrings_and_user_namespaces() -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def call(number: int, *args: object) -> Callable[[], None]:
+        def run() -> None:
+            if libc.syscall(number, *args) < 0:
+                code = ctypes.get_errno()
+                raise OSError(code, os.strerror(code))
+
+        return run
+
+    doc = default_doc()
+    add_key, keyctl, clone3 = 248, 250, 435  # x86_64
+    if os.uname().machine != "x86_64":
+        pytest.skip("system call numbers of x86_64")
+    assert in_child_with_filter(doc, call(add_key, b"user", b"k", b"v", 1, -3)) == "EPERM"
+    assert in_child_with_filter(doc, call(keyctl, 0, -3, 0)) == "EPERM"
+    assert in_child_with_filter(doc, lambda: linux.unshare(linux.Clone.NEWUSER)) == "EPERM"
+    assert in_child_with_filter(doc, call(clone3, 0, 0)) == "ENOSYS"
+    assert json.dumps(doc)  # the document stays plain JSON (it is kept in config.json)
