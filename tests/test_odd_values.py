@@ -1,0 +1,167 @@
+"""Odd values written to break dockscope: more layers than the bound, JSON numbers Python or
+Go cannot hold, paths thousands of levels deep, link targets longer than the kernel takes,
+a FIFO for /etc/passwd, a hard link to a symlink. Each is a documented bound (one line, exit
+3) or a correct result, and stays cheap: the adversarial images are made here, small."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from inspect_tool.cli import app
+from inspect_tool.errors import InvalidJSONError
+from inspect_tool.model.jsondoc import MAX_NUMBER_DIGITS, parse_json
+from inspect_tool.sources.build import MAX_LAYERS
+from tests.helpers import config_bytes, layer_tar, oci_layout, sha256
+
+runner = CliRunner()
+
+
+def run(*args: str | Path) -> tuple[int, str, str]:
+    result = runner.invoke(app, [str(a) for a in args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def assert_one_line_error(stderr: str, *fragments: str) -> None:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("dockscope: ") and "Traceback" not in stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+def _put(blobs: Path, data: bytes) -> str:
+    digest = sha256(data)
+    (blobs / digest[7:]).write_bytes(data)
+    return digest
+
+
+def _layout(root: Path, *, config: bytes, layer_count: int, layer: bytes) -> Path:
+    """An OCI layout whose manifest lists ``layer`` ``layer_count`` times."""
+    blobs = root / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    layer_digest = _put(blobs, layer)
+    config_digest = _put(blobs, config)
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": config_digest,
+                "size": len(config),
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": layer_digest,
+                    "size": len(layer),
+                }
+            ]
+            * layer_count,
+        }
+    ).encode()
+    manifest_digest = _put(blobs, manifest)
+    index = {
+        "schemaVersion": 2,
+        "manifests": [
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": manifest_digest,
+                "size": len(manifest),
+            }
+        ],
+    }
+    (root / "index.json").write_text(json.dumps(index))
+    (root / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    return root
+
+
+# -- 1. more layers than the bound ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["ls", "inspect", "layers", "export"])
+def test_more_layers_than_the_bound_is_one_line_exit_3(tmp_path: Path, command: str) -> None:
+    """65,537 layers used to overflow the merged view's 16-bit layer index (exit 4) after
+    reading every layer; now the image is refused as it is built, before any layer is read."""
+    layer = layer_tar({"a": b"x"})
+    count = MAX_LAYERS + 1
+    config = config_bytes([sha256(layer)] * count)
+    image = _layout(tmp_path / "many", config=config, layer_count=count, layer=layer)
+    args: list[str | Path] = [command, image] + (["-o", tmp_path / "o.tar"] * (command == "export"))
+    code, _, err = run(*args)
+    assert code == 3, err
+    assert_one_line_error(err, str(image), f"{count} layers", f"bound of {MAX_LAYERS}")
+
+
+def test_more_diff_ids_than_the_bound_names_the_config(tmp_path: Path) -> None:
+    layer = layer_tar({"a": b"x"})
+    config = config_bytes([sha256(layer)] * (MAX_LAYERS + 5))
+    config_digest = sha256(config)
+    image = _layout(tmp_path / "many", config=config, layer_count=1, layer=layer)
+    code, _, err = run("ls", image)
+    assert code == 3
+    assert_one_line_error(err, config_digest[7:], "rootfs.diff_ids lists 10005 layers")
+
+
+def test_verify_reports_the_layer_bound_as_a_failed_check_then_exits_3(tmp_path: Path) -> None:
+    layer = layer_tar({"a": b"x"})
+    count = MAX_LAYERS + 1
+    image = _layout(
+        tmp_path / "many",
+        config=config_bytes([sha256(layer)] * count),
+        layer_count=count,
+        layer=layer,
+    )
+    code, out, err = run("verify", image)
+    assert code == 3
+    assert "FAIL image-readable" in out and f"bound of {MAX_LAYERS}" in out
+    assert_one_line_error(err, f"bound of {MAX_LAYERS}")
+
+
+# -- 2. JSON numbers ----------------------------------------------------------------------------
+
+BAD_NUMBERS = {
+    "long integer": ("9" * (MAX_NUMBER_DIGITS + 1), f"{MAX_NUMBER_DIGITS}-digit bound"),
+    "long negative integer": ("-" + "9" * 5000, "an integer of 5000 digits"),
+    "float overflow": ("1e999", "beyond float64's range"),
+    "negative float overflow": ("-1" + "0" * 400 + ".5", "beyond float64's range"),
+    "NaN": ("NaN", "NaN is not a JSON value"),
+    "Infinity": ("-Infinity", "-Infinity is not a JSON value"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_NUMBERS))
+def test_numbers_json_cannot_hold_are_invalid_json(case: str) -> None:
+    literal, message = BAD_NUMBERS[case]
+    with pytest.raises(InvalidJSONError) as info:
+        parse_json(f'{{"a": [1, {literal}]}}'.encode(), subject="doc.json")
+    assert info.value.subject == "doc.json" and message in info.value.message
+
+
+def test_numbers_within_bounds_parse_exactly() -> None:
+    longest = "9" * MAX_NUMBER_DIGITS
+    value = parse_json(f"[{longest}, -{longest}, 1e308, 0.1, -0]".encode(), subject="x")
+    assert value == [int(longest), -int(longest), 1e308, 0.1, 0]
+
+
+@pytest.mark.parametrize("case", sorted(BAD_NUMBERS))
+@pytest.mark.parametrize("where", ["config", "manifest"])
+def test_an_image_with_a_bad_number_is_one_line_exit_3(
+    tmp_path: Path, case: str, where: str
+) -> None:
+    literal, message = BAD_NUMBERS[case]
+    layer = layer_tar({"a": b"x"})
+    image = tmp_path / "img"
+    digests = oci_layout(image, [layer])
+    blob = image / "blobs" / "sha256" / digests[where][7:]
+    raw = blob.read_bytes()
+    blob.write_bytes(raw[:-1] + f', "x-odd": {literal}}}'.encode())  # digest now differs:
+    # the error must still be about the number, found before any digest is compared
+    for command in ("inspect", "ls"):
+        code, _, err = run(command, image)
+        assert code == 3, err
+        assert_one_line_error(err, str(blob.relative_to(image)), message)
