@@ -15,7 +15,18 @@ from inspect_tool.cli import app
 from inspect_tool.errors import InvalidJSONError
 from inspect_tool.model.jsondoc import MAX_NUMBER_DIGITS, parse_json
 from inspect_tool.sources.build import MAX_LAYERS
-from tests.helpers import config_bytes, layer_tar, oci_layout, sha256
+from tests.helpers import (
+    Entry,
+    build_layer,
+    config_bytes,
+    d,
+    f,
+    hard,
+    layer_tar,
+    oci_layout,
+    sha256,
+    sym,
+)
 
 runner = CliRunner()
 
@@ -165,3 +176,46 @@ def test_an_image_with_a_bad_number_is_one_line_exit_3(
         code, _, err = run(command, image)
         assert code == 3, err
         assert_one_line_error(err, str(blob.relative_to(image)), message)
+
+
+# -- 10. a hard link to a symlink -----------------------------------------------------------------
+
+
+def _image(tmp_path: Path, *layers: list[Entry]) -> Path:
+    root = tmp_path / "img"
+    oci_layout(root, [build_layer(entries) for entries in layers])
+    return root
+
+
+def test_cat_of_a_hard_link_to_a_symlink_reads_what_the_symlink_names(tmp_path: Path) -> None:
+    """Docker extracts a hard link with link(2), which does not follow a symlink: the name
+    becomes a second symlink with the same target. ``cat`` follows it as it would any symlink,
+    a relative target from the hard link's own directory."""
+    image = _image(
+        tmp_path,
+        [
+            d("etc"),
+            f("etc/real", b"content\n"),
+            sym("etc/abs", "/etc/real"),
+            sym("etc/rel", "real"),
+            hard("etc/twin", "etc/rel"),  # same directory: rel resolves as before
+            hard("abs-link", "etc/abs"),
+            hard("rel-link", "etc/rel"),  # at /: "real" names /real, which is missing
+        ],
+        [hard("chain", "abs-link"), d("dir"), sym("etc/dirlink", "/dir"), f("dir/inside", b"in")],
+        [hard("via", "etc/dirlink")],
+    )
+    for path in ("/abs-link", "/etc/twin", "/chain"):
+        code, out, err = run("cat", image, path)
+        assert (code, out) == (0, "content\n"), (path, err)
+    code, out, _ = run("cat", image, "/via/inside")  # a hard link to a symlink to a directory
+    assert (code, out) == (0, "in")
+    code, _, err = run("cat", image, "/rel-link")
+    assert code == 2
+    assert_one_line_error(err, "no such file or directory in the image: /real")
+
+
+def test_cat_of_a_hard_link_to_a_hard_link_reads_the_file(tmp_path: Path) -> None:
+    image = _image(tmp_path, [f("a", b"bytes"), hard("b", "a")], [hard("c", "b")])
+    code, out, err = run("cat", image, "/c")
+    assert (code, out) == (0, "bytes"), err
