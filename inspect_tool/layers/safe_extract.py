@@ -49,6 +49,7 @@ from inspect_tool.model.image import Image
 from inspect_tool.sources.source import Source
 
 MAX_SYMLINKS = 40  # Linux's MAXSYMLINKS
+MAX_LINK_TARGET = 4095  # bytes: PATH_MAX - 1, the longest target symlink(2) accepts
 CHUNK = 1024 * 1024
 _CACHE_LIMIT = 512  # resolved parent directories kept open
 _PRUNE_HANDLES = 64  # directories kept open while a whiteout walks down a tree
@@ -77,6 +78,7 @@ class Reason(StrEnum):
     OWNER = "owner"
     XATTR = "xattr"
     WRITE_FAILED = "write-failed"
+    SYMLINK_TARGET_LONG = "symlink-target-too-long"
 
 
 @dataclass(frozen=True, slots=True)
@@ -450,6 +452,16 @@ class LayerApplier(Generic[H]):
                 "(only as root, with --devices)",
             )
             return
+        if kind is EntryType.SYMLINK:
+            length = len(member.linkname.encode("utf-8", "surrogateescape"))
+            if length > MAX_LINK_TARGET:
+                # symlink(2) refuses it (ENAMETOOLONG); checked here so that unpack and
+                # export (which writes no symlink) refuse the same entries
+                raise _Refusal(
+                    Reason.SYMLINK_TARGET_LONG,
+                    f"a symlink target of {length} bytes exceeds the bound of "
+                    f"{MAX_LINK_TARGET} (PATH_MAX - 1)",
+                )
         found = self._resolve(parent, create=True)
         assert found is not None
         handle, resolved_parent, clamped = found
