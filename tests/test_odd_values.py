@@ -6,6 +6,7 @@ a FIFO for /etc/passwd, a hard link to a symlink. Each is a documented bound (on
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -219,3 +220,43 @@ def test_cat_of_a_hard_link_to_a_hard_link_reads_the_file(tmp_path: Path) -> Non
     image = _image(tmp_path, [f("a", b"bytes"), hard("b", "a")], [hard("c", "b")])
     code, out, err = run("cat", image, "/c")
     assert (code, out) == (0, "bytes"), err
+
+
+# -- 7. /etc/passwd or /etc/group a FIFO -----------------------------------------------------------
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
+@pytest.mark.parametrize("which", ["passwd", "group"])
+def test_run_with_a_fifo_for_the_user_database_does_not_hang(tmp_path: Path, which: str) -> None:
+    """PID 1 reads the image's /etc/passwd and /etc/group to become the user: a FIFO there
+    blocked it forever. Only a regular file is read; a FIFO counts as missing (numeric
+    users still run, a named one is not found) and the trace names it."""
+    from tests.runtime_support import ds, events, step
+    from tests.test_busybox_image import load_generator
+
+    generator = load_generator()
+    binary = Path("/bin/busybox")
+    base = generator.make_layer(
+        generator.busybox_layer(binary.read_bytes(), generator.busybox_applets(binary))
+    ).tar
+    image = tmp_path / "fifo-image"
+    oci_layout(image, [base, build_layer([Entry(f"etc/{which}", "fifo")])])
+    state = tmp_path / "state"
+    trace = tmp_path / "trace.json"
+    # the command itself reads no user database (busybox id would block on the FIFO too)
+    ids = ("busybox", "grep", "-E", "^(Uid|Gid|Groups):", "/proc/self/status")
+
+    def who(*opts: str) -> tuple[int, list[str], str]:
+        result = ds(state, "run", "--rm", *opts, image, *ids, timeout=30)
+        return result.code, result.out.split(), result.err
+
+    code, out, err = who("--trace-json", str(trace), "-u", "0")
+    assert (code, out[:10]) == (0, ["Uid:", "0", "0", "0", "0", "Gid:", "0", "0", "0", "0"]), err
+    user_step = step(events(trace), "user")
+    assert user_step["evidence"]["ignored"] == [f"/etc/{which}: not a regular file (ignored)"]
+    code, out, err = who("-u", "1000:1001")
+    assert (code, out[:2], out[5:7]) == (0, ["Uid:", "1000"], ["Gid:", "1001"]), err
+    if which == "passwd":
+        code, out, err = who("-u", "user")
+        assert code == 126 and "unable to find user user" in err
