@@ -5,8 +5,13 @@ a FIFO for /etc/passwd, a hard link to a symlink. Each is a documented bound (on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +20,7 @@ from typer.testing import CliRunner
 from inspect_tool.cli import app
 from inspect_tool.errors import InvalidJSONError
 from inspect_tool.model.jsondoc import MAX_NUMBER_DIGITS, parse_json
+from inspect_tool.render.json import dumps, dumps_deep
 from inspect_tool.sources.build import MAX_LAYERS
 from tests.helpers import (
     Entry,
@@ -260,3 +266,134 @@ def test_run_with_a_fifo_for_the_user_database_does_not_hang(tmp_path: Path, whi
     if which == "passwd":
         code, out, err = who("-u", "user")
         assert code == 126 and "unable to find user user" in err
+
+
+# -- 3, 4, 5. paths thousands of levels deep ---------------------------------------------------
+
+# "/" + "a/" * 2045 + "file" is 4,095 bytes: the longest path an entry may have
+DEEPEST = 2045
+
+
+def _deep_image(tmp_path: Path, levels: int, *, name: str = "img") -> Path:
+    path = "/".join(["a"] * levels) + "/file"
+    root = tmp_path / name
+    oci_layout(root, [build_layer([f(path, b"deep\n", pax_path=True)])])
+    return root
+
+
+def _peak_rss(args: list[str], *, timeout: float = 60) -> tuple[int, int, str]:
+    """Exit status, peak resident memory (VmHWM, polled) and stderr of ``dockscope ARGS``."""
+    peak = 0
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "inspect_tool", *args], stdout=subprocess.DEVNULL, stderr=err
+        )
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None:
+            assert time.monotonic() < deadline, f"{args} still runs after {timeout} s"
+            with contextlib.suppress(OSError), open(f"/proc/{proc.pid}/status") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        peak = max(peak, int(line.split()[1]) * 1024)
+            time.sleep(0.02)
+        err.seek(0)
+        return proc.returncode, peak, err.read().decode()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["ls", "-R", "IMAGE"],
+        ["tree", "IMAGE"],
+        ["layers", "IMAGE"],
+        ["find", "IMAGE", "file"],
+        ["cat", "IMAGE", "/a/file"],
+        ["diff", "IMAGE", "--layer", "0"],
+        ["types", "IMAGE"],
+        ["efficiency", "IMAGE"],
+        ["export", "IMAGE", "-o", "OUT"],
+        ["unpack", "IMAGE", "OUT"],
+    ],
+    ids=lambda c: c[0],
+)
+def test_a_path_longer_than_path_max_is_one_line_exit_3(tmp_path: Path, command: list[str]) -> None:
+    """Docker and containerd extract an entry by its full path, which the kernel refuses
+    beyond PATH_MAX: no engine runs such a layer, and dockscope refuses it with the bound
+    named, in every command, before building anything of that depth."""
+    image = _deep_image(tmp_path, DEEPEST + 1)
+    places = {"IMAGE": str(image), "OUT": str(tmp_path / "out")}
+    code, _, err = run(*[places.get(a, a) for a in command])
+    assert code == 3, err
+    assert_one_line_error(err, str(image), "layer 0", "4097 bytes", "bound of 4095 bytes")
+
+
+def test_the_deepest_path_allowed_works_everywhere(tmp_path: Path) -> None:
+    """2,045 levels (4,095 bytes): deeper than Python's recursion limit. ``tree`` used to
+    recurse (RecursionError from 1,000 levels on); its JSON nests deeper than json.dumps
+    goes, so it is written without recursion, identical to what json.dumps would write."""
+    image = _deep_image(tmp_path, DEEPEST)
+    code, out, err = run("ls", "-R", image)
+    assert code == 0, err
+    assert len(out.splitlines()) == DEEPEST + 1
+    code, out, err = run("tree", image)
+    assert code == 0 and "+ a/" in out, err
+    code, out, err = run("tree", "--json", image)
+    assert code == 0, err
+    assert out.count('"name": "a"') == DEEPEST and out.count('"name": "file"') == 1
+    previous = sys.getrecursionlimit()
+    sys.setrecursionlimit(20_000)
+    try:
+        document = json.loads(out)
+    finally:
+        sys.setrecursionlimit(previous)
+    node, depth = document["layers"][0]["changes"][0], 1
+    while node["children"]:
+        (node,) = node["children"]
+        depth += 1
+    assert (depth, node["path"]) == (DEEPEST + 1, "/" + "a/" * DEEPEST + "file")
+    code, out, err = run("cat", image, "/" + "a/" * DEEPEST + "file")
+    assert (code, out) == (0, "deep\n"), err
+    dest = tmp_path / "dest"
+    try:
+        code, _, err = run("unpack", image, dest)
+        assert code == 0, err
+        fd = os.open(dest / ("a/" * 1000), os.O_RDONLY | os.O_DIRECTORY)  # within PATH_MAX
+        try:
+            inner = os.open("a/" * (DEEPEST - 1000) + "file", os.O_RDONLY, dir_fd=fd)
+            with os.fdopen(inner, "rb") as leaf:
+                assert leaf.read() == b"deep\n"
+        finally:
+            os.close(fd)
+    finally:
+        # pytest removes old temporary folders with a recursive rmtree, which fails here
+        subprocess.run(["rm", "-rf", str(dest)], check=True)
+    code, _, err = run("export", image, "-o", tmp_path / "flat.tar")
+    assert code == 0, err
+
+
+def test_dumps_deep_writes_what_json_dumps_writes() -> None:
+    document = {
+        "a": [1, 2.5, None, True, False, 'x\u00e9\n"', [], {}, [[]], {"k": {}}],
+        "b": {"nested": {"list": [{"c": 1}, {"d": [1, [2, [3]]]}]}},
+        "": "",
+        "é": [{"x": None}],
+    }
+    assert dumps_deep(document) == json.dumps(document, indent=2, ensure_ascii=False)
+    assert dumps_deep([]) == "[]" and dumps_deep("s") == '"s"'
+    deep: dict[str, object] = {"leaf": 1}
+    for _ in range(3000):
+        deep = {"children": [deep]}
+    text = dumps(deep)  # json.dumps alone raises RecursionError here
+    assert text.count('"children": [') == 3000 and text.endswith("\n" + "}")
+
+
+def test_ls_of_a_path_of_500k_levels_is_refused_in_bounded_memory(tmp_path: Path) -> None:
+    """It used to grow to 24 GB (every prefix of the path held at once)."""
+    image = _deep_image(tmp_path, 500_000)
+    code, peak, err = _peak_rss(["ls", "-R", str(image)])
+    assert code == 3 and "bound of 4095 bytes" in err, err
+    assert peak < 150 * 10**6, f"ls -R peaked at {peak / 1e6:.0f} MB"
+    image = _deep_image(tmp_path, DEEPEST, name="deepest")
+    code, peak, err = _peak_rss(["ls", "-R", str(image)])
+    assert code == 0, err
+    assert peak < 150 * 10**6, f"ls -R peaked at {peak / 1e6:.0f} MB"
