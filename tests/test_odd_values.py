@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -397,3 +398,59 @@ def test_ls_of_a_path_of_500k_levels_is_refused_in_bounded_memory(tmp_path: Path
     code, peak, err = _peak_rss(["ls", "-R", str(image)])
     assert code == 0, err
     assert peak < 150 * 10**6, f"ls -R peaked at {peak / 1e6:.0f} MB"
+
+
+# -- 6. a writable layer thousands of levels deep ---------------------------------------------
+
+
+def _nest(directory: Path, name: str, levels: int, leaf: bytes) -> None:
+    """``levels`` directories ``name`` inside each other, then a file: made through
+    descriptors, as a process inside a container can (the host path passes PATH_MAX)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(levels):
+            os.mkdir(name, dir_fd=fd)
+            inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        with os.fdopen(os.open("leaf", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "wb") as f:
+            f.write(leaf)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
+def test_a_writable_layer_thousands_of_levels_deep(tmp_path: Path, busybox_image: Path) -> None:
+    """container diff, ps -s, inspect -s and container export read the upper directory
+    through descriptors: its host paths pass PATH_MAX (ENAMETOOLONG, exit 4 before), and
+    os.walk recursed past Python's limit."""
+    from tests.runtime_support import ds, ok, only_container
+
+    state = tmp_path / "state"
+    ok(ds(state, "run", "--name", "deep", busybox_image, "true"))
+    upper = state / "containers" / only_container(state) / "upper"
+    levels = 3000  # 6 KB below the upper directory: past PATH_MAX and the recursion limit
+    try:
+        _nest(upper, "d", levels, b"xyz")
+        lines = ok(ds(state, "container", "diff", "deep")).splitlines()
+        deepest = "/d" * levels
+        assert lines == [f"A {'/d' * n}" for n in range(1, levels + 1)] + [f"A {deepest}/leaf"]
+        document = json.loads(ok(ds(state, "container", "diff", "--json", "deep")))
+        leaf = document["changes"][-1]
+        assert (leaf["path"], leaf["size"]) == (f"{deepest}/leaf", 3)
+        assert leaf["sha256"] == sha256(b"xyz")
+        assert "3B" in ok(ds(state, "ps", "-a", "-s"))
+        inspected = json.loads(ok(ds(state, "container", "inspect", "-s", "deep")))
+        assert inspected["size"]["rw"] == 3
+        for args in ([], ["--layer"]):
+            out = tmp_path / f"export{len(args)}.tar"
+            ok(ds(state, "container", "export", *args, "deep", "-o", out, timeout=120))
+            with tarfile.open(out) as tf:
+                names = tf.getnames()
+                assert names.count(f"{deepest[1:]}/leaf") == 1
+                member = tf.extractfile(f"{deepest[1:]}/leaf")
+                assert member is not None and member.read() == b"xyz"
+    finally:
+        subprocess.run(["rm", "-rf", str(upper / "d")], check=True)
+        ds(state, "rm", "deep")
