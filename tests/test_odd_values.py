@@ -454,3 +454,38 @@ def test_a_writable_layer_thousands_of_levels_deep(tmp_path: Path, busybox_image
     finally:
         subprocess.run(["rm", "-rf", str(upper / "d")], check=True)
         ds(state, "rm", "deep")
+
+
+def test_unpack_of_the_deepest_path_under_a_low_descriptor_limit(tmp_path: Path) -> None:
+    """Directories' modes are set at the end, from descriptors: every ancestor was kept open,
+    so with 1,024 descriptors the 1,000-odd deepest directories silently stayed 0700."""
+    import resource
+
+    image = _deep_image(tmp_path, DEEPEST)
+    dest = tmp_path / "dest"
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "inspect_tool", "unpack", str(image), str(dest)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            preexec_fn=low_limit,
+        )
+        assert proc.returncode == 0, proc.stderr
+        modes = set()
+        fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for _ in range(DEEPEST):
+                modes.add(os.stat("a", dir_fd=fd, follow_symlinks=False).st_mode & 0o7777)
+                inner = os.open("a", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+                os.close(fd)
+                fd = inner
+        finally:
+            os.close(fd)
+        assert modes == {0o755}
+    finally:
+        subprocess.run(["rm", "-rf", str(dest)], check=True)

@@ -651,6 +651,7 @@ _DIR_PATH = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _DIR_READ = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _WORK_DIR_MODE = 0o700  # while layers are applied; the final modes are set at the end
+_OPEN_ANCESTORS = 64  # descriptors kept open while directories' metadata is set
 _IMPLICIT_DIR_MODE = 0o755
 
 
@@ -897,8 +898,15 @@ class DiskBackend:
                 fd = os.open(part, _DIR_PATH, dir_fd=fd)
                 base = f"{base}/{part}" if base else part
                 ancestors.append((base, fd))
+                if len(ancestors) > _OPEN_ANCESTORS:
+                    # only the nearest ancestors stay open: a tree thousands of levels deep
+                    # would otherwise exhaust the descriptor limit (the directories past it
+                    # silently kept their work mode); the others are reopened when needed
+                    os.close(ancestors.pop(0)[1])
             return os.open(name, _DIR_READ, dir_fd=fd)
-        except OSError:  # removed, or no longer a directory: nothing to set
+        except OSError as exc:  # removed, or no longer a directory: nothing to set
+            if exc.errno in _FATAL_ERRNOS:
+                raise DestinationError(f"cannot set directories' metadata: {exc.strerror}") from exc
             return None
 
 
