@@ -780,3 +780,29 @@ def test_numbers_json_cannot_hold_in_engine_files(docker_copy: Path) -> None:
         run = dockscope(docker_copy, "storage", "ls", "--json", docker_copy)
         assert run.exit_code == 0, run.stderr
         assert [i["size"] for i in run.json()["images"]] == [None]
+
+
+def test_a_tar_split_name_past_the_path_bound_is_one_line(
+    docker_copy: Path, tmp_path: Path
+) -> None:
+    """The same 4,095-byte bound as for image layers: the engine could never have unpacked
+    such an entry; save names the layer that cannot be rebuilt, as for any mismatch."""
+    import gzip
+
+    split = docker_copy / "image/overlay2/layerdb/sha256" / DIFF_ID[7:] / "tar-split.json.gz"
+    lines = gzip.decompress(split.read_bytes()).splitlines()
+    first = next(
+        i
+        for i, line in enumerate(lines)
+        if json.loads(line)["type"] == 1 and json.loads(line).get("size")
+    )
+    item = json.loads(lines[first])
+    item["name"] = "a/" * 2100 + "x"
+    item.pop("name_raw", None)
+    lines[first] = json.dumps(item).encode()
+    split.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+    run = dockscope(docker_copy, "storage", "save", docker_copy, "busybox", "-o", tmp_path / "o")
+    assert run.exit_code == 1, run.stderr
+    (line,) = run.stderr.splitlines()
+    assert f"{CACHE}): cannot be rebuilt from tar-split" in line
+    assert "bound of 4095 bytes" in line
