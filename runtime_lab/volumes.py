@@ -17,14 +17,13 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from inspect_tool.errors import UsageError
 from runtime_lab.spec import VOLUME_NAME
-from runtime_lab.store import Store, now, write_atomic
+from runtime_lab.store import Store, now, remove_dir, write_atomic
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +103,7 @@ def remove(store: Store, name: str) -> None:
     using = users(store, name)
     if using:
         raise UsageError(f"volume {name} is in use by container(s): {', '.join(using)}")
-    shutil.rmtree(volume.path)
+    remove_dir(volume.path)
 
 
 def remove_anonymous(store: Store, names: list[str]) -> None:
@@ -115,7 +114,7 @@ def remove_anonymous(store: Store, names: list[str]) -> None:
         except UsageError:
             continue
         if volume.anonymous and not users(store, name):
-            shutil.rmtree(volume.path, ignore_errors=True)
+            remove_dir(volume.path, ignore_errors=True)
 
 
 def size(path: Path) -> int:

@@ -422,9 +422,9 @@ def _nest(directory: Path, name: str, levels: int, leaf: bytes) -> None:
 @pytest.mark.root
 @pytest.mark.skipif(os.geteuid() != 0, reason="containers need root")
 def test_a_writable_layer_thousands_of_levels_deep(tmp_path: Path, busybox_image: Path) -> None:
-    """container diff, ps -s, inspect -s and container export read the upper directory
+    """container diff, ps -s, inspect -s, container export and rm walk the upper directory
     through descriptors: its host paths pass PATH_MAX (ENAMETOOLONG, exit 4 before), and
-    os.walk recursed past Python's limit."""
+    os.walk and shutil.rmtree recursed past Python's limit."""
     from tests.runtime_support import ds, ok, only_container
 
     state = tmp_path / "state"
@@ -451,9 +451,10 @@ def test_a_writable_layer_thousands_of_levels_deep(tmp_path: Path, busybox_image
                 assert names.count(f"{deepest[1:]}/leaf") == 1
                 member = tf.extractfile(f"{deepest[1:]}/leaf")
                 assert member is not None and member.read() == b"xyz"
+        ok(ds(state, "rm", "deep"))  # shutil.rmtree recursed: RecursionError, exit 4
+        assert not upper.parent.exists()
     finally:
-        subprocess.run(["rm", "-rf", str(upper / "d")], check=True)
-        ds(state, "rm", "deep")
+        subprocess.run(["rm", "-rf", str(upper.parent)], check=True)
 
 
 def test_unpack_of_the_deepest_path_under_a_low_descriptor_limit(tmp_path: Path) -> None:
