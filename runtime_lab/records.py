@@ -24,16 +24,16 @@ from runtime_lab.store import ContainerConfig, ContainerState, Store
 
 def upper_size(path: Path) -> int:
     """moby's ``directory.Size``: non-directory entries of nonzero size, hard links once."""
-    return _walk_size(path, lambda st: not stat.S_ISDIR(st.st_mode) and st.st_size > 0)
+    return walk_size(path, lambda st: not stat.S_ISDIR(st.st_mode) and st.st_size > 0)
 
 
 def layer_size(path: Path) -> int:
     """A layer's size as docker records it when applying its tar: the bytes of its regular
     files (symlinks, devices, whiteouts and directories carry none), hard links once."""
-    return _walk_size(path, lambda st: stat.S_ISREG(st.st_mode))
+    return walk_size(path, lambda st: stat.S_ISREG(st.st_mode))
 
 
-def _walk_size(path: Path, counted: Callable[[os.stat_result], bool]) -> int:
+def walk_size(path: Path, counted: Callable[[os.stat_result], bool]) -> int:
     """The sizes of the entries below ``path`` that ``counted`` accepts, each inode once;
     walked without recursion through descriptors (a container may nest directories deeper
     than Python's stack and than PATH_MAX). A missing directory counts 0."""

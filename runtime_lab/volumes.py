@@ -15,8 +15,8 @@ container's writable layer: they never show in ``container diff``, ``export`` or
 from __future__ import annotations
 
 import json
-import os
 import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,18 +119,9 @@ def remove_anonymous(store: Store, names: list[str]) -> None:
 
 def size(path: Path) -> int:
     """Bytes of the files under ``path`` (hard links once), as ``docker system df`` counts."""
-    total = 0
-    seen: set[tuple[int, int]] = set()
-    for directory, _, files in os.walk(path):
-        for name in files:
-            try:
-                st = os.lstat(os.path.join(directory, name))
-            except OSError:
-                continue
-            if (st.st_dev, st.st_ino) not in seen:
-                seen.add((st.st_dev, st.st_ino))
-                total += st.st_size
-    return total
+    from runtime_lab.records import walk_size
+
+    return walk_size(path, lambda st: not stat.S_ISDIR(st.st_mode))
 
 
 def diff_notes(mounts: list[dict[str, Any]]) -> list[str]:

@@ -490,3 +490,19 @@ def test_unpack_of_the_deepest_path_under_a_low_descriptor_limit(tmp_path: Path)
         assert modes == {0o755}
     finally:
         subprocess.run(["rm", "-rf", str(dest)], check=True)
+
+
+def test_a_directory_input_deeper_than_the_recursion_limit_is_listed(tmp_path: Path) -> None:
+    """A directory given as the image (an OCI layout, an extracted archive) is listed
+    without recursion (os.walk recurses on Python 3.11)."""
+    from inspect_tool.sources.tree import open_tree
+
+    root = tmp_path / "layout"
+    root.mkdir()
+    (root / "index.json").write_text("{}")
+    try:
+        _nest(root, "d", 1200, b"deep")
+        names = open_tree(root).names()
+        assert names == ["index.json", "d/" * 1200 + "leaf"]
+    finally:
+        subprocess.run(["rm", "-rf", str(root)], check=True)  # pytest's rmtree would recurse
