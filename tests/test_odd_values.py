@@ -506,3 +506,13 @@ def test_a_directory_input_deeper_than_the_recursion_limit_is_listed(tmp_path: P
         assert names == ["index.json", "d/" * 1200 + "leaf"]
     finally:
         subprocess.run(["rm", "-rf", str(root)], check=True)  # pytest's rmtree would recurse
+
+
+@pytest.mark.parametrize("command", [["ls", "IMAGE"], ["cat", "IMAGE", "/link"]], ids=str)
+def test_a_hard_link_target_past_the_path_bound_is_refused_with_its_layer(
+    tmp_path: Path, command: list[str]
+) -> None:
+    image = _image(tmp_path, [f("a", b"x"), hard("link", "d/" * 2100 + "a")])
+    code, _, err = run(*[str(image) if a == "IMAGE" else a for a in command])
+    assert code == 3
+    assert_one_line_error(err, str(image), "layer 0", "bound of 4095 bytes")

@@ -353,6 +353,8 @@ class UnionFS:
         if path is None:
             result.anomalies.append(Anomaly(layer, member.name, "name climbs out of the root"))
             return
+        if member.type is EntryType.HARDLINK:
+            clean_member_path(member.linkname)  # the same bound as unpack's (raises)
         if not path:
             if member.type is EntryType.DIR:  # the root itself ("./"): keep its metadata
                 self.root.meta = pack(EntryType.DIR, layer, member)
