@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import time
@@ -28,7 +27,14 @@ from runtime_lab.process import LaunchSpec, run_shim, wait_quietly
 from runtime_lab.seccomp import Options as SecurityOptions
 from runtime_lab.spec import VolumeSpec, command_line, environment, labels
 from runtime_lab.steps import STEPS
-from runtime_lab.store import ContainerConfig, ContainerState, Store, now, write_atomic
+from runtime_lab.store import (
+    ContainerConfig,
+    ContainerState,
+    Store,
+    now,
+    remove_dir,
+    write_atomic,
+)
 from runtime_lab.streams import ATTACH_SOCKET, Hub, LocalStreams, listen
 from runtime_lab.trace import Event, Tracer
 
@@ -150,7 +156,7 @@ def create(
             store.save_config(config)
             store.save_state(container_id, ContainerState(rootfs_mode=mode))
         except BaseException as exc:  # no half-made container (a full disk, an interrupt)
-            shutil.rmtree(directory, ignore_errors=True)
+            remove_dir(directory, ignore_errors=True)
             from runtime_lab.volumes import remove_anonymous
 
             remove_anonymous(store, [m["name"] for m in mounts if m.get("name")])
@@ -287,7 +293,7 @@ def start(store: Store, container_id: str, tracer: Tracer, io: StartIO | None = 
         raise UsageError(f"container {config.name} is already running")
     directory = store.container_dir(container_id)
     # overlay refuses a workdir left over from an earlier mount: start from an empty one
-    shutil.rmtree(directory / "work", ignore_errors=True)
+    remove_dir(directory / "work", ignore_errors=True)
     try:
         (directory / "work").mkdir(mode=0o755)
     except OSError as exc:
@@ -806,7 +812,7 @@ def remove(store: Store, container_id: str, *, force: bool = False, volumes: boo
         anonymous = []
     for attempt in range(20):  # a supervisor still finishing (--rm) may remove or add files
         try:
-            shutil.rmtree(directory)
+            remove_dir(directory)
             break
         except FileNotFoundError:
             if not directory.exists():

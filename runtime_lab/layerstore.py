@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runtime_lab.steps import STEPS
-from runtime_lab.store import Store
+from runtime_lab.store import Store, remove_dir
 from runtime_lab.trace import Event, Tracer
 
 if TYPE_CHECKING:
@@ -78,9 +77,9 @@ def ensure_layers(
             except OSError:
                 if not final.is_dir():
                     raise
-                shutil.rmtree(temporary)  # another run stored it first: theirs is the same
+                remove_dir(temporary)  # another run stored it first: theirs is the same
         except BaseException:
-            shutil.rmtree(temporary, ignore_errors=True)
+            remove_dir(temporary, ignore_errors=True)
             raise
         tracer.emit(
             Event(

@@ -587,8 +587,31 @@ def _read(path: str) -> str:
         return ""
 
 
+USER_DB_LIMIT = 1 << 20  # bytes read of the image's /etc/passwd and /etc/group
+
+
+def read_user_db(path: str) -> tuple[str, str | None]:
+    """The image's /etc/passwd or /etc/group (read inside the container's root, so a symlink
+    stays in it) and, when it was not read, why. Only a regular file is read: opening a FIFO
+    would block PID 1 before the command ever runs, so the file is opened non-blocking
+    (and never as a controlling terminal) and checked with fstat before any read; at most
+    ``USER_DB_LIMIT`` bytes. Anything else counts as missing, as for docker."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        return "", None if exc.errno == errno.ENOENT else f"{path}: {exc.strerror}"
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            return "", f"{path}: not a regular file (ignored)"
+        return f.read(USER_DB_LIMIT).decode("utf-8", "replace"), None
+
+
 def switch_user(spec_user: str, holder: dict[str, Any], terminal: int | None) -> dict[str, Any]:
-    user = resolve_user(spec_user, _read("/etc/passwd"), _read("/etc/group"))
+    passwd, passwd_problem = read_user_db("/etc/passwd")
+    group, group_problem = read_user_db("/etc/group")
+    ignored = [p for p in (passwd_problem, group_problem) if p]
+    user = resolve_user(spec_user, passwd, group)
     holder.update(uid=user.uid, home=user.home)
     if terminal is not None:  # the user owns the terminal, as with a login
         os.fchown(terminal, user.uid, -1)
@@ -598,7 +621,15 @@ def switch_user(spec_user: str, holder: dict[str, Any], terminal: int | None) ->
         # keep the capabilities long enough to reduce the bounding set afterwards
         linux.prctl(8, 1)  # PR_SET_KEEPCAPS
     os.setuid(user.uid)
-    return {"uid": user.uid, "gid": user.gid, "groups": list(user.groups), "home": user.home}
+    evidence: dict[str, Any] = {
+        "uid": user.uid,
+        "gid": user.gid,
+        "groups": list(user.groups),
+        "home": user.home,
+    }
+    if ignored:
+        evidence["ignored"] = ignored
+    return evidence
 
 
 def drop_capabilities(uid: int) -> dict[str, Any]:

@@ -12,45 +12,43 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inspect_tool.errors import DockscopeError
 from inspect_tool.storage.model import ContainerRecord
 from runtime_lab.store import ContainerConfig, ContainerState, Store
 
 
 def upper_size(path: Path) -> int:
     """moby's ``directory.Size``: non-directory entries of nonzero size, hard links once."""
-    total = 0
-    seen: set[int] = set()
-    for directory, _, files in os.walk(path):
-        for name in files:
-            try:
-                st = os.lstat(os.path.join(directory, name))
-            except OSError:
-                continue
-            if st.st_size == 0 or st.st_ino in seen:
-                continue
-            seen.add(st.st_ino)
-            total += st.st_size
-    return total
+    return walk_size(path, lambda st: not stat.S_ISDIR(st.st_mode) and st.st_size > 0)
 
 
 def layer_size(path: Path) -> int:
     """A layer's size as docker records it when applying its tar: the bytes of its regular
     files (symlinks, devices, whiteouts and directories carry none), hard links once."""
+    return walk_size(path, lambda st: stat.S_ISREG(st.st_mode))
+
+
+def walk_size(path: Path, counted: Callable[[os.stat_result], bool]) -> int:
+    """The sizes of the entries below ``path`` that ``counted`` accepts, each inode once;
+    walked without recursion through descriptors (a container may nest directories deeper
+    than Python's stack and than PATH_MAX). A missing directory counts 0."""
+    from runtime_lab.writable import layer_dirs
+
     total = 0
     seen: set[int] = set()
-    for directory, _, files in os.walk(path):
-        for name in files:
-            try:
-                st = os.lstat(os.path.join(directory, name))
-            except OSError:
-                continue
-            if stat.S_ISREG(st.st_mode) and st.st_ino not in seen:
-                seen.add(st.st_ino)
-                total += st.st_size
+    try:
+        with layer_dirs([path]) as (layer,):
+            for _, st in layer.walk():
+                if counted(st) and st.st_ino not in seen:
+                    seen.add(st.st_ino)
+                    total += st.st_size
+    except DockscopeError:  # gone (removed meanwhile) or unreadable: nothing to count
+        return 0
     return total
 
 

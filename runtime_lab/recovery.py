@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from runtime_lab import container as rt
 from runtime_lab import linux
 from runtime_lab.cgroups import CGROUP_ROOT, dockscope_groups
 from runtime_lab.process import wait_quietly
-from runtime_lab.store import Store
+from runtime_lab.store import Store, remove_dir
 
 
 def recover(store: Store, cgroup_root: Path = CGROUP_ROOT) -> list[str]:
@@ -49,7 +48,7 @@ def recover(store: Store, cgroup_root: Path = CGROUP_ROOT) -> list[str]:
             report.append(f"cgroup {group}: not removed ({exc.strerror})")
     if store.layers.is_dir():
         for partial in store.layers.glob(".tmp-*"):
-            shutil.rmtree(partial, ignore_errors=True)
+            remove_dir(partial, ignore_errors=True)
             report.append(f"layer store: removed half-unpacked {partial.name}")
     prefix = str(store.root.resolve()) + "/"
     with open("/proc/self/mountinfo") as f:

@@ -37,6 +37,28 @@ def state_root(root: str | Path | None = None) -> Path:
     return Path(env) if env else DEFAULT_ROOT
 
 
+def remove_dir(path: Path, *, ignore_errors: bool = False) -> None:
+    """Remove ``path`` and all it holds (nothing when it is missing), never following a
+    symlink. Iterative, one descriptor at a time: a container's writable layer or a volume
+    may nest directories deeper than Python's stack (shutil.rmtree recurses on 3.11) and
+    than PATH_MAX."""
+    from inspect_tool.layers.safe_extract import remove_tree
+
+    try:
+        parent = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        if ignore_errors:
+            return
+        raise
+    try:
+        remove_tree(parent, path.name)
+    except OSError:
+        if not ignore_errors:
+            raise
+    finally:
+        os.close(parent)
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     # rename is atomic: a reader, or dockscope killed mid-write, never leaves half a file
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")

@@ -15,16 +15,15 @@ container's writable layer: they never show in ``container diff``, ``export`` or
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from inspect_tool.errors import UsageError
 from runtime_lab.spec import VOLUME_NAME
-from runtime_lab.store import Store, now, write_atomic
+from runtime_lab.store import Store, now, remove_dir, write_atomic
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +103,7 @@ def remove(store: Store, name: str) -> None:
     using = users(store, name)
     if using:
         raise UsageError(f"volume {name} is in use by container(s): {', '.join(using)}")
-    shutil.rmtree(volume.path)
+    remove_dir(volume.path)
 
 
 def remove_anonymous(store: Store, names: list[str]) -> None:
@@ -115,23 +114,14 @@ def remove_anonymous(store: Store, names: list[str]) -> None:
         except UsageError:
             continue
         if volume.anonymous and not users(store, name):
-            shutil.rmtree(volume.path, ignore_errors=True)
+            remove_dir(volume.path, ignore_errors=True)
 
 
 def size(path: Path) -> int:
     """Bytes of the files under ``path`` (hard links once), as ``docker system df`` counts."""
-    total = 0
-    seen: set[tuple[int, int]] = set()
-    for directory, _, files in os.walk(path):
-        for name in files:
-            try:
-                st = os.lstat(os.path.join(directory, name))
-            except OSError:
-                continue
-            if (st.st_dev, st.st_ino) not in seen:
-                seen.add((st.st_dev, st.st_ino))
-                total += st.st_size
-    return total
+    from runtime_lab.records import walk_size
+
+    return walk_size(path, lambda st: not stat.S_ISDIR(st.st_mode))
 
 
 def diff_notes(mounts: list[dict[str, Any]]) -> list[str]:

@@ -11,11 +11,14 @@ lookup rules applied to the layer directories, nothing mounted), ``layer_entries
 as an OCI layer (a whiteout device becomes ``.wh.NAME``, an opaque directory is followed by
 ``.wh..wh..opq``), and ``write_tar`` writes either one deterministically. Everything is only
 read (``changes`` too), with ``O_NOATIME`` where it opens files and directories, so even
-access times stay.
+access times stay. Every walk is iterative and goes through directory descriptors that never
+follow a symlink (``inspect_tool.storage.evidence.LayerDir``): a container may nest
+directories deeper than Python's stack and than PATH_MAX.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import stat
@@ -27,6 +30,7 @@ from typing import BinaryIO
 
 from inspect_tool.errors import DockscopeError
 from inspect_tool.layers.tarwrite import Item, TarStats, TarWriter
+from inspect_tool.storage.evidence import Evidence, LayerDir
 
 OPAQUE_XATTR = "trusted.overlay.opaque"
 
@@ -46,66 +50,64 @@ def is_whiteout(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
-def is_opaque(path: Path) -> bool:
-    try:
-        return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
-    except OSError:
-        return False
-
-
 class LowerView:
     """Lookups in the image's layers (overlay lowerdirs, bottom first), never following a
-    symlink: a path below a symlink does not exist as such."""
+    symlink: a path below a symlink does not exist as such. Paths are tuples of names, walked
+    through directory descriptors, so depth is no limit (a host path would stop at PATH_MAX)."""
 
-    def __init__(self, lowers: list[Path]) -> None:
+    def __init__(self, lowers: list[LayerDir]) -> None:
         self.top_first = list(reversed(lowers))
 
-    def lookup(self, path: str) -> os.stat_result | None:
-        """What the merged lower layers hold at ``path`` (overlay's lookup, layer by layer)."""
-        parts = [p for p in path.split("/") if p]
+    def lookup(self, parts: tuple[str, ...]) -> os.stat_result | None:
+        """What the merged lower layers hold at ``parts`` (overlay's lookup, layer by layer)."""
         for lower in self.top_first:
-            current = lower
             opaque_above = False
-            for i, part in enumerate(parts):
-                current = current / part
-                try:
-                    st = os.lstat(current)
-                except FileNotFoundError:
+            for i in range(1, len(parts) + 1):
+                st = lower.lstat(parts[:i])
+                if st is None:
                     break  # this layer has nothing there
                 if is_whiteout(st):
                     return None  # deleted in this layer
-                if i == len(parts) - 1:
+                if i == len(parts):
                     return st
                 if not stat.S_ISDIR(st.st_mode):
                     return None  # a non-directory hides everything below it
-                if is_opaque(current):
+                if lower.getxattr(parts[:i], OPAQUE_XATTR) == b"y":
                     opaque_above = True
             if opaque_above:
                 return None  # layers below cannot supply anything under an opaque directory
         return None
 
-    def listdir(self, path: str) -> set[str]:
+    def listdir(self, parts: tuple[str, ...]) -> set[str]:
         """Names a lower directory holds (as the merged lower view shows them)."""
         names: set[str] = set()
         hidden: set[str] = set()
-        parts = [p for p in path.split("/") if p]
         for lower in self.top_first:
-            directory = lower.joinpath(*parts)
-            try:
-                st = os.lstat(directory)
-            except FileNotFoundError:
+            st = lower.lstat(parts)
+            if st is None:
                 continue
             if is_whiteout(st) or not stat.S_ISDIR(st.st_mode):
                 break
-            for name in _listdir(str(directory)):
-                child = os.lstat(directory / name)
-                if is_whiteout(child):
+            for name in lower.listdir(parts):
+                child = lower.lstat((*parts, name))
+                if child is not None and is_whiteout(child):
                     hidden.add(name)
                 elif name not in hidden:
                     names.add(name)
-            if is_opaque(directory):
+            if lower.getxattr(parts, OPAQUE_XATTR) == b"y":
                 break
         return names
+
+
+@contextlib.contextmanager
+def layer_dirs(paths: list[Path]) -> Iterator[list[LayerDir]]:
+    """Each directory opened once; everything below is reached from its descriptor."""
+    with contextlib.ExitStack() as stack:
+        opened = []
+        for path in paths:
+            evidence = stack.enter_context(Evidence(path))
+            opened.append(stack.enter_context(LayerDir(evidence, "")))
+        yield opened
 
 
 def _type(mode: int) -> str:
@@ -122,10 +124,9 @@ def _type(mode: int) -> str:
     return "other"
 
 
-def _sha256(path: Path) -> str:
+def _sha256(layer: LayerDir, parts: tuple[str, ...]) -> str:
     digest = hashlib.sha256()
-    fd = _noatime_open(str(path), os.O_RDONLY)
-    with os.fdopen(fd, "rb") as f:
+    with os.fdopen(layer.open_file(parts), "rb") as f:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return "sha256:" + digest.hexdigest()
@@ -134,45 +135,48 @@ def _sha256(path: Path) -> str:
 def changes(
     upper: Path, lowers: list[Path], *, ignore: set[str] | None = None, hashes: bool = False
 ) -> list[Change]:
-    """docker diff's view of a writable layer, sorted by path."""
+    """docker diff's view of a writable layer, sorted by path. Walked without recursion and
+    through directory descriptors: a container may nest directories far below PATH_MAX."""
     ignore = ignore or set()
-    lower = LowerView(lowers)
     found: list[Change] = []
-
-    def walk(directory: Path, base: str) -> Iterator[tuple[str, Path, os.stat_result]]:
-        for name in sorted(_listdir(str(directory))):
-            path = directory / name
-            yield f"{base}/{name}", path, os.lstat(path)
-
-    stack = [(upper, "")]
-    while stack:
-        directory, base = stack.pop()
-        for path, host_path, st in walk(directory, base):
-            if path in ignore:
+    with layer_dirs([upper, *lowers]) as (upper_dir, *lower_dirs):
+        lower = LowerView(lower_dirs)
+        stack: list[tuple[tuple[str, ...], Iterator[str]]] = [((), iter(upper_dir.listdir(())))]
+        while stack:
+            base, names = stack[-1]
+            name = next(names, None)
+            if name is None:
+                stack.pop()
                 continue
+            parts = (*base, name)
+            path = "/" + "/".join(parts)
+            st = upper_dir.lstat(parts)
+            if st is None or path in ignore:
+                continue
+            existed = lower.lookup(parts)
             if is_whiteout(st):
-                if lower.lookup(path) is not None:
+                if existed is not None:
                     found.append(Change("D", path))
                 continue
-            existed = lower.lookup(path)
             kind = "C" if existed is not None else "A"
             if stat.S_ISDIR(st.st_mode):
-                if existed is not None and is_opaque(host_path):
-                    present = set(_listdir(str(host_path)))
+                if existed is not None and upper_dir.getxattr(parts, OPAQUE_XATTR) == b"y":
+                    present = set(upper_dir.listdir(parts))
                     found += [
-                        Change("D", f"{path}/{name}")
-                        for name in sorted(lower.listdir(path) - present)
+                        Change("D", f"{path}/{gone}")
+                        for gone in sorted(lower.listdir(parts) - present)
                     ]
-                stack.append((host_path, path))
+                stack.append((parts, iter(upper_dir.listdir(parts))))
+            regular = stat.S_ISREG(st.st_mode)
             found.append(
                 Change(
                     kind,
                     path,
                     _type(st.st_mode),
-                    st.st_size if stat.S_ISREG(st.st_mode) else None,
+                    st.st_size if regular else None,
                     stat.S_IMODE(st.st_mode),
                     st.st_mtime,
-                    _sha256(host_path) if hashes and stat.S_ISREG(st.st_mode) else None,
+                    _sha256(upper_dir, parts) if hashes and regular else None,
                 )
             )
     return sorted(found, key=lambda c: c.path)
@@ -193,29 +197,15 @@ class WritableLayerError(DockscopeError):
 
 @dataclass(frozen=True, slots=True)
 class FsEntry:
-    """One entry of a tar to write: ``host`` holds it (its metadata, its bytes)."""
+    """One entry of a tar to write: ``parts`` in ``layer`` holds it (its metadata, its
+    bytes), reached through directory descriptors whatever the depth."""
 
     path: str  # relative, no leading or trailing slash: "etc/motd"
-    host: str
+    host: str  # the host path, for messages (never opened by this string)
     st: os.stat_result
-    marker: bool = False  # a ".wh." file standing for ``host`` (a whiteout or opaque dir)
-
-
-def _noatime_open(path: str, flags: int) -> int:
-    """Open without touching the access time (evidence stays as it was), where permitted."""
-    flags |= os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        return os.open(path, flags | os.O_NOATIME)
-    except PermissionError:  # O_NOATIME needs ownership or CAP_FOWNER
-        return os.open(path, flags)
-
-
-def _listdir(path: str) -> list[str]:
-    fd = _noatime_open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        return os.listdir(fd)
-    finally:
-        os.close(fd)
+    layer: LayerDir
+    parts: tuple[str, ...]
+    marker: bool = False  # a ".wh." file standing for it (a whiteout or opaque dir)
 
 
 def merged_entries(upper: Path, lowers: list[Path]) -> Iterator[FsEntry]:
@@ -224,49 +214,51 @@ def merged_entries(upper: Path, lowers: list[Path]) -> Iterator[FsEntry]:
     whiteout hides the name below it, a non-directory hides everything below it, a directory
     merges with the directories below it down to the first opaque one. Parents come before
     children, names sorted; the root itself is not an entry. ``lowers`` is bottom first."""
-    roots = [str(upper), *(str(p) for p in reversed(lowers))]
-    # each level: (its relative path, children not yet visited, last name first)
-    stack: list[tuple[str, list[tuple[str, str, os.stat_result, list[str]]]]] = [
-        ("", _merge_children(roots))
-    ]
-    while stack:
-        base, pending = stack[-1]
-        if not pending:
-            stack.pop()
-            continue
-        name, host, st, below = pending.pop()
-        path = f"{base}/{name}" if base else name
-        yield FsEntry(path, host, st)
-        if stat.S_ISDIR(st.st_mode):
-            stack.append((path, _merge_children(below)))
+    with layer_dirs([upper, *reversed(lowers)]) as roots:
+        # each level: (its relative path, children not yet visited, last name first)
+        stack = [("", _merge_children([(layer, ()) for layer in roots]))]
+        while stack:
+            base, pending = stack[-1]
+            if not pending:
+                stack.pop()
+                continue
+            name, (layer, parts), st, below = pending.pop()
+            path = f"{base}/{name}" if base else name
+            yield FsEntry(path, layer.display(parts), st, layer, parts)
+            if stat.S_ISDIR(st.st_mode):
+                stack.append((path, _merge_children(below)))
 
 
-def _merge_children(directories: list[str]) -> list[tuple[str, str, os.stat_result, list[str]]]:
+_Place = tuple[LayerDir, tuple[str, ...]]
+
+
+def _merge_children(
+    directories: list[_Place],
+) -> list[tuple[str, _Place, os.stat_result, list[_Place]]]:
     """The merged children of one directory held by ``directories`` (topmost first): for each
-    name, the host path that shows, its stat, and (for a directory) the directories that merge
-    under it. Sorted by name, last first (popped from the end)."""
+    name, where it shows, its stat, and (for a directory) the directories that merge under it.
+    Sorted by name, last first (popped from the end)."""
     names: set[str] = set()
-    for directory in directories:
-        names.update(_listdir(directory))
+    for layer, parts in directories:
+        names.update(layer.listdir(parts))
     children = []
     for name in sorted(names, reverse=True):
-        shown: tuple[str, os.stat_result] | None = None
-        merged: list[str] = []
-        for directory in directories:
-            host = os.path.join(directory, name)
-            try:
-                st = os.lstat(host)
-            except FileNotFoundError:
+        shown: tuple[_Place, os.stat_result] | None = None
+        merged: list[_Place] = []
+        for layer, parts in directories:
+            place = (layer, (*parts, name))
+            st = layer.lstat(place[1])
+            if st is None:
                 continue
             if is_whiteout(st):
                 break
             if not stat.S_ISDIR(st.st_mode):
                 if shown is None:
-                    shown = (host, st)
+                    shown = (place, st)
                 break  # a file hides what lies below; below a directory, it is hidden
-            shown = shown or (host, st)
-            merged.append(host)
-            if is_opaque(Path(host)):
+            shown = shown or (place, st)
+            merged.append(place)
+            if layer.getxattr(place[1], OPAQUE_XATTR) == b"y":
                 break
         if shown is not None:
             children.append((name, shown[0], shown[1], merged))
@@ -279,54 +271,51 @@ def layer_entries(upper: Path, *, ignore: set[str] | None = None) -> Iterator[Fs
     "/proc") are left out with everything below them. Parents before children, names sorted
     by the name written, the opaque marker right after its directory."""
     ignore = ignore or set()
+    with layer_dirs([upper]) as (layer,):
 
-    def children(directory: str, base: str) -> list[FsEntry]:
-        found = []
-        for name in _listdir(directory):
-            path = f"{base}/{name}" if base else name
-            if "/" + path in ignore:
+        def children(parts: tuple[str, ...], base: str) -> list[FsEntry]:
+            found = []
+            for name in layer.listdir(parts):
+                path = f"{base}/{name}" if base else name
+                if "/" + path in ignore:
+                    continue
+                child = (*parts, name)
+                st = layer.lstat(child)
+                if st is None:
+                    continue  # removed meanwhile
+                host = layer.display(child)
+                if is_whiteout(st):
+                    where = f"{base}/{WHITEOUT_PREFIX}{name}" if base else WHITEOUT_PREFIX + name
+                    found.append(FsEntry(where, host, st, layer, child, marker=True))
+                else:
+                    found.append(FsEntry(path, host, st, layer, child))
+            return sorted(found, key=lambda e: e.path, reverse=True)
+
+        stack = [children((), "")]
+        while stack:
+            pending = stack[-1]
+            if not pending:
+                stack.pop()
                 continue
-            host = os.path.join(directory, name)
-            st = os.lstat(host)
-            if is_whiteout(st):
-                where = f"{base}/{WHITEOUT_PREFIX}{name}" if base else WHITEOUT_PREFIX + name
-                found.append(FsEntry(where, host, st, marker=True))
-            else:
-                found.append(FsEntry(path, host, st))
-        return sorted(found, key=lambda e: e.path, reverse=True)
-
-    stack = [children(str(upper), "")]
-    while stack:
-        pending = stack[-1]
-        if not pending:
-            stack.pop()
-            continue
-        entry = pending.pop()
-        yield entry
-        if stat.S_ISDIR(entry.st.st_mode):
-            if is_opaque(Path(entry.host)):
-                yield FsEntry(f"{entry.path}/{OPAQUE_MARKER}", entry.host, entry.st, marker=True)
-            stack.append(children(entry.host, entry.path))
+            entry = pending.pop()
+            yield entry
+            if stat.S_ISDIR(entry.st.st_mode):
+                if layer.getxattr(entry.parts, OPAQUE_XATTR) == b"y":
+                    marker = f"{entry.path}/{OPAQUE_MARKER}"
+                    yield FsEntry(marker, entry.host, entry.st, layer, entry.parts, marker=True)
+                stack.append(children(entry.parts, entry.path))
 
 
-def _xattrs(host: str) -> dict[str, str]:
-    try:
-        names = os.listxattr(host, follow_symlinks=False)
-    except OSError:
-        return {}
+def _xattrs(entry: FsEntry) -> dict[str, str]:
     found = {}
-    for name in sorted(names):
+    for name, value in entry.layer.xattrs(entry.parts).items():
         if name in _UNFOLLOWED:
             raise WritableLayerError(
                 f"{name} is set: the layer was written with an overlay feature dockscope "
                 "does not read (redirect_dir or metacopy)",
-                subject=host,
+                subject=entry.host,
             )
         if name.startswith(OVERLAY_XATTRS):
-            continue
-        try:
-            value = os.getxattr(host, name, follow_symlinks=False)
-        except OSError:
             continue
         found[f"SCHILY.xattr.{name}"] = value.decode("utf-8", "surrogateescape")
     return found
@@ -356,13 +345,13 @@ def _header(entry: FsEntry) -> tarfile.TarInfo:
         info.size = st.st_size
     elif stat.S_ISLNK(mode):
         info.type = tarfile.SYMTYPE
-        info.linkname = os.readlink(entry.host)
+        info.linkname = entry.layer.readlink(entry.parts)
     elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
         info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
         info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
     elif stat.S_ISFIFO(mode):
         info.type = tarfile.FIFOTYPE
-    pax.update(_xattrs(entry.host))
+    pax.update(_xattrs(entry))
     info.pax_headers = pax
     return info
 
@@ -374,7 +363,7 @@ def write_tar(entries: Iterable[FsEntry], out: BinaryIO) -> TarStats:
         out,
         describe=lambda entry: Item(entry.path, entry.st, entry.marker),
         header=_header,
-        open_data=lambda entry: (_noatime_open(entry.host, os.O_RDONLY), entry.host),
+        open_data=lambda entry: (entry.layer.open_file(entry.parts), entry.host),
         error=WritableLayerError,
     )
     return writer.write_all(entries)

@@ -343,7 +343,7 @@ def _walk(root: Path) -> list[Path]:
         path = stack.pop()
         for child in path.iterdir():
             out.append(child)
-            if child.is_dir() and not child.is_symlink():
+            if not child.is_symlink() and child.is_dir():  # never follow a symlink
                 stack.append(child)
     return out
 

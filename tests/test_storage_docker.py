@@ -739,3 +739,70 @@ def test_a_fifo_where_a_file_should_be_is_never_opened(docker_copy: Path, tmp_pa
     run = dockscope(docker_copy, "storage", "save", docker_copy, "busybox", "-o", tmp_path / "o")
     assert run.exit_code == 1
     assert "/etc/passwd (not a regular file)" in run.stderr
+
+
+def test_a_symlink_in_containers_is_skipped_and_refused_only_when_named(
+    docker_copy: Path,
+) -> None:
+    """A symlink where a container's directory should be (named like a container ID) is
+    never followed: listing warns and goes on, the other containers' commands work, and
+    naming it is the one error."""
+    evil = "b" * 64
+    (docker_copy / "containers" / evil).symlink_to(RUNNING)
+    run = dockscope(docker_copy, "storage", "ls", "--json", docker_copy)
+    assert run.exit_code == 0, run.stderr
+    doc = run.json()
+    assert sorted(c["id"] for c in doc["containers"]) == sorted(CONTAINERS)
+    assert any(evil in w and "symlink (not followed)" in w for w in doc["warnings"])
+    run = dockscope(docker_copy, "container", "diff", "--root", docker_copy, RUNNING)
+    assert diff_lines(run) == ["A /tets"]
+    for command in ("diff", "inspect"):
+        run = dockscope(docker_copy, "container", command, "--root", docker_copy, evil[:8])
+        assert run.exit_code == 3
+        assert "symlink (not followed)" in run.stderr and len(run.stderr.splitlines()) == 1
+
+
+def test_numbers_json_cannot_hold_in_engine_files(docker_copy: Path) -> None:
+    """An integer of 5,000 digits in config.v2.json (Python cannot convert it) or in a
+    layer's size file: the container is skipped with the reason, never an internal error."""
+    config = docker_copy / "containers" / EXITED / "config.v2.json"
+    config.write_bytes(config.read_bytes().rstrip()[:-1] + b', "X": ' + b"9" * 5000 + b"}")
+    run = dockscope(docker_copy, "storage", "ls", "--json", docker_copy)
+    assert run.exit_code == 0, run.stderr
+    doc = run.json()
+    assert EXITED not in [c["id"] for c in doc["containers"]]
+    assert any("5000 digits" in w and "4300-digit bound" in w for w in doc["warnings"])
+    run = dockscope(docker_copy, "container", "inspect", "--root", docker_copy, EXITED)
+    assert run.exit_code == 3 and "4300-digit bound" in run.stderr
+    size = docker_copy / "image/overlay2/layerdb/sha256" / DIFF_ID[7:] / "size"
+    for digits in (40, 4000, 5000):  # beyond any int64; within, then beyond read_text's limit
+        size.write_text("9" * digits)
+        run = dockscope(docker_copy, "storage", "ls", "--json", docker_copy)
+        assert run.exit_code == 0, run.stderr
+        assert [i["size"] for i in run.json()["images"]] == [None]
+
+
+def test_a_tar_split_name_past_the_path_bound_is_one_line(
+    docker_copy: Path, tmp_path: Path
+) -> None:
+    """The same 4,095-byte bound as for image layers: the engine could never have unpacked
+    such an entry; save names the layer that cannot be rebuilt, as for any mismatch."""
+    import gzip
+
+    split = docker_copy / "image/overlay2/layerdb/sha256" / DIFF_ID[7:] / "tar-split.json.gz"
+    lines = gzip.decompress(split.read_bytes()).splitlines()
+    first = next(
+        i
+        for i, line in enumerate(lines)
+        if json.loads(line)["type"] == 1 and json.loads(line).get("size")
+    )
+    item = json.loads(lines[first])
+    item["name"] = "a/" * 2100 + "x"
+    item.pop("name_raw", None)
+    lines[first] = json.dumps(item).encode()
+    split.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+    run = dockscope(docker_copy, "storage", "save", docker_copy, "busybox", "-o", tmp_path / "o")
+    assert run.exit_code == 1, run.stderr
+    (line,) = run.stderr.splitlines()
+    assert f"{CACHE}): cannot be rebuilt from tar-split" in line
+    assert "bound of 4095 bytes" in line

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 from inspect_tool.layers.tarformat import EntryType
 from inspect_tool.layers.tarreader import TarMember
+from inspect_tool.layers.union import check_path_length
 from inspect_tool.model.image import Image
 from inspect_tool.sources.source import Source
 
@@ -212,6 +213,7 @@ class EfficiencyCalculator:
             name = go_clean(member.name)
             if name == ".":
                 continue
+            check_path_length(name, member.name)
             size += member.size
             parts = _split(name)
             if parts:

@@ -163,13 +163,14 @@ def resolve(union: UnionFS, path: str, *, follow_last: bool = True) -> FileInfo:
         info = union.get(candidate)
         if info is None:
             raise PathNotFoundError(f"no such file or directory in the image: {candidate}")
-        if info.type is EntryType.SYMLINK and (pending or follow_last):
+        linkname = _symlink_target(union, info)
+        if linkname is not None and (pending or follow_last):
             hops += 1
             if hops > MAX_SYMLINKS:
                 raise PathNotFoundError(f"too many levels of symbolic links resolving {path}")
-            if info.linkname.startswith("/"):
+            if linkname.startswith("/"):
                 resolved = []
-            pending.extendleft(reversed([p for p in info.linkname.split("/") if p]))
+            pending.extendleft(reversed([p for p in linkname.split("/") if p]))
             continue
         if pending and info.type is not EntryType.DIR:
             raise PathNotFoundError(f"not a directory in the image: {candidate}")
@@ -177,6 +178,23 @@ def resolve(union: UnionFS, path: str, *, follow_last: bool = True) -> FileInfo:
     final = union.get("/" + "/".join(resolved))
     assert final is not None
     return final
+
+
+def _symlink_target(union: UnionFS, info: FileInfo) -> str | None:
+    """What ``info`` points at as a symlink, or None when it is not one. A hard link to a
+    symlink is a symlink too: Docker, containerd and tar extract it with link(2), which does
+    not follow the symlink, so the name becomes a second symlink with the same target (relative
+    targets then resolve from the hard link's own directory)."""
+    for _ in range(MAX_SYMLINKS):
+        if info.type is EntryType.SYMLINK:
+            return info.linkname
+        if info.type is not EntryType.HARDLINK:
+            return None
+        target = union.get("/" + (clean_member_path(info.linkname) or ""))
+        if target is None:
+            return None
+        info = target
+    return None
 
 
 def view_at(
@@ -227,6 +245,10 @@ def _read_hardlink(
         _copy_member(source, image, info.layer, lambda m: m.offset == best, out)
         return info
     linked = union.get(target)
+    for _ in range(MAX_SYMLINKS):  # a hard link to a hard link: the same inode
+        if linked is None or linked.type is not EntryType.HARDLINK:
+            break
+        linked = union.get("/" + (clean_member_path(linked.linkname) or ""))
     if linked is None or linked.type is not EntryType.FILE:
         raise PathNotFoundError(f"hard link {info.path} names {info.linkname}, which is missing")
     _copy_member(source, image, linked.layer, lambda m: m.offset == linked.offset, out)

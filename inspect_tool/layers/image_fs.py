@@ -11,7 +11,7 @@ from inspect_tool.errors import BlobNotFoundError, InvalidImageError
 from inspect_tool.layers.decompress import CHUNK, LayerStream, Prefetcher
 from inspect_tool.layers.tarformat import TarFormatError
 from inspect_tool.layers.tarreader import TarReader
-from inspect_tool.layers.union import FileInfo, LayerChanges, UnionFS
+from inspect_tool.layers.union import FileInfo, LayerChanges, PathTooLongError, UnionFS
 from inspect_tool.model.image import Image, Layer
 from inspect_tool.model.mediatypes import Compression
 from inspect_tool.sources.source import Source
@@ -62,6 +62,8 @@ def open_layer(
                 raise InvalidImageError(
                     "the blob is not a tar, gzip or zstd stream", subject=subject
                 ) from exc
+            raise exc.with_subject(subject) from None
+        except PathTooLongError as exc:
             raise exc.with_subject(subject) from None
         finally:
             prefetcher.close()

@@ -55,6 +55,7 @@ from inspect_tool.model.image import Image
 from inspect_tool.sources.source import Source
 
 MAX_SYMLINKS = 40  # Linux's MAXSYMLINKS
+MAX_LINK_TARGET = 4095  # bytes: PATH_MAX - 1, the longest target symlink(2) accepts
 CHUNK = 1024 * 1024
 _CACHE_LIMIT = 512  # resolved parent directories kept open
 _PRUNE_HANDLES = 64  # directories kept open while a whiteout walks down a tree
@@ -87,6 +88,7 @@ class Reason(StrEnum):
     XATTR = "xattr"
     UNION_XATTR = "union-xattr"
     WRITE_FAILED = "write-failed"
+    SYMLINK_TARGET_LONG = "symlink-target-too-long"
 
 
 @dataclass(frozen=True, slots=True)
@@ -472,6 +474,16 @@ class LayerApplier(Generic[H]):
                 f"{self.DEVICE_HINT}",
             )
             return
+        if kind is EntryType.SYMLINK:
+            length = len(member.linkname.encode("utf-8", "surrogateescape"))
+            if length > MAX_LINK_TARGET:
+                # symlink(2) refuses it (ENAMETOOLONG); checked here so that unpack and
+                # export (which writes no symlink) refuse the same entries
+                raise _Refusal(
+                    Reason.SYMLINK_TARGET_LONG,
+                    f"a symlink target of {length} bytes exceeds the bound of "
+                    f"{MAX_LINK_TARGET} (PATH_MAX - 1)",
+                )
         found = self._resolve(parent, create=True)
         assert found is not None
         handle, resolved_parent, clamped = found
@@ -661,6 +673,7 @@ _DIR_PATH = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _DIR_READ = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _WORK_DIR_MODE = 0o700  # while layers are applied; the final modes are set at the end
+_OPEN_ANCESTORS = 64  # descriptors kept open while directories' metadata is set
 _IMPLICIT_DIR_MODE = 0o755
 
 
@@ -915,8 +928,15 @@ class DiskBackend:
                 fd = os.open(part, _DIR_PATH, dir_fd=fd)
                 base = f"{base}/{part}" if base else part
                 ancestors.append((base, fd))
+                if len(ancestors) > _OPEN_ANCESTORS:
+                    # only the nearest ancestors stay open: a tree thousands of levels deep
+                    # would otherwise exhaust the descriptor limit (the directories past it
+                    # silently kept their work mode); the others are reopened when needed
+                    os.close(ancestors.pop(0)[1])
             return os.open(name, _DIR_READ, dir_fd=fd)
-        except OSError:  # removed, or no longer a directory: nothing to set
+        except OSError as exc:  # removed, or no longer a directory: nothing to set
+            if exc.errno in _FATAL_ERRNOS:
+                raise DestinationError(f"cannot set directories' metadata: {exc.strerror}") from exc
             return None
 
 

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from inspect_tool.errors import InvalidImageError
 from inspect_tool.layers.tarformat import EntryType
 from inspect_tool.layers.tarreader import TarMember
 
@@ -165,8 +166,20 @@ class _Dir:
 Node = bytes | _Dir
 
 
+# The longest path an entry may have below the root ("/a/b" counts 4 bytes): PATH_MAX - 1.
+# A tar carries any length (a PAX path of 160 KB is 80,000 levels), but Docker and containerd
+# extract each entry by its full path and the kernel refuses longer ones (ENAMETOOLONG), so no
+# engine runs such a layer; past it, every tree dockscope builds would cost depth squared.
+MAX_PATH_BYTES = 4095
+
+
+class PathTooLongError(InvalidImageError):
+    """An entry's path (or a hard link's target) is longer than ``MAX_PATH_BYTES``."""
+
+
 def clean_member_path(name: str) -> str | None:
-    """A member name as a path below the root; None when it climbs out (``../x``)."""
+    """A member name as a path below the root; None when it climbs out (``../x``). Raises
+    PathTooLongError beyond ``MAX_PATH_BYTES``."""
     parts: list[str] = []
     for part in name.split("/"):
         if part in ("", "."):
@@ -177,7 +190,22 @@ def clean_member_path(name: str) -> str | None:
             parts.pop()
             continue
         parts.append(part)
-    return "/".join(parts)
+    path = "/".join(parts)
+    check_path_length(path, name)
+    return path
+
+
+def check_path_length(path: str, name: str) -> None:
+    """Raise PathTooLongError when ``path`` (cleaned, relative to the root) is longer than
+    ``MAX_PATH_BYTES`` as "/path"; ``name`` is the member name as stored, for the message."""
+    if len(path) < MAX_PATH_BYTES // 4:  # shorter ones cannot exceed it, whatever they hold
+        return
+    size = len(path.lstrip("/").encode("utf-8", "surrogateescape")) + 1
+    if size > MAX_PATH_BYTES:
+        raise PathTooLongError(
+            f"an entry's path of {size} bytes ({path.strip('/').count('/') + 1} levels) exceeds "
+            f"the bound of {MAX_PATH_BYTES} bytes (PATH_MAX - 1): {name[:40]!r}…"
+        )
 
 
 class UnionFS:
@@ -330,6 +358,8 @@ class UnionFS:
         if path is None:
             result.anomalies.append(Anomaly(layer, member.name, "name climbs out of the root"))
             return
+        if member.type is EntryType.HARDLINK:
+            clean_member_path(member.linkname)  # the same bound as unpack's (raises)
         if not path:
             if member.type is EntryType.DIR:  # the root itself ("./"): keep its metadata
                 self.root.meta = pack(EntryType.DIR, layer, member)

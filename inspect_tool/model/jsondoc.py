@@ -1,15 +1,55 @@
-"""Parsing JSON documents from images: bounded in size and depth, typed errors with context."""
+"""Parsing JSON documents from images: bounded in size and depth, typed errors with context.
+
+Every JSON document dockscope reads from an image or from engine storage goes through
+``parse_json``. Numbers are held to what JSON means and Go's encoding/json (the engines'
+parser) can hold: no ``NaN``/``Infinity`` literals (Python's json module accepts them), no
+float beyond float64's range, no integer of more than ``MAX_NUMBER_DIGITS`` digits (Python
+refuses to convert longer ones; Go's int64 and float64 hold far fewer).
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import math
+from typing import Any, NoReturn
 
 from inspect_tool.errors import InvalidJSONError
 
 # Manifests, indexes and configs are small; real configs with long histories stay far below.
 MAX_JSON_BYTES = 16 * 1024 * 1024
 MAX_DEPTH = 64
+# Python's int_max_str_digits default: longer integers cannot even be converted
+MAX_NUMBER_DIGITS = 4300
+
+
+class _NumberError(Exception):
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_NUMBER_DIGITS:
+        raise _NumberError(
+            f"an integer of {len(text.lstrip('-'))} digits exceeds the "
+            f"{MAX_NUMBER_DIGITS}-digit bound"
+        )
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NumberError(f"the number {_excerpt(text)} is beyond float64's range")
+    return value
+
+
+def _parse_constant(text: str) -> NoReturn:
+    raise _NumberError(f"{text} is not a JSON value")
+
+
+def _excerpt(text: str) -> str:
+    return text if len(text) <= 24 else f"{text[:10]}…{text[-10:]} ({len(text)} characters)"
 
 
 def parse_json(data: bytes, *, subject: str) -> Any:
@@ -24,7 +64,14 @@ def parse_json(data: bytes, *, subject: str) -> Any:
     except UnicodeDecodeError as exc:
         raise InvalidJSONError(f"not UTF-8 text at byte {exc.start}", subject=subject) from None
     try:
-        value = json.loads(text)
+        value = json.loads(
+            text,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+            parse_constant=_parse_constant,
+        )
+    except _NumberError as exc:
+        raise InvalidJSONError(exc.problem, subject=subject) from None
     except RecursionError:
         raise InvalidJSONError("JSON is nested too deeply", subject=subject) from None
     except json.JSONDecodeError as exc:

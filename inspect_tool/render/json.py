@@ -21,7 +21,41 @@ SCHEMA_VERSION = 1
 
 
 def dumps(document: dict[str, Any]) -> str:
-    return json_text(json.dumps(document, indent=2, ensure_ascii=False))
+    try:
+        return json_text(json.dumps(document, indent=2, ensure_ascii=False))
+    except RecursionError:  # nested deeper than the encoder recurses (tree of a deep path)
+        return json_text(dumps_deep(document))
+
+
+def dumps_deep(value: Any) -> str:
+    """``json.dumps(value, indent=2, ensure_ascii=False)``, character for character, without
+    recursion: for documents nested thousands of levels deep."""
+    parts: list[str] = []
+    stack: list[str | tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            parts.append(item)
+            continue
+        current, level = item
+        if not isinstance(current, dict | list | tuple) or not current:
+            parts.append(json.dumps(current, ensure_ascii=False))
+            continue
+        inner = "\n" + "  " * (level + 1)
+        todo: list[str | tuple[Any, int]] = []
+        if isinstance(current, dict):
+            parts.append("{")
+            for i, (key, child) in enumerate(current.items()):
+                name = json.dumps(key if isinstance(key, str) else str(key), ensure_ascii=False)
+                todo += [f"{',' if i else ''}{inner}{name}: ", (child, level + 1)]
+            todo.append("\n" + "  " * level + "}")
+        else:
+            parts.append("[")
+            for i, child in enumerate(current):
+                todo += [f"{',' if i else ''}{inner}", (child, level + 1)]
+            todo.append("\n" + "  " * level + "]")
+        stack.extend(reversed(todo))
+    return "".join(parts)
 
 
 def write_streaming(

@@ -119,9 +119,13 @@ def _hidden_text(hidden: dict[ChangeKind, int]) -> Text:
 
 
 def _add_nodes(tree: Tree, node: ChangeNode) -> None:
-    for child in node.sorted_children():
-        branch = tree.add(_node_text(child))
-        _add_nodes(branch, child)
+    """``node``'s children under ``tree``, depth first without recursion (paths can be
+    thousands of levels deep)."""
+    stack = [(tree, node)]
+    while stack:
+        branch, current = stack.pop()
+        for child in current.sorted_children():
+            stack.append((branch.add(_node_text(child)), child))
 
 
 def layer_title(image: Image, changes: LayerChanges) -> Text:
@@ -160,6 +164,19 @@ def render_tree(
 
 # -- JSON ---------------------------------------------------------------------------------------
 def _node_json(node: ChangeNode) -> dict[str, Any]:
+    """The node and everything below it, built without recursion."""
+    document = _node_fields(node)
+    stack = [(node, document)]
+    while stack:
+        current, doc = stack.pop()
+        for child in current.sorted_children():
+            child_doc = _node_fields(child)
+            doc["children"].append(child_doc)
+            stack.append((child, child_doc))
+    return document
+
+
+def _node_fields(node: ChangeNode) -> dict[str, Any]:
     info = node.info
     return {
         "name": node.name,
@@ -170,7 +187,7 @@ def _node_json(node: ChangeNode) -> dict[str, Any]:
         "link": (info.linkname or None) if info is not None else None,
         "layer": info.layer if info is not None else None,
         "hidden": {k.value: node.hidden.get(k, 0) for k in ChangeKind} if node.hidden else None,
-        "children": [_node_json(c) for c in node.sorted_children()],
+        "children": [],
     }
 
 

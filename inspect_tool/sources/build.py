@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from inspect_tool.errors import DockscopeError, InvalidJSONError
+from inspect_tool.errors import DockscopeError, InvalidImageError, InvalidJSONError
 from inspect_tool.model.digest import Digest, chain_ids
 from inspect_tool.model.image import (
     Blob,
@@ -21,6 +21,9 @@ from inspect_tool.model.mediatypes import INDEX_TYPES, Compression, MediaType, s
 from inspect_tool.sources.tree import Tree
 
 METADATA_LIMIT = 16 * 1024 * 1024
+# Docker mounts at most 127 layers (overlay2); an image may hold more, but not without end:
+# every command reads each layer, and the merged view records a layer's index in 16 bits.
+MAX_LAYERS = 10_000
 
 
 def blob_path(digest: Digest) -> str:
@@ -91,10 +94,21 @@ def build_image(
     warnings: list[str] | None = None,
 ) -> Image:
     warnings = list(warnings or [])
+    if len(layers) > MAX_LAYERS:
+        where = manifest_blob.path if manifest_blob is not None else "manifest.json"
+        raise InvalidImageError(
+            f"the image lists {len(layers)} layers, more than the bound of {MAX_LAYERS}",
+            subject=f"{tree.label}:{where}",
+        )
     raw, data = read_json(tree, config_blob.path)
     subject = f"{tree.label}:{config_blob.path}"
     config = ImageConfig.from_bytes(raw, data, subject=subject)
     diff_ids = config.diff_ids(subject=subject)
+    if len(diff_ids) > MAX_LAYERS:
+        raise InvalidImageError(
+            f"rootfs.diff_ids lists {len(diff_ids)} layers, more than the bound of {MAX_LAYERS}",
+            subject=subject,
+        )
     history = config.history(subject=subject)
     if len(diff_ids) != len(layers):
         warnings.append(

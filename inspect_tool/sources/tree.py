@@ -517,12 +517,30 @@ class DirTree:
         return read_limited(self, path, limit)
 
     def names(self) -> list[str]:
+        """Every file below the root, as os.walk lists them (a directory's files, sorted, then
+        its subdirectories; symlinks to directories are not followed), without recursion:
+        a hostile directory may be deeper than Python's stack."""
         out: list[str] = []
-        for dirpath, dirnames, filenames in os.walk(self.root):
-            rel = os.path.relpath(dirpath, self.root)
-            dirnames.sort()
-            for filename in sorted(filenames):
-                out.append(filename if rel == "." else f"{rel}/{filename}")
+        stack = [""]
+        while stack:
+            rel = stack.pop()
+            try:
+                with os.scandir(os.path.join(self.root, rel) if rel else self.root) as listing:
+                    entries = sorted(listing, key=lambda e: e.name)
+            except OSError:
+                continue
+            subdirectories = []
+            for entry in entries:
+                path = f"{rel}/{entry.name}" if rel else entry.name
+                try:
+                    is_dir = entry.is_dir()
+                except OSError:
+                    is_dir = False
+                if is_dir:
+                    subdirectories.append(path)
+                else:
+                    out.append(path)
+            stack.extend(reversed(subdirectories))
         return out
 
     def close(self) -> None:

@@ -337,6 +337,7 @@ class ContainersStorage(EngineStorage):
                     found.append(self._container(driver, entry, libpod.get(cid, {})))
                 except DockscopeError as exc:
                     self.notes.append(f"container {cid[:12]}: {exc}; skipped")
+                    self.skipped_containers[cid] = exc
         self._containers = found
         return found
 

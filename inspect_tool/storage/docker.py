@@ -173,9 +173,12 @@ class DockerStorage(EngineStorage):
             if not self.evidence.is_file(rel):
                 return None
             try:
-                total += int(self.evidence.read_text(rel))
-            except ValueError:
+                size = _decimal(self.evidence.read_text(rel))
+            except DockscopeError:  # unreadable or oversized: the size is unknown, no more
+                size = None
+            if size is None:
                 return None
+            total += size
         return total
 
     def image_config(self, image: ImageRecord) -> bytes:
@@ -213,7 +216,7 @@ class DockerStorage(EngineStorage):
                     directory=_image_layer_dir(image.driver, cache),
                     whiteouts=_whiteouts(image.driver),
                     tar_split=record["tar-split"],
-                    size=int(size) if size and size.isdigit() else None,
+                    size=_decimal(size),
                 )
             )
         return layers
@@ -233,13 +236,16 @@ class DockerStorage(EngineStorage):
             if not _HEX64.fullmatch(cid):
                 self.notes.append(f"containers/{cid}: not a container ID; skipped")
                 continue
-            if not self.evidence.is_file(f"containers/{cid}/config.v2.json"):
-                self.notes.append(f"containers/{cid}: no config.v2.json; skipped")
-                continue
             try:
+                # a symlink or a file where the container's directory should be is refused
+                # by the lookups (UnsafePathError): that container is skipped, not the listing
+                if not self.evidence.is_file(f"containers/{cid}/config.v2.json"):
+                    self.notes.append(f"containers/{cid}: no config.v2.json; skipped")
+                    continue
                 found.append(self._container(cid))
             except DockscopeError as exc:
                 self.notes.append(f"{exc}; container skipped")
+                self.skipped_containers[cid] = exc
         self._containers = found
         return found
 
@@ -471,6 +477,14 @@ class DockerStorage(EngineStorage):
                 subject=container.name,
             )
         return kind, rel
+
+
+def _decimal(text: str | None) -> int | None:
+    """A size the engine wrote as decimal digits; None for anything else (an integer of
+    thousands of digits included: no layer is that large)."""
+    if text and text.isascii() and text.isdigit() and len(text) <= 20:
+        return int(text)
+    return None
 
 
 def _chain_ids(diff_ids: tuple[str, ...]) -> list[str]:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from inspect_tool.errors import SelectionError
+from inspect_tool.errors import DockscopeError, SelectionError
 from inspect_tool.storage.evidence import Evidence, LayerDir
 from inspect_tool.storage.writable import Rules, Tree, Whiteouts
 
@@ -94,6 +94,9 @@ class EngineStorage(ABC):
     def __init__(self, evidence: Evidence, drivers: list[str]) -> None:
         self.evidence = evidence
         self.drivers = drivers
+        # containers left out of the listing (a symlink where their directory should be, a
+        # damaged record): the error stays for the command that names one of them
+        self.skipped_containers: dict[str, DockscopeError] = {}
 
     @abstractmethod
     def images(self) -> list[ImageRecord]: ...
@@ -119,14 +122,21 @@ class EngineStorage(ABC):
         or ``k8s-file`` (Podman)."""
 
     def resolve_container(self, ident: str) -> ContainerRecord:
-        return _resolve(
-            ident,
-            self.containers(),
-            names=lambda c: [c.name, c.name.lstrip("/")],
-            ids=lambda c: [c.id],
-            what="container",
-            label=lambda c: f"{c.id[:12]} ({c.name})",
-        )
+        records = self.containers()
+        try:
+            return _resolve(
+                ident,
+                records,
+                names=lambda c: [c.name, c.name.lstrip("/")],
+                ids=lambda c: [c.id],
+                what="container",
+                label=lambda c: f"{c.id[:12]} ({c.name})",
+            )
+        except SelectionError:
+            skipped = [e for cid, e in self.skipped_containers.items() if cid.startswith(ident)]
+            if ident and len(skipped) == 1:
+                raise skipped[0] from None
+            raise
 
     def resolve_image(self, ident: str) -> ImageRecord:
         def names(image: ImageRecord) -> list[str]:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from inspect_tool.errors import DockscopeError
-from inspect_tool.layers.union import clean_member_path
+from inspect_tool.layers.union import PathTooLongError, clean_member_path
 from inspect_tool.model.jsondoc import MAX_JSON_BYTES, parse_json
 from inspect_tool.storage.evidence import Evidence, LayerDir, StorageError
 
@@ -76,7 +76,10 @@ def _entries(evidence: Evidence, rel: str) -> Iterator[_Entry]:
 
 
 def _parts(name: str, subject: str) -> tuple[str, ...]:
-    clean = clean_member_path(name)
+    try:
+        clean = clean_member_path(name)
+    except PathTooLongError as exc:
+        raise exc.with_subject(subject) from None
     if clean is None or not clean:
         raise StorageError(
             f"tar-split names {name!r}, which is not inside the layer", subject=subject
