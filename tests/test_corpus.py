@@ -16,6 +16,7 @@ from inspect_tool.model.image import ImageFormat, Platform
 from inspect_tool.model.mediatypes import Compression
 from inspect_tool.render.json import image_document
 from inspect_tool.sources import open_source
+from tests.helpers import extract_trusted
 
 CORPUS_IMAGES = [
     "docker-save-legacy-dive.tar",
@@ -146,7 +147,7 @@ def test_whole_archive_compressed(tmp_path: Path, corpus: Path, suffix: str) -> 
 
 def test_extracted_docker_save_directory(tmp_path: Path, corpus: Path) -> None:
     with tarfile.open(corpus / "docker-save-legacy-dive.tar") as tf:
-        tf.extractall(tmp_path / "x", filter="data")
+        extract_trusted(tf, tmp_path / "x")
     source = open_source(tmp_path / "x")
     assert source.format is ImageFormat.DOCKER_DIR
     assert verify(source).ok

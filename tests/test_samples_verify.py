@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from inspect_tool.cli import app
-from tests.helpers import SAMPLES
+from tests.helpers import SAMPLES, extract_trusted
 
 runner = CliRunner()
 EXPECTED: list[dict[str, Any]] = json.loads((SAMPLES / "expected.json").read_text())["images"]
@@ -115,7 +115,7 @@ def test_docker25_views_that_disagree_are_reported(tmp_path: Path) -> None:
 
     root = tmp_path / "v25"
     with tarfile.open(SAMPLES / "docker-archive-v25.tar") as tf:
-        tf.extractall(root, filter="data")
+        extract_trusted(tf, root)
     manifest = json.loads((root / "manifest.json").read_text())
     # manifest.json now names another config (a rebuilt one) than the manifest in index.json
     config_path = root / manifest[0]["Config"]
@@ -143,7 +143,7 @@ def test_docker25_layer_lists_that_disagree(tmp_path: Path) -> None:
 
     root = tmp_path / "v25"
     with tarfile.open(SAMPLES / "docker-archive-v25.tar") as tf:
-        tf.extractall(root, filter="data")
+        extract_trusted(tf, root)
     manifest = json.loads((root / "manifest.json").read_text())
     manifest[0]["Layers"][-1] = manifest[0]["Layers"][0]  # top layer replaced by the base
     (root / "manifest.json").write_text(json.dumps(manifest))

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from tests.helpers import extract_trusted
+
 # Debian package that provides each command the fixture needs.
 REQUIRED_COMMANDS: Mapping[str, str] = {
     "buildah": "buildah",
@@ -806,7 +808,7 @@ def build_all(peers: Peers, out: Path) -> dict[str, Artifact]:
     p = out / "extracted-docker-save"
     p.mkdir()
     with tarfile.open(pda.path) as tar:
-        tar.extractall(p, filter="tar")
+        extract_trusted(tar, p, "tar")
     add(
         Artifact(
             "extracted-docker-save",
