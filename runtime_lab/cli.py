@@ -390,7 +390,7 @@ def _explain(options: object, *, traced: bool) -> None:
         or "none",
         "root filesystem": mode,
         "seccomp": {
-            "default": "docker's default profile (runtime_lab/profiles/docker-default.json)",
+            "default": "docker's default profile (runtime_lab/profiles/default.json)",
             "unconfined": "unconfined (no filter)",
         }.get(options.security.seccomp, options.security.seccomp),
     }

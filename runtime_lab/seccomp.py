@@ -5,8 +5,9 @@ every process it starts) makes: it looks at the call's number, the architecture 
 arguments, and answers allow, fail with an errno, log, trap or kill. Once loaded it can never
 be removed, only stacked with more filters.
 
-Docker's profile (``profiles/docker-default.json``, moby's own file) is an allowlist: every call
-not named fails with EPERM. Some rules depend on the container, and are resolved here as moby's
+Docker's default policy (``profiles/default.json``, dockscope's own statement of it in docker's
+format, its calls grouped by purpose with a comment each) is an allowlist: every call not named
+fails with EPERM. Some rules depend on the container, and are resolved here as moby's
 ``setupSeccomp`` resolves them: ``includes``/``excludes`` on the capabilities the container
 keeps (``mount`` is allowed only with CAP_SYS_ADMIN), on the architecture (``arch_prctl`` on
 amd64) and on the kernel's version (``minKernel``); ``archMap`` names the architectures the
@@ -33,9 +34,9 @@ from typing import Any, TypeGuard
 
 from inspect_tool.errors import DockscopeError, UsageError
 
-DEFAULT = "default"  # docker's profile, shipped in runtime_lab/profiles/
+DEFAULT = "default"  # docker's default policy, shipped in runtime_lab/profiles/
 UNCONFINED = "unconfined"  # no filter at all
-DEFAULT_PROFILE_FILE = "docker-default.json"
+DEFAULT_PROFILE_FILE = "default.json"
 MAX_PROFILE_BYTES = 1 << 20
 
 # libseccomp's action values (seccomp.h); ERRNO and TRACE carry a 16-bit value
