@@ -645,7 +645,16 @@ def test_aufs_whiteouts_and_opaque_markers(unpacked: Path, tmp_path: Path) -> No
     image = root / "aufs" / "diff" / CACHE
     _same_meta(upper / "var", image / "var")
     run = dockscope(root, "container", "diff", "--root", root, EXITED)
-    assert diff_lines(run) == ["C /etc", "D /etc/passwd", "C /var/spool", "A /var/spool/fresh"]
+    # moby's changes() compares a directory's size too: equal on disk filesystems that give
+    # every directory one block, not on tmpfs (where it counts the entries)
+    var = ["C /var"] if (upper / "var").stat().st_size != (image / "var").stat().st_size else []
+    assert diff_lines(run) == [
+        "C /etc",
+        "D /etc/passwd",
+        *var,
+        "C /var/spool",
+        "A /var/spool/fresh",
+    ]
     out = tmp_path / "merged.tar"
     dockscope(root, "container", "export", "--root", root, EXITED, "-o", out)
     merged = _tar_members(out.read_bytes())
