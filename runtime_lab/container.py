@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import time
@@ -91,6 +92,24 @@ def _name_from(container_id: str) -> str:
     return f"dockscope-{container_id[:8]}"
 
 
+# docker's validContainerNamePattern (without the leading "/" the API allows)
+CONTAINER_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
+HOST_NAME_MAX = 64  # the kernel's limit for sethostname
+
+
+def _check_hostname(hostname: str) -> None:
+    """A hostname the kernel takes and a terminal shows as it is: at most 64 bytes, printable
+    ASCII without white space (sethostname itself takes any bytes)."""
+    raw = hostname.encode("utf-8", "surrogateescape")
+    if not raw or len(raw) > HOST_NAME_MAX:
+        raise UsageError(f"invalid hostname: 1 to {HOST_NAME_MAX} bytes, not {len(raw)}")
+    if not all(0x21 <= b <= 0x7E for b in raw):
+        raise UsageError(
+            f"invalid hostname '{hostname}': printable ASCII without spaces only "
+            "(letters, digits, '-', '.' as RFC 1123 names have)"
+        )
+
+
 def create(
     store: Store, options: RunOptions, tracer: Tracer, progress: Callable[[int], None] | None = None
 ) -> ContainerConfig:
@@ -106,6 +125,13 @@ def create(
         if hostname_given:
             raise UsageError("conflicting options: --hostname and --net container:NAME")
         hostname_given = store.load_config(network.partition(":")[2]).hostname
+    if options.name is not None and not CONTAINER_NAME.fullmatch(options.name):
+        raise UsageError(
+            f"invalid container name '{options.name}': only [a-zA-Z0-9][a-zA-Z0-9_.-]+ is "
+            "allowed (docker's rule)"
+        )
+    if options.hostname is not None:
+        _check_hostname(options.hostname)
     container_id = store.new_id()
     name = options.name or _name_from(container_id)
     if options.name and store.name_taken(options.name):

@@ -552,3 +552,16 @@ def test_explain_needs_no_root_and_changes_nothing(image: Path) -> None:
 
 def test_no_group_left_by_this_module(root: Path) -> None:
     assert not groups_named(p.name for p in (root / "containers").iterdir())
+
+
+def test_names_and_hostnames_follow_dockers_rules(root: Path, image: Path) -> None:
+    for name in ("a", "-lead", "has space", "slash/y", "é"):
+        refused = ds(root, "run", "--rm", "--name", name, image, "true")
+        assert refused.code == 2 and "invalid container name" in refused.err, (name, refused)
+    for hostname in ("x" * 65, "two words", ""):
+        refused = ds(root, "run", "--rm", "--hostname", hostname, image, "true")
+        assert refused.code == 2 and "invalid hostname" in refused.err, (hostname, refused)
+    out = ok(
+        ds(root, "run", "--rm", "--name", "ok_1.x-y", "--hostname", "h" * 64, image, "hostname")
+    )
+    assert out.strip() == "h" * 64
