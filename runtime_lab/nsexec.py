@@ -228,6 +228,10 @@ def _run_helper(launch: _Launch, events_fd: int, go_fd: int) -> int:
     own = linux.namespace_inodes()
     target = linux.namespace_inodes(launch.target)
     opened: dict[str, int] = {}
+    # the container's root, opened before any join: after setns(CLONE_NEWNS) the root is the
+    # mount namespace's, which is the container's only where its PID 1's pivot_root made it
+    # so (not when dockscope itself runs in a chroot); like nsenter -r, chroot to PID 1's
+    root_fd = os.open(f"/proc/{launch.target}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for kind in JOIN_ORDER:  # all opened before any is joined
             if kind in target and target[kind] != own.get(kind):
@@ -247,7 +251,13 @@ def _run_helper(launch: _Launch, events_fd: int, go_fd: int) -> int:
             def join(kind: str = kind, flag: linux.Clone = flag) -> dict[str, Any]:
                 linux.setns(opened[kind], int(flag))
                 os.close(opened.pop(kind))
-                return {"before": own.get(kind), "container": target.get(kind)}
+                evidence: dict[str, Any] = {"before": own.get(kind), "container": target.get(kind)}
+                if kind == "mnt":
+                    os.fchdir(root_fd)
+                    os.chroot(".")
+                    os.chdir("/")
+                    evidence["root"] = f"/proc/{launch.target}/root (chroot, as nsenter -r)"
+                return evidence
 
             reporter.run(
                 "setns",
@@ -257,6 +267,7 @@ def _run_helper(launch: _Launch, events_fd: int, go_fd: int) -> int:
     finally:
         for fd in opened.values():
             os.close(fd)
+        os.close(root_fd)
     reporter.before("fork-exec")
     reported_r, reported_w = os.pipe()  # the child goes on once its fork is in the trace
     pid = os.fork()
