@@ -7,7 +7,7 @@ import fnmatch
 import hashlib
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
 from inspect_tool.errors import DockscopeError, UsageError
@@ -133,9 +133,16 @@ def content_hasher(
     data: Callable[[], Iterator[bytes]], into: dict[str, str], *, only: set[str] | None = None
 ) -> Callable[[TarMember, str], None]:
     """An ``on_entry`` hook that records the sha256 of each regular file's content (of the
-    paths in ``only``, when given)."""
+    paths in ``only``, when given). A hard link's content is that of the file it names (hashed
+    before it, in the same pass or already in ``into``): recorded under the link's path too."""
 
     def hook(member: TarMember, path: str) -> None:
+        if member.type is EntryType.HARDLINK and (only is None or path in only):
+            target = into.get("/" + (clean_member_path(member.linkname) or ""))
+            if target is not None:
+                into[path] = target
+            else:
+                into.pop(path, None)
         if member.type is EntryType.FILE and (only is None or path in only):
             digest = hashlib.sha256()
             for chunk in data():
@@ -312,6 +319,8 @@ def find(
             def seen(member: TarMember, path: str, index: int = layer.index) -> None:
                 if matches(path):
                     info = _info(member, path, index)
+                    if member.type is EntryType.HARDLINK:  # the content it shares
+                        info = replace(info, size=union.linked_size(member.linkname))
                     found[(path, index)] = Occurrence(info)
 
             union.apply(layer.index, opened.reader, record=False, on_entry=seen)
