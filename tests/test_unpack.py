@@ -258,6 +258,7 @@ UNPACK_KEYS = {
     "devices",
     "ok",
     "summary",
+    "applied",
     "audit",
 }
 SUMMARY_KEYS = {
@@ -298,12 +299,51 @@ def test_cli_unpack_json_and_exit_1_on_refusals(tmp_path: Path) -> None:
     assert (dest / "ok").read_bytes() == b"ok"
 
 
+def dest_counts(dest: Path) -> tuple[int, int, int, int]:
+    """(files, bytes, directories, extra names of multiply linked files) under ``dest``."""
+    files = size = dirs = links = 0
+    inodes: set[int] = set()
+    for top, subdirs, names in os.walk(dest):
+        dirs += len(subdirs)
+        for name in names:
+            st = os.lstat(os.path.join(top, name))
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            if st.st_ino in inodes:
+                links += 1
+                continue
+            inodes.add(st.st_ino)
+            files += 1
+            size += st.st_size
+    return files, size, dirs, links
+
+
 def test_cli_unpack_ok_and_human_output(tmp_path: Path) -> None:
     image = image_of(tmp_path, [LOWER, UPPER])
-    code, out, err = run("unpack", str(image), str(tmp_path / "a" / "b" / "rootfs"))
+    dest = tmp_path / "a" / "b" / "rootfs"
+    code, out, err = run("unpack", str(image), str(dest))
     assert code == 0, err
-    assert "Unpacked" in out and "17 files" in out
+    files, size, dirs, links = dest_counts(dest)
+    assert files < 17  # the layers carry 17 file entries; whiteouts and replacements remove some
+    assert f"which holds {files} files ({size} B), {dirs} directories" in out
+    assert f"{links} hard links" in out
+    assert "Layer entries applied: 17 files" in out
     assert (tmp_path / "a/b/rootfs/etc/passwd").is_file()
+
+
+def test_cli_unpack_json_summary_is_what_dest_holds(tmp_path: Path) -> None:
+    image = image_of(tmp_path, [LOWER, UPPER])
+    dest = tmp_path / "rootfs"
+    code, out, err = run("unpack", "--json", str(image), str(dest))
+    assert code == 0, err
+    doc = json.loads(out)
+    files, size, dirs, links = dest_counts(dest)
+    summary = doc["summary"]
+    assert (summary["files"], summary["bytes"], summary["directories"]) == (files, size, dirs)
+    assert summary["hardlinks"] == links
+    applied = doc["applied"]
+    assert applied["files"] == 17 and applied["bytes"] > summary["bytes"]
+    assert applied["whiteouts"] == summary["whiteouts"] > 0
 
 
 def test_cli_destination_rules(tmp_path: Path) -> None:
