@@ -195,10 +195,12 @@ def test_export_order_and_determinism(tmp_path: Path) -> None:
     with tarfile.open(fileobj=io.BytesIO(first.getvalue())) as tf:
         members = tf.getmembers()
     names = [m.name.rstrip("/") for m in members]
-    # entries without content first, in path order (parents before children); then content
-    content_start = next(i for i, m in enumerate(members) if m.isfile() and m.size)
-    assert names[:content_start] == sorted(names[:content_start])
-    assert all((m.isfile() and m.size) or m.islnk() for m in members[content_start:])
+    # depth-first, names sorted: a directory, then everything below it, then its sibling
+    assert names == sorted(names, key=lambda n: n.split("/"))
+    for i, member in enumerate(members):
+        if member.isdir():
+            below = [j for j, n in enumerate(names) if n.startswith(names[i] + "/")]
+            assert below == list(range(i + 1, i + 1 + len(below))), names[i]
     seen: set[str] = set()
     for member, name in zip(members, names, strict=True):
         if member.islnk():
@@ -575,3 +577,52 @@ def test_library_raises_on_truncated_layer(tmp_path: Path) -> None:
     oci_layout(image, [gzip.compress(layer)[:-2000]], diff_ids=[sha256(layer)])
     with open_source(image) as source, pytest.raises(InvalidImageError):
         unpack(source, source.candidates[0].image(), tmp_path / "rootfs")
+
+
+def test_export_round_trips_through_gnu_tar(tmp_path: Path) -> None:
+    # GNU tar -xp sets a directory's metadata once it meets a member outside the directory:
+    # the export must be depth-first for every directory mtime to survive extraction
+    image = image_of(tmp_path, [LOWER, UPPER])
+    flat = tmp_path / "flat.tar"
+    code, _, err = run("export", str(image), "-o", str(flat))
+    assert code == 0, err
+    out = tmp_path / "x"
+    out.mkdir()
+    subprocess.run(
+        ["tar", "--numeric-owner", "-xpf", str(flat), "-C", str(out)],
+        check=True,
+        capture_output=True,
+    )
+    with tarfile.open(flat) as archive:
+        members = archive.getmembers()
+    assert members, "an empty export"
+    root = os.geteuid() == 0
+    by_name = {m.name.rstrip("/"): m for m in members}
+    for member in members:
+        name = member.name.rstrip("/")
+        meta = by_name[member.linkname] if member.islnk() else member
+        st = os.lstat(out / name)
+        assert st.st_mtime == meta.mtime, f"{name}: mtime {st.st_mtime} != {meta.mtime}"
+        if not member.issym():
+            assert stat.S_IMODE(st.st_mode) == meta.mode, f"{name}: mode"
+        if root:
+            assert (st.st_uid, st.st_gid) == (meta.uid, meta.gid), f"{name}: owner"
+        if member.isfile():
+            assert (out / name).read_bytes() == archive_bytes(flat, member), name
+    # the same tree as unpack writes
+    unpacked = tmp_path / "u"
+    code, _, err = run("unpack", str(image), str(unpacked))
+    assert code == 0, err
+    assert dest_tree(out) == dest_tree(unpacked)
+    # parents no layer lists: unpack creates them now, export stamps them 0 (same bytes)
+    listed = [p for p in dest_tree(unpacked) if by_name[p].mtime != 0]
+    mtimes = {p: os.lstat(unpacked / p).st_mtime for p in listed}
+    assert {p: os.lstat(out / p).st_mtime for p in listed} == mtimes
+    assert mtimes["etc"] == 1000 and mtimes["home/app"] == 2000
+
+
+def archive_bytes(path: Path, member: tarfile.TarInfo) -> bytes:
+    with tarfile.open(path) as archive:
+        handle = archive.extractfile(member)
+        assert handle is not None
+        return handle.read()
