@@ -95,8 +95,29 @@ def test_cat_follows_links_inside_the_image() -> None:
 def test_cat_recovers_a_deleted_file() -> None:
     code, _, err = invoke("cat", LEGACY, "/usr/share/doc/dockscope/README")
     assert code == 2 and "no such file" in err
+    # the error names the layer that deleted it and the --layer that still has it
+    assert "deleted by layer 2 (added by layer 0); recover it with --layer 1" in err
+    assert len(err.strip().splitlines()) == 1
     code, text, _ = invoke("cat", "--layer", "1", LEGACY, "/usr/share/doc/dockscope/README")
     assert code == 0 and len(text) > 100
+
+
+def test_cat_names_the_layer_that_deleted_a_parent(tmp_path: Path) -> None:
+    from tests.analysis_helpers import write_image
+    from tests.helpers import build_layer, d, f
+
+    lower = build_layer([d("opt/gone"), f("opt/gone/file", b"g\n"), f("keep", b"k")])
+    middle = build_layer([f("other", b"o")])
+    upper = build_layer([f("opt/.wh.gone")])
+    image = str(write_image(tmp_path / "i.tar", [lower, middle, upper]))
+    code, _, err = invoke("cat", image, "/opt/gone/file")
+    assert code == 2
+    assert "its directory /opt/gone was deleted by layer 2" in err
+    assert "recover it with --layer 1" in err
+    assert invoke("cat", "--layer", "1", image, "/opt/gone/file")[1] == "g\n"
+    # never deleted: the plain message, nothing invented
+    code, _, err = invoke("cat", image, "/opt/never")
+    assert code == 2 and "deleted" not in err and "no such file" in err
 
 
 def test_cat_symlinks_never_leave_the_image_root(tmp_path: Path) -> None:

@@ -29,7 +29,14 @@ Progress = Callable[[int], None] | None
 
 
 class PathNotFoundError(UsageError):
-    """The path does not exist in the image (at the layer asked for)."""
+    """The path does not exist in the image (at the layer asked for). ``missing`` is the
+    first component found missing (the path itself, or one of its parents)."""
+
+    def __init__(
+        self, message: str, *, missing: str | None = None, subject: str | None = None
+    ) -> None:
+        super().__init__(message, subject=subject)
+        self.missing = missing
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +176,9 @@ def resolve(union: UnionFS, path: str, *, follow_last: bool = True) -> FileInfo:
         candidate = "/" + "/".join([*resolved, part])
         info = union.get(candidate)
         if info is None:
-            raise PathNotFoundError(f"no such file or directory in the image: {candidate}")
+            raise PathNotFoundError(
+                f"no such file or directory in the image: {candidate}", missing=candidate
+            )
         linkname = _symlink_target(union, info)
         if linkname is not None and (pending or follow_last):
             hops += 1
@@ -221,9 +230,39 @@ def read_file(
     layer: int | None = None,
     progress: Progress = None,
 ) -> FileInfo:
-    """Write the bytes of ``path`` (symlinks followed inside the image) as of ``layer``."""
-    union = view_at(source, image, layer, progress=progress)
-    info = resolve(union, path)
+    """Write the bytes of ``path`` (symlinks followed inside the image) as of ``layer``.
+
+    When the path is missing because a layer deleted it (or a parent directory), the error
+    says which layer did and which ``--layer`` still has it."""
+    removed: dict[str, tuple[int, int]] = {}  # path -> (the layer that removed it, its own)
+
+    def note(info: FileInfo, by_layer: int, reason: str) -> None:
+        if reason == "deleted":
+            removed[info.path] = (by_layer, info.layer)
+
+    union = merged_view(
+        source,
+        image,
+        upto=check_layer(image, layer, label=source.label),
+        on_remove=note,
+        progress=progress,
+    )
+    try:
+        info = resolve(union, path)
+    except PathNotFoundError as exc:
+        gone = removed.get(exc.missing or "")
+        if gone is None or union.get(exc.missing or "") is not None:
+            raise
+        by_layer, added = gone
+        if exc.missing == "/" + "/".join(p for p in path.split("/") if p):
+            what = f"deleted by layer {by_layer}"
+        else:
+            what = f"its directory {exc.missing} was deleted by layer {by_layer}"
+        raise PathNotFoundError(
+            f"no such file in the image: {path}: {what} (added by layer {added}); "
+            f"recover it with --layer {by_layer - 1} (the image as it stood before)",
+            missing=exc.missing,
+        ) from exc
     if info.type is EntryType.HARDLINK:
         return _read_hardlink(source, image, union, info, out)
     if info.type is not EntryType.FILE:
