@@ -492,3 +492,4 @@ def test_buildah_commit_marker_is_no_instruction(tmp_path: Path) -> None:
     code, out, _ = run("history", str(image))
     assert code == 0
     assert "buildah commit" in out and "RUN /bin/sh" not in out
+    assert "recorded base: 2 history entries" in out
