@@ -8,7 +8,7 @@ import hashlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from inspect_tool.errors import DockscopeError, UsageError
 from inspect_tool.layers.image_fs import merged_view, open_layer
@@ -299,6 +299,26 @@ def _read_hardlink(
         raise PathNotFoundError(f"hard link {info.path} names {info.linkname}, which is missing")
     _copy_member(source, image, linked.layer, lambda m: m.offset == linked.offset, out)
     return info
+
+
+class _HashSink:
+    def __init__(self) -> None:
+        self.digest = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return len(data)
+
+
+def hardlink_hash(source: Source, image: Image, union: UnionFS, info: FileInfo) -> str | None:
+    """The sha256 of the content the hard link ``info`` shares (re-reading the layer that
+    holds it); None when it names no file."""
+    sink = _HashSink()
+    try:
+        _read_hardlink(source, image, union, info, cast(BinaryIO, sink))
+    except PathNotFoundError:
+        return None
+    return "sha256:" + sink.digest.hexdigest()
 
 
 def _copy_member(
