@@ -15,7 +15,7 @@ from typing import Any
 
 from inspect_tool.analyze.baseview import BaseView, cache_dir
 from inspect_tool.analyze.baseview import write as write_view
-from inspect_tool.analyze.filesystem import content_hasher
+from inspect_tool.analyze.filesystem import content_hasher, hardlink_hash
 from inspect_tool.layers.image_fs import open_layer
 from inspect_tool.layers.tarformat import EntryType
 from inspect_tool.layers.union import (
@@ -187,6 +187,14 @@ def _base_view(
             )
             base.apply(layer.index, opened.reader, record=False, on_entry=hook)
             opened.finish(layer, label=source.label)
+    if not caching:
+        # a touched hard link whose target was not hashed (not touched): its content's hash
+        for path in sorted(touched):
+            info = base.get(path)
+            if info is not None and info.type is EntryType.HARDLINK and path not in hashes:
+                digest = hardlink_hash(source, image, base, info)
+                if digest is not None:
+                    hashes[path] = digest
     if caching and chain_id is not None:
         content = (EntryType.FILE, EntryType.HARDLINK)
         live = {i.path for i in base.walk() if i.type in content and i.path in hashes}
