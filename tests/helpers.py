@@ -86,10 +86,17 @@ def docker_archive_members(
 
 
 def oci_layout(
-    root: Path, layers: list[bytes], *, ref: str = "latest", diff_ids: list[str] | None = None
+    root: Path,
+    layers: list[bytes],
+    *,
+    ref: str = "latest",
+    diff_ids: list[str] | None = None,
+    config: dict[str, Any] | None = None,
+    annotations: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """An OCI layout directory with uncompressed layers; returns the digests written.
-    ``diff_ids`` replaces the ones the config records (to test a mismatch)."""
+    ``diff_ids`` replaces the ones the config records (to test a mismatch); ``config`` keys
+    replace the config's defaults; ``annotations`` are the manifest's."""
     blobs = root / "blobs" / "sha256"
     blobs.mkdir(parents=True)
 
@@ -106,20 +113,21 @@ def oci_layout(
         }
         for lyr in layers
     ]
-    config = config_bytes(diff_ids or [sha256(lyr) for lyr in layers])
-    config_digest = put(config)
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": config_digest,
-                "size": len(config),
-            },
-            "layers": layer_descs,
-        }
-    ).encode()
+    config_raw = config_bytes(diff_ids or [sha256(lyr) for lyr in layers], **(config or {}))
+    config_digest = put(config_raw)
+    manifest_doc: dict[str, Any] = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config_digest,
+            "size": len(config_raw),
+        },
+        "layers": layer_descs,
+    }
+    if annotations:
+        manifest_doc["annotations"] = annotations
+    manifest = json.dumps(manifest_doc).encode()
     manifest_digest = put(manifest)
     index = {
         "schemaVersion": 2,

@@ -95,8 +95,29 @@ def test_cat_follows_links_inside_the_image() -> None:
 def test_cat_recovers_a_deleted_file() -> None:
     code, _, err = invoke("cat", LEGACY, "/usr/share/doc/dockscope/README")
     assert code == 2 and "no such file" in err
+    # the error names the layer that deleted it and the --layer that still has it
+    assert "deleted by layer 2 (added by layer 0); recover it with --layer 1" in err
+    assert len(err.strip().splitlines()) == 1
     code, text, _ = invoke("cat", "--layer", "1", LEGACY, "/usr/share/doc/dockscope/README")
     assert code == 0 and len(text) > 100
+
+
+def test_cat_names_the_layer_that_deleted_a_parent(tmp_path: Path) -> None:
+    from tests.analysis_helpers import write_image
+    from tests.helpers import build_layer, d, f
+
+    lower = build_layer([d("opt/gone"), f("opt/gone/file", b"g\n"), f("keep", b"k")])
+    middle = build_layer([f("other", b"o")])
+    upper = build_layer([f("opt/.wh.gone")])
+    image = str(write_image(tmp_path / "i.tar", [lower, middle, upper]))
+    code, _, err = invoke("cat", image, "/opt/gone/file")
+    assert code == 2
+    assert "its directory /opt/gone was deleted by layer 2" in err
+    assert "recover it with --layer 1" in err
+    assert invoke("cat", "--layer", "1", image, "/opt/gone/file")[1] == "g\n"
+    # never deleted: the plain message, nothing invented
+    code, _, err = invoke("cat", image, "/opt/never")
+    assert code == 2 and "deleted" not in err and "no such file" in err
 
 
 def test_cat_symlinks_never_leave_the_image_root(tmp_path: Path) -> None:
@@ -231,3 +252,67 @@ def test_diff_without_cache_reads_the_base_each_time(
     (tmp_path / "a/blobs/sha256" / hashlib.sha256(base).hexdigest()).write_bytes(b"gone")
     code, _, err = invoke("diff", str(tmp_path / "a"), str(tmp_path / "b"))
     assert code == 3 and "layer 0" in err
+
+
+# -- a hard link replaced by a regular file --------------------------------------------------
+LINKED = b"hello linked\n"
+
+
+def hardlink_images(tmp_path: Path, upper: bytes) -> tuple[str, str]:
+    """A: /etc/a and /etc/b, a hard link to it; B: the same, then /etc/b a regular file."""
+    from tests.analysis_helpers import write_image
+    from tests.helpers import build_layer, d, f, hard
+
+    lower = build_layer([d("etc"), f("etc/a", LINKED), hard("etc/b", "etc/a")])
+    top = build_layer([f("etc/b", upper)])
+    a = write_image(tmp_path / "a.tar", [lower])
+    b = write_image(tmp_path / "b.tar", [lower, top])
+    return str(a), str(b)
+
+
+@pytest.mark.parametrize("cache", ["on", "off"])
+def test_diff_a_hard_link_replaced_by_a_file_compares_the_linked_content(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: str
+) -> None:
+    if cache == "off":
+        monkeypatch.setenv("DOCKSCOPE_CACHE", "off")
+    else:
+        monkeypatch.setenv("DOCKSCOPE_CACHE", str(tmp_path / "cache"))
+    same_size = b"other linked\n"
+    assert len(same_size) == len(LINKED)
+    a, b = hardlink_images(tmp_path, same_size)
+    code, doc = as_json("diff", a, b)
+    assert code == 1
+    (changed,) = doc["files"]
+    assert changed["path"] == "/etc/b"
+    side_a = changed["a"]
+    assert side_a["type"] == "hardlink" and side_a["link"] == "etc/a"
+    assert side_a["size"] == len(LINKED)  # a hard link's content is its target's
+    assert side_a["sha256"] == "sha256:" + hashlib.sha256(LINKED).hexdigest()
+    assert changed["differences"] == ["type", "content"]
+    assert "link" not in changed["differences"]  # B is no link: its type changed
+    # a different size is reported as such
+    (tmp_path / "sized").mkdir()
+    a, b = hardlink_images(tmp_path / "sized", b"x\n")
+    _, doc = as_json("diff", a, b)
+    assert doc["files"][0]["differences"] == ["type", "size"]
+    code, out, _ = invoke("diff", a, b)
+    assert "C /etc/b  (size 13 → 2, type)" in out
+
+
+def test_layer_diff_and_find_size_a_replaced_hard_link_by_its_content(tmp_path: Path) -> None:
+    _, b = hardlink_images(tmp_path, b"new content, longer\n")
+    _, doc = as_json("diff", "--layer", "1", b)
+    (change,) = doc["files"]
+    assert change["previous"]["type"] == "hardlink"
+    assert change["previous"]["size"] == len(LINKED)
+    _, found = as_json("find", "--deleted", b, "b")
+    (entry,) = found["entries"]
+    assert entry["fate"] == "replaced" and entry["size"] == len(LINKED)
+    _, out, _ = invoke("find", "--deleted", b, "b")
+    assert f"{len(LINKED)} B  /etc/b" in out
+    # replacing a hard link frees no stored bytes: the content stays with /etc/a
+    _, layers = as_json("layers", b)
+    assert layers["layers"][1]["wasted_bytes"] == 0
+    _, listing = as_json("ls", "--layer", "0", b, "/etc")
+    assert {e["path"]: e["size"] for e in listing["entries"]}["/etc/b"] == len(LINKED)

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from inspect_tool.analyze.history import go_string_list, go_unquote, parse_created_by
 from inspect_tool.cli import app
 from tests.analysis_helpers import entries_tar, f, write_image
-from tests.helpers import CORPUS, SAMPLES
+from tests.helpers import CORPUS, SAMPLES, oci_layout
 
 runner = CliRunner()
 HEX = "ce026b62356eec3ad1214f92be2c9dc063fe205bd5e600be3492c4dfb17148bd"
@@ -169,9 +169,12 @@ def test_table_aligns_empty_entries_with_layers() -> None:
     assert doc["entries"][0]["keyword"] == "ADD" and doc["entries"][0]["size"] > 0
     assert doc["base"] == {
         "name": None,
-        "source": "the base image's last CMD/ENTRYPOINT",
+        "source": "the base image's last CMD/ENTRYPOINT; timestamps agree: entry 2 was created "
+        "60 days after entry 1",
         "history_entries": 2,
         "layers": 1,
+        "recorded": False,
+        "certain_entries": 2,
     }
     assert doc["warnings"] == []
     assert doc["dockerfile"].startswith("# Reconstructed")
@@ -326,3 +329,167 @@ def test_no_sign_of_a_base_draws_no_boundary() -> None:
     body = [line for line in doc["dockerfile"].splitlines() if line and line[0] != "#"]
     assert body == ["FROM scratch", "COPY hello /", 'CMD ["/hello"]']
     assert not any(entry["base"] for entry in doc["entries"])
+
+
+# -- the base boundary on a local base built with BuildKit ------------------------------------
+# busybox as the classic builder wrote it, then a local base (FROM busybox, RUN x, no CMD) and
+# the application (FROM base, RUN y), both built with BuildKit: its history entries carry
+# created, created_by, comment and empty_layer in Go field order, each layer stamped with the
+# time its snapshot was made.
+BUSYBOX = [
+    {
+        "created": "2024-01-10T10:00:00.123456789Z",
+        "created_by": f"/bin/sh -c #(nop) ADD file:{HEX} in / ",
+    },
+    {
+        "created": "2024-01-10T10:00:01.5Z",
+        "created_by": '/bin/sh -c #(nop)  CMD ["sh"]',
+        "empty_layer": True,
+    },
+]
+
+
+def buildkit_step(created: str, created_by: str, *, empty: bool = False) -> dict[str, object]:
+    entry: dict[str, object] = {
+        "created": created,
+        "created_by": created_by,
+        "comment": "buildkit.dockerfile.v0",
+    }
+    if empty:
+        entry["empty_layer"] = True
+    return entry
+
+
+def local_base_history(base_time: str, app_time: str) -> list[dict[str, object]]:
+    return [
+        *BUSYBOX,
+        buildkit_step(base_time, "RUN /bin/sh -c echo x > /x # buildkit"),
+        buildkit_step(app_time, "ENV A=b", empty=True),
+        buildkit_step(app_time, "RUN /bin/sh -c echo y > /y # buildkit"),
+    ]
+
+
+def local_base_oci(root: Path, history: list[dict[str, object]]) -> Path:
+    oci_layout(
+        root,
+        three_layers(),
+        config={"history": history},
+        annotations={
+            "org.opencontainers.image.base.name": "localhost/base:1",
+            "org.opencontainers.image.base.digest": "sha256:" + HEX,
+        },
+    )
+    return root
+
+
+def body(dockerfile: str) -> list[str]:
+    return [line for line in dockerfile.splitlines() if line and not line.startswith("#")]
+
+
+def test_local_buildkit_base_is_split_where_the_timestamps_show_a_later_build(
+    tmp_path: Path,
+) -> None:
+    history = local_base_history("2024-03-01T09:00:00Z", "2024-03-01T11:00:00.5Z")
+    image = local_base_oci(tmp_path / "oci", history)
+    doc = json.loads(run("history", "--json", str(image))[1])
+    assert doc["base"]["history_entries"] == 3 and doc["base"]["layers"] == 2
+    assert doc["base"]["certain_entries"] == 2 and doc["base"]["recorded"] is False
+    assert "entry 3 was created 2 hours after entry 2: a later build" in doc["base"]["source"]
+    text = doc["dockerfile"]
+    # the base's own RUN is not repeated as a step, but stays visible, commented out
+    assert body(text) == [f"FROM localhost/base:1@sha256:{HEX}", "ENV A=b", "RUN echo y > /y"]
+    assert "\n# RUN echo x > /x\n" in text
+    assert "probably the base image's own build (a guess)" in text
+    assert [e["base"] for e in doc["entries"]] == [True, True, True, False, False]
+
+
+def test_local_buildkit_base_without_a_pause_says_the_boundary_is_a_guess(
+    tmp_path: Path,
+) -> None:
+    # one timestamp for every step (SOURCE_DATE_EPOCH): nothing tells base from app
+    when = "2024-03-01T09:00:00Z"
+    image = local_base_oci(tmp_path / "oci", local_base_history(when, when))
+    code, out, _ = run("history", "--dockerfile", str(image))
+    assert code == 0
+    assert body(out) == [
+        f"FROM localhost/base:1@sha256:{HEX}",
+        "RUN echo x > /x",
+        "ENV A=b",
+        "RUN echo y > /y",
+    ]
+    # never a precise claim that can be wrong: the uncertain steps are flagged as such
+    assert "entries 0-1 belong to the base image (certain)" in out
+    assert "the boundary is a guess; delete any step the base image already contains" in out
+    assert out.index("the boundary is a guess") < out.index("RUN echo x > /x")
+
+
+def test_the_docker_archive_of_the_same_image_starts_from_scratch(tmp_path: Path) -> None:
+    history = local_base_history("2024-03-01T09:00:00Z", "2024-03-01T11:30:00Z")
+    image = write_image(tmp_path / "d.tar", three_layers(), history=history)
+    doc = json.loads(run("history", "--json", str(image))[1])
+    assert body(doc["dockerfile"])[0] == "FROM scratch"
+    assert body(doc["dockerfile"]).count("RUN echo x > /x") == 1
+    assert doc["base"]["history_entries"] == 3
+
+
+def test_buildah_squashed_build_puts_its_from_comment_on_the_last_entry(tmp_path: Path) -> None:
+    # buildah bud without --layers, exactly as buildah 1.28.2 wrote it
+    history = [
+        {
+            "created": "2026-12-06T20:42:10.756724779Z",
+            "created_by": f"/bin/sh -c #(nop) COPY dir:{HEX} in / ",
+            "empty_layer": True,
+        },
+        {
+            "created": "2026-12-06T20:42:10.766065742Z",
+            "created_by": '/bin/sh -c #(nop) CMD ["/bin/busybox", "sh"]',
+        },
+        {
+            "created": "2026-12-06T20:42:11.150959277Z",
+            "created_by": "/bin/sh -c echo hi > /x",
+            "empty_layer": True,
+        },
+        {
+            "created": "2026-12-06T20:42:11.151020147Z",
+            "created_by": "/bin/sh -c #(nop) ENV A=b",
+            "empty_layer": True,
+        },
+        {
+            "created": "2026-12-06T20:42:12.000916792Z",
+            "created_by": "/bin/sh -c touch /y",
+            "comment": "FROM localhost/i11base:1",
+        },
+    ]
+    image = write_image(tmp_path / "b.tar", three_layers()[:2], history=history)
+    doc = json.loads(run("history", "--json", str(image))[1])
+    assert doc["base"]["name"] == "localhost/i11base:1"
+    assert doc["base"]["history_entries"] == 2 and doc["base"]["recorded"] is True
+    assert body(doc["dockerfile"]) == [
+        "FROM localhost/i11base:1",
+        "RUN echo hi > /x",
+        "ENV A=b",
+        "RUN touch /y",
+    ]
+
+
+def test_buildah_commit_marker_is_no_instruction(tmp_path: Path) -> None:
+    history = [
+        {"created_by": f"/bin/sh -c #(nop) COPY dir:{HEX} in / ", "empty_layer": True},
+        {"created_by": '/bin/sh -c #(nop) CMD ["/bin/busybox", "sh"]'},
+        {"created_by": "/bin/sh", "comment": "FROM localhost/i11base:1"},
+    ]
+    image = write_image(tmp_path / "c.tar", three_layers()[:2], history=history)
+    doc = json.loads(run("history", "--json", str(image))[1])
+    last = doc["entries"][2]
+    assert last["keyword"] is None and last["instruction"] is None
+    assert last["builder"] == "buildah" and last["notes"][0].startswith("buildah commit")
+    assert "RUN /bin/sh" not in doc["dockerfile"]
+    assert body(doc["dockerfile"]) == ["FROM localhost/i11base:1"]
+    assert (
+        "# buildah commit: the commands run in the container are not recorded"
+        in (doc["dockerfile"])
+    )
+    code, out, _ = run("history", str(image))
+    assert code == 0
+    assert "buildah commit" in out and "RUN /bin/sh" not in out
+    assert "recorded base: 2 history entries" in out

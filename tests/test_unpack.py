@@ -195,10 +195,12 @@ def test_export_order_and_determinism(tmp_path: Path) -> None:
     with tarfile.open(fileobj=io.BytesIO(first.getvalue())) as tf:
         members = tf.getmembers()
     names = [m.name.rstrip("/") for m in members]
-    # entries without content first, in path order (parents before children); then content
-    content_start = next(i for i, m in enumerate(members) if m.isfile() and m.size)
-    assert names[:content_start] == sorted(names[:content_start])
-    assert all((m.isfile() and m.size) or m.islnk() for m in members[content_start:])
+    # depth-first, names sorted: a directory, then everything below it, then its sibling
+    assert names == sorted(names, key=lambda n: n.split("/"))
+    for i, member in enumerate(members):
+        if member.isdir():
+            below = [j for j, n in enumerate(names) if n.startswith(names[i] + "/")]
+            assert below == list(range(i + 1, i + 1 + len(below))), names[i]
     seen: set[str] = set()
     for member, name in zip(members, names, strict=True):
         if member.islnk():
@@ -258,6 +260,7 @@ UNPACK_KEYS = {
     "devices",
     "ok",
     "summary",
+    "applied",
     "audit",
 }
 SUMMARY_KEYS = {
@@ -298,12 +301,51 @@ def test_cli_unpack_json_and_exit_1_on_refusals(tmp_path: Path) -> None:
     assert (dest / "ok").read_bytes() == b"ok"
 
 
+def dest_counts(dest: Path) -> tuple[int, int, int, int]:
+    """(files, bytes, directories, extra names of multiply linked files) under ``dest``."""
+    files = size = dirs = links = 0
+    inodes: set[int] = set()
+    for top, subdirs, names in os.walk(dest):
+        dirs += len(subdirs)
+        for name in names:
+            st = os.lstat(os.path.join(top, name))
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            if st.st_ino in inodes:
+                links += 1
+                continue
+            inodes.add(st.st_ino)
+            files += 1
+            size += st.st_size
+    return files, size, dirs, links
+
+
 def test_cli_unpack_ok_and_human_output(tmp_path: Path) -> None:
     image = image_of(tmp_path, [LOWER, UPPER])
-    code, out, err = run("unpack", str(image), str(tmp_path / "a" / "b" / "rootfs"))
+    dest = tmp_path / "a" / "b" / "rootfs"
+    code, out, err = run("unpack", str(image), str(dest))
     assert code == 0, err
-    assert "Unpacked" in out and "17 files" in out
+    files, size, dirs, links = dest_counts(dest)
+    assert files < 17  # the layers carry 17 file entries; whiteouts and replacements remove some
+    assert f"which holds {files} files ({size} B), {dirs} directories" in out
+    assert f"{links} hard links" in out
+    assert "Layer entries applied: 17 files" in out
     assert (tmp_path / "a/b/rootfs/etc/passwd").is_file()
+
+
+def test_cli_unpack_json_summary_is_what_dest_holds(tmp_path: Path) -> None:
+    image = image_of(tmp_path, [LOWER, UPPER])
+    dest = tmp_path / "rootfs"
+    code, out, err = run("unpack", "--json", str(image), str(dest))
+    assert code == 0, err
+    doc = json.loads(out)
+    files, size, dirs, links = dest_counts(dest)
+    summary = doc["summary"]
+    assert (summary["files"], summary["bytes"], summary["directories"]) == (files, size, dirs)
+    assert summary["hardlinks"] == links
+    applied = doc["applied"]
+    assert applied["files"] == 17 and applied["bytes"] > summary["bytes"]
+    assert applied["whiteouts"] == summary["whiteouts"] > 0
 
 
 def test_cli_destination_rules(tmp_path: Path) -> None:
@@ -535,3 +577,52 @@ def test_library_raises_on_truncated_layer(tmp_path: Path) -> None:
     oci_layout(image, [gzip.compress(layer)[:-2000]], diff_ids=[sha256(layer)])
     with open_source(image) as source, pytest.raises(InvalidImageError):
         unpack(source, source.candidates[0].image(), tmp_path / "rootfs")
+
+
+def test_export_round_trips_through_gnu_tar(tmp_path: Path) -> None:
+    # GNU tar -xp sets a directory's metadata once it meets a member outside the directory:
+    # the export must be depth-first for every directory mtime to survive extraction
+    image = image_of(tmp_path, [LOWER, UPPER])
+    flat = tmp_path / "flat.tar"
+    code, _, err = run("export", str(image), "-o", str(flat))
+    assert code == 0, err
+    out = tmp_path / "x"
+    out.mkdir()
+    subprocess.run(
+        ["tar", "--numeric-owner", "-xpf", str(flat), "-C", str(out)],
+        check=True,
+        capture_output=True,
+    )
+    with tarfile.open(flat) as archive:
+        members = archive.getmembers()
+    assert members, "an empty export"
+    root = os.geteuid() == 0
+    by_name = {m.name.rstrip("/"): m for m in members}
+    for member in members:
+        name = member.name.rstrip("/")
+        meta = by_name[member.linkname] if member.islnk() else member
+        st = os.lstat(out / name)
+        assert st.st_mtime == meta.mtime, f"{name}: mtime {st.st_mtime} != {meta.mtime}"
+        if not member.issym():
+            assert stat.S_IMODE(st.st_mode) == meta.mode, f"{name}: mode"
+        if root:
+            assert (st.st_uid, st.st_gid) == (meta.uid, meta.gid), f"{name}: owner"
+        if member.isfile():
+            assert (out / name).read_bytes() == archive_bytes(flat, member), name
+    # the same tree as unpack writes
+    unpacked = tmp_path / "u"
+    code, _, err = run("unpack", str(image), str(unpacked))
+    assert code == 0, err
+    assert dest_tree(out) == dest_tree(unpacked)
+    # parents no layer lists: unpack creates them now, export stamps them 0 (same bytes)
+    listed = [p for p in dest_tree(unpacked) if by_name[p].mtime != 0]
+    mtimes = {p: os.lstat(unpacked / p).st_mtime for p in listed}
+    assert {p: os.lstat(out / p).st_mtime for p in listed} == mtimes
+    assert mtimes["etc"] == 1000 and mtimes["home/app"] == 2000
+
+
+def archive_bytes(path: Path, member: tarfile.TarInfo) -> bytes:
+    with tarfile.open(path) as archive:
+        handle = archive.extractfile(member)
+        assert handle is not None
+        return handle.read()

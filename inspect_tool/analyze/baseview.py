@@ -27,7 +27,7 @@ from pathlib import Path
 from inspect_tool.layers.union import UnionFS
 from inspect_tool.model.digest import Digest
 
-MAGIC = b"dockscope base view v1\n"
+MAGIC = b"dockscope base view v2\n"  # v2: hard links carry their content's size and hash
 _COUNT = struct.Struct("<Q")
 _OFFSET = struct.Struct("<Q")
 _LENGTHS = struct.Struct("<IHB")  # path, record, hash lengths

@@ -15,7 +15,7 @@ from typing import Any
 
 from inspect_tool.analyze.baseview import BaseView, cache_dir
 from inspect_tool.analyze.baseview import write as write_view
-from inspect_tool.analyze.filesystem import content_hasher
+from inspect_tool.analyze.filesystem import content_hasher, hardlink_hash
 from inspect_tool.layers.image_fs import open_layer
 from inspect_tool.layers.tarformat import EntryType
 from inspect_tool.layers.union import (
@@ -187,8 +187,17 @@ def _base_view(
             )
             base.apply(layer.index, opened.reader, record=False, on_entry=hook)
             opened.finish(layer, label=source.label)
+    if not caching:
+        # a touched hard link whose target was not hashed (not touched): its content's hash
+        for path in sorted(touched):
+            info = base.get(path)
+            if info is not None and info.type is EntryType.HARDLINK and path not in hashes:
+                digest = hardlink_hash(source, image, base, info)
+                if digest is not None:
+                    hashes[path] = digest
     if caching and chain_id is not None:
-        live = {i.path for i in base.walk() if i.type is EntryType.FILE and i.path in hashes}
+        content = (EntryType.FILE, EntryType.HARDLINK)
+        live = {i.path for i in base.walk() if i.type in content and i.path in hashes}
         write_view(chain_id, base, {p: hashes[p] for p in live})
     return base, hashes
 
@@ -222,17 +231,21 @@ def _names(
     return names, trees
 
 
+_CONTENT = (EntryType.FILE, EntryType.HARDLINK)
+_LINKS = (EntryType.SYMLINK, EntryType.HARDLINK)
+
+
 def _differences(a: FileInfo, b: FileInfo, ha: str | None, hb: str | None) -> tuple[str, ...]:
     found = []
     if a.type is not b.type:
         found.append("type")
-    if a.size != b.size and a.type is EntryType.FILE and b.type is EntryType.FILE:
-        found.append("size")
+    if a.size != b.size and a.type in _CONTENT and b.type in _CONTENT:
+        found.append("size")  # a hard link's size is its content's
     if a.mode != b.mode:
         found.append("mode")
     if (a.uid, a.gid) != (b.uid, b.gid):
         found.append("owner")
-    if a.linkname != b.linkname and a.type in (EntryType.SYMLINK, EntryType.HARDLINK):
+    if a.linkname != b.linkname and a.type in _LINKS and b.type in _LINKS:
         found.append("link")
     if (a.devmajor, a.devminor) != (b.devmajor, b.devminor):
         found.append("device")

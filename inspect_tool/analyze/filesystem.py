@@ -7,8 +7,8 @@ import fnmatch
 import hashlib
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import BinaryIO
+from dataclasses import dataclass, field, replace
+from typing import BinaryIO, cast
 
 from inspect_tool.errors import DockscopeError, UsageError
 from inspect_tool.layers.image_fs import merged_view, open_layer
@@ -29,7 +29,14 @@ Progress = Callable[[int], None] | None
 
 
 class PathNotFoundError(UsageError):
-    """The path does not exist in the image (at the layer asked for)."""
+    """The path does not exist in the image (at the layer asked for). ``missing`` is the
+    first component found missing (the path itself, or one of its parents)."""
+
+    def __init__(
+        self, message: str, *, missing: str | None = None, subject: str | None = None
+    ) -> None:
+        super().__init__(message, subject=subject)
+        self.missing = missing
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,9 +140,16 @@ def content_hasher(
     data: Callable[[], Iterator[bytes]], into: dict[str, str], *, only: set[str] | None = None
 ) -> Callable[[TarMember, str], None]:
     """An ``on_entry`` hook that records the sha256 of each regular file's content (of the
-    paths in ``only``, when given)."""
+    paths in ``only``, when given). A hard link's content is that of the file it names (hashed
+    before it, in the same pass or already in ``into``): recorded under the link's path too."""
 
     def hook(member: TarMember, path: str) -> None:
+        if member.type is EntryType.HARDLINK and (only is None or path in only):
+            target = into.get("/" + (clean_member_path(member.linkname) or ""))
+            if target is not None:
+                into[path] = target
+            else:
+                into.pop(path, None)
         if member.type is EntryType.FILE and (only is None or path in only):
             digest = hashlib.sha256()
             for chunk in data():
@@ -162,7 +176,9 @@ def resolve(union: UnionFS, path: str, *, follow_last: bool = True) -> FileInfo:
         candidate = "/" + "/".join([*resolved, part])
         info = union.get(candidate)
         if info is None:
-            raise PathNotFoundError(f"no such file or directory in the image: {candidate}")
+            raise PathNotFoundError(
+                f"no such file or directory in the image: {candidate}", missing=candidate
+            )
         linkname = _symlink_target(union, info)
         if linkname is not None and (pending or follow_last):
             hops += 1
@@ -214,9 +230,39 @@ def read_file(
     layer: int | None = None,
     progress: Progress = None,
 ) -> FileInfo:
-    """Write the bytes of ``path`` (symlinks followed inside the image) as of ``layer``."""
-    union = view_at(source, image, layer, progress=progress)
-    info = resolve(union, path)
+    """Write the bytes of ``path`` (symlinks followed inside the image) as of ``layer``.
+
+    When the path is missing because a layer deleted it (or a parent directory), the error
+    says which layer did and which ``--layer`` still has it."""
+    removed: dict[str, tuple[int, int]] = {}  # path -> (the layer that removed it, its own)
+
+    def note(info: FileInfo, by_layer: int, reason: str) -> None:
+        if reason == "deleted":
+            removed[info.path] = (by_layer, info.layer)
+
+    union = merged_view(
+        source,
+        image,
+        upto=check_layer(image, layer, label=source.label),
+        on_remove=note,
+        progress=progress,
+    )
+    try:
+        info = resolve(union, path)
+    except PathNotFoundError as exc:
+        gone = removed.get(exc.missing or "")
+        if gone is None or union.get(exc.missing or "") is not None:
+            raise
+        by_layer, added = gone
+        if exc.missing == "/" + "/".join(p for p in path.split("/") if p):
+            what = f"deleted by layer {by_layer}"
+        else:
+            what = f"its directory {exc.missing} was deleted by layer {by_layer}"
+        raise PathNotFoundError(
+            f"no such file in the image: {path}: {what} (added by layer {added}); "
+            f"recover it with --layer {by_layer - 1} (the image as it stood before)",
+            missing=exc.missing,
+        ) from exc
     if info.type is EntryType.HARDLINK:
         return _read_hardlink(source, image, union, info, out)
     if info.type is not EntryType.FILE:
@@ -253,6 +299,26 @@ def _read_hardlink(
         raise PathNotFoundError(f"hard link {info.path} names {info.linkname}, which is missing")
     _copy_member(source, image, linked.layer, lambda m: m.offset == linked.offset, out)
     return info
+
+
+class _HashSink:
+    def __init__(self) -> None:
+        self.digest = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return len(data)
+
+
+def hardlink_hash(source: Source, image: Image, union: UnionFS, info: FileInfo) -> str | None:
+    """The sha256 of the content the hard link ``info`` shares (re-reading the layer that
+    holds it); None when it names no file."""
+    sink = _HashSink()
+    try:
+        _read_hardlink(source, image, union, info, cast(BinaryIO, sink))
+    except PathNotFoundError:
+        return None
+    return "sha256:" + sink.digest.hexdigest()
 
 
 def _copy_member(
@@ -312,6 +378,8 @@ def find(
             def seen(member: TarMember, path: str, index: int = layer.index) -> None:
                 if matches(path):
                     info = _info(member, path, index)
+                    if member.type is EntryType.HARDLINK:  # the content it shares
+                        info = replace(info, size=union.linked_size(member.linkname))
                     found[(path, index)] = Occurrence(info)
 
             union.apply(layer.index, opened.reader, record=False, on_entry=seen)

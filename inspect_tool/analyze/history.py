@@ -13,7 +13,9 @@
   ``buildkit.dockerfile.v0``;
 - buildah: ``/bin/sh -c #(nop) <the Dockerfile line as written>`` (one space), RUN as
   ``/bin/sh -c <command>`` (exec form: ``/bin/sh -c ["a", "b"]``), ADD/COPY as the classic
-  builder; the first step of a build carries the comment ``FROM <base image>``;
+  builder; with ``--layers`` every step carries the comment ``FROM <parent>`` (the base image,
+  then image IDs), without it the build is squashed into its last entry, the only one with
+  ``FROM <base image>``; ``buildah commit`` of a working container records ``/bin/sh`` alone;
 - kaniko: the Dockerfile line as written (``RUN apt-get update``), author ``kaniko``.
 
 Sources of ADD/COPY that the classic builder and buildah record only as ``file:<sha256>``,
@@ -25,6 +27,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 from inspect_tool.model.image import HistoryEntry, Image
 
@@ -62,6 +65,10 @@ _HASHED_SOURCE = re.compile(
     re.DOTALL,
 )
 _GO_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
+# ``buildah commit`` of a working container (after ``buildah run``, ``copy``, …) records the
+# container's shell alone: no instruction, and the commands run are not recorded.
+_BARE_SHELL = re.compile(r"/(?:usr/)?bin/(?:ba|da|a)?sh")
+BUILDAH_COMMIT_NOTE = "buildah commit: the commands run in the container are not recorded"
 _LABEL_SPLIT = re.compile(r" (?=[\w.\-/]+=)")
 
 
@@ -92,6 +99,8 @@ class HistoryReport:
     base_source: str  # where base_name or the base boundary comes from
     base_entries: int  # history entries guessed to come from the base image
     base_layers: int
+    base_lower: int = 0  # entries that come from the base image for certain
+    base_certain: bool = False  # the history records the boundary (buildah's FROM comment)
     warnings: tuple[str, ...] = ()
     dockerfile: str = field(default="", repr=False)
 
@@ -343,6 +352,8 @@ def parse_created_by(
         kaniko = (author or "").lower() == "kaniko"
         builder = "buildkit" if buildkit else ("kaniko" if kaniko else "unknown")
         return _instruction(text, shell, builder)
+    if _BARE_SHELL.fullmatch(text):
+        return Step("", "", "buildah", (BUILDAH_COMMIT_NOTE,))
     if text.startswith("|") or text.startswith("/"):
         builder = "buildah" if comment and comment.startswith("FROM ") else "docker/buildah"
         return _run(text, shell, builder)
@@ -368,33 +379,160 @@ def _is_cmd(entry: HistoryEntry) -> bool:
     return step.keyword in ("CMD", "ENTRYPOINT")
 
 
-def guess_base(image: Image) -> tuple[int, str | None, str]:
-    """(history entries from the base image, base image name or None, how it was found).
+# A pause this long between two consecutive history entries is taken as the start of another
+# build: one build's steps follow each other within seconds or minutes (BuildKit stamps each
+# layer with the time its snapshot was made, empty entries with a neighbour's time).
+SESSION_GAP_SECONDS = 30 * 60
+_RFC3339 = re.compile(
+    r"^(?P<main>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(?P<frac>\d+))?"
+    r"(?P<zone>Z|[+-]\d\d:\d\d)$"
+)
 
-    In order: buildah's ``FROM <name>`` comment on the first step of a build; the first
-    BuildKit step (comment ``buildkit.dockerfile.v0``) after entries without it; the last
-    CMD or ENTRYPOINT that a layer-making entry follows (base images end with one); else
-    none."""
-    history = image.history
-    name, where = _base_name(image)
+
+def _timestamp(created: str | None) -> float | None:
+    """An RFC 3339 time (nanoseconds allowed) as seconds since the epoch; None if unusable."""
+    match = _RFC3339.match((created or "").strip())
+    if not match:
+        return None
+    frac = (match.group("frac") or "0")[:6]
+    zone = match.group("zone").replace("Z", "+00:00")
+    try:
+        return datetime.fromisoformat(f"{match.group('main')}.{frac:0<6}{zone}").timestamp()
+    except ValueError:
+        return None
+
+
+def _pauses(history: tuple[HistoryEntry, ...]) -> dict[int, float]:
+    """Entry index → seconds since the entry before it, for pauses of SESSION_GAP_SECONDS or
+    more: where a later build began."""
+    times = [_timestamp(entry.created) for entry in history]
+    pauses = {}
+    for i in range(1, len(history)):
+        before, after = times[i - 1], times[i]
+        if before is not None and after is not None and after - before >= SESSION_GAP_SECONDS:
+            pauses[i] = after - before
+    return pauses
+
+
+def _session_start(
+    history: tuple[HistoryEntry, ...], lower: int, *, later: bool
+) -> tuple[int, str]:
+    """Where this image's build starts by the timestamps, from ``lower`` on, and why.
+
+    With ``later`` (``lower`` is only where BuildKit's steps begin, and a base built with
+    BuildKit carries the same comment) the first pause after ``lower`` starts the guess: the
+    first build after the base's own; pauses after it can be this image's cached steps."""
+    pauses = _pauses(history)
+    if later:
+        for i in sorted(pauses):
+            if i > lower:
+                return i, (
+                    f"entry {i} was created {_duration(pauses[i])} after entry {i - 1}: "
+                    "a later build"
+                )
+    if lower in pauses:
+        return lower, (
+            f"timestamps agree: entry {lower} was created {_duration(pauses[lower])} after "
+            f"entry {lower - 1}"
+        )
+    return lower, ""
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:.0f} days"
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:.0f} hours"
+    return f"{seconds / 60:.0f} minutes"
+
+
+@dataclass(frozen=True, slots=True)
+class BaseGuess:
+    """Where the base image's history ends.
+
+    ``lower`` entries are the base's for certain (recorded, or before the first entry that this
+    build's builder could have written); ``entries`` is the best guess, at least ``lower``;
+    ``certain`` says whether the history records the boundary (buildah's ``FROM`` comment) or
+    only suggests it. Entries from ``lower`` on may belong to either image unless certain."""
+
+    entries: int
+    lower: int
+    name: str | None
+    source: str
+    certain: bool
+
+
+def _buildah_from(history: tuple[HistoryEntry, ...]) -> tuple[int, str] | None:
+    """(first entry of the buildah build, the base named by its comment) or None.
+
+    With ``--layers`` every step of a build carries ``FROM <parent>`` (the base, then image
+    IDs), the first one naming the base. Without it buildah squashes the build into one layer:
+    its steps are empty entries and only the last, the one that made the layer, carries
+    ``FROM <base>``; the build's steps are that entry and the empty ones right before it."""
     for i, entry in enumerate(history):
         comment = entry.comment or ""
-        if comment.startswith("FROM "):
-            base = comment[5:].strip()
-            if re.fullmatch(r"[0-9a-f]{12,64}", base):
-                base = ""
-            return i, name or base or None, where or "buildah's FROM comment"
+        if not comment.startswith("FROM "):
+            continue
+        base = comment[5:].strip()
+        if re.fullmatch(r"[0-9a-f]{12,64}", base):
+            base = ""
+        start = i
+        following = history[i + 1].comment or "" if i + 1 < len(history) else ""
+        layered = re.fullmatch(r"FROM [0-9a-f]{12,64}", following) is not None
+        if not entry.empty_layer and not layered:
+            while (
+                start > 0
+                and history[start - 1].empty_layer
+                and not history[start - 1].comment
+                and not _is_base_nop(history[start - 1])
+            ):
+                start -= 1
+        return start, base
+    return None
+
+
+def _is_base_nop(entry: HistoryEntry) -> bool:
+    """An entry a buildah build cannot have written: Docker's classic ``#(nop)  `` form (two
+    spaces) or BuildKit's."""
+    text = entry.created_by or ""
+    return "#(nop)  " in text or text.endswith("# buildkit")
+
+
+def guess_base(image: Image) -> BaseGuess:
+    """Where the base image's history ends, with the evidence.
+
+    In order: buildah's ``FROM <name>`` comment (on the first step of a ``--layers`` build, on
+    the last of a squashed one: the recorded boundary); else a lower bound, the first BuildKit
+    step (comment ``buildkit.dockerfile.v0``) after entries without it, or else the last
+    CMD/ENTRYPOINT that a layer-making entry follows (base images end with one); after
+    BuildKit's first step, the first later build that the timestamps show (a pause of 30
+    minutes or more) is the best guess. Only the
+    buildah comment is certain: a base built with BuildKit carries the same comment as this
+    image's steps, and a base need not end with CMD."""
+    history = image.history
+    name, where = _base_name(image)
+    found = _buildah_from(history)
+    if found is not None:
+        start, base = found
+        return BaseGuess(
+            start, start, name or base or None, where or "buildah's FROM comment", True
+        )
+    lower, how, buildkit = 0, "", False
     marked = [i for i, e in enumerate(history) if e.comment == BUILDKIT_COMMENT]
     if marked and marked[0] > 0:
-        return marked[0], name, where or "entries before BuildKit's first step"
-    boundary = None
-    for i, entry in enumerate(history):
-        later = history[i + 1 :]
-        if entry.empty_layer and _is_cmd(entry) and any(not e.empty_layer for e in later):
-            boundary = i + 1
-    if boundary is not None:
-        return boundary, name, where or "the base image's last CMD/ENTRYPOINT"
-    return 0, name, where or "no sign of a base image in the history"
+        lower, how, buildkit = marked[0], "entries before BuildKit's first step", True
+    else:
+        for i, entry in enumerate(history):
+            later = history[i + 1 :]
+            if entry.empty_layer and _is_cmd(entry) and any(not e.empty_layer for e in later):
+                lower, how = i + 1, "the base image's last CMD/ENTRYPOINT"
+    start, why = _session_start(history, lower, later=buildkit)
+    if not how and not why:
+        return BaseGuess(0, 0, name, where or "no sign of a base image in the history", False)
+    source = "; ".join(part for part in (how, why) if part)
+    if where:
+        source = f"{where}; boundary: {source}"
+    return BaseGuess(start, lower, name, source, False)
 
 
 def guess_base_layers(image: Image) -> int:
@@ -402,7 +540,7 @@ def guess_base_layers(image: Image) -> int:
     least 1: without any sign, layer 0 is the base, as dive counts it."""
     if not image.layers:
         return 0
-    entries, _, _ = guess_base(image)
+    entries = guess_base(image).entries
     layers = sum(1 for e in image.history[:entries] if not e.empty_layer)
     return min(max(layers, 1), len(image.layers))
 
@@ -410,7 +548,8 @@ def guess_base_layers(image: Image) -> int:
 # -- the report ----------------------------------------------------------------------------------
 def history(image: Image) -> HistoryReport:
     """Every history entry with the layer it made, parsed; layers beyond the history too."""
-    base_entries, base_name, base_source = guess_base(image)
+    guess = guess_base(image)
+    base_entries, base_name, base_source = guess.entries, guess.name, guess.source
     by_history = {
         layer.history_index: layer for layer in image.layers if layer.history_index is not None
     }
@@ -459,51 +598,91 @@ def history(image: Image) -> HistoryReport:
         )
     layers = guess_base_layers(image)
     report = HistoryReport(
-        tuple(rows), base_name, base_source, base_entries, layers, tuple(warnings)
+        tuple(rows),
+        base_name,
+        base_source,
+        base_entries,
+        layers,
+        guess.lower,
+        guess.certain,
+        tuple(warnings),
     )
     return replace(report, dockerfile=dockerfile(report))
 
 
+def _span(first: int, last: int) -> str:
+    return f"entry {first}" if first == last else f"entries {first}-{last}"
+
+
 def dockerfile(report: HistoryReport) -> str:
     """The Dockerfile the history implies: FROM as honest as the image allows, then one
-    instruction per entry; entries that are no instruction become comments."""
+    instruction per entry; entries that are no instruction become comments.
+
+    Entries are never silently dropped or repeated on a guess: with a recorded base name, only
+    the entries certain to be the base's are left out; those guessed to be the base's are
+    written commented out, and when the boundary is a guess the steps after it say so."""
     lines = ["# Reconstructed by dockscope from the image's history: a guide, not the source."]
-    base_rows = [r for r in report.rows if r.base]
-    own_rows = [r for r in report.rows if not r.base]
+    rows = list(report.rows)
+    lower = min(report.base_lower, report.base_entries)
+    certain = [r for r in rows if r.index is not None and r.index < lower]
+    guessed = [r for r in rows if r.base and (r.index is None or r.index >= lower)]
+    own = [r for r in rows if not r.base]
     if report.base_name:
         lines.append(f"# Base image recorded by the image ({report.base_source}).")
         lines.append(f"FROM {report.base_name}")
-        if base_rows:
+        if certain:
+            kind = "recorded boundary" if report.base_certain else "certain"
             lines.append(
-                f"# (history entries 0-{len(base_rows) - 1} belong to the base image and are "
-                "not repeated here)"
+                f"# (history {_span(0, len(certain) - 1)} belong to the base image ({kind}) "
+                "and are not repeated here)"
             )
-        body = own_rows
-    else:
-        lines.append("# The image does not record its base image, so this starts from scratch.")
-        if base_rows and own_rows:
-            span = "entry 0" if len(base_rows) == 1 else f"entries 0-{len(base_rows) - 1}"
+        if guessed:
+            lines.append("")
+            span = _span(guessed[0].index or 0, guessed[-1].index or 0)
+            verb = "are" if len(guessed) > 1 else "is"
             lines.append(
-                f"# Guess ({report.base_source}): {span} "
-                f"({report.base_layers} layer(s)) are the base image's own build; replace them "
-                "with its FROM line if you know it."
+                f"# History {span} {verb} probably the base image's own build (a guess); "
+                "uncomment any that are this image's:"
             )
-        lines.append("FROM scratch")
-        body = list(report.rows)
-    in_base = bool(body and body[0].base)
-    for row in body:
+            for row in guessed:
+                lines.extend(f"# {line}" for line in _row_lines(row))
+        if own and not report.base_certain:
+            lines.append("")
+            lines.append(
+                "# --- this image's own steps as far as the history tells: the boundary is a "
+                "guess; delete any step the base image already contains ---"
+            )
+        lines.extend(line for row in own for line in _row_lines(row))
+        return "\n".join(lines) + "\n"
+    lines.append("# The image does not record its base image, so this starts from scratch.")
+    base_rows = [r for r in rows if r.base]
+    if base_rows and own:
+        how = "recorded" if report.base_certain else "Guess"
+        lines.append(
+            f"# {how} ({report.base_source}): {_span(0, len(base_rows) - 1)} "
+            f"({report.base_layers} layer(s)) are the base image's own build; replace them "
+            "with its FROM line if you know it."
+        )
+    lines.append("FROM scratch")
+    in_base = bool(rows and rows[0].base)
+    for row in rows:
         if in_base and not row.base:
             lines.append("")
-            lines.append("# --- this image's own steps (guessed boundary) ---")
+            boundary = "recorded boundary" if report.base_certain else "guessed boundary"
+            lines.append(f"# --- this image's own steps ({boundary}) ---")
             in_base = False
-        step = row.step
-        for note in step.notes:
-            lines.append(f"# {note}")
-        where = f"layer {row.layer}" if row.layer is not None else "no layer"
-        if step.line:
-            lines.append(step.line)
-        elif row.entry is not None:
-            lines.append(f"# history entry {row.index} ({where})")
-        else:
-            lines.append(f"# {where}")
+        lines.extend(_row_lines(row))
     return "\n".join(lines) + "\n"
+
+
+def _row_lines(row: HistoryRow) -> list[str]:
+    step = row.step
+    lines = [f"# {note}" for note in step.notes]
+    where = f"layer {row.layer}" if row.layer is not None else "no layer"
+    if step.line:
+        lines.append(step.line)
+    elif row.entry is not None:
+        lines.append(f"# history entry {row.index} ({where})")
+    else:
+        lines.append(f"# {where}")
+    return lines

@@ -124,8 +124,8 @@ def export(
 
     Whiteouts are applied and the layers flattened without extracting anything: a first read
     of the layers builds the merged tree, a second streams the surviving files' content.
-    Directories, symlinks and empty files come first in path order, then the files with
-    content, layer by layer; hard links are kept. The same image always gives the same bytes.
+    Entries are written depth-first (a directory, then everything below it), so tar -xp
+    restores every mtime; hard links are kept. The same image always gives the same bytes.
     Entries unpack would refuse are left out and listed (--json: the audit); the exit status
     is then 1. With -o -, messages go to stderr and --json is not available.
 

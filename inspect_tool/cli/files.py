@@ -127,7 +127,8 @@ def cat(
     """Write a file's bytes to stdout, following symlinks inside the image root.
 
     With --layer N, the file as it stood after layer N: this recovers files a later layer
-    deleted or overwrote (dockscope find --deleted lists them). The bytes are written as they
+    deleted or overwrote (dockscope find --deleted lists them; for a deleted file, the error
+    names the layer that deleted it and the --layer to use). The bytes are written as they
     are, escape sequences included: pipe an untrusted file through cat -v to look at it.
 
     Examples:

@@ -4,19 +4,24 @@ write), computed from the layers without extracting anything.
 Pass 1 applies every layer to an in-memory tree with exactly the rules ``unpack`` uses
 (``safe_extract.LayerApplier``: whiteouts, symlinks resolved inside the root, hard links
 resolved to the inode they name, the same refusals). The tree holds metadata only. Pass 2
-writes the tar: first, in sorted path order, every entry that carries no data (directories,
-symlinks, empty files, FIFOs, device nodes); then the regular files with content, layer by
-layer in the order each layer stores them, their bytes streamed from a second read of that
-layer (verified against its diff_id again). Every name of a hard-linked inode follows its
-first name as a hard link entry. The output depends on the image alone: same image, same
-bytes.
+writes the tar depth-first, as GNU tar and umoci do: each directory's entry, then everything
+below it, names sorted, then its next sibling. GNU tar (``tar -xp``) sets a directory's
+metadata once it meets a member outside that directory; an archive with every directory
+first loses the directories' mtimes to the files written into them later. The headers are
+laid out first, every size being known from pass 1; file contents are then streamed into
+their places, layer by layer in the order each layer stores them, from a second read of
+that layer (verified against its diff_id again). A stream that cannot seek (a pipe) gets
+the tar through a temporary file. Every name of a hard-linked inode follows its first name
+as a hard link entry. The output depends on the image alone: same image, same bytes.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import shutil
 import tarfile
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -185,13 +190,18 @@ class ExportResult:
 @dataclass(slots=True)
 class _Pending:
     node: _Node
-    paths: list[str]
+    path: str  # the name its content is written under
+    offset: int  # of the content in the tar
 
 
 class _TarWriter:
+    """Headers written in order, content areas reserved (sizes known in advance) and filled
+    later at their offsets: ``out`` must be seekable."""
+
     def __init__(self, out: BinaryIO, stats: ExtractStats) -> None:
         self._out = out
         self._stats = stats
+        self._start = out.tell()
         self._written = 0
 
     def _write(self, data: bytes | memoryview) -> None:
@@ -214,17 +224,28 @@ class _TarWriter:
         else:
             stats.files += 1
 
-    def data(self, reader: TarReader, size: int) -> None:
+    def reserve(self, size: int) -> int:
+        """Leave room for ``size`` bytes of content (padded to a block); their offset."""
+        offset = self._written
+        padded = size + (-size % _BLOCK)
+        self._out.seek(padded, os.SEEK_CUR)
+        self._written += padded
+        self._stats.bytes += size
+        return offset
+
+    def fill(self, offset: int, reader: TarReader, size: int) -> None:
+        """Write ``size`` bytes from ``reader`` (and the padding) at ``offset``."""
+        self._out.seek(self._start + offset)
         left = size
         while left > 0:
             chunk = reader.read(min(left, CHUNK))
-            self._write(chunk)
+            self._out.write(chunk)
             left -= len(chunk)
-        self._stats.bytes += size
         if size % _BLOCK:
-            self._write(bytes(_BLOCK - size % _BLOCK))
+            self._out.write(bytes(_BLOCK - size % _BLOCK))
 
     def close(self) -> None:
+        self._out.seek(self._start + self._written)
         self._write(bytes(2 * _BLOCK))
         if self._written % _RECORD:
             self._write(bytes(_RECORD - self._written % _RECORD))
@@ -260,11 +281,21 @@ def _info(path: str, member: TarMember | None, *, directory: bool = False) -> ta
     return info
 
 
-def _link(path: str, target: str) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(path)
+def _link(path: str, target: str, member: TarMember) -> tarfile.TarInfo:
+    """A hard link entry, with the inode's metadata as GNU tar writes it."""
+    info = _info(path, member)
     info.type = tarfile.LNKTYPE
     info.linkname = target
+    info.size = 0
+    info.devmajor = info.devminor = 0
     return info
+
+
+def _seekable(out: BinaryIO) -> bool:
+    try:
+        return out.seekable()
+    except (OSError, ValueError):
+        return False
 
 
 def _walk(root: _Dir) -> Iterator[tuple[str, _Dir | _Node]]:
@@ -308,28 +339,44 @@ def export(
     apply_layers(source, image, applier, progress=progress)
     applier.close()
 
+    if _seekable(out):
+        _write_tar(source, image, tree, out, result, progress, on_pass)
+        return result
+    with tempfile.TemporaryFile(prefix="dockscope-export-") as spool:
+        _write_tar(source, image, tree, spool, result, progress, on_pass)
+        spool.seek(0)
+        shutil.copyfileobj(spool, out, CHUNK)
+        out.flush()
+    return result
+
+
+def _write_tar(
+    source: Source,
+    image: Image,
+    tree: MemoryBackend,
+    out: BinaryIO,
+    result: ExportResult,
+    progress: Callable[[int], None] | None,
+    on_pass: Callable[[int], None] | None,
+) -> None:
     writer = _TarWriter(out, result.stats)
     first_name: dict[int, str] = {}  # inode (id of its node) -> the name written first
-    pending: dict[int, _Pending] = {}  # inodes with content, written in pass 2
+    pending: list[_Pending] = []  # content to fill in from a second read of the layers
     for path, node in _walk(tree.root):
         if isinstance(node, _Dir):
             writer.entry(_info(path, node.member, directory=True))
             continue
         key = id(node)
+        if key in first_name:
+            writer.entry(_link(path, first_name[key], node.member))
+            continue
+        first_name[key] = path
+        writer.entry(_info(path, node.member))
         if node.member.type is EntryType.FILE and node.member.size > 0:
-            waiting = pending.get(key)
-            if waiting is None:
-                pending[key] = _Pending(node, [path])
-            else:
-                waiting.paths.append(path)
-        elif key in first_name:
-            writer.entry(_link(path, first_name[key]))
-        else:
-            first_name[key] = path
-            writer.entry(_info(path, node.member))
+            pending.append(_Pending(node, path, writer.reserve(node.member.size)))
 
     by_layer: dict[int, dict[int, _Pending]] = {}
-    for item in pending.values():
+    for item in pending:
         by_layer.setdefault(item.node.layer, {})[item.node.member.offset] = item
     layers = [layer for layer in image.layers if layer.index in by_layer]
     if on_pass is not None:
@@ -337,7 +384,6 @@ def export(
     for layer in layers:
         _write_contents(source, layer, by_layer[layer.index], writer, progress)
     writer.close()
-    return result
 
 
 def _write_contents(
@@ -361,10 +407,7 @@ def _write_contents(
                     f"{member.name!r} at byte {member.offset} changed between two reads",
                     subject=subject,
                 )
-            writer.entry(_info(item.paths[0], known))
-            writer.data(reader, known.size)
-            for path in item.paths[1:]:
-                writer.entry(_link(path, item.paths[0]))
+            writer.fill(item.offset, reader, known.size)
             left -= 1
             if not left:
                 break

@@ -103,7 +103,8 @@ class AuditEntry:
 
 @dataclass(slots=True)
 class ExtractStats:
-    """Entries applied, summed over all layers (an entry a later layer replaces counts twice)."""
+    """Counts of entries: applied from the layers (summed over all layers: an entry a later
+    layer replaces or deletes counts each time), or found in DEST (``tree_stats``)."""
 
     directories: int = 0
     files: int = 0
@@ -129,8 +130,9 @@ class UnpackResult:
     layers: int
     same_owner: bool
     devices: bool
-    stats: ExtractStats = field(default_factory=ExtractStats)
+    stats: ExtractStats = field(default_factory=ExtractStats)  # layer entries applied
     audit: list[AuditEntry] = field(default_factory=list)
+    written: ExtractStats = field(default_factory=ExtractStats)  # what DEST holds at the end
 
     @property
     def ok(self) -> bool:
@@ -1075,6 +1077,10 @@ def unpack(
             backend.finish()
         except OSError as exc:
             raise DestinationError(f"cannot set metadata: {exc.strerror}") from exc
+        try:
+            result.written = tree_stats(root_fd)
+        except OSError as exc:
+            raise DestinationError(f"cannot read back what was written: {exc.strerror}") from exc
     except DestinationError as exc:
         raise exc.with_subject(str(destination)) from exc.__cause__
     except DockscopeError as exc:
@@ -1083,3 +1089,44 @@ def unpack(
         applier.close()
         os.close(root_fd)
     return result
+
+
+def tree_stats(root_fd: int) -> ExtractStats:
+    """What the tree under the directory descriptor ``root_fd`` holds (the root itself not
+    counted): every directory opened with ``O_NOFOLLOW`` from its parent's descriptor, nothing
+    followed; a file with several names counts once as a file, its other names as hard
+    links. Iterative: trees can be deeper than Python's recursion limit."""
+    stats = ExtractStats()
+    seen: set[tuple[int, int]] = set()
+    stack = [os.open(".", _DIR_READ, dir_fd=root_fd)]
+    try:
+        while stack:
+            fd = stack.pop()
+            try:
+                with os.scandir(fd) as entries:
+                    names = [(e.name, e.stat(follow_symlinks=False)) for e in entries]
+                for name, st in names:
+                    mode = st.st_mode
+                    if stat.S_ISDIR(mode):
+                        stats.directories += 1
+                        stack.append(os.open(name, _DIR_READ, dir_fd=fd))
+                    elif stat.S_ISREG(mode):
+                        if st.st_nlink > 1 and (st.st_dev, st.st_ino) in seen:
+                            stats.hardlinks += 1
+                            continue
+                        if st.st_nlink > 1:
+                            seen.add((st.st_dev, st.st_ino))
+                        stats.files += 1
+                        stats.bytes += st.st_size
+                    elif stat.S_ISLNK(mode):
+                        stats.symlinks += 1
+                    elif stat.S_ISFIFO(mode):
+                        stats.fifos += 1
+                    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+                        stats.devices += 1
+            finally:
+                os.close(fd)
+    finally:
+        for fd in stack:
+            os.close(fd)
+    return stats

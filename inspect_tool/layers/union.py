@@ -59,7 +59,7 @@ class FileInfo:
     mode: int
     uid: int
     gid: int
-    size: int
+    size: int  # a hard link's: the size of the content it shares with the file it names
     mtime: float
     linkname: str
     layer: int  # the layer this entry comes from
@@ -101,14 +101,15 @@ class LayerChanges:
     size: int = 0  # bytes of regular-file content in this layer
 
 
-def pack(info_type: EntryType, layer: int, member: TarMember) -> bytes:
+def pack(info_type: EntryType, layer: int, member: TarMember, *, size: int | None = None) -> bytes:
+    """One entry's record; ``size`` replaces the member's (a hard link's: its content's)."""
     return _META.pack(
         _TYPE_CODES[info_type],
         layer,
         member.mode & 0xFFFF,
         member.uid & 0xFFFFFFFF,
         member.gid & 0xFFFFFFFF,
-        member.size,
+        member.size if size is None else size,
         member.mtime,
         member.devmajor & 0xFFFFFFFF,
         member.devminor & 0xFFFFFFFF,
@@ -153,6 +154,16 @@ def _layer_of(meta: bytes) -> int:
 
 def _size_of(meta: bytes) -> int:
     return int.from_bytes(meta[13:21], "little", signed=True)
+
+
+_FILE_CODE = _TYPE_CODES[EntryType.FILE]
+_CONTENT_CODES = frozenset({_FILE_CODE, _TYPE_CODES[EntryType.HARDLINK]})
+
+
+def _stored_size(meta: bytes) -> int:
+    """Bytes of content this entry stores in its layer: a regular file's size; a hard link
+    stores none (its size is the linked content's, stored with the file it names)."""
+    return max(_size_of(meta), 0) if meta[0] == _FILE_CODE else 0
 
 
 class _Dir:
@@ -251,6 +262,15 @@ class UnionFS:
         if node is None:
             return None
         return unpack_info(_abs(path), node.meta if isinstance(node, _Dir) else node)
+
+    def linked_size(self, linkname: str) -> int:
+        """The size of the content a hard link to ``linkname`` shares: the file it names as
+        the layers applied so far have it (a hard link to a hard link: the same content); 0
+        when it names no file."""
+        node = self._node("/" + (clean_member_path(linkname) or ""))
+        if node is None or isinstance(node, _Dir) or node[0] not in _CONTENT_CODES:
+            return 0
+        return max(_size_of(node), 0)
 
     def listdir(self, path: str) -> list[FileInfo] | None:
         node = self._node(path)
@@ -398,7 +418,8 @@ class UnionFS:
             on_entry(member, full)
         if member.type is EntryType.FILE:
             result.size += member.size
-        new_meta = pack(member.type, layer, member)
+        linked = self.linked_size(member.linkname) if member.type is EntryType.HARDLINK else None
+        new_meta = pack(member.type, layer, member, size=linked)
         if existing is None:
             parent.children[base] = _Dir(new_meta) if member.type is EntryType.DIR else new_meta
             result.added += 1
@@ -504,7 +525,7 @@ class UnionFS:
         if not isinstance(node, _Dir):
             if _layer_of(node) < layer:
                 self._notify(path, node, layer, "deleted")
-                return max(_size_of(node), 0), False
+                return _stored_size(node), False
             return 0, True
         removed = 0
         stack: list[tuple[_Dir, str, Iterator[str]]] = [(node, path, iter(list(node.children)))]
@@ -522,7 +543,7 @@ class UnionFS:
                 stack.append((child, f"{dir_path}/{name}", iter(list(child.children))))
             elif _layer_of(child) < layer:
                 self._notify(f"{dir_path}/{name}", child, layer, "deleted")
-                removed += max(_size_of(child), 0)
+                removed += _stored_size(child)
                 del directory.children[name]
         if _layer_of(node.meta) < layer and not node.children:
             self._notify(path, node.meta, layer, "deleted")
@@ -541,7 +562,7 @@ class UnionFS:
                 stack.extend((c, f"{current_path}/{n}") for n, c in current.children.items())
             else:
                 self._notify(current_path, current, layer, reason)
-                total += max(_size_of(current), 0)
+                total += _stored_size(current)
         return total
 
     def _notify(self, path: str, meta: bytes, layer: int, reason: str) -> None:

@@ -220,7 +220,8 @@ def render_history(console: Console, image: Image, report: HistoryReport) -> Non
     console.print(table)
     base = report.base_name or "not recorded"
     console.print(
-        f"Base image: {markup(base)}; guessed base: {report.base_entries} history entr"
+        f"Base image: {markup(base)}; {'recorded' if report.base_certain else 'guessed'} "
+        f"base: {report.base_entries} history entr"
         f"{'y' if report.base_entries == 1 else 'ies'}, {report.base_layers} layer(s) "
         f"({markup(report.base_source)})",
         soft_wrap=True,

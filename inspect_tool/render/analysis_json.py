@@ -147,6 +147,8 @@ def history_document(image: Image, report: HistoryReport) -> dict[str, Any]:
             "source": report.base_source,
             "history_entries": report.base_entries,
             "layers": report.base_layers,
+            "recorded": report.base_certain,
+            "certain_entries": report.base_lower,
         },
         "entries": entries,
         "dockerfile": report.dockerfile,

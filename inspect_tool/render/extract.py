@@ -16,6 +16,19 @@ from inspect_tool.render.json import SCHEMA_VERSION
 from inspect_tool.render.text import markup
 
 
+def _counts(stats: ExtractStats) -> dict[str, int]:
+    return {
+        "directories": stats.directories,
+        "files": stats.files,
+        "symlinks": stats.symlinks,
+        "hardlinks": stats.hardlinks,
+        "fifos": stats.fifos,
+        "devices": stats.devices,
+        "whiteouts": stats.whiteouts,
+        "bytes": stats.bytes,
+    }
+
+
 def _summary(stats: ExtractStats, audit: list[AuditEntry]) -> dict[str, int]:
     actions = Counter(entry.action.value for entry in audit)
     return {
@@ -58,7 +71,8 @@ def unpack_document(image: Image, result: UnpackResult) -> dict[str, Any]:
         "same_owner": result.same_owner,
         "devices": result.devices,
         "ok": result.ok,
-        "summary": _summary(result.stats, result.audit),
+        "summary": {**_summary(result.written, result.audit), "whiteouts": result.stats.whiteouts},
+        "applied": _counts(result.stats),
         "audit": _audit(result.audit),
     }
 
@@ -94,15 +108,23 @@ def render_audit(console: Console, audit: list[AuditEntry]) -> None:
 
 
 def render_unpack(console: Console, image: Image, result: UnpackResult) -> None:
-    stats = result.stats
+    held, applied = result.written, result.stats
     console.print(
         f"Unpacked {markup(image.display_name)} ({result.layers} layers) into "
-        f"{markup(str(result.destination))}: {stats.files} files "
-        f"({human_size(stats.bytes)}), {stats.directories} directories, {stats.symlinks} "
-        f"symlinks, {stats.hardlinks} hard links, {stats.whiteouts} whiteouts applied"
+        f"{markup(str(result.destination))}, which holds {held.files} files "
+        f"({human_size(held.bytes)}), {held.directories} directories, {held.symlinks} "
+        f"symlinks, {held.hardlinks} hard links"
         + ("" if result.same_owner else "; owners not kept (files belong to the current user)"),
         soft_wrap=True,
         highlight=False,
+    )
+    console.print(
+        f"Layer entries applied: {applied.files} files ({human_size(applied.bytes)}), "
+        f"{applied.directories} directories, {applied.symlinks} symlinks, {applied.hardlinks} "
+        f"hard links, {applied.whiteouts} whiteouts (later layers replace or delete some)",
+        soft_wrap=True,
+        highlight=False,
+        style="dim",
     )
     render_audit(console, result.audit)
 

@@ -531,8 +531,9 @@ def _history(number: int, report: HistoryReport) -> str:
             numeric=(3,),
             wide=True,
         ),
-        f'<p class="muted">Base image: {_e(base)}; guessed base: {report.base_entries} history '
-        f"entries, {report.base_layers} layer(s) ({_e(report.base_source)}).</p>",
+        f'<p class="muted">Base image: {_e(base)}; '
+        f"{'recorded' if report.base_certain else 'guessed'} base: {report.base_entries} "
+        f"history entries, {report.base_layers} layer(s) ({_e(report.base_source)}).</p>",
     ]
     for warning in report.warnings:
         parts.append(f'<p class="error">warning: {_e(warning)}</p>')
