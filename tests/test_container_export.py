@@ -464,8 +464,8 @@ def test_commit_refuses_an_image_that_changed_since_the_run(tmp_path: Path) -> N
     root = tmp_path / "state"
     image = tmp_path / "image.tar"
     image.write_bytes(DIVE_LEGACY.read_bytes())
-    ok(dockscope(root, "run", "--name", "c", image, "true"))
+    ok(dockscope(root, "run", "--name", "cc", image, "true"))
     image.write_bytes((DIVE_LEGACY.parent / "docker-save-whiteouts-ggcr.tar").read_bytes())
-    proc = dockscope(root, "container", "commit", "c", "-o", tmp_path / "out")
+    proc = dockscope(root, "container", "commit", "cc", "-o", tmp_path / "out")
     assert proc.returncode == 3 and b"the image there is now" in proc.stderr
     assert not (tmp_path / "out").exists()

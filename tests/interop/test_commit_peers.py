@@ -90,7 +90,7 @@ def committed(
     name: str = request.param
     case = CASES[name]
     root = tmp_path_factory.mktemp(f"state-{name}")
-    proc = dockscope(root, "run", "--name", "c", case.image, *case.command)
+    proc = dockscope(root, "run", "--name", "cc", case.image, *case.command)
     if case.changes:
         seen: Seen | None = parse_listing(ok(proc).decode("utf-8", "surrogateescape"))
     else:
@@ -99,11 +99,11 @@ def committed(
     layout = tmp_path_factory.mktemp(f"layout-{name}") / "image"
     tag = f"example.org/dockscope/committed:{name}"
     result = json.loads(
-        ok(dockscope(root, "container", "commit", "--json", "c", "-o", layout, "--tag", tag))
+        ok(dockscope(root, "container", "commit", "--json", "cc", "-o", layout, "--tag", tag))
     )
     original = json.loads(ok(dockscope(root, "inspect", "--json", case.image)))
     yield Committed(name, case, root, layout, tag, result, original, seen)
-    dockscope(root, "rm", "-f", "c")
+    dockscope(root, "rm", "-f", "cc")
 
 
 def test_commit_json(committed: Committed) -> None:
@@ -141,7 +141,7 @@ def test_original_layers_are_copied_byte_for_byte(committed: Committed) -> None:
 
 
 def test_new_layer_is_the_exported_writable_layer(committed: Committed) -> None:
-    exported = ok(dockscope(committed.root, "container", "export", "--layer", "c", "-o", "-"))
+    exported = ok(dockscope(committed.root, "container", "export", "--layer", "cc", "-o", "-"))
     layer = committed.result["layer"]
     assert "sha256:" + hashlib.sha256(exported).hexdigest() == layer["diff_id"]
     assert len(exported) == layer["uncompressed_size"]
