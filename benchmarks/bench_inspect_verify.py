@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shlex
 import shutil
 import subprocess
@@ -188,15 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--floor-only", action="store_true", help="generate, time the floor, stop")
     args = ap.parse_args(argv)
     out: Path = args.out
-    report = Report()
+    report = Report.begin()
     data = report.data
-    data["started"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    data["environment"] = {
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "loadavg_at_start": list(os.getloadavg()),
-    }
 
     meta, generated = ensure_images(
         out,

@@ -11,7 +11,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import platform
 import shlex
 import shutil
 import subprocess
@@ -392,15 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--regenerate", action="store_true", help="of this benchmark's images")
     args = ap.parse_args(argv)
     out: Path = args.out
-    report = Report()
+    report = Report.begin()
     data = report.data
-    data["started"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    data["environment"] = {
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "loadavg_at_start": list(os.getloadavg()),
-    }
     plan = ManyPlan(args.entries, args.ls_layers, args.seed, 1)
     big_meta: dict[str, Any] | None = None
     if args.only != "ls":

@@ -420,15 +420,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    report = Report()
+    report = Report.begin()
     data = report.data
-    data["started"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    data["environment"] = {
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "loadavg_at_start": list(os.getloadavg()),
-    }
 
     if os.geteuid() != 0:
         report.fail("root", "no", "yes", "dockscope run and podman run need root")

@@ -11,14 +11,12 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import shlex
 import shutil
 import stat
 import subprocess
 import sys
 import tarfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -124,16 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--regenerate", action="store_true")
     args = ap.parse_args(argv)
     out: Path = args.out
-    report = Report()
+    report = Report.begin(root=os.geteuid() == 0)
     data = report.data
-    data["started"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    data["environment"] = {
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "root": os.geteuid() == 0,
-        "loadavg_at_start": list(os.getloadavg()),
-    }
 
     missing = [tool for tool in ("umoci", "tar", "gzip") if shutil.which(tool) is None]
     if missing:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shlex
 import statistics
 import subprocess
@@ -151,6 +152,21 @@ class Row:
 class Report:
     rows: list[Row] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def begin(cls, **environment: Any) -> Report:
+        """A report stamped with the time and the machine: CPUs, Python, platform, the extra
+        ``environment`` keys, the load average now (``finish`` adds the one at the end)."""
+        report = cls()
+        report.data["started"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        report.data["environment"] = {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            **environment,
+            "loadavg_at_start": list(os.getloadavg()),
+        }
+        return report
 
     def add(self, measure: str, value: str, target: str = "", ok: bool | None = None) -> None:
         verdict = "info" if ok is None else ("PASS" if ok else "FAIL")
