@@ -12,11 +12,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+
+from harness import VMHWM, run_child  # noqa: E402
 
 from tests.helpers import build_layer, f, oci_layout  # noqa: E402
 
@@ -36,23 +37,8 @@ def image(root: Path, levels: int) -> Path:
 
 def measure(args: list[str]) -> tuple[int, float, int]:
     """Exit status, seconds and peak RSS (VmHWM, polled) of ``dockscope ARGS``."""
-    peak = 0
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "inspect_tool", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    while proc.poll() is None:
-        try:
-            with open(f"/proc/{proc.pid}/status") as status:
-                for line in status:
-                    if line.startswith("VmHWM:"):
-                        peak = max(peak, int(line.split()[1]) * 1024)
-        except OSError:
-            pass
-        time.sleep(0.01)
-    return proc.returncode, time.perf_counter() - start, peak
+    run = run_child([sys.executable, "-m", "inspect_tool", *args], peak=VMHWM, interval=0.01)
+    return run.returncode, run.seconds, run.maxrss_bytes
 
 
 def main() -> int:

@@ -8,117 +8,36 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shlex
 import shutil
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench_images import MIB, chain_ids, ensure_images
+from harness import (
+    Report,
+    Run,
+    find_cli,
+    finish,
+    fmt_runs,
+    interleaved,
+    median,
+    mem_available,
+    run_child,
+    warm,
+)
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
 TARGET_INSPECT_RATIO = 1.5
 TARGET_VERIFY_RATIO = 1.5
 TARGET_VERIFY_RSS_MB = 150.0  # MB = 10**6 bytes
-
-
-@dataclass
-class Run:
-    """One child process: wall time, exit status, output, peak RSS of it and its children."""
-
-    seconds: float
-    returncode: int
-    stdout: bytes
-    stderr: bytes
-    maxrss_bytes: int
-
-
-@dataclass
-class Row:
-    measure: str
-    value: str
-    target: str
-    verdict: str  # PASS, FAIL or info
-    why: str = ""
-
-
-@dataclass
-class Report:
-    rows: list[Row] = field(default_factory=list)
-    data: dict[str, Any] = field(default_factory=dict)
-
-    def add(self, measure: str, value: str, target: str = "", ok: bool | None = None) -> None:
-        verdict = "info" if ok is None else ("PASS" if ok else "FAIL")
-        self.rows.append(Row(measure, value, target or "-", verdict))
-
-    def fail(self, measure: str, value: str, target: str, why: str) -> None:
-        self.rows.append(Row(measure, value, target, "FAIL", why))
-
-
-def run_child(cmd: list[str]) -> Run:
-    """Run cmd to completion; os.wait4 gives this child's own rusage (ru_maxrss in KiB)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        return Run(seconds, proc.returncode, out.read(), err.read(), usage.ru_maxrss * 1024)
-
-
-def find_cli(explicit: str | None) -> list[str] | None:
-    candidates: list[list[str]] = []
-    if explicit:
-        candidates.append(shlex.split(explicit))
-        return _first_working(candidates)
-    script = Path(sys.executable).with_name("dockscope")  # not resolved: venv python is a link
-    if script.is_file():
-        candidates.append([str(script)])
-    candidates.append([sys.executable, "-m", "inspect_tool"])
-    return _first_working(candidates)
-
-
-def _first_working(candidates: list[list[str]]) -> list[str] | None:
-    for cmd in candidates:
-        try:
-            probe = subprocess.run([*cmd, "--help"], capture_output=True, timeout=60)
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if probe.returncode == 0:
-            return cmd
-    return None
-
-
-def warm(paths: list[Path]) -> int:
-    """Read every byte once so that all timed runs start from the page cache."""
-    total = 0
-    for path in paths:
-        with open(path, "rb", buffering=0) as f:
-            while chunk := f.read(8 * MIB):
-                total += len(chunk)
-    return total
-
-
-def mem_available() -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
 
 
 @dataclass
@@ -226,40 +145,6 @@ def check_verify(run: Run, n_layers: int) -> tuple[list[str], list[str]]:
     return problems[:10], warnings
 
 
-def median(values: list[float]) -> float:
-    return statistics.median(values)
-
-
-def interleaved(runs: dict[str, Callable[[], float]], reps: int) -> dict[str, list[float]]:
-    """Call each function `reps` times, round-robin, so that drift hits all of them alike."""
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(reps):
-        for name, fn in runs.items():
-            times[name].append(fn())
-    return times
-
-
-def fmt_s(seconds: float) -> str:
-    return f"{seconds:.3f} s" if seconds < 10 else f"{seconds:.2f} s"
-
-
-def fmt_runs(times: list[float]) -> str:
-    """Median, with the spread of the runs."""
-    return f"{fmt_s(median(times))} [{min(times):.2f}-{max(times):.2f}]"
-
-
-def print_table(rows: list[Row]) -> None:
-    widths = [max(len(getattr(r, k)) for r in rows) for k in ("measure", "value", "target")]
-    head = ("measure", "value", "target", "result")
-    widths = [max(w, len(h)) for w, h in zip(widths, head, strict=False)]
-    line = "  ".join(h.ljust(w) for h, w in zip(head, [*widths, 6], strict=True))
-    print(line)
-    print("-" * len(line))
-    for r in rows:
-        cells = (r.measure, r.value, r.target)
-        print("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + "  " + r.verdict)
-
-
 def describe_images(meta: dict[str, Any], generated: bool, out: Path) -> None:
     t = meta["totals"]
     big = meta["big"]
@@ -301,15 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--floor-only", action="store_true", help="generate, time the floor, stop")
     args = ap.parse_args(argv)
     out: Path = args.out
-    report = Report()
+    report = Report.begin()
     data = report.data
-    data["started"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    data["environment"] = {
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "loadavg_at_start": list(os.getloadavg()),
-    }
 
     meta, generated = ensure_images(
         out,
@@ -369,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             finish(report, out)
             return 0
         report.fail("dockscope CLI", "not found", "runs", "no working dockscope CLI found")
-        return finish(report, out)
+        return finish(report, out, "results.json")
 
     data["cli"] = cli
     print(f"CLI: {shlex.join(cli)}", flush=True)
@@ -532,31 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     data["ratios"] = {"inspect_big_over_tiny": ratio_inspect, "verify_over_floor": ratio_verify}
     data["verify_peak_rss_bytes"] = [r.maxrss_bytes for r in verify_runs["big"]]
     data["inspect_peak_rss_bytes"] = max(r.maxrss_bytes for r in inspect_runs["big"])
-    return finish(report, out)
-
-
-def finish(report: Report, out: Path) -> int:
-    print()
-    print_table(report.rows)
-    failed = [r for r in report.rows if r.verdict == "FAIL"]
-    report.data["environment"]["loadavg_at_end"] = list(os.getloadavg())
-    report.data["rows"] = [r.__dict__ for r in report.rows]
-    report.data["ok"] = not failed
-    report.data["failures"] = [
-        f"{r.measure}: {r.value} (target {r.target}) {r.why}" for r in failed
-    ]
-    path = out / "results.json"
-    path.write_text(json.dumps(report.data, indent=2) + "\n")
-    print(f"\nresults written to {path}")
-    if failed:
-        print("\nFAILED targets:")
-        for r in failed:
-            print(
-                f"  - {r.measure}: {r.value}, target {r.target}" + (f" ({r.why})" if r.why else "")
-            )
-        return 1
-    print("all targets met")
-    return 0
+    return finish(report, out, "results.json")
 
 
 if __name__ == "__main__":

@@ -11,31 +11,31 @@ import argparse
 import json
 import multiprocessing
 import os
-import platform
 import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench_images import MIB, ensure_images
-from bench_inspect_verify import (
+from bench_layer_images import ManyPlan, ensure_layer_images, many_expected
+from harness import (
     Report,
+    Run,
     find_cli,
+    finish,
+    fmt_mb,
     fmt_runs,
     interleaved,
     median,
     mem_available,
-    print_table,
+    run_child,
     warm,
 )
-from bench_layer_images import ManyPlan, ensure_layer_images, many_expected
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
@@ -44,66 +44,20 @@ TARGET_LS_RSS_MB = 300.0  # MB = 10**6 bytes, for ls -R and ls -R --json alike
 TARGET_DIFF_RATIO = 1.5
 
 
-@dataclass
-class Run:
-    """One child process: wall time, exit status, peak RSS (ru_maxrss of os.wait4), output."""
-
-    seconds: float
-    returncode: int
-    maxrss_bytes: int
-    stdout: Path
-    stdout_size: int
-    stderr: bytes
-    parent_rss_bytes: int  # this process's RSS when it started the child
-
-
-def self_rss() -> int:
-    """This process's resident set now (not its peak)."""
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-    except (OSError, IndexError, ValueError):
-        return 0
-    return pages * os.sysconf("SC_PAGE_SIZE")
-
-
-def run_child(cmd: list[str], stdout: Path) -> Run:
-    """Run cmd to completion with stdout into a file (a million lines do not belong in a pipe
-    buffer of this process); os.wait4 gives the child's own rusage (ru_maxrss in KiB).
-
-    Linux keeps a process's peak RSS across exec, so a child forked from a big parent reports
-    at least the parent's RSS: this process must stay small (the big JSON check runs in a
-    process of its own), and each run records the parent's RSS at the fork to show it did."""
-    parent = self_rss()
-    with open(stdout, "wb") as out, tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        err.seek(0)
-        return Run(
-            seconds,
-            proc.returncode,
-            usage.ru_maxrss * 1024,
-            stdout,
-            stdout.stat().st_size,
-            err.read(),
-            parent,
-        )
-
-
 def warn_inherited(label: str, runs: list[Run]) -> None:
-    """Warn when a child's peak RSS could be the one it inherited from this process."""
+    """Warn when a child's peak RSS could be the one it inherited from this process.
+
+    Every child writes its stdout into a file (a million lines do not belong in a pipe buffer
+    of this process) and its peak RSS is wait4's ru_maxrss. Linux keeps a process's peak RSS
+    across exec, so a child forked from a big parent reports at least the parent's RSS: this
+    process must stay small (the big JSON check runs in a process of its own), and each run
+    records the parent's RSS at the fork to show it did."""
     for run in runs:
         if run.maxrss_bytes <= 1.05 * run.parent_rss_bytes:
             print(
                 f"WARNING: {label}: peak RSS {fmt_mb(run.maxrss_bytes)} is not above this "
                 f"process's RSS at the fork ({fmt_mb(run.parent_rss_bytes)}): it may be inherited"
             )
-
-
-def fmt_mb(nbytes: int) -> str:
-    return f"{nbytes / 1e6:.1f} MB"
 
 
 def _stderr_tail(run: Run) -> str:
@@ -118,7 +72,7 @@ def check_ls_plain(run: Run, plan: ManyPlan) -> tuple[int, list[str]]:
     problems: list[str] = []
     expected = many_expected(plan)
     lines = wrong = 0
-    with open(run.stdout, encoding="utf-8") as f:
+    with open(run.stdout_path, encoding="utf-8") as f:
         for line in f:
             lines += 1
             want = next(expected, None)
@@ -141,7 +95,7 @@ def check_ls_json(run: Run, plan: ManyPlan) -> tuple[int, list[str]]:
     if run.returncode != 0:
         return 0, [f"exit status {run.returncode}: {_stderr_tail(run)}"]
     try:
-        doc = json.loads(run.stdout.read_bytes())
+        doc = json.loads(run.stdout_path.read_bytes())
     except ValueError as e:
         return 0, [f"stdout is not JSON ({e})"]
     problems: list[str] = []
@@ -182,11 +136,11 @@ def bench_ls(
     plain_out, json_out = out / "ls-plain.out", out / "ls-json.out"
 
     print("ls: checking the listings (untimed warm-up runs)", flush=True)
-    first_plain = run_child(plain_cmd, plain_out)
+    first_plain = run_child(plain_cmd, stdout=plain_out)
     lines, plain_problems = check_ls_plain(first_plain, plan)
-    first_json = run_child(json_cmd, json_out)
+    first_json = run_child(json_cmd, stdout=json_out)
     # json.loads of a million entries takes ~1 GB; in this process, that memory would be
-    # counted in the peak RSS of every child started afterwards (see run_child).
+    # counted in the peak RSS of every child started afterwards (see warn_inherited).
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(1, mp_context=spawn) as pool:
         entries, json_problems = pool.submit(check_ls_json, first_json, plan).result()
@@ -196,7 +150,7 @@ def bench_ls(
 
     def job(name: str, cmd: list[str], dest: Path, size: int) -> Callable[[], float]:
         def go() -> float:
-            run = run_child(cmd, dest)
+            run = run_child(cmd, stdout=dest)
             runs[name].append(run)
             if run.returncode != 0 or run.stdout_size != size:
                 problems = plain_problems if name == "plain" else json_problems
@@ -261,7 +215,7 @@ def check_diff(run: Run, diff: dict[str, Any], label: str) -> list[str]:
     if run.returncode != 1:
         problems.append(f"exit status {run.returncode}, expected 1: {_stderr_tail(run)}")
     try:
-        doc = json.loads(run.stdout.read_bytes())
+        doc = json.loads(run.stdout_path.read_bytes())
     except ValueError as e:
         return [*problems, f"stdout is not JSON ({e})"]
     got = [
@@ -336,10 +290,10 @@ def bench_diff(
     first: dict[str, Run] = {}
     for label in ("big", "tiny"):
         cmd = [*cli, "diff", "--json", str(images[f"a-{label}"]), str(images[f"b-{label}"])]
-        first[label] = run_child(cmd, scratch)
+        first[label] = run_child(cmd, stdout=scratch)
         problems[label] = check_diff(first[label], diff, label)
     layers_cmd = [*cli, "layers", str(base_archive)]
-    warmup = run_child(layers_cmd, scratch)
+    warmup = run_child(layers_cmd, stdout=scratch)
     problems["layers"] = [] if warmup.returncode == 0 else [f"exit {warmup.returncode}"]
     base_floor(blobs)
 
@@ -352,7 +306,7 @@ def bench_diff(
 
     def job(name: str, cmd: list[str], status: int) -> Callable[[], float]:
         def go() -> float:
-            run = run_child(cmd, scratch)
+            run = run_child(cmd, stdout=scratch)
             runs[name].append(run)
             if run.returncode != status:
                 problems[name].append(f"timed run: exit status {run.returncode}, not {status}")
@@ -437,15 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--regenerate", action="store_true", help="of this benchmark's images")
     args = ap.parse_args(argv)
     out: Path = args.out
-    report = Report()
+    report = Report.begin()
     data = report.data
-    data["started"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    data["environment"] = {
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "loadavg_at_start": list(os.getloadavg()),
-    }
     plan = ManyPlan(args.entries, args.ls_layers, args.seed, 1)
     big_meta: dict[str, Any] | None = None
     if args.only != "ls":
@@ -465,38 +412,14 @@ def main(argv: list[str] | None = None) -> int:
     cli = find_cli(args.cli)
     if cli is None:
         report.fail("dockscope CLI", "not found", "runs", "no working dockscope CLI found")
-        return finish(report, out)
+        return finish(report, out, RESULTS)
     data["cli"] = cli
     print(f"CLI: {shlex.join(cli)}", flush=True)
     if args.only != "diff":
         bench_ls(report, cli, out, meta, plan, args.ls_reps)
     if big_meta is not None:
         bench_diff(report, cli, out, big_meta, meta, args.diff_reps)
-    return finish(report, out)
-
-
-def finish(report: Report, out: Path) -> int:
-    print()
-    print_table(report.rows)
-    failed = [r for r in report.rows if r.verdict == "FAIL"]
-    report.data["environment"]["loadavg_at_end"] = list(os.getloadavg())
-    report.data["rows"] = [r.__dict__ for r in report.rows]
-    report.data["ok"] = not failed
-    report.data["failures"] = [
-        f"{r.measure}: {r.value} (target {r.target}) {r.why}" for r in failed
-    ]
-    path = out / RESULTS
-    path.write_text(json.dumps(report.data, indent=2) + "\n")
-    print(f"\nresults written to {path}")
-    if failed:
-        print("\nFAILED targets:")
-        for r in failed:
-            print(
-                f"  - {r.measure}: {r.value}, target {r.target}" + (f" ({r.why})" if r.why else "")
-            )
-        return 1
-    print("all targets met")
-    return 0
+    return finish(report, out, RESULTS)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,8 @@ from bench_images import (
     _sha,
     _write_oci_archive,
 )
-from bench_inspect_verify import Report, find_cli, fmt_runs, interleaved, median, print_table
+from harness import Report, Run, find_cli, finish, fmt_runs, interleaved, median
+from harness import run_child as run_process
 
 from runtime_lab.cgroups import dockscope_groups, own_cgroup_path
 
@@ -65,36 +66,12 @@ WORK = "runtime-work"  # dockscope's state roots, removed at the end
 PODMAN_PREFIX = "dockscope-bench-"
 
 
-@dataclass
-class Run:
-    """One child process: wall time (and wall-clock start/end, to line up with trace events)."""
-
-    seconds: float
-    returncode: int
-    stdout: bytes
-    stderr: bytes
-    started: float  # time.time() just before the fork
-    ended: float  # time.time() just after wait4
-    cpu_seconds: float  # user + system time of the process and the children it waited for
-
-
 def run_child(cmd: list[str], env: dict[str, str], check: int | None = 0) -> Run:
     """Run cmd to completion; with check set, any other exit status ends the benchmark."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.time()
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - start
-        ended = time.time()
-        code = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        cpu = usage.ru_utime + usage.ru_stime
-        run = Run(seconds, code, out.read(), err.read(), started, ended, cpu)
-    if check is not None and code != check:
+    run = run_process(cmd, env=env)
+    if check is not None and run.returncode != check:
         raise BenchError(
-            f"{shlex.join(cmd)} exited {code} (expected {check}): "
+            f"{shlex.join(cmd)} exited {run.returncode} (expected {check}): "
             f"{run.stderr.decode(errors='replace')[-2000:]}"
         )
     return run
@@ -443,31 +420,24 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    report = Report()
+    report = Report.begin()
     data = report.data
-    data["started"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    data["environment"] = {
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "loadavg_at_start": list(os.getloadavg()),
-    }
 
     if os.geteuid() != 0:
         report.fail("root", "no", "yes", "dockscope run and podman run need root")
-        return finish(report, out)
+        return finish(report, out, RESULTS)
     missing = [t for t in ("podman", args.runtime, "conmon") if shutil.which(t) is None]
     if missing:
         why = f"apt-get install {' '.join(missing)} (Debian packages)"
         report.fail("peers", f"missing: {', '.join(missing)}", "installed", why)
-        return finish(report, out)
+        return finish(report, out, RESULTS)
     data["versions"] = versions(args.runtime)
     for tool, version in data["versions"].items():
         report.add(f"info: {tool}", version)
     cli = find_cli(args.cli)
     if cli is None:
         report.fail("dockscope CLI", "not found", "runs", "no working dockscope CLI found")
-        return finish(report, out)
+        return finish(report, out, RESULTS)
     data["cli"] = cli
     data["source"] = source_state()
     if data["source"]["uncommitted"] and not os.environ.get("PYTHONPATH"):
@@ -534,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
             "none",
             not leftovers,
         )
-    return finish(report, out)
+    return finish(report, out, RESULTS)
 
 
 def measure(
@@ -810,30 +780,6 @@ def cleanup(
             unmount_below(d)
         shutil.rmtree(d, ignore_errors=True)
     return leftovers
-
-
-def finish(report: Report, out: Path) -> int:
-    print()
-    print_table(report.rows)
-    failed = [r for r in report.rows if r.verdict == "FAIL"]
-    report.data["environment"]["loadavg_at_end"] = list(os.getloadavg())
-    report.data["rows"] = [r.__dict__ for r in report.rows]
-    report.data["ok"] = not failed
-    report.data["failures"] = [
-        f"{r.measure}: {r.value} (target {r.target}) {r.why}" for r in failed
-    ]
-    path = out / RESULTS
-    path.write_text(json.dumps(report.data, indent=2) + "\n")
-    print(f"\nresults written to {path}")
-    if failed:
-        print("\nFAILED targets:")
-        for r in failed:
-            print(
-                f"  - {r.measure}: {r.value}, target {r.target}" + (f" ({r.why})" if r.why else "")
-            )
-        return 1
-    print("all targets met")
-    return 0
 
 
 if __name__ == "__main__":

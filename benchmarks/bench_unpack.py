@@ -11,29 +11,27 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import shlex
 import shutil
 import stat
 import subprocess
 import sys
 import tarfile
-import tempfile
-import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench_images import MIB, ensure_images
-from bench_inspect_verify import (
+from harness import (
+    VMHWM,
     Report,
+    Run,
     find_cli,
+    finish,
     fmt_runs,
     interleaved,
     median,
-    print_table,
+    run_child,
     warm,
 )
 
@@ -43,47 +41,8 @@ RESULTS = "unpack-results.json"
 TARGET_UMOCI_RATIO = 1.0
 TARGET_TAR_RATIO = 1.3
 REF = "big"
-
-
-@dataclass
-class Run:
-    seconds: float
-    returncode: int
-    stdout: bytes
-    stderr: bytes
-    maxrss_bytes: int
-
-
-def run_child(cmd: list[str]) -> Run:
-    """Run cmd to completion. Peak memory is the child's VmHWM, sampled every 20 ms by a
-    thread while this one waits: wait4's ru_maxrss would also count this (large, after the
-    tree comparison) process's pages as they were when it forked."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-        peak = [0]
-        done = threading.Event()
-
-        def sample() -> None:
-            while not done.wait(0.02):
-                try:
-                    with open(f"/proc/{proc.pid}/status") as status:
-                        for line in status:
-                            if line.startswith("VmHWM:"):
-                                peak[0] = max(peak[0], int(line.split()[1]) * 1024)
-                except (OSError, ValueError):
-                    pass
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        _, status, _ = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - start
-        done.set()
-        sampler.join()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        return Run(seconds, proc.returncode, out.read(), err.read(), peak[0])
+# Peak memory is the child's VmHWM (harness.VMHWM): wait4's ru_maxrss would also count this
+# (large, after the tree comparison) process's pages as they were when it forked.
 
 
 def make_layout(meta: dict[str, Any], out: Path) -> tuple[Path, list[Path]]:
@@ -163,21 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--regenerate", action="store_true")
     args = ap.parse_args(argv)
     out: Path = args.out
-    report = Report()
+    report = Report.begin(root=os.geteuid() == 0)
     data = report.data
-    data["started"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    data["environment"] = {
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "root": os.geteuid() == 0,
-        "loadavg_at_start": list(os.getloadavg()),
-    }
 
     missing = [tool for tool in ("umoci", "tar", "gzip") if shutil.which(tool) is None]
     if missing:
         report.fail("peers", f"missing: {', '.join(missing)}", "installed", "make debs-test")
-        return finish(report, out)
+        return finish(report, out, RESULTS)
     versions = {
         "umoci": run_child(["umoci", "--version"]).stdout.decode().strip(),
         "tar": run_child(["tar", "--version"]).stdout.decode().splitlines()[0],
@@ -214,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     cli = find_cli(args.cli)
     if cli is None:
         report.fail("dockscope CLI", "not found", "runs", "no working dockscope CLI found")
-        return finish(report, out)
+        return finish(report, out, RESULTS)
     data["cli"] = cli
     root = os.geteuid() == 0
     scratch = out / "unpack-scratch"
@@ -229,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def dockscope() -> float:
         clear(ours)
-        run = run_child([*cli, "unpack", "--json", str(layout), str(ours)])
+        run = run_child([*cli, "unpack", "--json", str(layout), str(ours)], peak=VMHWM)
         unpack_runs.append(run)
         if run.returncode != 0:
             raise SystemExit(
@@ -239,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def umoci() -> float:
         clear(theirs)
-        run = run_child(umoci_cmd)
+        run = run_child(umoci_cmd, peak=VMHWM)
         if run.returncode != 0:
             raise SystemExit(f"umoci unpack exited {run.returncode}: {run.stderr.decode()[-2000:]}")
         return run.seconds
@@ -249,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
         plain.mkdir()
         seconds = 0.0
         for blob in layers:
-            run = run_child(["tar", "--extract", "--gzip", "--file", str(blob), "-C", str(plain)])
+            run = run_child(
+                ["tar", "--extract", "--gzip", "--file", str(blob), "-C", str(plain)], peak=VMHWM
+            )
             if run.returncode != 0:
                 raise SystemExit(f"tar exited {run.returncode}: {run.stderr.decode()[-2000:]}")
             seconds += run.seconds
@@ -302,32 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     data["medians_seconds"] = {"dockscope": m_ours, "umoci": m_umoci, "tar": m_tar}
     data["ratios"] = {"unpack_over_umoci": r_umoci, "unpack_over_tar": r_tar}
     data["unpack_peak_rss_bytes"] = [run.maxrss_bytes for run in unpack_runs]
-    return finish(report, out)
-
-
-def finish(report: Report, out: Path) -> int:
-    print()
-    print_table(report.rows)
-    failed = [r for r in report.rows if r.verdict == "FAIL"]
-    report.data["environment"]["loadavg_at_end"] = list(os.getloadavg())
-    report.data["rows"] = [r.__dict__ for r in report.rows]
-    report.data["ok"] = not failed
-    report.data["failures"] = [
-        f"{r.measure}: {r.value} (target {r.target}) {r.why}" for r in failed
-    ]
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / RESULTS
-    path.write_text(json.dumps(report.data, indent=2) + "\n")
-    print(f"\nresults written to {path}")
-    if failed:
-        print("\nFAILED targets:")
-        for r in failed:
-            print(
-                f"  - {r.measure}: {r.value}, target {r.target}" + (f" ({r.why})" if r.why else "")
-            )
-        return 1
-    print("all targets met")
-    return 0
+    return finish(report, out, RESULTS)
 
 
 if __name__ == "__main__":

@@ -14,27 +14,18 @@ the tar-split recorded; nothing is left in DIR when a layer fails. Blobs are unc
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from inspect_tool.errors import DockscopeError, ExitCode, UsageError
+from inspect_tool.layout.writer import LayoutWriter, create_layout, descriptor_json, index_entry
+from inspect_tool.model.mediatypes import MediaType
 from inspect_tool.storage import tarsplit
 from inspect_tool.storage.detect import open_storage
 from inspect_tool.storage.export import check_outside, layer_items, write_tar
 from inspect_tool.storage.model import EngineStorage, ImageLayer, ImageRecord
 from inspect_tool.storage.writable import Whiteouts
-
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
 
 
 class LayerMismatchError(DockscopeError):
@@ -75,47 +66,22 @@ class SaveResult:
         return not self.problems and all(layer.ok for layer in self.layers)
 
 
-class _HashingFile:
-    def __init__(self, out: BinaryIO) -> None:
-        self._out = out
-        self.hash = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self._out.write(data)
-        self.hash.update(data)
-        self.size += len(data)
-        return len(data)
-
-    def flush(self) -> None:
-        self._out.flush()
-
-
-def _write_blob(blobs: Path, data: bytes) -> str:
-    digest = hashlib.sha256(data).hexdigest()
-    (blobs / digest).write_bytes(data)
-    return f"sha256:{digest}"
-
-
-def _save_layer(storage: EngineStorage, layer: ImageLayer, blobs: Path) -> SavedLayer:
+def _save_layer(storage: EngineStorage, layer: ImageLayer, layout: LayoutWriter) -> SavedLayer:
     evidence = storage.evidence
-    fd, temp = tempfile.mkstemp(dir=blobs, prefix=".layer-")
     source = "tar-split" if layer.tar_split else "re-tar"
     name = f"layer {layer.index} ({layer.label})"
     failure: str | None = None
-    with evidence.layer(layer.directory) as directory:
-        with os.fdopen(fd, "wb") as raw:
-            out = _HashingFile(raw)
-            try:
-                if layer.tar_split:
-                    tarsplit.reassemble(evidence, layer.tar_split, directory, out.write)
-                elif layer.whiteouts is Whiteouts.NONE and layer.index > 0:
-                    failure = "no tar-split record, and a full copy (vfs) is not its own diff"
-                else:
-                    write_tar(layer_items(directory, layer.whiteouts), out)
-            except DockscopeError as exc:
-                failure = str(exc)
-        computed = "sha256:" + out.hash.hexdigest()
+    with evidence.layer(layer.directory) as directory, layout.blob() as out:
+        try:
+            if layer.tar_split:
+                tarsplit.reassemble(evidence, layer.tar_split, directory, out.write)
+            elif layer.whiteouts is Whiteouts.NONE and layer.index > 0:
+                failure = "no tar-split record, and a full copy (vfs) is not its own diff"
+            else:
+                write_tar(layer_items(directory, layer.whiteouts), out)
+        except DockscopeError as exc:
+            failure = str(exc)
+        computed = str(out.digest)
         saved = SavedLayer(
             layer.index, layer.label, layer.diff_id, layer.recorded, computed, out.size, source
         )
@@ -136,10 +102,8 @@ def _save_layer(storage: EngineStorage, layer: ImageLayer, blobs: Path) -> Saved
             if altered:
                 shown = ", ".join(altered[:20]) + (" …" if len(altered) > 20 else "")
                 saved.problems.append(f"{name}: files that differ from the original tar: {shown}")
-    if saved.ok:
-        os.replace(temp, blobs / computed.removeprefix("sha256:"))
-    else:
-        os.unlink(temp)
+        if saved.ok:
+            out.commit(str(MediaType.OCI_LAYER))
     return saved
 
 
@@ -151,65 +115,42 @@ def save_image(root: Path, ident: str, output: Path) -> SaveResult:
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise UsageError(f"{output} exists and is not an empty directory")
     storage = open_storage(root)
-    parent = output.absolute().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=parent, prefix=f".{output.name}.partial-"))
     try:
-        image = storage.resolve_image(ident)
-        result = _write_layout(storage, image, work, str(output))
-        if not result.ok:
-            problems = [*result.problems, *(p for lyr in result.layers for p in lyr.problems)]
-            error = LayerMismatchError(
-                "the image does not match what its engine recorded: " + "; ".join(problems),
-                subject=image.id,
-            )
-            error.result = result
-            raise error
-        if output.exists():
-            output.rmdir()
-        work.rename(output)
+        with create_layout(output, parents=True) as layout:
+            image = storage.resolve_image(ident)
+            result = _write_layout(storage, image, layout, str(output))
+            if not result.ok:
+                problems = [*result.problems, *(p for lyr in result.layers for p in lyr.problems)]
+                error = LayerMismatchError(
+                    "the image does not match what its engine recorded: " + "; ".join(problems),
+                    subject=image.id,
+                )
+                error.result = result
+                raise error
         return result
     finally:
         storage.evidence.close()
-        if work.exists():
-            shutil.rmtree(work, ignore_errors=True)
 
 
-def _write_layout(storage: EngineStorage, image: ImageRecord, out: Path, label: str) -> SaveResult:
-    blobs = out / "blobs" / "sha256"
-    blobs.mkdir(parents=True)
+def _write_layout(
+    storage: EngineStorage, image: ImageRecord, layout: LayoutWriter, label: str
+) -> SaveResult:
     problems: list[str] = []
-    config = storage.image_config(image)
-    config_digest = _write_blob(blobs, config)
+    config = layout.add_bytes(storage.image_config(image), str(MediaType.OCI_CONFIG))
+    config_digest = str(config.digest)
     if config_digest != image.id:
         problems.append(f"the config hashes to {config_digest}, not to the image ID {image.id}")
-    layers = [_save_layer(storage, layer, blobs) for layer in storage.image_layers(image)]
+    layers = [_save_layer(storage, layer, layout) for layer in storage.image_layers(image)]
     manifest: dict[str, Any] = {
         "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(config)},
+        "mediaType": str(MediaType.OCI_MANIFEST),
+        "config": descriptor_json(config),
         "layers": [
-            {"mediaType": OCI_LAYER, "digest": layer.computed, "size": layer.size}
+            {"mediaType": str(MediaType.OCI_LAYER), "digest": layer.computed, "size": layer.size}
             for layer in layers
         ],
     }
-    manifest_bytes = json.dumps(manifest, separators=(",", ":")).encode()
-    manifest_digest = _write_blob(blobs, manifest_bytes)
-    descriptor: dict[str, Any] = {
-        "mediaType": OCI_MANIFEST,
-        "digest": manifest_digest,
-        "size": len(manifest_bytes),
-    }
+    descriptor = layout.add_json(manifest, str(MediaType.OCI_MANIFEST))
     name = image.tags[0] if image.tags else None
-    if name:
-        tag = name.rsplit(":", 1)[1] if ":" in name.rsplit("/", 1)[-1] else "latest"
-        descriptor["annotations"] = {
-            "io.containerd.image.name": name,
-            "org.opencontainers.image.ref.name": tag,
-        }
-    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [descriptor]}
-    (out / "index.json").write_text(json.dumps(index, indent=2) + "\n")
-    (out / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
-    with contextlib.suppress(OSError):
-        os.chmod(out, 0o755)
-    return SaveResult(image, label, manifest_digest, config_digest, layers, problems)
+    layout.finish([index_entry(descriptor, name=name)])
+    return SaveResult(image, label, str(descriptor.digest), config_digest, layers, problems)

@@ -1,0 +1,289 @@
+"""What every benchmark shares: the child runner, the report of targets, the end of a run.
+
+- ``run_child``: one command to completion, its wall time and its peak RSS, measured one of two
+  ways: ``wait4``'s ``ru_maxrss`` (the child and the children it waited for; Linux keeps a peak
+  across exec, so a child forked from a big parent reports at least the parent's RSS, which
+  ``parent_rss_bytes`` records) or the child's ``VmHWM`` from ``/proc``, sampled by a thread
+  (the child alone, nothing inherited).
+- ``Report``: rows of measure, value, target and verdict (PASS, FAIL or info) plus the data
+  written as JSON; ``print_table`` prints the rows.
+- ``finish``: the table, the results file, the list of missed targets and the exit status
+  (1 when any target is missed, else 0).
+- The CLI under test (``find_cli``), warm caches (``warm``), round-robin repetitions
+  (``interleaved``) and the formats of times.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+MIB = 1 << 20
+WAIT4 = "wait4"  # peak RSS: ru_maxrss of os.wait4 (the child and its waited-for children)
+VMHWM = "vmhwm"  # peak RSS: the child's VmHWM, sampled from /proc/PID/status
+
+
+@dataclass
+class Run:
+    """One child process: wall time, exit status, output, peak RSS."""
+
+    seconds: float
+    returncode: int
+    stdout: bytes  # empty when stdout went to a file (stdout_path)
+    stderr: bytes
+    maxrss_bytes: int  # peak RSS, measured as run_child was asked (WAIT4 or VMHWM)
+    started: float = 0.0  # time.time() just before the fork
+    ended: float = 0.0  # time.time() just after wait4
+    cpu_seconds: float = 0.0  # user + system time of the process and the children it waited for
+    parent_rss_bytes: int = 0  # this process's RSS when it started the child
+    stdout_path: Path | None = None
+    stdout_size: int = 0
+
+
+def self_rss() -> int:
+    """This process's resident set now (not its peak)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def run_child(
+    cmd: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    stdout: Path | None = None,
+    peak: str = WAIT4,
+    interval: float = 0.02,
+) -> Run:
+    """Run ``cmd`` to completion, stdin from /dev/null, output kept (or, with ``stdout``, written
+    to that file: a million lines do not belong in this process). ``peak`` chooses how the peak
+    RSS is measured (``WAIT4`` or ``VMHWM``, sampled every ``interval`` seconds)."""
+    if peak not in (WAIT4, VMHWM):
+        raise ValueError(f"peak must be {WAIT4!r} or {VMHWM!r}, not {peak!r}")
+    parent = self_rss()
+    with (
+        open(stdout, "wb") if stdout is not None else tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+    ):
+        started = time.time()
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env)
+        sampler = _HwmSampler(proc.pid, interval) if peak == VMHWM else None
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        ended = time.time()
+        hwm = sampler.stop() if sampler is not None else 0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        return Run(
+            seconds=seconds,
+            returncode=proc.returncode,
+            stdout=_read_all(out) if stdout is None else b"",
+            stderr=err.read(),
+            maxrss_bytes=hwm if sampler is not None else usage.ru_maxrss * 1024,
+            started=started,
+            ended=ended,
+            cpu_seconds=usage.ru_utime + usage.ru_stime,
+            parent_rss_bytes=parent,
+            stdout_path=stdout,
+            stdout_size=stdout.stat().st_size if stdout is not None else 0,
+        )
+
+
+def _read_all(out: BinaryIO) -> bytes:
+    out.seek(0)
+    return out.read()
+
+
+class _HwmSampler:
+    """A thread reading the child's VmHWM every ``interval`` seconds until ``stop``."""
+
+    def __init__(self, pid: int, interval: float) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.peak = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self) -> None:
+        while not self.done.wait(self.interval):
+            try:
+                with open(f"/proc/{self.pid}/status") as status:
+                    for line in status:
+                        if line.startswith("VmHWM:"):
+                            self.peak = max(self.peak, int(line.split()[1]) * 1024)
+            except (OSError, ValueError):
+                pass
+
+    def stop(self) -> int:
+        self.done.set()
+        self.thread.join()
+        return self.peak
+
+
+# -- the report --------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    measure: str
+    value: str
+    target: str
+    verdict: str  # PASS, FAIL or info
+    why: str = ""
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def begin(cls, **environment: Any) -> Report:
+        """A report stamped with the time and the machine: CPUs, Python, platform, the extra
+        ``environment`` keys, the load average now (``finish`` adds the one at the end)."""
+        report = cls()
+        report.data["started"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        report.data["environment"] = {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            **environment,
+            "loadavg_at_start": list(os.getloadavg()),
+        }
+        return report
+
+    def add(self, measure: str, value: str, target: str = "", ok: bool | None = None) -> None:
+        verdict = "info" if ok is None else ("PASS" if ok else "FAIL")
+        self.rows.append(Row(measure, value, target or "-", verdict))
+
+    def fail(self, measure: str, value: str, target: str, why: str) -> None:
+        self.rows.append(Row(measure, value, target, "FAIL", why))
+
+
+def print_table(rows: list[Row]) -> None:
+    widths = [max(len(getattr(r, k)) for r in rows) for k in ("measure", "value", "target")]
+    head = ("measure", "value", "target", "result")
+    widths = [max(w, len(h)) for w, h in zip(widths, head, strict=False)]
+    line = "  ".join(h.ljust(w) for h, w in zip(head, [*widths, 6], strict=True))
+    print(line)
+    print("-" * len(line))
+    for r in rows:
+        cells = (r.measure, r.value, r.target)
+        print("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + "  " + r.verdict)
+
+
+def finish(report: Report, out: Path, results: str) -> int:
+    """Print the table, write ``out/results`` and return the exit status: 1 when any target
+    was missed (listed), else 0."""
+    print()
+    print_table(report.rows)
+    failed = [r for r in report.rows if r.verdict == "FAIL"]
+    report.data["environment"]["loadavg_at_end"] = list(os.getloadavg())
+    report.data["rows"] = [r.__dict__ for r in report.rows]
+    report.data["ok"] = not failed
+    report.data["failures"] = [
+        f"{r.measure}: {r.value} (target {r.target}) {r.why}" for r in failed
+    ]
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / results
+    path.write_text(json.dumps(report.data, indent=2) + "\n")
+    print(f"\nresults written to {path}")
+    if failed:
+        print("\nFAILED targets:")
+        for r in failed:
+            print(
+                f"  - {r.measure}: {r.value}, target {r.target}" + (f" ({r.why})" if r.why else "")
+            )
+        return 1
+    print("all targets met")
+    return 0
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def find_cli(explicit: str | None) -> list[str] | None:
+    """The dockscope command: ``explicit`` if given, else ``dockscope`` beside the running
+    interpreter, else ``python -m inspect_tool``; the first that answers ``--help``."""
+    candidates: list[list[str]] = []
+    if explicit:
+        candidates.append(shlex.split(explicit))
+        return _first_working(candidates)
+    script = Path(sys.executable).with_name("dockscope")  # not resolved: venv python is a link
+    if script.is_file():
+        candidates.append([str(script)])
+    candidates.append([sys.executable, "-m", "inspect_tool"])
+    return _first_working(candidates)
+
+
+def _first_working(candidates: list[list[str]]) -> list[str] | None:
+    for cmd in candidates:
+        try:
+            probe = subprocess.run([*cmd, "--help"], capture_output=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if probe.returncode == 0:
+            return cmd
+    return None
+
+
+def warm(paths: list[Path]) -> int:
+    """Read every byte once so that all timed runs start from the page cache."""
+    total = 0
+    for path in paths:
+        with open(path, "rb", buffering=0) as f:
+            while chunk := f.read(8 * MIB):
+                total += len(chunk)
+    return total
+
+
+def mem_available() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def interleaved(runs: dict[str, Callable[[], float]], reps: int) -> dict[str, list[float]]:
+    """Call each function `reps` times, round-robin, so that drift hits all of them alike."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(reps):
+        for name, fn in runs.items():
+            times[name].append(fn())
+    return times
+
+
+def fmt_s(seconds: float) -> str:
+    return f"{seconds:.3f} s" if seconds < 10 else f"{seconds:.2f} s"
+
+
+def fmt_runs(times: list[float]) -> str:
+    """Median, with the spread of the runs."""
+    return f"{fmt_s(median(times))} [{min(times):.2f}-{max(times):.2f}]"
+
+
+def fmt_mb(nbytes: int) -> str:
+    return f"{nbytes / 1e6:.1f} MB"
