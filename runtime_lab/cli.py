@@ -57,7 +57,10 @@ def run(
     command: list[str] | None = RUN_COMMAND,
     name: str | None = typer.Option(None, "--name", help="Name the container."),
     hostname: str | None = typer.Option(
-        None, "--hostname", "-h", help="Hostname (default: the short container ID)."
+        None,
+        "--hostname",
+        help="Hostname (default: the short container ID). Not -h, which is help here as in "
+        "every dockscope command (docker run -h sets the hostname).",
     ),
     net: str = typer.Option(
         "none",

@@ -100,9 +100,13 @@ def fail(message: str, code: ExitCode) -> typer.Exit:
 @contextlib.contextmanager
 def handle_errors() -> Iterator[None]:
     """Map library errors to one line on stderr and a documented exit code."""
+    from inspect_tool.cli._usage import ClickException
+
     try:
         yield
     except (typer.Exit, typer.Abort, BrokenPipeError):  # main() ends a closed pipe quietly
+        raise
+    except ClickException:  # a usage error: the root group words it (cli/_usage.py)
         raise
     except DockscopeError as exc:
         if _state.debug:

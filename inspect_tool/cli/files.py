@@ -22,7 +22,7 @@ from inspect_tool.cli._common import (
     use_color,
     write_json,
 )
-from inspect_tool.errors import ExitCode
+from inspect_tool.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
     from inspect_tool.layers.union import FileInfo
@@ -223,7 +223,9 @@ def diff(
     with handle_errors():
         if path_b is None:
             if layer is None:
-                raise typer.BadParameter("give a second image B, or --layer N")
+                raise UsageError(
+                    "give a second image B, or --layer N to see what one layer changed"
+                )
             from inspect_tool.analyze.filesystem import layer_changes
 
             source, selected = open_one_image(path_a, image, ref, platform)
@@ -236,7 +238,7 @@ def diff(
                 render.render_layer_diff(stdout_console(), result)
             return
         if layer is not None:
-            raise typer.BadParameter("--layer compares layers of one image; give only A")
+            raise UsageError("--layer shows what one layer of A changed: give only A")
         from inspect_tool.analyze.diff import diff_images
 
         source_a, a = open_one_image(path_a, image, ref, platform)

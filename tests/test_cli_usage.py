@@ -1,0 +1,151 @@
+"""Usage errors, -h and option names, for every command the dockscope CLI has.
+
+Each test walks the whole command tree, so a command added later is held to the same rules:
+a bad command line is one line on stderr naming the command, exit 2; -h is help everywhere;
+each option name means one thing.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from inspect_tool.cli import app
+
+runner = CliRunner()
+SAMPLE = Path(__file__).resolve().parent.parent / "sample_images" / "docker-archive-v25.tar"
+
+
+def _commands() -> Iterator[tuple[str, Any]]:
+    """(``container diff``, its click command) for every leaf command."""
+
+    def walk(prefix: str, group: Any) -> Iterator[tuple[str, Any]]:
+        for name in sorted(group.commands):
+            command = group.commands[name]
+            path = f"{prefix} {name}".strip()
+            if hasattr(command, "commands"):
+                yield from walk(path, command)
+            else:
+                yield path, command
+
+    yield from walk("", typer.main.get_command(app))
+
+
+COMMANDS = dict(_commands())
+GROUPS = ["container", "storage", "volume"]
+
+
+def _required(command: Any) -> bool:
+    return any(param.required for param in command.params)
+
+
+def _one_usage_line(args: list[str]) -> str:
+    result = runner.invoke(app, args)
+    lines = result.stderr.splitlines()
+    assert result.exit_code == 2, (args, result.exit_code, result.stderr)
+    assert len(lines) == 1, (args, result.stderr)
+    assert "internal error" not in lines[0]
+    return lines[0]
+
+
+def test_the_walk_finds_every_command() -> None:
+    assert {"ls", "run", "ps", "logs", "container diff", "storage ls", "volume rm"} <= set(COMMANDS)
+
+
+@pytest.mark.parametrize("path", sorted(p for p, c in COMMANDS.items() if _required(c)))
+def test_no_arguments_is_one_line_naming_what_is_missing(path: str) -> None:
+    line = _one_usage_line(path.split())
+    assert line.startswith(f"dockscope: {path}: missing "), line
+    assert line.endswith(f"(see dockscope {path} --help)"), line
+
+
+@pytest.mark.parametrize("path", sorted(COMMANDS))
+def test_an_unknown_option_is_one_line(path: str) -> None:
+    line = _one_usage_line([*path.split(), "--no-such-option"])
+    assert line.startswith(f"dockscope: {path}: no such option: --no-such-option "), line
+    assert line.endswith(f"(see dockscope {path} --help)"), line
+
+
+@pytest.mark.parametrize("path", sorted(COMMANDS))
+def test_an_option_without_its_value_is_one_line(path: str) -> None:
+    takes_value = [
+        p for p in COMMANDS[path].params if p.param_type_name == "option" and not p.is_flag
+    ]
+    for option in takes_value:
+        name = next(o for o in option.opts if o.startswith("--"))
+        line = _one_usage_line([*path.split(), name])
+        assert line.startswith(f"dockscope: {path}: "), line
+
+
+@pytest.mark.parametrize("path", sorted(COMMANDS))
+def test_a_number_option_given_a_word_is_one_line(path: str) -> None:
+    numeric = [
+        p
+        for p in COMMANDS[path].params
+        if p.param_type_name == "option" and p.type.name in ("integer", "float")
+    ]
+    for option in numeric:
+        name = next(o for o in option.opts if o.startswith("--"))
+        line = _one_usage_line([*path.split(), name, "many", str(SAMPLE), "x"])
+        assert f": {name}: 'many' is not a valid" in line, line
+
+
+@pytest.mark.parametrize("path", [*sorted(COMMANDS), *GROUPS, ""])
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_h_is_help_everywhere(path: str, flag: str) -> None:
+    result = runner.invoke(app, [*path.split(), flag])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith(f"Usage: dockscope {path}".rstrip())
+
+
+def test_diff_with_one_image_says_what_to_give() -> None:
+    result = runner.invoke(app, ["diff", str(SAMPLE)])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "dockscope: give a second image B, or --layer N to see what one layer changed\n"
+    )
+    result = runner.invoke(app, ["diff", "--layer", "1", str(SAMPLE), str(SAMPLE)])
+    assert result.exit_code == 2
+    assert result.stderr == "dockscope: --layer shows what one layer of A changed: give only A\n"
+
+
+def test_a_bad_value_names_the_option() -> None:
+    line = _one_usage_line(["ls", "--layer", "x", str(SAMPLE)])
+    assert line == "dockscope: ls: --layer: 'x' is not a valid int (see dockscope ls --help)"
+
+
+def test_an_unknown_command_is_one_line() -> None:
+    assert _one_usage_line(["nosuch"]) == (
+        "dockscope: no such command 'nosuch' (see dockscope --help)"
+    )
+    assert _one_usage_line(["container", "nosuch"]) == (
+        "dockscope: container: no such command 'nosuch' (see dockscope container --help)"
+    )
+
+
+def test_extra_arguments_are_one_line() -> None:
+    line = _one_usage_line(["inspect", str(SAMPLE), "extra"])
+    assert line.startswith("dockscope: inspect: got unexpected extra argument(s) (extra) "), line
+
+
+def test_the_installed_command_prints_one_line_too() -> None:
+    """Through main(), as users run it: the same line, exit 2."""
+    result = subprocess.run(
+        [sys.executable, "-m", "inspect_tool", "container", "export", "web", "-o"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "80"},
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "dockscope: container export: option '-o' requires an argument "
+        "(see dockscope container export --help)\n"
+    )
