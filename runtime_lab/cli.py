@@ -25,7 +25,8 @@ ROOT_OPTION = typer.Option(
     "--root",
     metavar="DIR",
     envvar="DOCKSCOPE_ROOT",
-    help="State directory (default /var/lib/dockscope; also DOCKSCOPE_ROOT).",
+    help="dockscope's state directory: its containers and volumes (default /var/lib/dockscope; "
+    "also DOCKSCOPE_ROOT). Engine storage is --storage.",
 )
 RUN_IMAGE = typer.Argument(..., metavar="IMAGE", help="Any image dockscope inspect reads.")
 RUN_COMMAND = typer.Argument(None, metavar="[COMMAND [ARG...]]", help="Replaces the image's Cmd.")

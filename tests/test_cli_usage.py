@@ -118,8 +118,8 @@ def test_diff_with_one_image_says_what_to_give() -> None:
 
 
 def test_a_bad_value_names_the_option() -> None:
-    line = _one_usage_line(["ls", "--layer", "x", str(SAMPLE)])
-    assert line == "dockscope: ls: --layer: 'x' is not a valid int (see dockscope ls --help)"
+    line = _one_usage_line(["ls", "--at", "x", str(SAMPLE)])
+    assert line == "dockscope: ls: --at: 'x' is not a valid int (see dockscope ls --help)"
 
 
 def test_an_unknown_command_is_one_line() -> None:
