@@ -149,3 +149,76 @@ def test_the_installed_command_prints_one_line_too() -> None:
         "dockscope: container export: option '-o' requires an argument "
         "(see dockscope container export --help)\n"
     )
+
+
+# Run as root first, so that every module the commands import is loaded (the interpreter may
+# live where uid 65534 cannot read), then as uid/gid 65534 for good: each command's exit code
+# and stderr, as JSON on stdout.
+AS_NOBODY = """
+import contextlib, io, json, os, sys
+from inspect_tool.cli import app
+state, commands = sys.argv[1], json.loads(sys.argv[2])
+def run(args):
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            app(args=[*args, "--root", state], prog_name="dockscope")
+        except SystemExit as exc:
+            code = exc.code
+    return code, err.getvalue()
+for args in commands:
+    run(args)
+os.setgroups([])
+os.setresgid(65534, 65534, 65534)
+os.setresuid(65534, 65534, 65534)
+print(json.dumps([run(args) for args in commands]))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="drops from root to uid 65534")
+def test_state_a_user_may_not_read_is_one_line_exit_3(tmp_path: Path) -> None:
+    """dockscope's state is root's (mode 0700): as another user, ps and the rest say so and
+    what to do, instead of an internal error."""
+    import json
+
+    state = tmp_path / "state"
+    (state / "containers").mkdir(parents=True)
+    (state / "volumes" / "data" / "_data").mkdir(parents=True)
+    state.chmod(0o700)
+    commands = [
+        ["ps"],
+        ["logs", "web"],
+        ["container", "diff", "web"],
+        ["container", "inspect", "web"],
+        ["volume", "ls"],
+        ["volume", "inspect", "data"],
+        ["rm", "web"],
+    ]
+    result = subprocess.run(
+        [sys.executable, "-c", AS_NOBODY, str(state), json.dumps(commands)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    for args, (code, stderr) in zip(commands, json.loads(result.stdout), strict=True):
+        assert (code, stderr) == (
+            3,
+            f"dockscope: {state}: cannot read dockscope's state: permission denied (run it "
+            "with sudo, or give --root DIR for a state directory of your own)\n",
+        ), args
+
+
+def test_any_permission_error_is_exit_3_not_an_internal_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from inspect_tool.cli._common import handle_errors
+
+    with pytest.raises(typer.Exit) as stopped, handle_errors():
+        raise PermissionError(13, "Permission denied", "/srv/image.tar")
+    assert stopped.value.exit_code == 3
+    assert capsys.readouterr().err == (
+        "dockscope: /srv/image.tar: permission denied (run it as a user who may read it, "
+        "e.g. with sudo)\n"
+    )
