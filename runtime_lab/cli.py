@@ -25,7 +25,8 @@ ROOT_OPTION = typer.Option(
     "--root",
     metavar="DIR",
     envvar="DOCKSCOPE_ROOT",
-    help="State directory (default /var/lib/dockscope; also DOCKSCOPE_ROOT).",
+    help="dockscope's state directory: its containers and volumes (default /var/lib/dockscope; "
+    "also DOCKSCOPE_ROOT). Engine storage is --storage.",
 )
 RUN_IMAGE = typer.Argument(..., metavar="IMAGE", help="Any image dockscope inspect reads.")
 RUN_COMMAND = typer.Argument(None, metavar="[COMMAND [ARG...]]", help="Replaces the image's Cmd.")
@@ -57,7 +58,10 @@ def run(
     command: list[str] | None = RUN_COMMAND,
     name: str | None = typer.Option(None, "--name", help="Name the container."),
     hostname: str | None = typer.Option(
-        None, "--hostname", "-h", help="Hostname (default: the short container ID)."
+        None,
+        "--hostname",
+        help="Hostname (default: the short container ID). Not -h, which is help here as in "
+        "every dockscope command (docker run -h sets the hostname).",
     ),
     net: str = typer.Option(
         "none",

@@ -121,7 +121,7 @@ def create(
     ipc_mode = _namespace_mode(store, "--ipc", options.ipc_mode, ("private", "host"))
     hostname_given = options.hostname
     if network.startswith("container:"):
-        # docker: the container takes the network's owner's hostname, and -h conflicts
+        # docker: the container takes the network's owner's hostname, and --hostname conflicts
         if hostname_given:
             raise UsageError("conflicting options: --hostname and --net container:NAME")
         hostname_given = store.load_config(network.partition(":")[2]).hostname

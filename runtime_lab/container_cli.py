@@ -18,6 +18,14 @@ from runtime_lab.store import Store
 if TYPE_CHECKING:
     from inspect_tool.layers.tarwrite import TarStats
 
+STORAGE_OPTION = typer.Option(
+    None,
+    "--storage",
+    metavar="DIR",
+    help="Read the container from engine storage: a Docker root (/var/lib/docker) or a "
+    "containers/storage graph root, or a copy of one (never written, never mounted).",
+)
+
 app = typer.Typer(
     name="container",
     help="A container's filesystem: what it changed, as evidence, a tar or a new image.",
@@ -38,14 +46,15 @@ def diff(
     show_all: bool = typer.Option(
         False, "--all", help="Engine storage: show the entries the engine wrote itself too."
     ),
+    storage: Path | None = STORAGE_OPTION,
     root: str | None = ROOT_OPTION,
 ) -> None:
     """What the container changed: A added, C changed, D deleted (as docker diff prints it).
 
     Changed parent directories show as C. --json adds type, size, mode, mtime and the
-    sha256 of each regular file. With --root pointing at a copy of /var/lib/docker or
-    /var/lib/containers/storage, the container is read from that engine's storage (never
-    written, never mounted); IDs, short IDs and names resolve.
+    sha256 of each regular file. With --storage naming /var/lib/docker or
+    /var/lib/containers/storage (or a copy), the container is read from that engine's storage
+    (never written, never mounted); IDs, short IDs and names resolve.
 
     Examples:
 
@@ -53,20 +62,21 @@ def diff(
 
       dockscope container diff --json web | jq '.changes[] | select(.kind == "A")'
 
-      dockscope container diff --root /evidence/var/lib/docker 3f2a --since 2024-05-01
+      dockscope container diff --storage /evidence/var/lib/docker 3f2a --since 2024-05-01
     """
     from runtime_lab.writable import changes
 
-    if _engine(root):
+    engine = _engine(storage, root, "diff")
+    if engine is not None:
         from inspect_tool.cli.storage import container_diff_command
 
         container_diff_command(
-            Path(root or ""), name, json_output=json_output, since=since, show_all=show_all
+            engine, name, json_output=json_output, since=since, show_all=show_all
         )
         return
     with handle_errors():
         if since is not None or show_all:
-            raise UsageError("--since and --all read engine storage: give --root ENGINE_ROOT")
+            raise UsageError("--since and --all read engine storage: give --storage DIR")
         store = Store(root)
         cid = store.resolve(name)
         config = store.load_config(cid)
@@ -108,23 +118,25 @@ def inspect(
     size: bool = typer.Option(
         False, "--size", "-s", help="Add the sizes ps -s shows (a dockscope container)."
     ),
+    storage: Path | None = STORAGE_OPTION,
     root: str | None = ROOT_OPTION,
 ) -> None:
     """The container's recorded config and state, as JSON (for engine storage given with
-    --root: the engine's own config files, decoded).
+    --storage: the engine's own config files, decoded).
 
     Examples:
 
       dockscope container inspect web
 
-      dockscope container inspect --root /evidence/var/lib/docker 3f2a
+      dockscope container inspect --storage /evidence/var/lib/docker 3f2a
     """
     from runtime_lab import container as rt
 
-    if _engine(root):
+    engine = _engine(storage, root, "inspect")
+    if engine is not None:
         from inspect_tool.cli.storage import container_inspect_command
 
-        container_inspect_command(Path(root or ""), name)
+        container_inspect_command(engine, name)
         return
     with handle_errors():
         from runtime_lab.records import inspect_document
@@ -147,18 +159,20 @@ def export(
         help="Where to write the tar: a file (replaced once complete), or - for stdout.",
         show_default=False,
     ),
-    layer: bool = typer.Option(
+    writable_layer: bool = typer.Option(
         False,
-        "--layer",
+        "--writable-layer",
         help="Only the writable layer, as an OCI layer tar (.wh. whiteouts, opaque markers).",
     ),
     json_output: bool = JSON_OPTION,
+    storage: Path | None = STORAGE_OPTION,
     root: str | None = ROOT_OPTION,
+    old_layer: bool = typer.Option(False, "--layer", hidden=True),
 ) -> None:
     """Write the container's filesystem as one tar, as docker export does.
 
-    Without --layer: the merged filesystem the container saw (the image's layers with the
-    writable layer on top; deletions honoured; mount points included). With --layer: only
+    Without --writable-layer: the merged filesystem the container saw (the image's layers
+    with the writable layer on top; deletions honoured; mount points included). With it: only
     what the container changed, as an OCI layer (an overlay whiteout becomes .wh.NAME, an
     opaque directory gets .wh..wh..opq; the runtime's mount points are left out). Entries are
     sorted, owners numeric, hard links kept as links, symlinks as written, device nodes
@@ -170,18 +184,24 @@ def export(
 
       dockscope container export web -o web.tar
 
-      dockscope container export --layer web -o - | tar -tvf -
+      dockscope container export --writable-layer web -o - | tar -tvf -
 
       dockscope container export --json web -o web.tar | jq .summary
     """
     from runtime_lab.commit import export as run_export
 
-    if _engine(root):
+    layer = writable_layer
+    if old_layer:  # its name in 0.1; --layer N means one image layer everywhere else
+        sys.stderr.write(
+            "dockscope: container export --layer is now --writable-layer; the old name goes "
+            "in the next release\n"
+        )
+        layer = True
+    engine = _engine(storage, root, "export")
+    if engine is not None:
         from inspect_tool.cli.storage import container_export_command
 
-        container_export_command(
-            Path(root or ""), name, output, layer=layer, json_output=json_output
-        )
+        container_export_command(engine, name, output, layer=layer, json_output=json_output)
         return
     with handle_errors():
         to_stdout = output == "-"
@@ -256,7 +276,7 @@ def commit(
 
     The image's layers are copied byte for byte (each checked against its digest and
     diff_id as it is copied) and the writable layer added on top as a gzip layer (what
-    container export --layer writes). The config gets the new diff_id, a history entry
+    container export --writable-layer writes). The config gets the new diff_id, a history entry
     created_by "dockscope commit" and a new created time; the image's Cmd, Env and the rest
     stay the image's. --tag sets org.opencontainers.image.ref.name (the TAG) and
     io.containerd.image.name (NAME:TAG). Prints the new image ID. The result runs with
@@ -321,22 +341,24 @@ def logs(
     ),
     tail: int | None = typer.Option(None, "--tail", metavar="N", help="Only the last N lines."),
     json_output: bool = JSON_OPTION,
+    storage: Path | None = STORAGE_OPTION,
     root: str | None = ROOT_OPTION,
 ) -> None:
     """The container's output: from engine storage (docker's json-file, podman's k8s-file)
-    with --root ENGINE_ROOT, else a dockscope container's log (as dockscope logs).
+    with --storage DIR, else a dockscope container's log (as dockscope logs).
 
     Examples:
 
-      dockscope container logs --root /evidence/var/lib/docker 3f2a --tail 20
+      dockscope container logs --storage /evidence/var/lib/docker 3f2a --tail 20
 
       dockscope container logs web
     """
-    if _engine(root):
+    engine = _engine(storage, root, "logs")
+    if engine is not None:
         from inspect_tool.cli.storage import container_logs_command
 
         container_logs_command(
-            Path(root or ""),
+            engine,
             name,
             timestamps=timestamps,
             since=since,
@@ -346,19 +368,32 @@ def logs(
         return
     with handle_errors():
         if timestamps or since or tail is not None or json_output:
-            raise UsageError("-t, --since, --tail and --json read engine storage: give --root")
+            raise UsageError(
+                "-t, --since, --tail and --json read engine storage: give --storage DIR"
+            )
     from runtime_lab.lifecycle import logs as runtime_logs
 
     runtime_logs(name, root)
 
 
-def _engine(root: str | None) -> bool:
-    """Whether --root names a Docker or containers/storage root rather than dockscope's."""
+def _engine(storage: Path | None, root: str | None, command: str) -> Path | None:
+    """The engine storage to read (--storage), or None for a dockscope container (--root).
+
+    In 0.1 --root named engine storage too, told apart by its files: that still works for one
+    release, with a line naming --storage."""
+    if storage is not None:
+        return storage
     if not root:
-        return False
+        return None
     from inspect_tool.storage import is_engine_root
 
-    return is_engine_root(Path(root))
+    if not is_engine_root(Path(root)):
+        return None
+    sys.stderr.write(
+        f"dockscope: container {command} --root ENGINE_ROOT is now --storage ENGINE_ROOT; "
+        "the old form goes in the next release\n"
+    )
+    return Path(root)
 
 
 def register(root_app: typer.Typer) -> None:

@@ -22,7 +22,8 @@ ROOT_OPTION = typer.Option(
     "--root",
     metavar="DIR",
     envvar="DOCKSCOPE_ROOT",
-    help="State directory (default /var/lib/dockscope; also DOCKSCOPE_ROOT).",
+    help="dockscope's state directory: its containers and volumes (default /var/lib/dockscope; "
+    "also DOCKSCOPE_ROOT). Engine storage is --storage.",
 )
 NAME_ARGUMENT = typer.Argument(..., metavar="NAME", help="Container name or ID (prefix).")
 NAMES_ARGUMENT = typer.Argument(..., metavar="NAME...", help="Container names or IDs.")

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inspect_tool.errors import UsageError
+from inspect_tool.errors import DockscopeError, UsageError
 
 DEFAULT_ROOT = Path("/var/lib/dockscope")
 
@@ -172,9 +172,22 @@ class Store:
         return ContainerState(**json.loads(path.read_text()))
 
     def ids(self) -> list[str]:
-        if not self.containers.is_dir():
-            return []
-        return sorted(p.name for p in self.containers.iterdir() if (p / "config.json").is_file())
+        try:
+            if not self.containers.is_dir():
+                return []
+            return sorted(
+                p.name for p in self.containers.iterdir() if (p / "config.json").is_file()
+            )
+        except PermissionError:
+            raise self.denied() from None
+
+    def denied(self) -> DockscopeError:
+        """The state directory cannot be read: it is root's (mode 0700) unless --root says."""
+        return DockscopeError(
+            "cannot read dockscope's state: permission denied (run it with sudo, or give "
+            "--root DIR for a state directory of your own)",
+            subject=str(self.root),
+        )
 
     def resolve(self, name_or_id: str) -> str:
         """A container by name, full ID or unambiguous ID prefix."""

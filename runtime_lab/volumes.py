@@ -72,7 +72,11 @@ def ensure(store: Store, name: str | None) -> Volume:
 
 def load(store: Store, name: str) -> Volume:
     path = _directory(store) / name
-    if not VOLUME_NAME.fullmatch(name) or not (path / "_data").is_dir():
+    try:
+        found = VOLUME_NAME.fullmatch(name) and (path / "_data").is_dir()
+    except PermissionError:
+        raise store.denied() from None
+    if not found:
         raise UsageError(f"no such volume: {name}")
     try:
         record = json.loads((path / "volume.json").read_text())
@@ -83,9 +87,13 @@ def load(store: Store, name: str) -> Volume:
 
 def all_volumes(store: Store) -> list[Volume]:
     directory = _directory(store)
-    if not directory.is_dir():
-        return []
-    return [load(store, p.name) for p in sorted(directory.iterdir()) if (p / "_data").is_dir()]
+    try:
+        if not directory.is_dir():
+            return []
+        names = [p.name for p in sorted(directory.iterdir()) if (p / "_data").is_dir()]
+    except PermissionError:
+        raise store.denied() from None
+    return [load(store, name) for name in names]
 
 
 def users(store: Store, name: str) -> list[str]:

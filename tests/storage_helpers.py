@@ -90,7 +90,7 @@ class Run:
 
 def dockscope(evidence: Path, *args: str | Path) -> Run:
     """``dockscope ARGS``, proving that the whole tree under ``evidence`` is the same before
-    and after (``container … --root ENGINE_ROOT`` goes through the runtime's container
+    and after (``container … --storage ENGINE_ROOT`` goes through the runtime's container
     commands, which dispatch to engine storage)."""
     argv = [str(a) for a in args]
     before = fingerprint(evidence)

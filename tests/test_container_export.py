@@ -123,7 +123,7 @@ def test_layer_export_holds_exactly_the_changes_as_oci_whiteouts(
     changed: tuple[Path, str, Seen],
 ) -> None:
     root, _, _ = changed
-    data = _export(root, "--layer")
+    data = _export(root, "--writable-layer")
     names = tar_names(data)
     assert names == [
         "etc",
@@ -172,7 +172,7 @@ def test_exports_are_deterministic_files_or_stdout(
     changed: tuple[Path, str, Seen], tmp_path: Path, layer: bool
 ) -> None:
     root, _, _ = changed
-    flags = ["--layer"] if layer else []
+    flags = ["--writable-layer"] if layer else []
     first = tmp_path / "1.tar"
     ok(dockscope(root, "container", "export", *flags, "c1", "-o", first))
     time.sleep(0.01)
@@ -186,7 +186,9 @@ def test_exports_are_deterministic_files_or_stdout(
 
 def test_export_json_summary(changed: tuple[Path, str, Seen], tmp_path: Path) -> None:
     root, cid, _ = changed
-    proc = dockscope(root, "container", "export", "--json", "--layer", "c1", "-o", tmp_path / "l")
+    proc = dockscope(
+        root, "container", "export", "--json", "--writable-layer", "c1", "-o", tmp_path / "l"
+    )
     document = json.loads(ok(proc))
     assert document["kind"] == "container-export"
     assert (document["id"], document["name"], document["layer"]) == (cid, "c1", True)
@@ -213,7 +215,7 @@ def test_export_commit_and_diff_leave_the_container_untouched_and_mount_nothing(
     age_access_times(evidence)
     before, mounts = snapshot(evidence), mountinfo()
     _export(root)
-    _export(root, "--layer")
+    _export(root, "--writable-layer")
     ok(dockscope(root, "container", "commit", "c1", "-o", tmp_path / "image"))
     ok(dockscope(root, "container", "diff", "--json", "c1"))
     assert mountinfo() == mounts
@@ -264,7 +266,7 @@ def test_copy_mode_exports_the_merged_tree_but_has_no_layer(tmp_path: Path) -> N
     with tarfile.open(fileobj=io.BytesIO(data)) as tf:
         handle = tf.extractfile("etc/new")
         assert handle is not None and handle.read() == b"copied\n"
-    proc = dockscope(root, "container", "export", "--layer", "cp", "-o", "-")
+    proc = dockscope(root, "container", "export", "--writable-layer", "cp", "-o", "-")
     assert proc.returncode == 3 and b"no separate writable layer" in proc.stderr
 
 

@@ -35,7 +35,7 @@ def test_layers_counts_changes_and_waste() -> None:
     rows = doc["layers"]
     assert [r["deleted"] for r in rows] == [0, 0, 3, 0]
     # layer 2 deleted README (330 B) and, through an opaque directory, two cache files
-    _, base = as_json("ls", "-R", "--layer", "1", LEGACY, "/")
+    _, base = as_json("ls", "-R", "--at", "1", LEGACY, "/")
     sizes = {e["path"]: e["size"] for e in base["entries"]}
     removed = [
         "/usr/share/doc/dockscope/README",
@@ -44,7 +44,7 @@ def test_layers_counts_changes_and_waste() -> None:
     ]
     assert rows[2]["wasted_bytes"] == sum(sizes[p] for p in removed)
     # layer 1 rewrote /etc/os-release: the layer-0 copy is wasted
-    _, layer0 = as_json("ls", "--layer", "0", LEGACY, "/etc/os-release")
+    _, layer0 = as_json("ls", "--at", "0", LEGACY, "/etc/os-release")
     assert rows[1]["modified"] == 1
     assert rows[1]["wasted_bytes"] == layer0["entries"][0]["size"]
 
@@ -60,7 +60,7 @@ def test_layers_on_dive_image(corpus: Path) -> None:
 
 
 def test_ls_at_a_layer_and_recursive() -> None:
-    code, doc = as_json("ls", "--layer", "0", LEGACY, "/usr/share/doc/dockscope")
+    code, doc = as_json("ls", "--at", "0", LEGACY, "/usr/share/doc/dockscope")
     assert code == 0
     assert "/usr/share/doc/dockscope/README" in [e["path"] for e in doc["entries"]]
     code, doc = as_json("ls", LEGACY, "/usr/share/doc/dockscope")
@@ -79,7 +79,7 @@ def test_ls_at_a_layer_and_recursive() -> None:
 def test_ls_missing_path_and_bad_layer() -> None:
     code, _, err = invoke("ls", LEGACY, "/nope")
     assert code == 2 and "no such file" in err
-    code, _, err = invoke("ls", "--layer", "9", LEGACY)
+    code, _, err = invoke("ls", "--at", "9", LEGACY)
     assert code == 2 and "layers 0 to 3" in err
 
 
@@ -95,10 +95,10 @@ def test_cat_follows_links_inside_the_image() -> None:
 def test_cat_recovers_a_deleted_file() -> None:
     code, _, err = invoke("cat", LEGACY, "/usr/share/doc/dockscope/README")
     assert code == 2 and "no such file" in err
-    # the error names the layer that deleted it and the --layer that still has it
-    assert "deleted by layer 2 (added by layer 0); recover it with --layer 1" in err
+    # the error names the layer that deleted it and the --at that still has it
+    assert "deleted by layer 2 (added by layer 0); recover it with --at 1" in err
     assert len(err.strip().splitlines()) == 1
-    code, text, _ = invoke("cat", "--layer", "1", LEGACY, "/usr/share/doc/dockscope/README")
+    code, text, _ = invoke("cat", "--at", "1", LEGACY, "/usr/share/doc/dockscope/README")
     assert code == 0 and len(text) > 100
 
 
@@ -113,11 +113,27 @@ def test_cat_names_the_layer_that_deleted_a_parent(tmp_path: Path) -> None:
     code, _, err = invoke("cat", image, "/opt/gone/file")
     assert code == 2
     assert "its directory /opt/gone was deleted by layer 2" in err
-    assert "recover it with --layer 1" in err
-    assert invoke("cat", "--layer", "1", image, "/opt/gone/file")[1] == "g\n"
+    assert "recover it with --at 1" in err
+    assert invoke("cat", "--at", "1", image, "/opt/gone/file")[1] == "g\n"
     # never deleted: the plain message, nothing invented
     code, _, err = invoke("cat", image, "/opt/never")
     assert code == 2 and "deleted" not in err and "no such file" in err
+
+
+def test_ls_and_cat_take_their_old_layer_option_for_one_release() -> None:
+    """--layer N in ls and cat meant the filesystem after layer N: it still does, with a line
+    naming the new option, as --layer means only layer N's changes everywhere else."""
+    code, text, err = invoke("cat", "--layer", "1", LEGACY, "/usr/share/doc/dockscope/README")
+    assert code == 0 and len(text) > 100
+    assert err == (
+        "dockscope: cat --layer N is now --at N (the filesystem after layer N); "
+        "the old name goes in the next release\n"
+    )
+    assert (
+        invoke("ls", "-L", "0", LEGACY, "/etc")[1] == invoke("ls", "--at", "0", LEGACY, "/etc")[1]
+    )
+    code, _, err = invoke("ls", "--at", "0", "--layer", "1", LEGACY)
+    assert code == 2 and err == "dockscope: ls: give --at N only (--layer is its old name)\n"
 
 
 def test_cat_symlinks_never_leave_the_image_root(tmp_path: Path) -> None:

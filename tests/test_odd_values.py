@@ -443,7 +443,7 @@ def test_a_writable_layer_thousands_of_levels_deep(tmp_path: Path, busybox_image
         assert "3B" in ok(ds(state, "ps", "-a", "-s"))
         inspected = json.loads(ok(ds(state, "container", "inspect", "-s", "deep")))
         assert inspected["size"]["rw"] == 3
-        for args in ([], ["--layer"]):
+        for args in ([], ["--writable-layer"]):
             out = tmp_path / f"export{len(args)}.tar"
             ok(ds(state, "container", "export", *args, "deep", "-o", out, timeout=120))
             with tarfile.open(out) as tf:

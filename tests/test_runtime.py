@@ -92,7 +92,9 @@ def test_hostname_is_the_containers_own(root: Path, image: Path) -> None:
     code, out, _ = run(root, image, "sh", "-c", "hostname; cat /etc/hostname 2>/dev/null; true")
     assert code == 0
     assert len(out.split()[0]) == 12 and out.split()[0] != host  # the short container ID
-    code, out, _ = run(root, image, "sh", "-c", "hostname; echo $HOSTNAME", opts=("-h", "lab"))
+    code, out, _ = run(
+        root, image, "sh", "-c", "hostname; echo $HOSTNAME", opts=("--hostname", "lab")
+    )
     assert out.split() == ["lab", "lab"]
     assert socket.gethostname() == host
 
@@ -187,7 +189,7 @@ def test_non_root_user_has_no_capabilities(root: Path, image: Path) -> None:
 def test_root_in_the_container_cannot_administer(root: Path, image: Path) -> None:
     """No CAP_SYS_ADMIN: root cannot rename the host it shares, nor mount."""
     script = "hostname other 2>&1; echo $?; mount -t tmpfs t /tmp 2>&1; echo $?; hostname"
-    code, out, _ = run(root, image, "sh", "-c", script, opts=("-h", "inside"))
+    code, out, _ = run(root, image, "sh", "-c", script, opts=("--hostname", "inside"))
     assert code == 0
     assert out.splitlines() == [
         "hostname: sethostname: Operation not permitted",
@@ -243,7 +245,7 @@ def test_env_workdir_and_user_from_the_config(root: Path, app_image: Path) -> No
 
 def test_options_override_the_config(root: Path, app_image: Path) -> None:
     script = "echo $GREETING $NEW; pwd; id -u; echo $HOSTNAME"
-    opts = ("-e", "GREETING=bye", "-e", "NEW=1", "-w", "/new/dir", "-u", "root", "-h", "h2")
+    opts = ("-e", "GREETING=bye", "-e", "NEW=1", "-w", "/new/dir", "-u", "root", "--hostname", "h2")
     code, out, _ = run(root, app_image, "-c", script, opts=(*opts, "--entrypoint", "sh"))
     assert code == 0
     assert out.splitlines() == ["bye 1", "/new/dir", "0", "h2"]  # docker makes the workdir

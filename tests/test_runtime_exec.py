@@ -37,7 +37,7 @@ def box(root: Path, busybox_image: Path) -> Iterator[dict[str, object]]:
     ok(
         ds(
             root,
-            *("run", "-d", "--name", "box", "-h", "boxhost", "-e", "GREETING=hi"),
+            *("run", "-d", "--name", "box", "--hostname", "boxhost", "-e", "GREETING=hi"),
             *("--memory", "64m", busybox_image, "sleep", "1000"),
         )
     )

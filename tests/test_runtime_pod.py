@@ -35,7 +35,20 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def pod(root: Path, busybox_image: Path) -> Iterator[dict[str, object]]:
     """The holder: a process that only keeps the namespaces alive (a pause container)."""
-    ok(ds(root, "run", "-d", "--name", "pod", "-h", "podhost", busybox_image, "sleep", "100000"))
+    ok(
+        ds(
+            root,
+            "run",
+            "-d",
+            "--name",
+            "pod",
+            "--hostname",
+            "podhost",
+            busybox_image,
+            "sleep",
+            "100000",
+        )
+    )
     yield ps(root)["pod"]
     ok(ds(root, "rm", "-f", "pod"))
 
@@ -102,7 +115,7 @@ def test_a_shared_pid_namespace(root: Path, busybox_image: Path, pod: dict[str, 
     ("args", "code", "message"),
     [
         (("--net", "container:nosuch"), 2, "no such container: nosuch"),
-        (("--net", "container:pod", "-h", "x"), 2, "conflicting options: --hostname"),
+        (("--net", "container:pod", "--hostname", "x"), 2, "conflicting options: --hostname"),
         (("--pid", "shared"), 2, "--pid shared: use private, host or container:NAME"),
         (
             ("--ipc", "container:stopped"),

@@ -159,13 +159,44 @@ def test_a_folder_holding_the_root_is_refused_with_a_hint(unpacked: Path) -> Non
 def test_diff_of_each_container_as_docker_prints_it(unpacked: Path, cid: str) -> None:
     name, _, _, expected = CONTAINERS[cid]
     for ident in (cid, cid[:12], name, name.lstrip("/")):
-        run = dockscope(unpacked, "container", "diff", "--root", unpacked, ident)
+        run = dockscope(unpacked, "container", "diff", "--storage", unpacked, ident)
         assert diff_lines(run) == expected, ident
         assert run.stderr == ""
 
 
+def test_engine_storage_given_with_root_still_reads_it_for_one_release(unpacked: Path) -> None:
+    """In 0.1 --root named engine storage too: it still works, with a line naming --storage,
+    and so does container export's old --layer flag."""
+    _, _, _, expected = CONTAINERS[RUNNING]
+    run = dockscope(unpacked, "container", "diff", "--root", unpacked, RUNNING)
+    assert diff_lines(run) == expected
+    assert run.stderr == (
+        "dockscope: container diff --root ENGINE_ROOT is now --storage ENGINE_ROOT; the old "
+        "form goes in the next release\n"
+    )
+    old = dockscope(
+        unpacked, "container", "export", "--layer", "--root", unpacked, RUNNING, "-o", "-"
+    )
+    new = dockscope(
+        unpacked,
+        "container",
+        "export",
+        "--writable-layer",
+        "--storage",
+        unpacked,
+        RUNNING,
+        "-o",
+        "-",
+    )
+    assert old.exit_code == new.exit_code == 0, old.stderr
+    assert old.stdout_bytes == new.stdout_bytes
+    assert "container export --layer is now --writable-layer" in old.stderr
+
+
 def test_diff_json_adds_metadata_and_content_hash(unpacked: Path) -> None:
-    run = dockscope(unpacked, "container", "diff", "--json", "--root", unpacked, "festive_perlman")
+    run = dockscope(
+        unpacked, "container", "diff", "--json", "--storage", unpacked, "festive_perlman"
+    )
     assert run.exit_code == 0, run.stderr
     doc = run.json()
     assert doc["kind"] == "container-diff"
@@ -197,7 +228,7 @@ def test_diff_since_gives_a_timeline(unpacked: Path) -> None:
     tets = unpacked / "overlay2" / _mount_id(unpacked, RUNNING) / "diff" / "tets"
     mtime = format_ns(tets.lstat().st_mtime_ns, fixed=True)
     assert mtime == "2018-05-16T10:51:44.000000000Z"
-    args = ("container", "diff", "--root", unpacked, RUNNING[:6])
+    args = ("container", "diff", "--storage", unpacked, RUNNING[:6])
     run = dockscope(unpacked, *args, "--since", "2018-05-16")
     assert diff_lines(run) == [f"{mtime} A /tets"]
     assert diff_lines(dockscope(unpacked, *args, "--since", "2018-05-17T00:00:00Z")) == []
@@ -220,12 +251,12 @@ def test_ambiguous_prefix_lists_candidates(docker_copy: Path) -> None:
         docker_copy / "image/overlay2/layerdb/mounts" / RUNNING,
         docker_copy / "image/overlay2/layerdb/mounts" / twin,
     )
-    run = dockscope(docker_copy, "container", "diff", "--root", docker_copy, "8e8b7f")
+    run = dockscope(docker_copy, "container", "diff", "--storage", docker_copy, "8e8b7f")
     assert run.exit_code == 2
     assert "'8e8b7f' is ambiguous" in run.stderr
     assert "8e8b7f23eb7c (/festive_perlman)" in run.stderr and "8e8b7f000000 (/twin)" in run.stderr
-    assert diff_lines(dockscope(docker_copy, "container", "diff", "--root", docker_copy, "twin"))
-    missing = dockscope(docker_copy, "container", "diff", "--root", docker_copy, "nope")
+    assert diff_lines(dockscope(docker_copy, "container", "diff", "--storage", docker_copy, "twin"))
+    missing = dockscope(docker_copy, "container", "diff", "--storage", docker_copy, "nope")
     assert missing.exit_code == 2 and "no container named" in missing.stderr
 
 
@@ -277,7 +308,7 @@ def test_export_equals_the_kernels_merged_view(unpacked: Path, tmp_path: Path) -
     """The running container's overlay mount was captured in the copy (overlay2/<id>/merged):
     the union computed from the layer directories must show exactly what the kernel showed."""
     out = tmp_path / "festive.tar"
-    run = dockscope(unpacked, "container", "export", "--root", unpacked, RUNNING, "-o", out)
+    run = dockscope(unpacked, "container", "export", "--storage", unpacked, RUNNING, "-o", out)
     assert run.exit_code == 0, run.stderr
     merged = unpacked / "overlay2" / _mount_id(unpacked, RUNNING) / "merged"
     exported = _tar_members(out.read_bytes())
@@ -288,7 +319,17 @@ def test_export_equals_the_kernels_merged_view(unpacked: Path, tmp_path: Path) -
 
 def test_export_layer_and_json_summary(unpacked: Path, tmp_path: Path) -> None:
     out = tmp_path / "layer.tar"
-    args = ("container", "export", "--root", unpacked, RUNNING, "--layer", "--json", "-o", out)
+    args = (
+        "container",
+        "export",
+        "--storage",
+        unpacked,
+        RUNNING,
+        "--writable-layer",
+        "--json",
+        "-o",
+        out,
+    )
     run = dockscope(unpacked, *args)
     assert run.exit_code == 0, run.stderr
     doc = run.json()
@@ -300,15 +341,15 @@ def test_export_layer_and_json_summary(unpacked: Path, tmp_path: Path) -> None:
 
 
 def test_export_to_stdout_and_refusals(unpacked: Path) -> None:
-    run = dockscope(unpacked, "container", "export", "--root", unpacked, RUNNING, "-o", "-")
+    run = dockscope(unpacked, "container", "export", "--storage", unpacked, RUNNING, "-o", "-")
     assert run.exit_code == 0, run.stderr
     assert "tets" in _tar_members(run.stdout_bytes)
     inside = unpacked / "stolen.tar"
-    run = dockscope(unpacked, "container", "export", "--root", unpacked, RUNNING, "-o", inside)
+    run = dockscope(unpacked, "container", "export", "--storage", unpacked, RUNNING, "-o", inside)
     assert run.exit_code == 2 and "inside the evidence" in run.stderr
     assert not inside.exists()
     run = dockscope(
-        unpacked, "container", "export", "--root", unpacked, RUNNING, "--json", "-o", "-"
+        unpacked, "container", "export", "--storage", unpacked, RUNNING, "--json", "-o", "-"
     )
     assert run.exit_code == 2
 
@@ -317,7 +358,7 @@ def test_export_to_stdout_and_refusals(unpacked: Path) -> None:
 
 
 def test_inspect_decodes_the_engines_files(unpacked: Path) -> None:
-    run = dockscope(unpacked, "container", "inspect", "--root", unpacked, "festive_perlman")
+    run = dockscope(unpacked, "container", "inspect", "--storage", unpacked, "festive_perlman")
     assert run.exit_code == 0, run.stderr
     doc = run.json()
     assert doc["kind"] == "container-inspect" and doc["engine"] == "docker"
@@ -331,21 +372,23 @@ def test_inspect_decodes_the_engines_files(unpacked: Path) -> None:
 
 
 def test_logs_split_streams_and_filter(unpacked: Path) -> None:
-    run = dockscope(unpacked, "container", "logs", "--root", unpacked, "objective_franklin")
+    run = dockscope(unpacked, "container", "logs", "--storage", unpacked, "objective_franklin")
     assert (run.exit_code, run.stdout, run.stderr) == (0, "ohai\n", "")
-    run = dockscope(unpacked, "container", "logs", "--root", unpacked, "reverent_wing")
+    run = dockscope(unpacked, "container", "logs", "--storage", unpacked, "reverent_wing")
     assert run.exit_code == 0 and run.stdout == ""
     assert "stat /bin/sh echo test: no such file or directory" in run.stderr
-    run = dockscope(unpacked, "container", "logs", "-t", "--root", unpacked, "objective_franklin")
+    run = dockscope(
+        unpacked, "container", "logs", "-t", "--storage", unpacked, "objective_franklin"
+    )
     assert run.stdout == "2018-05-16T10:51:11.853151438Z ohai\n"
-    args = ("container", "logs", "--root", unpacked, "objective_franklin")
+    args = ("container", "logs", "--storage", unpacked, "objective_franklin")
     assert dockscope(unpacked, *args, "--since", "2018-05-16T10:51:12Z").stdout == ""
     assert dockscope(unpacked, *args, "--tail", "0").stdout == ""
     doc = dockscope(unpacked, *args, "--json").json()
     assert doc["entries"] == [
         {"time": "2018-05-16T10:51:11.853151438Z", "stream": "stdout", "text": "ohai\n"}
     ]
-    assert dockscope(unpacked, "container", "logs", "--root", unpacked, RUNNING).stdout == ""
+    assert dockscope(unpacked, "container", "logs", "--storage", unpacked, RUNNING).stdout == ""
 
 
 # -- save ----------------------------------------------------------------------------------------
@@ -433,9 +476,9 @@ def test_symlinks_in_the_evidence_are_never_followed(docker_copy: Path, tmp_path
     upper = docker_copy / "overlay2" / _mount_id(docker_copy, EXITED) / "diff"
     shutil.rmtree(upper)
     upper.symlink_to(outside)  # the writable layer itself points out of ROOT
-    run = dockscope(docker_copy, "container", "diff", "--root", docker_copy, EXITED)
+    run = dockscope(docker_copy, "container", "diff", "--storage", docker_copy, EXITED)
     assert run.exit_code == 3 and "symlink (not followed)" in run.stderr
-    run = dockscope(docker_copy, "container", "export", "--root", docker_copy, EXITED, "-o", "-")
+    run = dockscope(docker_copy, "container", "export", "--storage", docker_copy, EXITED, "-o", "-")
     assert run.exit_code == 3 and b"host secret" not in run.stdout_bytes
     # a config that is a symlink is skipped with a warning, never read
     config = docker_copy / "containers" / RUNNING / "config.v2.json"
@@ -451,13 +494,21 @@ def test_symlinks_inside_a_layer_are_data(docker_copy: Path, tmp_path: Path) -> 
     upper = docker_copy / "overlay2" / _mount_id(docker_copy, EXITED) / "diff"
     (upper / "escape").symlink_to("/etc/shadow")
     (upper / "up").symlink_to("../../../../../../../../")
-    run = dockscope(docker_copy, "container", "diff", "--json", "--root", docker_copy, EXITED)
+    run = dockscope(docker_copy, "container", "diff", "--json", "--storage", docker_copy, EXITED)
     changes = {c["path"]: c for c in run.json()["changes"]}
     assert changes["/escape"]["type"] == "symlink" and changes["/escape"]["link"] == "/etc/shadow"
     assert changes["/escape"]["sha256"] is None
     out = tmp_path / "l.tar"
     run = dockscope(
-        docker_copy, "container", "export", "--layer", "--root", docker_copy, EXITED, "-o", out
+        docker_copy,
+        "container",
+        "export",
+        "--writable-layer",
+        "--storage",
+        docker_copy,
+        EXITED,
+        "-o",
+        out,
     )
     members = _tar_members(out.read_bytes())
     assert members["escape"] == ("symlink", 0o777, "/etc/shadow")
@@ -467,7 +518,7 @@ def test_symlinks_inside_a_layer_are_data(docker_copy: Path, tmp_path: Path) -> 
 def test_a_bad_cache_id_is_refused(docker_copy: Path) -> None:
     record = docker_copy / "image/overlay2/layerdb/sha256" / DIFF_ID[7:] / "cache-id"
     record.write_text("../../../../etc")
-    run = dockscope(docker_copy, "container", "diff", "--root", docker_copy, EXITED)
+    run = dockscope(docker_copy, "container", "diff", "--storage", docker_copy, EXITED)
     assert run.exit_code == 3 and "not a plain name" in run.stderr
 
 
@@ -501,7 +552,7 @@ def test_overlay2_whiteouts_and_opaque_directories(docker_copy: Path, tmp_path: 
     (upper / "fresh" / "f").write_text("f\n")
     os.setxattr(upper / "fresh", "trusted.overlay.opaque", b"y")
     _same_meta(upper / "usr", image / "usr")
-    run = dockscope(docker_copy, "container", "diff", "--root", docker_copy, EXITED)
+    run = dockscope(docker_copy, "container", "diff", "--storage", docker_copy, EXITED)
     assert diff_lines(run) == [
         "C /etc",
         "D /etc/passwd",
@@ -517,7 +568,7 @@ def test_overlay2_whiteouts_and_opaque_directories(docker_copy: Path, tmp_path: 
         "A /var/spool/fresh",
     ]
     out = tmp_path / "merged.tar"
-    dockscope(docker_copy, "container", "export", "--root", docker_copy, EXITED, "-o", out)
+    dockscope(docker_copy, "container", "export", "--storage", docker_copy, EXITED, "-o", out)
     merged = _tar_members(out.read_bytes())
     assert "etc/passwd" not in merged and "etc/group" in merged
     assert "var/spool/mail" not in merged and "var/spool/fresh" in merged
@@ -525,7 +576,15 @@ def test_overlay2_whiteouts_and_opaque_directories(docker_copy: Path, tmp_path: 
     assert merged["home/user/notes"] == ("file", 0o644, b"notes\n")
     layer = tmp_path / "layer.tar"
     dockscope(
-        docker_copy, "container", "export", "--layer", "--root", docker_copy, EXITED, "-o", layer
+        docker_copy,
+        "container",
+        "export",
+        "--writable-layer",
+        "--storage",
+        docker_copy,
+        EXITED,
+        "-o",
+        layer,
     )
     with tarfile.open(layer) as tar:
         names = tar.getnames()
@@ -618,15 +677,17 @@ def test_other_drivers_list_diff_and_export(
     assert {c["id"] for c in doc["containers"]} == set(CONTAINERS)
     assert [i["id"] for i in doc["images"]] == [IMAGE_ID]
     for cid, (_, _, _, expected) in CONTAINERS.items():
-        run = dockscope(root, "container", "diff", "--root", root, cid)
+        run = dockscope(root, "container", "diff", "--storage", root, cid)
         assert diff_lines(run) == expected, (driver, cid)
     out = tmp_path / "merged.tar"
-    run = dockscope(root, "container", "export", "--root", root, RUNNING, "-o", out)
+    run = dockscope(root, "container", "export", "--storage", root, RUNNING, "-o", out)
     assert run.exit_code == 0, run.stderr
     kernel = unpacked / "overlay2" / _mount_id(unpacked, RUNNING) / "merged"
     assert _tar_members(out.read_bytes()) == _tree(kernel)
     layer = tmp_path / "layer.tar"
-    dockscope(root, "container", "export", "--layer", "--root", root, RUNNING, "-o", layer)
+    dockscope(
+        root, "container", "export", "--writable-layer", "--storage", root, RUNNING, "-o", layer
+    )
     with tarfile.open(layer) as tar:
         assert tar.getnames() == ["tets"]
     saved = dockscope(root, "storage", "save", root, "busybox", "-o", tmp_path / "oci")
@@ -644,7 +705,7 @@ def test_aufs_whiteouts_and_opaque_markers(unpacked: Path, tmp_path: Path) -> No
     (upper / "var" / "spool" / "fresh").write_text("fresh\n")
     image = root / "aufs" / "diff" / CACHE
     _same_meta(upper / "var", image / "var")
-    run = dockscope(root, "container", "diff", "--root", root, EXITED)
+    run = dockscope(root, "container", "diff", "--storage", root, EXITED)
     # moby's changes() compares a directory's size too: equal on disk filesystems that give
     # every directory one block, not on tmpfs (where it counts the entries)
     var = ["C /var"] if (upper / "var").stat().st_size != (image / "var").stat().st_size else []
@@ -656,12 +717,14 @@ def test_aufs_whiteouts_and_opaque_markers(unpacked: Path, tmp_path: Path) -> No
         "A /var/spool/fresh",
     ]
     out = tmp_path / "merged.tar"
-    dockscope(root, "container", "export", "--root", root, EXITED, "-o", out)
+    dockscope(root, "container", "export", "--storage", root, EXITED, "-o", out)
     merged = _tar_members(out.read_bytes())
     assert "etc/passwd" not in merged and "var/spool/mail" not in merged
     assert not [n for n in merged if ".wh." in n]
     layer = tmp_path / "layer.tar"
-    dockscope(root, "container", "export", "--layer", "--root", root, EXITED, "-o", layer)
+    dockscope(
+        root, "container", "export", "--writable-layer", "--storage", root, EXITED, "-o", layer
+    )
     with tarfile.open(layer) as tar:
         names = tar.getnames()
     assert "etc/.wh.passwd" in names and "var/spool/.wh..wh..opq" in names
@@ -686,9 +749,9 @@ def test_vfs_and_overlay_v1_compare_full_trees(unpacked: Path, tmp_path: Path) -
             with open(rw / "etc" / "group", "a") as group:
                 group.write("intruder:x:1000:\n")
         (rw / "new").write_text("new\n")
-        run = dockscope(root, "container", "diff", "--root", root, EXITED)
+        run = dockscope(root, "container", "diff", "--storage", root, EXITED)
         assert diff_lines(run) == ["C /etc", "C /etc/group", "D /etc/passwd", "A /new"], driver
-        doc = dockscope(root, "container", "diff", "--json", "--root", root, EXITED).json()
+        doc = dockscope(root, "container", "diff", "--json", "--storage", root, EXITED).json()
         assert doc["method"] == "naive"
 
 
@@ -717,26 +780,30 @@ def test_damaged_records_are_warnings_in_ls_and_errors_where_needed(docker_copy:
     assert any("mount-id is not a plain name" in w for w in doc["warnings"])
     exited = next(c for c in doc["containers"] if c["id"] == EXITED)
     assert exited["upper_dir"] is None
-    run = dockscope(docker_copy, "container", "diff", "--root", docker_copy, EXITED)
+    run = dockscope(docker_copy, "container", "diff", "--storage", docker_copy, EXITED)
     assert run.exit_code == 3 and "mount-id is not a plain name" in run.stderr
-    assert diff_lines(dockscope(docker_copy, "container", "diff", "--root", docker_copy, RUNNING))
+    assert diff_lines(
+        dockscope(docker_copy, "container", "diff", "--storage", docker_copy, RUNNING)
+    )
 
 
 def test_overlay2_lower_links_when_the_layerdb_has_no_parent(docker_copy: Path) -> None:
     """Without layerdb's parent, overlay2's own ``lower`` file names the layers through the
     ``l/`` short links; a link that leads anywhere but ``../<id>/diff`` is refused."""
     (docker_copy / "image/overlay2/layerdb/mounts" / RUNNING / "parent").unlink()
-    run = dockscope(docker_copy, "container", "diff", "--root", docker_copy, RUNNING)
+    run = dockscope(docker_copy, "container", "diff", "--storage", docker_copy, RUNNING)
     assert diff_lines(run) == ["A /tets"]
     out = docker_copy.parent / "merged.tar"
-    run = dockscope(docker_copy, "container", "export", "--root", docker_copy, RUNNING, "-o", out)
+    run = dockscope(
+        docker_copy, "container", "export", "--storage", docker_copy, RUNNING, "-o", out
+    )
     assert run.exit_code == 0 and "bin/busybox" in _tar_members(out.read_bytes())
     mount = _mount_id(docker_copy, RUNNING)
     short = (docker_copy / "overlay2" / mount / "lower").read_text().split(":")[-1]
     link = docker_copy / "overlay2" / short
     link.unlink()
     link.symlink_to("/etc")
-    run = dockscope(docker_copy, "container", "diff", "--root", docker_copy, RUNNING)
+    run = dockscope(docker_copy, "container", "diff", "--storage", docker_copy, RUNNING)
     assert run.exit_code == 3 and "not ../<id>/diff" in run.stderr
 
 
@@ -763,10 +830,10 @@ def test_a_symlink_in_containers_is_skipped_and_refused_only_when_named(
     doc = run.json()
     assert sorted(c["id"] for c in doc["containers"]) == sorted(CONTAINERS)
     assert any(evil in w and "symlink (not followed)" in w for w in doc["warnings"])
-    run = dockscope(docker_copy, "container", "diff", "--root", docker_copy, RUNNING)
+    run = dockscope(docker_copy, "container", "diff", "--storage", docker_copy, RUNNING)
     assert diff_lines(run) == ["A /tets"]
     for command in ("diff", "inspect"):
-        run = dockscope(docker_copy, "container", command, "--root", docker_copy, evil[:8])
+        run = dockscope(docker_copy, "container", command, "--storage", docker_copy, evil[:8])
         assert run.exit_code == 3
         assert "symlink (not followed)" in run.stderr and len(run.stderr.splitlines()) == 1
 
@@ -781,7 +848,7 @@ def test_numbers_json_cannot_hold_in_engine_files(docker_copy: Path) -> None:
     doc = run.json()
     assert EXITED not in [c["id"] for c in doc["containers"]]
     assert any("5000 digits" in w and "4300-digit bound" in w for w in doc["warnings"])
-    run = dockscope(docker_copy, "container", "inspect", "--root", docker_copy, EXITED)
+    run = dockscope(docker_copy, "container", "inspect", "--storage", docker_copy, EXITED)
     assert run.exit_code == 3 and "4300-digit bound" in run.stderr
     size = docker_copy / "image/overlay2/layerdb/sha256" / DIFF_ID[7:] / "size"
     for digits in (40, 4000, 5000):  # beyond any int64; within, then beyond read_text's limit

@@ -227,7 +227,7 @@ IMAGE_COMMANDS = [
     (["inspect"], [V_TAG, V_EVIL, f"X={V_EVIL}", f"{V_EVIL}={V_EVIL}", f"RUN {V_EVIL}"]),
     (["layers"], [f"Layers of {V_TAG}", f"RUN {V_EVIL}"]),
     (["ls", "-R", "-l"], [f"a/{V_NAME}", f"link -> {V_TARGET}"]),
-    (["ls", "-R", "--layer", "0"], [f"a/{V_NAME}"]),
+    (["ls", "-R", "--at", "0"], [f"a/{V_NAME}"]),
     (["find", "*"], [f"/a/{V_NAME}", f"-> {V_TARGET}", "(overwritten in layer 1)"]),
     (["diff", "--layer", "1"], [f"C /a/{V_NAME}"]),
     (["tree"], [V_TAG, V_NAME, f"-> {V_TARGET}", f"RUN {V_EVIL}"[:60]]),
@@ -392,7 +392,7 @@ def test_storage_ls_and_container_diff(hostile_storage: Path) -> None:
     assert code == 0, err
     shown_safely(out, err)
     assert f"/{V_EVIL}" in out
-    code, out, err = human("container", "diff", "--root", hostile_storage, EXITED)
+    code, out, err = human("container", "diff", "--storage", hostile_storage, EXITED)
     assert code == 0, err
     shown_safely(out, err)
     assert f"A /{V_NAME}" in out.splitlines()

@@ -105,12 +105,14 @@ def rows_of(image: Image, changes: list[LayerChanges]) -> list[LayerRow]:
     return rows
 
 
-def check_layer(image: Image, layer: int | None, *, label: str) -> int:
+def check_layer(image: Image, layer: int | None, *, label: str, option: str = "--layer") -> int:
+    """``layer`` (default: the top one), refused unless the image has it; ``option`` names
+    it in the error (``--at`` where it means the filesystem after that layer)."""
     last = len(image.layers) - 1
     if layer is None:
         return last
     if not 0 <= layer <= last:
-        raise UsageError(f"--layer {layer}: the image has layers 0 to {last}", subject=label)
+        raise UsageError(f"{option} {layer}: the image has layers 0 to {last}", subject=label)
     return layer
 
 
@@ -216,9 +218,9 @@ def _symlink_target(union: UnionFS, info: FileInfo) -> str | None:
 def view_at(
     source: Source, image: Image, layer: int | None, *, progress: Progress = None
 ) -> UnionFS:
-    return merged_view(
-        source, image, upto=check_layer(image, layer, label=source.label), progress=progress
-    )
+    """The filesystem as it stands after ``layer`` (``ls --at``, ``cat --at``)."""
+    upto = check_layer(image, layer, label=source.label, option="--at")
+    return merged_view(source, image, upto=upto, progress=progress)
 
 
 def read_file(
@@ -260,7 +262,7 @@ def read_file(
             what = f"its directory {exc.missing} was deleted by layer {by_layer}"
         raise PathNotFoundError(
             f"no such file in the image: {path}: {what} (added by layer {added}); "
-            f"recover it with --layer {by_layer - 1} (the image as it stood before)",
+            f"recover it with --at {by_layer - 1} (the image as it stood before)",
             missing=exc.missing,
         ) from exc
     if info.type is EntryType.HARDLINK:

@@ -30,7 +30,7 @@ Progress = Callable[[int], None] | None
 @dataclass(frozen=True, slots=True)
 class RemovedEntry:
     """A non-directory entry that a later layer deleted or overwrote: still stored in its own
-    layer (and recoverable with ``dockscope cat --layer``), invisible in the image."""
+    layer (and recoverable with ``dockscope cat --at``), invisible in the image."""
 
     path: str
     type: EntryType

@@ -56,7 +56,10 @@ def build_app(command: str | None = None) -> typer.Typer:
     """The typer app, with every command, or just the module that registers ``command``."""
     import importlib
 
+    from inspect_tool.cli._usage import DockscopeGroup
+
     application = typer.Typer(
+        cls=DockscopeGroup,
         name="dockscope",
         help=(
             "See inside container images and containers.\n\n"
@@ -68,7 +71,9 @@ def build_app(command: str | None = None) -> typer.Typer:
             "  dockscope inspect image.tar\n\n"
             "  dockscope verify --json image.tar\n\n"
             "Exit codes: 0 ok, 1 problems found, 2 usage error, 3 unreadable or invalid input, "
-            "4 internal error. NO_COLOR=1 turns colour off. Names and text from images and "
+            "4 internal error; a usage error is one line naming the command. -h is --help "
+            "everywhere; every option means one thing in every command (docs/CLI.md). "
+            "NO_COLOR=1 turns colour off. Names and text from images and "
             "containers are shown with control and bidi characters escaped (docs/TERMINAL.md); "
             "--json output is exact."
         ),

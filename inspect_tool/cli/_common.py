@@ -100,9 +100,13 @@ def fail(message: str, code: ExitCode) -> typer.Exit:
 @contextlib.contextmanager
 def handle_errors() -> Iterator[None]:
     """Map library errors to one line on stderr and a documented exit code."""
+    from inspect_tool.cli._usage import ClickException
+
     try:
         yield
     except (typer.Exit, typer.Abort, BrokenPipeError):  # main() ends a closed pipe quietly
+        raise
+    except ClickException:  # a usage error: the root group words it (cli/_usage.py)
         raise
     except DockscopeError as exc:
         if _state.debug:
@@ -110,6 +114,14 @@ def handle_errors() -> Iterator[None]:
         raise fail(str(exc), exc.exit_code) from None
     except KeyboardInterrupt:
         raise fail("interrupted", ExitCode.PROBLEMS) from None
+    except PermissionError as exc:  # a file the user may not read or write: not a bug
+        if _state.debug:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise fail(
+            f"{where}permission denied (run it as a user who may read it, e.g. with sudo)",
+            ExitCode.BAD_INPUT,
+        ) from None
     except Exception as exc:
         if _state.debug:
             raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -44,13 +45,14 @@ def efficiency(
         help="CI gate: fail (exit 1) when wasted bytes / bytes above layer 0 exceeds RATIO "
         "(0.1 = 10 %), like dive's rules.highestUserWastedPercent.",
     ),
-    top: int = typer.Option(
-        20, "--top", metavar="N", help="List the N worst paths (0: all). JSON lists all."
+    limit: int = typer.Option(
+        20, "--limit", min=0, metavar="N", help="List the N worst paths (0: all). JSON lists all."
     ),
     image: str | None = IMAGE_OPTION,
     ref: str | None = REF_OPTION,
     platform: str | None = PLATFORM_OPTION,
     json_output: bool = JSON_OPTION,
+    old_top: int | None = typer.Option(None, "--top", min=0, hidden=True),
 ) -> None:
     """Wasted bytes and the efficiency score, exactly as dive computes them.
 
@@ -72,6 +74,12 @@ def efficiency(
     from inspect_tool.analyze.efficiency import evaluate_gates, parse_bytes
 
     with handle_errors():
+        if old_top is not None:  # its name in 0.1, where types said --limit for the same
+            sys.stderr.write(
+                "dockscope: efficiency --top N is now --limit N; the old name goes in the next "
+                "release\n"
+            )
+            limit = old_top
         wasted_limit: int | None = None
         if highest_wasted_bytes is not None:
             try:
@@ -101,7 +109,7 @@ def efficiency(
         else:
             from inspect_tool.render.analysis import render_efficiency
 
-            render_efficiency(stdout_console(), selected, report, gates, top=top)
+            render_efficiency(stdout_console(), selected, report, gates, limit=limit)
         if not all(g.ok for g in gates):
             raise typer.Exit(int(ExitCode.PROBLEMS))
 
@@ -119,7 +127,7 @@ def types(
         "(default: guessed from the history, at least layer 0).",
     ),
     limit: int = typer.Option(
-        20, "--limit", metavar="N", help="Show at most N findings of each kind (0: all)."
+        20, "--limit", min=0, metavar="N", help="Show at most N findings of each kind (0: all)."
     ),
     image: str | None = IMAGE_OPTION,
     ref: str | None = REF_OPTION,

@@ -22,18 +22,32 @@ from inspect_tool.cli._common import (
     use_color,
     write_json,
 )
-from inspect_tool.errors import ExitCode
+from inspect_tool.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
     from inspect_tool.layers.union import FileInfo
 
-LAYER_OPTION = typer.Option(
+AT_OPTION = typer.Option(
     None,
-    "--layer",
-    "-L",
+    "--at",
     metavar="N",
-    help="Look at the filesystem as it stands after layer N (0 is the bottom; default: the top).",
+    help="The filesystem as it stands after layer N (0 is the bottom; default: the top).",
 )
+# --layer N means "only layer N's own changes" in every command (docs/CLI.md); in 0.1 ls and
+# cat took it for --at, and still do, with a warning, for one release
+OLD_LAYER_OPTION = typer.Option(None, "--layer", "-L", metavar="N", hidden=True)
+
+
+def _at(at: int | None, old_layer: int | None, command: str) -> int | None:
+    if old_layer is None:
+        return at
+    if at is not None:
+        raise UsageError(f"{command}: give --at N only (--layer is its old name)")
+    sys.stderr.write(
+        f"dockscope: {command} --layer N is now --at N (the filesystem after layer N); "
+        "the old name goes in the next release\n"
+    )
+    return old_layer
 
 
 def layers(
@@ -72,15 +86,17 @@ def layers(
 def ls(
     path: Path = IMAGE_ARGUMENT,
     target: str = typer.Argument("/", metavar="[PATH]", help="A path inside the image."),
-    layer: int | None = LAYER_OPTION,
+    at: int | None = AT_OPTION,
     recursive: bool = typer.Option(False, "--recursive", "-R", help="List subdirectories too."),
     long: bool = typer.Option(False, "--long", "-l", help="Mode, owner, size and time."),
     image: str | None = IMAGE_OPTION,
     ref: str | None = REF_OPTION,
     platform: str | None = PLATFORM_OPTION,
     json_output: bool = JSON_OPTION,
+    old_layer: int | None = OLD_LAYER_OPTION,
 ) -> None:
-    """List the merged filesystem after layer N, marking the layer each entry came from (Ln).
+    """List the merged filesystem (after layer N with --at N), marking where each entry came
+    from (Ln).
 
     Names are shown as ls -b would: control and bidi characters escaped (\\n, \\x1b,
     \\u202e), a backslash as \\\\ (docs/TERMINAL.md); --json gives them exactly.
@@ -89,11 +105,12 @@ def ls(
 
       dockscope ls image.tar /etc
 
-      dockscope ls -lR --layer 2 image.tar /root
+      dockscope ls -lR --at 2 image.tar /root
     """
     from inspect_tool.analyze.filesystem import resolve, view_at
 
     with handle_errors():
+        layer = _at(at, old_layer, "ls")
         source, selected = open_one_image(path, image, ref, platform)
         with source, ByteProgress("reading layers") as progress:
             progress.start(sum(lyr.size or 0 for lyr in selected.layers))
@@ -119,27 +136,29 @@ def ls(
 def cat(
     path: Path = IMAGE_ARGUMENT,
     target: str = typer.Argument(..., metavar="PATH", help="A file inside the image."),
-    layer: int | None = LAYER_OPTION,
+    at: int | None = AT_OPTION,
     image: str | None = IMAGE_OPTION,
     ref: str | None = REF_OPTION,
     platform: str | None = PLATFORM_OPTION,
+    old_layer: int | None = OLD_LAYER_OPTION,
 ) -> None:
     """Write a file's bytes to stdout, following symlinks inside the image root.
 
-    With --layer N, the file as it stood after layer N: this recovers files a later layer
+    With --at N, the file as it stood after layer N: this recovers files a later layer
     deleted or overwrote (dockscope find --deleted lists them; for a deleted file, the error
-    names the layer that deleted it and the --layer to use). The bytes are written as they
+    names the layer that deleted it and the --at to use). The bytes are written as they
     are, escape sequences included: pipe an untrusted file through cat -v to look at it.
 
     Examples:
 
       dockscope cat image.tar /etc/os-release
 
-      dockscope cat --layer 3 image.tar /root/secret.txt > recovered.txt
+      dockscope cat --at 3 image.tar /root/secret.txt > recovered.txt
     """
     from inspect_tool.analyze.filesystem import read_file
 
     with handle_errors():
+        layer = _at(at, old_layer, "cat")
         source, selected = open_one_image(path, image, ref, platform)
         with source:
             read_file(source, selected, target, sys.stdout.buffer, layer=layer)
@@ -224,7 +243,9 @@ def diff(
     with handle_errors():
         if path_b is None:
             if layer is None:
-                raise typer.BadParameter("give a second image B, or --layer N")
+                raise UsageError(
+                    "give a second image B, or --layer N to see what one layer changed"
+                )
             from inspect_tool.analyze.filesystem import layer_changes
 
             source, selected = open_one_image(path_a, image, ref, platform)
@@ -237,7 +258,7 @@ def diff(
                 render.render_layer_diff(stdout_console(), result)
             return
         if layer is not None:
-            raise typer.BadParameter("--layer compares layers of one image; give only A")
+            raise UsageError("--layer shows what one layer of A changed: give only A")
         from inspect_tool.analyze.diff import diff_images
 
         source_a, a = open_one_image(path_a, image, ref, platform)

@@ -1,9 +1,9 @@
 """``dockscope storage ls|save``: a copy of Docker's or Podman's storage, read offline.
 
 Also the ``container diff|export|inspect|logs`` commands on engine storage, as functions
-(``container_diff_command`` …) that ``dockscope container … --root ROOT`` calls when ROOT is
-engine storage (``inspect_tool.storage.is_engine_root``). Nothing under ROOT is written or
-mounted; output files are refused inside ROOT.
+(``container_diff_command`` …) that ``dockscope container … --storage ROOT`` calls (and, for
+one release, ``--root ROOT`` when ROOT is engine storage, ``inspect_tool.storage.is_engine_root``).
+Nothing under ROOT is written or mounted; output files are refused inside ROOT.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def register(root_app: typer.Typer) -> None:
     root_app.add_typer(app)
 
 
-# -- `dockscope container … --root ROOT` on engine storage ----------------------------------------
+# -- `dockscope container … --storage ROOT` on engine storage ------------------------------------
 
 
 def container_diff_command(

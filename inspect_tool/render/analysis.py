@@ -43,7 +43,7 @@ def render_efficiency(
     report: EfficiencyReport,
     gates: list[GateResult],
     *,
-    top: int,
+    limit: int,
 ) -> None:
     summary = Table.grid(padding=(0, 2))
     summary.add_column(style="bold cyan", no_wrap=True)
@@ -60,7 +60,7 @@ def render_efficiency(
     console.print(summary)
     console.print()
     paths = report.inefficient_paths
-    shown = paths if top <= 0 else paths[:top]
+    shown = paths if limit <= 0 else paths[:limit]
     table = Table(
         title=f"Inefficient paths ({len(paths)}, worst first)",
         title_justify="left",
@@ -82,7 +82,7 @@ def render_efficiency(
         console.print(table)
         if len(shown) < len(paths):
             console.print(
-                Text(f"… {len(paths) - len(shown)} more (--top 0 lists all)", style="dim")
+                Text(f"… {len(paths) - len(shown)} more (--limit 0 lists all)", style="dim")
             )
     else:
         console.print(Text("No inefficient paths.", style="green"))

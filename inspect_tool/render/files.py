@@ -222,7 +222,7 @@ def render_find(console: Console, found: list[Occurrence]) -> None:
     hidden = sum(1 for o in found if not o.visible)
     console.print(
         f"{len(found)} entries, {hidden} no longer visible in the image. "
-        "Recover one with: dockscope cat --layer N IMAGE PATH",
+        "Recover one with: dockscope cat --at N IMAGE PATH",
         style="dim",
     )
 

@@ -625,7 +625,7 @@ def _findings(number: int, analysis: ImageAnalysis) -> str:
             parts.append(_more(min(len(deleted), REMOVED_LIMIT), len(deleted), "files"))
             parts.append(
                 '<p class="muted">Each is still in the image; recover it with '
-                "<code>dockscope cat --layer N IMAGE PATH</code>.</p>"
+                "<code>dockscope cat --at N IMAGE PATH</code>.</p>"
             )
         parts.append(
             f'<p class="muted">Files overwritten by later layers: {len(replaced)} '

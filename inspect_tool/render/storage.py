@@ -1,5 +1,5 @@
 """Rendering of engine storage (``storage ls``, ``storage save``) and of the container
-commands on it (``container diff|export|inspect|logs --root``): text as Docker and Podman
+commands on it (``container diff|export|inspect|logs --storage``): text as Docker and Podman
 print it, JSON documents as docs/JSON.md describes them. Every name, path and value from the
 engine's files is escaped by render/text.py before it is written (docs/TERMINAL.md); the
 output of ``logs`` alone is written as the container wrote it, as ``docker logs`` does."""

@@ -2,10 +2,11 @@
 
 - merged (``docker export``): the root filesystem the container saw, computed by the union
   view of its layers (``UnionView``), parents before children, names sorted;
-- layer (``--layer``): the writable layer alone as an OCI layer: an overlay whiteout becomes
-  ``.wh.NAME``, an opaque directory is followed by ``.wh..wh..opq``; an AUFS branch is already
-  in that form (its own ``.wh..wh.*`` metadata is left out); a vfs copy (a full tree) becomes
-  the engine's change set against its parent (``ChangesDirs``), deletions as ``.wh.`` files.
+- layer (``--writable-layer``): the writable layer alone as an OCI layer: an overlay whiteout
+  becomes ``.wh.NAME``, an opaque directory is followed by ``.wh..wh..opq``; an AUFS branch is
+  already in that form (its own ``.wh..wh.*`` metadata is left out); a vfs copy (a full tree)
+  becomes the engine's change set against its parent (``ChangesDirs``), deletions as ``.wh.``
+  files.
 
 Every entry is read through descriptors of the evidence (``O_NOFOLLOW``): symlinks are stored
 as symlinks, never followed; hard links within the tar point at the first name written;

@@ -141,7 +141,9 @@ def test_original_layers_are_copied_byte_for_byte(committed: Committed) -> None:
 
 
 def test_new_layer_is_the_exported_writable_layer(committed: Committed) -> None:
-    exported = ok(dockscope(committed.root, "container", "export", "--layer", "cc", "-o", "-"))
+    exported = ok(
+        dockscope(committed.root, "container", "export", "--writable-layer", "cc", "-o", "-")
+    )
     layer = committed.result["layer"]
     assert "sha256:" + hashlib.sha256(exported).hexdigest() == layer["diff_id"]
     assert len(exported) == layer["uncompressed_size"]

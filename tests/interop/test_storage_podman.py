@@ -1,6 +1,6 @@
 """containers/storage written by the real Podman and Buildah (Debian packages), in isolated
 stores with the overlay and the vfs driver: what dockscope reads offline must be what the
-engine itself reports. `podman diff` is the ground truth of `container diff --root`,
+engine itself reports. `podman diff` is the ground truth of `container diff --storage`,
 `podman export` of `container export`, `podman logs` of `logs`, and `storage save` must give
 an OCI layout that `dockscope verify` and `skopeo inspect` accept with Podman's diff_ids.
 
@@ -249,7 +249,7 @@ def store(
 
 
 def _ours(store: Store, name: str, *extra: str) -> Run:
-    return dockscope(store.graph, "container", "diff", *extra, "--root", store.graph, name)
+    return dockscope(store.graph, "container", "diff", *extra, "--storage", store.graph, name)
 
 
 # -- listing -------------------------------------------------------------------------------------
@@ -386,7 +386,7 @@ def _tar_tree(data: bytes) -> dict[str, tuple[str, int, bytes | str | None]]:
 @pytest.mark.parametrize("name", ["changed", "logger"])
 def test_export_is_what_podman_export_writes(store: Store, name: str, tmp_path: Path) -> None:
     out = tmp_path / "ours.tar"
-    run = dockscope(store.graph, "container", "export", "--root", store.graph, name, "-o", out)
+    run = dockscope(store.graph, "container", "export", "--storage", store.graph, name, "-o", out)
     assert run.exit_code == 0, run.stderr
     ours = _tar_tree(out.read_bytes())
     theirs = _tar_tree(store.exports[name].read_bytes())
@@ -396,7 +396,17 @@ def test_export_is_what_podman_export_writes(store: Store, name: str, tmp_path: 
 
 def test_export_layer_is_an_oci_layer(store: Store, tmp_path: Path) -> None:
     out = tmp_path / "layer.tar"
-    args = ("container", "export", "--layer", "--json", "--root", store.graph, "changed", "-o", out)
+    args = (
+        "container",
+        "export",
+        "--writable-layer",
+        "--json",
+        "--storage",
+        store.graph,
+        "changed",
+        "-o",
+        out,
+    )
     run = dockscope(store.graph, *args)
     assert run.exit_code == 0, run.stderr
     with tarfile.open(out) as tar:
@@ -410,16 +420,16 @@ def test_export_layer_is_an_oci_layer(store: Store, tmp_path: Path) -> None:
 
 
 def test_logs_are_what_podman_logs_prints(store: Store) -> None:
-    run = dockscope(store.graph, "container", "logs", "--root", store.graph, "logger")
+    run = dockscope(store.graph, "container", "logs", "--storage", store.graph, "logger")
     assert run.exit_code == 0, run.stderr
     assert (run.stdout, run.stderr) == store.logs
     assert run.stdout == "out\nmore\n" and run.stderr == "err\n"
-    stamped = dockscope(store.graph, "container", "logs", "-t", "--root", store.graph, "logger")
+    stamped = dockscope(store.graph, "container", "logs", "-t", "--storage", store.graph, "logger")
     assert stamped.stdout.splitlines()[0].endswith(" out")
 
 
 def test_inspect_decodes_libpod_and_storage_records(store: Store) -> None:
-    run = dockscope(store.graph, "container", "inspect", "--root", store.graph, "changed")
+    run = dockscope(store.graph, "container", "inspect", "--storage", store.graph, "changed")
     assert run.exit_code == 0, run.stderr
     doc = run.json()
     files = doc["files"]
@@ -538,6 +548,6 @@ def test_podman_5_sqlite_state_is_read(store: Store, tmp_path: Path) -> None:
     assert found == expected
     logger = next(c for c in doc["containers"] if c["name"] == "logger")
     assert Path(logger["log_path"]).is_relative_to(copy)
-    run = dockscope(copy, "container", "logs", "--root", copy, "logger")
+    run = dockscope(copy, "container", "logs", "--storage", copy, "logger")
     assert (run.stdout, run.stderr) == store.logs
     assert sorted(p.name for p in copy.iterdir() if p.name.startswith("db.sql")) == ["db.sql"]
