@@ -295,7 +295,8 @@ def run(
                     f"limit (exit {code})\n"
                 )
             if rm:
-                rt.remove(store, config.id, force=True, volumes=True)
+                removed = rt.remove(store, config.id, force=True, volumes=True)
+                tracer.emit(rt.step_event("remove", evidence=removed))
         finally:
             if json_file is not None:
                 with contextlib.suppress(OSError):  # reported already, as the run stopped
@@ -405,6 +406,7 @@ def _explain(options: object, *, traced: bool) -> None:
             read_only=options.read_only,
             seccomp=options.security.seccomp != "unconfined",
             traced=traced,
+            auto_remove=options.auto_remove,
             joined=[
                 kind
                 for kind, mode in (

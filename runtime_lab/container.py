@@ -26,7 +26,7 @@ from runtime_lab.layerstore import copy_image, ensure_layers, overlay_available
 from runtime_lab.process import LaunchSpec, run_shim, wait_quietly
 from runtime_lab.seccomp import Options as SecurityOptions
 from runtime_lab.spec import VolumeSpec, command_line, environment, labels
-from runtime_lab.steps import STEPS
+from runtime_lab.steps import CLEANUP_BEFORE_REMOVE, STEPS
 from runtime_lab.store import (
     ContainerConfig,
     ContainerState,
@@ -82,9 +82,8 @@ class RunOptions:
 
 def step_event(step_id: str, **fields: Any) -> Event:
     step = STEPS[step_id]
-    return Event(
-        step=step.id, title=step.title, explanation=step.explanation, syscall=step.syscall, **fields
-    )
+    fields.setdefault("explanation", step.explanation)
+    return Event(step=step.id, title=step.title, syscall=step.syscall, **fields)
 
 
 def _name_from(container_id: str) -> str:
@@ -316,7 +315,16 @@ def start(store: Store, container_id: str, tracer: Tracer, io: StartIO | None = 
             evidence: dict[str, Any] = {"removed": removed}
             if group.killed:  # left in a shared PID namespace when the command ended
                 evidence["killed"] = group.killed
-            tracer.emit(step_event("cleanup", evidence=evidence))
+            if config.auto_remove:  # what happens next to the writable layer
+                evidence["writable_layer"] = "removed next (--rm)"
+                tracer.emit(
+                    step_event("cleanup", evidence=evidence, explanation=CLEANUP_BEFORE_REMOVE)
+                )
+            else:
+                evidence["writable_layer"] = (
+                    f"kept in {directory / 'upper'} until 'dockscope rm {config.name}'"
+                )
+                tracer.emit(step_event("cleanup", evidence=evidence))
         except OSError as exc:
             with contextlib.suppress(Exception):
                 tracer.emit(step_event("cleanup", result=f"cgroup not removed: {exc}"))
@@ -797,9 +805,12 @@ def stop(store: Store, container_id: str, timeout: float = 10.0) -> ContainerSta
     return refresh(store, container_id)  # nobody recorded it: dockscope itself had died
 
 
-def remove(store: Store, container_id: str, *, force: bool = False, volumes: bool = False) -> None:
+def remove(
+    store: Store, container_id: str, *, force: bool = False, volumes: bool = False
+) -> dict[str, Any]:
     """Remove the container and its writable layer; with ``volumes``, its anonymous volumes
-    too (named volumes stay: they are meant to outlive containers)."""
+    too (named volumes stay: they are meant to outlive containers). Returns what went, as
+    the evidence of the ``remove`` step."""
     state = refresh(store, container_id)
     if state.status in ("running", "restarting"):
         if not force:
@@ -830,6 +841,11 @@ def remove(store: Store, container_id: str, *, force: bool = False, volumes: boo
         if group.name == container_id[:12]:
             with contextlib.suppress(OSError):
                 group.rmdir()
+    return {
+        "removed": [str(directory)],
+        "volumes_removed": anonymous if volumes else [],
+        "exists_now": directory.exists(),
+    }
 
 
 class JsonFileLog:

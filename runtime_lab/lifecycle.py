@@ -132,11 +132,12 @@ def _supervise(
     finally:
         if ready_w >= 0:
             os.close(ready_w)
+        with contextlib.suppress(Exception):
+            if store.load_config(container_id).auto_remove:
+                removed = rt.remove(store, container_id, force=True, volumes=True)
+                tracer.emit(rt.step_event("remove", evidence=removed))
         if trace_file is not None:
             trace_file.close()
-    if store.load_config(container_id).auto_remove:
-        with contextlib.suppress(Exception):
-            rt.remove(store, container_id, force=True, volumes=True)
 
 
 def _wait_unless_stopped(marker: Path, seconds: float) -> bool:

@@ -410,14 +410,39 @@ def traced(root: Path, image: Path) -> list[dict[str, Any]]:
 
 def test_trace_has_every_planned_step(traced: list[dict[str, Any]]) -> None:
     done = [e["step"] for e in traced if e["phase"] == "done"]
-    planned = [s.id for s in plan(network="none", limits=True, rootfs_mode="overlay", traced=True)]
-    assert set(done) == set(planned)
+    planned = plan(
+        network="none", limits=True, rootfs_mode="overlay", traced=True, auto_remove=True
+    )
+    assert set(done) == {s.id for s in planned}
     assert all(e["result"] == "ok" for e in traced)
-    in_container = [s for s in done if s not in ("fork-init", "exit", "cleanup")]
+    in_container = [s for s in done if s not in ("fork-init", "exit", "cleanup", "remove")]
     assert in_container.index("unshare") < in_container.index("mount-rootfs")
     assert in_container.index("mount-rootfs") < in_container.index("pivot_root")
     assert in_container.index("pivot_root") < in_container.index("user")
-    assert done[-2:] == ["exit", "cleanup"]
+    assert done[-3:] == ["exit", "cleanup", "remove"]
+
+
+def test_trace_says_what_becomes_of_the_writable_layer(root: Path, image: Path) -> None:
+    """--rm removes the container: the narration says so and shows the removal as a step;
+    without --rm it says the writable layer stays until 'dockscope rm'."""
+    result = ds(root, "run", "--rm", "--trace", image, "true")
+    ok(result)
+    assert "stays until" not in result.err
+    assert "--rm removes the container and its writable layer next" in result.err
+    assert "Remove the container (--rm)" in result.err
+    removed = [line.split(": ", 1)[1] for line in result.err.splitlines() if "removed: " in line]
+    containers = [Path(p) for p in removed if "/containers/" in p]
+    assert len(containers) == 1 and not containers[0].exists()
+    result = ds(root, "run", "--name", "kept", "--trace", image, "true")
+    ok(result)
+    assert "Remove the container" not in result.err
+    upper = root / "containers" / ps(root)["kept"]["id"] / "upper"
+    assert f"writable_layer: kept in {upper} until 'dockscope rm kept'" in result.err
+    assert upper.is_dir()
+    ok(ds(root, "rm", "kept"))
+    explained = ok(ds(root, "run", "--rm", "--explain", image))
+    assert "Remove the container (--rm)" in explained and "stays until" not in explained
+    assert "stays until 'dockscope rm'" in ok(ds(root, "run", "--explain", image))
 
 
 def test_trace_unshare_names_the_flags_and_the_namespaces_change(
