@@ -260,6 +260,9 @@ def run(
             add_trace_sinks(tracer, trace=trace, json_file=json_file)
             store = _store(root)
             config = rt.create(store, options, tracer)
+            warning = rt.platform_warning_for(config.image_config, platform)
+            if warning is not None:  # docker's, before the container starts
+                sys.stderr.write(f"dockscope: WARNING: {warning}\n")
             if detach:
                 from runtime_lab.lifecycle import start_detached
 

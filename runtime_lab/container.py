@@ -15,7 +15,7 @@ import signal
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -25,7 +25,15 @@ from runtime_lab import cgroups
 from runtime_lab.layerstore import copy_image, ensure_layers, overlay_available
 from runtime_lab.process import LaunchSpec, run_shim, wait_quietly
 from runtime_lab.seccomp import Options as SecurityOptions
-from runtime_lab.spec import VolumeSpec, command_line, environment, labels
+from runtime_lab.spec import (
+    VolumeSpec,
+    command_line,
+    environment,
+    exec_format_hint,
+    labels,
+    platform_mismatch,
+    platform_warning,
+)
 from runtime_lab.steps import CLEANUP_BEFORE_REMOVE, STEPS
 from runtime_lab.store import (
     ContainerConfig,
@@ -116,19 +124,17 @@ def create(
         config_obj = dict(image.config.config)
         argv = command_line(config_obj, options.args, options.entrypoint)
         hostname = hostname_given or container_id[:12]
-        tracer.emit(
-            step_event(
-                "image",
-                args={"source": str(options.image)},
-                evidence={
-                    "image_id": str(image.image_id),
-                    "layers": len(image.layers),
-                    "entrypoint": config_obj.get("Entrypoint"),
-                    "cmd": config_obj.get("Cmd"),
-                    "argv": argv,
-                },
-            )
-        )
+        evidence: dict[str, Any] = {
+            "image_id": str(image.image_id),
+            "layers": len(image.layers),
+            "entrypoint": config_obj.get("Entrypoint"),
+            "cmd": config_obj.get("Cmd"),
+            "argv": argv,
+        }
+        warning = platform_warning_for(image.config.data, options.select_platform)
+        if warning is not None:
+            evidence["warning"] = warning
+        tracer.emit(step_event("image", args={"source": str(options.image)}, evidence=evidence))
         try:  # only now that the image reads: a bad image leaves nothing behind
             store.ensure()
         except OSError as exc:
@@ -177,6 +183,15 @@ def create(
         )
     )
     return config
+
+
+def platform_warning_for(image_config: Mapping[str, Any], requested: str | None) -> str | None:
+    """docker's warning when the image's platform is not this machine's and none was
+    requested (``--platform``); None otherwise."""
+    mismatch = platform_mismatch(image_config)
+    if mismatch is None or requested:
+        return None
+    return platform_warning(*mismatch)
 
 
 def _namespace_mode(store: Store, flag: str, value: str, plain: tuple[str, ...]) -> str:
@@ -448,6 +463,7 @@ def _run(
         ],
     )
     spec.seccomp = seccomp_filter(config, log=tracer.tracing)
+    spec.exec_hint = exec_format_hint(platform_mismatch(config.image_config))
     kernel_log = _open_kernel_log(spec)
     events_r, events_w = os.pipe()
     go_r, go_w = os.pipe()

@@ -48,6 +48,7 @@ def _evidence_lines(event: Event) -> list[str]:
         "skipped",
         "killed",
         "copied_from_image",
+        "warning",  # image: another platform than the host's
         "restart_count",
         "writable_layer",  # cleanup: kept, or removed next (--rm)
         "volumes_removed",

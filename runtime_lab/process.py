@@ -72,6 +72,16 @@ class LaunchSpec:
     created_mountpoints: list[str] = field(default_factory=list)
     terminal: int | None = None  # init's side of the terminal (the slave), once allocated
     seccomp: Filter | None = None  # compiled by dockscope before fork; None: unconfined
+    exec_hint: str | None = None  # why execve may fail with ENOEXEC (the image's platform)
+
+
+def exec_failure(command: str, exc: OSError, hint: str | None) -> str:
+    """The one line PID 1 (or exec's process) prints when execve fails; for ENOEXEC ("Exec
+    format error") it says why: usually an image of another platform."""
+    line = f"dockscope: exec {visible(command)}: {exc.strerror}"
+    if exc.errno == errno.ENOEXEC and hint:
+        line += f": {hint}"
+    return line
 
 
 class StepReporter:
@@ -344,7 +354,7 @@ def run_init(spec: LaunchSpec, child: StepReporter) -> int:
     try:
         os.execvpe(spec.argv[0], spec.argv, env)
     except OSError as exc:
-        sys.stderr.write(f"dockscope: exec {visible(spec.argv[0])}: {exc.strerror}\n")
+        sys.stderr.write(exec_failure(spec.argv[0], exc, spec.exec_hint) + "\n")
         return 127 if exc.errno == errno.ENOENT else 126
     return 126  # not reached
 
