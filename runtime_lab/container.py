@@ -388,7 +388,9 @@ def _run(
     tracer.emit(
         step_event("cgroup-devices", args={"rules": describe(DEFAULT_RULES)}, evidence=restricted)
     )
-    limits = cgroups.Limits(config.memory, config.cpus, config.pids)
+    # pids.max waits for the shim to leave the group (cgroup-release): the shim is not one
+    # of the container's processes, and docker's --pids-limit N allows N of those
+    limits = cgroups.Limits(config.memory, config.cpus, None)
     if any(v is not None for v in (config.memory, config.cpus, config.pids)):
         made = len(group.writes)
         try:
@@ -404,6 +406,7 @@ def _run(
                 evidence={
                     "written": [{"file": w.path, "value": w.value} for w in group.writes[made:]],
                     "values": group.values(),
+                    **({"pids.max": "after cgroup-release"} if config.pids is not None else {}),
                 },
             )
         )
@@ -468,6 +471,8 @@ def _run(
     events_r, events_w = os.pipe()
     go_r, go_w = os.pipe()
     ack_r, ack_w = os.pipe()
+    release_r, release_w = os.pipe()  # PID 1 starts once the shim has left the group
+    spec.release_fd = release_r
     state = ContainerState(
         status="running",
         started=now(),
@@ -480,7 +485,7 @@ def _run(
     if shim == 0:  # the shim: never returns into dockscope's code
         code = 1
         try:
-            keep = {events_w, go_r, ack_r, stdin_r, out_w, err_w, spec.console_fd}
+            keep = {events_w, go_r, ack_r, release_r, stdin_r, out_w, err_w, spec.console_fd}
             close_other_fds({fd for fd in keep if fd is not None})
             if kernel_log is not None:  # the container's seccomp records: its own session
                 from runtime_lab.seccomp import new_audit_session
@@ -491,7 +496,7 @@ def _run(
             code = 1
         finally:
             os._exit(code)
-    for fd in (events_w, go_r, ack_r, stdin_r, out_w, err_w):
+    for fd in (events_w, go_r, ack_r, release_r, stdin_r, out_w, err_w):
         if fd is not None:
             os.close(fd)
     if console_child is not None:
@@ -505,6 +510,28 @@ def _run(
     session: int | None = None  # the container's audit session (seccomp records)
     reached: set[str] = set()  # the steps done
 
+    def release_shim() -> None:
+        """PID 1 exists: the shim leaves the group, the process limit is written, and PID 1
+        may go on (its first act is to wait for this)."""
+        nonlocal release_w
+        made = len(group.writes)
+        try:
+            group.release(shim)
+            if config.pids is not None:
+                group.apply(cgroups.Limits(pids=config.pids))
+            evidence: dict[str, Any] = {
+                "written": [{"file": w.path, "value": w.value} for w in group.writes[made:]],
+                "procs": group.procs(),
+            }
+            tracer.emit(step_event("cgroup-release", args={"pid": shim}, evidence=evidence))
+            os.write(release_w, b"g")
+        except OSError as exc:  # PID 1 ends at the closed pipe; the run says why
+            state.error = state.error or f"{STEPS['cgroup-release'].title}: {exc}"
+            tracer.emit(step_event("cgroup-release", args={"pid": shim}, result=str(exc)))
+        finally:
+            os.close(release_w)
+            release_w = -1
+
     def on_event(event: Event) -> None:
         nonlocal init_pid, save_error, session
         changed = False
@@ -516,6 +543,8 @@ def _run(
             init_pid = int(event.evidence.get("host_pid", 0))
             state.pid = init_pid
             changed = True
+            if release_w >= 0:
+                release_shim()
         if event.result != "ok" and state.error is None:  # a step failed: say which, and why
             state.error = f"{event.title}: {event.result}"
             changed = True
@@ -575,7 +604,7 @@ def _run(
         hub.restore_terminal()
         _, status = wait_child(shim)
         restore_signals(forwarded)
-        for fd in (go_w, ack_w):
+        for fd in (go_w, ack_w, release_w):
             if fd >= 0:
                 os.close(fd)
         log.close()

@@ -56,7 +56,7 @@ _ALL = [
         "Write the resource limits",
         "write",
         "The kernel enforces what these files say: memory (OOM kill above it), CPU time "
-        "per period, the number of processes.",
+        "per period; the number of processes once the shim has left the group.",
         "dockscope",
     ),
     Step(
@@ -99,6 +99,16 @@ _ALL = [
         "fork",
         "A new PID namespace applies to children: the first child is PID 1 inside it.",
         "shim",
+    ),
+    Step(
+        "cgroup-release",
+        "Take the shim out of the control group",
+        "write",
+        "The shim only waits for PID 1, and docker's shim lives outside the container's "
+        "group too: writing its PID to dockscope's own group's cgroup.procs leaves the group "
+        "to the container's processes, so the process limit (pids.max, written now) counts "
+        "exactly them. PID 1 waits for this before its first step.",
+        "dockscope",
     ),
     Step(
         "mount-private",

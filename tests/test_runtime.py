@@ -303,17 +303,56 @@ def test_pids_limit_contains_a_fork_bomb(root: Path, image: Path) -> None:
     assert time.monotonic() - started < 20
     assert result.code in (0, 2)  # PID 1 finished, or could not fork its own sleep
     found = events(trace)
-    written = {
-        Path(w["file"]).name: w["value"]
-        for w in step(found, "cgroup-limits")["evidence"]["written"]
-    }
-    assert written == {"pids.max": "20"}
+    assert step(found, "cgroup-limits")["evidence"]["written"] == []
+    written = [
+        (Path(w["file"]).name, w["value"])
+        for w in step(found, "cgroup-release")["evidence"]["written"]
+    ]
+    assert written[-1] == ("pids.max", "20")  # once the shim has left the group
     at_exit = {Path(k).name: v for k, v in step(found, "exit")["evidence"]["cgroup"].items()}
     if "pids.peak" in at_exit:
         assert int(at_exit["pids.peak"]) <= 20
     assert int(at_exit["pids.events"].split()[1]) > 0  # forks refused
     assert not processes_with(f"sleep {marker}")  # every one went with PID 1
     assert subprocess.run(["true"], check=False).returncode == 0  # the host still forks
+
+
+@pytest.mark.parametrize("limit", [1, 4])
+def test_pids_limit_n_allows_exactly_n_processes(root: Path, image: Path, limit: int) -> None:
+    """docker's --pids-limit N: N processes in the container (its shim is outside the
+    group). PID 1 and N-1 sleeps fit; one more fork fails and the shell gives up (exit 2)."""
+    script = (
+        f"i=1; while [ $i -lt {limit} ]; do sleep 100 & i=$((i+1)); done; echo {limit} fit;"
+        " sleep 100 & echo one more"
+    )
+    trace = root.parent / f"pids-{limit}.jsonl"
+    result = ds(
+        root,
+        "run",
+        "--rm",
+        "--pids-limit",
+        str(limit),
+        "--trace-json",
+        trace,
+        image,
+        "sh",
+        "-c",
+        script,
+    )
+    assert (result.code, result.out) == (2, f"{limit} fit\n")
+    assert "can't fork: Resource temporarily unavailable" in result.err
+    found = events(trace)
+    shim = step(found, "fork-shim")["evidence"]["shim_pid"]
+    released = step(found, "cgroup-release")["evidence"]
+    init = step(found, "fork-init")["evidence"]["host_pid"]
+    assert released["procs"] == [init]  # the shim is no longer in the group
+    pids_group = Path(step(found, "cgroup-create")["evidence"]["paths"]["pids"])
+    assert (str(pids_group.parent.parent / "cgroup.procs"), str(shim)) in [
+        (w["file"], w["value"]) for w in released["written"]
+    ]
+    at_exit = {Path(k).name: v for k, v in step(found, "exit")["evidence"]["cgroup"].items()}
+    assert at_exit["pids.max"] == str(limit)
+    assert int(at_exit["pids.events"].split()[1]) >= 1
 
 
 def test_cpus_sets_the_cfs_quota(root: Path, image: Path) -> None:
@@ -415,7 +454,8 @@ def test_trace_has_every_planned_step(traced: list[dict[str, Any]]) -> None:
     )
     assert set(done) == {s.id for s in planned}
     assert all(e["result"] == "ok" for e in traced)
-    in_container = [s for s in done if s not in ("fork-init", "exit", "cleanup", "remove")]
+    outside = ("fork-init", "cgroup-release", "exit", "cleanup", "remove")
+    in_container = [s for s in done if s not in outside]
     assert in_container.index("unshare") < in_container.index("mount-rootfs")
     assert in_container.index("mount-rootfs") < in_container.index("pivot_root")
     assert in_container.index("pivot_root") < in_container.index("user")
@@ -488,7 +528,6 @@ def test_trace_names_each_cgroup_file_written(traced: list[dict[str, Any]]) -> N
         ("memory", "memory.limit_in_bytes", str(32 * 1024 * 1024)),
         ("cpu", "cpu.cfs_period_us", "100000"),
         ("cpu", "cpu.cfs_quota_us", "50000"),
-        ("pids", "pids.max", "50"),
     ]
     if Path(created["memory"], "memory.memsw.limit_in_bytes").exists() or any(
         w["file"].endswith("memsw.limit_in_bytes") for w in limits
@@ -503,6 +542,12 @@ def test_trace_names_each_cgroup_file_written(traced: list[dict[str, Any]]) -> N
         str(Path(p) / "cgroup.procs") for p in created.values()
     )
     assert {w["value"] for w in attach} == {str(shim)}
+    released = step(traced, "cgroup-release")["evidence"]["written"]
+    assert released[-1] == {"file": str(Path(created["pids"]) / "pids.max"), "value": "50"}
+    assert {w["value"] for w in released[:-1]} == {str(shim)}
+    assert sorted(w["file"] for w in released[:-1]) == sorted(
+        str(Path(p).parent.parent / "cgroup.procs") for p in created.values()
+    )
 
 
 def test_trace_capabilities_user_and_exec(traced: list[dict[str, Any]]) -> None:
