@@ -264,7 +264,7 @@ def _config(
         },
         diff_ids=[p.name for p in layer_dirs],
         command=argv,
-        env=environment(config_obj, options.env, hostname),
+        env=environment(config_obj, options.env, hostname, tty=options.tty),
         workdir=options.workdir or str(config_obj.get("WorkingDir") or "/"),
         user=options.user if options.user is not None else str(config_obj.get("User") or ""),
         hostname=hostname,

@@ -113,7 +113,7 @@ def exec_in(
             "restart it to exec into it",
             subject=config.name,
         )
-    env = environment({"Env": config.env}, options.env, config.hostname)
+    env = environment({"Env": config.env}, options.env, config.hostname, tty=options.tty)
     tty = options.tty
     stdin_r, stdin_w = os.pipe() if options.interactive and not tty else (None, None)
     out_r, out_w = (None, None) if tty else os.pipe()

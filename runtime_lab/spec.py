@@ -93,8 +93,12 @@ def command_line(
     return argv
 
 
-def environment(config: Mapping[str, Any], extra: Sequence[str], hostname: str) -> list[str]:
-    """The image's Env, then ``-e`` values; PATH and HOSTNAME as docker sets them."""
+def environment(
+    config: Mapping[str, Any], extra: Sequence[str], hostname: str, *, tty: bool = False
+) -> list[str]:
+    """The image's Env, then ``-e`` values; PATH and HOSTNAME as docker sets them, and with
+    ``tty`` (-t) TERM=xterm unless the image or -e sets TERM (docker's daemon does the same
+    for run -t and exec -t)."""
     env: dict[str, str] = {}
     for item in [*(config.get("Env") or []), *extra]:
         name, sep, value = str(item).partition("=")
@@ -105,6 +109,8 @@ def environment(config: Mapping[str, Any], extra: Sequence[str], hostname: str) 
         env[name] = value
     env.setdefault("PATH", DEFAULT_PATH)
     env["HOSTNAME"] = hostname
+    if tty:
+        env.setdefault("TERM", "xterm")
     return [f"{k}={v}" for k, v in env.items()]
 
 
