@@ -23,7 +23,7 @@ from typing import Any
 
 from inspect_tool.errors import UsageError
 from runtime_lab.spec import VOLUME_NAME
-from runtime_lab.store import Store, now, remove_dir, write_atomic
+from runtime_lab.store import Store, now, reading, remove_dir, write_atomic
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +72,9 @@ def ensure(store: Store, name: str | None) -> Volume:
 
 def load(store: Store, name: str) -> Volume:
     path = _directory(store) / name
-    if not VOLUME_NAME.fullmatch(name) or not (path / "_data").is_dir():
+    with reading(path):
+        found = VOLUME_NAME.fullmatch(name) and (path / "_data").is_dir()
+    if not found:
         raise UsageError(f"no such volume: {name}")
     try:
         record = json.loads((path / "volume.json").read_text())
@@ -83,9 +85,11 @@ def load(store: Store, name: str) -> Volume:
 
 def all_volumes(store: Store) -> list[Volume]:
     directory = _directory(store)
-    if not directory.is_dir():
-        return []
-    return [load(store, p.name) for p in sorted(directory.iterdir()) if (p / "_data").is_dir()]
+    with reading(directory):
+        if not directory.is_dir():
+            return []
+        names = [p.name for p in sorted(directory.iterdir()) if (p / "_data").is_dir()]
+    return [load(store, name) for name in names]
 
 
 def users(store: Store, name: str) -> list[str]:

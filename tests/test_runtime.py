@@ -9,7 +9,9 @@ hostname, mounts and control groups are compared before and after.
 from __future__ import annotations
 
 import glob
+import json
 import os
+import re
 import shutil
 import socket
 import stat
@@ -26,6 +28,7 @@ from typer.testing import CliRunner
 from inspect_tool.cli import app
 from runtime_lab.hardening import MASKED_GLOBS, MASKED_PATHS, READONLY_PATHS
 from runtime_lab.steps import plan
+from tests.helpers import CORPUS
 from tests.runtime_support import (
     DOCKSCOPE,
     ROOT_CAPABILITIES,
@@ -429,6 +432,56 @@ def test_diff_of_the_writable_layer(root: Path, image: Path) -> None:
     assert stat.S_ISCHR(whiteout.st_mode) and whiteout.st_rdev == 0  # overlay's deletion mark
     assert (upper / "tmp" / "new").read_text() == "x\n"
     ok(ds(root, "rm", "changes"))
+
+
+def test_diff_json_has_engine_storages_shape(root: Path, image: Path, tmp_path: Path) -> None:
+    """One shape for container diff --json: a dockscope container's document is engine
+    storage's (RFC 3339 times, "0644" modes, deletions timed by their whiteout)."""
+    script = "echo x > /tmp/new; rm /etc/group; ln -s /tmp/new /root/link"
+    ok(ds(root, "run", "--name", "shape", image, "sh", "-c", script))
+    ours = json.loads(ok(ds(root, "container", "diff", "--json", "shape")))
+    upper = root / "containers" / ps(root)["shape"]["id"] / "upper"
+    whiteout = os.lstat(upper / "etc" / "group")
+    ok(ds(root, "rm", "shape"))
+    subprocess.run(
+        ["tar", "xzf", str(CORPUS / "docker-root-overlay2.tgz"), "-C", str(tmp_path)], check=True
+    )
+    engine = json.loads(
+        ok(
+            ds(
+                root,
+                "container",
+                "diff",
+                "--json",
+                "--root",
+                tmp_path / "docker",
+                "festive_perlman",
+            )
+        )
+    )
+    assert set(ours) - {"volumes"} == set(engine)
+    assert ours["engine"] == "dockscope" and ours["container"]["name"] == "shape"
+    assert ours["summary"] == {"added": 2, "changed": 3, "deleted": 1, "engine": 0, "hidden": 0}
+    rfc3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
+    for change in ours["changes"] + engine["changes"]:
+        assert set(change) == set(engine["changes"][0])
+        assert rfc3339.fullmatch(change["mtime"])
+        assert change["mode"] is None or re.fullmatch(r"[0-7]{4}", change["mode"])
+    by_path = {c["path"]: c for c in ours["changes"]}
+    new = by_path["/tmp/new"]
+    assert (new["kind"], new["type"], new["size"], new["mode"]) == ("A", "file", 2, "0644")
+    assert (new["uid"], new["gid"], new["evidence"]) == (0, 0, str(upper / "tmp" / "new"))
+    assert by_path["/root/link"]["link"] == "/tmp/new"
+    gone = by_path["/etc/group"]
+    assert (gone["kind"], gone["change"], gone["type"], gone["mode"]) == (
+        "D",
+        "deleted",
+        None,
+        None,
+    )
+    ns = whiteout.st_mtime_ns
+    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9))
+    assert gone["mtime"].startswith(seconds)  # the whiteout's time: when it was deleted
 
 
 # -- the trace --------------------------------------------------------------------------------
