@@ -367,7 +367,7 @@ def _explain(options: object, *, traced: bool) -> None:
     from runtime_lab.container import RunOptions
     from runtime_lab.layerstore import overlay_available
     from runtime_lab.narrate import explain
-    from runtime_lab.spec import command_line
+    from runtime_lab.spec import command_line, platform_mismatch
     from runtime_lab.steps import plan
 
     assert isinstance(options, RunOptions)
@@ -377,6 +377,7 @@ def _explain(options: object, *, traced: bool) -> None:
     with source:
         config = dict(image.config.config)
         argv = command_line(config, options.args, options.entrypoint)
+        mismatch = platform_mismatch(image.config.data)
     limits = any(v is not None for v in (options.memory, options.cpus, options.pids))
     mode = "overlay" if overlay_available() else "copy"
     details = {
@@ -392,6 +393,12 @@ def _explain(options: object, *, traced: bool) -> None:
             if v is not None
         )
         or "none",
+        "platform": (
+            f"{mismatch[0]}, not this host's {mismatch[1]}: its programs fail with "
+            "'Exec format error' unless an emulator is registered (binfmt_misc)"
+            if mismatch
+            else "this host's"
+        ),
         "root filesystem": mode,
         "seccomp": {
             "default": "docker's default profile (runtime_lab/profiles/docker-default.json)",

@@ -106,6 +106,11 @@ def test_another_platform_is_warned_about(root: Path, foreign: Path) -> None:
     assert ok(chosen) == "" and chosen.err == ""
 
 
+def test_explain_names_another_platform(foreign: Path) -> None:
+    explained = ok(ds(Path("/nonexistent"), "run", "--explain", foreign, "true"))
+    assert f"platform: linux/{FOREIGN}, not this host's" in explained
+
+
 def test_the_hosts_platform_is_not_warned_about(root: Path, tmp_path: Path) -> None:
     image = busybox_variant(tmp_path / "native.tar")
     result = ds(root, "run", "--rm", image, "true")
