@@ -144,6 +144,18 @@ class Cgroup:
         for controller in self.paths:
             self.write(controller, "cgroup.procs", str(pid))
 
+    def release(self, pid: int) -> None:
+        """Move ``pid`` out of the group, into dockscope's own group (in each hierarchy)."""
+        for controller in self.paths:
+            home = self.driver.home(self, controller)
+            try:
+                self.driver.fs.write(home / "cgroup.procs", str(pid))
+            except OSError as exc:
+                raise CgroupError(
+                    exc.errno, f"echo {pid} > {home / 'cgroup.procs'}: {exc.strerror or exc}"
+                ) from None
+            self.writes.append(Write(str(home / "cgroup.procs"), str(pid)))
+
     def oom_killed(self) -> bool:
         return self.driver.oom_kills(self) > 0
 
@@ -192,6 +204,10 @@ class CgroupDriver(ABC):
         """The device allowlist: v1's devices files, v2's eBPF program."""
 
     @abstractmethod
+    def home(self, group: Cgroup, controller: str) -> Path:
+        """The group a process leaves the container's for: dockscope's own."""
+
+    @abstractmethod
     def oom_kills(self, group: Cgroup) -> int:
         """How many processes of the group the memory limit killed."""
 
@@ -231,6 +247,9 @@ class CgroupV1(CgroupDriver):
         if not paths:
             raise CgroupError(errno.ENOENT, f"no cgroup v1 controllers under {self.root}")
         return Cgroup(self, name, paths)
+
+    def home(self, group: Cgroup, controller: str) -> Path:
+        return group.paths[controller].parent.parent  # …/<own path>/dockscope/<name>
 
     def apply(self, group: Cgroup, limits: Limits) -> None:
         if limits.memory is not None:
@@ -314,6 +333,10 @@ class CgroupV2(CgroupDriver):
         self._hand_down(parent, group)
         self.fs.mkdir(parent / name)
         return group
+
+    def home(self, group: Cgroup, controller: str) -> Path:
+        # dockscope's own group: a leaf (it holds dockscope), or the root
+        return self.root / self._own_path("").lstrip("/")
 
     def _hand_down(self, directory: Path, group: Cgroup) -> None:
         """Enable memory, cpu and pids (those available) for the children of ``directory``."""

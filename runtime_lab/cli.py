@@ -264,6 +264,9 @@ def run(
             add_trace_sinks(tracer, trace=trace, json_file=json_file)
             store = _store(root)
             config = rt.create(store, options, tracer)
+            warning = rt.platform_warning_for(config.image_config, platform)
+            if warning is not None:  # docker's, before the container starts
+                sys.stderr.write(f"dockscope: WARNING: {warning}\n")
             if detach:
                 from runtime_lab.lifecycle import start_detached
 
@@ -299,7 +302,8 @@ def run(
                     f"limit (exit {code})\n"
                 )
             if rm:
-                rt.remove(store, config.id, force=True, volumes=True)
+                removed = rt.remove(store, config.id, force=True, volumes=True)
+                tracer.emit(rt.step_event("remove", evidence=removed))
         finally:
             if json_file is not None:
                 with contextlib.suppress(OSError):  # reported already, as the run stopped
@@ -367,7 +371,7 @@ def _explain(options: object, *, traced: bool) -> None:
     from runtime_lab.container import RunOptions
     from runtime_lab.layerstore import overlay_available
     from runtime_lab.narrate import explain
-    from runtime_lab.spec import command_line
+    from runtime_lab.spec import command_line, platform_mismatch
     from runtime_lab.steps import plan
 
     assert isinstance(options, RunOptions)
@@ -377,6 +381,7 @@ def _explain(options: object, *, traced: bool) -> None:
     with source:
         config = dict(image.config.config)
         argv = command_line(config, options.args, options.entrypoint)
+        mismatch = platform_mismatch(image.config.data)
     limits = any(v is not None for v in (options.memory, options.cpus, options.pids))
     mode = "overlay" if overlay_available() else "copy"
     details = {
@@ -392,6 +397,12 @@ def _explain(options: object, *, traced: bool) -> None:
             if v is not None
         )
         or "none",
+        "platform": (
+            f"{mismatch[0]}, not this host's {mismatch[1]}: its programs fail with "
+            "'Exec format error' unless an emulator is registered (binfmt_misc)"
+            if mismatch
+            else "this host's"
+        ),
         "root filesystem": mode,
         "seccomp": {
             "default": "docker's default profile (runtime_lab/profiles/default.json)",
@@ -409,6 +420,7 @@ def _explain(options: object, *, traced: bool) -> None:
             read_only=options.read_only,
             seccomp=options.security.seccomp != "unconfined",
             traced=traced,
+            auto_remove=options.auto_remove,
             joined=[
                 kind
                 for kind, mode in (

@@ -16,7 +16,7 @@ import signal
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -26,8 +26,16 @@ from runtime_lab import cgroups
 from runtime_lab.layerstore import copy_image, ensure_layers, overlay_available
 from runtime_lab.process import LaunchSpec, run_shim, wait_quietly
 from runtime_lab.seccomp import Options as SecurityOptions
-from runtime_lab.spec import VolumeSpec, command_line, environment, labels
-from runtime_lab.steps import STEPS
+from runtime_lab.spec import (
+    VolumeSpec,
+    command_line,
+    environment,
+    exec_format_hint,
+    labels,
+    platform_mismatch,
+    platform_warning,
+)
+from runtime_lab.steps import CLEANUP_BEFORE_REMOVE, STEPS
 from runtime_lab.store import (
     ContainerConfig,
     ContainerState,
@@ -83,9 +91,8 @@ class RunOptions:
 
 def step_event(step_id: str, **fields: Any) -> Event:
     step = STEPS[step_id]
-    return Event(
-        step=step.id, title=step.title, explanation=step.explanation, syscall=step.syscall, **fields
-    )
+    fields.setdefault("explanation", step.explanation)
+    return Event(step=step.id, title=step.title, syscall=step.syscall, **fields)
 
 
 def _name_from(container_id: str) -> str:
@@ -143,19 +150,17 @@ def create(
         config_obj = dict(image.config.config)
         argv = command_line(config_obj, options.args, options.entrypoint)
         hostname = hostname_given or container_id[:12]
-        tracer.emit(
-            step_event(
-                "image",
-                args={"source": str(options.image)},
-                evidence={
-                    "image_id": str(image.image_id),
-                    "layers": len(image.layers),
-                    "entrypoint": config_obj.get("Entrypoint"),
-                    "cmd": config_obj.get("Cmd"),
-                    "argv": argv,
-                },
-            )
-        )
+        evidence: dict[str, Any] = {
+            "image_id": str(image.image_id),
+            "layers": len(image.layers),
+            "entrypoint": config_obj.get("Entrypoint"),
+            "cmd": config_obj.get("Cmd"),
+            "argv": argv,
+        }
+        warning = platform_warning_for(image.config.data, options.select_platform)
+        if warning is not None:
+            evidence["warning"] = warning
+        tracer.emit(step_event("image", args={"source": str(options.image)}, evidence=evidence))
         try:  # only now that the image reads: a bad image leaves nothing behind
             store.ensure()
         except OSError as exc:
@@ -204,6 +209,15 @@ def create(
         )
     )
     return config
+
+
+def platform_warning_for(image_config: Mapping[str, Any], requested: str | None) -> str | None:
+    """docker's warning when the image's platform is not this machine's and none was
+    requested (``--platform``); None otherwise."""
+    mismatch = platform_mismatch(image_config)
+    if mismatch is None or requested:
+        return None
+    return platform_warning(*mismatch)
 
 
 def _namespace_mode(store: Store, flag: str, value: str, plain: tuple[str, ...]) -> str:
@@ -276,7 +290,7 @@ def _config(
         },
         diff_ids=[p.name for p in layer_dirs],
         command=argv,
-        env=environment(config_obj, options.env, hostname),
+        env=environment(config_obj, options.env, hostname, tty=options.tty),
         workdir=options.workdir or str(config_obj.get("WorkingDir") or "/"),
         user=options.user if options.user is not None else str(config_obj.get("User") or ""),
         hostname=hostname,
@@ -342,7 +356,16 @@ def start(store: Store, container_id: str, tracer: Tracer, io: StartIO | None = 
             evidence: dict[str, Any] = {"removed": removed}
             if group.killed:  # left in a shared PID namespace when the command ended
                 evidence["killed"] = group.killed
-            tracer.emit(step_event("cleanup", evidence=evidence))
+            if config.auto_remove:  # what happens next to the writable layer
+                evidence["writable_layer"] = "removed next (--rm)"
+                tracer.emit(
+                    step_event("cleanup", evidence=evidence, explanation=CLEANUP_BEFORE_REMOVE)
+                )
+            else:
+                evidence["writable_layer"] = (
+                    f"kept in {directory / 'upper'} until 'dockscope rm {config.name}'"
+                )
+                tracer.emit(step_event("cleanup", evidence=evidence))
         except OSError as exc:
             with contextlib.suppress(Exception):
                 tracer.emit(step_event("cleanup", result=f"cgroup not removed: {exc}"))
@@ -391,7 +414,9 @@ def _run(
     tracer.emit(
         step_event("cgroup-devices", args={"rules": describe(DEFAULT_RULES)}, evidence=restricted)
     )
-    limits = cgroups.Limits(config.memory, config.cpus, config.pids)
+    # pids.max waits for the shim to leave the group (cgroup-release): the shim is not one
+    # of the container's processes, and docker's --pids-limit N allows N of those
+    limits = cgroups.Limits(config.memory, config.cpus, None)
     if any(v is not None for v in (config.memory, config.cpus, config.pids)):
         made = len(group.writes)
         try:
@@ -407,6 +432,7 @@ def _run(
                 evidence={
                     "written": [{"file": w.path, "value": w.value} for w in group.writes[made:]],
                     "values": group.values(),
+                    **({"pids.max": "after cgroup-release"} if config.pids is not None else {}),
                 },
             )
         )
@@ -466,10 +492,13 @@ def _run(
         ],
     )
     spec.seccomp = seccomp_filter(config, log=tracer.tracing)
+    spec.exec_hint = exec_format_hint(platform_mismatch(config.image_config))
     kernel_log = _open_kernel_log(spec)
     events_r, events_w = os.pipe()
     go_r, go_w = os.pipe()
     ack_r, ack_w = os.pipe()
+    release_r, release_w = os.pipe()  # PID 1 starts once the shim has left the group
+    spec.release_fd = release_r
     state = ContainerState(
         status="running",
         started=now(),
@@ -482,7 +511,7 @@ def _run(
     if shim == 0:  # the shim: never returns into dockscope's code
         code = 1
         try:
-            keep = {events_w, go_r, ack_r, stdin_r, out_w, err_w, spec.console_fd}
+            keep = {events_w, go_r, ack_r, release_r, stdin_r, out_w, err_w, spec.console_fd}
             close_other_fds({fd for fd in keep if fd is not None})
             if kernel_log is not None:  # the container's seccomp records: its own session
                 from runtime_lab.seccomp import new_audit_session
@@ -493,7 +522,7 @@ def _run(
             code = 1
         finally:
             os._exit(code)
-    for fd in (events_w, go_r, ack_r, stdin_r, out_w, err_w):
+    for fd in (events_w, go_r, ack_r, release_r, stdin_r, out_w, err_w):
         if fd is not None:
             os.close(fd)
     if console_child is not None:
@@ -507,6 +536,28 @@ def _run(
     session: int | None = None  # the container's audit session (seccomp records)
     reached: set[str] = set()  # the steps done
 
+    def release_shim() -> None:
+        """PID 1 exists: the shim leaves the group, the process limit is written, and PID 1
+        may go on (its first act is to wait for this)."""
+        nonlocal release_w
+        made = len(group.writes)
+        try:
+            group.release(shim)
+            if config.pids is not None:
+                group.apply(cgroups.Limits(pids=config.pids))
+            evidence: dict[str, Any] = {
+                "written": [{"file": w.path, "value": w.value} for w in group.writes[made:]],
+                "procs": group.procs(),
+            }
+            tracer.emit(step_event("cgroup-release", args={"pid": shim}, evidence=evidence))
+            os.write(release_w, b"g")
+        except OSError as exc:  # PID 1 ends at the closed pipe; the run says why
+            state.error = state.error or f"{STEPS['cgroup-release'].title}: {exc}"
+            tracer.emit(step_event("cgroup-release", args={"pid": shim}, result=str(exc)))
+        finally:
+            os.close(release_w)
+            release_w = -1
+
     def on_event(event: Event) -> None:
         nonlocal init_pid, save_error, session
         changed = False
@@ -518,6 +569,8 @@ def _run(
             init_pid = int(event.evidence.get("host_pid", 0))
             state.pid = init_pid
             changed = True
+            if release_w >= 0:
+                release_shim()
         if event.result != "ok" and state.error is None:  # a step failed: say which, and why
             state.error = f"{event.title}: {event.result}"
             changed = True
@@ -577,7 +630,7 @@ def _run(
         hub.restore_terminal()
         _, status = wait_child(shim)
         restore_signals(forwarded)
-        for fd in (go_w, ack_w):
+        for fd in (go_w, ack_w, release_w):
             if fd >= 0:
                 os.close(fd)
         log.close()
@@ -823,9 +876,12 @@ def stop(store: Store, container_id: str, timeout: float = 10.0) -> ContainerSta
     return refresh(store, container_id)  # nobody recorded it: dockscope itself had died
 
 
-def remove(store: Store, container_id: str, *, force: bool = False, volumes: bool = False) -> None:
+def remove(
+    store: Store, container_id: str, *, force: bool = False, volumes: bool = False
+) -> dict[str, Any]:
     """Remove the container and its writable layer; with ``volumes``, its anonymous volumes
-    too (named volumes stay: they are meant to outlive containers)."""
+    too (named volumes stay: they are meant to outlive containers). Returns what went, as
+    the evidence of the ``remove`` step."""
     state = refresh(store, container_id)
     if state.status in ("running", "restarting"):
         if not force:
@@ -856,6 +912,11 @@ def remove(store: Store, container_id: str, *, force: bool = False, volumes: boo
         if group.name == container_id[:12]:
             with contextlib.suppress(OSError):
                 group.rmdir()
+    return {
+        "removed": [str(directory)],
+        "volumes_removed": anonymous if volumes else [],
+        "exists_now": directory.exists(),
+    }
 
 
 class JsonFileLog:

@@ -6,12 +6,13 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 
 import typer
 
 from inspect_tool.cli._common import JSON_OPTION, handle_errors, write_json
 from inspect_tool.errors import UsageError
+from inspect_tool.storage.evidence import StorageError
 from runtime_lab.lifecycle import NAME_ARGUMENT, ROOT_OPTION
 from runtime_lab.store import Store
 
@@ -93,15 +94,7 @@ def diff(
         notes = diff_notes(config.volumes)
         if json_output:
             write_json(
-                {
-                    "schema_version": 1,
-                    "kind": "container-diff",
-                    "id": cid,
-                    "name": config.name,
-                    "changes": [{k: v for k, v in asdict(c).items()} for c in found],
-                    "volumes": config.volumes,
-                    "notes": notes,
-                }
+                _diff_document(store, config, state.rootfs_mode, found, notes, config.volumes)
             )
             return
         from inspect_tool.render.text import visible
@@ -110,6 +103,60 @@ def diff(
             sys.stdout.write(f"{change.kind} {visible(change.path)}\n")
         for note in notes:  # stdout stays docker diff's lines
             sys.stderr.write(f"dockscope: note: {visible(note)}\n")
+
+
+def _diff_document(
+    store: Store,
+    config: Any,
+    rootfs_mode: str,
+    found: list[Any],
+    notes: list[str],
+    volumes: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The container-diff document of engine storage's ``container diff`` (one shape for the
+    command, docs/JSON.md), for a dockscope container; plus its ``volumes``."""
+    from inspect_tool.render.storage import diff_entry_json
+    from inspect_tool.storage.diff import DiffEntry
+    from inspect_tool.storage.writable import Kind
+
+    entries = [
+        DiffEntry(
+            kind=Kind(c.kind),
+            path=c.path,
+            type=c.type,
+            size=c.size,
+            mode=c.mode,
+            uid=c.uid,
+            gid=c.gid,
+            mtime_ns=c.mtime_ns,
+            link=c.link,
+            sha256=c.sha256,
+            evidence=c.evidence,
+            engine=None,
+            hidden=False,
+        )
+        for c in found
+    ]
+    return {
+        "schema_version": 1,
+        "kind": "container-diff",
+        "root": str(store.root),
+        "engine": "dockscope",
+        "driver": rootfs_mode,  # "overlay", or "copy" where overlayfs is unavailable
+        "method": "overlay" if rootfs_mode == "overlay" else "naive",
+        "container": {"id": config.id, "name": config.name, "image": config.image_source},
+        "since": None,
+        "changes": [diff_entry_json(e) for e in entries],
+        "summary": {
+            "added": sum(1 for e in entries if e.kind is Kind.ADDED),
+            "changed": sum(1 for e in entries if e.kind is Kind.CHANGED),
+            "deleted": sum(1 for e in entries if e.kind is Kind.DELETED),
+            "engine": 0,
+            "hidden": 0,
+        },
+        "notes": notes,
+        "volumes": volumes,
+    }
 
 
 @app.command()
@@ -367,13 +414,11 @@ def logs(
         )
         return
     with handle_errors():
-        if timestamps or since or tail is not None or json_output:
-            raise UsageError(
-                "-t, --since, --tail and --json read engine storage: give --storage DIR"
-            )
+        if timestamps or since or json_output:
+            raise UsageError("-t, --since and --json read engine storage: give --storage DIR")
     from runtime_lab.lifecycle import logs as runtime_logs
 
-    runtime_logs(name, root)
+    runtime_logs(name, follow=False, tail="all" if tail is None else str(tail), root=root)
 
 
 def _engine(storage: Path | None, root: str | None, command: str) -> Path | None:
@@ -381,19 +426,36 @@ def _engine(storage: Path | None, root: str | None, command: str) -> Path | None
 
     In 0.1 --root named engine storage too, told apart by its files: that still works for one
     release, with a line naming --storage."""
-    if storage is not None:
-        return storage
-    if not root:
+    if storage is None and not root:
         return None
     from inspect_tool.storage import is_engine_root
+    from inspect_tool.storage.detect import unreadable_engine_root
 
-    if not is_engine_root(Path(root)):
-        return None
-    sys.stderr.write(
-        f"dockscope: container {command} --root ENGINE_ROOT is now --storage ENGINE_ROOT; "
-        "the old form goes in the next release\n"
-    )
-    return Path(root)
+    if storage is None:
+        assert root is not None
+        if not is_engine_root(Path(root)):
+            denied = unreadable_engine_root(Path(root))
+            if denied is None:
+                return None  # dockscope's own state
+            _denied(denied)
+        sys.stderr.write(
+            f"dockscope: container {command} --root ENGINE_ROOT is now --storage ENGINE_ROOT; "
+            "the old form goes in the next release\n"
+        )
+        storage = Path(root)
+    denied = unreadable_engine_root(storage)
+    if denied is not None:  # one line, exit 3, rather than an error deep in the reader
+        _denied(denied)
+    return storage
+
+
+def _denied(path: Path) -> NoReturn:
+    with handle_errors():
+        raise StorageError(
+            "cannot read this engine storage: permission denied (the engine's files "
+            "belong to root: run this with sudo, or read a copy you own)",
+            subject=str(path),
+        )
 
 
 def register(root_app: typer.Typer) -> None:

@@ -12,8 +12,8 @@ from typing import Any
 
 import typer
 
-from inspect_tool.cli._common import JSON_OPTION, handle_errors, stdout_console, write_json
-from inspect_tool.errors import UsageError
+from inspect_tool.cli._common import JSON_OPTION, handle_errors, write_json
+from inspect_tool.errors import DockscopeError, UsageError
 from runtime_lab.spec import RestartPolicy
 from runtime_lab.store import Store
 
@@ -133,11 +133,12 @@ def _supervise(
     finally:
         if ready_w >= 0:
             os.close(ready_w)
+        with contextlib.suppress(Exception):
+            if store.load_config(container_id).auto_remove:
+                removed = rt.remove(store, container_id, force=True, volumes=True)
+                tracer.emit(rt.step_event("remove", evidence=removed))
         if trace_file is not None:
             trace_file.close()
-    if store.load_config(container_id).auto_remove:
-        with contextlib.suppress(Exception):
-            rt.remove(store, container_id, force=True, volumes=True)
 
 
 def _wait_unless_stopped(marker: Path, seconds: float) -> bool:
@@ -172,6 +173,15 @@ def ps(
         "-s",
         help="Show the writable layer's size and the virtual size (image and writable layer).",
     ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the (short) IDs."),
+    format_: str | None = typer.Option(
+        None,
+        "--format",
+        metavar="TEMPLATE",
+        help="docker's Go template subset: {{.ID}} {{.Names}} {{.Image}} {{.Command}} "
+        "{{.Status}} {{.State}} {{.RunningFor}} {{.CreatedAt}} {{.Size}} {{.Labels}} "
+        "{{.RestartCount}}, {{json .}}; a 'table' prefix adds headers and aligns columns.",
+    ),
     json_output: bool = JSON_OPTION,
     root: str | None = ROOT_OPTION,
 ) -> None:
@@ -183,12 +193,29 @@ def ps(
 
       dockscope ps -as
 
+      dockscope ps -aq
+
+      dockscope ps --format '{{.ID}} {{.Names}} {{.Status}}'
+
+      dockscope ps --format 'table {{.Names}}\t{{.Status}}'
+
       dockscope ps -a --json
     """
     from runtime_lab import container as rt
-    from runtime_lab.records import Sizes, human_size
+    from runtime_lab.psformat import DEFAULT_TABLE, Template
+    from runtime_lab.records import Sizes
 
     with handle_errors():
+        if json_output and (format_ is not None or quiet):
+            raise UsageError("conflicting options: --json and --format/--quiet")
+        if quiet and format_ is not None:  # docker's rule and its warning
+            sys.stderr.write(
+                "dockscope: WARNING: Ignoring custom format, because both --format and "
+                "--quiet are set.\n"
+            )
+        template = Template.parse("{{.ID}}" if quiet else format_ or DEFAULT_TABLE)
+        if size and template.table and format_ is None and not quiet:
+            template = Template.parse(DEFAULT_TABLE + "\t{{.Size}}")
         store = Store(root)
         rows = []
         for cid in store.ids():
@@ -228,67 +255,154 @@ def ps(
                 }
             )
             return
-        from rich import box
-        from rich.table import Table
-
-        from inspect_tool.render.text import markup
-
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-        columns = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "RESTARTS", "NAMES"]
-        if size:
-            columns.append("SIZE")
-        for column in columns:
-            table.add_column(column, overflow="fold")
-        for config, state in rows:
-            if state.status == "running":
-                status = f"Up {_ago(state.started)}"
-            elif state.status == "restarting":
-                status = f"Restarting ({state.exit_code}) {_ago(state.finished)} ago"
-            elif state.status == "exited":
-                status = f"Exited ({state.exit_code}) {_ago(state.finished)} ago"
-            else:
-                status = "Created"
-            command = " ".join(config.command)
-            shown = json.dumps(
-                command[:30] + ("…" if len(command) > 30 else ""), ensure_ascii=False
-            )
-            cells = [
-                config.id[:12],
-                markup(config.image_source),
-                markup(shown),
-                f"{_ago(config.created)} ago",
-                status,
-                str(state.restart_count),
-                markup(config.name),
-            ]
-            rw, virtual = sizes[config.id]
-            if rw is not None and virtual is not None:  # docker ps -s: "2B (virtual 1.2MB)"
-                cells.append(f"{human_size(rw)} (virtual {human_size(virtual)})")
-            table.add_row(*cells)
-        stdout_console().print(table)
+        fields = [_ps_fields(config, state, sizes[config.id]) for config, state in rows]
+        sys.stdout.write(template.render(fields))
 
 
-def logs(name: str = NAME_ARGUMENT, root: str | None = ROOT_OPTION) -> None:
-    """Print a detached container's output (stdout to stdout, stderr to stderr).
+def _ps_fields(config: Any, state: Any, size: tuple[int | None, int | None]) -> dict[str, str]:
+    """One container as docker ps's template fields (each value escaped for the terminal)."""
+    from runtime_lab.psformat import command_cell, safe
+    from runtime_lab.records import human_size
+
+    if state.status == "running":
+        status = f"Up {_ago(state.started)}"
+    elif state.status == "restarting":
+        status = f"Restarting ({state.exit_code}) {_ago(state.finished)} ago"
+    elif state.status == "exited":
+        status = f"Exited ({state.exit_code}) {_ago(state.finished)} ago"
+    else:
+        status = "Created"
+    rw, virtual = size
+    return {
+        "ID": config.id[:12],
+        "Image": safe(config.image_source),
+        "Command": command_cell(config.command),
+        "CreatedAt": _created_at(config.created),
+        "RunningFor": f"{_ago(config.created)} ago",
+        "Ports": "",
+        "State": state.status,
+        "Status": status,
+        "Size": (
+            f"{human_size(rw)} (virtual {human_size(virtual)})"
+            if rw is not None and virtual is not None
+            else "0B"
+        ),
+        "Names": safe(config.name),
+        "Labels": safe(",".join(f"{k}={v}" for k, v in sorted(config.labels.items()))),
+        "Mounts": safe(",".join(str(m.get("name") or m.get("source")) for m in config.volumes)),
+        "Networks": safe(config.network),
+        "RestartCount": str(state.restart_count),
+    }
+
+
+def _created_at(stamp: str | None) -> str:
+    """docker's CreatedAt: ``2024-05-01 12:00:00 +0000 UTC``."""
+    if not stamp:
+        return ""
+    return f"{stamp[:10]} {stamp[11:19]} +0000 UTC"
+
+
+def logs(
+    name: str = NAME_ARGUMENT,
+    follow: bool = typer.Option(
+        False, "--follow", "-f", help="Go on printing what it writes, until it exits."
+    ),
+    tail: str = typer.Option(
+        "all", "--tail", "-n", metavar="N", help="Only the last N lines (default: all)."
+    ),
+    root: str | None = ROOT_OPTION,
+) -> None:
+    """Print a container's output (stdout to stdout, stderr to stderr), as docker logs does.
 
     The output is the container's own bytes, written as they are (as docker logs does):
     escape sequences in it reach the terminal. Pipe it through cat -v to see them.
 
-    Example:
+    Examples:
 
       dockscope logs web
+
+      dockscope logs --tail 20 -f web
     """
+    from runtime_lab import container as rt
+
     with handle_errors():
+        last = parse_tail(tail)
         store = Store(root)
         cid = store.resolve(name)
         path = store.container_dir(cid) / "container.log"
-        if not path.exists():
-            return
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                record = json.loads(line)
-                stream = sys.stderr if record.get("stream") == "stderr" else sys.stdout
-                stream.write(record.get("log", ""))
+        reader = LogReader(path)
+        lines = reader.read()
+        if last is not None:
+            lines = lines[len(lines) - last :] if last else []
+        _write_log(lines)
+        while follow:
+            running = path.parent.exists() and rt.refresh(store, cid).status in (
+                "running",
+                "restarting",
+            )
+            more = reader.read()  # after the status: nothing the container wrote is lost
+            _write_log(more)
+            if not running:
+                break
+            if not more:
+                time.sleep(0.1)
+
+
+def parse_tail(text: str) -> int | None:
+    """docker's --tail: "all" (or a negative number) for every line, else N >= 0."""
+    if text == "all":
+        return None
+    try:
+        number = int(text)
+    except ValueError:
+        raise UsageError(f"--tail {text!r}: give a number of lines, or all") from None
+    return None if number < 0 else number
+
+
+class LogReader:
+    """Reads ``container.log`` (docker's json-file lines) from where it stopped last time;
+    only whole lines, so a record being written is read next time."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.number = 0
+
+    def read(self) -> list[tuple[str, str]]:
+        """(stream, text) of each new record."""
+        from runtime_lab.store import reading
+
+        with reading(self.path):
+            try:
+                with open(self.path, "rb") as f:
+                    f.seek(self.offset)
+                    data = f.read()
+            except FileNotFoundError:  # not started yet, or removed (--rm)
+                return []
+        whole, _, _ = data.rpartition(b"\n")
+        if not whole:
+            return []
+        self.offset += len(whole) + 1
+        records = []
+        for raw in whole.split(b"\n"):
+            self.number += 1
+            try:
+                record = json.loads(raw)
+                records.append((str(record.get("stream", "stdout")), str(record.get("log", ""))))
+            except (ValueError, AttributeError):
+                raise DockscopeError(
+                    f"line {self.number} is not a json-file log record", subject=str(self.path)
+                ) from None
+        return records
+
+
+def _write_log(records: list[tuple[str, str]]) -> None:
+    for stream, text in records:
+        out = sys.stderr if stream == "stderr" else sys.stdout
+        out.write(text)
+    if records:
+        sys.stdout.flush()
+        sys.stderr.flush()
 
 
 def stop(

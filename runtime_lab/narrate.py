@@ -35,6 +35,8 @@ def _evidence_lines(event: Event) -> list[str]:
         lines.append(f"mountinfo: {line}")
     if "container" in ev and "before" in ev:  # setns: this process's namespace, then
         lines.append(f"ns inode: {ev['before']} → {ev['container']}")
+    if event.step in ("cleanup", "remove") and isinstance(ev.get("removed"), list):
+        lines += [f"removed: {path}" for path in ev["removed"]]
     for write in ev.get("written", []) if isinstance(ev.get("written"), list) else []:
         lines.append(f"echo {write['value']} > {write['file']}")
     for key in (
@@ -46,7 +48,11 @@ def _evidence_lines(event: Event) -> list[str]:
         "skipped",
         "killed",
         "copied_from_image",
+        "warning",  # image: another platform than the host's
         "restart_count",
+        "writable_layer",  # cleanup: kept, or removed next (--rm)
+        "volumes_removed",
+        "exists_now",
         "uts_hostname",
         "interfaces",
         "exit_code",

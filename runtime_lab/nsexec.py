@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from inspect_tool.errors import UsageError
-from inspect_tool.render.text import visible  # the helper cannot import once in the container
 from runtime_lab import cgroups, linux
 from runtime_lab.container import (
     ContainerError,
@@ -42,11 +41,12 @@ from runtime_lab.container import (
 from runtime_lab.process import (
     StepReporter,
     drop_capabilities,
+    exec_failure,
     open_terminal,
     set_stdio,
     switch_user,
 )
-from runtime_lab.spec import environment
+from runtime_lab.spec import environment, exec_format_hint, platform_mismatch
 from runtime_lab.store import Store
 from runtime_lab.streams import Hub
 from runtime_lab.trace import Event, Tracer
@@ -90,6 +90,7 @@ class _Launch:
     console_fd: int | None
     window: tuple[int, int] | None
     seccomp: Filter | None = None  # the container's filter (None: unconfined)
+    exec_hint: str | None = None  # why execve may fail with ENOEXEC (the image's platform)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +113,7 @@ def exec_in(
             "restart it to exec into it",
             subject=config.name,
         )
-    env = environment({"Env": config.env}, options.env, config.hostname)
+    env = environment({"Env": config.env}, options.env, config.hostname, tty=options.tty)
     tty = options.tty
     stdin_r, stdin_w = os.pipe() if options.interactive and not tty else (None, None)
     out_r, out_w = (None, None) if tty else os.pipe()
@@ -142,6 +143,7 @@ def exec_in(
         console_fd=console_child.fileno() if console_child is not None else None,
         window=io.window,
         seccomp=seccomp_filter(config, log=False),  # exec's denials are not collected
+        exec_hint=exec_format_hint(platform_mismatch(config.image_config)),
     )
     events_r, events_w = os.pipe()
     go_r, go_w = os.pipe()
@@ -345,6 +347,6 @@ def _run_process(launch: _Launch, reporter: StepReporter) -> int:
     try:
         os.execvpe(launch.argv[0], launch.argv, env)
     except OSError as exc:
-        sys.stderr.write(f"dockscope: exec {visible(launch.argv[0])}: {exc.strerror}\n")
+        sys.stderr.write(exec_failure(launch.argv[0], exc, launch.exec_hint) + "\n")
         return 127 if exc.errno == errno.ENOENT else 126
     return 126  # not reached

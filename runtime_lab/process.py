@@ -72,6 +72,17 @@ class LaunchSpec:
     created_mountpoints: list[str] = field(default_factory=list)
     terminal: int | None = None  # init's side of the terminal (the slave), once allocated
     seccomp: Filter | None = None  # compiled by dockscope before fork; None: unconfined
+    exec_hint: str | None = None  # why execve may fail with ENOEXEC (the image's platform)
+    release_fd: int | None = None  # PID 1 reads "g" here once the shim has left the group
+
+
+def exec_failure(command: str, exc: OSError, hint: str | None) -> str:
+    """The one line PID 1 (or exec's process) prints when execve fails; for ENOEXEC ("Exec
+    format error") it says why: usually an image of another platform."""
+    line = f"dockscope: exec {visible(command)}: {exc.strerror}"
+    if exc.errno == errno.ENOEXEC and hint:
+        line += f": {hint}"
+    return line
 
 
 class StepReporter:
@@ -160,6 +171,8 @@ def run_shim(spec: LaunchSpec, events_fd: int, go_fd: int, ack_fd: int) -> int:
             code = 126 if code == 1 else code
         finally:
             os._exit(code)
+    if spec.release_fd is not None:  # PID 1's to wait on
+        os.close(spec.release_fd)
     evidence: dict[str, Any] = {"host_pid": pid, "container_pid": _pid_inside(pid)}
     with contextlib.suppress(OSError):  # exists once the namespace has its first process
         evidence["pid_namespace"] = os.stat("/proc/self/ns/pid_for_children").st_ino
@@ -238,6 +251,11 @@ def run_init(spec: LaunchSpec, child: StepReporter) -> int:
     """PID 1 of the container: set up its world and exec the command (never returns on
     success)."""
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if spec.release_fd is not None:  # dockscope takes the shim out of the group first
+        released = os.read(spec.release_fd, 1)
+        os.close(spec.release_fd)
+        if released != b"g":  # it could not: the reason is its event
+            return 126
     # Until the container's own /proc is mounted, /proc is the host's: /proc/self names this
     # process by the PID the host sees, which is what a student types in another terminal.
     with contextlib.suppress(OSError, ValueError):
@@ -344,7 +362,7 @@ def run_init(spec: LaunchSpec, child: StepReporter) -> int:
     try:
         os.execvpe(spec.argv[0], spec.argv, env)
     except OSError as exc:
-        sys.stderr.write(f"dockscope: exec {visible(spec.argv[0])}: {exc.strerror}\n")
+        sys.stderr.write(exec_failure(spec.argv[0], exc, spec.exec_hint) + "\n")
         return 127 if exc.errno == errno.ENOENT else 126
     return 126  # not reached
 

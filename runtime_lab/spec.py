@@ -93,8 +93,12 @@ def command_line(
     return argv
 
 
-def environment(config: Mapping[str, Any], extra: Sequence[str], hostname: str) -> list[str]:
-    """The image's Env, then ``-e`` values; PATH and HOSTNAME as docker sets them."""
+def environment(
+    config: Mapping[str, Any], extra: Sequence[str], hostname: str, *, tty: bool = False
+) -> list[str]:
+    """The image's Env, then ``-e`` values; PATH and HOSTNAME as docker sets them, and with
+    ``tty`` (-t) TERM=xterm unless the image or -e sets TERM (docker's daemon does the same
+    for run -t and exec -t)."""
     env: dict[str, str] = {}
     for item in [*(config.get("Env") or []), *extra]:
         name, sep, value = str(item).partition("=")
@@ -105,6 +109,8 @@ def environment(config: Mapping[str, Any], extra: Sequence[str], hostname: str) 
         env[name] = value
     env.setdefault("PATH", DEFAULT_PATH)
     env["HOSTNAME"] = hostname
+    if tty:
+        env.setdefault("TERM", "xterm")
     return [f"{k}={v}" for k, v in env.items()]
 
 
@@ -117,32 +123,79 @@ class User:
     name: str | None
 
 
+MAX_ID = (1 << 31) - 1  # runc's bound for a uid or gid (32-bit systems' compatibility)
+
+
+def _id(text: str) -> int | None:
+    """A uid or gid as runc reads it (strconv.Atoi: an optional sign, then digits)."""
+    return int(text) if re.fullmatch(r"[+-]?[0-9]+", text) else None
+
+
+def _in_range(number: int) -> int:
+    if not 0 <= number <= MAX_ID:
+        raise UsageError(f"uids and gids must be in range 0-{MAX_ID}")
+    return number
+
+
 def resolve_user(spec: str, passwd: str, group: str) -> User:
-    """``name``, ``uid``, ``name:group`` or ``uid:gid`` against the image's own files."""
-    spec = spec or "root"
+    """``""``, ``name``, ``uid``, ``name:group`` or ``uid:gid`` against the image's own
+    files, with runc's rules (moby/sys/user ``GetExecUser``, as docker resolves a
+    container's user). ``passwd`` and ``group`` are the files' text ("" when the image has
+    none: that is the same as a file with no entries):
+
+    - ``""`` (no User): uid 0, gid 0, with its passwd entry (home, groups) when there is one;
+      so an image without /etc/passwd runs as root.
+    - a number is always a uid (never a name); one without an entry is used as is, gid 0.
+    - a name must have an entry ("unable to find user NAME"), even ``root``.
+    - a group given is looked up the same way (a number is a gid); supplementary groups only
+      when the user has an entry and no group was given.
+    """
     user_part, _, group_part = spec.partition(":")
-    users = [line.split(":") for line in passwd.splitlines() if line.count(":") >= 6]
-    groups = [line.split(":") for line in group.splitlines() if line.count(":") >= 3]
-    entry = next((u for u in users if u[0] == user_part), None)
-    if entry is None and user_part.isdigit():
-        entry = next((u for u in users if u[2] == user_part), None)
-    if entry is None:
-        if not user_part.isdigit():
-            raise UsageError(f"unable to find user {user_part}: no matching entries in passwd")
-        uid, gid, home, name = int(user_part), int(user_part), "/", None
+    users = [
+        (fields + [""] * 7)[:7]
+        for line in passwd.splitlines()
+        if (fields := line.strip().split(":")) != [""]
+    ]
+    groups = [
+        (fields + [""] * 4)[:4]
+        for line in group.splitlines()
+        if (fields := line.strip().split(":")) != [""]
+    ]
+    wanted_uid = 0 if user_part == "" else _id(user_part)
+    if user_part == "" or wanted_uid is not None:
+        entry = next((u for u in users if _id(u[2]) == wanted_uid), None)
     else:
-        uid, gid, home, name = int(entry[2]), int(entry[3]), entry[5] or "/", entry[0]
+        entry = next((u for u in users if u[0] == user_part), None)
+    uid, gid, home, name = 0, 0, "/", None
+    if entry is not None:
+        uid, gid, home, name = _id(entry[2]) or 0, _id(entry[3]) or 0, entry[5] or "/", entry[0]
+    elif wanted_uid is None:
+        raise UsageError(f"unable to find user {user_part}: no matching entries in passwd file")
+    else:
+        uid = _in_range(wanted_uid)
+    supplementary: tuple[int, ...] = ()
     if group_part:
-        match = next((g for g in groups if g[0] == group_part), None)
+        wanted_gid = _id(group_part)
+        match = next(
+            (
+                g
+                for g in groups
+                if (_id(g[2]) == wanted_gid if wanted_gid is not None else g[0] == group_part)
+            ),
+            None,
+        )
         if match is not None:
-            gid = int(match[2])
-        elif group_part.isdigit():
-            gid = int(group_part)
+            gid = _id(match[2]) or 0
+        elif wanted_gid is None:
+            raise UsageError(
+                f"unable to find group {group_part}: no matching entries in group file"
+            )
         else:
-            raise UsageError(f"unable to find group {group_part}: no matching entries in group")
-    supplementary = tuple(
-        int(g[2]) for g in groups if name and name in g[3].split(",") and g[2].isdigit()
-    )
+            gid = _in_range(wanted_gid)
+    elif name:
+        supplementary = tuple(
+            _id(g[2]) or 0 for g in groups if name in g[3].split(",") and _id(g[2]) is not None
+        )
     return User(uid, gid, tuple(sorted({gid, *supplementary})), home, name)
 
 
@@ -258,3 +311,87 @@ class RestartPolicy:
         if self.name == "on-failure":
             return exit_code != 0 and (self.maximum == 0 or restarts < self.maximum)
         return False
+
+
+# uname's machine → the architecture (and variant) an image config names, Go's spelling
+_MACHINES: dict[str, tuple[str, str | None]] = {
+    "x86_64": ("amd64", None),
+    "amd64": ("amd64", None),
+    "aarch64": ("arm64", None),
+    "arm64": ("arm64", None),
+    "armv8l": ("arm", "v8"),
+    "armv7l": ("arm", "v7"),
+    "armv6l": ("arm", "v6"),
+    "armv5tel": ("arm", "v5"),
+    "i386": ("386", None),
+    "i486": ("386", None),
+    "i586": ("386", None),
+    "i686": ("386", None),
+    "ppc64le": ("ppc64le", None),
+    "ppc64": ("ppc64", None),
+    "s390x": ("s390x", None),
+    "riscv64": ("riscv64", None),
+    "mips64": ("mips64", None),
+    "loongarch64": ("loong64", None),
+}
+
+
+def host_platform(machine: str | None = None) -> tuple[str, str, str | None]:
+    """This machine's platform as an image config spells it: (os, architecture, variant)."""
+    machine = machine or os.uname().machine
+    architecture, variant = _MACHINES.get(machine, (machine, None))
+    return "linux", architecture, variant
+
+
+def platform_text(os_name: str, architecture: str, variant: str | None) -> str:
+    return "/".join(part for part in (os_name, architecture, variant) if part)
+
+
+def platform_mismatch(
+    image_config: Mapping[str, Any], machine: str | None = None
+) -> tuple[str, str] | None:
+    """(the image's platform, the host's) when the image's config names a platform this
+    machine cannot run natively, as docker's check (containerd's ``platforms.Only``) finds
+    it: another os or architecture; for 32-bit arm, a newer variant than the host's (a v7
+    host runs v5, v6 and v7). None when they match or the config names no architecture."""
+    host_os, host_arch, host_variant = host_platform(machine)
+    image_os = str(image_config.get("os") or "linux")
+    image_arch = str(image_config.get("architecture") or "")
+    image_variant = image_config.get("variant")
+    image_variant = str(image_variant) if image_variant else None
+    if not image_arch:
+        return None
+    # a 64-bit arm host runs 32-bit arm images too (docker's default platform matcher does)
+    same = image_os == host_os and (
+        image_arch == host_arch or (host_arch == "arm64" and image_arch == "arm")
+    )
+    if same and image_arch == "arm" and host_arch == "arm" and image_variant and host_variant:
+        same = image_variant <= host_variant
+    if same:
+        return None
+    return (
+        platform_text(image_os, image_arch, image_variant),
+        platform_text(host_os, host_arch, host_variant),
+    )
+
+
+def platform_warning(image: str, host: str) -> str:
+    """docker's warning, word for word."""
+    return (
+        f"The requested image's platform ({image}) does not match the detected host platform "
+        f"({host}) and no specific platform was requested"
+    )
+
+
+def exec_format_hint(mismatch: tuple[str, str] | None) -> str:
+    """Why execve failed with ENOEXEC, for the one line PID 1 (or exec) prints."""
+    if mismatch is not None:
+        image, host = mismatch
+        return (
+            f"the image is built for {image} and this host is {host}: its programs cannot "
+            "run here unless an emulator for them is registered (binfmt_misc, qemu-user-static)"
+        )
+    return (
+        "not a program this kernel can run (a binary for another architecture, or a "
+        "script without #!)"
+    )

@@ -56,7 +56,7 @@ _ALL = [
         "Write the resource limits",
         "write",
         "The kernel enforces what these files say: memory (OOM kill above it), CPU time "
-        "per period, the number of processes.",
+        "per period; the number of processes once the shim has left the group.",
         "dockscope",
     ),
     Step(
@@ -99,6 +99,16 @@ _ALL = [
         "fork",
         "A new PID namespace applies to children: the first child is PID 1 inside it.",
         "shim",
+    ),
+    Step(
+        "cgroup-release",
+        "Take the shim out of the control group",
+        "write",
+        "The shim only waits for PID 1, and docker's shim lives outside the container's "
+        "group too: writing its PID to dockscope's own group's cgroup.procs leaves the group "
+        "to the container's processes, so the process limit (pids.max, written now) counts "
+        "exactly them. PID 1 waits for this before its first step.",
+        "dockscope",
     ),
     Step(
         "mount-private",
@@ -277,7 +287,21 @@ _ALL = [
         "namespace; the writable layer stays until 'dockscope rm'.",
         "dockscope",
     ),
+    Step(
+        "remove",
+        "Remove the container (--rm)",
+        "unlinkat/rmdir",
+        "--rm: the container's directory goes, with its writable layer (upper/), its config, "
+        "state and log, and its anonymous volumes; named volumes stay.",
+        "dockscope",
+    ),
 ]
+
+# the cleanup step's explanation when --rm removes the container right after it
+CLEANUP_BEFORE_REMOVE = (
+    "The namespaces vanished with their last process, and the mounts with the mount "
+    "namespace; --rm removes the container and its writable layer next."
+)
 
 # steps of ``dockscope exec`` only (it also takes tty, user, capabilities, no_new_privs, exec
 # and exit from the list above)
@@ -355,10 +379,12 @@ def plan(
     joined: Sequence[str] = (),
     seccomp: bool = True,
     traced: bool = False,
+    auto_remove: bool = False,
 ) -> list[Step]:
     """The steps a run will take with these options, in order (``joined``: the kinds of
     namespace joined with setns rather than unshared; ``seccomp``: a filter is loaded;
-    ``traced``: the run is traced, so what the filter denied is read from the kernel)."""
+    ``traced``: the run is traced, so what the filter denied is read from the kernel;
+    ``auto_remove``: --rm, the container is removed after its control group)."""
     chosen = []
     for step in _ALL:
         if step.id == "unshare":  # run joins in the shim (exec, in its helper)
@@ -377,6 +403,11 @@ def plan(
         if step.id == "tty" and not tty:
             continue
         if step.id == "cgroup-limits" and not limits:
+            continue
+        if step.id == "remove" and not auto_remove:
+            continue
+        if step.id == "cleanup" and auto_remove:
+            chosen.append(replace(step, explanation=CLEANUP_BEFORE_REMOVE))
             continue
         if step.id == "container-dirs" and rootfs_mode == "copy":
             chosen.append(

@@ -17,10 +17,12 @@ half a file and a crash never leaves one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,24 @@ from typing import Any
 from inspect_tool.errors import DockscopeError, UsageError
 
 DEFAULT_ROOT = Path("/var/lib/dockscope")
+
+
+class StateError(DockscopeError):
+    """dockscope's state cannot be read (exit 3): usually a user other than root reading
+    root's state directory."""
+
+
+@contextlib.contextmanager
+def reading(path: Path) -> Iterator[None]:
+    """Reading the state at ``path``: permission denied is one line saying what to do."""
+    try:
+        yield
+    except PermissionError as exc:
+        raise StateError(
+            "cannot read dockscope's state: permission denied (it belongs to root: run this "
+            "with sudo, or give --root or DOCKSCOPE_ROOT a state directory of your own)",
+            subject=str(exc.filename or path),
+        ) from None
 
 
 def state_root(root: str | Path | None = None) -> Path:
@@ -158,7 +178,9 @@ class Store:
         write_atomic(directory / "config.json", json.dumps(asdict(config), indent=2).encode())
 
     def load_config(self, container_id: str) -> ContainerConfig:
-        data = json.loads((self.container_dir(container_id) / "config.json").read_text())
+        path = self.container_dir(container_id) / "config.json"
+        with reading(path):
+            data = json.loads(path.read_text())
         return ContainerConfig(**data)
 
     def save_state(self, container_id: str, state: ContainerState) -> None:
@@ -167,27 +189,18 @@ class Store:
 
     def load_state(self, container_id: str) -> ContainerState:
         path = self.container_dir(container_id) / "state.json"
-        if not path.exists():
-            return ContainerState()
-        return ContainerState(**json.loads(path.read_text()))
+        with reading(path):
+            if not path.exists():
+                return ContainerState()
+            return ContainerState(**json.loads(path.read_text()))
 
     def ids(self) -> list[str]:
-        try:
+        with reading(self.containers):
             if not self.containers.is_dir():
                 return []
             return sorted(
                 p.name for p in self.containers.iterdir() if (p / "config.json").is_file()
             )
-        except PermissionError:
-            raise self.denied() from None
-
-    def denied(self) -> DockscopeError:
-        """The state directory cannot be read: it is root's (mode 0700) unless --root says."""
-        return DockscopeError(
-            "cannot read dockscope's state: permission denied (run it with sudo, or give "
-            "--root DIR for a state directory of your own)",
-            subject=str(self.root),
-        )
 
     def resolve(self, name_or_id: str) -> str:
         """A container by name, full ID or unambiguous ID prefix."""

@@ -23,7 +23,7 @@ from typing import Any
 
 from inspect_tool.errors import UsageError
 from runtime_lab.spec import VOLUME_NAME
-from runtime_lab.store import Store, now, remove_dir, write_atomic
+from runtime_lab.store import Store, now, reading, remove_dir, write_atomic
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +72,8 @@ def ensure(store: Store, name: str | None) -> Volume:
 
 def load(store: Store, name: str) -> Volume:
     path = _directory(store) / name
-    try:
+    with reading(path):
         found = VOLUME_NAME.fullmatch(name) and (path / "_data").is_dir()
-    except PermissionError:
-        raise store.denied() from None
     if not found:
         raise UsageError(f"no such volume: {name}")
     try:
@@ -87,12 +85,10 @@ def load(store: Store, name: str) -> Volume:
 
 def all_volumes(store: Store) -> list[Volume]:
     directory = _directory(store)
-    try:
+    with reading(directory):
         if not directory.is_dir():
             return []
         names = [p.name for p in sorted(directory.iterdir()) if (p / "_data").is_dir()]
-    except PermissionError:
-        raise store.denied() from None
     return [load(store, name) for name in names]
 
 

@@ -31,19 +31,27 @@ from typing import BinaryIO
 from inspect_tool.errors import DockscopeError
 from inspect_tool.layers.tarwrite import Item, TarStats, TarWriter
 from inspect_tool.storage.evidence import Evidence, LayerDir
+from inspect_tool.storage.writable import file_type
 
 OPAQUE_XATTR = "trusted.overlay.opaque"
 
 
 @dataclass(frozen=True, slots=True)
 class Change:
+    """One entry of docker diff's view, with what engine storage's ``container diff`` gives
+    each entry (inspect_tool/storage/diff.py ``DiffEntry``): the same JSON for both."""
+
     kind: str  # "A", "C" or "D"
     path: str  # absolute in the container: "/etc/motd"
     type: str | None = None  # file, dir, symlink, … (None for deletions)
-    size: int | None = None
-    mode: int | None = None
-    mtime: float | None = None
+    size: int | None = None  # regular files
+    mode: int | None = None  # permission bits
+    uid: int | None = None
+    gid: int | None = None
+    mtime_ns: int | None = None  # a deletion: its whiteout's (or opaque directory's) mtime
+    link: str | None = None  # a symlink's target
     sha256: str | None = None
+    evidence: str | None = None  # where the entry (or its whiteout) lies on the host
 
 
 def is_whiteout(st: os.stat_result) -> bool:
@@ -110,20 +118,6 @@ def layer_dirs(paths: list[Path]) -> Iterator[list[LayerDir]]:
         yield opened
 
 
-def _type(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISREG, "file"),
-        (stat.S_ISDIR, "dir"),
-        (stat.S_ISLNK, "symlink"),
-        (stat.S_ISCHR, "char"),
-        (stat.S_ISBLK, "block"),
-        (stat.S_ISFIFO, "fifo"),
-    ):
-        if test(mode):
-            return name
-    return "other"
-
-
 def _sha256(layer: LayerDir, parts: tuple[str, ...]) -> str:
     digest = hashlib.sha256()
     with os.fdopen(layer.open_file(parts), "rb") as f:
@@ -154,16 +148,17 @@ def changes(
             if st is None or path in ignore:
                 continue
             existed = lower.lookup(parts)
+            where = str(upper.joinpath(*parts))
             if is_whiteout(st):
-                if existed is not None:
-                    found.append(Change("D", path))
+                if existed is not None:  # deleted when the whiteout was made
+                    found.append(Change("D", path, mtime_ns=st.st_mtime_ns, evidence=where))
                 continue
             kind = "C" if existed is not None else "A"
             if stat.S_ISDIR(st.st_mode):
                 if existed is not None and upper_dir.getxattr(parts, OPAQUE_XATTR) == b"y":
                     present = set(upper_dir.listdir(parts))
-                    found += [
-                        Change("D", f"{path}/{gone}")
+                    found += [  # hidden by the opaque directory: its time, its place
+                        Change("D", f"{path}/{gone}", mtime_ns=st.st_mtime_ns, evidence=where)
                         for gone in sorted(lower.listdir(parts) - present)
                     ]
                 stack.append((parts, iter(upper_dir.listdir(parts))))
@@ -172,11 +167,15 @@ def changes(
                 Change(
                     kind,
                     path,
-                    _type(st.st_mode),
-                    st.st_size if regular else None,
-                    stat.S_IMODE(st.st_mode),
-                    st.st_mtime,
-                    _sha256(upper_dir, parts) if hashes and regular else None,
+                    type=file_type(st.st_mode),
+                    size=st.st_size if regular else None,
+                    mode=stat.S_IMODE(st.st_mode),
+                    uid=st.st_uid,
+                    gid=st.st_gid,
+                    mtime_ns=st.st_mtime_ns,
+                    link=upper_dir.readlink(parts) if stat.S_ISLNK(st.st_mode) else None,
+                    sha256=_sha256(upper_dir, parts) if hashes and regular else None,
+                    evidence=where,
                 )
             )
     return sorted(found, key=lambda c: c.path)

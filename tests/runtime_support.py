@@ -57,6 +57,44 @@ def ds(root: Path, *args: str | Path, timeout: float = 60, input: str | None = N
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
+# Runs dockscope as uid/gid 65534 with no groups: the modules (and the standard library's
+# that commands import late) are loaded first, as root, since the interpreter's files may
+# not be readable by nobody; then privileges are dropped for good and the command runs.
+AS_NOBODY = """
+import importlib, os, pkgutil, sys
+import inspect_tool, runtime_lab
+from inspect_tool.cli import app
+for package in (inspect_tool, runtime_lab):
+    for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        if not module.name.endswith("__main__"):
+            try:
+                importlib.import_module(module.name)
+            except Exception:
+                pass
+for name in ("datetime", "tarfile", "gzip", "shutil", "tempfile", "hashlib", "uuid", "fcntl"):
+    importlib.import_module(name)
+os.setgroups([])
+os.setresgid(65534, 65534, 65534)
+os.setresuid(65534, 65534, 65534)
+assert os.geteuid() == 65534 and os.getuid() == 65534
+app(args=sys.argv[1:], prog_name="dockscope")
+"""
+
+
+def ds_as_nobody(root: Path, *args: str | Path, timeout: float = 60) -> Result:
+    """``dockscope ARGS`` as an unprivileged user (uid 65534), ``root`` as the state root."""
+    proc = subprocess.run(
+        [sys.executable, "-c", AS_NOBODY, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env_for(root),
+        stdin=subprocess.DEVNULL,
+        cwd="/",
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
 def ok(result: Result) -> str:
     assert result.code == 0, f"exit {result.code}\nstdout: {result.out}\nstderr: {result.err}"
     return result.out

@@ -289,6 +289,25 @@ def test_v2_add_and_remove() -> None:
     assert fs.exists(ROOT / "dockscope")  # kept for the next container
 
 
+def test_v2_release_moves_the_shim_to_dockscopes_own_group() -> None:
+    """The shim leaves the container's group for dockscope's (a leaf: the session's scope),
+    so pids.max counts only the container's processes; the group can then go empty."""
+    fs, driver = v2()
+    group = driver.create("c1")
+    path = ROOT / "dockscope" / "c1"
+    group.add(5000)  # the shim
+    group.add(5001)  # PID 1, forked in the group
+    group.release(5000)
+    session = ROOT / SESSION.lstrip("/")
+    assert group.writes[-1] == Write(str(session / "cgroup.procs"), "5000")
+    assert fs.read(path / "cgroup.procs") == "5001\n"
+    assert fs.read(session / "cgroup.procs") == "4242\n5000\n"
+    group.apply(Limits(pids=1))
+    assert fs.read(path / "pids.current") == "1\n"
+    fs.exit(5001)
+    group.remove()
+
+
 def test_v2_oom_detected_from_memory_events() -> None:
     fs, driver = v2()
     group = driver.create("c1")
@@ -395,6 +414,19 @@ def test_v1_add_writes_every_hierarchy_and_remove_needs_it_empty() -> None:
     fs.exit(300)
     group.remove()
     assert not any(fs.exists(p) for p in group.paths.values())
+
+
+def test_v1_release_moves_the_shim_out_of_every_hierarchy() -> None:
+    fs, driver = v1()
+    group = driver.create("c1")
+    group.add(300)
+    group.add(301)
+    made = len(group.writes)
+    group.release(300)
+    homes = [group.paths[c].parent.parent for c in ("memory", "cpu", "pids")]
+    assert homes[0] == ROOT / "memory" / "process_api" / "job7"
+    assert group.writes[made:] == [Write(str(h / "cgroup.procs"), "300") for h in homes]
+    assert all(fs.read(p / "cgroup.procs") == "301\n" for p in group.paths.values())
 
 
 def test_v1_half_made_group_is_removed() -> None:

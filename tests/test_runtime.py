@@ -9,7 +9,9 @@ hostname, mounts and control groups are compared before and after.
 from __future__ import annotations
 
 import glob
+import json
 import os
+import re
 import shutil
 import socket
 import stat
@@ -26,6 +28,7 @@ from typer.testing import CliRunner
 from inspect_tool.cli import app
 from runtime_lab.hardening import MASKED_GLOBS, MASKED_PATHS, READONLY_PATHS
 from runtime_lab.steps import plan
+from tests.helpers import CORPUS
 from tests.runtime_support import (
     DOCKSCOPE,
     ROOT_CAPABILITIES,
@@ -305,17 +308,56 @@ def test_pids_limit_contains_a_fork_bomb(root: Path, image: Path) -> None:
     assert time.monotonic() - started < 20
     assert result.code in (0, 2)  # PID 1 finished, or could not fork its own sleep
     found = events(trace)
-    written = {
-        Path(w["file"]).name: w["value"]
-        for w in step(found, "cgroup-limits")["evidence"]["written"]
-    }
-    assert written == {"pids.max": "20"}
+    assert step(found, "cgroup-limits")["evidence"]["written"] == []
+    written = [
+        (Path(w["file"]).name, w["value"])
+        for w in step(found, "cgroup-release")["evidence"]["written"]
+    ]
+    assert written[-1] == ("pids.max", "20")  # once the shim has left the group
     at_exit = {Path(k).name: v for k, v in step(found, "exit")["evidence"]["cgroup"].items()}
     if "pids.peak" in at_exit:
         assert int(at_exit["pids.peak"]) <= 20
     assert int(at_exit["pids.events"].split()[1]) > 0  # forks refused
     assert not processes_with(f"sleep {marker}")  # every one went with PID 1
     assert subprocess.run(["true"], check=False).returncode == 0  # the host still forks
+
+
+@pytest.mark.parametrize("limit", [1, 4])
+def test_pids_limit_n_allows_exactly_n_processes(root: Path, image: Path, limit: int) -> None:
+    """docker's --pids-limit N: N processes in the container (its shim is outside the
+    group). PID 1 and N-1 sleeps fit; one more fork fails and the shell gives up (exit 2)."""
+    script = (
+        f"i=1; while [ $i -lt {limit} ]; do sleep 100 & i=$((i+1)); done; echo {limit} fit;"
+        " sleep 100 & echo one more"
+    )
+    trace = root.parent / f"pids-{limit}.jsonl"
+    result = ds(
+        root,
+        "run",
+        "--rm",
+        "--pids-limit",
+        str(limit),
+        "--trace-json",
+        trace,
+        image,
+        "sh",
+        "-c",
+        script,
+    )
+    assert (result.code, result.out) == (2, f"{limit} fit\n")
+    assert "can't fork: Resource temporarily unavailable" in result.err
+    found = events(trace)
+    shim = step(found, "fork-shim")["evidence"]["shim_pid"]
+    released = step(found, "cgroup-release")["evidence"]
+    init = step(found, "fork-init")["evidence"]["host_pid"]
+    assert released["procs"] == [init]  # the shim is no longer in the group
+    pids_group = Path(step(found, "cgroup-create")["evidence"]["paths"]["pids"])
+    assert (str(pids_group.parent.parent / "cgroup.procs"), str(shim)) in [
+        (w["file"], w["value"]) for w in released["written"]
+    ]
+    at_exit = {Path(k).name: v for k, v in step(found, "exit")["evidence"]["cgroup"].items()}
+    assert at_exit["pids.max"] == str(limit)
+    assert int(at_exit["pids.events"].split()[1]) >= 1
 
 
 def test_cpus_sets_the_cfs_quota(root: Path, image: Path) -> None:
@@ -394,6 +436,56 @@ def test_diff_of_the_writable_layer(root: Path, image: Path) -> None:
     ok(ds(root, "rm", "changes"))
 
 
+def test_diff_json_has_engine_storages_shape(root: Path, image: Path, tmp_path: Path) -> None:
+    """One shape for container diff --json: a dockscope container's document is engine
+    storage's (RFC 3339 times, "0644" modes, deletions timed by their whiteout)."""
+    script = "echo x > /tmp/new; rm /etc/group; ln -s /tmp/new /root/link"
+    ok(ds(root, "run", "--name", "shape", image, "sh", "-c", script))
+    ours = json.loads(ok(ds(root, "container", "diff", "--json", "shape")))
+    upper = root / "containers" / ps(root)["shape"]["id"] / "upper"
+    whiteout = os.lstat(upper / "etc" / "group")
+    ok(ds(root, "rm", "shape"))
+    subprocess.run(
+        ["tar", "xzf", str(CORPUS / "docker-root-overlay2.tgz"), "-C", str(tmp_path)], check=True
+    )
+    engine = json.loads(
+        ok(
+            ds(
+                root,
+                "container",
+                "diff",
+                "--json",
+                "--root",
+                tmp_path / "docker",
+                "festive_perlman",
+            )
+        )
+    )
+    assert set(ours) - {"volumes"} == set(engine)
+    assert ours["engine"] == "dockscope" and ours["container"]["name"] == "shape"
+    assert ours["summary"] == {"added": 2, "changed": 3, "deleted": 1, "engine": 0, "hidden": 0}
+    rfc3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
+    for change in ours["changes"] + engine["changes"]:
+        assert set(change) == set(engine["changes"][0])
+        assert rfc3339.fullmatch(change["mtime"])
+        assert change["mode"] is None or re.fullmatch(r"[0-7]{4}", change["mode"])
+    by_path = {c["path"]: c for c in ours["changes"]}
+    new = by_path["/tmp/new"]
+    assert (new["kind"], new["type"], new["size"], new["mode"]) == ("A", "file", 2, "0644")
+    assert (new["uid"], new["gid"], new["evidence"]) == (0, 0, str(upper / "tmp" / "new"))
+    assert by_path["/root/link"]["link"] == "/tmp/new"
+    gone = by_path["/etc/group"]
+    assert (gone["kind"], gone["change"], gone["type"], gone["mode"]) == (
+        "D",
+        "deleted",
+        None,
+        None,
+    )
+    ns = whiteout.st_mtime_ns
+    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9))
+    assert gone["mtime"].startswith(seconds)  # the whiteout's time: when it was deleted
+
+
 # -- the trace --------------------------------------------------------------------------------
 
 
@@ -412,14 +504,40 @@ def traced(root: Path, image: Path) -> list[dict[str, Any]]:
 
 def test_trace_has_every_planned_step(traced: list[dict[str, Any]]) -> None:
     done = [e["step"] for e in traced if e["phase"] == "done"]
-    planned = [s.id for s in plan(network="none", limits=True, rootfs_mode="overlay", traced=True)]
-    assert set(done) == set(planned)
+    planned = plan(
+        network="none", limits=True, rootfs_mode="overlay", traced=True, auto_remove=True
+    )
+    assert set(done) == {s.id for s in planned}
     assert all(e["result"] == "ok" for e in traced)
-    in_container = [s for s in done if s not in ("fork-init", "exit", "cleanup")]
+    outside = ("fork-init", "cgroup-release", "exit", "cleanup", "remove")
+    in_container = [s for s in done if s not in outside]
     assert in_container.index("unshare") < in_container.index("mount-rootfs")
     assert in_container.index("mount-rootfs") < in_container.index("pivot_root")
     assert in_container.index("pivot_root") < in_container.index("user")
-    assert done[-2:] == ["exit", "cleanup"]
+    assert done[-3:] == ["exit", "cleanup", "remove"]
+
+
+def test_trace_says_what_becomes_of_the_writable_layer(root: Path, image: Path) -> None:
+    """--rm removes the container: the narration says so and shows the removal as a step;
+    without --rm it says the writable layer stays until 'dockscope rm'."""
+    result = ds(root, "run", "--rm", "--trace", image, "true")
+    ok(result)
+    assert "stays until" not in result.err
+    assert "--rm removes the container and its writable layer next" in result.err
+    assert "Remove the container (--rm)" in result.err
+    removed = [line.split(": ", 1)[1] for line in result.err.splitlines() if "removed: " in line]
+    containers = [Path(p) for p in removed if "/containers/" in p]
+    assert len(containers) == 1 and not containers[0].exists()
+    result = ds(root, "run", "--name", "kept", "--trace", image, "true")
+    ok(result)
+    assert "Remove the container" not in result.err
+    upper = root / "containers" / ps(root)["kept"]["id"] / "upper"
+    assert f"writable_layer: kept in {upper} until 'dockscope rm kept'" in result.err
+    assert upper.is_dir()
+    ok(ds(root, "rm", "kept"))
+    explained = ok(ds(root, "run", "--rm", "--explain", image))
+    assert "Remove the container (--rm)" in explained and "stays until" not in explained
+    assert "stays until 'dockscope rm'" in ok(ds(root, "run", "--explain", image))
 
 
 def test_trace_unshare_names_the_flags_and_the_namespaces_change(
@@ -465,7 +583,6 @@ def test_trace_names_each_cgroup_file_written(traced: list[dict[str, Any]]) -> N
         ("memory", "memory.limit_in_bytes", str(32 * 1024 * 1024)),
         ("cpu", "cpu.cfs_period_us", "100000"),
         ("cpu", "cpu.cfs_quota_us", "50000"),
-        ("pids", "pids.max", "50"),
     ]
     if Path(created["memory"], "memory.memsw.limit_in_bytes").exists() or any(
         w["file"].endswith("memsw.limit_in_bytes") for w in limits
@@ -480,6 +597,12 @@ def test_trace_names_each_cgroup_file_written(traced: list[dict[str, Any]]) -> N
         str(Path(p) / "cgroup.procs") for p in created.values()
     )
     assert {w["value"] for w in attach} == {str(shim)}
+    released = step(traced, "cgroup-release")["evidence"]["written"]
+    assert released[-1] == {"file": str(Path(created["pids"]) / "pids.max"), "value": "50"}
+    assert {w["value"] for w in released[:-1]} == {str(shim)}
+    assert sorted(w["file"] for w in released[:-1]) == sorted(
+        str(Path(p).parent.parent / "cgroup.procs") for p in created.values()
+    )
 
 
 def test_trace_capabilities_user_and_exec(traced: list[dict[str, Any]]) -> None:

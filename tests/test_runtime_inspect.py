@@ -65,7 +65,7 @@ class TestContainers:
         assert (found["plain"]["size_rw"], found["plain"]["size_root_fs"]) == (0, base)
         assert ps(root)["sized"]["size_rw"] is None  # measured only with -s
         table = ok(ds(root, "ps", "-as")).splitlines()
-        assert table[1].split()[-1] == "SIZE"
+        assert table[0].split()[-1] == "SIZE"
         row = next(line for line in table if "sized" in line)
         assert row.rstrip().endswith(f"5kB (virtual {human_size(base + 5002)})")
         assert "SIZE" not in ok(ds(root, "ps", "-a"))

@@ -88,7 +88,7 @@ class TestSupervisor:
         assert [e["args"]["delay"] for e in restarts] == [0.1, 0.2]  # docker's back-off
         assert [e["evidence"]["restart_count"] for e in restarts] == [1, 2]
         table = ok(ds(root, "ps", "-a")).splitlines()
-        header = table[1].split()
+        header = table[0].split()
         row = next(line for line in table if "flaky" in line)
         assert "RESTARTS" in header and " 2 " in row
         ok(ds(root, "rm", "flaky"))

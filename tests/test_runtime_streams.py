@@ -113,6 +113,21 @@ def test_tty_without_a_terminal_still_gives_the_container_one(
     assert evidence["console"] == "/dev/console"
 
 
+def test_tty_sets_term_as_docker_does(root: Path, busybox_image: Path) -> None:
+    """docker: -t sets TERM=xterm unless the image or -e sets it; exec -t likewise."""
+    show = ("sh", "-c", 'echo "TERM=${TERM-unset}"')
+    assert ok(ds(root, "run", "--rm", "-t", busybox_image, *show)).splitlines() == ["TERM=xterm"]
+    assert ok(ds(root, "run", "--rm", busybox_image, *show)) == "TERM=unset\n"
+    given = ds(root, "run", "--rm", "-t", "-e", "TERM=vt100", busybox_image, *show)
+    assert ok(given).splitlines() == ["TERM=vt100"]
+    ok(ds(root, "run", "-d", "--name", "termless", busybox_image, "sleep", "60"))
+    try:
+        assert ok(ds(root, "exec", "termless", *show)) == "TERM=unset\n"
+        assert ok(ds(root, "exec", "-t", "termless", *show)).splitlines() == ["TERM=xterm"]
+    finally:
+        ok(ds(root, "rm", "-f", "termless"))
+
+
 def test_interactive_terminal_session(root: Path, busybox_image: Path) -> None:
     """``run -it IMAGE sh`` at a terminal: a prompt, the terminal raw while the session runs
     (keys go to the container's terminal: Ctrl-C interrupts the command there, not dockscope),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from inspect_tool.errors import DockscopeError
@@ -41,6 +42,35 @@ def is_engine_root(path: Path) -> bool:
             return detect(evidence) is not None
     except (DockscopeError, OSError):
         return False
+
+
+# names that only engine storage has at its top: Docker's, then containers/storage's
+_MARKERS = (
+    "image",
+    "overlay2",
+    "overlay-containers",
+    "overlay-images",
+    "overlay-layers",
+    "vfs-containers",
+    "vfs-images",
+)
+
+
+def unreadable_engine_root(path: Path) -> Path | None:
+    """The directory that keeps ``path`` from being read when it looks like engine storage
+    (an engine's own names at its top) that this user may not read, as a user other than
+    root meets ``/var/lib/docker``; None otherwise. Only reads; never raises."""
+    try:
+        if not os.access(path, os.R_OK | os.X_OK):
+            markers = [name for name in _MARKERS if os.path.exists(path / name)]
+            return path if markers or path.name in ("docker", "storage") else None
+        for name in _MARKERS:
+            marker = path / name
+            if marker.is_dir() and not os.access(marker, os.R_OK | os.X_OK):
+                return marker
+    except OSError:
+        return None
+    return None
 
 
 def open_storage(root: Path) -> EngineStorage:
