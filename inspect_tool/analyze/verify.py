@@ -248,7 +248,20 @@ def _check_image(
             actual_diff_ids.append(None)
             continue
         wanted = declared_compression(layer.media_type)
-        if wanted is not None:
+        if layer.media_type_implied:
+            # legacy docker save declares no media type; docker load reads any of the three,
+            # so the compression is a fact to show, not something to disagree with
+            known = result.compression is not Compression.UNKNOWN
+            add(
+                Finding(
+                    "media-type",
+                    subject,
+                    "none declared (legacy docker save): a tar, gzip or zstd stream",
+                    result.compression.value if known else "unrecognised bytes",
+                    known,
+                )
+            )
+        elif wanted is not None:
             add(
                 Finding(
                     "media-type",
