@@ -251,14 +251,14 @@ def _check_image(
         if layer.media_type_implied:
             # legacy docker save declares no media type; docker load reads any of the three,
             # so the compression is a fact to show, not something to disagree with
-            known = result.compression is not Compression.UNKNOWN
+            readable = result.compression is not Compression.UNKNOWN
             add(
                 Finding(
                     "media-type",
                     subject,
                     "none declared (legacy docker save): a tar, gzip or zstd stream",
-                    result.compression.value if known else "unrecognised bytes",
-                    known,
+                    result.compression.value if readable else "unrecognised bytes",
+                    readable,
                 )
             )
         elif wanted is not None:
