@@ -17,6 +17,7 @@ from typing import Protocol
 
 from inspect_tool.errors import BlobNotFoundError, DockscopeError
 from inspect_tool.layers.hashing import BlobHash, hash_blob, hash_layer
+from inspect_tool.layers.union import MAX_PATH_BYTES
 from inspect_tool.model.digest import Digest, chain_ids
 from inspect_tool.model.finding import Finding
 from inspect_tool.model.image import Blob, Image
@@ -289,6 +290,11 @@ def _check_image(
         if scan is not None:
             if scan.error:
                 problems.append(scan.error)
+            if scan.long_paths:
+                problems.append(
+                    f"{scan.long_paths} entries with a path over {MAX_PATH_BYTES} bytes "
+                    "(PATH_MAX - 1: no engine extracts them)"
+                )
             if scan.trailing_nonzero:
                 problems.append(
                     f"{scan.trailing_nonzero} non-zero bytes after the tar's end-of-archive marker"

@@ -22,6 +22,7 @@ from inspect_tool.layers.tarformat import (
     entry_type,
     normalize_member,
 )
+from inspect_tool.layers.union import MAX_PATH_BYTES
 
 
 @dataclass(slots=True)
@@ -37,6 +38,7 @@ class TarScan:
     total: int = 0
     ambiguities: list[str] = field(default_factory=list)  # engines read these differently
     ambiguous: int = 0  # how many (ambiguities keeps the first few)
+    long_paths: int = 0  # entries whose path exceeds MAX_PATH_BYTES (no engine extracts them)
 
 
 class TarScanner:
@@ -89,8 +91,12 @@ class TarScanner:
         scan.entries += 1
         if entry_type(header.typeflag) is EntryType.FILE and header.typeflag not in NO_DATA:
             scan.content_bytes += header.size
+        key = normalize_member(header.name)
+        if len(key) >= MAX_PATH_BYTES // 4 and (
+            len(key.encode("utf-8", "surrogateescape")) + 1 > MAX_PATH_BYTES
+        ):
+            scan.long_paths += 1
         if self._track:
-            key = normalize_member(header.name)
             if key in self._seen:
                 scan.duplicates.append(key)
             else:

@@ -1,0 +1,355 @@
+"""An adversarial corpus: images with valid digests built to hang a reader or exhaust memory.
+
+Every image is generated here, small on disk (compression and repetition make the big ones).
+Each command runs as a process of its own with a timeout, and its peak resident memory is read
+from the kernel (``wait4``'s rusage): over a bound it must stop with one line naming the bound,
+exit 3; never a hang, an internal error or unbounded memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zstandard
+
+from tests.helpers import config_bytes, layer_tar, sha256
+
+TIMEOUT = 60.0  # seconds per command
+MAX_RSS = 300 * 1024 * 1024  # bytes of peak resident memory per command
+
+
+# A small launcher runs dockscope as its own child: the peak RSS that ``wait4`` reports counts
+# the memory a process had before its exec, so dockscope must not be forked from pytest itself.
+_LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.executable, [sys.executable, "-m", "inspect_tool", *sys.argv[2:]])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as out:
+    out.write(str(usage.ru_maxrss * 1024))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def dockscope(*args: str) -> tuple[int, str, float, int]:
+    """Run dockscope as a process: (exit code, stderr, seconds, peak RSS in bytes)."""
+    rss_file = Path(os.environ.get("PYTEST_TMPDIR", "/tmp")) / f"dockscope-rss-{os.getpid()}"
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _LAUNCHER, str(rss_file), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        _, err_bytes = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail(f"dockscope {' '.join(args)} ran past {TIMEOUT:.0f} s")
+    seconds = time.monotonic() - start
+    rss = int(rss_file.read_text())
+    rss_file.unlink()
+    return proc.returncode, err_bytes.decode(errors="replace"), seconds, rss
+
+
+def check(args: list[str], *fragments: str, codes: tuple[int, ...] = (3,)) -> str:
+    code, err, seconds, rss = dockscope(*args)
+    print(f"{args[0]}: exit {code}, {seconds:.1f} s, peak RSS {rss / 2**20:.0f} MiB")
+    assert rss < MAX_RSS, f"{args}: peak RSS {rss / 2**20:.0f} MiB"
+    assert code in codes, (args, code, err)
+    assert "Traceback" not in err and "internal error" not in err, err
+    if code == 3:
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("dockscope: "), err
+        for fragment in fragments:
+            assert fragment in lines[0], (fragment, lines[0])
+    return err
+
+
+# -- writers -------------------------------------------------------------------------------------
+
+
+class Layout:
+    """An OCI layout directory, blob by blob."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / "blobs" / "sha256").mkdir(parents=True)
+        (root / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+
+    def put(self, data: bytes) -> str:
+        digest = sha256(data)
+        (self.root / "blobs" / "sha256" / digest.split(":")[1]).write_bytes(data)
+        return digest
+
+    def put_json(self, value: Any) -> tuple[str, int]:
+        data = json.dumps(value).encode() if not isinstance(value, bytes) else value
+        return self.put(data), len(data)
+
+    def manifest(
+        self,
+        layers: list[tuple[bytes, str]],
+        diff_ids: list[str],
+        config: bytes | None = None,
+    ) -> dict[str, Any]:
+        """A manifest for (blob, media type) layers; returns its descriptor."""
+        config = config if config is not None else config_bytes(diff_ids)
+        config_digest = self.put(config)
+        body = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": config_digest,
+                "size": len(config),
+            },
+            "layers": [
+                {"mediaType": media, "digest": self.put(blob), "size": len(blob)}
+                for blob, media in layers
+            ],
+        }
+        digest, size = self.put_json(body)
+        return {
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest,
+            "size": size,
+        }
+
+    def index(self, manifests: list[dict[str, Any]]) -> None:
+        (self.root / "index.json").write_text(
+            json.dumps({"schemaVersion": 2, "manifests": manifests})
+        )
+
+
+TAR = "application/vnd.oci.image.layer.v1.tar"
+ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+
+
+def simple_image(root: Path, layer: bytes, media: str = TAR, diff_id: str | None = None) -> Path:
+    layout = Layout(root)
+    layout.index([layout.manifest([(layer, media)], [diff_id or sha256(layer)])])
+    return root
+
+
+def header(name: bytes, size: int, typeflag: bytes, *, raw_size: bytes | None = None) -> bytes:
+    """One ustar header block with a correct checksum."""
+    block = bytearray(512)
+    block[0 : len(name[:100])] = name[:100]
+    block[100:108] = b"0000644\x00"
+    block[108:116] = b"0000000\x00"
+    block[116:124] = b"0000000\x00"
+    block[124:136] = raw_size if raw_size is not None else b"%011o\x00" % size
+    block[136:148] = b"00000000000\x00"
+    block[156:157] = typeflag
+    block[257:265] = b"ustar\x0000"
+    block[148:156] = b"        "
+    block[148:156] = b"%06o\x00 " % sum(block)
+    return bytes(block)
+
+
+def padded(data: bytes) -> bytes:
+    return data + bytes(-len(data) % 512)
+
+
+# -- the corpus ------------------------------------------------------------------------------------
+
+
+def gnu_long_name_layer(size: int) -> bytes:
+    """A GNU long name record (type L) of ``size`` bytes before a plain file."""
+    name = b"a/" * (size // 2)
+    return (
+        header(b"././@LongLink", len(name), b"L")
+        + padded(name)
+        + header(b"x", 1, b"0")
+        + padded(b"x")
+        + bytes(1024)
+    )
+
+
+@pytest.mark.parametrize("size", [16 << 20, (1 << 20) - 2])
+@pytest.mark.parametrize("command", ["ls", "find", "unpack", "export", "verify"])
+def test_gnu_long_name(tmp_path: Path, size: int, command: str) -> None:
+    layer = gnu_long_name_layer(size)
+    image = str(simple_image(tmp_path / "img", zstandard.compress(layer), ZSTD, sha256(layer)))
+    args = {
+        "ls": ["ls", image, "-R"],
+        "find": ["find", image, "*"],
+        "unpack": ["unpack", image, str(tmp_path / "dest")],
+        "export": ["export", image, "-o", str(tmp_path / "flat.tar")],
+        "verify": ["verify", image],
+    }[command]
+    if command == "verify":  # verify lists the layer as a failed check
+        check(args, codes=(1,))
+    else:
+        check(args, "4095" if size < 1 << 20 else "1 MiB")
+
+
+def test_json_with_a_million_keys(tmp_path: Path) -> None:
+    layer = layer_tar({"a": b"a"})
+    labels = {f"k{i}": "" for i in range(1_000_000)}
+    config = config_bytes([sha256(layer)], config={"Labels": labels})
+    layout = Layout(tmp_path / "img")
+    layout.index([layout.manifest([(layer, TAR)], [sha256(layer)], config)])
+    for command in ("inspect", "verify", "history"):
+        check(
+            [command, str(tmp_path / "img")],
+            "1000000 keys exceeds the bound of 65536",
+            codes=(3,) if command != "verify" else (1, 3),
+        )
+
+
+def test_json_array_of_a_million_elements(tmp_path: Path) -> None:
+    layer = layer_tar({"a": b"a"})
+    config = config_bytes([sha256(layer)], config={"Env": [f"K{i}=v" for i in range(1_000_000)]})
+    layout = Layout(tmp_path / "img")
+    layout.index([layout.manifest([(layer, TAR)], [sha256(layer)], config)])
+    check(["inspect", str(tmp_path / "img")], "1000000 elements exceeds the bound of 65536")
+
+
+def index_dag(root: Path, fan: int, depth: int) -> Path:
+    """Every index lists the next one ``fan`` times, ``depth`` deep: fan**depth paths to one
+    manifest, through ``depth`` distinct indexes."""
+    layout = Layout(root)
+    layer = layer_tar({"a": b"a"})
+    manifest = layout.manifest([(layer, TAR)], [sha256(layer)])
+    below = {"mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [manifest]}
+    for _ in range(depth):
+        digest, size = layout.put_json(below)
+        descriptor = {
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": digest,
+            "size": size,
+        }
+        below = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [descriptor] * fan,
+        }
+    layout.index(below["manifests"])
+    return root
+
+
+@pytest.mark.parametrize(("fan", "depth"), [(2, 7), (20, 4)])
+def test_index_dag_is_walked_once_per_digest(tmp_path: Path, fan: int, depth: int) -> None:
+    image = str(index_dag(tmp_path / "img", fan, depth))
+    for command in ("inspect", "verify", "ls", "report"):
+        args = [command, image]
+        if command == "report":
+            args += ["-o", str(tmp_path / "r.html")]
+        check(args, codes=(0,))
+    code, out, _ = run_json("inspect", image)
+    assert code == 0 and out["kind"] == "image", out
+
+
+def run_json(*args: str) -> tuple[int, Any, str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "inspect_tool", *args, "--json"],
+        capture_output=True,
+        timeout=TIMEOUT,
+    )
+    return proc.returncode, json.loads(proc.stdout or b"null"), proc.stderr.decode()
+
+
+def test_index_nesting_is_bounded(tmp_path: Path) -> None:
+    image = str(index_dag(tmp_path / "img", 2, 12))
+    check(["inspect", image], "indexes nested deeper than 8")
+
+
+def test_index_fan_out_is_bounded(tmp_path: Path) -> None:
+    """index.json listing 60,000 manifest descriptors: past the bound of descriptors visited."""
+    layout = Layout(tmp_path / "img")
+    layer = layer_tar({"a": b"a"})
+    manifest = layout.manifest([(layer, TAR)], [sha256(layer)])
+    layout.index([manifest] * 60_000)
+    for command in ("inspect", "verify", "ls"):
+        check([command, str(tmp_path / "img")], "descriptors")
+
+
+def zstd_bomb_layer() -> tuple[bytes, str]:
+    """A header claiming a negative size, then a gigabyte of zeros: 1 GiB from a small blob."""
+    head = header(b"bomb", 0, b"0", raw_size=b"\xff" * 12)
+    cctx = zstandard.ZstdCompressor(level=3)
+    chunks = cctx.compressobj()
+    parts = [chunks.compress(head)]
+    zero = bytes(1 << 20)
+    for _ in range(1024):
+        parts.append(chunks.compress(zero))
+    parts.append(chunks.flush())
+    raw = hashlib.sha256(head)
+    for _ in range(1024):
+        raw.update(zero)
+    return b"".join(parts), "sha256:" + raw.hexdigest()
+
+
+@pytest.mark.parametrize("command", ["types", "cat", "report", "diff", "ls", "tree"])
+def test_negative_size_before_a_zstd_bomb(tmp_path: Path, command: str) -> None:
+    blob, diff_id = zstd_bomb_layer()
+    image = str(simple_image(tmp_path / "img", blob, ZSTD, diff_id))
+    args = {
+        "types": ["types", image],
+        "cat": ["cat", image, "/bomb"],
+        "report": ["report", image, "-o", str(tmp_path / "r.html")],
+        "diff": ["diff", image, "--layer", "0"],
+        "ls": ["ls", image],
+        "tree": ["tree", image],
+    }[command]
+    check(args, "negative size", codes=(1, 3) if command == "report" else (3,))
+
+
+def test_a_big_file_is_sniffed_not_read(tmp_path: Path) -> None:
+    """types reads a file's first bytes; a 1 GiB file of zeros stays bounded in memory."""
+    head = header(b"big", 1 << 30, b"0")
+    cctx = zstandard.ZstdCompressor(level=3).compressobj()
+    parts = [cctx.compress(head)]
+    zero = bytes(1 << 20)
+    raw = hashlib.sha256(head)
+    for _ in range(1024):
+        parts.append(cctx.compress(zero))
+        raw.update(zero)
+    parts.append(cctx.compress(bytes(1024)))
+    raw.update(bytes(1024))
+    parts.append(cctx.flush())
+    image = str(simple_image(tmp_path / "img", b"".join(parts), ZSTD, "sha256:" + raw.hexdigest()))
+    check(["types", image], codes=(0,))
+    check(["ls", image], codes=(0,))
+
+
+def test_many_layers(tmp_path: Path) -> None:
+    layout = Layout(tmp_path / "img")
+    layer = layer_tar({"a": b"a"})
+    blob_digest = layout.put(layer)
+    count = 10_001
+    config = config_bytes([sha256(layer)] * count)
+    config_digest = layout.put(config)
+    body = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config_digest,
+            "size": len(config),
+        },
+        "layers": [{"mediaType": TAR, "digest": blob_digest, "size": len(layer)}] * count,
+    }
+    digest, size = layout.put_json(body)
+    layout.index(
+        [
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": digest,
+                "size": size,
+            }
+        ]
+    )
+    check(["ls", str(tmp_path / "img")], "10000")
