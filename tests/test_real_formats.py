@@ -9,10 +9,13 @@ import gzip
 import hashlib
 import io
 import json
+import struct
 import tarfile
+import zlib
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from inspect_tool.cli import app
@@ -117,3 +120,220 @@ def test_legacy_archive_with_garbage_layer_still_fails(tmp_path: Path) -> None:
     code, checks = findings(image)
     media = [f for f in checks if f["check"] == "media-type"]
     assert code == 1 and media and not media[0]["ok"], media
+
+
+# -- estargz: written as the spec (containerd/stargz-snapshotter docs/estargz.md) says ----------
+
+TOC_ANNOTATION = "containerd.io/snapshot/stargz/toc.digest"
+
+
+class _Members:
+    """A blob of gzip members, and the uncompressed stream they hold."""
+
+    def __init__(self) -> None:
+        self.blob = bytearray()
+        self.diff = bytearray()
+        self._z: Any = None
+
+    def open(self) -> None:
+        if self._z is None:
+            self._z = zlib.compressobj(9, zlib.DEFLATED, 31)
+
+    def close(self) -> None:
+        if self._z is not None:
+            self.blob += self._z.flush()
+            self._z = None
+
+    def write(self, data: bytes) -> None:
+        self.open()
+        self.blob += self._z.compress(data)
+        self.diff += data
+
+
+def _header(name: str, size: int, kind: bytes = tarfile.REGTYPE) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size = size if kind == tarfile.REGTYPE else 0
+    info.type = kind
+    info.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644
+    return info.tobuf(format=tarfile.USTAR_FORMAT)
+
+
+def estargz_footer(toc_offset: int) -> bytes:
+    """The 51-byte footer: an empty gzip member whose extra field holds the TOC's offset."""
+    subfield = b"%016xSTARGZ" % toc_offset
+    extra = b"SG" + struct.pack("<H", len(subfield)) + subfield
+    header = b"\x1f\x8b\x08\x04" + bytes(4) + b"\x00\xff" + struct.pack("<H", len(extra))
+    footer = header + extra + b"\x01\x00\x00\xff\xff" + bytes(8)
+    assert len(footer) == 51
+    return footer
+
+
+def estargz_layer(
+    files: dict[str, bytes],
+    *,
+    chunk: int = 4 << 20,
+    toc_after_end: bool = True,
+    drop_from_toc: str | None = None,
+    after_toc: bytes = b"",
+) -> tuple[bytes, str, str]:
+    """(blob, diff_id, TOC digest): a directory, a no-prefetch landmark, then each file's data
+    in chunks of ``chunk`` bytes, each chunk starting a gzip member; the TOC in a member of
+    its own (a second tar after the first end-of-archive marker, or the tar's last entry);
+    the footer."""
+    out = _Members()
+    entries: list[dict[str, Any]] = [{"name": "app/", "type": "dir", "mode": 0o40755}]
+    out.write(_header("app/", 0, tarfile.DIRTYPE))
+    for name, data in {".no.prefetch.landmark": b"\x0f", **files}.items():
+        out.write(_header(name, len(data)))
+        written = 0
+        while written < len(data):
+            out.close()
+            piece = data[written : written + chunk]
+            entry: dict[str, Any] = {
+                "name": name,
+                "type": "reg" if written == 0 else "chunk",
+                "offset": len(out.blob),
+                "chunkOffset": written,
+                "chunkDigest": sha256(piece),
+            }
+            if written == 0:
+                entry.update(size=len(data), mode=0o100644, digest=sha256(data))
+            if len(piece) == chunk and written + chunk < len(data):
+                entry["chunkSize"] = chunk
+            out.write(piece)
+            written += len(piece)
+            if name != drop_from_toc:
+                entries.append(entry)
+        out.write(bytes(-len(data) % 512))
+    if toc_after_end:
+        out.write(bytes(1024))  # the layer's tar ends here
+    out.close()
+    toc_offset = len(out.blob)
+    toc = json.dumps({"version": 1, "entries": entries}, indent="\t").encode()
+    out.write(_header("stargz.index.json", len(toc)) + toc + bytes(-len(toc) % 512))
+    out.write(bytes(1024) + after_toc)
+    out.close()
+    out.blob += estargz_footer(toc_offset)
+    return bytes(out.blob), sha256(bytes(out.diff)), sha256(toc)
+
+
+def layout_with(
+    root: Path, blob: bytes, diff_id: str, media: str, annotations: dict[str, str]
+) -> Path:
+    blobs = root / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+
+    def put(data: bytes) -> str:
+        digest = sha256(data)
+        (blobs / digest.split(":")[1]).write_bytes(data)
+        return digest
+
+    config = config_bytes([diff_id])
+    layer = {"mediaType": media, "digest": put(blob), "size": len(blob)}
+    if annotations:
+        layer["annotations"] = annotations
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": put(config),
+                "size": len(config),
+            },
+            "layers": [layer],
+        }
+    ).encode()
+    index = {
+        "schemaVersion": 2,
+        "manifests": [
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": put(manifest),
+                "size": len(manifest),
+            }
+        ],
+    }
+    (root / "index.json").write_text(json.dumps(index))
+    (root / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    return root
+
+
+GZIP_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+FILES = {"app/big.bin": bytes(range(256)) * 40, "app/run.sh": b"#!/bin/sh\necho hi\n"}
+
+
+def check_of(checks: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    return [f for f in checks if f["check"] == name]
+
+
+@pytest.mark.parametrize("toc_after_end", [True, False])
+def test_estargz_layer_verifies_and_its_toc_is_checked(tmp_path: Path, toc_after_end: bool) -> None:
+    blob, diff_id, toc_digest = estargz_layer(FILES, chunk=4096, toc_after_end=toc_after_end)
+    image = layout_with(tmp_path / "img", blob, diff_id, GZIP_LAYER, {TOC_ANNOTATION: toc_digest})
+    code, checks = findings(image)
+    failed = [f for f in checks if not f["ok"]]
+    assert code == 0 and not failed, failed
+    (toc,) = check_of(checks, "estargz-toc")
+    assert toc["ok"] and toc_digest in toc["actual"], toc
+    assert ("after the end-of-archive marker" in toc["actual"]) is toc_after_end
+    (tar,) = check_of(checks, "layer-tar")
+    assert tar["actual"] == "well-formed"
+    code, out, err = run("ls", str(image), "/app")
+    assert code == 0, err
+    assert "big.bin" in out and "run.sh" in out
+    code, out, err = run("cat", str(image), "/app/big.bin")
+    assert code == 0 and out.encode("latin-1", "replace") != b"", err
+    code, _, err = run("unpack", str(image), str(tmp_path / "root"))
+    assert code == 0, err
+    assert (tmp_path / "root/app/big.bin").read_bytes() == FILES["app/big.bin"]
+    # Go stops at the first end marker: a TOC after it is not a file of the image
+    assert (tmp_path / "root/stargz.index.json").exists() is not toc_after_end
+
+
+def test_estargz_toc_digest_against_the_annotation(tmp_path: Path) -> None:
+    blob, diff_id, _ = estargz_layer(FILES)
+    wrong = "sha256:" + "0" * 64
+    image = layout_with(tmp_path / "img", blob, diff_id, GZIP_LAYER, {TOC_ANNOTATION: wrong})
+    code, checks = findings(image)
+    (toc,) = check_of(checks, "estargz-toc")
+    assert code == 1 and not toc["ok"] and wrong in toc["expected"], toc
+
+
+def test_estargz_toc_that_omits_an_entry(tmp_path: Path) -> None:
+    blob, diff_id, toc_digest = estargz_layer(FILES, drop_from_toc="app/run.sh")
+    image = layout_with(tmp_path / "img", blob, diff_id, GZIP_LAYER, {TOC_ANNOTATION: toc_digest})
+    code, checks = findings(image)
+    (toc,) = check_of(checks, "estargz-toc")
+    assert code == 1 and not toc["ok"] and "omits 1 entries" in toc["actual"], toc
+    assert "app/run.sh" in toc["actual"]
+
+
+def test_garbage_after_the_estargz_toc_is_still_garbage(tmp_path: Path) -> None:
+    blob, diff_id, toc_digest = estargz_layer(FILES, after_toc=b"junk" * 10)
+    image = layout_with(tmp_path / "img", blob, diff_id, GZIP_LAYER, {TOC_ANNOTATION: toc_digest})
+    code, checks = findings(image)
+    (tar,) = check_of(checks, "layer-tar")
+    assert code == 1 and not tar["ok"] and "40 non-zero bytes" in tar["actual"], tar
+
+
+def test_a_second_tar_without_a_footer_is_garbage(tmp_path: Path) -> None:
+    """A plain gzip layer with a tar after its end marker: no footer, so not estargz."""
+    second = layer_tar({"stargz.index.json": b'{"version": 1, "entries": []}'})
+    diff = layer_tar({"app/a": b"a"}) + second
+    image = layout_with(tmp_path / "img", gzip.compress(diff), sha256(diff), GZIP_LAYER, {})
+    code, checks = findings(image)
+    (tar,) = check_of(checks, "layer-tar")
+    assert code == 1 and not tar["ok"] and "after the tar's end-of-archive" in tar["actual"]
+    assert not check_of(checks, "estargz-toc")
+
+
+def test_an_annotation_on_a_layer_that_is_not_estargz(tmp_path: Path) -> None:
+    diff = layer_tar({"app/a": b"a"})
+    annotations = {TOC_ANNOTATION: "sha256:" + "1" * 64}
+    image = layout_with(
+        tmp_path / "img", gzip.compress(diff), sha256(diff), GZIP_LAYER, annotations
+    )
+    code, checks = findings(image)
+    (toc,) = check_of(checks, "estargz-toc")
+    assert code == 1 and not toc["ok"] and "no estargz footer" in toc["actual"], toc

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from inspect_tool.errors import BlobNotFoundError, DockscopeError
+from inspect_tool.layers.estargz import TOC_DIGEST_ANNOTATION
 from inspect_tool.layers.hashing import BlobHash, hash_blob, hash_layer
 from inspect_tool.layers.union import MAX_PATH_BYTES
 from inspect_tool.model.digest import Digest, chain_ids
@@ -308,6 +309,7 @@ def _check_image(
                 not problems,
             )
         )
+        _check_estargz(report, image, layer.index, subject, result)
         if scan is not None:
             more = scan.ambiguous - len(scan.ambiguities)
             add(
@@ -366,3 +368,43 @@ def _check_image(
                 actual_value == str(expected),
             )
         )
+
+
+def _check_estargz(
+    report: VerifyReport, image: Image, index: int, subject: str, result: BlobHash
+) -> None:
+    """estargz: the TOC the footer names, against the descriptor's toc.digest annotation."""
+    annotation: str | None = None
+    if image.manifest is not None and index < len(image.manifest.layers):
+        annotation = image.manifest.layers[index].annotations.get(TOC_DIGEST_ANNOTATION)
+    found = result.estargz
+    if found is None and annotation is None:
+        return
+    expected = (
+        f"a TOC with digest {annotation}"
+        if annotation is not None
+        else "a TOC that lists the layer (no toc.digest annotation)"
+    )
+    if found is None:
+        report.findings.append(
+            Finding("estargz-toc", subject, expected, "no estargz footer in the blob", False)
+        )
+        return
+    problems = list(found.problems)
+    if annotation is not None and found.toc_digest is not None and found.toc_digest != annotation:
+        problems.insert(0, f"the TOC's digest is {found.toc_digest}")
+    where = "after the end-of-archive marker" if found.after_end else "as the tar's last entry"
+    actual = (
+        f"{found.toc_digest} ({found.entries} entries, {where})"
+        if found.toc_digest is not None
+        else "no TOC found"
+    )
+    report.findings.append(
+        Finding(
+            "estargz-toc",
+            subject,
+            expected,
+            "; ".join([actual, *problems]) if problems else actual,
+            not problems,
+        )
+    )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import zlib
+from collections import deque
 from collections.abc import Callable
 from typing import BinaryIO
 
@@ -19,6 +20,7 @@ from inspect_tool.model.mediatypes import Compression, sniff_compression
 
 CHUNK = 1024 * 1024
 MAX_OUTPUT = 4 * 1024 * 1024  # decompressed bytes produced per step
+TAIL = 51  # raw bytes kept from the end of a blob: an estargz footer
 
 
 class LayerStream(io.RawIOBase):
@@ -37,6 +39,10 @@ class LayerStream(io.RawIOBase):
         self.uncompressed_size = 0
         self.error: str | None = None  # the compressed stream is corrupt or truncated
         self.trailing = 0  # bytes after the end of the compressed stream
+        self.tail = b""  # the blob's last TAIL raw bytes
+        # where the last gzip members start: (raw offset, uncompressed offset); an estargz
+        # footer names its TOC's member, the one before the footer's own
+        self.members: deque[tuple[int, int]] = deque([(0, 0)], maxlen=3)
         first = self._read_raw()
         self.compression = sniff_compression(first[:512])
         self._pending = first
@@ -56,6 +62,7 @@ class LayerStream(io.RawIOBase):
         if data:
             self.raw_hash.update(data)
             self.raw_size += len(data)
+            self.tail = (self.tail + data[-TAIL:])[-TAIL:]
             if self._progress:
                 self._progress(len(data))
         return data
@@ -129,6 +136,7 @@ class LayerStream(io.RawIOBase):
                     self._eof = True
                     return b""
                 if rest.startswith(b"\x1f\x8b"):
+                    self.members.append((self.raw_size - len(rest), self.uncompressed_size))
                     self._gzip = zlib.decompressobj(wbits=31)
                     self._pending = rest
                     continue
