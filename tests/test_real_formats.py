@@ -337,3 +337,95 @@ def test_an_annotation_on_a_layer_that_is_not_estargz(tmp_path: Path) -> None:
     code, checks = findings(image)
     (toc,) = check_of(checks, "estargz-toc")
     assert code == 1 and not toc["ok"] and "no estargz footer" in toc["actual"], toc
+
+
+# -- zstd:chunked: containers/storage's layout -----------------------------------------------------
+
+ZSTD_LAYER = "application/vnd.oci.image.layer.v1.tar+zstd"
+CHECKSUM = "io.github.containers.zstd-chunked.manifest-checksum"
+POSITION = "io.github.containers.zstd-chunked.manifest-position"
+
+
+def _skippable(payload: bytes) -> bytes:
+    return struct.pack("<II", 0x184D2A50, len(payload)) + payload
+
+
+def zstd_chunked_layer(files: dict[str, bytes]) -> tuple[bytes, str, dict[str, str]]:
+    """(blob, diff_id, annotations): each file's content in a zstd frame of its own, the tar's
+    headers and padding in frames between; then the manifest, the tar-split record and the
+    footer in three skippable frames."""
+    import zstandard
+
+    tar = layer_tar(files)
+    cctx = zstandard.ZstdCompressor()
+    blob = bytearray()
+    entries = []
+    with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
+        cut = 0
+        for member in tf.getmembers():
+            blob += cctx.compress(tar[cut : member.offset_data])
+            cut = member.offset_data
+            if member.size:
+                offset = len(blob)
+                data = tar[cut : cut + member.size]
+                blob += cctx.compress(data)
+                cut += member.size
+                entries.append(
+                    {
+                        "type": "reg",
+                        "name": member.name,
+                        "size": member.size,
+                        "digest": sha256(data),
+                        "offset": offset,
+                        "endOffset": len(blob),
+                    }
+                )
+        blob += cctx.compress(tar[cut:])
+    manifest_json = json.dumps({"version": 1, "entries": entries}).encode()
+    manifest = cctx.compress(manifest_json)
+    manifest_offset = len(blob) + 8
+    blob += _skippable(manifest)
+    tar_split = cctx.compress(b'{"type":2,"payload":"","position":0}\n')
+    split_offset = len(blob) + 8
+    blob += _skippable(tar_split)
+    footer = struct.pack(
+        "<7Q",
+        manifest_offset,
+        len(manifest),
+        len(manifest_json),
+        1,
+        split_offset,
+        len(tar_split),
+        38,
+    )
+    blob += _skippable(footer + b"GNUlInUx")
+    annotations = {
+        CHECKSUM: sha256(manifest),
+        POSITION: f"{manifest_offset}:{len(manifest)}:{len(manifest_json)}:1",
+    }
+    return bytes(blob), sha256(tar), annotations
+
+
+def test_zstd_chunked_layer_verifies_and_its_manifest_is_checked(tmp_path: Path) -> None:
+    blob, diff_id, annotations = zstd_chunked_layer(FILES)
+    image = layout_with(tmp_path / "img", blob, diff_id, ZSTD_LAYER, annotations)
+    code, checks = findings(image)
+    failed = [f for f in checks if not f["ok"]]
+    assert code == 0 and not failed, failed
+    (manifest,) = check_of(checks, "zstd-chunked-manifest")
+    assert manifest["ok"] and annotations[CHECKSUM] in manifest["actual"], manifest
+    assert "2 entries" in manifest["actual"]
+    code, out, err = run("ls", str(image), "/app")
+    assert code == 0 and "run.sh" in out, err
+    code, out, err = run("cat", str(image), "/app/run.sh")
+    assert (code, out) == (0, FILES["app/run.sh"].decode()), err
+
+
+def test_zstd_chunked_manifest_checksum_against_the_annotation(tmp_path: Path) -> None:
+    blob, diff_id, annotations = zstd_chunked_layer(FILES)
+    annotations[CHECKSUM] = "sha256:" + "2" * 64
+    image = layout_with(tmp_path / "img", blob, diff_id, ZSTD_LAYER, annotations)
+    code, checks = findings(image)
+    (manifest,) = check_of(checks, "zstd-chunked-manifest")
+    assert code == 1 and not manifest["ok"], manifest
+    assert "the manifest's digest is sha256:" in manifest["actual"]

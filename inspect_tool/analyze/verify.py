@@ -10,12 +10,13 @@ tar structure inside each layer.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from inspect_tool.errors import BlobNotFoundError, DockscopeError
+from inspect_tool.layers import zstdchunked
 from inspect_tool.layers.estargz import TOC_DIGEST_ANNOTATION
 from inspect_tool.layers.hashing import BlobHash, hash_blob, hash_layer
 from inspect_tool.layers.union import MAX_PATH_BYTES
@@ -373,10 +374,15 @@ def _check_image(
 def _check_estargz(
     report: VerifyReport, image: Image, index: int, subject: str, result: BlobHash
 ) -> None:
-    """estargz: the TOC the footer names, against the descriptor's toc.digest annotation."""
-    annotation: str | None = None
+    """estargz: the TOC the footer names, against the descriptor's toc.digest annotation;
+    zstd:chunked: the manifest the footer names, against the manifest-checksum annotation."""
+    annotations: Mapping[str, str] = {}
     if image.manifest is not None and index < len(image.manifest.layers):
-        annotation = image.manifest.layers[index].annotations.get(TOC_DIGEST_ANNOTATION)
+        annotations = image.manifest.layers[index].annotations
+    chunked = zstdchunked.check(result.zstd_chunked, annotations)
+    if chunked is not None:
+        report.findings.append(Finding("zstd-chunked-manifest", subject, *chunked))
+    annotation = annotations.get(TOC_DIGEST_ANNOTATION)
     found = result.estargz
     if found is None and annotation is None:
         return

@@ -96,12 +96,18 @@ def recognise(stream: LayerStream, scan: TarScan) -> EStargz | None:
 
 
 def _check_toc(toc: TocCapture, scan: TarScan, problems: list[str]) -> int:
-    """The TOC's JSON: well-formed, bounded, version 1, listing the tar's entries."""
     if toc.data is None:
         problems.append(f"the TOC of {toc.size} bytes exceeds the bound of {MAX_TOC_BYTES} bytes")
         return 0
+    return check_toc_json(bytes(toc.data), scan.files, problems)
+
+
+def check_toc_json(data: bytes, files: dict[str, int] | None, problems: list[str]) -> int:
+    """A CRFS-style TOC (estargz's, zstd:chunked's manifest): well-formed, bounded, version 1,
+    and, when ``files`` (the tar's regular-file sizes by name) is given, listing the tar's
+    entries. Returns how many entries it lists; ``problems`` gets what is wrong."""
     try:
-        value = parse_json(bytes(toc.data), subject=TOC_NAME, max_members=MAX_TOC_ENTRIES)
+        value = parse_json(data, subject=TOC_NAME, max_members=MAX_TOC_ENTRIES)
     except DockscopeError as exc:
         problems.append(f"the TOC is not valid: {exc.message}")
         return 0
@@ -126,9 +132,9 @@ def _check_toc(toc: TocCapture, scan: TarScan, problems: list[str]) -> int:
         size = entry.get("size", 0)
         name = normalize_member(entry["name"])
         listed[name] = size if entry["type"] == "reg" and isinstance(size, int) else -1
-    if scan.files is None:
+    if files is None:
         return len(entries)
-    in_tar = {name: size for name, size in scan.files.items() if name != TOC_NAME}
+    in_tar = {name: size for name, size in files.items() if name != TOC_NAME}
     missing = sorted(set(in_tar) - set(listed))
     extra = sorted(set(listed) - set(in_tar))
     if missing:

@@ -11,6 +11,8 @@ from typing import BinaryIO
 from inspect_tool.layers.decompress import CHUNK, MAX_OUTPUT, LayerStream
 from inspect_tool.layers.estargz import EStargz, recognise
 from inspect_tool.layers.tarstream import TarScan, TarScanner
+from inspect_tool.layers.zstdchunked import ZstdChunked
+from inspect_tool.layers.zstdchunked import recognise as recognise_zstd_chunked
 from inspect_tool.model.mediatypes import Compression, sniff_compression
 
 __all__ = ["MAX_OUTPUT", "BlobHash", "hash_blob", "hash_layer"]
@@ -27,6 +29,7 @@ class BlobHash:
     stream_error: str | None = None  # the compressed stream is corrupt or truncated
     trailing_bytes: int = 0  # bytes after the end of the compressed stream
     estargz: EStargz | None = None  # the blob ends in an estargz footer
+    zstd_chunked: ZstdChunked | None = None  # the blob ends in a zstd:chunked footer
 
 
 def hash_blob(
@@ -69,4 +72,5 @@ def hash_layer(
         stream_error=layer.error,
         trailing_bytes=layer.trailing,
         estargz=recognise(layer, scan),
+        zstd_chunked=recognise_zstd_chunked(layer),
     )
