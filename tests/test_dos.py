@@ -353,3 +353,50 @@ def test_many_layers(tmp_path: Path) -> None:
         ]
     )
     check(["ls", str(tmp_path / "img")], "10000")
+
+
+def _sparse_bomb(kind: str, size: int = 512 << 20) -> tuple[bytes, str]:
+    """A sparse map that never ends: PAX 1.0 map text of newlines, or old GNU extension blocks
+    each announcing another, ``size`` bytes of it from a small zstd blob."""
+    cctx = zstandard.ZstdCompressor(level=3).compressobj()
+    raw = hashlib.sha256()
+    parts: list[bytes] = []
+
+    def put(data: bytes) -> None:
+        raw.update(data)
+        parts.append(cctx.compress(data))
+
+    if kind == "pax-1.0":
+        records = b""
+        for key, value in ((b"major", b"1"), (b"minor", b"0"), (b"name", b"s")):
+            body = b" GNU.sparse." + key + b"=" + value + b"\n"
+            length = len(body) + 2
+            records += b"%d" % length + body
+        put(header(b"p", len(records), b"x") + padded(records))
+        put(header(b"s", size, b"0"))
+        put(b"999999999\n".ljust(512, b"\x00"))
+        block = b"\n" * (1 << 20)
+    else:
+        ext = bytearray(512)
+        for i in range(21):
+            ext[i * 24 : i * 24 + 24] = b"%011o\x00%011o\x00" % (i * 10, 1)
+        ext[504] = 1  # another extension block follows
+        first = bytearray(header(b"s", 0, b"S"))
+        first[257:265] = b"ustar  \x00"  # GNU
+        first[482] = 1
+        first[148:156] = b"        "
+        first[148:156] = b"%06o\x00 " % sum(first)
+        put(bytes(first))
+        block = bytes(ext) * 2048
+    for _ in range(size // len(block)):
+        put(block)
+    parts.append(cctx.flush())
+    return b"".join(parts), "sha256:" + raw.hexdigest()
+
+
+@pytest.mark.parametrize("kind", ["pax-1.0", "old-gnu"])
+def test_a_sparse_map_without_end(tmp_path: Path, kind: str) -> None:
+    blob, diff_id = _sparse_bomb(kind)
+    image = str(simple_image(tmp_path / "img", blob, ZSTD, diff_id))
+    check(["ls", image], "sparse map", "1048576")
+    check(["verify", image], codes=(1,))
