@@ -26,8 +26,9 @@ Go's rules, as in its reader.go, strconv.go, format.go and common.go (Go 1.19 to
 - type NUL is a directory when the name ends in ``/``, a regular file otherwise;
 - sparse files (``S`` and PAX ``GNU.sparse.*`` 0.0, 0.1, 1.0) have a logical size and data
   fragments; a map is held to 1 MiB (newer Go's errSparseTooLong for 1.0 maps; dockscope's
-  bound for old GNU extension blocks, which Go reads without end); a map out of order, overlapping or past the size is invalid, and a map that does
-  not account for exactly the stored data fails as Go fails when the data is read;
+  bound for old GNU extension blocks, which Go reads without end); a map out of order,
+  overlapping or past the size is invalid, and a map that does not account for exactly the
+  stored data fails as Go fails when the data is read;
 - the end is two zero blocks (or one, then the end of the stream, or the end of the stream at a
   header or in a member's padding); a zero block followed by anything else is invalid.
 """
