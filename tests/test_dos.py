@@ -400,3 +400,34 @@ def test_a_sparse_map_without_end(tmp_path: Path, kind: str) -> None:
     image = str(simple_image(tmp_path / "img", blob, ZSTD, diff_id))
     check(["ls", image], "sparse map", "1048576")
     check(["verify", image], codes=(1,))
+
+
+def _outer_archive(path: Path, kind: str) -> Path:
+    """An image archive compressed as a whole (.tar.zst) whose own tar is hostile: an extended
+    header of 512 MiB, or three million empty members."""
+    cctx = zstandard.ZstdCompressor(level=3).compressobj()
+    parts: list[bytes] = []
+    if kind == "pax":
+        size = 512 << 20
+        parts.append(cctx.compress(header(b"p", size, b"x")))
+        records = b"9 a=bbbb\n" * ((1 << 20) // 9)
+        records += b"\n" * ((1 << 20) - len(records))
+        for _ in range(size >> 20):
+            parts.append(cctx.compress(records))
+    else:
+        block = b"".join(header(b"f%07d" % i, 0, b"0") for i in range(1000))
+        for _ in range(3000):
+            parts.append(cctx.compress(block))
+    parts.append(cctx.compress(bytes(1024)))
+    parts.append(cctx.flush())
+    path.write_bytes(b"".join(parts))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "bound"), [("pax", "1048576 bytes"), ("members", "100000 members")]
+)
+def test_the_archive_itself_is_bounded(tmp_path: Path, kind: str, bound: str) -> None:
+    archive = str(_outer_archive(tmp_path / "image.tar.zst", kind))
+    check(["inspect", archive], archive, bound)
+    check(["verify", archive], archive, bound)
