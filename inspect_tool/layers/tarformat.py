@@ -48,6 +48,9 @@ MAX_META = 1 << 20  # Go's maxSpecialFileSize: the largest extended header or lo
 # PAX 1.0 map text; as many old GNU extension blocks, 21 fragments in each 512 bytes). Go
 # 1.19 reads either without end.
 MAX_SPARSE_ENTRIES = MAX_META // BLOCK * 21
+# Entries in one layer: the largest real layers hold a few hundred thousand files. Two million
+# empty entries compress to 5 MB and took minutes and 360 MB in every command; Go has no bound.
+MAX_ENTRIES = 1_000_000
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
 _MAX_AMBIGUITIES = 20
@@ -418,6 +421,7 @@ class TarDecoder:
         self.ended = False  # the end-of-archive marker was seen
         self.ambiguities: list[str] = []
         self.ambiguous = 0
+        self.entries = 0  # entries returned so far
         self._reset()
 
     def _reset(self) -> None:
@@ -776,6 +780,12 @@ class TarDecoder:
         return self._plain(entry)
 
     def _plain(self, entry: TarEntry) -> TarEntry:
+        self.entries += 1
+        if self.entries > MAX_ENTRIES:
+            raise TarFormatError(
+                f"more than {MAX_ENTRIES} entries in one layer (dockscope's bound), the last "
+                f"at byte {entry.offset}"
+            )
         if entry.stored:
             self._set(Want.DATA, entry.stored)
         else:
