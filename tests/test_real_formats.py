@@ -429,3 +429,27 @@ def test_zstd_chunked_manifest_checksum_against_the_annotation(tmp_path: Path) -
     (manifest,) = check_of(checks, "zstd-chunked-manifest")
     assert code == 1 and not manifest["ok"], manifest
     assert "the manifest's digest is sha256:" in manifest["actual"]
+
+
+def test_estargz_without_annotation_is_recognised(tmp_path: Path) -> None:
+    """A descriptor without toc.digest (a layer pushed by a tool that drops annotations): the
+    TOC is still found and checked against the tar, and its digest shown."""
+    blob, diff_id, toc_digest = estargz_layer(FILES)
+    image = layout_with(tmp_path / "img", blob, diff_id, GZIP_LAYER, {})
+    code, checks = findings(image)
+    (toc,) = check_of(checks, "estargz-toc")
+    assert code == 0 and toc["ok"] and toc_digest in toc["actual"], toc
+    assert "no toc.digest annotation" in toc["expected"]
+
+
+def test_estargz_footer_pointing_elsewhere(tmp_path: Path) -> None:
+    """A footer whose offset names no gzip member: the TOC after the end marker is then
+    unexplained, and both checks fail."""
+    blob, diff_id, toc_digest = estargz_layer(FILES)
+    bad = blob[:-51] + estargz_footer(7)
+    image = layout_with(tmp_path / "img", bad, diff_id, GZIP_LAYER, {TOC_ANNOTATION: toc_digest})
+    code, checks = findings(image)
+    (toc,) = check_of(checks, "estargz-toc")
+    (tar,) = check_of(checks, "layer-tar")
+    assert code == 1 and not toc["ok"] and "byte 7" in toc["actual"], toc
+    assert not tar["ok"] and "non-zero bytes after" in tar["actual"], tar
