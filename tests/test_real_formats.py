@@ -105,6 +105,9 @@ def test_kaniko_gzip_layers_every_layer_command(tmp_path: Path) -> None:
         assert code == 0, (command, err)
     code, _, err = run("diff", image, "--layer", "1")
     assert code == 0, err
+    code, _, err = run("report", image, "-o", str(tmp_path / "report.html"))
+    assert code == 0, err
+    assert "kaniko/app:1" in (tmp_path / "report.html").read_text()
 
 
 def test_legacy_archive_with_garbage_layer_still_fails(tmp_path: Path) -> None:
