@@ -10,13 +10,16 @@ tar structure inside each layer.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from inspect_tool.errors import BlobNotFoundError, DockscopeError
+from inspect_tool.layers import zstdchunked
+from inspect_tool.layers.estargz import TOC_DIGEST_ANNOTATION
 from inspect_tool.layers.hashing import BlobHash, hash_blob, hash_layer
+from inspect_tool.layers.union import MAX_PATH_BYTES
 from inspect_tool.model.digest import Digest, chain_ids
 from inspect_tool.model.finding import Finding
 from inspect_tool.model.image import Blob, Image
@@ -248,7 +251,20 @@ def _check_image(
             actual_diff_ids.append(None)
             continue
         wanted = declared_compression(layer.media_type)
-        if wanted is not None:
+        if layer.media_type_implied:
+            # legacy docker save declares no media type; docker load reads any of the three,
+            # so the compression is a fact to show, not something to disagree with
+            readable = result.compression is not Compression.UNKNOWN
+            add(
+                Finding(
+                    "media-type",
+                    subject,
+                    "none declared (legacy docker save): a tar, gzip or zstd stream",
+                    result.compression.value if readable else "unrecognised bytes",
+                    readable,
+                )
+            )
+        elif wanted is not None:
             add(
                 Finding(
                     "media-type",
@@ -276,6 +292,11 @@ def _check_image(
         if scan is not None:
             if scan.error:
                 problems.append(scan.error)
+            if scan.long_paths:
+                problems.append(
+                    f"{scan.long_paths} entries with a path over {MAX_PATH_BYTES} bytes "
+                    "(PATH_MAX - 1: no engine extracts them)"
+                )
             if scan.trailing_nonzero:
                 problems.append(
                     f"{scan.trailing_nonzero} non-zero bytes after the tar's end-of-archive marker"
@@ -289,6 +310,7 @@ def _check_image(
                 not problems,
             )
         )
+        _check_estargz(report, image, layer.index, subject, result)
         if scan is not None:
             more = scan.ambiguous - len(scan.ambiguities)
             add(
@@ -347,3 +369,48 @@ def _check_image(
                 actual_value == str(expected),
             )
         )
+
+
+def _check_estargz(
+    report: VerifyReport, image: Image, index: int, subject: str, result: BlobHash
+) -> None:
+    """estargz: the TOC the footer names, against the descriptor's toc.digest annotation;
+    zstd:chunked: the manifest the footer names, against the manifest-checksum annotation."""
+    annotations: Mapping[str, str] = {}
+    if image.manifest is not None and index < len(image.manifest.layers):
+        annotations = image.manifest.layers[index].annotations
+    chunked = zstdchunked.check(result.zstd_chunked, annotations)
+    if chunked is not None:
+        report.findings.append(Finding("zstd-chunked-manifest", subject, *chunked))
+    annotation = annotations.get(TOC_DIGEST_ANNOTATION)
+    found = result.estargz
+    if found is None and annotation is None:
+        return
+    expected = (
+        f"a TOC with digest {annotation}"
+        if annotation is not None
+        else "a TOC that lists the layer (no toc.digest annotation)"
+    )
+    if found is None:
+        report.findings.append(
+            Finding("estargz-toc", subject, expected, "no estargz footer in the blob", False)
+        )
+        return
+    problems = list(found.problems)
+    if annotation is not None and found.toc_digest is not None and found.toc_digest != annotation:
+        problems.insert(0, f"the TOC's digest is {found.toc_digest}")
+    where = "after the end-of-archive marker" if found.after_end else "as the tar's last entry"
+    actual = (
+        f"{found.toc_digest} ({found.entries} entries, {where})"
+        if found.toc_digest is not None
+        else "no TOC found"
+    )
+    report.findings.append(
+        Finding(
+            "estargz-toc",
+            subject,
+            expected,
+            "; ".join([actual, *problems]) if problems else actual,
+            not problems,
+        )
+    )

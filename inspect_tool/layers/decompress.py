@@ -12,13 +12,16 @@ from __future__ import annotations
 import hashlib
 import io
 import zlib
+from collections import deque
 from collections.abc import Callable
-from typing import BinaryIO
+from dataclasses import dataclass, field
+from typing import BinaryIO, ClassVar
 
 from inspect_tool.model.mediatypes import Compression, sniff_compression
 
 CHUNK = 1024 * 1024
 MAX_OUTPUT = 4 * 1024 * 1024  # decompressed bytes produced per step
+TAIL = 51  # raw bytes kept from the end of a blob: an estargz footer
 
 
 class LayerStream(io.RawIOBase):
@@ -37,6 +40,10 @@ class LayerStream(io.RawIOBase):
         self.uncompressed_size = 0
         self.error: str | None = None  # the compressed stream is corrupt or truncated
         self.trailing = 0  # bytes after the end of the compressed stream
+        self.tail = b""  # the blob's last TAIL raw bytes
+        # where the last gzip members start: (raw offset, uncompressed offset); an estargz
+        # footer names its TOC's member, the one before the footer's own
+        self.members: deque[tuple[int, int]] = deque([(0, 0)], maxlen=3)
         first = self._read_raw()
         self.compression = sniff_compression(first[:512])
         self._pending = first
@@ -56,6 +63,7 @@ class LayerStream(io.RawIOBase):
         if data:
             self.raw_hash.update(data)
             self.raw_size += len(data)
+            self.tail = (self.tail + data[-TAIL:])[-TAIL:]
             if self._progress:
                 self._progress(len(data))
         return data
@@ -129,6 +137,7 @@ class LayerStream(io.RawIOBase):
                     self._eof = True
                     return b""
                 if rest.startswith(b"\x1f\x8b"):
+                    self.members.append((self.raw_size - len(rest), self.uncompressed_size))
                     self._gzip = zlib.decompressobj(wbits=31)
                     self._pending = rest
                     continue
@@ -162,6 +171,11 @@ class LayerStream(io.RawIOBase):
         return self.raw_hash.hexdigest()
 
     @property
+    def skippable(self) -> list[SkippableFrame]:
+        """The blob's last zstd skippable frames (zstd:chunked's manifest, tar-split, footer)."""
+        return list(self._zstd.frames.skippable) if self._zstd is not None else []
+
+    @property
     def diff_id_hex(self) -> str:
         return self.diff_hash.hexdigest()
 
@@ -173,7 +187,7 @@ class _Zstd:
         import zstandard
 
         self._owner = owner
-        self._frames = ZstdFrames()
+        self._frames = self.frames = ZstdFrames()
         self._error_type = zstandard.ZstdError
         self._reader = zstandard.ZstdDecompressor().stream_reader(
             _RawFeed(owner, self._frames),  # type: ignore[arg-type]  # read() is enough
@@ -208,6 +222,31 @@ class _RawFeed:
 _ZSTD_MAGIC = 0xFD2FB528
 
 
+@dataclass(slots=True)
+class SkippableFrame:
+    """A zstd skippable frame's payload: where it lies in the blob, its sha256, its bytes when
+    they are at most ``KEEP`` long."""
+
+    KEEP: ClassVar[int] = 16 << 20  # a zstd:chunked manifest is JSON of 16 MiB at most
+
+    offset: int
+    size: int
+    hash: hashlib._Hash = field(default_factory=hashlib.sha256)
+    data: bytearray | None = field(default_factory=bytearray)
+
+    def feed(self, piece: memoryview) -> None:
+        self.hash.update(piece)
+        if self.data is not None:
+            if self.size > self.KEEP:
+                self.data = None
+            else:
+                self.data += piece
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self.hash.hexdigest()
+
+
 class ZstdFrames:
     """Walks zstd frame and block headers (RFC 8878) to know whether the last frame ended."""
 
@@ -219,6 +258,11 @@ class ZstdFrames:
         self._checksum = False
         self.frames = 0
         self.error: str | None = None
+        self.pos = 0  # bytes fed
+        # the last skippable frames (zstd:chunked keeps its manifest, tar-split and footer in
+        # three at the end): their payloads' offsets, sizes, sha256 and, when small, bytes
+        self.skippable: deque[SkippableFrame] = deque(maxlen=3)
+        self._frame: SkippableFrame | None = None
 
     @property
     def complete(self) -> bool:
@@ -230,11 +274,18 @@ class ZstdFrames:
         while i < n and self.error is None:
             if self._skip:
                 step = min(self._skip, n - i)
+                if self._frame is not None:
+                    self._frame.feed(view[i : i + step])
                 self._skip -= step
+                self.pos += step
                 i += step
+                if not self._skip and self._frame is not None:
+                    self.skippable.append(self._frame)
+                    self._frame = None
                 continue
             step = min(self._need - len(self._buf), n - i)
             self._buf += view[i : i + step]
+            self.pos += step
             i += step
             if len(self._buf) == self._need:
                 collected = bytes(self._buf)
@@ -254,6 +305,11 @@ class ZstdFrames:
         elif state == "skippable":
             self._skip = int.from_bytes(data, "little")
             self._state, self._need = "magic", 4
+            frame = SkippableFrame(self.pos, self._skip)
+            if self._skip:
+                self._frame = frame
+            else:
+                self.skippable.append(frame)
         elif state == "descriptor":
             d = data[0]
             fcs_flag, single, checksum, did_flag = d >> 6, (d >> 5) & 1, (d >> 2) & 1, d & 3

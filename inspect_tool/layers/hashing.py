@@ -9,7 +9,10 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from inspect_tool.layers.decompress import CHUNK, MAX_OUTPUT, LayerStream
+from inspect_tool.layers.estargz import EStargz, recognise
 from inspect_tool.layers.tarstream import TarScan, TarScanner
+from inspect_tool.layers.zstdchunked import ZstdChunked
+from inspect_tool.layers.zstdchunked import recognise as recognise_zstd_chunked
 from inspect_tool.model.mediatypes import Compression, sniff_compression
 
 __all__ = ["MAX_OUTPUT", "BlobHash", "hash_blob", "hash_layer"]
@@ -25,6 +28,8 @@ class BlobHash:
     scan: TarScan | None = None
     stream_error: str | None = None  # the compressed stream is corrupt or truncated
     trailing_bytes: int = 0  # bytes after the end of the compressed stream
+    estargz: EStargz | None = None  # the blob ends in an estargz footer
+    zstd_chunked: ZstdChunked | None = None  # the blob ends in a zstd:chunked footer
 
 
 def hash_blob(
@@ -56,13 +61,16 @@ def hash_layer(
     while chunk := layer.read(CHUNK):
         scanner.feed(chunk)
     layer.finish()  # every byte of the blob is hashed, whatever the decompressor left
+    scan = scanner.finish()
     return BlobHash(
         size=layer.raw_size,
         digest_hex=layer.digest_hex,
         compression=layer.compression,
         diff_id_hex=layer.diff_id_hex,
         uncompressed_size=layer.uncompressed_size,
-        scan=scanner.finish(),
+        scan=scan,
         stream_error=layer.error,
         trailing_bytes=layer.trailing,
+        estargz=recognise(layer, scan),
+        zstd_chunked=recognise_zstd_chunked(layer),
     )

@@ -25,8 +25,10 @@ Go's rules, as in its reader.go, strconv.go, format.go and common.go (Go 1.19 to
 - GNU long names and links (``L``/``K``, cut at the first NUL) override the PAX path/linkpath;
 - type NUL is a directory when the name ends in ``/``, a regular file otherwise;
 - sparse files (``S`` and PAX ``GNU.sparse.*`` 0.0, 0.1, 1.0) have a logical size and data
-  fragments; a map out of order, overlapping or past the size is invalid, and a map that does
-  not account for exactly the stored data fails as Go fails when the data is read;
+  fragments; a map is held to 1 MiB (newer Go's errSparseTooLong for 1.0 maps; dockscope's
+  bound for old GNU extension blocks, which Go reads without end); a map out of order,
+  overlapping or past the size is invalid, and a map that does not account for exactly the
+  stored data fails as Go fails when the data is read;
 - the end is two zero blocks (or one, then the end of the stream, or the end of the stream at a
   header or in a member's padding); a zero block followed by anything else is invalid.
 """
@@ -42,6 +44,13 @@ from inspect_tool.errors import InvalidImageError
 BLOCK = 512
 ZERO_BLOCK = bytes(BLOCK)
 MAX_META = 1 << 20  # Go's maxSpecialFileSize: the largest extended header or long name
+# A sparse map is held whole until its entry starts: bounded like an extended header (1 MiB of
+# PAX 1.0 map text; as many old GNU extension blocks, 21 fragments in each 512 bytes). Go
+# 1.19 reads either without end.
+MAX_SPARSE_ENTRIES = MAX_META // BLOCK * 21
+# Entries in one layer: the largest real layers hold a few hundred thousand files. Two million
+# empty entries compress to 5 MB and took minutes and 360 MB in every command; Go has no bound.
+MAX_ENTRIES = 1_000_000
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
 _MAX_AMBIGUITIES = 20
@@ -412,6 +421,7 @@ class TarDecoder:
         self.ended = False  # the end-of-archive marker was seen
         self.ambiguities: list[str] = []
         self.ambiguous = 0
+        self.entries = 0  # entries returned so far
         self._reset()
 
     def _reset(self) -> None:
@@ -652,6 +662,11 @@ class TarDecoder:
         except _Invalid as exc:
             raise TarFormatError(f"invalid sparse map at byte {offset}: {exc}") from None
         if data[start + 24 * count]:
+            if len(self._sparse) > MAX_SPARSE_ENTRIES:
+                raise TarFormatError(
+                    f"sparse map at byte {offset} of more than {MAX_SPARSE_ENTRIES} fragments "
+                    f"(dockscope's bound; {MAX_META} bytes of extension blocks)"
+                )
             self._set(Want.SPARSE_EXT, BLOCK)
             return None
         return self._sparse_done()
@@ -704,6 +719,11 @@ class TarDecoder:
     def _map_block(self, data: bytes, offset: int) -> TarEntry | None:
         assert self._entry is not None
         self._sparse_left -= BLOCK
+        if len(self._map_buffer) + BLOCK > MAX_META:
+            raise TarFormatError(
+                f"sparse map of the entry at byte {offset} longer than {MAX_META} bytes "
+                "(dockscope's bound, as newer Go's errSparseTooLong)"
+            )
         self._map_buffer += data
         self._map_lines += data.count(b"\n")
         lines = self._map_lines
@@ -760,6 +780,12 @@ class TarDecoder:
         return self._plain(entry)
 
     def _plain(self, entry: TarEntry) -> TarEntry:
+        self.entries += 1
+        if self.entries > MAX_ENTRIES:
+            raise TarFormatError(
+                f"more than {MAX_ENTRIES} entries in one layer (dockscope's bound), the last "
+                f"at byte {entry.offset}"
+            )
         if entry.stored:
             self._set(Want.DATA, entry.stored)
         else:

@@ -6,14 +6,24 @@ is computed over the same chunks. It drives the same decoder as the pull reader 
 Go's archive/tar rules) and reports what a verifier needs: the header Go refuses, truncation,
 duplicate paths, what engines read differently among themselves, and bytes after the
 end-of-archive marker.
+
+An estargz layer keeps its table of contents as a regular file ``stargz.index.json``: the last
+entry of the tar, or (as recent writers do) a second tar of that one entry after the first
+end-of-archive marker, which Go's reader, and so every engine, never reads. The scanner parses
+what follows the end marker as a tar too and keeps the TOC's bytes (up to ``MAX_TOC_BYTES``) and
+digest wherever it lies; whether it is the TOC the blob's footer names is decided with the
+compressed side (``hashing.py``). Anything else after the marker is counted as garbage.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 from inspect_tool.layers.tarformat import (
+    BLOCK,
     NO_DATA,
+    ZERO_BLOCK,
     EntryType,
     RawHeader,
     TarDecoder,
@@ -22,6 +32,36 @@ from inspect_tool.layers.tarformat import (
     entry_type,
     normalize_member,
 )
+from inspect_tool.layers.union import MAX_PATH_BYTES
+from inspect_tool.model.jsondoc import MAX_JSON_BYTES
+
+TOC_NAME = "stargz.index.json"
+MAX_TOC_BYTES = MAX_JSON_BYTES  # a TOC is JSON: kept (and parsed) up to the JSON bound
+
+
+@dataclass(slots=True)
+class TocCapture:
+    """The content of a ``stargz.index.json`` entry: sha256 of all of it, the bytes if small."""
+
+    offset: int  # of its header block in the uncompressed stream
+    size: int
+    after_end: bool  # in a second tar after the end-of-archive marker
+    hash: hashlib._Hash = field(default_factory=hashlib.sha256)
+    data: bytearray | None = field(default_factory=bytearray)
+    read: int = 0
+
+    def feed(self, chunk: bytes | memoryview) -> None:
+        self.hash.update(chunk)
+        self.read += len(chunk)
+        if self.data is not None:
+            if len(self.data) + len(chunk) > MAX_TOC_BYTES:
+                self.data = None
+            else:
+                self.data += chunk
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self.hash.hexdigest()
 
 
 @dataclass(slots=True)
@@ -37,6 +77,105 @@ class TarScan:
     total: int = 0
     ambiguities: list[str] = field(default_factory=list)  # engines read these differently
     ambiguous: int = 0  # how many (ambiguities keeps the first few)
+    long_paths: int = 0  # entries whose path exceeds MAX_PATH_BYTES (no engine extracts them)
+    # stargz.index.json entries: in the tar, and in a tar after the end-of-archive marker
+    tocs: list[TocCapture] = field(default_factory=list)
+    # what follows the end marker, when it is read as a tar: its entries' names, whether it
+    # parsed to its own end, and the non-zero bytes after that
+    trailing_names: list[str] = field(default_factory=list)
+    trailing_tar_ok: bool = False
+    trailing_after_tar: int = 0
+    # regular files' sizes by normalized name (estargz: the TOC is compared with them)
+    files: dict[str, int] | None = None
+
+
+class _Trailing:
+    """What follows the end-of-archive marker, read as a tar of its own (zero blocks first are
+    skipped); gives up at the first thing that is not a tar."""
+
+    def __init__(self, scanner: TarScanner, start: int) -> None:
+        self.scanner = scanner
+        self.pos = start  # absolute offset in the uncompressed stream
+        self.decoder: TarDecoder | None = None
+        self.pending = bytearray()
+        self.failed = False
+        self.entries = 0
+
+    def feed(self, view: memoryview) -> None:
+        scan = self.scanner.scan
+        i, n = 0, len(view)
+        while i < n:
+            if self.failed or (self.decoder is not None and self.decoder.want is Want.END):
+                rest = bytes(view[i:])
+                scan.trailing_after_tar += len(rest) - rest.count(0)
+                return
+            if self.decoder is None:  # zero blocks before the second tar
+                step = min(BLOCK - len(self.pending), n - i)
+                self.pending += view[i : i + step]
+                i += step
+                if len(self.pending) < BLOCK:
+                    continue
+                block = bytes(self.pending)
+                self.pending.clear()
+                if block == ZERO_BLOCK:
+                    self.pos += BLOCK
+                    continue
+                self.decoder = TarDecoder()
+                self.decoder.pos = self.pos
+                try:
+                    self._structural(block)
+                except TarFormatError:
+                    self._fail(block)
+                continue
+            decoder = self.decoder
+            try:
+                if decoder.want in (Want.DATA, Want.PAD):
+                    step = min(decoder.need, n - i)
+                    self.scanner._capture_feed(view[i : i + step], decoder.want)
+                    decoder.skip(step)
+                    i += step
+                    continue
+                step = min(decoder.need - len(self.pending), n - i)
+                self.pending += view[i : i + step]
+                i += step
+                if len(self.pending) == decoder.need:
+                    data = bytes(self.pending)
+                    self.pending.clear()
+                    self._structural(data)
+            except TarFormatError:
+                self._fail(b"")
+
+    def _structural(self, data: bytes) -> None:
+        assert self.decoder is not None
+        entry = self.decoder.feed(data)
+        if entry is not None:
+            self.entries += 1
+            name = normalize_member(entry.header.name)
+            scan = self.scanner.scan
+            if len(scan.trailing_names) < 8:
+                scan.trailing_names.append(name)
+            self.scanner._maybe_capture(entry.header, entry.offset, entry.stored, after_end=True)
+
+    def _fail(self, block: bytes) -> None:
+        self.failed = True
+        scan = self.scanner.scan
+        scan.trailing_after_tar += len(block) - block.count(0) + len(self.pending)
+        self.pending.clear()
+        self.scanner._capture = None
+
+    def finish(self) -> None:
+        scan = self.scanner.scan
+        decoder = self.decoder
+        if self.failed or decoder is None:
+            scan.trailing_tar_ok = False
+            return
+        if decoder.want is not Want.END:
+            try:
+                decoder.eof(len(self.pending))
+            except TarFormatError:
+                scan.trailing_tar_ok = False
+                return
+        scan.trailing_tar_ok = self.entries > 0
 
 
 class TarScanner:
@@ -47,9 +186,13 @@ class TarScanner:
         self.entries: list[RawHeader] = []
         self._keep = keep_entries
         self._track = track_duplicates
-        self._seen: set[str] = set()
+        # every path seen (duplicates) and, for regular files, its size (an estargz TOC is
+        # compared with them); -1 for other types
+        self._files: dict[str, int] = {}
         self._decoder = TarDecoder()
         self._pending = bytearray()  # a partial header block or extended header payload
+        self._capture: TocCapture | None = None
+        self._trailing: _Trailing | None = None
 
     def feed(self, chunk: bytes | memoryview) -> None:
         scan = self.scan
@@ -64,11 +207,16 @@ class TarScanner:
             while i < n:
                 want = decoder.want
                 if want is Want.END:
-                    rest = bytes(view[i:])
-                    scan.trailing_nonzero += len(rest) - rest.count(0)
+                    rest = view[i:]
+                    scan.trailing_nonzero += len(rest) - bytes(rest).count(0)
+                    if self._trailing is None:
+                        self._trailing = _Trailing(self, decoder.pos)
+                    self._trailing.feed(rest)
                     return
                 if want in (Want.DATA, Want.PAD):
                     step = min(decoder.need, n - i)
+                    if self._capture is not None:
+                        self._capture_feed(view[i : i + step], want)
                     decoder.skip(step)
                     i += step
                     continue
@@ -81,20 +229,45 @@ class TarScanner:
                     entry = decoder.feed(data)
                     if entry is not None:
                         self._entry(entry.header)
+                        self._maybe_capture(
+                            entry.header, entry.offset, entry.stored, after_end=False
+                        )
         except TarFormatError as exc:
             scan.error = exc.message
+
+    def _maybe_capture(
+        self, header: RawHeader, offset: int, stored: int, *, after_end: bool
+    ) -> None:
+        self._capture = None
+        if (
+            header.typeflag in ("0", "7")
+            and normalize_member(header.name) == TOC_NAME
+            and len(self.scan.tocs) < 4
+        ):
+            self._capture = TocCapture(offset, stored, after_end)
+            self.scan.tocs.append(self._capture)
+
+    def _capture_feed(self, piece: memoryview, want: Want) -> None:
+        capture = self._capture
+        if capture is None or want is not Want.DATA:
+            return
+        capture.feed(piece)
 
     def _entry(self, header: RawHeader) -> None:
         scan = self.scan
         scan.entries += 1
-        if entry_type(header.typeflag) is EntryType.FILE and header.typeflag not in NO_DATA:
+        is_file = entry_type(header.typeflag) is EntryType.FILE
+        if is_file and header.typeflag not in NO_DATA:
             scan.content_bytes += header.size
+        key = normalize_member(header.name)
+        if len(key) >= MAX_PATH_BYTES // 4 and (
+            len(key.encode("utf-8", "surrogateescape")) + 1 > MAX_PATH_BYTES
+        ):
+            scan.long_paths += 1
         if self._track:
-            key = normalize_member(header.name)
-            if key in self._seen:
+            if key in self._files:
                 scan.duplicates.append(key)
-            else:
-                self._seen.add(key)
+            self._files[key] = header.size if is_file else -1
         if self._keep:
             self.entries.append(header)
 
@@ -107,7 +280,11 @@ class TarScanner:
                 decoder.eof(len(self._pending))
             except TarFormatError as exc:
                 scan.error = exc.message
+        if self._trailing is not None:
+            self._trailing.finish()
         scan.ended = decoder.ended
         scan.ambiguities = list(decoder.ambiguities)
         scan.ambiguous = decoder.ambiguous
+        if scan.tocs and self._track:
+            scan.files = self._files
         return scan

@@ -214,6 +214,9 @@ class Layer:
     compression: Compression  # what the blob's bytes say
     created_by: str | None
     history_index: int | None
+    # the source declares no media type (legacy docker save): media_type is the one the
+    # blob's bytes imply (docker load reads them), so it cannot disagree with compression
+    media_type_implied: bool = False
 
     @property
     def uncompressed_size(self) -> int | None:

@@ -18,6 +18,10 @@ from inspect_tool.errors import InvalidJSONError
 # Manifests, indexes and configs are small; real configs with long histories stay far below.
 MAX_JSON_BYTES = 16 * 1024 * 1024
 MAX_DEPTH = 64
+# Members of one object or array: real ones hold a few hundred (labels, env, annotations,
+# history); a busy engine's repositories.json or layers.json a few thousand. A million keys
+# or array elements made rendering hang.
+MAX_MEMBERS = 65_536
 # Python's int_max_str_digits default: longer integers cannot even be converted
 MAX_NUMBER_DIGITS = 4300
 
@@ -52,7 +56,7 @@ def _excerpt(text: str) -> str:
     return text if len(text) <= 24 else f"{text[:10]}…{text[-10:]} ({len(text)} characters)"
 
 
-def parse_json(data: bytes, *, subject: str) -> Any:
+def parse_json(data: bytes, *, subject: str, max_members: int = MAX_MEMBERS) -> Any:
     """Parse a JSON document; raise InvalidJSONError naming ``subject`` on any problem."""
     if len(data) > MAX_JSON_BYTES:
         raise InvalidJSONError(
@@ -78,12 +82,13 @@ def parse_json(data: bytes, *, subject: str) -> Any:
         raise InvalidJSONError(
             f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", subject=subject
         ) from None
-    if _depth(value) > MAX_DEPTH:
+    if _depth(value, subject, max_members) > MAX_DEPTH:
         raise InvalidJSONError(f"JSON is nested deeper than {MAX_DEPTH} levels", subject=subject)
     return value
 
 
-def _depth(value: Any) -> int:
+def _depth(value: Any, subject: str, max_members: int) -> int:
+    """How deep the document nests; InvalidJSONError for a container over ``max_members``."""
     depth = 0
     level: list[Any] = [value]
     while level:
@@ -93,6 +98,15 @@ def _depth(value: Any) -> int:
         depth += 1
         if depth > MAX_DEPTH:
             return depth
+        for container in containers:
+            if len(container) > max_members:
+                what = "object" if isinstance(container, dict) else "array"
+                unit = "keys" if isinstance(container, dict) else "elements"
+                raise InvalidJSONError(
+                    f"a JSON {what} with {len(container)} {unit} exceeds the bound of "
+                    f"{max_members} keys or elements per object or array",
+                    subject=subject,
+                )
         level = [
             child
             for container in containers

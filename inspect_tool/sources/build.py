@@ -76,6 +76,14 @@ class LayerSpec:
     blob: Blob | None
     digest: Digest | None  # claimed blob digest
     media_type: str | None
+    implied: bool = False  # the source declares no media type (legacy docker save)
+
+
+# What docker load takes a legacy layer for, from its bytes.
+_IMPLIED_MEDIA_TYPES = {
+    Compression.GZIP: MediaType.DOCKER_LAYER_GZIP,
+    Compression.ZSTD: MediaType.DOCKER_LAYER_ZSTD,
+}
 
 
 def build_image(
@@ -132,6 +140,9 @@ def build_image(
                 size = entry.size
                 compression = sniff_compression(tree.head(spec.blob.path))
         digest = spec.digest
+        media_type = spec.media_type
+        if spec.implied:
+            media_type = _IMPLIED_MEDIA_TYPES.get(compression, MediaType.DOCKER_LAYER)
         if digest is None and compression is Compression.NONE:
             digest = diff_id  # an uncompressed blob's digest is its diff_id
         built.append(
@@ -141,7 +152,8 @@ def build_image(
                 digest=digest,
                 diff_id=diff_id,
                 chain_id=chains[i] if i < len(chains) else None,
-                media_type=spec.media_type,
+                media_type=media_type,
+                media_type_implied=spec.implied,
                 size=size,
                 compression=compression,
                 created_by=aligned[i][0],

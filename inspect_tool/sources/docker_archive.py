@@ -98,8 +98,10 @@ def _add_entry(
     specs: list[LayerSpec] = []
     for i, layer_path in enumerate(layer_paths):
         digest = _claimed_digest(layer_path) if layer_path.startswith("blobs/") else None
-        # docker save's layer.tar is an uncompressed tar by definition (image spec v1.2)
-        media_type: str | None = MediaType.DOCKER_LAYER
+        # The legacy format declares no media type: docker load reads the bytes, and kaniko
+        # (go-containerregistry's tarball.Write) stores gzip layers as <digest>.tar.gz. The
+        # media type is implied from the bytes (build_image) unless LayerSources declares one.
+        media_type: str | None = None
         declared_size: int | None = None
         if digest is not None and str(digest) in layer_sources:
             try:
@@ -127,6 +129,7 @@ def _add_entry(
                 ),
                 digest,
                 media_type,
+                implied=media_type is None,
             )
         )
     if oci is None:

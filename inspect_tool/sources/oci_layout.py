@@ -23,6 +23,10 @@ from inspect_tool.sources.source import Candidate, Source
 from inspect_tool.sources.tree import Tree
 
 MAX_INDEX_DEPTH = 8
+# Descriptors read across index.json and every nested index. Each index digest is expanded
+# once (an index graph is a DAG: listing the next index twice, eight deep, must not mean 2**8
+# walks), and the walk stops at this bound, as it stops at the nesting bound.
+MAX_DESCRIPTORS = 10_000
 
 
 def read_oci_layout(path: Path, tree: Tree, fmt: ImageFormat) -> Source:
@@ -72,8 +76,18 @@ def walk_index(source: Source) -> list[tuple[Descriptor, str | None, tuple[str, 
     tree = source.tree
     _, data = read_json(tree, "index.json")
     found: list[tuple[Descriptor, str | None, tuple[str, ...]]] = []
-    _walk(source, data, "index.json", ("index.json",), None, set(), found)
+    _walk(source, data, "index.json", ("index.json",), None, set(), found, _Visit())
     return found
+
+
+class _Visit:
+    """What the whole walk has seen: descriptors read, indexes expanded, images found."""
+
+    def __init__(self) -> None:
+        self.descriptors = 0
+        self.expanded: set[tuple[str, str | None]] = set()
+        self.images: set[tuple[str, str | None]] = set()
+        self.walked: set[tuple[str, str]] = set()
 
 
 def _walk(
@@ -84,6 +98,7 @@ def _walk(
     inherited_ref: str | None,
     seen: set[str],
     found: list[tuple[Descriptor, str | None, tuple[str, ...]]],
+    visit: _Visit,
 ) -> None:
     tree = source.tree
     subject = f"{tree.label}:{subject_path}"
@@ -91,6 +106,20 @@ def _walk(
     if len(trail) > MAX_INDEX_DEPTH:
         raise InvalidImageError(f"indexes nested deeper than {MAX_INDEX_DEPTH}", subject=subject)
     entries = expect_list(index.get("manifests"), subject=subject, what="manifests")
+    visit.descriptors += len(entries)
+    if visit.descriptors > MAX_DESCRIPTORS:
+        raise InvalidImageError(
+            f"the indexes list more than {MAX_DESCRIPTORS} descriptors "
+            f"(the bound of descriptors visited)",
+            subject=subject,
+        )
+
+    def walked(blob: Blob) -> None:
+        key = (blob.path, blob.role)
+        if key not in visit.walked:
+            visit.walked.add(key)
+            source.walked.append(blob)
+
     for i, item in enumerate(entries):
         descriptor = Descriptor.from_json(item, subject=subject, what=f"manifests[{i}]")
         # A ref name belongs to the top-level descriptor in index.json; nested manifests inherit it.
@@ -107,11 +136,13 @@ def _walk(
             f"{kind} {descriptor.digest.short} listed in {subject_path}",
         )
         if media_type in MANIFEST_TYPES:
-            source.walked.append(blob)
-            found.append((descriptor, ref, trail))
+            walked(blob)
+            if (str(descriptor.digest), ref) not in visit.images:
+                visit.images.add((str(descriptor.digest), ref))
+                found.append((descriptor, ref, trail))
             continue
         if tree.entry(path) is None:
-            source.walked.append(blob)
+            walked(blob)
             continue  # verify reports the missing blob
         if str(descriptor.digest) in seen:
             source.findings.append(
@@ -125,6 +156,9 @@ def _walk(
                 )
             )
             continue
+        if (str(descriptor.digest), ref) in visit.expanded:
+            continue  # reached again through another index: walked once (per ref name)
+        visit.expanded.add((str(descriptor.digest), ref))
         try:
             _, child = read_json(tree, path)
         except DockscopeError as exc:
@@ -133,7 +167,7 @@ def _walk(
             )
             continue
         if media_type in INDEX_TYPES or looks_like_index(child):
-            source.walked.append(
+            walked(
                 Blob(
                     path,
                     "index",
@@ -151,11 +185,14 @@ def _walk(
                 ref,
                 seen | {str(descriptor.digest)},
                 found,
+                visit,
             )
         elif isinstance(child, dict) and "config" in child:
             # A manifest under a generic or unusual media type: go by its content.
-            source.walked.append(blob)
-            found.append((descriptor, ref, trail))
+            walked(blob)
+            if (str(descriptor.digest), ref) not in visit.images:
+                visit.images.add((str(descriptor.digest), ref))
+                found.append((descriptor, ref, trail))
         else:
             source.notes.append(
                 f"{subject_path}: skipped {media_type or 'untyped'} "

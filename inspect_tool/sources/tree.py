@@ -33,6 +33,30 @@ SMALL_MEMBER = 4 * 1024 * 1024
 SMALL_BUDGET = 64 * 1024 * 1024
 MAX_LINK_HOPS = 40
 CHUNK = 1024 * 1024
+# Members of one archive: an image of 10,000 layers (the layer bound) stores a few files for
+# each; Python's tarfile keeps every member it has read, so millions of empty members in a
+# small compressed archive took 1.5 GB and minutes.
+MAX_ARCHIVE_MEMBERS = 100_000
+# An extended header or GNU long name in the archive (not a layer): Go's 1 MiB, as in layers.
+# Python's tarfile reads any size into memory.
+MAX_ARCHIVE_META = 1 << 20
+_META_TYPES = frozenset(
+    {tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME}
+    | {tarfile.GNUTYPE_LONGLINK}
+)
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """tarfile's member, refusing an extended header or long name over MAX_ARCHIVE_META
+    before tarfile reads it whole, and counting the members read."""
+
+    def _proc_member(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _META_TYPES and self.size > MAX_ARCHIVE_META:
+            raise InvalidImageError(
+                f"an archive member's extended header or long name of {self.size} bytes "
+                f"exceeds the bound of {MAX_ARCHIVE_META} bytes"
+            )
+        return super()._proc_member(tarfile)  # type: ignore[misc,no-any-return]
 
 
 def clean_path(path: str) -> str:
@@ -172,6 +196,7 @@ class TarTree:
         )
         self.parallel_reads = self.compression is None
         self._members: dict[str, _Member] = {}
+        self._read = 0
         # Members no lookup reaches (names that climb out) and names stored twice (the last
         # one wins, as when tar extracts): reported by verify as suspicious.
         self.anomalies: list[str] = []
@@ -179,6 +204,8 @@ class TarTree:
         self._lock = threading.Lock()
         try:
             self._index()
+        except InvalidImageError as exc:
+            raise exc.with_subject(self.label) from None
         except (tarfile.TarError, EOFError, OSError, UnicodeError) as exc:
             raise _tar_error(exc, self.label) from exc
 
@@ -187,9 +214,14 @@ class TarTree:
         if self.compression is None:
             file_size = self.path.stat().st_size
             with tarfile.open(
-                self.path, mode="r:", encoding="utf-8", errors="surrogateescape"
+                self.path,
+                mode="r:",
+                encoding="utf-8",
+                errors="surrogateescape",
+                tarinfo=_BoundedTarInfo,
             ) as tf:
                 for info in tf:
+                    self._count()
                     if info.isfile() and info.offset_data + info.size > file_size:
                         raise TruncatedError(
                             f"archive ends inside member {info.name!r}", subject=self.label
@@ -204,9 +236,16 @@ class TarTree:
         budget = SMALL_BUDGET
         with (
             self._decompressed() as raw,
-            tarfile.open(fileobj=raw, mode="r|", encoding="utf-8", errors="surrogateescape") as tf,
+            tarfile.open(
+                fileobj=raw,
+                mode="r|",
+                encoding="utf-8",
+                errors="surrogateescape",
+                tarinfo=_BoundedTarInfo,
+            ) as tf,
         ):
             for info in tf:
+                self._count()
                 data: bytes | None = None
                 head = b""
                 if info.isfile() and info.size:
@@ -223,6 +262,15 @@ class TarTree:
                             f"archive ends inside member {info.name!r}", subject=self.label
                         )
                 self._add(info, data, head)
+
+    def _count(self) -> None:
+        self._read += 1
+        if self._read > MAX_ARCHIVE_MEMBERS:
+            raise InvalidImageError(
+                f"the archive holds more than {MAX_ARCHIVE_MEMBERS} members "
+                "(the bound of members read)",
+                subject=self.label,
+            )
 
     def _add(self, info: tarfile.TarInfo, data: bytes | None, head: bytes = b"") -> None:
         if info.isfile():
