@@ -174,6 +174,7 @@ def run(
       dockscope run --explain sample_images/busybox.tar
     """
     from inspect_tool.render.text import visible
+    from inspect_tool.sources import ImageSelection
     from runtime_lab import container as rt
     from runtime_lab.cgroups import parse_memory
     from runtime_lab.trace import Tracer
@@ -223,9 +224,7 @@ def run(
         options = rt.RunOptions(
             image=image_path,
             args=list(command or []),
-            select_image=image,
-            select_ref=ref,
-            select_platform=platform,
+            selection=ImageSelection(image, ref, platform),
             entrypoint=entrypoint,
             name=name,
             hostname=hostname,
@@ -367,7 +366,8 @@ def add_trace_sinks(tracer: Tracer, *, trace: bool, json_file: object) -> None:
 
 
 def _explain(options: object, *, traced: bool) -> None:
-    from inspect_tool.cli._common import open_one_image, stdout_console
+    from inspect_tool.cli._common import stdout_console
+    from inspect_tool.sources import open_image
     from runtime_lab.container import RunOptions
     from runtime_lab.layerstore import overlay_available
     from runtime_lab.narrate import explain
@@ -375,9 +375,7 @@ def _explain(options: object, *, traced: bool) -> None:
     from runtime_lab.steps import plan
 
     assert isinstance(options, RunOptions)
-    source, image = open_one_image(
-        options.image, options.select_image, options.select_ref, options.select_platform
-    )
+    source, image = open_image(options.image, options.selection)
     with source:
         config = dict(image.config.config)
         argv = command_line(config, options.args, options.entrypoint)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from inspect_tool.errors import DockscopeError, UsageError
+from inspect_tool.sources.selection import ALL_IMAGES, ImageSelection
 from runtime_lab import cgroups
 from runtime_lab.layerstore import copy_image, ensure_layers, overlay_available
 from runtime_lab.process import LaunchSpec, run_shim, wait_quietly
@@ -62,9 +63,7 @@ class ContainerError(DockscopeError):
 class RunOptions:
     image: Path
     args: list[str] = field(default_factory=list)
-    select_image: str | None = None
-    select_ref: str | None = None
-    select_platform: str | None = None
+    selection: ImageSelection = ALL_IMAGES  # --image, --ref, --platform
     entrypoint: str | None = None
     name: str | None = None
     hostname: str | None = None
@@ -121,7 +120,7 @@ def create(
     store: Store, options: RunOptions, tracer: Tracer, progress: Callable[[int], None] | None = None
 ) -> ContainerConfig:
     """Everything before the processes: image, layer store, config, writable layer."""
-    from inspect_tool.cli._common import open_one_image
+    from inspect_tool.sources import open_image
 
     network = _namespace_mode(store, "--net", options.network, ("none", "host"))
     pid_mode = _namespace_mode(store, "--pid", options.pid_mode, ("private", "host"))
@@ -143,9 +142,7 @@ def create(
     name = options.name or _name_from(container_id)
     if options.name and store.name_taken(options.name):
         raise UsageError(f"the container name {options.name!r} is already in use")
-    source, image = open_one_image(
-        options.image, options.select_image, options.select_ref, options.select_platform
-    )
+    source, image = open_image(options.image, options.selection)
     with source:
         config_obj = dict(image.config.config)
         argv = command_line(config_obj, options.args, options.entrypoint)
@@ -157,7 +154,7 @@ def create(
             "cmd": config_obj.get("Cmd"),
             "argv": argv,
         }
-        warning = platform_warning_for(image.config.data, options.select_platform)
+        warning = platform_warning_for(image.config.data, options.selection.platform)
         if warning is not None:
             evidence["warning"] = warning
         tracer.emit(step_event("image", args={"source": str(options.image)}, evidence=evidence))
@@ -284,9 +281,9 @@ def _config(
         image_source=str(options.image),
         image_id=str(image.image_id),
         image_selector={
-            "image": options.select_image,
-            "ref": options.select_ref,
-            "platform": options.select_platform,
+            "image": options.selection.image,
+            "ref": options.selection.ref,
+            "platform": options.selection.platform,
         },
         diff_ids=[p.name for p in layer_dirs],
         command=argv,
