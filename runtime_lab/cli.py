@@ -14,20 +14,12 @@ import typer
 
 from inspect_tool.cli._common import PLATFORM_OPTION, REF_OPTION, handle_errors
 from inspect_tool.errors import UsageError
+from runtime_lab.common_cli import ROOT_OPTION, need_root
+from runtime_lab.session import add_trace_sinks, attached_streams, local_streams, terminal_size
 
 if TYPE_CHECKING:
     from runtime_lab.store import Store
-    from runtime_lab.streams import LocalStreams
-    from runtime_lab.trace import Tracer
 
-ROOT_OPTION = typer.Option(
-    None,
-    "--root",
-    metavar="DIR",
-    envvar="DOCKSCOPE_ROOT",
-    help="dockscope's state directory: its containers and volumes (default /var/lib/dockscope; "
-    "also DOCKSCOPE_ROOT). Engine storage is --storage.",
-)
 RUN_IMAGE = typer.Argument(..., metavar="IMAGE", help="Any image dockscope inspect reads.")
 RUN_COMMAND = typer.Argument(None, metavar="[COMMAND [ARG...]]", help="Replaces the image's Cmd.")
 # as IMAGE_OPTION, without its short form: in run, -i is docker's --interactive
@@ -37,14 +29,6 @@ RUN_SELECT_IMAGE = typer.Option(
     metavar="NAME:TAG|N",
     help="Choose an image of a multi-image archive by tag or by 1-based position.",
 )
-
-
-def _need_root() -> None:
-    if os.geteuid() != 0:
-        raise UsageError(
-            "this needs root (namespaces, mounts and cgroups): run it with sudo, or use "
-            "--explain to see what it would do"
-        )
 
 
 def _store(root: str | None) -> Store:
@@ -251,7 +235,7 @@ def run(
         if explain:
             _explain(options, traced=trace or trace_json is not None)
             return
-        _need_root()
+        need_root()
         tracer = Tracer()
         try:
             json_file = open(trace_json, "w") if trace_json else None  # noqa: SIM115
@@ -267,7 +251,7 @@ def run(
             if warning is not None:  # docker's, before the container starts
                 sys.stderr.write(f"dockscope: WARNING: {warning}\n")
             if detach:
-                from runtime_lab.lifecycle import start_detached
+                from runtime_lab.supervisor import start_detached
 
                 start_detached(store, config.id, trace_json=trace_json)
                 sys.stdout.write(config.id + "\n")
@@ -308,61 +292,6 @@ def run(
                 with contextlib.suppress(OSError):  # reported already, as the run stopped
                     json_file.close()
         raise typer.Exit(code)
-
-
-def attached_streams(values: list[str], *, detach: bool, interactive: bool) -> list[str]:
-    """docker's -a: the streams a foreground container has attached."""
-    chosen: list[str] = []
-    for value in values:
-        stream = value.lower()
-        if stream not in ("stdin", "stdout", "stderr"):
-            raise UsageError(f"-a {value}: attach stdin, stdout or stderr")
-        if stream not in chosen:
-            chosen.append(stream)
-    if detach:
-        if chosen:
-            raise UsageError(
-                "conflicting options: -a and -d (a detached container is not attached)"
-            )
-        return []
-    if not chosen:
-        chosen = ["stdin", "stdout", "stderr"] if interactive else ["stdout", "stderr"]
-    return chosen
-
-
-def local_streams(streams: list[str], *, interactive: bool, tty: bool) -> LocalStreams:
-    """dockscope's own descriptors for the attached streams. Input is forwarded only with -i:
-    without it the container's stdin is closed, and ``-a stdin`` alone delivers nothing."""
-    from runtime_lab.streams import LocalStreams
-
-    stdin = 0 if "stdin" in streams and interactive else None
-    return LocalStreams(
-        stdin=stdin,
-        stdout=1 if "stdout" in streams else None,
-        stderr=2 if "stderr" in streams else None,
-        terminal=0 if tty and stdin is not None and os.isatty(0) else None,
-    )
-
-
-def terminal_size() -> tuple[int, int] | None:
-    from runtime_lab import linux
-
-    for fd in (0, 1, 2):
-        size = linux.window_size(fd)
-        if size is not None and size != (0, 0):
-            return size
-    return None
-
-
-def add_trace_sinks(tracer: Tracer, *, trace: bool, json_file: object) -> None:
-    if trace:
-        from runtime_lab.narrate import Narrator
-
-        tracer.add_sink(Narrator())
-    if json_file is not None:
-        from runtime_lab.trace import JsonLinesSink
-
-        tracer.add_sink(JsonLinesSink(json_file))  # type: ignore[arg-type]
 
 
 def _explain(options: object, *, traced: bool) -> None:
@@ -439,9 +368,9 @@ def register(app: typer.Typer, *, only: str | None = None) -> None:
     app.command(context_settings={"allow_interspersed_args": False})(run)
     if only == "run":
         return
-    from runtime_lab import container_cli, lifecycle, session_cli, volume_cli
+    from runtime_lab import container_cli, lifecycle_cli, session_cli, volume_cli
 
-    lifecycle.register(app)
+    lifecycle_cli.register(app)
     session_cli.register(app)
     container_cli.register(app)
     volume_cli.register(app)

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from inspect_tool.cli._common import JSON_OPTION, handle_errors, stdout_console, write_json
-from runtime_lab.lifecycle import ROOT_OPTION
+from runtime_lab.common_cli import ROOT_OPTION
 from runtime_lab.store import Store
 
 app = typer.Typer(

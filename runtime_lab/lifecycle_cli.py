@@ -1,154 +1,20 @@
-"""ps, logs, stop, start, rm and cleanup; detached containers and their supervisor."""
+"""``dockscope ps|logs|stop|start|rm|cleanup``: the commands of a container's lifecycle (the
+supervisor of detached containers is runtime_lab/supervisor.py)."""
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import typer
 
 from inspect_tool.cli._common import JSON_OPTION, handle_errors, write_json
-from inspect_tool.errors import DockscopeError, UsageError
-from runtime_lab.spec import RestartPolicy
+from inspect_tool.errors import UsageError
+from runtime_lab.common_cli import NAME_ARGUMENT, NAMES_ARGUMENT, ROOT_OPTION, need_root
+from runtime_lab.logs import LogReader, parse_tail
 from runtime_lab.store import Store
-
-ROOT_OPTION = typer.Option(
-    None,
-    "--root",
-    metavar="DIR",
-    envvar="DOCKSCOPE_ROOT",
-    help="dockscope's state directory: its containers and volumes (default /var/lib/dockscope; "
-    "also DOCKSCOPE_ROOT). Engine storage is --storage.",
-)
-NAME_ARGUMENT = typer.Argument(..., metavar="NAME", help="Container name or ID (prefix).")
-NAMES_ARGUMENT = typer.Argument(..., metavar="NAME...", help="Container names or IDs.")
-
-
-def start_detached(store: Store, container_id: str, *, trace_json: Path | None = None) -> None:
-    """Start the container under a supervisor in its own session, output to its log file.
-
-    The supervisor is dockscope's own process, detached (double fork, setsid): it relays the
-    container's output into docker's json-file log format, records the exit in state.json,
-    removes the control group, starts the container again as its restart policy says, and
-    removes the container with --rm. A start by hand counts restarts from zero again.
-    """
-    from runtime_lab import container as rt
-
-    state = rt.refresh(store, container_id)
-    if state.status in ("running", "restarting"):
-        name = store.load_config(container_id).name
-        raise UsageError(f"container {name} is already {state.status}")
-    directory = store.container_dir(container_id)
-    with contextlib.suppress(FileNotFoundError):
-        (directory / rt.STOP_MARKER).unlink()
-    if state.restart_count:
-        state.restart_count = 0
-        store.save_state(container_id, state)
-    ready_r, ready_w = os.pipe()
-    first = os.fork()
-    if first == 0:
-        try:
-            os.close(ready_r)
-            os.setsid()
-            if os.fork() != 0:
-                os._exit(0)
-            _supervise(store, container_id, directory, ready_w, trace_json)
-        finally:
-            os._exit(0)
-    os.close(ready_w)
-    os.waitpid(first, 0)
-    # wait until the container is running (or has already exited), so ps sees it at once;
-    # a byte says so (EOF too: the supervisor died before)
-    with os.fdopen(ready_r, "rb") as ready:
-        ready.read(1)
-    state = rt.refresh(store, container_id)
-    if state.error:
-        raise UsageError(f"the container failed to start: {state.error}")
-
-
-def _supervise(
-    store: Store, container_id: str, directory: Path, ready_w: int, trace_json: Path | None
-) -> None:
-    from runtime_lab import container as rt
-    from runtime_lab.trace import JsonLinesSink, Tracer
-
-    null = os.open(os.devnull, os.O_RDWR)
-    os.dup2(null, 0)
-    log = os.open(directory / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    tracer = Tracer()
-    trace_file = open(trace_json, "a") if trace_json else None  # noqa: SIM115
-    if trace_file is not None:
-        tracer.add_sink(JsonLinesSink(trace_file))
-
-    def ready(event: Any) -> None:
-        nonlocal ready_w
-        if ready_w >= 0 and event.step in ("exec", "exit"):
-            os.write(ready_w, b"r")
-            os.close(ready_w)
-            ready_w = -1
-
-    tracer.add_sink(ready, watching=False)  # no trace: the filter logs nothing
-    policy = RestartPolicy.parse(store.load_config(container_id).restart)
-    delay = 0.0
-    try:
-        while True:
-            began = time.monotonic()
-            code = rt.start(store, container_id, tracer, rt.StartIO())
-            state = store.load_state(container_id)
-            stopped = (directory / rt.STOP_MARKER).exists()
-            # a container that could not even start (a step failed) is not started again
-            if stopped or state.error or not policy.wants_restart(code, state.restart_count):
-                break
-            # docker's back-off: 100 ms, doubled for each restart in a row, at most a minute;
-            # a container that ran 10 s or more starts the count of delays again
-            ran = time.monotonic() - began
-            delay = 0.1 if ran >= 10 or not delay else min(delay * 2, 60.0)
-            state.status, state.restart_count = "restarting", state.restart_count + 1
-            state.supervisor_pid = os.getpid()
-            store.save_state(container_id, state)
-            tracer.emit(
-                rt.step_event(
-                    "restart",
-                    args={"policy": str(policy), "delay": delay},
-                    evidence={"exit_code": code, "restart_count": state.restart_count},
-                )
-            )
-            if not _wait_unless_stopped(directory / rt.STOP_MARKER, delay):
-                state.status = "exited"  # stopped by hand while it waited
-                store.save_state(container_id, state)
-                break
-    except BaseException as exc:  # recorded for ps and for the waiting run -d
-        state = rt.refresh(store, container_id)
-        if state.status != "running":  # never over a container that runs (started twice)
-            state.status, state.error = "exited", str(exc)
-            with contextlib.suppress(OSError):
-                store.save_state(container_id, state)
-    finally:
-        if ready_w >= 0:
-            os.close(ready_w)
-        with contextlib.suppress(Exception):
-            if store.load_config(container_id).auto_remove:
-                removed = rt.remove(store, container_id, force=True, volumes=True)
-                tracer.emit(rt.step_event("remove", evidence=removed))
-        if trace_file is not None:
-            trace_file.close()
-
-
-def _wait_unless_stopped(marker: Path, seconds: float) -> bool:
-    """Sleep ``seconds``; False as soon as ``marker`` appears (dockscope stop)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if marker.exists():
-            return False
-        time.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
-    return not marker.exists()
+from runtime_lab.supervisor import start_detached
 
 
 def _ago(stamp: str | None) -> str:
@@ -348,54 +214,6 @@ def logs(
                 time.sleep(0.1)
 
 
-def parse_tail(text: str) -> int | None:
-    """docker's --tail: "all" (or a negative number) for every line, else N >= 0."""
-    if text == "all":
-        return None
-    try:
-        number = int(text)
-    except ValueError:
-        raise UsageError(f"--tail {text!r}: give a number of lines, or all") from None
-    return None if number < 0 else number
-
-
-class LogReader:
-    """Reads ``container.log`` (docker's json-file lines) from where it stopped last time;
-    only whole lines, so a record being written is read next time."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.offset = 0
-        self.number = 0
-
-    def read(self) -> list[tuple[str, str]]:
-        """(stream, text) of each new record."""
-        from runtime_lab.store import reading
-
-        with reading(self.path):
-            try:
-                with open(self.path, "rb") as f:
-                    f.seek(self.offset)
-                    data = f.read()
-            except FileNotFoundError:  # not started yet, or removed (--rm)
-                return []
-        whole, _, _ = data.rpartition(b"\n")
-        if not whole:
-            return []
-        self.offset += len(whole) + 1
-        records = []
-        for raw in whole.split(b"\n"):
-            self.number += 1
-            try:
-                record = json.loads(raw)
-                records.append((str(record.get("stream", "stdout")), str(record.get("log", ""))))
-            except (ValueError, AttributeError):
-                raise DockscopeError(
-                    f"line {self.number} is not a json-file log record", subject=str(self.path)
-                ) from None
-        return records
-
-
 def _write_log(records: list[tuple[str, str]]) -> None:
     for stream, text in records:
         out = sys.stderr if stream == "stderr" else sys.stdout
@@ -419,7 +237,7 @@ def stop(
     from runtime_lab import container as rt
 
     with handle_errors():
-        _need_root()
+        need_root()
         store = Store(root)
         for name in names:
             rt.stop(store, store.resolve(name), timeout=time_)
@@ -437,7 +255,7 @@ def start(
       dockscope start web
     """
     with handle_errors():
-        _need_root()
+        need_root()
         store = Store(root)
         for name in names:
             start_detached(store, store.resolve(name))
@@ -478,17 +296,12 @@ def cleanup(root: str | None = ROOT_OPTION) -> None:
     from runtime_lab.recovery import recover
 
     with handle_errors():
-        _need_root()
+        need_root()
         report = recover(Store(root))
         from inspect_tool.render.text import visible
 
         for line in report:
             sys.stdout.write(visible(line) + "\n")
-
-
-def _need_root() -> None:
-    if os.geteuid() != 0:
-        raise UsageError("this needs root: run it with sudo")
 
 
 def register(app: typer.Typer) -> None:
