@@ -5,30 +5,16 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
 
 import typer
 
 from inspect_tool.cli._common import JSON_OPTION, handle_errors, write_json
 from inspect_tool.errors import UsageError
+from runtime_lab import render
 from runtime_lab.common_cli import NAME_ARGUMENT, NAMES_ARGUMENT, ROOT_OPTION, need_root
 from runtime_lab.logs import LogReader, parse_tail
 from runtime_lab.store import Store
 from runtime_lab.supervisor import start_detached
-
-
-def _ago(stamp: str | None) -> str:
-    if not stamp:
-        return ""
-    import datetime as dt
-
-    then = dt.datetime.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=dt.UTC)
-    seconds = int((dt.datetime.now(dt.UTC) - then).total_seconds())
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size:
-            count = seconds // size
-            return f"{count} {unit}{'s' if count > 1 else ''}"
-    return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
 def ps(
@@ -93,79 +79,10 @@ def ps(
         measure = Sizes(store)
         sizes = {c.id: measure.container(c) if size else (None, None) for c, _ in rows}
         if json_output:
-            write_json(
-                {
-                    "schema_version": 1,
-                    "kind": "ps",
-                    "containers": [
-                        {
-                            "id": c.id,
-                            "name": c.name,
-                            "image": c.image_source,
-                            "image_id": c.image_id,
-                            "command": c.command,
-                            "created": c.created,
-                            "status": s.status,
-                            "pid": s.pid or None,
-                            "exit_code": s.exit_code,
-                            "oom_killed": s.oom_killed,
-                            "started": s.started,
-                            "finished": s.finished,
-                            "restart_policy": c.restart,
-                            "restart_count": s.restart_count,
-                            "size_rw": sizes[c.id][0],
-                            "size_root_fs": sizes[c.id][1],
-                        }
-                        for c, s in rows
-                    ],
-                }
-            )
+            write_json(render.ps_document(rows, sizes))
             return
-        fields = [_ps_fields(config, state, sizes[config.id]) for config, state in rows]
+        fields = [render.ps_fields(config, state, sizes[config.id]) for config, state in rows]
         sys.stdout.write(template.render(fields))
-
-
-def _ps_fields(config: Any, state: Any, size: tuple[int | None, int | None]) -> dict[str, str]:
-    """One container as docker ps's template fields (each value escaped for the terminal)."""
-    from runtime_lab.psformat import command_cell, safe
-    from runtime_lab.records import human_size
-
-    if state.status == "running":
-        status = f"Up {_ago(state.started)}"
-    elif state.status == "restarting":
-        status = f"Restarting ({state.exit_code}) {_ago(state.finished)} ago"
-    elif state.status == "exited":
-        status = f"Exited ({state.exit_code}) {_ago(state.finished)} ago"
-    else:
-        status = "Created"
-    rw, virtual = size
-    return {
-        "ID": config.id[:12],
-        "Image": safe(config.image_source),
-        "Command": command_cell(config.command),
-        "CreatedAt": _created_at(config.created),
-        "RunningFor": f"{_ago(config.created)} ago",
-        "Ports": "",
-        "State": state.status,
-        "Status": status,
-        "Size": (
-            f"{human_size(rw)} (virtual {human_size(virtual)})"
-            if rw is not None and virtual is not None
-            else "0B"
-        ),
-        "Names": safe(config.name),
-        "Labels": safe(",".join(f"{k}={v}" for k, v in sorted(config.labels.items()))),
-        "Mounts": safe(",".join(str(m.get("name") or m.get("source")) for m in config.volumes)),
-        "Networks": safe(config.network),
-        "RestartCount": str(state.restart_count),
-    }
-
-
-def _created_at(stamp: str | None) -> str:
-    """docker's CreatedAt: ``2024-05-01 12:00:00 +0000 UTC``."""
-    if not stamp:
-        return ""
-    return f"{stamp[:10]} {stamp[11:19]} +0000 UTC"
 
 
 def logs(
