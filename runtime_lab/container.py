@@ -16,16 +16,16 @@ import signal
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from inspect_tool.errors import DockscopeError, UsageError
-from inspect_tool.sources.selection import ALL_IMAGES, ImageSelection
 from runtime_lab import cgroups
 from runtime_lab.layerstore import copy_image, ensure_layers, overlay_available
 from runtime_lab.process import LaunchSpec, run_shim, wait_quietly
+from runtime_lab.run_options import RunOptions
 from runtime_lab.seccomp import Options as SecurityOptions
 from runtime_lab.spec import (
     VolumeSpec,
@@ -57,35 +57,6 @@ MEMORY_KILL_EXIT = 137
 
 class ContainerError(DockscopeError):
     """A container operation failed (exit 3: the input or the host cannot do it)."""
-
-
-@dataclass(slots=True)
-class RunOptions:
-    image: Path
-    args: list[str] = field(default_factory=list)
-    selection: ImageSelection = ALL_IMAGES  # --image, --ref, --platform
-    entrypoint: str | None = None
-    name: str | None = None
-    hostname: str | None = None
-    network: str = "none"  # none, host or container:NAME
-    pid_mode: str = "private"  # private, host or container:NAME
-    ipc_mode: str = "private"
-    memory: int | None = None
-    cpus: float | None = None
-    pids: int | None = None
-    env: list[str] = field(default_factory=list)
-    workdir: str | None = None
-    user: str | None = None
-    detach: bool = False
-    auto_remove: bool = False
-    interactive: bool = False
-    tty: bool = False
-    attach: list[str] = field(default_factory=list)  # foreground: the streams attached
-    labels: list[str] = field(default_factory=list)  # --label KEY=VALUE
-    volumes: list[VolumeSpec] = field(default_factory=list)  # -v
-    read_only: bool = False
-    restart: str = "no"
-    security: SecurityOptions = field(default_factory=SecurityOptions)  # --security-opt
 
 
 def step_event(step_id: str, **fields: Any) -> Event:
@@ -228,7 +199,7 @@ def _namespace_mode(store: Store, flag: str, value: str, plain: tuple[str, ...])
     return f"container:{store.resolve(name)}"
 
 
-def _mounts(store: Store, volumes: list[VolumeSpec]) -> list[dict[str, Any]]:
+def _mounts(store: Store, volumes: Sequence[VolumeSpec]) -> list[dict[str, Any]]:
     """-v as recorded in the config: each volume made if new (an anonymous one named)."""
     from runtime_lab.volumes import ensure
 

@@ -12,7 +12,9 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from inspect_tool.layers.tarwrite import TarStats
+    from inspect_tool.model.image import Image
     from runtime_lab.commit import CommitResult
+    from runtime_lab.run_options import RunOptions
     from runtime_lab.volumes import Volume
 
 
@@ -248,4 +250,45 @@ def volume_inspect_document(found: list[tuple[Volume, list[str], int]]) -> dict[
         "schema_version": 1,
         "kind": "volume-inspect",
         "volumes": [{**v.to_json(), "containers": users, "size": size} for v, users, size in found],
+    }
+
+
+# -- run --explain -------------------------------------------------------------------------------
+
+
+def explain_details(
+    options: RunOptions,
+    image: Image,
+    argv: list[str],
+    mismatch: tuple[str, str] | None,
+    mode: str,
+) -> dict[str, str]:
+    """The facts ``run --explain`` prints above the plan: image, command, user, namespaces,
+    limits, platform, root filesystem (``mode``: overlay or copy) and seccomp."""
+    import json
+
+    return {
+        "image": f"{image.display_name} ({image.image_id.short}), {len(image.layers)} layers",
+        "command": json.dumps(argv),
+        "user": options.user or str(dict(image.config.config).get("User") or "root"),
+        "network": options.network,
+        "pid": options.pid_mode,
+        "ipc": options.ipc_mode,
+        "limits": ", ".join(
+            f"{k}={v}"
+            for k, v in (("memory", options.memory), ("cpus", options.cpus), ("pids", options.pids))
+            if v is not None
+        )
+        or "none",
+        "platform": (
+            f"{mismatch[0]}, not this host's {mismatch[1]}: its programs fail with "
+            "'Exec format error' unless an emulator is registered (binfmt_misc)"
+            if mismatch
+            else "this host's"
+        ),
+        "root filesystem": mode,
+        "seccomp": {
+            "default": "docker's default profile (runtime_lab/profiles/default.json)",
+            "unconfined": "unconfined (no filter)",
+        }.get(options.security.seccomp, options.security.seccomp),
     }
