@@ -4,8 +4,6 @@ and ``dockscope container diff|export|commit|inspect``."""
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,20 +12,13 @@ import typer
 
 from inspect_tool.cli._common import PLATFORM_OPTION, REF_OPTION, handle_errors
 from inspect_tool.errors import UsageError
+from runtime_lab.common_cli import ROOT_OPTION, need_root
+from runtime_lab.session import add_trace_sinks, local_streams, terminal_size
 
 if TYPE_CHECKING:
+    from runtime_lab.run_options import RunOptions
     from runtime_lab.store import Store
-    from runtime_lab.streams import LocalStreams
-    from runtime_lab.trace import Tracer
 
-ROOT_OPTION = typer.Option(
-    None,
-    "--root",
-    metavar="DIR",
-    envvar="DOCKSCOPE_ROOT",
-    help="dockscope's state directory: its containers and volumes (default /var/lib/dockscope; "
-    "also DOCKSCOPE_ROOT). Engine storage is --storage.",
-)
 RUN_IMAGE = typer.Argument(..., metavar="IMAGE", help="Any image dockscope inspect reads.")
 RUN_COMMAND = typer.Argument(None, metavar="[COMMAND [ARG...]]", help="Replaces the image's Cmd.")
 # as IMAGE_OPTION, without its short form: in run, -i is docker's --interactive
@@ -37,14 +28,6 @@ RUN_SELECT_IMAGE = typer.Option(
     metavar="NAME:TAG|N",
     help="Choose an image of a multi-image archive by tag or by 1-based position.",
 )
-
-
-def _need_root() -> None:
-    if os.geteuid() != 0:
-        raise UsageError(
-            "this needs root (namespaces, mounts and cgroups): run it with sudo, or use "
-            "--explain to see what it would do"
-        )
 
 
 def _store(root: str | None) -> Store:
@@ -174,85 +157,46 @@ def run(
       dockscope run --explain sample_images/busybox.tar
     """
     from inspect_tool.render.text import visible
+    from inspect_tool.sources import ImageSelection
     from runtime_lab import container as rt
-    from runtime_lab.cgroups import parse_memory
+    from runtime_lab.run_options import RunOptions
     from runtime_lab.trace import Tracer
 
     with handle_errors():
-        try:
-            memory_bytes = parse_memory(memory) if memory else None
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        # docker's bounds: below them the kernel refuses the value (a CFS quota under 1 ms)
-        # or the container cannot even start
-        if memory_bytes is not None and memory_bytes < 6 * 1024 * 1024:
-            raise UsageError("--memory: the minimum is 6m")
-        available = os.cpu_count() or 1
-        if cpus is not None and not 0.01 <= cpus <= available:
-            raise UsageError(f"--cpus: from 0.01 to {available} (the CPUs this machine has)")
-        if pids_limit is not None and pids_limit < 1:
-            raise UsageError("--pids-limit must be at least 1")
-        if detach and step:
-            raise UsageError("--detach cannot be combined with --step")
-        from runtime_lab.spec import RestartPolicy
-
-        policy = RestartPolicy.parse(restart)
-        if policy.name != "no" and rm:
-            raise UsageError("conflicting options: --restart and --rm")
-        if policy.name != "no" and not detach:
-            raise UsageError(
-                "--restart needs -d: the supervisor of a detached container restarts it"
-            )
-        streams = attached_streams(attach or [], detach=detach, interactive=interactive)
-        from runtime_lab.spec import parse_volume, read_env_file
-
-        environment: list[str] = []
-        for path in env_file or []:  # docker: the files first, then -e
-            try:
-                text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise UsageError(f"--env-file: cannot read it: {exc}", subject=str(path)) from None
-            environment += read_env_file(str(path), text)
-        environment += env or []
-        volumes = [parse_volume(v, os.getcwd()) for v in volume or []]
-        from runtime_lab.seccomp import security_options
-
-        security = security_options(security_opt or [])
-        if tty and interactive and "stdin" in streams and not os.isatty(0) and not explain:
-            raise UsageError("the input device is not a TTY: -it needs a terminal on stdin")
-        options = rt.RunOptions(
-            image=image_path,
-            args=list(command or []),
-            select_image=image,
-            select_ref=ref,
-            select_platform=platform,
+        options = RunOptions.parse(
+            image_path,
+            command or [],
+            selection=ImageSelection(image, ref, platform),
             entrypoint=entrypoint,
             name=name,
             hostname=hostname,
             network=net,
             pid_mode=pid,
             ipc_mode=ipc,
-            memory=memory_bytes,
+            memory=memory,
             cpus=cpus,
-            pids=pids_limit,
-            env=environment,
+            pids_limit=pids_limit,
+            env=env or [],
+            env_files=env_file or [],
+            labels=label or [],
+            volumes=volume or [],
+            read_only=read_only,
+            security_opt=security_opt or [],
             workdir=workdir,
             user=user,
             detach=detach,
             auto_remove=rm,
+            restart=restart,
             interactive=interactive,
             tty=tty,
-            attach=streams,
-            labels=list(label or []),
-            volumes=volumes,
-            read_only=read_only,
-            restart=str(policy),
-            security=security,
+            attach=attach or [],
+            step=step,
+            explain=explain,
         )
         if explain:
             _explain(options, traced=trace or trace_json is not None)
             return
-        _need_root()
+        need_root()
         tracer = Tracer()
         try:
             json_file = open(trace_json, "w") if trace_json else None  # noqa: SIM115
@@ -268,7 +212,7 @@ def run(
             if warning is not None:  # docker's, before the container starts
                 sys.stderr.write(f"dockscope: WARNING: {warning}\n")
             if detach:
-                from runtime_lab.lifecycle import start_detached
+                from runtime_lab.supervisor import start_detached
 
                 start_detached(store, config.id, trace_json=trace_json)
                 sys.stdout.write(config.id + "\n")
@@ -280,7 +224,7 @@ def run(
                 stepper = Stepper()
                 tracer.add_sink(stepper.note)
             io = rt.StartIO(
-                local=local_streams(streams, interactive=interactive, tty=tty),
+                local=local_streams(list(options.attach), interactive=interactive, tty=tty),
                 stepper=stepper,
                 window=terminal_size() if tty else None,
             )
@@ -311,104 +255,23 @@ def run(
         raise typer.Exit(code)
 
 
-def attached_streams(values: list[str], *, detach: bool, interactive: bool) -> list[str]:
-    """docker's -a: the streams a foreground container has attached."""
-    chosen: list[str] = []
-    for value in values:
-        stream = value.lower()
-        if stream not in ("stdin", "stdout", "stderr"):
-            raise UsageError(f"-a {value}: attach stdin, stdout or stderr")
-        if stream not in chosen:
-            chosen.append(stream)
-    if detach:
-        if chosen:
-            raise UsageError(
-                "conflicting options: -a and -d (a detached container is not attached)"
-            )
-        return []
-    if not chosen:
-        chosen = ["stdin", "stdout", "stderr"] if interactive else ["stdout", "stderr"]
-    return chosen
-
-
-def local_streams(streams: list[str], *, interactive: bool, tty: bool) -> LocalStreams:
-    """dockscope's own descriptors for the attached streams. Input is forwarded only with -i:
-    without it the container's stdin is closed, and ``-a stdin`` alone delivers nothing."""
-    from runtime_lab.streams import LocalStreams
-
-    stdin = 0 if "stdin" in streams and interactive else None
-    return LocalStreams(
-        stdin=stdin,
-        stdout=1 if "stdout" in streams else None,
-        stderr=2 if "stderr" in streams else None,
-        terminal=0 if tty and stdin is not None and os.isatty(0) else None,
-    )
-
-
-def terminal_size() -> tuple[int, int] | None:
-    from runtime_lab import linux
-
-    for fd in (0, 1, 2):
-        size = linux.window_size(fd)
-        if size is not None and size != (0, 0):
-            return size
-    return None
-
-
-def add_trace_sinks(tracer: Tracer, *, trace: bool, json_file: object) -> None:
-    if trace:
-        from runtime_lab.narrate import Narrator
-
-        tracer.add_sink(Narrator())
-    if json_file is not None:
-        from runtime_lab.trace import JsonLinesSink
-
-        tracer.add_sink(JsonLinesSink(json_file))  # type: ignore[arg-type]
-
-
-def _explain(options: object, *, traced: bool) -> None:
-    from inspect_tool.cli._common import open_one_image, stdout_console
-    from runtime_lab.container import RunOptions
+def _explain(options: RunOptions, *, traced: bool) -> None:
+    from inspect_tool.cli._common import stdout_console
+    from inspect_tool.sources import open_image
+    from runtime_lab import render
     from runtime_lab.layerstore import overlay_available
     from runtime_lab.narrate import explain
     from runtime_lab.spec import command_line, platform_mismatch
     from runtime_lab.steps import plan
 
-    assert isinstance(options, RunOptions)
-    source, image = open_one_image(
-        options.image, options.select_image, options.select_ref, options.select_platform
-    )
+    source, image = open_image(options.image, options.selection)
     with source:
         config = dict(image.config.config)
         argv = command_line(config, options.args, options.entrypoint)
         mismatch = platform_mismatch(image.config.data)
     limits = any(v is not None for v in (options.memory, options.cpus, options.pids))
     mode = "overlay" if overlay_available() else "copy"
-    details = {
-        "image": f"{image.display_name} ({image.image_id.short}), {len(image.layers)} layers",
-        "command": json.dumps(argv),
-        "user": options.user or str(config.get("User") or "root"),
-        "network": options.network,
-        "pid": options.pid_mode,
-        "ipc": options.ipc_mode,
-        "limits": ", ".join(
-            f"{k}={v}"
-            for k, v in (("memory", options.memory), ("cpus", options.cpus), ("pids", options.pids))
-            if v is not None
-        )
-        or "none",
-        "platform": (
-            f"{mismatch[0]}, not this host's {mismatch[1]}: its programs fail with "
-            "'Exec format error' unless an emulator is registered (binfmt_misc)"
-            if mismatch
-            else "this host's"
-        ),
-        "root filesystem": mode,
-        "seccomp": {
-            "default": "docker's default profile (runtime_lab/profiles/default.json)",
-            "unconfined": "unconfined (no filter)",
-        }.get(options.security.seccomp, options.security.seccomp),
-    }
+    details = render.explain_details(options, image, argv, mismatch, mode)
     explain(
         stdout_console(),
         plan(
@@ -441,9 +304,9 @@ def register(app: typer.Typer, *, only: str | None = None) -> None:
     app.command(context_settings={"allow_interspersed_args": False})(run)
     if only == "run":
         return
-    from runtime_lab import container_cli, lifecycle, session_cli, volume_cli
+    from runtime_lab import container_cli, lifecycle_cli, session_cli, volume_cli
 
-    lifecycle.register(app)
+    lifecycle_cli.register(app)
     session_cli.register(app)
     container_cli.register(app)
     volume_cli.register(app)

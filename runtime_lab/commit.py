@@ -247,18 +247,16 @@ def commit(
     store: Store, name_or_id: str, output: Path, options: CommitOptions | None = None
 ) -> CommitResult:
     """Write the container as a new image: an OCI image layout at ``output``."""
-    from inspect_tool.cli._common import open_one_image
+    from inspect_tool.sources import ImageSelection, open_image
 
     options = options or CommitOptions()
     container = _container(store, name_or_id)
     _writable_layer(container)
     recorded = container.config
     selector = recorded.image_selector
-    source, image = open_one_image(
+    source, image = open_image(
         Path(recorded.image_source),
-        selector.get("image"),
-        selector.get("ref"),
-        selector.get("platform"),
+        ImageSelection(selector.get("image"), selector.get("ref"), selector.get("platform")),
     )
     with source:
         if str(image.image_id) != recorded.image_id:

@@ -16,8 +16,8 @@ import signal
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -25,6 +25,7 @@ from inspect_tool.errors import DockscopeError, UsageError
 from runtime_lab import cgroups
 from runtime_lab.layerstore import copy_image, ensure_layers, overlay_available
 from runtime_lab.process import LaunchSpec, run_shim, wait_quietly
+from runtime_lab.run_options import RunOptions
 from runtime_lab.seccomp import Options as SecurityOptions
 from runtime_lab.spec import (
     VolumeSpec,
@@ -56,37 +57,6 @@ MEMORY_KILL_EXIT = 137
 
 class ContainerError(DockscopeError):
     """A container operation failed (exit 3: the input or the host cannot do it)."""
-
-
-@dataclass(slots=True)
-class RunOptions:
-    image: Path
-    args: list[str] = field(default_factory=list)
-    select_image: str | None = None
-    select_ref: str | None = None
-    select_platform: str | None = None
-    entrypoint: str | None = None
-    name: str | None = None
-    hostname: str | None = None
-    network: str = "none"  # none, host or container:NAME
-    pid_mode: str = "private"  # private, host or container:NAME
-    ipc_mode: str = "private"
-    memory: int | None = None
-    cpus: float | None = None
-    pids: int | None = None
-    env: list[str] = field(default_factory=list)
-    workdir: str | None = None
-    user: str | None = None
-    detach: bool = False
-    auto_remove: bool = False
-    interactive: bool = False
-    tty: bool = False
-    attach: list[str] = field(default_factory=list)  # foreground: the streams attached
-    labels: list[str] = field(default_factory=list)  # --label KEY=VALUE
-    volumes: list[VolumeSpec] = field(default_factory=list)  # -v
-    read_only: bool = False
-    restart: str = "no"
-    security: SecurityOptions = field(default_factory=SecurityOptions)  # --security-opt
 
 
 def step_event(step_id: str, **fields: Any) -> Event:
@@ -121,7 +91,7 @@ def create(
     store: Store, options: RunOptions, tracer: Tracer, progress: Callable[[int], None] | None = None
 ) -> ContainerConfig:
     """Everything before the processes: image, layer store, config, writable layer."""
-    from inspect_tool.cli._common import open_one_image
+    from inspect_tool.sources import open_image
 
     network = _namespace_mode(store, "--net", options.network, ("none", "host"))
     pid_mode = _namespace_mode(store, "--pid", options.pid_mode, ("private", "host"))
@@ -143,9 +113,7 @@ def create(
     name = options.name or _name_from(container_id)
     if options.name and store.name_taken(options.name):
         raise UsageError(f"the container name {options.name!r} is already in use")
-    source, image = open_one_image(
-        options.image, options.select_image, options.select_ref, options.select_platform
-    )
+    source, image = open_image(options.image, options.selection)
     with source:
         config_obj = dict(image.config.config)
         argv = command_line(config_obj, options.args, options.entrypoint)
@@ -157,7 +125,7 @@ def create(
             "cmd": config_obj.get("Cmd"),
             "argv": argv,
         }
-        warning = platform_warning_for(image.config.data, options.select_platform)
+        warning = platform_warning_for(image.config.data, options.selection.platform)
         if warning is not None:
             evidence["warning"] = warning
         tracer.emit(step_event("image", args={"source": str(options.image)}, evidence=evidence))
@@ -231,7 +199,7 @@ def _namespace_mode(store: Store, flag: str, value: str, plain: tuple[str, ...])
     return f"container:{store.resolve(name)}"
 
 
-def _mounts(store: Store, volumes: list[VolumeSpec]) -> list[dict[str, Any]]:
+def _mounts(store: Store, volumes: Sequence[VolumeSpec]) -> list[dict[str, Any]]:
     """-v as recorded in the config: each volume made if new (an anonymous one named)."""
     from runtime_lab.volumes import ensure
 
@@ -284,9 +252,9 @@ def _config(
         image_source=str(options.image),
         image_id=str(image.image_id),
         image_selector={
-            "image": options.select_image,
-            "ref": options.select_ref,
-            "platform": options.select_platform,
+            "image": options.selection.image,
+            "ref": options.selection.ref,
+            "platform": options.selection.platform,
         },
         diff_ids=[p.name for p in layer_dirs],
         command=argv,

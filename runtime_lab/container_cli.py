@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
+from typing import TYPE_CHECKING, BinaryIO, NoReturn
 
 import typer
 
 from inspect_tool.cli._common import JSON_OPTION, handle_errors, write_json
 from inspect_tool.errors import UsageError
 from inspect_tool.storage.evidence import StorageError
-from runtime_lab.lifecycle import NAME_ARGUMENT, ROOT_OPTION
+from runtime_lab import render
+from runtime_lab.common_cli import NAME_ARGUMENT, ROOT_OPTION
 from runtime_lab.store import Store
 
 if TYPE_CHECKING:
@@ -94,7 +94,9 @@ def diff(
         notes = diff_notes(config.volumes)
         if json_output:
             write_json(
-                _diff_document(store, config, state.rootfs_mode, found, notes, config.volumes)
+                render.diff_document(
+                    store.root, config, state.rootfs_mode, found, notes, config.volumes
+                )
             )
             return
         from inspect_tool.render.text import visible
@@ -103,60 +105,6 @@ def diff(
             sys.stdout.write(f"{change.kind} {visible(change.path)}\n")
         for note in notes:  # stdout stays docker diff's lines
             sys.stderr.write(f"dockscope: note: {visible(note)}\n")
-
-
-def _diff_document(
-    store: Store,
-    config: Any,
-    rootfs_mode: str,
-    found: list[Any],
-    notes: list[str],
-    volumes: list[dict[str, Any]],
-) -> dict[str, Any]:
-    """The container-diff document of engine storage's ``container diff`` (one shape for the
-    command, docs/JSON.md), for a dockscope container; plus its ``volumes``."""
-    from inspect_tool.render.storage import diff_entry_json
-    from inspect_tool.storage.diff import DiffEntry
-    from inspect_tool.storage.writable import Kind
-
-    entries = [
-        DiffEntry(
-            kind=Kind(c.kind),
-            path=c.path,
-            type=c.type,
-            size=c.size,
-            mode=c.mode,
-            uid=c.uid,
-            gid=c.gid,
-            mtime_ns=c.mtime_ns,
-            link=c.link,
-            sha256=c.sha256,
-            evidence=c.evidence,
-            engine=None,
-            hidden=False,
-        )
-        for c in found
-    ]
-    return {
-        "schema_version": 1,
-        "kind": "container-diff",
-        "root": str(store.root),
-        "engine": "dockscope",
-        "driver": rootfs_mode,  # "overlay", or "copy" where overlayfs is unavailable
-        "method": "overlay" if rootfs_mode == "overlay" else "naive",
-        "container": {"id": config.id, "name": config.name, "image": config.image_source},
-        "since": None,
-        "changes": [diff_entry_json(e) for e in entries],
-        "summary": {
-            "added": sum(1 for e in entries if e.kind is Kind.ADDED),
-            "changed": sum(1 for e in entries if e.kind is Kind.CHANGED),
-            "deleted": sum(1 for e in entries if e.kind is Kind.DELETED),
-            "engine": 0,
-            "hidden": 0,
-        },
-        "notes": notes,
-        "volumes": volumes,
-    }
 
 
 @app.command()
@@ -268,25 +216,9 @@ def export(
         for path, reason in stats.skipped:
             sys.stderr.write(f"dockscope: {visible(path)}: left out: {visible(reason)}\n")
         if json_output:
-            config = store.load_config(cid)
             write_json(
-                {
-                    "schema_version": 1,
-                    "kind": "container-export",
-                    "id": cid,
-                    "name": config.name,
-                    "output": output,
-                    "layer": layer,
-                    "summary": _summary(stats),
-                    "skipped": [{"path": p, "reason": r} for p, r in stats.skipped],
-                }
+                render.export_document(cid, store.load_config(cid).name, output, layer, stats)
             )
-
-
-def _summary(stats: TarStats) -> dict[str, Any]:
-    summary = asdict(stats)
-    summary.pop("skipped")
-    return summary
 
 
 def _to_file(output: Path, write: Callable[[BinaryIO], TarStats]) -> TarStats:
@@ -351,32 +283,7 @@ def commit(
         if not json_output:
             sys.stdout.write(f"{result.image_id}\n")
             return
-        config = store.load_config(cid)
-        write_json(
-            {
-                "schema_version": 1,
-                "kind": "container-commit",
-                "id": cid,
-                "name": config.name,
-                "output": str(result.output),
-                "tag": str(result.tag) if result.tag else None,
-                "ref_name": result.tag.tag if result.tag else None,
-                "base_image_id": str(result.base_image_id),
-                "image_id": str(result.image_id),
-                "manifest_digest": str(result.manifest_digest),
-                "manifest_size": result.manifest_size,
-                "layers": result.layers,
-                "layer": {
-                    "diff_id": str(result.layer.diff_id),
-                    "digest": str(result.layer.digest),
-                    "media_type": result.layer.media_type,
-                    "size": result.layer.size,
-                    "uncompressed_size": result.layer.uncompressed_size,
-                    "summary": _summary(result.layer.stats),
-                },
-                "skipped": [{"path": p, "reason": r} for p, r in result.layer.stats.skipped],
-            }
-        )
+        write_json(render.commit_document(cid, store.load_config(cid).name, result))
 
 
 @app.command()
@@ -416,7 +323,7 @@ def logs(
     with handle_errors():
         if timestamps or since or json_output:
             raise UsageError("-t, --since and --json read engine storage: give --storage DIR")
-    from runtime_lab.lifecycle import logs as runtime_logs
+    from runtime_lab.lifecycle_cli import logs as runtime_logs
 
     runtime_logs(name, follow=False, tail="all" if tail is None else str(tail), root=root)
 

@@ -11,7 +11,7 @@ import typer
 
 from inspect_tool.cli._common import handle_errors
 from inspect_tool.errors import UsageError
-from runtime_lab.lifecycle import NAME_ARGUMENT, ROOT_OPTION
+from runtime_lab.common_cli import NAME_ARGUMENT, ROOT_OPTION, need_root
 from runtime_lab.store import Store
 
 
@@ -89,15 +89,15 @@ def exec_command(
 
       dockscope exec --trace -u nobody web id
     """
-    from runtime_lab.cli import add_trace_sinks, local_streams, terminal_size
     from runtime_lab.container import StartIO
     from runtime_lab.nsexec import ExecOptions, exec_in
+    from runtime_lab.session import add_trace_sinks, local_streams, terminal_size
     from runtime_lab.trace import Tracer
 
     with handle_errors():
         if tty and interactive and not os.isatty(0):
             raise UsageError("the input device is not a TTY: -it needs a terminal on stdin")
-        _need_root()
+        need_root()
         store = Store(root)
         cid = store.resolve(name)
         streams = ["stdin", "stdout", "stderr"] if interactive else ["stdout", "stderr"]
@@ -132,11 +132,6 @@ def exec_command(
 
             sys.stderr.write(f"dockscope: exec in {visible(name)}: {visible(result.error)}\n")
         raise typer.Exit(result.exit_code)
-
-
-def _need_root() -> None:
-    if os.geteuid() != 0:
-        raise UsageError("this needs root: run it with sudo")
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,8 @@ import sys
 import typer
 
 from inspect_tool.cli._common import JSON_OPTION, handle_errors, stdout_console, write_json
-from runtime_lab.lifecycle import ROOT_OPTION
+from runtime_lab import render
+from runtime_lab.common_cli import ROOT_OPTION
 from runtime_lab.store import Store
 
 app = typer.Typer(
@@ -34,25 +35,9 @@ def ls(json_output: bool = JSON_OPTION, root: str | None = ROOT_OPTION) -> None:
         store = Store(root)
         found = [(v, volumes.users(store, v.name)) for v in volumes.all_volumes(store)]
         if json_output:
-            write_json(
-                {
-                    "schema_version": 1,
-                    "kind": "volume-ls",
-                    "volumes": [{**v.to_json(), "containers": users} for v, users in found],
-                }
-            )
+            write_json(render.volume_ls_document(found))
             return
-        from rich import box
-        from rich.table import Table
-
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-        for column in ("DRIVER", "VOLUME NAME", "CONTAINERS"):
-            table.add_column(column, overflow="fold")
-        from inspect_tool.render.text import markup
-
-        for volume, users in found:
-            table.add_row("local", markup(volume.name), markup(", ".join(users)))
-        stdout_console().print(table)
+        stdout_console().print(render.volume_table(found))
 
 
 @app.command()
@@ -69,18 +54,9 @@ def inspect(names: list[str] = VOLUME_NAMES, root: str | None = ROOT_OPTION) -> 
         store = Store(root)
         found = [volumes.load(store, name) for name in names]
         write_json(
-            {
-                "schema_version": 1,
-                "kind": "volume-inspect",
-                "volumes": [
-                    {
-                        **v.to_json(),
-                        "containers": volumes.users(store, v.name),
-                        "size": volumes.size(v.data),
-                    }
-                    for v in found
-                ],
-            }
+            render.volume_inspect_document(
+                [(v, volumes.users(store, v.name), volumes.size(v.data)) for v in found]
+            )
         )
 
 

@@ -20,7 +20,7 @@ from inspect_tool.analyze.filetypes import (
     elf_category,
 )
 from inspect_tool.cli import app
-from inspect_tool.cli._common import open_one_image
+from inspect_tool.sources import open_image
 from tests.analysis_helpers import E, d, entries_tar, f, write_image
 from tests.helpers import CORPUS, SAMPLES
 
@@ -228,7 +228,7 @@ def test_only_the_first_bytes_are_read(forensic_image: Path) -> None:
             seen.append(len(head))
             return real.classify(head, mode)
 
-    source, image = open_one_image(forensic_image, None, None, None)
+    source, image = open_image(forensic_image)
     with source:
         report = analyze_types(source, image, classifier=Recording())
     assert len(seen) == report.totals.files.count == 13

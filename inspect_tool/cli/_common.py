@@ -1,4 +1,5 @@
-"""Shared CLI pieces: error mapping, consoles, progress, image selection options."""
+"""Shared CLI pieces: error mapping, consoles, progress, image selection options (the
+selection itself is inspect_tool.sources.ImageSelection)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,6 @@ from inspect_tool.errors import DockscopeError, ExitCode, UsageError
 
 if TYPE_CHECKING:
     from rich.console import Console
-
-    from inspect_tool.model.image import Image
-    from inspect_tool.sources import Candidate, Source
 
 IMAGE_OPTION = typer.Option(
     None,
@@ -46,46 +44,6 @@ IMAGE_ARGUMENT = typer.Argument(
     help="An image archive (.tar, .tar.gz, .tar.zst) or layout directory.",
     show_default=False,
 )
-
-
-def open_and_select(
-    path: Path, image: str | None, ref: str | None, platform: str | None
-) -> tuple[Source, list[Candidate]]:
-    """Open a source and apply --image, --ref and --platform (all candidates when none)."""
-    from inspect_tool.errors import InvalidImageError
-    from inspect_tool.model.image import Platform
-    from inspect_tool.sources import open_source
-
-    source = open_source(path)
-    wanted = Platform.parse(platform) if platform else None
-    if not source.candidates:
-        source.close()
-        raise InvalidImageError(
-            "holds no image: " + ("; ".join(source.notes) or "no manifests listed"),
-            subject=source.label,
-        )
-    return source, source.select(image=image, ref=ref, platform=wanted)
-
-
-def open_one_image(
-    path: Path, image: str | None, ref: str | None, platform: str | None
-) -> tuple[Source, Image]:
-    """Like open_and_select, for commands that need exactly one image."""
-    from inspect_tool.errors import SelectionError
-
-    source, chosen = open_and_select(path, image, ref, platform)
-    if len(chosen) != 1:
-        source.close()
-        raise SelectionError(
-            f"holds {len(chosen)} images; choose one with --image, --ref or --platform "
-            "(dockscope inspect lists them)",
-            subject=source.label,
-        )
-    try:
-        return source, chosen[0].image()
-    except BaseException:
-        source.close()
-        raise
 
 
 def fail(message: str, code: ExitCode) -> typer.Exit:

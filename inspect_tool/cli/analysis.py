@@ -15,7 +15,6 @@ from inspect_tool.cli._common import (
     REF_OPTION,
     ByteProgress,
     handle_errors,
-    open_one_image,
     stdout_console,
     write_json,
 )
@@ -92,7 +91,9 @@ def efficiency(
         ):
             if ratio is not None and not 0 <= ratio <= 1:  # dive: misconfigured outside 0-1
                 raise UsageError(f"{name}: expected a ratio from 0 to 1, not {ratio}")
-        source, selected = open_one_image(path, image, ref, platform)
+        from inspect_tool.sources import ImageSelection, open_image
+
+        source, selected = open_image(path, ImageSelection(image, ref, platform))
         with source, ByteProgress("reading layers") as progress:
             progress.start(sum(layer.size or 0 for layer in selected.layers))
             report = run_efficiency(source, selected, progress=progress.advance)
@@ -154,7 +155,9 @@ def types(
     with handle_errors():
         if base_layers is not None and base_layers < 0:
             raise UsageError(f"--base-layers {base_layers}: must be 0 or more")
-        source, selected = open_one_image(path, image, ref, platform)
+        from inspect_tool.sources import ImageSelection, open_image
+
+        source, selected = open_image(path, ImageSelection(image, ref, platform))
         with source, ByteProgress("classifying files") as progress:
             progress.start(sum(lyr.size or 0 for lyr in selected.layers))
             report = analyze_types(
@@ -202,7 +205,9 @@ def history(
     from inspect_tool.analyze.history import history as run_history
 
     with handle_errors():
-        source, selected = open_one_image(path, image, ref, platform)
+        from inspect_tool.sources import ImageSelection, open_image
+
+        source, selected = open_image(path, ImageSelection(image, ref, platform))
         with source:
             report = run_history(selected)
         if json_output:

@@ -17,7 +17,6 @@ from inspect_tool.cli._common import (
     REF_OPTION,
     ByteProgress,
     handle_errors,
-    open_one_image,
     output_stream,
     stderr_console,
     stdout_console,
@@ -83,7 +82,9 @@ def unpack(
     from inspect_tool.layers.safe_extract import unpack as run_unpack
 
     with handle_errors():
-        source, selected = open_one_image(path, image, ref, platform)
+        from inspect_tool.sources import ImageSelection, open_image
+
+        source, selected = open_image(path, ImageSelection(image, ref, platform))
         options = UnpackOptions(
             same_owner=False if no_same_owner else None,
             devices=devices,
@@ -145,7 +146,9 @@ def export(
             raise UsageError("--json needs -o FILE: with -o - stdout carries the tar")
         if to_stdout and sys.stdout.isatty():
             raise UsageError("refusing to write a tar to a terminal; use -o FILE or a pipe")
-        source, selected = open_one_image(path, image, ref, platform)
+        from inspect_tool.sources import ImageSelection, open_image
+
+        source, selected = open_image(path, ImageSelection(image, ref, platform))
         with source, ByteProgress("exporting") as progress:
             if to_stdout:
                 result = run_export(

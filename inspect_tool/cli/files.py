@@ -17,7 +17,6 @@ from inspect_tool.cli._common import (
     REF_OPTION,
     ByteProgress,
     handle_errors,
-    open_one_image,
     stdout_console,
     use_color,
     write_json,
@@ -71,7 +70,9 @@ def layers(
     from inspect_tool.analyze.filesystem import layer_rows
 
     with handle_errors():
-        source, selected = open_one_image(path, image, ref, platform)
+        from inspect_tool.sources import ImageSelection, open_image
+
+        source, selected = open_image(path, ImageSelection(image, ref, platform))
         with source, ByteProgress("reading layers") as progress:
             progress.start(sum(layer.size or 0 for layer in selected.layers))
             rows = layer_rows(source, selected, progress=progress.advance)
@@ -111,7 +112,9 @@ def ls(
 
     with handle_errors():
         layer = _at(at, old_layer, "ls")
-        source, selected = open_one_image(path, image, ref, platform)
+        from inspect_tool.sources import ImageSelection, open_image
+
+        source, selected = open_image(path, ImageSelection(image, ref, platform))
         with source, ByteProgress("reading layers") as progress:
             progress.start(sum(lyr.size or 0 for lyr in selected.layers))
             union = view_at(source, selected, layer, progress=progress.advance)
@@ -159,7 +162,9 @@ def cat(
 
     with handle_errors():
         layer = _at(at, old_layer, "cat")
-        source, selected = open_one_image(path, image, ref, platform)
+        from inspect_tool.sources import ImageSelection, open_image
+
+        source, selected = open_image(path, ImageSelection(image, ref, platform))
         with source:
             read_file(source, selected, target, sys.stdout.buffer, layer=layer)
         sys.stdout.buffer.flush()
@@ -191,7 +196,9 @@ def find(
     from inspect_tool.analyze.filesystem import find as run_find
 
     with handle_errors():
-        source, selected = open_one_image(path, image, ref, platform)
+        from inspect_tool.sources import ImageSelection, open_image
+
+        source, selected = open_image(path, ImageSelection(image, ref, platform))
         with source, ByteProgress("reading layers") as progress:
             progress.start(sum(lyr.size or 0 for lyr in selected.layers))
             found = run_find(
@@ -247,8 +254,9 @@ def diff(
                     "give a second image B, or --layer N to see what one layer changed"
                 )
             from inspect_tool.analyze.filesystem import layer_changes
+            from inspect_tool.sources import ImageSelection, open_image
 
-            source, selected = open_one_image(path_a, image, ref, platform)
+            source, selected = open_image(path_a, ImageSelection(image, ref, platform))
             with source, ByteProgress("reading layers") as progress:
                 progress.start(sum(lyr.size or 0 for lyr in selected.layers[: layer + 1]))
                 result = layer_changes(source, selected, layer, progress=progress.advance)
@@ -260,11 +268,12 @@ def diff(
         if layer is not None:
             raise UsageError("--layer shows what one layer of A changed: give only A")
         from inspect_tool.analyze.diff import diff_images
+        from inspect_tool.sources import ImageSelection, open_image
 
-        source_a, a = open_one_image(path_a, image, ref, platform)
+        source_a, a = open_image(path_a, ImageSelection(image, ref, platform))
         with source_a:
-            source_b, b = open_one_image(
-                path_b, image_b or image, ref_b or ref, platform_b or platform
+            source_b, b = open_image(
+                path_b, ImageSelection(image_b or image, ref_b or ref, platform_b or platform)
             )
             with source_b, ByteProgress("comparing") as progress:
                 progress.start(sum(lyr.size or 0 for lyr in (*a.layers, *b.layers)))

@@ -14,7 +14,6 @@ from inspect_tool.cli._common import (
     REF_OPTION,
     ByteProgress,
     handle_errors,
-    open_and_select,
     stdout_console,
     write_json,
 )
@@ -55,7 +54,9 @@ def inspect(
       dockscope inspect --explain-ids image.tar
     """
     with handle_errors():
-        source, chosen = open_and_select(path, image, ref, platform)
+        from inspect_tool.sources import ImageSelection, open_candidates
+
+        source, chosen = open_candidates(path, ImageSelection(image, ref, platform))
         try:
             if len(chosen) != 1:
                 if explain_ids:
@@ -131,7 +132,9 @@ def verify(
     from inspect_tool.analyze.verify import verify as run_verify
 
     with handle_errors():
-        source, chosen = open_and_select(path, image, ref, platform)
+        from inspect_tool.sources import ImageSelection, open_candidates
+
+        source, chosen = open_candidates(path, ImageSelection(image, ref, platform))
         try:
             with ByteProgress("verifying") as progress:
                 report = run_verify(source, chosen, progress=progress)

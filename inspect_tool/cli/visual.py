@@ -16,8 +16,6 @@ from inspect_tool.cli._common import (
     REF_OPTION,
     ByteProgress,
     handle_errors,
-    open_and_select,
-    open_one_image,
     output_stream,
     stdout_console,
     write_json,
@@ -26,7 +24,7 @@ from inspect_tool.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
     from inspect_tool.analyze.report import ContainerDiff
-    from inspect_tool.sources import Candidate, Source
+    from inspect_tool.sources import Candidate, ImageSelection, Source
 
 IMAGES_ARGUMENT = typer.Argument(
     ...,
@@ -47,14 +45,14 @@ def _output_option(what: str) -> Any:
     )
 
 
-def _open_all(
-    paths: list[Path], image: str | None, ref: str | None, platform: str | None
-) -> list[tuple[Source, list[Candidate]]]:
+def _open_all(paths: list[Path], selection: ImageSelection) -> list[tuple[Source, list[Candidate]]]:
     """Every source opened with the selection applied (all its images when none is given)."""
+    from inspect_tool.sources import open_candidates
+
     opened: list[tuple[Source, list[Candidate]]] = []
     try:
         for path in paths:
-            opened.append(open_and_select(path, image, ref, platform))
+            opened.append(open_candidates(path, selection))
     except BaseException:
         for source, _ in opened:
             source.close()
@@ -111,7 +109,9 @@ def graph(
                 f"-o {output}: cannot tell the format; end the name with "
                 + ", ".join(f".{f}" for f in FORMATS)
             )
-        opened = _open_all(paths, image, ref, platform)
+        from inspect_tool.sources import ImageSelection
+
+        opened = _open_all(paths, ImageSelection(image, ref, platform))
         try:
             items = graph_images(opened)
         finally:
@@ -166,7 +166,9 @@ def tree(
     with handle_errors():
         if depth is not None and depth < 0:
             raise UsageError(f"--depth {depth}: must be 0 or more")
-        source, selected = open_one_image(path, image, ref, platform)
+        from inspect_tool.sources import ImageSelection, open_image
+
+        source, selected = open_image(path, ImageSelection(image, ref, platform))
         with source:
             upto = None if layer is None else check_layer(selected, layer, label=source.label)
             shown = selected.layers if upto is None else selected.layers[: upto + 1]
@@ -252,7 +254,9 @@ def report(
 
     with handle_errors():
         diff = _container_diff(container, root) if container is not None else None
-        opened = _open_all(paths, image, ref, platform)
+        from inspect_tool.sources import ImageSelection
+
+        opened = _open_all(paths, ImageSelection(image, ref, platform))
         try:
             with ByteProgress("analysing") as progress:
                 progress.start(work_bytes(opened))

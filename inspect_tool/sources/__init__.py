@@ -10,7 +10,14 @@ from inspect_tool.model.image import ImageFormat
 from inspect_tool.sources.source import Candidate, Source
 from inspect_tool.sources.tree import DirTree, Tree, open_tree
 
-__all__ = ["Candidate", "Source", "open_source"]
+__all__ = [
+    "Candidate",
+    "ImageSelection",
+    "Source",
+    "open_candidates",
+    "open_image",
+    "open_source",
+]
 
 
 def open_source(path: str | Path) -> Source:
@@ -58,3 +65,11 @@ def _members_finding(label: str, anomalies: list[str]) -> Finding:
         return Finding("archive-members", label, expected, expected, True)
     more = f" (+{len(anomalies) - 5} more)" if len(anomalies) > 5 else ""
     return Finding("archive-members", label, expected, "; ".join(anomalies[:5]) + more, False)
+
+
+# after open_source, which they call
+from inspect_tool.sources.selection import (  # noqa: E402
+    ImageSelection,
+    open_candidates,
+    open_image,
+)

@@ -1,0 +1,191 @@
+"""The layer rules of docs/ARCHITECTURE.md ("Import rules"), checked on every module's source:
+every import statement, at module level, inside functions and under TYPE_CHECKING alike."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGES = ("inspect_tool", "runtime_lab")
+CLI_FRAMEWORKS = ("typer", "click")
+
+# inspect_tool's packages, bottom to top, and what each may import of inspect_tool
+# ("inspect_tool" alone: the package's own __init__, for __version__)
+INSPECT_TOOL_LAYERS: dict[str, frozenset[str]] = {
+    "errors": frozenset(),
+    "model": frozenset({"errors"}),
+    "sources": frozenset({"errors", "model"}),
+    "layout": frozenset({"errors", "model"}),
+    "layers": frozenset({"errors", "model", "sources"}),
+    "analyze": frozenset({"errors", "model", "sources", "layers"}),
+    "storage": frozenset({"errors", "model", "layers", "layout"}),
+    "render": frozenset(
+        {"inspect_tool", "errors", "model", "sources", "layout", "layers", "analyze", "storage"}
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Import:
+    module: str  # the importing module, dotted
+    target: str  # what it imports, dotted (a module, or a module's attribute)
+    line: int
+
+    def __str__(self) -> str:
+        path = self.module.replace(".", "/")
+        return f"{path}.py:{self.line}: imports {self.target}"
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports_in(source: str, module: str, *, is_package: bool = False) -> Iterator[Import]:
+    """Every import in ``source``, relative ones resolved against ``module``. ``from a
+    import b`` yields both ``a`` and ``a.b`` (b may be a module)."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield Import(module, alias.name, node.lineno)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                package = module.split(".")
+                if not is_package:
+                    package.pop()
+                package = package[: len(package) - (node.level - 1)]
+                base = ".".join([*package, base] if base else package)
+            yield Import(module, base, node.lineno)
+            for alias in node.names:
+                yield Import(module, f"{base}.{alias.name}", node.lineno)
+
+
+def all_imports() -> list[Import]:
+    found = []
+    for package in PACKAGES:
+        for path in sorted((REPO / package).rglob("*.py")):
+            found += imports_in(
+                path.read_text(encoding="utf-8"),
+                module_name(path),
+                is_package=path.name == "__init__.py",
+            )
+    return found
+
+
+def top(name: str) -> str:
+    return name.split(".")[0]
+
+
+def inspect_tool_package(name: str) -> str | None:
+    """``inspect_tool.model.image`` → ``model``; the package itself → ``inspect_tool``."""
+    parts = name.split(".")
+    if parts[0] != "inspect_tool":
+        return None
+    below = REPO / "inspect_tool" / parts[1] if len(parts) > 1 else None
+    if below is None or not (below.is_dir() or below.with_suffix(".py").is_file()):
+        return "inspect_tool"  # the package's own names (__version__)
+    return parts[1]
+
+
+def is_runtime_command_module(name: str) -> bool:
+    """runtime_lab's typer modules: ``cli`` and every ``*_cli``."""
+    parts = name.split(".")
+    return (
+        parts[0] == "runtime_lab"
+        and len(parts) > 1
+        and (parts[1] == "cli" or parts[1].endswith("_cli"))
+    )
+
+
+def is_cli(name: str) -> bool:
+    """The command line: inspect_tool.cli (and ``python -m inspect_tool``) and runtime_lab's
+    command modules."""
+    return (
+        name == "inspect_tool.__main__"
+        or inspect_tool_package(name) == "cli"
+        or is_runtime_command_module(name)
+    )
+
+
+IMPORTS = all_imports()
+
+
+def broken(rule: object) -> list[str]:
+    assert callable(rule)
+    return [str(i) for i in IMPORTS if rule(i)]
+
+
+def test_the_checker_sees_every_kind_of_import() -> None:
+    source = (
+        "import typer\n"
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from inspect_tool.cli import app\n"
+        "def f():\n    from . import render\n    from ..errors import UsageError\n"
+    )
+    targets = {i.target for i in imports_in(source, "inspect_tool.sources.tree")}
+    assert {"typer", "inspect_tool.cli", "inspect_tool.sources.render"} <= targets
+    assert "inspect_tool.errors.UsageError" in targets
+    assert len(IMPORTS) > 500  # the walk found the code
+
+
+def test_only_the_command_line_imports_typer() -> None:
+    assert broken(lambda i: top(i.target) in CLI_FRAMEWORKS and not is_cli(i.module)) == []
+
+
+def test_libraries_never_import_the_command_line() -> None:
+    assert broken(lambda i: not is_cli(i.module) and is_cli(i.target)) == []
+
+
+def test_inspect_tool_never_imports_runtime_lab_below_its_cli() -> None:
+    """inspect_tool.cli is where the ``dockscope`` command is put together (it registers
+    runtime_lab's commands): the one place the two packages meet."""
+
+    def rule(i: Import) -> bool:
+        package = inspect_tool_package(i.module)
+        return package not in (None, "cli", "__main__") and top(i.target) == "runtime_lab"
+
+    assert broken(rule) == []
+
+
+@pytest.mark.parametrize("package", sorted(INSPECT_TOOL_LAYERS))
+def test_inspect_tool_packages_import_only_downward(package: str) -> None:
+    allowed = INSPECT_TOOL_LAYERS[package] | {package}
+
+    def rule(i: Import) -> bool:
+        target = inspect_tool_package(i.target)
+        return inspect_tool_package(i.module) == package and (
+            (target is not None and target not in allowed) or top(i.target) == "runtime_lab"
+        )
+
+    assert broken(rule) == []
+
+
+def test_runtime_command_modules_import_no_cycle() -> None:
+    """cli.py registers every command module; none imports cli.py back, and no two import
+    each other: what they share is in common_cli.py and the library."""
+    edges: dict[str, set[str]] = {}
+    for i in IMPORTS:
+        if is_runtime_command_module(i.module) and is_runtime_command_module(i.target):
+            target = ".".join(i.target.split(".")[:2])
+            if target != i.module:
+                edges.setdefault(i.module, set()).add(target)
+
+    def cycle_from(start: str, path: tuple[str, ...]) -> tuple[str, ...] | None:
+        for following in sorted(edges.get(start, ())):
+            if following in path:
+                return (*path[path.index(following) :], following)
+            found = cycle_from(following, (*path, following))
+            if found:
+                return found
+        return None
+
+    cycles = [c for m in sorted(edges) if (c := cycle_from(m, (m,)))]
+    assert cycles == []
