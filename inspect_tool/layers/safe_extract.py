@@ -52,9 +52,19 @@ from inspect_tool.layers.union import (
     clean_member_path,
 )
 from inspect_tool.model.image import Image
+from inspect_tool.model.resolve import (
+    DIRECTORY,
+    MAX_SYMLINKS,
+    NOT_DIRECTORY,
+    Missing,
+    Node,
+    Resolved,
+    symlink,
+)
+from inspect_tool.model.resolve import Reason as ResolveReason
+from inspect_tool.model.resolve import resolve as resolve_path
 from inspect_tool.sources.source import Source
 
-MAX_SYMLINKS = 40  # Linux's MAXSYMLINKS
 MAX_LINK_TARGET = 4095  # bytes: PATH_MAX - 1, the longest target symlink(2) accepts
 CHUNK = 1024 * 1024
 _CACHE_LIMIT = 512  # resolved parent directories kept open
@@ -291,107 +301,106 @@ class LayerApplier(Generic[H]):
     def _walk(
         self, path: str, *, create: bool, start: tuple[H, str, bool] | None = None
     ) -> tuple[H, str, bool] | None:
-        """filepath-securejoin's walk over descriptors: components that do not exist are
-        taken lexically (a later ``..`` cancels them) and created at the end when asked.
-        ``start``: a directory resolved before (its handle is borrowed, never closed)."""
+        """filepath-securejoin's walk (``model/resolve.py``) over descriptors: components
+        that do not exist are taken lexically (a later ``..`` cancels them) and created at
+        the end when asked; a lower layer's non-directory where this layer needs a directory
+        is replaced. ``start``: a directory resolved before (its handle is borrowed, never
+        closed)."""
         fs = self.fs
-        handle = fs.root
-        resolved: list[str] = []  # real directories from the root; ``handle`` is the last
-        clamped = False
+        base: tuple[str, ...] = ()
+        borrowed = fs.root
+        start_clamped = False
         if start is not None:
-            handle, here, clamped = start
-            resolved = here.split("/") if here else []
-        borrowed = handle
-        missing: list[str] = []  # components below it that do not exist (yet)
-        pending: list[tuple[str, bool]] = [(p, False) for p in reversed(path.split("/")) if p]
-        links = 0
+            borrowed, here, start_clamped = start
+            base = tuple(here.split("/")) if here else ()
+        # the one directory kept open while walking: (its resolved path, its handle)
+        current: list[tuple[tuple[str, ...], H]] = [(base, borrowed)]
+        kinds: dict[tuple[str, ...], Kind] = {}
 
         def release(old: H) -> None:
             if old is not borrowed:
                 fs.close(old)
 
-        try:
-            while pending:
-                part, via_link = pending.pop()
-                if part == ".":
-                    continue
-                if part == "..":
-                    if missing:
-                        missing.pop()
-                    elif resolved:
-                        resolved.pop()
-                        release(handle)
-                        handle = fs.root
-                        handle = self._reopen(resolved)
-                    else:
-                        clamped = True
-                    continue
-                if missing:
-                    missing.append(part)
-                    continue
-                kind, child, target = fs.step(handle, part)
-                if kind is None:
-                    missing.append(part)
-                    continue
-                if kind is Kind.SYMLINK:
-                    links += 1
-                    if links > MAX_SYMLINKS:
-                        raise _Refusal(
-                            Reason.SYMLINK_LOOP,
-                            f"more than {MAX_SYMLINKS} symlinks while resolving {path!r}",
-                        )
-                    assert target is not None
-                    if target.startswith("/"):
-                        release(handle)
-                        handle = fs.root
-                        resolved.clear()
-                    pending.extend((p, True) for p in reversed(target.split("/")) if p)
-                    continue
-                if kind is not Kind.DIR:
-                    here = "/".join([*resolved, part])
-                    if not create:
-                        return None
-                    if via_link:
-                        raise _Refusal(
-                            Reason.PARENT_NOT_DIRECTORY,
-                            f"{here!r} is a {kind.value}, not a directory",
-                        )
-                    # a lower layer's non-directory where this layer has a directory:
-                    # replaced, as overlayfs does
-                    if here in self._entries:
-                        self._note(
-                            Action.NEUTRALISED,
-                            Reason.DUPLICATE,
-                            f"{here!r} is stored in this layer as a {kind.value} and as a "
-                            "directory; the directory replaces it",
-                        )
-                    fs.remove(handle, part, kind, here)
-                    self._invalidate()
-                    missing.append(part)
-                    continue
+        def handle_of(parts: tuple[str, ...]) -> H:
+            at, handle = current[0]
+            if at == parts:
+                return handle
+            fresh = fs.root if not parts else self._reopen(list(parts))
+            release(handle)
+            current[0] = (parts, fresh)
+            return fresh
+
+        def lookup(parts: tuple[str, ...]) -> Node | None:
+            kind, child, target = fs.step(handle_of(parts[:-1]), parts[-1])
+            if kind is None:
+                return None
+            if kind is Kind.SYMLINK:
+                assert target is not None
+                return symlink(target)
+            if kind is Kind.DIR:
                 assert child is not None
+                release(current[0][1])
+                current[0] = (parts, child)
+                return DIRECTORY
+            kinds[parts] = kind
+            return NOT_DIRECTORY
+
+        try:
+            replaced: set[tuple[str, ...]] = set()
+            while True:
+                found = resolve_path(
+                    path, lookup, directory=True, missing=Missing.LEXICAL, start=base
+                )
+                if isinstance(found, Resolved):
+                    break
+                if found.reason is ResolveReason.LOOP:
+                    raise _Refusal(
+                        Reason.SYMLINK_LOOP,
+                        f"more than {MAX_SYMLINKS} symlinks while resolving {path!r}",
+                    )
+                assert found.reason is ResolveReason.NOT_DIRECTORY
+                if not create:
+                    return None
+                kind = kinds[found.at]
+                here = "/".join(found.at)
+                if found.via is not None or found.at in replaced:
+                    raise _Refusal(
+                        Reason.PARENT_NOT_DIRECTORY,
+                        f"{here!r} is a {kind.value}, not a directory",
+                    )
+                # a lower layer's non-directory where this layer has a directory:
+                # replaced, as overlayfs does
+                if here in self._entries:
+                    self._note(
+                        Action.NEUTRALISED,
+                        Reason.DUPLICATE,
+                        f"{here!r} is stored in this layer as a {kind.value} and as a "
+                        "directory; the directory replaces it",
+                    )
+                fs.remove(handle_of(found.at[:-1]), found.at[-1], kind, here)
+                self._invalidate()
+                replaced.add(found.at)
+            resolved = list(found.parts)
+            if found.missing and not create:
+                return None
+            handle = handle_of(found.parts)
+            for part in found.missing:
+                here = "/".join([*resolved, part])
+                fs.mkdir(handle, part, here, None)
+                made, child, _ = fs.step(handle, part)
+                if made is not Kind.DIR or child is None:
+                    raise _Refusal(Reason.PARENT_NOT_DIRECTORY, f"cannot create {here!r}")
                 release(handle)
                 handle = child
                 resolved.append(part)
-            if missing:
-                if not create:
-                    return None
-                for part in missing:
-                    here = "/".join([*resolved, part])
-                    fs.mkdir(handle, part, here, None)
-                    kind, child, _ = fs.step(handle, part)
-                    if kind is not Kind.DIR or child is None:
-                        raise _Refusal(Reason.PARENT_NOT_DIRECTORY, f"cannot create {here!r}")
-                    release(handle)
-                    handle = child
-                    resolved.append(part)
+                current[0] = (tuple(resolved), handle)
             if handle is borrowed and handle is not fs.root:
                 handle = self._reopen(resolved)  # each cache entry owns its handle
-            found = (handle, "/".join(resolved), clamped)
-            handle = fs.root  # now owned by the caller
-            return found
+            else:
+                current[0] = ((), fs.root)  # now owned by the caller
+            return (handle, "/".join(resolved), start_clamped or found.clamped)
         finally:
-            release(handle)
+            release(current[0][1])
 
     def _reopen(self, parts: list[str]) -> H:
         """A fresh handle on a path resolved before (all real directories)."""
