@@ -30,10 +30,18 @@ from typing import BinaryIO
 
 from inspect_tool.errors import DockscopeError
 from inspect_tool.layers.tarwrite import Item, TarStats, TarWriter
+from inspect_tool.layers.whiteout import (
+    METACOPY_XATTR,
+    OPAQUE_MARKER,
+    OPAQUE_VALUE,
+    OPAQUE_XATTR,
+    OVERLAY_XATTR_PREFIXES,
+    REDIRECT_XATTR,
+    WHITEOUT_PREFIX,
+    is_overlay_whiteout,
+)
 from inspect_tool.storage.evidence import Evidence, LayerDir
 from inspect_tool.storage.writable import file_type
-
-OPAQUE_XATTR = "trusted.overlay.opaque"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +62,6 @@ class Change:
     evidence: str | None = None  # where the entry (or its whiteout) lies on the host
 
 
-def is_whiteout(st: os.stat_result) -> bool:
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
 class LowerView:
     """Lookups in the image's layers (overlay lowerdirs, bottom first), never following a
     symlink: a path below a symlink does not exist as such. Paths are tuples of names, walked
@@ -74,13 +78,13 @@ class LowerView:
                 st = lower.lstat(parts[:i])
                 if st is None:
                     break  # this layer has nothing there
-                if is_whiteout(st):
+                if is_overlay_whiteout(st):
                     return None  # deleted in this layer
                 if i == len(parts):
                     return st
                 if not stat.S_ISDIR(st.st_mode):
                     return None  # a non-directory hides everything below it
-                if lower.getxattr(parts[:i], OPAQUE_XATTR) == b"y":
+                if lower.getxattr(parts[:i], OPAQUE_XATTR) == OPAQUE_VALUE:
                     opaque_above = True
             if opaque_above:
                 return None  # layers below cannot supply anything under an opaque directory
@@ -94,15 +98,15 @@ class LowerView:
             st = lower.lstat(parts)
             if st is None:
                 continue
-            if is_whiteout(st) or not stat.S_ISDIR(st.st_mode):
+            if is_overlay_whiteout(st) or not stat.S_ISDIR(st.st_mode):
                 break
             for name in lower.listdir(parts):
                 child = lower.lstat((*parts, name))
-                if child is not None and is_whiteout(child):
+                if child is not None and is_overlay_whiteout(child):
                     hidden.add(name)
                 elif name not in hidden:
                     names.add(name)
-            if lower.getxattr(parts, OPAQUE_XATTR) == b"y":
+            if lower.getxattr(parts, OPAQUE_XATTR) == OPAQUE_VALUE:
                 break
         return names
 
@@ -149,13 +153,13 @@ def changes(
                 continue
             existed = lower.lookup(parts)
             where = str(upper.joinpath(*parts))
-            if is_whiteout(st):
+            if is_overlay_whiteout(st):
                 if existed is not None:  # deleted when the whiteout was made
                     found.append(Change("D", path, mtime_ns=st.st_mtime_ns, evidence=where))
                 continue
             kind = "C" if existed is not None else "A"
             if stat.S_ISDIR(st.st_mode):
-                if existed is not None and upper_dir.getxattr(parts, OPAQUE_XATTR) == b"y":
+                if existed is not None and upper_dir.getxattr(parts, OPAQUE_XATTR) == OPAQUE_VALUE:
                     present = set(upper_dir.listdir(parts))
                     found += [  # hidden by the opaque directory: its time, its place
                         Change("D", f"{path}/{gone}", mtime_ns=st.st_mtime_ns, evidence=where)
@@ -183,11 +187,9 @@ def changes(
 
 # -- tars: the writable layer as an OCI layer, the merged filesystem as docker export ----------
 
-OVERLAY_XATTRS = ("trusted.overlay.", "user.overlay.")  # overlay's bookkeeping, not content
-# features that keep part of an entry in a lower layer: this reader does not follow them
-_UNFOLLOWED = ("trusted.overlay.redirect", "trusted.overlay.metacopy")
-WHITEOUT_PREFIX = ".wh."
-OPAQUE_MARKER = ".wh..wh..opq"
+# features that keep part of an entry in a lower layer: this reader does not follow them (the
+# runtime mounts overlayfs without userxattr: only trusted.* are overlay's)
+_UNFOLLOWED = (REDIRECT_XATTR, METACOPY_XATTR)
 
 
 class WritableLayerError(DockscopeError):
@@ -249,7 +251,7 @@ def _merge_children(
             st = layer.lstat(place[1])
             if st is None:
                 continue
-            if is_whiteout(st):
+            if is_overlay_whiteout(st):
                 break
             if not stat.S_ISDIR(st.st_mode):
                 if shown is None:
@@ -257,7 +259,7 @@ def _merge_children(
                 break  # a file hides what lies below; below a directory, it is hidden
             shown = shown or (place, st)
             merged.append(place)
-            if layer.getxattr(place[1], OPAQUE_XATTR) == b"y":
+            if layer.getxattr(place[1], OPAQUE_XATTR) == OPAQUE_VALUE:
                 break
         if shown is not None:
             children.append((name, shown[0], shown[1], merged))
@@ -283,7 +285,7 @@ def layer_entries(upper: Path, *, ignore: set[str] | None = None) -> Iterator[Fs
                 if st is None:
                     continue  # removed meanwhile
                 host = layer.display(child)
-                if is_whiteout(st):
+                if is_overlay_whiteout(st):
                     where = f"{base}/{WHITEOUT_PREFIX}{name}" if base else WHITEOUT_PREFIX + name
                     found.append(FsEntry(where, host, st, layer, child, marker=True))
                 else:
@@ -299,7 +301,7 @@ def layer_entries(upper: Path, *, ignore: set[str] | None = None) -> Iterator[Fs
             entry = pending.pop()
             yield entry
             if stat.S_ISDIR(entry.st.st_mode):
-                if layer.getxattr(entry.parts, OPAQUE_XATTR) == b"y":
+                if layer.getxattr(entry.parts, OPAQUE_XATTR) == OPAQUE_VALUE:
                     marker = f"{entry.path}/{OPAQUE_MARKER}"
                     yield FsEntry(marker, entry.host, entry.st, layer, entry.parts, marker=True)
                 stack.append(children(entry.parts, entry.path))
@@ -314,7 +316,7 @@ def _xattrs(entry: FsEntry) -> dict[str, str]:
                 "does not read (redirect_dir or metacopy)",
                 subject=entry.host,
             )
-        if name.startswith(OVERLAY_XATTRS):
+        if name.startswith(OVERLAY_XATTR_PREFIXES):
             continue
         found[f"SCHILY.xattr.{name}"] = value.decode("utf-8", "surrogateescape")
     return found

@@ -44,12 +44,16 @@ from inspect_tool.errors import DockscopeError, InvalidImageError, UsageError
 from inspect_tool.layers.image_fs import open_layer
 from inspect_tool.layers.tarformat import EntryType, TarFormatError
 from inspect_tool.layers.tarreader import TarMember, TarReader
-from inspect_tool.layers.union import (
+from inspect_tool.layers.union import clean_member_path
+from inspect_tool.layers.whiteout import (
     AUFS_META_PREFIX,
-    OPAQUE,
-    UNION_XATTR_PREFIXES,
-    WHITEOUT,
-    clean_member_path,
+    OPAQUE_MARKER,
+    OPAQUE_VALUE,
+    OPAQUE_XATTR,
+    OVERLAY_XATTR_PREFIXES,
+    WHITEOUT_DEVICE,
+    WHITEOUT_PREFIX,
+    OnDiskFormat,
 )
 from inspect_tool.model.image import Image
 from inspect_tool.model.resolve import (
@@ -184,6 +188,8 @@ class Backend(Protocol[H]):
     def write_file(self, parent: H, name: str, member: TarMember, reader: TarReader) -> None: ...
     def symlink(self, parent: H, name: str, member: TarMember) -> None: ...
     def special(self, parent: H, name: str, member: TarMember) -> None: ...
+    def whiteout_device(self, parent: H, name: str) -> None: ...
+    def mark_opaque(self, directory: H) -> None: ...
     def link(self, src: H, src_name: str, parent: H, name: str) -> None: ...
     def remove(self, parent: H, name: str, kind: Kind, path: str) -> None: ...
     def listdir(self, parent: H) -> list[str]: ...
@@ -223,10 +229,20 @@ class LayerApplier(Generic[H]):
 
     DEVICE_HINT = "(only as root, with --devices)"  # why a device node was not made
 
-    def __init__(self, fs: Backend[H], stats: ExtractStats, audit: list[AuditEntry]) -> None:
+    def __init__(
+        self,
+        fs: Backend[H],
+        stats: ExtractStats,
+        audit: list[AuditEntry],
+        *,
+        on_disk: OnDiskFormat = OnDiskFormat.OCI,
+        device_hint: str = DEVICE_HINT,
+    ) -> None:
         self.fs = fs
         self.stats = stats
         self.audit = audit
+        self.on_disk = on_disk
+        self.device_hint = device_hint
         self.layer = 0
         self._name = ""  # the member being applied
         self._offset: int | None = None
@@ -448,12 +464,12 @@ class LayerApplier(Generic[H]):
             p.startswith(AUFS_META_PREFIX) for p in parent.split("/")
         ):
             return  # inside AUFS metadata directories: hidden, as union.py hides them
-        if base.startswith(WHITEOUT):
-            if base == OPAQUE:
+        if base.startswith(WHITEOUT_PREFIX):
+            if base == OPAQUE_MARKER:
                 self.stats.whiteouts += 1
                 self._whiteout(parent, None)
             elif not base.startswith(AUFS_META_PREFIX):
-                target = base[len(WHITEOUT) :]
+                target = base[len(WHITEOUT_PREFIX) :]
                 if target in ("", ".", ".."):
                     raise _Refusal(Reason.WHITEOUT_INVALID, f"whiteout of {target!r}")
                 self.stats.whiteouts += 1
@@ -482,7 +498,7 @@ class LayerApplier(Generic[H]):
                 Action.SKIPPED,
                 Reason.DEVICE,
                 f"{kind.value} device {member.devmajor}:{member.devminor} not created "
-                f"{self.DEVICE_HINT}",
+                f"{self.device_hint}",
             )
             return
         if kind is EntryType.SYMLINK:
@@ -609,7 +625,10 @@ class LayerApplier(Generic[H]):
 
     def _whiteout(self, parent: str, target: str | None) -> None:
         """Delete what lower layers left at parent/target (every lower entry below parent
-        for an opaque whiteout, target None)."""
+        for an opaque whiteout, target None); in the overlay format, keep it as overlay's."""
+        if self.on_disk is OnDiskFormat.OVERLAY:
+            self._overlay_whiteout(parent, target)
+            return
         found = self._resolve(parent, create=False)
         if found is None:
             return
@@ -622,6 +641,22 @@ class LayerApplier(Generic[H]):
         kind = self.fs.kind(handle, target)
         if kind is not None:
             self._remove_lower(handle, target, kind, _join(resolved_parent, target))
+
+    def _overlay_whiteout(self, parent: str, target: str | None) -> None:
+        """overlayfs's lowerdir form: a whiteout becomes a character device 0/0 (unless this
+        layer wrote the name itself: a whiteout never hides its own layer's entry), an opaque
+        marker the opaque xattr on its directory."""
+        found = self._resolve(parent, create=True)
+        if found is None:
+            return
+        handle, resolved_parent, _ = found
+        if target is None:
+            self.fs.mark_opaque(handle)
+            return
+        if _join(resolved_parent, target) in self._upper:
+            return
+        with contextlib.suppress(FileExistsError):
+            self.fs.whiteout_device(handle, target)
 
     def _remove_lower(self, handle: H, name: str, kind: Kind, path: str) -> None:
         if path not in self._upper:
@@ -853,6 +888,16 @@ class DiskBackend:
         t = _ns(member.mtime)
         os.utime(name, ns=(t, t), dir_fd=parent, follow_symlinks=False)
 
+    def whiteout_device(self, parent: int, name: str) -> None:
+        os.mknod(name, stat.S_IFCHR, WHITEOUT_DEVICE, dir_fd=parent)
+
+    def mark_opaque(self, directory: int) -> None:
+        fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=directory)
+        try:
+            os.setxattr(fd, OPAQUE_XATTR, OPAQUE_VALUE)
+        finally:
+            os.close(fd)
+
     def link(self, src: int, src_name: str, parent: int, name: str) -> None:
         os.link(src_name, name, src_dir_fd=src, dst_dir_fd=parent, follow_symlinks=False)
 
@@ -877,7 +922,7 @@ class DiskBackend:
             note(Action.SKIPPED, Reason.XATTR, f"xattrs {sorted(xattrs)} not set (--no-xattrs)")
             return
         for key, value in sorted(xattrs.items()):
-            if key.startswith(UNION_XATTR_PREFIXES):
+            if key.startswith(OVERLAY_XATTR_PREFIXES):
                 note(
                     Action.REFUSED,
                     Reason.UNION_XATTR,

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 from inspect_tool.errors import DockscopeError
+from inspect_tool.layers.whiteout import OPAQUE_MARKER
 
-OPAQUE_MARKER = ".wh..wh..opq"
 _CHUNK = 1 << 20
 
 T = TypeVar("T")

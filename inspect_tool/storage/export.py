@@ -26,20 +26,22 @@ from typing import BinaryIO
 
 from inspect_tool.errors import UsageError
 from inspect_tool.layers.tarwrite import Item, Sink, TarStats, TarWriter
-from inspect_tool.layers.union import UNION_XATTR_PREFIXES
+from inspect_tool.layers.whiteout import (
+    AUFS_META_PREFIX,
+    OPAQUE_MARKER,
+    OVERLAY_XATTR_PREFIXES,
+    WHITEOUT_PREFIX,
+    is_overlay_whiteout,
+)
 from inspect_tool.storage.detect import open_storage
 from inspect_tool.storage.evidence import LayerDir, StorageError
 from inspect_tool.storage.model import ContainerRecord, WritableLayer
 from inspect_tool.storage.writable import (
-    AUFS_META_PREFIX,
-    AUFS_OPAQUE,
-    WHITEOUT_PREFIX,
     Kind,
     Node,
     Tree,
     Whiteouts,
     is_opaque,
-    is_whiteout,
     naive_changes,
     walk_tree,
 )
@@ -88,7 +90,7 @@ def _header(item: TarItem) -> tarfile.TarInfo:
     elif stat.S_ISFIFO(mode):
         info.type = tarfile.FIFOTYPE
     for name, value in node.layer.xattrs(node.parts).items():
-        if not name.startswith(UNION_XATTR_PREFIXES):
+        if not name.startswith(OVERLAY_XATTR_PREFIXES):
             pax[f"SCHILY.xattr.{name}"] = value.decode("utf-8", "surrogateescape")
     info.pax_headers = pax
     return info
@@ -135,7 +137,7 @@ def layer_items(
             continue
         node = Node(parts, st, upper)
         name = "/".join(parts)
-        if whiteouts is Whiteouts.OVERLAY and is_whiteout(st):
+        if whiteouts is Whiteouts.OVERLAY and is_overlay_whiteout(st):
             yield TarItem("/".join((*parts[:-1], WHITEOUT_PREFIX + parts[-1])), node, True)
             continue
         if whiteouts is Whiteouts.AUFS and parts[-1].startswith(WHITEOUT_PREFIX):
@@ -144,7 +146,7 @@ def layer_items(
         yield TarItem(name, node)
         if stat.S_ISDIR(st.st_mode):
             if whiteouts is Whiteouts.OVERLAY and is_opaque(upper, parts, whiteouts):
-                yield TarItem(f"{name}/{AUFS_OPAQUE}", node, True)
+                yield TarItem(f"{name}/{OPAQUE_MARKER}", node, True)
             stack.append(iter(_sorted_children(upper, parts, whiteouts)))
 
 
@@ -155,12 +157,12 @@ def _sorted_children(
     without AUFS's own metadata directories."""
     names = upper.listdir(parts)
     if whiteouts is Whiteouts.AUFS:
-        names = [n for n in names if not n.startswith(AUFS_META_PREFIX) or n == AUFS_OPAQUE]
+        names = [n for n in names if not n.startswith(AUFS_META_PREFIX) or n == OPAQUE_MARKER]
 
     def written(name: str) -> str:
         if whiteouts is Whiteouts.OVERLAY:
             st = upper.lstat((*parts, name))
-            if st is not None and is_whiteout(st):
+            if st is not None and is_overlay_whiteout(st):
                 return WHITEOUT_PREFIX + name
         return name
 
