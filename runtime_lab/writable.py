@@ -29,13 +29,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 from inspect_tool.errors import DockscopeError
-from inspect_tool.layers.tarwrite import Item, TarStats, TarWriter
+from inspect_tool.layers.tarwrite import Item, TarStats, TarWriter, header
 from inspect_tool.layers.whiteout import (
     METACOPY_XATTR,
     OPAQUE_MARKER,
     OPAQUE_VALUE,
     OPAQUE_XATTR,
-    OVERLAY_XATTR_PREFIXES,
     REDIRECT_XATTR,
     WHITEOUT_PREFIX,
     is_overlay_whiteout,
@@ -307,54 +306,26 @@ def layer_entries(upper: Path, *, ignore: set[str] | None = None) -> Iterator[Fs
                 stack.append(children(entry.parts, entry.path))
 
 
-def _xattrs(entry: FsEntry) -> dict[str, str]:
-    found = {}
-    for name, value in entry.layer.xattrs(entry.parts).items():
+def _xattrs(entry: FsEntry) -> dict[str, bytes]:
+    found = entry.layer.xattrs(entry.parts)
+    for name in found:
         if name in _UNFOLLOWED:
             raise WritableLayerError(
                 f"{name} is set: the layer was written with an overlay feature dockscope "
                 "does not read (redirect_dir or metacopy)",
                 subject=entry.host,
             )
-        if name.startswith(OVERLAY_XATTR_PREFIXES):
-            continue
-        found[f"SCHILY.xattr.{name}"] = value.decode("utf-8", "surrogateescape")
     return found
 
 
 def _header(entry: FsEntry) -> tarfile.TarInfo:
-    st = entry.st
-    info = tarfile.TarInfo(entry.path)
-    info.uid, info.gid = st.st_uid, st.st_gid
-    info.uname = info.gname = ""
-    pax: dict[str, str] = {}
-    seconds, nanos = divmod(st.st_mtime_ns, 1_000_000_000)
-    info.mtime = seconds
-    if nanos and seconds >= 0:
-        pax["mtime"] = f"{seconds}.{nanos:09d}".rstrip("0")
-    if entry.marker:  # docker's form: an empty file with the permissions and owner of its cause
-        info.type = tarfile.REGTYPE
-        info.mode = stat.S_IMODE(st.st_mode) & 0o777
-        info.pax_headers = pax
-        return info
-    mode = st.st_mode
-    info.mode = stat.S_IMODE(mode)
-    if stat.S_ISDIR(mode):
-        info.type = tarfile.DIRTYPE
-    elif stat.S_ISREG(mode):
-        info.type = tarfile.REGTYPE
-        info.size = st.st_size
-    elif stat.S_ISLNK(mode):
-        info.type = tarfile.SYMTYPE
-        info.linkname = entry.layer.readlink(entry.parts)
-    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
-        info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-    elif stat.S_ISFIFO(mode):
-        info.type = tarfile.FIFOTYPE
-    pax.update(_xattrs(entry))
-    info.pax_headers = pax
-    return info
+    return header(
+        entry.path,
+        entry.st,
+        marker=entry.marker,
+        readlink=lambda: entry.layer.readlink(entry.parts),
+        xattrs=lambda: _xattrs(entry),
+    )
 
 
 def write_tar(entries: Iterable[FsEntry], out: BinaryIO) -> TarStats:

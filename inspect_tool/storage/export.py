@@ -25,11 +25,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from inspect_tool.errors import UsageError
-from inspect_tool.layers.tarwrite import Item, Sink, TarStats, TarWriter
+from inspect_tool.layers.tarwrite import Item, Sink, TarStats, TarWriter, header
 from inspect_tool.layers.whiteout import (
     AUFS_META_PREFIX,
     OPAQUE_MARKER,
-    OVERLAY_XATTR_PREFIXES,
     WHITEOUT_PREFIX,
     is_overlay_whiteout,
 )
@@ -58,42 +57,14 @@ class TarItem:
 
 
 def _header(item: TarItem) -> tarfile.TarInfo:
-    st = item.node.st
-    info = tarfile.TarInfo(item.name)
-    info.uid, info.gid = st.st_uid, st.st_gid
-    info.uname = info.gname = ""
-    pax: dict[str, str] = {}
-    seconds, nanos = divmod(st.st_mtime_ns, 1_000_000_000)
-    info.mtime = seconds
-    if nanos and seconds >= 0:
-        pax["mtime"] = f"{seconds}.{nanos:09d}".rstrip("0")
-    if item.marker:  # docker's form: an empty file with the whiteout's permissions and owner
-        info.type = tarfile.REGTYPE
-        info.mode = stat.S_IMODE(st.st_mode) & 0o777
-        info.pax_headers = pax
-        return info
-    mode = st.st_mode
-    info.mode = stat.S_IMODE(mode)
     node = item.node
-    if stat.S_ISDIR(mode):
-        info.type = tarfile.DIRTYPE
-        info.name = item.name.rstrip("/") + "/"
-    elif stat.S_ISREG(mode):
-        info.type = tarfile.REGTYPE
-        info.size = st.st_size
-    elif stat.S_ISLNK(mode):
-        info.type = tarfile.SYMTYPE
-        info.linkname = node.layer.readlink(node.parts)
-    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
-        info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-    elif stat.S_ISFIFO(mode):
-        info.type = tarfile.FIFOTYPE
-    for name, value in node.layer.xattrs(node.parts).items():
-        if not name.startswith(OVERLAY_XATTR_PREFIXES):
-            pax[f"SCHILY.xattr.{name}"] = value.decode("utf-8", "surrogateescape")
-    info.pax_headers = pax
-    return info
+    return header(
+        item.name,
+        node.st,
+        marker=item.marker,
+        readlink=lambda: node.layer.readlink(node.parts),
+        xattrs=lambda: node.layer.xattrs(node.parts),
+    )
 
 
 def write_tar(items: Iterable[TarItem], out: Sink) -> TarStats:
