@@ -40,7 +40,7 @@ from inspect_tool.layers.whiteout import (
     is_overlay_whiteout,
 )
 from inspect_tool.storage.evidence import Evidence, LayerDir
-from inspect_tool.storage.writable import file_type
+from inspect_tool.storage.writable import Node, UnionView, Whiteouts, file_type, walk_tree
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,52 +62,36 @@ class Change:
 
 
 class LowerView:
-    """Lookups in the image's layers (overlay lowerdirs, bottom first), never following a
-    symlink: a path below a symlink does not exist as such. Paths are tuples of names, walked
-    through directory descriptors, so depth is no limit (a host path would stop at PATH_MAX)."""
+    """Lookups in the image's layers (overlay lowerdirs, bottom first) as the merged lower
+    view shows them, by engine storage's union view (``UnionView``: whiteouts, opaque
+    directories, a non-directory hiding what lies below it), never following a symlink: a
+    path below a symlink does not exist as such. Paths are tuples of names, walked through
+    directory descriptors, so depth is no limit (a host path would stop at PATH_MAX)."""
 
     def __init__(self, lowers: list[LayerDir]) -> None:
-        self.top_first = list(reversed(lowers))
+        self.view = _overlay_view(list(reversed(lowers))) if lowers else None
+
+    def _node(self, parts: tuple[str, ...]) -> Node | None:
+        return self.view.lookup(parts) if self.view is not None else None
 
     def lookup(self, parts: tuple[str, ...]) -> os.stat_result | None:
-        """What the merged lower layers hold at ``parts`` (overlay's lookup, layer by layer)."""
-        for lower in self.top_first:
-            opaque_above = False
-            for i in range(1, len(parts) + 1):
-                st = lower.lstat(parts[:i])
-                if st is None:
-                    break  # this layer has nothing there
-                if is_overlay_whiteout(st):
-                    return None  # deleted in this layer
-                if i == len(parts):
-                    return st
-                if not stat.S_ISDIR(st.st_mode):
-                    return None  # a non-directory hides everything below it
-                if lower.getxattr(parts[:i], OPAQUE_XATTR) == OPAQUE_VALUE:
-                    opaque_above = True
-            if opaque_above:
-                return None  # layers below cannot supply anything under an opaque directory
-        return None
+        """What the merged lower layers hold at ``parts``."""
+        node = self._node(parts)
+        return None if node is None else node.st
 
     def listdir(self, parts: tuple[str, ...]) -> set[str]:
         """Names a lower directory holds (as the merged lower view shows them)."""
-        names: set[str] = set()
-        hidden: set[str] = set()
-        for lower in self.top_first:
-            st = lower.lstat(parts)
-            if st is None:
-                continue
-            if is_overlay_whiteout(st) or not stat.S_ISDIR(st.st_mode):
-                break
-            for name in lower.listdir(parts):
-                child = lower.lstat((*parts, name))
-                if child is not None and is_overlay_whiteout(child):
-                    hidden.add(name)
-                elif name not in hidden:
-                    names.add(name)
-            if lower.getxattr(parts, OPAQUE_XATTR) == OPAQUE_VALUE:
-                break
-        return names
+        node = self._node(parts)
+        if self.view is None or node is None or not node.is_dir:
+            return set()
+        return {child.parts[-1] for child in self.view.children(node)}
+
+
+def _overlay_view(layers: list[LayerDir]) -> UnionView:
+    """The union of ``layers`` (topmost first) as the runtime's overlay mount shows it: it
+    mounts without ``userxattr``, so only ``trusted.overlay.opaque`` marks an opaque
+    directory, and a layer root's mark hides nothing."""
+    return UnionView(layers, Whiteouts.OVERLAY, opaque_xattrs=(OPAQUE_XATTR,), opaque_root=False)
 
 
 @contextlib.contextmanager
@@ -210,59 +194,16 @@ class FsEntry:
 
 def merged_entries(upper: Path, lowers: list[Path]) -> Iterator[FsEntry]:
     """The merged filesystem (what the container's root showed), computed from the layer
-    directories with overlay's lookup rules: the topmost layer holding a name decides, a
-    whiteout hides the name below it, a non-directory hides everything below it, a directory
-    merges with the directories below it down to the first opaque one. Parents come before
-    children, names sorted; the root itself is not an entry. ``lowers`` is bottom first."""
+    directories with overlay's lookup rules, by engine storage's union view (``UnionView``):
+    the topmost layer holding a name decides, a whiteout hides the name below it, a
+    non-directory hides everything below it, a directory merges with the directories below it
+    down to the first opaque one. Parents come before children, names sorted; the root itself
+    is not an entry. ``lowers`` is bottom first."""
     with layer_dirs([upper, *reversed(lowers)]) as roots:
-        # each level: (its relative path, children not yet visited, last name first)
-        stack = [("", _merge_children([(layer, ()) for layer in roots]))]
-        while stack:
-            base, pending = stack[-1]
-            if not pending:
-                stack.pop()
-                continue
-            name, (layer, parts), st, below = pending.pop()
-            path = f"{base}/{name}" if base else name
-            yield FsEntry(path, layer.display(parts), st, layer, parts)
-            if stat.S_ISDIR(st.st_mode):
-                stack.append((path, _merge_children(below)))
-
-
-_Place = tuple[LayerDir, tuple[str, ...]]
-
-
-def _merge_children(
-    directories: list[_Place],
-) -> list[tuple[str, _Place, os.stat_result, list[_Place]]]:
-    """The merged children of one directory held by ``directories`` (topmost first): for each
-    name, where it shows, its stat, and (for a directory) the directories that merge under it.
-    Sorted by name, last first (popped from the end)."""
-    names: set[str] = set()
-    for layer, parts in directories:
-        names.update(layer.listdir(parts))
-    children = []
-    for name in sorted(names, reverse=True):
-        shown: tuple[_Place, os.stat_result] | None = None
-        merged: list[_Place] = []
-        for layer, parts in directories:
-            place = (layer, (*parts, name))
-            st = layer.lstat(place[1])
-            if st is None:
-                continue
-            if is_overlay_whiteout(st):
-                break
-            if not stat.S_ISDIR(st.st_mode):
-                if shown is None:
-                    shown = (place, st)
-                break  # a file hides what lies below; below a directory, it is hidden
-            shown = shown or (place, st)
-            merged.append(place)
-            if layer.getxattr(place[1], OPAQUE_XATTR) == OPAQUE_VALUE:
-                break
-        if shown is not None:
-            children.append((name, shown[0], shown[1], merged))
-    return children
+        view = UnionView(roots, Whiteouts.OVERLAY, opaque_xattrs=(OPAQUE_XATTR,), opaque_root=False)
+        for node in walk_tree(view):
+            path = "/".join(node.parts)
+            yield FsEntry(path, node.layer.display(node.parts), node.st, node.layer, node.parts)
 
 
 def layer_entries(upper: Path, *, ignore: set[str] | None = None) -> Iterator[FsEntry]:

@@ -122,9 +122,14 @@ class Tree(Protocol):
     def children(self, node: Node) -> list[Node]: ...
 
 
-def is_opaque(layer: LayerDir, parts: tuple[str, ...], whiteouts: Whiteouts) -> bool:
+def is_opaque(
+    layer: LayerDir,
+    parts: tuple[str, ...],
+    whiteouts: Whiteouts,
+    xattrs: tuple[str, ...] = OPAQUE_XATTRS,
+) -> bool:
     if whiteouts is Whiteouts.OVERLAY:
-        return any(layer.getxattr(parts, name) == OPAQUE_VALUE for name in OPAQUE_XATTRS)
+        return any(layer.getxattr(parts, name) == OPAQUE_VALUE for name in xattrs)
     if whiteouts is Whiteouts.AUFS:
         return layer.lstat((*parts, OPAQUE_MARKER)) is not None
     return False
@@ -160,20 +165,33 @@ class UnionView:
     directories: the topmost layer holding a name decides; a whiteout hides the name in the
     layers below it; a non-directory hides everything below it; a directory merges with the
     directories below it down to the first opaque one. An entry is never hidden by a whiteout
-    of its own layer."""
+    of its own layer.
+
+    ``opaque_xattrs``: the attributes that mark an opaque directory (a runtime that mounts
+    without ``userxattr`` honours ``trusted.overlay.opaque`` only); ``opaque_root``: whether
+    an opaque mark on a layer's root hides the layers below it."""
 
     prune_same_inode = False
 
-    def __init__(self, layers: list[LayerDir], whiteouts: Whiteouts) -> None:
+    def __init__(
+        self,
+        layers: list[LayerDir],
+        whiteouts: Whiteouts,
+        *,
+        opaque_xattrs: tuple[str, ...] = OPAQUE_XATTRS,
+        opaque_root: bool = True,
+    ) -> None:
         self.layers = layers
         self.whiteouts = whiteouts
+        self.opaque_xattrs = opaque_xattrs
+        self.opaque_root = opaque_root
 
     def root(self) -> Node:
         top = self.layers[0]
         below: list[LayerDir] = []
         for layer in self.layers:
             below.append(layer)
-            if is_opaque(layer, (), self.whiteouts):
+            if self.opaque_root and is_opaque(layer, (), self.whiteouts, self.opaque_xattrs):
                 break
         return Node((), os.fstat(top.fd), top, tuple(below))
 
@@ -206,7 +224,7 @@ class UnionView:
                     break  # a non-directory hides what lies below; below a directory, it is hidden
                 shown = shown or (layer, st)
                 below.append(layer)
-                if is_opaque(layer, parts, self.whiteouts):
+                if is_opaque(layer, parts, self.whiteouts, self.opaque_xattrs):
                     break
             if self.whiteouts is Whiteouts.AUFS and (
                 layer.lstat((*node.parts, WHITEOUT_PREFIX + name)) is not None
