@@ -32,14 +32,13 @@ from inspect_tool.errors import DockscopeError
 from inspect_tool.layers.tarwrite import Item, TarStats, TarWriter, header
 from inspect_tool.layers.whiteout import (
     METACOPY_XATTR,
-    OPAQUE_MARKER,
     OPAQUE_VALUE,
     OPAQUE_XATTR,
     REDIRECT_XATTR,
-    WHITEOUT_PREFIX,
     is_overlay_whiteout,
 )
 from inspect_tool.storage.evidence import Evidence, LayerDir
+from inspect_tool.storage.export import layer_items
 from inspect_tool.storage.writable import Node, UnionView, Whiteouts, file_type, walk_tree
 
 
@@ -207,44 +206,18 @@ def merged_entries(upper: Path, lowers: list[Path]) -> Iterator[FsEntry]:
 
 
 def layer_entries(upper: Path, *, ignore: set[str] | None = None) -> Iterator[FsEntry]:
-    """The writable layer as OCI layer entries: a whiteout device becomes ``.wh.NAME``, an
-    opaque directory is followed by its ``.wh..wh..opq``. Paths in ``ignore`` (absolute:
-    "/proc") are left out with everything below them. Parents before children, names sorted
-    by the name written, the opaque marker right after its directory."""
-    ignore = ignore or set()
+    """The writable layer as OCI layer entries, as engine storage writes an overlay upper
+    (``storage.export.layer_items``): a whiteout device becomes ``.wh.NAME``, an opaque
+    directory is followed by its ``.wh..wh..opq``. Paths in ``ignore`` (absolute: "/proc")
+    are left out with everything below them. Parents before children, names sorted by the
+    name written, the opaque marker right after its directory."""
     with layer_dirs([upper]) as (layer,):
-
-        def children(parts: tuple[str, ...], base: str) -> list[FsEntry]:
-            found = []
-            for name in layer.listdir(parts):
-                path = f"{base}/{name}" if base else name
-                if "/" + path in ignore:
-                    continue
-                child = (*parts, name)
-                st = layer.lstat(child)
-                if st is None:
-                    continue  # removed meanwhile
-                host = layer.display(child)
-                if is_overlay_whiteout(st):
-                    where = f"{base}/{WHITEOUT_PREFIX}{name}" if base else WHITEOUT_PREFIX + name
-                    found.append(FsEntry(where, host, st, layer, child, marker=True))
-                else:
-                    found.append(FsEntry(path, host, st, layer, child))
-            return sorted(found, key=lambda e: e.path, reverse=True)
-
-        stack = [children((), "")]
-        while stack:
-            pending = stack[-1]
-            if not pending:
-                stack.pop()
-                continue
-            entry = pending.pop()
-            yield entry
-            if stat.S_ISDIR(entry.st.st_mode):
-                if layer.getxattr(entry.parts, OPAQUE_XATTR) == OPAQUE_VALUE:
-                    marker = f"{entry.path}/{OPAQUE_MARKER}"
-                    yield FsEntry(marker, entry.host, entry.st, layer, entry.parts, marker=True)
-                stack.append(children(entry.parts, entry.path))
+        for item in layer_items(
+            layer, Whiteouts.OVERLAY, ignore=ignore or (), opaque_xattrs=(OPAQUE_XATTR,)
+        ):
+            node = item.node
+            host = layer.display(node.parts)
+            yield FsEntry(item.name, host, node.st, layer, node.parts, item.marker)
 
 
 def _xattrs(entry: FsEntry) -> dict[str, bytes]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import stat
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -29,6 +29,7 @@ from inspect_tool.layers.tarwrite import Item, Sink, TarStats, TarWriter, header
 from inspect_tool.layers.whiteout import (
     AUFS_META_PREFIX,
     OPAQUE_MARKER,
+    OPAQUE_XATTRS,
     WHITEOUT_PREFIX,
     is_overlay_whiteout,
 )
@@ -90,14 +91,22 @@ def merged_items(tree: Tree) -> Iterator[TarItem]:
 
 
 def layer_items(
-    upper: LayerDir, whiteouts: Whiteouts, *, new: Tree | None = None, old: Tree | None = None
+    upper: LayerDir,
+    whiteouts: Whiteouts,
+    *,
+    new: Tree | None = None,
+    old: Tree | None = None,
+    ignore: Collection[str] = (),
+    opaque_xattrs: tuple[str, ...] = OPAQUE_XATTRS,
 ) -> Iterator[TarItem]:
-    """A layer directory as OCI layer entries. ``new``/``old`` given (full trees): the
-    changes between them instead."""
+    """A layer directory as OCI layer entries (parents first, names sorted as written, an
+    opaque marker right after its directory). ``new``/``old`` given (full trees): the
+    changes between them instead. Paths in ``ignore`` (absolute: "/proc") are left out with
+    everything below them; ``opaque_xattrs``: what marks an overlay directory opaque."""
     if new is not None:
         yield from _change_items(new, old)
         return
-    stack: list[Iterator[tuple[str, ...]]] = [iter(_sorted_children(upper, (), whiteouts))]
+    stack: list[Iterator[tuple[str, ...]]] = [iter(_sorted_children(upper, (), whiteouts, ignore))]
     while stack:
         parts = next(stack[-1], None)
         if parts is None:
@@ -116,17 +125,19 @@ def layer_items(
             continue
         yield TarItem(name, node)
         if stat.S_ISDIR(st.st_mode):
-            if whiteouts is Whiteouts.OVERLAY and is_opaque(upper, parts, whiteouts):
+            if whiteouts is Whiteouts.OVERLAY and is_opaque(upper, parts, whiteouts, opaque_xattrs):
                 yield TarItem(f"{name}/{OPAQUE_MARKER}", node, True)
-            stack.append(iter(_sorted_children(upper, parts, whiteouts)))
+            stack.append(iter(_sorted_children(upper, parts, whiteouts, ignore)))
 
 
 def _sorted_children(
-    upper: LayerDir, parts: tuple[str, ...], whiteouts: Whiteouts
+    upper: LayerDir, parts: tuple[str, ...], whiteouts: Whiteouts, ignore: Collection[str]
 ) -> list[tuple[str, ...]]:
     """Children sorted by the name they are written under (a whiteout as ``.wh.NAME``),
-    without AUFS's own metadata directories."""
+    without AUFS's own metadata directories and the paths ignored."""
     names = upper.listdir(parts)
+    if ignore:
+        names = [n for n in names if "/" + "/".join((*parts, n)) not in ignore]
     if whiteouts is Whiteouts.AUFS:
         names = [n for n in names if not n.startswith(AUFS_META_PREFIX) or n == OPAQUE_MARKER]
 
