@@ -1,48 +1,23 @@
 """One layer extracted into an empty directory in overlayfs's lowerdir form: the safe
-extraction of inspect_tool, with whiteouts kept as overlay whiteouts instead of applied."""
+extraction of inspect_tool in its overlay on-disk format (``OnDiskFormat.OVERLAY``: whiteouts
+kept as overlay whiteouts instead of applied)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import stat
 from collections.abc import Callable
 from pathlib import Path
 
 from inspect_tool.layers.image_fs import open_layer
 from inspect_tool.layers.safe_extract import AuditEntry, DiskBackend, ExtractStats, LayerApplier
+from inspect_tool.layers.whiteout import OnDiskFormat
 from inspect_tool.model.image import Image
 from inspect_tool.sources.source import Source
 
-OPAQUE_XATTR = "trusted.overlay.opaque"
-
-
-class OverlayApplier(LayerApplier[int]):
-    """Applies one layer into an empty directory, keeping its whiteouts as overlayfs's.
-
-    Device nodes an image ships are recorded, never made: a node in the layer store would be
-    a host device file (a block node for the host's disk, readable by anyone the store's
-    modes allow), and a container gets docker's default /dev only."""
-
-    DEVICE_HINT = "in the layer store (a container gets docker's default /dev only)"
-
-    def _whiteout(self, parent: str, target: str | None) -> None:
-        found = self._resolve(parent, create=True)
-        if found is None:
-            return
-        handle, resolved_parent, _ = found
-        if target is None:
-            fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=handle)
-            try:
-                os.setxattr(fd, OPAQUE_XATTR, b"y")
-            finally:
-                os.close(fd)
-            return
-        path = f"{resolved_parent}/{target}" if resolved_parent else target
-        if path in self._upper:
-            return  # an entry of this same layer: a whiteout never hides it
-        with contextlib.suppress(FileExistsError):
-            os.mknod(target, stat.S_IFCHR, os.makedev(0, 0), dir_fd=handle)
+# Device nodes an image ships are recorded, never made: a node in the layer store would be a
+# host device file (a block node for the host's disk, readable by anyone the store's modes
+# allow), and a container gets docker's default /dev only.
+DEVICE_HINT = "in the layer store (a container gets docker's default /dev only)"
 
 
 def extract_layer(
@@ -57,7 +32,9 @@ def extract_layer(
     stats = ExtractStats()
     audit: list[AuditEntry] = []
     backend = DiskBackend(root_fd, audit, same_owner=True, devices=False, xattrs=True)
-    applier = OverlayApplier(backend, stats, audit)
+    applier = LayerApplier(
+        backend, stats, audit, on_disk=OnDiskFormat.OVERLAY, device_hint=DEVICE_HINT
+    )
     try:
         layer = image.layers[index]
         applier.start_layer(index)

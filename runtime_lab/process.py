@@ -25,6 +25,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from inspect_tool.model.resolve import (
+    DIRECTORY,
+    NOT_DIRECTORY,
+    Missing,
+    Node,
+    Reason,
+    Refusal,
+    symlink,
+)
+from inspect_tool.model.resolve import resolve as resolve_in
 from inspect_tool.render.text import visible  # imported here: PID 1 cannot import after pivot_root
 from runtime_lab import hardening, linux
 from runtime_lab.cgroups import process_exists
@@ -470,46 +480,40 @@ def _mount_dev(root: str, spec: LaunchSpec) -> dict[str, Any]:
 
 def resolve_in_root(root: str, path: str, *, directory: bool, created: list[str]) -> str:
     """``path`` in the container as a host path below ``root``, every symlink resolved as if
-    ``root`` were ``/`` (filepath-securejoin's rule: ``..`` stops at the root, 40 links at
-    most), so an image's ``/data -> /etc`` or ``-> ../../..`` cannot lead a mount out of the
-    container. Missing components are made (directories; the last one an empty file when a
-    file is to be mounted on it), the topmost one appended to ``created``."""
-    parts = [p for p in path.split("/") if p]
-    current = root
-    links = 0
-    while parts:
-        part = parts.pop(0)
-        if part == ".":
-            continue
-        if part == "..":
-            current = os.path.dirname(current) if current != root else root
-            continue
-        candidate = os.path.join(current, part)
+    ``root`` were ``/`` (filepath-securejoin's rule, ``inspect_tool/model/resolve.py``:
+    ``..`` stops at the root, 40 links at most), so an image's ``/data -> /etc`` or
+    ``-> ../../..`` cannot lead a mount out of the container. Missing components are made
+    (directories; the last one an empty file when a file is to be mounted on it), the
+    topmost one appended to ``created``."""
+
+    def lookup(parts: tuple[str, ...]) -> Node | None:
+        candidate = os.path.join(root, *parts)
         try:
             st = os.lstat(candidate)
         except FileNotFoundError:
-            if parts or directory:
-                os.mkdir(candidate, 0o755)
-            else:
-                os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
-            inside = "/" + os.path.relpath(candidate, root)
-            if not any(inside.startswith(p + "/") for p in created):
-                created.append(inside)
-            current = candidate
-            continue
+            return None
         if stat.S_ISLNK(st.st_mode):
-            links += 1
-            if links > 40:
-                raise OSError(errno.ELOOP, f"{path}: too many levels of symbolic links")
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                current = root
-            parts = [p for p in target.split("/") if p] + parts
-            continue
-        if parts and not stat.S_ISDIR(st.st_mode):
-            raise OSError(errno.ENOTDIR, f"{path}: {candidate[len(root) :]} is not a directory")
-        current = candidate
-    return current
+            return symlink(os.readlink(candidate))
+        return DIRECTORY if stat.S_ISDIR(st.st_mode) else NOT_DIRECTORY
+
+    def create(parts: tuple[str, ...], last: bool) -> Node:
+        candidate = os.path.join(root, *parts)
+        if not last or directory:
+            os.mkdir(candidate, 0o755)
+        else:
+            os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
+        inside = "/" + "/".join(parts)
+        if not any(inside.startswith(p + "/") for p in created):
+            created.append(inside)
+        return DIRECTORY if not last or directory else NOT_DIRECTORY
+
+    found = resolve_in(path, lookup, missing=Missing.CREATE, create=create)
+    if isinstance(found, Refusal):
+        if found.reason is Reason.LOOP:
+            raise OSError(errno.ELOOP, f"{path}: too many levels of symbolic links")
+        where = "/" + "/".join(found.at)
+        raise OSError(errno.ENOTDIR, f"{path}: {where} is not a directory")
+    return os.path.join(root, *found.parts)
 
 
 def _mount_volume(root: str, mount: dict[str, Any], spec: LaunchSpec) -> dict[str, Any]:

@@ -29,11 +29,17 @@ from pathlib import Path
 from typing import BinaryIO
 
 from inspect_tool.errors import DockscopeError
-from inspect_tool.layers.tarwrite import Item, TarStats, TarWriter
+from inspect_tool.layers.tarwrite import Item, TarStats, TarWriter, header
+from inspect_tool.layers.whiteout import (
+    METACOPY_XATTR,
+    OPAQUE_VALUE,
+    OPAQUE_XATTR,
+    REDIRECT_XATTR,
+    is_overlay_whiteout,
+)
 from inspect_tool.storage.evidence import Evidence, LayerDir
-from inspect_tool.storage.writable import file_type
-
-OPAQUE_XATTR = "trusted.overlay.opaque"
+from inspect_tool.storage.export import layer_items
+from inspect_tool.storage.writable import Node, UnionView, Whiteouts, file_type, walk_tree
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,57 +60,37 @@ class Change:
     evidence: str | None = None  # where the entry (or its whiteout) lies on the host
 
 
-def is_whiteout(st: os.stat_result) -> bool:
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
 class LowerView:
-    """Lookups in the image's layers (overlay lowerdirs, bottom first), never following a
-    symlink: a path below a symlink does not exist as such. Paths are tuples of names, walked
-    through directory descriptors, so depth is no limit (a host path would stop at PATH_MAX)."""
+    """Lookups in the image's layers (overlay lowerdirs, bottom first) as the merged lower
+    view shows them, by engine storage's union view (``UnionView``: whiteouts, opaque
+    directories, a non-directory hiding what lies below it), never following a symlink: a
+    path below a symlink does not exist as such. Paths are tuples of names, walked through
+    directory descriptors, so depth is no limit (a host path would stop at PATH_MAX)."""
 
     def __init__(self, lowers: list[LayerDir]) -> None:
-        self.top_first = list(reversed(lowers))
+        self.view = _overlay_view(list(reversed(lowers))) if lowers else None
+
+    def _node(self, parts: tuple[str, ...]) -> Node | None:
+        return self.view.lookup(parts) if self.view is not None else None
 
     def lookup(self, parts: tuple[str, ...]) -> os.stat_result | None:
-        """What the merged lower layers hold at ``parts`` (overlay's lookup, layer by layer)."""
-        for lower in self.top_first:
-            opaque_above = False
-            for i in range(1, len(parts) + 1):
-                st = lower.lstat(parts[:i])
-                if st is None:
-                    break  # this layer has nothing there
-                if is_whiteout(st):
-                    return None  # deleted in this layer
-                if i == len(parts):
-                    return st
-                if not stat.S_ISDIR(st.st_mode):
-                    return None  # a non-directory hides everything below it
-                if lower.getxattr(parts[:i], OPAQUE_XATTR) == b"y":
-                    opaque_above = True
-            if opaque_above:
-                return None  # layers below cannot supply anything under an opaque directory
-        return None
+        """What the merged lower layers hold at ``parts``."""
+        node = self._node(parts)
+        return None if node is None else node.st
 
     def listdir(self, parts: tuple[str, ...]) -> set[str]:
         """Names a lower directory holds (as the merged lower view shows them)."""
-        names: set[str] = set()
-        hidden: set[str] = set()
-        for lower in self.top_first:
-            st = lower.lstat(parts)
-            if st is None:
-                continue
-            if is_whiteout(st) or not stat.S_ISDIR(st.st_mode):
-                break
-            for name in lower.listdir(parts):
-                child = lower.lstat((*parts, name))
-                if child is not None and is_whiteout(child):
-                    hidden.add(name)
-                elif name not in hidden:
-                    names.add(name)
-            if lower.getxattr(parts, OPAQUE_XATTR) == b"y":
-                break
-        return names
+        node = self._node(parts)
+        if self.view is None or node is None or not node.is_dir:
+            return set()
+        return {child.parts[-1] for child in self.view.children(node)}
+
+
+def _overlay_view(layers: list[LayerDir]) -> UnionView:
+    """The union of ``layers`` (topmost first) as the runtime's overlay mount shows it: it
+    mounts without ``userxattr``, so only ``trusted.overlay.opaque`` marks an opaque
+    directory, and a layer root's mark hides nothing."""
+    return UnionView(layers, Whiteouts.OVERLAY, opaque_xattrs=(OPAQUE_XATTR,), opaque_root=False)
 
 
 @contextlib.contextmanager
@@ -149,13 +135,13 @@ def changes(
                 continue
             existed = lower.lookup(parts)
             where = str(upper.joinpath(*parts))
-            if is_whiteout(st):
+            if is_overlay_whiteout(st):
                 if existed is not None:  # deleted when the whiteout was made
                     found.append(Change("D", path, mtime_ns=st.st_mtime_ns, evidence=where))
                 continue
             kind = "C" if existed is not None else "A"
             if stat.S_ISDIR(st.st_mode):
-                if existed is not None and upper_dir.getxattr(parts, OPAQUE_XATTR) == b"y":
+                if existed is not None and upper_dir.getxattr(parts, OPAQUE_XATTR) == OPAQUE_VALUE:
                     present = set(upper_dir.listdir(parts))
                     found += [  # hidden by the opaque directory: its time, its place
                         Change("D", f"{path}/{gone}", mtime_ns=st.st_mtime_ns, evidence=where)
@@ -183,11 +169,9 @@ def changes(
 
 # -- tars: the writable layer as an OCI layer, the merged filesystem as docker export ----------
 
-OVERLAY_XATTRS = ("trusted.overlay.", "user.overlay.")  # overlay's bookkeeping, not content
-# features that keep part of an entry in a lower layer: this reader does not follow them
-_UNFOLLOWED = ("trusted.overlay.redirect", "trusted.overlay.metacopy")
-WHITEOUT_PREFIX = ".wh."
-OPAQUE_MARKER = ".wh..wh..opq"
+# features that keep part of an entry in a lower layer: this reader does not follow them (the
+# runtime mounts overlayfs without userxattr: only trusted.* are overlay's)
+_UNFOLLOWED = (REDIRECT_XATTR, METACOPY_XATTR)
 
 
 class WritableLayerError(DockscopeError):
@@ -209,150 +193,53 @@ class FsEntry:
 
 def merged_entries(upper: Path, lowers: list[Path]) -> Iterator[FsEntry]:
     """The merged filesystem (what the container's root showed), computed from the layer
-    directories with overlay's lookup rules: the topmost layer holding a name decides, a
-    whiteout hides the name below it, a non-directory hides everything below it, a directory
-    merges with the directories below it down to the first opaque one. Parents come before
-    children, names sorted; the root itself is not an entry. ``lowers`` is bottom first."""
+    directories with overlay's lookup rules, by engine storage's union view (``UnionView``):
+    the topmost layer holding a name decides, a whiteout hides the name below it, a
+    non-directory hides everything below it, a directory merges with the directories below it
+    down to the first opaque one. Parents come before children, names sorted; the root itself
+    is not an entry. ``lowers`` is bottom first."""
     with layer_dirs([upper, *reversed(lowers)]) as roots:
-        # each level: (its relative path, children not yet visited, last name first)
-        stack = [("", _merge_children([(layer, ()) for layer in roots]))]
-        while stack:
-            base, pending = stack[-1]
-            if not pending:
-                stack.pop()
-                continue
-            name, (layer, parts), st, below = pending.pop()
-            path = f"{base}/{name}" if base else name
-            yield FsEntry(path, layer.display(parts), st, layer, parts)
-            if stat.S_ISDIR(st.st_mode):
-                stack.append((path, _merge_children(below)))
-
-
-_Place = tuple[LayerDir, tuple[str, ...]]
-
-
-def _merge_children(
-    directories: list[_Place],
-) -> list[tuple[str, _Place, os.stat_result, list[_Place]]]:
-    """The merged children of one directory held by ``directories`` (topmost first): for each
-    name, where it shows, its stat, and (for a directory) the directories that merge under it.
-    Sorted by name, last first (popped from the end)."""
-    names: set[str] = set()
-    for layer, parts in directories:
-        names.update(layer.listdir(parts))
-    children = []
-    for name in sorted(names, reverse=True):
-        shown: tuple[_Place, os.stat_result] | None = None
-        merged: list[_Place] = []
-        for layer, parts in directories:
-            place = (layer, (*parts, name))
-            st = layer.lstat(place[1])
-            if st is None:
-                continue
-            if is_whiteout(st):
-                break
-            if not stat.S_ISDIR(st.st_mode):
-                if shown is None:
-                    shown = (place, st)
-                break  # a file hides what lies below; below a directory, it is hidden
-            shown = shown or (place, st)
-            merged.append(place)
-            if layer.getxattr(place[1], OPAQUE_XATTR) == b"y":
-                break
-        if shown is not None:
-            children.append((name, shown[0], shown[1], merged))
-    return children
+        view = UnionView(roots, Whiteouts.OVERLAY, opaque_xattrs=(OPAQUE_XATTR,), opaque_root=False)
+        for node in walk_tree(view):
+            path = "/".join(node.parts)
+            yield FsEntry(path, node.layer.display(node.parts), node.st, node.layer, node.parts)
 
 
 def layer_entries(upper: Path, *, ignore: set[str] | None = None) -> Iterator[FsEntry]:
-    """The writable layer as OCI layer entries: a whiteout device becomes ``.wh.NAME``, an
-    opaque directory is followed by its ``.wh..wh..opq``. Paths in ``ignore`` (absolute:
-    "/proc") are left out with everything below them. Parents before children, names sorted
-    by the name written, the opaque marker right after its directory."""
-    ignore = ignore or set()
+    """The writable layer as OCI layer entries, as engine storage writes an overlay upper
+    (``storage.export.layer_items``): a whiteout device becomes ``.wh.NAME``, an opaque
+    directory is followed by its ``.wh..wh..opq``. Paths in ``ignore`` (absolute: "/proc")
+    are left out with everything below them. Parents before children, names sorted by the
+    name written, the opaque marker right after its directory."""
     with layer_dirs([upper]) as (layer,):
-
-        def children(parts: tuple[str, ...], base: str) -> list[FsEntry]:
-            found = []
-            for name in layer.listdir(parts):
-                path = f"{base}/{name}" if base else name
-                if "/" + path in ignore:
-                    continue
-                child = (*parts, name)
-                st = layer.lstat(child)
-                if st is None:
-                    continue  # removed meanwhile
-                host = layer.display(child)
-                if is_whiteout(st):
-                    where = f"{base}/{WHITEOUT_PREFIX}{name}" if base else WHITEOUT_PREFIX + name
-                    found.append(FsEntry(where, host, st, layer, child, marker=True))
-                else:
-                    found.append(FsEntry(path, host, st, layer, child))
-            return sorted(found, key=lambda e: e.path, reverse=True)
-
-        stack = [children((), "")]
-        while stack:
-            pending = stack[-1]
-            if not pending:
-                stack.pop()
-                continue
-            entry = pending.pop()
-            yield entry
-            if stat.S_ISDIR(entry.st.st_mode):
-                if layer.getxattr(entry.parts, OPAQUE_XATTR) == b"y":
-                    marker = f"{entry.path}/{OPAQUE_MARKER}"
-                    yield FsEntry(marker, entry.host, entry.st, layer, entry.parts, marker=True)
-                stack.append(children(entry.parts, entry.path))
+        for item in layer_items(
+            layer, Whiteouts.OVERLAY, ignore=ignore or (), opaque_xattrs=(OPAQUE_XATTR,)
+        ):
+            node = item.node
+            host = layer.display(node.parts)
+            yield FsEntry(item.name, host, node.st, layer, node.parts, item.marker)
 
 
-def _xattrs(entry: FsEntry) -> dict[str, str]:
-    found = {}
-    for name, value in entry.layer.xattrs(entry.parts).items():
+def _xattrs(entry: FsEntry) -> dict[str, bytes]:
+    found = entry.layer.xattrs(entry.parts)
+    for name in found:
         if name in _UNFOLLOWED:
             raise WritableLayerError(
                 f"{name} is set: the layer was written with an overlay feature dockscope "
                 "does not read (redirect_dir or metacopy)",
                 subject=entry.host,
             )
-        if name.startswith(OVERLAY_XATTRS):
-            continue
-        found[f"SCHILY.xattr.{name}"] = value.decode("utf-8", "surrogateescape")
     return found
 
 
 def _header(entry: FsEntry) -> tarfile.TarInfo:
-    st = entry.st
-    info = tarfile.TarInfo(entry.path)
-    info.uid, info.gid = st.st_uid, st.st_gid
-    info.uname = info.gname = ""
-    pax: dict[str, str] = {}
-    seconds, nanos = divmod(st.st_mtime_ns, 1_000_000_000)
-    info.mtime = seconds
-    if nanos and seconds >= 0:
-        pax["mtime"] = f"{seconds}.{nanos:09d}".rstrip("0")
-    if entry.marker:  # docker's form: an empty file with the permissions and owner of its cause
-        info.type = tarfile.REGTYPE
-        info.mode = stat.S_IMODE(st.st_mode) & 0o777
-        info.pax_headers = pax
-        return info
-    mode = st.st_mode
-    info.mode = stat.S_IMODE(mode)
-    if stat.S_ISDIR(mode):
-        info.type = tarfile.DIRTYPE
-    elif stat.S_ISREG(mode):
-        info.type = tarfile.REGTYPE
-        info.size = st.st_size
-    elif stat.S_ISLNK(mode):
-        info.type = tarfile.SYMTYPE
-        info.linkname = entry.layer.readlink(entry.parts)
-    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
-        info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-    elif stat.S_ISFIFO(mode):
-        info.type = tarfile.FIFOTYPE
-    pax.update(_xattrs(entry))
-    info.pax_headers = pax
-    return info
+    return header(
+        entry.path,
+        entry.st,
+        marker=entry.marker,
+        readlink=lambda: entry.layer.readlink(entry.parts),
+        xattrs=lambda: _xattrs(entry),
+    )
 
 
 def write_tar(entries: Iterable[FsEntry], out: BinaryIO) -> TarStats:

@@ -22,6 +22,7 @@ import pytest
 from runtime_lab.writable import (
     OPAQUE_XATTR,
     WritableLayerError,
+    changes,
     layer_entries,
     merged_entries,
     write_tar,
@@ -385,6 +386,37 @@ def test_merged_entries_follow_the_kernels_overlay_rules(tmp_path: Path) -> None
     assert ours["c/3"]["data"] == "c3" and stat.S_ISDIR(ours["c"]["mode"])
     assert ours["d"]["data"] == "d is a file above"
     assert "e" not in ours and "o/keep" not in ours
+
+
+def test_changes_of_crafted_layers_follow_the_merged_lower_view(tmp_path: Path) -> None:
+    """docker diff of a crafted upper over two lowers: an opaque directory deletes what the
+    merged lowers show below it (not what a lower whiteout or an opaque lower hides, nothing
+    below a lower file), a whiteout deletes only what a lower shows."""
+    upper, lowers = _layers(tmp_path)
+    for name in ("c", "d"):
+        (upper / name).mkdir()
+        os.setxattr(upper / name, OPAQUE_XATTR, b"y")
+    os.setxattr(upper / "b", OPAQUE_XATTR, b"y")
+    (upper / "a" / "q").mkdir()
+    _whiteout(upper / "nothing-below")
+    assert [(c.kind, c.path) for c in changes(upper, lowers)] == [
+        ("C", "/a"),
+        ("A", "/a/q"),
+        ("A", "/a/z"),
+        ("A", "/abs"),
+        ("C", "/b"),
+        ("D", "/b/2"),
+        ("D", "/b/3"),
+        ("C", "/c"),
+        ("D", "/c/3"),
+        ("C", "/d"),
+        ("D", "/e"),
+        ("A", "/f"),
+        ("A", "/f/g"),
+        ("A", "/f/g/new"),
+        ("C", "/o"),
+        ("D", "/o/keep"),
+    ]
 
 
 def test_layer_entries_of_crafted_upper(tmp_path: Path) -> None:

@@ -626,3 +626,34 @@ def archive_bytes(path: Path, member: tarfile.TarInfo) -> bytes:
         handle = archive.extractfile(member)
         assert handle is not None
         return handle.read()
+
+
+@needs_root
+def test_overlay_on_disk_format_keeps_whiteouts_as_overlays(tmp_path: Path) -> None:
+    """The applier's OnDiskFormat.OVERLAY (the runtime's layer store): one layer in overlayfs's
+    lowerdir form, whiteouts kept as devices 0/0 and the opaque marker as the xattr, while an
+    entry of the same layer is never hidden by that layer's whiteout; OCI applies them."""
+    from runtime_lab.overlay_extract import extract_layer
+
+    layer = [
+        d("etc/"),
+        f("etc/.wh.group"),
+        f("etc/kept"),
+        f("etc/.wh.kept"),
+        d("var/"),
+        f("var/.wh..wh..opq"),
+        f("var/new", b"n"),
+    ]
+    image = image_of(tmp_path, [[f("etc/group", b"g")], layer])
+    with open_source(image) as source:
+        _, audit = extract_layer(source, source.candidates[0].image(), 1, tmp_path / "l1", None)
+    assert audit == []
+    group = os.lstat(tmp_path / "l1/etc/group")
+    assert stat.S_ISCHR(group.st_mode) and group.st_rdev == os.makedev(0, 0)
+    assert (tmp_path / "l1/etc/kept").is_file()
+    assert os.getxattr(tmp_path / "l1/var", "trusted.overlay.opaque") == b"y"
+    assert sorted(os.listdir(tmp_path / "l1")) == ["etc", "var"]
+    assert sorted(os.listdir(tmp_path / "l1/var")) == ["new"]
+    with open_source(image) as source:
+        unpack(source, source.candidates[0].image(), tmp_path / "oci")
+    assert sorted(os.listdir(tmp_path / "oci/etc")) == ["kept"]

@@ -19,13 +19,12 @@ from inspect_tool.analyze.filesystem import content_hasher, hardlink_hash
 from inspect_tool.layers.image_fs import open_layer
 from inspect_tool.layers.tarformat import EntryType
 from inspect_tool.layers.union import (
-    OPAQUE,
-    WHITEOUT,
     ChangeKind,
     FileInfo,
     UnionFS,
     clean_member_path,
 )
+from inspect_tool.layers.whiteout import OPAQUE_MARKER, WHITEOUT_PREFIX
 from inspect_tool.model.image import Image
 from inspect_tool.sources.source import Source
 
@@ -217,12 +216,12 @@ def _names(
                 if not path:
                     continue
                 parent, _, base = path.rpartition("/")
-                if base == OPAQUE:
+                if base == OPAQUE_MARKER:
                     trees.add(f"/{parent}")
                     continue
-                whiteout = base.startswith(WHITEOUT)
+                whiteout = base.startswith(WHITEOUT_PREFIX)
                 if whiteout:
-                    base = base[len(WHITEOUT) :]
+                    base = base[len(WHITEOUT_PREFIX) :]
                 full = f"/{parent}/{base}" if parent else f"/{base}"
                 names.add(full)
                 if whiteout or member.type is not EntryType.DIR:

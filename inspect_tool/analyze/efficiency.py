@@ -35,11 +35,11 @@ from dataclasses import dataclass, field
 from inspect_tool.layers.tarformat import EntryType
 from inspect_tool.layers.tarreader import TarMember
 from inspect_tool.layers.union import check_path_length
+from inspect_tool.layers.whiteout import AUFS_META_PREFIX, WHITEOUT_PREFIX
 from inspect_tool.model.image import Image
 from inspect_tool.sources.source import Source
 
-WHITEOUT_PREFIX = ".wh."
-DOUBLE_WHITEOUT_PREFIX = ".wh..wh.."
+DOUBLE_WHITEOUT_PREFIX = AUFS_META_PREFIX + "."  # dive's ".wh..wh..": never added
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import BinaryIO, cast
@@ -22,9 +21,18 @@ from inspect_tool.layers.union import (
     clean_member_path,
 )
 from inspect_tool.model.image import Image
+from inspect_tool.model.resolve import (
+    DIRECTORY,
+    MAX_SYMLINKS,
+    NOT_DIRECTORY,
+    Node,
+    Reason,
+    Refusal,
+    symlink,
+)
+from inspect_tool.model.resolve import resolve as resolve_path
 from inspect_tool.sources.source import Source
 
-MAX_SYMLINKS = 40
 Progress = Callable[[int], None] | None
 
 
@@ -164,36 +172,27 @@ def content_hasher(
 def resolve(union: UnionFS, path: str, *, follow_last: bool = True) -> FileInfo:
     """Look a path up as the kernel would inside the image: symlinks (absolute ones too)
     resolve as if the image root were ``/``, ``..`` never climbs above it."""
-    pending = deque(p for p in path.split("/") if p)
-    resolved: list[str] = []
-    hops = 0
-    while pending:
-        part = pending.popleft()
-        if part == ".":
-            continue
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        candidate = "/" + "/".join([*resolved, part])
-        info = union.get(candidate)
+
+    def lookup(parts: tuple[str, ...]) -> Node | None:
+        info = union.get("/" + "/".join(parts))
         if info is None:
+            return None
+        linkname = _symlink_target(union, info)
+        if linkname is not None:
+            return symlink(linkname)
+        return DIRECTORY if info.type is EntryType.DIR else NOT_DIRECTORY
+
+    found = resolve_path(path, lookup, follow_last=follow_last)
+    if isinstance(found, Refusal):
+        candidate = "/" + "/".join(found.at)
+        if found.reason is Reason.MISSING:
             raise PathNotFoundError(
                 f"no such file or directory in the image: {candidate}", missing=candidate
             )
-        linkname = _symlink_target(union, info)
-        if linkname is not None and (pending or follow_last):
-            hops += 1
-            if hops > MAX_SYMLINKS:
-                raise PathNotFoundError(f"too many levels of symbolic links resolving {path}")
-            if linkname.startswith("/"):
-                resolved = []
-            pending.extendleft(reversed([p for p in linkname.split("/") if p]))
-            continue
-        if pending and info.type is not EntryType.DIR:
-            raise PathNotFoundError(f"not a directory in the image: {candidate}")
-        resolved.append(part)
-    final = union.get("/" + "/".join(resolved))
+        if found.reason is Reason.LOOP:
+            raise PathNotFoundError(f"too many levels of symbolic links resolving {path}")
+        raise PathNotFoundError(f"not a directory in the image: {candidate}")
+    final = union.get("/" + "/".join(found.parts))
     assert final is not None
     return final
 

@@ -39,7 +39,8 @@ from typing import Any
 from inspect_tool.errors import DockscopeError, UsageError
 from inspect_tool.layers.tarformat import EntryType
 from inspect_tool.layers.tarreader import TarMember, TarReader
-from inspect_tool.layers.union import UNION_XATTR_PREFIXES, UnionFS
+from inspect_tool.layers.union import UnionFS
+from inspect_tool.layers.whiteout import OVERLAY_XATTR_PREFIXES
 from inspect_tool.model.image import Image
 from inspect_tool.sources.source import Source
 
@@ -343,7 +344,7 @@ def _findings(
             )
         )
 
-    marks = sorted(k for k in member.xattrs if k.startswith(UNION_XATTR_PREFIXES))
+    marks = sorted(k for k in member.xattrs if k.startswith(OVERLAY_XATTR_PREFIXES))
     if marks:
         add(FindingKind.UNION_XATTR, ", ".join(marks))
     is_dir = member.type is EntryType.DIR

@@ -39,7 +39,7 @@ from inspect_tool.layers.safe_extract import (
 )
 from inspect_tool.layers.tarformat import EntryType
 from inspect_tool.layers.tarreader import TarMember, TarReader
-from inspect_tool.layers.union import UNION_XATTR_PREFIXES
+from inspect_tool.layers.whiteout import OVERLAY_XATTR_PREFIXES
 from inspect_tool.model.image import Image, Layer
 from inspect_tool.sources.source import Source
 
@@ -134,6 +134,12 @@ class MemoryBackend:
     def special(self, parent: _Dir, name: str, member: TarMember) -> None:
         self._free(parent, name)
         parent.children[name] = _Node(member, self._layer)
+
+    def whiteout_device(self, parent: _Dir, name: str) -> None:
+        raise NotImplementedError("export applies whiteouts (OnDiskFormat.OCI)")
+
+    def mark_opaque(self, directory: _Dir) -> None:
+        raise NotImplementedError("export applies whiteouts (OnDiskFormat.OCI)")
 
     def link(self, src: _Dir, src_name: str, parent: _Dir, name: str) -> None:
         node = src.children.get(src_name)
@@ -276,7 +282,7 @@ def _info(path: str, member: TarMember | None, *, directory: bool = False) -> ta
         info.pax_headers = {
             f"SCHILY.xattr.{key}": value.decode("utf-8", "surrogateescape")
             for key, value in sorted(member.xattrs.items())
-            if not key.startswith(UNION_XATTR_PREFIXES)  # as unpack: never image content
+            if not key.startswith(OVERLAY_XATTR_PREFIXES)  # as unpack: never image content
         }
     return info
 

@@ -44,17 +44,31 @@ from inspect_tool.errors import DockscopeError, InvalidImageError, UsageError
 from inspect_tool.layers.image_fs import open_layer
 from inspect_tool.layers.tarformat import EntryType, TarFormatError
 from inspect_tool.layers.tarreader import TarMember, TarReader
-from inspect_tool.layers.union import (
+from inspect_tool.layers.union import clean_member_path
+from inspect_tool.layers.whiteout import (
     AUFS_META_PREFIX,
-    OPAQUE,
-    UNION_XATTR_PREFIXES,
-    WHITEOUT,
-    clean_member_path,
+    OPAQUE_MARKER,
+    OPAQUE_VALUE,
+    OPAQUE_XATTR,
+    OVERLAY_XATTR_PREFIXES,
+    WHITEOUT_DEVICE,
+    WHITEOUT_PREFIX,
+    OnDiskFormat,
 )
 from inspect_tool.model.image import Image
+from inspect_tool.model.resolve import (
+    DIRECTORY,
+    MAX_SYMLINKS,
+    NOT_DIRECTORY,
+    Missing,
+    Node,
+    Resolved,
+    symlink,
+)
+from inspect_tool.model.resolve import Reason as ResolveReason
+from inspect_tool.model.resolve import resolve as resolve_path
 from inspect_tool.sources.source import Source
 
-MAX_SYMLINKS = 40  # Linux's MAXSYMLINKS
 MAX_LINK_TARGET = 4095  # bytes: PATH_MAX - 1, the longest target symlink(2) accepts
 CHUNK = 1024 * 1024
 _CACHE_LIMIT = 512  # resolved parent directories kept open
@@ -174,6 +188,8 @@ class Backend(Protocol[H]):
     def write_file(self, parent: H, name: str, member: TarMember, reader: TarReader) -> None: ...
     def symlink(self, parent: H, name: str, member: TarMember) -> None: ...
     def special(self, parent: H, name: str, member: TarMember) -> None: ...
+    def whiteout_device(self, parent: H, name: str) -> None: ...
+    def mark_opaque(self, directory: H) -> None: ...
     def link(self, src: H, src_name: str, parent: H, name: str) -> None: ...
     def remove(self, parent: H, name: str, kind: Kind, path: str) -> None: ...
     def listdir(self, parent: H) -> list[str]: ...
@@ -213,10 +229,20 @@ class LayerApplier(Generic[H]):
 
     DEVICE_HINT = "(only as root, with --devices)"  # why a device node was not made
 
-    def __init__(self, fs: Backend[H], stats: ExtractStats, audit: list[AuditEntry]) -> None:
+    def __init__(
+        self,
+        fs: Backend[H],
+        stats: ExtractStats,
+        audit: list[AuditEntry],
+        *,
+        on_disk: OnDiskFormat = OnDiskFormat.OCI,
+        device_hint: str = DEVICE_HINT,
+    ) -> None:
         self.fs = fs
         self.stats = stats
         self.audit = audit
+        self.on_disk = on_disk
+        self.device_hint = device_hint
         self.layer = 0
         self._name = ""  # the member being applied
         self._offset: int | None = None
@@ -291,107 +317,106 @@ class LayerApplier(Generic[H]):
     def _walk(
         self, path: str, *, create: bool, start: tuple[H, str, bool] | None = None
     ) -> tuple[H, str, bool] | None:
-        """filepath-securejoin's walk over descriptors: components that do not exist are
-        taken lexically (a later ``..`` cancels them) and created at the end when asked.
-        ``start``: a directory resolved before (its handle is borrowed, never closed)."""
+        """filepath-securejoin's walk (``model/resolve.py``) over descriptors: components
+        that do not exist are taken lexically (a later ``..`` cancels them) and created at
+        the end when asked; a lower layer's non-directory where this layer needs a directory
+        is replaced. ``start``: a directory resolved before (its handle is borrowed, never
+        closed)."""
         fs = self.fs
-        handle = fs.root
-        resolved: list[str] = []  # real directories from the root; ``handle`` is the last
-        clamped = False
+        base: tuple[str, ...] = ()
+        borrowed = fs.root
+        start_clamped = False
         if start is not None:
-            handle, here, clamped = start
-            resolved = here.split("/") if here else []
-        borrowed = handle
-        missing: list[str] = []  # components below it that do not exist (yet)
-        pending: list[tuple[str, bool]] = [(p, False) for p in reversed(path.split("/")) if p]
-        links = 0
+            borrowed, here, start_clamped = start
+            base = tuple(here.split("/")) if here else ()
+        # the one directory kept open while walking: (its resolved path, its handle)
+        current: list[tuple[tuple[str, ...], H]] = [(base, borrowed)]
+        kinds: dict[tuple[str, ...], Kind] = {}
 
         def release(old: H) -> None:
             if old is not borrowed:
                 fs.close(old)
 
-        try:
-            while pending:
-                part, via_link = pending.pop()
-                if part == ".":
-                    continue
-                if part == "..":
-                    if missing:
-                        missing.pop()
-                    elif resolved:
-                        resolved.pop()
-                        release(handle)
-                        handle = fs.root
-                        handle = self._reopen(resolved)
-                    else:
-                        clamped = True
-                    continue
-                if missing:
-                    missing.append(part)
-                    continue
-                kind, child, target = fs.step(handle, part)
-                if kind is None:
-                    missing.append(part)
-                    continue
-                if kind is Kind.SYMLINK:
-                    links += 1
-                    if links > MAX_SYMLINKS:
-                        raise _Refusal(
-                            Reason.SYMLINK_LOOP,
-                            f"more than {MAX_SYMLINKS} symlinks while resolving {path!r}",
-                        )
-                    assert target is not None
-                    if target.startswith("/"):
-                        release(handle)
-                        handle = fs.root
-                        resolved.clear()
-                    pending.extend((p, True) for p in reversed(target.split("/")) if p)
-                    continue
-                if kind is not Kind.DIR:
-                    here = "/".join([*resolved, part])
-                    if not create:
-                        return None
-                    if via_link:
-                        raise _Refusal(
-                            Reason.PARENT_NOT_DIRECTORY,
-                            f"{here!r} is a {kind.value}, not a directory",
-                        )
-                    # a lower layer's non-directory where this layer has a directory:
-                    # replaced, as overlayfs does
-                    if here in self._entries:
-                        self._note(
-                            Action.NEUTRALISED,
-                            Reason.DUPLICATE,
-                            f"{here!r} is stored in this layer as a {kind.value} and as a "
-                            "directory; the directory replaces it",
-                        )
-                    fs.remove(handle, part, kind, here)
-                    self._invalidate()
-                    missing.append(part)
-                    continue
+        def handle_of(parts: tuple[str, ...]) -> H:
+            at, handle = current[0]
+            if at == parts:
+                return handle
+            fresh = fs.root if not parts else self._reopen(list(parts))
+            release(handle)
+            current[0] = (parts, fresh)
+            return fresh
+
+        def lookup(parts: tuple[str, ...]) -> Node | None:
+            kind, child, target = fs.step(handle_of(parts[:-1]), parts[-1])
+            if kind is None:
+                return None
+            if kind is Kind.SYMLINK:
+                assert target is not None
+                return symlink(target)
+            if kind is Kind.DIR:
                 assert child is not None
+                release(current[0][1])
+                current[0] = (parts, child)
+                return DIRECTORY
+            kinds[parts] = kind
+            return NOT_DIRECTORY
+
+        try:
+            replaced: set[tuple[str, ...]] = set()
+            while True:
+                found = resolve_path(
+                    path, lookup, directory=True, missing=Missing.LEXICAL, start=base
+                )
+                if isinstance(found, Resolved):
+                    break
+                if found.reason is ResolveReason.LOOP:
+                    raise _Refusal(
+                        Reason.SYMLINK_LOOP,
+                        f"more than {MAX_SYMLINKS} symlinks while resolving {path!r}",
+                    )
+                assert found.reason is ResolveReason.NOT_DIRECTORY
+                if not create:
+                    return None
+                kind = kinds[found.at]
+                here = "/".join(found.at)
+                if found.via is not None or found.at in replaced:
+                    raise _Refusal(
+                        Reason.PARENT_NOT_DIRECTORY,
+                        f"{here!r} is a {kind.value}, not a directory",
+                    )
+                # a lower layer's non-directory where this layer has a directory:
+                # replaced, as overlayfs does
+                if here in self._entries:
+                    self._note(
+                        Action.NEUTRALISED,
+                        Reason.DUPLICATE,
+                        f"{here!r} is stored in this layer as a {kind.value} and as a "
+                        "directory; the directory replaces it",
+                    )
+                fs.remove(handle_of(found.at[:-1]), found.at[-1], kind, here)
+                self._invalidate()
+                replaced.add(found.at)
+            resolved = list(found.parts)
+            if found.missing and not create:
+                return None
+            handle = handle_of(found.parts)
+            for part in found.missing:
+                here = "/".join([*resolved, part])
+                fs.mkdir(handle, part, here, None)
+                made, child, _ = fs.step(handle, part)
+                if made is not Kind.DIR or child is None:
+                    raise _Refusal(Reason.PARENT_NOT_DIRECTORY, f"cannot create {here!r}")
                 release(handle)
                 handle = child
                 resolved.append(part)
-            if missing:
-                if not create:
-                    return None
-                for part in missing:
-                    here = "/".join([*resolved, part])
-                    fs.mkdir(handle, part, here, None)
-                    kind, child, _ = fs.step(handle, part)
-                    if kind is not Kind.DIR or child is None:
-                        raise _Refusal(Reason.PARENT_NOT_DIRECTORY, f"cannot create {here!r}")
-                    release(handle)
-                    handle = child
-                    resolved.append(part)
+                current[0] = (tuple(resolved), handle)
             if handle is borrowed and handle is not fs.root:
                 handle = self._reopen(resolved)  # each cache entry owns its handle
-            found = (handle, "/".join(resolved), clamped)
-            handle = fs.root  # now owned by the caller
-            return found
+            else:
+                current[0] = ((), fs.root)  # now owned by the caller
+            return (handle, "/".join(resolved), start_clamped or found.clamped)
         finally:
-            release(handle)
+            release(current[0][1])
 
     def _reopen(self, parts: list[str]) -> H:
         """A fresh handle on a path resolved before (all real directories)."""
@@ -439,12 +464,12 @@ class LayerApplier(Generic[H]):
             p.startswith(AUFS_META_PREFIX) for p in parent.split("/")
         ):
             return  # inside AUFS metadata directories: hidden, as union.py hides them
-        if base.startswith(WHITEOUT):
-            if base == OPAQUE:
+        if base.startswith(WHITEOUT_PREFIX):
+            if base == OPAQUE_MARKER:
                 self.stats.whiteouts += 1
                 self._whiteout(parent, None)
             elif not base.startswith(AUFS_META_PREFIX):
-                target = base[len(WHITEOUT) :]
+                target = base[len(WHITEOUT_PREFIX) :]
                 if target in ("", ".", ".."):
                     raise _Refusal(Reason.WHITEOUT_INVALID, f"whiteout of {target!r}")
                 self.stats.whiteouts += 1
@@ -473,7 +498,7 @@ class LayerApplier(Generic[H]):
                 Action.SKIPPED,
                 Reason.DEVICE,
                 f"{kind.value} device {member.devmajor}:{member.devminor} not created "
-                f"{self.DEVICE_HINT}",
+                f"{self.device_hint}",
             )
             return
         if kind is EntryType.SYMLINK:
@@ -600,7 +625,10 @@ class LayerApplier(Generic[H]):
 
     def _whiteout(self, parent: str, target: str | None) -> None:
         """Delete what lower layers left at parent/target (every lower entry below parent
-        for an opaque whiteout, target None)."""
+        for an opaque whiteout, target None); in the overlay format, keep it as overlay's."""
+        if self.on_disk is OnDiskFormat.OVERLAY:
+            self._overlay_whiteout(parent, target)
+            return
         found = self._resolve(parent, create=False)
         if found is None:
             return
@@ -613,6 +641,22 @@ class LayerApplier(Generic[H]):
         kind = self.fs.kind(handle, target)
         if kind is not None:
             self._remove_lower(handle, target, kind, _join(resolved_parent, target))
+
+    def _overlay_whiteout(self, parent: str, target: str | None) -> None:
+        """overlayfs's lowerdir form: a whiteout becomes a character device 0/0 (unless this
+        layer wrote the name itself: a whiteout never hides its own layer's entry), an opaque
+        marker the opaque xattr on its directory."""
+        found = self._resolve(parent, create=True)
+        if found is None:
+            return
+        handle, resolved_parent, _ = found
+        if target is None:
+            self.fs.mark_opaque(handle)
+            return
+        if _join(resolved_parent, target) in self._upper:
+            return
+        with contextlib.suppress(FileExistsError):
+            self.fs.whiteout_device(handle, target)
 
     def _remove_lower(self, handle: H, name: str, kind: Kind, path: str) -> None:
         if path not in self._upper:
@@ -844,6 +888,16 @@ class DiskBackend:
         t = _ns(member.mtime)
         os.utime(name, ns=(t, t), dir_fd=parent, follow_symlinks=False)
 
+    def whiteout_device(self, parent: int, name: str) -> None:
+        os.mknod(name, stat.S_IFCHR, WHITEOUT_DEVICE, dir_fd=parent)
+
+    def mark_opaque(self, directory: int) -> None:
+        fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=directory)
+        try:
+            os.setxattr(fd, OPAQUE_XATTR, OPAQUE_VALUE)
+        finally:
+            os.close(fd)
+
     def link(self, src: int, src_name: str, parent: int, name: str) -> None:
         os.link(src_name, name, src_dir_fd=src, dst_dir_fd=parent, follow_symlinks=False)
 
@@ -868,7 +922,7 @@ class DiskBackend:
             note(Action.SKIPPED, Reason.XATTR, f"xattrs {sorted(xattrs)} not set (--no-xattrs)")
             return
         for key, value in sorted(xattrs.items()):
-            if key.startswith(UNION_XATTR_PREFIXES):
+            if key.startswith(OVERLAY_XATTR_PREFIXES):
                 note(
                     Action.REFUSED,
                     Reason.UNION_XATTR,

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 from inspect_tool.errors import DockscopeError
+from inspect_tool.layers.whiteout import OPAQUE_MARKER, OVERLAY_XATTR_PREFIXES
 
-OPAQUE_MARKER = ".wh..wh..opq"
 _CHUNK = 1 << 20
 
 T = TypeVar("T")
@@ -138,3 +138,50 @@ class TarWriter(Generic[T]):
             self.add(entry)
         self.close()
         return self.stats
+
+
+def header(
+    name: str,
+    st: os.stat_result,
+    *,
+    marker: bool,
+    readlink: Callable[[], str],
+    xattrs: Callable[[], dict[str, bytes]],
+) -> tarfile.TarInfo:
+    """The tar header of one entry of a tree on disk (the same for a runtime container and
+    one in engine storage): numeric owners only, nanosecond mtimes (PAX), xattrs but the union
+    filesystem's own. A marker (a whiteout or opaque marker) is docker's form: an empty file
+    with the permissions and owner of what it stands for."""
+    info = tarfile.TarInfo(name)
+    info.uid, info.gid = st.st_uid, st.st_gid
+    info.uname = info.gname = ""
+    pax: dict[str, str] = {}
+    seconds, nanos = divmod(st.st_mtime_ns, 1_000_000_000)
+    info.mtime = seconds
+    if nanos and seconds >= 0:
+        pax["mtime"] = f"{seconds}.{nanos:09d}".rstrip("0")
+    if marker:
+        info.type = tarfile.REGTYPE
+        info.mode = stat.S_IMODE(st.st_mode) & 0o777
+        info.pax_headers = pax
+        return info
+    mode = st.st_mode
+    info.mode = stat.S_IMODE(mode)
+    if stat.S_ISDIR(mode):
+        info.type = tarfile.DIRTYPE  # written with a trailing "/", as tar writes directories
+    elif stat.S_ISREG(mode):
+        info.type = tarfile.REGTYPE
+        info.size = st.st_size
+    elif stat.S_ISLNK(mode):
+        info.type = tarfile.SYMTYPE
+        info.linkname = readlink()
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
+        info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    elif stat.S_ISFIFO(mode):
+        info.type = tarfile.FIFOTYPE
+    for key, value in xattrs().items():
+        if not key.startswith(OVERLAY_XATTR_PREFIXES):
+            pax[f"SCHILY.xattr.{key}"] = value.decode("utf-8", "surrogateescape")
+    info.pax_headers = pax
+    return info

@@ -29,15 +29,7 @@ from enum import StrEnum
 from inspect_tool.errors import InvalidImageError
 from inspect_tool.layers.tarformat import EntryType
 from inspect_tool.layers.tarreader import TarMember
-
-WHITEOUT = ".wh."
-OPAQUE = ".wh..wh..opq"
-AUFS_META_PREFIX = ".wh..wh."
-# overlayfs's own attributes (opaque, redirect, metacopy, origin…; user.overlay.* when mounted
-# with userxattr): marks of a union filesystem's upper directory, never image content. Docker
-# and containerd drop them from layers; a layer carrying one would otherwise make the kernel
-# show a running container a tree that differs from the one inspected.
-UNION_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
+from inspect_tool.layers.whiteout import AUFS_META_PREFIX, OPAQUE_MARKER, WHITEOUT_PREFIX
 
 _TYPE_CODES = {t: i for i, t in enumerate(EntryType)}
 _CODE_TYPES = list(EntryType)
@@ -393,14 +385,14 @@ class UnionFS:
             p.startswith(AUFS_META_PREFIX) for p in parent_path.split("/")
         ):
             return  # inside AUFS metadata directories (.wh..wh.plnk/...)
-        if base == OPAQUE:
+        if base == OPAQUE_MARKER:
             parent = self._ensure_dir(parent_path, layer, result, record)
             self._opaque(parent, parent_path, layer, result, record)
             return
         if base.startswith(AUFS_META_PREFIX):
             return  # AUFS metadata: hidden
-        if base.startswith(WHITEOUT):
-            target = base[len(WHITEOUT) :]
+        if base.startswith(WHITEOUT_PREFIX):
+            target = base[len(WHITEOUT_PREFIX) :]
             if target in ("", ".", "..") or "/" in target:
                 result.anomalies.append(
                     Anomaly(layer, member.name, f"whiteout of an invalid name {target!r}")

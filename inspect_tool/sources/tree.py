@@ -8,9 +8,9 @@ as if the tree's root were ``/``, refusing any that point outside it.
 
 from __future__ import annotations
 
+import bisect
 import io
 import os
-import posixpath
 import stat
 import tarfile
 import threading
@@ -25,13 +25,23 @@ from inspect_tool.errors import (
     UnsafePathError,
 )
 from inspect_tool.model.mediatypes import Compression, sniff_compression
+from inspect_tool.model.resolve import (
+    DIRECTORY,
+    MAX_SYMLINKS,
+    NOT_DIRECTORY,
+    Escape,
+    Node,
+    Reason,
+    Refusal,
+    resolve,
+    symlink,
+)
 
 HEAD_SIZE = 512
 # Members up to this size are kept in memory when a compressed archive is indexed,
 # so that manifests and configs can be read without a second pass.
 SMALL_MEMBER = 4 * 1024 * 1024
 SMALL_BUDGET = 64 * 1024 * 1024
-MAX_LINK_HOPS = 40
 CHUNK = 1024 * 1024
 # Members of one archive: an image of 10,000 layers (the layer bound) stores a few files for
 # each; Python's tarfile keeps every member it has read, so millions of empty members in a
@@ -185,6 +195,26 @@ class _MemberReader(io.RawIOBase):
         super().close()
 
 
+def _refuse(found: Refusal, path: str, *, member: str, where: str, subject: str) -> None:
+    """Raise for a link that leaves the tree or loops; return for a path that is missing or
+    passes through something that is not a directory (nothing stands there)."""
+    link = found.via
+    if found.reason is Reason.LOOP:
+        raise UnsafePathError(f"too many levels of links resolving {path!r}", subject=subject)
+    if found.reason is Reason.ABSOLUTE and link is not None:
+        raise UnsafePathError(
+            f"{member}{'/'.join(link.at)!r} is a symlink to an absolute path ({link.target}) "
+            f"outside {where}",
+            subject=subject,
+        )
+    if found.reason is Reason.ESCAPES:
+        at, target = ("/".join(link.at), link.target) if link else (path, path)
+        raise UnsafePathError(
+            f"{member}{at!r} is a symlink that points outside {where} ({target})",
+            subject=subject,
+        )
+
+
 class TarTree:
     """An indexed tar archive, optionally compressed as a whole with gzip or zstd."""
 
@@ -197,6 +227,7 @@ class TarTree:
         self.parallel_reads = self.compression is None
         self._members: dict[str, _Member] = {}
         self._read = 0
+        self._sorted: list[str] | None = None  # the members' names, for implicit directories
         # Members no lookup reaches (names that climb out) and names stored twice (the last
         # one wins, as when tar extracts): reported by verify as suspicious.
         self.anomalies: list[str] = []
@@ -310,65 +341,42 @@ class TarTree:
 
     # -- lookups -------------------------------------------------------------------------------
     def _resolve(self, path: str) -> _Member | None:
+        """The member ``path`` names, symlinks resolved inside the archive (refused when they
+        point out of it) and hard links followed to the member they name."""
         name = clean_path(path)
-        for _ in range(MAX_LINK_HOPS):
-            member = self._members.get(name)
-            if member is None:
-                # a parent directory may be a symlink
-                member_name = self._resolve_parents(name)
-                if member_name == name:
-                    return None
-                name = member_name
-                continue
-            if member.kind == "symlink":
-                base = posixpath.dirname(name)
-                if member.linkname.startswith("/"):
-                    raise UnsafePathError(
-                        f"member {name!r} is a symlink to an absolute path "
-                        f"({member.linkname}) outside the archive",
-                        subject=self.label,
-                    )
-                try:
-                    name = clean_path(posixpath.join(base, member.linkname))
-                except UnsafePathError as exc:
-                    raise UnsafePathError(
-                        f"member {name!r} is a symlink that points outside the archive "
-                        f"({member.linkname})",
-                        subject=self.label,
-                    ) from exc
-                continue
-            if member.kind == "hardlink":
-                try:
-                    name = clean_path(member.linkname)
-                except UnsafePathError as exc:
-                    raise UnsafePathError(
-                        f"member {name!r} is a hard link outside the archive ({member.linkname})",
-                        subject=self.label,
-                    ) from exc
-                continue
-            return member
+        for _ in range(MAX_SYMLINKS):
+            found = resolve(name, self._lookup, escape=Escape.REFUSE)
+            if isinstance(found, Refusal):
+                _refuse(found, path, member="member ", where="the archive", subject=self.label)
+                return None
+            member = self._members.get("/".join(found.parts))
+            if member is None or member.kind != "hardlink":
+                return member
+            try:
+                name = clean_path(member.linkname)
+            except UnsafePathError as exc:
+                raise UnsafePathError(
+                    f"member {member.name!r} is a hard link outside the archive "
+                    f"({member.linkname})",
+                    subject=self.label,
+                ) from exc
         raise UnsafePathError(f"too many levels of links resolving {path!r}", subject=self.label)
 
-    def _resolve_parents(self, name: str) -> str:
-        parts = name.split("/")
-        for i in range(1, len(parts)):
-            parent = "/".join(parts[:i])
-            member = self._members.get(parent)
-            if member is not None and member.kind == "symlink":
-                if member.linkname.startswith("/"):
-                    raise UnsafePathError(
-                        f"member {parent!r} is a symlink to an absolute path outside the archive",
-                        subject=self.label,
-                    )
-                try:
-                    target = clean_path(posixpath.join(posixpath.dirname(parent), member.linkname))
-                except UnsafePathError as exc:
-                    raise UnsafePathError(
-                        f"member {parent!r} is a symlink that points outside the archive",
-                        subject=self.label,
-                    ) from exc
-                return clean_path("/".join([target, *parts[i:]]))
-        return name
+    def _lookup(self, parts: tuple[str, ...]) -> Node | None:
+        name = "/".join(parts)
+        member = self._members.get(name)
+        if member is None:
+            # a directory the archive holds no entry for, only entries below it
+            if self._sorted is None:
+                self._sorted = sorted(self._members)
+            below = name + "/"
+            at = bisect.bisect_left(self._sorted, below)
+            if at < len(self._sorted) and self._sorted[at].startswith(below):
+                return DIRECTORY
+            return None
+        if member.kind == "symlink":
+            return symlink(member.linkname)
+        return DIRECTORY if member.kind == "dir" else NOT_DIRECTORY
 
     def entry(self, path: str) -> Entry | None:
         member = self._resolve(path)
@@ -504,44 +512,22 @@ class DirTree:
 
     def _real(self, path: str) -> tuple[str, os.stat_result] | None:
         name = clean_path(path)
-        parts = name.split("/") if name else []
-        resolved: list[str] = []
-        hops = 0
-        while parts:
-            part = parts.pop(0)
-            candidate = "/".join([*resolved, part])
+
+        def lookup(parts: tuple[str, ...]) -> Node | None:
+            candidate = self.root / "/".join(parts)
             try:
-                st = os.lstat(self.root / candidate)
-            except FileNotFoundError:
-                return None
-            except NotADirectoryError:
+                st = os.lstat(candidate)
+            except (FileNotFoundError, NotADirectoryError):
                 return None
             if stat.S_ISLNK(st.st_mode):
-                hops += 1
-                if hops > MAX_LINK_HOPS:
-                    raise UnsafePathError(
-                        f"too many levels of symlinks in {path!r}", subject=self.label
-                    )
-                link = os.readlink(self.root / candidate)
-                if link.startswith("/"):
-                    raise UnsafePathError(
-                        f"{candidate!r} is a symlink to an absolute path ({link}) outside "
-                        "the image directory",
-                        subject=self.label,
-                    )
-                try:
-                    target = clean_path(posixpath.join(*resolved, link) if resolved else link)
-                except UnsafePathError as exc:
-                    raise UnsafePathError(
-                        f"{candidate!r} is a symlink that points outside the image directory "
-                        f"({link})",
-                        subject=self.label,
-                    ) from exc
-                parts = (target.split("/") if target else []) + parts
-                resolved = []
-                continue
-            resolved.append(part)
-        final = "/".join(resolved)
+                return symlink(os.readlink(candidate))
+            return DIRECTORY if stat.S_ISDIR(st.st_mode) else NOT_DIRECTORY
+
+        found = resolve(name, lookup, escape=Escape.REFUSE)
+        if isinstance(found, Refusal):
+            _refuse(found, path, member="", where="the image directory", subject=self.label)
+            return None
+        final = "/".join(found.parts)
         return final, os.stat(self.root / final) if final else os.stat(self.root)
 
     def entry(self, path: str) -> Entry | None:

@@ -28,11 +28,12 @@ from typing import Any
 
 from inspect_tool.errors import InvalidImageError, UnsafePathError
 from inspect_tool.model.jsondoc import MAX_JSON_BYTES, parse_json
+from inspect_tool.model.resolve import DIRECTORY, NOT_DIRECTORY, Node, Resolved, symlink
+from inspect_tool.model.resolve import resolve as resolve_path
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:=+-]*")
-MAX_SYMLINKS = 40
 _DIR_CACHE = 64
 
 
@@ -312,33 +313,16 @@ class LayerDir:
         return None if resolved is None else self.lstat(resolved)
 
     def resolve(self, parts: tuple[str, ...]) -> tuple[str, ...] | None:
-        todo = list(parts)
-        done: list[str] = []
-        links = 0
-        while todo:
-            part = todo.pop(0)
-            if part in ("", "."):
-                continue
-            if part == "..":
-                if done:
-                    done.pop()
-                continue
-            st = self.lstat((*done, part))
+        def lookup(here: tuple[str, ...]) -> Node | None:
+            st = self.lstat(here)
             if st is None:
                 return None
             if stat.S_ISLNK(st.st_mode):
-                links += 1
-                if links > MAX_SYMLINKS:
-                    return None
-                target = self.readlink((*done, part))
-                if target.startswith("/"):
-                    done = []
-                todo = [p for p in target.split("/") if p] + todo
-                continue
-            if todo and not stat.S_ISDIR(st.st_mode):
-                return None
-            done.append(part)
-        return tuple(done)
+                return symlink(self.readlink(here))
+            return DIRECTORY if stat.S_ISDIR(st.st_mode) else NOT_DIRECTORY
+
+        found = resolve_path(parts, lookup)
+        return found.parts if isinstance(found, Resolved) else None
 
     def listdir(self, parts: tuple[str, ...]) -> list[str]:
         fd = self.dir_fd(parts)

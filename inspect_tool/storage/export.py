@@ -19,27 +19,29 @@ from __future__ import annotations
 import os
 import stat
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from inspect_tool.errors import UsageError
-from inspect_tool.layers.tarwrite import Item, Sink, TarStats, TarWriter
-from inspect_tool.layers.union import UNION_XATTR_PREFIXES
+from inspect_tool.layers.tarwrite import Item, Sink, TarStats, TarWriter, header
+from inspect_tool.layers.whiteout import (
+    AUFS_META_PREFIX,
+    OPAQUE_MARKER,
+    OPAQUE_XATTRS,
+    WHITEOUT_PREFIX,
+    is_overlay_whiteout,
+)
 from inspect_tool.storage.detect import open_storage
 from inspect_tool.storage.evidence import LayerDir, StorageError
 from inspect_tool.storage.model import ContainerRecord, WritableLayer
 from inspect_tool.storage.writable import (
-    AUFS_META_PREFIX,
-    AUFS_OPAQUE,
-    WHITEOUT_PREFIX,
     Kind,
     Node,
     Tree,
     Whiteouts,
     is_opaque,
-    is_whiteout,
     naive_changes,
     walk_tree,
 )
@@ -56,42 +58,14 @@ class TarItem:
 
 
 def _header(item: TarItem) -> tarfile.TarInfo:
-    st = item.node.st
-    info = tarfile.TarInfo(item.name)
-    info.uid, info.gid = st.st_uid, st.st_gid
-    info.uname = info.gname = ""
-    pax: dict[str, str] = {}
-    seconds, nanos = divmod(st.st_mtime_ns, 1_000_000_000)
-    info.mtime = seconds
-    if nanos and seconds >= 0:
-        pax["mtime"] = f"{seconds}.{nanos:09d}".rstrip("0")
-    if item.marker:  # docker's form: an empty file with the whiteout's permissions and owner
-        info.type = tarfile.REGTYPE
-        info.mode = stat.S_IMODE(st.st_mode) & 0o777
-        info.pax_headers = pax
-        return info
-    mode = st.st_mode
-    info.mode = stat.S_IMODE(mode)
     node = item.node
-    if stat.S_ISDIR(mode):
-        info.type = tarfile.DIRTYPE
-        info.name = item.name.rstrip("/") + "/"
-    elif stat.S_ISREG(mode):
-        info.type = tarfile.REGTYPE
-        info.size = st.st_size
-    elif stat.S_ISLNK(mode):
-        info.type = tarfile.SYMTYPE
-        info.linkname = node.layer.readlink(node.parts)
-    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
-        info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-    elif stat.S_ISFIFO(mode):
-        info.type = tarfile.FIFOTYPE
-    for name, value in node.layer.xattrs(node.parts).items():
-        if not name.startswith(UNION_XATTR_PREFIXES):
-            pax[f"SCHILY.xattr.{name}"] = value.decode("utf-8", "surrogateescape")
-    info.pax_headers = pax
-    return info
+    return header(
+        item.name,
+        node.st,
+        marker=item.marker,
+        readlink=lambda: node.layer.readlink(node.parts),
+        xattrs=lambda: node.layer.xattrs(node.parts),
+    )
 
 
 def write_tar(items: Iterable[TarItem], out: Sink) -> TarStats:
@@ -117,14 +91,22 @@ def merged_items(tree: Tree) -> Iterator[TarItem]:
 
 
 def layer_items(
-    upper: LayerDir, whiteouts: Whiteouts, *, new: Tree | None = None, old: Tree | None = None
+    upper: LayerDir,
+    whiteouts: Whiteouts,
+    *,
+    new: Tree | None = None,
+    old: Tree | None = None,
+    ignore: Collection[str] = (),
+    opaque_xattrs: tuple[str, ...] = OPAQUE_XATTRS,
 ) -> Iterator[TarItem]:
-    """A layer directory as OCI layer entries. ``new``/``old`` given (full trees): the
-    changes between them instead."""
+    """A layer directory as OCI layer entries (parents first, names sorted as written, an
+    opaque marker right after its directory). ``new``/``old`` given (full trees): the
+    changes between them instead. Paths in ``ignore`` (absolute: "/proc") are left out with
+    everything below them; ``opaque_xattrs``: what marks an overlay directory opaque."""
     if new is not None:
         yield from _change_items(new, old)
         return
-    stack: list[Iterator[tuple[str, ...]]] = [iter(_sorted_children(upper, (), whiteouts))]
+    stack: list[Iterator[tuple[str, ...]]] = [iter(_sorted_children(upper, (), whiteouts, ignore))]
     while stack:
         parts = next(stack[-1], None)
         if parts is None:
@@ -135,7 +117,7 @@ def layer_items(
             continue
         node = Node(parts, st, upper)
         name = "/".join(parts)
-        if whiteouts is Whiteouts.OVERLAY and is_whiteout(st):
+        if whiteouts is Whiteouts.OVERLAY and is_overlay_whiteout(st):
             yield TarItem("/".join((*parts[:-1], WHITEOUT_PREFIX + parts[-1])), node, True)
             continue
         if whiteouts is Whiteouts.AUFS and parts[-1].startswith(WHITEOUT_PREFIX):
@@ -143,24 +125,26 @@ def layer_items(
             continue
         yield TarItem(name, node)
         if stat.S_ISDIR(st.st_mode):
-            if whiteouts is Whiteouts.OVERLAY and is_opaque(upper, parts, whiteouts):
-                yield TarItem(f"{name}/{AUFS_OPAQUE}", node, True)
-            stack.append(iter(_sorted_children(upper, parts, whiteouts)))
+            if whiteouts is Whiteouts.OVERLAY and is_opaque(upper, parts, whiteouts, opaque_xattrs):
+                yield TarItem(f"{name}/{OPAQUE_MARKER}", node, True)
+            stack.append(iter(_sorted_children(upper, parts, whiteouts, ignore)))
 
 
 def _sorted_children(
-    upper: LayerDir, parts: tuple[str, ...], whiteouts: Whiteouts
+    upper: LayerDir, parts: tuple[str, ...], whiteouts: Whiteouts, ignore: Collection[str]
 ) -> list[tuple[str, ...]]:
     """Children sorted by the name they are written under (a whiteout as ``.wh.NAME``),
-    without AUFS's own metadata directories."""
+    without AUFS's own metadata directories and the paths ignored."""
     names = upper.listdir(parts)
+    if ignore:
+        names = [n for n in names if "/" + "/".join((*parts, n)) not in ignore]
     if whiteouts is Whiteouts.AUFS:
-        names = [n for n in names if not n.startswith(AUFS_META_PREFIX) or n == AUFS_OPAQUE]
+        names = [n for n in names if not n.startswith(AUFS_META_PREFIX) or n == OPAQUE_MARKER]
 
     def written(name: str) -> str:
         if whiteouts is Whiteouts.OVERLAY:
             st = upper.lstat((*parts, name))
-            if st is not None and is_whiteout(st):
+            if st is not None and is_overlay_whiteout(st):
                 return WHITEOUT_PREFIX + name
         return name
 

@@ -40,19 +40,17 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
+from inspect_tool.layers.whiteout import (
+    AUFS_META_PREFIX,
+    OPAQUE_MARKER,
+    OPAQUE_VALUE,
+    OPAQUE_XATTRS,
+    UNFOLLOWED_XATTRS,
+    WHITEOUT_PREFIX,
+    is_overlay_whiteout,
+)
 from inspect_tool.storage.evidence import LayerDir
 
-OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
-# overlay features that leave part of an entry in a lower layer: not followed by this reader
-UNFOLLOWED_XATTRS = (
-    "trusted.overlay.redirect",
-    "trusted.overlay.metacopy",
-    "user.overlay.redirect",
-    "user.overlay.metacopy",
-)
-WHITEOUT_PREFIX = ".wh."
-AUFS_META_PREFIX = ".wh..wh."
-AUFS_OPAQUE = ".wh..wh..opq"
 CAPABILITY_XATTR = "security.capability"
 _CHUNK = 1 << 20
 
@@ -124,15 +122,16 @@ class Tree(Protocol):
     def children(self, node: Node) -> list[Node]: ...
 
 
-def is_whiteout(st: os.stat_result) -> bool:
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
-def is_opaque(layer: LayerDir, parts: tuple[str, ...], whiteouts: Whiteouts) -> bool:
+def is_opaque(
+    layer: LayerDir,
+    parts: tuple[str, ...],
+    whiteouts: Whiteouts,
+    xattrs: tuple[str, ...] = OPAQUE_XATTRS,
+) -> bool:
     if whiteouts is Whiteouts.OVERLAY:
-        return any(layer.getxattr(parts, name) == b"y" for name in OPAQUE_XATTRS)
+        return any(layer.getxattr(parts, name) == OPAQUE_VALUE for name in xattrs)
     if whiteouts is Whiteouts.AUFS:
-        return layer.lstat((*parts, AUFS_OPAQUE)) is not None
+        return layer.lstat((*parts, OPAQUE_MARKER)) is not None
     return False
 
 
@@ -166,20 +165,33 @@ class UnionView:
     directories: the topmost layer holding a name decides; a whiteout hides the name in the
     layers below it; a non-directory hides everything below it; a directory merges with the
     directories below it down to the first opaque one. An entry is never hidden by a whiteout
-    of its own layer."""
+    of its own layer.
+
+    ``opaque_xattrs``: the attributes that mark an opaque directory (a runtime that mounts
+    without ``userxattr`` honours ``trusted.overlay.opaque`` only); ``opaque_root``: whether
+    an opaque mark on a layer's root hides the layers below it."""
 
     prune_same_inode = False
 
-    def __init__(self, layers: list[LayerDir], whiteouts: Whiteouts) -> None:
+    def __init__(
+        self,
+        layers: list[LayerDir],
+        whiteouts: Whiteouts,
+        *,
+        opaque_xattrs: tuple[str, ...] = OPAQUE_XATTRS,
+        opaque_root: bool = True,
+    ) -> None:
         self.layers = layers
         self.whiteouts = whiteouts
+        self.opaque_xattrs = opaque_xattrs
+        self.opaque_root = opaque_root
 
     def root(self) -> Node:
         top = self.layers[0]
         below: list[LayerDir] = []
         for layer in self.layers:
             below.append(layer)
-            if is_opaque(layer, (), self.whiteouts):
+            if self.opaque_root and is_opaque(layer, (), self.whiteouts, self.opaque_xattrs):
                 break
         return Node((), os.fstat(top.fd), top, tuple(below))
 
@@ -203,7 +215,7 @@ class UnionView:
         below: list[LayerDir] = []
         for layer in node.below:
             st = layer.lstat(parts)
-            if st is not None and self.whiteouts is Whiteouts.OVERLAY and is_whiteout(st):
+            if st is not None and self.whiteouts is Whiteouts.OVERLAY and is_overlay_whiteout(st):
                 break
             if st is not None:
                 if not stat.S_ISDIR(st.st_mode):
@@ -212,7 +224,7 @@ class UnionView:
                     break  # a non-directory hides what lies below; below a directory, it is hidden
                 shown = shown or (layer, st)
                 below.append(layer)
-                if is_opaque(layer, parts, self.whiteouts):
+                if is_opaque(layer, parts, self.whiteouts, self.opaque_xattrs):
                     break
             if self.whiteouts is Whiteouts.AUFS and (
                 layer.lstat((*node.parts, WHITEOUT_PREFIX + name)) is not None
@@ -269,7 +281,7 @@ def _ancestors(parts: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
 
 def _lower_whiteout(layer: LayerDir, parts: tuple[str, ...]) -> bool:
     st = layer.stat(parts)
-    return st is not None and is_whiteout(st)
+    return st is not None and is_overlay_whiteout(st)
 
 
 def _deleted(
@@ -285,7 +297,7 @@ def _deleted(
         if name.startswith(WHITEOUT_PREFIX):
             return (*parts[:-1], name[len(WHITEOUT_PREFIX) :])
         return None
-    if is_whiteout(st):
+    if is_overlay_whiteout(st):
         return parts
     if not stat.S_ISDIR(st.st_mode) or not is_opaque(upper, parts, Whiteouts.OVERLAY):
         return None
@@ -294,7 +306,7 @@ def _deleted(
     for layer in lowers:
         below = layer.stat(parts)
         if below is not None:
-            return None if is_whiteout(below) else parts
+            return None if is_overlay_whiteout(below) else parts
         if any(_lower_whiteout(layer, d) for d in _ancestors(parts)):
             return None
     return None
@@ -309,7 +321,7 @@ def walk_changes(upper: LayerDir, lowers: list[LayerDir], rules: Rules) -> list[
         if rules.whiteouts is Whiteouts.AUFS:
             if len(parts) == 1 and parts[0].startswith(AUFS_META_PREFIX):
                 continue  # moby's aufsMetadataSkip: "/.wh..wh.*"
-            if parts[-1] == AUFS_OPAQUE:
+            if parts[-1] == OPAQUE_MARKER:
                 continue  # the opaque marker deletes nothing by itself
         node = Node(parts, st, upper)
         deleted = _deleted(upper, parts, st, lowers, rules)
