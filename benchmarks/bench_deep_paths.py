@@ -19,7 +19,8 @@ sys.path.insert(0, str(HERE.parent))
 
 from harness import VMHWM, run_child  # noqa: E402
 
-from tests.helpers import build_layer, f, oci_layout  # noqa: E402
+from tests.support.images import oci_layout  # noqa: E402
+from tests.support.tar_entries import build_layer, file_entry  # noqa: E402
 
 DEEPEST = 2045  # "/" + "a/" * 2045 + "file": 4,095 bytes
 ALLOWED = (500, 1000, DEEPEST)
@@ -31,7 +32,7 @@ TARGET_PEAK = 150 * 10**6  # bytes
 def image(root: Path, levels: int) -> Path:
     path = root / f"deep-{levels}"
     name = "/".join(["a"] * levels) + "/file"
-    oci_layout(path, [build_layer([f(name, b"deep\n", pax_path=True)])])
+    oci_layout(path, [build_layer([file_entry(name, b"deep\n", pax_path=True)])])
     return path
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import CORPUS, SAMPLES
+from tests.support.paths import CORPUS, SAMPLES
 
 BUSYBOX_BINARY = Path("/bin/busybox")
 

@@ -11,14 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from inspect_tool.cli import app
-from tests.helpers import docker_archive_members, layer_tar, oci_layout, write_tar
+from tests.support.cli import invoke
+from tests.support.images import docker_archive_members, layer_tar, oci_layout, write_tar
 
 runner = CliRunner()
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 def assert_one_line_error(stderr: str, *fragments: str) -> None:
@@ -34,7 +30,7 @@ def assert_one_line_error(stderr: str, *fragments: str) -> None:
 def test_not_an_image(tmp_path: Path, command: str) -> None:
     path = tmp_path / "notes.txt"
     path.write_text("just some text\n" * 20)
-    code, _, err = run(command, str(path))
+    code, _, err = invoke(command, str(path))
     assert code == 3
     assert_one_line_error(err, str(path), "not an image archive")
 
@@ -42,7 +38,7 @@ def test_not_an_image(tmp_path: Path, command: str) -> None:
 def test_other_file_types_are_described_by_libmagic(tmp_path: Path) -> None:
     path = tmp_path / "report.tar"
     path.write_bytes(b"%PDF-1.4\n" + b"x" * 100)
-    code, _, err = run("inspect", str(path))
+    code, _, err = invoke("inspect", str(path))
     assert code == 3
     assert_one_line_error(err, "PDF document")
 
@@ -50,13 +46,13 @@ def test_other_file_types_are_described_by_libmagic(tmp_path: Path) -> None:
 def test_empty_file(tmp_path: Path) -> None:
     path = tmp_path / "empty.tar"
     path.write_bytes(b"")
-    code, _, err = run("inspect", str(path))
+    code, _, err = invoke("inspect", str(path))
     assert code == 3
     assert_one_line_error(err, str(path), "empty")
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    code, _, err = run("inspect", str(tmp_path / "nope.tar"))
+    code, _, err = invoke("inspect", str(tmp_path / "nope.tar"))
     assert code == 3
     assert_one_line_error(err, "nope.tar", "no such file")
 
@@ -67,7 +63,7 @@ def test_truncated_archive(tmp_path: Path, corpus: Path, cut: float, command: st
     data = (corpus / "docker-save-legacy-dive.tar").read_bytes()
     path = tmp_path / "cut.tar"
     path.write_bytes(data[: int(len(data) * cut)])
-    code, _, err = run(command, str(path))
+    code, _, err = invoke(command, str(path))
     assert code == 3
     assert_one_line_error(err, str(path), "truncated")
 
@@ -76,7 +72,7 @@ def test_truncated_gzip_archive(tmp_path: Path, corpus: Path) -> None:
     data = gzip.compress((corpus / "docker-save-legacy-dive.tar").read_bytes())
     path = tmp_path / "cut.tar.gz"
     path.write_bytes(data[: len(data) // 2])
-    code, _, err = run("inspect", str(path))
+    code, _, err = invoke("inspect", str(path))
     assert code == 3
     assert_one_line_error(err, str(path))
 
@@ -85,7 +81,7 @@ def test_invalid_json_manifest(tmp_path: Path) -> None:
     members = docker_archive_members([layer_tar({"a": b"1"})])
     members["manifest.json"] = b'[{"Config": "x.json", '
     path = write_tar(tmp_path / "bad.tar", members)
-    code, _, err = run("inspect", str(path))
+    code, _, err = invoke("inspect", str(path))
     assert code == 3
     assert_one_line_error(err, "manifest.json", "invalid JSON", "line 1")
 
@@ -97,7 +93,7 @@ def test_manifest_path_outside_archive(tmp_path: Path) -> None:
     members["manifest.json"] = json.dumps(manifest).encode()
     path = write_tar(tmp_path / "escape.tar", members)
     for command in ("inspect", "verify"):
-        code, out, err = run(command, str(path))
+        code, out, err = invoke(command, str(path))
         assert code == 3
         assert_one_line_error(err, "manifest.json", "../../etc/passwd", "outside the archive")
         assert "root:" not in out
@@ -109,7 +105,7 @@ def test_config_path_absolute(tmp_path: Path) -> None:
     manifest[0]["Config"] = "/etc/passwd"
     members["manifest.json"] = json.dumps(manifest).encode()
     path = write_tar(tmp_path / "abs.tar", members)
-    code, _, err = run("inspect", str(path))
+    code, _, err = invoke("inspect", str(path))
     assert code == 3
     assert_one_line_error(err, "/etc/passwd")
 
@@ -119,7 +115,7 @@ def test_invalid_digest_in_index_is_never_a_path(tmp_path: Path) -> None:
     index = json.loads((tmp_path / "img/index.json").read_text())
     index["manifests"][0]["digest"] = "sha256:../../../../etc/passwd"
     (tmp_path / "img/index.json").write_text(json.dumps(index))
-    code, _, err = run("inspect", str(tmp_path / "img"))
+    code, _, err = invoke("inspect", str(tmp_path / "img"))
     assert code == 3
     assert_one_line_error(err, "index.json", "digest")
 
@@ -132,7 +128,7 @@ def test_malformed_digests_rejected(tmp_path: Path, digest: object) -> None:
     index = json.loads((tmp_path / "img/index.json").read_text())
     index["manifests"][0]["digest"] = digest
     (tmp_path / "img/index.json").write_text(json.dumps(index))
-    code, _, err = run("verify", str(tmp_path / "img"))
+    code, _, err = invoke("verify", str(tmp_path / "img"))
     assert code == 3
     assert_one_line_error(err, "index.json")
 
@@ -144,7 +140,7 @@ def test_symlink_member_pointing_outside(tmp_path: Path, target: str) -> None:
     members[layer_name] = ("symlink", target)
     path = write_tar(tmp_path / "link.tar", members)
     for command in ("inspect", "verify"):
-        code, out, err = run(command, str(path))
+        code, out, err = invoke(command, str(path))
         assert code == 3, (command, out, err)
         assert_one_line_error(err, "symlink")
 
@@ -154,7 +150,7 @@ def test_symlinked_layout_file_outside_directory(tmp_path: Path) -> None:
     (tmp_path / "secret.json").write_text('{"schemaVersion": 2, "manifests": []}')
     (tmp_path / "img/index.json").unlink()
     (tmp_path / "img/index.json").symlink_to(tmp_path / "secret.json")
-    code, _, err = run("inspect", str(tmp_path / "img"))
+    code, _, err = invoke("inspect", str(tmp_path / "img"))
     assert code == 3
     assert_one_line_error(err, "symlink", "outside")
 
@@ -166,7 +162,7 @@ def test_layer_tar_as_symlink_member_inside_archive_is_fine(tmp_path: Path) -> N
     first, second = (k for k in members if k.endswith("layer.tar"))
     members[second] = ("symlink", f"../{first}")
     path = write_tar(tmp_path / "dup.tar", members)
-    code, out, err = run("verify", "--json", str(path))
+    code, out, err = invoke("verify", "--json", str(path))
     assert code == 0, err
     assert json.loads(out)["ok"] is True
 
@@ -175,7 +171,7 @@ def test_huge_json(tmp_path: Path) -> None:
     members = docker_archive_members([layer_tar({"a": b"1"})])
     members["manifest.json"] = b"[" + b" " * (17 * 1024 * 1024) + b"]"
     path = write_tar(tmp_path / "huge.tar", members)
-    code, _, err = run("inspect", str(path))
+    code, _, err = invoke("inspect", str(path))
     assert code == 3
     assert_one_line_error(err, "manifest.json", "limit")
 
@@ -184,7 +180,7 @@ def test_deeply_nested_json(tmp_path: Path) -> None:
     members = docker_archive_members([layer_tar({"a": b"1"})])
     members["manifest.json"] = b"[" * 200_000 + b"]" * 200_000
     path = write_tar(tmp_path / "deep.tar", members)
-    code, _, err = run("inspect", str(path))
+    code, _, err = invoke("inspect", str(path))
     assert code == 3
     assert_one_line_error(err, "manifest.json", "nested")
 
@@ -192,10 +188,10 @@ def test_deeply_nested_json(tmp_path: Path) -> None:
 def test_missing_config_blob(tmp_path: Path) -> None:
     digests = oci_layout(tmp_path / "img", [layer_tar({"a": b"1"})])
     (tmp_path / "img/blobs/sha256" / digests["config"].split(":")[1]).unlink()
-    code, _, err = run("inspect", str(tmp_path / "img"))
+    code, _, err = invoke("inspect", str(tmp_path / "img"))
     assert code == 3
     assert_one_line_error(err, "config", "missing")
-    code, out, _ = run("verify", "--json", str(tmp_path / "img"))
+    code, out, _ = invoke("verify", "--json", str(tmp_path / "img"))
     assert code == 1
     failed = [f for f in json.loads(out)["findings"] if not f["ok"]]
     assert [f["check"] for f in failed] == ["blob-exists"]
@@ -211,11 +207,11 @@ def test_missing_layer_blob(tmp_path: Path) -> None:
         )
     )["layers"][1]["digest"]
     (tmp_path / "img/blobs/sha256" / layer_digest.split(":")[1]).unlink()
-    code, out, err = run("inspect", str(tmp_path / "img"))
+    code, out, err = invoke("inspect", str(tmp_path / "img"))
     assert code == 3
     assert "Layers" in out  # what could be read is shown
     assert_one_line_error(err, "layer 1", "missing")
-    code, out, _ = run("verify", "--json", str(tmp_path / "img"))
+    code, out, _ = invoke("verify", "--json", str(tmp_path / "img"))
     assert code == 1
     failed = {(f["check"], f["ok"]) for f in json.loads(out)["findings"] if not f["ok"]}
     assert ("blob-exists", False) in failed
@@ -223,7 +219,7 @@ def test_missing_layer_blob(tmp_path: Path) -> None:
 
 def test_not_an_image_tar(tmp_path: Path) -> None:
     path = write_tar(tmp_path / "plain.tar", {"hello.txt": b"hi"})
-    code, _, err = run("inspect", str(path))
+    code, _, err = invoke("inspect", str(path))
     assert code == 3
     assert_one_line_error(err, "neither manifest.json", "index.json")
 
@@ -240,8 +236,8 @@ def test_nothing_written_next_to_input(tmp_path: Path, corpus: Path) -> None:
     target = tmp_path / "dive.tar"
     target.write_bytes((corpus / "docker-save-legacy-dive.tar").read_bytes())
     before = sorted(p.name for p in tmp_path.iterdir())
-    assert run("verify", str(target))[0] == 0
-    assert run("inspect", "--explain-ids", str(target))[0] == 0
+    assert invoke("verify", str(target))[0] == 0
+    assert invoke("inspect", "--explain-ids", str(target))[0] == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
@@ -250,7 +246,7 @@ def test_tar_with_corrupt_header_checksum(tmp_path: Path, corpus: Path) -> None:
     data[148:156] = b"0000000\x00"  # first header's checksum field
     path = tmp_path / "corrupt.tar"
     path.write_bytes(bytes(data))
-    code, _, err = run("inspect", str(path))
+    code, _, err = invoke("inspect", str(path))
     assert code == 3
     assert_one_line_error(err, str(path))
 
@@ -259,7 +255,7 @@ def test_tarfile_still_valid_for_sanity(tmp_path: Path) -> None:
     path = write_tar(tmp_path / "x.tar", docker_archive_members([layer_tar({"a": b"1"})]))
     with tarfile.open(path) as tf:
         assert "manifest.json" in tf.getnames()
-    assert run("verify", str(path))[0] == 0
+    assert invoke("verify", str(path))[0] == 0
 
 
 def test_archive_members_that_escape_or_repeat_are_verify_findings(tmp_path: Path) -> None:
@@ -272,7 +268,7 @@ def test_archive_members_that_escape_or_repeat_are_verify_findings(tmp_path: Pat
         assert isinstance(data, bytes)
         info.size = len(data)
         tf.addfile(info, __import__("io").BytesIO(data))
-    code, out, _ = run("verify", "--json", str(path))
+    code, out, _ = invoke("verify", "--json", str(path))
     assert code == 1
     failed = [f for f in json.loads(out)["findings"] if not f["ok"]]
     assert [f["check"] for f in failed] == ["archive-members"]

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from inspect_tool.cli import app
 from tests.conftest import BUSYBOX_BINARY
-from tests.helpers import SAMPLES
+from tests.support.paths import SAMPLES
 
 GENERATOR = SAMPLES / "make_samples.py"
 T_ADD = 1704153600  # 2024-01-02T00:00:00Z

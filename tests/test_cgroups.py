@@ -1,7 +1,7 @@
 """The cgroup drivers of runtime_lab/cgroups.py, file by file.
 
 This machine mounts cgroup v1 only, so the v2 driver is exercised against
-``tests/fake_cgroupfs.py``: a fake unified hierarchy that enforces the kernel's rules (interface
+``tests/support/cgroupfs.py``: a fake unified hierarchy that enforces the kernel's rules (interface
 files appear with mkdir and with controllers handed down, values are parsed as the kernel
 parses them, "no internal processes", EBUSY on rmdir of a populated group). The v1 driver runs
 against a v1 fake with the same care, and once against the real kernel (as root).
@@ -27,7 +27,7 @@ from runtime_lab.cgroups import (
     own_cgroup_path,
     parse_memory,
 )
-from tests.fake_cgroupfs import FakeCgroup1FS, FakeCgroup2FS, own_path_from
+from tests.support.cgroupfs import FakeCgroup1FS, FakeCgroup2FS, own_path_from
 
 ROOT = Path("/sys/fs/cgroup")
 MIB = 1024 * 1024

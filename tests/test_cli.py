@@ -12,8 +12,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from inspect_tool.cli import app
-from tests.helpers import docker_archive_members, layer_tar, oci_layout, write_tar
+from tests.support.cli import invoke
+from tests.support.images import docker_archive_members, layer_tar, oci_layout, write_tar
 
 runner = CliRunner()
 
@@ -75,11 +75,6 @@ CHECKS = {
     "layer-sources",
     "archive-members",
 }
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 def test_inspect_json_schema(corpus: Path) -> None:

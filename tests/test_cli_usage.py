@@ -19,9 +19,10 @@ import typer
 from typer.testing import CliRunner
 
 from inspect_tool.cli import app
+from tests.support.paths import SAMPLES
 
 runner = CliRunner()
-SAMPLE = Path(__file__).resolve().parent.parent / "sample_images" / "docker-archive-v25.tar"
+SAMPLE = SAMPLES / "docker-archive-v25.tar"
 
 
 def _commands() -> Iterator[tuple[str, Any]]:

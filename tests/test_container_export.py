@@ -27,23 +27,22 @@ from runtime_lab.writable import (
     merged_entries,
     write_tar,
 )
-from tests.container_helpers import (
+from tests.support.cli import dockscope, ok_bytes
+from tests.support.containers import (
     CHANGES,
     DIVE_LEGACY,
     LISTING,
     MOUNT_POINTS,
     Seen,
     age_access_times,
-    dockscope,
     mountinfo,
     need_root,
-    ok,
     parse_listing,
-    snapshot,
     tar_members,
     tar_names,
     tar_view,
 )
+from tests.support.snapshots import snapshot
 
 pytestmark = pytest.mark.root
 
@@ -53,14 +52,16 @@ def changed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, st
     """A stopped container that made every kind of change, and what it saw afterwards."""
     need_root()
     root = tmp_path_factory.mktemp("state")
-    out = ok(dockscope(root, "run", "--name", "c1", DIVE_LEGACY, "sh", "-c", CHANGES + LISTING))
-    cid = json.loads(ok(dockscope(root, "container", "inspect", "c1")))["id"]
+    out = ok_bytes(
+        dockscope(root, "run", "--name", "c1", DIVE_LEGACY, "sh", "-c", CHANGES + LISTING)
+    )
+    cid = json.loads(ok_bytes(dockscope(root, "container", "inspect", "c1")))["id"]
     yield root, cid, parse_listing(out.decode("utf-8", "surrogateescape"))
     dockscope(root, "rm", "-f", "c1")
 
 
 def _export(root: Path, *args: str) -> bytes:
-    return ok(dockscope(root, "container", "export", *args, "c1", "-o", "-"))
+    return ok_bytes(dockscope(root, "container", "export", *args, "c1", "-o", "-"))
 
 
 # -- the merged filesystem ----------------------------------------------------------------------
@@ -71,7 +72,7 @@ def test_merged_export_is_what_the_container_saw(
 ) -> None:
     root, _, seen = changed
     target = tmp_path / "fs.tar"
-    ok(dockscope(root, "container", "export", "c1", "-o", target))
+    ok_bytes(dockscope(root, "container", "export", "c1", "-o", target))
     exported = tar_view(target)
 
     assert set(exported.mode) == set(seen.mode)
@@ -175,10 +176,10 @@ def test_exports_are_deterministic_files_or_stdout(
     root, _, _ = changed
     flags = ["--writable-layer"] if layer else []
     first = tmp_path / "1.tar"
-    ok(dockscope(root, "container", "export", *flags, "c1", "-o", first))
+    ok_bytes(dockscope(root, "container", "export", *flags, "c1", "-o", first))
     time.sleep(0.01)
     second = tmp_path / "2.tar"
-    ok(dockscope(root, "container", "export", *flags, "c1", "--output", second))
+    ok_bytes(dockscope(root, "container", "export", *flags, "c1", "--output", second))
     streamed = _export(root, *flags)
     assert first.read_bytes() == second.read_bytes() == streamed
     assert len(streamed) % tarfile.RECORDSIZE == 0
@@ -190,7 +191,7 @@ def test_export_json_summary(changed: tuple[Path, str, Seen], tmp_path: Path) ->
     proc = dockscope(
         root, "container", "export", "--json", "--writable-layer", "c1", "-o", tmp_path / "l"
     )
-    document = json.loads(ok(proc))
+    document = json.loads(ok_bytes(proc))
     assert document["kind"] == "container-export"
     assert (document["id"], document["name"], document["layer"]) == (cid, "c1", True)
     assert document["summary"] == {
@@ -214,13 +215,13 @@ def test_export_commit_and_diff_leave_the_container_untouched_and_mount_nothing(
     evidence = [root / "containers" / cid / d for d in ("upper", "work", "merged")]
     evidence.append(root / "layers")
     age_access_times(evidence)
-    before, mounts = snapshot(evidence), mountinfo()
+    before, mounts = snapshot(*evidence, access_times=True), mountinfo()
     _export(root)
     _export(root, "--writable-layer")
-    ok(dockscope(root, "container", "commit", "c1", "-o", tmp_path / "image"))
-    ok(dockscope(root, "container", "diff", "--json", "c1"))
+    ok_bytes(dockscope(root, "container", "commit", "c1", "-o", tmp_path / "image"))
+    ok_bytes(dockscope(root, "container", "diff", "--json", "c1"))
     assert mountinfo() == mounts
-    after = snapshot(evidence)
+    after = snapshot(*evidence, access_times=True)
     assert after.keys() == before.keys()
     assert {k: v for k, v in after.items() if before[k] != v} == {}
 
@@ -228,23 +229,23 @@ def test_export_commit_and_diff_leave_the_container_untouched_and_mount_nothing(
 def test_stdout_and_json_and_terminal_rules(changed: tuple[Path, str, Seen]) -> None:
     root, _, _ = changed
     proc = dockscope(root, "container", "export", "--json", "c1", "-o", "-")
-    assert proc.returncode == 2 and b"--json needs -o FILE" in proc.stderr
+    assert proc.code == 2 and b"--json needs -o FILE" in proc.err_bytes
     proc = dockscope(root, "container", "export", "nosuch", "-o", "-")
-    assert proc.returncode == 2 and b"no such container: nosuch" in proc.stderr
+    assert proc.code == 2 and b"no such container: nosuch" in proc.err_bytes
 
 
 def test_running_container_is_refused(tmp_path: Path) -> None:
     need_root()
     root = tmp_path / "state"
-    ok(dockscope(root, "run", "-d", "--name", "busy", DIVE_LEGACY, "sleep", "60"))
+    ok_bytes(dockscope(root, "run", "-d", "--name", "busy", DIVE_LEGACY, "sleep", "60"))
     try:
         for args in (
             ("export", "busy", "-o", tmp_path / "x.tar"),
             ("commit", "busy", "-o", tmp_path / "img"),
         ):
             proc = dockscope(root, "container", *args)
-            assert proc.returncode == 2, proc.stderr
-            assert b"is running: stop it first" in proc.stderr
+            assert proc.code == 2, proc.err_bytes
+            assert b"is running: stop it first" in proc.err_bytes
         assert not (tmp_path / "x.tar").exists() and not (tmp_path / "img").exists()
     finally:
         dockscope(root, "rm", "-f", "busy")
@@ -254,21 +255,29 @@ def test_copy_mode_exports_the_merged_tree_but_has_no_layer(tmp_path: Path) -> N
     need_root()
     root = tmp_path / "state"
     script = "echo copied > /etc/new && rm /etc/group"
-    ok(
+    ok_bytes(
         dockscope(
-            root, "run", "--name", "cp", DIVE_LEGACY, "sh", "-c", script, DOCKSCOPE_ROOTFS="copy"
+            root,
+            "run",
+            "--name",
+            "cp",
+            DIVE_LEGACY,
+            "sh",
+            "-c",
+            script,
+            env={"DOCKSCOPE_ROOTFS": "copy"},
         )
     )
-    state = json.loads(ok(dockscope(root, "container", "inspect", "cp")))["state"]
+    state = json.loads(ok_bytes(dockscope(root, "container", "inspect", "cp")))["state"]
     assert state["rootfs_mode"] == "copy"
-    data = ok(dockscope(root, "container", "export", "cp", "-o", "-"))
+    data = ok_bytes(dockscope(root, "container", "export", "cp", "-o", "-"))
     members = tar_members(data)
     assert "etc/group" not in members and "etc/passwd" in members
     with tarfile.open(fileobj=io.BytesIO(data)) as tf:
         handle = tf.extractfile("etc/new")
         assert handle is not None and handle.read() == b"copied\n"
     proc = dockscope(root, "container", "export", "--writable-layer", "cp", "-o", "-")
-    assert proc.returncode == 3 and b"no separate writable layer" in proc.stderr
+    assert proc.code == 3 and b"no separate writable layer" in proc.err_bytes
 
 
 # -- the merge rules, against the kernel's overlay ------------------------------------------------
@@ -459,7 +468,7 @@ def test_commit_tag_defaults_to_latest_and_bad_tags_are_refused(
     root, _, _ = changed
     empty = tmp_path / "empty"
     empty.mkdir()
-    out = ok(dockscope(root, "container", "commit", "c1", "-o", empty, "-t", "example.org/x"))
+    out = ok_bytes(dockscope(root, "container", "commit", "c1", "-o", empty, "-t", "example.org/x"))
     index = json.loads((empty / "index.json").read_text())
     assert index["manifests"][0]["annotations"] == {
         "io.containerd.image.name": "example.org/x:latest",
@@ -469,9 +478,9 @@ def test_commit_tag_defaults_to_latest_and_bad_tags_are_refused(
     assert config["history"][-1]["comment"].startswith("container c1 (")
     for bad in ("Upper/case:1", "x:bad tag", "x@sha256:00", "x:"):
         proc = dockscope(root, "container", "commit", "c1", "-o", tmp_path / "b", "-t", bad)
-        assert proc.returncode == 2 and b"expected NAME[:TAG]" in proc.stderr, bad
+        assert proc.code == 2 and b"expected NAME[:TAG]" in proc.err_bytes, bad
     proc = dockscope(root, "container", "commit", "c1", "-o", empty)  # not empty any more
-    assert proc.returncode == 2 and b"exists and is not empty" in proc.stderr
+    assert proc.code == 2 and b"exists and is not empty" in proc.err_bytes
     assert not (tmp_path / "b").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["empty"]  # no temporary left behind
 
@@ -480,7 +489,7 @@ def test_commit_message_and_author(changed: tuple[Path, str, Seen], tmp_path: Pa
     root, _, _ = changed
     args = ("-m", "added a file", "-a", "Ada <ada@example.org>", "--json")
     result = json.loads(
-        ok(dockscope(root, "container", "commit", "c1", "-o", tmp_path / "i", *args))
+        ok_bytes(dockscope(root, "container", "commit", "c1", "-o", tmp_path / "i", *args))
     )
     blob = tmp_path / "i" / "blobs" / "sha256" / result["image_id"][7:]
     config = json.loads(blob.read_text())
@@ -498,8 +507,8 @@ def test_commit_refuses_an_image_that_changed_since_the_run(tmp_path: Path) -> N
     root = tmp_path / "state"
     image = tmp_path / "image.tar"
     image.write_bytes(DIVE_LEGACY.read_bytes())
-    ok(dockscope(root, "run", "--name", "cc", image, "true"))
+    ok_bytes(dockscope(root, "run", "--name", "cc", image, "true"))
     image.write_bytes((DIVE_LEGACY.parent / "docker-save-whiteouts-ggcr.tar").read_bytes())
     proc = dockscope(root, "container", "commit", "cc", "-o", tmp_path / "out")
-    assert proc.returncode == 3 and b"the image there is now" in proc.stderr
+    assert proc.code == 3 and b"the image there is now" in proc.err_bytes
     assert not (tmp_path / "out").exists()

@@ -16,7 +16,7 @@ from inspect_tool.model.image import ImageFormat, Platform
 from inspect_tool.model.mediatypes import Compression
 from inspect_tool.render.json import image_document
 from inspect_tool.sources import open_source
-from tests.helpers import extract_trusted
+from tests.support.trees import extract_trusted
 
 CORPUS_IMAGES = [
     "docker-save-legacy-dive.tar",

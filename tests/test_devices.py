@@ -26,7 +26,7 @@ from runtime_lab.devices import (
     device_program,
     v1_writes,
 )
-from tests.fake_cgroupfs import FakeCgroup1FS, FakeCgroup2FS, own_path_from
+from tests.support.cgroupfs import FakeCgroup1FS, FakeCgroup2FS, own_path_from
 
 UNIFIED = CGROUP_ROOT / "unified"
 ROOT = Path("/sys/fs/cgroup")

@@ -11,15 +11,14 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import typer
 
 from inspect_tool.cli import app
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 ROOT = typer.main.get_command(app)
 PLACEHOLDER = re.compile(r"^([A-Z_]+|…|\.\.\.)$")  # dockscope COMMAND -h, dockscope …

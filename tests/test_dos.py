@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import zstandard
 
-from tests.helpers import config_bytes, layer_tar, sha256
+from tests.support.images import config_bytes, layer_tar, sha256
 
 TIMEOUT = 60.0  # seconds per command
 MAX_RSS = 300 * 1024 * 1024  # bytes of peak resident memory per command

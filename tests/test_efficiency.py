@@ -15,10 +15,11 @@ from inspect_tool.analyze.efficiency import (
     go_clean,
     parse_bytes,
 )
-from inspect_tool.cli import app
 from inspect_tool.layers.tarreader import TarReader
-from tests.analysis_helpers import E, d, entries_tar, f, write_image
-from tests.helpers import CORPUS, SAMPLES
+from tests.support.cli import invoke
+from tests.support.images import write_image
+from tests.support.paths import CORPUS, SAMPLES
+from tests.support.tar_entries import Entry, build_layer, dir_entry, file_entry
 
 runner = CliRunner()
 DIVE_IMAGE = CORPUS / "docker-save-legacy-dive.tar"
@@ -37,22 +38,17 @@ DIVE_INEFFICIENT = [
 ]
 
 
-def run(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
-
-
-def calculate(*layers: list[E]) -> EfficiencyCalculator:
+def calculate(*layers: list[Entry]) -> EfficiencyCalculator:
     import io
 
     calculator = EfficiencyCalculator()
     for entries in layers:
-        calculator.add_layer(TarReader(io.BytesIO(entries_tar(entries))))
+        calculator.add_layer(TarReader(io.BytesIO(build_layer(entries))))
     return calculator
 
 
 def test_dive_test_image_matches_dive_exactly() -> None:
-    code, out, err = run("efficiency", "--json", str(DIVE_IMAGE))
+    code, out, err = invoke("efficiency", "--json", str(DIVE_IMAGE))
     assert code == 0, err
     doc = json.loads(out)
     assert doc["kind"] == "efficiency" and doc["schema_version"] == 1
@@ -69,7 +65,7 @@ def test_dive_test_image_matches_dive_exactly() -> None:
 
 
 def test_console_output_shows_the_figures() -> None:
-    code, out, _ = run("efficiency", str(DIVE_IMAGE))
+    code, out, _ = invoke("efficiency", str(DIVE_IMAGE))
     assert code == 0
     assert "0.9844212134184309" in out
     assert "32025" in out
@@ -80,7 +76,9 @@ def test_console_output_shows_the_figures() -> None:
 def test_layer_compression_does_not_change_the_figures() -> None:
     docs = []
     for name in ("gzip", "zstd", "uncompressed"):
-        code, out, err = run("efficiency", "--json", str(CORPUS / f"oci-archive-{name}-dive.tar"))
+        code, out, err = invoke(
+            "efficiency", "--json", str(CORPUS / f"oci-archive-{name}-dive.tar")
+        )
         assert code == 0, err
         doc = json.loads(out)
         docs.append({k: doc[k] for k in ("efficiency", "wasted_bytes", "size_bytes")})
@@ -92,9 +90,9 @@ def test_dive_unit_case_implicit_parent_whiteout_counts_nothing() -> None:
     # dive's TestEfficency: parents are never listed, so /etc/nginx has no metadata in the
     # stacked tree and its whiteout removes "0 bytes": score 15000 / 20000.
     report = calculate(
-        [f("etc/nginx/nginx.conf", 2000), f("etc/nginx/public", 3000)],
-        [f("etc/nginx/nginx.conf", 5000), f("etc/athing", 10000)],
-        [f("etc/.wh.nginx")],
+        [file_entry("etc/nginx/nginx.conf", 2000), file_entry("etc/nginx/public", 3000)],
+        [file_entry("etc/nginx/nginx.conf", 5000), file_entry("etc/athing", 10000)],
+        [file_entry("etc/.wh.nginx")],
     ).report()
     assert report.efficiency == 0.75
     assert [(p.path, p.cumulative_size, p.layers) for p in report.inefficient_paths] == [
@@ -105,9 +103,19 @@ def test_dive_unit_case_implicit_parent_whiteout_counts_nothing() -> None:
 
 def test_whiteout_of_a_listed_directory_counts_what_it_removes() -> None:
     report = calculate(
-        [d("etc"), d("etc/nginx"), f("etc/nginx/nginx.conf", 2000), f("etc/nginx/public", 3000)],
-        [d("etc"), d("etc/nginx"), f("etc/nginx/nginx.conf", 5000), f("etc/athing", 10000)],
-        [f("etc/.wh.nginx")],
+        [
+            dir_entry("etc"),
+            dir_entry("etc/nginx"),
+            file_entry("etc/nginx/nginx.conf", 2000),
+            file_entry("etc/nginx/public", 3000),
+        ],
+        [
+            dir_entry("etc"),
+            dir_entry("etc/nginx"),
+            file_entry("etc/nginx/nginx.conf", 5000),
+            file_entry("etc/athing", 10000),
+        ],
+        [file_entry("etc/.wh.nginx")],
     ).report()
     # every layer lists the parents (as docker writes layers), so /etc/nginx stays a
     # directory in the stacked tree and the whiteout removes nginx.conf (5000, as stacked)
@@ -118,7 +126,7 @@ def test_whiteout_of_a_listed_directory_counts_what_it_removes() -> None:
 
 
 def test_whiteout_of_a_file_counts_zero_and_makes_the_path_inefficient() -> None:
-    report = calculate([f("a", 100), f("b", 7)], [f(".wh.a")]).report()
+    report = calculate([file_entry("a", 100), file_entry("b", 7)], [file_entry(".wh.a")]).report()
     assert [(p.path, p.count, p.cumulative_size, p.min_size) for p in report.inefficient_paths] == [
         ("/a", 2, 100, 0)
     ]
@@ -128,14 +136,16 @@ def test_whiteout_of_a_file_counts_zero_and_makes_the_path_inefficient() -> None
 
 
 def test_scratch_image_is_fully_efficient() -> None:
-    report = calculate([f("nothing")]).report()
+    report = calculate([file_entry("nothing")]).report()
     assert report.efficiency == 1.0
     assert report.inefficient_paths == ()
     assert math.isnan(report.user_wasted_percent) and report.user_wasted_ratio is None
 
 
 def test_opaque_markers_are_ignored_as_dive_ignores_them() -> None:
-    report = calculate([f("dir/x", 10)], [f("dir/.wh..wh..opq"), f("dir/y", 5)]).report()
+    report = calculate(
+        [file_entry("dir/x", 10)], [file_entry("dir/.wh..wh..opq"), file_entry("dir/y", 5)]
+    ).report()
     assert report.inefficient_paths == ()
     assert report.efficiency == 1.0
 
@@ -143,7 +153,7 @@ def test_opaque_markers_are_ignored_as_dive_ignores_them() -> None:
 def test_whiteout_of_a_missing_target_stops_the_layer_as_in_dive() -> None:
     # ".wh.b" sorts before "a": dive fails on it and never counts /a of layer 1; the failed
     # record keeps dive's initial minimum of -1.
-    calculator = calculate([f("a", 10)], [f(".wh.b"), f("a", 5)])
+    calculator = calculate([file_entry("a", 10)], [file_entry(".wh.b"), file_entry("a", 5)])
     report = calculator.report()
     assert report.efficiency == (10 - 1) / 10
     assert report.inefficient_paths == ()
@@ -174,7 +184,7 @@ def test_parse_bytes_refuses_what_go_humanize_refuses(text: str) -> None:
 
 def test_gates_all_fail_exit_1() -> None:
     # dive's Test_Evaluator "allFail": 0.99, 1B, 0.01
-    code, out, _ = run(
+    code, out, _ = invoke(
         "efficiency",
         "--json",
         "--lowest-efficiency",
@@ -197,7 +207,7 @@ def test_gates_all_fail_exit_1() -> None:
 
 def test_gates_all_pass_exit_0() -> None:
     # dive's Test_Evaluator "allPass": 0.9, 50kB, 0.5
-    code, out, _ = run(
+    code, out, _ = invoke(
         "efficiency",
         "--lowest-efficiency",
         "0.9",
@@ -212,10 +222,10 @@ def test_gates_all_pass_exit_0() -> None:
 
 
 def test_one_failing_gate_is_enough() -> None:
-    code, out, _ = run("efficiency", "--highest-wasted-bytes", "32024", str(DIVE_IMAGE))
+    code, out, _ = invoke("efficiency", "--highest-wasted-bytes", "32024", str(DIVE_IMAGE))
     assert code == 1
     assert "FAIL highestWastedBytes" in out
-    code, _, _ = run("efficiency", "--highest-wasted-bytes", "32025", str(DIVE_IMAGE))
+    code, _, _ = invoke("efficiency", "--highest-wasted-bytes", "32025", str(DIVE_IMAGE))
     assert code == 0
 
 
@@ -230,13 +240,13 @@ def test_one_failing_gate_is_enough() -> None:
 )
 def test_misconfigured_gates_are_usage_errors(args: tuple[str, str]) -> None:
     # dive's "misconfigured" cases: refused before anything is read
-    code, out, err = run("efficiency", *args, str(DIVE_IMAGE))
+    code, out, err = invoke("efficiency", *args, str(DIVE_IMAGE))
     assert code == 2
     assert out == "" and args[0] in err
 
 
 def test_evaluate_gates_nan_passes_like_go() -> None:
-    report = calculate([f("a", 1)]).report()
+    report = calculate([file_entry("a", 1)]).report()
     (gate,) = evaluate_gates(report, highest_user_wasted_percent=0.0)
     assert gate.ok  # NaN compares false in Go, so the rule passes
 
@@ -245,12 +255,14 @@ def test_crafted_archive_through_the_cli(tmp_path: Path) -> None:
     image = write_image(
         tmp_path / "img.tar",
         [
-            entries_tar([d("app"), f("app/big.bin", 1000), f("app/keep", 10)]),
-            entries_tar([f("app/big.bin", 1000, mode=0o755)]),
-            entries_tar([d("app"), f("app/.wh.big.bin")]),
+            build_layer(
+                [dir_entry("app"), file_entry("app/big.bin", 1000), file_entry("app/keep", 10)]
+            ),
+            build_layer([file_entry("app/big.bin", 1000, mode=0o755)]),
+            build_layer([dir_entry("app"), file_entry("app/.wh.big.bin")]),
         ],
     )
-    code, out, err = run("efficiency", "--json", str(image))
+    code, out, err = invoke("efficiency", "--json", str(image))
     assert code == 0, err
     doc = json.loads(out)
     assert doc["inefficient_paths"] == [
@@ -268,6 +280,6 @@ def test_crafted_archive_through_the_cli(tmp_path: Path) -> None:
 
 
 def test_a_corrupted_layer_is_refused() -> None:
-    code, _, err = run("efficiency", str(SAMPLES / "tampered" / "layer-byte-flipped.tar"))
+    code, _, err = invoke("efficiency", str(SAMPLES / "tampered" / "layer-byte-flipped.tar"))
     assert code == 3
     assert "diff_id mismatch" in err

@@ -10,17 +10,13 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from inspect_tool.cli import app
-from tests.helpers import SAMPLES, layer_tar, oci_layout
+from tests.support.cli import invoke
+from tests.support.images import layer_tar, oci_layout
+from tests.support.paths import SAMPLES
 
 runner = CliRunner()
 LEGACY = str(SAMPLES / "docker-archive-legacy.tar")
 OCI = str(SAMPLES / "oci-layout")
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 def as_json(*args: str) -> tuple[int, Any]:
@@ -103,12 +99,14 @@ def test_cat_recovers_a_deleted_file() -> None:
 
 
 def test_cat_names_the_layer_that_deleted_a_parent(tmp_path: Path) -> None:
-    from tests.analysis_helpers import write_image
-    from tests.helpers import build_layer, d, f
+    from tests.support.images import write_image
+    from tests.support.tar_entries import build_layer, dir_entry, file_entry
 
-    lower = build_layer([d("opt/gone"), f("opt/gone/file", b"g\n"), f("keep", b"k")])
-    middle = build_layer([f("other", b"o")])
-    upper = build_layer([f("opt/.wh.gone")])
+    lower = build_layer(
+        [dir_entry("opt/gone"), file_entry("opt/gone/file", b"g\n"), file_entry("keep", b"k")]
+    )
+    middle = build_layer([file_entry("other", b"o")])
+    upper = build_layer([file_entry("opt/.wh.gone")])
     image = str(write_image(tmp_path / "i.tar", [lower, middle, upper]))
     code, _, err = invoke("cat", image, "/opt/gone/file")
     assert code == 2
@@ -276,11 +274,13 @@ LINKED = b"hello linked\n"
 
 def hardlink_images(tmp_path: Path, upper: bytes) -> tuple[str, str]:
     """A: /etc/a and /etc/b, a hard link to it; B: the same, then /etc/b a regular file."""
-    from tests.analysis_helpers import write_image
-    from tests.helpers import build_layer, d, f, hard
+    from tests.support.images import write_image
+    from tests.support.tar_entries import build_layer, dir_entry, file_entry, hardlink_entry
 
-    lower = build_layer([d("etc"), f("etc/a", LINKED), hard("etc/b", "etc/a")])
-    top = build_layer([f("etc/b", upper)])
+    lower = build_layer(
+        [dir_entry("etc"), file_entry("etc/a", LINKED), hardlink_entry("etc/b", "etc/a")]
+    )
+    top = build_layer([file_entry("etc/b", upper)])
     a = write_image(tmp_path / "a.tar", [lower])
     b = write_image(tmp_path / "b.tar", [lower, top])
     return str(a), str(b)

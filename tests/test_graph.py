@@ -17,10 +17,10 @@ from inspect_tool.cli import app
 from inspect_tool.render.dot import FILLS, graph_images, label, size_fill, to_dot
 from inspect_tool.render.text import visible
 from inspect_tool.sources import open_source
-from tests.analysis_helpers import E, entries_tar, write_image
-from tests.helpers import CORPUS, SAMPLES, sha256
+from tests.support.images import sha256, write_image
+from tests.support.paths import CORPUS, GOLDEN, SAMPLES
+from tests.support.tar_entries import build_layer, file_entry
 
-GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("DOCKSCOPE_UPDATE_GOLDEN") == "1"
 EDGE = re.compile(r'^  "([^"]+)" -> "([^"]+)"', re.MULTILINE)
 NODE = re.compile(r'^  "([^"]+)" \[label="((?:[^"\\]|\\.)*)"', re.MULTILINE)
@@ -181,7 +181,7 @@ HOSTILE = 'RUN echo "a\\N\\l" &lt; <script>alert(1)</script> \x1b[31m'
 
 
 def hostile_image(tmp_path: Path) -> Path:
-    layer = entries_tar([E("x", b"1")])
+    layer = build_layer([file_entry("x", b"1")])
     return write_image(
         tmp_path / "hostile.tar",
         [layer],

@@ -10,17 +10,13 @@ import pytest
 from typer.testing import CliRunner
 
 from inspect_tool.analyze.history import go_string_list, go_unquote, parse_created_by
-from inspect_tool.cli import app
-from tests.analysis_helpers import entries_tar, f, write_image
-from tests.helpers import CORPUS, SAMPLES, oci_layout
+from tests.support.cli import invoke
+from tests.support.images import oci_layout, write_image
+from tests.support.paths import CORPUS, SAMPLES
+from tests.support.tar_entries import build_layer, file_entry
 
 runner = CliRunner()
 HEX = "ce026b62356eec3ad1214f92be2c9dc063fe205bd5e600be3492c4dfb17148bd"
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 @pytest.mark.parametrize(
@@ -158,7 +154,7 @@ def test_go_strings() -> None:
 
 
 def test_table_aligns_empty_entries_with_layers() -> None:
-    code, out, err = run("history", "--json", str(SAMPLES / "docker-archive-legacy.tar"))
+    code, out, err = invoke("history", "--json", str(SAMPLES / "docker-archive-legacy.tar"))
     assert code == 0, err
     doc = json.loads(out)
     assert doc["kind"] == "history"
@@ -181,14 +177,14 @@ def test_table_aligns_empty_entries_with_layers() -> None:
 
 
 def test_console_table() -> None:
-    code, out, _ = run("history", str(SAMPLES / "docker-archive-v25.tar"))
+    code, out, _ = invoke("history", str(SAMPLES / "docker-archive-v25.tar"))
     assert code == 0
     assert "EXPOSE 8080/tcp" in out and "(base)" in out
     assert "buildkit (14)" in out
 
 
 def test_dockerfile_of_the_dive_test_image_matches_its_recipe() -> None:
-    code, out, _ = run("history", "--dockerfile", str(CORPUS / "docker-save-legacy-dive.tar"))
+    code, out, _ = invoke("history", "--dockerfile", str(CORPUS / "docker-save-legacy-dive.tar"))
     assert code == 0
     lines = [line for line in out.splitlines() if line and not line.startswith("#")]
     assert lines[0] == "FROM scratch"
@@ -203,7 +199,7 @@ def test_dockerfile_of_the_dive_test_image_matches_its_recipe() -> None:
 
 
 def test_dockerfile_of_a_buildkit_image() -> None:
-    code, out, _ = run("history", "--dockerfile", str(SAMPLES / "oci-layout"))
+    code, out, _ = invoke("history", "--dockerfile", str(SAMPLES / "oci-layout"))
     assert code == 0
     assert "entries before BuildKit's first step" in out
     assert "COPY docker-entrypoint.sh /usr/local/bin/\n" in out
@@ -234,12 +230,12 @@ BUILDAH_HISTORY = [
 
 
 def three_layers() -> list[bytes]:
-    return [entries_tar([f(f"file{i}", b"x")]) for i in range(3)]
+    return [build_layer([file_entry(f"file{i}", b"x")]) for i in range(3)]
 
 
 def test_buildah_from_comment_names_the_base(tmp_path: Path) -> None:
     image = write_image(tmp_path / "b.tar", three_layers(), history=BUILDAH_HISTORY)
-    code, out, _ = run("history", "--json", str(image))
+    code, out, _ = invoke("history", "--json", str(image))
     assert code == 0
     doc = json.loads(out)
     assert doc["base"]["name"] == "localhost/bbtest:latest"
@@ -273,7 +269,7 @@ def test_base_name_annotation_label(tmp_path: Path) -> None:
             {"created_by": "COPY app /app # buildkit"},
         ],
     )
-    code, out, _ = run("history", "--dockerfile", str(image))
+    code, out, _ = invoke("history", "--dockerfile", str(image))
     assert code == 0
     body = [line for line in out.splitlines() if line and not line.startswith("#")]
     assert body == [
@@ -292,7 +288,7 @@ def test_shell_instruction_changes_how_run_is_read(tmp_path: Path) -> None:
             {"created_by": "RUN /bin/ash -eo pipefail -c wget -O- x | sh # buildkit"},
         ],
     )
-    doc = json.loads(run("history", "--json", str(image))[1])
+    doc = json.loads(invoke("history", "--json", str(image))[1])
     assert doc["entries"][1]["instruction"] == "RUN wget -O- x | sh"
 
 
@@ -300,12 +296,12 @@ def test_layers_without_history_are_listed(tmp_path: Path) -> None:
     image = write_image(
         tmp_path / "h.tar", three_layers(), history=[{"created_by": "/bin/sh -c true"}]
     )
-    code, out, _ = run("history", "--json", str(image))
+    code, out, _ = invoke("history", "--json", str(image))
     assert code == 0
     doc = json.loads(out)
     assert [(e["index"], e["layer"]) for e in doc["entries"]] == [(0, 0), (None, 1), (None, 2)]
     assert doc["warnings"] == ["2 layer(s) have no history entry"]
-    code, out, _ = run("history", str(image))
+    code, out, _ = invoke("history", str(image))
     assert "warning: 2 layer(s) have no history entry" in out
 
 
@@ -315,13 +311,13 @@ def test_history_reads_no_layer(tmp_path: Path) -> None:
     import shutil
 
     shutil.copytree(SAMPLES / "tampered" / "missing-blob", broken)
-    code, out, err = run("history", "--dockerfile", str(broken))
+    code, out, err = invoke("history", "--dockerfile", str(broken))
     assert code == 0, err
     assert "FROM scratch" in out
 
 
 def test_no_sign_of_a_base_draws_no_boundary() -> None:
-    code, out, _ = run("history", "--json", str(CORPUS / "docker-save-v25-hello-world.tar"))
+    code, out, _ = invoke("history", "--json", str(CORPUS / "docker-save-v25-hello-world.tar"))
     assert code == 0
     doc = json.loads(out)
     assert doc["base"]["history_entries"] == 0
@@ -391,7 +387,7 @@ def test_local_buildkit_base_is_split_where_the_timestamps_show_a_later_build(
 ) -> None:
     history = local_base_history("2024-03-01T09:00:00Z", "2024-03-01T11:00:00.5Z")
     image = local_base_oci(tmp_path / "oci", history)
-    doc = json.loads(run("history", "--json", str(image))[1])
+    doc = json.loads(invoke("history", "--json", str(image))[1])
     assert doc["base"]["history_entries"] == 3 and doc["base"]["layers"] == 2
     assert doc["base"]["certain_entries"] == 2 and doc["base"]["recorded"] is False
     assert "entry 3 was created 2 hours after entry 2: a later build" in doc["base"]["source"]
@@ -409,7 +405,7 @@ def test_local_buildkit_base_without_a_pause_says_the_boundary_is_a_guess(
     # one timestamp for every step (SOURCE_DATE_EPOCH): nothing tells base from app
     when = "2024-03-01T09:00:00Z"
     image = local_base_oci(tmp_path / "oci", local_base_history(when, when))
-    code, out, _ = run("history", "--dockerfile", str(image))
+    code, out, _ = invoke("history", "--dockerfile", str(image))
     assert code == 0
     assert body(out) == [
         f"FROM localhost/base:1@sha256:{HEX}",
@@ -426,7 +422,7 @@ def test_local_buildkit_base_without_a_pause_says_the_boundary_is_a_guess(
 def test_the_docker_archive_of_the_same_image_starts_from_scratch(tmp_path: Path) -> None:
     history = local_base_history("2024-03-01T09:00:00Z", "2024-03-01T11:30:00Z")
     image = write_image(tmp_path / "d.tar", three_layers(), history=history)
-    doc = json.loads(run("history", "--json", str(image))[1])
+    doc = json.loads(invoke("history", "--json", str(image))[1])
     assert body(doc["dockerfile"])[0] == "FROM scratch"
     assert body(doc["dockerfile"]).count("RUN echo x > /x") == 1
     assert doc["base"]["history_entries"] == 3
@@ -461,7 +457,7 @@ def test_buildah_squashed_build_puts_its_from_comment_on_the_last_entry(tmp_path
         },
     ]
     image = write_image(tmp_path / "b.tar", three_layers()[:2], history=history)
-    doc = json.loads(run("history", "--json", str(image))[1])
+    doc = json.loads(invoke("history", "--json", str(image))[1])
     assert doc["base"]["name"] == "localhost/i11base:1"
     assert doc["base"]["history_entries"] == 2 and doc["base"]["recorded"] is True
     assert body(doc["dockerfile"]) == [
@@ -479,7 +475,7 @@ def test_buildah_commit_marker_is_no_instruction(tmp_path: Path) -> None:
         {"created_by": "/bin/sh", "comment": "FROM localhost/i11base:1"},
     ]
     image = write_image(tmp_path / "c.tar", three_layers()[:2], history=history)
-    doc = json.loads(run("history", "--json", str(image))[1])
+    doc = json.loads(invoke("history", "--json", str(image))[1])
     last = doc["entries"][2]
     assert last["keyword"] is None and last["instruction"] is None
     assert last["builder"] == "buildah" and last["notes"][0].startswith("buildah commit")
@@ -489,7 +485,7 @@ def test_buildah_commit_marker_is_no_instruction(tmp_path: Path) -> None:
         "# buildah commit: the commands run in the container are not recorded"
         in (doc["dockerfile"])
     )
-    code, out, _ = run("history", str(image))
+    code, out, _ = invoke("history", str(image))
     assert code == 0
     assert "buildah commit" in out and "RUN /bin/sh" not in out
     assert "recorded base: 2 history entries" in out

@@ -18,30 +18,22 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from inspect_tool.cli import app
 from inspect_tool.errors import InvalidJSONError
 from inspect_tool.model.jsondoc import MAX_NUMBER_DIGITS, parse_json
 from inspect_tool.render.json import dumps, dumps_deep
 from inspect_tool.sources.build import MAX_LAYERS
-from tests.helpers import (
+from tests.support.cli import invoke
+from tests.support.images import config_bytes, layer_tar, oci_layout, sha256
+from tests.support.tar_entries import (
     Entry,
     build_layer,
-    config_bytes,
-    d,
-    f,
-    hard,
-    layer_tar,
-    oci_layout,
-    sha256,
-    sym,
+    dir_entry,
+    file_entry,
+    hardlink_entry,
+    symlink_entry,
 )
 
 runner = CliRunner()
-
-
-def run(*args: str | Path) -> tuple[int, str, str]:
-    result = runner.invoke(app, [str(a) for a in args])
-    return result.exit_code, result.stdout, result.stderr
 
 
 def assert_one_line_error(stderr: str, *fragments: str) -> None:
@@ -111,7 +103,7 @@ def test_more_layers_than_the_bound_is_one_line_exit_3(tmp_path: Path, command: 
     config = config_bytes([sha256(layer)] * count)
     image = _layout(tmp_path / "many", config=config, layer_count=count, layer=layer)
     args: list[str | Path] = [command, image] + (["-o", tmp_path / "o.tar"] * (command == "export"))
-    code, _, err = run(*args)
+    code, _, err = invoke(*args)
     assert code == 3, err
     assert_one_line_error(err, str(image), f"{count} layers", f"bound of {MAX_LAYERS}")
 
@@ -121,7 +113,7 @@ def test_more_diff_ids_than_the_bound_names_the_config(tmp_path: Path) -> None:
     config = config_bytes([sha256(layer)] * (MAX_LAYERS + 5))
     config_digest = sha256(config)
     image = _layout(tmp_path / "many", config=config, layer_count=1, layer=layer)
-    code, _, err = run("ls", image)
+    code, _, err = invoke("ls", image)
     assert code == 3
     assert_one_line_error(err, config_digest[7:], "rootfs.diff_ids lists 10005 layers")
 
@@ -135,7 +127,7 @@ def test_verify_reports_the_layer_bound_as_a_failed_check_then_exits_3(tmp_path:
         layer_count=count,
         layer=layer,
     )
-    code, out, err = run("verify", image)
+    code, out, err = invoke("verify", image)
     assert code == 3
     assert "FAIL image-readable" in out and f"bound of {MAX_LAYERS}" in out
     assert_one_line_error(err, f"bound of {MAX_LAYERS}")
@@ -181,7 +173,7 @@ def test_an_image_with_a_bad_number_is_one_line_exit_3(
     blob.write_bytes(raw[:-1] + f', "x-odd": {literal}}}'.encode())  # digest now differs:
     # the error must still be about the number, found before any digest is compared
     for command in ("inspect", "ls"):
-        code, _, err = run(command, image)
+        code, _, err = invoke(command, image)
         assert code == 3, err
         assert_one_line_error(err, str(blob.relative_to(image)), message)
 
@@ -202,30 +194,37 @@ def test_cat_of_a_hard_link_to_a_symlink_reads_what_the_symlink_names(tmp_path: 
     image = _image(
         tmp_path,
         [
-            d("etc"),
-            f("etc/real", b"content\n"),
-            sym("etc/abs", "/etc/real"),
-            sym("etc/rel", "real"),
-            hard("etc/twin", "etc/rel"),  # same directory: rel resolves as before
-            hard("abs-link", "etc/abs"),
-            hard("rel-link", "etc/rel"),  # at /: "real" names /real, which is missing
+            dir_entry("etc"),
+            file_entry("etc/real", b"content\n"),
+            symlink_entry("etc/abs", "/etc/real"),
+            symlink_entry("etc/rel", "real"),
+            hardlink_entry("etc/twin", "etc/rel"),  # same directory: rel resolves as before
+            hardlink_entry("abs-link", "etc/abs"),
+            hardlink_entry("rel-link", "etc/rel"),  # at /: "real" names /real, which is missing
         ],
-        [hard("chain", "abs-link"), d("dir"), sym("etc/dirlink", "/dir"), f("dir/inside", b"in")],
-        [hard("via", "etc/dirlink")],
+        [
+            hardlink_entry("chain", "abs-link"),
+            dir_entry("dir"),
+            symlink_entry("etc/dirlink", "/dir"),
+            file_entry("dir/inside", b"in"),
+        ],
+        [hardlink_entry("via", "etc/dirlink")],
     )
     for path in ("/abs-link", "/etc/twin", "/chain"):
-        code, out, err = run("cat", image, path)
+        code, out, err = invoke("cat", image, path)
         assert (code, out) == (0, "content\n"), (path, err)
-    code, out, _ = run("cat", image, "/via/inside")  # a hard link to a symlink to a directory
+    code, out, _ = invoke("cat", image, "/via/inside")  # a hard link to a symlink to a directory
     assert (code, out) == (0, "in")
-    code, _, err = run("cat", image, "/rel-link")
+    code, _, err = invoke("cat", image, "/rel-link")
     assert code == 2
     assert_one_line_error(err, "no such file or directory in the image: /real")
 
 
 def test_cat_of_a_hard_link_to_a_hard_link_reads_the_file(tmp_path: Path) -> None:
-    image = _image(tmp_path, [f("a", b"bytes"), hard("b", "a")], [hard("c", "b")])
-    code, out, err = run("cat", image, "/c")
+    image = _image(
+        tmp_path, [file_entry("a", b"bytes"), hardlink_entry("b", "a")], [hardlink_entry("c", "b")]
+    )
+    code, out, err = invoke("cat", image, "/c")
     assert (code, out) == (0, "bytes"), err
 
 
@@ -239,7 +238,8 @@ def test_run_with_a_fifo_for_the_user_database_does_not_hang(tmp_path: Path, whi
     """PID 1 reads the image's /etc/passwd and /etc/group to become the user: a FIFO there
     blocked it forever. Only a regular file is read; a FIFO counts as missing (numeric
     users still run, a named one is not found) and the trace names it."""
-    from tests.runtime_support import ds, events, step
+    from tests.support.cli import dockscope
+    from tests.support.runtime import events, step
     from tests.test_busybox_image import load_generator
 
     generator = load_generator()
@@ -255,7 +255,7 @@ def test_run_with_a_fifo_for_the_user_database_does_not_hang(tmp_path: Path, whi
     ids = ("busybox", "grep", "-E", "^(Uid|Gid|Groups):", "/proc/self/status")
 
     def who(*opts: str) -> tuple[int, list[str], str]:
-        result = ds(state, "run", "--rm", *opts, image, *ids, timeout=30)
+        result = dockscope(state, "run", "--rm", *opts, image, *ids, timeout=30)
         return result.code, result.out.split(), result.err
 
     code, out, err = who("--trace-json", str(trace), "-u", "0")
@@ -278,7 +278,7 @@ DEEPEST = 2045
 def _deep_image(tmp_path: Path, levels: int, *, name: str = "img") -> Path:
     path = "/".join(["a"] * levels) + "/file"
     root = tmp_path / name
-    oci_layout(root, [build_layer([f(path, b"deep\n", pax_path=True)])])
+    oci_layout(root, [build_layer([file_entry(path, b"deep\n", pax_path=True)])])
     return root
 
 
@@ -323,7 +323,7 @@ def test_a_path_longer_than_path_max_is_one_line_exit_3(tmp_path: Path, command:
     named, in every command, before building anything of that depth."""
     image = _deep_image(tmp_path, DEEPEST + 1)
     places = {"IMAGE": str(image), "OUT": str(tmp_path / "out")}
-    code, _, err = run(*[places.get(a, a) for a in command])
+    code, _, err = invoke(*[places.get(a, a) for a in command])
     assert code == 3, err
     assert_one_line_error(err, str(image), "layer 0", "4097 bytes", "bound of 4095 bytes")
 
@@ -333,12 +333,12 @@ def test_the_deepest_path_allowed_works_everywhere(tmp_path: Path) -> None:
     recurse (RecursionError from 1,000 levels on); its JSON nests deeper than json.dumps
     goes, so it is written without recursion, identical to what json.dumps would write."""
     image = _deep_image(tmp_path, DEEPEST)
-    code, out, err = run("ls", "-R", image)
+    code, out, err = invoke("ls", "-R", image)
     assert code == 0, err
     assert len(out.splitlines()) == DEEPEST + 1
-    code, out, err = run("tree", image)
+    code, out, err = invoke("tree", image)
     assert code == 0 and "+ a/" in out, err
-    code, out, err = run("tree", "--json", image)
+    code, out, err = invoke("tree", "--json", image)
     assert code == 0, err
     assert out.count('"name": "a"') == DEEPEST and out.count('"name": "file"') == 1
     previous = sys.getrecursionlimit()
@@ -352,11 +352,11 @@ def test_the_deepest_path_allowed_works_everywhere(tmp_path: Path) -> None:
         (node,) = node["children"]
         depth += 1
     assert (depth, node["path"]) == (DEEPEST + 1, "/" + "a/" * DEEPEST + "file")
-    code, out, err = run("cat", image, "/" + "a/" * DEEPEST + "file")
+    code, out, err = invoke("cat", image, "/" + "a/" * DEEPEST + "file")
     assert (code, out) == (0, "deep\n"), err
     dest = tmp_path / "dest"
     try:
-        code, _, err = run("unpack", image, dest)
+        code, _, err = invoke("unpack", image, dest)
         assert code == 0, err
         fd = os.open(dest / ("a/" * 1000), os.O_RDONLY | os.O_DIRECTORY)  # within PATH_MAX
         try:
@@ -368,7 +368,7 @@ def test_the_deepest_path_allowed_works_everywhere(tmp_path: Path) -> None:
     finally:
         # pytest removes old temporary folders with a recursive rmtree, which fails here
         subprocess.run(["rm", "-rf", str(dest)], check=True)
-    code, _, err = run("export", image, "-o", tmp_path / "flat.tar")
+    code, _, err = invoke("export", image, "-o", tmp_path / "flat.tar")
     assert code == 0, err
 
 
@@ -425,33 +425,34 @@ def test_a_writable_layer_thousands_of_levels_deep(tmp_path: Path, busybox_image
     """container diff, ps -s, inspect -s, container export and rm walk the upper directory
     through descriptors: its host paths pass PATH_MAX (ENAMETOOLONG, exit 4 before), and
     os.walk and shutil.rmtree recursed past Python's limit."""
-    from tests.runtime_support import ds, ok, only_container
+    from tests.support.cli import dockscope, ok
+    from tests.support.runtime import only_container
 
     state = tmp_path / "state"
-    ok(ds(state, "run", "--name", "deep", busybox_image, "true"))
+    ok(dockscope(state, "run", "--name", "deep", busybox_image, "true"))
     upper = state / "containers" / only_container(state) / "upper"
     levels = 3000  # 6 KB below the upper directory: past PATH_MAX and the recursion limit
     try:
         _nest(upper, "d", levels, b"xyz")
-        lines = ok(ds(state, "container", "diff", "deep")).splitlines()
+        lines = ok(dockscope(state, "container", "diff", "deep")).splitlines()
         deepest = "/d" * levels
         assert lines == [f"A {'/d' * n}" for n in range(1, levels + 1)] + [f"A {deepest}/leaf"]
-        document = json.loads(ok(ds(state, "container", "diff", "--json", "deep")))
+        document = json.loads(ok(dockscope(state, "container", "diff", "--json", "deep")))
         leaf = document["changes"][-1]
         assert (leaf["path"], leaf["size"]) == (f"{deepest}/leaf", 3)
         assert leaf["sha256"] == sha256(b"xyz")
-        assert "3B" in ok(ds(state, "ps", "-a", "-s"))
-        inspected = json.loads(ok(ds(state, "container", "inspect", "-s", "deep")))
+        assert "3B" in ok(dockscope(state, "ps", "-a", "-s"))
+        inspected = json.loads(ok(dockscope(state, "container", "inspect", "-s", "deep")))
         assert inspected["size"]["rw"] == 3
         for args in ([], ["--writable-layer"]):
             out = tmp_path / f"export{len(args)}.tar"
-            ok(ds(state, "container", "export", *args, "deep", "-o", out, timeout=120))
+            ok(dockscope(state, "container", "export", *args, "deep", "-o", out, timeout=120))
             with tarfile.open(out) as tf:
                 names = tf.getnames()
                 assert names.count(f"{deepest[1:]}/leaf") == 1
                 member = tf.extractfile(f"{deepest[1:]}/leaf")
                 assert member is not None and member.read() == b"xyz"
-        ok(ds(state, "rm", "deep"))  # shutil.rmtree recursed: RecursionError, exit 4
+        ok(dockscope(state, "rm", "deep"))  # shutil.rmtree recursed: RecursionError, exit 4
         assert not upper.parent.exists()
     finally:
         subprocess.run(["rm", "-rf", str(upper.parent)], check=True)
@@ -512,7 +513,7 @@ def test_a_directory_input_deeper_than_the_recursion_limit_is_listed(tmp_path: P
 def test_a_hard_link_target_past_the_path_bound_is_refused_with_its_layer(
     tmp_path: Path, command: list[str]
 ) -> None:
-    image = _image(tmp_path, [f("a", b"x"), hard("link", "d/" * 2100 + "a")])
-    code, _, err = run(*[str(image) if a == "IMAGE" else a for a in command])
+    image = _image(tmp_path, [file_entry("a", b"x"), hardlink_entry("link", "d/" * 2100 + "a")])
+    code, _, err = invoke(*[str(image) if a == "IMAGE" else a for a in command])
     assert code == 3
     assert_one_line_error(err, str(image), "layer 0", "bound of 4095 bytes")

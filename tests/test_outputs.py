@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from inspect_tool.cli import app
-from tests.helpers import SAMPLES
+from tests.support.paths import SAMPLES
 
 runner = CliRunner()
 OCI = str(SAMPLES / "oci-layout")

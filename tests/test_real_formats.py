@@ -18,19 +18,14 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from inspect_tool.cli import app
-from tests.helpers import config_bytes, layer_tar, sha256
+from tests.support.cli import invoke
+from tests.support.images import config_bytes, layer_tar, sha256
 
 runner = CliRunner()
 
 
-def run(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
-
-
 def findings(path: Path) -> tuple[int, list[dict[str, Any]]]:
-    code, out, err = run("verify", "--json", str(path))
+    code, out, err = invoke("verify", "--json", str(path))
     assert code in (0, 1), err
     return code, json.loads(out)["findings"]
 
@@ -72,7 +67,7 @@ def test_kaniko_gzip_layers_verify(tmp_path: Path) -> None:
     assert code == 0 and not failed, failed
     media = [f for f in checks if f["check"] == "media-type"]
     assert len(media) == 2 and all(f["actual"] == "gzip" for f in media), media
-    code, out, _ = run("inspect", "--json", str(image))
+    code, out, _ = invoke("inspect", "--json", str(image))
     assert code == 0
     shown = json.loads(out)["layers"]
     assert [lyr["compression"] for lyr in shown] == ["gzip", "gzip"]
@@ -84,28 +79,28 @@ def test_kaniko_gzip_layers_verify(tmp_path: Path) -> None:
 def test_kaniko_gzip_layers_every_layer_command(tmp_path: Path) -> None:
     layers = [layer_tar({"etc/a": b"one\n"}), layer_tar({"etc/b": b"two\n", "etc/a": b"1\n"})]
     image = str(kaniko_archive(tmp_path / "kaniko.tar", layers))
-    code, out, err = run("ls", image, "/etc")
+    code, out, err = invoke("ls", image, "/etc")
     assert code == 0, err
     assert "/etc/a" in out or " a" in out
-    code, out, err = run("cat", image, "/etc/a")
+    code, out, err = invoke("cat", image, "/etc/a")
     assert (code, out) == (0, "1\n"), err
-    code, out, err = run("cat", "--layer", "0", image, "/etc/a")
+    code, out, err = invoke("cat", "--layer", "0", image, "/etc/a")
     assert (code, out) == (0, "one\n"), err
-    code, out, err = run("find", "--json", image, "/etc/*")
+    code, out, err = invoke("find", "--json", image, "/etc/*")
     assert code == 0, err
-    code, _, err = run("unpack", image, str(tmp_path / "root"))
+    code, _, err = invoke("unpack", image, str(tmp_path / "root"))
     assert code == 0, err
     assert (tmp_path / "root/etc/b").read_bytes() == b"two\n"
-    code, _, err = run("export", image, "-o", str(tmp_path / "flat.tar"))
+    code, _, err = invoke("export", image, "-o", str(tmp_path / "flat.tar"))
     assert code == 0, err
     with tarfile.open(tmp_path / "flat.tar") as tf:
         assert sorted(tf.getnames()) == ["etc", "etc/a", "etc/b"]
     for command in ("layers", "types", "tree", "efficiency"):
-        code, _, err = run(command, image)
+        code, _, err = invoke(command, image)
         assert code == 0, (command, err)
-    code, _, err = run("diff", image, "--layer", "1")
+    code, _, err = invoke("diff", image, "--layer", "1")
     assert code == 0, err
-    code, _, err = run("report", image, "-o", str(tmp_path / "report.html"))
+    code, _, err = invoke("report", image, "-o", str(tmp_path / "report.html"))
     assert code == 0, err
     assert "kaniko/app:1" in (tmp_path / "report.html").read_text()
 
@@ -282,12 +277,12 @@ def test_estargz_layer_verifies_and_its_toc_is_checked(tmp_path: Path, toc_after
     assert ("after the end-of-archive marker" in toc["actual"]) is toc_after_end
     (tar,) = check_of(checks, "layer-tar")
     assert tar["actual"] == "well-formed"
-    code, out, err = run("ls", str(image), "/app")
+    code, out, err = invoke("ls", str(image), "/app")
     assert code == 0, err
     assert "big.bin" in out and "run.sh" in out
-    code, out, err = run("cat", str(image), "/app/big.bin")
+    code, out, err = invoke("cat", str(image), "/app/big.bin")
     assert code == 0 and out.encode("latin-1", "replace") != b"", err
-    code, _, err = run("unpack", str(image), str(tmp_path / "root"))
+    code, _, err = invoke("unpack", str(image), str(tmp_path / "root"))
     assert code == 0, err
     assert (tmp_path / "root/app/big.bin").read_bytes() == FILES["app/big.bin"]
     # Go stops at the first end marker: a TOC after it is not a file of the image
@@ -418,9 +413,9 @@ def test_zstd_chunked_layer_verifies_and_its_manifest_is_checked(tmp_path: Path)
     (manifest,) = check_of(checks, "zstd-chunked-manifest")
     assert manifest["ok"] and annotations[CHECKSUM] in manifest["actual"], manifest
     assert "2 entries" in manifest["actual"]
-    code, out, err = run("ls", str(image), "/app")
+    code, out, err = invoke("ls", str(image), "/app")
     assert code == 0 and "run.sh" in out, err
-    code, out, err = run("cat", str(image), "/app/run.sh")
+    code, out, err = invoke("cat", str(image), "/app/run.sh")
     assert (code, out) == (0, FILES["app/run.sh"].decode()), err
 
 

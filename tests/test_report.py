@@ -1,6 +1,6 @@
 """dockscope report: one self-contained HTML file, loaded in headless Chromium.
 
-Each page is opened from disk with the DevTools protocol watching (tests/browser.py): no
+Each page is opened from disk with the DevTools protocol watching (tests/support/browser.py): no
 request may leave the file, no dialog may open (an ``alert`` that ran), nothing may be
 logged, and the key sections must be laid out visibly. Screenshots are kept in
 tests/artifacts/ (git-ignored).
@@ -22,12 +22,13 @@ from typer.testing import CliRunner
 
 from inspect_tool.cli import app
 from inspect_tool.render.html import inline_svg
-from tests.analysis_helpers import E, d, entries_tar, f, write_image
-from tests.browser import Chromium, Page
-from tests.helpers import CORPUS, SAMPLES
+from tests.support.browser import Chromium, Page
+from tests.support.images import write_image
+from tests.support.paths import CORPUS, SAMPLES, TESTS
+from tests.support.tar_entries import build_layer, dir_entry, file_entry
 
 runner = CliRunner()
-ARTIFACTS = Path(__file__).parent / "artifacts"
+ARTIFACTS = TESTS / "artifacts"
 
 # Key elements of a report with images 1..n: (id, what must be inside for it to count)
 KEY_IDS = ["verify", "graph"]
@@ -247,17 +248,19 @@ PAYLOADS = {
 
 def hostile_image(tmp_path: Path) -> Path:
     p = PAYLOADS
-    base = entries_tar(
+    base = build_layer(
         [
-            d("app"),
-            f(f"app/{p['file']}", b"hi"),
-            f(f"app/{p['deleted']}", b"secret"),
-            E(f"app/{p['setuid']}", b"\x7fELF", mode=0o4755),
-            d(f"app/{p['dir']}", mode=0o777),
+            dir_entry("app"),
+            file_entry(f"app/{p['file']}", b"hi"),
+            file_entry(f"app/{p['deleted']}", b"secret"),
+            file_entry(f"app/{p['setuid']}", b"\x7fELF", mode=0o4755),
+            dir_entry(f"app/{p['dir']}", mode=0o777),
         ]
     )
     # the top layer deletes one file and stores another again (an inefficient path)
-    top = entries_tar([E(f"app/.wh.{p['deleted']}"), f(f"app/{p['file']}", b"again")])
+    top = build_layer(
+        [file_entry(f"app/.wh.{p['deleted']}"), file_entry(f"app/{p['file']}", b"again")]
+    )
     return write_image(
         tmp_path / "hostile.tar",
         [base, top],

@@ -28,18 +28,16 @@ from typer.testing import CliRunner
 from inspect_tool.cli import app
 from runtime_lab.hardening import MASKED_GLOBS, MASKED_PATHS, READONLY_PATHS
 from runtime_lab.steps import plan
-from tests.helpers import CORPUS
-from tests.runtime_support import (
-    DOCKSCOPE,
+from tests.support.cli import DOCKSCOPE, dockscope, ok
+from tests.support.paths import CORPUS
+from tests.support.runtime import (
     ROOT_CAPABILITIES,
     Host,
-    ds,
     events,
     groups_named,
     mounts_naming,
     my_groups,
     needs_root,
-    ok,
     processes_with,
     ps,
     status_fields,
@@ -83,7 +81,7 @@ def app_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def run(root: Path, image: Path, *command: str, opts: tuple[str, ...] = ()) -> tuple[int, str, str]:
     """``dockscope run --rm OPTS IMAGE COMMAND…``: exit code, stdout, stderr."""
-    result = ds(root, "run", "--rm", *opts, image, *command)
+    result = dockscope(root, "run", "--rm", *opts, image, *command)
     return result.code, result.out, result.err
 
 
@@ -103,10 +101,10 @@ def test_hostname_is_the_containers_own(root: Path, image: Path) -> None:
 
 
 def test_default_hostname_is_the_short_id(root: Path, image: Path) -> None:
-    result = ds(root, "run", "--name", "named", image, "hostname")
+    result = dockscope(root, "run", "--name", "named", image, "hostname")
     container = ps(root)["named"]
     assert ok(result).strip() == container["id"][:12]
-    ok(ds(root, "rm", "named"))
+    ok(dockscope(root, "rm", "named"))
 
 
 def test_command_is_pid_1_and_sees_only_its_processes(root: Path, image: Path) -> None:
@@ -138,13 +136,13 @@ def test_mounts_stay_inside(root: Path, image: Path) -> None:
 
 
 def test_mounts_of_a_running_container_are_invisible_to_the_host(root: Path, image: Path) -> None:
-    container_id = ok(ds(root, "run", "-d", image, "sleep", "30")).strip()
+    container_id = ok(dockscope(root, "run", "-d", image, "sleep", "30")).strip()
     try:
         merged = root / "containers" / container_id / "merged"
         assert not mounts_naming(merged)
         assert not list(merged.iterdir())  # the overlay is mounted in the container only
     finally:
-        ok(ds(root, "rm", "-f", container_id))
+        ok(dockscope(root, "rm", "-f", container_id))
     assert not (root / "containers" / container_id).exists()
 
 
@@ -276,7 +274,7 @@ def test_pid_1_ignores_a_signal_it_has_no_handler_for(root: Path, image: Path) -
 
 def test_memory_limit_kills_with_137_and_records_it(root: Path, image: Path) -> None:
     trace = root.parent / "oom.jsonl"
-    result = ds(
+    result = dockscope(
         root,
         *("run", "--name", "oom", "--memory", "16m", "--trace-json", trace, image),
         *("sh", "-c", 'x=a; while :; do x="$x$x"; done'),
@@ -292,7 +290,7 @@ def test_memory_limit_kills_with_137_and_records_it(root: Path, image: Path) -> 
     }
     assert written["memory.limit_in_bytes"] == str(16 * 1024 * 1024)
     assert step(found, "exit")["evidence"]["oom_killed"] is True
-    ok(ds(root, "rm", "oom"))
+    ok(dockscope(root, "rm", "oom"))
 
 
 def test_pids_limit_contains_a_fork_bomb(root: Path, image: Path) -> None:
@@ -300,7 +298,7 @@ def test_pids_limit_contains_a_fork_bomb(root: Path, image: Path) -> None:
     trace = root.parent / "pids.jsonl"
     bomb = f"bomb() {{ sleep {marker} & bomb & }}; bomb; sleep 1; echo survived"
     started = time.monotonic()
-    result = ds(
+    result = dockscope(
         root,
         *("run", "--rm", "--pids-limit", "20", "--trace-json", trace, image, "sh", "-c", bomb),
         timeout=30,
@@ -331,7 +329,7 @@ def test_pids_limit_n_allows_exactly_n_processes(root: Path, image: Path, limit:
         " sleep 100 & echo one more"
     )
     trace = root.parent / f"pids-{limit}.jsonl"
-    result = ds(
+    result = dockscope(
         root,
         "run",
         "--rm",
@@ -362,7 +360,7 @@ def test_pids_limit_n_allows_exactly_n_processes(root: Path, image: Path, limit:
 
 def test_cpus_sets_the_cfs_quota(root: Path, image: Path) -> None:
     trace = root.parent / "cpus.jsonl"
-    ok(ds(root, "run", "--rm", "--cpus", "0.5", "--trace-json", trace, image, "true"))
+    ok(dockscope(root, "run", "--rm", "--cpus", "0.5", "--trace-json", trace, image, "true"))
     found = events(trace)
     written = step(found, "cgroup-limits")["evidence"]["written"]
     assert [(Path(w["file"]).name, w["value"]) for w in written] == [
@@ -398,7 +396,7 @@ def test_limits_out_of_range_are_refused(
 
 def test_cgroup_is_removed_at_exit(root: Path, image: Path) -> None:
     trace = root.parent / "cgroup.jsonl"
-    ok(ds(root, "run", "--rm", "--memory", "32m", "--trace-json", trace, image, "true"))
+    ok(dockscope(root, "run", "--rm", "--memory", "32m", "--trace-json", trace, image, "true"))
     found = events(trace)
     paths = [Path(p) for p in step(found, "cgroup-create")["evidence"]["paths"].values()]
     assert paths and all(p.name == paths[0].name for p in paths)
@@ -414,8 +412,8 @@ def test_diff_of_the_writable_layer(root: Path, image: Path) -> None:
         "echo x > /tmp/new; rm /etc/group; echo y >> /etc/passwd; mkdir /home/user/d;"
         " rm -r /var/spool; ln -s /tmp/new /root/link"
     )
-    ok(ds(root, "run", "--name", "changes", image, "sh", "-c", script))
-    assert ok(ds(root, "container", "diff", "changes")).splitlines() == [
+    ok(dockscope(root, "run", "--name", "changes", image, "sh", "-c", script))
+    assert ok(dockscope(root, "container", "diff", "changes")).splitlines() == [
         "C /etc",
         "D /etc/group",
         "C /etc/passwd",
@@ -433,24 +431,24 @@ def test_diff_of_the_writable_layer(root: Path, image: Path) -> None:
     whiteout = os.lstat(upper / "etc" / "group")
     assert stat.S_ISCHR(whiteout.st_mode) and whiteout.st_rdev == 0  # overlay's deletion mark
     assert (upper / "tmp" / "new").read_text() == "x\n"
-    ok(ds(root, "rm", "changes"))
+    ok(dockscope(root, "rm", "changes"))
 
 
 def test_diff_json_has_engine_storages_shape(root: Path, image: Path, tmp_path: Path) -> None:
     """One shape for container diff --json: a dockscope container's document is engine
     storage's (RFC 3339 times, "0644" modes, deletions timed by their whiteout)."""
     script = "echo x > /tmp/new; rm /etc/group; ln -s /tmp/new /root/link"
-    ok(ds(root, "run", "--name", "shape", image, "sh", "-c", script))
-    ours = json.loads(ok(ds(root, "container", "diff", "--json", "shape")))
+    ok(dockscope(root, "run", "--name", "shape", image, "sh", "-c", script))
+    ours = json.loads(ok(dockscope(root, "container", "diff", "--json", "shape")))
     upper = root / "containers" / ps(root)["shape"]["id"] / "upper"
     whiteout = os.lstat(upper / "etc" / "group")
-    ok(ds(root, "rm", "shape"))
+    ok(dockscope(root, "rm", "shape"))
     subprocess.run(
         ["tar", "xzf", str(CORPUS / "docker-root-overlay2.tgz"), "-C", str(tmp_path)], check=True
     )
     engine = json.loads(
         ok(
-            ds(
+            dockscope(
                 root,
                 "container",
                 "diff",
@@ -493,7 +491,7 @@ def test_diff_json_has_engine_storages_shape(root: Path, image: Path, tmp_path: 
 def traced(root: Path, image: Path) -> list[dict[str, Any]]:
     trace = root.parent / "trace.jsonl"
     ok(
-        ds(
+        dockscope(
             root,
             *("run", "--rm", "--memory", "32m", "--cpus", "0.5", "--pids-limit", "50"),
             *("--trace-json", trace, image, "true"),
@@ -520,7 +518,7 @@ def test_trace_has_every_planned_step(traced: list[dict[str, Any]]) -> None:
 def test_trace_says_what_becomes_of_the_writable_layer(root: Path, image: Path) -> None:
     """--rm removes the container: the narration says so and shows the removal as a step;
     without --rm it says the writable layer stays until 'dockscope rm'."""
-    result = ds(root, "run", "--rm", "--trace", image, "true")
+    result = dockscope(root, "run", "--rm", "--trace", image, "true")
     ok(result)
     assert "stays until" not in result.err
     assert "--rm removes the container and its writable layer next" in result.err
@@ -528,16 +526,16 @@ def test_trace_says_what_becomes_of_the_writable_layer(root: Path, image: Path) 
     removed = [line.split(": ", 1)[1] for line in result.err.splitlines() if "removed: " in line]
     containers = [Path(p) for p in removed if "/containers/" in p]
     assert len(containers) == 1 and not containers[0].exists()
-    result = ds(root, "run", "--name", "kept", "--trace", image, "true")
+    result = dockscope(root, "run", "--name", "kept", "--trace", image, "true")
     ok(result)
     assert "Remove the container" not in result.err
     upper = root / "containers" / ps(root)["kept"]["id"] / "upper"
     assert f"writable_layer: kept in {upper} until 'dockscope rm kept'" in result.err
     assert upper.is_dir()
-    ok(ds(root, "rm", "kept"))
-    explained = ok(ds(root, "run", "--rm", "--explain", image))
+    ok(dockscope(root, "rm", "kept"))
+    explained = ok(dockscope(root, "run", "--rm", "--explain", image))
     assert "Remove the container (--rm)" in explained and "stays until" not in explained
-    assert "stays until 'dockscope rm'" in ok(ds(root, "run", "--explain", image))
+    assert "stays until 'dockscope rm'" in ok(dockscope(root, "run", "--explain", image))
 
 
 def test_trace_unshare_names_the_flags_and_the_namespaces_change(
@@ -681,12 +679,14 @@ def test_no_group_left_by_this_module(root: Path) -> None:
 
 def test_names_and_hostnames_follow_dockers_rules(root: Path, image: Path) -> None:
     for name in ("a", "-lead", "has space", "slash/y", "é"):
-        refused = ds(root, "run", "--rm", "--name", name, image, "true")
+        refused = dockscope(root, "run", "--rm", "--name", name, image, "true")
         assert refused.code == 2 and "invalid container name" in refused.err, (name, refused)
     for hostname in ("x" * 65, "two words", ""):
-        refused = ds(root, "run", "--rm", "--hostname", hostname, image, "true")
+        refused = dockscope(root, "run", "--rm", "--hostname", hostname, image, "true")
         assert refused.code == 2 and "invalid hostname" in refused.err, (hostname, refused)
     out = ok(
-        ds(root, "run", "--rm", "--name", "ok_1.x-y", "--hostname", "h" * 64, image, "hostname")
+        dockscope(
+            root, "run", "--rm", "--name", "ok_1.x-y", "--hostname", "h" * 64, image, "hostname"
+        )
     )
     assert out.strip() == "h" * 64

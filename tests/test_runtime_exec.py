@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime_support import (
+from tests.support.cli import dockscope, ok
+from tests.support.runtime import (
     ROOT_CAPABILITIES,
     checked_root,
-    ds,
     events,
     needs_root,
-    ok,
     ps,
     pty_session,
     status_fields,
@@ -35,14 +34,14 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def box(root: Path, busybox_image: Path) -> Iterator[dict[str, object]]:
     """A running container: PID 1 is a sleep; -e and -h as a student would give them."""
     ok(
-        ds(
+        dockscope(
             root,
             *("run", "-d", "--name", "box", "--hostname", "boxhost", "-e", "GREETING=hi"),
             *("--memory", "64m", busybox_image, "sleep", "1000"),
         )
     )
     yield ps(root)["box"]
-    ok(ds(root, "rm", "-f", "box"))
+    ok(dockscope(root, "rm", "-f", "box"))
 
 
 def test_exec_joins_the_namespaces_and_the_control_group(
@@ -50,7 +49,7 @@ def test_exec_joins_the_namespaces_and_the_control_group(
 ) -> None:
     trace = root.parent / "exec.jsonl"
     script = "echo $$; hostname; cat /proc/1/cmdline; echo; cat /proc/self/cgroup /proc/1/cgroup"
-    out = ok(ds(root, "exec", "--trace-json", trace, "box", "sh", "-c", script))
+    out = ok(dockscope(root, "exec", "--trace-json", trace, "box", "sh", "-c", script))
     pid, hostname, pid1, *cgroups = out.splitlines()
     assert int(pid) > 1  # PID 1 is still the container's command
     assert hostname == "boxhost"
@@ -78,29 +77,29 @@ def test_exec_joins_the_namespaces_and_the_control_group(
 def test_exec_has_the_containers_privileges_user_and_environment(
     root: Path, box: dict[str, object]
 ) -> None:
-    fields = status_fields(ok(ds(root, "exec", "box", "cat", "/proc/self/status")))
+    fields = status_fields(ok(dockscope(root, "exec", "box", "cat", "/proc/self/status")))
     assert fields["CapEff"] == fields["CapBnd"] == ROOT_CAPABILITIES
     assert fields["NoNewPrivs"] == "1"
     script = "id -u; pwd; echo $GREETING $EXTRA $HOSTNAME $HOME"
     options = ("-u", "nobody", "-w", "/tmp", "-e", "EXTRA=1")
-    out = ok(ds(root, "exec", *options, "box", "sh", "-c", script))
+    out = ok(dockscope(root, "exec", *options, "box", "sh", "-c", script))
     assert out.splitlines() == ["65534", "/tmp", "hi 1 boxhost /home"]
 
 
 def test_exec_exit_status_and_failures(root: Path, box: dict[str, object]) -> None:
-    assert ds(root, "exec", "box", "sh", "-c", "exit 4").code == 4
-    missing = ds(root, "exec", "box", "nosuch")
+    assert dockscope(root, "exec", "box", "sh", "-c", "exit 4").code == 4
+    missing = dockscope(root, "exec", "box", "nosuch")
     assert missing.code == 127 and "nosuch" in missing.err
-    nowhere = ds(root, "exec", "-w", "/nonexistent", "box", "true")
+    nowhere = dockscope(root, "exec", "-w", "/nonexistent", "box", "true")
     assert nowhere.code == 126
     assert "chdir /nonexistent: No such file or directory" in nowhere.err
-    nobody = ds(root, "exec", "-u", "nosuch", "box", "true")
+    nobody = dockscope(root, "exec", "-u", "nosuch", "box", "true")
     assert nobody.code == 126 and "unable to find user nosuch" in nobody.err
 
 
 def test_exec_interactive(root: Path, box: dict[str, object]) -> None:
-    assert ok(ds(root, "exec", "-i", "box", "cat", input="typed\n")) == "typed\n"
-    assert ok(ds(root, "exec", "box", "cat", input="typed\n")) == ""  # no -i: stdin closed
+    assert ok(dockscope(root, "exec", "-i", "box", "cat", input="typed\n")) == "typed\n"
+    assert ok(dockscope(root, "exec", "box", "cat", input="typed\n")) == ""  # no -i: stdin closed
 
 
 def test_exec_interactive_terminal(root: Path, box: dict[str, object]) -> None:
@@ -121,7 +120,7 @@ def test_exec_interactive_terminal(root: Path, box: dict[str, object]) -> None:
 
 
 def test_exec_into_a_stopped_container_is_refused(root: Path, busybox_image: Path) -> None:
-    ok(ds(root, "run", "--name", "done", busybox_image, "true"))
-    result = ds(root, "exec", "done", "true")
+    ok(dockscope(root, "run", "--name", "done", busybox_image, "true"))
+    result = dockscope(root, "exec", "done", "true")
     assert result.code == 2 and "is not running" in result.err
-    ok(ds(root, "rm", "done"))
+    ok(dockscope(root, "rm", "done"))

@@ -19,20 +19,18 @@ from pathlib import Path
 import pytest
 
 from runtime_lab import linux
-from tests.runtime_support import (
+from tests.support.cli import dockscope, ok, popen
+from tests.support.runtime import (
     Host,
     alive,
     checked_root,
     container_ids,
-    ds,
     groups_named,
     mounts_naming,
     namespace_members,
     needs_root,
-    ok,
     only_container,
     pid_namespace,
-    popen,
     processes_with,
     ps,
     state,
@@ -151,14 +149,14 @@ def test_kill_9_of_dockscope_leaves_nothing_running(root: Path, busybox_image: P
     assert leftover, "the empty control group stays until cleanup"
     assert all((group / "cgroup.procs").read_text() == "" for group in leftover)
 
-    report = ok(ds(root, "cleanup"))
+    report = ok(dockscope(root, "cleanup"))
     assert f"container {container_id[:12]}: marked exited" in report
     assert report.count(": removed") == len(leftover)
     assert not groups_named([container_id])
     container = ps(root)[f"dockscope-{container_id[:8]}"]
     assert (container["status"], container["exit_code"]) == ("exited", -1)
-    assert ok(ds(root, "cleanup")).strip() == "nothing to clean up"
-    ok(ds(root, "rm", container_id))
+    assert ok(dockscope(root, "cleanup")).strip() == "nothing to clean up"
+    ok(dockscope(root, "rm", container_id))
 
 
 def test_rm_after_kill_9_removes_the_leftover_group(root: Path, busybox_image: Path) -> None:
@@ -171,25 +169,27 @@ def test_rm_after_kill_9_removes_the_leftover_group(root: Path, busybox_image: P
     container_id = only_container(root)
     wait_until(lambda: not alive(state(root, container_id)["pid"]), what="PID 1 to die")
     assert groups_named([container_id])
-    ok(ds(root, "rm", container_id))  # no cleanup first
+    ok(dockscope(root, "rm", container_id))  # no cleanup first
     assert not groups_named([container_id])
 
 
 def test_cleanup_leaves_other_state_roots_alone(
     root: Path, tmp_path: Path, busybox_image: Path
 ) -> None:
-    ok(ds(root, "run", "-d", "--name", "other", busybox_image, "sleep", "1000"))
+    ok(dockscope(root, "run", "-d", "--name", "other", busybox_image, "sleep", "1000"))
     running = ps(root)["other"]
-    report = ok(ds(tmp_path / "elsewhere", "cleanup"))
+    report = ok(dockscope(tmp_path / "elsewhere", "cleanup"))
     assert report.strip() == "nothing to clean up"
     assert alive(running["pid"])
     assert groups_named([running["id"]])
-    ok(ds(root, "rm", "-f", "other"))
+    ok(dockscope(root, "rm", "-f", "other"))
 
 
 def test_crash_passes_the_signal_through(root: Path, busybox_image: Path) -> None:
     """A real fault kills even PID 1: 128 + SIGSEGV."""
-    result = ds(root, "run", "--rm", busybox_image, "sh", "-c", "ulimit -s 8192; f() { f; }; f")
+    result = dockscope(
+        root, "run", "--rm", busybox_image, "sh", "-c", "ulimit -s 8192; f() { f; }; f"
+    )
     assert result.code == 128 + signal.SIGSEGV == 139
 
 
@@ -199,21 +199,21 @@ def test_crash_passes_the_signal_through(root: Path, busybox_image: Path) -> Non
 def test_bad_image_creates_nothing(root: Path, tmp_path: Path, busybox_image: Path) -> None:
     garbage = tmp_path / "garbage.tar"
     garbage.write_text("not an image\n")
-    result = ds(root, "run", garbage, "true")
+    result = dockscope(root, "run", garbage, "true")
     assert result.code == 3
     one_line_error(result.err, "garbage.tar", "not an image")
     assert not root.exists()
 
     truncated = tmp_path / "truncated.tar"
     truncated.write_bytes(busybox_image.read_bytes()[:200_000])
-    result = ds(root, "run", truncated, "true")
+    result = dockscope(root, "run", truncated, "true")
     assert result.code == 3
     one_line_error(result.err, "truncated.tar")
     assert container_ids(root) == []
     layers = root / "layers"
     assert not layers.exists() or not list(layers.iterdir())
 
-    result = ds(root, "run", tmp_path / "missing.tar", "true")
+    result = dockscope(root, "run", tmp_path / "missing.tar", "true")
     assert result.code == 3
     assert container_ids(root) == []
 
@@ -226,7 +226,7 @@ def test_layer_that_does_not_match_its_diff_id_is_not_stored(
     data[offset : offset + 4] = b"ROOT"  # inside the layer: its diff_id no longer matches
     tampered = tmp_path / "tampered.tar"
     tampered.write_bytes(bytes(data))
-    result = ds(root, "run", tampered, "true")
+    result = dockscope(root, "run", tampered, "true")
     assert result.code == 3
     assert "diff" in result.err.lower() or "digest" in result.err.lower()
     assert container_ids(root) == []
@@ -240,7 +240,7 @@ def test_full_disk_while_unpacking(tmp_path: Path, busybox_image: Path) -> None:
     with tmpfs(tmp_path / "disk", "1m") as disk:
         root = disk / "state"
         before = Host.take(root)
-        result = ds(root, "run", busybox_image, "true")
+        result = dockscope(root, "run", busybox_image, "true")
         assert result.code == 2
         one_line_error(result.err, "No space left on device")
         assert container_ids(root) == []
@@ -252,9 +252,9 @@ def test_full_disk_while_creating_the_container(tmp_path: Path, busybox_image: P
     with tmpfs(tmp_path / "disk", "4m") as disk:
         root = disk / "state"
         before = Host.take(root)
-        ok(ds(root, "run", "--rm", busybox_image, "true"))  # the layer is stored
+        ok(dockscope(root, "run", "--rm", busybox_image, "true"))  # the layer is stored
         fill(disk)
-        result = ds(root, "run", busybox_image, "true")
+        result = dockscope(root, "run", busybox_image, "true")
         assert result.code == 3
         one_line_error(result.err, "cannot create the container", "No space left on device")
         assert container_ids(root) == []
@@ -267,7 +267,7 @@ def test_container_that_fills_the_disk(tmp_path: Path, busybox_image: Path) -> N
         root = disk / "state"
         before = Host.take(root)
         script = "dd if=/dev/zero of=/big bs=64k count=200 2>/dev/null; echo dd=$?"
-        result = ds(root, "run", busybox_image, "sh", "-c", script)
+        result = dockscope(root, "run", busybox_image, "sh", "-c", script)
         assert "dd=1" in result.out  # the container saw ENOSPC like any program
         # its exit could not be recorded either: said so, after cleaning up
         assert result.code == 3
@@ -278,7 +278,7 @@ def test_container_that_fills_the_disk(tmp_path: Path, busybox_image: Path) -> N
         (root / "containers" / container_id / "upper" / "big").unlink()
         (container,) = ps(root).values()  # readable again; the exit is known to be lost
         assert container["status"] == "exited"
-        ok(ds(root, "rm", container_id))
+        ok(dockscope(root, "rm", container_id))
 
 
 def test_trace_file_on_a_full_disk_stops_the_container(
@@ -288,7 +288,7 @@ def test_trace_file_on_a_full_disk_stops_the_container(
     with tmpfs(tmp_path / "tracedisk", "8k") as disk:
         trace = disk / "trace.jsonl"
         started = time.monotonic()
-        result = ds(root, "run", "--trace-json", trace, busybox_image, "sleep", marker)
+        result = dockscope(root, "run", "--trace-json", trace, busybox_image, "sleep", marker)
         assert time.monotonic() - started < 20
         assert result.code == 2
         one_line_error(result.err, "cannot write the trace", "No space left on device")
@@ -299,14 +299,14 @@ def test_trace_file_on_a_full_disk_stops_the_container(
     container_id = only_container(root)
     assert state(root, container_id)["status"] == "exited"
     assert not groups_named([container_id])
-    ok(ds(root, "rm", container_id))
+    ok(dockscope(root, "rm", container_id))
 
 
 def test_cleanup_removes_half_unpacked_layers(root: Path, busybox_image: Path) -> None:
-    ok(ds(root, "run", "--rm", busybox_image, "true"))
+    ok(dockscope(root, "run", "--rm", busybox_image, "true"))
     partial = root / "layers" / ".tmp-0123456789abcdef-00000000"
     (partial / "etc").mkdir(parents=True)
-    report = ok(ds(root, "cleanup"))
+    report = ok(dockscope(root, "cleanup"))
     assert "removed half-unpacked .tmp-0123456789abcdef-00000000" in report
     assert not partial.exists()
     assert os.listdir(root / "containers") == []

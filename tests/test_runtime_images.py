@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from runtime_lab.spec import host_platform, platform_text
-from tests.runtime_support import Host, ds, events, needs_root, ok, step
+from tests.support.cli import dockscope, ok
+from tests.support.runtime import Host, events, needs_root, step
 from tests.test_busybox_image import load_generator
 
 pytestmark = needs_root
@@ -69,21 +70,21 @@ def foreign(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_image_without_passwd_runs_as_uid_0(root: Path, no_passwd: Path) -> None:
     """docker: no User and no /etc/passwd is uid 0, gid 0."""
-    result = ds(root, "run", "--rm", no_passwd, "sh", "-c", "id -u; id -g; ls /etc")
+    result = dockscope(root, "run", "--rm", no_passwd, "sh", "-c", "id -u; id -g; ls /etc")
     assert ok(result).split()[:2] == ["0", "0"]
     assert "passwd" not in result.out
 
 
 def test_image_without_passwd_takes_numeric_users(root: Path, no_passwd: Path) -> None:
-    out = ok(ds(root, "run", "--rm", "-u", "1234", no_passwd, "sh", "-c", "id -u; id -g"))
+    out = ok(dockscope(root, "run", "--rm", "-u", "1234", no_passwd, "sh", "-c", "id -u; id -g"))
     assert out.split() == ["1234", "0"]  # docker: no entry, so gid 0
-    out = ok(ds(root, "run", "--rm", "-u", "1234:77", no_passwd, "sh", "-c", "id -u; id -G"))
+    out = ok(dockscope(root, "run", "--rm", "-u", "1234:77", no_passwd, "sh", "-c", "id -u; id -G"))
     assert out.split() == ["1234", "77"]
 
 
 def test_image_without_passwd_refuses_a_name(root: Path, no_passwd: Path) -> None:
     """As docker: a name needs an entry, root's too."""
-    result = ds(root, "run", "--rm", "-u", "root", no_passwd, "id")
+    result = dockscope(root, "run", "--rm", "-u", "root", no_passwd, "id")
     assert result.code == 126
     assert "unable to find user root: no matching entries in passwd file" in result.err
     assert len(result.err.splitlines()) == 1
@@ -94,26 +95,26 @@ def test_image_without_passwd_refuses_a_name(root: Path, no_passwd: Path) -> Non
 
 def test_another_platform_is_warned_about(root: Path, foreign: Path) -> None:
     trace = root.parent / "foreign.jsonl"
-    result = ds(root, "run", "--rm", "--trace-json", trace, foreign, "true")
+    result = dockscope(root, "run", "--rm", "--trace-json", trace, foreign, "true")
     ok(result)  # the binary is the host's: only the config claims another platform
     assert result.err.splitlines() == [WARNING]
     assert step(events(trace), "image")["evidence"]["warning"] == WARNING.split(": ", 2)[2]
-    narrated = ds(root, "run", "--rm", "--trace", foreign, "true")
+    narrated = dockscope(root, "run", "--rm", "--trace", foreign, "true")
     assert f"warning: {WARNING.split(': ', 2)[2]}" in narrated.err
     assert narrated.err.count("does not match the detected host platform") == 2
     # asked for: no warning (docker's "no specific platform was requested")
-    chosen = ds(root, "run", "--rm", "--platform", f"linux/{FOREIGN}", foreign, "true")
+    chosen = dockscope(root, "run", "--rm", "--platform", f"linux/{FOREIGN}", foreign, "true")
     assert ok(chosen) == "" and chosen.err == ""
 
 
 def test_explain_names_another_platform(foreign: Path) -> None:
-    explained = ok(ds(Path("/nonexistent"), "run", "--explain", foreign, "true"))
+    explained = ok(dockscope(Path("/nonexistent"), "run", "--explain", foreign, "true"))
     assert f"platform: linux/{FOREIGN}, not this host's" in explained
 
 
 def test_the_hosts_platform_is_not_warned_about(root: Path, tmp_path: Path) -> None:
     image = busybox_variant(tmp_path / "native.tar")
-    result = ds(root, "run", "--rm", image, "true")
+    result = dockscope(root, "run", "--rm", image, "true")
     assert ok(result) == "" and result.err == ""
 
 
@@ -134,7 +135,7 @@ def test_exec_format_error_says_why(root: Path, foreign: Path, tmp_path: Path) -
     program.parent.mkdir()
     program.write_bytes(foreign_elf())
     os.chmod(program, 0o755)
-    result = ds(
+    result = dockscope(
         root, "run", "--rm", "-v", f"{program.parent}:/foreign:ro", foreign, "/foreign/hello"
     )
     assert result.code == 126

@@ -14,7 +14,8 @@ import pytest
 from inspect_tool.render.storage import container_json
 from inspect_tool.storage.model import ContainerRecord
 from runtime_lab.records import human_size
-from tests.runtime_support import checked_root, ds, needs_root, ok, ps
+from tests.support.cli import dockscope, ok
+from tests.support.runtime import checked_root, needs_root, ps
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +54,9 @@ class TestContainers:
         # 5000 bytes twice by a hard link (counted once), a symlink (its target's length),
         # a deletion (a whiteout weighs nothing), a new empty directory (nothing)
         script = "head -c 5000 /dev/zero > /f; ln /f /g; ln -s /f /h; rm /etc/group; mkdir /d"
-        ok(ds(root, "run", "--name", "sized", busybox_image, "sh", "-c", script))
-        ok(ds(root, "run", "--name", "plain", busybox_image, "true"))
-        document = json.loads(ok(ds(root, "ps", "-as", "--json")))
+        ok(dockscope(root, "run", "--name", "sized", busybox_image, "sh", "-c", script))
+        ok(dockscope(root, "run", "--name", "plain", busybox_image, "true"))
+        document = json.loads(ok(dockscope(root, "ps", "-as", "--json")))
         found = {c["name"]: c for c in document["containers"]}
         base = image_size(busybox_image)
         assert (found["sized"]["size_rw"], found["sized"]["size_root_fs"]) == (
@@ -64,24 +65,24 @@ class TestContainers:
         )
         assert (found["plain"]["size_rw"], found["plain"]["size_root_fs"]) == (0, base)
         assert ps(root)["sized"]["size_rw"] is None  # measured only with -s
-        table = ok(ds(root, "ps", "-as")).splitlines()
+        table = ok(dockscope(root, "ps", "-as")).splitlines()
         assert table[0].split()[-1] == "SIZE"
         row = next(line for line in table if "sized" in line)
         assert row.rstrip().endswith(f"5kB (virtual {human_size(base + 5002)})")
-        assert "SIZE" not in ok(ds(root, "ps", "-a"))
-        ok(ds(root, "rm", "sized", "plain"))
+        assert "SIZE" not in ok(dockscope(root, "ps", "-a"))
+        ok(dockscope(root, "rm", "sized", "plain"))
 
     def test_inspect_has_the_engine_storage_shape_and_everything_recorded(
         self, root: Path, busybox_image: Path
     ) -> None:
         ok(
-            ds(
+            dockscope(
                 root,
                 *("run", "-d", "--name", "seen", "-l", "lab=6", "-v", "vol:/data"),
                 *(busybox_image, "sleep", "100"),
             )
         )
-        document = json.loads(ok(ds(root, "container", "inspect", "-s", "seen")))
+        document = json.loads(ok(dockscope(root, "container", "inspect", "-s", "seen")))
         assert (document["kind"], document["engine"]) == ("container-inspect", "dockscope")
         assert document["root"] == str(root)
         record = document["container"]
@@ -114,6 +115,6 @@ class TestContainers:
         assert state["status"] == "running" and state["cgroup_paths"]
         assert document["id"] == running["id"]  # the keys scripts read before stay
         assert document["size"] == {"rw": 0, "root_fs": image_size(busybox_image)}
-        assert json.loads(ok(ds(root, "container", "inspect", "seen")))["size"] is None
-        ok(ds(root, "rm", "-f", "seen"))
-        ok(ds(root, "volume", "rm", "vol"))
+        assert json.loads(ok(dockscope(root, "container", "inspect", "seen")))["size"] is None
+        ok(dockscope(root, "rm", "-f", "seen"))
+        ok(dockscope(root, "volume", "rm", "vol"))

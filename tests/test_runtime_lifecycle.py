@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime_support import (
+from tests.support.cli import dockscope, ok
+from tests.support.runtime import (
     alive,
     checked_root,
     container_ids,
-    ds,
     groups_named,
     needs_root,
-    ok,
     ps,
     wait_until,
 )
@@ -40,18 +39,20 @@ def root(tmp_path: Path) -> Iterator[Path]:
 
 
 def logs(root: Path, name: str) -> tuple[str, str]:
-    result = ds(root, "logs", name)
+    result = dockscope(root, "logs", name)
     return result.out, result.err
 
 
 def test_detached_container_lifecycle(root: Path, busybox_image: Path) -> None:
-    container_id = ok(ds(root, "run", "-d", "--name", "web", busybox_image, "sh", "-c", SERVICE))
+    container_id = ok(
+        dockscope(root, "run", "-d", "--name", "web", busybox_image, "sh", "-c", SERVICE)
+    )
     container_id = container_id.strip()
     assert re.fullmatch(r"[0-9a-f]{64}", container_id)
     listed = ps(root)["web"]
     assert (listed["id"], listed["status"]) == (container_id, "running")
     assert alive(listed["pid"])
-    table = ok(ds(root, "ps"))
+    table = ok(dockscope(root, "ps"))
     assert "web" in table and "Up " in table
 
     wait_until(lambda: "runs: 1" in logs(root, "web")[0], what="the first run's output")
@@ -68,70 +69,70 @@ def test_detached_container_lifecycle(root: Path, busybox_image: Path) -> None:
         set(r) == {"log", "stream", "time"} and DOCKER_TIME.match(r["time"]) for r in records
     )
 
-    again = ds(root, "start", "web")
+    again = dockscope(root, "start", "web")
     assert again.code == 2 and "already running" in again.err
 
     started = time.monotonic()
-    assert ok(ds(root, "stop", "-t", "10", "web")) == "web\n"
+    assert ok(dockscope(root, "stop", "-t", "10", "web")) == "web\n"
     assert time.monotonic() - started < 5  # SIGTERM was handled: no wait for SIGKILL
     stopped = ps(root)["web"]
     assert (stopped["status"], stopped["exit_code"], stopped["oom_killed"]) == ("exited", 3, False)
     assert not alive(listed["pid"])
     assert not groups_named([container_id])
     assert "term\n" in logs(root, "web")[0]
-    assert "web" not in ok(ds(root, "ps"))  # exited containers need -a
+    assert "web" not in ok(dockscope(root, "ps"))  # exited containers need -a
 
-    ok(ds(root, "start", "web"))  # the same container, the same writable layer
+    ok(dockscope(root, "start", "web"))  # the same container, the same writable layer
     wait_until(lambda: "runs: 2" in logs(root, "web")[0], what="the second run's output")
     assert logs(root, "web")[0] == "runs: 1\nterm\nruns: 2\n"
     restarted = ps(root)["web"]
     assert restarted["status"] == "running" and restarted["pid"] != listed["pid"]
 
-    rm = ds(root, "rm", "web")
+    rm = dockscope(root, "rm", "web")
     assert rm.code == 2 and "stop it first" in rm.err
-    assert ok(ds(root, "rm", "-f", "web")) == "web\n"
+    assert ok(dockscope(root, "rm", "-f", "web")) == "web\n"
     assert container_ids(root) == []
     assert not alive(restarted["pid"])
     assert not groups_named([container_id])
 
 
 def test_stop_sends_sigkill_after_the_timeout(root: Path, busybox_image: Path) -> None:
-    ok(ds(root, "run", "-d", "--name", "sleeper", busybox_image, "sleep", "1000"))
+    ok(dockscope(root, "run", "-d", "--name", "sleeper", busybox_image, "sleep", "1000"))
     pid = ps(root)["sleeper"]["pid"]
     started = time.monotonic()
-    ok(ds(root, "stop", "-t", "1", "sleeper"))  # sleep as PID 1 ignores SIGTERM
+    ok(dockscope(root, "stop", "-t", "1", "sleeper"))  # sleep as PID 1 ignores SIGTERM
     elapsed = time.monotonic() - started
     assert 1.0 <= elapsed < 6
     stopped = ps(root)["sleeper"]
     assert (stopped["status"], stopped["exit_code"]) == ("exited", 137)
     assert not alive(pid)
-    ok(ds(root, "rm", "sleeper"))
+    ok(dockscope(root, "rm", "sleeper"))
 
 
 def test_detached_rm_removes_the_container_when_it_exits(root: Path, busybox_image: Path) -> None:
-    ok(ds(root, "run", "-d", "--rm", busybox_image, "sh", "-c", "sleep 0.2"))
+    ok(dockscope(root, "run", "-d", "--rm", busybox_image, "sh", "-c", "sleep 0.2"))
     wait_until(lambda: container_ids(root) == [], what="--rm to remove the container")
 
 
 def test_foreground_rm(root: Path, busybox_image: Path) -> None:
-    result = ds(root, "run", "--rm", busybox_image, "sh", "-c", "echo bye; exit 4")
+    result = dockscope(root, "run", "--rm", busybox_image, "sh", "-c", "echo bye; exit 4")
     assert (result.code, result.out) == (4, "bye\n")
     assert container_ids(root) == []
 
 
 def test_detached_setup_failure_is_reported(root: Path, busybox_image: Path) -> None:
-    result = ds(root, "run", "-d", "-u", "nosuch", busybox_image, "id")
+    result = dockscope(root, "run", "-d", "-u", "nosuch", busybox_image, "id")
     assert result.code == 2
     assert "failed to start" in result.err and "unable to find user nosuch" in result.err
     assert "Traceback" not in result.err
 
 
 def test_ps_json_of_an_exited_container(root: Path, busybox_image: Path) -> None:
-    ok(ds(root, "run", "--name", "once", busybox_image, "true"))
-    document = json.loads(ok(ds(root, "ps", "-a", "--json")))
+    ok(dockscope(root, "run", "--name", "once", busybox_image, "true"))
+    document = json.loads(ok(dockscope(root, "ps", "-a", "--json")))
     assert document["schema_version"] == 1 and document["kind"] == "ps"
     (container,) = document["containers"]
     assert container["name"] == "once"
     assert container["command"] == ["true"]
     assert (container["status"], container["exit_code"]) == ("exited", 0)
-    assert json.loads(ok(ds(root, "ps", "--json")))["containers"] == []
+    assert json.loads(ok(dockscope(root, "ps", "--json")))["containers"] == []

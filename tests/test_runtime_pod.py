@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime_support import (
+from tests.support.cli import dockscope, ok
+from tests.support.runtime import (
     checked_root,
-    ds,
     events,
     needs_root,
-    ok,
     processes_with,
     ps,
     step,
@@ -36,7 +35,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def pod(root: Path, busybox_image: Path) -> Iterator[dict[str, object]]:
     """The holder: a process that only keeps the namespaces alive (a pause container)."""
     ok(
-        ds(
+        dockscope(
             root,
             "run",
             "-d",
@@ -50,7 +49,7 @@ def pod(root: Path, busybox_image: Path) -> Iterator[dict[str, object]]:
         )
     )
     yield ps(root)["pod"]
-    ok(ds(root, "rm", "-f", "pod"))
+    ok(dockscope(root, "rm", "-f", "pod"))
 
 
 def test_two_containers_share_the_holders_network(
@@ -58,18 +57,22 @@ def test_two_containers_share_the_holders_network(
 ) -> None:
     trace = root.parent / "web.jsonl"
     ok(
-        ds(
+        dockscope(
             root,
             *("run", "-d", "--name", "web", "--net", "container:pod", "--ipc", "container:pod"),
             *("--trace-json", trace, busybox_image, "sh", "-c", SERVER),
         )
     )
     script = "hostname; wget -qO- http://127.0.0.1:8080/; cat /proc/net/dev"
-    client = ds(root, "run", "--rm", "--net", "container:pod", busybox_image, "sh", "-c", script)
+    client = dockscope(
+        root, "run", "--rm", "--net", "container:pod", busybox_image, "sh", "-c", script
+    )
     lines = ok(client).splitlines()
     assert lines[:2] == ["podhost", "hello from web"]  # the holder's hostname, web's server
     assert [line.split(":")[0].strip() for line in lines[4:]] == ["lo"]
-    outside = ds(root, "run", "--rm", busybox_image, "wget", "-qO-", "http://127.0.0.1:8080/")
+    outside = dockscope(
+        root, "run", "--rm", busybox_image, "wget", "-qO-", "http://127.0.0.1:8080/"
+    )
     assert outside.code != 0  # a container of its own network has no such server
 
     found = events(trace)
@@ -86,14 +89,14 @@ def test_two_containers_share_the_holders_network(
     assert not [e for e in found if e["step"] == "loopback"]  # the holder's lo is up already
     done = [e["step"] for e in found if e["phase"] == "done"]
     assert done.index("setns") < done.index("unshare")
-    ok(ds(root, "rm", "-f", "web"))
+    ok(dockscope(root, "rm", "-f", "web"))
 
 
 def test_a_shared_pid_namespace(root: Path, busybox_image: Path, pod: dict[str, object]) -> None:
     marker = "1234.5"  # the background sleep of the joined container
     trace = root.parent / "joined.jsonl"
     script = f"sleep {marker} & echo $$; ps -o pid,args"
-    result = ds(
+    result = dockscope(
         root,
         *("run", "--name", "joined", "--pid", "container:pod", "--trace-json", trace),
         *(busybox_image, "sh", "-c", script),
@@ -108,7 +111,7 @@ def test_a_shared_pid_namespace(root: Path, busybox_image: Path, pod: dict[str, 
     assert len(step(found, "cleanup")["evidence"]["killed"]) == 1
     wait_until(lambda: not processes_with(f"sleep {marker}"), what="the leftover sleep to go")
     assert ps(root)["pod"]["status"] == "running"
-    ok(ds(root, "rm", "joined"))
+    ok(dockscope(root, "rm", "joined"))
 
 
 @pytest.mark.parametrize(
@@ -133,9 +136,9 @@ def test_joining_refused(
     message: str,
 ) -> None:
     if "container:stopped" in args and "stopped" not in ps(root):
-        ok(ds(root, "run", "--name", "stopped", busybox_image, "true"))
+        ok(dockscope(root, "run", "--name", "stopped", busybox_image, "true"))
     before = set(ps(root))
-    result = ds(root, "run", "--rm", *args, busybox_image, "true")
+    result = dockscope(root, "run", "--rm", *args, busybox_image, "true")
     assert result.code == code, result.err
     assert message in result.err
     assert set(ps(root)) == before  # --rm: nothing kept, even when it could not start

@@ -20,8 +20,10 @@ import pytest
 
 from runtime_lab.devices import DEFAULT_RULES, v1_writes
 from runtime_lab.hardening import MASKED_PATHS, READONLY_PATHS
-from tests.helpers import Entry, build_layer, d, f, oci_layout
-from tests.runtime_support import Host, ds, events, needs_root, ok, step
+from tests.support.cli import dockscope, ok
+from tests.support.images import oci_layout
+from tests.support.runtime import Host, events, needs_root, step
+from tests.support.tar_entries import Entry, build_layer, dir_entry, file_entry
 
 pytestmark = needs_root
 
@@ -67,7 +69,7 @@ def busybox_with(tmp_path: Path, image: Path, *layers: list[Entry]) -> Path:
 
 
 def sh(root: Path, image: Path, script: str, *opts: str) -> tuple[int, str, str]:
-    result = ds(root, "run", "--rm", *opts, image, "sh", "-c", script)
+    result = dockscope(root, "run", "--rm", *opts, image, "sh", "-c", script)
     return result.code, result.out, result.err
 
 
@@ -106,7 +108,7 @@ def test_masked_paths_read_empty(root: Path, busybox_image: Path) -> None:
 
 def test_the_trace_names_each_protection(root: Path, busybox_image: Path, tmp_path: Path) -> None:
     trace = tmp_path / "trace.jsonl"
-    ok(ds(root, "run", "--rm", "--trace-json", trace, busybox_image, "true"))
+    ok(dockscope(root, "run", "--rm", "--trace-json", trace, busybox_image, "true"))
     found = events(trace)
     readonly = step(found, "readonly-paths")["evidence"]["paths"]
     assert set(readonly) == set(READONLY_PATHS)
@@ -128,7 +130,7 @@ def test_the_trace_names_each_protection(root: Path, busybox_image: Path, tmp_pa
 
 
 def test_explain_lists_the_protections(root: Path, busybox_image: Path) -> None:
-    out = ok(ds(root, "run", "--explain", busybox_image))
+    out = ok(dockscope(root, "run", "--explain", busybox_image))
     for title in (
         "Allow only docker's default devices",
         "Make the kernel's settings read-only",
@@ -161,14 +163,14 @@ def test_device_nodes_in_an_image_are_never_made(
         tmp_path,
         busybox_image,
         [
-            d("dev/"),
+            dir_entry("dev/"),
             Entry("dev/sda", "block", devmajor=8, devminor=0, mode=0o666),
             Entry("dev/mem", "char", devmajor=1, devminor=1, mode=0o666),
-            f("etc/marker", b"layer applied\n"),
+            file_entry("etc/marker", b"layer applied\n"),
         ],
     )
     trace = tmp_path / "trace.jsonl"
-    result = ds(
+    result = dockscope(
         root, "run", "--rm", "--trace-json", trace, image, "sh", "-c",
         "cat /etc/marker; ls /dev; head -c1 /dev/sda",
     )  # fmt: skip
@@ -196,18 +198,23 @@ def test_overlay_xattrs_in_a_layer_are_not_followed(
     image = busybox_with(
         tmp_path,
         busybox_image,
-        [d("d/"), f("d/lower", b"1\n"), d("a/"), f("a/secret", b"s\n")],
         [
-            d("d/", xattrs=(("trusted.overlay.opaque", "y"),)),
-            f("d/upper", b"2\n"),
-            d("b/", xattrs=(("trusted.overlay.redirect", "/a"),)),
+            dir_entry("d/"),
+            file_entry("d/lower", b"1\n"),
+            dir_entry("a/"),
+            file_entry("a/secret", b"s\n"),
+        ],
+        [
+            dir_entry("d/", xattrs=(("trusted.overlay.opaque", "y"),)),
+            file_entry("d/upper", b"2\n"),
+            dir_entry("b/", xattrs=(("trusted.overlay.redirect", "/a"),)),
         ],
     )
-    listing = ok(ds(root, "ls", image, "/d"))
+    listing = ok(dockscope(root, "ls", image, "/d"))
     assert "lower" in listing and "upper" in listing
-    assert "secret" not in ok(ds(root, "ls", image, "/b"))
+    assert "secret" not in ok(dockscope(root, "ls", image, "/b"))
     trace = tmp_path / "trace.jsonl"
-    result = ds(
+    result = dockscope(
         root, "run", "--rm", "--trace-json", trace, image, "sh", "-c",
         "ls /d; echo --; ls -A /b",
     )  # fmt: skip
@@ -228,10 +235,14 @@ def test_unpack_drops_overlay_xattrs_and_says_so(
     image = tmp_path / "layout"
     oci_layout(
         image,
-        [build_layer([d("d/", xattrs=(("trusted.overlay.opaque", "y"), ("user.note", "kept")))])],
+        [
+            build_layer(
+                [dir_entry("d/", xattrs=(("trusted.overlay.opaque", "y"), ("user.note", "kept")))]
+            )
+        ],
     )
     dest = tmp_path / "dest"
-    result = ds(root, "unpack", "--json", image, dest)
+    result = dockscope(root, "unpack", "--json", image, dest)
     document = json.loads(result.out)
     reasons = [entry["reason"] for entry in document["audit"]]
     assert "union-xattr" in reasons

@@ -16,19 +16,9 @@ from pathlib import Path
 import pytest
 
 from runtime_lab.psformat import Template, tabwriter
-from tests.helpers import CORPUS
-from tests.runtime_support import (
-    DOCKSCOPE,
-    checked_root,
-    ds,
-    ds_as_nobody,
-    env_for,
-    needs_root,
-    ok,
-    popen,
-    ps,
-    wait_until,
-)
+from tests.support.cli import DOCKSCOPE, dockscope, dockscope_as_nobody, env_for, ok, popen
+from tests.support.paths import CORPUS
+from tests.support.runtime import checked_root, needs_root, ps, wait_until
 
 pytestmark = needs_root
 
@@ -41,7 +31,9 @@ def root(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_ps_rows_fit_and_cut_the_command_as_docker(root: Path, busybox_image: Path) -> None:
-    cid = ok(ds(root, "run", "-d", "--name", "long", busybox_image, "sh", "-c", LONG)).strip()
+    cid = ok(
+        dockscope(root, "run", "-d", "--name", "long", busybox_image, "sh", "-c", LONG)
+    ).strip()
     try:
         env = dict(env_for(root), COLUMNS="80")
         out = subprocess.run(
@@ -53,20 +45,20 @@ def test_ps_rows_fit_and_cut_the_command_as_docker(root: Path, busybox_image: Pa
         assert '"sh -c echo a fairly…"' in row  # 20 characters, the last one …
         assert header.index("COMMAND") == row.index('"sh -c')  # columns line up
         assert row.rstrip().endswith("long")
-        assert ok(ds(root, "ps", "-q")) == cid[:12] + "\n"
-        assert ok(ds(root, "ps", "-aq")) == cid[:12] + "\n"
-        shown = ok(ds(root, "ps", "--format", "{{.ID}}|{{.Names}}|{{.Image}}|{{.Status}}"))
+        assert ok(dockscope(root, "ps", "-q")) == cid[:12] + "\n"
+        assert ok(dockscope(root, "ps", "-aq")) == cid[:12] + "\n"
+        shown = ok(dockscope(root, "ps", "--format", "{{.ID}}|{{.Names}}|{{.Image}}|{{.Status}}"))
         assert shown.startswith(f"{cid[:12]}|long|{busybox_image}|Up ")
-        table = ok(ds(root, "ps", "--format", "table {{.Names}}\\t{{.State}}"))
+        table = ok(dockscope(root, "ps", "--format", "table {{.Names}}\\t{{.State}}"))
         assert table.splitlines() == ["NAMES     STATE", "long      running"]
-        record = json.loads(ok(ds(root, "ps", "--format", "{{json .}}")))
+        record = json.loads(ok(dockscope(root, "ps", "--format", "{{json .}}")))
         assert (record["ID"], record["Names"], record["State"]) == (cid[:12], "long", "running")
         assert record["Command"] == '"sh -c echo a fairly…"'
-        quiet = ds(root, "ps", "-q", "--format", "{{.Names}}")
+        quiet = dockscope(root, "ps", "-q", "--format", "{{.Names}}")
         assert ok(quiet) == cid[:12] + "\n"
         assert "Ignoring custom format" in quiet.err
     finally:
-        ok(ds(root, "rm", "-f", "long"))
+        ok(dockscope(root, "rm", "-f", "long"))
 
 
 @pytest.mark.parametrize(
@@ -78,7 +70,7 @@ def test_ps_rows_fit_and_cut_the_command_as_docker(root: Path, busybox_image: Pa
     ],
 )
 def test_ps_format_refuses_what_it_does_not_know(root: Path, template: str, message: str) -> None:
-    result = ds(root, "ps", "--format", template)
+    result = dockscope(root, "ps", "--format", template)
     assert result.code == 2
     assert message in result.err and len(result.err.splitlines()) == 1
 
@@ -96,14 +88,14 @@ def test_template_and_tabwriter_as_dockers() -> None:
 
 def test_logs_tail_and_follow(root: Path, busybox_image: Path) -> None:
     script = "echo err >&2; sleep 0.3; for i in 1 2 3; do echo out $i; done; sleep 4; echo late"
-    ok(ds(root, "run", "-d", "--name", "talker", busybox_image, "sh", "-c", script))
+    ok(dockscope(root, "run", "-d", "--name", "talker", busybox_image, "sh", "-c", script))
     try:
-        wait_until(lambda: "out 3" in ds(root, "logs", "talker").out, what="the first lines")
-        every = ds(root, "logs", "talker")
+        wait_until(lambda: "out 3" in dockscope(root, "logs", "talker").out, what="the first lines")
+        every = dockscope(root, "logs", "talker")
         assert (every.out, every.err) == ("out 1\nout 2\nout 3\n", "err\n")
-        tail = ds(root, "logs", "--tail", "2", "talker")
+        tail = dockscope(root, "logs", "--tail", "2", "talker")
         assert (tail.out, tail.err) == ("out 2\nout 3\n", "")  # the last 2 records
-        assert ds(root, "logs", "--tail", "0", "talker").out == ""
+        assert dockscope(root, "logs", "--tail", "0", "talker").out == ""
         started = time.monotonic()
         follow = popen(root, "logs", "-f", "--tail", "1", "talker")
         out, _ = follow.communicate(timeout=30)
@@ -111,15 +103,15 @@ def test_logs_tail_and_follow(root: Path, busybox_image: Path) -> None:
         assert out == "out 3\nlate\n"  # the last line at the start, then until the end
         assert time.monotonic() - started < 10
         assert ps(root)["talker"]["status"] == "exited"
-        bad = ds(root, "logs", "--tail", "many", "talker")
+        bad = dockscope(root, "logs", "--tail", "many", "talker")
         assert bad.code == 2 and "--tail 'many'" in bad.err
     finally:
-        ok(ds(root, "rm", "-f", "talker"))
+        ok(dockscope(root, "rm", "-f", "talker"))
 
 
 def test_logs_follow_of_an_exited_container_ends(root: Path, busybox_image: Path) -> None:
-    ok(ds(root, "run", "--name", "done", busybox_image, "echo", "hi"))
-    assert ok(ds(root, "logs", "-f", "done", timeout=10)) == "hi\n"
+    ok(dockscope(root, "run", "--name", "done", busybox_image, "echo", "hi"))
+    assert ok(dockscope(root, "logs", "-f", "done", timeout=10)) == "hi\n"
 
 
 # -- a user other than root ----------------------------------------------------------------------
@@ -133,14 +125,14 @@ def test_unprivileged_user_is_told_what_to_do(
     root: Path, busybox_image: Path, command: tuple[str, ...]
 ) -> None:
     """The state belongs to root: one line, exit 3, saying to use sudo or another root."""
-    ok(ds(root, "run", "--name", "web", "-v", "data:/data", busybox_image, "true"))
-    result = ds_as_nobody(root, *command)
+    ok(dockscope(root, "run", "--name", "web", "-v", "data:/data", busybox_image, "true"))
+    result = dockscope_as_nobody(root, *command)
     assert result.code == 3, result.err
     assert result.out == ""
     assert len(result.err.splitlines()) == 1
     assert "permission denied" in result.err and "sudo" in result.err
     assert "internal error" not in result.err
-    ok(ds(root, "rm", "web"))
+    ok(dockscope(root, "rm", "web"))
 
 
 @pytest.fixture
@@ -160,9 +152,11 @@ def test_unprivileged_user_and_engine_storage(shared: Path) -> None:
     subprocess.run(["tar", "xzf", str(corpus), "-C", str(shared)], check=True)
     engine = shared / "docker"
     os.chmod(engine, 0o711)  # as /var/lib/docker: others may pass, not read
-    assert ok(ds(shared / "unused", "container", "diff", "--root", engine, "festive_perlman"))
+    assert ok(
+        dockscope(shared / "unused", "container", "diff", "--root", engine, "festive_perlman")
+    )
     for command in ("diff", "inspect", "logs"):
-        result = ds_as_nobody(
+        result = dockscope_as_nobody(
             shared / "unused", "container", command, "--root", engine, "festive_perlman"
         )
         assert result.code == 3, result.err
@@ -177,6 +171,6 @@ def test_unprivileged_user_with_a_state_root_of_their_own(shared: Path) -> None:
     own = shared / "mine"
     own.mkdir()
     os.chown(own, 65534, 65534)
-    result = ds_as_nobody(own, "ps")
+    result = dockscope_as_nobody(own, "ps")
     assert (result.code, result.err) == (0, "")
     assert result.out.startswith("CONTAINER ID")

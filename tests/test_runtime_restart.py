@@ -13,16 +13,8 @@ import pytest
 
 from inspect_tool.errors import UsageError
 from runtime_lab.spec import RestartPolicy
-from tests.runtime_support import (
-    checked_root,
-    container_ids,
-    ds,
-    events,
-    needs_root,
-    ok,
-    ps,
-    wait_until,
-)
+from tests.support.cli import dockscope, ok
+from tests.support.runtime import checked_root, container_ids, events, needs_root, ps, wait_until
 
 
 @pytest.fixture
@@ -56,7 +48,7 @@ def test_restart_options_refused(
     tmp_path: Path, busybox_image: Path, args: tuple[str, ...], message: str
 ) -> None:
     root = tmp_path / "state"
-    result = ds(root, "run", *args, busybox_image, "true")
+    result = dockscope(root, "run", *args, busybox_image, "true")
     assert result.code == 2 and message in result.err
     assert container_ids(root) == []
 
@@ -67,7 +59,7 @@ class TestSupervisor:
     def test_on_failure_restarts_up_to_n_times(self, root: Path, busybox_image: Path) -> None:
         trace = root.parent / "restart.jsonl"
         ok(
-            ds(
+            dockscope(
                 root,
                 *("run", "-d", "--name", "flaky", "--restart", "on-failure:2"),
                 *("--trace-json", trace, busybox_image, "sh", "-c", "echo run; exit 3"),
@@ -83,19 +75,21 @@ class TestSupervisor:
         container = ps(root)["flaky"]
         assert (container["exit_code"], container["restart_count"]) == (3, 2)
         assert container["restart_policy"] == "on-failure:2"
-        assert ds(root, "logs", "flaky").out == "run\nrun\nrun\n"  # one writable layer, one log
+        assert (
+            dockscope(root, "logs", "flaky").out == "run\nrun\nrun\n"
+        )  # one writable layer, one log
         restarts = [e for e in events(trace) if e["step"] == "restart"]
         assert [e["args"]["delay"] for e in restarts] == [0.1, 0.2]  # docker's back-off
         assert [e["evidence"]["restart_count"] for e in restarts] == [1, 2]
-        table = ok(ds(root, "ps", "-a")).splitlines()
+        table = ok(dockscope(root, "ps", "-a")).splitlines()
         header = table[0].split()
         row = next(line for line in table if "flaky" in line)
         assert "RESTARTS" in header and " 2 " in row
-        ok(ds(root, "rm", "flaky"))
+        ok(dockscope(root, "rm", "flaky"))
 
     def test_success_is_not_restarted_on_failure(self, root: Path, busybox_image: Path) -> None:
         ok(
-            ds(
+            dockscope(
                 root,
                 "run",
                 "-d",
@@ -110,12 +104,12 @@ class TestSupervisor:
         wait_until(lambda: ps(root)["fine"]["status"] == "exited", what="the exit")
         time.sleep(0.3)
         assert (ps(root)["fine"]["restart_count"], ps(root)["fine"]["status"]) == (0, "exited")
-        ok(ds(root, "rm", "fine"))
+        ok(dockscope(root, "rm", "fine"))
 
     def test_always_until_stopped_by_hand(self, root: Path, busybox_image: Path) -> None:
         script = "echo run; sleep 0.2"
         ok(
-            ds(
+            dockscope(
                 root,
                 "run",
                 "-d",
@@ -131,15 +125,15 @@ class TestSupervisor:
         )
         wait_until(lambda: ps(root)["loop"]["restart_count"] >= 2, what="two restarts")
         assert ps(root)["loop"]["status"] in ("running", "restarting")
-        assert "loop" in ok(ds(root, "ps"))  # a restarting container is listed without -a
-        ok(ds(root, "stop", "-t", "1", "loop"))
+        assert "loop" in ok(dockscope(root, "ps"))  # a restarting container is listed without -a
+        ok(dockscope(root, "stop", "-t", "1", "loop"))
         stopped = ps(root)["loop"]
         assert stopped["status"] == "exited"
         time.sleep(0.6)  # longer than any delay so far: it would have started again
         assert ps(root)["loop"] == stopped
-        ok(ds(root, "start", "loop"))  # a start by hand: the policy applies again, from zero
+        ok(dockscope(root, "start", "loop"))  # a start by hand: the policy applies again, from zero
         assert ps(root)["loop"]["restart_count"] in (0, 1)
-        ok(ds(root, "rm", "-f", "loop"))
+        ok(dockscope(root, "rm", "-f", "loop"))
         assert container_ids(root) == []
-        document = json.loads(ok(ds(root, "ps", "-a", "--json")))
+        document = json.loads(ok(dockscope(root, "ps", "-a", "--json")))
         assert document["containers"] == []

@@ -20,17 +20,9 @@ from pathlib import Path
 import pytest
 
 from runtime_lab.seccomp import KernelLog
-from tests.runtime_support import (
-    Host,
-    ds,
-    events,
-    needs_root,
-    ok,
-    ps,
-    status_fields,
-    step,
-    wait_until,
-)
+from tests.support.cli import dockscope, ok
+from tests.support.paths import DATA
+from tests.support.runtime import Host, events, needs_root, ps, status_fields, step, wait_until
 
 pytestmark = needs_root
 
@@ -52,7 +44,7 @@ def probe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if gcc is None:
         pytest.fail("gcc is missing: apt-get install gcc libc6-dev (make debs-test)")
     out = tmp_path_factory.mktemp("probe")
-    source = Path(__file__).parent / "data" / "syscall_probe.c"
+    source = DATA / "syscall_probe.c"
     subprocess.run(
         [gcc, "-static", "-O2", "-o", str(out / "probe"), str(source)],
         check=True,
@@ -66,7 +58,9 @@ def probe(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def probe_run(root: Path, image: Path, probe: Path, *opts: str) -> dict[str, str]:
     """Each probe's answer in a container run with ``opts``: ``ok`` or ``errno=E``."""
     out = ok(
-        ds(root, "run", "--rm", *opts, "-v", f"{probe}:/probe:ro", image, "/probe/probe", *PROBES)
+        dockscope(
+            root, "run", "--rm", *opts, "-v", f"{probe}:/probe:ro", image, "/probe/probe", *PROBES
+        )
     )
     answers = dict(line.split(" ", 1) for line in out.splitlines())
     assert set(answers) == set(PROBES), out
@@ -74,7 +68,7 @@ def probe_run(root: Path, image: Path, probe: Path, *opts: str) -> dict[str, str
 
 
 def seccomp_status(root: Path, image: Path, *opts: str) -> dict[str, str]:
-    out = ok(ds(root, "run", "--rm", *opts, image, "cat", "/proc/self/status"))
+    out = ok(dockscope(root, "run", "--rm", *opts, image, "cat", "/proc/self/status"))
     return status_fields(out)
 
 
@@ -98,7 +92,7 @@ def test_docker_default_denies_what_docker_denies(
 
 
 def test_busybox_unshare_fails_with_eperm(root: Path, busybox_image: Path) -> None:
-    result = ds(root, "run", "--rm", busybox_image, "unshare", "-U", "true")
+    result = dockscope(root, "run", "--rm", busybox_image, "unshare", "-U", "true")
     assert result.code == 1
     assert "Operation not permitted" in result.err
 
@@ -133,7 +127,7 @@ def test_custom_profile_errno_reaches_the_command(
     answers = probe_run(root, busybox_image, probe, "--security-opt", f"seccomp={profile}")
     assert answers["mkdir"] == "errno=EACCES"
     assert answers["add_key"] == "ok"  # this profile allows the rest
-    result = ds(
+    result = dockscope(
         root, "run", "--rm", "--security-opt", f"seccomp={profile}", busybox_image, "mkdir", "/x"
     )
     assert result.code == 1
@@ -141,15 +135,15 @@ def test_custom_profile_errno_reaches_the_command(
     # the profile is read once, at create, and kept in the container's config (as docker
     # keeps it): a later start does not depend on the file
     opts = ("--name", "kept", "--security-opt", f"seccomp={profile}")
-    ok(ds(root, "run", *opts, busybox_image, "sh", "-c", "mkdir /x 2>&1; true"))
+    ok(dockscope(root, "run", *opts, busybox_image, "sh", "-c", "mkdir /x 2>&1; true"))
     profile.unlink()
-    ok(ds(root, "start", "kept"))
+    ok(dockscope(root, "start", "kept"))
     wait_until(lambda: ps(root)["kept"]["status"] == "exited", what="the second run to end")
-    assert ok(ds(root, "logs", "kept")).count("Permission denied") == 2
+    assert ok(dockscope(root, "logs", "kept")).count("Permission denied") == 2
     config = json.loads((root / "containers" / _id(root, "kept") / "config.json").read_text())
     assert config["seccomp"] == str(profile)
     assert config["seccomp_profile"]["syscalls"][0]["errnoRet"] == 13
-    ok(ds(root, "rm", "kept"))
+    ok(dockscope(root, "rm", "kept"))
 
 
 def _id(root: Path, name: str) -> str:
@@ -161,19 +155,19 @@ def _id(root: Path, name: str) -> str:
 
 
 def test_exec_gets_the_containers_filter(root: Path, busybox_image: Path) -> None:
-    ok(ds(root, "run", "-d", "--name", "filtered", busybox_image, "sleep", "60"))
+    ok(dockscope(root, "run", "-d", "--name", "filtered", busybox_image, "sleep", "60"))
     try:
-        status = status_fields(ok(ds(root, "exec", "filtered", "cat", "/proc/self/status")))
+        status = status_fields(ok(dockscope(root, "exec", "filtered", "cat", "/proc/self/status")))
         assert status["Seccomp"] == "2"
-        denied = ds(root, "exec", "filtered", "unshare", "-U", "true")
+        denied = dockscope(root, "exec", "filtered", "unshare", "-U", "true")
         assert denied.code == 1 and "Operation not permitted" in denied.err
     finally:
-        ok(ds(root, "rm", "-f", "filtered"))
+        ok(dockscope(root, "rm", "-f", "filtered"))
 
 
 def test_trace_shows_the_filter_loaded_last(root: Path, busybox_image: Path) -> None:
     trace = root.parent / "seccomp-trace.jsonl"
-    ok(ds(root, "run", "--rm", "--trace-json", trace, busybox_image, "true"))
+    ok(dockscope(root, "run", "--rm", "--trace-json", trace, busybox_image, "true"))
     found = events(trace)
     event = step(found, "seccomp")
     assert event["syscall"] == "seccomp(SECCOMP_SET_MODE_FILTER)"
@@ -190,7 +184,7 @@ def test_trace_shows_the_filter_loaded_last(root: Path, busybox_image: Path) -> 
     assert order.index("no_new_privs") < order.index("seccomp") == order.index("exec") - 1
     unconfined = root.parent / "unconfined-trace.jsonl"
     ok(
-        ds(
+        dockscope(
             root,
             *("run", "--rm", "--security-opt", "seccomp=unconfined"),
             *("--trace-json", unconfined, busybox_image, "true"),
@@ -202,7 +196,7 @@ def test_trace_shows_the_filter_loaded_last(root: Path, busybox_image: Path) -> 
 def test_trace_names_the_calls_the_filter_denied(root: Path, busybox_image: Path) -> None:
     trace = root.parent / "denied-trace.jsonl"
     script = "unshare -U true; unshare -U true; mount -t tmpfs none /mnt; mkdir /ok; true"
-    ok(ds(root, "run", "--rm", "--trace-json", trace, busybox_image, "sh", "-c", script))
+    ok(dockscope(root, "run", "--rm", "--trace-json", trace, busybox_image, "sh", "-c", script))
     found = events(trace)
     loaded = step(found, "seccomp")
     session = loaded["evidence"]["audit_session"]
@@ -216,7 +210,7 @@ def test_trace_names_the_calls_the_filter_denied(root: Path, busybox_image: Path
     assert order.index("seccomp-denied") == order.index("exit") - 1
     # the records are this container's only: another traced container's session differs
     other = root.parent / "other-trace.jsonl"
-    ok(ds(root, "run", "--rm", "--trace-json", other, busybox_image, "true"))
+    ok(dockscope(root, "run", "--rm", "--trace-json", other, busybox_image, "true"))
     again = events(other)
     assert step(again, "seccomp")["evidence"]["audit_session"] != session
     assert step(again, "seccomp-denied")["evidence"]["denied"] == []
@@ -226,7 +220,7 @@ def test_an_untraced_run_leaves_no_record(root: Path, busybox_image: Path) -> No
     log = KernelLog.open()
     assert log is not None
     try:
-        ok(ds(root, "run", "--rm", busybox_image, "sh", "-c", "unshare -U true; true"))
+        ok(dockscope(root, "run", "--rm", busybox_image, "sh", "-c", "unshare -U true; true"))
         time.sleep(0.2)  # the kernel's audit thread writes a moment after the call
         records = [r for r in log.records() if "type=1326" in r and 'comm="unshare"' in r]
     finally:
@@ -235,7 +229,7 @@ def test_an_untraced_run_leaves_no_record(root: Path, busybox_image: Path) -> No
 
 
 def test_trace_narrates_the_filter_and_its_denials(root: Path, busybox_image: Path) -> None:
-    result = ds(root, "run", "--rm", "--trace", busybox_image, "sh", "-c", "unshare -U true")
+    result = dockscope(root, "run", "--rm", "--trace", busybox_image, "sh", "-c", "unshare -U true")
     assert result.code == 1
     assert "Load the seccomp filter  seccomp(SECCOMP_SET_MODE_FILTER)(profile=default)" in (
         result.err
@@ -252,7 +246,9 @@ def test_a_log_rule_allows_and_is_reported(root: Path, busybox_image: Path, tmp_
     trace = tmp_path / "trace.jsonl"
     opts = ("--security-opt", f"seccomp={profile}", "--trace-json", trace)
     out = ok(
-        ds(root, "run", "--rm", *opts, busybox_image, "sh", "-c", "mkdir /logged && echo made")
+        dockscope(
+            root, "run", "--rm", *opts, busybox_image, "sh", "-c", "mkdir /logged && echo made"
+        )
     )
     assert out == "made\n"  # SCMP_ACT_LOG allows the call…
     found = events(trace)
@@ -268,7 +264,9 @@ def test_a_profile_that_stops_pid_1_before_execve_is_named(
     profile = tmp_path / "execve-only.json"
     rule = {"names": ["execve"], "action": "SCMP_ACT_ALLOW"}
     profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [rule]}))
-    result = ds(root, "run", "--rm", "--security-opt", f"seccomp={profile}", busybox_image, "true")
+    result = dockscope(
+        root, "run", "--rm", "--security-opt", f"seccomp={profile}", busybox_image, "true"
+    )
     # even exit_group is denied: glibc's _exit then ends in SIGSEGV
     assert result.code == 139
     assert "Load the seccomp filter: PID 1 ended (signal 11) before execve" in result.err

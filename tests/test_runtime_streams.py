@@ -14,15 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime_support import (
-    DOCKSCOPE,
+from tests.support.cli import DOCKSCOPE, dockscope, env_for, ok
+from tests.support.runtime import (
     checked_root,
     container_ids,
-    ds,
-    env_for,
     events,
     needs_root,
-    ok,
     ps,
     pty_session,
     step,
@@ -43,7 +40,7 @@ def test_default_attaches_stdout_and_stderr_and_stdin_is_closed(
     root: Path, busybox_image: Path
 ) -> None:
     script = "echo out; echo err >&2; cat; echo cat=$?; ls -l /proc/self/fd/0"
-    result = ds(root, "run", "--rm", busybox_image, "sh", "-c", script, input="typed\n")
+    result = dockscope(root, "run", "--rm", busybox_image, "sh", "-c", script, input="typed\n")
     assert result.code == 0, result.err
     lines = result.out.splitlines()
     assert lines[:2] == ["out", "cat=0"]  # cat read nothing: its stdin is /dev/null
@@ -52,12 +49,16 @@ def test_default_attaches_stdout_and_stderr_and_stdin_is_closed(
 
 
 def test_interactive_delivers_stdin_and_its_end(root: Path, busybox_image: Path) -> None:
-    result = ds(root, "run", "--rm", "-i", busybox_image, "sh", "-c", "cat; echo end", input="a\nb")
+    result = dockscope(
+        root, "run", "--rm", "-i", busybox_image, "sh", "-c", "cat; echo end", input="a\nb"
+    )
     assert (result.code, result.out) == (0, "a\nbend\n")  # EOF reached the container
 
 
 def test_attach_stdin_without_interactive_delivers_nothing(root: Path, busybox_image: Path) -> None:
-    result = ds(root, "run", "--rm", "-a", "stdin", "-a", "stdout", busybox_image, "cat", input="x")
+    result = dockscope(
+        root, "run", "--rm", "-a", "stdin", "-a", "stdout", busybox_image, "cat", input="x"
+    )
     assert (result.code, result.out, result.err) == (0, "", "")
 
 
@@ -65,11 +66,11 @@ def test_attach_chooses_the_streams_and_the_log_keeps_them_all(
     root: Path, busybox_image: Path
 ) -> None:
     script = "echo out; echo err >&2; printf partial"
-    result = ds(
+    result = dockscope(
         root, "run", "--name", "only-out", "-a", "STDOUT", busybox_image, "sh", "-c", script
     )
     assert (result.code, result.out, result.err) == (0, "out\npartial", "")
-    logs = ds(root, "logs", "only-out")  # a foreground container logs too, as with docker
+    logs = dockscope(root, "logs", "only-out")  # a foreground container logs too, as with docker
     assert (logs.out, logs.err) == ("out\npartial", "err\n")
     log = root / "containers" / ps(root)["only-out"]["id"] / "container.log"
     records = [json.loads(line) for line in log.read_text().splitlines()]
@@ -78,7 +79,7 @@ def test_attach_chooses_the_streams_and_the_log_keeps_them_all(
         ("stderr", "err\n"),
         ("stdout", "partial"),  # an unfinished last line, without its newline
     ]
-    ok(ds(root, "rm", "only-out"))
+    ok(dockscope(root, "rm", "only-out"))
 
 
 @pytest.mark.parametrize(
@@ -93,7 +94,7 @@ def test_stream_options_refused(
     root: Path, busybox_image: Path, args: tuple[str, ...], message: str
 ) -> None:
     before = container_ids(root)
-    result = ds(root, "run", "--rm", *args, busybox_image, "true")
+    result = dockscope(root, "run", "--rm", *args, busybox_image, "true")
     assert result.code == 2
     assert message in result.err
     assert container_ids(root) == before
@@ -104,7 +105,9 @@ def test_tty_without_a_terminal_still_gives_the_container_one(
 ) -> None:
     trace = root.parent / "tty.jsonl"
     script = "tty; test -t 0 && test -t 1 && test -t 2 && echo all-terminals"
-    result = ds(root, "run", "--rm", "-t", "--trace-json", trace, busybox_image, "sh", "-c", script)
+    result = dockscope(
+        root, "run", "--rm", "-t", "--trace-json", trace, busybox_image, "sh", "-c", script
+    )
     assert result.code == 0, result.err
     assert result.out.splitlines() == ["/dev/pts/0", "all-terminals"]
     assert result.err == ""  # one terminal: stderr comes out as stdout
@@ -116,16 +119,18 @@ def test_tty_without_a_terminal_still_gives_the_container_one(
 def test_tty_sets_term_as_docker_does(root: Path, busybox_image: Path) -> None:
     """docker: -t sets TERM=xterm unless the image or -e sets it; exec -t likewise."""
     show = ("sh", "-c", 'echo "TERM=${TERM-unset}"')
-    assert ok(ds(root, "run", "--rm", "-t", busybox_image, *show)).splitlines() == ["TERM=xterm"]
-    assert ok(ds(root, "run", "--rm", busybox_image, *show)) == "TERM=unset\n"
-    given = ds(root, "run", "--rm", "-t", "-e", "TERM=vt100", busybox_image, *show)
+    assert ok(dockscope(root, "run", "--rm", "-t", busybox_image, *show)).splitlines() == [
+        "TERM=xterm"
+    ]
+    assert ok(dockscope(root, "run", "--rm", busybox_image, *show)) == "TERM=unset\n"
+    given = dockscope(root, "run", "--rm", "-t", "-e", "TERM=vt100", busybox_image, *show)
     assert ok(given).splitlines() == ["TERM=vt100"]
-    ok(ds(root, "run", "-d", "--name", "termless", busybox_image, "sleep", "60"))
+    ok(dockscope(root, "run", "-d", "--name", "termless", busybox_image, "sleep", "60"))
     try:
-        assert ok(ds(root, "exec", "termless", *show)) == "TERM=unset\n"
-        assert ok(ds(root, "exec", "-t", "termless", *show)).splitlines() == ["TERM=xterm"]
+        assert ok(dockscope(root, "exec", "termless", *show)) == "TERM=unset\n"
+        assert ok(dockscope(root, "exec", "-t", "termless", *show)).splitlines() == ["TERM=xterm"]
     finally:
-        ok(ds(root, "rm", "-f", "termless"))
+        ok(dockscope(root, "rm", "-f", "termless"))
 
 
 def test_interactive_terminal_session(root: Path, busybox_image: Path) -> None:
@@ -163,10 +168,13 @@ def test_interactive_terminal_session(root: Path, busybox_image: Path) -> None:
 
 
 def test_attach_to_a_detached_interactive_container(root: Path, busybox_image: Path) -> None:
-    ok(ds(root, "run", "-d", "-i", "--name", "waiting", busybox_image, "sh"))
+    ok(dockscope(root, "run", "-d", "-i", "--name", "waiting", busybox_image, "sh"))
     # the attach's input ends: its session ends, the container's stdin stays open (docker's
     # StdinOnce is for run -i only)
-    assert ok(ds(root, "attach", "waiting", input="echo one\necho two >&2\n")) in ("", "one\n")
+    assert ok(dockscope(root, "attach", "waiting", input="echo one\necho two >&2\n")) in (
+        "",
+        "one\n",
+    )
     assert ps(root)["waiting"]["status"] == "running"
     attached = subprocess.Popen(
         [*DOCKSCOPE, "attach", "waiting"],
@@ -182,17 +190,17 @@ def test_attach_to_a_detached_interactive_container(root: Path, busybox_image: P
     out, _ = attached.communicate()
     assert out == b"three\n"
     assert ps(root)["waiting"]["exit_code"] == 7
-    logs = ds(root, "logs", "waiting")
+    logs = dockscope(root, "logs", "waiting")
     assert (logs.out, logs.err) == ("one\nthree\n", "two\n")
-    gone = ds(root, "attach", "waiting")
+    gone = dockscope(root, "attach", "waiting")
     assert gone.code == 2 and "is not running" in gone.err
-    ok(ds(root, "rm", "waiting"))
+    ok(dockscope(root, "rm", "waiting"))
 
 
 def test_attach_to_a_terminal_and_detach_with_ctrl_p_ctrl_q(
     root: Path, busybox_image: Path
 ) -> None:
-    ok(ds(root, "run", "-dit", "--name", "term", busybox_image, "sh"))
+    ok(dockscope(root, "run", "-dit", "--name", "term", busybox_image, "sh"))
     session = pty_session(root, "attach", "term", rows=20, columns=70)
     try:
         session.send(b"stty size; echo pid=$$ m$((1))\n")
@@ -210,4 +218,4 @@ def test_attach_to_a_terminal_and_detach_with_ctrl_p_ctrl_q(
     finally:
         again.close()
     wait_until(lambda: ps(root)["term"]["status"] == "exited", what="the container to end")
-    ok(ds(root, "rm", "term"))
+    ok(dockscope(root, "rm", "term"))

@@ -15,7 +15,8 @@ from inspect_tool.cli import app
 from inspect_tool.errors import UsageError
 from runtime_lab.process import resolve_in_root
 from runtime_lab.spec import parse_volume, read_env_file
-from tests.runtime_support import checked_root, ds, events, needs_root, ok, ps, step
+from tests.support.cli import dockscope, ok
+from tests.support.runtime import checked_root, events, needs_root, ps, step
 
 
 @pytest.fixture(scope="module")
@@ -124,23 +125,23 @@ class TestContainers:
     ) -> None:
         env_file = tmp_path / "env"
         env_file.write_text("FROM_FILE=1\nBOTH=file\n")
-        result = ds(
+        result = dockscope(
             root,
             *("run", "--name", "labelled", "--env-file", env_file, "-e", "BOTH=flag"),
             *("--label", "course=containers", "-l", "lab=3", busybox_image),
             *("sh", "-c", "echo $FROM_FILE $BOTH"),
         )
         assert ok(result) == "1 flag\n"
-        inspected = json.loads(ok(ds(root, "container", "inspect", "labelled")))
+        inspected = json.loads(ok(dockscope(root, "container", "inspect", "labelled")))
         assert inspected["config"]["labels"] == {"course": "containers", "lab": "3"}
-        ok(ds(root, "rm", "labelled"))
+        ok(dockscope(root, "rm", "labelled"))
 
     def test_bind_mounts(self, root: Path, busybox_image: Path, tmp_path: Path) -> None:
         shared = tmp_path / "shared"
         shared.mkdir()
         (shared / "in").write_text("from the host\n")
         script = "cat /mnt/in; echo out > /mnt/out; echo ro > /ro/x; echo $?"
-        result = ds(
+        result = dockscope(
             root,
             *("run", "--rm", "-v", f"{shared}:/mnt", "-v", f"{shared}:/ro:ro"),
             *(busybox_image, "sh", "-c", script),
@@ -156,7 +157,7 @@ class TestContainers:
     ) -> None:
         trace = root.parent / "volume.jsonl"
         # a new volume gets the image's files at its place (docker's copy), then the writes
-        first = ds(
+        first = dockscope(
             root,
             *("run", "--name", "writer", "-v", "notes:/etc", "--trace-json", trace),
             *(busybox_image, "sh", "-c", "echo kept > /etc/note; ls /etc"),
@@ -169,36 +170,44 @@ class TestContainers:
         (line,) = event["evidence"]["mountinfo"]
         assert line.split()[4].endswith("/merged/etc")
 
-        diff = ds(root, "container", "diff", "writer")
+        diff = dockscope(root, "container", "diff", "writer")
         assert diff.out == ""  # /etc/note is in the volume, not in the writable layer
         assert "dockscope: note: /etc is volume notes" in diff.err
         assert "not in the writable layer" in diff.err
-        document = json.loads(ok(ds(root, "container", "diff", "--json", "writer")))
+        document = json.loads(ok(dockscope(root, "container", "diff", "--json", "writer")))
         assert document["changes"] == []
         assert [v["name"] for v in document["volumes"]] == ["notes"]
         assert len(document["notes"]) == 1
 
-        ok(ds(root, "rm", "writer"))
-        again = ds(root, "run", "--rm", "-v", "notes:/data:ro", busybox_image, "cat", "/data/note")
+        ok(dockscope(root, "rm", "writer"))
+        again = dockscope(
+            root, "run", "--rm", "-v", "notes:/data:ro", busybox_image, "cat", "/data/note"
+        )
         assert ok(again) == "kept\n"  # survived rm, seen by another container
-        listed = json.loads(ok(ds(root, "volume", "ls", "--json")))["volumes"]
+        listed = json.loads(ok(dockscope(root, "volume", "ls", "--json")))["volumes"]
         assert [(v["name"], v["containers"]) for v in listed] == [("notes", [])]
-        assert ok(ds(root, "volume", "rm", "notes")) == "notes\n"
+        assert ok(dockscope(root, "volume", "rm", "notes")) == "notes\n"
         assert not (root / "volumes" / "notes").exists()
 
     def test_volume_in_use_and_anonymous_volumes(self, root: Path, busybox_image: Path) -> None:
-        ok(ds(root, "run", "--name", "user", "-v", "busy:/b", "-v", "/anon", busybox_image, "true"))
-        refused = ds(root, "volume", "rm", "busy")
+        ok(
+            dockscope(
+                root, "run", "--name", "user", "-v", "busy:/b", "-v", "/anon", busybox_image, "true"
+            )
+        )
+        refused = dockscope(root, "volume", "rm", "busy")
         assert refused.code == 2 and "in use by container(s): user" in refused.err
-        listed = json.loads(ok(ds(root, "volume", "ls", "--json")))["volumes"]
+        listed = json.loads(ok(dockscope(root, "volume", "ls", "--json")))["volumes"]
         anonymous = [v["name"] for v in listed if v["anonymous"]]
         assert len(anonymous) == 1 and len(anonymous[0]) == 64
-        ok(ds(root, "rm", "-v", "user"))  # the anonymous volume goes, the named one stays
-        listed = json.loads(ok(ds(root, "volume", "ls", "--json")))["volumes"]
+        ok(dockscope(root, "rm", "-v", "user"))  # the anonymous volume goes, the named one stays
+        listed = json.loads(ok(dockscope(root, "volume", "ls", "--json")))["volumes"]
         assert [v["name"] for v in listed] == ["busy"]
-        ok(ds(root, "run", "--rm", "-v", "/anon2", busybox_image, "true"))  # --rm removes it too
-        assert len(json.loads(ok(ds(root, "volume", "ls", "--json")))["volumes"]) == 1
-        ok(ds(root, "volume", "rm", "busy"))
+        ok(
+            dockscope(root, "run", "--rm", "-v", "/anon2", busybox_image, "true")
+        )  # --rm removes it too
+        assert len(json.loads(ok(dockscope(root, "volume", "ls", "--json")))["volumes"]) == 1
+        ok(dockscope(root, "volume", "rm", "busy"))
 
     def test_read_only_root(self, root: Path, busybox_image: Path) -> None:
         trace = root.parent / "ro.jsonl"
@@ -206,7 +215,7 @@ class TestContainers:
             "touch /x 2>&1; echo shm > /dev/shm/ok && cat /dev/shm/ok;"
             " echo vol > /v/ok && cat /v/ok; pwd"
         )
-        result = ds(
+        result = dockscope(
             root,
             *("run", "--name", "ro", "--read-only", "-v", "/v", "-w", "/made/here"),
             *("--trace-json", trace, busybox_image, "sh", "-c", script),
@@ -221,6 +230,6 @@ class TestContainers:
         assert event["args"]["flags"] == ["MS_REMOUNT", "MS_BIND", "MS_RDONLY"]
         assert " ro," in event["evidence"]["mountinfo"][0]
         # the working directory is in the writable layer; the volume's mount point is not shown
-        assert ok(ds(root, "container", "diff", "ro")) == "A /made\nA /made/here\n"
+        assert ok(dockscope(root, "container", "diff", "ro")) == "A /made\nA /made/here\n"
         assert ps(root)["ro"]["exit_code"] == 0
-        ok(ds(root, "rm", "-v", "ro"))
+        ok(dockscope(root, "rm", "-v", "ro"))

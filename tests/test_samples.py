@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 import zstandard
 
-SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"
+from tests.support.paths import SAMPLES
+
 GENERATOR = SAMPLES / "make_samples.py"
 HAND_WRITTEN = {"make_samples.py", "README.md"}
 # built by `make` from the host's busybox (make_samples.py --busybox), ignored by git: not a

@@ -11,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from inspect_tool.cli import app
-from tests.helpers import SAMPLES, extract_trusted
+from tests.support.paths import SAMPLES
+from tests.support.trees import extract_trusted
 
 runner = CliRunner()
 EXPECTED: list[dict[str, Any]] = json.loads((SAMPLES / "expected.json").read_text())["images"]

@@ -21,7 +21,8 @@ import pytest
 
 from inspect_tool.storage import is_engine_root
 from inspect_tool.storage.times import format_ns
-from tests.storage_helpers import diff_lines, dockscope, fingerprint
+from tests.support.snapshots import snapshot
+from tests.support.storage import diff_lines, read_evidence
 
 IMAGE_ID = "sha256:8ac48589692a53a9b8c2d1ceaa6b402665aa7fe667ba51ccc03002300856d8c7"
 DIFF_ID = "sha256:0314be9edf00a925d59f9b88c9d8ccb34447ab677078874d8c14e7a6816e21e1"
@@ -100,8 +101,8 @@ def test_detects_a_docker_root_and_nothing_else(unpacked: Path, tmp_path: Path) 
 
 
 def test_ls_json_lists_the_image_and_five_containers(unpacked: Path) -> None:
-    run = dockscope(unpacked, "storage", "ls", "--json", unpacked)
-    assert run.exit_code == 0, run.stderr
+    run = read_evidence(unpacked, "storage", "ls", "--json", unpacked)
+    assert run.code == 0, run.err
     doc = run.json()
     assert doc["kind"] == "storage-ls" and doc["schema_version"] == 1
     assert doc["engine"] == "docker" and doc["drivers"] == ["overlay2"]
@@ -134,9 +135,9 @@ def test_ls_json_lists_the_image_and_five_containers(unpacked: Path) -> None:
 
 
 def test_ls_text_reads_like_docker_ps(unpacked: Path) -> None:
-    run = dockscope(unpacked, "storage", "ls", "--long", unpacked)
-    assert run.exit_code == 0, run.stderr
-    lines = run.stdout.splitlines()
+    run = read_evidence(unpacked, "storage", "ls", "--long", unpacked)
+    assert run.code == 0, run.err
+    lines = run.out.splitlines()
     assert lines[0] == f"{unpacked}: docker storage (overlay2)"
     assert any(line.startswith("8ac48589692a   busybox:latest") for line in lines)
     running = next(line for line in lines if line.startswith(RUNNING[:12]))
@@ -147,9 +148,9 @@ def test_ls_text_reads_like_docker_ps(unpacked: Path) -> None:
 
 
 def test_a_folder_holding_the_root_is_refused_with_a_hint(unpacked: Path) -> None:
-    run = dockscope(unpacked.parent, "storage", "ls", unpacked.parent)
-    assert run.exit_code == 3
-    assert f"engine storage lies in {unpacked}" in run.stderr
+    run = read_evidence(unpacked.parent, "storage", "ls", unpacked.parent)
+    assert run.code == 3
+    assert f"engine storage lies in {unpacked}" in run.err
 
 
 # -- diff ----------------------------------------------------------------------------------------
@@ -159,25 +160,25 @@ def test_a_folder_holding_the_root_is_refused_with_a_hint(unpacked: Path) -> Non
 def test_diff_of_each_container_as_docker_prints_it(unpacked: Path, cid: str) -> None:
     name, _, _, expected = CONTAINERS[cid]
     for ident in (cid, cid[:12], name, name.lstrip("/")):
-        run = dockscope(unpacked, "container", "diff", "--storage", unpacked, ident)
+        run = read_evidence(unpacked, "container", "diff", "--storage", unpacked, ident)
         assert diff_lines(run) == expected, ident
-        assert run.stderr == ""
+        assert run.err == ""
 
 
 def test_engine_storage_given_with_root_still_reads_it_for_one_release(unpacked: Path) -> None:
     """In 0.1 --root named engine storage too: it still works, with a line naming --storage,
     and so does container export's old --layer flag."""
     _, _, _, expected = CONTAINERS[RUNNING]
-    run = dockscope(unpacked, "container", "diff", "--root", unpacked, RUNNING)
+    run = read_evidence(unpacked, "container", "diff", "--root", unpacked, RUNNING)
     assert diff_lines(run) == expected
-    assert run.stderr == (
+    assert run.err == (
         "dockscope: container diff --root ENGINE_ROOT is now --storage ENGINE_ROOT; the old "
         "form goes in the next release\n"
     )
-    old = dockscope(
+    old = read_evidence(
         unpacked, "container", "export", "--layer", "--root", unpacked, RUNNING, "-o", "-"
     )
-    new = dockscope(
+    new = read_evidence(
         unpacked,
         "container",
         "export",
@@ -188,16 +189,16 @@ def test_engine_storage_given_with_root_still_reads_it_for_one_release(unpacked:
         "-o",
         "-",
     )
-    assert old.exit_code == new.exit_code == 0, old.stderr
-    assert old.stdout_bytes == new.stdout_bytes
-    assert "container export --layer is now --writable-layer" in old.stderr
+    assert old.code == new.code == 0, old.err
+    assert old.out_bytes == new.out_bytes
+    assert "container export --layer is now --writable-layer" in old.err
 
 
 def test_diff_json_adds_metadata_and_content_hash(unpacked: Path) -> None:
-    run = dockscope(
+    run = read_evidence(
         unpacked, "container", "diff", "--json", "--storage", unpacked, "festive_perlman"
     )
-    assert run.exit_code == 0, run.stderr
+    assert run.code == 0, run.err
     doc = run.json()
     assert doc["kind"] == "container-diff"
     assert (doc["engine"], doc["driver"], doc["method"]) == ("docker", "overlay2", "overlay")
@@ -229,14 +230,16 @@ def test_diff_since_gives_a_timeline(unpacked: Path) -> None:
     mtime = format_ns(tets.lstat().st_mtime_ns, fixed=True)
     assert mtime == "2018-05-16T10:51:44.000000000Z"
     args = ("container", "diff", "--storage", unpacked, RUNNING[:6])
-    run = dockscope(unpacked, *args, "--since", "2018-05-16")
+    run = read_evidence(unpacked, *args, "--since", "2018-05-16")
     assert diff_lines(run) == [f"{mtime} A /tets"]
-    assert diff_lines(dockscope(unpacked, *args, "--since", "2018-05-17T00:00:00Z")) == []
-    assert diff_lines(dockscope(unpacked, *args, "--since", "1526428800")) == [f"{mtime} A /tets"]
-    doc = dockscope(unpacked, *args, "--json", "--since", "2030-01-01").json()
+    assert diff_lines(read_evidence(unpacked, *args, "--since", "2018-05-17T00:00:00Z")) == []
+    assert diff_lines(read_evidence(unpacked, *args, "--since", "1526428800")) == [
+        f"{mtime} A /tets"
+    ]
+    doc = read_evidence(unpacked, *args, "--json", "--since", "2030-01-01").json()
     assert doc["changes"] == [] and doc["since"] == "2030-01-01T00:00:00Z"
-    bad = dockscope(unpacked, *args, "--since", "yesterday")
-    assert bad.exit_code == 2 and "--since 'yesterday'" in bad.stderr
+    bad = read_evidence(unpacked, *args, "--since", "yesterday")
+    assert bad.code == 2 and "--since 'yesterday'" in bad.err
 
 
 def test_ambiguous_prefix_lists_candidates(docker_copy: Path) -> None:
@@ -251,13 +254,15 @@ def test_ambiguous_prefix_lists_candidates(docker_copy: Path) -> None:
         docker_copy / "image/overlay2/layerdb/mounts" / RUNNING,
         docker_copy / "image/overlay2/layerdb/mounts" / twin,
     )
-    run = dockscope(docker_copy, "container", "diff", "--storage", docker_copy, "8e8b7f")
-    assert run.exit_code == 2
-    assert "'8e8b7f' is ambiguous" in run.stderr
-    assert "8e8b7f23eb7c (/festive_perlman)" in run.stderr and "8e8b7f000000 (/twin)" in run.stderr
-    assert diff_lines(dockscope(docker_copy, "container", "diff", "--storage", docker_copy, "twin"))
-    missing = dockscope(docker_copy, "container", "diff", "--storage", docker_copy, "nope")
-    assert missing.exit_code == 2 and "no container named" in missing.stderr
+    run = read_evidence(docker_copy, "container", "diff", "--storage", docker_copy, "8e8b7f")
+    assert run.code == 2
+    assert "'8e8b7f' is ambiguous" in run.err
+    assert "8e8b7f23eb7c (/festive_perlman)" in run.err and "8e8b7f000000 (/twin)" in run.err
+    assert diff_lines(
+        read_evidence(docker_copy, "container", "diff", "--storage", docker_copy, "twin")
+    )
+    missing = read_evidence(docker_copy, "container", "diff", "--storage", docker_copy, "nope")
+    assert missing.code == 2 and "no container named" in missing.err
 
 
 # -- export --------------------------------------------------------------------------------------
@@ -308,8 +313,8 @@ def test_export_equals_the_kernels_merged_view(unpacked: Path, tmp_path: Path) -
     """The running container's overlay mount was captured in the copy (overlay2/<id>/merged):
     the union computed from the layer directories must show exactly what the kernel showed."""
     out = tmp_path / "festive.tar"
-    run = dockscope(unpacked, "container", "export", "--storage", unpacked, RUNNING, "-o", out)
-    assert run.exit_code == 0, run.stderr
+    run = read_evidence(unpacked, "container", "export", "--storage", unpacked, RUNNING, "-o", out)
+    assert run.code == 0, run.err
     merged = unpacked / "overlay2" / _mount_id(unpacked, RUNNING) / "merged"
     exported = _tar_members(out.read_bytes())
     assert exported == _tree(merged)
@@ -330,8 +335,8 @@ def test_export_layer_and_json_summary(unpacked: Path, tmp_path: Path) -> None:
         "-o",
         out,
     )
-    run = dockscope(unpacked, *args)
-    assert run.exit_code == 0, run.stderr
+    run = read_evidence(unpacked, *args)
+    assert run.code == 0, run.err
     doc = run.json()
     assert doc["kind"] == "container-export" and doc["layer"] is True
     assert doc["summary"]["files"] == 1 and doc["summary"]["bytes"] == 5
@@ -341,25 +346,27 @@ def test_export_layer_and_json_summary(unpacked: Path, tmp_path: Path) -> None:
 
 
 def test_export_to_stdout_and_refusals(unpacked: Path) -> None:
-    run = dockscope(unpacked, "container", "export", "--storage", unpacked, RUNNING, "-o", "-")
-    assert run.exit_code == 0, run.stderr
-    assert "tets" in _tar_members(run.stdout_bytes)
+    run = read_evidence(unpacked, "container", "export", "--storage", unpacked, RUNNING, "-o", "-")
+    assert run.code == 0, run.err
+    assert "tets" in _tar_members(run.out_bytes)
     inside = unpacked / "stolen.tar"
-    run = dockscope(unpacked, "container", "export", "--storage", unpacked, RUNNING, "-o", inside)
-    assert run.exit_code == 2 and "inside the evidence" in run.stderr
+    run = read_evidence(
+        unpacked, "container", "export", "--storage", unpacked, RUNNING, "-o", inside
+    )
+    assert run.code == 2 and "inside the evidence" in run.err
     assert not inside.exists()
-    run = dockscope(
+    run = read_evidence(
         unpacked, "container", "export", "--storage", unpacked, RUNNING, "--json", "-o", "-"
     )
-    assert run.exit_code == 2
+    assert run.code == 2
 
 
 # -- inspect and logs ----------------------------------------------------------------------------
 
 
 def test_inspect_decodes_the_engines_files(unpacked: Path) -> None:
-    run = dockscope(unpacked, "container", "inspect", "--storage", unpacked, "festive_perlman")
-    assert run.exit_code == 0, run.stderr
+    run = read_evidence(unpacked, "container", "inspect", "--storage", unpacked, "festive_perlman")
+    assert run.code == 0, run.err
     doc = run.json()
     assert doc["kind"] == "container-inspect" and doc["engine"] == "docker"
     files = doc["files"]
@@ -372,23 +379,23 @@ def test_inspect_decodes_the_engines_files(unpacked: Path) -> None:
 
 
 def test_logs_split_streams_and_filter(unpacked: Path) -> None:
-    run = dockscope(unpacked, "container", "logs", "--storage", unpacked, "objective_franklin")
-    assert (run.exit_code, run.stdout, run.stderr) == (0, "ohai\n", "")
-    run = dockscope(unpacked, "container", "logs", "--storage", unpacked, "reverent_wing")
-    assert run.exit_code == 0 and run.stdout == ""
-    assert "stat /bin/sh echo test: no such file or directory" in run.stderr
-    run = dockscope(
+    run = read_evidence(unpacked, "container", "logs", "--storage", unpacked, "objective_franklin")
+    assert (run.code, run.out, run.err) == (0, "ohai\n", "")
+    run = read_evidence(unpacked, "container", "logs", "--storage", unpacked, "reverent_wing")
+    assert run.code == 0 and run.out == ""
+    assert "stat /bin/sh echo test: no such file or directory" in run.err
+    run = read_evidence(
         unpacked, "container", "logs", "-t", "--storage", unpacked, "objective_franklin"
     )
-    assert run.stdout == "2018-05-16T10:51:11.853151438Z ohai\n"
+    assert run.out == "2018-05-16T10:51:11.853151438Z ohai\n"
     args = ("container", "logs", "--storage", unpacked, "objective_franklin")
-    assert dockscope(unpacked, *args, "--since", "2018-05-16T10:51:12Z").stdout == ""
-    assert dockscope(unpacked, *args, "--tail", "0").stdout == ""
-    doc = dockscope(unpacked, *args, "--json").json()
+    assert read_evidence(unpacked, *args, "--since", "2018-05-16T10:51:12Z").out == ""
+    assert read_evidence(unpacked, *args, "--tail", "0").out == ""
+    doc = read_evidence(unpacked, *args, "--json").json()
     assert doc["entries"] == [
         {"time": "2018-05-16T10:51:11.853151438Z", "stream": "stdout", "text": "ohai\n"}
     ]
-    assert dockscope(unpacked, "container", "logs", "--storage", unpacked, RUNNING).stdout == ""
+    assert read_evidence(unpacked, "container", "logs", "--storage", unpacked, RUNNING).out == ""
 
 
 # -- save ----------------------------------------------------------------------------------------
@@ -396,8 +403,8 @@ def test_logs_split_streams_and_filter(unpacked: Path) -> None:
 
 def test_save_writes_a_verified_oci_layout(unpacked: Path, tmp_path: Path) -> None:
     out = tmp_path / "busybox-oci"
-    run = dockscope(unpacked, "storage", "save", "--json", unpacked, "busybox", "-o", out)
-    assert run.exit_code == 0, run.stderr
+    run = read_evidence(unpacked, "storage", "save", "--json", unpacked, "busybox", "-o", out)
+    assert run.code == 0, run.err
     doc = run.json()
     assert doc["ok"] is True and doc["image"]["id"] == IMAGE_ID
     [layer] = doc["layers"]
@@ -409,17 +416,17 @@ def test_save_writes_a_verified_oci_layout(unpacked: Path, tmp_path: Path) -> No
     index = json.loads((out / "index.json").read_text())
     [descriptor] = index["manifests"]
     assert descriptor["annotations"]["org.opencontainers.image.ref.name"] == "latest"
-    verify = dockscope(unpacked, "verify", "--json", out)
-    assert verify.exit_code == 0, verify.stdout
+    verify = read_evidence(unpacked, "verify", "--json", out)
+    assert verify.code == 0, verify.out
     assert verify.json()["ok"] is True
-    inspect = dockscope(unpacked, "inspect", "--json", out).json()
+    inspect = read_evidence(unpacked, "inspect", "--json", out).json()
     assert inspect["image_id"] == IMAGE_ID
     assert [lyr["diff_id"] for lyr in inspect["layers"]] == [DIFF_ID]
     # the same image named by ID prefix and by digest reference, into an empty directory
     again = tmp_path / "again"
     again.mkdir()
-    run = dockscope(unpacked, "storage", "save", unpacked, IMAGE_ID[7:19], "-o", again)
-    assert run.exit_code == 0 and "ok" in run.stdout
+    run = read_evidence(unpacked, "storage", "save", unpacked, IMAGE_ID[7:19], "-o", again)
+    assert run.code == 0 and "ok" in run.out
     assert (
         again / "blobs/sha256" / DIFF_ID.removeprefix("sha256:")
     ).read_bytes() == blob.read_bytes()
@@ -431,13 +438,13 @@ def test_save_names_the_layer_and_files_that_changed(docker_copy: Path, tmp_path
     passwd.write_bytes(passwd.read_bytes().replace(b"root", b"evil"))
     (diff / "etc" / "group").unlink()
     out = tmp_path / "out"
-    run = dockscope(
+    run = read_evidence(
         docker_copy, "storage", "save", "--json", docker_copy, "busybox:latest", "-o", out
     )
-    assert run.exit_code == 1
-    assert f"layer 0 (cache-id {CACHE})" in run.stderr
-    assert "cannot be rebuilt from tar-split" in run.stderr
-    assert "/etc/group (not found), /etc/passwd (content differs)" in run.stderr
+    assert run.code == 1
+    assert f"layer 0 (cache-id {CACHE})" in run.err
+    assert "cannot be rebuilt from tar-split" in run.err
+    assert "/etc/group (not found), /etc/passwd (content differs)" in run.err
     doc = run.json()
     assert doc["ok"] is False and doc["layers"][0]["ok"] is False
     assert not out.exists()
@@ -447,23 +454,25 @@ def test_save_names_the_layer_and_files_that_changed(docker_copy: Path, tmp_path
 def test_save_catches_a_file_changed_in_place(docker_copy: Path, tmp_path: Path) -> None:
     passwd = docker_copy / "overlay2" / CACHE / "diff" / "etc" / "passwd"
     passwd.write_bytes(passwd.read_bytes().replace(b"root", b"evil"))  # same size
-    run = dockscope(docker_copy, "storage", "save", docker_copy, "busybox", "-o", tmp_path / "o")
-    assert run.exit_code == 1
-    assert "/etc/passwd (content differs)" in run.stderr
-    assert "rebuilt from tar-split it hashes to sha256:" in run.stderr
-    assert f"rootfs.diff_ids says {DIFF_ID}" in run.stderr
+    run = read_evidence(
+        docker_copy, "storage", "save", docker_copy, "busybox", "-o", tmp_path / "o"
+    )
+    assert run.code == 1
+    assert "/etc/passwd (content differs)" in run.err
+    assert "rebuilt from tar-split it hashes to sha256:" in run.err
+    assert f"rootfs.diff_ids says {DIFF_ID}" in run.err
 
 
 def test_save_refusals(unpacked: Path, tmp_path: Path) -> None:
     full = tmp_path / "full"
     full.mkdir()
     (full / "x").write_text("x")
-    run = dockscope(unpacked, "storage", "save", unpacked, "busybox", "-o", full)
-    assert run.exit_code == 2 and "not an empty directory" in run.stderr
-    run = dockscope(unpacked, "storage", "save", unpacked, "busybox", "-o", unpacked / "oci")
-    assert run.exit_code == 2 and "inside the evidence" in run.stderr
-    run = dockscope(unpacked, "storage", "save", unpacked, "alpine", "-o", tmp_path / "n")
-    assert run.exit_code == 2 and "no image named" in run.stderr
+    run = read_evidence(unpacked, "storage", "save", unpacked, "busybox", "-o", full)
+    assert run.code == 2 and "not an empty directory" in run.err
+    run = read_evidence(unpacked, "storage", "save", unpacked, "busybox", "-o", unpacked / "oci")
+    assert run.code == 2 and "inside the evidence" in run.err
+    run = read_evidence(unpacked, "storage", "save", unpacked, "alpine", "-o", tmp_path / "n")
+    assert run.code == 2 and "no image named" in run.err
 
 
 # -- hostile evidence ----------------------------------------------------------------------------
@@ -476,30 +485,34 @@ def test_symlinks_in_the_evidence_are_never_followed(docker_copy: Path, tmp_path
     upper = docker_copy / "overlay2" / _mount_id(docker_copy, EXITED) / "diff"
     shutil.rmtree(upper)
     upper.symlink_to(outside)  # the writable layer itself points out of ROOT
-    run = dockscope(docker_copy, "container", "diff", "--storage", docker_copy, EXITED)
-    assert run.exit_code == 3 and "symlink (not followed)" in run.stderr
-    run = dockscope(docker_copy, "container", "export", "--storage", docker_copy, EXITED, "-o", "-")
-    assert run.exit_code == 3 and b"host secret" not in run.stdout_bytes
+    run = read_evidence(docker_copy, "container", "diff", "--storage", docker_copy, EXITED)
+    assert run.code == 3 and "symlink (not followed)" in run.err
+    run = read_evidence(
+        docker_copy, "container", "export", "--storage", docker_copy, EXITED, "-o", "-"
+    )
+    assert run.code == 3 and b"host secret" not in run.out_bytes
     # a config that is a symlink is skipped with a warning, never read
     config = docker_copy / "containers" / RUNNING / "config.v2.json"
     config.unlink()
     config.symlink_to(outside / "secret")
-    run = dockscope(docker_copy, "storage", "ls", "--json", docker_copy)
-    assert run.exit_code == 0
+    run = read_evidence(docker_copy, "storage", "ls", "--json", docker_copy)
+    assert run.code == 0
     assert any("no config.v2.json" in w for w in run.json()["warnings"])
-    assert "host secret" not in run.stdout
+    assert "host secret" not in run.out
 
 
 def test_symlinks_inside_a_layer_are_data(docker_copy: Path, tmp_path: Path) -> None:
     upper = docker_copy / "overlay2" / _mount_id(docker_copy, EXITED) / "diff"
     (upper / "escape").symlink_to("/etc/shadow")
     (upper / "up").symlink_to("../../../../../../../../")
-    run = dockscope(docker_copy, "container", "diff", "--json", "--storage", docker_copy, EXITED)
+    run = read_evidence(
+        docker_copy, "container", "diff", "--json", "--storage", docker_copy, EXITED
+    )
     changes = {c["path"]: c for c in run.json()["changes"]}
     assert changes["/escape"]["type"] == "symlink" and changes["/escape"]["link"] == "/etc/shadow"
     assert changes["/escape"]["sha256"] is None
     out = tmp_path / "l.tar"
-    run = dockscope(
+    run = read_evidence(
         docker_copy,
         "container",
         "export",
@@ -518,8 +531,8 @@ def test_symlinks_inside_a_layer_are_data(docker_copy: Path, tmp_path: Path) -> 
 def test_a_bad_cache_id_is_refused(docker_copy: Path) -> None:
     record = docker_copy / "image/overlay2/layerdb/sha256" / DIFF_ID[7:] / "cache-id"
     record.write_text("../../../../etc")
-    run = dockscope(docker_copy, "container", "diff", "--storage", docker_copy, EXITED)
-    assert run.exit_code == 3 and "not a plain name" in run.stderr
+    run = read_evidence(docker_copy, "container", "diff", "--storage", docker_copy, EXITED)
+    assert run.code == 3 and "not a plain name" in run.err
 
 
 # -- Docker's rules on whiteouts and opaque directories ------------------------------------------
@@ -552,7 +565,7 @@ def test_overlay2_whiteouts_and_opaque_directories(docker_copy: Path, tmp_path: 
     (upper / "fresh" / "f").write_text("f\n")
     os.setxattr(upper / "fresh", "trusted.overlay.opaque", b"y")
     _same_meta(upper / "usr", image / "usr")
-    run = dockscope(docker_copy, "container", "diff", "--storage", docker_copy, EXITED)
+    run = read_evidence(docker_copy, "container", "diff", "--storage", docker_copy, EXITED)
     assert diff_lines(run) == [
         "C /etc",
         "D /etc/passwd",
@@ -568,14 +581,14 @@ def test_overlay2_whiteouts_and_opaque_directories(docker_copy: Path, tmp_path: 
         "A /var/spool/fresh",
     ]
     out = tmp_path / "merged.tar"
-    dockscope(docker_copy, "container", "export", "--storage", docker_copy, EXITED, "-o", out)
+    read_evidence(docker_copy, "container", "export", "--storage", docker_copy, EXITED, "-o", out)
     merged = _tar_members(out.read_bytes())
     assert "etc/passwd" not in merged and "etc/group" in merged
     assert "var/spool/mail" not in merged and "var/spool/fresh" in merged
     assert not [n for n in merged if n.startswith("usr/sbin/")]
     assert merged["home/user/notes"] == ("file", 0o644, b"notes\n")
     layer = tmp_path / "layer.tar"
-    dockscope(
+    read_evidence(
         docker_copy,
         "container",
         "export",
@@ -672,26 +685,26 @@ def test_other_drivers_list_diff_and_export(
     other_driver: tuple[str, Path], unpacked: Path, tmp_path: Path
 ) -> None:
     driver, root = other_driver
-    doc = dockscope(root, "storage", "ls", "--json", root).json()
+    doc = read_evidence(root, "storage", "ls", "--json", root).json()
     assert doc["drivers"] == [driver]
     assert {c["id"] for c in doc["containers"]} == set(CONTAINERS)
     assert [i["id"] for i in doc["images"]] == [IMAGE_ID]
     for cid, (_, _, _, expected) in CONTAINERS.items():
-        run = dockscope(root, "container", "diff", "--storage", root, cid)
+        run = read_evidence(root, "container", "diff", "--storage", root, cid)
         assert diff_lines(run) == expected, (driver, cid)
     out = tmp_path / "merged.tar"
-    run = dockscope(root, "container", "export", "--storage", root, RUNNING, "-o", out)
-    assert run.exit_code == 0, run.stderr
+    run = read_evidence(root, "container", "export", "--storage", root, RUNNING, "-o", out)
+    assert run.code == 0, run.err
     kernel = unpacked / "overlay2" / _mount_id(unpacked, RUNNING) / "merged"
     assert _tar_members(out.read_bytes()) == _tree(kernel)
     layer = tmp_path / "layer.tar"
-    dockscope(
+    read_evidence(
         root, "container", "export", "--writable-layer", "--storage", root, RUNNING, "-o", layer
     )
     with tarfile.open(layer) as tar:
         assert tar.getnames() == ["tets"]
-    saved = dockscope(root, "storage", "save", root, "busybox", "-o", tmp_path / "oci")
-    assert saved.exit_code == 0, saved.stderr
+    saved = read_evidence(root, "storage", "save", root, "busybox", "-o", tmp_path / "oci")
+    assert saved.code == 0, saved.err
 
 
 def test_aufs_whiteouts_and_opaque_markers(unpacked: Path, tmp_path: Path) -> None:
@@ -705,7 +718,7 @@ def test_aufs_whiteouts_and_opaque_markers(unpacked: Path, tmp_path: Path) -> No
     (upper / "var" / "spool" / "fresh").write_text("fresh\n")
     image = root / "aufs" / "diff" / CACHE
     _same_meta(upper / "var", image / "var")
-    run = dockscope(root, "container", "diff", "--storage", root, EXITED)
+    run = read_evidence(root, "container", "diff", "--storage", root, EXITED)
     # moby's changes() compares a directory's size too: equal on disk filesystems that give
     # every directory one block, not on tmpfs (where it counts the entries)
     var = ["C /var"] if (upper / "var").stat().st_size != (image / "var").stat().st_size else []
@@ -717,12 +730,12 @@ def test_aufs_whiteouts_and_opaque_markers(unpacked: Path, tmp_path: Path) -> No
         "A /var/spool/fresh",
     ]
     out = tmp_path / "merged.tar"
-    dockscope(root, "container", "export", "--storage", root, EXITED, "-o", out)
+    read_evidence(root, "container", "export", "--storage", root, EXITED, "-o", out)
     merged = _tar_members(out.read_bytes())
     assert "etc/passwd" not in merged and "var/spool/mail" not in merged
     assert not [n for n in merged if ".wh." in n]
     layer = tmp_path / "layer.tar"
-    dockscope(
+    read_evidence(
         root, "container", "export", "--writable-layer", "--storage", root, EXITED, "-o", layer
     )
     with tarfile.open(layer) as tar:
@@ -749,22 +762,22 @@ def test_vfs_and_overlay_v1_compare_full_trees(unpacked: Path, tmp_path: Path) -
             with open(rw / "etc" / "group", "a") as group:
                 group.write("intruder:x:1000:\n")
         (rw / "new").write_text("new\n")
-        run = dockscope(root, "container", "diff", "--storage", root, EXITED)
+        run = read_evidence(root, "container", "diff", "--storage", root, EXITED)
         assert diff_lines(run) == ["C /etc", "C /etc/group", "D /etc/passwd", "A /new"], driver
-        doc = dockscope(root, "container", "diff", "--json", "--storage", root, EXITED).json()
+        doc = read_evidence(root, "container", "diff", "--json", "--storage", root, EXITED).json()
         assert doc["method"] == "naive"
 
 
 def test_the_whole_tree_fingerprint_sees_a_change(unpacked: Path, tmp_path: Path) -> None:
     """The guard itself: a chmod back to the same mode, or an xattr, is a change."""
     root = _copy(unpacked, tmp_path / "docker")
-    before = fingerprint(root)
+    before = snapshot(root)
     target = root / "containers" / RUNNING / "hostname"
     os.chmod(target, stat.S_IMODE(target.lstat().st_mode))
-    assert fingerprint(root) != before
-    before = fingerprint(root)
+    assert snapshot(root) != before
+    before = snapshot(root)
     os.setxattr(target, "user.mark", b"1")
-    assert fingerprint(root) != before
+    assert snapshot(root) != before
 
 
 def test_damaged_records_are_warnings_in_ls_and_errors_where_needed(docker_copy: Path) -> None:
@@ -772,18 +785,18 @@ def test_damaged_records_are_warnings_in_ls_and_errors_where_needed(docker_copy:
     (mounts / "mount-id").write_text("../../../../tmp")
     config = docker_copy / "image/overlay2/imagedb/content/sha256" / IMAGE_ID[7:]
     config.write_text('{"rootfs": ')
-    run = dockscope(docker_copy, "storage", "ls", "--json", docker_copy)
-    assert run.exit_code == 0, run.stderr
+    run = read_evidence(docker_copy, "storage", "ls", "--json", docker_copy)
+    assert run.code == 0, run.err
     doc = run.json()
     assert doc["images"] == []
     assert any("invalid JSON" in w and "image skipped" in w for w in doc["warnings"])
     assert any("mount-id is not a plain name" in w for w in doc["warnings"])
     exited = next(c for c in doc["containers"] if c["id"] == EXITED)
     assert exited["upper_dir"] is None
-    run = dockscope(docker_copy, "container", "diff", "--storage", docker_copy, EXITED)
-    assert run.exit_code == 3 and "mount-id is not a plain name" in run.stderr
+    run = read_evidence(docker_copy, "container", "diff", "--storage", docker_copy, EXITED)
+    assert run.code == 3 and "mount-id is not a plain name" in run.err
     assert diff_lines(
-        dockscope(docker_copy, "container", "diff", "--storage", docker_copy, RUNNING)
+        read_evidence(docker_copy, "container", "diff", "--storage", docker_copy, RUNNING)
     )
 
 
@@ -791,20 +804,20 @@ def test_overlay2_lower_links_when_the_layerdb_has_no_parent(docker_copy: Path) 
     """Without layerdb's parent, overlay2's own ``lower`` file names the layers through the
     ``l/`` short links; a link that leads anywhere but ``../<id>/diff`` is refused."""
     (docker_copy / "image/overlay2/layerdb/mounts" / RUNNING / "parent").unlink()
-    run = dockscope(docker_copy, "container", "diff", "--storage", docker_copy, RUNNING)
+    run = read_evidence(docker_copy, "container", "diff", "--storage", docker_copy, RUNNING)
     assert diff_lines(run) == ["A /tets"]
     out = docker_copy.parent / "merged.tar"
-    run = dockscope(
+    run = read_evidence(
         docker_copy, "container", "export", "--storage", docker_copy, RUNNING, "-o", out
     )
-    assert run.exit_code == 0 and "bin/busybox" in _tar_members(out.read_bytes())
+    assert run.code == 0 and "bin/busybox" in _tar_members(out.read_bytes())
     mount = _mount_id(docker_copy, RUNNING)
     short = (docker_copy / "overlay2" / mount / "lower").read_text().split(":")[-1]
     link = docker_copy / "overlay2" / short
     link.unlink()
     link.symlink_to("/etc")
-    run = dockscope(docker_copy, "container", "diff", "--storage", docker_copy, RUNNING)
-    assert run.exit_code == 3 and "not ../<id>/diff" in run.stderr
+    run = read_evidence(docker_copy, "container", "diff", "--storage", docker_copy, RUNNING)
+    assert run.code == 3 and "not ../<id>/diff" in run.err
 
 
 def test_a_fifo_where_a_file_should_be_is_never_opened(docker_copy: Path, tmp_path: Path) -> None:
@@ -812,9 +825,11 @@ def test_a_fifo_where_a_file_should_be_is_never_opened(docker_copy: Path, tmp_pa
     passwd = docker_copy / "overlay2" / CACHE / "diff" / "etc" / "passwd"
     passwd.unlink()
     os.mkfifo(passwd)
-    run = dockscope(docker_copy, "storage", "save", docker_copy, "busybox", "-o", tmp_path / "o")
-    assert run.exit_code == 1
-    assert "/etc/passwd (not a regular file)" in run.stderr
+    run = read_evidence(
+        docker_copy, "storage", "save", docker_copy, "busybox", "-o", tmp_path / "o"
+    )
+    assert run.code == 1
+    assert "/etc/passwd (not a regular file)" in run.err
 
 
 def test_a_symlink_in_containers_is_skipped_and_refused_only_when_named(
@@ -825,17 +840,17 @@ def test_a_symlink_in_containers_is_skipped_and_refused_only_when_named(
     naming it is the one error."""
     evil = "b" * 64
     (docker_copy / "containers" / evil).symlink_to(RUNNING)
-    run = dockscope(docker_copy, "storage", "ls", "--json", docker_copy)
-    assert run.exit_code == 0, run.stderr
+    run = read_evidence(docker_copy, "storage", "ls", "--json", docker_copy)
+    assert run.code == 0, run.err
     doc = run.json()
     assert sorted(c["id"] for c in doc["containers"]) == sorted(CONTAINERS)
     assert any(evil in w and "symlink (not followed)" in w for w in doc["warnings"])
-    run = dockscope(docker_copy, "container", "diff", "--storage", docker_copy, RUNNING)
+    run = read_evidence(docker_copy, "container", "diff", "--storage", docker_copy, RUNNING)
     assert diff_lines(run) == ["A /tets"]
     for command in ("diff", "inspect"):
-        run = dockscope(docker_copy, "container", command, "--storage", docker_copy, evil[:8])
-        assert run.exit_code == 3
-        assert "symlink (not followed)" in run.stderr and len(run.stderr.splitlines()) == 1
+        run = read_evidence(docker_copy, "container", command, "--storage", docker_copy, evil[:8])
+        assert run.code == 3
+        assert "symlink (not followed)" in run.err and len(run.err.splitlines()) == 1
 
 
 def test_numbers_json_cannot_hold_in_engine_files(docker_copy: Path) -> None:
@@ -843,18 +858,18 @@ def test_numbers_json_cannot_hold_in_engine_files(docker_copy: Path) -> None:
     layer's size file: the container is skipped with the reason, never an internal error."""
     config = docker_copy / "containers" / EXITED / "config.v2.json"
     config.write_bytes(config.read_bytes().rstrip()[:-1] + b', "X": ' + b"9" * 5000 + b"}")
-    run = dockscope(docker_copy, "storage", "ls", "--json", docker_copy)
-    assert run.exit_code == 0, run.stderr
+    run = read_evidence(docker_copy, "storage", "ls", "--json", docker_copy)
+    assert run.code == 0, run.err
     doc = run.json()
     assert EXITED not in [c["id"] for c in doc["containers"]]
     assert any("5000 digits" in w and "4300-digit bound" in w for w in doc["warnings"])
-    run = dockscope(docker_copy, "container", "inspect", "--storage", docker_copy, EXITED)
-    assert run.exit_code == 3 and "4300-digit bound" in run.stderr
+    run = read_evidence(docker_copy, "container", "inspect", "--storage", docker_copy, EXITED)
+    assert run.code == 3 and "4300-digit bound" in run.err
     size = docker_copy / "image/overlay2/layerdb/sha256" / DIFF_ID[7:] / "size"
     for digits in (40, 4000, 5000):  # beyond any int64; within, then beyond read_text's limit
         size.write_text("9" * digits)
-        run = dockscope(docker_copy, "storage", "ls", "--json", docker_copy)
-        assert run.exit_code == 0, run.stderr
+        run = read_evidence(docker_copy, "storage", "ls", "--json", docker_copy)
+        assert run.code == 0, run.err
         assert [i["size"] for i in run.json()["images"]] == [None]
 
 
@@ -877,8 +892,10 @@ def test_a_tar_split_name_past_the_path_bound_is_one_line(
     item.pop("name_raw", None)
     lines[first] = json.dumps(item).encode()
     split.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
-    run = dockscope(docker_copy, "storage", "save", docker_copy, "busybox", "-o", tmp_path / "o")
-    assert run.exit_code == 1, run.stderr
-    (line,) = run.stderr.splitlines()
+    run = read_evidence(
+        docker_copy, "storage", "save", docker_copy, "busybox", "-o", tmp_path / "o"
+    )
+    assert run.code == 1, run.err
+    (line,) = run.err.splitlines()
     assert f"{CACHE}): cannot be rebuilt from tar-split" in line
     assert "bound of 4095 bytes" in line

@@ -17,13 +17,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from inspect_tool.cli import app
 from inspect_tool.layers.tarformat import TarFormatError
 from inspect_tool.layers.tarreader import TarReader
 from inspect_tool.layers.tarstream import TarScanner
-from tests.helpers import docker_archive_members, write_tar
+from tests.support.cli import invoke
+from tests.support.images import docker_archive_members, write_tar
+from tests.support.paths import GOTAR as GOTAR_DIR
 
-GOTAR = Path(__file__).parent / "gotar" / "main.go"
+GOTAR = GOTAR_DIR / "main.go"
 END = bytes(1024)
 runner = CliRunner()
 
@@ -631,13 +632,8 @@ def image_with(tmp_path: Path, layer: bytes) -> Path:
     return write_tar(tmp_path / "image.tar", docker_archive_members([layer]))
 
 
-def run(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
-
-
 def verify_findings(path: Path) -> dict[str, list[dict[str, object]]]:
-    code, out, _ = run("verify", "--json", str(path))
+    code, out, _ = invoke("verify", "--json", str(path))
     assert code in (0, 1)
     findings: dict[str, list[dict[str, object]]] = {}
     for finding in json.loads(out)["findings"]:
@@ -651,7 +647,7 @@ def case(case_id: str) -> Case:
 
 def test_nul_type_directory_does_not_hide_the_next_entry(tmp_path: Path) -> None:
     image = image_with(tmp_path, case("nul-type-trailing-slash-is-a-directory").archive)
-    code, out, _ = run("ls", "--json", str(image), "/")
+    code, out, _ = invoke("ls", "--json", str(image), "/")
     assert code == 0, out
     entries = {e["path"]: e for e in json.loads(out)["entries"]}
     assert entries["/hide"]["type"] == "dir"
@@ -661,10 +657,10 @@ def test_nul_type_directory_does_not_hide_the_next_entry(tmp_path: Path) -> None
 
 def test_find_sees_the_gnu_long_name(tmp_path: Path) -> None:
     image = image_with(tmp_path, case("gnu-long-name-beats-pax-path").archive)
-    code, out, _ = run("find", str(image), "*malware*")
+    code, out, _ = invoke("find", str(image), "*malware*")
     assert code == 0
     assert "/bin/malware" in out
-    assert "innocent" not in run("find", str(image), "*")[1]
+    assert "innocent" not in invoke("find", str(image), "*")[1]
     findings = verify_findings(image)
     (ambiguous,) = findings["layer-tar-ambiguous"]
     assert ambiguous["ok"] is False
@@ -673,7 +669,7 @@ def test_find_sees_the_gnu_long_name(tmp_path: Path) -> None:
 
 def test_global_header_is_skipped_and_reported(tmp_path: Path) -> None:
     image = image_with(tmp_path, case("global-header-skipped-and-not-applied").archive)
-    code, out, _ = run("find", str(image), "*")
+    code, out, _ = invoke("find", str(image), "*")
     assert code == 0
     assert "/a" in out and "/b" in out and "everything" not in out
     findings = verify_findings(image)
@@ -702,7 +698,7 @@ def test_a_header_go_refuses_stops_every_command(
         "types": ["types", str(image)],
         "unpack": ["unpack", str(image), str(tmp_path / "root")],
     }[command]
-    code, out, err = run(*args)
+    code, out, err = invoke(*args)
     assert code == 3, (out, err)
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("dockscope: "), err
@@ -729,7 +725,7 @@ def test_sparse_file_reads_as_its_logical_content() -> None:
 
 def test_report_shows_the_refused_header(tmp_path: Path) -> None:
     image = image_with(tmp_path, case("octal-size-minus-one").archive)
-    code, _, _ = run("report", str(image), "-o", str(tmp_path / "report.html"))
+    code, _, _ = invoke("report", str(image), "-o", str(tmp_path / "report.html"))
     assert code == 1
     page = (tmp_path / "report.html").read_text()
     assert "problems found" in page and "No findings" not in page
@@ -747,12 +743,12 @@ def test_extreme_values_go_accepts_do_not_crash(tmp_path: Path) -> None:
         + END
     )
     image = image_with(tmp_path, layer)
-    code, out, err = run("find", "--json", str(image), "*")
+    code, out, err = invoke("find", "--json", str(image), "*")
     assert code == 0, err
     times = {e["path"]: e["mtime"] for e in json.loads(out)["entries"]}
     assert times["/future"] == f"@{float((1 << 63) - 1):.0f}"
     assert times["/old"].startswith("@-")
-    code, out, err = run("unpack", str(image), str(tmp_path / "root"))
+    code, out, err = invoke("unpack", str(image), str(tmp_path / "root"))
     assert code in (0, 1), err
     assert "dev: skipped (device)" in out and "outside 0 to 2^32-1" in out
 

@@ -19,9 +19,10 @@ from typer.testing import CliRunner
 
 from inspect_tool.cli import app
 from inspect_tool.render.text import markup, safe_console, visible, visible_lines
-from tests.analysis_helpers import E, d, entries_tar, f, write_image
-from tests.helpers import config_bytes, oci_layout, sha256, write_tar
-from tests.runtime_support import DOCKSCOPE, PtySession, checked_root, ds
+from tests.support.cli import DOCKSCOPE, dockscope
+from tests.support.images import config_bytes, oci_layout, sha256, write_image, write_tar
+from tests.support.runtime import PtySession, checked_root
+from tests.support.tar_entries import build_layer, dir_entry, file_entry, symlink_entry
 
 # an OSC title, a screen clear, an OSC 8 link, the 8-bit CSI, a bidi override and isolate,
 # DEL, rich markup and a backslash
@@ -121,7 +122,7 @@ def test_markup_prints_literally_in_rich() -> None:
 
 def test_a_trailing_backslash_survives_a_title(tmp_path: Path) -> None:
     """rich halves the backslashes just before a tag: a tag ending in one keeps it escaped."""
-    image = write_image(tmp_path / "slash.tar", [entries_tar([f("x")])], tag="t:1\\")
+    image = write_image(tmp_path / "slash.tar", [build_layer([file_entry("x")])], tag="t:1\\")
     code, out, _ = human("inspect", image)
     assert code == 0
     assert "─ t:1\\\\ ─" in out  # the panel's title: the backslash shown as \\
@@ -161,15 +162,15 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Path:
     and diff show it), a symlink with a hostile target; the config's tag, author, user, env,
     labels, Cmd and created_by are hostile too."""
     folder = tmp_path_factory.mktemp("hostile")
-    layer0 = entries_tar(
+    layer0 = build_layer(
         [
-            d("a"),
-            E(f"a/{NAME}", b"#!/bin/sh\n", mode=0o4755),
-            E("a/link", kind="symlink", link=TARGET),
-            f("a/plain", b"x"),
+            dir_entry("a"),
+            file_entry(f"a/{NAME}", b"#!/bin/sh\n", mode=0o4755),
+            symlink_entry("a/link", TARGET),
+            file_entry("a/plain", b"x"),
         ]
     )
-    layer1 = entries_tar([f(f"a/{NAME}", b"#!/bin/sh\necho\n")])
+    layer1 = build_layer([file_entry(f"a/{NAME}", b"#!/bin/sh\necho\n")])
     return write_image(
         folder / "hostile.tar",
         [layer0, layer1],
@@ -190,14 +191,16 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def plain(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An image to diff against: one layer with a plain file."""
     folder = tmp_path_factory.mktemp("plain")
-    return write_image(folder / "plain.tar", [entries_tar([d("a"), f("a/plain", b"x")])])
+    return write_image(
+        folder / "plain.tar", [build_layer([dir_entry("a"), file_entry("a/plain", b"x")])]
+    )
 
 
 @pytest.fixture(scope="module")
 def hostile_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An OCI layout listing one manifest under two hostile ref names."""
     root = tmp_path_factory.mktemp("layout") / "oci"
-    oci_layout(root, [entries_tar([f("x", b"1")])], ref=REF)
+    oci_layout(root, [build_layer([file_entry("x", b"1")])], ref=REF)
     index = json.loads((root / "index.json").read_text())
     second = json.loads(json.dumps(index["manifests"][0]))
     second["annotations"]["org.opencontainers.image.ref.name"] = REF + "2"
@@ -340,7 +343,7 @@ def test_json_text_is_utf8_and_safe_on_a_terminal(hostile: Path, tmp_path: Path)
 
 def hostile_error_image(folder: Path) -> Path:
     """A docker archive whose manifest names a layer that is not there, by a hostile path."""
-    layer = entries_tar([f("x", b"1")])
+    layer = build_layer([file_entry("x", b"1")])
     raw = config_bytes([sha256(layer)])
     name = hashlib.sha256(raw).hexdigest() + ".json"
     manifest = [{"Config": name, "RepoTags": ["t:1"], "Layers": [f"{NAME}/layer.tar"]}]
@@ -421,33 +424,35 @@ def test_trace_ps_and_errors_of_a_hostile_container(state_root: Path, busybox_im
     # names and hostnames are refused at the door (docker's name rule; a hostname of
     # printable ASCII), with the value escaped in the one line that says so
     for option, value in (("--name", name), ("--hostname", hostname)):
-        refused = ds(state_root, "run", option, value, busybox_image, "true")
+        refused = dockscope(state_root, "run", option, value, busybox_image, "true")
         assert refused.code == 2, refused.err
         shown_safely("", refused.err)
         assert visible(value) in refused.err and len(refused.err.splitlines()) == 1
-    run = ds(state_root, "run", "--trace", "--name", "hostile", busybox_image, "echo", EVIL)
+    run = dockscope(state_root, "run", "--trace", "--name", "hostile", busybox_image, "echo", EVIL)
     assert run.code == 0, run.err
     assert EVIL in run.out  # the container's own output is its own (as docker's)
     shown_safely("", run.err)
     assert f"argv=echo,{V_EVIL[:30]}" in run.err  # the exec step, its argv
-    listing = ds(state_root, "ps", "-a")
+    listing = dockscope(state_root, "ps", "-a")
     assert listing.code == 0, listing.err
     shown_safely(listing.out, listing.err)
     assert "hostile" in listing.out
-    assert ds(state_root, "rm", "hostile").code == 0
-    missing = ds(state_root, "run", "--rm", busybox_image, f"/no/{EVIL}")
+    assert dockscope(state_root, "rm", "hostile").code == 0
+    missing = dockscope(state_root, "run", "--rm", busybox_image, f"/no/{EVIL}")
     assert missing.code == 127
     shown_safely("", missing.err)
     assert f"/no/{V_EVIL}" in missing.err
     # exec: the error comes from the helper inside the container's namespaces
-    assert ds(state_root, "run", "-d", "--name", "box", busybox_image, "sleep", "60").code == 0
+    assert (
+        dockscope(state_root, "run", "-d", "--name", "box", busybox_image, "sleep", "60").code == 0
+    )
     try:
-        missing = ds(state_root, "exec", "box", f"/no/{EVIL}")
+        missing = dockscope(state_root, "exec", "box", f"/no/{EVIL}")
         assert missing.code == 127, missing.err
         shown_safely("", missing.err)
         assert f"/no/{V_EVIL}" in missing.err
     finally:
-        ds(state_root, "rm", "-f", "box")
+        dockscope(state_root, "rm", "-f", "box")
 
 
 # -- (3) a real terminal ------------------------------------------------------------------------
@@ -503,7 +508,7 @@ def test_an_error_on_a_real_terminal(tmp_path: Path) -> None:
 
 def test_the_pty_check_sees_a_raw_sequence(tmp_path: Path) -> None:
     """The check above can fail: cat on a terminal writes a file's bytes as they are."""
-    image = write_image(tmp_path / "cat.tar", [entries_tar([f("evil", EVIL.encode())])])
+    image = write_image(tmp_path / "cat.tar", [build_layer([file_entry("evil", EVIL.encode())])])
     code, seen = on_a_terminal("cat", image, "/evil")
     assert code == 0
     with pytest.raises(AssertionError):

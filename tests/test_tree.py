@@ -16,8 +16,9 @@ from inspect_tool.cli import app
 from inspect_tool.layers.union import ChangeKind
 from inspect_tool.render.tree import change_tree, render_tree
 from inspect_tool.sources import open_source
-from tests.analysis_helpers import E, d, entries_tar, f, write_image
-from tests.helpers import CORPUS, SAMPLES
+from tests.support.images import write_image
+from tests.support.paths import CORPUS, SAMPLES
+from tests.support.tar_entries import build_layer, dir_entry, file_entry, symlink_entry
 
 runner = CliRunner()
 LEGACY = SAMPLES / "docker-archive-legacy.tar"
@@ -169,7 +170,9 @@ def test_whiteouts_of_a_real_image() -> None:
 
 def test_hostile_names_are_shown_not_obeyed(tmp_path: Path) -> None:
     evil = "\x1b[2J\x1b]0;owned\x07[red]x[bold]"
-    layer = entries_tar([d("a"), f(f"a/{evil}", b"1"), E("a/link", kind="symlink", link="\n/x")])
+    layer = build_layer(
+        [dir_entry("a"), file_entry(f"a/{evil}", b"1"), symlink_entry("a/link", "\n/x")]
+    )
     path = write_image(tmp_path / "evil.tar", [layer])
     result = runner.invoke(app, ["tree", str(path)], color=True)
     assert result.exit_code == 0, result.output

@@ -45,7 +45,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.paths import REPO
+
 TUTORIALS = REPO / "tutorials"
 README = TUTORIALS / "README.md"
 LABS = sorted(TUTORIALS.glob("[0-9][0-9]-*.md"))

@@ -19,10 +19,11 @@ from inspect_tool.analyze.filetypes import (
     category_of_mime,
     elf_category,
 )
-from inspect_tool.cli import app
 from inspect_tool.sources import open_image
-from tests.analysis_helpers import E, d, entries_tar, f, write_image
-from tests.helpers import CORPUS, SAMPLES
+from tests.support.cli import invoke
+from tests.support.images import write_image
+from tests.support.paths import CORPUS, SAMPLES
+from tests.support.tar_entries import Entry, build_layer, dir_entry, file_entry, symlink_entry
 
 runner = CliRunner()
 
@@ -45,52 +46,47 @@ def elf(e_type: int, *, interp: bool = False, wide: bool = True, big: bool = Fal
 PNG = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR" + struct.pack(">II", 1, 1) + b"\x08\x02\0\0\0"
 
 
-def run(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
-
-
 @pytest.fixture
 def forensic_image(tmp_path: Path) -> Path:
     base = [
-        d("bin"),
-        f("bin/ls", elf(3, interp=True), 0o755),
-        d("lib"),
-        f("lib/libc.so.6", elf(3), 0o644),
-        d("tmp", 0o1777),
-        d("etc"),
-        f("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n"),
+        dir_entry("bin"),
+        file_entry("bin/ls", elf(3, interp=True), 0o755),
+        dir_entry("lib"),
+        file_entry("lib/libc.so.6", elf(3), 0o644),
+        dir_entry("tmp", 0o1777),
+        dir_entry("etc"),
+        file_entry("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n"),
     ]
     build = [
-        d("usr"),
-        d("usr/bin"),
-        f("usr/bin/sudo", elf(2), 0o4755),
-        f("usr/bin/wall", elf(3, interp=True), 0o2755),
-        d("srv"),
-        f("srv/public.txt", b"anyone may write me\n", 0o666),
-        d("srv/drop", 0o777),
-        E("srv/link", kind="symlink", mode=0o777, link="public.txt"),
-        d("dev"),
-        E("dev/sda", kind="block", mode=0o660),
-        E("dev/pipe", kind="fifo", mode=0o600),
-        d("app"),
-        f("app/run.sh", b"#!/bin/sh\necho hi\n", 0o755),
-        f("app/data.gz", gzip.compress(b"x" * 100, mtime=0)),
-        f("app/logo.png", PNG),
-        f("app/config.json", b'{"a": 1}'),
-        f("app/empty"),
-        f("app/big.bin", b"\0\1\2\3" * 300_000),  # 1.2 MB: only the first bytes are read
-        d("tmp", 0o1777),  # restated unchanged: not reported again
+        dir_entry("usr"),
+        dir_entry("usr/bin"),
+        file_entry("usr/bin/sudo", elf(2), 0o4755),
+        file_entry("usr/bin/wall", elf(3, interp=True), 0o2755),
+        dir_entry("srv"),
+        file_entry("srv/public.txt", b"anyone may write me\n", 0o666),
+        dir_entry("srv/drop", 0o777),
+        symlink_entry("srv/link", "public.txt", mode=0o777),
+        dir_entry("dev"),
+        Entry("dev/sda", "block", mode=0o660, devmajor=1, devminor=3),
+        Entry("dev/pipe", "fifo", mode=0o600),
+        dir_entry("app"),
+        file_entry("app/run.sh", b"#!/bin/sh\necho hi\n", 0o755),
+        file_entry("app/data.gz", gzip.compress(b"x" * 100, mtime=0)),
+        file_entry("app/logo.png", PNG),
+        file_entry("app/config.json", b'{"a": 1}'),
+        file_entry("app/empty"),
+        file_entry("app/big.bin", b"\0\1\2\3" * 300_000),  # 1.2 MB: only the first bytes are read
+        dir_entry("tmp", 0o1777),  # restated unchanged: not reported again
     ]
     top = [
-        d("bin"),
-        f("bin/ls", elf(3, interp=True), 0o755),  # a base executable replaced late
-        d("usr"),
-        d("usr/bin"),
-        f("usr/bin/.wh.wall"),
+        dir_entry("bin"),
+        file_entry("bin/ls", elf(3, interp=True), 0o755),  # a base executable replaced late
+        dir_entry("usr"),
+        dir_entry("usr/bin"),
+        file_entry("usr/bin/.wh.wall"),
     ]
     return write_image(
-        tmp_path / "forensic.tar", [entries_tar(base), entries_tar(build), entries_tar(top)]
+        tmp_path / "forensic.tar", [build_layer(base), build_layer(build), build_layer(top)]
     )
 
 
@@ -143,7 +139,7 @@ def test_libmagic_classifies_what_is_not_elf_or_a_script() -> None:
 
 
 def test_breakdown_per_layer_and_totals(forensic_image: Path) -> None:
-    code, out, err = run("types", "--json", str(forensic_image))
+    code, out, err = invoke("types", "--json", str(forensic_image))
     assert code == 0, err
     doc = json.loads(out)
     assert doc["kind"] == "types" and doc["head_bytes"] == HEAD_BYTES
@@ -169,7 +165,7 @@ def test_breakdown_per_layer_and_totals(forensic_image: Path) -> None:
 
 
 def test_findings(forensic_image: Path) -> None:
-    code, out, _ = run("types", "--json", str(forensic_image))
+    code, out, _ = invoke("types", "--json", str(forensic_image))
     assert code == 0
     doc = json.loads(out)
     assert findings(doc) == {
@@ -196,7 +192,7 @@ def test_findings(forensic_image: Path) -> None:
 
 
 def test_one_layer(forensic_image: Path) -> None:
-    code, out, _ = run("types", "--json", "--layer", "2", str(forensic_image))
+    code, out, _ = invoke("types", "--json", "--layer", "2", str(forensic_image))
     assert code == 0
     doc = json.loads(out)
     assert [layer["index"] for layer in doc["layers"]] == [2]
@@ -205,18 +201,18 @@ def test_one_layer(forensic_image: Path) -> None:
 
 
 def test_base_layers_option(forensic_image: Path) -> None:
-    code, out, _ = run("types", "--json", "--base-layers", "0", str(forensic_image))
+    code, out, _ = invoke("types", "--json", "--base-layers", "0", str(forensic_image))
     assert code == 0
     late = {(x["layer"], x["path"]) for x in json.loads(out)["findings"] if "late" in x["kind"]}
     assert (0, "/bin/ls") in late and (0, "/lib/libc.so.6") not in late
-    code, out, _ = run("types", "--json", "--base-layers", "2", str(forensic_image))
+    code, out, _ = invoke("types", "--json", "--base-layers", "2", str(forensic_image))
     late = {(x["layer"], x["path"]) for x in json.loads(out)["findings"] if "late" in x["kind"]}
     assert late == {(2, "/bin/ls")}
 
 
 def test_bad_layer_and_base_are_usage_errors(forensic_image: Path) -> None:
-    assert run("types", "--layer", "3", str(forensic_image))[0] == 2
-    assert run("types", "--base-layers", "-1", str(forensic_image))[0] == 2
+    assert invoke("types", "--layer", "3", str(forensic_image))[0] == 2
+    assert invoke("types", "--base-layers", "-1", str(forensic_image))[0] == 2
 
 
 def test_only_the_first_bytes_are_read(forensic_image: Path) -> None:
@@ -236,7 +232,7 @@ def test_only_the_first_bytes_are_read(forensic_image: Path) -> None:
 
 
 def test_console_output(forensic_image: Path) -> None:
-    code, out, _ = run("types", str(forensic_image))
+    code, out, _ = invoke("types", str(forensic_image))
     assert code == 0
     assert "setuid: 1" in out and "/usr/bin/sudo" in out
     assert "late-executable: 4" in out
@@ -244,7 +240,7 @@ def test_console_output(forensic_image: Path) -> None:
 
 
 def test_sample_image() -> None:
-    code, out, _ = run("types", "--json", str(SAMPLES / "docker-archive-legacy.tar"))
+    code, out, _ = invoke("types", "--json", str(SAMPLES / "docker-archive-legacy.tar"))
     assert code == 0
     doc = json.loads(out)
     late = {(x["layer"], x["path"], x["change"]) for x in doc["findings"] if "late" in x["kind"]}
@@ -256,7 +252,7 @@ def test_sample_image() -> None:
 
 
 def test_dive_image_busybox_and_chmod() -> None:
-    code, out, _ = run("types", "--json", str(CORPUS / "docker-save-legacy-dive.tar"))
+    code, out, _ = invoke("types", "--json", str(CORPUS / "docker-save-legacy-dive.tar"))
     assert code == 0
     doc = json.loads(out)
     assert doc["layers"][0]["categories"]["elf-executable"]["count"] == 2  # busybox, getconf
@@ -266,7 +262,7 @@ def test_dive_image_busybox_and_chmod() -> None:
 
 
 def test_a_corrupted_layer_is_refused() -> None:
-    code, _, err = run("types", str(SAMPLES / "tampered" / "layer-byte-flipped.tar"))
+    code, _, err = invoke("types", str(SAMPLES / "tampered" / "layer-byte-flipped.tar"))
     assert code == 3 and "diff_id mismatch" in err
 
 
@@ -274,9 +270,8 @@ def test_overlay_marks_in_a_layer_are_a_finding(tmp_path: Path) -> None:
     """A layer that carries overlayfs's own xattrs (made to make a runtime that applied them
     show another tree than the one inspected) is reported, even on a directory restated
     with the same mode."""
-    from tests.helpers import build_layer, oci_layout
-    from tests.helpers import d as dir_entry
-    from tests.helpers import f as file_entry
+    from tests.support.images import oci_layout
+    from tests.support.tar_entries import build_layer, dir_entry, file_entry
 
     image = tmp_path / "layout"
     oci_layout(
@@ -291,7 +286,7 @@ def test_overlay_marks_in_a_layer_are_a_finding(tmp_path: Path) -> None:
             ),
         ],
     )
-    code, out, _ = run("types", "--json", str(image))
+    code, out, _ = invoke("types", "--json", str(image))
     assert code == 0
     doc = json.loads(out)
     marks = {(x["path"], x["detail"]) for x in doc["findings"] if x["kind"] == "union-xattr"}

@@ -18,36 +18,27 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from inspect_tool.cli import app
 from inspect_tool.errors import InvalidImageError
 from inspect_tool.layers.export import export
 from inspect_tool.layers.safe_extract import UnpackOptions, unpack
 from inspect_tool.sources import open_source
-from tests.helpers import (
-    CORPUS,
-    SAMPLES,
+from tests.support.cli import invoke
+from tests.support.images import config_bytes, oci_layout, sha256
+from tests.support.paths import CORPUS, SAMPLES
+from tests.support.snapshots import snapshot
+from tests.support.tar_entries import (
     Entry,
     build_layer,
-    config_bytes,
-    d,
-    dest_tree,
-    f,
-    hard,
-    oci_layout,
-    sha256,
-    snapshot,
-    sym,
-    tar_tree,
+    dir_entry,
+    file_entry,
+    hardlink_entry,
+    symlink_entry,
 )
+from tests.support.trees import dest_tree, tar_tree
 
 runner = CliRunner()
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="owners and setuid bits are kept as root only")
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 def image_of(tmp_path: Path, layers: list[list[Entry]], name: str = "image") -> Path:
@@ -62,44 +53,46 @@ def digest(data: bytes) -> str:
 
 # -- a faithful image: every kind of entry, modes, owners, whiteouts, links across layers -------
 LOWER = [
-    d("etc", mtime=1000),
-    f("etc/passwd", b"root:x:0:0::/root:/bin/sh\n", mtime=1001),
-    f("etc/doomed", b"deleted above"),
-    sym("etc/localtime", "/usr/share/zoneinfo/UTC"),
-    d("usr/share/zoneinfo"),
-    f("usr/share/zoneinfo/UTC", b"TZif2"),
-    d("tmp", mode=0o1777),
-    d("home/app", mode=0o700, uid=1000, gid=1000, mtime=2000),
-    f("home/app/.profile", b"export A=1\n", mode=0o600, uid=1000, gid=1000),
-    f("bin/su", b"\x7fELF su", mode=0o4755),
-    hard("bin/su-link", "bin/su"),
-    f("bin/busybox", b"\x7fELF bb1", mode=0o755),
-    sym("bin/sh", "busybox"),
+    dir_entry("etc", mtime=1000),
+    file_entry("etc/passwd", b"root:x:0:0::/root:/bin/sh\n", mtime=1001),
+    file_entry("etc/doomed", b"deleted above"),
+    symlink_entry("etc/localtime", "/usr/share/zoneinfo/UTC"),
+    dir_entry("usr/share/zoneinfo"),
+    file_entry("usr/share/zoneinfo/UTC", b"TZif2"),
+    dir_entry("tmp", mode=0o1777),
+    dir_entry("home/app", mode=0o700, uid=1000, gid=1000, mtime=2000),
+    file_entry("home/app/.profile", b"export A=1\n", mode=0o600, uid=1000, gid=1000),
+    file_entry("bin/su", b"\x7fELF su", mode=0o4755),
+    hardlink_entry("bin/su-link", "bin/su"),
+    file_entry("bin/busybox", b"\x7fELF bb1", mode=0o755),
+    symlink_entry("bin/sh", "busybox"),
     Entry("run/initctl", "fifo", mode=0o620),
-    d("var/cache/app"),
-    f("var/cache/app/a", b"a"),
-    d("var/cache/app/sub"),
-    f("var/cache/app/sub/b", b"b"),
-    f("var/lib/old", b"old"),
-    d("lib64real"),
-    sym("lib64", "lib64real"),
-    d("opt/gone"),
-    f("opt/gone/file", b"g"),
-    f("empty", b""),
-    hard("empty-too", "empty"),
+    dir_entry("var/cache/app"),
+    file_entry("var/cache/app/a", b"a"),
+    dir_entry("var/cache/app/sub"),
+    file_entry("var/cache/app/sub/b", b"b"),
+    file_entry("var/lib/old", b"old"),
+    dir_entry("lib64real"),
+    symlink_entry("lib64", "lib64real"),
+    dir_entry("opt/gone"),
+    file_entry("opt/gone/file", b"g"),
+    file_entry("empty", b""),
+    hardlink_entry("empty-too", "empty"),
 ]
 UPPER = [
-    f("etc/.wh.doomed"),
-    f("etc/passwd", b"root:x:0:0::/root:/bin/bash\n", mtime=3000),
-    f("var/cache/app/.wh..wh..opq"),
-    f("var/cache/app/new", b"n"),
-    d("lib64"),  # a directory replaces the symlink
-    f("lib64/ld.so", b"ld"),
-    hard("usr/bin-su", "bin/su"),  # a hard link to a lower layer's file
-    f("var/lib/x", b"x"),
-    f("var/lib/.wh.x"),  # a whiteout never hides its own layer's entry
-    f("bin/busybox", b"\x7fELF bb2", mode=0o755),  # replaced: its hard links stay on the old
-    f("opt/gone", b"now a file"),  # a file replaces a directory and all it held
+    file_entry("etc/.wh.doomed"),
+    file_entry("etc/passwd", b"root:x:0:0::/root:/bin/bash\n", mtime=3000),
+    file_entry("var/cache/app/.wh..wh..opq"),
+    file_entry("var/cache/app/new", b"n"),
+    dir_entry("lib64"),  # a directory replaces the symlink
+    file_entry("lib64/ld.so", b"ld"),
+    hardlink_entry("usr/bin-su", "bin/su"),  # a hard link to a lower layer's file
+    file_entry("var/lib/x", b"x"),
+    file_entry("var/lib/.wh.x"),  # a whiteout never hides its own layer's entry
+    file_entry(
+        "bin/busybox", b"\x7fELF bb2", mode=0o755
+    ),  # replaced: its hard links stay on the old
+    file_entry("opt/gone", b"now a file"),  # a file replaces a directory and all it held
 ]
 
 
@@ -212,7 +205,7 @@ def test_export_order_and_determinism(tmp_path: Path) -> None:
 def test_no_same_owner(tmp_path: Path) -> None:
     image = image_of(tmp_path, [LOWER])
     dest = tmp_path / "rootfs"
-    code, out, err = run("unpack", "--no-same-owner", str(image), str(dest))
+    code, out, err = invoke("unpack", "--no-same-owner", str(image), str(dest))
     assert code == 0, err
     assert "owners not kept" in out
     for path in (dest / "home/app", dest / "home/app/.profile"):
@@ -222,7 +215,7 @@ def test_no_same_owner(tmp_path: Path) -> None:
 
 
 def test_xattrs(tmp_path: Path) -> None:
-    layer = [f("with-xattr", b"x", xattrs=(("user.dockscope", "yes"),))]
+    layer = [file_entry("with-xattr", b"x", xattrs=(("user.dockscope", "yes"),))]
     image = image_of(tmp_path, [layer])
     dest = tmp_path / "rootfs"
     with open_source(image) as source:
@@ -280,9 +273,12 @@ AUDIT_KEYS = {"layer", "name", "offset", "action", "reason", "message"}
 
 
 def test_cli_unpack_json_and_exit_1_on_refusals(tmp_path: Path) -> None:
-    image = image_of(tmp_path, [[f("ok", b"ok"), f("../escape", b"x"), sym("l", "/")]])
+    image = image_of(
+        tmp_path,
+        [[file_entry("ok", b"ok"), file_entry("../escape", b"x"), symlink_entry("l", "/")]],
+    )
     dest = tmp_path / "rootfs"
-    code, out, err = run("unpack", "--json", str(image), str(dest))
+    code, out, err = invoke("unpack", "--json", str(image), str(dest))
     assert code == 1, err
     doc = json.loads(out)
     assert set(doc) == UNPACK_KEYS
@@ -323,7 +319,7 @@ def dest_counts(dest: Path) -> tuple[int, int, int, int]:
 def test_cli_unpack_ok_and_human_output(tmp_path: Path) -> None:
     image = image_of(tmp_path, [LOWER, UPPER])
     dest = tmp_path / "a" / "b" / "rootfs"
-    code, out, err = run("unpack", str(image), str(dest))
+    code, out, err = invoke("unpack", str(image), str(dest))
     assert code == 0, err
     files, size, dirs, links = dest_counts(dest)
     assert files < 17  # the layers carry 17 file entries; whiteouts and replacements remove some
@@ -336,7 +332,7 @@ def test_cli_unpack_ok_and_human_output(tmp_path: Path) -> None:
 def test_cli_unpack_json_summary_is_what_dest_holds(tmp_path: Path) -> None:
     image = image_of(tmp_path, [LOWER, UPPER])
     dest = tmp_path / "rootfs"
-    code, out, err = run("unpack", "--json", str(image), str(dest))
+    code, out, err = invoke("unpack", "--json", str(image), str(dest))
     assert code == 0, err
     doc = json.loads(out)
     files, size, dirs, links = dest_counts(dest)
@@ -349,24 +345,24 @@ def test_cli_unpack_json_summary_is_what_dest_holds(tmp_path: Path) -> None:
 
 
 def test_cli_destination_rules(tmp_path: Path) -> None:
-    image = image_of(tmp_path, [[f("new", b"new")]])
+    image = image_of(tmp_path, [[file_entry("new", b"new")]])
     dest = tmp_path / "rootfs"
     dest.mkdir()
     (dest / "already").write_bytes(b"here")
-    code, _, err = run("unpack", str(image), str(dest))
+    code, _, err = invoke("unpack", str(image), str(dest))
     assert code == 2 and "not empty" in err and "--force" in err
     assert sorted(p.name for p in dest.iterdir()) == ["already"]
-    code, _, err = run("unpack", "--force", str(image), str(dest))
+    code, _, err = invoke("unpack", "--force", str(image), str(dest))
     assert code == 0, err
     assert sorted(p.name for p in dest.iterdir()) == ["already", "new"]
     a_file = tmp_path / "file"
     a_file.write_bytes(b"")
-    code, _, err = run("unpack", str(image), str(a_file))
+    code, _, err = invoke("unpack", str(image), str(a_file))
     assert code == 2 and "not a directory" in err
 
 
 def test_cli_diff_id_mismatch_exits_3_and_writes_nothing_outside(tmp_path: Path) -> None:
-    layer = build_layer([d("etc"), f("etc/passwd", b"root")])
+    layer = build_layer([dir_entry("etc"), file_entry("etc/passwd", b"root")])
     image = tmp_path / "image"
     oci_layout(image, [layer], diff_ids=[sha256(b"something else")])
     victim = tmp_path / "victim"
@@ -374,12 +370,12 @@ def test_cli_diff_id_mismatch_exits_3_and_writes_nothing_outside(tmp_path: Path)
     (victim / "hello").write_bytes(b"hello")
     (tmp_path / "rootfs").mkdir()
     before = snapshot(tmp_path, skip=tmp_path / "rootfs")
-    code, _, err = run("unpack", str(image), str(tmp_path / "rootfs"))
+    code, _, err = invoke("unpack", str(image), str(tmp_path / "rootfs"))
     assert code == 3, err
     assert "diff_id mismatch" in err
     assert (tmp_path / "rootfs/etc/passwd").read_bytes() == b"root"  # partly written: yes
     assert snapshot(tmp_path, skip=tmp_path / "rootfs") == before
-    code, _, err = run("export", str(image), "-o", str(tmp_path / "flat.tar"))
+    code, _, err = invoke("export", str(image), "-o", str(tmp_path / "flat.tar"))
     assert code == 3 and "diff_id mismatch" in err
     assert not (tmp_path / "flat.tar").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".flat.tar")] == []
@@ -388,7 +384,7 @@ def test_cli_diff_id_mismatch_exits_3_and_writes_nothing_outside(tmp_path: Path)
 def test_cli_export_file_stdout_and_json(tmp_path: Path) -> None:
     image = image_of(tmp_path, [LOWER, UPPER])
     target = tmp_path / "flat.tar"
-    code, out, err = run("export", "--json", str(image), "-o", str(target))
+    code, out, err = invoke("export", "--json", str(image), "-o", str(target))
     assert code == 0, err
     doc = json.loads(out)
     assert doc["kind"] == "export" and doc["ok"] is True and doc["output"] == str(target)
@@ -401,13 +397,13 @@ def test_cli_export_file_stdout_and_json(tmp_path: Path) -> None:
     )
     assert piped.stdout == target.read_bytes()
     assert b"Exported" in piped.stderr
-    code, _, err = run("export", "--json", str(image), "-o", "-")
+    code, _, err = invoke("export", "--json", str(image), "-o", "-")
     assert code == 2 and "--json" in err
 
 
 def test_cli_export_exit_1_on_refusals(tmp_path: Path) -> None:
-    image = image_of(tmp_path, [[f("ok", b"ok"), hard("x", "../etc/passwd")]])
-    code, out, err = run("export", str(image), "-o", str(tmp_path / "flat.tar"))
+    image = image_of(tmp_path, [[file_entry("ok", b"ok"), hardlink_entry("x", "../etc/passwd")]])
+    code, out, err = invoke("export", str(image), "-o", str(tmp_path / "flat.tar"))
     assert code == 1, err
     assert "link-escapes" in out
     with tarfile.open(tmp_path / "flat.tar") as tf:
@@ -416,7 +412,7 @@ def test_cli_export_exit_1_on_refusals(tmp_path: Path) -> None:
 
 def test_cli_help_has_examples() -> None:
     for command in ("unpack", "export"):
-        code, out, _ = run(command, "--help")
+        code, out, _ = invoke(command, "--help")
         assert code == 0 and "Examples:" in out and f"dockscope {command}" in out
 
 
@@ -449,7 +445,7 @@ def test_real_images_unpack_and_export_agree(tmp_path: Path, path: Path) -> None
 def test_samples_content(tmp_path: Path) -> None:
     """The sample image's documented tree: whiteout and opaque applied, links kept."""
     dest = tmp_path / "rootfs"
-    code, _, err = run("unpack", str(SAMPLES / "docker-archive-legacy.tar"), str(dest))
+    code, _, err = invoke("unpack", str(SAMPLES / "docker-archive-legacy.tar"), str(dest))
     assert code == 0, err
     assert not (dest / "usr/share/doc/dockscope/README").exists()
     assert os.readlink(dest / "bin/sh-link") == "hello"
@@ -572,7 +568,7 @@ def _peak_rss(cmd: list[str]) -> int:
 
 
 def test_library_raises_on_truncated_layer(tmp_path: Path) -> None:
-    layer = build_layer([f("big", os.urandom(100_000))])
+    layer = build_layer([file_entry("big", os.urandom(100_000))])
     image = tmp_path / "image"
     oci_layout(image, [gzip.compress(layer)[:-2000]], diff_ids=[sha256(layer)])
     with open_source(image) as source, pytest.raises(InvalidImageError):
@@ -584,7 +580,7 @@ def test_export_round_trips_through_gnu_tar(tmp_path: Path) -> None:
     # the export must be depth-first for every directory mtime to survive extraction
     image = image_of(tmp_path, [LOWER, UPPER])
     flat = tmp_path / "flat.tar"
-    code, _, err = run("export", str(image), "-o", str(flat))
+    code, _, err = invoke("export", str(image), "-o", str(flat))
     assert code == 0, err
     out = tmp_path / "x"
     out.mkdir()
@@ -611,7 +607,7 @@ def test_export_round_trips_through_gnu_tar(tmp_path: Path) -> None:
             assert (out / name).read_bytes() == archive_bytes(flat, member), name
     # the same tree as unpack writes
     unpacked = tmp_path / "u"
-    code, _, err = run("unpack", str(image), str(unpacked))
+    code, _, err = invoke("unpack", str(image), str(unpacked))
     assert code == 0, err
     assert dest_tree(out) == dest_tree(unpacked)
     # parents no layer lists: unpack creates them now, export stamps them 0 (same bytes)
@@ -636,15 +632,15 @@ def test_overlay_on_disk_format_keeps_whiteouts_as_overlays(tmp_path: Path) -> N
     from runtime_lab.overlay_extract import extract_layer
 
     layer = [
-        d("etc/"),
-        f("etc/.wh.group"),
-        f("etc/kept"),
-        f("etc/.wh.kept"),
-        d("var/"),
-        f("var/.wh..wh..opq"),
-        f("var/new", b"n"),
+        dir_entry("etc/"),
+        file_entry("etc/.wh.group"),
+        file_entry("etc/kept"),
+        file_entry("etc/.wh.kept"),
+        dir_entry("var/"),
+        file_entry("var/.wh..wh..opq"),
+        file_entry("var/new", b"n"),
     ]
-    image = image_of(tmp_path, [[f("etc/group", b"g")], layer])
+    image = image_of(tmp_path, [[file_entry("etc/group", b"g")], layer])
     with open_source(image) as source:
         _, audit = extract_layer(source, source.candidates[0].image(), 1, tmp_path / "l1", None)
     assert audit == []

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import extract_trusted
+from tests.support.trees import extract_trusted
 
 # Debian package that provides each command the fixture needs.
 REQUIRED_COMMANDS: Mapping[str, str] = {

@@ -15,20 +15,19 @@ from typing import Any
 
 import pytest
 
-from tests.container_helpers import (
+from tests.interop.interop_peers import Peers
+from tests.support.cli import dockscope, ok_bytes
+from tests.support.containers import (
     CHANGES,
     DIVE_LEGACY,
     LISTING,
     Seen,
     directory_view,
-    dockscope,
     need_root,
-    ok,
     parse_listing,
     without_mount_points,
 )
-from tests.helpers import SAMPLES
-from tests.interop.interop_peers import Peers
+from tests.support.paths import SAMPLES
 
 pytestmark = [pytest.mark.interop, pytest.mark.root]
 
@@ -92,16 +91,16 @@ def committed(
     root = tmp_path_factory.mktemp(f"state-{name}")
     proc = dockscope(root, "run", "--name", "cc", case.image, *case.command)
     if case.changes:
-        seen: Seen | None = parse_listing(ok(proc).decode("utf-8", "surrogateescape"))
+        seen: Seen | None = parse_listing(ok_bytes(proc).decode("utf-8", "surrogateescape"))
     else:
-        assert proc.returncode == 127, proc.stderr
+        assert proc.code == 127, proc.err_bytes
         seen = None
     layout = tmp_path_factory.mktemp(f"layout-{name}") / "image"
     tag = f"example.org/dockscope/committed:{name}"
     result = json.loads(
-        ok(dockscope(root, "container", "commit", "--json", "cc", "-o", layout, "--tag", tag))
+        ok_bytes(dockscope(root, "container", "commit", "--json", "cc", "-o", layout, "--tag", tag))
     )
-    original = json.loads(ok(dockscope(root, "inspect", "--json", case.image)))
+    original = json.loads(ok_bytes(dockscope(root, "inspect", "--json", case.image)))
     yield Committed(name, case, root, layout, tag, result, original, seen)
     dockscope(root, "rm", "-f", "cc")
 
@@ -120,7 +119,7 @@ def test_commit_json(committed: Committed) -> None:
 
 
 def test_commit_passes_verify(committed: Committed) -> None:
-    report = json.loads(ok(dockscope(committed.root, "verify", "--json", committed.layout)))
+    report = json.loads(ok_bytes(dockscope(committed.root, "verify", "--json", committed.layout)))
     assert report["ok"] is True and report["summary"]["failed"] == 0
     assert report["format"] == "oci-layout"
 
@@ -141,7 +140,7 @@ def test_original_layers_are_copied_byte_for_byte(committed: Committed) -> None:
 
 
 def test_new_layer_is_the_exported_writable_layer(committed: Committed) -> None:
-    exported = ok(
+    exported = ok_bytes(
         dockscope(committed.root, "container", "export", "--writable-layer", "cc", "-o", "-")
     )
     layer = committed.result["layer"]
@@ -182,13 +181,15 @@ def test_committed_image_runs_with_the_changes(committed: Committed) -> None:
         # nothing runs in there: the committed image holds the original's files exactly,
         # all its layers shared, and one more step in its history
         proc = dockscope(committed.root, "diff", "--json", committed.case.image, committed.layout)
-        assert proc.returncode == 1, proc.stderr
-        diff = json.loads(proc.stdout)
+        assert proc.code == 1, proc.err_bytes
+        diff = json.loads(proc.out_bytes)
         assert diff["files"] == [] and diff["config"] == []
         assert diff["shared_layers"] == len(committed.original["layers"])
         assert diff["history"] == {"removed": [], "added": ["dockscope commit"]}
         return
-    listing = ok(dockscope(committed.root, "run", "--rm", committed.layout, "sh", "-c", LISTING))
+    listing = ok_bytes(
+        dockscope(committed.root, "run", "--rm", committed.layout, "sh", "-c", LISTING)
+    )
     again = parse_listing(listing.decode("utf-8", "surrogateescape"))
     # the device node made in the container is in the committed layer, but a layer's device
     # nodes are never created in the layer store (the container gets docker's default /dev)

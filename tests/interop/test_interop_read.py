@@ -36,10 +36,10 @@ from tests.interop.interop_peers import (
     layer_member,
     sha256_digest,
 )
+from tests.support.paths import REPO
 
 pytestmark = pytest.mark.interop
 
-REPO = Path(__file__).resolve().parents[2]
 SUPPORTED = [name for name, count in CATALOG.items() if count]
 UNSUPPORTED = [name for name, count in CATALOG.items() if not count]
 IMAGES = [(name, i) for name, count in CATALOG.items() for i in range(count)]

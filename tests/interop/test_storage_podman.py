@@ -31,7 +31,8 @@ import pytest
 from inspect_tool.storage import is_engine_root
 from inspect_tool.storage.boltdb import BoltDB, Bucket
 from tests.interop.interop_peers import MAKE_HINT, PeerError, Peers, missing_commands
-from tests.storage_helpers import Run, diff_lines, dockscope
+from tests.support.cli import Result
+from tests.support.storage import diff_lines, read_evidence
 
 pytestmark = pytest.mark.interop
 
@@ -149,7 +150,7 @@ class Store:
     diffs: dict[str, list[str]] = field(default_factory=dict)  # podman diff NAME
     logs: tuple[str, str] = ("", "")  # podman logs logger: stdout, stderr
     exports: dict[str, Path] = field(default_factory=dict)  # podman export NAME
-    running: Run | None = None  # storage ls while "sleeper" ran
+    running: Result | None = None  # storage ls while "sleeper" ran
     inspect: dict[str, Any] = field(default_factory=dict)  # podman inspect NAME
     image_layers: dict[str, list[str]] = field(default_factory=dict)  # image -> diff_ids
     image_ids: dict[str, str] = field(default_factory=dict)
@@ -200,7 +201,7 @@ def _build(peers: StorePeers, work: Path) -> Store:
     while "Up" not in peers.podman("ps", "--filter", "name=sleeper"):
         assert time.monotonic() < deadline, "the sleeper container did not start"
         time.sleep(0.2)
-    store.running = dockscope(peers.graph, "storage", "ls", "--json", peers.graph)
+    store.running = read_evidence(peers.graph, "storage", "ls", "--json", peers.graph)
     run("stop", "-t", "0", "sleeper")
     # a Buildah working container: in the same store, never committed
     ctr = b("from", "--pull=never", "--name", "bworking", APP)
@@ -248,8 +249,8 @@ def store(
         peers.cleanup()
 
 
-def _ours(store: Store, name: str, *extra: str) -> Run:
-    return dockscope(store.graph, "container", "diff", *extra, "--storage", store.graph, name)
+def _ours(store: Store, name: str, *extra: str) -> Result:
+    return read_evidence(store.graph, "container", "diff", *extra, "--storage", store.graph, name)
 
 
 # -- listing -------------------------------------------------------------------------------------
@@ -258,8 +259,8 @@ def _ours(store: Store, name: str, *extra: str) -> Run:
 def test_the_store_is_engine_storage(store: Store) -> None:
     assert is_engine_root(store.graph)
     assert not is_engine_root(store.graph.parent)
-    run = dockscope(store.graph, "storage", "ls", "--json", store.graph)
-    assert run.exit_code == 0, run.stderr
+    run = read_evidence(store.graph, "storage", "ls", "--json", store.graph)
+    assert run.code == 0, run.err
     doc = run.json()
     assert doc["engine"] == "containers-storage" and doc["drivers"] == [store.driver]
     images = {tag: i for i in doc["images"] for tag in i["tags"]}
@@ -284,7 +285,7 @@ def test_the_store_is_engine_storage(store: Store) -> None:
 
 
 def test_a_running_container_is_seen_running(store: Store) -> None:
-    assert store.running is not None and store.running.exit_code == 0, store.running
+    assert store.running is not None and store.running.code == 0, store.running
     sleeper = next(c for c in store.running.json()["containers"] if c["name"] == "sleeper")
     assert sleeper["running"] is True and sleeper["status"] == "running"
     assert isinstance(sleeper["pid"], int) and sleeper["pid"] > 1
@@ -313,7 +314,7 @@ def test_diff_by_id_prefix_and_json(store: Store) -> None:
     cid = store.inspect["changed"]["Id"]
     assert diff_lines(_ours(store, cid[:10])) == diff_lines(_ours(store, "changed"))
     run = _ours(store, "changed", "--json")
-    assert run.exit_code == 0, run.stderr
+    assert run.code == 0, run.err
     doc = run.json()
     assert doc["engine"] == "podman" and doc["driver"] == store.driver
     assert doc["method"] == ("overlay" if store.driver == "overlay" else "naive")
@@ -338,7 +339,7 @@ def test_diff_all_shows_what_the_engine_wrote(store: Store) -> None:
     marker = next(line for line in lines if line.split()[1] == "/run/.containerenv")
     assert "# written by the engine: container marker file" in marker and "hidden" in marker
     plain = _ours(store, "changed")
-    assert "--all lists them" in plain.stderr
+    assert "--all lists them" in plain.err
 
 
 def test_diff_timeline(store: Store) -> None:
@@ -386,8 +387,10 @@ def _tar_tree(data: bytes) -> dict[str, tuple[str, int, bytes | str | None]]:
 @pytest.mark.parametrize("name", ["changed", "logger"])
 def test_export_is_what_podman_export_writes(store: Store, name: str, tmp_path: Path) -> None:
     out = tmp_path / "ours.tar"
-    run = dockscope(store.graph, "container", "export", "--storage", store.graph, name, "-o", out)
-    assert run.exit_code == 0, run.stderr
+    run = read_evidence(
+        store.graph, "container", "export", "--storage", store.graph, name, "-o", out
+    )
+    assert run.code == 0, run.err
     ours = _tar_tree(out.read_bytes())
     theirs = _tar_tree(store.exports[name].read_bytes())
     assert ours == theirs
@@ -407,8 +410,8 @@ def test_export_layer_is_an_oci_layer(store: Store, tmp_path: Path) -> None:
         "-o",
         out,
     )
-    run = dockscope(store.graph, *args)
-    assert run.exit_code == 0, run.stderr
+    run = read_evidence(store.graph, *args)
+    assert run.code == 0, run.err
     with tarfile.open(out) as tar:
         names = set(tar.getnames())
     assert {"etc/.wh.doomed", "data/.wh.sub", "usr/share/doc/.wh.r", "new.txt"} <= names
@@ -420,17 +423,19 @@ def test_export_layer_is_an_oci_layer(store: Store, tmp_path: Path) -> None:
 
 
 def test_logs_are_what_podman_logs_prints(store: Store) -> None:
-    run = dockscope(store.graph, "container", "logs", "--storage", store.graph, "logger")
-    assert run.exit_code == 0, run.stderr
-    assert (run.stdout, run.stderr) == store.logs
-    assert run.stdout == "out\nmore\n" and run.stderr == "err\n"
-    stamped = dockscope(store.graph, "container", "logs", "-t", "--storage", store.graph, "logger")
-    assert stamped.stdout.splitlines()[0].endswith(" out")
+    run = read_evidence(store.graph, "container", "logs", "--storage", store.graph, "logger")
+    assert run.code == 0, run.err
+    assert (run.out, run.err) == store.logs
+    assert run.out == "out\nmore\n" and run.err == "err\n"
+    stamped = read_evidence(
+        store.graph, "container", "logs", "-t", "--storage", store.graph, "logger"
+    )
+    assert stamped.out.splitlines()[0].endswith(" out")
 
 
 def test_inspect_decodes_libpod_and_storage_records(store: Store) -> None:
-    run = dockscope(store.graph, "container", "inspect", "--storage", store.graph, "changed")
-    assert run.exit_code == 0, run.stderr
+    run = read_evidence(store.graph, "container", "inspect", "--storage", store.graph, "changed")
+    assert run.code == 0, run.err
     doc = run.json()
     files = doc["files"]
     cid = store.inspect["changed"]["Id"]
@@ -449,15 +454,15 @@ def test_inspect_decodes_libpod_and_storage_records(store: Store) -> None:
 
 def test_save_round_trip(store: Store, tmp_path: Path) -> None:
     out = tmp_path / "app-oci"
-    run = dockscope(store.graph, "storage", "save", "--json", store.graph, APP, "-o", out)
-    assert run.exit_code == 0, run.stderr
+    run = read_evidence(store.graph, "storage", "save", "--json", store.graph, APP, "-o", out)
+    assert run.code == 0, run.err
     doc = run.json()
     assert doc["ok"] is True
     assert [lyr["computed"] for lyr in doc["layers"]] == store.image_layers[APP]
     assert [lyr["source"] for lyr in doc["layers"]] == ["tar-split", "tar-split"]
     assert doc["config_digest"] == store.image_ids[APP]
-    verify = dockscope(store.graph, "verify", out)
-    assert verify.exit_code == 0, verify.stdout
+    verify = read_evidence(store.graph, "verify", out)
+    assert verify.code == 0, verify.out
     skopeo = json.loads(store.peers.skopeo("inspect", f"oci:{out}"))
     assert skopeo["Layers"] == store.image_layers[APP]
     assert skopeo["Digest"] == doc["manifest_digest"]
@@ -469,7 +474,7 @@ def test_save_names_a_tampered_layer(store: Store, tmp_path: Path) -> None:
     copy = tmp_path / "graph"
     subprocess.run(["cp", "-a", str(store.graph), str(copy)], check=True)
     base_layer = store.image_layers[BASE][0]
-    doc = dockscope(copy, "storage", "ls", "--json", copy).json()
+    doc = read_evidence(copy, "storage", "ls", "--json", copy).json()
     assert any(base_layer in i["diff_ids"] for i in doc["images"])
     layers = json.loads((copy / f"{store.driver}-layers" / "layers.json").read_text())
     [record] = [lyr for lyr in layers if lyr.get("diff-digest") == base_layer]
@@ -481,10 +486,10 @@ def test_save_names_a_tampered_layer(store: Store, tmp_path: Path) -> None:
     passwd = directory / "etc" / "passwd"
     passwd.chmod(stat.S_IMODE(passwd.stat().st_mode) | 0o200)
     passwd.write_text("root:x:0:0:evil:/root:/bin/sh\n")
-    run = dockscope(copy, "storage", "save", copy, BASE, "-o", tmp_path / "out")
-    assert run.exit_code == 1
-    assert f"layer 0 (layer {record['id']})" in run.stderr
-    assert "/etc/passwd (content differs)" in run.stderr
+    run = read_evidence(copy, "storage", "save", copy, BASE, "-o", tmp_path / "out")
+    assert run.code == 1
+    assert f"layer 0 (layer {record['id']})" in run.err
+    assert "/etc/passwd (content differs)" in run.err
     assert not (tmp_path / "out").exists()
 
 
@@ -495,7 +500,9 @@ def test_podman_5_sqlite_state_is_read(store: Store, tmp_path: Path) -> None:
     subprocess.run(["cp", "-a", str(store.graph), str(copy)], check=True)
     expected = {
         c["name"]: (c["status"], c["exit_code"], c["running"], c["command"])
-        for c in dockscope(store.graph, "storage", "ls", "--json", store.graph).json()["containers"]
+        for c in read_evidence(store.graph, "storage", "ls", "--json", store.graph).json()[
+            "containers"
+        ]
     }
     bolt = copy / "libpod" / "bolt_state.db"
     db = BoltDB(bolt.read_bytes(), name=str(bolt))
@@ -540,7 +547,7 @@ def test_podman_5_sqlite_state_is_read(store: Store, tmp_path: Path) -> None:
         )
     connection.commit()
     connection.close()
-    doc = dockscope(copy, "storage", "ls", "--json", copy).json()
+    doc = read_evidence(copy, "storage", "ls", "--json", copy).json()
     found = {
         c["name"]: (c["status"], c["exit_code"], c["running"], c["command"])
         for c in doc["containers"]
@@ -548,6 +555,6 @@ def test_podman_5_sqlite_state_is_read(store: Store, tmp_path: Path) -> None:
     assert found == expected
     logger = next(c for c in doc["containers"] if c["name"] == "logger")
     assert Path(logger["log_path"]).is_relative_to(copy)
-    run = dockscope(copy, "container", "logs", "--storage", copy, "logger")
-    assert (run.stdout, run.stderr) == store.logs
+    run = read_evidence(copy, "container", "logs", "--storage", copy, "logger")
+    assert (run.out, run.err) == store.logs
     assert sorted(p.name for p in copy.iterdir() if p.name.startswith("db.sql")) == ["db.sql"]

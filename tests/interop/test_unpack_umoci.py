@@ -29,8 +29,9 @@ import pytest
 from inspect_tool.layers.export import export
 from inspect_tool.layers.safe_extract import unpack
 from inspect_tool.sources import open_source
-from tests.helpers import CORPUS, dest_tree, tar_tree
 from tests.interop.interop_peers import Artifact, Peers
+from tests.support.paths import CORPUS
+from tests.support.trees import dest_tree, tar_tree
 
 pytestmark = pytest.mark.interop
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import sys
 import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -15,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import CORPUS
+from tests.support.paths import CORPUS
 
 DIVE_LEGACY = CORPUS / "docker-save-legacy-dive.tar"
 
@@ -64,26 +62,6 @@ def need_root() -> None:
             "them as root",
             pytrace=False,
         )
-
-
-def dockscope(root: Path, *args: str | Path, **env: str) -> subprocess.CompletedProcess[bytes]:
-    """Run the CLI in a child process with its state under ``root``."""
-    environment = {k: v for k, v in os.environ.items() if k != "DOCKSCOPE_ROOTFS"}
-    environment.update(DOCKSCOPE_ROOT=str(root), **env)
-    return subprocess.run(
-        [sys.executable, "-m", "inspect_tool", *(str(a) for a in args)],
-        env=environment,
-        capture_output=True,
-        timeout=180,
-        check=False,
-    )
-
-
-def ok(proc: subprocess.CompletedProcess[bytes]) -> bytes:
-    assert proc.returncode == 0, (
-        f"exit {proc.returncode}\nstderr: {proc.stderr.decode(errors='replace')}"
-    )
-    return proc.stdout
 
 
 @dataclass(frozen=True)
@@ -188,36 +166,6 @@ def tar_members(data: bytes) -> dict[str, tarfile.TarInfo]:
 
     with tarfile.open(fileobj=io.BytesIO(data)) as tf:
         return {m.name.rstrip("/"): m for m in tf}
-
-
-def snapshot(paths: Iterable[Path]) -> dict[str, Any]:
-    """Everything about the files below ``paths`` that reading could change: metadata with
-    access and change times, extended attributes, and the names each directory holds."""
-    seen: dict[str, Any] = {}
-    for top in paths:
-        for directory, dirs, files in os.walk(top):
-            for name in [".", *dirs, *files]:
-                path = os.path.join(directory, name)
-                st = os.lstat(path)
-                try:
-                    xattrs = {
-                        k: os.getxattr(path, k, follow_symlinks=False)
-                        for k in os.listxattr(path, follow_symlinks=False)
-                    }
-                except OSError:
-                    xattrs = {}
-                seen[os.path.normpath(path)] = (
-                    st.st_mode,
-                    st.st_uid,
-                    st.st_gid,
-                    st.st_size,
-                    st.st_nlink,
-                    st.st_mtime_ns,
-                    st.st_atime_ns,
-                    st.st_ctime_ns,
-                    xattrs,
-                )
-    return seen
 
 
 def age_access_times(paths: Iterable[Path]) -> None:

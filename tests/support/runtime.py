@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -21,95 +20,14 @@ from typing import Any
 import pytest
 
 from runtime_lab.cgroups import CGROUP_ROOT, own_cgroup_path
+from tests.support.cli import DOCKSCOPE, dockscope, env_for, ok
 
-DOCKSCOPE = [sys.executable, "-m", "inspect_tool"]
 ROOT_CAPABILITIES = "00000000a80425fb"  # docker's default set, as /proc/PID/status shows it
 
 needs_root = [
     pytest.mark.root,
     pytest.mark.skipif(os.geteuid() != 0, reason="containers need root"),
 ]
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-def env_for(root: Path) -> dict[str, str]:
-    return dict(os.environ, DOCKSCOPE_ROOT=str(root), NO_COLOR="1", COLUMNS="200")
-
-
-def ds(root: Path, *args: str | Path, timeout: float = 60, input: str | None = None) -> Result:
-    """``dockscope ARGS`` with ``root`` as the state root; stdin is ``input`` (a pipe), or
-    /dev/null."""
-    given: dict[str, Any] = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
-    proc = subprocess.run(
-        [*DOCKSCOPE, *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env_for(root),
-        **given,
-    )
-    return Result(proc.returncode, proc.stdout, proc.stderr)
-
-
-# Runs dockscope as uid/gid 65534 with no groups: the modules (and the standard library's
-# that commands import late) are loaded first, as root, since the interpreter's files may
-# not be readable by nobody; then privileges are dropped for good and the command runs.
-AS_NOBODY = """
-import importlib, os, pkgutil, sys
-import inspect_tool, runtime_lab
-from inspect_tool.cli import app
-for package in (inspect_tool, runtime_lab):
-    for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
-        if not module.name.endswith("__main__"):
-            try:
-                importlib.import_module(module.name)
-            except Exception:
-                pass
-for name in ("datetime", "tarfile", "gzip", "shutil", "tempfile", "hashlib", "uuid", "fcntl"):
-    importlib.import_module(name)
-os.setgroups([])
-os.setresgid(65534, 65534, 65534)
-os.setresuid(65534, 65534, 65534)
-assert os.geteuid() == 65534 and os.getuid() == 65534
-app(args=sys.argv[1:], prog_name="dockscope")
-"""
-
-
-def ds_as_nobody(root: Path, *args: str | Path, timeout: float = 60) -> Result:
-    """``dockscope ARGS`` as an unprivileged user (uid 65534), ``root`` as the state root."""
-    proc = subprocess.run(
-        [sys.executable, "-c", AS_NOBODY, *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env_for(root),
-        stdin=subprocess.DEVNULL,
-        cwd="/",
-    )
-    return Result(proc.returncode, proc.stdout, proc.stderr)
-
-
-def ok(result: Result) -> str:
-    assert result.code == 0, f"exit {result.code}\nstdout: {result.out}\nstderr: {result.err}"
-    return result.out
-
-
-def popen(root: Path, *args: str | Path) -> subprocess.Popen[str]:
-    """``dockscope ARGS`` in the background, stdout and stderr piped."""
-    return subprocess.Popen(
-        [*DOCKSCOPE, *map(str, args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env=env_for(root),
-    )
 
 
 def wait_for_line(proc: subprocess.Popen[str], wanted: str, timeout: float = 30) -> None:
@@ -180,7 +98,7 @@ def state(root: Path, container_id: str) -> dict[str, Any]:
 
 def ps(root: Path) -> dict[str, dict[str, Any]]:
     """``dockscope ps -a --json``, by container name."""
-    document = json.loads(ok(ds(root, "ps", "-a", "--json")))
+    document = json.loads(ok(dockscope(root, "ps", "-a", "--json")))
     return {c["name"]: c for c in document["containers"]}
 
 
@@ -289,9 +207,9 @@ def checked_root(path: Path) -> Iterator[Path]:
         leftover = container_ids(path)
         groups = groups_named(leftover)
         for container_id in leftover:
-            ds(path, "rm", "-f", container_id)
+            dockscope(path, "rm", "-f", container_id)
         if groups:
-            ds(path, "cleanup")
+            dockscope(path, "cleanup")
 
 
 # -- a terminal ---------------------------------------------------------------------------------
