@@ -1,5 +1,5 @@
 /* The system calls docker's default seccomp profile denies, tried one by one inside a
- * container by tests/test_runtime_seccomp.py (built there with gcc -static).
+ * container by tests/runtime/test_runtime_seccomp.py (built there with gcc -static).
  * Each argument names a probe, run in a child of its own (a new user namespace must not be
  * the next probe's parent); each prints "NAME ok" or "NAME errno=E" (E as in errno.h). */
 #define _GNU_SOURCE

@@ -35,7 +35,7 @@ and a ``devices`` controller whose ``devices.list`` starts as ``a *:* rwm``: wri
 the parent's list does not cover it, as devcgroup_update_access refuses).
 
 Device programs (cgroup v2's eBPF device filter) are recorded per group by
-``attach_device_program``, not run: ``tests/test_devices.py`` runs the same program on the
+``attach_device_program``, not run: ``tests/runtime/test_devices.py`` runs the same program on the
 real kernel (the hybrid host's unified hierarchy) and in an interpreter of its own.
 """
 

@@ -1,6 +1,6 @@
 """The runnable busybox image (``make_samples.py --busybox``): reproducible, complete, valid.
 
-Read with the standard library only, as tests/test_samples.py reads the committed samples.
+Read with the standard library only, as tests/image/test_samples.py reads the committed samples.
 """
 
 from __future__ import annotations

@@ -1037,7 +1037,8 @@ def test_names_the_system_refuses_are_reported(env: Env) -> None:
             ]
         ],
     )
-    # (a NUL in a PAX path is refused by Go's archive/tar, so the layer is: tests/test_tar_go.py)
+    # (a NUL in a PAX path is refused by Go's archive/tar, so the layer is:
+    # tests/image/test_tar_go.py)
     assert reasons(result) == ["refused:write-failed"] * 2
     assert content(env.dest, "fine") == b"ok"
 

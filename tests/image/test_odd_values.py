@@ -238,9 +238,9 @@ def test_run_with_a_fifo_for_the_user_database_does_not_hang(tmp_path: Path, whi
     """PID 1 reads the image's /etc/passwd and /etc/group to become the user: a FIFO there
     blocked it forever. Only a regular file is read; a FIFO counts as missing (numeric
     users still run, a named one is not found) and the trace names it."""
+    from tests.image.test_busybox_image import load_generator
     from tests.support.cli import dockscope
     from tests.support.runtime import events, step
-    from tests.test_busybox_image import load_generator
 
     generator = load_generator()
     binary = Path("/bin/busybox")

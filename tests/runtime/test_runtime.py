@@ -28,6 +28,7 @@ from typer.testing import CliRunner
 from inspect_tool.cli import app
 from runtime_lab.hardening import MASKED_GLOBS, MASKED_PATHS, READONLY_PATHS
 from runtime_lab.steps import plan
+from tests.image.test_busybox_image import load_generator
 from tests.support.cli import DOCKSCOPE, dockscope, ok
 from tests.support.paths import CORPUS
 from tests.support.runtime import (
@@ -43,7 +44,6 @@ from tests.support.runtime import (
     status_fields,
     step,
 )
-from tests.test_busybox_image import load_generator
 
 pytestmark = needs_root
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from runtime_lab.spec import host_platform, platform_text
+from tests.image.test_busybox_image import load_generator
 from tests.support.cli import dockscope, ok
 from tests.support.runtime import Host, events, needs_root, step
-from tests.test_busybox_image import load_generator
 
 pytestmark = needs_root
 

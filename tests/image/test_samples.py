@@ -26,7 +26,7 @@ from tests.support.paths import SAMPLES
 GENERATOR = SAMPLES / "make_samples.py"
 HAND_WRITTEN = {"make_samples.py", "README.md"}
 # built by `make` from the host's busybox (make_samples.py --busybox), ignored by git: not a
-# committed sample (see tests/test_busybox_image.py)
+# committed sample (see tests/image/test_busybox_image.py)
 BUILT = {"busybox.tar", ".busybox.tar.tmp"}
 EXPECTED: dict[str, Any] = json.loads((SAMPLES / "expected.json").read_text())
 IMAGES: list[dict[str, Any]] = EXPECTED["images"]

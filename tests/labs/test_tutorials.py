@@ -22,7 +22,7 @@ instructors in tutorials/README.md:
 A mismatch names the lab file, the block and the line. Run one lab by hand, printing
 every command's actual output (for writing a lab, or checking a classroom machine):
 
-    .venv/bin/python -m tests.test_tutorials tutorials/04-container.md
+    .venv/bin/python -m tests.labs.test_tutorials tutorials/04-container.md
 """
 
 from __future__ import annotations
