@@ -7,7 +7,6 @@ import math
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from inspect_tool.analyze.efficiency import (
     EfficiencyCalculator,
@@ -21,7 +20,6 @@ from tests.support.images import write_image
 from tests.support.paths import CORPUS, SAMPLES
 from tests.support.tar_entries import Entry, build_layer, dir_entry, file_entry
 
-runner = CliRunner()
 DIVE_IMAGE = CORPUS / "docker-save-legacy-dive.tar"
 
 # dive's own assertions for this image (dive/image/docker/image_archive_analysis_test.go and

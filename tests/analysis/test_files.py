@@ -8,13 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from tests.support.cli import invoke
 from tests.support.images import layer_tar, oci_layout
 from tests.support.paths import SAMPLES
 
-runner = CliRunner()
 LEGACY = str(SAMPLES / "docker-archive-legacy.tar")
 OCI = str(SAMPLES / "oci-layout")
 

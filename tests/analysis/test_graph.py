@@ -11,12 +11,11 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from inspect_tool.cli import app
 from inspect_tool.render.dot import FILLS, graph_images, label, size_fill, to_dot
 from inspect_tool.render.text import visible
 from inspect_tool.sources import open_source
+from tests.support.cli import invoke
 from tests.support.images import sha256, write_image
 from tests.support.paths import CORPUS, GOLDEN, SAMPLES
 from tests.support.tar_entries import build_layer, file_entry
@@ -202,8 +201,8 @@ def test_hostile_labels_are_escaped_for_dot() -> None:
 def test_hostile_labels_reach_the_drawing_literally(tmp_path: Path) -> None:
     path = hostile_image(tmp_path)
     out = tmp_path / "g.svg"
-    result = CliRunner().invoke(app, ["graph", str(path), "-o", str(out)])
-    assert result.exit_code == 0, result.output
+    result = invoke("graph", str(path), "-o", str(out))
+    assert result.code == 0, result.output
     root = ET.fromstring(out.read_bytes())
     texts = {t.text for t in root.iter("{http://www.w3.org/2000/svg}text")}
     # the excerpt is cut at 44 characters; up to there every character is shown as written,
@@ -216,21 +215,19 @@ def test_hostile_labels_reach_the_drawing_literally(tmp_path: Path) -> None:
 def test_cli_writes_dot_without_graphviz(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # no dot program anywhere
     out = tmp_path / "g.dot"
-    result = CliRunner().invoke(app, ["graph", str(SAMPLES / "oci-multiplatform"), "-o", str(out)])
-    assert result.exit_code == 0, result.output
+    result = invoke("graph", str(SAMPLES / "oci-multiplatform"), "-o", str(out))
+    assert result.code == 0, result.output
     assert out.read_text() == (GOLDEN / "oci-multiplatform.dot").read_text()
-    result = CliRunner().invoke(
-        app, ["graph", str(SAMPLES / "oci-multiplatform"), "-o", str(tmp_path / "g.svg")]
-    )
-    assert result.exit_code == 2
+    result = invoke("graph", str(SAMPLES / "oci-multiplatform"), "-o", str(tmp_path / "g.svg"))
+    assert result.code == 2
     assert "needs Graphviz's dot program" in result.output
     assert not (tmp_path / "g.svg").exists()
 
 
 def test_cli_dot_to_stdout() -> None:
-    result = CliRunner().invoke(app, ["graph", str(SAMPLES / "oci-multiplatform"), "-o", "-"])
-    assert result.exit_code == 0
-    assert result.stdout == (GOLDEN / "oci-multiplatform.dot").read_text()
+    result = invoke("graph", str(SAMPLES / "oci-multiplatform"), "-o", "-")
+    assert result.code == 0
+    assert result.out == (GOLDEN / "oci-multiplatform.dot").read_text()
 
 
 @pytest.mark.skipif(shutil.which("dot") is None, reason="needs Graphviz's dot")
@@ -239,17 +236,14 @@ def test_cli_dot_to_stdout() -> None:
 )
 def test_cli_draws_each_format(tmp_path: Path, suffix: str, magic: bytes) -> None:
     out = tmp_path / f"graph{suffix.upper()}"
-    result = CliRunner().invoke(
-        app,
-        [
-            "graph",
-            str(SAMPLES / "docker-archive-multi.tar"),
-            str(SAMPLES / "oci-layout"),
-            "-o",
-            str(out),
-        ],
+    result = invoke(
+        "graph",
+        str(SAMPLES / "docker-archive-multi.tar"),
+        str(SAMPLES / "oci-layout"),
+        "-o",
+        str(out),
     )
-    assert result.exit_code == 0, result.output
+    assert result.code == 0, result.output
     assert out.read_bytes().startswith(magic)
     if suffix == ".svg":
         text = out.read_text()
@@ -257,20 +251,17 @@ def test_cli_draws_each_format(tmp_path: Path, suffix: str, magic: bytes) -> Non
 
 
 def test_cli_refuses_an_unknown_suffix(tmp_path: Path) -> None:
-    result = CliRunner().invoke(
-        app, ["graph", str(SAMPLES / "oci-layout"), "-o", str(tmp_path / "g.jpg")]
-    )
-    assert result.exit_code == 2
+    result = invoke("graph", str(SAMPLES / "oci-layout"), "-o", str(tmp_path / "g.jpg"))
+    assert result.code == 2
     assert "end the name with .svg, .png, .pdf, .dot" in result.output
 
 
 def test_cli_selection_narrows_the_graph(tmp_path: Path) -> None:
     out = tmp_path / "arm.dot"
-    result = CliRunner().invoke(
-        app,
-        ["graph", "--platform", "linux/arm64", str(SAMPLES / "oci-multiplatform"), "-o", str(out)],
+    result = invoke(
+        "graph", "--platform", "linux/arm64", str(SAMPLES / "oci-multiplatform"), "-o", str(out)
     )
-    assert result.exit_code == 0, result.output
+    assert result.code == 0, result.output
     found = labels(out.read_text())
     assert [n for n in found if n.startswith("manifest:")] == [
         "manifest:sha256:c7ce6fd2c617cda4170af0577a2971be49cffbe67723e8857335246c69b041ff"
@@ -292,8 +283,8 @@ def test_an_unreadable_manifest_is_drawn_and_exits_1(tmp_path: Path) -> None:
     )
     (layout / "index.json").write_text(json.dumps(index))
     out = tmp_path / "g.dot"
-    result = CliRunner().invoke(app, ["graph", str(layout), "-o", str(out)])
-    assert result.exit_code == 1
+    result = invoke("graph", str(layout), "-o", str(out))
+    assert result.code == 1
     found = labels(out.read_text())
     assert "unreadable: manifest blob" in found[f"manifest:{missing}"]
     assert "linux/s390x" in found[f"manifest:{missing}"]

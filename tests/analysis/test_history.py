@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from inspect_tool.analyze.history import go_string_list, go_unquote, parse_created_by
 from tests.support.cli import invoke
@@ -15,7 +14,6 @@ from tests.support.images import oci_layout, write_image
 from tests.support.paths import CORPUS, SAMPLES
 from tests.support.tar_entries import build_layer, file_entry
 
-runner = CliRunner()
 HEX = "ce026b62356eec3ad1214f92be2c9dc063fe205bd5e600be3492c4dfb17148bd"
 
 

@@ -18,16 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from inspect_tool.cli import app
 from inspect_tool.render.html import inline_svg
 from tests.support.browser import Chromium, Page
+from tests.support.cli import invoke
 from tests.support.images import write_image
 from tests.support.paths import CORPUS, SAMPLES, TESTS
 from tests.support.tar_entries import build_layer, dir_entry, file_entry
 
-runner = CliRunner()
 ARTIFACTS = TESTS / "artifacts"
 
 # Key elements of a report with images 1..n: (id, what must be inside for it to count)
@@ -77,8 +75,8 @@ def browser() -> Iterator[Chromium]:
 
 
 def write_report(out: Path, *args: str | Path, code: int = 0) -> str:
-    result = runner.invoke(app, ["report", *(str(a) for a in args), "-o", str(out)])
-    assert result.exit_code == code, result.output
+    result = invoke("report", *(str(a) for a in args), "-o", str(out))
+    assert result.code == code, result.output
     return out.read_text(encoding="utf-8")
 
 
@@ -152,14 +150,10 @@ def test_report_of_the_dive_image_with_its_findings(tmp_path: Path) -> None:
     html = write_report(out, CORPUS / "docker-save-legacy-dive.tar")
     # dive's figures, as `dockscope efficiency` reports them
     eff = json.loads(
-        runner.invoke(
-            app, ["efficiency", "--json", str(CORPUS / "docker-save-legacy-dive.tar")]
-        ).stdout
+        invoke("efficiency", "--json", str(CORPUS / "docker-save-legacy-dive.tar")).out
     )
     assert f"{eff['efficiency'] * 100:.4f} %" in html
-    types = json.loads(
-        runner.invoke(app, ["types", "--json", str(CORPUS / "docker-save-legacy-dive.tar")]).stdout
-    )
+    types = json.loads(invoke("types", "--json", str(CORPUS / "docker-save-legacy-dive.tar")).out)
     kinds: dict[str, int] = {}
     for finding in types["findings"]:
         kinds[finding["kind"]] = kinds.get(finding["kind"], 0) + 1
@@ -191,27 +185,22 @@ def test_without_graphviz_the_dot_text_replaces_the_drawing(
 
 
 def test_report_to_stdout_and_write_errors(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["report", str(SAMPLES / "oci-layout"), "-o", "-"])
-    assert result.exit_code == 0
-    assert result.stdout.startswith("<!DOCTYPE html>")
-    result = runner.invoke(
-        app, ["report", str(SAMPLES / "oci-layout"), "-o", str(tmp_path / "no" / "r.html")]
+    result = invoke("report", str(SAMPLES / "oci-layout"), "-o", "-")
+    assert result.code == 0
+    assert result.out.startswith("<!DOCTYPE html>")
+    result = invoke("report", str(SAMPLES / "oci-layout"), "-o", str(tmp_path / "no" / "r.html"))
+    assert result.code == 2 and "cannot write" in result.output
+    result = invoke(
+        "report",
+        str(SAMPLES / "oci-layout"),
+        "--container",
+        "nope",
+        "--root",
+        str(tmp_path),
+        "-o",
+        str(tmp_path / "r.html"),
     )
-    assert result.exit_code == 2 and "cannot write" in result.output
-    result = runner.invoke(
-        app,
-        [
-            "report",
-            str(SAMPLES / "oci-layout"),
-            "--container",
-            "nope",
-            "--root",
-            str(tmp_path),
-            "-o",
-            str(tmp_path / "r.html"),
-        ],
-    )
-    assert result.exit_code == 2 and "no such container: nope" in result.output
+    assert result.code == 2 and "no such container: nope" in result.output
 
 
 def test_only_drawing_elements_of_an_svg_are_embedded() -> None:
@@ -323,7 +312,7 @@ def test_report_with_a_container_writable_layer(browser: Chromium, tmp_path: Pat
     try:
         out = tmp_path / "container.html"
         result = dockscope(root, "report", image, "--container", "web", "-o", out)
-        assert result.returncode == 0, result.stderr.decode()
+        assert result.returncode == 0, result.err.decode()
         html = out.read_text()
         section = html[html.index('<section id="container">') :]
         assert re.search(r'class="added">A</span></td><td><code class="wrap">/etc/new<', section)

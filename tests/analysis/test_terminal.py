@@ -15,11 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from inspect_tool.cli import app
 from inspect_tool.render.text import markup, safe_console, visible, visible_lines
-from tests.support.cli import DOCKSCOPE, dockscope
+from tests.support.cli import DOCKSCOPE, Result, dockscope, invoke
 from tests.support.images import config_bytes, oci_layout, sha256, write_image, write_tar
 from tests.support.runtime import PtySession, checked_root
 from tests.support.tar_entries import build_layer, dir_entry, file_entry, symlink_entry
@@ -38,7 +36,6 @@ REF = "ref\x1b[2J\u2067\x9b"
 CREATED = "[blink]\x1b[5m"  # a history entry's time
 
 UNSAFE_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}
-runner = CliRunner()
 
 
 def raw_controls(text: str) -> set[str]:
@@ -209,11 +206,8 @@ def hostile_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def human(*args: str | Path) -> tuple[int, str, str]:
-    result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "400"})
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
+def human(*args: str | Path) -> Result:
+    return invoke(*args, env={"COLUMNS": "400"}, catch_exceptions=False)
 
 
 def shown_safely(out: str, err: str) -> None:

@@ -9,26 +9,24 @@ from typing import Any
 
 import pytest
 from rich.console import Console
-from typer.testing import CliRunner
 
 from inspect_tool.analyze.filesystem import changes_by_layer, layer_rows
-from inspect_tool.cli import app
 from inspect_tool.layers.union import ChangeKind
 from inspect_tool.render.tree import change_tree, render_tree
 from inspect_tool.sources import open_source
+from tests.support.cli import invoke
 from tests.support.images import write_image
 from tests.support.paths import CORPUS, SAMPLES
 from tests.support.tar_entries import build_layer, dir_entry, file_entry, symlink_entry
 
-runner = CliRunner()
 LEGACY = SAMPLES / "docker-archive-legacy.tar"
 DIVE = CORPUS / "docker-save-legacy-dive.tar"
 
 
 def tree_json(*args: str | Path) -> dict[str, Any]:
-    result = runner.invoke(app, ["tree", "--json", *(str(a) for a in args)])
-    assert result.exit_code == 0, result.output
-    document: dict[str, Any] = json.loads(result.stdout)
+    result = invoke("tree", "--json", *(str(a) for a in args))
+    assert result.code == 0, result.output
+    document: dict[str, Any] = json.loads(result.out)
     return document
 
 
@@ -41,9 +39,9 @@ def flatten(nodes: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def test_layer_changes_as_a_tree() -> None:
-    result = runner.invoke(app, ["tree", str(LEGACY)])
-    assert result.exit_code == 0, result.output
-    out = result.stdout
+    result = invoke("tree", str(LEGACY))
+    assert result.code == 0, result.output
+    out = result.out
     assert out.splitlines()[0].startswith("dockscope/sample:legacy  sha256:09441cb83423  4 layers")
     layer2 = out[out.index("layer 2") : out.index("layer 3")]
     # rm of README (whiteout), rm -rf of /var/cache/app and mkdir again (opaque directory)
@@ -97,14 +95,14 @@ def test_depth_cuts_the_tree_and_counts_what_is_below(depth: int | None) -> None
 
 
 def test_depth_on_the_command_line() -> None:
-    result = runner.invoke(app, ["tree", "--depth", "1", "--layer", "2", str(LEGACY)])
-    assert result.exit_code == 0, result.output
-    lines = result.stdout.splitlines()
-    assert "- README" not in result.stdout
+    result = invoke("tree", "--depth", "1", "--layer", "2", str(LEGACY))
+    assert result.code == 0, result.output
+    lines = result.out.splitlines()
+    assert "- README" not in result.out
     assert any(re.search(r"usr/  … 1 more below \+0 ~0 -1$", line) for line in lines)
     assert any(re.search(r"var/  … 3 more below \+1 ~0 -2$", line) for line in lines)
-    result = runner.invoke(app, ["tree", "-d", "0", "--layer", "2", str(LEGACY)])
-    assert result.stdout.splitlines()[-1].endswith("… 4 more below +1 ~0 -3")
+    result = invoke("tree", "-d", "0", "--layer", "2", str(LEGACY))
+    assert result.out.splitlines()[-1].endswith("… 4 more below +1 ~0 -3")
 
 
 def test_colours_mark_added_modified_and_deleted() -> None:
@@ -174,25 +172,25 @@ def test_hostile_names_are_shown_not_obeyed(tmp_path: Path) -> None:
         [dir_entry("a"), file_entry(f"a/{evil}", b"1"), symlink_entry("a/link", "\n/x")]
     )
     path = write_image(tmp_path / "evil.tar", [layer])
-    result = runner.invoke(app, ["tree", str(path)], color=True)
-    assert result.exit_code == 0, result.output
-    assert "\x1b" not in result.stdout and "\x07" not in result.stdout
-    assert "+ \\x1b[2J\\x1b]0;owned\\x07[red]x[bold]  1 B" in result.stdout
-    assert "+ link -> \\n/x" in result.stdout
+    result = invoke("tree", str(path), color=True)
+    assert result.code == 0, result.output
+    assert "\x1b" not in result.out and "\x07" not in result.out
+    assert "+ \\x1b[2J\\x1b]0;owned\\x07[red]x[bold]  1 B" in result.out
+    assert "+ link -> \\n/x" in result.out
 
 
 def test_usage_errors() -> None:
-    result = runner.invoke(app, ["tree", "--layer", "9", str(LEGACY)])
-    assert result.exit_code == 2 and "layers 0 to 3" in result.output
-    result = runner.invoke(app, ["tree", "--depth", "-1", str(LEGACY)])
-    assert result.exit_code == 2 and "must be 0 or more" in result.output
-    result = runner.invoke(app, ["tree", str(SAMPLES / "oci-multiplatform")])
-    assert result.exit_code == 2 and "choose one with --image" in result.output
+    result = invoke("tree", "--layer", "9", str(LEGACY))
+    assert result.code == 2 and "layers 0 to 3" in result.output
+    result = invoke("tree", "--depth", "-1", str(LEGACY))
+    assert result.code == 2 and "must be 0 or more" in result.output
+    result = invoke("tree", str(SAMPLES / "oci-multiplatform"))
+    assert result.code == 2 and "choose one with --image" in result.output
 
 
 def test_a_layer_that_fails_its_diff_id_is_an_error() -> None:
-    result = runner.invoke(app, ["tree", str(SAMPLES / "tampered" / "layer-byte-flipped.tar")])
-    assert result.exit_code == 3
+    result = invoke("tree", str(SAMPLES / "tampered" / "layer-byte-flipped.tar"))
+    assert result.code == 3
     assert "diff_id mismatch" in result.output
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from inspect_tool.analyze.filetypes import (
     HEAD_BYTES,
@@ -24,8 +23,6 @@ from tests.support.cli import invoke
 from tests.support.images import write_image
 from tests.support.paths import CORPUS, SAMPLES
 from tests.support.tar_entries import Entry, build_layer, dir_entry, file_entry, symlink_entry
-
-runner = CliRunner()
 
 
 def elf(e_type: int, *, interp: bool = False, wide: bool = True, big: bool = False) -> bytes:

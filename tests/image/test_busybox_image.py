@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from inspect_tool.cli import app
 from tests.conftest import BUSYBOX_BINARY
+from tests.support.cli import invoke
 from tests.support.paths import SAMPLES
 
 GENERATOR = SAMPLES / "make_samples.py"
@@ -125,9 +124,9 @@ def test_users_and_groups(busybox_image: Path) -> None:
 
 
 def test_dockscope_verifies_it(busybox_image: Path) -> None:
-    result = CliRunner().invoke(app, ["verify", "--json", str(busybox_image)])
-    assert result.exit_code == 0, result.output
-    document = json.loads(result.stdout)
+    result = invoke("verify", "--json", str(busybox_image))
+    assert result.code == 0, result.output
+    document = json.loads(result.out)
     assert document["ok"] is True
     assert document["format"] == "docker-archive-oci"
 

@@ -10,12 +10,9 @@ from pathlib import Path
 
 import pytest
 import typer
-from typer.testing import CliRunner
 
 from tests.support.cli import invoke
 from tests.support.images import docker_archive_members, layer_tar, oci_layout, write_tar
-
-runner = CliRunner()
 
 IMAGE_KEYS = {
     "schema_version",

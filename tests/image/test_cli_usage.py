@@ -16,12 +16,11 @@ from typing import Any
 
 import pytest
 import typer
-from typer.testing import CliRunner
 
 from inspect_tool.cli import app
+from tests.support.cli import invoke
 from tests.support.paths import SAMPLES
 
-runner = CliRunner()
 SAMPLE = SAMPLES / "docker-archive-v25.tar"
 
 
@@ -49,10 +48,10 @@ def _required(command: Any) -> bool:
 
 
 def _one_usage_line(args: list[str]) -> str:
-    result = runner.invoke(app, args)
-    lines = result.stderr.splitlines()
-    assert result.exit_code == 2, (args, result.exit_code, result.stderr)
-    assert len(lines) == 1, (args, result.stderr)
+    result = invoke(*args)
+    lines = result.err.splitlines()
+    assert result.code == 2, (args, result.code, result.err)
+    assert len(lines) == 1, (args, result.err)
     assert "internal error" not in lines[0]
     return lines[0]
 
@@ -102,20 +101,20 @@ def test_a_number_option_given_a_word_is_one_line(path: str) -> None:
 @pytest.mark.parametrize("path", [*sorted(COMMANDS), *GROUPS, ""])
 @pytest.mark.parametrize("flag", ["-h", "--help"])
 def test_h_is_help_everywhere(path: str, flag: str) -> None:
-    result = runner.invoke(app, [*path.split(), flag])
-    assert result.exit_code == 0, result.stderr
-    assert result.stdout.startswith(f"Usage: dockscope {path}".rstrip())
+    result = invoke(*path.split(), flag)
+    assert result.code == 0, result.err
+    assert result.out.startswith(f"Usage: dockscope {path}".rstrip())
 
 
 def test_diff_with_one_image_says_what_to_give() -> None:
-    result = runner.invoke(app, ["diff", str(SAMPLE)])
-    assert result.exit_code == 2
-    assert result.stderr == (
+    result = invoke("diff", str(SAMPLE))
+    assert result.code == 2
+    assert result.err == (
         "dockscope: give a second image B, or --layer N to see what one layer changed\n"
     )
-    result = runner.invoke(app, ["diff", "--layer", "1", str(SAMPLE), str(SAMPLE)])
-    assert result.exit_code == 2
-    assert result.stderr == "dockscope: --layer shows what one layer of A changed: give only A\n"
+    result = invoke("diff", "--layer", "1", str(SAMPLE), str(SAMPLE))
+    assert result.code == 2
+    assert result.err == "dockscope: --layer shows what one layer of A changed: give only A\n"
 
 
 def test_a_bad_value_names_the_option() -> None:

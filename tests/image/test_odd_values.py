@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from inspect_tool.errors import InvalidJSONError
 from inspect_tool.model.jsondoc import MAX_NUMBER_DIGITS, parse_json
@@ -32,8 +31,6 @@ from tests.support.tar_entries import (
     hardlink_entry,
     symlink_entry,
 )
-
-runner = CliRunner()
 
 
 def assert_one_line_error(stderr: str, *fragments: str) -> None:

@@ -16,12 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from tests.support.cli import invoke
 from tests.support.images import config_bytes, layer_tar, sha256
-
-runner = CliRunner()
 
 
 def findings(path: Path) -> tuple[int, list[dict[str, Any]]]:

@@ -8,21 +8,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from inspect_tool.cli import app
+from tests.support.cli import invoke
 from tests.support.paths import SAMPLES
 from tests.support.trees import extract_trusted
 
-runner = CliRunner()
 EXPECTED: list[dict[str, Any]] = json.loads((SAMPLES / "expected.json").read_text())["images"]
 CLEAN = [e for e in EXPECTED if not e["path"].startswith("tampered/")]
 TAMPERED = [e for e in EXPECTED if e["path"].startswith("tampered/")]
 
 
 def _json(*args: str) -> tuple[int, Any]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, json.loads(result.stdout) if result.stdout else None
+    result = invoke(*args)
+    return result.code, json.loads(result.out) if result.out else None
 
 
 def _selection(entry: dict[str, Any], path: Path) -> list[str]:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from inspect_tool.layers.tarformat import TarFormatError
 from inspect_tool.layers.tarreader import TarReader
@@ -26,7 +25,6 @@ from tests.support.paths import GOTAR as GOTAR_DIR
 
 GOTAR = GOTAR_DIR / "main.go"
 END = bytes(1024)
-runner = CliRunner()
 
 
 # --- writing tar headers byte by byte -----------------------------------------------------------

@@ -10,10 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from inspect_tool.cli import app
 from tests.interop.interop_peers import MAKE_HINT, Peers, missing_commands
+from tests.support.cli import invoke
 
 pytestmark = pytest.mark.interop
 
@@ -80,9 +79,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]
 
 
 def history_doc(path: Path) -> dict[str, object]:
-    result = CliRunner().invoke(app, ["history", "--json", str(path)])
-    assert result.exit_code == 0, result.output
-    doc: dict[str, object] = json.loads(result.stdout)
+    result = invoke("history", "--json", str(path))
+    assert result.code == 0, result.output
+    doc: dict[str, object] = json.loads(result.out)
     return doc
 
 

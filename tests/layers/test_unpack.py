@@ -16,7 +16,6 @@ import zlib
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from inspect_tool.errors import InvalidImageError
 from inspect_tool.layers.export import export
@@ -36,7 +35,6 @@ from tests.support.tar_entries import (
 )
 from tests.support.trees import dest_tree, tar_tree
 
-runner = CliRunner()
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="owners and setuid bits are kept as root only")
 

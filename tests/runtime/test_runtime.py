@@ -23,13 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from inspect_tool.cli import app
 from runtime_lab.hardening import MASKED_GLOBS, MASKED_PATHS, READONLY_PATHS
 from runtime_lab.steps import plan
 from tests.image.test_busybox_image import load_generator
-from tests.support.cli import DOCKSCOPE, dockscope, ok
+from tests.support.cli import DOCKSCOPE, dockscope, invoke, ok
 from tests.support.paths import CORPUS
 from tests.support.runtime import (
     ROOT_CAPABILITIES,
@@ -388,9 +386,9 @@ def test_limits_out_of_range_are_refused(
     tmp_path: Path, image: Path, option: str, value: str, message: str
 ) -> None:
     state_root = tmp_path / "state"
-    result = CliRunner().invoke(app, ["run", "--root", str(state_root), option, value, str(image)])
-    assert result.exit_code == 2
-    assert message in result.stderr
+    result = invoke("run", "--root", str(state_root), option, value, str(image))
+    assert result.code == 2
+    assert message in result.err
     assert not state_root.exists()
 
 

@@ -9,13 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from inspect_tool.cli import app
 from inspect_tool.errors import UsageError
 from runtime_lab.process import resolve_in_root
 from runtime_lab.spec import parse_volume, read_env_file
-from tests.support.cli import dockscope, ok
+from tests.support.cli import dockscope, invoke, ok
 from tests.support.runtime import checked_root, events, needs_root, ps, step
 
 
@@ -91,17 +89,14 @@ def test_env_file_is_read_as_docker_reads_it(monkeypatch: pytest.MonkeyPatch) ->
 def test_explain_plans_the_steps_of_these_options(busybox_image: Path) -> None:
     """No root, no terminal: --explain shows where -it, -v, --read-only and a joined network
     add steps, and setns before unshare."""
-    result = CliRunner().invoke(
-        app,
-        [
-            *("run", "--explain", "-it", "-v", "/cache", "-v", "data:/data", "--read-only"),
-            *("--net", "container:pod", str(busybox_image), "sh"),
-        ],
+    result = invoke(
+        *("run", "--explain", "-it", "-v", "/cache", "-v", "data:/data", "--read-only"),
+        *("--net", "container:pod", str(busybox_image), "sh"),
     )
-    assert result.exit_code == 0, result.output
+    assert result.code == 0, result.output
     titles = [
         line.split(". ", 1)[1].split("  ")[0]
-        for line in result.stdout.splitlines()
+        for line in result.out.splitlines()
         if line[:3].strip().rstrip(".").isdigit()
     ]
     assert titles.count("Mount a volume") == 2

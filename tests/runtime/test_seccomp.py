@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from inspect_tool.cli import app
 from runtime_lab import linux, seccomp
 from runtime_lab.spec import DEFAULT_CAPABILITIES
+from tests.support.cli import invoke
 
 PROFILE = Path(seccomp.__file__).parent / "profiles" / "default.json"
 
@@ -213,10 +212,8 @@ def test_bad_profiles_are_one_clear_line_with_exit_2(
     with pytest.raises(seccomp.ProfileError) as caught:
         seccomp.read_profile(str(path))
     assert message in str(caught.value)
-    result = CliRunner().invoke(
-        app, ["run", "--security-opt", f"seccomp={path}", "--explain", "image.tar"]
-    )
-    assert result.exit_code == 2
+    result = invoke("run", "--security-opt", f"seccomp={path}", "--explain", "image.tar")
+    assert result.code == 2
     assert result.output.count("\n") == 1 and str(path) in result.output
     assert message in result.output
 
@@ -242,15 +239,12 @@ def test_security_opt_values(tmp_path: Path) -> None:
 
 
 def test_explain_lists_the_seccomp_step_unless_unconfined(busybox_image: Path) -> None:
-    runner = CliRunner()
-    confined = runner.invoke(app, ["run", "--explain", str(busybox_image)])
-    assert confined.exit_code == 0, confined.output
+    confined = invoke("run", "--explain", str(busybox_image))
+    assert confined.code == 0, confined.output
     assert "Load the seccomp filter" in confined.output
     assert "docker's default profile" in confined.output
-    plain = runner.invoke(
-        app, ["run", "--explain", "--security-opt", "seccomp=unconfined", str(busybox_image)]
-    )
-    assert plain.exit_code == 0, plain.output
+    plain = invoke("run", "--explain", "--security-opt", "seccomp=unconfined", str(busybox_image))
+    assert plain.code == 0, plain.output
     assert "Load the seccomp filter" not in plain.output
     assert "unconfined (no filter)" in plain.output
 

@@ -42,6 +42,11 @@ class Result:
     def json(self) -> Any:
         return json.loads(self.out_bytes)
 
+    @property
+    def output(self) -> str:
+        """stdout then stderr, for checks that do not care which stream."""
+        return self.out + self.err
+
     def _triple(self) -> tuple[int, str, str]:
         return (self.code, self.out, self.err)
 
@@ -149,8 +154,22 @@ def popen(root: Path, *args: str | Path) -> subprocess.Popen[str]:
     )
 
 
-def invoke(*args: str | Path, catch_exceptions: bool = True) -> Result:
-    """``dockscope ARGS`` in this process (typer's runner): the environment is this one's.
-    ``catch_exceptions=False`` lets an exception other than SystemExit through."""
-    result = _runner.invoke(app, [str(a) for a in args], catch_exceptions=catch_exceptions)
+def invoke(
+    *args: str | Path,
+    input: str | None = None,
+    env: Mapping[str, str] | None = None,
+    color: bool = False,
+    catch_exceptions: bool = True,
+) -> Result:
+    """``dockscope ARGS`` in this process (typer's runner), this environment plus ``env``;
+    ``color`` keeps styling as a terminal would get it; ``catch_exceptions=False`` lets an
+    exception other than SystemExit through."""
+    result = _runner.invoke(
+        app,
+        [str(a) for a in args],
+        input=input,
+        env=env,
+        color=color,
+        catch_exceptions=catch_exceptions,
+    )
     return Result(result.exit_code, result.stdout_bytes, result.stderr_bytes)
