@@ -9,7 +9,7 @@ from inspect_tool.layers.union import ChangeKind, UnionFS
 _offset = 0
 
 
-def m(
+def member(
     name: str, kind: EntryType = EntryType.FILE, size: int = 0, link: str = "", mode: int = 0o644
 ) -> TarMember:
     global _offset
@@ -17,8 +17,8 @@ def m(
     return TarMember(name, kind, "0", mode, 0, 0, "", "", 0.0, size, link, 0, 0, _offset)
 
 
-def d(name: str, mode: int = 0o755) -> TarMember:
-    return m(name, EntryType.DIR, mode=mode)
+def dir_member(name: str, mode: int = 0o755) -> TarMember:
+    return member(name, EntryType.DIR, mode=mode)
 
 
 def paths(union: UnionFS) -> list[str]:
@@ -27,17 +27,26 @@ def paths(union: UnionFS) -> list[str]:
 
 def test_whiteout_removes_lower_entry_and_subtree() -> None:
     u = UnionFS()
-    u.apply(0, [d("a"), m("a/x", size=5), d("a/sub"), m("a/sub/y", size=7), m("b", size=1)])
-    changes = u.apply(1, [m("a/.wh.sub")])
+    u.apply(
+        0,
+        [
+            dir_member("a"),
+            member("a/x", size=5),
+            dir_member("a/sub"),
+            member("a/sub/y", size=7),
+            member("b", size=1),
+        ],
+    )
+    changes = u.apply(1, [member("a/.wh.sub")])
     assert paths(u) == ["/a", "/a/x", "/b"]
     assert changes.deleted == 1 and changes.wasted == 7
     assert [(c.kind, c.path) for c in changes.changes] == [(ChangeKind.DELETED, "/a/sub")]
 
 
 def test_whiteout_never_hides_an_entry_of_its_own_layer() -> None:
-    for order in ([m(".wh.f"), m("f", size=2)], [m("f", size=2), m(".wh.f")]):
+    for order in ([member(".wh.f"), member("f", size=2)], [member("f", size=2), member(".wh.f")]):
         u = UnionFS()
-        u.apply(0, [m("f", size=1)])
+        u.apply(0, [member("f", size=1)])
         u.apply(1, order)
         info = u.get("/f")
         assert info is not None and info.size == 2 and info.layer == 1
@@ -45,22 +54,47 @@ def test_whiteout_never_hides_an_entry_of_its_own_layer() -> None:
 
 def test_opaque_directory_hides_lower_children_only() -> None:
     u = UnionFS()
-    u.apply(0, [d("etc"), m("etc/old", size=3), d("etc/deep"), m("etc/deep/z", size=4)])
-    changes = u.apply(1, [m("etc/new", size=1), m("etc/.wh..wh..opq"), m("etc/deep/q")])
+    u.apply(
+        0,
+        [
+            dir_member("etc"),
+            member("etc/old", size=3),
+            dir_member("etc/deep"),
+            member("etc/deep/z", size=4),
+        ],
+    )
+    changes = u.apply(
+        1, [member("etc/new", size=1), member("etc/.wh..wh..opq"), member("etc/deep/q")]
+    )
     assert paths(u) == ["/etc", "/etc/deep", "/etc/deep/q", "/etc/new"]
     assert changes.wasted == 7
 
 
 def test_aufs_metadata_is_hidden() -> None:
     u = UnionFS()
-    u.apply(0, [d(".wh..wh.plnk"), m(".wh..wh.plnk/123.456", size=9), m(".wh..wh.aufs"), m("real")])
+    u.apply(
+        0,
+        [
+            dir_member(".wh..wh.plnk"),
+            member(".wh..wh.plnk/123.456", size=9),
+            member(".wh..wh.aufs"),
+            member("real"),
+        ],
+    )
     assert paths(u) == ["/real"]
 
 
 def test_replacement_by_another_type_and_implicit_parents() -> None:
     u = UnionFS()
-    u.apply(0, [d("x"), m("x/inner", size=10), m("link", EntryType.SYMLINK, link="/etc")])
-    changes = u.apply(1, [m("x", size=1), m("link/below", size=2)])
+    u.apply(
+        0,
+        [
+            dir_member("x"),
+            member("x/inner", size=10),
+            member("link", EntryType.SYMLINK, link="/etc"),
+        ],
+    )
+    changes = u.apply(1, [member("x", size=1), member("link/below", size=2)])
     x = u.get("/x")
     assert x is not None and x.type is EntryType.FILE
     link = u.get("/link")
@@ -73,10 +107,10 @@ def test_replacement_by_another_type_and_implicit_parents() -> None:
 
 def test_restated_directory_keeps_children_and_counts_only_real_changes() -> None:
     u = UnionFS()
-    u.apply(0, [d("etc"), m("etc/a")])
-    same = u.apply(1, [d("etc"), m("etc/b")])
+    u.apply(0, [dir_member("etc"), member("etc/a")])
+    same = u.apply(1, [dir_member("etc"), member("etc/b")])
     assert same.modified == 0 and same.added == 1
-    chmod = u.apply(2, [d("etc", mode=0o700)])
+    chmod = u.apply(2, [dir_member("etc", mode=0o700)])
     assert chmod.modified == 1
     assert paths(u) == ["/etc", "/etc/a", "/etc/b"]
 
@@ -86,12 +120,12 @@ def test_hostile_names_become_anomalies() -> None:
     result = u.apply(
         0,
         [
-            m("../../etc/passwd"),
-            m("a/../../b"),
-            m(".wh.."),
-            m(".wh..."),
-            m(".wh."),
-            m("ok/../fine"),
+            member("../../etc/passwd"),
+            member("a/../../b"),
+            member(".wh.."),
+            member(".wh..."),
+            member(".wh."),
+            member("ok/../fine"),
         ],
     )
     assert paths(u) == ["/fine"]
@@ -101,8 +135,8 @@ def test_hostile_names_become_anomalies() -> None:
 def test_on_remove_reports_reasons() -> None:
     seen: list[tuple[str, int, str]] = []
     u = UnionFS(on_remove=lambda info, layer, why: seen.append((info.path, layer, why)))
-    u.apply(0, [m("a"), m("b"), d("c"), m("c/d")])
-    u.apply(1, [m("a", size=1), m(".wh.b"), m("c")])
+    u.apply(0, [member("a"), member("b"), dir_member("c"), member("c/d")])
+    u.apply(1, [member("a", size=1), member(".wh.b"), member("c")])
     assert sorted(seen) == [
         ("/a", 1, "replaced"),
         ("/b", 1, "deleted"),
@@ -114,16 +148,16 @@ def test_on_remove_reports_reasons() -> None:
 def test_deep_tree_does_not_hit_the_recursion_limit() -> None:
     u = UnionFS()
     deep = "/".join(["d"] * 2045)  # "/d/…/d/leaf" is 4,095 bytes: the longest path allowed
-    u.apply(0, [m(f"{deep}/leaf", size=1)])
+    u.apply(0, [member(f"{deep}/leaf", size=1)])
     assert sum(1 for _ in u.walk()) == 2046
-    result = u.apply(1, [m(".wh.d")])
+    result = u.apply(1, [member(".wh.d")])
     assert result.wasted == 1 and paths(u) == []
 
 
 def test_fork_is_independent() -> None:
     u = UnionFS()
-    u.apply(0, [d("a"), m("a/x")])
+    u.apply(0, [dir_member("a"), member("a/x")])
     twin = u.fork()
-    twin.apply(1, [m("a/.wh.x"), m("a/y")])
+    twin.apply(1, [member("a/.wh.x"), member("a/y")])
     assert paths(u) == ["/a", "/a/x"]
     assert paths(twin) == ["/a", "/a/y"]
