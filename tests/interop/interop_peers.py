@@ -408,14 +408,14 @@ def _stage_rootfs(stage: Path) -> None:
 
 
 def _build_store(peers: Peers, work: Path) -> None:
-    b = peers.buildah
+    buildah = peers.buildah
     stage = work / "stage"
     _stage_rootfs(stage)
 
     # base:1 -- one layer, OCI format, every config knob.
-    ctr = b("from", "--pull=never", "--name", "ds-base", "scratch")
-    b("copy", ctr, f"{stage}/", "/")
-    b(
+    ctr = buildah("from", "--pull=never", "--name", "ds-base", "scratch")
+    buildah("copy", ctr, f"{stage}/", "/")
+    buildah(
         "config",
         "--entrypoint",
         json.dumps(BASE_ENTRYPOINT),
@@ -435,25 +435,25 @@ def _build_store(peers: Peers, work: Path) -> None:
         "COPY rootfs /",
         ctr,
     )
-    b("commit", "--quiet", "--rm", "--format", "oci", ctr, BASE)
+    buildah("commit", "--quiet", "--rm", "--format", "oci", ctr, BASE)
 
     # app:2 -- second layer deletes /etc/doomed (a whiteout) and adds /data/two.txt.
-    ctr = b("from", "--pull=never", "--name", "ds-app", BASE)
-    mnt = Path(b("mount", ctr))
+    ctr = buildah("from", "--pull=never", "--name", "ds-app", BASE)
+    mnt = Path(buildah("mount", ctr))
     (mnt / "etc" / "doomed").unlink()
     (mnt / "data").mkdir()
     (mnt / "data" / "two.txt").write_text("layer two\n")
-    b("umount", ctr)
-    b("config", "--env", "STAGE=two", "--label", "layer=2", "--created-by", "RUN rm+add", ctr)
-    b("commit", "--quiet", "--rm", "--format", "oci", ctr, APP)
+    buildah("umount", ctr)
+    buildah("config", "--env", "STAGE=two", "--label", "layer=2", "--created-by", "RUN rm+add", ctr)
+    buildah("commit", "--quiet", "--rm", "--format", "oci", ctr, APP)
 
     # app:3-docker -- Docker (v2s2) format, third layer, volume and stop signal.
-    ctr = b("from", "--pull=never", "--name", "ds-docker", APP)
-    mnt = Path(b("mount", ctr))
+    ctr = buildah("from", "--pull=never", "--name", "ds-docker", APP)
+    mnt = Path(buildah("mount", ctr))
     (mnt / "data" / "three.txt").write_text("layer three\n")
     (mnt / "data" / "two.txt").unlink()
-    b("umount", ctr)
-    b(
+    buildah("umount", ctr)
+    buildah(
         "config",
         "--env",
         "STAGE=three",
@@ -469,22 +469,32 @@ def _build_store(peers: Peers, work: Path) -> None:
         "ADD three.txt",
         ctr,
     )
-    b("commit", "--quiet", "--rm", "--format", "docker", ctr, APP_DOCKER)
+    buildah("commit", "--quiet", "--rm", "--format", "docker", ctr, APP_DOCKER)
 
     # Two single-layer images with different platforms, gathered in a manifest list.
     for arch, variant, image in (("amd64", "", MULTI_AMD64), ("arm64", "v8", MULTI_ARM64)):
         arch_stage = work / f"stage-{arch}"
         arch_stage.mkdir()
         (arch_stage / "arch.txt").write_text(f"{arch}\n")
-        ctr = b("from", "--pull=never", "--name", f"ds-{arch}", "scratch")
-        b("copy", ctr, f"{arch_stage}/", "/")
+        ctr = buildah("from", "--pull=never", "--name", f"ds-{arch}", "scratch")
+        buildah("copy", ctr, f"{arch_stage}/", "/")
         variant_flags = ["--variant", variant] if variant else []
-        b("config", "--arch", arch, "--os", "linux", *variant_flags, "--label", f"arch={arch}", ctr)
-        b("config", "--cmd", '["/arch.txt"]', "--created-by", f"COPY arch.txt ({arch})", ctr)
-        b("commit", "--quiet", "--rm", "--format", "oci", ctr, image)
-    b("manifest", "create", MULTI_LIST)
-    b("manifest", "add", MULTI_LIST, MULTI_AMD64)
-    b(
+        buildah(
+            "config",
+            "--arch",
+            arch,
+            "--os",
+            "linux",
+            *variant_flags,
+            "--label",
+            f"arch={arch}",
+            ctr,
+        )
+        buildah("config", "--cmd", '["/arch.txt"]', "--created-by", f"COPY arch.txt ({arch})", ctr)
+        buildah("commit", "--quiet", "--rm", "--format", "oci", ctr, image)
+    buildah("manifest", "create", MULTI_LIST)
+    buildah("manifest", "add", MULTI_LIST, MULTI_AMD64)
+    buildah(
         "manifest",
         "add",
         "--arch",
@@ -546,7 +556,7 @@ CATALOG: Mapping[str, int] = {
 def build_all(peers: Peers, out: Path) -> dict[str, Artifact]:
     """Build every image once and write every archive; return them by name."""
     _build_store(peers, peers.root)
-    b, sk = peers.buildah, peers.skopeo
+    buildah, skopeo = peers.buildah, peers.skopeo
     arts: dict[str, Artifact] = {}
 
     def add(art: Artifact) -> Artifact:
@@ -555,7 +565,7 @@ def build_all(peers: Peers, out: Path) -> dict[str, Artifact]:
 
     # --- buildah push ---------------------------------------------------------------------
     p = out / "buildah-docker-archive.tar"
-    b("push", "--quiet", APP, f"docker-archive:{p}:{TAG_APP}")
+    buildah("push", "--quiet", APP, f"docker-archive:{p}:{TAG_APP}")
     da = add(
         Artifact(
             "buildah-docker-archive",
@@ -566,7 +576,7 @@ def build_all(peers: Peers, out: Path) -> dict[str, Artifact]:
         )
     )
     p = out / "buildah-oci-archive.tar"
-    b("push", "--quiet", APP, f"oci-archive:{p}:v2")
+    buildah("push", "--quiet", APP, f"oci-archive:{p}:v2")
     oa = add(
         Artifact(
             "buildah-oci-archive",
@@ -577,7 +587,7 @@ def build_all(peers: Peers, out: Path) -> dict[str, Artifact]:
         )
     )
     p = out / "buildah-oci-layout"
-    b("push", "--quiet", APP, f"oci:{p}:v2")
+    buildah("push", "--quiet", APP, f"oci:{p}:v2")
     ol = add(
         Artifact(
             "buildah-oci-layout",
@@ -588,7 +598,7 @@ def build_all(peers: Peers, out: Path) -> dict[str, Artifact]:
         )
     )
     p = out / "buildah-oci-archive-zstd.tar"
-    b("push", "--quiet", "--compression-format", "zstd", APP, f"oci-archive:{p}:v2")
+    buildah("push", "--quiet", "--compression-format", "zstd", APP, f"oci-archive:{p}:v2")
     add(
         Artifact(
             "buildah-oci-archive-zstd",
@@ -599,7 +609,7 @@ def build_all(peers: Peers, out: Path) -> dict[str, Artifact]:
         )
     )
     p = out / "buildah-docker-format-archive.tar"
-    b("push", "--quiet", APP_DOCKER, f"docker-archive:{p}:{TAG_APP_DOCKER}")
+    buildah("push", "--quiet", APP_DOCKER, f"docker-archive:{p}:{TAG_APP_DOCKER}")
     docker3_spec = ImageSpec(
         peer_ref=f"docker-archive:{p}",
         compression="none",
@@ -619,7 +629,7 @@ def build_all(peers: Peers, out: Path) -> dict[str, Artifact]:
         )
     )
     p = out / "buildah-docker-format-oci-layout"
-    b("push", "--quiet", APP_DOCKER, f"oci:{p}:v3")
+    buildah("push", "--quiet", APP_DOCKER, f"oci:{p}:v3")
     add(
         Artifact(
             "buildah-docker-format-oci-layout",
@@ -638,12 +648,14 @@ def build_all(peers: Peers, out: Path) -> dict[str, Artifact]:
         )
     )
     p = out / "buildah-dir"
-    b("push", "--quiet", APP, f"dir:{p}")
+    buildah("push", "--quiet", APP, f"dir:{p}")
     add(Artifact("buildah-dir", p, f"buildah push {APP} dir:DIR", None))
 
     # --- skopeo copy ----------------------------------------------------------------------
     p = out / "skopeo-oci-zstd"
-    sk("copy", "--quiet", "--dest-compress-format", "zstd", f"oci:{ol.path}:v2", f"oci:{p}:v2-zstd")
+    skopeo(
+        "copy", "--quiet", "--dest-compress-format", "zstd", f"oci:{ol.path}:v2", f"oci:{p}:v2-zstd"
+    )
     add(
         Artifact(
             "skopeo-oci-zstd",
@@ -656,10 +668,12 @@ def build_all(peers: Peers, out: Path) -> dict[str, Artifact]:
     # Uncompressed OCI layers: decompress into a `dir:` layout, then copy to OCI accepting
     # uncompressed layers (the media types say .tar, truthfully).
     p_dir = out / "skopeo-decompressed-dir"
-    sk("copy", "--quiet", "--dest-decompress", f"oci:{ol.path}:v2", f"dir:{p_dir}")
+    skopeo("copy", "--quiet", "--dest-decompress", f"oci:{ol.path}:v2", f"dir:{p_dir}")
     add(Artifact("skopeo-decompressed-dir", p_dir, "skopeo copy --dest-decompress dir:", None))
     p = out / "skopeo-oci-uncompressed"
-    sk("copy", "--quiet", "--dest-oci-accept-uncompressed-layers", f"dir:{p_dir}", f"oci:{p}:plain")
+    skopeo(
+        "copy", "--quiet", "--dest-oci-accept-uncompressed-layers", f"dir:{p_dir}", f"oci:{p}:plain"
+    )
     add(
         Artifact(
             "skopeo-oci-uncompressed",
@@ -673,7 +687,7 @@ def build_all(peers: Peers, out: Path) -> dict[str, Artifact]:
     # but labels them tar+gzip (it trusts the docker-archive's synthesised manifest), so
     # bytes and media type disagree -- exactly what verify's media-type check is for.
     p = out / "skopeo-oci-mislabeled"
-    sk(
+    skopeo(
         "copy",
         "--quiet",
         "--dest-oci-accept-uncompressed-layers",
@@ -691,7 +705,7 @@ def build_all(peers: Peers, out: Path) -> dict[str, Artifact]:
         )
     )
     p = out / "skopeo-docker-archive.tar"
-    sk(
+    skopeo(
         "copy",
         "--quiet",
         "--additional-tag",
@@ -715,7 +729,7 @@ def build_all(peers: Peers, out: Path) -> dict[str, Artifact]:
         )
     )
     p = out / "skopeo-oci-archive-from-docker.tar"
-    sk("copy", "--quiet", f"docker-archive:{dd3.path}", f"oci-archive:{p}:from-docker")
+    skopeo("copy", "--quiet", f"docker-archive:{dd3.path}", f"oci-archive:{p}:from-docker")
     add(
         Artifact(
             "skopeo-oci-archive-from-docker",
@@ -853,7 +867,7 @@ def build_all(peers: Peers, out: Path) -> dict[str, Artifact]:
         ("buildah-multiarch-oci-archive", "oci-archive", "oci-archive"),
     ):
         p = out / (name + (".tar" if transport == "oci-archive" else ""))
-        b("manifest", "push", "--quiet", "--all", MULTI_LIST, f"{transport}:{p}:multi")
+        buildah("manifest", "push", "--quiet", "--all", MULTI_LIST, f"{transport}:{p}:multi")
         ref = f"{transport}:{p}:multi"
         add(
             Artifact(

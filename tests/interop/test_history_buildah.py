@@ -48,12 +48,12 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]
     shutil.copy2(Path(busybox).resolve(), context / "stage" / "bin" / "busybox")
     (context / "Dockerfile.base").write_text(BASE_DOCKERFILE)
     (context / "Dockerfile.app").write_text(APP_DOCKERFILE)
-    b = peers.buildah
+    buildah = peers.buildah
     try:
         bud = ("bud", "--pull=never", "--isolation", "chroot")
-        b(*bud, "-f", context / "Dockerfile.base", "-t", BASE, context)
-        b(*bud, "-f", context / "Dockerfile.app", "-t", "localhost/ds-hist:squashed", context)
-        b(
+        buildah(*bud, "-f", context / "Dockerfile.base", "-t", BASE, context)
+        buildah(*bud, "-f", context / "Dockerfile.app", "-t", "localhost/ds-hist:squashed", context)
+        buildah(
             *bud,
             "--layers",
             "-f",
@@ -62,15 +62,15 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]
             "localhost/ds-hist:layers",
             context,
         )
-        ctr = b("from", "--pull=never", BASE)
-        b("run", "--isolation", "chroot", ctr, "--", "/bin/busybox", "touch", "/z")
-        b("commit", "--quiet", "--rm", ctr, "localhost/ds-hist:commit")
+        ctr = buildah("from", "--pull=never", BASE)
+        buildah("run", "--isolation", "chroot", ctr, "--", "/bin/busybox", "touch", "/z")
+        buildah("commit", "--quiet", "--rm", ctr, "localhost/ds-hist:commit")
         archives = {}
         for tag in ("squashed", "layers", "commit"):
             oci = out / f"{tag}-oci.tar"
             docker = out / f"{tag}-docker.tar"
-            b("push", f"localhost/ds-hist:{tag}", f"oci-archive:{oci}:{tag}")
-            b("push", f"localhost/ds-hist:{tag}", f"docker-archive:{docker}:ds-hist:{tag}")
+            buildah("push", f"localhost/ds-hist:{tag}", f"oci-archive:{oci}:{tag}")
+            buildah("push", f"localhost/ds-hist:{tag}", f"docker-archive:{docker}:ds-hist:{tag}")
             archives[f"{tag}-oci"] = oci
             archives[f"{tag}-docker"] = docker
         yield archives

@@ -181,15 +181,15 @@ def _build(peers: StorePeers, work: Path) -> Store:
     store = Store(peers.driver, peers.graph, peers)
     stage = work / "stage"
     _stage(stage)
-    b = peers.buildah
-    ctr = b("from", "--pull=never", "scratch")
-    b("copy", ctr, f"{stage}/", "/")
-    b("config", "--cmd", "/bin/sh", ctr)
-    b("commit", "--quiet", "--rm", ctr, BASE)
+    buildah = peers.buildah
+    ctr = buildah("from", "--pull=never", "scratch")
+    buildah("copy", ctr, f"{stage}/", "/")
+    buildah("config", "--cmd", "/bin/sh", ctr)
+    buildah("commit", "--quiet", "--rm", ctr, BASE)
     # a second layer, with a whiteout the container's diff must look through
-    ctr = b("from", "--pull=never", BASE)
-    b("run", ctr, "--", "/bin/sh", "-c", "rm /gone; echo two > /layer2")
-    b("commit", "--quiet", "--rm", ctr, APP)
+    ctr = buildah("from", "--pull=never", BASE)
+    buildah("run", ctr, "--", "/bin/sh", "-c", "rm /gone; echo two > /layer2")
+    buildah("commit", "--quiet", "--rm", ctr, APP)
     flags = peers.run_flags()
     run = peers.podman_runtime
     run("run", *flags, "--name", "changed", APP, "/bin/sh", "-c", CHANGES)
@@ -204,8 +204,8 @@ def _build(peers: StorePeers, work: Path) -> Store:
     store.running = read_evidence(peers.graph, "storage", "ls", "--json", peers.graph)
     run("stop", "-t", "0", "sleeper")
     # a Buildah working container: in the same store, never committed
-    ctr = b("from", "--pull=never", "--name", "bworking", APP)
-    b("run", ctr, "--", "/bin/sh", "-c", "echo built > /built.txt; rm /etc/doomed")
+    ctr = buildah("from", "--pull=never", "--name", "bworking", APP)
+    buildah("run", ctr, "--", "/bin/sh", "-c", "echo built > /built.txt; rm /etc/doomed")
     for name in ("changed", "logger", "sleeper", "bworking"):
         store.diffs[name] = peers.podman("diff", name).splitlines()
     store.logs = peers.podman_both("logs", "logger")
