@@ -11,7 +11,7 @@ import typer
 
 from inspect_tool.cli._common import handle_errors
 from inspect_tool.errors import UsageError
-from runtime_lab.common_cli import NAME_ARGUMENT, ROOT_OPTION, need_root
+from runtime_lab.cli.common import NAME_ARGUMENT, ROOT_OPTION, need_root
 from runtime_lab.store import Store
 
 

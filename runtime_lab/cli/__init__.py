@@ -12,7 +12,7 @@ import typer
 
 from inspect_tool.cli._common import PLATFORM_OPTION, REF_OPTION, handle_errors
 from inspect_tool.errors import UsageError
-from runtime_lab.common_cli import ROOT_OPTION, need_root
+from runtime_lab.cli.common import ROOT_OPTION, need_root
 from runtime_lab.session import add_trace_sinks, local_streams, terminal_size
 
 if TYPE_CHECKING:
@@ -304,9 +304,9 @@ def register(app: typer.Typer, *, only: str | None = None) -> None:
     app.command(context_settings={"allow_interspersed_args": False})(run)
     if only == "run":
         return
-    from runtime_lab import container_cli, lifecycle_cli, session_cli, volume_cli
+    from runtime_lab.cli import container, lifecycle, session, volume
 
-    lifecycle_cli.register(app)
-    session_cli.register(app)
-    container_cli.register(app)
-    volume_cli.register(app)
+    lifecycle.register(app)
+    session.register(app)
+    container.register(app)
+    volume.register(app)

@@ -8,7 +8,7 @@ import typer
 
 from inspect_tool.cli._common import JSON_OPTION, handle_errors, stdout_console, write_json
 from runtime_lab import render
-from runtime_lab.common_cli import ROOT_OPTION
+from runtime_lab.cli.common import ROOT_OPTION
 from runtime_lab.store import Store
 
 app = typer.Typer(

@@ -11,7 +11,7 @@ import typer
 from inspect_tool.cli._common import JSON_OPTION, handle_errors, write_json
 from inspect_tool.errors import UsageError
 from runtime_lab import render
-from runtime_lab.common_cli import NAME_ARGUMENT, NAMES_ARGUMENT, ROOT_OPTION, need_root
+from runtime_lab.cli.common import NAME_ARGUMENT, NAMES_ARGUMENT, ROOT_OPTION, need_root
 from runtime_lab.logs import LogReader, parse_tail
 from runtime_lab.store import Store
 from runtime_lab.supervisor import start_detached

@@ -13,7 +13,7 @@ from inspect_tool.cli._common import JSON_OPTION, handle_errors, write_json
 from inspect_tool.errors import UsageError
 from inspect_tool.storage.evidence import StorageError
 from runtime_lab import render
-from runtime_lab.common_cli import NAME_ARGUMENT, ROOT_OPTION
+from runtime_lab.cli.common import NAME_ARGUMENT, ROOT_OPTION
 from runtime_lab.store import Store
 
 if TYPE_CHECKING:
@@ -323,7 +323,7 @@ def logs(
     with handle_errors():
         if timestamps or since or json_output:
             raise UsageError("-t, --since and --json read engine storage: give --storage DIR")
-    from runtime_lab.lifecycle_cli import logs as runtime_logs
+    from runtime_lab.cli.lifecycle import logs as runtime_logs
 
     runtime_logs(name, follow=False, tail="all" if tail is None else str(tail), root=root)
 
