@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from inspect_tool.errors import DockscopeError, UsageError
-from runtime_lab import cgroups
+from runtime_lab.kernel import cgroups
+from runtime_lab.kernel.seccomp import Options as SecurityOptions
 from runtime_lab.layerstore import copy_image, ensure_layers, overlay_available
 from runtime_lab.process import LaunchSpec, run_shim, wait_quietly
 from runtime_lab.run_options import RunOptions
-from runtime_lab.seccomp import Options as SecurityOptions
 from runtime_lab.spec import (
     VolumeSpec,
     command_line,
@@ -50,7 +50,7 @@ from runtime_lab.trace import Event, Tracer
 
 if TYPE_CHECKING:
     from inspect_tool.model.image import Image
-    from runtime_lab.seccomp import Filter, KernelLog
+    from runtime_lab.kernel.seccomp import Filter, KernelLog
 
 MEMORY_KILL_EXIT = 137
 
@@ -371,7 +371,7 @@ def _run(
             },
         )
     )
-    from runtime_lab.devices import DEFAULT_RULES, describe
+    from runtime_lab.kernel.devices import DEFAULT_RULES, describe
 
     try:
         restricted = group.restrict_devices(DEFAULT_RULES)
@@ -482,7 +482,7 @@ def _run(
             keep = {events_w, go_r, ack_r, release_r, stdin_r, out_w, err_w, spec.console_fd}
             close_other_fds({fd for fd in keep if fd is not None})
             if kernel_log is not None:  # the container's seccomp records: its own session
-                from runtime_lab.seccomp import new_audit_session
+                from runtime_lab.kernel.seccomp import new_audit_session
 
                 new_audit_session()
             code = run_shim(spec, events_w, go_r, ack_r)
@@ -673,7 +673,7 @@ def _open_kernel_log(spec: LaunchSpec) -> KernelLog | None:
     """With a trace and a filter that logs: the kernel log, read from now on."""
     if spec.seccomp is None or not spec.seccomp.log:
         return None
-    from runtime_lab.seccomp import KernelLog
+    from runtime_lab.kernel.seccomp import KernelLog
 
     return KernelLog.open()
 
@@ -704,7 +704,7 @@ def seccomp_filter(config: ContainerConfig, *, log: bool) -> Filter | None:
     """The container's seccomp filter, compiled here (libseccomp is on the host's disk, which
     PID 1 no longer sees when it loads the filter); with a trace, the kernel is asked to log
     what the filter denies (``log``: SECCOMP_FILTER_FLAG_LOG)."""
-    from runtime_lab import seccomp
+    from runtime_lab.kernel import seccomp
     from runtime_lab.spec import DEFAULT_CAPABILITIES
 
     options = SecurityOptions(config.seccomp, config.seccomp_profile)

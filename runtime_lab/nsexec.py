@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from inspect_tool.errors import UsageError
-from runtime_lab import cgroups, linux
 from runtime_lab.container import (
     ContainerError,
     StartIO,
@@ -38,6 +37,7 @@ from runtime_lab.container import (
     step_event,
     wait_child,
 )
+from runtime_lab.kernel import cgroups, linux
 from runtime_lab.process import (
     StepReporter,
     drop_capabilities,
@@ -52,7 +52,7 @@ from runtime_lab.streams import Hub
 from runtime_lab.trace import Event, Tracer
 
 if TYPE_CHECKING:
-    from runtime_lab.seccomp import Filter
+    from runtime_lab.kernel.seccomp import Filter
 
 # opened in this order, joined in this order: the mount namespace last, since after it
 # /proc and every path are the container's

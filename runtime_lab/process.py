@@ -36,14 +36,14 @@ from inspect_tool.model.resolve import (
 )
 from inspect_tool.model.resolve import resolve as resolve_in
 from inspect_tool.render.text import visible  # imported here: PID 1 cannot import after pivot_root
-from runtime_lab import hardening, linux
-from runtime_lab.cgroups import process_exists
+from runtime_lab.kernel import hardening, linux
+from runtime_lab.kernel.cgroups import process_exists
 from runtime_lab.spec import CAPABILITY_NUMBERS, DEFAULT_CAPABILITIES, resolve_user
 from runtime_lab.steps import STEPS
 from runtime_lab.trace import Event, PipeEmitter
 
 if TYPE_CHECKING:
-    from runtime_lab.seccomp import Filter
+    from runtime_lab.kernel.seccomp import Filter
 
 DEV_NODES = (
     ("null", 1, 3),

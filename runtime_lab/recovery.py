@@ -14,8 +14,8 @@ import signal
 from pathlib import Path
 
 from runtime_lab import container as rt
-from runtime_lab import linux
-from runtime_lab.cgroups import CGROUP_ROOT, dockscope_groups
+from runtime_lab.kernel import linux
+from runtime_lab.kernel.cgroups import CGROUP_ROOT, dockscope_groups
 from runtime_lab.process import wait_quietly
 from runtime_lab.store import Store, remove_dir
 

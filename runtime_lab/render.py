@@ -288,7 +288,7 @@ def explain_details(
         ),
         "root filesystem": mode,
         "seccomp": {
-            "default": "docker's default profile (runtime_lab/profiles/default.json)",
+            "default": "docker's default profile (runtime_lab/kernel/profiles/default.json)",
             "unconfined": "unconfined (no filter)",
         }.get(options.security.seccomp, options.security.seccomp),
     }

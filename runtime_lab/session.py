@@ -48,7 +48,7 @@ def local_streams(streams: list[str], *, interactive: bool, tty: bool) -> LocalS
 
 
 def terminal_size() -> tuple[int, int] | None:
-    from runtime_lab import linux
+    from runtime_lab.kernel import linux
 
     for fd in (0, 1, 2):
         size = linux.window_size(fd)

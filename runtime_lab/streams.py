@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runtime_lab import linux
+from runtime_lab.kernel import linux
 
 ATTACH_SOCKET = "attach.sock"
 HEADER = struct.Struct(">BxxxI")

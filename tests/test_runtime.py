@@ -26,7 +26,7 @@ import pytest
 from typer.testing import CliRunner
 
 from inspect_tool.cli import app
-from runtime_lab.hardening import MASKED_GLOBS, MASKED_PATHS, READONLY_PATHS
+from runtime_lab.kernel.hardening import MASKED_GLOBS, MASKED_PATHS, READONLY_PATHS
 from runtime_lab.steps import plan
 from tests.helpers import CORPUS
 from tests.runtime_support import (

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from runtime_lab.devices import DEFAULT_RULES, v1_writes
-from runtime_lab.hardening import MASKED_PATHS, READONLY_PATHS
+from runtime_lab.kernel.devices import DEFAULT_RULES, v1_writes
+from runtime_lab.kernel.hardening import MASKED_PATHS, READONLY_PATHS
 from tests.helpers import Entry, build_layer, d, f, oci_layout
 from tests.runtime_support import Host, ds, events, needs_root, ok, step
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime_lab.seccomp import KernelLog
+from runtime_lab.kernel.seccomp import KernelLog
 from tests.runtime_support import (
     Host,
     ds,

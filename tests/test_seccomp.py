@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from inspect_tool.cli import app
-from runtime_lab import linux, seccomp
+from runtime_lab.kernel import linux, seccomp
 from runtime_lab.spec import DEFAULT_CAPABILITIES
 
 PROFILE = Path(seccomp.__file__).parent / "profiles" / "default.json"

@@ -22,7 +22,7 @@ import os
 import stat
 from typing import Any
 
-from runtime_lab import linux
+from runtime_lab.kernel import linux
 
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from runtime_lab.devices import DeviceRule
+    from runtime_lab.kernel.devices import DeviceRule
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CPU_PERIOD_US = 100_000
@@ -98,7 +98,7 @@ class KernelCgroupFS:
         return path.exists()
 
     def attach_device_program(self, path: Path, program: bytes, count: int) -> list[int]:
-        from runtime_lab import linux
+        from runtime_lab.kernel import linux
 
         group = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
@@ -264,7 +264,7 @@ class CgroupV1(CgroupDriver):
             group.write("pids", "pids.max", str(limits.pids))
 
     def restrict_devices(self, group: Cgroup, rules: Sequence[DeviceRule]) -> dict[str, Any]:
-        from runtime_lab.devices import v1_writes
+        from runtime_lab.kernel.devices import v1_writes
 
         if "devices" not in group.paths:
             raise CgroupError(
@@ -385,7 +385,7 @@ class CgroupV2(CgroupDriver):
             group.write("unified", "pids.max", str(limits.pids))
 
     def restrict_devices(self, group: Cgroup, rules: Sequence[DeviceRule]) -> dict[str, Any]:
-        from runtime_lab.devices import device_program
+        from runtime_lab.kernel.devices import device_program
 
         program, count = device_program(rules)
         path = group.paths["unified"]

@@ -34,7 +34,7 @@ from typing import Any, TypeGuard
 
 from inspect_tool.errors import DockscopeError, UsageError
 
-DEFAULT = "default"  # docker's default policy, shipped in runtime_lab/profiles/
+DEFAULT = "default"  # docker's default policy, shipped in runtime_lab/kernel/profiles/
 UNCONFINED = "unconfined"  # no filter at all
 DEFAULT_PROFILE_FILE = "default.json"
 MAX_PROFILE_BYTES = 1 << 20
