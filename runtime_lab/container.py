@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from inspect_tool.errors import DockscopeError, UsageError
 from runtime_lab.kernel import cgroups
 from runtime_lab.kernel.seccomp import Options as SecurityOptions
-from runtime_lab.layerstore import copy_image, ensure_layers, overlay_available
 from runtime_lab.process import LaunchSpec, run_shim, wait_quietly
 from runtime_lab.run_options import RunOptions
 from runtime_lab.spec import (
@@ -36,8 +35,8 @@ from runtime_lab.spec import (
     platform_mismatch,
     platform_warning,
 )
-from runtime_lab.steps import CLEANUP_BEFORE_REMOVE, STEPS
-from runtime_lab.store import (
+from runtime_lab.storage.layerstore import copy_image, ensure_layers, overlay_available
+from runtime_lab.storage.store import (
     ContainerConfig,
     ContainerState,
     Store,
@@ -46,7 +45,8 @@ from runtime_lab.store import (
     write_atomic,
 )
 from runtime_lab.streams import ATTACH_SOCKET, Hub, LocalStreams, listen
-from runtime_lab.trace import Event, Tracer
+from runtime_lab.trace.events import Event, Tracer
+from runtime_lab.trace.steps import CLEANUP_BEFORE_REMOVE, STEPS
 
 if TYPE_CHECKING:
     from inspect_tool.model.image import Image
@@ -156,7 +156,7 @@ def create(
             store.save_state(container_id, ContainerState(rootfs_mode=mode))
         except BaseException as exc:  # no half-made container (a full disk, an interrupt)
             remove_dir(directory, ignore_errors=True)
-            from runtime_lab.volumes import remove_anonymous
+            from runtime_lab.storage.volumes import remove_anonymous
 
             remove_anonymous(store, [m["name"] for m in mounts if m.get("name")])
             if isinstance(exc, OSError):
@@ -201,7 +201,7 @@ def _namespace_mode(store: Store, flag: str, value: str, plain: tuple[str, ...])
 
 def _mounts(store: Store, volumes: Sequence[VolumeSpec]) -> list[dict[str, Any]]:
     """-v as recorded in the config: each volume made if new (an anonymous one named)."""
-    from runtime_lab.volumes import ensure
+    from runtime_lab.storage.volumes import ensure
 
     seen: set[str] = set()
     for spec in volumes:
@@ -872,7 +872,7 @@ def remove(
                 raise
         time.sleep(0.05)
     if volumes and anonymous:
-        from runtime_lab.volumes import remove_anonymous
+        from runtime_lab.storage.volumes import remove_anonymous
 
         remove_anonymous(store, anonymous)
     # a group left by a dockscope killed with -9 (empty: its processes died with PID 1)

@@ -30,7 +30,7 @@ class LogReader:
 
     def read(self) -> list[tuple[str, str]]:
         """(stream, text) of each new record."""
-        from runtime_lab.store import reading
+        from runtime_lab.storage.store import reading
 
         with reading(self.path):
             try:

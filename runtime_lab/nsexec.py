@@ -47,9 +47,9 @@ from runtime_lab.process import (
     switch_user,
 )
 from runtime_lab.spec import environment, exec_format_hint, platform_mismatch
-from runtime_lab.store import Store
+from runtime_lab.storage.store import Store
 from runtime_lab.streams import Hub
-from runtime_lab.trace import Event, Tracer
+from runtime_lab.trace.events import Event, Tracer
 
 if TYPE_CHECKING:
     from runtime_lab.kernel.seccomp import Filter

@@ -39,8 +39,8 @@ from inspect_tool.render.text import visible  # imported here: PID 1 cannot impo
 from runtime_lab.kernel import hardening, linux
 from runtime_lab.kernel.cgroups import process_exists
 from runtime_lab.spec import CAPABILITY_NUMBERS, DEFAULT_CAPABILITIES, resolve_user
-from runtime_lab.steps import STEPS
-from runtime_lab.trace import Event, PipeEmitter
+from runtime_lab.trace.events import Event, PipeEmitter
+from runtime_lab.trace.steps import STEPS
 
 if TYPE_CHECKING:
     from runtime_lab.kernel.seccomp import Filter

@@ -17,7 +17,7 @@ from runtime_lab import container as rt
 from runtime_lab.kernel import linux
 from runtime_lab.kernel.cgroups import CGROUP_ROOT, dockscope_groups
 from runtime_lab.process import wait_quietly
-from runtime_lab.store import Store, remove_dir
+from runtime_lab.storage.store import Store, remove_dir
 
 
 def recover(store: Store, cgroup_root: Path = CGROUP_ROOT) -> list[str]:

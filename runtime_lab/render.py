@@ -13,9 +13,9 @@ if TYPE_CHECKING:
 
     from inspect_tool.layers.tarwrite import TarStats
     from inspect_tool.model.image import Image
-    from runtime_lab.commit import CommitResult
     from runtime_lab.run_options import RunOptions
-    from runtime_lab.volumes import Volume
+    from runtime_lab.storage.commit import CommitResult
+    from runtime_lab.storage.volumes import Volume
 
 
 # -- ps ------------------------------------------------------------------------------------------
@@ -55,7 +55,7 @@ def ps_document(
 def ps_fields(config: Any, state: Any, size: tuple[int | None, int | None]) -> dict[str, str]:
     """One container as docker ps's template fields (each value escaped for the terminal)."""
     from runtime_lab.psformat import command_cell, safe
-    from runtime_lab.records import human_size
+    from runtime_lab.storage.records import human_size
 
     if state.status == "running":
         status = f"Up {ago(state.started)}"

@@ -10,7 +10,7 @@ from inspect_tool.errors import UsageError
 
 if TYPE_CHECKING:
     from runtime_lab.streams import LocalStreams
-    from runtime_lab.trace import Tracer
+    from runtime_lab.trace.events import Tracer
 
 
 def attached_streams(values: list[str], *, detach: bool, interactive: bool) -> list[str]:
@@ -59,10 +59,10 @@ def terminal_size() -> tuple[int, int] | None:
 
 def add_trace_sinks(tracer: Tracer, *, trace: bool, json_file: object) -> None:
     if trace:
-        from runtime_lab.narrate import Narrator
+        from runtime_lab.trace.narrate import Narrator
 
         tracer.add_sink(Narrator())
     if json_file is not None:
-        from runtime_lab.trace import JsonLinesSink
+        from runtime_lab.trace.events import JsonLinesSink
 
         tracer.add_sink(JsonLinesSink(json_file))  # type: ignore[arg-type]

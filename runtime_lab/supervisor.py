@@ -11,7 +11,7 @@ from typing import Any
 
 from inspect_tool.errors import UsageError
 from runtime_lab.spec import RestartPolicy
-from runtime_lab.store import Store
+from runtime_lab.storage.store import Store
 
 
 def start_detached(store: Store, container_id: str, *, trace_json: Path | None = None) -> None:
@@ -60,7 +60,7 @@ def _supervise(
     store: Store, container_id: str, directory: Path, ready_w: int, trace_json: Path | None
 ) -> None:
     from runtime_lab import container as rt
-    from runtime_lab.trace import JsonLinesSink, Tracer
+    from runtime_lab.trace.events import JsonLinesSink, Tracer
 
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)

@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 
 from inspect_tool.cli import app
 from runtime_lab.kernel.hardening import MASKED_GLOBS, MASKED_PATHS, READONLY_PATHS
-from runtime_lab.steps import plan
+from runtime_lab.trace.steps import plan
 from tests.helpers import CORPUS
 from tests.runtime_support import (
     DOCKSCOPE,

@@ -17,7 +17,7 @@ from runtime_lab.session import add_trace_sinks, local_streams, terminal_size
 
 if TYPE_CHECKING:
     from runtime_lab.run_options import RunOptions
-    from runtime_lab.store import Store
+    from runtime_lab.storage.store import Store
 
 RUN_IMAGE = typer.Argument(..., metavar="IMAGE", help="Any image dockscope inspect reads.")
 RUN_COMMAND = typer.Argument(None, metavar="[COMMAND [ARG...]]", help="Replaces the image's Cmd.")
@@ -31,7 +31,7 @@ RUN_SELECT_IMAGE = typer.Option(
 
 
 def _store(root: str | None) -> Store:
-    from runtime_lab.store import Store
+    from runtime_lab.storage.store import Store
 
     return Store(root)
 
@@ -160,7 +160,7 @@ def run(
     from inspect_tool.sources import ImageSelection
     from runtime_lab import container as rt
     from runtime_lab.run_options import RunOptions
-    from runtime_lab.trace import Tracer
+    from runtime_lab.trace.events import Tracer
 
     with handle_errors():
         options = RunOptions.parse(
@@ -219,7 +219,7 @@ def run(
                 return
             stepper = None
             if step:
-                from runtime_lab.narrate import Stepper
+                from runtime_lab.trace.narrate import Stepper
 
                 stepper = Stepper()
                 tracer.add_sink(stepper.note)
@@ -259,10 +259,10 @@ def _explain(options: RunOptions, *, traced: bool) -> None:
     from inspect_tool.cli._common import stdout_console
     from inspect_tool.sources import open_image
     from runtime_lab import render
-    from runtime_lab.layerstore import overlay_available
-    from runtime_lab.narrate import explain
     from runtime_lab.spec import command_line, platform_mismatch
-    from runtime_lab.steps import plan
+    from runtime_lab.storage.layerstore import overlay_available
+    from runtime_lab.trace.narrate import explain
+    from runtime_lab.trace.steps import plan
 
     source, image = open_image(options.image, options.selection)
     with source:

@@ -14,7 +14,7 @@ from inspect_tool.errors import UsageError
 from inspect_tool.storage.evidence import StorageError
 from runtime_lab import render
 from runtime_lab.cli.common import NAME_ARGUMENT, ROOT_OPTION
-from runtime_lab.store import Store
+from runtime_lab.storage.store import Store
 
 if TYPE_CHECKING:
     from inspect_tool.layers.tarwrite import TarStats
@@ -65,7 +65,7 @@ def diff(
 
       dockscope container diff --storage /evidence/var/lib/docker 3f2a --since 2024-05-01
     """
-    from runtime_lab.writable import changes
+    from runtime_lab.storage.writable import changes
 
     engine = _engine(storage, root, "diff")
     if engine is not None:
@@ -89,7 +89,7 @@ def diff(
             ignore=set(state.runtime_paths),
             hashes=json_output,
         )
-        from runtime_lab.volumes import diff_notes
+        from runtime_lab.storage.volumes import diff_notes
 
         notes = diff_notes(config.volumes)
         if json_output:
@@ -134,7 +134,7 @@ def inspect(
         container_inspect_command(engine, name)
         return
     with handle_errors():
-        from runtime_lab.records import inspect_document
+        from runtime_lab.storage.records import inspect_document
 
         store = Store(root)
         cid = store.resolve(name)
@@ -183,7 +183,7 @@ def export(
 
       dockscope container export --json web -o web.tar | jq .summary
     """
-    from runtime_lab.commit import export as run_export
+    from runtime_lab.storage.commit import export as run_export
 
     layer = writable_layer
     if old_layer:  # its name in 0.1; --layer N means one image layer everywhere else
@@ -271,8 +271,8 @@ def commit(
 
       dockscope container commit --json web -o web-image | jq .image_id
     """
-    from runtime_lab.commit import CommitOptions, Reference
-    from runtime_lab.commit import commit as run_commit
+    from runtime_lab.storage.commit import CommitOptions, Reference
+    from runtime_lab.storage.commit import commit as run_commit
 
     with handle_errors():
         reference = Reference.parse(tag) if tag is not None else None

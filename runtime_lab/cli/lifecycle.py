@@ -13,7 +13,7 @@ from inspect_tool.errors import UsageError
 from runtime_lab import render
 from runtime_lab.cli.common import NAME_ARGUMENT, NAMES_ARGUMENT, ROOT_OPTION, need_root
 from runtime_lab.logs import LogReader, parse_tail
-from runtime_lab.store import Store
+from runtime_lab.storage.store import Store
 from runtime_lab.supervisor import start_detached
 
 
@@ -55,7 +55,7 @@ def ps(
     """
     from runtime_lab import container as rt
     from runtime_lab.psformat import DEFAULT_TABLE, Template
-    from runtime_lab.records import Sizes
+    from runtime_lab.storage.records import Sizes
 
     with handle_errors():
         if json_output and (format_ is not None or quiet):

@@ -12,7 +12,7 @@ import typer
 from inspect_tool.cli._common import handle_errors
 from inspect_tool.errors import UsageError
 from runtime_lab.cli.common import NAME_ARGUMENT, ROOT_OPTION, need_root
-from runtime_lab.store import Store
+from runtime_lab.storage.store import Store
 
 
 def attach(
@@ -92,7 +92,7 @@ def exec_command(
     from runtime_lab.container import StartIO
     from runtime_lab.nsexec import ExecOptions, exec_in
     from runtime_lab.session import add_trace_sinks, local_streams, terminal_size
-    from runtime_lab.trace import Tracer
+    from runtime_lab.trace.events import Tracer
 
     with handle_errors():
         if tty and interactive and not os.isatty(0):

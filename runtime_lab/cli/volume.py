@@ -9,7 +9,7 @@ import typer
 from inspect_tool.cli._common import JSON_OPTION, handle_errors, stdout_console, write_json
 from runtime_lab import render
 from runtime_lab.cli.common import ROOT_OPTION
-from runtime_lab.store import Store
+from runtime_lab.storage.store import Store
 
 app = typer.Typer(
     name="volume",
@@ -29,7 +29,7 @@ def ls(json_output: bool = JSON_OPTION, root: str | None = ROOT_OPTION) -> None:
 
       dockscope volume ls --json | jq '.volumes[].mountpoint'
     """
-    from runtime_lab import volumes
+    from runtime_lab.storage import volumes
 
     with handle_errors():
         store = Store(root)
@@ -48,7 +48,7 @@ def inspect(names: list[str] = VOLUME_NAMES, root: str | None = ROOT_OPTION) -> 
 
       dockscope volume inspect data
     """
-    from runtime_lab import volumes
+    from runtime_lab.storage import volumes
 
     with handle_errors():
         store = Store(root)
@@ -68,7 +68,7 @@ def rm(names: list[str] = VOLUME_NAMES, root: str | None = ROOT_OPTION) -> None:
 
       dockscope volume rm data
     """
-    from runtime_lab import volumes
+    from runtime_lab.storage import volumes
 
     with handle_errors():
         store = Store(root)

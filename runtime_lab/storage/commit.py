@@ -42,8 +42,8 @@ from inspect_tool.model.image import Descriptor, Image, Layer, Platform
 from inspect_tool.model.mediatypes import Compression, MediaType
 from inspect_tool.model.reference import Reference as Reference  # commit's --tag value
 from inspect_tool.sources.source import Source
-from runtime_lab.store import ContainerConfig, ContainerState, Store, now
-from runtime_lab.writable import layer_entries, merged_entries, write_tar
+from runtime_lab.storage.store import ContainerConfig, ContainerState, Store, now
+from runtime_lab.storage.writable import layer_entries, merged_entries, write_tar
 
 CREATED_BY = "dockscope commit"
 LAYER_TYPES = {

@@ -23,7 +23,7 @@ from typing import Any
 
 from inspect_tool.errors import UsageError
 from runtime_lab.spec import VOLUME_NAME
-from runtime_lab.store import Store, now, reading, remove_dir, write_atomic
+from runtime_lab.storage.store import Store, now, reading, remove_dir, write_atomic
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +123,7 @@ def remove_anonymous(store: Store, names: list[str]) -> None:
 
 def size(path: Path) -> int:
     """Bytes of the files under ``path`` (hard links once), as ``docker system df`` counts."""
-    from runtime_lab.records import walk_size
+    from runtime_lab.storage.records import walk_size
 
     return walk_size(path, lambda st: not stat.S_ISDIR(st.st_mode))
 

@@ -13,8 +13,8 @@ from rich.console import Console
 from rich.text import Text
 
 from inspect_tool.render.text import markup, safe_console, visible
-from runtime_lab.steps import Step
-from runtime_lab.trace import Event
+from runtime_lab.trace.events import Event
+from runtime_lab.trace.steps import Step
 
 
 def _evidence_lines(event: Event) -> list[str]:

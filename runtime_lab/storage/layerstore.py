@@ -16,9 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from runtime_lab.steps import STEPS
-from runtime_lab.store import Store, remove_dir
-from runtime_lab.trace import Event, Tracer
+from runtime_lab.storage.store import Store, remove_dir
+from runtime_lab.trace.events import Event, Tracer
+from runtime_lab.trace.steps import STEPS
 
 if TYPE_CHECKING:
     from inspect_tool.model.image import Image
@@ -68,7 +68,7 @@ def ensure_layers(
             )
             continue
         temporary = store.layers / f".tmp-{layer.diff_id.hex[:16]}-{secrets.token_hex(4)}"
-        from runtime_lab.overlay_extract import extract_layer
+        from runtime_lab.storage.overlay_extract import extract_layer
 
         try:
             stats, audit = extract_layer(source, image, layer.index, temporary, progress)
