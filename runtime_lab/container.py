@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from inspect_tool.errors import DockscopeError, UsageError
 from runtime_lab.kernel import cgroups
 from runtime_lab.kernel.seccomp import Options as SecurityOptions
-from runtime_lab.process import LaunchSpec, run_shim, wait_quietly
+from runtime_lab.process.launch import LaunchSpec, wait_quietly
+from runtime_lab.process.shim import run_shim
 from runtime_lab.run_options import RunOptions
 from runtime_lab.spec import (
     VolumeSpec,

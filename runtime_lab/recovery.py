@@ -16,7 +16,7 @@ from pathlib import Path
 from runtime_lab import container as rt
 from runtime_lab.kernel import linux
 from runtime_lab.kernel.cgroups import CGROUP_ROOT, dockscope_groups
-from runtime_lab.process import wait_quietly
+from runtime_lab.process.launch import wait_quietly
 from runtime_lab.storage.store import Store, remove_dir
 
 

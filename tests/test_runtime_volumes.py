@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from inspect_tool.cli import app
 from inspect_tool.errors import UsageError
-from runtime_lab.process import resolve_in_root
+from runtime_lab.process.mounts import resolve_in_root
 from runtime_lab.spec import parse_volume, read_env_file
 from tests.runtime_support import checked_root, ds, events, needs_root, ok, ps, step
 

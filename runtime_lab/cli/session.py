@@ -90,7 +90,7 @@ def exec_command(
       dockscope exec --trace -u nobody web id
     """
     from runtime_lab.container import StartIO
-    from runtime_lab.nsexec import ExecOptions, exec_in
+    from runtime_lab.process.exec import ExecOptions, exec_in
     from runtime_lab.session import add_trace_sinks, local_streams, terminal_size
     from runtime_lab.trace.events import Tracer
 

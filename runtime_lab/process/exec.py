@@ -38,14 +38,9 @@ from runtime_lab.container import (
     wait_child,
 )
 from runtime_lab.kernel import cgroups, linux
-from runtime_lab.process import (
-    StepReporter,
-    drop_capabilities,
-    exec_failure,
-    open_terminal,
-    set_stdio,
-    switch_user,
-)
+from runtime_lab.process.identity import drop_capabilities, switch_user
+from runtime_lab.process.launch import StepReporter, exec_failure
+from runtime_lab.process.terminal import open_terminal, set_stdio
 from runtime_lab.spec import environment, exec_format_hint, platform_mismatch
 from runtime_lab.storage.store import Store
 from runtime_lab.streams import Hub
