@@ -86,7 +86,7 @@ class RunOptions:
         a UsageError names the first one that is wrong."""
         from runtime_lab.kernel.cgroups import parse_memory
         from runtime_lab.kernel.seccomp import security_options
-        from runtime_lab.session import attached_streams
+        from runtime_lab.lifecycle.session import attached_streams
         from runtime_lab.spec import RestartPolicy, parse_volume, read_env_file
 
         try:

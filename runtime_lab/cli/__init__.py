@@ -13,7 +13,7 @@ import typer
 from inspect_tool.cli._common import PLATFORM_OPTION, REF_OPTION, handle_errors
 from inspect_tool.errors import UsageError
 from runtime_lab.cli.common import ROOT_OPTION, need_root
-from runtime_lab.session import add_trace_sinks, local_streams, terminal_size
+from runtime_lab.lifecycle.session import add_trace_sinks, local_streams, terminal_size
 
 if TYPE_CHECKING:
     from runtime_lab.run_options import RunOptions
@@ -158,7 +158,12 @@ def run(
     """
     from inspect_tool.render.text import visible
     from inspect_tool.sources import ImageSelection
-    from runtime_lab import container as rt
+    from runtime_lab.lifecycle.create import create as create_container
+    from runtime_lab.lifecycle.create import platform_warning_for
+    from runtime_lab.lifecycle.start import StartIO
+    from runtime_lab.lifecycle.start import start as start_container
+    from runtime_lab.lifecycle.state import step_event
+    from runtime_lab.lifecycle.stop import remove as remove_container
     from runtime_lab.run_options import RunOptions
     from runtime_lab.trace.events import Tracer
 
@@ -207,12 +212,12 @@ def run(
         try:
             add_trace_sinks(tracer, trace=trace, json_file=json_file)
             store = _store(root)
-            config = rt.create(store, options, tracer)
-            warning = rt.platform_warning_for(config.image_config, platform)
+            config = create_container(store, options, tracer)
+            warning = platform_warning_for(config.image_config, platform)
             if warning is not None:  # docker's, before the container starts
                 sys.stderr.write(f"dockscope: WARNING: {warning}\n")
             if detach:
-                from runtime_lab.supervisor import start_detached
+                from runtime_lab.lifecycle.supervisor import start_detached
 
                 start_detached(store, config.id, trace_json=trace_json)
                 sys.stdout.write(config.id + "\n")
@@ -223,17 +228,17 @@ def run(
 
                 stepper = Stepper()
                 tracer.add_sink(stepper.note)
-            io = rt.StartIO(
+            io = StartIO(
                 local=local_streams(list(options.attach), interactive=interactive, tty=tty),
                 stepper=stepper,
                 window=terminal_size() if tty else None,
             )
             try:
-                code = rt.start(store, config.id, tracer, io)
+                code = start_container(store, config.id, tracer, io)
             except Exception:
                 if rm:  # a container that could not start is not kept either
                     with contextlib.suppress(Exception):
-                        rt.remove(store, config.id, force=True, volumes=True)
+                        remove_container(store, config.id, force=True, volumes=True)
                 raise
             state = store.load_state(config.id)
             if state.error:
@@ -246,8 +251,8 @@ def run(
                     f"limit (exit {code})\n"
                 )
             if rm:
-                removed = rt.remove(store, config.id, force=True, volumes=True)
-                tracer.emit(rt.step_event("remove", evidence=removed))
+                removed = remove_container(store, config.id, force=True, volumes=True)
+                tracer.emit(step_event("remove", evidence=removed))
         finally:
             if json_file is not None:
                 with contextlib.suppress(OSError):  # reported already, as the run stopped

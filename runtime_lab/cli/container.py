@@ -125,7 +125,7 @@ def inspect(
 
       dockscope container inspect --storage /evidence/var/lib/docker 3f2a
     """
-    from runtime_lab import container as rt
+    from runtime_lab.lifecycle.state import refresh
 
     engine = _engine(storage, root, "inspect")
     if engine is not None:
@@ -139,7 +139,7 @@ def inspect(
         store = Store(root)
         cid = store.resolve(name)
         config = store.load_config(cid)
-        state = rt.refresh(store, cid)
+        state = refresh(store, cid)
         write_json(inspect_document(store, config, state, size=size))
 
 

@@ -1,5 +1,5 @@
 """``dockscope ps|logs|stop|start|rm|cleanup``: the commands of a container's lifecycle (the
-supervisor of detached containers is runtime_lab/supervisor.py)."""
+supervisor of detached containers is runtime_lab/lifecycle/supervisor.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from inspect_tool.cli._common import JSON_OPTION, handle_errors, write_json
 from inspect_tool.errors import UsageError
 from runtime_lab import render
 from runtime_lab.cli.common import NAME_ARGUMENT, NAMES_ARGUMENT, ROOT_OPTION, need_root
-from runtime_lab.logs import LogReader, parse_tail
+from runtime_lab.lifecycle.logs import LogReader, parse_tail
+from runtime_lab.lifecycle.supervisor import start_detached
 from runtime_lab.storage.store import Store
-from runtime_lab.supervisor import start_detached
 
 
 def ps(
@@ -53,7 +53,7 @@ def ps(
 
       dockscope ps -a --json
     """
-    from runtime_lab import container as rt
+    from runtime_lab.lifecycle.state import refresh
     from runtime_lab.psformat import DEFAULT_TABLE, Template
     from runtime_lab.storage.records import Sizes
 
@@ -72,7 +72,7 @@ def ps(
         rows = []
         for cid in store.ids():
             config = store.load_config(cid)
-            state = rt.refresh(store, cid)
+            state = refresh(store, cid)
             if state.status not in ("running", "restarting") and not all_:
                 continue
             rows.append((config, state))  # restarting counts as running, as in docker ps
@@ -106,7 +106,7 @@ def logs(
 
       dockscope logs --tail 20 -f web
     """
-    from runtime_lab import container as rt
+    from runtime_lab.lifecycle.state import refresh
 
     with handle_errors():
         last = parse_tail(tail)
@@ -119,7 +119,7 @@ def logs(
             lines = lines[len(lines) - last :] if last else []
         _write_log(lines)
         while follow:
-            running = path.parent.exists() and rt.refresh(store, cid).status in (
+            running = path.parent.exists() and refresh(store, cid).status in (
                 "running",
                 "restarting",
             )
@@ -151,13 +151,13 @@ def stop(
 
       dockscope stop -t 2 web
     """
-    from runtime_lab import container as rt
+    from runtime_lab.lifecycle.stop import stop as stop_container
 
     with handle_errors():
         need_root()
         store = Store(root)
         for name in names:
-            rt.stop(store, store.resolve(name), timeout=time_)
+            stop_container(store, store.resolve(name), timeout=time_)
             sys.stdout.write(name + "\n")
 
 
@@ -193,12 +193,12 @@ def rm(
 
       dockscope rm -f web
     """
-    from runtime_lab import container as rt
+    from runtime_lab.lifecycle.stop import remove as remove_container
 
     with handle_errors():
         store = Store(root)
         for name in names:
-            rt.remove(store, store.resolve(name), force=force, volumes=volumes)
+            remove_container(store, store.resolve(name), force=force, volumes=volumes)
             sys.stdout.write(name + "\n")
 
 
@@ -210,7 +210,7 @@ def cleanup(root: str | None = ROOT_OPTION) -> None:
 
       dockscope cleanup
     """
-    from runtime_lab.recovery import recover
+    from runtime_lab.lifecycle.recovery import recover
 
     with handle_errors():
         need_root()

@@ -33,14 +33,14 @@ def attach(
 
       dockscope attach box
     """
-    from runtime_lab import container as rt
+    from runtime_lab.lifecycle.state import refresh
     from runtime_lab.streams import attach as attach_streams
 
     with handle_errors():
         store = Store(root)
         cid = store.resolve(name)
         config = store.load_config(cid)
-        if rt.refresh(store, cid).status != "running":
+        if refresh(store, cid).status != "running":
             raise UsageError(f"container {config.name} is not running: start it first")
         stdin = 0 if config.interactive and not no_stdin else None
         try:
@@ -89,9 +89,9 @@ def exec_command(
 
       dockscope exec --trace -u nobody web id
     """
-    from runtime_lab.container import StartIO
+    from runtime_lab.lifecycle.session import add_trace_sinks, local_streams, terminal_size
+    from runtime_lab.lifecycle.start import StartIO
     from runtime_lab.process.exec import ExecOptions, exec_in
-    from runtime_lab.session import add_trace_sinks, local_streams, terminal_size
     from runtime_lab.trace.events import Tracer
 
     with handle_errors():

@@ -26,18 +26,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from inspect_tool.errors import UsageError
-from runtime_lab.container import (
-    ContainerError,
-    StartIO,
+from runtime_lab.kernel import cgroups, linux
+from runtime_lab.lifecycle.children import (
     close_other_fds,
     forward_signals,
-    refresh,
     restore_signals,
-    seccomp_filter,
-    step_event,
     wait_child,
 )
-from runtime_lab.kernel import cgroups, linux
+from runtime_lab.lifecycle.create import seccomp_filter
+from runtime_lab.lifecycle.start import StartIO
+from runtime_lab.lifecycle.state import ContainerError, refresh, step_event
 from runtime_lab.process.identity import drop_capabilities, switch_user
 from runtime_lab.process.launch import StepReporter, exec_failure
 from runtime_lab.process.terminal import open_terminal, set_stdio

@@ -98,11 +98,11 @@ class _Container:
 
 
 def _container(store: Store, name_or_id: str) -> _Container:
-    from runtime_lab import container as rt
+    from runtime_lab.lifecycle.state import refresh
 
     cid = store.resolve(name_or_id)
     config = store.load_config(cid)
-    state = rt.refresh(store, cid)
+    state = refresh(store, cid)
     if state.status == "running":
         raise UsageError(
             f"container {config.name} is running: stop it first (its writable layer would "

@@ -13,9 +13,9 @@ import os
 import signal
 from pathlib import Path
 
-from runtime_lab import container as rt
 from runtime_lab.kernel import linux
 from runtime_lab.kernel.cgroups import CGROUP_ROOT, dockscope_groups
+from runtime_lab.lifecycle.state import refresh
 from runtime_lab.process.launch import wait_quietly
 from runtime_lab.storage.store import Store, remove_dir
 
@@ -25,7 +25,7 @@ def recover(store: Store, cgroup_root: Path = CGROUP_ROOT) -> list[str]:
     stopped: set[str] = set()  # this store's containers that do not run: their groups go
     for cid in store.ids():
         before = store.load_state(cid).status
-        state = rt.refresh(store, cid)
+        state = refresh(store, cid)
         if state.status != "running":
             stopped.add(cid[:12])
         if before == "running" and state.status != "running":

@@ -22,15 +22,15 @@ def start_detached(store: Store, container_id: str, *, trace_json: Path | None =
     removes the control group, starts the container again as its restart policy says, and
     removes the container with --rm. A start by hand counts restarts from zero again.
     """
-    from runtime_lab import container as rt
+    from runtime_lab.lifecycle.state import STOP_MARKER, refresh
 
-    state = rt.refresh(store, container_id)
+    state = refresh(store, container_id)
     if state.status in ("running", "restarting"):
         name = store.load_config(container_id).name
         raise UsageError(f"container {name} is already {state.status}")
     directory = store.container_dir(container_id)
     with contextlib.suppress(FileNotFoundError):
-        (directory / rt.STOP_MARKER).unlink()
+        (directory / STOP_MARKER).unlink()
     if state.restart_count:
         state.restart_count = 0
         store.save_state(container_id, state)
@@ -51,7 +51,7 @@ def start_detached(store: Store, container_id: str, *, trace_json: Path | None =
     # a byte says so (EOF too: the supervisor died before)
     with os.fdopen(ready_r, "rb") as ready:
         ready.read(1)
-    state = rt.refresh(store, container_id)
+    state = refresh(store, container_id)
     if state.error:
         raise UsageError(f"the container failed to start: {state.error}")
 
@@ -59,7 +59,10 @@ def start_detached(store: Store, container_id: str, *, trace_json: Path | None =
 def _supervise(
     store: Store, container_id: str, directory: Path, ready_w: int, trace_json: Path | None
 ) -> None:
-    from runtime_lab import container as rt
+    from runtime_lab.lifecycle.start import StartIO
+    from runtime_lab.lifecycle.start import start as start_container
+    from runtime_lab.lifecycle.state import STOP_MARKER, refresh, step_event
+    from runtime_lab.lifecycle.stop import remove as remove_container
     from runtime_lab.trace.events import JsonLinesSink, Tracer
 
     null = os.open(os.devnull, os.O_RDWR)
@@ -85,9 +88,9 @@ def _supervise(
     try:
         while True:
             began = time.monotonic()
-            code = rt.start(store, container_id, tracer, rt.StartIO())
+            code = start_container(store, container_id, tracer, StartIO())
             state = store.load_state(container_id)
-            stopped = (directory / rt.STOP_MARKER).exists()
+            stopped = (directory / STOP_MARKER).exists()
             # a container that could not even start (a step failed) is not started again
             if stopped or state.error or not policy.wants_restart(code, state.restart_count):
                 break
@@ -99,18 +102,18 @@ def _supervise(
             state.supervisor_pid = os.getpid()
             store.save_state(container_id, state)
             tracer.emit(
-                rt.step_event(
+                step_event(
                     "restart",
                     args={"policy": str(policy), "delay": delay},
                     evidence={"exit_code": code, "restart_count": state.restart_count},
                 )
             )
-            if not _wait_unless_stopped(directory / rt.STOP_MARKER, delay):
+            if not _wait_unless_stopped(directory / STOP_MARKER, delay):
                 state.status = "exited"  # stopped by hand while it waited
                 store.save_state(container_id, state)
                 break
     except BaseException as exc:  # recorded for ps and for the waiting run -d
-        state = rt.refresh(store, container_id)
+        state = refresh(store, container_id)
         if state.status != "running":  # never over a container that runs (started twice)
             state.status, state.error = "exited", str(exc)
             with contextlib.suppress(OSError):
@@ -120,8 +123,8 @@ def _supervise(
             os.close(ready_w)
         with contextlib.suppress(Exception):
             if store.load_config(container_id).auto_remove:
-                removed = rt.remove(store, container_id, force=True, volumes=True)
-                tracer.emit(rt.step_event("remove", evidence=removed))
+                removed = remove_container(store, container_id, force=True, volumes=True)
+                tracer.emit(step_event("remove", evidence=removed))
         if trace_file is not None:
             trace_file.close()
 
