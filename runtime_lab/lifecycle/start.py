@@ -11,6 +11,7 @@ import socket
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inspect_tool.errors import UsageError
@@ -105,14 +106,61 @@ def _run(
     group: cgroups.Cgroup,
     previous: ContainerState,
 ) -> int:
-    """The part of ``start`` inside the control group's lifetime."""
+    """The part of ``start`` inside the control group's lifetime: the group set up, the
+    container's streams opened, the shim forked and watched until it ends, the exit recorded."""
     config = store.load_config(container_id)
     directory = store.container_dir(container_id)
-    driver = group.driver
+    _set_up_group(tracer, group, config)
+    join = _joined_namespaces(store, config)
+    streams = _Streams.open(config)
+    try:
+        listener = listen(directory)
+    except OSError as exc:
+        raise ContainerError(
+            f"cannot create the attach socket: {exc.strerror or exc}", subject=str(directory)
+        ) from None
+    log = JsonFileLog(directory / "container.log")
+    hub = Hub(
+        stdin=streams.stdin_w,
+        stdout=streams.out_r,
+        stderr=streams.err_r,
+        console=streams.console,
+        listener=listener,
+        log=log,
+        local=io.local,
+        stdin_once=config.stdin_once,
+        tty=config.tty,
+        open_stdin=config.interactive,
+    )
+    spec = _launch_spec(store, directory, config, previous, io, streams, join)
+    spec.seccomp = seccomp_filter(config, log=tracer.tracing)
+    spec.exec_hint = exec_format_hint(platform_mismatch(config.image_config))
+    kernel_log = _open_kernel_log(spec)
+    pipes = _Pipes.open()
+    spec.release_fd = pipes.release_r
+    state = ContainerState(
+        status="running",
+        started=now(),
+        rootfs_mode=previous.rootfs_mode,
+        runtime_paths=previous.runtime_paths,
+        restart_count=previous.restart_count,
+        supervisor_pid=previous.supervisor_pid,
+    )
+    shim = _fork_shim(spec, streams, pipes, kernel_log)
+    state.shim_pid = shim
+    state.cgroup_paths = {k: str(v) for k, v in group.paths.items()}
+    watch = _Watch(store, container_id, tracer, io, group, config, state, hub, shim, pipes)
+    status, failure = watch.run(log)
+    return _record_exit(watch, status, failure, spec, kernel_log)
+
+
+def _set_up_group(tracer: Tracer, group: cgroups.Cgroup, config: ContainerConfig) -> None:
+    """The control group made, its devices restricted and its limits written (steps
+    cgroup-create, cgroup-devices, cgroup-limits)."""
     tracer.emit(
         step_event(
             "cgroup-create",
-            args={"version": driver.version},
+            args={"version": group.driver.version},
             evidence={
                 "paths": {k: str(v) for k, v in group.paths.items()},
                 # v2: the controllers handed down on the way (cgroup.subtree_control)
@@ -134,53 +182,84 @@ def _run(
     # pids.max waits for the shim to leave the group (cgroup-release): the shim is not one
     # of the container's processes, and docker's --pids-limit N allows N of those
     limits = cgroups.Limits(config.memory, config.cpus, None)
-    if any(v is not None for v in (config.memory, config.cpus, config.pids)):
-        made = len(group.writes)
-        try:
-            group.apply(limits)
-        except OSError as exc:
-            raise ContainerError(
-                f"cannot set the limits: {exc.strerror or exc}", subject=config.name
-            ) from None
-        tracer.emit(
-            step_event(
-                "cgroup-limits",
-                args={"memory": config.memory, "cpus": config.cpus, "pids": config.pids},
-                evidence={
-                    "written": [{"file": w.path, "value": w.value} for w in group.writes[made:]],
-                    "values": group.values(),
-                    **({"pids.max": "after cgroup-release"} if config.pids is not None else {}),
-                },
-            )
-        )
-    join = _joined_namespaces(store, config)
-    # the container's streams: pipes, or with -t a terminal init allocates inside the
-    # container and passes up the console socket; stdin only with -i (else /dev/null)
-    tty = config.tty
-    stdin_r, stdin_w = os.pipe() if config.interactive and not tty else (None, None)
-    out_r, out_w = (None, None) if tty else os.pipe()
-    err_r, err_w = (None, None) if tty else os.pipe()
-    console, console_child = socket.socketpair() if tty else (None, None)
+    if all(v is None for v in (config.memory, config.cpus, config.pids)):
+        return
+    made = len(group.writes)
     try:
-        listener = listen(directory)
+        group.apply(limits)
     except OSError as exc:
         raise ContainerError(
-            f"cannot create the attach socket: {exc.strerror or exc}", subject=str(directory)
+            f"cannot set the limits: {exc.strerror or exc}", subject=config.name
         ) from None
-    log = JsonFileLog(directory / "container.log")
-    hub = Hub(
-        stdin=stdin_w,
-        stdout=out_r,
-        stderr=err_r,
-        console=console,
-        listener=listener,
-        log=log,
-        local=io.local,
-        stdin_once=config.stdin_once,
-        tty=tty,
-        open_stdin=config.interactive,
+    tracer.emit(
+        step_event(
+            "cgroup-limits",
+            args={"memory": config.memory, "cpus": config.cpus, "pids": config.pids},
+            evidence={
+                "written": [{"file": w.path, "value": w.value} for w in group.writes[made:]],
+                "values": group.values(),
+                **({"pids.max": "after cgroup-release"} if config.pids is not None else {}),
+            },
+        )
     )
-    spec = LaunchSpec(
+
+
+@dataclass(slots=True)
+class _Streams:
+    """The container's standard streams, both ends: pipes, or with -t a terminal init
+    allocates inside the container and passes up the console socket; stdin only with -i
+    (else /dev/null)."""
+
+    stdin_r: int | None
+    stdin_w: int | None
+    out_r: int | None
+    out_w: int | None
+    err_r: int | None
+    err_w: int | None
+    console: socket.socket | None  # dockscope's end of the console socket (-t)
+    console_child: socket.socket | None
+
+    @classmethod
+    def open(cls, config: ContainerConfig) -> _Streams:
+        tty = config.tty
+        stdin_r, stdin_w = os.pipe() if config.interactive and not tty else (None, None)
+        out_r, out_w = (None, None) if tty else os.pipe()
+        err_r, err_w = (None, None) if tty else os.pipe()
+        console, console_child = socket.socketpair() if tty else (None, None)
+        return cls(stdin_r, stdin_w, out_r, out_w, err_r, err_w, console, console_child)
+
+
+@dataclass(slots=True)
+class _Pipes:
+    """dockscope's pipes with the shim: its events up, the go-ahead (and with --step each
+    step's acknowledgement) down, and the release of PID 1 once the shim has left the group."""
+
+    events_r: int
+    events_w: int
+    go_r: int
+    go_w: int
+    ack_r: int
+    ack_w: int
+    release_r: int
+    release_w: int
+
+    @classmethod
+    def open(cls) -> _Pipes:
+        return cls(*os.pipe(), *os.pipe(), *os.pipe(), *os.pipe())
+
+
+def _launch_spec(
+    store: Store,
+    directory: Path,
+    config: ContainerConfig,
+    previous: ContainerState,
+    io: StartIO,
+    streams: _Streams,
+    join: dict[str, int],
+) -> LaunchSpec:
+    """What the shim and PID 1 are given."""
+    console_child = streams.console_child
+    return LaunchSpec(
         merged=str(directory / "merged"),
         lowerdirs=[str(store.layer_dir(d)) for d in config.diff_ids],
         upper=str(directory / "upper"),
@@ -193,10 +272,10 @@ def _run(
         workdir=config.workdir,
         user=config.user,
         stepping=io.stepper is not None,
-        stdin_fd=stdin_r,
-        stdout_fd=out_w,
-        stderr_fd=err_w,
-        tty=tty,
+        stdin_fd=streams.stdin_r,
+        stdout_fd=streams.out_w,
+        stderr_fd=streams.err_w,
+        tty=config.tty,
         console_fd=console_child.fileno() if console_child is not None else None,
         window=io.window,
         mounts=config.volumes,
@@ -208,86 +287,154 @@ def _run(
             if mode == "host"
         ],
     )
-    spec.seccomp = seccomp_filter(config, log=tracer.tracing)
-    spec.exec_hint = exec_format_hint(platform_mismatch(config.image_config))
-    kernel_log = _open_kernel_log(spec)
-    events_r, events_w = os.pipe()
-    go_r, go_w = os.pipe()
-    ack_r, ack_w = os.pipe()
-    release_r, release_w = os.pipe()  # PID 1 starts once the shim has left the group
-    spec.release_fd = release_r
-    state = ContainerState(
-        status="running",
-        started=now(),
-        rootfs_mode=previous.rootfs_mode,
-        runtime_paths=previous.runtime_paths,
-        restart_count=previous.restart_count,
-        supervisor_pid=previous.supervisor_pid,
+
+
+def _fork_shim(
+    spec: LaunchSpec, streams: _Streams, pipes: _Pipes, kernel_log: KernelLog | None
+) -> int:
+    """Fork the shim (it never returns into dockscope's code) and close the ends that are
+    now the children's."""
+    child_ends = (
+        pipes.events_w,
+        pipes.go_r,
+        pipes.ack_r,
+        pipes.release_r,
+        streams.stdin_r,
+        streams.out_w,
+        streams.err_w,
     )
     shim = os.fork()
-    if shim == 0:  # the shim: never returns into dockscope's code
+    if shim == 0:  # the shim
         code = 1
         try:
-            keep = {events_w, go_r, ack_r, release_r, stdin_r, out_w, err_w, spec.console_fd}
-            close_other_fds({fd for fd in keep if fd is not None})
+            close_other_fds({fd for fd in (*child_ends, spec.console_fd) if fd is not None})
             if kernel_log is not None:  # the container's seccomp records: its own session
                 from runtime_lab.kernel.seccomp import new_audit_session
 
                 new_audit_session()
-            code = run_shim(spec, events_w, go_r, ack_r)
+            code = run_shim(spec, pipes.events_w, pipes.go_r, pipes.ack_r)
         except BaseException:  # reported as an event where it happened
             code = 1
         finally:
             os._exit(code)
-    for fd in (events_w, go_r, ack_r, release_r, stdin_r, out_w, err_w):
+    for fd in child_ends:
         if fd is not None:
             os.close(fd)
-    if console_child is not None:
-        console_child.close()
+    if streams.console_child is not None:
+        streams.console_child.close()
     if spec.seccomp is not None:  # the children have their copy
         spec.seccomp.release()
-    state.shim_pid = shim
-    state.cgroup_paths = {k: str(v) for k, v in group.paths.items()}
-    init_pid = 0
-    save_error: OSError | None = None
-    session: int | None = None  # the container's audit session (seccomp records)
-    reached: set[str] = set()  # the steps done
+    return shim
 
-    def release_shim() -> None:
+
+class _Watch:
+    """dockscope watching a running container: the shim's events relayed to the trace (and
+    acted on: PID 1's host PID recorded, the shim released from the group, a failed step's
+    reason kept), its streams relayed by the hub, signals forwarded to PID 1."""
+
+    def __init__(
+        self,
+        store: Store,
+        container_id: str,
+        tracer: Tracer,
+        io: StartIO,
+        group: cgroups.Cgroup,
+        config: ContainerConfig,
+        state: ContainerState,
+        hub: Hub,
+        shim: int,
+        pipes: _Pipes,
+    ) -> None:
+        self.store, self.container_id, self.tracer, self.io = store, container_id, tracer, io
+        self.group, self.config, self.state, self.hub = group, config, state, hub
+        self.shim, self.pipes = shim, pipes
+        self.init_pid = 0
+        self.save_error: OSError | None = None
+        self.session: int | None = None  # the container's audit session (seccomp records)
+        self.reached: set[str] = set()  # the steps done
+        self._pending = b""
+
+    def run(self, log: JsonFileLog) -> tuple[int, BaseException | None]:
+        """Start the shim and relay until it ends; its wait status, and what stopped the
+        watch early if anything did."""
+        group, shim, pipes = self.group, self.shim, self.pipes
+        forwarded = forward_signals(lambda: self.init_pid)
+        failure: BaseException | None = None
+        try:
+            self.tracer.emit(
+                step_event("fork-shim", args={"pid": shim}, evidence={"shim_pid": shim})
+            )
+            group.add(shim)
+            written = group.writes[-len(group.paths) :]
+            self.tracer.emit(
+                step_event(
+                    "cgroup-attach",
+                    args={"pid": shim},
+                    evidence={"written": [{"file": w.path, "value": w.value} for w in written]},
+                )
+            )
+            os.write(pipes.go_w, b"g")
+            os.close(pipes.go_w)
+            pipes.go_w = -1
+            self.hub.run(
+                pipes.events_r, self.on_events, os.pidfd_open(shim), lambda: _kill_leftovers(group)
+            )
+        except BaseException as exc:
+            # dockscope cannot watch the container any more (a trace file on a full disk, a
+            # stepper that failed…): end it rather than leave it running unwatched. Killing the
+            # shim kills PID 1 (its parent-death signal), and with it the whole namespace.
+            failure = exc
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(shim, signal.SIGKILL)
+        finally:
+            self.hub.restore_terminal()
+            _, status = wait_child(shim)
+            restore_signals(forwarded)
+            for fd in (pipes.go_w, pipes.ack_w, pipes.release_w):
+                if fd >= 0:
+                    os.close(fd)
+            log.close()
+            if failure is not None:
+                self.hub.finish(None)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.store.container_dir(self.container_id) / ATTACH_SOCKET)
+        return status, failure
+
+    def release_shim(self) -> None:
         """PID 1 exists: the shim leaves the group, the process limit is written, and PID 1
         may go on (its first act is to wait for this)."""
-        nonlocal release_w
+        group, shim = self.group, self.shim
         made = len(group.writes)
         try:
             group.release(shim)
-            if config.pids is not None:
-                group.apply(cgroups.Limits(pids=config.pids))
+            if self.config.pids is not None:
+                group.apply(cgroups.Limits(pids=self.config.pids))
             evidence: dict[str, Any] = {
                 "written": [{"file": w.path, "value": w.value} for w in group.writes[made:]],
                 "procs": group.procs(),
             }
-            tracer.emit(step_event("cgroup-release", args={"pid": shim}, evidence=evidence))
-            os.write(release_w, b"g")
+            self.tracer.emit(step_event("cgroup-release", args={"pid": shim}, evidence=evidence))
+            os.write(self.pipes.release_w, b"g")
         except OSError as exc:  # PID 1 ends at the closed pipe; the run says why
-            state.error = state.error or f"{STEPS['cgroup-release'].title}: {exc}"
-            tracer.emit(step_event("cgroup-release", args={"pid": shim}, result=str(exc)))
+            self.state.error = self.state.error or f"{STEPS['cgroup-release'].title}: {exc}"
+            self.tracer.emit(step_event("cgroup-release", args={"pid": shim}, result=str(exc)))
         finally:
-            os.close(release_w)
-            release_w = -1
+            os.close(self.pipes.release_w)
+            self.pipes.release_w = -1
 
-    def on_event(event: Event) -> None:
-        nonlocal init_pid, save_error, session
+    def on_event(self, event: Event) -> None:
+        state = self.state
         changed = False
         if event.phase == "done":
-            reached.add(event.step)
+            self.reached.add(event.step)
         if event.step == "seccomp" and event.phase == "done":
-            session = event.evidence.get("audit_session")
+            self.session = event.evidence.get("audit_session")
         if event.step == "fork-init" and event.phase == "done":
-            init_pid = int(event.evidence.get("host_pid", 0))
-            state.pid = init_pid
+            self.init_pid = int(event.evidence.get("host_pid", 0))
+            state.pid = self.init_pid
             changed = True
-            if release_w >= 0:
-                release_shim()
+            if self.pipes.release_w >= 0:
+                self.release_shim()
         if event.result != "ok" and state.error is None:  # a step failed: say which, and why
             state.error = f"{event.title}: {event.result}"
             changed = True
@@ -296,65 +443,34 @@ def _run(
                 state.runtime_paths.append(path)
                 changed = True
         if changed:
-            save_error = save_state(store, container_id, state) or save_error
-        if event.phase == "plan" and io.stepper is not None:
-            io.stepper(event)
-            os.write(ack_w, b"y")
+            self.save_error = save_state(self.store, self.container_id, state) or self.save_error
+        if event.phase == "plan" and self.io.stepper is not None:
+            self.io.stepper(event)
+            os.write(self.pipes.ack_w, b"y")
         if event.step == "exec" and event.phase == "done" and event.result == "ok":
-            hub.enter_raw()  # -it: the command runs, the local terminal goes raw
+            self.hub.enter_raw()  # -it: the command runs, the local terminal goes raw
 
-    pending = b""
-
-    def on_events(chunk: bytes) -> None:
-        nonlocal pending
-        pending += chunk
-        while b"\n" in pending:
-            line, pending = pending.split(b"\n", 1)
+    def on_events(self, chunk: bytes) -> None:
+        self._pending += chunk
+        while b"\n" in self._pending:
+            line, self._pending = self._pending.split(b"\n", 1)
             if line.strip():
                 event = Event.from_json(line.decode())
-                tracer.emit(event)
-                on_event(event)
+                self.tracer.emit(event)
+                self.on_event(event)
 
-    forwarded = forward_signals(lambda: init_pid)
-    failure: BaseException | None = None
-    try:
-        tracer.emit(step_event("fork-shim", args={"pid": shim}, evidence={"shim_pid": shim}))
-        group.add(shim)
-        tracer.emit(
-            step_event(
-                "cgroup-attach",
-                args={"pid": shim},
-                evidence={
-                    "written": [
-                        {"file": w.path, "value": w.value}
-                        for w in group.writes[-len(group.paths) :]
-                    ]
-                },
-            )
-        )
-        os.write(go_w, b"g")
-        os.close(go_w)
-        go_w = -1
-        hub.run(events_r, on_events, os.pidfd_open(shim), lambda: _kill_leftovers(group))
-    except BaseException as exc:
-        # dockscope cannot watch the container any more (a trace file on a full disk, a
-        # stepper that failed…): end it rather than leave it running unwatched. Killing the
-        # shim kills PID 1 (its parent-death signal), and with it the whole namespace.
-        failure = exc
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(shim, signal.SIGKILL)
-    finally:
-        hub.restore_terminal()
-        _, status = wait_child(shim)
-        restore_signals(forwarded)
-        for fd in (go_w, ack_w, release_w):
-            if fd >= 0:
-                os.close(fd)
-        log.close()
-        if failure is not None:
-            hub.finish(None)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(directory / ATTACH_SOCKET)
+
+def _record_exit(
+    watch: _Watch,
+    status: int,
+    failure: BaseException | None,
+    spec: LaunchSpec,
+    kernel_log: KernelLog | None,
+) -> int:
+    """The exit recorded (status, OOM kill, seccomp denials), attach clients told, the exit
+    step traced; the run's exit code."""
+    group, state, tracer = watch.group, watch.state, watch.tracer
+    directory = watch.store.container_dir(watch.container_id)
     code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
     oom = False
     with contextlib.suppress(OSError, ValueError):
@@ -365,24 +481,24 @@ def _run(
     if kernel_log is not None:  # before the exit is recorded: stop waits for that record
         try:
             if failure is None:
-                _report_denials(tracer, kernel_log, session)
+                _report_denials(tracer, kernel_log, watch.session)
         except Exception as exc:  # a trace file that cannot be written: the exit still counts
             failure = exc
         finally:
             kernel_log.close()
-    if spec.seccomp is not None and "no_new_privs" in reached and "exec" not in reached:
+    if spec.seccomp is not None and "no_new_privs" in watch.reached and "exec" not in watch.reached:
         state.error = state.error or _denied_before_exec(code)
     state.status, state.exit_code, state.oom_killed, state.finished = "exited", code, oom, now()
-    save_error = save_state(store, container_id, state) or save_error
+    save_error = save_state(watch.store, watch.container_id, state) or watch.save_error
     if failure is not None:
         raise failure
-    hub.finish(code)  # attach clients get the exit status
+    watch.hub.finish(code)  # attach clients get the exit status
     with contextlib.suppress(FileNotFoundError):
         os.unlink(directory / ATTACH_SOCKET)
     tracer.emit(
         step_event(
             "exit",
-            args={"pid": init_pid},
+            args={"pid": watch.init_pid},
             evidence={"exit_code": code, "oom_killed": oom, "cgroup": values},
         )
     )
