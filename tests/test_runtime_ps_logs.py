@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime_lab.psformat import Template, tabwriter
+from runtime_lab.render.ps import Template, tabwriter
 from tests.helpers import CORPUS
 from tests.runtime_support import (
     DOCKSCOPE,

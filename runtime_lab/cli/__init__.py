@@ -263,7 +263,7 @@ def run(
 def _explain(options: RunOptions, *, traced: bool) -> None:
     from inspect_tool.cli._common import stdout_console
     from inspect_tool.sources import open_image
-    from runtime_lab import render
+    from runtime_lab.render import documents
     from runtime_lab.spec import command_line, platform_mismatch
     from runtime_lab.storage.layerstore import overlay_available
     from runtime_lab.trace.narrate import explain
@@ -276,7 +276,7 @@ def _explain(options: RunOptions, *, traced: bool) -> None:
         mismatch = platform_mismatch(image.config.data)
     limits = any(v is not None for v in (options.memory, options.cpus, options.pids))
     mode = "overlay" if overlay_available() else "copy"
-    details = render.explain_details(options, image, argv, mismatch, mode)
+    details = documents.explain_details(options, image, argv, mismatch, mode)
     explain(
         stdout_console(),
         plan(

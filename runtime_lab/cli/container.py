@@ -12,8 +12,8 @@ import typer
 from inspect_tool.cli._common import JSON_OPTION, handle_errors, write_json
 from inspect_tool.errors import UsageError
 from inspect_tool.storage.evidence import StorageError
-from runtime_lab import render
 from runtime_lab.cli.common import NAME_ARGUMENT, ROOT_OPTION
+from runtime_lab.render import documents
 from runtime_lab.storage.store import Store
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ def diff(
         notes = diff_notes(config.volumes)
         if json_output:
             write_json(
-                render.diff_document(
+                documents.diff_document(
                     store.root, config, state.rootfs_mode, found, notes, config.volumes
                 )
             )
@@ -217,7 +217,7 @@ def export(
             sys.stderr.write(f"dockscope: {visible(path)}: left out: {visible(reason)}\n")
         if json_output:
             write_json(
-                render.export_document(cid, store.load_config(cid).name, output, layer, stats)
+                documents.export_document(cid, store.load_config(cid).name, output, layer, stats)
             )
 
 
@@ -283,7 +283,7 @@ def commit(
         if not json_output:
             sys.stdout.write(f"{result.image_id}\n")
             return
-        write_json(render.commit_document(cid, store.load_config(cid).name, result))
+        write_json(documents.commit_document(cid, store.load_config(cid).name, result))
 
 
 @app.command()

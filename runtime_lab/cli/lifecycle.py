@@ -10,10 +10,10 @@ import typer
 
 from inspect_tool.cli._common import JSON_OPTION, handle_errors, write_json
 from inspect_tool.errors import UsageError
-from runtime_lab import render
 from runtime_lab.cli.common import NAME_ARGUMENT, NAMES_ARGUMENT, ROOT_OPTION, need_root
 from runtime_lab.lifecycle.logs import LogReader, parse_tail
 from runtime_lab.lifecycle.supervisor import start_detached
+from runtime_lab.render import documents
 from runtime_lab.storage.store import Store
 
 
@@ -54,7 +54,7 @@ def ps(
       dockscope ps -a --json
     """
     from runtime_lab.lifecycle.state import refresh
-    from runtime_lab.psformat import DEFAULT_TABLE, Template
+    from runtime_lab.render.ps import DEFAULT_TABLE, Template
     from runtime_lab.storage.records import Sizes
 
     with handle_errors():
@@ -79,9 +79,9 @@ def ps(
         measure = Sizes(store)
         sizes = {c.id: measure.container(c) if size else (None, None) for c, _ in rows}
         if json_output:
-            write_json(render.ps_document(rows, sizes))
+            write_json(documents.ps_document(rows, sizes))
             return
-        fields = [render.ps_fields(config, state, sizes[config.id]) for config, state in rows]
+        fields = [documents.ps_fields(config, state, sizes[config.id]) for config, state in rows]
         sys.stdout.write(template.render(fields))
 
 

@@ -7,8 +7,8 @@ import sys
 import typer
 
 from inspect_tool.cli._common import JSON_OPTION, handle_errors, stdout_console, write_json
-from runtime_lab import render
 from runtime_lab.cli.common import ROOT_OPTION
+from runtime_lab.render import documents
 from runtime_lab.storage.store import Store
 
 app = typer.Typer(
@@ -35,9 +35,9 @@ def ls(json_output: bool = JSON_OPTION, root: str | None = ROOT_OPTION) -> None:
         store = Store(root)
         found = [(v, volumes.users(store, v.name)) for v in volumes.all_volumes(store)]
         if json_output:
-            write_json(render.volume_ls_document(found))
+            write_json(documents.volume_ls_document(found))
             return
-        stdout_console().print(render.volume_table(found))
+        stdout_console().print(documents.volume_table(found))
 
 
 @app.command()
@@ -54,7 +54,7 @@ def inspect(names: list[str] = VOLUME_NAMES, root: str | None = ROOT_OPTION) -> 
         store = Store(root)
         found = [volumes.load(store, name) for name in names]
         write_json(
-            render.volume_inspect_document(
+            documents.volume_inspect_document(
                 [(v, volumes.users(store, v.name), volumes.size(v.data)) for v in found]
             )
         )

@@ -54,7 +54,7 @@ def ps_document(
 
 def ps_fields(config: Any, state: Any, size: tuple[int | None, int | None]) -> dict[str, str]:
     """One container as docker ps's template fields (each value escaped for the terminal)."""
-    from runtime_lab.psformat import command_cell, safe
+    from runtime_lab.render.ps import command_cell, safe
     from runtime_lab.storage.records import human_size
 
     if state.status == "running":
