@@ -41,6 +41,27 @@ def run_init(spec: LaunchSpec, child: StepReporter) -> int:
     # process by the PID the host sees, which is what a student types in another terminal.
     with contextlib.suppress(OSError, ValueError):
         child.host_pid = int(os.readlink("/proc/self"))
+    _make_world(spec, child)
+    workdir = spec.workdir or "/"
+    try:  # made as root, before the root may become read-only (docker makes it at create)
+        os.makedirs(workdir, exist_ok=True)
+    except OSError as exc:
+        child.done("exec", result=f"mkdir {workdir}: {exc.strerror}", args={"argv": spec.argv})
+        return 126
+    if spec.read_only:
+        child.run(
+            "readonly-rootfs",
+            remount_root_read_only,
+            args={"target": "/", "flags": ["MS_REMOUNT", "MS_BIND", "MS_RDONLY"]},
+        )
+    user_holder = _become_user(spec, child)
+    return _exec(spec, child, workdir, user_holder)
+
+
+def _make_world(spec: LaunchSpec, child: StepReporter) -> None:
+    """The container's world, made inside its own namespaces: its mounts private, its
+    hostname, its loopback, its filesystems, pivot_root into them, the read-only and masked
+    paths."""
     root = spec.merged
     child.run(
         "mount-private",
@@ -100,18 +121,11 @@ def run_init(spec: LaunchSpec, child: StepReporter) -> int:
         args={"paths": list(hardening.READONLY_PATHS), "flags": ["MS_BIND", "MS_RDONLY"]},
     )
     child.run("masked-paths", hardening.mask, args={"paths": list(hardening.MASKED_PATHS)})
-    workdir = spec.workdir or "/"
-    try:  # made as root, before the root may become read-only (docker makes it at create)
-        os.makedirs(workdir, exist_ok=True)
-    except OSError as exc:
-        child.done("exec", result=f"mkdir {workdir}: {exc.strerror}", args={"argv": spec.argv})
-        return 126
-    if spec.read_only:
-        child.run(
-            "readonly-rootfs",
-            remount_root_read_only,
-            args={"target": "/", "flags": ["MS_REMOUNT", "MS_BIND", "MS_RDONLY"]},
-        )
+
+
+def _become_user(spec: LaunchSpec, child: StepReporter) -> dict[str, Any]:
+    """PID 1 becomes the container's user: its uid and groups, the capabilities it keeps,
+    no new privileges, the command's descriptors; what was learnt of the user (uid, home)."""
     user_holder: dict[str, Any] = {}
     child.run(
         "user",
@@ -125,6 +139,12 @@ def run_init(spec: LaunchSpec, child: StepReporter) -> int:
     )
     child.run("no_new_privs", linux.set_no_new_privs, args={"option": "PR_SET_NO_NEW_PRIVS"})
     prepare_stdio(spec)
+    return user_holder
+
+
+def _exec(spec: LaunchSpec, child: StepReporter, workdir: str, user_holder: dict[str, Any]) -> int:
+    """The working directory, the seccomp filter (the last step before execve, as runc loads
+    it) and execve; returns only if the command could not be executed."""
     try:
         os.chdir(workdir)
     except OSError as exc:
