@@ -150,7 +150,7 @@ class LocalStreams:
     terminal: int | None = None  # with -it: put in raw mode, its size followed (SIGWINCH)
 
 
-class _Sink:
+class _NonBlockingWriter:
     """Bytes for a descriptor that must not block the relay (the container's stdin, a client):
     written as far as it takes them, the rest kept until it is writable again."""
 
@@ -213,12 +213,12 @@ class Hub:
         self._alive: set[int] = set()  # the loop runs while any of these is open
         self._handlers: dict[int, Callable[[int], None]] = {}
         self._tty = tty
-        self._stdin: _Sink | None = None
+        self._stdin: _NonBlockingWriter | None = None
         if stdin is not None:
             os.set_blocking(stdin, False)
-            self._stdin = _Sink(stdin)
+            self._stdin = _NonBlockingWriter(stdin)
         elif tty and open_stdin:  # the terminal's master, once init has sent it
-            self._stdin = _Sink(-1)
+            self._stdin = _NonBlockingWriter(-1)
         self._outputs = {fd: name for fd, name in ((stdout, "stdout"), (stderr, "stderr")) if fd}
         self._console = console
         self._listener = listener

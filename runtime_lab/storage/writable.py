@@ -43,7 +43,7 @@ from inspect_tool.storage.writable import Node, UnionView, Whiteouts, file_type,
 
 
 @dataclass(frozen=True, slots=True)
-class Change:
+class WritableChange:
     """One entry of docker diff's view, with what engine storage's ``container diff`` gives
     each entry (inspect_tool/storage/diff.py ``DiffEntry``): the same JSON for both."""
 
@@ -114,11 +114,11 @@ def _sha256(layer: LayerDir, parts: tuple[str, ...]) -> str:
 
 def changes(
     upper: Path, lowers: list[Path], *, ignore: set[str] | None = None, hashes: bool = False
-) -> list[Change]:
+) -> list[WritableChange]:
     """docker diff's view of a writable layer, sorted by path. Walked without recursion and
     through directory descriptors: a container may nest directories far below PATH_MAX."""
     ignore = ignore or set()
-    found: list[Change] = []
+    found: list[WritableChange] = []
     with layer_dirs([upper, *lowers]) as (upper_dir, *lower_dirs):
         lower = LowerView(lower_dirs)
         stack: list[tuple[tuple[str, ...], Iterator[str]]] = [((), iter(upper_dir.listdir(())))]
@@ -137,20 +137,22 @@ def changes(
             where = str(upper.joinpath(*parts))
             if is_overlay_whiteout(st):
                 if existed is not None:  # deleted when the whiteout was made
-                    found.append(Change("D", path, mtime_ns=st.st_mtime_ns, evidence=where))
+                    found.append(WritableChange("D", path, mtime_ns=st.st_mtime_ns, evidence=where))
                 continue
             kind = "C" if existed is not None else "A"
             if stat.S_ISDIR(st.st_mode):
                 if existed is not None and upper_dir.getxattr(parts, OPAQUE_XATTR) == OPAQUE_VALUE:
                     present = set(upper_dir.listdir(parts))
                     found += [  # hidden by the opaque directory: its time, its place
-                        Change("D", f"{path}/{gone}", mtime_ns=st.st_mtime_ns, evidence=where)
+                        WritableChange(
+                            "D", f"{path}/{gone}", mtime_ns=st.st_mtime_ns, evidence=where
+                        )
                         for gone in sorted(lower.listdir(parts) - present)
                     ]
                 stack.append((parts, iter(upper_dir.listdir(parts))))
             regular = stat.S_ISREG(st.st_mode)
             found.append(
-                Change(
+                WritableChange(
                     kind,
                     path,
                     type=file_type(st.st_mode),
