@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from runtime_lab.process.launch import LaunchSpec
 from runtime_lab.process.shim import run_shim
 from runtime_lab.spec import exec_format_hint, platform_mismatch
 from runtime_lab.storage.store import ContainerConfig, ContainerState, Store, now, remove_dir
-from runtime_lab.streams import ATTACH_SOCKET, Hub, LocalStreams, listen
+from runtime_lab.streams import ATTACH_SOCKET, Hub, LocalStreams, StreamPipes, listen
 from runtime_lab.trace.events import Event, Tracer
 from runtime_lab.trace.steps import CLEANUP_BEFORE_REMOVE, STEPS
 
@@ -112,7 +111,7 @@ def _run(
     directory = store.container_dir(container_id)
     _set_up_group(tracer, group, config)
     join = _joined_namespaces(store, config)
-    streams = _Streams.open(config)
+    streams = StreamPipes.open(interactive=config.interactive, tty=config.tty)
     try:
         listener = listen(directory)
     except OSError as exc:
@@ -205,31 +204,6 @@ def _set_up_group(tracer: Tracer, group: cgroups.Cgroup, config: ContainerConfig
 
 
 @dataclass(slots=True)
-class _Streams:
-    """The container's standard streams, both ends: pipes, or with -t a terminal init
-    allocates inside the container and passes up the console socket; stdin only with -i
-    (else /dev/null)."""
-
-    stdin_r: int | None
-    stdin_w: int | None
-    out_r: int | None
-    out_w: int | None
-    err_r: int | None
-    err_w: int | None
-    console: socket.socket | None  # dockscope's end of the console socket (-t)
-    console_child: socket.socket | None
-
-    @classmethod
-    def open(cls, config: ContainerConfig) -> _Streams:
-        tty = config.tty
-        stdin_r, stdin_w = os.pipe() if config.interactive and not tty else (None, None)
-        out_r, out_w = (None, None) if tty else os.pipe()
-        err_r, err_w = (None, None) if tty else os.pipe()
-        console, console_child = socket.socketpair() if tty else (None, None)
-        return cls(stdin_r, stdin_w, out_r, out_w, err_r, err_w, console, console_child)
-
-
-@dataclass(slots=True)
 class _Pipes:
     """dockscope's pipes with the shim: its events up, the go-ahead (and with --step each
     step's acknowledgement) down, and the release of PID 1 once the shim has left the group."""
@@ -254,7 +228,7 @@ def _launch_spec(
     config: ContainerConfig,
     previous: ContainerState,
     io: StartIO,
-    streams: _Streams,
+    streams: StreamPipes,
     join: dict[str, int],
 ) -> LaunchSpec:
     """What the shim and PID 1 are given."""
@@ -290,24 +264,17 @@ def _launch_spec(
 
 
 def _fork_shim(
-    spec: LaunchSpec, streams: _Streams, pipes: _Pipes, kernel_log: KernelLog | None
+    spec: LaunchSpec, streams: StreamPipes, pipes: _Pipes, kernel_log: KernelLog | None
 ) -> int:
     """Fork the shim (it never returns into dockscope's code) and close the ends that are
     now the children's."""
-    child_ends = (
-        pipes.events_w,
-        pipes.go_r,
-        pipes.ack_r,
-        pipes.release_r,
-        streams.stdin_r,
-        streams.out_w,
-        streams.err_w,
-    )
+    child_ends = (pipes.events_w, pipes.go_r, pipes.ack_r, pipes.release_r)
     shim = os.fork()
     if shim == 0:  # the shim
         code = 1
         try:
-            close_other_fds({fd for fd in (*child_ends, spec.console_fd) if fd is not None})
+            keep = (*child_ends, *streams.child_ends, spec.console_fd)
+            close_other_fds({fd for fd in keep if fd is not None})
             if kernel_log is not None:  # the container's seccomp records: its own session
                 from runtime_lab.kernel.seccomp import new_audit_session
 
@@ -318,10 +285,8 @@ def _fork_shim(
         finally:
             os._exit(code)
     for fd in child_ends:
-        if fd is not None:
-            os.close(fd)
-    if streams.console_child is not None:
-        streams.console_child.close()
+        os.close(fd)
+    streams.close_child_ends()
     if spec.seccomp is not None:  # the children have their copy
         spec.seccomp.release()
     return shim

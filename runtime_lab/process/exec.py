@@ -20,7 +20,6 @@ import contextlib
 import errno
 import os
 import signal
-import socket
 import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -40,8 +39,8 @@ from runtime_lab.process.identity import drop_capabilities, switch_user
 from runtime_lab.process.launch import StepReporter, exec_failure
 from runtime_lab.process.terminal import open_terminal, set_stdio
 from runtime_lab.spec import environment, exec_format_hint, platform_mismatch
-from runtime_lab.storage.store import Store
-from runtime_lab.streams import Hub
+from runtime_lab.storage.store import ContainerConfig, ContainerState, Store
+from runtime_lab.streams import Hub, StreamPipes
 from runtime_lab.trace.events import Event, Tracer
 
 if TYPE_CHECKING:
@@ -96,43 +95,31 @@ def exec_in(
     store: Store, container_id: str, options: ExecOptions, tracer: Tracer, io: StartIO
 ) -> ExecResult:
     """Run ``options.argv`` in the running container, to its end."""
-    config = store.load_config(container_id)
-    state = refresh(store, container_id)
-    if state.status != "running" or not state.pid or not cgroups.process_exists(state.pid):
-        raise UsageError(f"container {config.name} is not running")
-    if not state.cgroup_paths:
-        raise ContainerError(
-            "the container's control group is not recorded (started by an older dockscope): "
-            "restart it to exec into it",
-            subject=config.name,
-        )
+    config, state = _running(store, container_id)
     env = environment({"Env": config.env}, options.env, config.hostname, tty=options.tty)
-    tty = options.tty
-    stdin_r, stdin_w = os.pipe() if options.interactive and not tty else (None, None)
-    out_r, out_w = (None, None) if tty else os.pipe()
-    err_r, err_w = (None, None) if tty else os.pipe()
-    console, console_child = socket.socketpair() if tty else (None, None)
+    streams = StreamPipes.open(interactive=options.interactive, tty=options.tty)
     hub = Hub(
-        stdin=stdin_w,
-        stdout=out_r,
-        stderr=err_r,
-        console=console,
+        stdin=streams.stdin_w,
+        stdout=streams.out_r,
+        stderr=streams.err_r,
+        console=streams.console,
         listener=None,
         log=None,  # as docker: an exec's output is not in the container's log
         local=io.local,
         stdin_once=True,
-        tty=tty,
+        tty=options.tty,
         open_stdin=options.interactive,
     )
+    console_child = streams.console_child
     launch = _Launch(
         target=state.pid,
         argv=options.argv,
         env=env,
         user=options.user if options.user is not None else config.user,
         workdir=options.workdir or config.workdir or "/",
-        stdin_fd=stdin_r,
-        stdout_fd=out_w,
-        stderr_fd=err_w,
+        stdin_fd=streams.stdin_r,
+        stdout_fd=streams.out_w,
+        stderr_fd=streams.err_w,
         console_fd=console_child.fileno() if console_child is not None else None,
         window=io.window,
         seccomp=seccomp_filter(config, log=False),  # exec's denials are not collected
@@ -140,62 +127,15 @@ def exec_in(
     )
     events_r, events_w = os.pipe()
     go_r, go_w = os.pipe()
-    helper = os.fork()
-    if helper == 0:  # never returns into dockscope's code
-        code = 1
-        try:
-            keep = {events_w, go_r, stdin_r, out_w, err_w, launch.console_fd}
-            close_other_fds({fd for fd in keep if fd is not None})
-            code = _run_helper(launch, events_w, go_r)
-        except BaseException:  # reported as an event where it happened
-            code = 126
-        finally:
-            os._exit(code)
-    for fd in (events_w, go_r, stdin_r, out_w, err_w):
-        if fd is not None:
-            os.close(fd)
-    if console_child is not None:
-        console_child.close()
-    if launch.seccomp is not None:  # the helper has its copy
-        launch.seccomp.release()
-    process = 0
-    pending = b""
-    error: str | None = None
-
-    def on_events(chunk: bytes) -> None:
-        nonlocal pending, process, error
-        pending += chunk
-        while b"\n" in pending:
-            line, pending = pending.split(b"\n", 1)
-            if not line.strip():
-                continue
-            event = Event.from_json(line.decode())
-            tracer.emit(event)
-            if event.result != "ok" and error is None:  # a step failed: say which, and why
-                error = f"{event.title}: {event.result}"
-            if event.step == "fork-exec":
-                process = int(event.evidence.get("host_pid", 0))
-            if event.step == "exec-command" and event.result == "ok":
-                hub.enter_raw()
-
-    forwarded = forward_signals(lambda: process)
+    helper = _fork_helper(launch, streams, events_w, go_r)
+    watch = _ExecWatch(tracer, hub)
+    forwarded = forward_signals(lambda: watch.process)
     failure: BaseException | None = None
     try:
         tracer.emit(step_event("fork-helper", args={"pid": helper}, evidence={"pid": helper}))
-        written = []
-        for path in state.cgroup_paths.values():
-            procs = os.path.join(path, "cgroup.procs")
-            try:
-                with open(procs, "w") as f:
-                    f.write(str(helper))
-            except OSError as exc:
-                raise ContainerError(
-                    f"echo {helper} > {procs}: {exc.strerror or exc}", subject=config.name
-                ) from None
-            written.append({"file": procs, "value": str(helper)})
-        tracer.emit(step_event("cgroup-join", args={"pid": helper}, evidence={"written": written}))
+        _join_group(tracer, config.name, state.cgroup_paths, helper)
         os.write(go_w, b"g")
-        hub.run(events_r, on_events, os.pidfd_open(helper))
+        hub.run(events_r, watch.on_events, os.pidfd_open(helper))
     except BaseException as exc:  # dockscope cannot watch it any more: end it
         failure = exc
         with contextlib.suppress(ProcessLookupError):
@@ -209,8 +149,87 @@ def exec_in(
     if failure is not None:
         raise failure
     code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
-    tracer.emit(step_event("exec-exit", args={"pid": process}, evidence={"exit_code": code}))
-    return ExecResult(code, error)
+    tracer.emit(step_event("exec-exit", args={"pid": watch.process}, evidence={"exit_code": code}))
+    return ExecResult(code, watch.error)
+
+
+def _running(store: Store, container_id: str) -> tuple[ContainerConfig, ContainerState]:
+    """The container's config and state, if it runs with its control group recorded."""
+    config = store.load_config(container_id)
+    state = refresh(store, container_id)
+    if state.status != "running" or not state.pid or not cgroups.process_exists(state.pid):
+        raise UsageError(f"container {config.name} is not running")
+    if not state.cgroup_paths:
+        raise ContainerError(
+            "the container's control group is not recorded (started by an older dockscope): "
+            "restart it to exec into it",
+            subject=config.name,
+        )
+    return config, state
+
+
+def _fork_helper(launch: _Launch, streams: StreamPipes, events_w: int, go_r: int) -> int:
+    """Fork the helper (it never returns into dockscope's code) and close the ends that are
+    now its own."""
+    helper = os.fork()
+    if helper == 0:
+        code = 1
+        try:
+            keep = {events_w, go_r, *streams.child_ends, launch.console_fd}
+            close_other_fds({fd for fd in keep if fd is not None})
+            code = _run_helper(launch, events_w, go_r)
+        except BaseException:  # reported as an event where it happened
+            code = 126
+        finally:
+            os._exit(code)
+    for fd in (events_w, go_r):
+        os.close(fd)
+    streams.close_child_ends()
+    if launch.seccomp is not None:  # the helper has its copy
+        launch.seccomp.release()
+    return helper
+
+
+def _join_group(tracer: Tracer, name: str, cgroup_paths: dict[str, str], helper: int) -> None:
+    """The helper joins the container's control group (every path its state records)."""
+    written = []
+    for path in cgroup_paths.values():
+        procs = os.path.join(path, "cgroup.procs")
+        try:
+            with open(procs, "w") as f:
+                f.write(str(helper))
+        except OSError as exc:
+            raise ContainerError(
+                f"echo {helper} > {procs}: {exc.strerror or exc}", subject=name
+            ) from None
+        written.append({"file": procs, "value": str(helper)})
+    tracer.emit(step_event("cgroup-join", args={"pid": helper}, evidence={"written": written}))
+
+
+class _ExecWatch:
+    """The helper's events relayed to the trace: the process's host PID, a failed step's
+    reason, the local terminal made raw once the command runs."""
+
+    def __init__(self, tracer: Tracer, hub: Hub) -> None:
+        self.tracer, self.hub = tracer, hub
+        self.process = 0
+        self.error: str | None = None
+        self._pending = b""
+
+    def on_events(self, chunk: bytes) -> None:
+        self._pending += chunk
+        while b"\n" in self._pending:
+            line, self._pending = self._pending.split(b"\n", 1)
+            if not line.strip():
+                continue
+            event = Event.from_json(line.decode())
+            self.tracer.emit(event)
+            if event.result != "ok" and self.error is None:  # a step failed: which, and why
+                self.error = f"{event.title}: {event.result}"
+            if event.step == "fork-exec":
+                self.process = int(event.evidence.get("host_pid", 0))
+            if event.step == "exec-command" and event.result == "ok":
+                self.hub.enter_raw()
 
 
 def _run_helper(launch: _Launch, events_fd: int, go_fd: int) -> int:
