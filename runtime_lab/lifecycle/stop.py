@@ -27,7 +27,9 @@ def stop(store: Store, container_id: str, timeout: float = 10.0) -> ContainerSta
         while time.monotonic() < deadline and state.status == "restarting":
             time.sleep(0.02)
             state = refresh(store, container_id)
-        return state
+        if state.status != "running":
+            return state
+        # it was started again before the mark was made: that run is stopped as any other
     if state.status != "running" or not state.pid:
         return state
     with contextlib.suppress(ProcessLookupError):
