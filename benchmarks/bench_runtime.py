@@ -40,7 +40,7 @@ from bench_images import (
 from harness import Report, Run, find_cli, finish, fmt_runs, interleaved, median
 from harness import run_child as run_process
 
-from runtime_lab.cgroups import dockscope_groups, own_cgroup_path
+from runtime_lab.kernel.cgroups import dockscope_groups, own_cgroup_path
 
 if TYPE_CHECKING:
     from tests.interop.test_storage_podman import StorePeers

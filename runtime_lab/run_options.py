@@ -11,7 +11,7 @@ from pathlib import Path
 
 from inspect_tool.errors import UsageError
 from inspect_tool.sources.selection import ALL_IMAGES, ImageSelection
-from runtime_lab.seccomp import Options as SecurityOptions
+from runtime_lab.kernel.seccomp import Options as SecurityOptions
 from runtime_lab.spec import VolumeSpec
 
 # docker's bounds: below them the kernel refuses the value (a CFS quota under 1 ms) or the
@@ -84,9 +84,9 @@ class RunOptions:
         """The options as the command line gave them (strings as typed; ``step`` and
         ``explain`` only for the rules they take part in), each checked as docker checks it;
         a UsageError names the first one that is wrong."""
-        from runtime_lab.cgroups import parse_memory
-        from runtime_lab.seccomp import security_options
-        from runtime_lab.session import attached_streams
+        from runtime_lab.kernel.cgroups import parse_memory
+        from runtime_lab.kernel.seccomp import security_options
+        from runtime_lab.lifecycle.session import attached_streams
         from runtime_lab.spec import RestartPolicy, parse_volume, read_env_file
 
         try:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runtime_lab import linux
+from runtime_lab.kernel import linux
 
 ATTACH_SOCKET = "attach.sock"
 HEADER = struct.Struct(">BxxxI")
@@ -150,7 +150,44 @@ class LocalStreams:
     terminal: int | None = None  # with -it: put in raw mode, its size followed (SIGWINCH)
 
 
-class _Sink:
+@dataclass(slots=True)
+class StreamPipes:
+    """A process's standard streams, both ends (a container's PID 1, an exec'd process):
+    pipes, or with -t a terminal allocated on the container's side and passed up the console
+    socket; stdin only with -i (else /dev/null)."""
+
+    stdin_r: int | None
+    stdin_w: int | None
+    out_r: int | None
+    out_w: int | None
+    err_r: int | None
+    err_w: int | None
+    console: socket.socket | None  # dockscope's end of the console socket (-t)
+    console_child: socket.socket | None
+
+    @classmethod
+    def open(cls, *, interactive: bool, tty: bool) -> StreamPipes:
+        stdin_r, stdin_w = os.pipe() if interactive and not tty else (None, None)
+        out_r, out_w = (None, None) if tty else os.pipe()
+        err_r, err_w = (None, None) if tty else os.pipe()
+        console, console_child = socket.socketpair() if tty else (None, None)
+        return cls(stdin_r, stdin_w, out_r, out_w, err_r, err_w, console, console_child)
+
+    @property
+    def child_ends(self) -> tuple[int | None, int | None, int | None]:
+        """The descriptors the child keeps (0, 1, 2 of the process; None where it has none)."""
+        return self.stdin_r, self.out_w, self.err_w
+
+    def close_child_ends(self) -> None:
+        """In dockscope, once the child has its copies."""
+        for fd in self.child_ends:
+            if fd is not None:
+                os.close(fd)
+        if self.console_child is not None:
+            self.console_child.close()
+
+
+class _NonBlockingWriter:
     """Bytes for a descriptor that must not block the relay (the container's stdin, a client):
     written as far as it takes them, the rest kept until it is writable again."""
 
@@ -213,12 +250,12 @@ class Hub:
         self._alive: set[int] = set()  # the loop runs while any of these is open
         self._handlers: dict[int, Callable[[int], None]] = {}
         self._tty = tty
-        self._stdin: _Sink | None = None
+        self._stdin: _NonBlockingWriter | None = None
         if stdin is not None:
             os.set_blocking(stdin, False)
-            self._stdin = _Sink(stdin)
+            self._stdin = _NonBlockingWriter(stdin)
         elif tty and open_stdin:  # the terminal's master, once init has sent it
-            self._stdin = _Sink(-1)
+            self._stdin = _NonBlockingWriter(-1)
         self._outputs = {fd: name for fd, name in ((stdout, "stdout"), (stderr, "stderr")) if fd}
         self._console = console
         self._listener = listener

@@ -72,7 +72,7 @@ class ContainerChange:
 
 @dataclass(frozen=True, slots=True)
 class ContainerDiff:
-    """A runtime container's writable layer (runtime_lab.writable.changes), as data."""
+    """A runtime container's writable layer (runtime_lab.storage.writable.changes), as data."""
 
     name: str
     id: str

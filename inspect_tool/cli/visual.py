@@ -188,8 +188,8 @@ def tree(
 def _container_diff(name: str, root: str | None) -> ContainerDiff:
     """A runtime container's writable layer, as ``dockscope container diff`` reads it."""
     from inspect_tool.analyze.report import ContainerChange, ContainerDiff
-    from runtime_lab.store import Store
-    from runtime_lab.writable import changes
+    from runtime_lab.storage.store import Store
+    from runtime_lab.storage.writable import changes
 
     store = Store(root)
     cid = store.resolve(name)

@@ -627,7 +627,7 @@ def test_overlay_on_disk_format_keeps_whiteouts_as_overlays(tmp_path: Path) -> N
     """The applier's OnDiskFormat.OVERLAY (the runtime's layer store): one layer in overlayfs's
     lowerdir form, whiteouts kept as devices 0/0 and the opaque marker as the xattr, while an
     entry of the same layer is never hidden by that layer's whiteout; OCI applies them."""
-    from runtime_lab.overlay_extract import extract_layer
+    from runtime_lab.storage.overlay_extract import extract_layer
 
     layer = [
         dir_entry("etc/"),

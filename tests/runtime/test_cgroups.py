@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime_lab.cgroups import (
+from runtime_lab.kernel.cgroups import (
     CGROUP_ROOT,
     CgroupError,
     CgroupV1,

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from runtime_lab.writable import (
+from runtime_lab.storage.writable import (
     OPAQUE_XATTR,
     WritableLayerError,
     changes,

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from runtime_lab.cgroups import CGROUP_ROOT, CgroupV1, CgroupV2, KernelCgroupFS
-from runtime_lab.devices import (
+from runtime_lab.kernel.cgroups import CGROUP_ROOT, CgroupV1, CgroupV2, KernelCgroupFS
+from runtime_lab.kernel.devices import (
     DEFAULT_RULES,
     WILDCARD,
     DeviceRule,

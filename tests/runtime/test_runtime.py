@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from runtime_lab.hardening import MASKED_GLOBS, MASKED_PATHS, READONLY_PATHS
-from runtime_lab.steps import plan
+from runtime_lab.kernel.hardening import MASKED_GLOBS, MASKED_PATHS, READONLY_PATHS
+from runtime_lab.trace.steps import plan
 from tests.image.test_busybox_image import load_generator
 from tests.support.cli import DOCKSCOPE, dockscope, invoke, ok
 from tests.support.paths import CORPUS

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime_lab import linux
+from runtime_lab.kernel import linux
 from tests.support.cli import dockscope, ok, popen
 from tests.support.runtime import (
     Host,

@@ -13,7 +13,7 @@ import pytest
 
 from inspect_tool.render.storage import container_json
 from inspect_tool.storage.model import ContainerRecord
-from runtime_lab.records import human_size
+from runtime_lab.storage.records import human_size
 from tests.support.cli import dockscope, ok
 from tests.support.runtime import checked_root, needs_root, ps
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from runtime_lab.devices import DEFAULT_RULES, v1_writes
-from runtime_lab.hardening import MASKED_PATHS, READONLY_PATHS
+from runtime_lab.kernel.devices import DEFAULT_RULES, v1_writes
+from runtime_lab.kernel.hardening import MASKED_PATHS, READONLY_PATHS
 from tests.support.cli import dockscope, ok
 from tests.support.images import oci_layout
 from tests.support.runtime import Host, events, needs_root, step

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime_lab.psformat import Template, tabwriter
+from runtime_lab.render.ps import Template, tabwriter
 from tests.support.cli import DOCKSCOPE, dockscope, dockscope_as_nobody, env_for, ok, popen
 from tests.support.paths import CORPUS
 from tests.support.runtime import checked_root, needs_root, ps, wait_until

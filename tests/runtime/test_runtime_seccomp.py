@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime_lab.seccomp import KernelLog
+from runtime_lab.kernel.seccomp import KernelLog
 from tests.support.cli import dockscope, ok
 from tests.support.paths import DATA
 from tests.support.runtime import Host, events, needs_root, ps, status_fields, step, wait_until

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from inspect_tool.errors import UsageError
-from runtime_lab.process import resolve_in_root
+from runtime_lab.process.mounts import resolve_in_root
 from runtime_lab.spec import parse_volume, read_env_file
 from tests.support.cli import dockscope, invoke, ok
 from tests.support.runtime import checked_root, events, needs_root, ps, step

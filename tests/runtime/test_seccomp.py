@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from runtime_lab import linux, seccomp
+from runtime_lab.kernel import linux, seccomp
 from runtime_lab.spec import DEFAULT_CAPABILITIES
 from tests.support.cli import invoke
 

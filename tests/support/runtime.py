@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from runtime_lab.cgroups import CGROUP_ROOT, own_cgroup_path
+from runtime_lab.kernel.cgroups import CGROUP_ROOT, own_cgroup_path
 from tests.support.cli import DOCKSCOPE, dockscope, env_for, ok
 
 ROOT_CAPABILITIES = "00000000a80425fb"  # docker's default set, as /proc/PID/status shows it

@@ -1,0 +1,317 @@
+"""The runtime's commands in the ``dockscope`` CLI: run, ps, logs, stop, start, rm, cleanup,
+and ``dockscope container diff|export|commit|inspect``."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from inspect_tool.cli._common import PLATFORM_OPTION, REF_OPTION, handle_errors
+from inspect_tool.errors import UsageError
+from runtime_lab.cli.common import ROOT_OPTION, need_root
+from runtime_lab.lifecycle.session import add_trace_sinks, local_streams, terminal_size
+
+if TYPE_CHECKING:
+    from runtime_lab.run_options import RunOptions
+    from runtime_lab.storage.store import Store
+
+RUN_IMAGE = typer.Argument(..., metavar="IMAGE", help="Any image dockscope inspect reads.")
+RUN_COMMAND = typer.Argument(None, metavar="[COMMAND [ARG...]]", help="Replaces the image's Cmd.")
+# as IMAGE_OPTION, without its short form: in run, -i is docker's --interactive
+RUN_SELECT_IMAGE = typer.Option(
+    None,
+    "--image",
+    metavar="NAME:TAG|N",
+    help="Choose an image of a multi-image archive by tag or by 1-based position.",
+)
+
+
+def _store(root: str | None) -> Store:
+    from runtime_lab.storage.store import Store
+
+    return Store(root)
+
+
+def run(
+    image_path: Path = RUN_IMAGE,
+    command: list[str] | None = RUN_COMMAND,
+    name: str | None = typer.Option(None, "--name", help="Name the container."),
+    hostname: str | None = typer.Option(
+        None,
+        "--hostname",
+        help="Hostname (default: the short container ID). Not -h, which is help here as in "
+        "every dockscope command (docker run -h sets the hostname).",
+    ),
+    net: str = typer.Option(
+        "none",
+        "--net",
+        "--network",
+        help="none (own namespace, only lo), host, or container:NAME (join its namespace).",
+    ),
+    pid: str = typer.Option(
+        "private", "--pid", help="private (own PID namespace), host, or container:NAME."
+    ),
+    ipc: str = typer.Option(
+        "private", "--ipc", help="private (own IPC namespace), host, or container:NAME."
+    ),
+    memory: str | None = typer.Option(None, "--memory", "-m", help="Memory limit, e.g. 64m."),
+    cpus: float | None = typer.Option(None, "--cpus", help="CPU limit, e.g. 0.5."),
+    pids_limit: int | None = typer.Option(None, "--pids-limit", help="Process limit."),
+    env: list[str] | None = typer.Option(None, "--env", "-e", help="KEY=VALUE (repeatable)."),
+    env_file: list[Path] | None = typer.Option(
+        None, "--env-file", metavar="FILE", help="KEY=VALUE lines (repeatable; -e wins)."
+    ),
+    label: list[str] | None = typer.Option(
+        None, "--label", "-l", help="KEY=VALUE metadata (repeatable; over the image's)."
+    ),
+    volume: list[str] | None = typer.Option(
+        None,
+        "--volume",
+        "-v",
+        metavar="[HOST|NAME:]PATH[:ro]",
+        help="Bind mount a host path, or a named volume (repeatable); PATH alone: an "
+        "anonymous volume.",
+    ),
+    read_only: bool = typer.Option(
+        False, "--read-only", help="Mount the root filesystem read-only."
+    ),
+    security_opt: list[str] | None = typer.Option(
+        None,
+        "--security-opt",
+        metavar="OPT",
+        help="seccomp=unconfined (no filter), seccomp=PROFILE.json (docker's profile format; "
+        "default: docker's default profile), no-new-privileges (always set). Repeatable.",
+    ),
+    workdir: str | None = typer.Option(None, "--workdir", "-w", help="Working directory."),
+    user: str | None = typer.Option(None, "--user", "-u", help="name|uid[:group|gid]."),
+    entrypoint: str | None = typer.Option(
+        None, "--entrypoint", help="Replace the image's Entrypoint."
+    ),
+    detach: bool = typer.Option(
+        False, "--detach", "-d", help="Run in the background; print the container ID."
+    ),
+    rm: bool = typer.Option(False, "--rm", help="Remove the container when it exits."),
+    restart: str = typer.Option(
+        "no",
+        "--restart",
+        metavar="POLICY",
+        help="no, always or on-failure[:N]: the supervisor of a detached container starts it "
+        "again when it exits.",
+    ),
+    interactive: bool = typer.Option(
+        False, "--interactive", "-i", help="Keep stdin open (else the container's is closed)."
+    ),
+    tty: bool = typer.Option(
+        False, "--tty", "-t", help="Allocate a terminal inside the container (with -i: -it)."
+    ),
+    attach: list[str] | None = typer.Option(
+        None,
+        "--attach",
+        "-a",
+        metavar="STREAM",
+        help="Attach stdin, stdout or stderr (repeatable; default stdout and stderr, and "
+        "stdin with -i).",
+    ),
+    trace: bool = typer.Option(False, "--trace", help="Narrate every step on stderr."),
+    trace_json: Path | None = typer.Option(
+        None, "--trace-json", metavar="FILE", help="Write every step as JSON lines to FILE."
+    ),
+    step: bool = typer.Option(False, "--step", help="Pause before each step."),
+    explain: bool = typer.Option(
+        False, "--explain", help="Print the plan; do nothing (no root needed)."
+    ),
+    image: str | None = RUN_SELECT_IMAGE,
+    ref: str | None = REF_OPTION,
+    platform: str | None = PLATFORM_OPTION,
+    root: str | None = ROOT_OPTION,
+) -> None:
+    """Run a command in a new container, each kernel operation done for real (and traced).
+
+    The container's exit status is passed through (128+N when signal N ended it; 137 when
+    the memory limit killed it).
+
+    Examples:
+
+      dockscope run --trace sample_images/busybox.tar echo hello
+
+      dockscope run --step --hostname lab sample_images/busybox.tar hostname
+
+      dockscope run -d --name web --memory 64m sample_images/busybox.tar sleep 600
+
+      dockscope run -it sample_images/busybox.tar sh
+
+      echo hello | dockscope run -i sample_images/busybox.tar cat
+
+      dockscope run -v data:/data -v "$PWD":/src:ro sample_images/busybox.tar ls /data /src
+
+      dockscope run --trace sample_images/busybox.tar unshare -U true   # EPERM: seccomp
+
+      dockscope run --security-opt seccomp=unconfined sample_images/busybox.tar unshare -U true
+
+      dockscope run --security-opt seccomp=profile.json sample_images/busybox.tar mkdir /x
+
+      dockscope run --explain sample_images/busybox.tar
+    """
+    from inspect_tool.render.text import visible
+    from inspect_tool.sources import ImageSelection
+    from runtime_lab.lifecycle.create import create as create_container
+    from runtime_lab.lifecycle.create import platform_warning_for
+    from runtime_lab.lifecycle.start import StartIO
+    from runtime_lab.lifecycle.start import start as start_container
+    from runtime_lab.lifecycle.state import step_event
+    from runtime_lab.lifecycle.stop import remove as remove_container
+    from runtime_lab.run_options import RunOptions
+    from runtime_lab.trace.events import Tracer
+
+    with handle_errors():
+        options = RunOptions.parse(
+            image_path,
+            command or [],
+            selection=ImageSelection(image, ref, platform),
+            entrypoint=entrypoint,
+            name=name,
+            hostname=hostname,
+            network=net,
+            pid_mode=pid,
+            ipc_mode=ipc,
+            memory=memory,
+            cpus=cpus,
+            pids_limit=pids_limit,
+            env=env or [],
+            env_files=env_file or [],
+            labels=label or [],
+            volumes=volume or [],
+            read_only=read_only,
+            security_opt=security_opt or [],
+            workdir=workdir,
+            user=user,
+            detach=detach,
+            auto_remove=rm,
+            restart=restart,
+            interactive=interactive,
+            tty=tty,
+            attach=attach or [],
+            step=step,
+            explain=explain,
+        )
+        if explain:
+            _explain(options, traced=trace or trace_json is not None)
+            return
+        need_root()
+        tracer = Tracer()
+        try:
+            json_file = open(trace_json, "w") if trace_json else None  # noqa: SIM115
+        except OSError as exc:
+            raise UsageError(
+                f"cannot write the trace: {exc.strerror}", subject=str(trace_json)
+            ) from None
+        try:
+            add_trace_sinks(tracer, trace=trace, json_file=json_file)
+            store = _store(root)
+            config = create_container(store, options, tracer)
+            warning = platform_warning_for(config.image_config, platform)
+            if warning is not None:  # docker's, before the container starts
+                sys.stderr.write(f"dockscope: WARNING: {warning}\n")
+            if detach:
+                from runtime_lab.lifecycle.supervisor import start_detached
+
+                start_detached(store, config.id, trace_json=trace_json)
+                sys.stdout.write(config.id + "\n")
+                return
+            stepper = None
+            if step:
+                from runtime_lab.trace.narrate import Stepper
+
+                stepper = Stepper()
+                tracer.add_sink(stepper.note)
+            io = StartIO(
+                local=local_streams(list(options.attach), interactive=interactive, tty=tty),
+                stepper=stepper,
+                window=terminal_size() if tty else None,
+            )
+            try:
+                code = start_container(store, config.id, tracer, io)
+            except Exception:
+                if rm:  # a container that could not start is not kept either
+                    with contextlib.suppress(Exception):
+                        remove_container(store, config.id, force=True, volumes=True)
+                raise
+            state = store.load_state(config.id)
+            if state.error:
+                sys.stderr.write(
+                    f"dockscope: container {visible(config.name)}: {visible(state.error)}\n"
+                )
+            if state.oom_killed:
+                sys.stderr.write(
+                    f"dockscope: container {visible(config.name)} was killed by the memory "
+                    f"limit (exit {code})\n"
+                )
+            if rm:
+                removed = remove_container(store, config.id, force=True, volumes=True)
+                tracer.emit(step_event("remove", evidence=removed))
+        finally:
+            if json_file is not None:
+                with contextlib.suppress(OSError):  # reported already, as the run stopped
+                    json_file.close()
+        raise typer.Exit(code)
+
+
+def _explain(options: RunOptions, *, traced: bool) -> None:
+    from inspect_tool.cli._common import stdout_console
+    from inspect_tool.sources import open_image
+    from runtime_lab.render import documents
+    from runtime_lab.spec import command_line, platform_mismatch
+    from runtime_lab.storage.layerstore import overlay_available
+    from runtime_lab.trace.narrate import explain
+    from runtime_lab.trace.steps import plan
+
+    source, image = open_image(options.image, options.selection)
+    with source:
+        config = dict(image.config.config)
+        argv = command_line(config, options.args, options.entrypoint)
+        mismatch = platform_mismatch(image.config.data)
+    limits = any(v is not None for v in (options.memory, options.cpus, options.pids))
+    mode = "overlay" if overlay_available() else "copy"
+    details = documents.explain_details(options, image, argv, mismatch, mode)
+    explain(
+        stdout_console(),
+        plan(
+            network=options.network,
+            limits=limits,
+            rootfs_mode=mode,
+            tty=options.tty,
+            volumes=len(options.volumes),
+            read_only=options.read_only,
+            seccomp=options.security.seccomp != "unconfined",
+            traced=traced,
+            auto_remove=options.auto_remove,
+            joined=[
+                kind
+                for kind, mode in (
+                    ("ipc", options.ipc_mode),
+                    ("net", options.network),
+                    ("pid", options.pid_mode),
+                )
+                if mode.startswith("container:")
+            ],
+        ),
+        details,
+    )
+
+
+def register(app: typer.Typer, *, only: str | None = None) -> None:
+    """Add the runtime's commands; ``only="run"`` adds just ``run`` (a container's start-up is
+    measured against podman's: the other command modules are not imported for it)."""
+    app.command(context_settings={"allow_interspersed_args": False})(run)
+    if only == "run":
+        return
+    from runtime_lab.cli import container, lifecycle, session, volume
+
+    lifecycle.register(app)
+    session.register(app)
+    container.register(app)
+    volume.register(app)

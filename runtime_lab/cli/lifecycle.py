@@ -1,0 +1,230 @@
+"""``dockscope ps|logs|stop|start|rm|cleanup``: the commands of a container's lifecycle (the
+supervisor of detached containers is runtime_lab/lifecycle/supervisor.py)."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import typer
+
+from inspect_tool.cli._common import JSON_OPTION, handle_errors, write_json
+from inspect_tool.errors import UsageError
+from runtime_lab.cli.common import NAME_ARGUMENT, NAMES_ARGUMENT, ROOT_OPTION, need_root
+from runtime_lab.lifecycle.logs import LogReader, parse_tail
+from runtime_lab.lifecycle.supervisor import start_detached
+from runtime_lab.render import documents
+from runtime_lab.storage.store import Store
+
+
+def ps(
+    all_: bool = typer.Option(False, "--all", "-a", help="Show exited containers too."),
+    size: bool = typer.Option(
+        False,
+        "--size",
+        "-s",
+        help="Show the writable layer's size and the virtual size (image and writable layer).",
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the (short) IDs."),
+    format_: str | None = typer.Option(
+        None,
+        "--format",
+        metavar="TEMPLATE",
+        help="docker's Go template subset: {{.ID}} {{.Names}} {{.Image}} {{.Command}} "
+        "{{.Status}} {{.State}} {{.RunningFor}} {{.CreatedAt}} {{.Size}} {{.Labels}} "
+        "{{.RestartCount}}, {{json .}}; a 'table' prefix adds headers and aligns columns.",
+    ),
+    json_output: bool = JSON_OPTION,
+    root: str | None = ROOT_OPTION,
+) -> None:
+    """List containers, as docker ps does.
+
+    Examples:
+
+      dockscope ps
+
+      dockscope ps -as
+
+      dockscope ps -aq
+
+      dockscope ps --format '{{.ID}} {{.Names}} {{.Status}}'
+
+      dockscope ps --format 'table {{.Names}}\t{{.Status}}'
+
+      dockscope ps -a --json
+    """
+    from runtime_lab.lifecycle.state import refresh
+    from runtime_lab.render.ps import DEFAULT_TABLE, Template
+    from runtime_lab.storage.records import Sizes
+
+    with handle_errors():
+        if json_output and (format_ is not None or quiet):
+            raise UsageError("conflicting options: --json and --format/--quiet")
+        if quiet and format_ is not None:  # docker's rule and its warning
+            sys.stderr.write(
+                "dockscope: WARNING: Ignoring custom format, because both --format and "
+                "--quiet are set.\n"
+            )
+        template = Template.parse("{{.ID}}" if quiet else format_ or DEFAULT_TABLE)
+        if size and template.table and format_ is None and not quiet:
+            template = Template.parse(DEFAULT_TABLE + "\t{{.Size}}")
+        store = Store(root)
+        rows = []
+        for cid in store.ids():
+            config = store.load_config(cid)
+            state = refresh(store, cid)
+            if state.status not in ("running", "restarting") and not all_:
+                continue
+            rows.append((config, state))  # restarting counts as running, as in docker ps
+        measure = Sizes(store)
+        sizes = {c.id: measure.container(c) if size else (None, None) for c, _ in rows}
+        if json_output:
+            write_json(documents.ps_document(rows, sizes))
+            return
+        fields = [documents.ps_fields(config, state, sizes[config.id]) for config, state in rows]
+        sys.stdout.write(template.render(fields))
+
+
+def logs(
+    name: str = NAME_ARGUMENT,
+    follow: bool = typer.Option(
+        False, "--follow", "-f", help="Go on printing what it writes, until it exits."
+    ),
+    tail: str = typer.Option(
+        "all", "--tail", "-n", metavar="N", help="Only the last N lines (default: all)."
+    ),
+    root: str | None = ROOT_OPTION,
+) -> None:
+    """Print a container's output (stdout to stdout, stderr to stderr), as docker logs does.
+
+    The output is the container's own bytes, written as they are (as docker logs does):
+    escape sequences in it reach the terminal. Pipe it through cat -v to see them.
+
+    Examples:
+
+      dockscope logs web
+
+      dockscope logs --tail 20 -f web
+    """
+    from runtime_lab.lifecycle.state import refresh
+
+    with handle_errors():
+        last = parse_tail(tail)
+        store = Store(root)
+        cid = store.resolve(name)
+        path = store.container_dir(cid) / "container.log"
+        reader = LogReader(path)
+        lines = reader.read()
+        if last is not None:
+            lines = lines[len(lines) - last :] if last else []
+        _write_log(lines)
+        while follow:
+            running = path.parent.exists() and refresh(store, cid).status in (
+                "running",
+                "restarting",
+            )
+            more = reader.read()  # after the status: nothing the container wrote is lost
+            _write_log(more)
+            if not running:
+                break
+            if not more:
+                time.sleep(0.1)
+
+
+def _write_log(records: list[tuple[str, str]]) -> None:
+    for stream, text in records:
+        out = sys.stderr if stream == "stderr" else sys.stdout
+        out.write(text)
+    if records:
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+
+def stop(
+    names: list[str] = NAMES_ARGUMENT,
+    time_: float = typer.Option(10.0, "--time", "-t", help="Seconds before SIGKILL."),
+    root: str | None = ROOT_OPTION,
+) -> None:
+    """Stop running containers: SIGTERM to PID 1, then SIGKILL after --time seconds.
+
+    Example:
+
+      dockscope stop -t 2 web
+    """
+    from runtime_lab.lifecycle.stop import stop as stop_container
+
+    with handle_errors():
+        need_root()
+        store = Store(root)
+        for name in names:
+            stop_container(store, store.resolve(name), timeout=time_)
+            sys.stdout.write(name + "\n")
+
+
+def start(
+    names: list[str] = NAMES_ARGUMENT,
+    root: str | None = ROOT_OPTION,
+) -> None:
+    """Start stopped containers again, in the background, on their preserved writable layer.
+
+    Example:
+
+      dockscope start web
+    """
+    with handle_errors():
+        need_root()
+        store = Store(root)
+        for name in names:
+            start_detached(store, store.resolve(name))
+            sys.stdout.write(name + "\n")
+
+
+def rm(
+    names: list[str] = NAMES_ARGUMENT,
+    force: bool = typer.Option(False, "--force", "-f", help="Stop a running container first."),
+    volumes: bool = typer.Option(
+        False, "--volumes", "-v", help="Remove its anonymous volumes too (named ones stay)."
+    ),
+    root: str | None = ROOT_OPTION,
+) -> None:
+    """Remove containers and their writable layers.
+
+    Example:
+
+      dockscope rm -f web
+    """
+    from runtime_lab.lifecycle.stop import remove as remove_container
+
+    with handle_errors():
+        store = Store(root)
+        for name in names:
+            remove_container(store, store.resolve(name), force=force, volumes=volumes)
+            sys.stdout.write(name + "\n")
+
+
+def cleanup(root: str | None = ROOT_OPTION) -> None:
+    """Recover from crashes: stale states, leftover control groups, half-unpacked layers,
+    leaked mounts.
+
+    Example:
+
+      dockscope cleanup
+    """
+    from runtime_lab.lifecycle.recovery import recover
+
+    with handle_errors():
+        need_root()
+        report = recover(Store(root))
+        from inspect_tool.render.text import visible
+
+        for line in report:
+            sys.stdout.write(visible(line) + "\n")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(ps)
+    app.command()(logs)
+    app.command()(stop)
+    app.command()(start)
+    app.command()(rm)
+    app.command()(cleanup)

@@ -1,0 +1,261 @@
+"""``create``: read the image (any source inspect_tool reads), make sure each layer is in the
+layer store, and write the container's config and directories."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from inspect_tool.errors import UsageError
+from runtime_lab.kernel.seccomp import Options as SecurityOptions
+from runtime_lab.lifecycle.state import ContainerError, step_event
+from runtime_lab.run_options import RunOptions
+from runtime_lab.spec import (
+    VolumeSpec,
+    command_line,
+    environment,
+    labels,
+    platform_mismatch,
+    platform_warning,
+)
+from runtime_lab.storage.layerstore import copy_image, ensure_layers, overlay_available
+from runtime_lab.storage.store import ContainerConfig, ContainerState, Store, remove_dir
+from runtime_lab.trace.events import Tracer
+
+if TYPE_CHECKING:
+    from inspect_tool.model.image import Image
+    from runtime_lab.kernel.seccomp import Filter
+
+
+def _name_from(container_id: str) -> str:
+    return f"dockscope-{container_id[:8]}"
+
+
+# docker's validContainerNamePattern (without the leading "/" the API allows)
+CONTAINER_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
+
+
+HOST_NAME_MAX = 64  # the kernel's limit for sethostname
+
+
+def _check_hostname(hostname: str) -> None:
+    """A hostname the kernel takes and a terminal shows as it is: at most 64 bytes, printable
+    ASCII without white space (sethostname itself takes any bytes)."""
+    raw = hostname.encode("utf-8", "surrogateescape")
+    if not raw or len(raw) > HOST_NAME_MAX:
+        raise UsageError(f"invalid hostname: 1 to {HOST_NAME_MAX} bytes, not {len(raw)}")
+    if not all(0x21 <= b <= 0x7E for b in raw):
+        raise UsageError(
+            f"invalid hostname '{hostname}': printable ASCII without spaces only "
+            "(letters, digits, '-', '.' as RFC 1123 names have)"
+        )
+
+
+def create(
+    store: Store, options: RunOptions, tracer: Tracer, progress: Callable[[int], None] | None = None
+) -> ContainerConfig:
+    """Everything before the processes: image, layer store, config, writable layer."""
+    from inspect_tool.sources import open_image
+
+    network = _namespace_mode(store, "--net", options.network, ("none", "host"))
+    pid_mode = _namespace_mode(store, "--pid", options.pid_mode, ("private", "host"))
+    ipc_mode = _namespace_mode(store, "--ipc", options.ipc_mode, ("private", "host"))
+    hostname_given = options.hostname
+    if network.startswith("container:"):
+        # docker: the container takes the network's owner's hostname, and --hostname conflicts
+        if hostname_given:
+            raise UsageError("conflicting options: --hostname and --net container:NAME")
+        hostname_given = store.load_config(network.partition(":")[2]).hostname
+    if options.name is not None and not CONTAINER_NAME.fullmatch(options.name):
+        raise UsageError(
+            f"invalid container name '{options.name}': only [a-zA-Z0-9][a-zA-Z0-9_.-]+ is "
+            "allowed (docker's rule)"
+        )
+    if options.hostname is not None:
+        _check_hostname(options.hostname)
+    container_id = store.new_id()
+    name = options.name or _name_from(container_id)
+    if options.name and store.name_taken(options.name):
+        raise UsageError(f"the container name {options.name!r} is already in use")
+    source, image = open_image(options.image, options.selection)
+    with source:
+        config_obj = dict(image.config.config)
+        argv = command_line(config_obj, options.args, options.entrypoint)
+        hostname = hostname_given or container_id[:12]
+        evidence: dict[str, Any] = {
+            "image_id": str(image.image_id),
+            "layers": len(image.layers),
+            "entrypoint": config_obj.get("Entrypoint"),
+            "cmd": config_obj.get("Cmd"),
+            "argv": argv,
+        }
+        warning = platform_warning_for(image.config.data, options.selection.platform)
+        if warning is not None:
+            evidence["warning"] = warning
+        tracer.emit(step_event("image", args={"source": str(options.image)}, evidence=evidence))
+        try:  # only now that the image reads: a bad image leaves nothing behind
+            store.ensure()
+        except OSError as exc:
+            raise ContainerError(
+                f"cannot create the state directory: {exc.strerror or exc}", subject=str(store.root)
+            ) from None
+        layer_dirs = ensure_layers(store, source, image, tracer, progress=progress)
+        mode = "overlay" if overlay_available() else "copy"
+        directory = store.container_dir(container_id)
+        mounts: list[dict[str, Any]] = []
+        try:
+            for sub in ("upper", "work", "merged"):
+                (directory / sub).mkdir(parents=True, exist_ok=True, mode=0o755)
+            if mode == "copy":
+                copy_image(source, image, directory / "merged")
+            mounts = _mounts(store, options.volumes)
+            config = _config(options, container_id, name, image, layer_dirs, argv, hostname)
+            if config.seccomp_profile is not None:  # one libseccomp refuses fails now
+                compiled = seccomp_filter(config, log=False)
+                if compiled is not None:
+                    compiled.release()
+            config.volumes = mounts
+            config.network, config.pid_mode, config.ipc_mode = network, pid_mode, ipc_mode
+            store.save_config(config)
+            store.save_state(container_id, ContainerState(rootfs_mode=mode))
+        except BaseException as exc:  # no half-made container (a full disk, an interrupt)
+            remove_dir(directory, ignore_errors=True)
+            from runtime_lab.storage.volumes import remove_anonymous
+
+            remove_anonymous(store, [m["name"] for m in mounts if m.get("name")])
+            if isinstance(exc, OSError):
+                raise ContainerError(
+                    f"cannot create the container: {exc.strerror or exc}", subject=str(directory)
+                ) from None
+            raise
+    tracer.emit(
+        step_event(
+            "container-dirs",
+            args={"path": str(directory)},
+            evidence={
+                "upperdir": str(directory / "upper"),
+                "workdir": str(directory / "work"),
+                "merged": str(directory / "merged"),
+                "rootfs_mode": mode,
+            },
+        )
+    )
+    return config
+
+
+def platform_warning_for(image_config: Mapping[str, Any], requested: str | None) -> str | None:
+    """docker's warning when the image's platform is not this machine's and none was
+    requested (``--platform``); None otherwise."""
+    mismatch = platform_mismatch(image_config)
+    if mismatch is None or requested:
+        return None
+    return platform_warning(*mismatch)
+
+
+def _namespace_mode(store: Store, flag: str, value: str, plain: tuple[str, ...]) -> str:
+    """``--net``/``--pid``/``--ipc``: one of ``plain``, or ``container:NAME``, recorded as
+    ``container:<id>`` (the container must exist; it must run when this one starts)."""
+    if value in plain:
+        return value
+    kind, _, name = value.partition(":")
+    if kind != "container" or not name:
+        raise UsageError(f"{flag} {value}: use {', '.join(plain)} or container:NAME")
+    return f"container:{store.resolve(name)}"
+
+
+def _mounts(store: Store, volumes: Sequence[VolumeSpec]) -> list[dict[str, Any]]:
+    """-v as recorded in the config: each volume made if new (an anonymous one named)."""
+    from runtime_lab.storage.volumes import ensure
+
+    seen: set[str] = set()
+    for spec in volumes:
+        if spec.destination in seen:
+            raise UsageError(f"-v: {spec.destination} is mounted twice (duplicate mount point)")
+        seen.add(spec.destination)
+    mounts: list[dict[str, Any]] = []
+    for spec in volumes:
+        if spec.kind == "bind":
+            mounts.append(
+                {
+                    "type": "bind",
+                    "name": None,
+                    "source": spec.source,
+                    "destination": spec.destination,
+                    "read_only": spec.read_only,
+                    "copy": False,
+                }
+            )
+            continue
+        volume = ensure(store, spec.source or None)
+        mounts.append(
+            {
+                "type": "volume",
+                "name": volume.name,
+                "source": str(volume.data),
+                "destination": spec.destination,
+                "read_only": spec.read_only,
+                "copy": spec.copy,
+            }
+        )
+    return mounts
+
+
+def _config(
+    options: RunOptions,
+    container_id: str,
+    name: str,
+    image: Image,
+    layer_dirs: list[Path],
+    argv: list[str],
+    hostname: str,
+) -> ContainerConfig:
+    config_obj = dict(image.config.config)
+    return ContainerConfig(
+        id=container_id,
+        name=name,
+        image_source=str(options.image),
+        image_id=str(image.image_id),
+        image_selector={
+            "image": options.selection.image,
+            "ref": options.selection.ref,
+            "platform": options.selection.platform,
+        },
+        diff_ids=[p.name for p in layer_dirs],
+        command=argv,
+        env=environment(config_obj, options.env, hostname, tty=options.tty),
+        workdir=options.workdir or str(config_obj.get("WorkingDir") or "/"),
+        user=options.user if options.user is not None else str(config_obj.get("User") or ""),
+        hostname=hostname,
+        network=options.network,
+        memory=options.memory,
+        cpus=options.cpus,
+        pids=options.pids,
+        auto_remove=options.auto_remove,
+        detached=options.detach,
+        image_config=dict(image.config.data),
+        interactive=options.interactive,
+        tty=options.tty,
+        attach=list(options.attach),
+        stdin_once=options.interactive and not options.detach and "stdin" in options.attach,
+        labels=labels(config_obj, options.labels),
+        read_only=options.read_only,
+        restart=options.restart,
+        seccomp=options.security.seccomp,
+        seccomp_profile=options.security.profile,
+    )
+
+
+def seccomp_filter(config: ContainerConfig, *, log: bool) -> Filter | None:
+    """The container's seccomp filter, compiled here (libseccomp is on the host's disk, which
+    PID 1 no longer sees when it loads the filter); with a trace, the kernel is asked to log
+    what the filter denies (``log``: SECCOMP_FILTER_FLAG_LOG)."""
+    from runtime_lab.kernel import seccomp
+    from runtime_lab.spec import DEFAULT_CAPABILITIES
+
+    options = SecurityOptions(config.seccomp, config.seccomp_profile)
+    try:
+        return seccomp.prepare(options, DEFAULT_CAPABILITIES, log=log)
+    except seccomp.SeccompError as exc:
+        raise ContainerError(exc.message, subject=config.name) from None

@@ -1,0 +1,3 @@
+"""What the runtime keeps on disk: the state root (store), the layer store (layerstore,
+overlay_extract), volumes, a container as a record (records), its writable layer (writable)
+and what export and commit make of it (commit)."""

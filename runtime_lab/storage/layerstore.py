@@ -1,0 +1,111 @@
+"""The layer store: each layer unpacked once, in the form overlayfs reads as a lowerdir.
+
+A layer is extracted with inspect_tool's safe extraction (every path resolved inside the
+layer's directory, the diff_id verified as the layer streams) into a temporary directory, then
+renamed to ``<store>/layers/<diff_id hex>`` in one step: a concurrent run either sees the whole
+layer or none of it, and never a half-written one. Whiteouts take overlayfs's form: ``.wh.NAME``
+becomes a character device 0/0 named NAME, ``.wh..wh..opq`` the ``trusted.overlay.opaque=y``
+attribute of its directory (the conversion containerd's and docker's overlay drivers make).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from runtime_lab.storage.store import Store, remove_dir
+from runtime_lab.trace.events import Event, Tracer
+from runtime_lab.trace.steps import STEPS
+
+if TYPE_CHECKING:
+    from inspect_tool.model.image import Image
+    from inspect_tool.sources.source import Source
+
+
+def overlay_available() -> bool:
+    """Whether overlayfs can be used (DOCKSCOPE_ROOTFS=copy forces the copy fallback, to
+    teach or test it on a machine that has overlayfs)."""
+    if os.environ.get("DOCKSCOPE_ROOTFS") == "copy":
+        return False
+    try:
+        with open("/proc/filesystems") as f:
+            return any(line.split()[-1] == "overlay" for line in f if line.strip())
+    except OSError:
+        return False
+
+
+def ensure_layers(
+    store: Store,
+    source: Source,
+    image: Image,
+    tracer: Tracer,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> list[Path]:
+    """The layer directories for ``image``, bottom first, unpacking those not yet stored."""
+    step = STEPS["layer-store"]
+    directories = []
+    for layer in image.layers:
+        if layer.diff_id is None:
+            from inspect_tool.errors import InvalidImageError
+
+            raise InvalidImageError(f"layer {layer.index} has no diff_id", subject=source.label)
+        final = store.layer_dir(layer.diff_id.hex)
+        directories.append(final)
+        if final.is_dir():
+            tracer.emit(
+                Event(
+                    step=step.id,
+                    title=step.title,
+                    explanation=step.explanation,
+                    syscall=None,
+                    args={"layer": layer.index, "diff_id": str(layer.diff_id)},
+                    evidence={"path": str(final), "cached": True},
+                )
+            )
+            continue
+        temporary = store.layers / f".tmp-{layer.diff_id.hex[:16]}-{secrets.token_hex(4)}"
+        from runtime_lab.storage.overlay_extract import extract_layer
+
+        try:
+            stats, audit = extract_layer(source, image, layer.index, temporary, progress)
+            try:
+                os.rename(temporary, final)  # atomic: the layer appears whole
+            except OSError:
+                if not final.is_dir():
+                    raise
+                remove_dir(temporary)  # another run stored it first: theirs is the same
+        except BaseException:
+            remove_dir(temporary, ignore_errors=True)
+            raise
+        tracer.emit(
+            Event(
+                step=step.id,
+                title=step.title,
+                explanation=step.explanation,
+                syscall=step.syscall,
+                args={"layer": layer.index, "diff_id": str(layer.diff_id)},
+                evidence={
+                    "path": str(final),
+                    "cached": False,
+                    "files": stats.files,
+                    "directories": stats.directories,
+                    "bytes": stats.bytes,
+                    "whiteouts": stats.whiteouts,
+                    "refused": [f"{a.name}: {a.message}" for a in audit],
+                },
+            )
+        )
+    return directories
+
+
+def copy_image(source: Source, image: Image, destination: Path) -> None:
+    """Without overlayfs: the merged filesystem unpacked into the container's own root."""
+    from inspect_tool.layers.safe_extract import UnpackOptions, unpack
+
+    # device nodes are never made (the container gets docker's default /dev), overlayfs's own
+    # xattrs never taken from the image: the same rules as the layer store
+    unpack(source, image, destination, options=UnpackOptions(devices=False, force=True))
