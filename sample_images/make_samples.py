@@ -25,8 +25,8 @@ Determinism: every timestamp is a constant, tar headers carry uid/gid 0 and empt
 entries are written in the order Go's ``filepath.Walk`` visits them (as Docker and BuildKit do),
 gzip headers carry mtime 0 and no file name, and zstd frames use a fixed level with the content
 size and checksum always written. Compressed bytes still depend on the compressor libraries
-(zlib, and the libzstd bundled in the ``zstandard`` package); ``tests/test_samples.py`` compares
-a regeneration with the committed files.
+(zlib, and the libzstd bundled in the ``zstandard`` package); ``tests/image/test_samples.py``
+compares a regeneration with the committed files.
 
 Only the standard library and ``zstandard`` are used.
 """
