@@ -38,6 +38,14 @@ PLATFORM_OPTION = typer.Option(
     help="Choose the image for one platform of a multi-platform index.",
 )
 JSON_OPTION = typer.Option(False, "--json", help="Write one JSON document (docs/JSON.md).")
+TAR_OUTPUT_OPTION = typer.Option(
+    ...,
+    "--output",
+    "-o",
+    metavar="FILE|-",
+    help="Where to write the tar: a file (replaced once complete), or - for stdout.",
+    show_default=False,
+)
 IMAGE_ARGUMENT = typer.Argument(
     ...,
     metavar="IMAGE",

@@ -15,6 +15,7 @@ from inspect_tool.cli._common import (
     JSON_OPTION,
     PLATFORM_OPTION,
     REF_OPTION,
+    TAR_OUTPUT_OPTION,
     ByteProgress,
     handle_errors,
     output_stream,
@@ -108,14 +109,7 @@ def unpack(
 
 def export(
     path: Path = IMAGE_ARGUMENT,
-    output: str = typer.Option(
-        ...,
-        "--output",
-        "-o",
-        metavar="FILE|-",
-        help="Where to write the tar: a file (replaced once complete), or - for stdout.",
-        show_default=False,
-    ),
+    output: str = TAR_OUTPUT_OPTION,
     image: str | None = IMAGE_OPTION,
     ref: str | None = REF_OPTION,
     platform: str | None = PLATFORM_OPTION,

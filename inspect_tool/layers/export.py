@@ -135,11 +135,13 @@ class MemoryBackend:
         self._free(parent, name)
         parent.children[name] = _Node(member, self._layer)
 
+    # export's applier runs with OnDiskFormat.OCI (whiteouts applied), so overlay's on-disk
+    # forms never reach this tree: asking for one is a programming error, not a missing feature
     def whiteout_device(self, parent: _Dir, name: str) -> None:
-        raise NotImplementedError("export applies whiteouts (OnDiskFormat.OCI)")
+        raise TypeError("the export tree applies whiteouts: it keeps no overlay whiteouts")
 
     def mark_opaque(self, directory: _Dir) -> None:
-        raise NotImplementedError("export applies whiteouts (OnDiskFormat.OCI)")
+        raise TypeError("the export tree applies whiteouts: it keeps no opaque marks")
 
     def link(self, src: _Dir, src_name: str, parent: _Dir, name: str) -> None:
         node = src.children.get(src_name)

@@ -32,14 +32,7 @@ def _counts(stats: ExtractStats) -> dict[str, int]:
 def _summary(stats: ExtractStats, audit: list[AuditEntry]) -> dict[str, int]:
     actions = Counter(entry.action.value for entry in audit)
     return {
-        "directories": stats.directories,
-        "files": stats.files,
-        "symlinks": stats.symlinks,
-        "hardlinks": stats.hardlinks,
-        "fifos": stats.fifos,
-        "devices": stats.devices,
-        "whiteouts": stats.whiteouts,
-        "bytes": stats.bytes,
+        **_counts(stats),
         "refused": actions["refused"],
         "neutralised": actions["neutralised"],
         "skipped": actions["skipped"],

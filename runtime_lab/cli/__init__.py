@@ -11,9 +11,13 @@ from typing import TYPE_CHECKING
 import typer
 
 from inspect_tool.cli._common import PLATFORM_OPTION, REF_OPTION, handle_errors
-from inspect_tool.errors import UsageError
 from runtime_lab.cli.common import ROOT_OPTION, need_root
-from runtime_lab.lifecycle.session import add_trace_sinks, local_streams, terminal_size
+from runtime_lab.lifecycle.session import (
+    add_trace_sinks,
+    local_streams,
+    open_trace_file,
+    terminal_size,
+)
 
 if TYPE_CHECKING:
     from runtime_lab.run_options import RunOptions
@@ -203,12 +207,7 @@ def run(
             return
         need_root()
         tracer = Tracer()
-        try:
-            json_file = open(trace_json, "w") if trace_json else None  # noqa: SIM115
-        except OSError as exc:
-            raise UsageError(
-                f"cannot write the trace: {exc.strerror}", subject=str(trace_json)
-            ) from None
+        json_file = open_trace_file(trace_json)
         try:
             add_trace_sinks(tracer, trace=trace, json_file=json_file)
             store = _store(root)

@@ -9,7 +9,12 @@ from typing import TYPE_CHECKING, BinaryIO, NoReturn
 
 import typer
 
-from inspect_tool.cli._common import JSON_OPTION, handle_errors, write_json
+from inspect_tool.cli._common import (
+    JSON_OPTION,
+    TAR_OUTPUT_OPTION,
+    handle_errors,
+    write_json,
+)
 from inspect_tool.errors import UsageError
 from inspect_tool.storage.evidence import StorageError
 from runtime_lab.cli.common import NAME_ARGUMENT, ROOT_OPTION
@@ -146,14 +151,7 @@ def inspect(
 @app.command()
 def export(
     name: str = NAME_ARGUMENT,
-    output: str = typer.Option(
-        ...,
-        "--output",
-        "-o",
-        metavar="FILE|-",
-        help="Where to write the tar: a file (replaced once complete), or - for stdout.",
-        show_default=False,
-    ),
+    output: str = TAR_OUTPUT_OPTION,
     writable_layer: bool = typer.Option(
         False,
         "--writable-layer",

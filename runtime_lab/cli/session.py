@@ -89,7 +89,12 @@ def exec_command(
 
       dockscope exec --trace -u nobody web id
     """
-    from runtime_lab.lifecycle.session import add_trace_sinks, local_streams, terminal_size
+    from runtime_lab.lifecycle.session import (
+        add_trace_sinks,
+        local_streams,
+        open_trace_file,
+        terminal_size,
+    )
     from runtime_lab.lifecycle.start import StartIO
     from runtime_lab.process.exec import ExecOptions, exec_in
     from runtime_lab.trace.events import Tracer
@@ -102,12 +107,7 @@ def exec_command(
         cid = store.resolve(name)
         streams = ["stdin", "stdout", "stderr"] if interactive else ["stdout", "stderr"]
         tracer = Tracer()
-        try:
-            json_file = open(trace_json, "w") if trace_json else None  # noqa: SIM115
-        except OSError as exc:
-            raise UsageError(
-                f"cannot write the trace: {exc.strerror}", subject=str(trace_json)
-            ) from None
+        json_file = open_trace_file(trace_json)
         try:
             add_trace_sinks(tracer, trace=trace, json_file=json_file)
             io = StartIO(

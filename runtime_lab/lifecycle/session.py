@@ -4,7 +4,7 @@ own descriptors for them, the terminal's size and the trace's sinks (run, exec).
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from inspect_tool.errors import UsageError
 
@@ -55,6 +55,17 @@ def terminal_size() -> tuple[int, int] | None:
         if size is not None and size != (0, 0):
             return size
     return None
+
+
+def open_trace_file(path: object) -> IO[str] | None:
+    """The --trace-json file opened for writing (None when not asked for); a path that cannot
+    be written is a usage error naming it."""
+    if not path:
+        return None
+    try:
+        return open(str(path), "w")
+    except OSError as exc:
+        raise UsageError(f"cannot write the trace: {exc.strerror}", subject=str(path)) from None
 
 
 def add_trace_sinks(tracer: Tracer, *, trace: bool, json_file: object) -> None:
