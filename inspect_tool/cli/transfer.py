@@ -36,6 +36,19 @@ DEST_ARGUMENT = typer.Argument(
 )
 
 
+class _Phases(ByteProgress):
+    """One progress display (rich allows one at a time) whose bar is named by the phase
+    each ``start`` begins: copying, then verifying."""
+
+    def __init__(self, *names: str) -> None:
+        super().__init__(names[0])
+        self._names = iter(names)
+
+    def start(self, total: int) -> None:
+        self._description = next(self._names, self._description)
+        super().start(total)
+
+
 def _run(
     src: Path,
     dest: Path,
@@ -47,18 +60,14 @@ def _run(
     from inspect_tool.sources import ImageSelection
     from inspect_tool.transfer.copy import CopyVerifyError, copy_image
 
-    with (
-        handle_errors(),
-        ByteProgress("copying") as progress,
-        ByteProgress("verifying") as checking,
-    ):
+    with handle_errors(), _Phases("copying", "verifying") as progress:
         try:
             result = copy_image(
                 src,
                 dest,
                 ImageSelection(image, ref, platform),
                 progress=progress,
-                verify_progress=checking,
+                verify_progress=progress,
             )
         except CopyVerifyError as exc:
             if json_output and exc.result is not None:

@@ -257,3 +257,20 @@ def test_dir_transport_version_file_is_checked(tmp_path: Path) -> None:
     assert code == 1
     failed = [f for f in json.loads(out)["findings"] if not f["ok"]]
     assert [f["check"] for f in failed] == ["dir-version"]
+
+
+def test_unpack_and_export_take_transports(corpus: Path, tmp_path: Path) -> None:
+    ok(invoke("unpack", f"oci-archive:{corpus / OCI_ARCHIVE}", str(tmp_path / "root")))
+    assert (tmp_path / "root" / "README.md").is_file()
+    ok(invoke("export", f"docker-archive:{corpus / LEGACY}:@0", "-o", str(tmp_path / "flat.tar")))
+    assert (tmp_path / "flat.tar").stat().st_size > 0
+
+
+def test_run_records_the_location_as_written() -> None:
+    """run keeps the location text (commit re-opens the image by it): ./oci:x stays a path,
+    docker:// keeps its slashes."""
+    from inspect_tool.sources.location import location_text
+
+    assert location_text(written_path("./oci:x")) == "./oci:x"
+    assert location_text(written_path("docker://h/n:1")) == "docker://h/n:1"
+    assert location_text(Path("a/b")) == "a/b"
