@@ -62,8 +62,6 @@ class Source:
     # Selectors the location itself carried (oci's REF, docker-archive's NAME:TAG or @N):
     # a selection error names them as written, not as the option they stand for.
     given: dict[str, str] = field(default_factory=dict)
-    # What closing the source also releases (a store's open descriptors).
-    cleanups: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -133,11 +131,7 @@ class Source:
             return None
 
     def close(self) -> None:
-        try:
-            self.tree.close()
-        finally:
-            while self.cleanups:
-                self.cleanups.pop()()
+        self.tree.close()
 
     def __enter__(self) -> Source:
         return self

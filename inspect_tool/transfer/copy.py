@@ -186,8 +186,6 @@ def _to_registry(
 
 def _check_paths(source: Source, target: Location) -> None:
     assert target.path is not None
-    if source.path is None:
-        return
     src = Path(os.path.realpath(source.path))
     dest = Path(os.path.realpath(target.path))
     if dest == src and target.transport is Transport.OCI and source.format == "oci-layout":
