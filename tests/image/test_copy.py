@@ -24,6 +24,7 @@ SOURCES = {
     "oci-ggcr-docker-manifest": f"oci:{{corpus}}/{GGCR}:2",
     "docker-archive-legacy": f"docker-archive:{{corpus}}/{LEGACY}",
     "docker-archive-v25": f"docker-archive:{{corpus}}/{DOCKER25}:@0",
+    "dir": "dir:{tmp}/source-dir",  # made from the zstd archive by copy itself
 }
 DESTINATIONS = {
     "oci": "oci:{out}/layout:copied",
@@ -49,7 +50,9 @@ def _copy(src: str, dest: str) -> dict[str, Any]:
 def test_copy_keeps_every_digest(
     corpus: Path, tmp_path: Path, source_name: str, dest_name: str
 ) -> None:
-    src = SOURCES[source_name].format(corpus=corpus)
+    src = SOURCES[source_name].format(corpus=corpus, tmp=tmp_path)
+    if source_name == "dir":
+        _copy(f"oci-archive:{corpus / ZSTD}", src)
     dest = DESTINATIONS[dest_name].format(out=tmp_path)
     before = _inspect(src)
     result = _copy(src, dest)
