@@ -46,11 +46,24 @@ TAR_OUTPUT_OPTION = typer.Option(
     help="Where to write the tar: a file (replaced once complete), or - for stdout.",
     show_default=False,
 )
+
+
+def image_location(text: str) -> Path:
+    """The parser of every IMAGE argument: the path keeps the text as typed, so a transport
+    (``oci:DIR:REF``, ``docker://…``) or ``./oci:x`` reaches sources/location.py intact."""
+    from inspect_tool.sources.location import written_path
+
+    return written_path(text)
+
+
 IMAGE_ARGUMENT = typer.Argument(
     ...,
     metavar="IMAGE",
-    help="An image archive (.tar, .tar.gz, .tar.zst) or layout directory.",
+    help="An image archive (.tar, .tar.gz, .tar.zst) or layout directory, or a location: "
+    "oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:NAME:TAG|@N], dir:DIR, "
+    "containers-storage:[STORE]NAME, docker://REF (docs/CLI.md, Transports).",
     show_default=False,
+    parser=image_location,
 )
 
 

@@ -17,6 +17,7 @@ from inspect_tool.cli._common import (
     REF_OPTION,
     ByteProgress,
     handle_errors,
+    image_location,
     stdout_console,
     use_color,
     write_json,
@@ -212,8 +213,12 @@ def find(
             render.render_find(stdout_console(), found)
 
 
-IMAGE_A = typer.Argument(..., metavar="A", help="An image (archive or layout).")
-IMAGE_B = typer.Argument(None, metavar="[B]", help="A second image; omit it with --layer.")
+IMAGE_A = typer.Argument(
+    ..., metavar="A", help="An image (archive, layout or location).", parser=image_location
+)
+IMAGE_B = typer.Argument(
+    None, metavar="[B]", help="A second image; omit it with --layer.", parser=image_location
+)
 
 
 def diff(

@@ -16,6 +16,7 @@ from inspect_tool.cli._common import (
     REF_OPTION,
     ByteProgress,
     handle_errors,
+    image_location,
     output_stream,
     stdout_console,
     write_json,
@@ -29,8 +30,10 @@ if TYPE_CHECKING:
 IMAGES_ARGUMENT = typer.Argument(
     ...,
     metavar="IMAGE...",
-    help="Image archives (.tar, .tar.gz, .tar.zst) or layout directories.",
+    help="Image archives (.tar, .tar.gz, .tar.zst), layout directories or locations "
+    "(oci:DIR[:REF], containers-storage:NAME, …).",
     show_default=False,
+    parser=image_location,
 )
 
 

@@ -203,15 +203,21 @@ class LayoutWriter:
     def add_json(self, document: Mapping[str, Any], media_type: str) -> Descriptor:
         return self.add_bytes(encode_json(document), media_type)
 
-    def finish(self, manifests: Sequence[Descriptor]) -> None:
-        """Write ``oci-layout`` and, last, ``index.json`` listing ``manifests`` (see
-        ``index_entry`` for names)."""
-        index = {
-            "schemaVersion": 2,
-            "mediaType": str(MediaType.OCI_INDEX),
-            "manifests": [descriptor_json(m) for m in manifests],
-        }
-        self._replace(LAYOUT_FILE, LAYOUT_VERSION)
+    def finish(
+        self, manifests: Sequence[Descriptor], *, existing: Mapping[str, Any] | None = None
+    ) -> None:
+        """Write ``oci-layout`` (unless the layout has one) and, last, ``index.json`` listing
+        ``manifests`` (see ``index_entry`` for names). ``existing``: the index.json of a
+        layout being added to, whose entries (as they are, unknown fields and all) and other
+        members are kept, the new entries after them."""
+        index: dict[str, Any] = {"schemaVersion": 2, "mediaType": str(MediaType.OCI_INDEX)}
+        kept: list[Any] = []
+        if existing is not None:
+            index.update(existing)
+            kept = list(existing.get("manifests") or [])
+        index["manifests"] = [*kept, *(descriptor_json(m) for m in manifests)]
+        if not (self.root / LAYOUT_FILE).is_file():
+            self._replace(LAYOUT_FILE, LAYOUT_VERSION)
         self._replace(INDEX_FILE, encode_json(index))
         self.finished = True
 

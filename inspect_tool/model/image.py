@@ -27,6 +27,8 @@ class ImageFormat(StrEnum):
     DOCKER_DIR = "docker-dir"
     OCI_LAYOUT = "oci-layout"
     OCI_ARCHIVE = "oci-archive"
+    DIR = "dir"  # skopeo's dir: transport
+    CONTAINERS_STORAGE = "containers-storage"  # a Podman/Buildah store, read offline
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,8 @@ FORMAT_NAMES = {
     "docker-dir": "extracted docker save directory",
     "oci-layout": "OCI image layout (directory)",
     "oci-archive": "OCI image layout in a tar (oci-archive)",
+    "dir": "skopeo dir: directory",
+    "containers-storage": "containers-storage (Podman/Buildah store, read offline)",
 }
 
 

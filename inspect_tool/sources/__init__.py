@@ -4,42 +4,116 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from inspect_tool.errors import DockscopeError, InvalidImageError
+from inspect_tool.errors import DockscopeError, InvalidImageError, UsageError
 from inspect_tool.model.finding import Finding
 from inspect_tool.model.image import ImageFormat
+from inspect_tool.sources.location import Location, Transport, parse_location
 from inspect_tool.sources.source import Candidate, Source
 from inspect_tool.sources.tree import DirTree, Tree, open_tree
 
 __all__ = [
     "Candidate",
     "ImageSelection",
+    "Location",
     "Source",
     "open_candidates",
     "open_image",
+    "open_location",
     "open_source",
+    "parse_location",
 ]
 
 
-def open_source(path: str | Path) -> Source:
-    """Open any image archive or layout dockscope reads, detecting its format from content."""
-    path = Path(path)
-    tree = open_tree(path)
+def open_source(path: str | Path, access: object = None) -> Source:
+    """Open an image where it lives: a path (its format detected from content) or a location
+    in skopeo's syntax (``oci:DIR[:REF]``, ``oci-archive:``, ``docker-archive:``, ``dir:``,
+    ``containers-storage:``, ``docker://``; see sources/location.py). ``access`` carries a
+    registry's credentials and TLS settings."""
+    return open_location(parse_location(path), access)
+
+
+def open_location(location: Location, access: object = None) -> Source:
+    if location.transport is Transport.DOCKER:
+        return _open_registry(location, access)
+    if location.transport is Transport.CONTAINERS_STORAGE:
+        # containers/storage is read by storage/ (evidence, tar-split), above this package
+        from inspect_tool.storage.image_source import open_storage_source
+
+        return open_storage_source(location)
+    assert location.path is not None
+    path = location.path
     try:
-        source = _read(path, tree)
-    except DockscopeError:
+        tree = open_tree(path)
+    except DockscopeError as exc:
+        raise _named(exc, location) from None
+    try:
+        source = _read(path, tree, location.transport)
+    except DockscopeError as exc:
         tree.close()
-        raise
+        raise _named(exc, location) from None
+    if not location.is_path:
+        source.location = location.text
     source.findings.insert(0, _members_finding(source.label, getattr(tree, "anomalies", [])))
     return source
 
 
-def _read(path: Path, tree: Tree) -> Source:
+def _open_registry(location: Location, access: object) -> Source:
+    """docker:// is the registry package's (inspect_tool/registry), not yet part of this
+    build: the one call it takes is ``open_registry_source(location.text, access)``."""
+    raise UsageError(
+        "docker:// references need the registry client, which this build of dockscope does "
+        "not have yet; copy the image to a local layout first (skopeo copy docker://… oci:DIR)",
+        subject=location.text,
+    )
+
+
+def _named(exc: DockscopeError, location: Location) -> DockscopeError:
+    """An error about the file a transport names is about the location as written."""
+    if not location.is_path and exc.subject == str(location.path):
+        exc.subject = location.text
+    return exc
+
+
+# What each transport must find, and how it is read.
+_EXPECTED = {
+    Transport.OCI: (True, "an OCI layout directory (index.json)"),
+    Transport.OCI_ARCHIVE: (False, "an OCI layout tar (index.json)"),
+    Transport.DOCKER_ARCHIVE: (False, "a docker save tar (manifest.json)"),
+    Transport.DIR: (True, "a skopeo dir: directory (version, manifest.json)"),
+}
+
+
+def _read(path: Path, tree: Tree, transport: Transport = Transport.PATH) -> Source:
+    from inspect_tool.sources.dir_transport import is_dir_transport, read_dir_transport
     from inspect_tool.sources.docker_archive import read_docker_archive
     from inspect_tool.sources.oci_layout import read_oci_layout
 
     is_dir = isinstance(tree, DirTree)
     has_manifest = tree.entry("manifest.json") is not None
     has_index = tree.entry("index.json") is not None
+    if transport is not Transport.PATH:
+        wants_dir, what = _EXPECTED[transport]
+        found = {
+            Transport.OCI: has_index,
+            Transport.OCI_ARCHIVE: has_index,
+            Transport.DOCKER_ARCHIVE: has_manifest,
+            Transport.DIR: isinstance(tree, DirTree) and is_dir_transport(tree),
+        }[transport]
+        if wants_dir != is_dir:
+            kind = "a directory" if is_dir else "a file"
+            raise InvalidImageError(f"is {kind}, not {what}", subject=str(path))
+        if not found:
+            raise InvalidImageError(f"is not {what}", subject=str(path))
+        if transport is Transport.DIR:
+            assert isinstance(tree, DirTree)
+            return read_dir_transport(path, tree)
+        if transport is Transport.DOCKER_ARCHIVE:
+            fmt = ImageFormat.DOCKER_ARCHIVE_OCI if has_index else ImageFormat.DOCKER_ARCHIVE
+            return read_docker_archive(path, tree, fmt)
+        fmt = ImageFormat.OCI_LAYOUT if is_dir else ImageFormat.OCI_ARCHIVE
+        return read_oci_layout(path, tree, fmt)
+    if isinstance(tree, DirTree) and is_dir_transport(tree):
+        return read_dir_transport(path, tree)
     if has_manifest:
         if is_dir:
             fmt = ImageFormat.DOCKER_DIR

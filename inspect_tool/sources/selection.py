@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from inspect_tool.errors import InvalidImageError, SelectionError
+from inspect_tool.errors import InvalidImageError, SelectionError, UsageError
 
 if TYPE_CHECKING:
     from inspect_tool.model.image import Image
+    from inspect_tool.sources.location import Location
     from inspect_tool.sources.source import Candidate, Source
 
 
@@ -32,9 +33,12 @@ def open_candidates(
     """Open a source and keep the candidates the selection names (all of them when it names
     none). The caller closes the source."""
     from inspect_tool.model.image import Platform
-    from inspect_tool.sources import open_source
+    from inspect_tool.sources import open_location, parse_location
 
-    source = open_source(path)
+    location = parse_location(path)
+    selection, given = merge_location(selection, location)
+    source = open_location(location, getattr(selection, "access", None))
+    source.given.update(given)
     try:
         wanted = Platform.parse(selection.platform) if selection.platform else None
         if not source.candidates:
@@ -46,6 +50,38 @@ def open_candidates(
     except BaseException:
         source.close()
         raise
+
+
+def merge_location(
+    selection: ImageSelection, location: Location
+) -> tuple[ImageSelection, dict[str, str]]:
+    """The selection with what the location names (oci's REF, docker-archive's NAME:TAG or
+    @N) folded in, and how the location wrote each; naming one thing twice differently is a
+    usage error."""
+    given: dict[str, str] = {}
+    changes: dict[str, str] = {}
+    for field_name, value, option in (
+        ("ref", location.ref, "--ref"),
+        ("image", location.image, "--image"),
+    ):
+        if value is None:
+            continue
+        chosen = getattr(selection, field_name)
+        if chosen is not None and chosen != value:
+            raise UsageError(
+                f"the location chooses {_as_written(field_name, value)} and {option} "
+                f"{chosen}: give one of them",
+                subject=location.text,
+            )
+        changes[field_name] = value
+        given[field_name] = _as_written(field_name, value)
+    return (replace(selection, **changes) if changes else selection), given
+
+
+def _as_written(field_name: str, value: str) -> str:
+    if field_name == "image" and value.isdigit():
+        return f"image @{int(value) - 1}"
+    return f"{field_name} {value}"
 
 
 def open_image(path: str | Path, selection: ImageSelection = ALL_IMAGES) -> tuple[Source, Image]:

@@ -56,10 +56,16 @@ class Source:
     # Structural checks made while reading metadata; verify reports them with its own.
     findings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # The location as the user wrote it, when it named a transport (oci:DIR:REF, …): errors
+    # and documents name the image by it.
+    location: str | None = None
+    # Selectors the location itself carried (oci's REF, docker-archive's NAME:TAG or @N):
+    # a selection error names them as written, not as the option they stand for.
+    given: dict[str, str] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
-        return str(self.path)
+        return self.location or str(self.path)
 
     @property
     def archive_compression(self) -> Compression | None:
@@ -79,7 +85,8 @@ class Source:
                 number = int(image)
                 if not 1 <= number <= len(self.candidates):
                     raise SelectionError(
-                        f"--image {image}: the source holds {len(self.candidates)} image(s)",
+                        f"{self.given.get('image', '--image ' + image)}: the source holds "
+                        f"{len(self.candidates)} image(s)",
                         subject=self.label,
                     )
                 chosen = [c for c in chosen if c.selector == image]
@@ -87,7 +94,8 @@ class Source:
                 chosen = [c for c in chosen if any(tag_matches(t, image) for t in c.repo_tags)]
                 if not chosen:
                     raise SelectionError(
-                        f"--image {image}: no image with that tag; tags here: "
+                        f"{self.given.get('image', '--image ' + image)}: no image with that tag; "
+                        "tags here: "
                         f"{', '.join(t for c in self.candidates for t in c.repo_tags) or 'none'}",
                         subject=self.label,
                     )
@@ -96,7 +104,8 @@ class Source:
             if not chosen:
                 names = sorted({c.ref_name for c in self.candidates if c.ref_name})
                 raise SelectionError(
-                    f"--ref {ref}: no manifest with that ref name; names here: "
+                    f"{self.given.get('ref', '--ref ' + ref)}: no manifest with that ref name; "
+                    "names here: "
                     f"{', '.join(names) or 'none'}",
                     subject=self.label,
                 )

@@ -108,16 +108,21 @@ def _file_chunks(layer: LayerDir, entry: _Entry) -> Iterator[bytes]:
             )
 
 
+def chunks(evidence: Evidence, split_rel: str, layer: LayerDir) -> Iterator[bytes]:
+    """The layer's original tar stream, in pieces (headers, then each file's content)."""
+    for entry in _entries(evidence, split_rel):
+        if entry.kind == _SEGMENT:
+            yield entry.payload
+        elif entry.size > 0:
+            yield from _file_chunks(layer, entry)
+
+
 def reassemble(
     evidence: Evidence, split_rel: str, layer: LayerDir, write: Callable[[bytes], object]
 ) -> None:
     """Write the layer's original tar stream through ``write``."""
-    for entry in _entries(evidence, split_rel):
-        if entry.kind == _SEGMENT:
-            write(entry.payload)
-        elif entry.size > 0:
-            for chunk in _file_chunks(layer, entry):
-                write(chunk)
+    for chunk in chunks(evidence, split_rel, layer):
+        write(chunk)
 
 
 def altered_files(evidence: Evidence, split_rel: str, layer: LayerDir) -> list[str]:

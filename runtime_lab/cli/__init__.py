@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from inspect_tool.cli._common import PLATFORM_OPTION, REF_OPTION, handle_errors
+from inspect_tool.cli._common import PLATFORM_OPTION, REF_OPTION, handle_errors, image_location
 from runtime_lab.cli.common import ROOT_OPTION, need_root
 from runtime_lab.lifecycle.session import (
     add_trace_sinks,
@@ -23,7 +23,9 @@ if TYPE_CHECKING:
     from runtime_lab.run_options import RunOptions
     from runtime_lab.storage.store import Store
 
-RUN_IMAGE = typer.Argument(..., metavar="IMAGE", help="Any image dockscope inspect reads.")
+RUN_IMAGE = typer.Argument(
+    ..., metavar="IMAGE", help="Any image dockscope inspect reads.", parser=image_location
+)
 RUN_COMMAND = typer.Argument(None, metavar="[COMMAND [ARG...]]", help="Replaces the image's Cmd.")
 # as IMAGE_OPTION, without its short form: in run, -i is docker's --interactive
 RUN_SELECT_IMAGE = typer.Option(

@@ -58,6 +58,7 @@ def create(
 ) -> ContainerConfig:
     """Everything before the processes: image, layer store, config, writable layer."""
     from inspect_tool.sources import open_image
+    from inspect_tool.sources.location import location_text
 
     network = _namespace_mode(store, "--net", options.network, ("none", "host"))
     pid_mode = _namespace_mode(store, "--pid", options.pid_mode, ("private", "host"))
@@ -94,7 +95,9 @@ def create(
         warning = platform_warning_for(image.config.data, options.selection.platform)
         if warning is not None:
             evidence["warning"] = warning
-        tracer.emit(step_event("image", args={"source": str(options.image)}, evidence=evidence))
+        tracer.emit(
+            step_event("image", args={"source": location_text(options.image)}, evidence=evidence)
+        )
         try:  # only now that the image reads: a bad image leaves nothing behind
             store.ensure()
         except OSError as exc:
@@ -211,11 +214,13 @@ def _config(
     argv: list[str],
     hostname: str,
 ) -> ContainerConfig:
+    from inspect_tool.sources.location import location_text
+
     config_obj = dict(image.config.config)
     return ContainerConfig(
         id=container_id,
         name=name,
-        image_source=str(options.image),
+        image_source=location_text(options.image),
         image_id=str(image.image_id),
         image_selector={
             "image": options.selection.image,

@@ -255,7 +255,7 @@ def commit(
     recorded = container.config
     selector = recorded.image_selector
     source, image = open_image(
-        Path(recorded.image_source),
+        recorded.image_source,  # as run was given it: a path, or a location (oci:DIR:REF, …)
         ImageSelection(selector.get("image"), selector.get("ref"), selector.get("platform")),
     )
     with source:

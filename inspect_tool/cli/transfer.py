@@ -1,0 +1,141 @@
+"""``dockscope copy`` and ``dockscope pull``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from inspect_tool.cli._common import (
+    IMAGE_OPTION,
+    JSON_OPTION,
+    PLATFORM_OPTION,
+    REF_OPTION,
+    ByteProgress,
+    handle_errors,
+    image_location,
+    write_json,
+)
+
+SOURCE_ARGUMENT = typer.Argument(
+    ...,
+    metavar="SRC",
+    help="The image to copy: a path or a location (oci:DIR[:REF], oci-archive:FILE[:REF], "
+    "docker-archive:FILE[:NAME:TAG|@N], dir:DIR, containers-storage:[STORE]NAME, docker://REF).",
+    show_default=False,
+    parser=image_location,
+)
+DEST_ARGUMENT = typer.Argument(
+    ...,
+    metavar="DEST",
+    help="Where to: oci:DIR[:REF] (created, or added to), oci-archive:FILE[:REF], "
+    "docker-archive:FILE[:NAME:TAG], dir:DIR, docker://REF; a plain directory is an OCI layout.",
+    show_default=False,
+    parser=image_location,
+)
+
+
+class _Phases(ByteProgress):
+    """One progress display (rich allows one at a time) whose bar is named by the phase
+    each ``start`` begins: copying, then verifying."""
+
+    def __init__(self, *names: str) -> None:
+        super().__init__(names[0])
+        self._names = iter(names)
+
+    def start(self, total: int) -> None:
+        self._description = next(self._names, self._description)
+        super().start(total)
+
+
+def _run(
+    src: Path,
+    dest: Path,
+    image: str | None,
+    ref: str | None,
+    platform: str | None,
+    json_output: bool,
+) -> None:
+    from inspect_tool.sources import ImageSelection
+    from inspect_tool.transfer.copy import CopyVerifyError, copy_image
+
+    with handle_errors(), _Phases("copying", "verifying") as progress:
+        try:
+            result = copy_image(
+                src,
+                dest,
+                ImageSelection(image, ref, platform),
+                progress=progress,
+                verify_progress=progress,
+            )
+        except CopyVerifyError as exc:
+            if json_output and exc.result is not None:
+                from inspect_tool.render.transfer import copy_document
+
+                write_json(copy_document(exc.result))
+            raise
+    if json_output:
+        from inspect_tool.render.transfer import copy_document
+
+        write_json(copy_document(result))
+    else:
+        from inspect_tool.render.transfer import copy_lines
+
+        sys.stdout.write("\n".join(copy_lines(result)) + "\n")
+
+
+def copy(
+    src: Path = SOURCE_ARGUMENT,
+    dest: Path = DEST_ARGUMENT,
+    image: str | None = IMAGE_OPTION,
+    ref: str | None = REF_OPTION,
+    platform: str | None = PLATFORM_OPTION,
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Copy one image between transports, as skopeo copy does: every blob streamed byte for
+    byte and checked against its digest (zstd stays zstd), the manifest kept where the
+    destination can hold it, the copy verified before it is put in place. A failure leaves
+    nothing behind. Exit 0: copied and verified; 1: the copy did not verify; 2: usage (the
+    destination exists, or lies inside the source); 3: the source is unreadable or a blob
+    does not match its digest.
+
+    Examples:
+
+      dockscope copy oci-archive:app.tar oci:layout:app
+
+      dockscope copy containers-storage:localhost/app:1 docker-archive:app.tar:app:1
+
+      dockscope copy --json docker-archive:saved.tar:@0 dir:app-dir
+    """
+    _run(src, dest, image, ref, platform, json_output)
+
+
+def pull(
+    reference: str = typer.Argument(
+        ...,
+        metavar="REF",
+        help="A registry reference: HOST[:PORT]/NAME[:TAG|@DIGEST] (docker:// optional).",
+        show_default=False,
+    ),
+    dest: Path = DEST_ARGUMENT,
+    platform: str | None = PLATFORM_OPTION,
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Copy an image from a registry: dockscope copy docker://REF DEST.
+
+    Examples:
+
+      dockscope pull registry.example/app:1 oci:layout:app
+
+      dockscope pull --platform linux/arm64 registry.example/app:1 docker-archive:app.tar
+    """
+    from inspect_tool.sources.location import written_path
+
+    source = reference if reference.startswith("docker://") else f"docker://{reference}"
+    _run(written_path(source), dest, None, None, platform, json_output)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(copy)
+    app.command()(pull)
