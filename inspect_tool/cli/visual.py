@@ -23,7 +23,7 @@ from inspect_tool.cli._common import (
 from inspect_tool.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
-    from inspect_tool.analyze.report import ContainerDiff
+    from inspect_tool.analyze.report import ContainerReport
     from inspect_tool.sources import Candidate, ImageSelection, Source
 
 IMAGES_ARGUMENT = typer.Argument(
@@ -185,9 +185,9 @@ def tree(
             render.render_tree(stdout_console(), selected, changes, depth=depth)
 
 
-def _container_diff(name: str, root: str | None) -> ContainerDiff:
+def _container_diff(name: str, root: str | None) -> ContainerReport:
     """A runtime container's writable layer, as ``dockscope container diff`` reads it."""
-    from inspect_tool.analyze.report import ContainerChange, ContainerDiff
+    from inspect_tool.analyze.report import ContainerChange, ContainerReport
     from runtime_lab.storage.store import Store
     from runtime_lab.storage.writable import changes
 
@@ -200,7 +200,7 @@ def _container_diff(name: str, root: str | None) -> ContainerDiff:
         [store.layer_dir(d) for d in config.diff_ids],
         ignore=set(state.runtime_paths),
     )
-    return ContainerDiff(
+    return ContainerReport(
         config.name,
         cid,
         config.image_source,
