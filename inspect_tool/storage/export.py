@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import os
 import stat
-import tarfile
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from inspect_tool.errors import UsageError
-from inspect_tool.layers.tarwrite import Item, Sink, TarStats, TarWriter, header
+from inspect_tool.layers.tarwrite import Sink, TarStats, TarWriter
 from inspect_tool.layers.whiteout import (
     AUFS_META_PREFIX,
     OPAQUE_MARKER,
@@ -57,29 +56,43 @@ class TarItem:
     marker: bool = False
 
 
-def _header(item: TarItem) -> tarfile.TarInfo:
+class WritableLayerError(StorageError):
+    """A writable layer cannot be written as a tar as asked (exit 3)."""
+
+
+def write_tar(items: Iterable[TarItem], out: Sink, *, refused: Collection[str] = ()) -> TarStats:
+    """``items`` as one tar (``layers/tarwrite.py``). An entry carrying an xattr named in
+    ``refused`` (an overlay feature that leaves its data in another layer: redirect,
+    metacopy) stops the export."""
+    writer = TarWriter(out, error=StorageError)
+    for item in items:
+        _add(writer, item, refused)
+    return writer.close()
+
+
+def _add(writer: TarWriter, item: TarItem, refused: Collection[str]) -> None:
     node = item.node
-    return header(
+    layer, parts = node.layer, node.parts
+
+    def xattrs() -> dict[str, bytes]:
+        found = layer.xattrs(parts)
+        for name in found:
+            if name in refused:
+                raise WritableLayerError(
+                    f"{name} is set: the layer was written with an overlay feature dockscope "
+                    "does not read (redirect_dir or metacopy)",
+                    subject=layer.display(parts),
+                )
+        return found
+
+    writer.add_stat(
         item.name,
         node.st,
         marker=item.marker,
-        readlink=lambda: node.layer.readlink(node.parts),
-        xattrs=lambda: node.layer.xattrs(node.parts),
+        readlink=lambda: layer.readlink(parts),
+        xattrs=xattrs,
+        data=lambda: (layer.open_file(parts), layer.display(parts)),
     )
-
-
-def write_tar(items: Iterable[TarItem], out: Sink) -> TarStats:
-    writer: TarWriter[TarItem] = TarWriter(
-        out,
-        describe=lambda item: Item(item.name, item.node.st, item.marker),
-        header=_header,
-        open_data=lambda item: (
-            item.node.layer.open_file(item.node.parts),
-            item.node.layer.display(item.node.parts),
-        ),
-        error=StorageError,
-    )
-    return writer.write_all(items)
 
 
 # -- what to write -------------------------------------------------------------------------------

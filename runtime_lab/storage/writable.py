@@ -22,14 +22,12 @@ import contextlib
 import hashlib
 import os
 import stat
-import tarfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from inspect_tool.errors import DockscopeError
-from inspect_tool.layers.tarwrite import Item, TarStats, TarWriter, header
+from inspect_tool.layers.tarwrite import TarStats
 from inspect_tool.layers.whiteout import (
     METACOPY_XATTR,
     OPAQUE_VALUE,
@@ -38,7 +36,9 @@ from inspect_tool.layers.whiteout import (
     is_overlay_whiteout,
 )
 from inspect_tool.storage.evidence import Evidence, LayerDir
-from inspect_tool.storage.export import layer_items
+from inspect_tool.storage.export import TarItem, layer_items
+from inspect_tool.storage.export import WritableLayerError as WritableLayerError
+from inspect_tool.storage.export import write_tar as storage_write_tar
 from inspect_tool.storage.writable import Node, UnionView, Whiteouts, file_type, walk_tree
 
 
@@ -176,10 +176,6 @@ def changes(
 _UNFOLLOWED = (REDIRECT_XATTR, METACOPY_XATTR)
 
 
-class WritableLayerError(DockscopeError):
-    """A writable layer cannot be read as asked (exit 3)."""
-
-
 @dataclass(frozen=True, slots=True)
 class FsEntry:
     """One entry of a tar to write: ``parts`` in ``layer`` holds it (its metadata, its
@@ -222,36 +218,8 @@ def layer_entries(upper: Path, *, ignore: set[str] | None = None) -> Iterator[Fs
             yield FsEntry(item.name, host, node.st, layer, node.parts, item.marker)
 
 
-def _xattrs(entry: FsEntry) -> dict[str, bytes]:
-    found = entry.layer.xattrs(entry.parts)
-    for name in found:
-        if name in _UNFOLLOWED:
-            raise WritableLayerError(
-                f"{name} is set: the layer was written with an overlay feature dockscope "
-                "does not read (redirect_dir or metacopy)",
-                subject=entry.host,
-            )
-    return found
-
-
-def _header(entry: FsEntry) -> tarfile.TarInfo:
-    return header(
-        entry.path,
-        entry.st,
-        marker=entry.marker,
-        readlink=lambda: entry.layer.readlink(entry.parts),
-        xattrs=lambda: _xattrs(entry),
-    )
-
-
 def write_tar(entries: Iterable[FsEntry], out: BinaryIO) -> TarStats:
-    """Entries as one POSIX (pax) tar: numeric owners only, nanosecond mtimes, xattrs but
-    overlay's own, hard links as links to the first name written, file bytes streamed."""
-    writer: TarWriter[FsEntry] = TarWriter(
-        out,
-        describe=lambda entry: Item(entry.path, entry.st, entry.marker),
-        header=_header,
-        open_data=lambda entry: (entry.layer.open_file(entry.parts), entry.host),
-        error=WritableLayerError,
-    )
-    return writer.write_all(entries)
+    """Entries as one tar, by the one tar writer (``inspect_tool.storage.export.write_tar``);
+    an entry with overlay's redirect or metacopy set is refused (``WritableLayerError``)."""
+    items = (TarItem(e.path, Node(e.parts, e.st, e.layer), e.marker) for e in entries)
+    return storage_write_tar(items, out, refused=_UNFOLLOWED)
