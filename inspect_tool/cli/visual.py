@@ -188,25 +188,21 @@ def tree(
 def _container_diff(name: str, root: str | None) -> ContainerReport:
     """A runtime container's writable layer, as ``dockscope container diff`` reads it."""
     from inspect_tool.analyze.report import ContainerChange, ContainerReport
+    from runtime_lab.storage.driver import container_diff
     from runtime_lab.storage.store import Store
-    from runtime_lab.storage.writable import changes
 
     store = Store(root)
     cid = store.resolve(name)
     config = store.load_config(cid)
     state = store.load_state(cid)
-    found = changes(
-        store.container_dir(cid) / "upper",
-        [store.layer_dir(d) for d in config.diff_ids],
-        ignore=set(state.runtime_paths),
-    )
+    found = container_diff(store, config, state).entries
     return ContainerReport(
         config.name,
         cid,
         config.image_source,
         config.image_id,
         state.status,
-        tuple(ContainerChange(c.kind, c.path, c.type, c.size, c.mode) for c in found),
+        tuple(ContainerChange(c.kind.value, c.path, c.type, c.size, c.mode) for c in found),
     )
 
 

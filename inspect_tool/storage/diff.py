@@ -59,7 +59,7 @@ def raw_changes(layer: WritableLayer) -> list[RawChange]:
         assert layer.new_tree is not None
         return naive_changes(layer.new_tree, layer.old_tree)
     assert layer.rules is not None
-    return walk_changes(layer.upper, layer.lowers, layer.rules)
+    return walk_changes(layer.upper, layer.lowers, layer.rules, exclude=layer.excluded_paths)
 
 
 def _entry(change: RawChange, layer: WritableLayer, hashes: bool) -> DiffEntry:
@@ -102,7 +102,11 @@ def diff_layer(
     """The changes of one writable layer, in the engine's order, and notes on them."""
     changes = raw_changes(layer)
     notes = []
-    redirected = unfollowed_features(c.node for c in changes if c.node is not None)
+    nodes = (c.node for c in changes if c.node is not None)
+    if layer.rules is not None:
+        redirected = unfollowed_features(nodes, layer.rules.unfollowed_xattrs)
+    else:
+        redirected = unfollowed_features(nodes)
     if redirected:
         notes.append(
             "overlay redirect or metacopy attributes: these entries' data lies in another "

@@ -201,7 +201,16 @@ def export_items(layer: WritableLayer, *, only_layer: bool) -> Iterator[TarItem]
         return merged_items(layer.merged)
     if layer.method == "naive":
         return layer_items(layer.upper, layer.whiteouts, new=layer.new_tree, old=layer.old_tree)
-    return layer_items(layer.upper, layer.whiteouts)
+    opaque = layer.rules.opaque_xattrs if layer.rules is not None else OPAQUE_XATTRS
+    return layer_items(
+        layer.upper, layer.whiteouts, ignore=layer.excluded_paths, opaque_xattrs=opaque
+    )
+
+
+def export_layer(layer: WritableLayer, out: Sink, *, only_layer: bool) -> TarStats:
+    """The container's merged filesystem (``only_layer``: its writable layer as an OCI layer)
+    as one tar, whichever engine wrote it."""
+    return write_tar(export_items(layer, only_layer=only_layer), out, refused=layer.refused_xattrs)
 
 
 def container_export(root: Path, ident: str, out: BinaryIO, *, layer: bool = False) -> ExportResult:
@@ -212,7 +221,7 @@ def container_export(root: Path, ident: str, out: BinaryIO, *, layer: bool = Fal
         container = storage.resolve_container(ident)
         writable = storage.writable(container)
         try:
-            stats = write_tar(export_items(writable, only_layer=layer), out)
+            stats = export_layer(writable, out, only_layer=layer)
         finally:
             writable.close()
         return ExportResult(container, layer, stats)

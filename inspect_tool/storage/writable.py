@@ -35,7 +35,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -45,6 +45,7 @@ from inspect_tool.layers.whiteout import (
     OPAQUE_MARKER,
     OPAQUE_VALUE,
     OPAQUE_XATTRS,
+    OVERLAY_XATTR_PREFIXES,
     UNFOLLOWED_XATTRS,
     WHITEOUT_PREFIX,
     is_overlay_whiteout,
@@ -63,7 +64,8 @@ class Whiteouts(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Rules:
-    """What the engines' ``changes()`` do differently."""
+    """What the engines' ``changes()`` do differently (dockscope's own runtime is one more
+    engine: ``runtime_lab/storage/driver.py``)."""
 
     whiteouts: Whiteouts
     # an opaque directory is D: moby always; containers/storage only when a lower layer has it
@@ -74,6 +76,27 @@ class Rules:
     all_ancestors: bool
     # containers/storage accepts a one-second rounding up of either mtime
     rounded_times: bool
+    # the lower layers as their union shows them (UnionView, as the kernel mounts them: their
+    # whiteouts and opaque directories honoured, no symlink followed), not layer by layer: a
+    # whiteout is D only over something shown, an opaque directory is A or C like any other
+    # and each name it hides is D (dockscope's runtime)
+    lower_union: bool = False
+    # a directory with the same size, mode and mtime below is no change by itself (the
+    # engines); dockscope's runtime lists every directory overlay copied up
+    compare_dirs: bool = True
+    # the prefixes of overlay's own xattrs: without ``userxattr`` (dockscope's runtime)
+    # ``user.overlay.*`` is content
+    xattr_prefixes: tuple[str, ...] = OVERLAY_XATTR_PREFIXES
+    # listed sorted by path (dockscope's runtime), not in walk order
+    by_path: bool = False
+
+    @property
+    def opaque_xattrs(self) -> tuple[str, ...]:
+        return tuple(prefix + "opaque" for prefix in self.xattr_prefixes)
+
+    @property
+    def unfollowed_xattrs(self) -> tuple[str, ...]:
+        return tuple(p + f for p in self.xattr_prefixes for f in ("redirect", "metacopy"))
 
 
 MOBY_OVERLAY = Rules(Whiteouts.OVERLAY, False, False, False, False)
@@ -299,7 +322,9 @@ def _deleted(
         return None
     if is_overlay_whiteout(st):
         return parts
-    if not stat.S_ISDIR(st.st_mode) or not is_opaque(upper, parts, Whiteouts.OVERLAY):
+    if not stat.S_ISDIR(st.st_mode) or not is_opaque(
+        upper, parts, Whiteouts.OVERLAY, rules.opaque_xattrs
+    ):
         return None
     if not rules.opaque_needs_lower:
         return parts
@@ -312,46 +337,30 @@ def _deleted(
     return None
 
 
-def walk_changes(upper: LayerDir, lowers: list[LayerDir], rules: Rules) -> list[RawChange]:
+def walk_changes(
+    upper: LayerDir, lowers: list[LayerDir], rules: Rules, *, exclude: Collection[str] = ()
+) -> list[RawChange]:
     """The engines' ``changes(layers, rw)``: ``lowers`` topmost first. Walk order (parents
-    first, names sorted), with added parent directories placed before the entry."""
+    first, names sorted), with added parent directories placed before the entry, or sorted
+    by path (``rules.by_path``). Paths in ``exclude`` ("/proc") are left out with everything
+    below them."""
+    view = _lower_view(lowers, rules) if rules.lower_union else None
     changes: list[RawChange] = []
     changed_dirs: set[tuple[str, ...]] = set()
-    for parts, st in upper.walk():
+    for parts, st in upper.walk(prune=_pruned(exclude)):
         if rules.whiteouts is Whiteouts.AUFS:
             if len(parts) == 1 and parts[0].startswith(AUFS_META_PREFIX):
                 continue  # moby's aufsMetadataSkip: "/.wh..wh.*"
             if parts[-1] == OPAQUE_MARKER:
                 continue  # the opaque marker deletes nothing by itself
         node = Node(parts, st, upper)
-        deleted = _deleted(upper, parts, st, lowers, rules)
-        if deleted is not None:
-            change = RawChange(Kind.DELETED, "/" + "/".join(deleted), node)
+        if rules.lower_union:
+            found = _against_view(upper, node, view, rules)
         else:
-            kind = Kind.ADDED
-            skip = False
-            for layer in lowers:
-                if rules.lower_whiteouts and (
-                    _lower_whiteout(layer, parts)
-                    or any(_lower_whiteout(layer, d) for d in _ancestors(parts))
-                ):
-                    break
-                below = layer.stat(parts)
-                if below is None:
-                    continue
-                if (
-                    stat.S_ISDIR(below.st_mode)
-                    and stat.S_ISDIR(st.st_mode)
-                    and below.st_size == st.st_size
-                    and below.st_mode == st.st_mode
-                    and _same_time(st.st_mtime_ns, below.st_mtime_ns, rules.rounded_times)
-                ):
-                    skip = True  # the same directory: not a change by itself
-                kind = Kind.CHANGED
-                break
-            if skip:
-                continue
-            change = RawChange(kind, node.path, node)
+            found = _against_layers(upper, node, lowers, rules)
+        if not found:
+            continue
+        change = found[0]
         if stat.S_ISDIR(st.st_mode):
             changed_dirs.add(parts)
         if change.kind is not Kind.CHANGED:
@@ -363,8 +372,77 @@ def walk_changes(upper: LayerDir, lowers: list[LayerDir], rules: Rules) -> list[
                 if not rules.all_ancestors:
                     break
             changes += tail
-        changes.append(change)
+        changes += found
+    if rules.by_path:
+        changes.sort(key=lambda c: c.path)
     return changes
+
+
+def _pruned(exclude: Collection[str]) -> Callable[[tuple[str, ...]], bool] | None:
+    if not exclude:
+        return None
+    return lambda parts: "/" + "/".join(parts) in exclude
+
+
+def _against_layers(
+    upper: LayerDir, node: Node, lowers: list[LayerDir], rules: Rules
+) -> list[RawChange]:
+    """The engines' way: the lower layers looked at one by one, topmost first."""
+    parts, st = node.parts, node.st
+    deleted = _deleted(upper, parts, st, lowers, rules)
+    if deleted is not None:
+        return [RawChange(Kind.DELETED, "/" + "/".join(deleted), node)]
+    kind = Kind.ADDED
+    for layer in lowers:
+        if rules.lower_whiteouts and (
+            _lower_whiteout(layer, parts)
+            or any(_lower_whiteout(layer, d) for d in _ancestors(parts))
+        ):
+            break
+        below = layer.stat(parts)
+        if below is None:
+            continue
+        if (
+            rules.compare_dirs
+            and stat.S_ISDIR(below.st_mode)
+            and stat.S_ISDIR(st.st_mode)
+            and below.st_size == st.st_size
+            and below.st_mode == st.st_mode
+            and _same_time(st.st_mtime_ns, below.st_mtime_ns, rules.rounded_times)
+        ):
+            return []  # the same directory: not a change by itself
+        kind = Kind.CHANGED
+        break
+    return [RawChange(kind, node.path, node)]
+
+
+def _lower_view(lowers: list[LayerDir], rules: Rules) -> UnionView | None:
+    if not lowers:
+        return None
+    return UnionView(lowers, rules.whiteouts, opaque_xattrs=rules.opaque_xattrs, opaque_root=False)
+
+
+def _against_view(
+    upper: LayerDir, node: Node, view: UnionView | None, rules: Rules
+) -> list[RawChange]:
+    """The lower layers as their union shows them: a whiteout deletes what is shown, an
+    opaque directory deletes each name shown below it that it does not hold itself (the
+    deletions carry the directory: its time, its place)."""
+    below = view.lookup(node.parts) if view is not None else None
+    if rules.whiteouts is Whiteouts.OVERLAY and is_overlay_whiteout(node.st):
+        return [RawChange(Kind.DELETED, node.path, node)] if below is not None else []
+    found = [RawChange(Kind.CHANGED if below is not None else Kind.ADDED, node.path, node)]
+    if (
+        view is not None
+        and below is not None
+        and below.is_dir
+        and node.is_dir
+        and is_opaque(upper, node.parts, rules.whiteouts, rules.opaque_xattrs)
+    ):
+        present = set(upper.listdir(node.parts))
+        hidden = sorted({child.parts[-1] for child in view.children(below)} - present)
+        found += [RawChange(Kind.DELETED, f"{node.path}/{name}", node) for name in hidden]
+    return found
 
 
 def _parent_change(upper: LayerDir, parts: tuple[str, ...]) -> RawChange:
@@ -493,11 +571,13 @@ def sha256_of(node: Node) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def unfollowed_features(nodes: Iterable[Node]) -> list[str]:
+def unfollowed_features(
+    nodes: Iterable[Node], names: tuple[str, ...] = UNFOLLOWED_XATTRS
+) -> list[str]:
     """Paths carrying overlay redirect or metacopy xattrs (their data lies elsewhere)."""
     found = []
     for node in nodes:
-        for name in UNFOLLOWED_XATTRS:
+        for name in names:
             if node.layer.getxattr(node.parts, name) is not None:
                 found.append(f"{node.path} ({name})")
     return found
