@@ -39,7 +39,7 @@ from inspect_tool.layers.safe_extract import (
 )
 from inspect_tool.layers.tarformat import EntryType
 from inspect_tool.layers.tarreader import TarMember, TarReader
-from inspect_tool.layers.tarwrite import TarEntry, TarWriter
+from inspect_tool.layers.tarwrite import TarEntry, TarStats, TarWriter
 from inspect_tool.model.image import Image, Layer
 from inspect_tool.sources.source import Source
 
@@ -185,7 +185,7 @@ def _kind(node: _Node) -> Kind:
 class ExportResult:
     output: str  # a file name, or "-" for stdout
     layers: int
-    stats: ExtractStats = field(default_factory=ExtractStats)  # entries in the tar
+    stats: TarStats = field(default_factory=TarStats)  # entries in the tar
     audit: list[AuditEntry] = field(default_factory=list)
 
     @property
@@ -310,15 +310,7 @@ def _write_tar(
         on_pass(sum(layer.size or 0 for layer in layers))
     for layer in layers:
         _write_contents(source, layer, by_layer[layer.index], writer, progress)
-    stats = writer.close()
-    counts = result.stats
-    counts.directories, counts.files, counts.hardlinks = (
-        stats.directories,
-        stats.files,
-        stats.hardlinks,
-    )
-    counts.symlinks, counts.fifos, counts.devices = stats.symlinks, stats.fifos, stats.devices
-    counts.bytes = stats.bytes
+    result.stats = writer.close()
 
 
 def _write_contents(

@@ -19,7 +19,10 @@ Two ways of computing changes, the engines' own:
   directory) is D; an entry some lower layer also has is C, unless it is a directory with the
   same size, mode and mtime (then nothing); anything else is A; the parent directory of an A
   or D is added as C (moby: the parent only; containers/storage: every ancestor not already
-  listed). ``Rules`` holds what differs between the two engines.
+  listed). ``Rules`` holds what differs between the engines; dockscope's runtime is one more
+  (``runtime_lab/storage/driver.py``), which looks the lower layers up as their union shows
+  them instead of one by one (``Rules.lower_union``: no symlink followed, their whiteouts and
+  opaque directories honoured).
 - ``naive_changes`` is ``ChangesDirs``, used for vfs (and Docker's overlay v1): compare two
   full trees entry by entry (mode, owner, device, and for non-directories mtime and size;
   the ``security.capability`` xattr); a directory with changes inside is C.
