@@ -39,7 +39,7 @@ from inspect_tool.layers.safe_extract import (
 )
 from inspect_tool.layers.tarformat import EntryType
 from inspect_tool.layers.tarreader import TarMember, TarReader
-from inspect_tool.layers.tarwrite import TarEntry, TarStats, TarWriter
+from inspect_tool.layers.tarwrite import TarHeader, TarStats, TarWriter
 from inspect_tool.model.image import Image, Layer
 from inspect_tool.sources.source import Source
 
@@ -200,13 +200,13 @@ class _Pending:
     offset: int  # of the content in the tar
 
 
-def _entry(path: str, member: TarMember | None, *, directory: bool = False) -> TarEntry:
+def _header(path: str, member: TarMember | None, *, directory: bool = False) -> TarHeader:
     """What the tar says of one entry of the tree: its member's metadata (an implied parent
     directory, which no layer lists: 0755, root's, mtime 0)."""
     if member is None:
-        return TarEntry(path, tarfile.DIRTYPE, _IMPLICIT_DIR_MODE)
+        return TarHeader(path, tarfile.DIRTYPE, _IMPLICIT_DIR_MODE)
     kind = tarfile.DIRTYPE if directory else _TAR_TYPES[member.type]
-    return TarEntry(
+    return TarHeader(
         path,
         kind,
         member.mode,
@@ -295,10 +295,10 @@ def _write_tar(
     pending: list[_Pending] = []  # content to fill in from a second read of the layers
     for path, node in _walk(tree.root):
         if isinstance(node, _Dir):
-            writer.add(_entry(path, node.member, directory=True))
+            writer.add(_header(path, node.member, directory=True))
             continue
         # every name of an inode holds the same node: the first written, the others link to it
-        offset = writer.add(_entry(path, node.member), inode=id(node))
+        offset = writer.add(_header(path, node.member), inode=id(node))
         if offset is not None and node.member.size > 0:
             pending.append(_Pending(node, path, offset))
 

@@ -72,7 +72,7 @@ class Readable(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class TarEntry:
+class TarHeader:
     """What one header says, whatever the entry came from."""
 
     name: str  # the path inside the tar, without a leading "/" (nor a trailing one)
@@ -90,7 +90,7 @@ class TarEntry:
     xattrs: Mapping[str, bytes] = field(default_factory=dict)
 
 
-def header(entry: TarEntry, *, link_to: str | None = None) -> tarfile.TarInfo:
+def header(entry: TarHeader, *, link_to: str | None = None) -> tarfile.TarInfo:
     """The tar header of ``entry`` (``link_to``: as a hard link to that name, written first)."""
     if entry.type not in ENTRY_TYPES:
         raise ValueError(f"no tar header for entry type {entry.type!r}")
@@ -123,13 +123,13 @@ def header(entry: TarEntry, *, link_to: str | None = None) -> tarfile.TarInfo:
 # -- entries of a tree on disk --------------------------------------------------------------------
 
 
-def stat_entry(
+def stat_header(
     name: str,
     st: os.stat_result,
     *,
     readlink: Callable[[], str],
     xattrs: Callable[[], Mapping[str, bytes]],
-) -> TarEntry | None:
+) -> TarHeader | None:
     """The entry of a file on disk (numeric owners only); None for a socket."""
     mode = st.st_mode
     devmajor = devminor = size = 0
@@ -147,7 +147,7 @@ def stat_entry(
         kind = tarfile.FIFOTYPE
     else:
         return None
-    return TarEntry(
+    return TarHeader(
         name,
         kind,
         stat.S_IMODE(mode),
@@ -162,10 +162,10 @@ def stat_entry(
     )
 
 
-def marker_entry(name: str, st: os.stat_result) -> TarEntry:
+def marker_header(name: str, st: os.stat_result) -> TarHeader:
     """A whiteout (``.wh.NAME``) or opaque marker in docker's form: an empty file with the
     permissions, owner and mtime of what it stands for."""
-    return TarEntry(
+    return TarHeader(
         name,
         tarfile.REGTYPE,
         stat.S_IMODE(st.st_mode) & 0o777,
@@ -206,7 +206,7 @@ class TarWriter:
 
     def add(
         self,
-        entry: TarEntry,
+        entry: TarHeader,
         *,
         inode: Hashable | None = None,
         marker: bool = False,
@@ -260,9 +260,9 @@ class TarWriter:
         """One entry of a tree on disk: a socket left out (reported), hard links by
         device and inode number."""
         if marker:
-            self.add(marker_entry(name, st), marker=True)
+            self.add(marker_header(name, st), marker=True)
             return
-        entry = stat_entry(name, st, readlink=readlink, xattrs=xattrs)
+        entry = stat_header(name, st, readlink=readlink, xattrs=xattrs)
         if entry is None:
             self.skip("/" + name, SOCKET_REASON)
             return

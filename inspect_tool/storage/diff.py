@@ -10,7 +10,7 @@ from pathlib import Path
 from inspect_tool.storage.detect import open_storage
 from inspect_tool.storage.model import ContainerRecord, WritableLayer
 from inspect_tool.storage.writable import (
-    Kind,
+    DiffKind,
     RawChange,
     file_type,
     naive_changes,
@@ -22,7 +22,7 @@ from inspect_tool.storage.writable import (
 
 @dataclass(frozen=True, slots=True)
 class DiffEntry:
-    kind: Kind
+    kind: DiffKind
     path: str
     type: str | None  # of the entry the container left (None for a deletion)
     size: int | None  # regular files only
@@ -73,7 +73,7 @@ def _entry(change: RawChange, layer: WritableLayer, hashes: bool) -> DiffEntry:
         )  # fmt: skip
     st = node.st
     where = node.layer.display(node.parts)
-    if change.kind is Kind.DELETED:
+    if change.kind is DiffKind.DELETED:
         return DiffEntry(
             change.kind, change.path, None, None, None, None, None, st.st_mtime_ns, None, None,
             where, engine, hidden,

@@ -36,9 +36,9 @@ from inspect_tool.storage.detect import open_storage
 from inspect_tool.storage.evidence import LayerDir, StorageError
 from inspect_tool.storage.model import ContainerRecord, WritableLayer
 from inspect_tool.storage.writable import (
-    Kind,
-    Node,
-    Tree,
+    DiffKind,
+    LayerNode,
+    LayerTree,
     Whiteouts,
     is_opaque,
     naive_changes,
@@ -52,7 +52,7 @@ class TarItem:
     ``.wh.`` file standing for a whiteout or an opaque directory."""
 
     name: str  # relative, no leading slash
-    node: Node
+    node: LayerNode
     marker: bool = False
 
 
@@ -98,7 +98,7 @@ def _add(writer: TarWriter, item: TarItem, refused: Collection[str]) -> None:
 # -- what to write -------------------------------------------------------------------------------
 
 
-def merged_items(tree: Tree) -> Iterator[TarItem]:
+def merged_items(tree: LayerTree) -> Iterator[TarItem]:
     for node in walk_tree(tree):
         yield TarItem("/".join(node.parts), node)
 
@@ -107,8 +107,8 @@ def layer_items(
     upper: LayerDir,
     whiteouts: Whiteouts,
     *,
-    new: Tree | None = None,
-    old: Tree | None = None,
+    new: LayerTree | None = None,
+    old: LayerTree | None = None,
     ignore: Collection[str] = (),
     opaque_xattrs: tuple[str, ...] = OPAQUE_XATTRS,
 ) -> Iterator[TarItem]:
@@ -128,7 +128,7 @@ def layer_items(
         st = upper.lstat(parts)
         if st is None:
             continue
-        node = Node(parts, st, upper)
+        node = LayerNode(parts, st, upper)
         name = "/".join(parts)
         if whiteouts is Whiteouts.OVERLAY and is_overlay_whiteout(st):
             yield TarItem("/".join((*parts[:-1], WHITEOUT_PREFIX + parts[-1])), node, True)
@@ -164,15 +164,15 @@ def _sorted_children(
     return [(*parts, n) for n in sorted(names, key=written)]
 
 
-def _change_items(new: Tree, old: Tree | None) -> Iterator[TarItem]:
+def _change_items(new: LayerTree, old: LayerTree | None) -> Iterator[TarItem]:
     """ExportChanges: the changed entries sorted by path, deletions as ``.wh.`` markers."""
     changes = sorted(naive_changes(new, old), key=lambda c: c.path)
     root = new.root()
     for change in changes:
         parts = tuple(change.path.strip("/").split("/"))
-        if change.kind is Kind.DELETED:
+        if change.kind is DiffKind.DELETED:
             marker = "/".join((*parts[:-1], WHITEOUT_PREFIX + parts[-1]))
-            yield TarItem(marker, Node(parts, root.st, root.layer), True)
+            yield TarItem(marker, LayerNode(parts, root.st, root.layer), True)
         elif change.node is not None:
             yield TarItem("/".join(parts), change.node)
 
@@ -181,7 +181,7 @@ def _change_items(new: Tree, old: Tree | None) -> Iterator[TarItem]:
 
 
 @dataclass(slots=True)
-class ExportResult:
+class ContainerExport:
     container: ContainerRecord
     layer: bool
     stats: TarStats
@@ -213,7 +213,9 @@ def export_layer(layer: WritableLayer, out: Sink, *, only_layer: bool) -> TarSta
     return write_tar(export_items(layer, only_layer=only_layer), out, refused=layer.refused_xattrs)
 
 
-def container_export(root: Path, ident: str, out: BinaryIO, *, layer: bool = False) -> ExportResult:
+def container_export(
+    root: Path, ident: str, out: BinaryIO, *, layer: bool = False
+) -> ContainerExport:
     """Write container ``ident``'s merged filesystem (or, with ``layer``, its writable layer
     as an OCI layer tar) to ``out``, reading the evidence only."""
     storage = open_storage(root)
@@ -224,6 +226,6 @@ def container_export(root: Path, ident: str, out: BinaryIO, *, layer: bool = Fal
             stats = export_layer(writable, out, only_layer=layer)
         finally:
             writable.close()
-        return ExportResult(container, layer, stats)
+        return ContainerExport(container, layer, stats)
     finally:
         storage.evidence.close()

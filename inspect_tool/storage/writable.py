@@ -107,14 +107,14 @@ MOBY_AUFS = Rules(Whiteouts.AUFS, False, False, False, False)
 CSTORAGE_OVERLAY = Rules(Whiteouts.OVERLAY, True, True, True, True)
 
 
-class Kind(StrEnum):
+class DiffKind(StrEnum):
     ADDED = "A"
     CHANGED = "C"
     DELETED = "D"
 
 
 @dataclass(frozen=True, slots=True)
-class Node:
+class LayerNode:
     """One entry of a tree: where it lies in the evidence and its metadata."""
 
     parts: tuple[str, ...]
@@ -133,19 +133,19 @@ class Node:
 
 @dataclass(frozen=True, slots=True)
 class RawChange:
-    kind: Kind
+    kind: DiffKind
     path: str
-    node: Node | None  # the upper entry (A, C) or the whiteout (D), when there is one
+    node: LayerNode | None  # the upper entry (A, C) or the whiteout (D), when there is one
 
 
-class Tree(Protocol):
+class LayerTree(Protocol):
     """A directory tree: a plain layer directory or a union of several."""
 
     prune_same_inode: bool
 
-    def root(self) -> Node: ...
+    def root(self) -> LayerNode: ...
 
-    def children(self, node: Node) -> list[Node]: ...
+    def children(self, node: LayerNode) -> list[LayerNode]: ...
 
 
 def is_opaque(
@@ -164,7 +164,7 @@ def is_opaque(
 # -- trees ---------------------------------------------------------------------------------------
 
 
-class DirTree:
+class CopyTree:
     """One directory as a tree (a vfs layer: a full copy)."""
 
     prune_same_inode = True
@@ -172,17 +172,17 @@ class DirTree:
     def __init__(self, layer: LayerDir) -> None:
         self.layer = layer
 
-    def root(self) -> Node:
-        return Node((), os.fstat(self.layer.fd), self.layer, (self.layer,))
+    def root(self) -> LayerNode:
+        return LayerNode((), os.fstat(self.layer.fd), self.layer, (self.layer,))
 
-    def children(self, node: Node) -> list[Node]:
+    def children(self, node: LayerNode) -> list[LayerNode]:
         found = []
         for name in self.layer.listdir(node.parts):
             parts = (*node.parts, name)
             st = self.layer.lstat(parts)
             if st is not None:
                 below = (self.layer,) if stat.S_ISDIR(st.st_mode) else ()
-                found.append(Node(parts, st, self.layer, below))
+                found.append(LayerNode(parts, st, self.layer, below))
         return found
 
 
@@ -212,19 +212,19 @@ class UnionView:
         self.opaque_xattrs = opaque_xattrs
         self.opaque_root = opaque_root
 
-    def root(self) -> Node:
+    def root(self) -> LayerNode:
         top = self.layers[0]
         below: list[LayerDir] = []
         for layer in self.layers:
             below.append(layer)
             if self.opaque_root and is_opaque(layer, (), self.whiteouts, self.opaque_xattrs):
                 break
-        return Node((), os.fstat(top.fd), top, tuple(below))
+        return LayerNode((), os.fstat(top.fd), top, tuple(below))
 
     def _hidden_name(self, name: str) -> bool:
         return self.whiteouts is Whiteouts.AUFS and name.startswith(WHITEOUT_PREFIX)
 
-    def children(self, node: Node) -> list[Node]:
+    def children(self, node: LayerNode) -> list[LayerNode]:
         names: set[str] = set()
         for layer in node.below:
             names.update(n for n in layer.listdir(node.parts) if not self._hidden_name(n))
@@ -235,7 +235,7 @@ class UnionView:
                 found.append(child)
         return found
 
-    def child(self, node: Node, name: str) -> Node | None:
+    def child(self, node: LayerNode, name: str) -> LayerNode | None:
         parts = (*node.parts, name)
         shown: tuple[LayerDir, os.stat_result] | None = None
         below: list[LayerDir] = []
@@ -258,10 +258,10 @@ class UnionView:
                 break
         if shown is None:
             return None
-        return Node(parts, shown[1], shown[0], tuple(below))
+        return LayerNode(parts, shown[1], shown[0], tuple(below))
 
-    def lookup(self, parts: tuple[str, ...]) -> Node | None:
-        node: Node | None = self.root()
+    def lookup(self, parts: tuple[str, ...]) -> LayerNode | None:
+        node: LayerNode | None = self.root()
         for part in parts:
             if node is None or not node.is_dir:
                 return None
@@ -269,9 +269,9 @@ class UnionView:
         return node
 
 
-def walk_tree(tree: Tree) -> Iterator[Node]:
+def walk_tree(tree: LayerTree) -> Iterator[LayerNode]:
     """Every entry below the root, parents first, names sorted."""
-    stack: list[Iterator[Node]] = [iter(tree.children(tree.root()))]
+    stack: list[Iterator[LayerNode]] = [iter(tree.children(tree.root()))]
     while stack:
         node = next(stack[-1], None)
         if node is None:
@@ -356,7 +356,7 @@ def walk_changes(
                 continue  # moby's aufsMetadataSkip: "/.wh..wh.*"
             if parts[-1] == OPAQUE_MARKER:
                 continue  # the opaque marker deletes nothing by itself
-        node = Node(parts, st, upper)
+        node = LayerNode(parts, st, upper)
         if rules.lower_union:
             found = _against_view(upper, node, view, rules)
         else:
@@ -366,7 +366,7 @@ def walk_changes(
         change = found[0]
         if stat.S_ISDIR(st.st_mode):
             changed_dirs.add(parts)
-        if change.kind is not Kind.CHANGED:
+        if change.kind is not DiffKind.CHANGED:
             tail: list[RawChange] = []
             for parent in _ancestors(parts):
                 if parent not in changed_dirs:
@@ -388,14 +388,14 @@ def _pruned(exclude: Collection[str]) -> Callable[[tuple[str, ...]], bool] | Non
 
 
 def _against_layers(
-    upper: LayerDir, node: Node, lowers: list[LayerDir], rules: Rules
+    upper: LayerDir, node: LayerNode, lowers: list[LayerDir], rules: Rules
 ) -> list[RawChange]:
     """The engines' way: the lower layers looked at one by one, topmost first."""
     parts, st = node.parts, node.st
     deleted = _deleted(upper, parts, st, lowers, rules)
     if deleted is not None:
-        return [RawChange(Kind.DELETED, "/" + "/".join(deleted), node)]
-    kind = Kind.ADDED
+        return [RawChange(DiffKind.DELETED, "/" + "/".join(deleted), node)]
+    kind = DiffKind.ADDED
     for layer in lowers:
         if rules.lower_whiteouts and (
             _lower_whiteout(layer, parts)
@@ -414,7 +414,7 @@ def _against_layers(
             and _same_time(st.st_mtime_ns, below.st_mtime_ns, rules.rounded_times)
         ):
             return []  # the same directory: not a change by itself
-        kind = Kind.CHANGED
+        kind = DiffKind.CHANGED
         break
     return [RawChange(kind, node.path, node)]
 
@@ -426,15 +426,15 @@ def _lower_view(lowers: list[LayerDir], rules: Rules) -> UnionView | None:
 
 
 def _against_view(
-    upper: LayerDir, node: Node, view: UnionView | None, rules: Rules
+    upper: LayerDir, node: LayerNode, view: UnionView | None, rules: Rules
 ) -> list[RawChange]:
     """The lower layers as their union shows them: a whiteout deletes what is shown, an
     opaque directory deletes each name shown below it that it does not hold itself (the
     deletions carry the directory: its time, its place)."""
     below = view.lookup(node.parts) if view is not None else None
     if rules.whiteouts is Whiteouts.OVERLAY and is_overlay_whiteout(node.st):
-        return [RawChange(Kind.DELETED, node.path, node)] if below is not None else []
-    found = [RawChange(Kind.CHANGED if below is not None else Kind.ADDED, node.path, node)]
+        return [RawChange(DiffKind.DELETED, node.path, node)] if below is not None else []
+    found = [RawChange(DiffKind.CHANGED if below is not None else DiffKind.ADDED, node.path, node)]
     if (
         view is not None
         and below is not None
@@ -444,13 +444,15 @@ def _against_view(
     ):
         present = set(upper.listdir(node.parts))
         hidden = sorted({child.parts[-1] for child in view.children(below)} - present)
-        found += [RawChange(Kind.DELETED, f"{node.path}/{name}", node) for name in hidden]
+        found += [RawChange(DiffKind.DELETED, f"{node.path}/{name}", node) for name in hidden]
     return found
 
 
 def _parent_change(upper: LayerDir, parts: tuple[str, ...]) -> RawChange:
     st = upper.lstat(parts)
-    return RawChange(Kind.CHANGED, "/" + "/".join(parts), Node(parts, st, upper) if st else None)
+    return RawChange(
+        DiffKind.CHANGED, "/" + "/".join(parts), LayerNode(parts, st, upper) if st else None
+    )
 
 
 # -- ChangesDirs (naive diff) --------------------------------------------------------------------
@@ -473,15 +475,17 @@ def _stat_different(old: os.stat_result, new: os.stat_result, rounded: bool) -> 
 
 @dataclass(slots=True)
 class _Frame:
-    new: Node
-    old: Node | None
+    new: LayerNode
+    old: LayerNode | None
     start: int
     added: bool
-    pending: list[tuple[Node, Node | None]] = field(default_factory=list)
-    deleted: list[Node] = field(default_factory=list)
+    pending: list[tuple[LayerNode, LayerNode | None]] = field(default_factory=list)
+    deleted: list[LayerNode] = field(default_factory=list)
 
 
-def naive_changes(new: Tree, old: Tree | None, *, rounded_times: bool = True) -> list[RawChange]:
+def naive_changes(
+    new: LayerTree, old: LayerTree | None, *, rounded_times: bool = True
+) -> list[RawChange]:
     """``ChangesDirs(new, old)``: both trees compared entry by entry (``old`` None: an empty
     tree). Within a directory the entries come in name order and deletions after the rest
     (the engines use Go's map order, which is random)."""
@@ -495,23 +499,23 @@ def naive_changes(new: Tree, old: Tree | None, *, rounded_times: bool = True) ->
                 _stat_different(child_old.st, child_new.st, rounded_times)
                 or _capability(child_old) != _capability(child_new)
             ):
-                changes.append(RawChange(Kind.CHANGED, child_new.path, child_new))
+                changes.append(RawChange(DiffKind.CHANGED, child_new.path, child_new))
                 stack.append(_frame(new, old, child_new, child_old, changes, added=True))
             else:
                 stack.append(_frame(new, old, child_new, child_old, changes))
             continue
         stack.pop()
-        changes += [RawChange(Kind.DELETED, d.path, None) for d in frame.deleted]
+        changes += [RawChange(DiffKind.DELETED, d.path, None) for d in frame.deleted]
         if len(changes) > frame.start and frame.new.is_dir and not frame.added and frame.new.parts:
-            changes.insert(frame.start, RawChange(Kind.CHANGED, frame.new.path, frame.new))
+            changes.insert(frame.start, RawChange(DiffKind.CHANGED, frame.new.path, frame.new))
     return changes
 
 
 def _frame(
-    new: Tree,
-    old: Tree | None,
-    node: Node,
-    old_node: Node | None,
+    new: LayerTree,
+    old: LayerTree | None,
+    node: LayerNode,
+    old_node: LayerNode | None,
     changes: list[RawChange],
     *,
     added: bool = False,
@@ -519,12 +523,12 @@ def _frame(
 ) -> _Frame:
     start = len(changes)
     if old_node is None and not root:
-        changes.append(RawChange(Kind.ADDED, node.path, node))
+        changes.append(RawChange(DiffKind.ADDED, node.path, node))
         added = True
     frame = _Frame(node, old_node, start, added)
     if not node.is_dir:
         return frame
-    old_children: dict[str, Node] = {}
+    old_children: dict[str, LayerNode] = {}
     if old is not None and old_node is not None and old_node.is_dir:
         old_children = {c.parts[-1]: c for c in old.children(old_node)}
     for child in new.children(node):
@@ -543,7 +547,7 @@ def _frame(
     return frame
 
 
-def _capability(node: Node) -> bytes | None:
+def _capability(node: LayerNode) -> bytes | None:
     return node.layer.getxattr(node.parts, CAPABILITY_XATTR)
 
 
@@ -565,7 +569,7 @@ def file_type(mode: int) -> str:
     return "other"
 
 
-def sha256_of(node: Node) -> str:
+def sha256_of(node: LayerNode) -> str:
     digest = hashlib.sha256()
     fd = node.layer.open_file(node.parts)
     with os.fdopen(fd, "rb", buffering=0) as f:
@@ -575,7 +579,7 @@ def sha256_of(node: Node) -> str:
 
 
 def unfollowed_features(
-    nodes: Iterable[Node], names: tuple[str, ...] = UNFOLLOWED_XATTRS
+    nodes: Iterable[LayerNode], names: tuple[str, ...] = UNFOLLOWED_XATTRS
 ) -> list[str]:
     """Paths carrying overlay redirect or metacopy xattrs (their data lies elsewhere)."""
     found = []

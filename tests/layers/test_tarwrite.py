@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from inspect_tool.layers.tarwrite import SOCKET_REASON, TarEntry, TarStats, TarWriter
+from inspect_tool.layers.tarwrite import SOCKET_REASON, TarHeader, TarStats, TarWriter
 
 MTIME_NS = 1_700_000_000_123_456_789  # nanoseconds a float would lose
 MTIME_PAX = "1700000000.123456789"
@@ -130,34 +130,34 @@ def test_headers_of_each_kind_from_disk(tmp_path: Path) -> None:
     assert (stats.devices, stats.fifos, stats.whiteouts, stats.bytes) == (2, 1, 1, 5)
 
 
-MEMBER_ROWS: list[tuple[TarEntry, dict[str, Any]]] = [
+MEMBER_ROWS: list[tuple[TarHeader, dict[str, Any]]] = [
     (
-        TarEntry("etc/motd", tarfile.REGTYPE, 0o644, 1, 2, MTIME_NS, 3, uname="u", gname="g"),
+        TarHeader("etc/motd", tarfile.REGTYPE, 0o644, 1, 2, MTIME_NS, 3, uname="u", gname="g"),
         {"size": 3, "uname": "u", "gname": "g", "pax": MTIME_PAX},
     ),
-    (TarEntry("etc", tarfile.DIRTYPE, 0o755), {"name": "etc", "size": 0, "mtime": 0}),
+    (TarHeader("etc", tarfile.DIRTYPE, 0o755), {"name": "etc", "size": 0, "mtime": 0}),
     (
-        TarEntry("bin/sh", tarfile.SYMTYPE, 0o777, linkname="busybox", size=9),
+        TarHeader("bin/sh", tarfile.SYMTYPE, 0o777, linkname="busybox", size=9),
         {"linkname": "busybox", "size": 0},  # a size asked of a symlink is not written
     ),
     (
-        TarEntry("dev/null", tarfile.CHRTYPE, 0o666, devmajor=1, devminor=3),
+        TarHeader("dev/null", tarfile.CHRTYPE, 0o666, devmajor=1, devminor=3),
         {"devmajor": 1, "devminor": 3},
     ),
     (
-        TarEntry("dev/sda", tarfile.BLKTYPE, 0o660, devmajor=8, devminor=0),
+        TarHeader("dev/sda", tarfile.BLKTYPE, 0o660, devmajor=8, devminor=0),
         {"devmajor": 8, "devminor": 0},
     ),
-    (TarEntry("run/fifo", tarfile.FIFOTYPE, 0o600, devmajor=7), {"devmajor": 0}),
+    (TarHeader("run/fifo", tarfile.FIFOTYPE, 0o600, devmajor=7), {"devmajor": 0}),
     (
-        TarEntry("old", tarfile.REGTYPE, 0o644, mtime_ns=-5 * 10**9 + 1),
+        TarHeader("old", tarfile.REGTYPE, 0o644, mtime_ns=-5 * 10**9 + 1),
         {"mtime": -5, "pax": "-5"},  # before 1970: whole seconds, rounded down
     ),
 ]
 
 
 @pytest.mark.parametrize(("entry", "expected"), MEMBER_ROWS, ids=lambda v: getattr(v, "name", ""))
-def test_headers_of_each_kind_from_entries(entry: TarEntry, expected: dict[str, Any]) -> None:
+def test_headers_of_each_kind_from_entries(entry: TarHeader, expected: dict[str, Any]) -> None:
     out = io.BytesIO()
     writer = TarWriter(out, seekable=True)
     offset = writer.add(entry)
@@ -176,9 +176,9 @@ def test_hard_links_carry_the_inode_but_no_size_or_device() -> None:
     out = io.BytesIO()
     writer = TarWriter(out)
     node = object()
-    device = TarEntry("dev/a", tarfile.CHRTYPE, 0o600, devmajor=5, devminor=1)
+    device = TarHeader("dev/a", tarfile.CHRTYPE, 0o600, devmajor=5, devminor=1)
     writer.add(device, inode=node)
-    writer.add(TarEntry("dev/b", tarfile.CHRTYPE, 0o600, devmajor=5, devminor=1), inode=node)
+    writer.add(TarHeader("dev/b", tarfile.CHRTYPE, 0o600, devmajor=5, devminor=1), inode=node)
     writer.close()
     members = _members(out.getvalue())
     link = members["dev/b"]
@@ -189,7 +189,7 @@ def test_hard_links_carry_the_inode_but_no_size_or_device() -> None:
 
 def test_content_that_ends_early_is_an_error() -> None:
     writer = TarWriter(io.BytesIO(), seekable=True)
-    offset = writer.add(TarEntry("f", tarfile.REGTYPE, 0o644, size=10))
+    offset = writer.add(TarHeader("f", tarfile.REGTYPE, 0o644, size=10))
     assert offset is not None
     with pytest.raises(Exception, match="ended 6 bytes early"):
         writer.fill(offset, io.BytesIO(b"1234"), 10, subject="layer 1")
@@ -198,9 +198,9 @@ def test_content_that_ends_early_is_an_error() -> None:
 def test_reserving_needs_a_seekable_writer() -> None:
     writer = TarWriter(io.BytesIO())
     with pytest.raises(TypeError):
-        writer.add(TarEntry("f", tarfile.REGTYPE, 0o644, size=1))
+        writer.add(TarHeader("f", tarfile.REGTYPE, 0o644, size=1))
 
 
 def test_unknown_entry_types_have_no_header() -> None:
     with pytest.raises(ValueError, match="no tar header"):
-        TarWriter(io.BytesIO()).add(TarEntry("l", tarfile.LNKTYPE, 0o644))
+        TarWriter(io.BytesIO()).add(TarHeader("l", tarfile.LNKTYPE, 0o644))
