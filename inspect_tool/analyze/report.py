@@ -71,8 +71,9 @@ class ContainerChange:
 
 
 @dataclass(frozen=True, slots=True)
-class ContainerDiff:
-    """A runtime container's writable layer (runtime_lab.storage.writable.changes), as data."""
+class ContainerReport:
+    """A runtime container for the report: who it is and what it changed (its writable layer
+    as ``dockscope container diff`` reads it)."""
 
     name: str
     id: str
@@ -85,7 +86,7 @@ class ContainerDiff:
 @dataclass(slots=True)
 class Report:
     sources: list[SourceReport]
-    container: ContainerDiff | None = None
+    container: ContainerReport | None = None
 
     @property
     def images(self) -> list[ImageAnalysis]:
@@ -159,7 +160,7 @@ def analyze_image(source: Source, image: Image, *, progress: Progress = None) ->
 def build_report(
     sources: Sequence[tuple[Source, Sequence[Candidate]]],
     *,
-    container: ContainerDiff | None = None,
+    container: ContainerReport | None = None,
     progress: Progress = None,
 ) -> Report:
     """Verify each source and analyse each of its chosen images."""

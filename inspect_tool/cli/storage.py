@@ -20,7 +20,7 @@ from inspect_tool.cli._common import JSON_OPTION, handle_errors, write_json
 from inspect_tool.errors import UsageError
 
 if TYPE_CHECKING:
-    from inspect_tool.storage.export import ExportResult
+    from inspect_tool.storage.export import ContainerExport
 
 app = typer.Typer(
     name="storage",
@@ -181,7 +181,7 @@ def container_export_command(
             _export_summary(result, output)
 
 
-def _export_summary(result: ExportResult, output: str) -> None:
+def _export_summary(result: ContainerExport, output: str) -> None:
     from inspect_tool.render.text import visible
 
     stats = result.stats

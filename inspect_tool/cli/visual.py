@@ -24,7 +24,7 @@ from inspect_tool.cli._common import (
 from inspect_tool.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
-    from inspect_tool.analyze.report import ContainerDiff
+    from inspect_tool.analyze.report import ContainerReport
     from inspect_tool.sources import Candidate, ImageSelection, Source
 
 IMAGES_ARGUMENT = typer.Argument(
@@ -188,28 +188,24 @@ def tree(
             render.render_tree(stdout_console(), selected, changes, depth=depth)
 
 
-def _container_diff(name: str, root: str | None) -> ContainerDiff:
+def _container_diff(name: str, root: str | None) -> ContainerReport:
     """A runtime container's writable layer, as ``dockscope container diff`` reads it."""
-    from inspect_tool.analyze.report import ContainerChange, ContainerDiff
+    from inspect_tool.analyze.report import ContainerChange, ContainerReport
+    from runtime_lab.storage.driver import container_diff
     from runtime_lab.storage.store import Store
-    from runtime_lab.storage.writable import changes
 
     store = Store(root)
     cid = store.resolve(name)
     config = store.load_config(cid)
     state = store.load_state(cid)
-    found = changes(
-        store.container_dir(cid) / "upper",
-        [store.layer_dir(d) for d in config.diff_ids],
-        ignore=set(state.runtime_paths),
-    )
-    return ContainerDiff(
+    found = container_diff(store, config, state).entries
+    return ContainerReport(
         config.name,
         cid,
         config.image_source,
         config.image_id,
         state.status,
-        tuple(ContainerChange(c.kind, c.path, c.type, c.size, c.mode) for c in found),
+        tuple(ContainerChange(c.kind.value, c.path, c.type, c.size, c.mode) for c in found),
     )
 
 

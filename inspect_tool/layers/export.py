@@ -39,12 +39,10 @@ from inspect_tool.layers.safe_extract import (
 )
 from inspect_tool.layers.tarformat import EntryType
 from inspect_tool.layers.tarreader import TarMember, TarReader
-from inspect_tool.layers.whiteout import OVERLAY_XATTR_PREFIXES
+from inspect_tool.layers.tarwrite import TarHeader, TarStats, TarWriter
 from inspect_tool.model.image import Image, Layer
 from inspect_tool.sources.source import Source
 
-_BLOCK = tarfile.BLOCKSIZE
-_RECORD = tarfile.RECORDSIZE
 _IMPLICIT_DIR_MODE = 0o755
 _NAME_MAX = 255  # bytes in one path component, as Linux file systems allow
 _TAR_TYPES = {
@@ -187,7 +185,7 @@ def _kind(node: _Node) -> Kind:
 class ExportResult:
     output: str  # a file name, or "-" for stdout
     layers: int
-    stats: ExtractStats = field(default_factory=ExtractStats)  # entries in the tar
+    stats: TarStats = field(default_factory=TarStats)  # entries in the tar
     audit: list[AuditEntry] = field(default_factory=list)
 
     @property
@@ -202,101 +200,27 @@ class _Pending:
     offset: int  # of the content in the tar
 
 
-class _TarWriter:
-    """Headers written in order, content areas reserved (sizes known in advance) and filled
-    later at their offsets: ``out`` must be seekable."""
-
-    def __init__(self, out: BinaryIO, stats: ExtractStats) -> None:
-        self._out = out
-        self._stats = stats
-        self._start = out.tell()
-        self._written = 0
-
-    def _write(self, data: bytes | memoryview) -> None:
-        self._out.write(data)
-        self._written += len(data)
-
-    def entry(self, info: tarfile.TarInfo) -> None:
-        self._write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
-        stats = self._stats
-        if info.type == tarfile.DIRTYPE:
-            stats.directories += 1
-        elif info.type == tarfile.LNKTYPE:
-            stats.hardlinks += 1
-        elif info.type == tarfile.SYMTYPE:
-            stats.symlinks += 1
-        elif info.type == tarfile.FIFOTYPE:
-            stats.fifos += 1
-        elif info.type in (tarfile.CHRTYPE, tarfile.BLKTYPE):
-            stats.devices += 1
-        else:
-            stats.files += 1
-
-    def reserve(self, size: int) -> int:
-        """Leave room for ``size`` bytes of content (padded to a block); their offset."""
-        offset = self._written
-        padded = size + (-size % _BLOCK)
-        self._out.seek(padded, os.SEEK_CUR)
-        self._written += padded
-        self._stats.bytes += size
-        return offset
-
-    def fill(self, offset: int, reader: TarReader, size: int) -> None:
-        """Write ``size`` bytes from ``reader`` (and the padding) at ``offset``."""
-        self._out.seek(self._start + offset)
-        left = size
-        while left > 0:
-            chunk = reader.read(min(left, CHUNK))
-            self._out.write(chunk)
-            left -= len(chunk)
-        if size % _BLOCK:
-            self._out.write(bytes(_BLOCK - size % _BLOCK))
-
-    def close(self) -> None:
-        self._out.seek(self._start + self._written)
-        self._write(bytes(2 * _BLOCK))
-        if self._written % _RECORD:
-            self._write(bytes(_RECORD - self._written % _RECORD))
-        self._out.flush()
-
-
-def _info(path: str, member: TarMember | None, *, directory: bool = False) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(path + "/" if directory else path)
-    if directory:
-        info.type = tarfile.DIRTYPE
-    if member is None:  # an implied parent directory
-        info.mode = _IMPLICIT_DIR_MODE
-        info.mtime = 0
-        return info
-    info.mode = member.mode
-    info.uid, info.gid = member.uid, member.gid
-    info.uname, info.gname = member.uname, member.gname
-    info.mtime = int(member.mtime) if member.mtime.is_integer() else member.mtime
-    if not directory:
-        info.type = _TAR_TYPES[member.type]
-        if member.type is EntryType.SYMLINK:
-            info.linkname = member.linkname
-        elif member.type in (EntryType.CHAR, EntryType.BLOCK):
-            info.devmajor, info.devminor = member.devmajor, member.devminor
-        elif member.type is EntryType.FILE:
-            info.size = member.size
-    if member.xattrs:
-        info.pax_headers = {
-            f"SCHILY.xattr.{key}": value.decode("utf-8", "surrogateescape")
-            for key, value in sorted(member.xattrs.items())
-            if not key.startswith(OVERLAY_XATTR_PREFIXES)  # as unpack: never image content
-        }
-    return info
-
-
-def _link(path: str, target: str, member: TarMember) -> tarfile.TarInfo:
-    """A hard link entry, with the inode's metadata as GNU tar writes it."""
-    info = _info(path, member)
-    info.type = tarfile.LNKTYPE
-    info.linkname = target
-    info.size = 0
-    info.devmajor = info.devminor = 0
-    return info
+def _header(path: str, member: TarMember | None, *, directory: bool = False) -> TarHeader:
+    """What the tar says of one entry of the tree: its member's metadata (an implied parent
+    directory, which no layer lists: 0755, root's, mtime 0)."""
+    if member is None:
+        return TarHeader(path, tarfile.DIRTYPE, _IMPLICIT_DIR_MODE)
+    kind = tarfile.DIRTYPE if directory else _TAR_TYPES[member.type]
+    return TarHeader(
+        path,
+        kind,
+        member.mode,
+        uid=member.uid,
+        gid=member.gid,
+        mtime_ns=member.mtime_ns,
+        size=member.size if kind == tarfile.REGTYPE else 0,
+        linkname=member.linkname if kind == tarfile.SYMTYPE else "",
+        devmajor=member.devmajor,
+        devminor=member.devminor,
+        uname=member.uname,
+        gname=member.gname,
+        xattrs=member.xattrs,
+    )
 
 
 def _seekable(out: BinaryIO) -> bool:
@@ -367,21 +291,16 @@ def _write_tar(
     progress: Callable[[int], None] | None,
     on_pass: Callable[[int], None] | None,
 ) -> None:
-    writer = _TarWriter(out, result.stats)
-    first_name: dict[int, str] = {}  # inode (id of its node) -> the name written first
+    writer = TarWriter(out, error=InvalidImageError, seekable=True)
     pending: list[_Pending] = []  # content to fill in from a second read of the layers
     for path, node in _walk(tree.root):
         if isinstance(node, _Dir):
-            writer.entry(_info(path, node.member, directory=True))
+            writer.add(_header(path, node.member, directory=True))
             continue
-        key = id(node)
-        if key in first_name:
-            writer.entry(_link(path, first_name[key], node.member))
-            continue
-        first_name[key] = path
-        writer.entry(_info(path, node.member))
-        if node.member.type is EntryType.FILE and node.member.size > 0:
-            pending.append(_Pending(node, path, writer.reserve(node.member.size)))
+        # every name of an inode holds the same node: the first written, the others link to it
+        offset = writer.add(_header(path, node.member), inode=id(node))
+        if offset is not None and node.member.size > 0:
+            pending.append(_Pending(node, path, offset))
 
     by_layer: dict[int, dict[int, _Pending]] = {}
     for item in pending:
@@ -391,14 +310,14 @@ def _write_tar(
         on_pass(sum(layer.size or 0 for layer in layers))
     for layer in layers:
         _write_contents(source, layer, by_layer[layer.index], writer, progress)
-    writer.close()
+    result.stats = writer.close()
 
 
 def _write_contents(
     source: Source,
     layer: Layer,
     wanted: dict[int, _Pending],
-    writer: _TarWriter,
+    writer: TarWriter,
     progress: Callable[[int], None] | None,
 ) -> None:
     subject = f"{source.label}: layer {layer.index}"
@@ -415,7 +334,7 @@ def _write_contents(
                     f"{member.name!r} at byte {member.offset} changed between two reads",
                     subject=subject,
                 )
-            writer.fill(item.offset, reader, known.size)
+            writer.fill(item.offset, reader, known.size, subject=subject)
             left -= 1
             if not left:
                 break

@@ -1,24 +1,44 @@
-"""One deterministic POSIX (pax) tar writer for every filesystem tree dockscope exports: a
-container's writable layer or merged view (runtime_lab) and a container in engine storage
-(inspect_tool.storage). The callers say what an item is called, its stat, its tar header and
-how to open its bytes; the writer streams the bytes, writes hard links as links to the first
-name of an inode, leaves sockets out (reported), and counts what it wrote."""
+"""The one tar writer: every tar dockscope writes is written here. ``export`` (an image's
+merged filesystem), ``container export`` and ``container commit``'s new layer (a runtime
+container), ``container export --storage`` and ``storage save`` (engine storage).
+
+``header`` is the only code that makes a tar header, whatever the entry came from (a layer's
+tar member, a file on disk): POSIX pax; numeric owners (with the user and group names only
+where an image recorded them); the mtime in whole seconds, its nanoseconds as a PAX record;
+extended attributes as ``SCHILY.xattr.NAME`` records sorted by name, never overlayfs's own
+(``trusted.overlay.*``, ``user.overlay.*``); a directory's name ending in "/"; a hard link
+with its inode's metadata but no size and no device numbers.
+
+``TarWriter`` writes entries in the order given: every name of an inode after the first
+becomes a hard link to the first name, file bytes are streamed (or, on a seekable output,
+their place reserved and filled later), sockets are left out and reported (a tar cannot hold
+one), and everything written is counted (``TarStats``).
+"""
 
 from __future__ import annotations
 
 import os
 import stat
 import tarfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import Protocol, cast
 
 from inspect_tool.errors import DockscopeError
 from inspect_tool.layers.whiteout import OPAQUE_MARKER, OVERLAY_XATTR_PREFIXES
 
 _CHUNK = 1 << 20
+SOCKET_REASON = "a socket cannot be stored in a tar"
 
-T = TypeVar("T")
+# what a header may say an entry is (a hard link is written by the writer, never asked for)
+ENTRY_TYPES = (
+    tarfile.REGTYPE,
+    tarfile.DIRTYPE,
+    tarfile.SYMTYPE,
+    tarfile.CHRTYPE,
+    tarfile.BLKTYPE,
+    tarfile.FIFOTYPE,
+)
 
 
 @dataclass(slots=True)
@@ -41,74 +61,216 @@ class Sink(Protocol):
     def flush(self) -> None: ...
 
 
+class SeekableSink(Sink, Protocol):
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
+
+    def tell(self) -> int: ...
+
+
+class Readable(Protocol):
+    def read(self, size: int, /) -> bytes: ...
+
+
 @dataclass(frozen=True, slots=True)
-class Item:
-    """What the writer needs to know about one entry."""
+class TarHeader:
+    """What one header says, whatever the entry came from."""
 
-    name: str  # the path inside the tar, without a leading "/"
-    st: os.stat_result
-    marker: bool  # a whiteout or opaque marker made by the export, not a file of the tree
+    name: str  # the path inside the tar, without a leading "/" (nor a trailing one)
+    type: bytes  # one of ENTRY_TYPES
+    mode: int  # permission bits, setuid/setgid/sticky included
+    uid: int = 0
+    gid: int = 0
+    mtime_ns: int = 0
+    size: int = 0  # regular files
+    linkname: str = ""  # symlinks
+    devmajor: int = 0  # character and block devices
+    devminor: int = 0
+    uname: str = ""  # as an image recorded them; empty for a tree on disk
+    gname: str = ""
+    xattrs: Mapping[str, bytes] = field(default_factory=dict)
 
 
-class TarWriter(Generic[T]):
+def header(entry: TarHeader, *, link_to: str | None = None) -> tarfile.TarInfo:
+    """The tar header of ``entry`` (``link_to``: as a hard link to that name, written first)."""
+    if entry.type not in ENTRY_TYPES:
+        raise ValueError(f"no tar header for entry type {entry.type!r}")
+    info = tarfile.TarInfo(entry.name)  # tarfile ends a directory's name with "/"
+    info.type = entry.type
+    info.mode = entry.mode
+    info.uid, info.gid = entry.uid, entry.gid
+    info.uname, info.gname = entry.uname, entry.gname
+    pax: dict[str, str] = {}
+    seconds, nanos = divmod(entry.mtime_ns, 1_000_000_000)
+    info.mtime = seconds
+    if nanos and seconds >= 0:
+        pax["mtime"] = f"{seconds}.{nanos:09d}".rstrip("0")
+    if entry.type == tarfile.REGTYPE:
+        info.size = entry.size
+    elif entry.type == tarfile.SYMTYPE:
+        info.linkname = entry.linkname
+    elif entry.type in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+        info.devmajor, info.devminor = entry.devmajor, entry.devminor
+    if link_to is not None:
+        info.type, info.linkname, info.size = tarfile.LNKTYPE, link_to, 0
+        info.devmajor = info.devminor = 0
+    for key in sorted(entry.xattrs):
+        if not key.startswith(OVERLAY_XATTR_PREFIXES):  # the union filesystem's, not content
+            pax[f"SCHILY.xattr.{key}"] = entry.xattrs[key].decode("utf-8", "surrogateescape")
+    info.pax_headers = pax
+    return info
+
+
+# -- entries of a tree on disk --------------------------------------------------------------------
+
+
+def stat_header(
+    name: str,
+    st: os.stat_result,
+    *,
+    readlink: Callable[[], str],
+    xattrs: Callable[[], Mapping[str, bytes]],
+) -> TarHeader | None:
+    """The entry of a file on disk (numeric owners only); None for a socket."""
+    mode = st.st_mode
+    devmajor = devminor = size = 0
+    linkname = ""
+    if stat.S_ISDIR(mode):
+        kind = tarfile.DIRTYPE
+    elif stat.S_ISREG(mode):
+        kind, size = tarfile.REGTYPE, st.st_size
+    elif stat.S_ISLNK(mode):
+        kind, linkname = tarfile.SYMTYPE, readlink()
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        kind = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
+        devmajor, devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    elif stat.S_ISFIFO(mode):
+        kind = tarfile.FIFOTYPE
+    else:
+        return None
+    return TarHeader(
+        name,
+        kind,
+        stat.S_IMODE(mode),
+        uid=st.st_uid,
+        gid=st.st_gid,
+        mtime_ns=st.st_mtime_ns,
+        size=size,
+        linkname=linkname,
+        devmajor=devmajor,
+        devminor=devminor,
+        xattrs=xattrs(),
+    )
+
+
+def marker_header(name: str, st: os.stat_result) -> TarHeader:
+    """A whiteout (``.wh.NAME``) or opaque marker in docker's form: an empty file with the
+    permissions, owner and mtime of what it stands for."""
+    return TarHeader(
+        name,
+        tarfile.REGTYPE,
+        stat.S_IMODE(st.st_mode) & 0o777,
+        uid=st.st_uid,
+        gid=st.st_gid,
+        mtime_ns=st.st_mtime_ns,
+    )
+
+
+# -- the writer -----------------------------------------------------------------------------------
+
+
+class TarWriter:
+    """Entries written in the order given, to ``out``. With ``seekable``, a regular file's
+    content may be reserved (``add`` without ``data``) and written later (``fill``)."""
+
     def __init__(
         self,
         out: Sink,
         *,
-        describe: Callable[[T], Item],
-        header: Callable[[T], tarfile.TarInfo],
-        open_data: Callable[[T], tuple[int, str]],  # (descriptor, name for errors)
         error: type[DockscopeError] = DockscopeError,
+        seekable: bool = False,
     ) -> None:
         self._out = out
-        self._describe = describe
-        self._header = header
-        self._open_data = open_data
         self._error = error
+        self._start = cast(SeekableSink, out).tell() if seekable else None
         self._written = 0
-        self._links: dict[tuple[int, int], str] = {}
+        self._links: dict[Hashable, str] = {}
         self.stats = TarStats()
 
     def _write(self, data: bytes) -> None:
         self._out.write(data)
         self._written += len(data)
 
-    def add(self, entry: T) -> None:
-        item, stats = self._describe(entry), self.stats
-        st = item.st
-        if not item.marker and stat.S_ISSOCK(st.st_mode):
-            stats.skipped.append(("/" + item.name, "a socket cannot be stored in a tar"))
-            return
-        info = self._header(entry)
-        if not item.marker and not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:
-            key = (st.st_dev, st.st_ino)
-            first = self._links.get(key)
-            if first is not None:  # the inode's metadata, as tar writes a link
-                info.type, info.linkname, info.size = tarfile.LNKTYPE, first, 0
-                self._write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+    def skip(self, path: str, reason: str) -> None:
+        """An entry a tar cannot hold, left out and reported."""
+        self.stats.skipped.append((path, reason))
+
+    def add(
+        self,
+        entry: TarHeader,
+        *,
+        inode: Hashable | None = None,
+        marker: bool = False,
+        data: Callable[[], tuple[int, str]] | None = None,
+    ) -> int | None:
+        """Write one entry. ``inode``: what identifies a hard-linked inode (every name of it
+        but the first becomes a link to the first); ``marker``: a whiteout or opaque marker;
+        ``data``: opens a regular file's bytes (a descriptor, and a name for errors), streamed
+        now. A regular file without ``data`` has its content reserved: the offset to ``fill``
+        is returned."""
+        stats = self.stats
+        if inode is not None:
+            first = self._links.get(inode)
+            if first is not None:
+                self._write(_encode(header(entry, link_to=first)))
                 stats.hardlinks += 1
-                return
-            self._links[key] = item.name
-        self._write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
-        if item.marker:
-            if item.name.rsplit("/", 1)[-1] == OPAQUE_MARKER:
+                return None
+            self._links[inode] = entry.name
+        self._write(_encode(header(entry)))
+        if marker:
+            if entry.name.rsplit("/", 1)[-1] == OPAQUE_MARKER:
                 stats.opaque += 1
             else:
                 stats.whiteouts += 1
-        elif info.type == tarfile.DIRTYPE:
+        elif entry.type == tarfile.DIRTYPE:
             stats.directories += 1
-        elif info.type == tarfile.SYMTYPE:
+        elif entry.type == tarfile.SYMTYPE:
             stats.symlinks += 1
-        elif info.type in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+        elif entry.type in (tarfile.CHRTYPE, tarfile.BLKTYPE):
             stats.devices += 1
-        elif info.type == tarfile.FIFOTYPE:
+        elif entry.type == tarfile.FIFOTYPE:
             stats.fifos += 1
         else:
             stats.files += 1
-            self._data(entry, info.size)
+            stats.bytes += entry.size
+            if data is None:
+                return self._reserve(entry.size)
+            self._stream(data, entry.size)
+        return None
 
-    def _data(self, entry: T, size: int) -> None:
-        fd, subject = self._open_data(entry)
+    def add_stat(
+        self,
+        name: str,
+        st: os.stat_result,
+        *,
+        readlink: Callable[[], str],
+        xattrs: Callable[[], Mapping[str, bytes]],
+        data: Callable[[], tuple[int, str]],
+        marker: bool = False,
+    ) -> None:
+        """One entry of a tree on disk: a socket left out (reported), hard links by
+        device and inode number."""
+        if marker:
+            self.add(marker_header(name, st), marker=True)
+            return
+        entry = stat_header(name, st, readlink=readlink, xattrs=xattrs)
+        if entry is None:
+            self.skip("/" + name, SOCKET_REASON)
+            return
+        linked = entry.type != tarfile.DIRTYPE and st.st_nlink > 1
+        self.add(entry, inode=(st.st_dev, st.st_ino) if linked else None, data=data)
+
+    def _stream(self, data: Callable[[], tuple[int, str]], size: int) -> None:
+        fd, subject = data()
         with os.fdopen(fd, "rb", buffering=0) as f:
             left = size
             while left > 0:
@@ -122,66 +284,51 @@ class TarWriter(Generic[T]):
                     f"the file changed size while it was read ({size} bytes expected)",
                     subject=subject,
                 )
-        self.stats.bytes += size
+        self._pad(size)
+
+    def _pad(self, size: int) -> None:
         if size % tarfile.BLOCKSIZE:
             self._write(bytes(tarfile.BLOCKSIZE - size % tarfile.BLOCKSIZE))
 
-    def close(self) -> None:
+    def _seekable(self) -> tuple[SeekableSink, int]:
+        if self._start is None:
+            raise TypeError("content can be reserved only in a TarWriter made seekable")
+        return cast(SeekableSink, self._out), self._start
+
+    def _reserve(self, size: int) -> int:
+        """Leave room for ``size`` bytes of content (padded to a block); their offset."""
+        out, _ = self._seekable()
+        offset = self._written
+        padded = size + (-size % tarfile.BLOCKSIZE)
+        out.seek(padded, os.SEEK_CUR)
+        self._written += padded
+        return offset
+
+    def fill(self, offset: int, reader: Readable, size: int, *, subject: str = "") -> None:
+        """Write ``size`` bytes read from ``reader`` (and the padding) at ``offset``, a place
+        ``add`` reserved."""
+        out, start = self._seekable()
+        out.seek(start + offset)
+        left = size
+        while left > 0:
+            chunk = reader.read(min(left, _CHUNK))
+            if not chunk:
+                raise self._error(f"the content ended {left} bytes early", subject=subject)
+            out.write(chunk)
+            left -= len(chunk)
+        if size % tarfile.BLOCKSIZE:
+            out.write(bytes(tarfile.BLOCKSIZE - size % tarfile.BLOCKSIZE))
+
+    def close(self) -> TarStats:
         """The end-of-archive blocks, padded to a whole record (as tar writes it)."""
+        if self._start is not None:
+            cast(SeekableSink, self._out).seek(self._start + self._written)
         self._write(bytes(2 * tarfile.BLOCKSIZE))
         if self._written % tarfile.RECORDSIZE:
             self._write(bytes(tarfile.RECORDSIZE - self._written % tarfile.RECORDSIZE))
         self._out.flush()
-
-    def write_all(self, entries: Iterable[T]) -> TarStats:
-        for entry in entries:
-            self.add(entry)
-        self.close()
         return self.stats
 
 
-def header(
-    name: str,
-    st: os.stat_result,
-    *,
-    marker: bool,
-    readlink: Callable[[], str],
-    xattrs: Callable[[], dict[str, bytes]],
-) -> tarfile.TarInfo:
-    """The tar header of one entry of a tree on disk (the same for a runtime container and
-    one in engine storage): numeric owners only, nanosecond mtimes (PAX), xattrs but the union
-    filesystem's own. A marker (a whiteout or opaque marker) is docker's form: an empty file
-    with the permissions and owner of what it stands for."""
-    info = tarfile.TarInfo(name)
-    info.uid, info.gid = st.st_uid, st.st_gid
-    info.uname = info.gname = ""
-    pax: dict[str, str] = {}
-    seconds, nanos = divmod(st.st_mtime_ns, 1_000_000_000)
-    info.mtime = seconds
-    if nanos and seconds >= 0:
-        pax["mtime"] = f"{seconds}.{nanos:09d}".rstrip("0")
-    if marker:
-        info.type = tarfile.REGTYPE
-        info.mode = stat.S_IMODE(st.st_mode) & 0o777
-        info.pax_headers = pax
-        return info
-    mode = st.st_mode
-    info.mode = stat.S_IMODE(mode)
-    if stat.S_ISDIR(mode):
-        info.type = tarfile.DIRTYPE  # written with a trailing "/", as tar writes directories
-    elif stat.S_ISREG(mode):
-        info.type = tarfile.REGTYPE
-        info.size = st.st_size
-    elif stat.S_ISLNK(mode):
-        info.type = tarfile.SYMTYPE
-        info.linkname = readlink()
-    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
-        info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-    elif stat.S_ISFIFO(mode):
-        info.type = tarfile.FIFOTYPE
-    for key, value in xattrs().items():
-        if not key.startswith(OVERLAY_XATTR_PREFIXES):
-            pax[f"SCHILY.xattr.{key}"] = value.decode("utf-8", "surrogateescape")
-    info.pax_headers = pax
-    return info
+def _encode(info: tarfile.TarInfo) -> bytes:
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")

@@ -10,13 +10,14 @@ from rich.console import Console
 
 from inspect_tool.layers.export import ExportResult
 from inspect_tool.layers.safe_extract import AuditEntry, ExtractStats, UnpackResult
+from inspect_tool.layers.tarwrite import TarStats
 from inspect_tool.model.image import Image
 from inspect_tool.render.console import human_size
 from inspect_tool.render.json import SCHEMA_VERSION
 from inspect_tool.render.text import markup
 
 
-def _counts(stats: ExtractStats) -> dict[str, int]:
+def _counts(stats: ExtractStats | TarStats) -> dict[str, int]:
     return {
         "directories": stats.directories,
         "files": stats.files,
@@ -29,7 +30,7 @@ def _counts(stats: ExtractStats) -> dict[str, int]:
     }
 
 
-def _summary(stats: ExtractStats, audit: list[AuditEntry]) -> dict[str, int]:
+def _summary(stats: ExtractStats | TarStats, audit: list[AuditEntry]) -> dict[str, int]:
     actions = Counter(entry.action.value for entry in audit)
     return {
         **_counts(stats),

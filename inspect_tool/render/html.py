@@ -25,7 +25,7 @@ from inspect_tool.analyze.efficiency import EfficiencyReport
 from inspect_tool.analyze.filetypes import TypeFinding, TypesReport
 from inspect_tool.analyze.history import HistoryReport
 from inspect_tool.analyze.report import (
-    ContainerDiff,
+    ContainerReport,
     ImageAnalysis,
     RemovedEntry,
     Report,
@@ -660,7 +660,7 @@ def _title(image: Image) -> str:
 _KINDS = {"A": ("added", "added"), "C": ("modified", "changed"), "D": ("deleted", "deleted")}
 
 
-def _container(diff: ContainerDiff) -> str:
+def _container(diff: ContainerReport) -> str:
     counts = {kind: sum(1 for c in diff.changes if c.kind == kind) for kind in _KINDS}
     rows = []
     for change in diff.changes[:CONTAINER_LIMIT]:

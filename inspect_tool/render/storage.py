@@ -14,14 +14,14 @@ from inspect_tool.render.console import human_size
 from inspect_tool.render.json import SCHEMA_VERSION
 from inspect_tool.render.text import visible
 from inspect_tool.storage.diff import ContainerDiff, DiffEntry
-from inspect_tool.storage.export import ExportResult
+from inspect_tool.storage.export import ContainerExport
 from inspect_tool.storage.logs import LogEntry
 from inspect_tool.storage.model import ContainerRecord, EngineStorage, ImageRecord
 from inspect_tool.storage.save import SaveResult
 from inspect_tool.storage.times import format_ns
-from inspect_tool.storage.writable import Kind
+from inspect_tool.storage.writable import DiffKind
 
-_CHANGE_NAMES = {Kind.ADDED: "added", Kind.CHANGED: "changed", Kind.DELETED: "deleted"}
+_CHANGE_NAMES = {DiffKind.ADDED: "added", DiffKind.CHANGED: "changed", DiffKind.DELETED: "deleted"}
 
 
 def _short_id(value: str | None) -> str:
@@ -201,9 +201,9 @@ def diff_document(result: ContainerDiff) -> dict[str, Any]:
         "since": format_ns(result.since_ns) if result.since_ns is not None else None,
         "changes": [diff_entry_json(e) for e in entries],
         "summary": {
-            "added": sum(1 for e in entries if e.kind is Kind.ADDED),
-            "changed": sum(1 for e in entries if e.kind is Kind.CHANGED),
-            "deleted": sum(1 for e in entries if e.kind is Kind.DELETED),
+            "added": sum(1 for e in entries if e.kind is DiffKind.ADDED),
+            "changed": sum(1 for e in entries if e.kind is DiffKind.CHANGED),
+            "deleted": sum(1 for e in entries if e.kind is DiffKind.DELETED),
             "engine": sum(1 for e in entries if e.engine is not None),
             "hidden": sum(1 for e in entries if e.hidden),
         },
@@ -245,7 +245,7 @@ def diff_footnote(result: ContainerDiff, *, show_all: bool) -> list[str]:
 # -- container export, inspect, logs -------------------------------------------------------------
 
 
-def export_document(root: str, output: str, result: ExportResult) -> dict[str, Any]:
+def export_document(root: str, output: str, result: ContainerExport) -> dict[str, Any]:
     stats = result.stats
     return {
         "schema_version": SCHEMA_VERSION,

@@ -17,17 +17,17 @@ from typing import Any
 from inspect_tool.storage.detect import is_engine_root, open_storage
 from inspect_tool.storage.diff import ContainerDiff, DiffEntry, container_diff
 from inspect_tool.storage.evidence import StorageError
-from inspect_tool.storage.export import ExportResult, container_export
+from inspect_tool.storage.export import ContainerExport, container_export
 from inspect_tool.storage.logs import LogEntry, container_logs
 from inspect_tool.storage.model import ContainerRecord, EngineStorage, ImageRecord
 from inspect_tool.storage.save import LayerMismatchError, SaveResult, save_image
 
 __all__ = [
     "ContainerDiff",
+    "ContainerExport",
     "ContainerRecord",
     "DiffEntry",
     "EngineStorage",
-    "ExportResult",
     "ImageRecord",
     "LayerMismatchError",
     "LogEntry",

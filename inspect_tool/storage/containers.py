@@ -37,7 +37,7 @@ from inspect_tool.storage.model import (
     ImageRecord,
     WritableLayer,
 )
-from inspect_tool.storage.writable import CSTORAGE_OVERLAY, DirTree, UnionView, Whiteouts
+from inspect_tool.storage.writable import CSTORAGE_OVERLAY, CopyTree, UnionView, Whiteouts
 
 DRIVERS = ("overlay", "vfs")
 UNSUPPORTED = ("btrfs", "zfs", "devmapper", "aufs")
@@ -447,8 +447,8 @@ class ContainersStorage(EngineStorage):
         else:
             # vfs: every layer is a full copy; the diff is against the parent's copy only
             result = WritableLayer(container, upper, lowers[:1], Whiteouts.NONE, "naive", None)
-            result.new_tree = DirTree(upper)
-            result.old_tree = DirTree(lowers[0]) if lowers else None
+            result.new_tree = CopyTree(upper)
+            result.old_tree = CopyTree(lowers[0]) if lowers else None
             result.merged = result.new_tree
         result.opened = opened
         engine_paths = dict(HIDDEN_PATHS)

@@ -10,7 +10,7 @@ from pathlib import Path
 from inspect_tool.storage.detect import open_storage
 from inspect_tool.storage.model import ContainerRecord, WritableLayer
 from inspect_tool.storage.writable import (
-    Kind,
+    DiffKind,
     RawChange,
     file_type,
     naive_changes,
@@ -22,7 +22,7 @@ from inspect_tool.storage.writable import (
 
 @dataclass(frozen=True, slots=True)
 class DiffEntry:
-    kind: Kind
+    kind: DiffKind
     path: str
     type: str | None  # of the entry the container left (None for a deletion)
     size: int | None  # regular files only
@@ -59,7 +59,7 @@ def raw_changes(layer: WritableLayer) -> list[RawChange]:
         assert layer.new_tree is not None
         return naive_changes(layer.new_tree, layer.old_tree)
     assert layer.rules is not None
-    return walk_changes(layer.upper, layer.lowers, layer.rules)
+    return walk_changes(layer.upper, layer.lowers, layer.rules, exclude=layer.excluded_paths)
 
 
 def _entry(change: RawChange, layer: WritableLayer, hashes: bool) -> DiffEntry:
@@ -73,7 +73,7 @@ def _entry(change: RawChange, layer: WritableLayer, hashes: bool) -> DiffEntry:
         )  # fmt: skip
     st = node.st
     where = node.layer.display(node.parts)
-    if change.kind is Kind.DELETED:
+    if change.kind is DiffKind.DELETED:
         return DiffEntry(
             change.kind, change.path, None, None, None, None, None, st.st_mtime_ns, None, None,
             where, engine, hidden,
@@ -102,7 +102,11 @@ def diff_layer(
     """The changes of one writable layer, in the engine's order, and notes on them."""
     changes = raw_changes(layer)
     notes = []
-    redirected = unfollowed_features(c.node for c in changes if c.node is not None)
+    nodes = (c.node for c in changes if c.node is not None)
+    if layer.rules is not None:
+        redirected = unfollowed_features(nodes, layer.rules.unfollowed_xattrs)
+    else:
+        redirected = unfollowed_features(nodes)
     if redirected:
         notes.append(
             "overlay redirect or metacopy attributes: these entries' data lies in another "

@@ -38,7 +38,7 @@ from inspect_tool.storage.model import (
 from inspect_tool.storage.writable import (
     MOBY_AUFS,
     MOBY_OVERLAY,
-    DirTree,
+    CopyTree,
     UnionView,
     Whiteouts,
 )
@@ -426,7 +426,7 @@ class DockerStorage(EngineStorage):
                 upper = layer(f"vfs/dir/{mount_id}")
                 parent = layer(f"vfs/dir/{init_id or image_caches[0]}")
                 result = WritableLayer(container, upper, [parent], Whiteouts.NONE, "naive", None)
-                result.new_tree, result.old_tree = DirTree(upper), DirTree(parent)
+                result.new_tree, result.old_tree = CopyTree(upper), CopyTree(parent)
                 result.merged = result.new_tree
             else:  # overlay (v1): image layers are full trees, containers an upper on one
                 upper = layer(f"overlay/{mount_id}/upper")

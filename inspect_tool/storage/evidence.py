@@ -22,7 +22,7 @@ import os
 import re
 import stat
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -377,9 +377,15 @@ class LayerDir:
     def display(self, parts: tuple[str, ...]) -> str:
         return self.label + "/" + "/".join(parts) if parts else self.label
 
-    def walk(self, parts: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], os.stat_result]]:
+    def walk(
+        self,
+        parts: tuple[str, ...] = (),
+        *,
+        prune: Callable[[tuple[str, ...]], bool] | None = None,
+    ) -> Iterator[tuple[tuple[str, ...], os.stat_result]]:
         """Every entry below ``parts`` (never following symlinks), depth first, names sorted
-        at each level: the order of Go's ``filepath.Walk``."""
+        at each level: the order of Go's ``filepath.Walk``. Entries ``prune`` accepts are
+        left out with everything below them."""
         stack: list[Iterator[str]] = [iter(self.listdir(parts))]
         bases = [parts]
         while stack:
@@ -389,6 +395,8 @@ class LayerDir:
                 bases.pop()
                 continue
             path = (*bases[-1], name)
+            if prune is not None and prune(path):
+                continue
             st = self.lstat(path)
             if st is None:
                 continue

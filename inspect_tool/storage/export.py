@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import os
 import stat
-import tarfile
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from inspect_tool.errors import UsageError
-from inspect_tool.layers.tarwrite import Item, Sink, TarStats, TarWriter, header
+from inspect_tool.layers.tarwrite import Sink, TarStats, TarWriter
 from inspect_tool.layers.whiteout import (
     AUFS_META_PREFIX,
     OPAQUE_MARKER,
@@ -37,9 +36,9 @@ from inspect_tool.storage.detect import open_storage
 from inspect_tool.storage.evidence import LayerDir, StorageError
 from inspect_tool.storage.model import ContainerRecord, WritableLayer
 from inspect_tool.storage.writable import (
-    Kind,
-    Node,
-    Tree,
+    DiffKind,
+    LayerNode,
+    LayerTree,
     Whiteouts,
     is_opaque,
     naive_changes,
@@ -53,39 +52,53 @@ class TarItem:
     ``.wh.`` file standing for a whiteout or an opaque directory."""
 
     name: str  # relative, no leading slash
-    node: Node
+    node: LayerNode
     marker: bool = False
 
 
-def _header(item: TarItem) -> tarfile.TarInfo:
+class WritableLayerError(StorageError):
+    """A writable layer cannot be written as a tar as asked (exit 3)."""
+
+
+def write_tar(items: Iterable[TarItem], out: Sink, *, refused: Collection[str] = ()) -> TarStats:
+    """``items`` as one tar (``layers/tarwrite.py``). An entry carrying an xattr named in
+    ``refused`` (an overlay feature that leaves its data in another layer: redirect,
+    metacopy) stops the export."""
+    writer = TarWriter(out, error=StorageError)
+    for item in items:
+        _add(writer, item, refused)
+    return writer.close()
+
+
+def _add(writer: TarWriter, item: TarItem, refused: Collection[str]) -> None:
     node = item.node
-    return header(
+    layer, parts = node.layer, node.parts
+
+    def xattrs() -> dict[str, bytes]:
+        found = layer.xattrs(parts)
+        for name in found:
+            if name in refused:
+                raise WritableLayerError(
+                    f"{name} is set: the layer was written with an overlay feature dockscope "
+                    "does not read (redirect_dir or metacopy)",
+                    subject=layer.display(parts),
+                )
+        return found
+
+    writer.add_stat(
         item.name,
         node.st,
         marker=item.marker,
-        readlink=lambda: node.layer.readlink(node.parts),
-        xattrs=lambda: node.layer.xattrs(node.parts),
+        readlink=lambda: layer.readlink(parts),
+        xattrs=xattrs,
+        data=lambda: (layer.open_file(parts), layer.display(parts)),
     )
-
-
-def write_tar(items: Iterable[TarItem], out: Sink) -> TarStats:
-    writer: TarWriter[TarItem] = TarWriter(
-        out,
-        describe=lambda item: Item(item.name, item.node.st, item.marker),
-        header=_header,
-        open_data=lambda item: (
-            item.node.layer.open_file(item.node.parts),
-            item.node.layer.display(item.node.parts),
-        ),
-        error=StorageError,
-    )
-    return writer.write_all(items)
 
 
 # -- what to write -------------------------------------------------------------------------------
 
 
-def merged_items(tree: Tree) -> Iterator[TarItem]:
+def merged_items(tree: LayerTree) -> Iterator[TarItem]:
     for node in walk_tree(tree):
         yield TarItem("/".join(node.parts), node)
 
@@ -94,8 +107,8 @@ def layer_items(
     upper: LayerDir,
     whiteouts: Whiteouts,
     *,
-    new: Tree | None = None,
-    old: Tree | None = None,
+    new: LayerTree | None = None,
+    old: LayerTree | None = None,
     ignore: Collection[str] = (),
     opaque_xattrs: tuple[str, ...] = OPAQUE_XATTRS,
 ) -> Iterator[TarItem]:
@@ -115,7 +128,7 @@ def layer_items(
         st = upper.lstat(parts)
         if st is None:
             continue
-        node = Node(parts, st, upper)
+        node = LayerNode(parts, st, upper)
         name = "/".join(parts)
         if whiteouts is Whiteouts.OVERLAY and is_overlay_whiteout(st):
             yield TarItem("/".join((*parts[:-1], WHITEOUT_PREFIX + parts[-1])), node, True)
@@ -151,15 +164,15 @@ def _sorted_children(
     return [(*parts, n) for n in sorted(names, key=written)]
 
 
-def _change_items(new: Tree, old: Tree | None) -> Iterator[TarItem]:
+def _change_items(new: LayerTree, old: LayerTree | None) -> Iterator[TarItem]:
     """ExportChanges: the changed entries sorted by path, deletions as ``.wh.`` markers."""
     changes = sorted(naive_changes(new, old), key=lambda c: c.path)
     root = new.root()
     for change in changes:
         parts = tuple(change.path.strip("/").split("/"))
-        if change.kind is Kind.DELETED:
+        if change.kind is DiffKind.DELETED:
             marker = "/".join((*parts[:-1], WHITEOUT_PREFIX + parts[-1]))
-            yield TarItem(marker, Node(parts, root.st, root.layer), True)
+            yield TarItem(marker, LayerNode(parts, root.st, root.layer), True)
         elif change.node is not None:
             yield TarItem("/".join(parts), change.node)
 
@@ -168,7 +181,7 @@ def _change_items(new: Tree, old: Tree | None) -> Iterator[TarItem]:
 
 
 @dataclass(slots=True)
-class ExportResult:
+class ContainerExport:
     container: ContainerRecord
     layer: bool
     stats: TarStats
@@ -188,10 +201,21 @@ def export_items(layer: WritableLayer, *, only_layer: bool) -> Iterator[TarItem]
         return merged_items(layer.merged)
     if layer.method == "naive":
         return layer_items(layer.upper, layer.whiteouts, new=layer.new_tree, old=layer.old_tree)
-    return layer_items(layer.upper, layer.whiteouts)
+    opaque = layer.rules.opaque_xattrs if layer.rules is not None else OPAQUE_XATTRS
+    return layer_items(
+        layer.upper, layer.whiteouts, ignore=layer.excluded_paths, opaque_xattrs=opaque
+    )
 
 
-def container_export(root: Path, ident: str, out: BinaryIO, *, layer: bool = False) -> ExportResult:
+def export_layer(layer: WritableLayer, out: Sink, *, only_layer: bool) -> TarStats:
+    """The container's merged filesystem (``only_layer``: its writable layer as an OCI layer)
+    as one tar, whichever engine wrote it."""
+    return write_tar(export_items(layer, only_layer=only_layer), out, refused=layer.refused_xattrs)
+
+
+def container_export(
+    root: Path, ident: str, out: BinaryIO, *, layer: bool = False
+) -> ContainerExport:
     """Write container ``ident``'s merged filesystem (or, with ``layer``, its writable layer
     as an OCI layer tar) to ``out``, reading the evidence only."""
     storage = open_storage(root)
@@ -199,9 +223,9 @@ def container_export(root: Path, ident: str, out: BinaryIO, *, layer: bool = Fal
         container = storage.resolve_container(ident)
         writable = storage.writable(container)
         try:
-            stats = write_tar(export_items(writable, only_layer=layer), out)
+            stats = export_layer(writable, out, only_layer=layer)
         finally:
             writable.close()
-        return ExportResult(container, layer, stats)
+        return ContainerExport(container, layer, stats)
     finally:
         storage.evidence.close()

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from inspect_tool.errors import DockscopeError, SelectionError
 from inspect_tool.storage.evidence import Evidence, LayerDir
-from inspect_tool.storage.writable import Rules, Tree, Whiteouts
+from inspect_tool.storage.writable import LayerTree, Rules, Whiteouts
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,20 +51,26 @@ class ContainerRecord:
 
 @dataclass(slots=True)
 class WritableLayer:
-    """Everything needed to diff or export one container's writable layer."""
+    """Everything needed to diff or export one container's writable layer, whichever engine
+    wrote it (Docker, containers/storage, or dockscope's runtime: runtime_lab/storage/driver.py)."""
 
-    container: ContainerRecord
+    container: ContainerRecord | None  # None: layer directories read without a container
     upper: LayerDir
     lowers: list[LayerDir]  # topmost first: what the engine diffs against
     whiteouts: Whiteouts
     method: str  # "overlay", "aufs" (walk_changes) or "naive" (ChangesDirs)
     rules: Rules | None  # for walk_changes
-    new_tree: Tree | None = None  # for naive: the container's tree …
-    old_tree: Tree | None = None  # … and its parent's
-    merged: Tree | None = None  # the container's root filesystem
+    new_tree: LayerTree | None = None  # for naive: the container's tree …
+    old_tree: LayerTree | None = None  # … and its parent's
+    merged: LayerTree | None = None  # the container's root filesystem
     base: list[LayerDir] = field(default_factory=list)  # image layers below everything (export)
     engine_paths: dict[str, str] = field(default_factory=dict)  # path -> why the engine made it
     hidden_paths: frozenset[str] = frozenset()  # paths the engine's own diff leaves out
+    # paths left out of diff and layer export, with everything below them (the mount points
+    # dockscope's runtime made: docker keeps them in its init layer)
+    excluded_paths: frozenset[str] = frozenset()
+    # xattrs an export refuses to write (overlay features that leave data in another layer)
+    refused_xattrs: tuple[str, ...] = ()
     opened: list[LayerDir] = field(default_factory=list)
 
     def close(self) -> None:

@@ -19,7 +19,10 @@ Two ways of computing changes, the engines' own:
   directory) is D; an entry some lower layer also has is C, unless it is a directory with the
   same size, mode and mtime (then nothing); anything else is A; the parent directory of an A
   or D is added as C (moby: the parent only; containers/storage: every ancestor not already
-  listed). ``Rules`` holds what differs between the two engines.
+  listed). ``Rules`` holds what differs between the engines; dockscope's runtime is one more
+  (``runtime_lab/storage/driver.py``), which looks the lower layers up as their union shows
+  them instead of one by one (``Rules.lower_union``: no symlink followed, their whiteouts and
+  opaque directories honoured).
 - ``naive_changes`` is ``ChangesDirs``, used for vfs (and Docker's overlay v1): compare two
   full trees entry by entry (mode, owner, device, and for non-directories mtime and size;
   the ``security.capability`` xattr); a directory with changes inside is C.
@@ -35,7 +38,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -45,6 +48,7 @@ from inspect_tool.layers.whiteout import (
     OPAQUE_MARKER,
     OPAQUE_VALUE,
     OPAQUE_XATTRS,
+    OVERLAY_XATTR_PREFIXES,
     UNFOLLOWED_XATTRS,
     WHITEOUT_PREFIX,
     is_overlay_whiteout,
@@ -63,7 +67,8 @@ class Whiteouts(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Rules:
-    """What the engines' ``changes()`` do differently."""
+    """What the engines' ``changes()`` do differently (dockscope's own runtime is one more
+    engine: ``runtime_lab/storage/driver.py``)."""
 
     whiteouts: Whiteouts
     # an opaque directory is D: moby always; containers/storage only when a lower layer has it
@@ -74,6 +79,27 @@ class Rules:
     all_ancestors: bool
     # containers/storage accepts a one-second rounding up of either mtime
     rounded_times: bool
+    # the lower layers as their union shows them (UnionView, as the kernel mounts them: their
+    # whiteouts and opaque directories honoured, no symlink followed), not layer by layer: a
+    # whiteout is D only over something shown, an opaque directory is A or C like any other
+    # and each name it hides is D (dockscope's runtime)
+    lower_union: bool = False
+    # a directory with the same size, mode and mtime below is no change by itself (the
+    # engines); dockscope's runtime lists every directory overlay copied up
+    compare_dirs: bool = True
+    # the prefixes of overlay's own xattrs: without ``userxattr`` (dockscope's runtime)
+    # ``user.overlay.*`` is content
+    xattr_prefixes: tuple[str, ...] = OVERLAY_XATTR_PREFIXES
+    # listed sorted by path (dockscope's runtime), not in walk order
+    by_path: bool = False
+
+    @property
+    def opaque_xattrs(self) -> tuple[str, ...]:
+        return tuple(prefix + "opaque" for prefix in self.xattr_prefixes)
+
+    @property
+    def unfollowed_xattrs(self) -> tuple[str, ...]:
+        return tuple(p + f for p in self.xattr_prefixes for f in ("redirect", "metacopy"))
 
 
 MOBY_OVERLAY = Rules(Whiteouts.OVERLAY, False, False, False, False)
@@ -81,14 +107,14 @@ MOBY_AUFS = Rules(Whiteouts.AUFS, False, False, False, False)
 CSTORAGE_OVERLAY = Rules(Whiteouts.OVERLAY, True, True, True, True)
 
 
-class Kind(StrEnum):
+class DiffKind(StrEnum):
     ADDED = "A"
     CHANGED = "C"
     DELETED = "D"
 
 
 @dataclass(frozen=True, slots=True)
-class Node:
+class LayerNode:
     """One entry of a tree: where it lies in the evidence and its metadata."""
 
     parts: tuple[str, ...]
@@ -107,19 +133,19 @@ class Node:
 
 @dataclass(frozen=True, slots=True)
 class RawChange:
-    kind: Kind
+    kind: DiffKind
     path: str
-    node: Node | None  # the upper entry (A, C) or the whiteout (D), when there is one
+    node: LayerNode | None  # the upper entry (A, C) or the whiteout (D), when there is one
 
 
-class Tree(Protocol):
+class LayerTree(Protocol):
     """A directory tree: a plain layer directory or a union of several."""
 
     prune_same_inode: bool
 
-    def root(self) -> Node: ...
+    def root(self) -> LayerNode: ...
 
-    def children(self, node: Node) -> list[Node]: ...
+    def children(self, node: LayerNode) -> list[LayerNode]: ...
 
 
 def is_opaque(
@@ -138,7 +164,7 @@ def is_opaque(
 # -- trees ---------------------------------------------------------------------------------------
 
 
-class DirTree:
+class CopyTree:
     """One directory as a tree (a vfs layer: a full copy)."""
 
     prune_same_inode = True
@@ -146,17 +172,17 @@ class DirTree:
     def __init__(self, layer: LayerDir) -> None:
         self.layer = layer
 
-    def root(self) -> Node:
-        return Node((), os.fstat(self.layer.fd), self.layer, (self.layer,))
+    def root(self) -> LayerNode:
+        return LayerNode((), os.fstat(self.layer.fd), self.layer, (self.layer,))
 
-    def children(self, node: Node) -> list[Node]:
+    def children(self, node: LayerNode) -> list[LayerNode]:
         found = []
         for name in self.layer.listdir(node.parts):
             parts = (*node.parts, name)
             st = self.layer.lstat(parts)
             if st is not None:
                 below = (self.layer,) if stat.S_ISDIR(st.st_mode) else ()
-                found.append(Node(parts, st, self.layer, below))
+                found.append(LayerNode(parts, st, self.layer, below))
         return found
 
 
@@ -186,19 +212,19 @@ class UnionView:
         self.opaque_xattrs = opaque_xattrs
         self.opaque_root = opaque_root
 
-    def root(self) -> Node:
+    def root(self) -> LayerNode:
         top = self.layers[0]
         below: list[LayerDir] = []
         for layer in self.layers:
             below.append(layer)
             if self.opaque_root and is_opaque(layer, (), self.whiteouts, self.opaque_xattrs):
                 break
-        return Node((), os.fstat(top.fd), top, tuple(below))
+        return LayerNode((), os.fstat(top.fd), top, tuple(below))
 
     def _hidden_name(self, name: str) -> bool:
         return self.whiteouts is Whiteouts.AUFS and name.startswith(WHITEOUT_PREFIX)
 
-    def children(self, node: Node) -> list[Node]:
+    def children(self, node: LayerNode) -> list[LayerNode]:
         names: set[str] = set()
         for layer in node.below:
             names.update(n for n in layer.listdir(node.parts) if not self._hidden_name(n))
@@ -209,7 +235,7 @@ class UnionView:
                 found.append(child)
         return found
 
-    def child(self, node: Node, name: str) -> Node | None:
+    def child(self, node: LayerNode, name: str) -> LayerNode | None:
         parts = (*node.parts, name)
         shown: tuple[LayerDir, os.stat_result] | None = None
         below: list[LayerDir] = []
@@ -232,10 +258,10 @@ class UnionView:
                 break
         if shown is None:
             return None
-        return Node(parts, shown[1], shown[0], tuple(below))
+        return LayerNode(parts, shown[1], shown[0], tuple(below))
 
-    def lookup(self, parts: tuple[str, ...]) -> Node | None:
-        node: Node | None = self.root()
+    def lookup(self, parts: tuple[str, ...]) -> LayerNode | None:
+        node: LayerNode | None = self.root()
         for part in parts:
             if node is None or not node.is_dir:
                 return None
@@ -243,9 +269,9 @@ class UnionView:
         return node
 
 
-def walk_tree(tree: Tree) -> Iterator[Node]:
+def walk_tree(tree: LayerTree) -> Iterator[LayerNode]:
     """Every entry below the root, parents first, names sorted."""
-    stack: list[Iterator[Node]] = [iter(tree.children(tree.root()))]
+    stack: list[Iterator[LayerNode]] = [iter(tree.children(tree.root()))]
     while stack:
         node = next(stack[-1], None)
         if node is None:
@@ -299,7 +325,9 @@ def _deleted(
         return None
     if is_overlay_whiteout(st):
         return parts
-    if not stat.S_ISDIR(st.st_mode) or not is_opaque(upper, parts, Whiteouts.OVERLAY):
+    if not stat.S_ISDIR(st.st_mode) or not is_opaque(
+        upper, parts, Whiteouts.OVERLAY, rules.opaque_xattrs
+    ):
         return None
     if not rules.opaque_needs_lower:
         return parts
@@ -312,49 +340,33 @@ def _deleted(
     return None
 
 
-def walk_changes(upper: LayerDir, lowers: list[LayerDir], rules: Rules) -> list[RawChange]:
+def walk_changes(
+    upper: LayerDir, lowers: list[LayerDir], rules: Rules, *, exclude: Collection[str] = ()
+) -> list[RawChange]:
     """The engines' ``changes(layers, rw)``: ``lowers`` topmost first. Walk order (parents
-    first, names sorted), with added parent directories placed before the entry."""
+    first, names sorted), with added parent directories placed before the entry, or sorted
+    by path (``rules.by_path``). Paths in ``exclude`` ("/proc") are left out with everything
+    below them."""
+    view = _lower_view(lowers, rules) if rules.lower_union else None
     changes: list[RawChange] = []
     changed_dirs: set[tuple[str, ...]] = set()
-    for parts, st in upper.walk():
+    for parts, st in upper.walk(prune=_pruned(exclude)):
         if rules.whiteouts is Whiteouts.AUFS:
             if len(parts) == 1 and parts[0].startswith(AUFS_META_PREFIX):
                 continue  # moby's aufsMetadataSkip: "/.wh..wh.*"
             if parts[-1] == OPAQUE_MARKER:
                 continue  # the opaque marker deletes nothing by itself
-        node = Node(parts, st, upper)
-        deleted = _deleted(upper, parts, st, lowers, rules)
-        if deleted is not None:
-            change = RawChange(Kind.DELETED, "/" + "/".join(deleted), node)
+        node = LayerNode(parts, st, upper)
+        if rules.lower_union:
+            found = _against_view(upper, node, view, rules)
         else:
-            kind = Kind.ADDED
-            skip = False
-            for layer in lowers:
-                if rules.lower_whiteouts and (
-                    _lower_whiteout(layer, parts)
-                    or any(_lower_whiteout(layer, d) for d in _ancestors(parts))
-                ):
-                    break
-                below = layer.stat(parts)
-                if below is None:
-                    continue
-                if (
-                    stat.S_ISDIR(below.st_mode)
-                    and stat.S_ISDIR(st.st_mode)
-                    and below.st_size == st.st_size
-                    and below.st_mode == st.st_mode
-                    and _same_time(st.st_mtime_ns, below.st_mtime_ns, rules.rounded_times)
-                ):
-                    skip = True  # the same directory: not a change by itself
-                kind = Kind.CHANGED
-                break
-            if skip:
-                continue
-            change = RawChange(kind, node.path, node)
+            found = _against_layers(upper, node, lowers, rules)
+        if not found:
+            continue
+        change = found[0]
         if stat.S_ISDIR(st.st_mode):
             changed_dirs.add(parts)
-        if change.kind is not Kind.CHANGED:
+        if change.kind is not DiffKind.CHANGED:
             tail: list[RawChange] = []
             for parent in _ancestors(parts):
                 if parent not in changed_dirs:
@@ -363,13 +375,84 @@ def walk_changes(upper: LayerDir, lowers: list[LayerDir], rules: Rules) -> list[
                 if not rules.all_ancestors:
                     break
             changes += tail
-        changes.append(change)
+        changes += found
+    if rules.by_path:
+        changes.sort(key=lambda c: c.path)
     return changes
+
+
+def _pruned(exclude: Collection[str]) -> Callable[[tuple[str, ...]], bool] | None:
+    if not exclude:
+        return None
+    return lambda parts: "/" + "/".join(parts) in exclude
+
+
+def _against_layers(
+    upper: LayerDir, node: LayerNode, lowers: list[LayerDir], rules: Rules
+) -> list[RawChange]:
+    """The engines' way: the lower layers looked at one by one, topmost first."""
+    parts, st = node.parts, node.st
+    deleted = _deleted(upper, parts, st, lowers, rules)
+    if deleted is not None:
+        return [RawChange(DiffKind.DELETED, "/" + "/".join(deleted), node)]
+    kind = DiffKind.ADDED
+    for layer in lowers:
+        if rules.lower_whiteouts and (
+            _lower_whiteout(layer, parts)
+            or any(_lower_whiteout(layer, d) for d in _ancestors(parts))
+        ):
+            break
+        below = layer.stat(parts)
+        if below is None:
+            continue
+        if (
+            rules.compare_dirs
+            and stat.S_ISDIR(below.st_mode)
+            and stat.S_ISDIR(st.st_mode)
+            and below.st_size == st.st_size
+            and below.st_mode == st.st_mode
+            and _same_time(st.st_mtime_ns, below.st_mtime_ns, rules.rounded_times)
+        ):
+            return []  # the same directory: not a change by itself
+        kind = DiffKind.CHANGED
+        break
+    return [RawChange(kind, node.path, node)]
+
+
+def _lower_view(lowers: list[LayerDir], rules: Rules) -> UnionView | None:
+    if not lowers:
+        return None
+    return UnionView(lowers, rules.whiteouts, opaque_xattrs=rules.opaque_xattrs, opaque_root=False)
+
+
+def _against_view(
+    upper: LayerDir, node: LayerNode, view: UnionView | None, rules: Rules
+) -> list[RawChange]:
+    """The lower layers as their union shows them: a whiteout deletes what is shown, an
+    opaque directory deletes each name shown below it that it does not hold itself (the
+    deletions carry the directory: its time, its place)."""
+    below = view.lookup(node.parts) if view is not None else None
+    if rules.whiteouts is Whiteouts.OVERLAY and is_overlay_whiteout(node.st):
+        return [RawChange(DiffKind.DELETED, node.path, node)] if below is not None else []
+    found = [RawChange(DiffKind.CHANGED if below is not None else DiffKind.ADDED, node.path, node)]
+    if (
+        view is not None
+        and below is not None
+        and below.is_dir
+        and node.is_dir
+        and is_opaque(upper, node.parts, rules.whiteouts, rules.opaque_xattrs)
+    ):
+        present = set(upper.listdir(node.parts))
+        hidden = sorted({child.parts[-1] for child in view.children(below)} - present)
+        found += [RawChange(DiffKind.DELETED, f"{node.path}/{name}", node) for name in hidden]
+    return found
 
 
 def _parent_change(upper: LayerDir, parts: tuple[str, ...]) -> RawChange:
     st = upper.lstat(parts)
-    return RawChange(Kind.CHANGED, "/" + "/".join(parts), Node(parts, st, upper) if st else None)
+    return RawChange(
+        DiffKind.CHANGED, "/" + "/".join(parts), LayerNode(parts, st, upper) if st else None
+    )
 
 
 # -- ChangesDirs (naive diff) --------------------------------------------------------------------
@@ -392,15 +475,17 @@ def _stat_different(old: os.stat_result, new: os.stat_result, rounded: bool) -> 
 
 @dataclass(slots=True)
 class _Frame:
-    new: Node
-    old: Node | None
+    new: LayerNode
+    old: LayerNode | None
     start: int
     added: bool
-    pending: list[tuple[Node, Node | None]] = field(default_factory=list)
-    deleted: list[Node] = field(default_factory=list)
+    pending: list[tuple[LayerNode, LayerNode | None]] = field(default_factory=list)
+    deleted: list[LayerNode] = field(default_factory=list)
 
 
-def naive_changes(new: Tree, old: Tree | None, *, rounded_times: bool = True) -> list[RawChange]:
+def naive_changes(
+    new: LayerTree, old: LayerTree | None, *, rounded_times: bool = True
+) -> list[RawChange]:
     """``ChangesDirs(new, old)``: both trees compared entry by entry (``old`` None: an empty
     tree). Within a directory the entries come in name order and deletions after the rest
     (the engines use Go's map order, which is random)."""
@@ -414,23 +499,23 @@ def naive_changes(new: Tree, old: Tree | None, *, rounded_times: bool = True) ->
                 _stat_different(child_old.st, child_new.st, rounded_times)
                 or _capability(child_old) != _capability(child_new)
             ):
-                changes.append(RawChange(Kind.CHANGED, child_new.path, child_new))
+                changes.append(RawChange(DiffKind.CHANGED, child_new.path, child_new))
                 stack.append(_frame(new, old, child_new, child_old, changes, added=True))
             else:
                 stack.append(_frame(new, old, child_new, child_old, changes))
             continue
         stack.pop()
-        changes += [RawChange(Kind.DELETED, d.path, None) for d in frame.deleted]
+        changes += [RawChange(DiffKind.DELETED, d.path, None) for d in frame.deleted]
         if len(changes) > frame.start and frame.new.is_dir and not frame.added and frame.new.parts:
-            changes.insert(frame.start, RawChange(Kind.CHANGED, frame.new.path, frame.new))
+            changes.insert(frame.start, RawChange(DiffKind.CHANGED, frame.new.path, frame.new))
     return changes
 
 
 def _frame(
-    new: Tree,
-    old: Tree | None,
-    node: Node,
-    old_node: Node | None,
+    new: LayerTree,
+    old: LayerTree | None,
+    node: LayerNode,
+    old_node: LayerNode | None,
     changes: list[RawChange],
     *,
     added: bool = False,
@@ -438,12 +523,12 @@ def _frame(
 ) -> _Frame:
     start = len(changes)
     if old_node is None and not root:
-        changes.append(RawChange(Kind.ADDED, node.path, node))
+        changes.append(RawChange(DiffKind.ADDED, node.path, node))
         added = True
     frame = _Frame(node, old_node, start, added)
     if not node.is_dir:
         return frame
-    old_children: dict[str, Node] = {}
+    old_children: dict[str, LayerNode] = {}
     if old is not None and old_node is not None and old_node.is_dir:
         old_children = {c.parts[-1]: c for c in old.children(old_node)}
     for child in new.children(node):
@@ -462,7 +547,7 @@ def _frame(
     return frame
 
 
-def _capability(node: Node) -> bytes | None:
+def _capability(node: LayerNode) -> bytes | None:
     return node.layer.getxattr(node.parts, CAPABILITY_XATTR)
 
 
@@ -484,7 +569,7 @@ def file_type(mode: int) -> str:
     return "other"
 
 
-def sha256_of(node: Node) -> str:
+def sha256_of(node: LayerNode) -> str:
     digest = hashlib.sha256()
     fd = node.layer.open_file(node.parts)
     with os.fdopen(fd, "rb", buffering=0) as f:
@@ -493,11 +578,13 @@ def sha256_of(node: Node) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def unfollowed_features(nodes: Iterable[Node]) -> list[str]:
+def unfollowed_features(
+    nodes: Iterable[LayerNode], names: tuple[str, ...] = UNFOLLOWED_XATTRS
+) -> list[str]:
     """Paths carrying overlay redirect or metacopy xattrs (their data lies elsewhere)."""
     found = []
     for node in nodes:
-        for name in UNFOLLOWED_XATTRS:
+        for name in names:
             if node.layer.getxattr(node.parts, name) is not None:
                 found.append(f"{node.path} ({name})")
     return found

@@ -70,8 +70,6 @@ def diff(
 
       dockscope container diff --storage /evidence/var/lib/docker 3f2a --since 2024-05-01
     """
-    from runtime_lab.storage.writable import changes
-
     engine = _engine(storage, root, "diff")
     if engine is not None:
         from inspect_tool.cli.storage import container_diff_command
@@ -87,28 +85,19 @@ def diff(
         cid = store.resolve(name)
         config = store.load_config(cid)
         state = store.load_state(cid)
-        directory = store.container_dir(cid)
-        found = changes(
-            directory / "upper",
-            [store.layer_dir(d) for d in config.diff_ids],
-            ignore=set(state.runtime_paths),
-            hashes=json_output,
-        )
+        from runtime_lab.storage.driver import container_diff
         from runtime_lab.storage.volumes import diff_notes
 
-        notes = diff_notes(config.volumes)
+        result = container_diff(store, config, state, hashes=json_output)
+        result.notes += diff_notes(config.volumes)
         if json_output:
-            write_json(
-                documents.diff_document(
-                    store.root, config, state.rootfs_mode, found, notes, config.volumes
-                )
-            )
+            write_json(documents.diff_document(result, config.volumes))
             return
         from inspect_tool.render.text import visible
 
-        for change in found:  # paths escaped (docs/TERMINAL.md)
-            sys.stdout.write(f"{change.kind} {visible(change.path)}\n")
-        for note in notes:  # stdout stays docker diff's lines
+        for change in result.entries:  # paths escaped (docs/TERMINAL.md)
+            sys.stdout.write(f"{change.kind.value} {visible(change.path)}\n")
+        for note in result.notes:  # stdout stays docker diff's lines
             sys.stderr.write(f"dockscope: note: {visible(note)}\n")
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -13,6 +12,7 @@ if TYPE_CHECKING:
 
     from inspect_tool.layers.tarwrite import TarStats
     from inspect_tool.model.image import Image
+    from inspect_tool.storage.diff import ContainerDiff
     from runtime_lab.run_options import RunOptions
     from runtime_lab.storage.commit import CommitResult
     from runtime_lab.storage.volumes import Volume
@@ -113,58 +113,12 @@ def created_at(stamp: str | None) -> str:
 # -- container diff, export, commit ----------------------------------------------------------
 
 
-def diff_document(
-    root: Path,
-    config: Any,
-    rootfs_mode: str,
-    found: list[Any],
-    notes: list[str],
-    volumes: list[dict[str, Any]],
-) -> dict[str, Any]:
-    """The container-diff document of engine storage's ``container diff`` (one shape for the
-    command, docs/JSON.md), for a dockscope container; plus its ``volumes``."""
-    from inspect_tool.render.storage import diff_entry_json
-    from inspect_tool.storage.diff import DiffEntry
-    from inspect_tool.storage.writable import Kind
+def diff_document(result: ContainerDiff, volumes: list[dict[str, Any]]) -> dict[str, Any]:
+    """Engine storage's container-diff document (one shape for the command, docs/JSON.md), for
+    a dockscope container; plus its ``volumes``."""
+    from inspect_tool.render.storage import diff_document as storage_diff_document
 
-    entries = [
-        DiffEntry(
-            kind=Kind(c.kind),
-            path=c.path,
-            type=c.type,
-            size=c.size,
-            mode=c.mode,
-            uid=c.uid,
-            gid=c.gid,
-            mtime_ns=c.mtime_ns,
-            link=c.link,
-            sha256=c.sha256,
-            evidence=c.evidence,
-            engine=None,
-            hidden=False,
-        )
-        for c in found
-    ]
-    return {
-        "schema_version": 1,
-        "kind": "container-diff",
-        "root": str(root),
-        "engine": "dockscope",
-        "driver": rootfs_mode,  # "overlay", or "copy" where overlayfs is unavailable
-        "method": "overlay" if rootfs_mode == "overlay" else "naive",
-        "container": {"id": config.id, "name": config.name, "image": config.image_source},
-        "since": None,
-        "changes": [diff_entry_json(e) for e in entries],
-        "summary": {
-            "added": sum(1 for e in entries if e.kind is Kind.ADDED),
-            "changed": sum(1 for e in entries if e.kind is Kind.CHANGED),
-            "deleted": sum(1 for e in entries if e.kind is Kind.DELETED),
-            "engine": 0,
-            "hidden": 0,
-        },
-        "notes": notes,
-        "volumes": volumes,
-    }
+    return {**storage_diff_document(result), "volumes": volumes}
 
 
 def tar_summary(stats: TarStats) -> dict[str, Any]:

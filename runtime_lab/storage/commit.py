@@ -4,7 +4,9 @@
 the writable layer on top, computed from the layer directories by overlay's rules, mount
 points included) or, with ``layer=True``, the writable layer alone as an OCI layer tar
 (overlay's whiteout devices become ``.wh.`` files, opaque directories ``.wh..wh..opq``; the
-mount points the runtime made are left out, as docker keeps them in its init layer).
+mount points the runtime made are left out, as docker keeps them in its init layer): the
+container read as engine storage's containers are (``driver.py``), written by engine
+storage's export and the one tar writer.
 
 ``commit`` writes an OCI image layout: the original image's layer blobs copied byte for byte
 (each one hashed as it is copied, its digest and diff_id checked), the writable layer as one
@@ -42,8 +44,9 @@ from inspect_tool.model.image import Descriptor, Image, Layer, Platform
 from inspect_tool.model.mediatypes import Compression, MediaType
 from inspect_tool.model.reference import Reference as Reference  # commit's --tag value
 from inspect_tool.sources.source import Source
+from inspect_tool.storage.export import export_layer
+from runtime_lab.storage.driver import container_layer
 from runtime_lab.storage.store import ContainerConfig, ContainerState, Store, now
-from runtime_lab.storage.writable import layer_entries, merged_entries, write_tar
 
 CREATED_BY = "dockscope commit"
 LAYER_TYPES = {
@@ -92,9 +95,6 @@ class _Container:
     id: str
     config: ContainerConfig
     state: ContainerState
-    upper: Path
-    lowers: list[Path]
-    merged: Path
 
 
 def _container(store: Store, name_or_id: str) -> _Container:
@@ -108,36 +108,32 @@ def _container(store: Store, name_or_id: str) -> _Container:
             f"container {config.name} is running: stop it first (its writable layer would "
             "change while it is read)"
         )
-    directory = store.container_dir(cid)
-    lowers = [store.layer_dir(d) for d in config.diff_ids]
-    for lower in lowers:
+    for lower in (store.layer_dir(d) for d in config.diff_ids):
         if not lower.is_dir():
             raise ContainerImageError(
                 "a layer of the container's image is missing from the layer store",
                 subject=str(lower),
             )
-    return _Container(cid, config, state, directory / "upper", lowers, directory / "merged")
+    return _Container(cid, config, state)
 
 
-def _writable_layer(container: _Container) -> Path:
+def _check_writable_layer(container: _Container) -> None:
     if container.state.rootfs_mode != "overlay":
         raise ContainerImageError(
             f"container {container.config.name} ran on a copy of the image (no overlayfs), "
             "so it has no separate writable layer",
         )
-    return container.upper
 
 
 def export(store: Store, name_or_id: str, out: BinaryIO, *, layer: bool = False) -> TarStats:
     """Write the container's merged filesystem (or, with ``layer``, its writable layer as an
-    OCI layer) to ``out`` as one tar. Same container, same bytes."""
+    OCI layer) to ``out`` as one tar, as engine storage's containers are written (one
+    code path: ``inspect_tool.storage.export``). Same container, same bytes."""
     container = _container(store, name_or_id)
     if layer:
-        upper = _writable_layer(container)
-        return write_tar(layer_entries(upper, ignore=set(container.state.runtime_paths)), out)
-    if container.state.rootfs_mode != "overlay":
-        return write_tar(merged_entries(container.merged, []), out)
-    return write_tar(merged_entries(container.upper, container.lowers), out)
+        _check_writable_layer(container)
+    with container_layer(store, container.config, container.state) as writable:
+        return export_layer(writable, out, only_layer=layer)
 
 
 # -- commit -------------------------------------------------------------------------------------
@@ -203,15 +199,17 @@ def _copy_layer(source: Source, layer: Layer, layout: LayoutWriter) -> Descripto
         return blob.commit(str(media_type))  # a layer listed twice: the same bytes again
 
 
-def _new_layer(container: _Container, layout: LayoutWriter) -> NewLayer:
+def _new_layer(store: Store, container: _Container, layout: LayoutWriter) -> NewLayer:
     """The writable layer as a gzip blob: the tar hashed for the diff_id, the gzip stream for
     the digest (no file name, mtime 0: the same layer gives the same blob)."""
-    upper = _writable_layer(container)
-    with layout.blob() as blob:
+    _check_writable_layer(container)
+    with (
+        container_layer(store, container.config, container.state) as writable,
+        layout.blob() as blob,
+    ):
         with gzip.GzipFile(filename="", mode="wb", fileobj=blob, mtime=0) as zipped:
             uncompressed = _Counter(cast(BinaryIO, zipped))
-            entries = layer_entries(upper, ignore=set(container.state.runtime_paths))
-            stats = write_tar(entries, cast(BinaryIO, uncompressed))
+            stats = export_layer(writable, uncompressed, only_layer=True)
         descriptor = blob.commit(str(MediaType.OCI_LAYER_GZIP))
     return NewLayer(
         diff_id=Digest("sha256", uncompressed.hash.hexdigest()),
@@ -251,7 +249,7 @@ def commit(
 
     options = options or CommitOptions()
     container = _container(store, name_or_id)
-    _writable_layer(container)
+    _check_writable_layer(container)
     recorded = container.config
     selector = recorded.image_selector
     source, image = open_image(
@@ -270,7 +268,7 @@ def commit(
             )
         with create_layout(output) as layout:
             descriptors = [_copy_layer(source, layer, layout) for layer in image.layers]
-            layer = _new_layer(container, layout)
+            layer = _new_layer(store, container, layout)
             descriptors.append(Descriptor(layer.media_type, layer.digest, layer.size))
             config = _new_config(image, container, layer, options)
             config_descriptor = layout.add_json(config, str(MediaType.OCI_CONFIG))

@@ -37,7 +37,7 @@ def walk_size(path: Path, counted: Callable[[os.stat_result], bool]) -> int:
     """The sizes of the entries below ``path`` that ``counted`` accepts, each inode once;
     walked without recursion through descriptors (a container may nest directories deeper
     than Python's stack and than PATH_MAX). A missing directory counts 0."""
-    from runtime_lab.storage.writable import layer_dirs
+    from runtime_lab.storage.driver import layer_dirs
 
     total = 0
     seen: set[int] = set()

@@ -19,14 +19,11 @@ from typing import Any
 
 import pytest
 
-from runtime_lab.storage.writable import (
-    OPAQUE_XATTR,
-    WritableLayerError,
-    changes,
-    layer_entries,
-    merged_entries,
-    write_tar,
-)
+from inspect_tool.layers.whiteout import OPAQUE_XATTR
+from inspect_tool.storage.diff import diff_layer
+from inspect_tool.storage.export import WritableLayerError, export_layer
+from inspect_tool.storage.writable import walk_tree
+from runtime_lab.storage.driver import writable_layer
 from tests.support.cli import dockscope, ok_bytes
 from tests.support.containers import (
     CHANGES,
@@ -381,13 +378,16 @@ def test_merged_entries_follow_the_kernels_overlay_rules(tmp_path: Path) -> None
     kernel = _kernel_view(upper, lowers, tmp_path / "mnt")
     assert mountinfo() == mounts  # the kernel's view left no mount behind
     ours: dict[str, Any] = {}
-    for entry in merged_entries(upper, lowers):
-        item: dict[str, Any] = {"mode": entry.st.st_mode}
-        if stat.S_ISREG(entry.st.st_mode):
-            item["data"] = Path(entry.host).read_text()
-        if stat.S_ISLNK(entry.st.st_mode):
-            item["link"] = os.readlink(entry.host)
-        ours[entry.path] = item
+    with writable_layer(upper, lowers) as layer:
+        assert layer.merged is not None
+        for node in walk_tree(layer.merged):
+            host = node.layer.display(node.parts)
+            item: dict[str, Any] = {"mode": node.st.st_mode}
+            if stat.S_ISREG(node.st.st_mode):
+                item["data"] = Path(host).read_text()
+            if stat.S_ISLNK(node.st.st_mode):
+                item["link"] = os.readlink(host)
+            ours["/".join(node.parts)] = item
     assert ours == kernel
     # and the cases spelled out, so a kernel that changed its mind is noticed too
     assert ours["a/x"]["data"] == "x1" and "a/y" not in ours and "a/z" in ours
@@ -408,7 +408,9 @@ def test_changes_of_crafted_layers_follow_the_merged_lower_view(tmp_path: Path) 
     os.setxattr(upper / "b", OPAQUE_XATTR, b"y")
     (upper / "a" / "q").mkdir()
     _whiteout(upper / "nothing-below")
-    assert [(c.kind, c.path) for c in changes(upper, lowers)] == [
+    with writable_layer(upper, lowers) as layer:
+        found, _ = diff_layer(layer)
+    assert [(c.kind, c.path) for c in found] == [
         ("C", "/a"),
         ("A", "/a/q"),
         ("A", "/a/z"),
@@ -432,7 +434,8 @@ def test_layer_entries_of_crafted_upper(tmp_path: Path) -> None:
     upper, _ = _layers(tmp_path)
     os.link(upper / "b" / "3", upper / "b" / "shared-whiteout")  # overlay shares whiteouts
     out = io.BytesIO()
-    stats = write_tar(layer_entries(upper, ignore={"/f"}), out)
+    with writable_layer(upper, [], excluded={"/f"}) as layer:
+        stats = export_layer(layer, out, only_layer=True)
     members = tar_members(out.getvalue())
     assert list(members) == [
         ".wh.e",
@@ -455,8 +458,11 @@ def test_layer_entries_of_crafted_upper(tmp_path: Path) -> None:
 def test_redirected_directories_are_refused(tmp_path: Path) -> None:
     upper, _ = _layers(tmp_path)
     os.setxattr(upper / "f", "trusted.overlay.redirect", b"/a")
-    with pytest.raises(WritableLayerError, match="redirect_dir or metacopy"):
-        write_tar(layer_entries(upper), io.BytesIO())
+    with (
+        writable_layer(upper, []) as layer,
+        pytest.raises(WritableLayerError, match="redirect_dir or metacopy"),
+    ):
+        export_layer(layer, io.BytesIO(), only_layer=True)
 
 
 # -- commit: names, destinations, and an image that changed under the container ---------------
