@@ -4,6 +4,7 @@ every import statement, at module level, inside functions and under TYPE_CHECKIN
 from __future__ import annotations
 
 import ast
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,3 +190,18 @@ def test_runtime_command_modules_import_no_cycle() -> None:
 
     cycles = [c for m in sorted(edges) if (c := cycle_from(m, (m,)))]
     assert cycles == []
+
+
+def test_the_sample_generator_imports_only_the_standard_library() -> None:
+    """sample_images/make_samples.py and its samples/ package are the independent oracle:
+    the standard library, zstandard and their own modules only, never dockscope."""
+    root = REPO / "sample_images"
+    allowed = {*sys.stdlib_module_names, "zstandard", "samples", "__future__"}
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        module = ".".join(path.relative_to(root).with_suffix("").parts)
+        found += imports_in(
+            path.read_text(encoding="utf-8"), module, is_package=path.name == "__init__.py"
+        )
+    assert len(found) > 20  # the walk found the generator
+    assert [str(i) for i in found if top(i.target) not in allowed] == []
