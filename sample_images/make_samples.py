@@ -54,7 +54,7 @@ from samples.oci import (
     oci_image,
     single_image_layout,
 )
-from samples.recipes import other_recipe, sample_recipe
+from samples.recipes import Recipe, other_recipe, sample_recipe
 from samples.tampered import tampered_legacy, tampered_oci
 
 # Every top-level name this script writes into the output folder; everything else there
@@ -113,14 +113,19 @@ def generate(root: Path) -> Output:
     out = Output(root)
     root.mkdir(parents=True, exist_ok=True)
     out.clean()
-
     sample = sample_recipe()
-    other = other_recipe()
     legacy_config = classic_config(sample)
-    other_config = classic_config(other)
-    sample_tars = tuple(layer.tar for layer in sample.layers)
+    write_docker_archives(out, sample, legacy_config, other_recipe())
+    write_oci_images(out, sample)
+    write_tampered(out, sample, legacy_config)
+    out.write_expected()
+    return out
 
-    # 1. docker save, legacy layout: one image, then two images sharing three layers.
+
+def write_docker_archives(out: Output, sample: Recipe, legacy_config: bytes, other: Recipe) -> None:
+    """``docker save`` archives: the legacy layout (one image, then two images sharing three
+    layers), and Docker 25+'s."""
+    sample_tars = tuple(layer.tar for layer in sample.layers)
     path = "docker-archive-legacy.tar"
     data, expected = docker_save_legacy(
         [SavedImage(legacy_config, sample_tars, (f"{REPOSITORY}:legacy",))], path
@@ -135,7 +140,9 @@ def generate(root: Path) -> Output:
                 legacy_config, sample_tars, (f"{REPOSITORY}:legacy", f"{REPOSITORY}:latest")
             ),
             SavedImage(
-                other_config, tuple(layer.tar for layer in other.layers), (f"{REPOSITORY}:other",)
+                classic_config(other),
+                tuple(layer.tar for layer in other.layers),
+                (f"{REPOSITORY}:other",),
             ),
         ],
         path,
@@ -143,29 +150,32 @@ def generate(root: Path) -> Output:
     out.file(path, data)
     out.expected += expected
 
-    # 2. docker save, Docker 25+.
     path = "docker-archive-v25.tar"
     data, expected = docker_save_v25(sample, f"{REPOSITORY}:v25", path)
     out.file(path, data)
     out.expected += expected
 
-    # 3. OCI layout directory, gzip layers.
+
+def write_oci_images(out: Output, sample: Recipe) -> None:
+    """OCI layouts as BuildKit writes them: a directory with gzip layers, an archive with the
+    base layer as pulled (gzip) and the layers BuildKit built as zstd, a multi-platform
+    directory."""
     gzip_image = oci_image(sample, ["gzip"] * 4)
     out.layout("oci-layout", single_image_layout(gzip_image, f"{REPOSITORY}:latest"))
     out.expected.append(oci_expected(gzip_image, "oci-layout", "oci-layout", "latest"))
 
-    # 4. OCI archive: the base layer as pulled (gzip), the layers BuildKit built as zstd.
     zstd_image = oci_image(sample, ["gzip", "zstd", "zstd", "zstd"])
     path = "oci-archive-zstd.tar"
     out.file(path, single_image_layout(zstd_image, f"{REPOSITORY}:zstd").tar())
     out.expected.append(oci_expected(zstd_image, path, "oci-archive", "zstd"))
 
-    # 5. Multi-platform OCI layout.
     layout, expected = multiplatform_layout("oci-multiplatform")
     out.layout("oci-multiplatform", layout)
     out.expected += expected
 
-    # 6. Tampered copies.
+
+def write_tampered(out: Output, sample: Recipe, legacy_config: bytes) -> None:
+    """The tampered copies, of the legacy archive and of the OCI layout."""
     for path, data, expected in tampered_legacy(sample, legacy_config):
         for item in expected:
             item.based_on = "docker-archive-legacy.tar"
@@ -177,10 +187,6 @@ def generate(root: Path) -> Output:
         else:
             out.file(path, content)
         out.expected += expected
-
-    # 7. expected.json
-    out.write_expected()
-    return out
 
 
 def total_size(root: Path) -> int:

@@ -172,41 +172,47 @@ def docker_save_legacy(images: Sequence[SavedImage], path: str) -> tuple[bytes, 
         for tag in image.repo_tags:
             repository, _, name = tag.rpartition(":")
             repositories.setdefault(repository, {})[name] = v1[-1].v1_id
-        diff_ids = config_diff_ids(image.config_bytes)
-        expected.append(
-            Expected(
-                path=path,
-                format="docker-archive",
-                selector=str(number),
-                repo_tags=list(image.repo_tags),
-                ref_name=None,
-                platform=platform_of_config(image.config_bytes),
-                config_path=f"{image.stored_name}.json",
-                config_bytes=image.config_bytes,
-                config_media_type=DOCKER_CONFIG,
-                manifest_digest=None,
-                manifest_path=None,
-                manifest_media_type=None,
-                layers=[
-                    layer_record(
-                        index,
-                        layer_path,
-                        DOCKER_LAYER,
-                        tar,
-                        digest=diff_id,
-                        size=len(tar),
-                        diff_id=diff_id,
-                    )
-                    for index, (layer_path, tar, diff_id) in enumerate(
-                        zip(layer_paths, image.layer_tars, diff_ids, strict=True)
-                    )
-                ],
-            )
-        )
+        expected.append(legacy_expected(image, path, str(number), layer_paths))
     repositories = {repo: sorted_map(tags) for repo, tags in sorted(repositories.items())}
     entries.append(TarEntry("manifest.json", data=go_json(manifest, newline=True)))
     entries.append(TarEntry("repositories", data=go_json(repositories, newline=True)))
     return build_tar(entries), expected
+
+
+def legacy_expected(
+    image: SavedImage, path: str, selector: str, layer_paths: Sequence[str]
+) -> Expected:
+    """What a reader must report for one image of a legacy archive: no manifest, each layer
+    an uncompressed tar whose digest is its DiffID."""
+    diff_ids = config_diff_ids(image.config_bytes)
+    return Expected(
+        path=path,
+        format="docker-archive",
+        selector=selector,
+        repo_tags=list(image.repo_tags),
+        ref_name=None,
+        platform=platform_of_config(image.config_bytes),
+        config_path=f"{image.stored_name}.json",
+        config_bytes=image.config_bytes,
+        config_media_type=DOCKER_CONFIG,
+        manifest_digest=None,
+        manifest_path=None,
+        manifest_media_type=None,
+        layers=[
+            layer_record(
+                index,
+                layer_path,
+                DOCKER_LAYER,
+                tar,
+                digest=diff_id,
+                size=len(tar),
+                diff_id=diff_id,
+            )
+            for index, (layer_path, tar, diff_id) in enumerate(
+                zip(layer_paths, image.layer_tars, diff_ids, strict=True)
+            )
+        ],
+    )
 
 
 def platform_of_config(config_bytes: bytes) -> str:
@@ -256,28 +262,10 @@ def docker_save_v25(recipe: Recipe, tag: str, path: str) -> tuple[bytes, list[Ex
             )
         ]
     )
-    layer_sources = sorted_map(
-        {
-            layer.digest: {
-                "mediaType": layer.media_type,
-                "size": layer.size,
-                "digest": layer.digest,
-            }
-            for layer in layers
-        }
-    )
-    docker_manifest = [
-        {
-            "Config": config.path,
-            "RepoTags": [tag],
-            "Layers": [layer.path for layer in layers],
-            "LayerSources": layer_sources,
-        }
-    ]
     repositories = {repository: {name: hex_of(recipe.diff_ids[-1])}}
     entries += [
         TarEntry("index.json", data=index, mtime=T_SAVE),
-        TarEntry("manifest.json", data=go_json(docker_manifest, newline=True)),
+        TarEntry("manifest.json", data=go_json(docker_manifest(config, layers, tag), newline=True)),
         TarEntry("oci-layout", data=b'{"imageLayoutVersion": "1.0.0"}'),
         TarEntry("repositories", data=go_json(repositories, newline=True)),
     ]
@@ -297,6 +285,29 @@ def docker_save_v25(recipe: Recipe, tag: str, path: str) -> tuple[bytes, list[Ex
         layers=oci_layer_records(layers, recipe.diff_ids),
     )
     return build_tar(entries), [expected]
+
+
+def docker_manifest(config: Blob, layers: Sequence[Blob], tag: str) -> list[dict[str, Any]]:
+    """Docker 25's ``manifest.json``: the legacy view, pointing into ``blobs/``, with
+    ``LayerSources``."""
+    layer_sources = sorted_map(
+        {
+            layer.digest: {
+                "mediaType": layer.media_type,
+                "size": layer.size,
+                "digest": layer.digest,
+            }
+            for layer in layers
+        }
+    )
+    return [
+        {
+            "Config": config.path,
+            "RepoTags": [tag],
+            "Layers": [layer.path for layer in layers],
+            "LayerSources": layer_sources,
+        }
+    ]
 
 
 def oci_layer_records(layers: Sequence[Blob], diff_ids: Sequence[str]) -> list[dict[str, Any]]:

@@ -72,40 +72,47 @@ def defect(
     return {"check": check, "layer": layer, "expected": expected, "actual": actual}
 
 
-def tampered_oci(recipe: Recipe) -> list[tuple[str, OciLayout | bytes, list[Expected]]]:
+OciVariant = tuple[str, OciLayout | bytes, list[Expected]]
+
+
+def tampered_oci(recipe: Recipe) -> list[OciVariant]:
     """OCI variants of the gzip ``oci-layout`` image, each with one planted defect."""
-    tag = f"{REPOSITORY}:latest"
+    return [*tampered_oci_records(recipe), *tampered_oci_blobs(recipe)]
+
+
+def oci_variant(
+    path: str,
+    image: OciImage,
+    defects: list[dict[str, Any]],
+    description: str,
+    *,
+    as_tar: bool = False,
+    mutate: Callable[[OciLayout], object] | None = None,
+) -> OciVariant:
+    """The layout of ``image`` (changed by ``mutate``), as a directory or a tar, with the
+    defects a reader must find in it."""
+    layout = single_image_layout(image, f"{REPOSITORY}:latest")
+    if mutate is not None:
+        mutate(layout)
+    expected = oci_expected(image, path, "oci-archive" if as_tar else "oci-layout", "latest")
+    expected.defects = defects
+    expected.description = description
+    expected.based_on = "oci-layout"
+    return (path, layout.tar() if as_tar else layout, [expected])
+
+
+def tampered_oci_records(recipe: Recipe) -> list[OciVariant]:
+    """Defects in what names the blobs: a wrong DiffID, a blob missing, a size short."""
     gzip_all = ["gzip"] * len(recipe.layers)
-    results: list[tuple[str, OciLayout | bytes, list[Expected]]] = []
-
-    def add(
-        path: str,
-        image: OciImage,
-        defects: list[dict[str, Any]],
-        description: str,
-        *,
-        as_tar: bool = False,
-        mutate: Callable[[OciLayout], object] | None = None,
-    ) -> None:
-        layout = single_image_layout(image, tag)
-        if mutate is not None:
-            mutate(layout)
-        expected = oci_expected(image, path, "oci-archive" if as_tar else "oci-layout", "latest")
-        expected.defects = defects
-        expected.description = description
-        expected.based_on = "oci-layout"
-        results.append((path, layout.tar() if as_tar else layout, [expected]))
-
     # diff-id-mismatch.tar: rootfs.diff_ids[1] holds the *compressed* digest of layer 1 (a
     # classic tool bug). The config digest, manifest and index are recomputed around it, so
     # every blob checks out and only the DiffID comparison fails.
     intact = oci_image(recipe, gzip_all)
     wrong = list(recipe.diff_ids)
     wrong[1] = intact.layers[1].digest
-    image = oci_image(recipe, gzip_all, diff_ids=wrong)
-    add(
+    mismatch = oci_variant(
         "tampered/diff-id-mismatch.tar",
-        image,
+        oci_image(recipe, gzip_all, diff_ids=wrong),
         [defect("diff-id", 1, wrong[1], recipe.diff_ids[1])],
         "config's rootfs.diff_ids[1] is the gzip blob's digest instead of the tar's",
         as_tar=True,
@@ -114,7 +121,7 @@ def tampered_oci(recipe: Recipe) -> list[tuple[str, OciLayout | bytes, list[Expe
     # missing-blob/: layer 2's blob file deleted; everything that names it is intact.
     image = oci_image(recipe, gzip_all)
     missing = image.layers[2]
-    add(
+    missing_blob = oci_variant(
         "tampered/missing-blob",
         image,
         [defect("blob-exists", 2, missing.digest, None)],
@@ -125,21 +132,25 @@ def tampered_oci(recipe: Recipe) -> list[tuple[str, OciLayout | bytes, list[Expe
     # wrong-size/: the manifest declares layer 1 one byte shorter than it is. The manifest's
     # digest (and index.json) are recomputed, so only the size check fails.
     intact_size = intact.layers[1].size
-    image = oci_image(recipe, gzip_all, declared={1: {"size": intact_size - 1}})
-    add(
+    wrong_size = oci_variant(
         "tampered/wrong-size",
-        image,
+        oci_image(recipe, gzip_all, declared={1: {"size": intact_size - 1}}),
         [defect("blob-size", 1, str(intact_size - 1), str(intact_size))],
         "manifest declares layer 1's size one byte short",
     )
+    return [mismatch, missing_blob, wrong_size]
 
+
+def tampered_oci_blobs(recipe: Recipe) -> list[OciVariant]:
+    """Defects in the blobs themselves: a media type that lies, bytes after the stream."""
+    gzip_all = ["gzip"] * len(recipe.layers)
+    intact = oci_image(recipe, gzip_all)
     # mediatype-mismatch/: layer 3 is stored uncompressed but declared +gzip. Its digest and
     # size describe the stored (uncompressed) bytes, so only the media type disagrees.
     stored = [*intact.layers[:3], Blob(OCI_LAYER_GZIP, recipe.layers[3].tar)]
-    image = oci_image(recipe, gzip_all, stored_layers=stored)
-    add(
+    mediatype = oci_variant(
         "tampered/mediatype-mismatch",
-        image,
+        oci_image(recipe, gzip_all, stored_layers=stored),
         [defect("media-type", 3, "gzip", "none")],
         "layer 3 is an uncompressed tar declared as tar+gzip",
     )
@@ -154,7 +165,7 @@ def tampered_oci(recipe: Recipe) -> list[tuple[str, OciLayout | bytes, list[Expe
     def append_padding(layout: OciLayout) -> None:
         layout.files[image.layers[1].path] = padded
 
-    add(
+    trailing = oci_variant(
         "tampered/trailing-bytes",
         image,
         [
@@ -164,4 +175,4 @@ def tampered_oci(recipe: Recipe) -> list[tuple[str, OciLayout | bytes, list[Expe
         "512 zero bytes appended to layer 1's gzip blob after the end of the gzip stream",
         mutate=append_padding,
     )
-    return results
+    return [mediatype, trailing]
