@@ -192,6 +192,15 @@ def test_runtime_command_modules_import_no_cycle() -> None:
     assert cycles == []
 
 
+def test_unpack_modules_never_import_their_entry_point() -> None:
+    """layers/unpack/__init__.py (``unpack``) is built on audit, backend, parents, applier and
+    disk; none of them imports it back (export and the runtime's layer store use them alone)."""
+    package = "inspect_tool.layers.unpack"
+    modules = {m for m in MODULES if m.startswith(package + ".")}
+    assert {f"{package}.applier", f"{package}.disk"} <= modules
+    assert broken(lambda i: i.module in modules and i.target == package) == []
+
+
 def test_the_sample_generator_imports_only_the_standard_library() -> None:
     """sample_images/make_samples.py and its samples/ package are the independent oracle:
     the standard library, zstandard and their own modules only, never dockscope."""
