@@ -28,7 +28,10 @@ debs-run:
 debs-test:
 	@bash .ci/ensure-debs $(DEBS_TEST)
 
-$(BUSYBOX_IMAGE): sample_images/make_samples.py $(wildcard /bin/busybox) | $(VENV)/.installed
+# the generator: the script and its package
+SAMPLE_GENERATOR := sample_images/make_samples.py $(wildcard sample_images/samples/*.py)
+
+$(BUSYBOX_IMAGE): $(SAMPLE_GENERATOR) $(wildcard /bin/busybox) | $(VENV)/.installed
 	@bash .ci/ensure-debs busybox-static
 	$(PY) sample_images/make_samples.py --busybox $@
 

@@ -12,7 +12,8 @@ from pathlib import Path
 from inspect_tool.errors import UsageError
 from inspect_tool.sources.selection import ALL_IMAGES, ImageSelection
 from runtime_lab.kernel.seccomp import Options as SecurityOptions
-from runtime_lab.spec import VolumeSpec
+from runtime_lab.kernel.seccomp import security_options
+from runtime_lab.spec import RestartPolicy, VolumeSpec, parse_volume, read_env_file
 
 # docker's bounds: below them the kernel refuses the value (a CFS quota under 1 ms) or the
 # container cannot even start
@@ -82,46 +83,17 @@ class RunOptions:
         explain: bool = False,
     ) -> RunOptions:
         """The options as the command line gave them (strings as typed; ``step`` and
-        ``explain`` only for the rules they take part in), each checked as docker checks it;
-        a UsageError names the first one that is wrong."""
-        from runtime_lab.kernel.cgroups import parse_memory
-        from runtime_lab.kernel.seccomp import security_options
+        ``explain`` only for the rules they take part in), each checked as docker checks it,
+        in this order; a UsageError names the first one that is wrong."""
         from runtime_lab.lifecycle.session import attached_streams
-        from runtime_lab.spec import RestartPolicy, parse_volume, read_env_file
 
-        try:
-            memory_bytes = parse_memory(memory) if memory else None
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        if memory_bytes is not None and memory_bytes < MIN_MEMORY:
-            raise UsageError("--memory: the minimum is 6m")
-        available = os.cpu_count() or 1
-        if cpus is not None and not MIN_CPUS <= cpus <= available:
-            raise UsageError(f"--cpus: from 0.01 to {available} (the CPUs this machine has)")
-        if pids_limit is not None and pids_limit < 1:
-            raise UsageError("--pids-limit must be at least 1")
-        if detach and step:
-            raise UsageError("--detach cannot be combined with --step")
-        policy = RestartPolicy.parse(restart)
-        if policy.name != "no" and auto_remove:
-            raise UsageError("conflicting options: --restart and --rm")
-        if policy.name != "no" and not detach:
-            raise UsageError(
-                "--restart needs -d: the supervisor of a detached container restarts it"
-            )
+        memory_bytes = _check_resources(memory, cpus, pids_limit)
+        policy = _check_lifecycle(restart, detach=detach, auto_remove=auto_remove, step=step)
         streams = attached_streams(list(attach), detach=detach, interactive=interactive)
-        environment: list[str] = []
-        for path in env_files:  # docker: the files first, then -e
-            try:
-                text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise UsageError(f"--env-file: cannot read it: {exc}", subject=str(path)) from None
-            environment += read_env_file(str(path), text)
-        environment += env
+        environment = _environment(env_files, env)
         mounts = tuple(parse_volume(v, os.getcwd()) for v in volumes)
         security = security_options(security_opt)
-        if tty and interactive and "stdin" in streams and not os.isatty(0) and not explain:
-            raise UsageError("the input device is not a TTY: -it needs a terminal on stdin")
+        _check_terminal(tty=tty, interactive=interactive, streams=streams, explain=explain)
         return cls(
             image=image,
             args=tuple(args),
@@ -149,3 +121,52 @@ class RunOptions:
             restart=str(policy),
             security=security,
         )
+
+
+def _check_resources(memory: str | None, cpus: float | None, pids_limit: int | None) -> int | None:
+    """--memory (as bytes, returned), --cpus and --pids-limit within docker's bounds."""
+    from runtime_lab.kernel.cgroups import parse_memory
+
+    try:
+        memory_bytes = parse_memory(memory) if memory else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if memory_bytes is not None and memory_bytes < MIN_MEMORY:
+        raise UsageError("--memory: the minimum is 6m")
+    available = os.cpu_count() or 1
+    if cpus is not None and not MIN_CPUS <= cpus <= available:
+        raise UsageError(f"--cpus: from 0.01 to {available} (the CPUs this machine has)")
+    if pids_limit is not None and pids_limit < 1:
+        raise UsageError("--pids-limit must be at least 1")
+    return memory_bytes
+
+
+def _check_lifecycle(restart: str, *, detach: bool, auto_remove: bool, step: bool) -> RestartPolicy:
+    """-d, --rm, --restart and --step together: the restart policy, parsed."""
+    if detach and step:
+        raise UsageError("--detach cannot be combined with --step")
+    policy = RestartPolicy.parse(restart)
+    if policy.name != "no" and auto_remove:
+        raise UsageError("conflicting options: --restart and --rm")
+    if policy.name != "no" and not detach:
+        raise UsageError("--restart needs -d: the supervisor of a detached container restarts it")
+    return policy
+
+
+def _environment(env_files: Sequence[Path], env: Sequence[str]) -> list[str]:
+    """The environment as docker builds it: the --env-file lines first, then -e."""
+    environment: list[str] = []
+    for path in env_files:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--env-file: cannot read it: {exc}", subject=str(path)) from None
+        environment += read_env_file(str(path), text)
+    environment += env
+    return environment
+
+
+def _check_terminal(*, tty: bool, interactive: bool, streams: list[str], explain: bool) -> None:
+    """-it needs a terminal on stdin (unless nothing runs: --explain)."""
+    if tty and interactive and "stdin" in streams and not os.isatty(0) and not explain:
+        raise UsageError("the input device is not a TTY: -it needs a terminal on stdin")

@@ -4,6 +4,7 @@ every import statement, at module level, inside functions and under TYPE_CHECKIN
 from __future__ import annotations
 
 import ast
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,3 +226,27 @@ def test_upward_openers_are_imported_inside_functions_only() -> None:
     assert not [m for m in module_level if m.startswith("inspect_tool.storage")]
     found = {(i.module, i.target) for i in IMPORTS if (i.module, i.target) in UPWARD_OPENERS}
     assert found == UPWARD_OPENERS
+
+
+def test_unpack_modules_never_import_their_entry_point() -> None:
+    """layers/unpack/__init__.py (``unpack``) is built on audit, backend, parents, applier and
+    disk; none of them imports it back (export and the runtime's layer store use them alone)."""
+    package = "inspect_tool.layers.unpack"
+    modules = {m for m in MODULES if m.startswith(package + ".")}
+    assert {f"{package}.applier", f"{package}.disk"} <= modules
+    assert broken(lambda i: i.module in modules and i.target == package) == []
+
+
+def test_the_sample_generator_imports_only_the_standard_library() -> None:
+    """sample_images/make_samples.py and its samples/ package are the independent oracle:
+    the standard library, zstandard and their own modules only, never dockscope."""
+    root = REPO / "sample_images"
+    allowed = {*sys.stdlib_module_names, "zstandard", "samples", "__future__"}
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        module = ".".join(path.relative_to(root).with_suffix("").parts)
+        found += imports_in(
+            path.read_text(encoding="utf-8"), module, is_package=path.name == "__init__.py"
+        )
+    assert len(found) > 20  # the walk found the generator
+    assert [str(i) for i in found if top(i.target) not in allowed] == []

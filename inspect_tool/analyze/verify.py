@@ -19,10 +19,11 @@ from inspect_tool.errors import BlobNotFoundError, DockscopeError
 from inspect_tool.layers import zstdchunked
 from inspect_tool.layers.estargz import TOC_DIGEST_ANNOTATION
 from inspect_tool.layers.hashing import BlobHash, hash_blob, hash_layer
+from inspect_tool.layers.tarstream import TarScan
 from inspect_tool.layers.union import MAX_PATH_BYTES
 from inspect_tool.model.digest import Digest, chain_ids
 from inspect_tool.model.finding import Finding
-from inspect_tool.model.image import Blob, Image
+from inspect_tool.model.image import Blob, Image, Layer
 from inspect_tool.model.mediatypes import Compression, declared_compression
 from inspect_tool.sources.source import Candidate, Source
 
@@ -194,7 +195,28 @@ def _check_blob(
 def _check_image(
     report: VerifyReport, image: Image, results: dict[str, BlobHash | DockscopeError]
 ) -> None:
-    add = report.findings.append
+    """Every finding about one image, in order: manifest and config blobs, the diff_ids'
+    count, each layer, the chain IDs."""
+    name = image.display_name
+    _check_manifest_and_config(report, image, results)
+    declared = image.diff_ids
+    report.findings.append(
+        Finding(
+            "diff-id-count",
+            f"{name}: rootfs.diff_ids against layers",
+            str(len(declared)),
+            str(len(image.layers)),
+            len(declared) == len(image.layers) and all(lyr.blob for lyr in image.layers),
+        )
+    )
+    actual_diff_ids = [_check_layer(report, image, layer, results) for layer in image.layers]
+    _check_chain_ids(report, name, declared, actual_diff_ids)
+
+
+def _check_manifest_and_config(
+    report: VerifyReport, image: Image, results: dict[str, BlobHash | DockscopeError]
+) -> None:
+    """The manifest's digest (when the source has one) and the config's: the image ID."""
     name = image.display_name
     if image.manifest_blob is not None:
         _check_blob(
@@ -214,7 +236,7 @@ def _check_image(
         subject=config_subject,
     )
     if config_result is not None and config_blob.digest is None:
-        add(
+        report.findings.append(
             Finding(
                 "image-id",
                 config_subject,
@@ -223,144 +245,157 @@ def _check_image(
                 True,
             )
         )
-    declared = image.diff_ids
+
+
+def _check_layer(
+    report: VerifyReport,
+    image: Image,
+    layer: Layer,
+    results: dict[str, BlobHash | DockscopeError],
+) -> Digest | None:
+    """One layer's findings: its blob, compression, tar structure, estargz or zstd:chunked
+    metadata, ambiguities, duplicate paths and diff_id. Returns the diff_id its bytes have
+    (None: no blob, unreadable or undecodable)."""
+    add = report.findings.append
+    label = f"layer {layer.index} of {image.display_name}"
+    if layer.blob is None:
+        return None
+    subject = f"{label} ({layer.blob.path})"
+    result = _check_blob(
+        report,
+        layer.blob,
+        results.get(layer.blob.path),
+        check_digest="blob-digest",
+        subject=subject,
+    )
+    if result is None:
+        return None
+    media_type = _media_type_finding(layer, subject, result)
+    if media_type is not None:
+        add(media_type)
+    problems = _tar_problems(result)
     add(
         Finding(
-            "diff-id-count",
-            f"{name}: rootfs.diff_ids against layers",
-            str(len(declared)),
-            str(len(image.layers)),
-            len(declared) == len(image.layers) and all(lyr.blob for lyr in image.layers),
+            "layer-tar",
+            subject,
+            "a well-formed tar stream",
+            "; ".join(problems) or "well-formed",
+            not problems,
         )
     )
-    actual_diff_ids: list[Digest | None] = []
-    for layer in image.layers:
-        label = f"layer {layer.index} of {name}"
-        if layer.blob is None:
-            actual_diff_ids.append(None)
-            continue
-        subject = f"{label} ({layer.blob.path})"
-        result = _check_blob(
-            report,
-            layer.blob,
-            results.get(layer.blob.path),
-            check_digest="blob-digest",
-            subject=subject,
-        )
-        if result is None:
-            actual_diff_ids.append(None)
-            continue
-        wanted = declared_compression(layer.media_type)
-        if layer.media_type_implied:
-            # legacy docker save declares no media type; docker load reads any of the three,
-            # so the compression is a fact to show, not something to disagree with
-            readable = result.compression is not Compression.UNKNOWN
-            add(
-                Finding(
-                    "media-type",
-                    subject,
-                    "none declared (legacy docker save): a tar, gzip or zstd stream",
-                    result.compression.value if readable else "unrecognised bytes",
-                    readable,
-                )
-            )
-        elif wanted is not None:
-            add(
-                Finding(
-                    "media-type",
-                    subject,
-                    f"{wanted.value} ({layer.media_type})",
-                    result.compression.value,
-                    wanted is result.compression,
-                )
-            )
-        elif result.compression is Compression.UNKNOWN:
-            add(
-                Finding(
-                    "media-type", subject, "a tar, gzip or zstd stream", "unrecognised bytes", False
-                )
-            )
-        problems: list[str] = []
-        if result.stream_error:
-            problems.append(result.stream_error)
-        if result.trailing_bytes:
-            problems.append(
-                f"{result.trailing_bytes} bytes after the end of the "
-                f"{result.compression.value} stream"
-            )
-        scan = result.scan
-        if scan is not None:
-            if scan.error:
-                problems.append(scan.error)
-            if scan.long_paths:
-                problems.append(
-                    f"{scan.long_paths} entries with a path over {MAX_PATH_BYTES} bytes "
-                    "(PATH_MAX - 1: no engine extracts them)"
-                )
-            if scan.trailing_nonzero:
-                problems.append(
-                    f"{scan.trailing_nonzero} non-zero bytes after the tar's end-of-archive marker"
-                )
+    _check_estargz(report, image, layer.index, subject, result)
+    if result.scan is not None:
+        report.findings += _scan_findings(subject, result.scan)
+    got = Digest("sha256", result.diff_id_hex) if result.diff_id_hex else None
+    if layer.diff_id is not None:
+        actual = str(got) if got and not result.stream_error else "undecodable stream"
         add(
             Finding(
-                "layer-tar",
-                subject,
-                "a well-formed tar stream",
-                "; ".join(problems) or "well-formed",
-                not problems,
+                "diff-id",
+                f"{label} (uncompressed {layer.blob.path})",
+                str(layer.diff_id),
+                actual,
+                actual == str(layer.diff_id),
             )
         )
-        _check_estargz(report, image, layer.index, subject, result)
-        if scan is not None:
-            more = scan.ambiguous - len(scan.ambiguities)
-            add(
-                Finding(
-                    "layer-tar-ambiguous",
-                    subject,
-                    "one reading for every image engine",
-                    "; ".join(scan.ambiguities) + (f" (+{more} more)" if more > 0 else "")
-                    if scan.ambiguities
-                    else "none",
-                    not scan.ambiguous,
-                )
+    return got if not result.stream_error else None
+
+
+def _media_type_finding(layer: Layer, subject: str, result: BlobHash) -> Finding | None:
+    """The compression the layer's bytes show against the one its media type declares."""
+    wanted = declared_compression(layer.media_type)
+    if layer.media_type_implied:
+        # legacy docker save declares no media type; docker load reads any of the three,
+        # so the compression is a fact to show, not something to disagree with
+        readable = result.compression is not Compression.UNKNOWN
+        return Finding(
+            "media-type",
+            subject,
+            "none declared (legacy docker save): a tar, gzip or zstd stream",
+            result.compression.value if readable else "unrecognised bytes",
+            readable,
+        )
+    if wanted is not None:
+        return Finding(
+            "media-type",
+            subject,
+            f"{wanted.value} ({layer.media_type})",
+            result.compression.value,
+            wanted is result.compression,
+        )
+    if result.compression is Compression.UNKNOWN:
+        return Finding(
+            "media-type", subject, "a tar, gzip or zstd stream", "unrecognised bytes", False
+        )
+    return None
+
+
+def _tar_problems(result: BlobHash) -> list[str]:
+    """What keeps a layer's stream from being a well-formed tar."""
+    problems: list[str] = []
+    if result.stream_error:
+        problems.append(result.stream_error)
+    if result.trailing_bytes:
+        problems.append(
+            f"{result.trailing_bytes} bytes after the end of the {result.compression.value} stream"
+        )
+    scan = result.scan
+    if scan is not None:
+        if scan.error:
+            problems.append(scan.error)
+        if scan.long_paths:
+            problems.append(
+                f"{scan.long_paths} entries with a path over {MAX_PATH_BYTES} bytes "
+                "(PATH_MAX - 1: no engine extracts them)"
             )
-            dups = sorted(set(scan.duplicates))
-            add(
-                Finding(
-                    "duplicate-path",
-                    subject,
-                    "no path twice",
-                    ", ".join(dups[:5]) + (f" (+{len(dups) - 5} more)" if len(dups) > 5 else "")
-                    if dups
-                    else "none",
-                    not dups,
-                )
+        if scan.trailing_nonzero:
+            problems.append(
+                f"{scan.trailing_nonzero} non-zero bytes after the tar's end-of-archive marker"
             )
-        got = Digest("sha256", result.diff_id_hex) if result.diff_id_hex else None
-        actual_diff_ids.append(got if not result.stream_error else None)
-        if layer.diff_id is not None:
-            actual = str(got) if got and not result.stream_error else "undecodable stream"
-            add(
-                Finding(
-                    "diff-id",
-                    f"{label} (uncompressed {layer.blob.path})",
-                    str(layer.diff_id),
-                    actual,
-                    actual == str(layer.diff_id),
-                )
-            )
-    # Chain IDs: each layer's chain ID computed from the declared diff_ids must equal the one
-    # computed from the bytes actually present.
-    declared_chain = chain_ids(declared)
+    return problems
+
+
+def _scan_findings(subject: str, scan: TarScan) -> list[Finding]:
+    """What the tar scan saw that engines may read differently: ambiguous headers and paths
+    stored twice."""
+    more = scan.ambiguous - len(scan.ambiguities)
+    dups = sorted(set(scan.duplicates))
+    return [
+        Finding(
+            "layer-tar-ambiguous",
+            subject,
+            "one reading for every image engine",
+            "; ".join(scan.ambiguities) + (f" (+{more} more)" if more > 0 else "")
+            if scan.ambiguities
+            else "none",
+            not scan.ambiguous,
+        ),
+        Finding(
+            "duplicate-path",
+            subject,
+            "no path twice",
+            ", ".join(dups[:5]) + (f" (+{len(dups) - 5} more)" if len(dups) > 5 else "")
+            if dups
+            else "none",
+            not dups,
+        ),
+    ]
+
+
+def _check_chain_ids(
+    report: VerifyReport, name: str, declared: list[Digest], actual: list[Digest | None]
+) -> None:
+    """Each layer's chain ID computed from the declared diff_ids must equal the one computed
+    from the bytes actually present (computable up to the first unknown layer)."""
     known: list[Digest] = []
-    for digest in actual_diff_ids:  # a chain ID is computable up to the first unknown layer
+    for digest in actual:
         if digest is None:
             break
         known.append(digest)
     actual_chain = chain_ids(known)
-    for i, expected in enumerate(declared_chain):
+    for i, expected in enumerate(chain_ids(declared)):
         actual_value = str(actual_chain[i]) if i < len(actual_chain) else "not computable"
-        add(
+        report.findings.append(
             Finding(
                 "chain-id",
                 f"layer {i} of {name}",

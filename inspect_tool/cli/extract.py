@@ -79,8 +79,8 @@ def unpack(
 
       dockscope unpack --json image.tar rootfs | jq '.audit[]'
     """
-    from inspect_tool.layers.safe_extract import UnpackOptions
-    from inspect_tool.layers.safe_extract import unpack as run_unpack
+    from inspect_tool.layers.unpack import UnpackOptions
+    from inspect_tool.layers.unpack import unpack as run_unpack
 
     with handle_errors():
         from inspect_tool.sources import ImageSelection, open_image

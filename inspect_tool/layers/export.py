@@ -2,7 +2,7 @@
 write), computed from the layers without extracting anything.
 
 Pass 1 applies every layer to an in-memory tree with exactly the rules ``unpack`` uses
-(``safe_extract.LayerApplier``: whiteouts, symlinks resolved inside the root, hard links
+(``unpack.applier.LayerApplier``: whiteouts, symlinks resolved inside the root, hard links
 resolved to the inode they name, the same refusals). The tree holds metadata only. Pass 2
 writes the tar depth-first, as GNU tar and umoci do: each directory's entry, then everything
 below it, names sorted, then its next sibling. GNU tar (``tar -xp``) sets a directory's
@@ -27,19 +27,14 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from inspect_tool.errors import InvalidImageError
+from inspect_tool.layers.decompress import CHUNK
 from inspect_tool.layers.image_fs import open_layer
-from inspect_tool.layers.safe_extract import (
-    CHUNK,
-    AuditEntry,
-    ExtractStats,
-    Kind,
-    LayerApplier,
-    Note,
-    apply_layers,
-)
 from inspect_tool.layers.tarformat import EntryType
 from inspect_tool.layers.tarreader import TarMember, TarReader
 from inspect_tool.layers.tarwrite import TarHeader, TarStats, TarWriter
+from inspect_tool.layers.unpack.applier import LayerApplier, apply_layers
+from inspect_tool.layers.unpack.audit import AuditEntry, ExtractStats, Note
+from inspect_tool.layers.unpack.backend import Kind
 from inspect_tool.model.image import Image, Layer
 from inspect_tool.sources.source import Source
 

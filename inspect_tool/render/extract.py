@@ -9,8 +9,9 @@ from typing import Any
 from rich.console import Console
 
 from inspect_tool.layers.export import ExportResult
-from inspect_tool.layers.safe_extract import AuditEntry, ExtractStats, UnpackResult
 from inspect_tool.layers.tarwrite import TarStats
+from inspect_tool.layers.unpack import UnpackResult
+from inspect_tool.layers.unpack.audit import AuditEntry, ExtractStats
 from inspect_tool.model.image import Image
 from inspect_tool.render.console import human_size
 from inspect_tool.render.json import SCHEMA_VERSION

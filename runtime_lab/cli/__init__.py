@@ -21,7 +21,8 @@ from runtime_lab.lifecycle.session import (
 
 if TYPE_CHECKING:
     from runtime_lab.run_options import RunOptions
-    from runtime_lab.storage.store import Store
+    from runtime_lab.storage.store import ContainerConfig, Store
+    from runtime_lab.trace.events import Tracer
 
 RUN_IMAGE = typer.Argument(
     ..., metavar="IMAGE", help="Any image dockscope inspect reads.", parser=image_location
@@ -162,14 +163,9 @@ def run(
 
       dockscope run --explain sample_images/busybox.tar
     """
-    from inspect_tool.render.text import visible
     from inspect_tool.sources import ImageSelection
     from runtime_lab.lifecycle.create import create as create_container
     from runtime_lab.lifecycle.create import platform_warning_for
-    from runtime_lab.lifecycle.start import StartIO
-    from runtime_lab.lifecycle.start import start as start_container
-    from runtime_lab.lifecycle.state import step_event
-    from runtime_lab.lifecycle.stop import remove as remove_container
     from runtime_lab.run_options import RunOptions
     from runtime_lab.trace.events import Tracer
 
@@ -223,42 +219,55 @@ def run(
                 start_detached(store, config.id, trace_json=trace_json)
                 sys.stdout.write(config.id + "\n")
                 return
-            stepper = None
-            if step:
-                from runtime_lab.trace.narrate import Stepper
-
-                stepper = Stepper()
-                tracer.add_sink(stepper.note)
-            io = StartIO(
-                local=local_streams(list(options.attach), interactive=interactive, tty=tty),
-                stepper=stepper,
-                window=terminal_size() if tty else None,
-            )
-            try:
-                code = start_container(store, config.id, tracer, io)
-            except Exception:
-                if rm:  # a container that could not start is not kept either
-                    with contextlib.suppress(Exception):
-                        remove_container(store, config.id, force=True, volumes=True)
-                raise
-            state = store.load_state(config.id)
-            if state.error:
-                sys.stderr.write(
-                    f"dockscope: container {visible(config.name)}: {visible(state.error)}\n"
-                )
-            if state.oom_killed:
-                sys.stderr.write(
-                    f"dockscope: container {visible(config.name)} was killed by the memory "
-                    f"limit (exit {code})\n"
-                )
-            if rm:
-                removed = remove_container(store, config.id, force=True, volumes=True)
-                tracer.emit(step_event("remove", evidence=removed))
+            code = _run_attached(store, config, options, tracer, step=step)
         finally:
             if json_file is not None:
                 with contextlib.suppress(OSError):  # reported already, as the run stopped
                     json_file.close()
         raise typer.Exit(code)
+
+
+def _run_attached(
+    store: Store, config: ContainerConfig, options: RunOptions, tracer: Tracer, *, step: bool
+) -> int:
+    """A foreground run: started with the local streams attached (paused before each step
+    with --step), what ended it told on stderr, removed with --rm; its exit code."""
+    from inspect_tool.render.text import visible
+    from runtime_lab.lifecycle.start import StartIO
+    from runtime_lab.lifecycle.start import start as start_container
+    from runtime_lab.lifecycle.state import step_event
+    from runtime_lab.lifecycle.stop import remove as remove_container
+
+    stepper = None
+    if step:
+        from runtime_lab.trace.narrate import Stepper
+
+        stepper = Stepper()
+        tracer.add_sink(stepper.note)
+    io = StartIO(
+        local=local_streams(list(options.attach), interactive=options.interactive, tty=options.tty),
+        stepper=stepper,
+        window=terminal_size() if options.tty else None,
+    )
+    try:
+        code = start_container(store, config.id, tracer, io)
+    except Exception:
+        if options.auto_remove:  # a container that could not start is not kept either
+            with contextlib.suppress(Exception):
+                remove_container(store, config.id, force=True, volumes=True)
+        raise
+    state = store.load_state(config.id)
+    if state.error:
+        sys.stderr.write(f"dockscope: container {visible(config.name)}: {visible(state.error)}\n")
+    if state.oom_killed:
+        sys.stderr.write(
+            f"dockscope: container {visible(config.name)} was killed by the memory "
+            f"limit (exit {code})\n"
+        )
+    if options.auto_remove:
+        removed = remove_container(store, config.id, force=True, volumes=True)
+        tracer.emit(step_event("remove", evidence=removed))
+    return code
 
 
 def _explain(options: RunOptions, *, traced: bool) -> None:

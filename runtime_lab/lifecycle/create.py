@@ -58,55 +58,21 @@ def create(
 ) -> ContainerConfig:
     """Everything before the processes: image, layer store, config, writable layer."""
     from inspect_tool.sources import open_image
-    from inspect_tool.sources.location import location_text
 
-    network = _namespace_mode(store, "--net", options.network, ("none", "host"))
-    pid_mode = _namespace_mode(store, "--pid", options.pid_mode, ("private", "host"))
-    ipc_mode = _namespace_mode(store, "--ipc", options.ipc_mode, ("private", "host"))
-    hostname_given = options.hostname
-    if network.startswith("container:"):
-        # docker: the container takes the network's owner's hostname, and --hostname conflicts
-        if hostname_given:
-            raise UsageError("conflicting options: --hostname and --net container:NAME")
-        hostname_given = store.load_config(network.partition(":")[2]).hostname
-    if options.name is not None and not CONTAINER_NAME.fullmatch(options.name):
-        raise UsageError(
-            f"invalid container name '{options.name}': only [a-zA-Z0-9][a-zA-Z0-9_.-]+ is "
-            "allowed (docker's rule)"
-        )
-    if options.hostname is not None:
-        _check_hostname(options.hostname)
+    network, pid_mode, ipc_mode = _namespaces(store, options)
+    hostname_given = _check_identity(store, options, network)
     container_id = store.new_id()
     name = options.name or _name_from(container_id)
     if options.name and store.name_taken(options.name):
         raise UsageError(f"the container name {options.name!r} is already in use")
     source, image = open_image(options.image, options.selection)
     with source:
-        config_obj = dict(image.config.config)
-        argv = command_line(config_obj, options.args, options.entrypoint)
-        hostname = hostname_given or container_id[:12]
-        evidence: dict[str, Any] = {
-            "image_id": str(image.image_id),
-            "layers": len(image.layers),
-            "entrypoint": config_obj.get("Entrypoint"),
-            "cmd": config_obj.get("Cmd"),
-            "argv": argv,
-        }
-        warning = platform_warning_for(image.config.data, options.selection.platform)
-        if warning is not None:
-            evidence["warning"] = warning
-        tracer.emit(
-            step_event("image", args={"source": location_text(options.image)}, evidence=evidence)
-        )
-        try:  # only now that the image reads: a bad image leaves nothing behind
-            store.ensure()
-        except OSError as exc:
-            raise ContainerError(
-                f"cannot create the state directory: {exc.strerror or exc}", subject=str(store.root)
-            ) from None
+        argv = _image_step(options, image, tracer)
+        _ensure_state_root(store)  # only now that the image reads: a bad image leaves nothing
         layer_dirs = ensure_layers(store, source, image, tracer, progress=progress)
         mode = "overlay" if overlay_available() else "copy"
         directory = store.container_dir(container_id)
+        hostname = hostname_given or container_id[:12]
         mounts: list[dict[str, Any]] = []
         try:
             for sub in ("upper", "work", "merged"):
@@ -115,24 +81,98 @@ def create(
                 copy_image(source, image, directory / "merged")
             mounts = _mounts(store, options.volumes)
             config = _config(options, container_id, name, image, layer_dirs, argv, hostname)
-            if config.seccomp_profile is not None:  # one libseccomp refuses fails now
-                compiled = seccomp_filter(config, log=False)
-                if compiled is not None:
-                    compiled.release()
+            _check_seccomp_profile(config)
             config.volumes = mounts
             config.network, config.pid_mode, config.ipc_mode = network, pid_mode, ipc_mode
             store.save_config(config)
             store.save_state(container_id, ContainerState(rootfs_mode=mode))
         except BaseException as exc:  # no half-made container (a full disk, an interrupt)
-            remove_dir(directory, ignore_errors=True)
-            from runtime_lab.storage.volumes import remove_anonymous
-
-            remove_anonymous(store, [m["name"] for m in mounts if m.get("name")])
+            _remove_half_made(store, directory, mounts)
             if isinstance(exc, OSError):
                 raise ContainerError(
                     f"cannot create the container: {exc.strerror or exc}", subject=str(directory)
                 ) from None
             raise
+    _container_dirs_step(tracer, directory, mode)
+    return config
+
+
+def _namespaces(store: Store, options: RunOptions) -> tuple[str, str, str]:
+    """--net, --pid and --ipc as recorded: a mode, or ``container:<id>``."""
+    return (
+        _namespace_mode(store, "--net", options.network, ("none", "host")),
+        _namespace_mode(store, "--pid", options.pid_mode, ("private", "host")),
+        _namespace_mode(store, "--ipc", options.ipc_mode, ("private", "host")),
+    )
+
+
+def _check_identity(store: Store, options: RunOptions, network: str) -> str | None:
+    """--name and --hostname as docker takes them; the hostname given (a shared network's
+    owner's), None for the default."""
+    hostname = options.hostname
+    if network.startswith("container:"):
+        # docker: the container takes the network's owner's hostname, and --hostname conflicts
+        if hostname:
+            raise UsageError("conflicting options: --hostname and --net container:NAME")
+        hostname = store.load_config(network.partition(":")[2]).hostname
+    if options.name is not None and not CONTAINER_NAME.fullmatch(options.name):
+        raise UsageError(
+            f"invalid container name '{options.name}': only [a-zA-Z0-9][a-zA-Z0-9_.-]+ is "
+            "allowed (docker's rule)"
+        )
+    if options.hostname is not None:
+        _check_hostname(options.hostname)
+    return hostname
+
+
+def _image_step(options: RunOptions, image: Image, tracer: Tracer) -> list[str]:
+    """The image read: the command line it gives, traced with what it came from."""
+    from inspect_tool.sources.location import location_text
+
+    config_obj = dict(image.config.config)
+    argv = command_line(config_obj, options.args, options.entrypoint)
+    evidence: dict[str, Any] = {
+        "image_id": str(image.image_id),
+        "layers": len(image.layers),
+        "entrypoint": config_obj.get("Entrypoint"),
+        "cmd": config_obj.get("Cmd"),
+        "argv": argv,
+    }
+    warning = platform_warning_for(image.config.data, options.selection.platform)
+    if warning is not None:
+        evidence["warning"] = warning
+    tracer.emit(
+        step_event("image", args={"source": location_text(options.image)}, evidence=evidence)
+    )
+    return argv
+
+
+def _ensure_state_root(store: Store) -> None:
+    try:
+        store.ensure()
+    except OSError as exc:
+        raise ContainerError(
+            f"cannot create the state directory: {exc.strerror or exc}", subject=str(store.root)
+        ) from None
+
+
+def _check_seccomp_profile(config: ContainerConfig) -> None:
+    """A profile libseccomp refuses fails at create, not at start."""
+    if config.seccomp_profile is not None:
+        compiled = seccomp_filter(config, log=False)
+        if compiled is not None:
+            compiled.release()
+
+
+def _remove_half_made(store: Store, directory: Path, mounts: list[dict[str, Any]]) -> None:
+    """What a failed create made: the container's directory, its new anonymous volumes."""
+    from runtime_lab.storage.volumes import remove_anonymous
+
+    remove_dir(directory, ignore_errors=True)
+    remove_anonymous(store, [m["name"] for m in mounts if m.get("name")])
+
+
+def _container_dirs_step(tracer: Tracer, directory: Path, mode: str) -> None:
     tracer.emit(
         step_event(
             "container-dirs",
@@ -145,7 +185,6 @@ def create(
             },
         )
     )
-    return config
 
 
 def platform_warning_for(image_config: Mapping[str, Any], requested: str | None) -> str | None:

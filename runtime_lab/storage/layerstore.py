@@ -104,7 +104,7 @@ def ensure_layers(
 
 def copy_image(source: Source, image: Image, destination: Path) -> None:
     """Without overlayfs: the merged filesystem unpacked into the container's own root."""
-    from inspect_tool.layers.safe_extract import UnpackOptions, unpack
+    from inspect_tool.layers.unpack import UnpackOptions, unpack
 
     # device nodes are never made (the container gets docker's default /dev), overlayfs's own
     # xattrs never taken from the image: the same rules as the layer store

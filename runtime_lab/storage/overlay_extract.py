@@ -9,7 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from inspect_tool.layers.image_fs import open_layer
-from inspect_tool.layers.safe_extract import AuditEntry, DiskBackend, ExtractStats, LayerApplier
+from inspect_tool.layers.unpack.applier import LayerApplier
+from inspect_tool.layers.unpack.audit import AuditEntry, ExtractStats
+from inspect_tool.layers.unpack.disk import DiskBackend
 from inspect_tool.layers.whiteout import OnDiskFormat
 from inspect_tool.model.image import Image
 from inspect_tool.sources.source import Source

@@ -62,7 +62,7 @@ def remove_dir(path: Path, *, ignore_errors: bool = False) -> None:
     symlink. Iterative, one descriptor at a time: a container's writable layer or a volume
     may nest directories deeper than Python's stack (shutil.rmtree recurses on 3.11) and
     than PATH_MAX."""
-    from inspect_tool.layers.safe_extract import remove_tree
+    from inspect_tool.layers.unpack.disk import remove_tree
 
     try:
         parent = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -239,10 +239,10 @@ def test_run_with_a_fifo_for_the_user_database_does_not_hang(tmp_path: Path, whi
     from tests.support.cli import dockscope
     from tests.support.runtime import events, step
 
-    generator = load_generator()
+    busybox, filesystem = load_generator("busybox"), load_generator("filesystem")
     binary = Path("/bin/busybox")
-    base = generator.make_layer(
-        generator.busybox_layer(binary.read_bytes(), generator.busybox_applets(binary))
+    base = filesystem.make_layer(
+        busybox.busybox_layer(binary.read_bytes(), busybox.busybox_applets(binary))
     ).tar
     image = tmp_path / "fifo-image"
     oci_layout(image, [base, build_layer([Entry(f"etc/{which}", "fifo")])])

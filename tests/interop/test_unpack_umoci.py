@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from inspect_tool.layers.export import export
-from inspect_tool.layers.safe_extract import unpack
+from inspect_tool.layers.unpack import unpack
 from inspect_tool.sources import open_source
 from tests.interop.interop_peers import Artifact, Peers
 from tests.support.paths import CORPUS

@@ -19,7 +19,7 @@ import pytest
 
 from inspect_tool.errors import InvalidImageError
 from inspect_tool.layers.export import export
-from inspect_tool.layers.safe_extract import UnpackOptions, unpack
+from inspect_tool.layers.unpack import UnpackOptions, unpack
 from inspect_tool.sources import open_source
 from tests.support.cli import invoke
 from tests.support.images import config_bytes, oci_layout, sha256

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from inspect_tool.layers.export import export
-from inspect_tool.layers.safe_extract import UnpackOptions, UnpackResult, unpack
+from inspect_tool.layers.unpack import UnpackOptions, UnpackResult, unpack
 from inspect_tool.sources import open_source
 from tests.support.images import oci_layout
 from tests.support.sandbox import sandboxed

@@ -73,7 +73,7 @@ def app_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "Cmd": ["default"],
         "WorkingDir": "/home/user",
     }
-    load_generator().make_busybox(out, runtime=runtime, tag="dockscope/app:latest")
+    load_generator("busybox").make_busybox(out, runtime=runtime, tag="dockscope/app:latest")
     return out
 
 

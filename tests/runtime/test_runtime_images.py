@@ -37,18 +37,20 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def busybox_variant(out: Path, *, drop: tuple[str, ...] = (), architecture: str = "") -> Path:
     """The busybox sample without the files ``drop`` names, or claiming another
     ``architecture`` in its config (its binary stays the host's)."""
-    generator = load_generator()
-    binary_path = generator.BUSYBOX_BINARY
+    busybox = load_generator("busybox")
+    binary_path = busybox.BUSYBOX_BINARY
     binary = binary_path.read_bytes()
-    recipe = generator.busybox_recipe(binary, generator.busybox_applets(binary_path))
+    recipe = busybox.busybox_recipe(binary, busybox.busybox_applets(binary_path))
     if drop:
-        entries = generator.busybox_layer(binary, generator.busybox_applets(binary_path))
-        layer = generator.make_layer([e for e in entries if e.name not in drop])
+        entries = busybox.busybox_layer(binary, busybox.busybox_applets(binary_path))
+        layer = load_generator("filesystem").make_layer([e for e in entries if e.name not in drop])
         first = dataclasses.replace(recipe.steps[0], layer=layer)
         recipe = dataclasses.replace(recipe, steps=(first, *recipe.steps[1:]))
     if architecture:
         recipe = dataclasses.replace(recipe, architecture=architecture)
-    data, _ = generator.docker_save_v25(recipe, "dockscope/variant:latest", out.name)
+    data, _ = load_generator("docker_archive").docker_save_v25(
+        recipe, "dockscope/variant:latest", out.name
+    )
     out.write_bytes(data)
     return out
 

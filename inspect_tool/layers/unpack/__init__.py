@@ -1,0 +1,122 @@
+"""Unpack an image's layers into a directory without ever touching anything outside it.
+
+``unpack`` is the entry point (``dockscope unpack``; the runtime's layer store applies one
+layer at a time with the same parts). The package, by concept:
+
+- ``audit.py`` — what is refused, skipped or neutralised (``AuditEntry``), and the counts.
+- ``backend.py`` — the ``Backend`` protocol entries are written through (a directory on
+  disk here, an in-memory tree for ``export.py``: the flattened tar is exactly the tree
+  unpack writes).
+- ``parents.py`` — the directories entries go into, resolved inside the root as if it were
+  ``/`` (filepath-securejoin's semantics, ``model/resolve.py``).
+- ``applier.py`` — ``LayerApplier``: each entry, and the whiteout rules, onto a backend.
+- ``disk.py`` — ``DiskBackend``: DEST reached only through directory descriptors.
+
+This package is the only code that writes extracted files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from inspect_tool.errors import DockscopeError
+from inspect_tool.layers.unpack.applier import LayerApplier, apply_layers
+from inspect_tool.layers.unpack.audit import AuditEntry, ExtractStats
+from inspect_tool.layers.unpack.backend import DestinationError
+from inspect_tool.layers.unpack.disk import DiskBackend, tree_stats
+from inspect_tool.model.image import Image
+from inspect_tool.sources.source import Source
+
+
+@dataclass(frozen=True, slots=True)
+class UnpackOptions:
+    same_owner: bool | None = None  # None: keep owners when running as root
+    devices: bool = False  # create device nodes (only as root)
+    xattrs: bool = True
+    force: bool = False  # unpack into a directory that is not empty
+
+
+@dataclass(slots=True)
+class UnpackResult:
+    destination: Path
+    layers: int
+    same_owner: bool
+    devices: bool
+    stats: ExtractStats = field(default_factory=ExtractStats)  # layer entries applied
+    audit: list[AuditEntry] = field(default_factory=list)
+    written: ExtractStats = field(default_factory=ExtractStats)  # what DEST holds at the end
+
+    @property
+    def ok(self) -> bool:
+        return not self.audit
+
+
+def prepare_destination(destination: Path, *, force: bool) -> int:
+    """Create DEST (and its parents) or check that it is an empty directory; open it."""
+    try:
+        destination.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise DestinationError("exists and is not a directory", subject=str(destination)) from None
+    except OSError as exc:
+        raise DestinationError(f"cannot create: {exc.strerror}", subject=str(destination)) from None
+    try:
+        fd = os.open(destination, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise DestinationError(f"cannot open: {exc.strerror}", subject=str(destination)) from None
+    if not force and os.listdir(fd):
+        os.close(fd)
+        raise DestinationError(
+            "is not empty (use --force to apply the layers on top of what it holds)",
+            subject=str(destination),
+        )
+    return fd
+
+
+def unpack(
+    source: Source,
+    image: Image,
+    destination: Path,
+    *,
+    options: UnpackOptions | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> UnpackResult:
+    """Write the image's merged root filesystem into ``destination``.
+
+    Raises DestinationError (DEST not empty, not writable) and the readers' InvalidImageError
+    (a layer unreadable, its diff_id wrong: DEST is then partly written, nothing outside it).
+    """
+    options = options or UnpackOptions()
+    root = os.geteuid() == 0
+    same_owner = root if options.same_owner is None else options.same_owner and root
+    result = UnpackResult(destination, len(image.layers), same_owner, options.devices and root)
+    root_fd = prepare_destination(destination, force=options.force)
+    backend = DiskBackend(
+        root_fd,
+        same_owner=same_owner,
+        devices=result.devices,
+        xattrs=options.xattrs,
+    )
+    applier = LayerApplier(backend, result.stats, result.audit)
+    try:
+        apply_layers(source, image, applier, progress=progress)
+        applier.close()
+        applier.finishing()
+        try:
+            backend.finish()
+        except OSError as exc:
+            raise DestinationError(f"cannot set metadata: {exc.strerror}") from exc
+        try:
+            result.written = tree_stats(root_fd)
+        except OSError as exc:
+            raise DestinationError(f"cannot read back what was written: {exc.strerror}") from exc
+    except DestinationError as exc:
+        raise exc.with_subject(str(destination)) from exc.__cause__
+    except DockscopeError as exc:
+        raise exc.with_subject(source.label) from exc.__cause__
+    finally:
+        applier.close()
+        os.close(root_fd)
+    return result
