@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -17,6 +17,8 @@ from inspect_tool.errors import DockscopeError, ExitCode, UsageError
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from inspect_tool.model.image import Layer
 
 IMAGE_OPTION = typer.Option(
     None,
@@ -52,6 +54,11 @@ IMAGE_ARGUMENT = typer.Argument(
     help="An image archive (.tar, .tar.gz, .tar.zst) or layout directory.",
     show_default=False,
 )
+
+
+def limit_option(help: str) -> Any:
+    """``--limit N``: how many rows a listing shows (20 unless told; 0: all)."""
+    return typer.Option(20, "--limit", min=0, metavar="N", help=help)
 
 
 def fail(message: str, code: ExitCode) -> typer.Exit:
@@ -212,3 +219,11 @@ class ByteProgress:
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:
             self._progress.stop()
+
+
+@contextlib.contextmanager
+def layer_progress(description: str, layers: Iterable[Layer]) -> Iterator[ByteProgress]:
+    """A ByteProgress over the compressed bytes of ``layers``: the work of reading them."""
+    with ByteProgress(description) as progress:
+        progress.start(sum(layer.size or 0 for layer in layers))
+        yield progress

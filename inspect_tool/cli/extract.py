@@ -18,6 +18,7 @@ from inspect_tool.cli._common import (
     TAR_OUTPUT_OPTION,
     ByteProgress,
     handle_errors,
+    layer_progress,
     output_stream,
     stderr_console,
     stdout_console,
@@ -92,8 +93,7 @@ def unpack(
             xattrs=not no_xattrs,
             force=force,
         )
-        with source, ByteProgress("unpacking") as progress:
-            progress.start(sum(layer.size or 0 for layer in selected.layers))
+        with source, layer_progress("unpacking", selected.layers) as progress:
             result = run_unpack(
                 source, selected, destination, options=options, progress=progress.advance
             )

@@ -9,9 +9,7 @@ import stat
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-from rich import box
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from inspect_tool.analyze.diff import FileDiff, ImageDiff
@@ -19,7 +17,7 @@ from inspect_tool.analyze.filesystem import LayerDiff, LayerRow, Occurrence
 from inspect_tool.layers.tarformat import EntryType
 from inspect_tool.layers.union import Change, ChangeKind, FileInfo
 from inspect_tool.model.image import Image
-from inspect_tool.render.console import human_size, short_created_by
+from inspect_tool.render.console import human_size, short_created_by, titled_table
 from inspect_tool.render.json import SCHEMA_VERSION, write_streaming
 from inspect_tool.render.text import markup, visible
 
@@ -109,12 +107,7 @@ def layers_document(image: Image, rows: list[LayerRow]) -> dict[str, Any]:
 
 
 def render_layers(console: Console, image: Image, rows: list[LayerRow]) -> None:
-    table = Table(
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        title=f"Layers of {markup(image.display_name)}",
-        title_justify="left",
-    )
+    table = titled_table(f"Layers of {markup(image.display_name)}")
     for name, justify in (
         ("#", "right"),
         ("size", "right"),
