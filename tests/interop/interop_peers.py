@@ -750,42 +750,28 @@ def build_all(peers: Peers, out: Path) -> dict[str, Artifact]:
 
     # --- podman save ----------------------------------------------------------------------
     pm = peers.podman
+
+    def podman_save(
+        fmt: str, path: Path, kind: str | None, *images: ImageSpec, tool: str = ""
+    ) -> Artifact:
+        """``podman save --format FMT -o PATH`` of the app image: the artifact podman-FMT."""
+        pm("save", "--quiet", "--format", fmt, "-o", path, APP)
+        tool = tool or f"podman save --format {fmt} {APP}"
+        return add(Artifact(f"podman-{fmt}", path, tool, kind, images))
+
     p = out / "podman-docker-archive.tar"
-    pm("save", "--quiet", "--format", "docker-archive", "-o", p, APP)
-    pda = add(
-        Artifact(
-            "podman-docker-archive",
-            p,
-            f"podman save --format docker-archive {APP}",
-            "docker-archive",
-            (_app_spec(f"docker-archive:{p}", compression="none", repo_tags=(APP,)),),
-        )
+    pda = podman_save(
+        "docker-archive",
+        p,
+        "docker-archive",
+        _app_spec(f"docker-archive:{p}", compression="none", repo_tags=(APP,)),
     )
     p = out / "podman-oci-archive.tar"
-    pm("save", "--quiet", "--format", "oci-archive", "-o", p, APP)
-    add(
-        Artifact(
-            "podman-oci-archive",
-            p,
-            f"podman save --format oci-archive {APP}",
-            "oci-archive",
-            (_app_spec(f"oci-archive:{p}:{APP}", ref_name=APP),),
-        )
-    )
+    podman_save("oci-archive", p, "oci-archive", _app_spec(f"oci-archive:{p}:{APP}", ref_name=APP))
     p = out / "podman-oci-dir"
-    pm("save", "--quiet", "--format", "oci-dir", "-o", p, APP)
-    add(
-        Artifact(
-            "podman-oci-dir",
-            p,
-            f"podman save --format oci-dir {APP}",
-            "oci-layout",
-            (_app_spec(f"oci:{p}:{APP}", ref_name=APP),),
-        )
-    )
+    podman_save("oci-dir", p, "oci-layout", _app_spec(f"oci:{p}:{APP}", ref_name=APP))
     p = out / "podman-docker-dir"
-    pm("save", "--quiet", "--format", "docker-dir", "-o", p, APP)
-    add(Artifact("podman-docker-dir", p, "podman save --format docker-dir (c/image dir:)", None))
+    podman_save("docker-dir", p, None, tool="podman save --format docker-dir (c/image dir:)")
     p = out / "podman-multi-docker-archive.tar"
     pm("save", "--quiet", "-m", "--format", "docker-archive", "-o", p, BASE, APP, TAG_PODMAN_EXTRA)
     base_spec = ImageSpec(
