@@ -749,13 +749,13 @@ def build_all(peers: Peers, out: Path) -> dict[str, Artifact]:
     )
 
     # --- podman save ----------------------------------------------------------------------
-    pm = peers.podman
+    podman = peers.podman
 
     def podman_save(
         fmt: str, path: Path, kind: str | None, *images: ImageSpec, tool: str = ""
     ) -> Artifact:
         """``podman save --format FMT -o PATH`` of the app image: the artifact podman-FMT."""
-        pm("save", "--quiet", "--format", fmt, "-o", path, APP)
+        podman("save", "--quiet", "--format", fmt, "-o", path, APP)
         tool = tool or f"podman save --format {fmt} {APP}"
         return add(Artifact(f"podman-{fmt}", path, tool, kind, images))
 
@@ -773,7 +773,9 @@ def build_all(peers: Peers, out: Path) -> dict[str, Artifact]:
     p = out / "podman-docker-dir"
     podman_save("docker-dir", p, None, tool="podman save --format docker-dir (c/image dir:)")
     p = out / "podman-multi-docker-archive.tar"
-    pm("save", "--quiet", "-m", "--format", "docker-archive", "-o", p, BASE, APP, TAG_PODMAN_EXTRA)
+    podman(
+        "save", "--quiet", "-m", "--format", "docker-archive", "-o", p, BASE, APP, TAG_PODMAN_EXTRA
+    )
     base_spec = ImageSpec(
         peer_ref=f"docker-archive:{p}:@0",
         select=("--image", "1"),
@@ -893,14 +895,14 @@ def build_all(peers: Peers, out: Path) -> dict[str, Artifact]:
 
     # --- umoci: an OCI layout from nothing, two refs --------------------------------------
     p = out / "umoci-layout"
-    u = peers.umoci
+    umoci = peers.umoci
     stage = peers.root / "stage"
-    u("init", "--layout", p)
-    u("new", "--image", f"{p}:base")
-    u("insert", "--image", f"{p}:base", stage / "bin", "/bin")
-    u("insert", "--image", f"{p}:base", stage / "etc", "/etc")
-    u("insert", "--image", f"{p}:base", "--whiteout", "/etc/doomed")
-    u(
+    umoci("init", "--layout", p)
+    umoci("new", "--image", f"{p}:base")
+    umoci("insert", "--image", f"{p}:base", stage / "bin", "/bin")
+    umoci("insert", "--image", f"{p}:base", stage / "etc", "/etc")
+    umoci("insert", "--image", f"{p}:base", "--whiteout", "/etc/doomed")
+    umoci(
         "config",
         "--image",
         f"{p}:base",
@@ -953,11 +955,11 @@ def build_all(peers: Peers, out: Path) -> dict[str, Artifact]:
     # --- umoci unpack/repack: well-formed layers, one ref, unreferenced blobs collected ----
     p = out / "umoci-repack-layout"
     bundle = peers.root / "umoci-bundle"
-    u("init", "--layout", p)
-    u("new", "--image", f"{p}:latest")
-    u("unpack", "--image", f"{p}:latest", bundle)
+    umoci("init", "--layout", p)
+    umoci("new", "--image", f"{p}:latest")
+    umoci("unpack", "--image", f"{p}:latest", bundle)
     peers.cmd("cp", "-a", f"{stage}/.", bundle / "rootfs")
-    u(
+    umoci(
         "repack",
         "--image",
         f"{p}:latest",
@@ -968,8 +970,8 @@ def build_all(peers: Peers, out: Path) -> dict[str, Artifact]:
     )
     (bundle / "rootfs" / "etc" / "doomed").unlink()
     (bundle / "rootfs" / "etc" / "added").write_text("added by the second repack\n")
-    u("repack", "--image", f"{p}:latest", "--history.created_by", "umoci repack rm", bundle)
-    u(
+    umoci("repack", "--image", f"{p}:latest", "--history.created_by", "umoci repack rm", bundle)
+    umoci(
         "config",
         "--image",
         f"{p}:latest",
@@ -982,7 +984,7 @@ def build_all(peers: Peers, out: Path) -> dict[str, Artifact]:
         "--history.created_by",
         "umoci config",
     )
-    u("gc", "--layout", p)
+    umoci("gc", "--layout", p)
     shutil.rmtree(bundle)
     add(
         Artifact(
