@@ -113,6 +113,17 @@ def _breakdown(stats: LayerTypes, limit: int = 4) -> str:
     return ", ".join(parts)
 
 
+def finding_detail(finding: TypeFinding) -> str:
+    """A finding's detail column: its own detail, or what a layer did to the path, and
+    whether a later layer hides it."""
+    detail = finding.detail
+    if finding.change:
+        detail = f"{finding.change} {finding.category or ''}".strip()
+    if not finding.visible:
+        detail = f"{detail}, hidden by a later layer".lstrip(", ")
+    return detail
+
+
 def render_types(console: Console, image: Image, report: TypesReport, *, limit: int) -> None:
     layers = titled_table(
         f"{_title(image)}: files by layer (first {report.head_bytes} bytes of each)"
@@ -161,13 +172,12 @@ def render_types(console: Console, image: Image, report: TypesReport, *, limit: 
         table.add_column("detail", overflow="fold")
         shown = found if limit <= 0 else found[:limit]
         for f in shown:
-            detail = f.detail
-            if f.change:
-                detail = f"{f.change} {f.category or ''}".strip()
-            if not f.visible:
-                detail = f"{detail}, hidden by a later layer".lstrip(", ")
             table.add_row(
-                str(f.layer), f"{f.mode:04o}", f"{f.uid}:{f.gid}", markup(f.path), markup(detail)
+                str(f.layer),
+                f"{f.mode:04o}",
+                f"{f.uid}:{f.gid}",
+                markup(f.path),
+                markup(finding_detail(f)),
             )
         console.print(table)
         _print_more(console, len(shown), len(found))

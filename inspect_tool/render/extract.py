@@ -12,7 +12,7 @@ from inspect_tool.layers.export import ExportResult
 from inspect_tool.layers.safe_extract import AuditEntry, ExtractStats, UnpackResult
 from inspect_tool.model.image import Image
 from inspect_tool.render.console import human_size
-from inspect_tool.render.json import SCHEMA_VERSION
+from inspect_tool.render.json import document_head
 from inspect_tool.render.text import markup
 
 
@@ -55,10 +55,7 @@ def _audit(audit: list[AuditEntry]) -> list[dict[str, Any]]:
 
 def unpack_document(image: Image, result: UnpackResult) -> dict[str, Any]:
     return {
-        "schema_version": SCHEMA_VERSION,
-        "kind": "unpack",
-        "source": image.source,
-        "image_id": str(image.image_id),
+        **document_head("unpack", image),
         "destination": str(result.destination),
         "layers": result.layers,
         "same_owner": result.same_owner,
@@ -72,10 +69,7 @@ def unpack_document(image: Image, result: UnpackResult) -> dict[str, Any]:
 
 def export_document(image: Image, result: ExportResult) -> dict[str, Any]:
     return {
-        "schema_version": SCHEMA_VERSION,
-        "kind": "export",
-        "source": image.source,
-        "image_id": str(image.image_id),
+        **document_head("export", image),
         "output": result.output,
         "layers": result.layers,
         "ok": result.ok,
