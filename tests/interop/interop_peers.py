@@ -564,49 +564,55 @@ def build_all(peers: Peers, out: Path) -> dict[str, Artifact]:
         return art
 
     # --- buildah push ---------------------------------------------------------------------
+    def buildah_push(
+        name: str,
+        path: Path,
+        dest: str,
+        tool: str,
+        kind: str,
+        *images: ImageSpec,
+        flags: tuple[str, ...] = (),
+    ) -> Artifact:
+        """``buildah push FLAGS APP DEST``: the artifact NAME at PATH."""
+        buildah("push", "--quiet", *flags, APP, dest)
+        return add(Artifact(name, path, tool, kind, images))
+
     p = out / "buildah-docker-archive.tar"
-    buildah("push", "--quiet", APP, f"docker-archive:{p}:{TAG_APP}")
-    da = add(
-        Artifact(
-            "buildah-docker-archive",
-            p,
-            f"buildah push {APP} docker-archive:PATH:{TAG_APP}",
-            "docker-archive",
-            (_app_spec(f"docker-archive:{p}", compression="none", repo_tags=(TAG_APP, APP)),),
-        )
+    da = buildah_push(
+        "buildah-docker-archive",
+        p,
+        f"docker-archive:{p}:{TAG_APP}",
+        f"buildah push {APP} docker-archive:PATH:{TAG_APP}",
+        "docker-archive",
+        _app_spec(f"docker-archive:{p}", compression="none", repo_tags=(TAG_APP, APP)),
     )
     p = out / "buildah-oci-archive.tar"
-    buildah("push", "--quiet", APP, f"oci-archive:{p}:v2")
-    oa = add(
-        Artifact(
-            "buildah-oci-archive",
-            p,
-            f"buildah push {APP} oci-archive:PATH:v2",
-            "oci-archive",
-            (_app_spec(f"oci-archive:{p}:v2", ref_name="v2"),),
-        )
+    oa = buildah_push(
+        "buildah-oci-archive",
+        p,
+        f"oci-archive:{p}:v2",
+        f"buildah push {APP} oci-archive:PATH:v2",
+        "oci-archive",
+        _app_spec(f"oci-archive:{p}:v2", ref_name="v2"),
     )
     p = out / "buildah-oci-layout"
-    buildah("push", "--quiet", APP, f"oci:{p}:v2")
-    ol = add(
-        Artifact(
-            "buildah-oci-layout",
-            p,
-            f"buildah push {APP} oci:DIR:v2",
-            "oci-layout",
-            (_app_spec(f"oci:{p}:v2", ref_name="v2"),),
-        )
+    ol = buildah_push(
+        "buildah-oci-layout",
+        p,
+        f"oci:{p}:v2",
+        f"buildah push {APP} oci:DIR:v2",
+        "oci-layout",
+        _app_spec(f"oci:{p}:v2", ref_name="v2"),
     )
     p = out / "buildah-oci-archive-zstd.tar"
-    buildah("push", "--quiet", "--compression-format", "zstd", APP, f"oci-archive:{p}:v2")
-    add(
-        Artifact(
-            "buildah-oci-archive-zstd",
-            p,
-            f"buildah push --compression-format zstd {APP} oci-archive:PATH:v2",
-            "oci-archive",
-            (_app_spec(f"oci-archive:{p}:v2", ref_name="v2", compression="zstd"),),
-        )
+    buildah_push(
+        "buildah-oci-archive-zstd",
+        p,
+        f"oci-archive:{p}:v2",
+        f"buildah push --compression-format zstd {APP} oci-archive:PATH:v2",
+        "oci-archive",
+        _app_spec(f"oci-archive:{p}:v2", ref_name="v2", compression="zstd"),
+        flags=("--compression-format", "zstd"),
     )
     p = out / "buildah-docker-format-archive.tar"
     buildah("push", "--quiet", APP_DOCKER, f"docker-archive:{p}:{TAG_APP_DOCKER}")
