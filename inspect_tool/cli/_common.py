@@ -56,6 +56,17 @@ IMAGE_ARGUMENT = typer.Argument(
 )
 
 
+def tar_to_stdout(output: str, *, json_output: bool) -> bool:
+    """Whether ``-o OUTPUT`` (TAR_OUTPUT_OPTION) sends the tar to stdout (``-``), refusing
+    what cannot go with it: --json (stdout carries the tar) and a terminal."""
+    to_stdout = output == "-"
+    if to_stdout and json_output:
+        raise UsageError("--json needs -o FILE: with -o - stdout carries the tar")
+    if to_stdout and sys.stdout.isatty():
+        raise UsageError("refusing to write a tar to a terminal; use -o FILE or a pipe")
+    return to_stdout
+
+
 def limit_option(help: str) -> Any:
     """``--limit N``: how many rows a listing shows (20 unless told; 0: all)."""
     return typer.Option(20, "--limit", min=0, metavar="N", help=help)
