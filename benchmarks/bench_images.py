@@ -575,16 +575,7 @@ def _generate_big(
     oci_path = out / "big-oci.tar"
     _write_oci_archive(oci_path, index, small_blobs, blob_files)
     facts: dict[str, Any] = {
-        "oci": asdict(
-            ImageInfo(
-                archive=oci_path.name,
-                format="oci-archive",
-                archive_size=oci_path.stat().st_size,
-                manifest_digest=_sha(manifest),
-                config_digest=_sha(config),
-                layers=_layer_facts(layers),
-            )
-        ),
+        "oci": _oci_info(oci_path, manifest, config, layers),
         "layer_results": [asdict(x) for x in layers],
         "blobs": {
             "dir": str(blob_dir.relative_to(out)),
@@ -630,6 +621,13 @@ def _generate_tiny(out: Path, level: int) -> dict[str, Any]:
     blobs = {_sha(b).removeprefix("sha256:"): b for b in (config, manifest, blob)}
     path = out / "tiny-oci.tar"
     _write_oci_archive(path, index, blobs, {})
+    return _oci_info(path, manifest, config, [layer])
+
+
+def _oci_info(
+    path: Path, manifest: bytes, config: bytes, layers: list[LayerResult]
+) -> dict[str, Any]:
+    """What the benchmarks know of an OCI archive written at ``path`` (ImageInfo, as JSON)."""
     return asdict(
         ImageInfo(
             archive=path.name,
@@ -637,7 +635,7 @@ def _generate_tiny(out: Path, level: int) -> dict[str, Any]:
             archive_size=path.stat().st_size,
             manifest_digest=_sha(manifest),
             config_digest=_sha(config),
-            layers=_layer_facts([layer]),
+            layers=_layer_facts(layers),
         )
     )
 

@@ -6,7 +6,6 @@ Exit status: 0 when every target is met, 1 otherwise (the reasons are printed).
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import shutil
@@ -23,18 +22,21 @@ from bench_images import MIB, chain_ids, ensure_images
 from harness import (
     Report,
     Run,
-    find_cli,
+    arguments,
+    big_image_arguments,
     finish,
     fmt_runs,
     interleaved,
     median,
-    mem_available,
+    require_cli,
     run_child,
-    warm,
+    timed,
+    warm_inputs,
 )
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
+RESULTS = "results.json"
 TARGET_INSPECT_RATIO = 1.5
 TARGET_VERIFY_RATIO = 1.5
 TARGET_VERIFY_RSS_MB = 150.0  # MB = 10**6 bytes
@@ -172,17 +174,11 @@ def describe_images(meta: dict[str, Any], generated: bool, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--out", type=Path, default=OUT, help="output and cache directory")
-    ap.add_argument("--cli", help="command to run dockscope (default: venv script or -m)")
+    ap = arguments(__doc__, OUT)
     ap.add_argument("--inspect-reps", type=int, default=7)
     ap.add_argument("--verify-reps", type=int, default=3)
-    ap.add_argument("--scale", type=float, default=1.0, help="shrink the big image (testing)")
-    ap.add_argument("--gzip-level", type=int, default=6, choices=range(1, 10))
-    ap.add_argument("--seed", type=int, default=20240101)
-    ap.add_argument("--workers", type=int, default=2, help="generator processes")
+    big_image_arguments(ap)
     ap.add_argument("--no-legacy", action="store_true", help="skip the docker-archive variant")
-    ap.add_argument("--regenerate", action="store_true")
     ap.add_argument("--floor-only", action="store_true", help="generate, time the floor, stop")
     args = ap.parse_args(argv)
     out: Path = args.out
@@ -222,35 +218,20 @@ def main(argv: list[str] | None = None) -> int:
     if "legacy" in big:
         archives.append(out / big["legacy"]["archive"])
     files = [*archives, *sorted(blob_dir.iterdir())]
-    size = sum(p.stat().st_size for p in files)
-    avail = mem_available()
-    print(
-        f"warming the page cache: reading all {len(files)} inputs ({size / MIB:.0f} MiB) once; "
-        "every command also gets one untimed warm-up run",
-        flush=True,
-    )
-    warm(files)
-    if avail is not None and size > 0.7 * avail:
-        print(f"WARNING: {size / MIB:.0f} MiB of inputs vs {avail / MIB:.0f} MiB available memory")
-    data["warm_cache"] = {"bytes_read": size, "mem_available": avail}
+    data["warm_cache"] = warm_inputs(files, "every command also gets one untimed warm-up run")
 
     floor = floor_jobs(meta, out, "sha256sum")
     fast_floor = floor_jobs(meta, out, "openssl") if shutil.which("openssl") else None
     run_floor(floor)  # warm-up: checks every digest and diff_id the generator recorded
 
-    cli = None if args.floor_only else find_cli(args.cli)
-    if cli is None:
+    cli = None if args.floor_only else require_cli(report, args.cli)
+    if cli is None:  # --floor-only, or no CLI (a failed row)
         times = interleaved({"floor": lambda: run_floor(floor)}, args.verify_reps)
         data["floor_seconds"] = times["floor"]
         report.add("floor (sha256sum, 2 at a time)", fmt_runs(times["floor"]))
-        if args.floor_only:
-            finish(report, out)
-            return 0
-        report.fail("dockscope CLI", "not found", "runs", "no working dockscope CLI found")
-        return finish(report, out, "results.json")
+        status = finish(report, out, RESULTS)
+        return 0 if args.floor_only else status
 
-    data["cli"] = cli
-    print(f"CLI: {shlex.join(cli)}", flush=True)
     big_oci = str(out / big["oci"]["archive"])
     tiny_oci = str(out / meta["tiny"]["archive"])
     legacy = str(out / big["legacy"]["archive"]) if "legacy" in big else None
@@ -283,12 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     inspect_runs: dict[str, list[Run]] = {"big": [], "tiny": [], "legacy": []}
 
     def inspect(name: str, path: str) -> Callable[[], float]:
-        def go() -> float:
-            run = run_child([*cli, "inspect", "--json", path])
-            inspect_runs[name].append(run)
-            return run.seconds
-
-        return go
+        return timed([*cli, "inspect", "--json", path], inspect_runs[name])
 
     jobs = {"big": inspect("big", big_oci), "tiny": inspect("tiny", tiny_oci)}
     if legacy:
@@ -300,12 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     verify_runs: dict[str, list[Run]] = {"big": [first_verify], "legacy": []}
 
     def verify(name: str, path: str) -> Callable[[], float]:
-        def go() -> float:
-            run = run_child([*cli, "verify", "--json", path])
-            verify_runs[name].append(run)
-            return run.seconds
-
-        return go
+        return timed([*cli, "verify", "--json", path], verify_runs[name])
 
     vjobs: dict[str, Callable[[], float]] = {
         "verify": verify("big", big_oci),
@@ -410,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     data["ratios"] = {"inspect_big_over_tiny": ratio_inspect, "verify_over_floor": ratio_verify}
     data["verify_peak_rss_bytes"] = [r.maxrss_bytes for r in verify_runs["big"]]
     data["inspect_peak_rss_bytes"] = max(r.maxrss_bytes for r in inspect_runs["big"])
-    return finish(report, out, "results.json")
+    return finish(report, out, RESULTS)
 
 
 if __name__ == "__main__":

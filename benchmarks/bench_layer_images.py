@@ -32,7 +32,7 @@ import struct
 import tarfile
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -485,6 +485,21 @@ def _archives_ok(out: Path, images: list[dict[str, Any]]) -> bool:
     )
 
 
+def _generate_part(
+    meta: dict[str, Any],
+    part: str,
+    params: dict[str, Any],
+    generate: Callable[[], dict[str, Any]],
+) -> None:
+    """``meta[part]``: what ``generate`` returns, with the parameters it was made from and the
+    seconds it took."""
+    start = time.perf_counter()
+    facts = generate()
+    facts["params"] = params
+    facts["generation_seconds"] = round(time.perf_counter() - start, 2)
+    meta[part] = facts
+
+
 def ensure_layer_images(
     out: Path,
     big_meta: dict[str, Any] | None,
@@ -514,11 +529,7 @@ def ensure_layer_images(
             f"gzip -{plan.level}, {workers} processes",
             flush=True,
         )
-        start = time.perf_counter()
-        many = _generate_many(out, plan, workers)
-        many["params"] = many_params
-        many["generation_seconds"] = round(time.perf_counter() - start, 2)
-        meta["many"] = many
+        _generate_part(meta, "many", many_params, lambda: _generate_many(out, plan, workers))
         generated.append("many")
         stamp.write_text(json.dumps(meta, indent=2) + "\n")
 
@@ -533,11 +544,7 @@ def ensure_layer_images(
         or not _archives_ok(out, list(diff["images"].values()))
     ):
         print("generating the diff images (big base + one top layer each, tiny base)", flush=True)
-        start = time.perf_counter()
-        diff = _generate_diff(out, big_meta, seed)
-        diff["params"] = diff_params
-        diff["generation_seconds"] = round(time.perf_counter() - start, 2)
-        meta["diff"] = diff
+        _generate_part(meta, "diff", diff_params, lambda: _generate_diff(out, big_meta, seed))
         generated.append("diff")
         stamp.write_text(json.dumps(meta, indent=2) + "\n")
     return meta, generated

@@ -7,11 +7,9 @@ are printed).
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -26,15 +24,17 @@ from bench_layer_images import ManyPlan, ensure_layer_images, many_expected
 from harness import (
     Report,
     Run,
-    find_cli,
+    arguments,
     finish,
     fmt_mb,
     fmt_runs,
     interleaved,
     median,
-    mem_available,
+    require_cli,
     run_child,
+    timed,
     warm,
+    warm_inputs,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -149,18 +149,15 @@ def bench_ls(
     runs: dict[str, list[Run]] = {"plain": [], "json": []}
 
     def job(name: str, cmd: list[str], dest: Path, size: int) -> Callable[[], float]:
-        def go() -> float:
-            run = run_child(cmd, stdout=dest)
-            runs[name].append(run)
+        def check(run: Run) -> None:
             if run.returncode != 0 or run.stdout_size != size:
                 problems = plain_problems if name == "plain" else json_problems
                 problems.append(
                     f"timed run: exit {run.returncode}, {run.stdout_size} bytes of output "
                     f"(checked run: {size})"
                 )
-            return run.seconds
 
-        return go
+        return timed(cmd, runs[name], check=check, stdout=dest)
 
     times = interleaved(
         {
@@ -271,13 +268,7 @@ def bench_diff(
         f"same top layers on a {diff['tiny_base_entries']}-entry base",
         flush=True,
     )
-    inputs = [*images.values(), base_archive, *blobs]
-    size = sum(p.stat().st_size for p in inputs)
-    avail = mem_available()
-    if avail is not None and size > 0.7 * avail:
-        print(f"WARNING: {size / MIB:.0f} MiB of inputs vs {avail / MIB:.0f} MiB available memory")
-    print(f"warming the page cache: {len(inputs)} inputs, {size / MIB:.0f} MiB", flush=True)
-    warm(inputs)
+    warm_inputs([*images.values(), base_archive, *blobs])
 
     scratch = out / "diff.out"
     # diff caches the merged view of a shared base by chain ID: the first diff of a pair reads
@@ -305,14 +296,11 @@ def bench_diff(
     runs: dict[str, list[Run]] = {"big": [], "tiny": [], "layers": []}
 
     def job(name: str, cmd: list[str], status: int) -> Callable[[], float]:
-        def go() -> float:
-            run = run_child(cmd, stdout=scratch)
-            runs[name].append(run)
+        def check(run: Run) -> None:
             if run.returncode != status:
                 problems[name].append(f"timed run: exit status {run.returncode}, not {status}")
-            return run.seconds
 
-        return go
+        return timed(cmd, runs[name], check=check, stdout=scratch)
 
     times = interleaved(
         {
@@ -378,9 +366,7 @@ def bench_diff(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--out", type=Path, default=OUT, help="output and cache directory")
-    ap.add_argument("--cli", help="command to run dockscope (default: venv script or -m)")
+    ap = arguments(__doc__, OUT)
     ap.add_argument("--entries", type=int, default=1_000_000, help="of the ls image")
     ap.add_argument("--ls-layers", type=int, default=4, help="gzip layers of the ls image")
     ap.add_argument("--ls-reps", type=int, default=3)
@@ -409,12 +395,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{meta[part]['generation_seconds']:.1f} s",
             )
 
-    cli = find_cli(args.cli)
+    cli = require_cli(report, args.cli)
     if cli is None:
-        report.fail("dockscope CLI", "not found", "runs", "no working dockscope CLI found")
         return finish(report, out, RESULTS)
-    data["cli"] = cli
-    print(f"CLI: {shlex.join(cli)}", flush=True)
     if args.only != "diff":
         bench_ls(report, cli, out, meta, plan, args.ls_reps)
     if big_meta is not None:

@@ -37,7 +37,16 @@ from bench_images import (
     _sha,
     _write_oci_archive,
 )
-from harness import Report, Run, find_cli, finish, fmt_runs, interleaved, median
+from harness import (
+    Report,
+    Run,
+    arguments,
+    finish,
+    fmt_runs,
+    interleaved,
+    median,
+    require_cli,
+)
 from harness import run_child as run_process
 
 from runtime_lab.kernel.cgroups import dockscope_groups, own_cgroup_path
@@ -94,18 +103,19 @@ class Busybox:
     image_id: str
 
 
+def _member(archive: tarfile.TarFile, path: Path, name: str) -> bytes:
+    """The content of the file ``name`` in the tar ``archive`` read from ``path``."""
+    f = archive.extractfile(name)
+    if f is None:
+        raise BenchError(f"{path}: {name} is not a file")
+    return f.read()
+
+
 def read_busybox(path: Path) -> Busybox:
     with tarfile.open(path) as archive:
-
-        def member(name: str) -> bytes:
-            f = archive.extractfile(name)
-            if f is None:
-                raise BenchError(f"{path}: {name} is not a file")
-            return f.read()
-
-        entry = json.loads(member("manifest.json"))[0]
-        config_bytes = member(entry["Config"])
-        layer_tar = member(entry["Layers"][0])
+        entry = json.loads(_member(archive, path, "manifest.json"))[0]
+        config_bytes = _member(archive, path, entry["Config"])
+        layer_tar = _member(archive, path, entry["Layers"][0])
     config = json.loads(config_bytes)
     diff_id = _sha(layer_tar)
     if len(entry["Layers"]) != 1 or config["rootfs"]["diff_ids"] != [diff_id]:
@@ -201,20 +211,14 @@ def layer_blobs(archive: Path, dest: Path) -> list[Path]:
     """The image's layer blobs written out as files, bottom first (for the GNU tar floor)."""
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(archive) as tar:
-
-        def member(name: str) -> bytes:
-            f = tar.extractfile(name)
-            if f is None:
-                raise BenchError(f"{archive}: {name} is not a file")
-            return f.read()
-
-        index = json.loads(member("index.json"))
-        manifest = json.loads(member("blobs/sha256/" + index["manifests"][0]["digest"][7:]))
+        index = json.loads(_member(tar, archive, "index.json"))
+        manifest_name = "blobs/sha256/" + index["manifests"][0]["digest"][7:]
+        manifest = json.loads(_member(tar, archive, manifest_name))
         paths = []
         for layer in manifest["layers"]:
             hexd = layer["digest"].removeprefix("sha256:")
             path = dest / hexd
-            path.write_bytes(member(f"blobs/sha256/{hexd}"))
+            path.write_bytes(_member(tar, archive, f"blobs/sha256/{hexd}"))
             paths.append(path)
     return paths
 
@@ -405,9 +409,7 @@ def source_state() -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--out", type=Path, default=OUT, help="output and cache directory")
-    ap.add_argument("--cli", help="command to run dockscope (default: venv script or -m)")
+    ap = arguments(__doc__, OUT)
     ap.add_argument("--busybox", type=Path, default=BUSYBOX, help="the runnable busybox image")
     ap.add_argument("--runtime", default="runc", help="podman's OCI runtime (default runc)")
     ap.add_argument("--reps", type=int, default=11, help="timed warm runs on busybox, each")
@@ -434,11 +436,9 @@ def main(argv: list[str] | None = None) -> int:
     data["versions"] = versions(args.runtime)
     for tool, version in data["versions"].items():
         report.add(f"info: {tool}", version)
-    cli = find_cli(args.cli)
+    cli = require_cli(report, args.cli)
     if cli is None:
-        report.fail("dockscope CLI", "not found", "runs", "no working dockscope CLI found")
         return finish(report, out, RESULTS)
-    data["cli"] = cli
     data["source"] = source_state()
     if data["source"]["uncommitted"] and not os.environ.get("PYTHONPATH"):
         print(

@@ -7,7 +7,6 @@ are printed).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -26,11 +25,13 @@ from harness import (
     VMHWM,
     Report,
     Run,
-    find_cli,
+    arguments,
+    big_image_arguments,
     finish,
     fmt_runs,
     interleaved,
     median,
+    require_cli,
     run_child,
     warm,
 )
@@ -111,15 +112,9 @@ def compare_trees(ours: Path, theirs: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--out", type=Path, default=OUT, help="output and cache directory")
-    ap.add_argument("--cli", help="command to run dockscope (default: venv script or -m)")
+    ap = arguments(__doc__, OUT)
     ap.add_argument("--reps", type=int, default=3, help="timed runs of each tool")
-    ap.add_argument("--scale", type=float, default=1.0, help="shrink the big image (testing)")
-    ap.add_argument("--gzip-level", type=int, default=6, choices=range(1, 10))
-    ap.add_argument("--seed", type=int, default=20240101)
-    ap.add_argument("--workers", type=int, default=2, help="generator processes")
-    ap.add_argument("--regenerate", action="store_true")
+    big_image_arguments(ap)
     args = ap.parse_args(argv)
     out: Path = args.out
     report = Report.begin(root=os.geteuid() == 0)
@@ -162,11 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     report.add("image: file content", f"{totals['content_bytes'] / MIB:.0f} MiB", "~1024 MiB")
 
-    cli = find_cli(args.cli)
+    cli = require_cli(report, args.cli)
     if cli is None:
-        report.fail("dockscope CLI", "not found", "runs", "no working dockscope CLI found")
         return finish(report, out, RESULTS)
-    data["cli"] = cli
     root = os.geteuid() == 0
     scratch = out / "unpack-scratch"
     scratch.mkdir(exist_ok=True)

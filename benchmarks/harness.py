@@ -9,12 +9,14 @@
   written as JSON; ``print_table`` prints the rows.
 - ``finish``: the table, the results file, the list of missed targets and the exit status
   (1 when any target is missed, else 0).
-- The CLI under test (``find_cli``), warm caches (``warm``), round-robin repetitions
-  (``interleaved``) and the formats of times.
+- The options every benchmark takes (``arguments``, ``big_image_arguments``), the CLI under
+  test (``find_cli``, ``require_cli``), warm caches (``warm``, ``warm_inputs``), round-robin
+  repetitions (``interleaved`` of ``timed`` jobs) and the formats of times.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -218,6 +220,36 @@ def finish(report: Report, out: Path, results: str) -> int:
 # -- helpers -----------------------------------------------------------------------------------
 
 
+def arguments(doc: str | None, out: Path) -> argparse.ArgumentParser:
+    """A parser with the options of every benchmark: ``--out`` (default ``out``) and ``--cli``;
+    its description is the first line of ``doc`` (the script's docstring)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
+    ap.add_argument("--out", type=Path, default=out, help="output and cache directory")
+    ap.add_argument("--cli", help="command to run dockscope (default: venv script or -m)")
+    return ap
+
+
+def big_image_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options of the ~1 GiB image (``bench_images.ensure_images``): benchmarks given the
+    same values share its cache."""
+    ap.add_argument("--scale", type=float, default=1.0, help="shrink the big image (testing)")
+    ap.add_argument("--gzip-level", type=int, default=6, choices=range(1, 10))
+    ap.add_argument("--seed", type=int, default=20240101)
+    ap.add_argument("--workers", type=int, default=2, help="generator processes")
+    ap.add_argument("--regenerate", action="store_true")
+
+
+def require_cli(report: Report, explicit: str | None) -> list[str] | None:
+    """``find_cli``, recorded in the report: ``data["cli"]`` when found, else a failed row."""
+    cli = find_cli(explicit)
+    if cli is None:
+        report.fail("dockscope CLI", "not found", "runs", "no working dockscope CLI found")
+    else:
+        report.data["cli"] = cli
+        print(f"CLI: {shlex.join(cli)}", flush=True)
+    return cli
+
+
 def find_cli(explicit: str | None) -> list[str] | None:
     """The dockscope command: ``explicit`` if given, else ``dockscope`` beside the running
     interpreter, else ``python -m inspect_tool``; the first that answers ``--help``."""
@@ -253,6 +285,23 @@ def warm(paths: list[Path]) -> int:
     return total
 
 
+def warm_inputs(paths: list[Path], note: str = "") -> dict[str, Any]:
+    """``warm`` with a word first: how much is read (and ``note``), and a warning when the
+    inputs come near the memory available (the page cache cannot hold them all). Returns
+    what the report keeps: bytes read and memory available."""
+    size = sum(p.stat().st_size for p in paths)
+    avail = mem_available()
+    print(
+        f"warming the page cache: reading all {len(paths)} inputs ({size / MIB:.0f} MiB) once"
+        + (f"; {note}" if note else ""),
+        flush=True,
+    )
+    if avail is not None and size > 0.7 * avail:
+        print(f"WARNING: {size / MIB:.0f} MiB of inputs vs {avail / MIB:.0f} MiB available memory")
+    warm(paths)
+    return {"bytes_read": size, "mem_available": avail}
+
+
 def mem_available() -> int | None:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -274,6 +323,26 @@ def interleaved(runs: dict[str, Callable[[], float]], reps: int) -> dict[str, li
         for name, fn in runs.items():
             times[name].append(fn())
     return times
+
+
+def timed(
+    cmd: list[str],
+    kept: list[Run],
+    *,
+    check: Callable[[Run], None] | None = None,
+    stdout: Path | None = None,
+) -> Callable[[], float]:
+    """A job for ``interleaved``: run ``cmd`` (output to ``stdout`` if given), keep its Run in
+    ``kept``, hand it to ``check`` (which notes what is wrong) and return its wall time."""
+
+    def job() -> float:
+        run = run_child(cmd, stdout=stdout)
+        kept.append(run)
+        if check is not None:
+            check(run)
+        return run.seconds
+
+    return job
 
 
 def fmt_s(seconds: float) -> str:

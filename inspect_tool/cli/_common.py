@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -17,6 +17,8 @@ from inspect_tool.errors import DockscopeError, ExitCode, UsageError
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from inspect_tool.model.image import Layer
 
 IMAGE_OPTION = typer.Option(
     None,
@@ -65,6 +67,22 @@ IMAGE_ARGUMENT = typer.Argument(
     show_default=False,
     parser=image_location,
 )
+
+
+def tar_to_stdout(output: str, *, json_output: bool) -> bool:
+    """Whether ``-o OUTPUT`` (TAR_OUTPUT_OPTION) sends the tar to stdout (``-``), refusing
+    what cannot go with it: --json (stdout carries the tar) and a terminal."""
+    to_stdout = output == "-"
+    if to_stdout and json_output:
+        raise UsageError("--json needs -o FILE: with -o - stdout carries the tar")
+    if to_stdout and sys.stdout.isatty():
+        raise UsageError("refusing to write a tar to a terminal; use -o FILE or a pipe")
+    return to_stdout
+
+
+def limit_option(help: str) -> Any:
+    """``--limit N``: how many rows a listing shows (20 unless told; 0: all)."""
+    return typer.Option(20, "--limit", min=0, metavar="N", help=help)
 
 
 def fail(message: str, code: ExitCode) -> typer.Exit:
@@ -225,3 +243,11 @@ class ByteProgress:
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:
             self._progress.stop()
+
+
+@contextlib.contextmanager
+def layer_progress(description: str, layers: Iterable[Layer]) -> Iterator[ByteProgress]:
+    """A ByteProgress over the compressed bytes of ``layers``: the work of reading them."""
+    with ByteProgress(description) as progress:
+        progress.start(sum(layer.size or 0 for layer in layers))
+        yield progress

@@ -13,8 +13,9 @@ from inspect_tool.cli._common import (
     JSON_OPTION,
     PLATFORM_OPTION,
     REF_OPTION,
-    ByteProgress,
     handle_errors,
+    layer_progress,
+    limit_option,
     stdout_console,
     write_json,
 )
@@ -44,9 +45,7 @@ def efficiency(
         help="CI gate: fail (exit 1) when wasted bytes / bytes above layer 0 exceeds RATIO "
         "(0.1 = 10 %), like dive's rules.highestUserWastedPercent.",
     ),
-    limit: int = typer.Option(
-        20, "--limit", min=0, metavar="N", help="List the N worst paths (0: all). JSON lists all."
-    ),
+    limit: int = limit_option("List the N worst paths (0: all). JSON lists all."),
     image: str | None = IMAGE_OPTION,
     ref: str | None = REF_OPTION,
     platform: str | None = PLATFORM_OPTION,
@@ -94,8 +93,7 @@ def efficiency(
         from inspect_tool.sources import ImageSelection, open_image
 
         source, selected = open_image(path, ImageSelection(image, ref, platform))
-        with source, ByteProgress("reading layers") as progress:
-            progress.start(sum(layer.size or 0 for layer in selected.layers))
+        with source, layer_progress("reading layers", selected.layers) as progress:
             report = run_efficiency(source, selected, progress=progress.advance)
         gates = evaluate_gates(
             report,
@@ -127,9 +125,7 @@ def types(
         help="Treat the bottom N layers as the base image for late-executable findings "
         "(default: guessed from the history, at least layer 0).",
     ),
-    limit: int = typer.Option(
-        20, "--limit", min=0, metavar="N", help="Show at most N findings of each kind (0: all)."
-    ),
+    limit: int = limit_option("Show at most N findings of each kind (0: all)."),
     image: str | None = IMAGE_OPTION,
     ref: str | None = REF_OPTION,
     platform: str | None = PLATFORM_OPTION,
@@ -158,8 +154,7 @@ def types(
         from inspect_tool.sources import ImageSelection, open_image
 
         source, selected = open_image(path, ImageSelection(image, ref, platform))
-        with source, ByteProgress("classifying files") as progress:
-            progress.start(sum(lyr.size or 0 for lyr in selected.layers))
+        with source, layer_progress("classifying files", selected.layers) as progress:
             report = analyze_types(
                 source, selected, layer=layer, base_layers=base_layers, progress=progress.advance
             )

@@ -18,12 +18,14 @@ from inspect_tool.cli._common import (
     TAR_OUTPUT_OPTION,
     ByteProgress,
     handle_errors,
+    layer_progress,
     output_stream,
     stderr_console,
     stdout_console,
+    tar_to_stdout,
     write_json,
 )
-from inspect_tool.errors import ExitCode, UsageError
+from inspect_tool.errors import ExitCode
 
 if TYPE_CHECKING:
     from inspect_tool.layers.export import ExportResult
@@ -92,8 +94,7 @@ def unpack(
             xattrs=not no_xattrs,
             force=force,
         )
-        with source, ByteProgress("unpacking") as progress:
-            progress.start(sum(layer.size or 0 for layer in selected.layers))
+        with source, layer_progress("unpacking", selected.layers) as progress:
             result = run_unpack(
                 source, selected, destination, options=options, progress=progress.advance
             )
@@ -135,11 +136,7 @@ def export(
     from inspect_tool.layers.export import export as run_export
 
     with handle_errors():
-        to_stdout = output == "-"
-        if to_stdout and json_output:
-            raise UsageError("--json needs -o FILE: with -o - stdout carries the tar")
-        if to_stdout and sys.stdout.isatty():
-            raise UsageError("refusing to write a tar to a terminal; use -o FILE or a pipe")
+        to_stdout = tar_to_stdout(output, json_output=json_output)
         from inspect_tool.sources import ImageSelection, open_image
 
         source, selected = open_image(path, ImageSelection(image, ref, platform))

@@ -15,9 +15,9 @@ from inspect_tool.cli._common import (
     JSON_OPTION,
     PLATFORM_OPTION,
     REF_OPTION,
-    ByteProgress,
     handle_errors,
     image_location,
+    layer_progress,
     stdout_console,
     use_color,
     write_json,
@@ -74,8 +74,7 @@ def layers(
         from inspect_tool.sources import ImageSelection, open_image
 
         source, selected = open_image(path, ImageSelection(image, ref, platform))
-        with source, ByteProgress("reading layers") as progress:
-            progress.start(sum(layer.size or 0 for layer in selected.layers))
+        with source, layer_progress("reading layers", selected.layers) as progress:
             rows = layer_rows(source, selected, progress=progress.advance)
         from inspect_tool.render import files as render
 
@@ -116,8 +115,7 @@ def ls(
         from inspect_tool.sources import ImageSelection, open_image
 
         source, selected = open_image(path, ImageSelection(image, ref, platform))
-        with source, ByteProgress("reading layers") as progress:
-            progress.start(sum(lyr.size or 0 for lyr in selected.layers))
+        with source, layer_progress("reading layers", selected.layers) as progress:
             union = view_at(source, selected, layer, progress=progress.advance)
         info = resolve(union, target)
         from inspect_tool.layers.tarformat import EntryType
@@ -200,8 +198,7 @@ def find(
         from inspect_tool.sources import ImageSelection, open_image
 
         source, selected = open_image(path, ImageSelection(image, ref, platform))
-        with source, ByteProgress("reading layers") as progress:
-            progress.start(sum(lyr.size or 0 for lyr in selected.layers))
+        with source, layer_progress("reading layers", selected.layers) as progress:
             found = run_find(
                 source, selected, pattern, deleted_only=deleted, progress=progress.advance
             )
@@ -262,8 +259,7 @@ def diff(
             from inspect_tool.sources import ImageSelection, open_image
 
             source, selected = open_image(path_a, ImageSelection(image, ref, platform))
-            with source, ByteProgress("reading layers") as progress:
-                progress.start(sum(lyr.size or 0 for lyr in selected.layers[: layer + 1]))
+            with source, layer_progress("reading layers", selected.layers[: layer + 1]) as progress:
                 result = layer_changes(source, selected, layer, progress=progress.advance)
             if json_output:
                 write_json(render.layer_diff_document(selected, result))
@@ -280,8 +276,7 @@ def diff(
             source_b, b = open_image(
                 path_b, ImageSelection(image_b or image, ref_b or ref, platform_b or platform)
             )
-            with source_b, ByteProgress("comparing") as progress:
-                progress.start(sum(lyr.size or 0 for lyr in (*a.layers, *b.layers)))
+            with source_b, layer_progress("comparing", (*a.layers, *b.layers)) as progress:
                 compared = diff_images(source_a, a, source_b, b, progress=progress.advance)
         if json_output:
             write_json(render.diff_document(a, b, compared))

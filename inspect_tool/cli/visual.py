@@ -17,6 +17,7 @@ from inspect_tool.cli._common import (
     ByteProgress,
     handle_errors,
     image_location,
+    layer_progress,
     output_stream,
     stdout_console,
     write_json,
@@ -175,8 +176,7 @@ def tree(
         with source:
             upto = None if layer is None else check_layer(selected, layer, label=source.label)
             shown = selected.layers if upto is None else selected.layers[: upto + 1]
-            with ByteProgress("reading layers") as progress:
-                progress.start(sum(lyr.size or 0 for lyr in shown))
+            with layer_progress("reading layers", shown) as progress:
                 changes = changes_by_layer(source, selected, upto=upto, progress=progress.advance)
         if layer is not None:
             changes = changes[layer:]

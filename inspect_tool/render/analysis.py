@@ -17,7 +17,7 @@ from inspect_tool.analyze.efficiency import EfficiencyReport, GateResult
 from inspect_tool.analyze.filetypes import LayerTypes, TypeFinding, TypesReport
 from inspect_tool.analyze.history import HistoryReport
 from inspect_tool.model.image import Image
-from inspect_tool.render.console import human_size
+from inspect_tool.render.console import human_size, titled_table
 from inspect_tool.render.text import markup, visible
 
 _LONG_HEX = re.compile(r"([0-9a-f]{12})[0-9a-f]{20,}")
@@ -35,6 +35,12 @@ def _percent(value: float) -> str:
     if math.isinf(value):
         return "infinite (no bytes above layer 0)"
     return f"{value * 100:.4f} %"
+
+
+def _print_more(console: Console, shown: int, total: int) -> None:
+    """The line under a list that --limit cut: how many rows it left out."""
+    if shown < total:
+        console.print(Text(f"… {total - shown} more (--limit 0 lists all)", style="dim"))
 
 
 def render_efficiency(
@@ -61,12 +67,7 @@ def render_efficiency(
     console.print()
     paths = report.inefficient_paths
     shown = paths if limit <= 0 else paths[:limit]
-    table = Table(
-        title=f"Inefficient paths ({len(paths)}, worst first)",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-    )
+    table = titled_table(f"Inefficient paths ({len(paths)}, worst first)")
     table.add_column("count", justify="right", no_wrap=True)
     table.add_column("wasted", justify="right", no_wrap=True)
     table.add_column("layers", no_wrap=True)
@@ -80,10 +81,7 @@ def render_efficiency(
         )
     if paths:
         console.print(table)
-        if len(shown) < len(paths):
-            console.print(
-                Text(f"… {len(paths) - len(shown)} more (--limit 0 lists all)", style="dim")
-            )
+        _print_more(console, len(shown), len(paths))
     else:
         console.print(Text("No inefficient paths.", style="green"))
     for note in report.notes:
@@ -115,12 +113,20 @@ def _breakdown(stats: LayerTypes, limit: int = 4) -> str:
     return ", ".join(parts)
 
 
+def finding_detail(finding: TypeFinding) -> str:
+    """A finding's detail column: its own detail, or what a layer did to the path, and
+    whether a later layer hides it."""
+    detail = finding.detail
+    if finding.change:
+        detail = f"{finding.change} {finding.category or ''}".strip()
+    if not finding.visible:
+        detail = f"{detail}, hidden by a later layer".lstrip(", ")
+    return detail
+
+
 def render_types(console: Console, image: Image, report: TypesReport, *, limit: int) -> None:
-    layers = Table(
-        title=f"{_title(image)}: files by layer (first {report.head_bytes} bytes of each)",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
+    layers = titled_table(
+        f"{_title(image)}: files by layer (first {report.head_bytes} bytes of each)"
     )
     layers.add_column("#", justify="right", no_wrap=True)
     layers.add_column("files", justify="right", no_wrap=True)
@@ -158,12 +164,7 @@ def render_types(console: Console, image: Image, report: TypesReport, *, limit: 
         note = ""
         if kind == "late-executable":
             note = f" (above the {report.base_layers} base layer(s))"
-        table = Table(
-            title=f"{markup(kind)}: {len(found)}{note}",
-            title_justify="left",
-            box=box.SIMPLE_HEAD,
-            pad_edge=False,
-        )
+        table = titled_table(f"{markup(kind)}: {len(found)}{note}")
         table.add_column("layer", justify="right", no_wrap=True)
         table.add_column("mode", no_wrap=True)
         table.add_column("owner", no_wrap=True)
@@ -171,29 +172,20 @@ def render_types(console: Console, image: Image, report: TypesReport, *, limit: 
         table.add_column("detail", overflow="fold")
         shown = found if limit <= 0 else found[:limit]
         for f in shown:
-            detail = f.detail
-            if f.change:
-                detail = f"{f.change} {f.category or ''}".strip()
-            if not f.visible:
-                detail = f"{detail}, hidden by a later layer".lstrip(", ")
             table.add_row(
-                str(f.layer), f"{f.mode:04o}", f"{f.uid}:{f.gid}", markup(f.path), markup(detail)
+                str(f.layer),
+                f"{f.mode:04o}",
+                f"{f.uid}:{f.gid}",
+                markup(f.path),
+                markup(finding_detail(f)),
             )
         console.print(table)
-        if len(shown) < len(found):
-            console.print(
-                Text(f"… {len(found) - len(shown)} more (--limit 0 lists all)", style="dim")
-            )
+        _print_more(console, len(shown), len(found))
 
 
 # -- history ------------------------------------------------------------------------------------
 def render_history(console: Console, image: Image, report: HistoryReport) -> None:
-    table = Table(
-        title=f"{_title(image)}: history, bottom to top",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-    )
+    table = titled_table(f"{_title(image)}: history, bottom to top")
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("layer", justify="right", no_wrap=True)
     table.add_column("created", no_wrap=True)

@@ -12,16 +12,7 @@ from inspect_tool.analyze.efficiency import EfficiencyReport, GateResult
 from inspect_tool.analyze.filetypes import LayerTypes, Tally, TypesReport
 from inspect_tool.analyze.history import HistoryReport
 from inspect_tool.model.image import Image
-from inspect_tool.render.json import SCHEMA_VERSION
-
-
-def _head(kind: str, image: Image) -> dict[str, Any]:
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "kind": kind,
-        "source": image.source,
-        "image_id": str(image.image_id),
-    }
+from inspect_tool.render.json import document_head
 
 
 def _finite(value: float) -> float | None:
@@ -33,7 +24,7 @@ def efficiency_document(
     image: Image, report: EfficiencyReport, gates: list[GateResult]
 ) -> dict[str, Any]:
     return {
-        **_head("efficiency", image),
+        **document_head("efficiency", image),
         "efficiency": report.efficiency,
         "wasted_bytes": report.wasted_bytes,
         "size_bytes": report.size_bytes,
@@ -86,7 +77,7 @@ def _layer_types(stats: LayerTypes) -> dict[str, Any]:
 
 def types_document(image: Image, report: TypesReport) -> dict[str, Any]:
     return {
-        **_head("types", image),
+        **document_head("types", image),
         "head_bytes": report.head_bytes,
         "base_layers": report.base_layers,
         "layers": [
@@ -141,7 +132,7 @@ def history_document(image: Image, report: HistoryReport) -> dict[str, Any]:
             }
         )
     return {
-        **_head("history", image),
+        **document_head("history", image),
         "base": {
             "name": report.base_name,
             "source": report.base_source,

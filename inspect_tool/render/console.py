@@ -43,6 +43,12 @@ def human_size(size: int | None) -> str:
     return f"{size} B"
 
 
+def titled_table(title: str) -> Table:
+    """The table of every listing: its title left-aligned above a simple header rule, no
+    padding at the edges. ``title`` is rich markup: escape what comes from an image."""
+    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+
+
 def _short(digest: object | None, width: int = 12) -> str:
     if digest is None:
         return "-"
@@ -227,12 +233,9 @@ def _hex(digest: object | None) -> str:
 
 
 def render_listing(console: Console, source: Source, candidates: list[Candidate]) -> None:
-    table = Table(
-        title=f"{markup(source.label)}: {FORMAT_NAMES.get(source.format.value, '')}, "
-        f"{len(candidates)} images",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
+    table = titled_table(
+        f"{markup(source.label)}: {FORMAT_NAMES.get(source.format.value, '')}, "
+        f"{len(candidates)} images"
     )
     for column in ("--image", "tags", "ref", "platform", "image ID", "manifest", "via"):
         table.add_column(column, no_wrap=column not in ("tags", "via"))

@@ -14,7 +14,7 @@ from inspect_tool.layers.unpack import UnpackResult
 from inspect_tool.layers.unpack.audit import AuditEntry, ExtractStats
 from inspect_tool.model.image import Image
 from inspect_tool.render.console import human_size
-from inspect_tool.render.json import SCHEMA_VERSION
+from inspect_tool.render.json import document_head
 from inspect_tool.render.text import markup
 
 
@@ -57,10 +57,7 @@ def _audit(audit: list[AuditEntry]) -> list[dict[str, Any]]:
 
 def unpack_document(image: Image, result: UnpackResult) -> dict[str, Any]:
     return {
-        "schema_version": SCHEMA_VERSION,
-        "kind": "unpack",
-        "source": image.source,
-        "image_id": str(image.image_id),
+        **document_head("unpack", image),
         "destination": str(result.destination),
         "layers": result.layers,
         "same_owner": result.same_owner,
@@ -74,10 +71,7 @@ def unpack_document(image: Image, result: UnpackResult) -> dict[str, Any]:
 
 def export_document(image: Image, result: ExportResult) -> dict[str, Any]:
     return {
-        "schema_version": SCHEMA_VERSION,
-        "kind": "export",
-        "source": image.source,
-        "image_id": str(image.image_id),
+        **document_head("export", image),
         "output": result.output,
         "layers": result.layers,
         "ok": result.ok,

@@ -9,9 +9,7 @@ import stat
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-from rich import box
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from inspect_tool.analyze.diff import FileDiff, ImageDiff
@@ -19,8 +17,8 @@ from inspect_tool.analyze.filesystem import LayerDiff, LayerRow, Occurrence
 from inspect_tool.layers.tarformat import EntryType
 from inspect_tool.layers.union import Change, ChangeKind, FileInfo
 from inspect_tool.model.image import Image
-from inspect_tool.render.console import human_size, short_created_by
-from inspect_tool.render.json import SCHEMA_VERSION, write_streaming
+from inspect_tool.render.console import human_size, short_created_by, titled_table
+from inspect_tool.render.json import SCHEMA_VERSION, document_head, write_streaming
 from inspect_tool.render.text import markup, visible
 
 _TYPE_BITS = {
@@ -77,19 +75,10 @@ def info_json(info: FileInfo | None) -> dict[str, Any] | None:
     }
 
 
-def _head(kind: str, image: Image) -> dict[str, Any]:
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "kind": kind,
-        "source": image.source,
-        "image_id": str(image.image_id),
-    }
-
-
 # -- layers -------------------------------------------------------------------------------------
 def layers_document(image: Image, rows: list[LayerRow]) -> dict[str, Any]:
     return {
-        **_head("layers", image),
+        **document_head("layers", image),
         "layers": [
             {
                 "index": row.index,
@@ -109,12 +98,7 @@ def layers_document(image: Image, rows: list[LayerRow]) -> dict[str, Any]:
 
 
 def render_layers(console: Console, image: Image, rows: list[LayerRow]) -> None:
-    table = Table(
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        title=f"Layers of {markup(image.display_name)}",
-        title_justify="left",
-    )
+    table = titled_table(f"Layers of {markup(image.display_name)}")
     for name, justify in (
         ("#", "right"),
         ("size", "right"),
@@ -153,7 +137,7 @@ def render_layers(console: Console, image: Image, rows: list[LayerRow]) -> None:
 def write_ls_json(
     out: TextIO, image: Image, layer: int, path: str, entries: Iterable[FileInfo]
 ) -> None:
-    head = {**_head("ls", image), "layer": layer, "path": path}
+    head = {**document_head("ls", image), "layer": layer, "path": path}
     write_streaming(out, head, "entries", (info_json(e) or {} for e in entries))
 
 
@@ -197,7 +181,7 @@ def write_ls(
 # -- find ---------------------------------------------------------------------------------------
 def find_document(image: Image, pattern: str, found: list[Occurrence]) -> dict[str, Any]:
     return {
-        **_head("find", image),
+        **document_head("find", image),
         "pattern": pattern,
         "entries": [
             {**(info_json(o.info) or {}), "fate": o.fate, "by_layer": o.by_layer} for o in found
@@ -306,7 +290,7 @@ def _value(value: Any) -> str:
 
 def layer_diff_document(image: Image, diff: LayerDiff) -> dict[str, Any]:
     return {
-        **_head("layer-diff", image),
+        **document_head("layer-diff", image),
         "layer": diff.layer,
         "files": [_change_json(c, diff.hashes.get(c.path)) for c in diff.changes.changes],
         "anomalies": [{"name": a.name, "problem": a.problem} for a in diff.changes.anomalies],

@@ -33,6 +33,7 @@ from inspect_tool.analyze.report import (
 )
 from inspect_tool.analyze.verify import VerifyReport
 from inspect_tool.model.image import Image
+from inspect_tool.render.analysis import finding_detail
 from inspect_tool.render.console import FORMAT_NAMES, human_size, short_created_by
 from inspect_tool.render.text import visible
 
@@ -557,18 +558,13 @@ _FINDING_TITLES = {
 def _finding_rows(found: Sequence[TypeFinding]) -> list[list[str]]:
     rows = []
     for f in found[:FINDINGS_LIMIT]:
-        detail = f.detail
-        if f.change:
-            detail = f"{f.change} {f.category or ''}".strip()
-        if not f.visible:
-            detail = f"{detail}, hidden by a later layer".lstrip(", ")
         rows.append(
             [
                 str(f.layer),
                 f"<code>{f.mode:04o}</code>",
                 _e(f"{f.uid}:{f.gid}"),
                 f'<code class="wrap">{_e(f.path)}</code>',
-                _e(detail),
+                _e(finding_detail(f)),
             ]
         )
     return rows

@@ -77,6 +77,16 @@ def _s(value: object) -> str | None:
     return None if value is None else str(value)
 
 
+def document_head(kind: str, image: Image) -> dict[str, Any]:
+    """The first keys of every document about one image: schema, kind, source, image ID."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": kind,
+        "source": image.source,
+        "image_id": str(image.image_id),
+    }
+
+
 def image_document(image: Image, *, source: Source | None = None) -> dict[str, Any]:
     """The image as JSON; ``source`` adds its failed structural checks to ``warnings``."""
     warnings = list(image.warnings)
@@ -181,10 +191,7 @@ def verify_document(report: VerifyReport) -> dict[str, Any]:
 def explain_document(explanation: Explanation) -> dict[str, Any]:
     image = explanation.image
     return {
-        "schema_version": SCHEMA_VERSION,
-        "kind": "explain-ids",
-        "source": image.source,
-        "image_id": str(image.image_id),
+        **document_head("explain-ids", image),
         "steps": [
             {
                 "title": step.title,

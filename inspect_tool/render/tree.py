@@ -21,7 +21,7 @@ from inspect_tool.layers.union import ChangeKind, FileInfo, LayerChanges
 from inspect_tool.model.image import Image
 from inspect_tool.render.console import human_size
 from inspect_tool.render.dot import excerpt
-from inspect_tool.render.json import SCHEMA_VERSION
+from inspect_tool.render.json import document_head
 from inspect_tool.render.text import visible
 
 STYLES = {
@@ -217,10 +217,7 @@ def tree_document(
             }
         )
     return {
-        "schema_version": SCHEMA_VERSION,
-        "kind": "tree",
-        "source": image.source,
-        "image_id": str(image.image_id),
+        **document_head("tree", image),
         "depth": depth,
         "layers": out,
     }

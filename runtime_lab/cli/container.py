@@ -13,6 +13,7 @@ from inspect_tool.cli._common import (
     JSON_OPTION,
     TAR_OUTPUT_OPTION,
     handle_errors,
+    tar_to_stdout,
     write_json,
 )
 from inspect_tool.errors import UsageError
@@ -186,11 +187,7 @@ def export(
         container_export_command(engine, name, output, layer=layer, json_output=json_output)
         return
     with handle_errors():
-        to_stdout = output == "-"
-        if to_stdout and json_output:
-            raise UsageError("--json needs -o FILE: with -o - stdout carries the tar")
-        if to_stdout and sys.stdout.isatty():
-            raise UsageError("refusing to write a tar to a terminal; use -o FILE or a pipe")
+        to_stdout = tar_to_stdout(output, json_output=json_output)
         store = Store(root)
         cid = store.resolve(name)
 

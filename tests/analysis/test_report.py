@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ import pytest
 
 from inspect_tool.render.html import inline_svg
 from tests.support.browser import Chromium, Page
-from tests.support.cli import invoke
+from tests.support.cli import dockscope, invoke, ok
 from tests.support.images import write_image
 from tests.support.paths import CORPUS, SAMPLES, TESTS
 from tests.support.tar_entries import build_layer, dir_entry, file_entry
@@ -289,17 +287,6 @@ def test_hostile_strings_are_text_not_markup(browser: Chromium, tmp_path: Path) 
 
 
 # -- a runtime container ------------------------------------------------------------------------
-def dockscope(root: Path, *args: str | Path) -> subprocess.CompletedProcess[bytes]:
-    env = {**os.environ, "DOCKSCOPE_ROOT": str(root)}
-    return subprocess.run(
-        [sys.executable, "-m", "inspect_tool", *(str(a) for a in args)],
-        env=env,
-        capture_output=True,
-        timeout=180,
-        check=False,
-    )
-
-
 @pytest.mark.root
 def test_report_with_a_container_writable_layer(browser: Chromium, tmp_path: Path) -> None:
     if os.geteuid() != 0:
@@ -307,12 +294,10 @@ def test_report_with_a_container_writable_layer(browser: Chromium, tmp_path: Pat
     root = tmp_path / "state"
     image = CORPUS / "docker-save-legacy-dive.tar"
     script = "echo hi > /etc/new; rm /etc/group; echo x > '/tmp/<b>bold'"
-    ran = dockscope(root, "run", "--name", "web", image, "sh", "-c", script)
-    assert ran.returncode == 0, ran.stderr.decode()
+    ok(dockscope(root, "run", "--name", "web", image, "sh", "-c", script))
     try:
         out = tmp_path / "container.html"
-        result = dockscope(root, "report", image, "--container", "web", "-o", out)
-        assert result.returncode == 0, result.err.decode()
+        ok(dockscope(root, "report", image, "--container", "web", "-o", out))
         html = out.read_text()
         section = html[html.index('<section id="container">') :]
         assert re.search(r'class="added">A</span></td><td><code class="wrap">/etc/new<', section)

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import zstandard
 
-from tests.support.images import config_bytes, layer_tar, sha256
+from tests.support.images import OCI_LAYER_TAR, Layout, config_bytes, layer_tar, sha256
 
 TIMEOUT = 60.0  # seconds per command
 MAX_RSS = 300 * 1024 * 1024  # bytes of peak resident memory per command
@@ -80,59 +80,7 @@ def check(args: list[str], *fragments: str, codes: tuple[int, ...] = (3,)) -> st
 # -- writers -------------------------------------------------------------------------------------
 
 
-class Layout:
-    """An OCI layout directory, blob by blob."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        (root / "blobs" / "sha256").mkdir(parents=True)
-        (root / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
-
-    def put(self, data: bytes) -> str:
-        digest = sha256(data)
-        (self.root / "blobs" / "sha256" / digest.split(":")[1]).write_bytes(data)
-        return digest
-
-    def put_json(self, value: Any) -> tuple[str, int]:
-        data = json.dumps(value).encode() if not isinstance(value, bytes) else value
-        return self.put(data), len(data)
-
-    def manifest(
-        self,
-        layers: list[tuple[bytes, str]],
-        diff_ids: list[str],
-        config: bytes | None = None,
-    ) -> dict[str, Any]:
-        """A manifest for (blob, media type) layers; returns its descriptor."""
-        config = config if config is not None else config_bytes(diff_ids)
-        config_digest = self.put(config)
-        body = {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": config_digest,
-                "size": len(config),
-            },
-            "layers": [
-                {"mediaType": media, "digest": self.put(blob), "size": len(blob)}
-                for blob, media in layers
-            ],
-        }
-        digest, size = self.put_json(body)
-        return {
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": digest,
-            "size": size,
-        }
-
-    def index(self, manifests: list[dict[str, Any]]) -> None:
-        (self.root / "index.json").write_text(
-            json.dumps({"schemaVersion": 2, "manifests": manifests})
-        )
-
-
-TAR = "application/vnd.oci.image.layer.v1.tar"
+TAR = OCI_LAYER_TAR
 ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 
 
@@ -327,31 +275,7 @@ def test_a_big_file_is_sniffed_not_read(tmp_path: Path) -> None:
 
 def test_many_layers(tmp_path: Path) -> None:
     layout = Layout(tmp_path / "img")
-    layer = layer_tar({"a": b"a"})
-    blob_digest = layout.put(layer)
-    count = 10_001
-    config = config_bytes([sha256(layer)] * count)
-    config_digest = layout.put(config)
-    body = {
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": config_digest,
-            "size": len(config),
-        },
-        "layers": [{"mediaType": TAR, "digest": blob_digest, "size": len(layer)}] * count,
-    }
-    digest, size = layout.put_json(body)
-    layout.index(
-        [
-            {
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": digest,
-                "size": size,
-            }
-        ]
-    )
+    layout.index([layout.manifest([(layer_tar({"a": b"a"}), TAR)] * 10_001)])
     check(["ls", str(tmp_path / "img")], "10000")
 
 

@@ -22,7 +22,14 @@ from inspect_tool.model.jsondoc import MAX_NUMBER_DIGITS, parse_json
 from inspect_tool.render.json import dumps, dumps_deep
 from inspect_tool.sources.build import MAX_LAYERS
 from tests.support.cli import invoke
-from tests.support.images import config_bytes, layer_tar, oci_layout, sha256
+from tests.support.images import (
+    OCI_LAYER_TAR,
+    Layout,
+    config_bytes,
+    layer_tar,
+    oci_layout,
+    sha256,
+)
 from tests.support.tar_entries import (
     Entry,
     build_layer,
@@ -41,50 +48,10 @@ def assert_one_line_error(stderr: str, *fragments: str) -> None:
         assert fragment in lines[0], (fragment, lines[0])
 
 
-def _put(blobs: Path, data: bytes) -> str:
-    digest = sha256(data)
-    (blobs / digest[7:]).write_bytes(data)
-    return digest
-
-
 def _layout(root: Path, *, config: bytes, layer_count: int, layer: bytes) -> Path:
     """An OCI layout whose manifest lists ``layer`` ``layer_count`` times."""
-    blobs = root / "blobs" / "sha256"
-    blobs.mkdir(parents=True)
-    layer_digest = _put(blobs, layer)
-    config_digest = _put(blobs, config)
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": config_digest,
-                "size": len(config),
-            },
-            "layers": [
-                {
-                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
-                    "digest": layer_digest,
-                    "size": len(layer),
-                }
-            ]
-            * layer_count,
-        }
-    ).encode()
-    manifest_digest = _put(blobs, manifest)
-    index = {
-        "schemaVersion": 2,
-        "manifests": [
-            {
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": manifest_digest,
-                "size": len(manifest),
-            }
-        ],
-    }
-    (root / "index.json").write_text(json.dumps(index))
-    (root / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    layout = Layout(root)
+    layout.index([layout.manifest([(layer, OCI_LAYER_TAR)] * layer_count, config=config)])
     return root
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.support.cli import invoke
-from tests.support.images import config_bytes, layer_tar, sha256
+from tests.support.images import Layout, config_bytes, layer_tar, sha256
 
 
 def findings(path: Path) -> tuple[int, list[dict[str, Any]]]:
@@ -215,42 +215,11 @@ def estargz_layer(
 def layout_with(
     root: Path, blob: bytes, diff_id: str, media: str, annotations: dict[str, str]
 ) -> Path:
-    blobs = root / "blobs" / "sha256"
-    blobs.mkdir(parents=True)
-
-    def put(data: bytes) -> str:
-        digest = sha256(data)
-        (blobs / digest.split(":")[1]).write_bytes(data)
-        return digest
-
-    config = config_bytes([diff_id])
-    layer = {"mediaType": media, "digest": put(blob), "size": len(blob)}
+    layout = Layout(root)
+    layer = {"mediaType": media, "digest": layout.put(blob), "size": len(blob)}
     if annotations:
         layer["annotations"] = annotations
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": put(config),
-                "size": len(config),
-            },
-            "layers": [layer],
-        }
-    ).encode()
-    index = {
-        "schemaVersion": 2,
-        "manifests": [
-            {
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": put(manifest),
-                "size": len(manifest),
-            }
-        ],
-    }
-    (root / "index.json").write_text(json.dumps(index))
-    (root / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    layout.index([layout.manifest([layer], config=config_bytes([diff_id]))])
     return root
 
 

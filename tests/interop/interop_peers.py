@@ -564,49 +564,55 @@ def build_all(peers: Peers, out: Path) -> dict[str, Artifact]:
         return art
 
     # --- buildah push ---------------------------------------------------------------------
+    def buildah_push(
+        name: str,
+        path: Path,
+        dest: str,
+        tool: str,
+        kind: str,
+        *images: ImageSpec,
+        flags: tuple[str, ...] = (),
+    ) -> Artifact:
+        """``buildah push FLAGS APP DEST``: the artifact NAME at PATH."""
+        buildah("push", "--quiet", *flags, APP, dest)
+        return add(Artifact(name, path, tool, kind, images))
+
     p = out / "buildah-docker-archive.tar"
-    buildah("push", "--quiet", APP, f"docker-archive:{p}:{TAG_APP}")
-    da = add(
-        Artifact(
-            "buildah-docker-archive",
-            p,
-            f"buildah push {APP} docker-archive:PATH:{TAG_APP}",
-            "docker-archive",
-            (_app_spec(f"docker-archive:{p}", compression="none", repo_tags=(TAG_APP, APP)),),
-        )
+    da = buildah_push(
+        "buildah-docker-archive",
+        p,
+        f"docker-archive:{p}:{TAG_APP}",
+        f"buildah push {APP} docker-archive:PATH:{TAG_APP}",
+        "docker-archive",
+        _app_spec(f"docker-archive:{p}", compression="none", repo_tags=(TAG_APP, APP)),
     )
     p = out / "buildah-oci-archive.tar"
-    buildah("push", "--quiet", APP, f"oci-archive:{p}:v2")
-    oa = add(
-        Artifact(
-            "buildah-oci-archive",
-            p,
-            f"buildah push {APP} oci-archive:PATH:v2",
-            "oci-archive",
-            (_app_spec(f"oci-archive:{p}:v2", ref_name="v2"),),
-        )
+    oa = buildah_push(
+        "buildah-oci-archive",
+        p,
+        f"oci-archive:{p}:v2",
+        f"buildah push {APP} oci-archive:PATH:v2",
+        "oci-archive",
+        _app_spec(f"oci-archive:{p}:v2", ref_name="v2"),
     )
     p = out / "buildah-oci-layout"
-    buildah("push", "--quiet", APP, f"oci:{p}:v2")
-    ol = add(
-        Artifact(
-            "buildah-oci-layout",
-            p,
-            f"buildah push {APP} oci:DIR:v2",
-            "oci-layout",
-            (_app_spec(f"oci:{p}:v2", ref_name="v2"),),
-        )
+    ol = buildah_push(
+        "buildah-oci-layout",
+        p,
+        f"oci:{p}:v2",
+        f"buildah push {APP} oci:DIR:v2",
+        "oci-layout",
+        _app_spec(f"oci:{p}:v2", ref_name="v2"),
     )
     p = out / "buildah-oci-archive-zstd.tar"
-    buildah("push", "--quiet", "--compression-format", "zstd", APP, f"oci-archive:{p}:v2")
-    add(
-        Artifact(
-            "buildah-oci-archive-zstd",
-            p,
-            f"buildah push --compression-format zstd {APP} oci-archive:PATH:v2",
-            "oci-archive",
-            (_app_spec(f"oci-archive:{p}:v2", ref_name="v2", compression="zstd"),),
-        )
+    buildah_push(
+        "buildah-oci-archive-zstd",
+        p,
+        f"oci-archive:{p}:v2",
+        f"buildah push --compression-format zstd {APP} oci-archive:PATH:v2",
+        "oci-archive",
+        _app_spec(f"oci-archive:{p}:v2", ref_name="v2", compression="zstd"),
+        flags=("--compression-format", "zstd"),
     )
     p = out / "buildah-docker-format-archive.tar"
     buildah("push", "--quiet", APP_DOCKER, f"docker-archive:{p}:{TAG_APP_DOCKER}")
@@ -749,45 +755,33 @@ def build_all(peers: Peers, out: Path) -> dict[str, Artifact]:
     )
 
     # --- podman save ----------------------------------------------------------------------
-    pm = peers.podman
+    podman = peers.podman
+
+    def podman_save(
+        fmt: str, path: Path, kind: str | None, *images: ImageSpec, tool: str = ""
+    ) -> Artifact:
+        """``podman save --format FMT -o PATH`` of the app image: the artifact podman-FMT."""
+        podman("save", "--quiet", "--format", fmt, "-o", path, APP)
+        tool = tool or f"podman save --format {fmt} {APP}"
+        return add(Artifact(f"podman-{fmt}", path, tool, kind, images))
+
     p = out / "podman-docker-archive.tar"
-    pm("save", "--quiet", "--format", "docker-archive", "-o", p, APP)
-    pda = add(
-        Artifact(
-            "podman-docker-archive",
-            p,
-            f"podman save --format docker-archive {APP}",
-            "docker-archive",
-            (_app_spec(f"docker-archive:{p}", compression="none", repo_tags=(APP,)),),
-        )
+    pda = podman_save(
+        "docker-archive",
+        p,
+        "docker-archive",
+        _app_spec(f"docker-archive:{p}", compression="none", repo_tags=(APP,)),
     )
     p = out / "podman-oci-archive.tar"
-    pm("save", "--quiet", "--format", "oci-archive", "-o", p, APP)
-    add(
-        Artifact(
-            "podman-oci-archive",
-            p,
-            f"podman save --format oci-archive {APP}",
-            "oci-archive",
-            (_app_spec(f"oci-archive:{p}:{APP}", ref_name=APP),),
-        )
-    )
+    podman_save("oci-archive", p, "oci-archive", _app_spec(f"oci-archive:{p}:{APP}", ref_name=APP))
     p = out / "podman-oci-dir"
-    pm("save", "--quiet", "--format", "oci-dir", "-o", p, APP)
-    add(
-        Artifact(
-            "podman-oci-dir",
-            p,
-            f"podman save --format oci-dir {APP}",
-            "oci-layout",
-            (_app_spec(f"oci:{p}:{APP}", ref_name=APP),),
-        )
-    )
+    podman_save("oci-dir", p, "oci-layout", _app_spec(f"oci:{p}:{APP}", ref_name=APP))
     p = out / "podman-docker-dir"
-    pm("save", "--quiet", "--format", "docker-dir", "-o", p, APP)
-    add(Artifact("podman-docker-dir", p, "podman save --format docker-dir (c/image dir:)", None))
+    podman_save("docker-dir", p, None, tool="podman save --format docker-dir (c/image dir:)")
     p = out / "podman-multi-docker-archive.tar"
-    pm("save", "--quiet", "-m", "--format", "docker-archive", "-o", p, BASE, APP, TAG_PODMAN_EXTRA)
+    podman(
+        "save", "--quiet", "-m", "--format", "docker-archive", "-o", p, BASE, APP, TAG_PODMAN_EXTRA
+    )
     base_spec = ImageSpec(
         peer_ref=f"docker-archive:{p}:@0",
         select=("--image", "1"),
@@ -907,14 +901,14 @@ def build_all(peers: Peers, out: Path) -> dict[str, Artifact]:
 
     # --- umoci: an OCI layout from nothing, two refs --------------------------------------
     p = out / "umoci-layout"
-    u = peers.umoci
+    umoci = peers.umoci
     stage = peers.root / "stage"
-    u("init", "--layout", p)
-    u("new", "--image", f"{p}:base")
-    u("insert", "--image", f"{p}:base", stage / "bin", "/bin")
-    u("insert", "--image", f"{p}:base", stage / "etc", "/etc")
-    u("insert", "--image", f"{p}:base", "--whiteout", "/etc/doomed")
-    u(
+    umoci("init", "--layout", p)
+    umoci("new", "--image", f"{p}:base")
+    umoci("insert", "--image", f"{p}:base", stage / "bin", "/bin")
+    umoci("insert", "--image", f"{p}:base", stage / "etc", "/etc")
+    umoci("insert", "--image", f"{p}:base", "--whiteout", "/etc/doomed")
+    umoci(
         "config",
         "--image",
         f"{p}:base",
@@ -967,11 +961,11 @@ def build_all(peers: Peers, out: Path) -> dict[str, Artifact]:
     # --- umoci unpack/repack: well-formed layers, one ref, unreferenced blobs collected ----
     p = out / "umoci-repack-layout"
     bundle = peers.root / "umoci-bundle"
-    u("init", "--layout", p)
-    u("new", "--image", f"{p}:latest")
-    u("unpack", "--image", f"{p}:latest", bundle)
+    umoci("init", "--layout", p)
+    umoci("new", "--image", f"{p}:latest")
+    umoci("unpack", "--image", f"{p}:latest", bundle)
     peers.cmd("cp", "-a", f"{stage}/.", bundle / "rootfs")
-    u(
+    umoci(
         "repack",
         "--image",
         f"{p}:latest",
@@ -982,8 +976,8 @@ def build_all(peers: Peers, out: Path) -> dict[str, Artifact]:
     )
     (bundle / "rootfs" / "etc" / "doomed").unlink()
     (bundle / "rootfs" / "etc" / "added").write_text("added by the second repack\n")
-    u("repack", "--image", f"{p}:latest", "--history.created_by", "umoci repack rm", bundle)
-    u(
+    umoci("repack", "--image", f"{p}:latest", "--history.created_by", "umoci repack rm", bundle)
+    umoci(
         "config",
         "--image",
         f"{p}:latest",
@@ -996,7 +990,7 @@ def build_all(peers: Peers, out: Path) -> dict[str, Artifact]:
         "--history.created_by",
         "umoci config",
     )
-    u("gc", "--layout", p)
+    umoci("gc", "--layout", p)
     shutil.rmtree(bundle)
     add(
         Artifact(

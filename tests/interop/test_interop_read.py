@@ -175,61 +175,65 @@ def expected_layers(art: Artifact, spec: ImageSpec, truth: Truth) -> list[dict[s
 def compare_image(
     doc: dict[str, Any], art: Artifact, spec: ImageSpec, truth: Truth, selected: tuple[str, ...]
 ) -> None:
-    m = Mismatches(f"{art.name} ({art.tool}), inspect {' '.join(selected)}")
+    mismatches = Mismatches(f"{art.name} ({art.tool}), inspect {' '.join(selected)}")
     cfg = truth.config
-    m.eq("kind", doc.get("kind"), "image")
-    m.eq("format", doc.get("format"), art.format)
-    m.eq("archive_compression", doc.get("archive_compression"), art.archive_compression)
-    m.check(
+    mismatches.eq("kind", doc.get("kind"), "image")
+    mismatches.eq("format", doc.get("format"), art.format)
+    mismatches.eq("archive_compression", doc.get("archive_compression"), art.archive_compression)
+    mismatches.check(
         Path(str(doc.get("source"))).resolve() == art.path.resolve(),
         f"source: {doc.get('source')!r} is not {art.path}",
     )
-    m.eq("image_id", doc.get("image_id"), truth.image_id)
+    mismatches.eq("image_id", doc.get("image_id"), truth.image_id)
     if art.is_oci:
-        m.eq("manifest_digest", doc.get("manifest_digest"), truth.manifest_digest)
+        mismatches.eq("manifest_digest", doc.get("manifest_digest"), truth.manifest_digest)
         descriptor_type = (truth.manifest_descriptor or {}).get("mediaType")
-        m.eq(
+        mismatches.eq(
             "manifest_media_type",
             doc.get("manifest_media_type"),
             truth.manifest.get("mediaType", descriptor_type),
         )
-        m.eq(
+        mismatches.eq(
             "config_media_type", doc.get("config_media_type"), truth.manifest["config"]["mediaType"]
         )
     else:
-        m.eq("manifest_digest", doc.get("manifest_digest"), None)
-        m.eq("config_media_type", doc.get("config_media_type"), DOCKER_CONFIG)
+        mismatches.eq("manifest_digest", doc.get("manifest_digest"), None)
+        mismatches.eq("config_media_type", doc.get("config_media_type"), DOCKER_CONFIG)
     if spec.repo_tags is not None:
-        m.eq("repo_tags", doc.get("repo_tags"), list(spec.repo_tags))
+        mismatches.eq("repo_tags", doc.get("repo_tags"), list(spec.repo_tags))
     if spec.ref_name is not None:
-        m.eq("ref_name", doc.get("ref_name"), spec.ref_name)
-    m.eq("architecture", doc.get("architecture"), cfg.get("architecture"))
-    m.eq("os", doc.get("os"), cfg.get("os"))
-    m.eq("variant", doc.get("variant"), cfg.get("variant"))
-    m.eq("author", doc.get("author"), cfg.get("author"))
-    m.eq("created (instant)", parse_time(doc.get("created")), parse_time(cfg.get("created")))
-    m.eq("config", doc.get("config"), cfg.get("config") or {})
-    m.eq("history", doc.get("history"), cfg.get("history"))
-    m.eq("warnings", doc.get("warnings"), [])
+        mismatches.eq("ref_name", doc.get("ref_name"), spec.ref_name)
+    mismatches.eq("architecture", doc.get("architecture"), cfg.get("architecture"))
+    mismatches.eq("os", doc.get("os"), cfg.get("os"))
+    mismatches.eq("variant", doc.get("variant"), cfg.get("variant"))
+    mismatches.eq("author", doc.get("author"), cfg.get("author"))
+    mismatches.eq(
+        "created (instant)", parse_time(doc.get("created")), parse_time(cfg.get("created"))
+    )
+    mismatches.eq("config", doc.get("config"), cfg.get("config") or {})
+    mismatches.eq("history", doc.get("history"), cfg.get("history"))
+    mismatches.eq("warnings", doc.get("warnings"), [])
 
     # What the builder set must come through (checked against dockscope's copy).
     got = doc.get("config") or {}
     for entry in spec.env:
-        m.check(entry in (got.get("Env") or []), f"config.Env lacks {entry!r}: {got.get('Env')}")
+        mismatches.check(
+            entry in (got.get("Env") or []), f"config.Env lacks {entry!r}: {got.get('Env')}"
+        )
     for key, value in spec.labels.items():
-        m.eq(f"config.Labels[{key}]", (got.get("Labels") or {}).get(key), value)
+        mismatches.eq(f"config.Labels[{key}]", (got.get("Labels") or {}).get(key), value)
     if spec.cmd is not None:
-        m.eq("config.Cmd", got.get("Cmd"), spec.cmd)
+        mismatches.eq("config.Cmd", got.get("Cmd"), spec.cmd)
     if spec.entrypoint is not None:
-        m.eq("config.Entrypoint", got.get("Entrypoint"), spec.entrypoint)
+        mismatches.eq("config.Entrypoint", got.get("Entrypoint"), spec.entrypoint)
 
     layers = doc.get("layers") or []
     want = expected_layers(art, spec, truth)
-    m.eq("number of layers", len(layers), len(want))
+    mismatches.eq("number of layers", len(layers), len(want))
     for got_layer, want_layer in zip(layers, want, strict=False):
         for key, value in want_layer.items():
-            m.eq(f"layers[{want_layer['index']}].{key}", got_layer.get(key), value)
-    m.assert_none()
+            mismatches.eq(f"layers[{want_layer['index']}].{key}", got_layer.get(key), value)
+    mismatches.assert_none()
 
 
 # -- the fixture itself (needs only the peers) -------------------------------------------------
@@ -320,32 +324,32 @@ def test_listing_without_selection(
 ) -> None:
     art = artifacts[name]
     doc = inspect_doc(art.path)
-    m = Mismatches(f"{art.name} ({art.tool}) listing")
-    m.eq("kind", doc.get("kind"), "listing")
-    m.eq("format", doc.get("format"), art.format)
-    m.eq("archive_compression", doc.get("archive_compression"), art.archive_compression)
+    mismatches = Mismatches(f"{art.name} ({art.tool}) listing")
+    mismatches.eq("kind", doc.get("kind"), "listing")
+    mismatches.eq("format", doc.get("format"), art.format)
+    mismatches.eq("archive_compression", doc.get("archive_compression"), art.archive_compression)
     entries = doc.get("images") or []
-    m.eq("number of images", len(entries), len(art.images))
+    mismatches.eq("number of images", len(entries), len(art.images))
     for n, (entry, spec) in enumerate(zip(entries, art.images, strict=False), start=1):
         truth = truth_of(art, spec)
-        m.eq(f"images[{n}].selector", entry.get("selector"), str(n))
-        m.eq(f"images[{n}].image_id", entry.get("image_id"), truth.image_id)
-        m.eq(f"images[{n}].platform", entry.get("platform"), spec.platform)
+        mismatches.eq(f"images[{n}].selector", entry.get("selector"), str(n))
+        mismatches.eq(f"images[{n}].image_id", entry.get("image_id"), truth.image_id)
+        mismatches.eq(f"images[{n}].platform", entry.get("platform"), spec.platform)
         if art.is_oci:
-            m.eq(
+            mismatches.eq(
                 f"images[{n}].manifest_digest", entry.get("manifest_digest"), truth.manifest_digest
             )
             path = ["index.json"]
             if truth.parent_index_digest:
                 path.append(f"{truth.parent_index_digest} (index)")
-            m.eq(f"images[{n}].path", entry.get("path"), path)
+            mismatches.eq(f"images[{n}].path", entry.get("path"), path)
         else:
-            m.eq(f"images[{n}].manifest_digest", entry.get("manifest_digest"), None)
+            mismatches.eq(f"images[{n}].manifest_digest", entry.get("manifest_digest"), None)
         if spec.repo_tags is not None:
-            m.eq(f"images[{n}].repo_tags", entry.get("repo_tags"), list(spec.repo_tags))
+            mismatches.eq(f"images[{n}].repo_tags", entry.get("repo_tags"), list(spec.repo_tags))
         if spec.ref_name is not None:
-            m.eq(f"images[{n}].ref_name", entry.get("ref_name"), spec.ref_name)
-    m.assert_none()
+            mismatches.eq(f"images[{n}].ref_name", entry.get("ref_name"), spec.ref_name)
+    mismatches.assert_none()
 
 
 @pytest.mark.parametrize("name", SUPPORTED)
@@ -354,22 +358,24 @@ def test_verify(artifacts: dict[str, Artifact], name: str) -> None:
     art = artifacts[name]
     bad = art.verify_failures
     doc = cli_json(run_cli("verify", "--json", art.path), expect_rc=1 if bad else 0)
-    m = Mismatches(f"{art.name} ({art.tool}) verify")
-    m.eq("format", doc.get("format"), art.format)
-    m.eq("ok", doc.get("ok"), not bad)
+    mismatches = Mismatches(f"{art.name} ({art.tool}) verify")
+    mismatches.eq("format", doc.get("format"), art.format)
+    mismatches.eq("ok", doc.get("ok"), not bad)
     findings = doc.get("findings") or []
     failed = [f for f in findings if not f.get("ok")]
-    m.eq("failed findings", [f for f in failed if f.get("check") not in bad], [])
-    m.eq("checks that failed", {f.get("check") for f in failed}, set(bad))
-    m.eq(
+    mismatches.eq("failed findings", [f for f in failed if f.get("check") not in bad], [])
+    mismatches.eq("checks that failed", {f.get("check") for f in failed}, set(bad))
+    mismatches.eq(
         "summary",
         doc.get("summary"),
         {"passed": len(findings) - len(failed), "failed": len(failed)},
     )
     checks = {f.get("check") for f in findings}
     wanted = {"diff-id", "blob-digest"} if art.is_oci else {"diff-id"}
-    m.check(wanted <= checks, f"checks {sorted(wanted - checks)} did not run: {sorted(checks)}")
-    m.assert_none()
+    mismatches.check(
+        wanted <= checks, f"checks {sorted(wanted - checks)} did not run: {sorted(checks)}"
+    )
+    mismatches.assert_none()
 
 
 def _flip_byte_in_file(path: Path, offset: int) -> None:

@@ -26,8 +26,8 @@ def paths(union: UnionFS) -> list[str]:
 
 
 def test_whiteout_removes_lower_entry_and_subtree() -> None:
-    u = UnionFS()
-    u.apply(
+    union = UnionFS()
+    union.apply(
         0,
         [
             dir_member("a"),
@@ -37,24 +37,24 @@ def test_whiteout_removes_lower_entry_and_subtree() -> None:
             member("b", size=1),
         ],
     )
-    changes = u.apply(1, [member("a/.wh.sub")])
-    assert paths(u) == ["/a", "/a/x", "/b"]
+    changes = union.apply(1, [member("a/.wh.sub")])
+    assert paths(union) == ["/a", "/a/x", "/b"]
     assert changes.deleted == 1 and changes.wasted == 7
     assert [(c.kind, c.path) for c in changes.changes] == [(ChangeKind.DELETED, "/a/sub")]
 
 
 def test_whiteout_never_hides_an_entry_of_its_own_layer() -> None:
     for order in ([member(".wh.f"), member("f", size=2)], [member("f", size=2), member(".wh.f")]):
-        u = UnionFS()
-        u.apply(0, [member("f", size=1)])
-        u.apply(1, order)
-        info = u.get("/f")
+        union = UnionFS()
+        union.apply(0, [member("f", size=1)])
+        union.apply(1, order)
+        info = union.get("/f")
         assert info is not None and info.size == 2 and info.layer == 1
 
 
 def test_opaque_directory_hides_lower_children_only() -> None:
-    u = UnionFS()
-    u.apply(
+    union = UnionFS()
+    union.apply(
         0,
         [
             dir_member("etc"),
@@ -63,16 +63,16 @@ def test_opaque_directory_hides_lower_children_only() -> None:
             member("etc/deep/z", size=4),
         ],
     )
-    changes = u.apply(
+    changes = union.apply(
         1, [member("etc/new", size=1), member("etc/.wh..wh..opq"), member("etc/deep/q")]
     )
-    assert paths(u) == ["/etc", "/etc/deep", "/etc/deep/q", "/etc/new"]
+    assert paths(union) == ["/etc", "/etc/deep", "/etc/deep/q", "/etc/new"]
     assert changes.wasted == 7
 
 
 def test_aufs_metadata_is_hidden() -> None:
-    u = UnionFS()
-    u.apply(
+    union = UnionFS()
+    union.apply(
         0,
         [
             dir_member(".wh..wh.plnk"),
@@ -81,12 +81,12 @@ def test_aufs_metadata_is_hidden() -> None:
             member("real"),
         ],
     )
-    assert paths(u) == ["/real"]
+    assert paths(union) == ["/real"]
 
 
 def test_replacement_by_another_type_and_implicit_parents() -> None:
-    u = UnionFS()
-    u.apply(
+    union = UnionFS()
+    union.apply(
         0,
         [
             dir_member("x"),
@@ -94,30 +94,30 @@ def test_replacement_by_another_type_and_implicit_parents() -> None:
             member("link", EntryType.SYMLINK, link="/etc"),
         ],
     )
-    changes = u.apply(1, [member("x", size=1), member("link/below", size=2)])
-    x = u.get("/x")
+    changes = union.apply(1, [member("x", size=1), member("link/below", size=2)])
+    x = union.get("/x")
     assert x is not None and x.type is EntryType.FILE
-    link = u.get("/link")
+    link = union.get("/link")
     assert link is not None and link.type is EntryType.DIR and link.implicit
-    assert paths(u) == ["/link", "/link/below", "/x"]
+    assert paths(union) == ["/link", "/link/below", "/x"]
     assert changes.wasted == 10
     kinds = {c.path: c.kind for c in changes.changes}
     assert kinds["/x"] is ChangeKind.MODIFIED and kinds["/link"] is ChangeKind.MODIFIED
 
 
 def test_restated_directory_keeps_children_and_counts_only_real_changes() -> None:
-    u = UnionFS()
-    u.apply(0, [dir_member("etc"), member("etc/a")])
-    same = u.apply(1, [dir_member("etc"), member("etc/b")])
+    union = UnionFS()
+    union.apply(0, [dir_member("etc"), member("etc/a")])
+    same = union.apply(1, [dir_member("etc"), member("etc/b")])
     assert same.modified == 0 and same.added == 1
-    chmod = u.apply(2, [dir_member("etc", mode=0o700)])
+    chmod = union.apply(2, [dir_member("etc", mode=0o700)])
     assert chmod.modified == 1
-    assert paths(u) == ["/etc", "/etc/a", "/etc/b"]
+    assert paths(union) == ["/etc", "/etc/a", "/etc/b"]
 
 
 def test_hostile_names_become_anomalies() -> None:
-    u = UnionFS()
-    result = u.apply(
+    union = UnionFS()
+    result = union.apply(
         0,
         [
             member("../../etc/passwd"),
@@ -128,15 +128,15 @@ def test_hostile_names_become_anomalies() -> None:
             member("ok/../fine"),
         ],
     )
-    assert paths(u) == ["/fine"]
+    assert paths(union) == ["/fine"]
     assert len(result.anomalies) == 5
 
 
 def test_on_remove_reports_reasons() -> None:
     seen: list[tuple[str, int, str]] = []
-    u = UnionFS(on_remove=lambda info, layer, why: seen.append((info.path, layer, why)))
-    u.apply(0, [member("a"), member("b"), dir_member("c"), member("c/d")])
-    u.apply(1, [member("a", size=1), member(".wh.b"), member("c")])
+    union = UnionFS(on_remove=lambda info, layer, why: seen.append((info.path, layer, why)))
+    union.apply(0, [member("a"), member("b"), dir_member("c"), member("c/d")])
+    union.apply(1, [member("a", size=1), member(".wh.b"), member("c")])
     assert sorted(seen) == [
         ("/a", 1, "replaced"),
         ("/b", 1, "deleted"),
@@ -146,18 +146,18 @@ def test_on_remove_reports_reasons() -> None:
 
 
 def test_deep_tree_does_not_hit_the_recursion_limit() -> None:
-    u = UnionFS()
+    union = UnionFS()
     deep = "/".join(["d"] * 2045)  # "/d/…/d/leaf" is 4,095 bytes: the longest path allowed
-    u.apply(0, [member(f"{deep}/leaf", size=1)])
-    assert sum(1 for _ in u.walk()) == 2046
-    result = u.apply(1, [member(".wh.d")])
-    assert result.wasted == 1 and paths(u) == []
+    union.apply(0, [member(f"{deep}/leaf", size=1)])
+    assert sum(1 for _ in union.walk()) == 2046
+    result = union.apply(1, [member(".wh.d")])
+    assert result.wasted == 1 and paths(union) == []
 
 
 def test_fork_is_independent() -> None:
-    u = UnionFS()
-    u.apply(0, [dir_member("a"), member("a/x")])
-    twin = u.fork()
+    union = UnionFS()
+    union.apply(0, [dir_member("a"), member("a/x")])
+    twin = union.fork()
     twin.apply(1, [member("a/.wh.x"), member("a/y")])
-    assert paths(u) == ["/a", "/a/x"]
+    assert paths(union) == ["/a", "/a/x"]
     assert paths(twin) == ["/a", "/a/y"]

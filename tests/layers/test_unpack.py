@@ -22,7 +22,7 @@ from inspect_tool.layers.export import export
 from inspect_tool.layers.unpack import UnpackOptions, unpack
 from inspect_tool.sources import open_source
 from tests.support.cli import invoke
-from tests.support.images import config_bytes, oci_layout, sha256
+from tests.support.images import Layout, config_bytes, oci_layout, sha256
 from tests.support.paths import CORPUS, SAMPLES
 from tests.support.snapshots import snapshot
 from tests.support.tar_entries import (
@@ -491,44 +491,16 @@ def _zeros_layer(path: Path, size: int) -> tuple[str, str]:
 def test_a_gib_of_zeros_streams_through(tmp_path: Path) -> None:
     """unpack and export of a layer holding a 1 GiB file run in well under 1 GiB of memory."""
     image = tmp_path / "image"
-    blobs = image / "blobs" / "sha256"
-    blobs.mkdir(parents=True)
-    layer_path = blobs / "layer"
+    layout = Layout(image)
+    layer_path = layout.blobs / "layer"
     layer_digest, diff_id = _zeros_layer(layer_path, GIB)
-    layer_path.rename(blobs / layer_digest.split(":")[1])
-    config = config_bytes([diff_id])
-    (blobs / sha256(config).split(":")[1]).write_bytes(config)
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": sha256(config),
-                "size": len(config),
-            },
-            "layers": [
-                {
-                    "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                    "digest": layer_digest,
-                    "size": (blobs / layer_digest.split(":")[1]).stat().st_size,
-                }
-            ],
-        }
-    ).encode()
-    (blobs / sha256(manifest).split(":")[1]).write_bytes(manifest)
-    index = {
-        "schemaVersion": 2,
-        "manifests": [
-            {
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": sha256(manifest),
-                "size": len(manifest),
-            }
-        ],
+    layer_path.rename(layout.blobs / layer_digest.split(":")[1])
+    layer = {
+        "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+        "digest": layer_digest,
+        "size": (layout.blobs / layer_digest.split(":")[1]).stat().st_size,
     }
-    (image / "index.json").write_text(json.dumps(index))
-    (image / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    layout.index([layout.manifest([layer], config=config_bytes([diff_id]))])
     dest = tmp_path / "rootfs"
     try:
         peak = _peak_rss([sys.executable, "-m", "inspect_tool", "unpack", str(image), str(dest)])

@@ -175,57 +175,53 @@ def etc_passwd() -> list[Entry]:
     return [dir_entry("etc", mode=0o770), file_entry("etc/passwd", b"inside")]
 
 
+def marker_written_into_dest_etc(e: Env) -> None:
+    """The file a symlink to /etc was to carry out landed in DEST/etc."""
+    _eq(content(e.dest, f"etc/{e.marker}"), b"unbroken")
+
+
+def passwd_kept(e: Env) -> None:
+    _eq(content(e.dest, "etc/passwd"), b"inside")
+
+
 CASES: list[Case] = [
     # containerd pkg/archive TestBreakouts ------------------------------------------------
-    Case(
-        "containerd-SymlinkAbsolute",
-        lambda e: [
-            [
-                dir_entry("etc"),
-                symlink_entry("localetc", "/etc"),
-                file_entry(f"/localetc/{e.marker}", b"unbroken"),
-            ]
-        ],
-        check=lambda e: _eq(content(e.dest, f"etc/{e.marker}"), b"unbroken"),
-    ),
-    Case(
-        "containerd-SymlinkUpAndOut",
-        lambda e: [
-            [
-                dir_entry("etc"),
-                dir_entry("dummy"),
-                symlink_entry("localetc", "/dummy/../etc"),
-                file_entry(f"/localetc/{e.marker}", b"unbroken"),
-            ]
-        ],
-        check=lambda e: _eq(content(e.dest, f"etc/{e.marker}"), b"unbroken"),
-    ),
-    Case(
-        "containerd-SymlinkMultipleAbsolute",
-        lambda e: [
-            [
-                dir_entry("etc"),
-                dir_entry("dummy"),
-                symlink_entry("/dummy/etc", "/etc"),
-                symlink_entry("localetc", "/dummy/etc"),
-                file_entry(f"/dummy/etc/{e.marker}", b"unbroken"),
-            ]
-        ],
-        check=lambda e: _eq(content(e.dest, f"etc/{e.marker}"), b"unbroken"),
-    ),
-    Case(
-        "containerd-SymlinkMultipleRelative",
-        lambda e: [
-            [
-                dir_entry("etc"),
-                dir_entry("dummy"),
-                symlink_entry("/dummy/etc", "/etc"),
-                symlink_entry("localetc", "./dummy/etc"),
-                file_entry(f"/localetc/{e.marker}", b"unbroken"),
-            ]
-        ],
-        check=lambda e: _eq(content(e.dest, f"etc/{e.marker}"), b"unbroken"),
-    ),
+    *[
+        # DEST/etc, then links to it; a file written through them lands in DEST/etc
+        Case(
+            f"containerd-{label}",
+            lambda e, links=links, through=through: [
+                [dir_entry("etc"), *links, file_entry(f"/{through}/{e.marker}", b"unbroken")]
+            ],
+            check=marker_written_into_dest_etc,
+        )
+        for label, links, through in (
+            ("SymlinkAbsolute", [symlink_entry("localetc", "/etc")], "localetc"),
+            (
+                "SymlinkUpAndOut",
+                [dir_entry("dummy"), symlink_entry("localetc", "/dummy/../etc")],
+                "localetc",
+            ),
+            (
+                "SymlinkMultipleAbsolute",
+                [
+                    dir_entry("dummy"),
+                    symlink_entry("/dummy/etc", "/etc"),
+                    symlink_entry("localetc", "/dummy/etc"),
+                ],
+                "dummy/etc",
+            ),
+            (
+                "SymlinkMultipleRelative",
+                [
+                    dir_entry("dummy"),
+                    symlink_entry("/dummy/etc", "/etc"),
+                    symlink_entry("localetc", "./dummy/etc"),
+                ],
+                "localetc",
+            ),
+        )
+    ],
     Case(
         "containerd-SymlinkEmptyFile",
         lambda e: [
@@ -419,30 +415,21 @@ CASES: list[Case] = [
             and content(e.dest, "localetc/localpasswd") == b"different"
         ),
     ),
-    Case(
-        "containerd-WhiteoutRootParent",
-        lambda e: [etc_passwd(), [file_entry(".wh...")]],
-        audit=["refused:whiteout-invalid"],
-        check=lambda e: _eq(content(e.dest, "etc/passwd"), b"inside"),
-    ),
-    Case(
-        "containerd-WhiteoutParent",
-        lambda e: [etc_passwd(), [file_entry("etc/.wh...")]],
-        audit=["refused:whiteout-invalid"],
-        check=lambda e: _eq(content(e.dest, "etc/passwd"), b"inside"),
-    ),
-    Case(
-        "containerd-WhiteoutRoot",
-        lambda e: [etc_passwd(), [file_entry(".wh..")]],
-        audit=["refused:whiteout-invalid"],
-        check=lambda e: _eq(content(e.dest, "etc/passwd"), b"inside"),
-    ),
-    Case(
-        "containerd-WhiteoutCurrentDirectory",
-        lambda e: [etc_passwd(), [file_entry("etc/.wh..")]],
-        audit=["refused:whiteout-invalid"],
-        check=lambda e: _eq(content(e.dest, "etc/passwd"), b"inside"),
-    ),
+    *[
+        # a whiteout of "..", or of ".", is refused: the lower layer stays
+        Case(
+            f"containerd-{label}",
+            lambda e, whiteout=whiteout: [etc_passwd(), [file_entry(whiteout)]],
+            audit=["refused:whiteout-invalid"],
+            check=passwd_kept,
+        )
+        for label, whiteout in (
+            ("WhiteoutRootParent", ".wh..."),
+            ("WhiteoutParent", "etc/.wh..."),
+            ("WhiteoutRoot", ".wh.."),
+            ("WhiteoutCurrentDirectory", "etc/.wh.."),
+        )
+    ],
     Case(
         "containerd-WhiteoutSymlink",
         lambda e: [
@@ -570,26 +557,22 @@ CASES: list[Case] = [
         ),
     ),
     # moby pkg/archive TestUntarInvalid* -----------------------------------------------------
-    Case(
-        "moby-InvalidFilenames-dotdot",
-        lambda e: [[file_entry("../victim/dotdot")]],
-        audit=["refused:name-escapes"],
-    ),
-    Case(
-        "moby-InvalidFilenames-slash-dotdot",
-        lambda e: [[file_entry("/../victim/slash-dotdot")]],
-        audit=["refused:name-escapes"],
-    ),
-    Case(
-        "moby-InvalidHardlink-dotdot",
-        lambda e: [[hardlink_entry("dotdot", "../victim/hello")]],
-        audit=["refused:link-escapes"],
-    ),
-    Case(
-        "moby-InvalidHardlink-slash-dotdot",
-        lambda e: [[hardlink_entry("slash-dotdot", "/../victim/hello")]],
-        audit=["refused:link-escapes"],
-    ),
+    *[
+        Case(
+            f"moby-InvalidFilenames-{label}",
+            lambda e, up=up, label=label: [[file_entry(f"{up}victim/{label}")]],
+            audit=["refused:name-escapes"],
+        )
+        for label, up in (("dotdot", "../"), ("slash-dotdot", "/../"))
+    ],
+    *[
+        Case(
+            f"moby-InvalidHardlink-{label}",
+            lambda e, up=up, label=label: [[hardlink_entry(label, f"{up}victim/hello")]],
+            audit=["refused:link-escapes"],
+        )
+        for label, up in (("dotdot", "../"), ("slash-dotdot", "/../"))
+    ],
     Case(
         "moby-InvalidHardlink-write",
         lambda e: [

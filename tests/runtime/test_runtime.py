@@ -18,7 +18,6 @@ import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,6 @@ from tests.support.cli import DOCKSCOPE, dockscope, invoke, ok
 from tests.support.paths import CORPUS
 from tests.support.runtime import (
     ROOT_CAPABILITIES,
-    Host,
     events,
     groups_named,
     mounts_naming,
@@ -46,15 +44,6 @@ from tests.support.runtime import (
 pytestmark = needs_root
 
 PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The module's state root; nothing of it may outlive the module."""
-    path = tmp_path_factory.mktemp("runtime") / "state"
-    before = Host.take(path)
-    yield path
-    before.assert_unchanged(path)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 from tests.support.cli import dockscope, ok
 from tests.support.runtime import (
     ROOT_CAPABILITIES,
-    checked_root,
+    detached,
     events,
     needs_root,
     ps,
@@ -26,22 +26,14 @@ pytestmark = needs_root
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    yield from checked_root(tmp_path_factory.mktemp("exec") / "state")
-
-
-@pytest.fixture(scope="module")
 def box(root: Path, busybox_image: Path) -> Iterator[dict[str, object]]:
     """A running container: PID 1 is a sleep; -e and -h as a student would give them."""
-    ok(
-        dockscope(
-            root,
-            *("run", "-d", "--name", "box", "--hostname", "boxhost", "-e", "GREETING=hi"),
-            *("--memory", "64m", busybox_image, "sleep", "1000"),
-        )
+    yield from detached(
+        root,
+        "box",
+        *("--hostname", "boxhost", "-e", "GREETING=hi", "--memory", "64m"),
+        *(busybox_image, "sleep", "1000"),
     )
-    yield ps(root)["box"]
-    ok(dockscope(root, "rm", "-f", "box"))
 
 
 def test_exec_joins_the_namespaces_and_the_control_group(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ import pytest
 from runtime_lab.spec import host_platform, platform_text
 from tests.image.test_busybox_image import load_generator
 from tests.support.cli import dockscope, ok
-from tests.support.runtime import Host, events, needs_root, step
+from tests.support.runtime import events, needs_root, step
 
 pytestmark = needs_root
 
@@ -24,14 +23,6 @@ WARNING = (
     f"detected host platform ({platform_text(*host_platform())}) and no specific platform was "
     "requested"
 )
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    path = tmp_path_factory.mktemp("images") / "state"
-    before = Host.take(path)
-    yield path
-    before.assert_unchanged(path)
 
 
 def busybox_variant(out: Path, *, drop: tuple[str, ...] = (), architecture: str = "") -> Path:

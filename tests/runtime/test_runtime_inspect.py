@@ -6,21 +6,13 @@ from __future__ import annotations
 
 import json
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from inspect_tool.render.storage import container_json
 from inspect_tool.storage.model import ContainerRecord
 from runtime_lab.storage.records import human_size
 from tests.support.cli import dockscope, ok
-from tests.support.runtime import checked_root, needs_root, ps
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    yield from checked_root(tmp_path_factory.mktemp("inspect") / "state")
+from tests.support.runtime import needs_root, ps
 
 
 def image_size(image: Path) -> int:

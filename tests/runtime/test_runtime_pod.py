@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.cli import dockscope, ok
 from tests.support.runtime import (
-    checked_root,
+    detached,
     events,
     needs_root,
     processes_with,
@@ -27,29 +27,9 @@ SERVER = "echo hello from web > /tmp/index.html; exec httpd -f -p 127.0.0.1:8080
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    yield from checked_root(tmp_path_factory.mktemp("pod") / "state")
-
-
-@pytest.fixture(scope="module")
 def pod(root: Path, busybox_image: Path) -> Iterator[dict[str, object]]:
     """The holder: a process that only keeps the namespaces alive (a pause container)."""
-    ok(
-        dockscope(
-            root,
-            "run",
-            "-d",
-            "--name",
-            "pod",
-            "--hostname",
-            "podhost",
-            busybox_image,
-            "sleep",
-            "100000",
-        )
-    )
-    yield ps(root)["pod"]
-    ok(dockscope(root, "rm", "-f", "pod"))
+    yield from detached(root, "pod", "--hostname", "podhost", busybox_image, "sleep", "100000")
 
 
 def test_two_containers_share_the_holders_network(

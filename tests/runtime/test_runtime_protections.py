@@ -13,16 +13,13 @@ from __future__ import annotations
 import json
 import os
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from runtime_lab.kernel.devices import DEFAULT_RULES, v1_writes
 from runtime_lab.kernel.hardening import MASKED_PATHS, READONLY_PATHS
 from tests.support.cli import dockscope, ok
 from tests.support.images import oci_layout
-from tests.support.runtime import Host, events, needs_root, step
+from tests.support.runtime import events, needs_root, step
 from tests.support.tar_entries import Entry, build_layer, dir_entry, file_entry
 
 pytestmark = needs_root
@@ -41,14 +38,6 @@ DOCKER_DEVICES_LIST = [
     "c 5:2 rwm",
     "c 10:200 rwm",
 ]
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    path = tmp_path_factory.mktemp("protections") / "state"
-    before = Host.take(path)
-    yield path
-    before.assert_unchanged(path)
 
 
 def busybox_layer(image: Path) -> bytes:

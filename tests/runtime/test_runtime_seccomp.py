@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,19 +21,11 @@ import pytest
 from runtime_lab.kernel.seccomp import KernelLog
 from tests.support.cli import dockscope, ok
 from tests.support.paths import DATA
-from tests.support.runtime import Host, events, needs_root, ps, status_fields, step, wait_until
+from tests.support.runtime import events, needs_root, ps, status_fields, step, wait_until
 
 pytestmark = needs_root
 
 PROBES = ("add_key", "keyctl", "unshare-user", "mount-in-userns", "clone3", "chroot", "mkdir")
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    path = tmp_path_factory.mktemp("seccomp") / "state"
-    before = Host.take(path)
-    yield path
-    before.assert_unchanged(path)
 
 
 @pytest.fixture(scope="module")

@@ -9,14 +9,12 @@ import json
 import subprocess
 import termios
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.cli import DOCKSCOPE, dockscope, env_for, ok
 from tests.support.runtime import (
-    checked_root,
     container_ids,
     events,
     needs_root,
@@ -29,11 +27,6 @@ from tests.support.runtime import (
 pytestmark = needs_root
 
 RAW_OFF = termios.ICANON | termios.ECHO | termios.ISIG  # the bits raw mode clears
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    yield from checked_root(tmp_path_factory.mktemp("streams") / "state")
 
 
 def test_default_attaches_stdout_and_stderr_and_stdin_is_closed(

@@ -5,7 +5,6 @@ point resolution and the option parsing are checked in process."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,13 +13,7 @@ from inspect_tool.errors import UsageError
 from runtime_lab.process.mounts import resolve_in_root
 from runtime_lab.spec import parse_volume, read_env_file
 from tests.support.cli import dockscope, invoke, ok
-from tests.support.runtime import checked_root, events, needs_root, ps, step
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    yield from checked_root(tmp_path_factory.mktemp("volumes") / "state")
-
+from tests.support.runtime import events, needs_root, ps, step
 
 # -- in process ---------------------------------------------------------------------------------
 

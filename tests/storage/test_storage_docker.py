@@ -22,7 +22,7 @@ import pytest
 from inspect_tool.storage import is_engine_root
 from inspect_tool.storage.times import format_ns
 from tests.support.snapshots import snapshot
-from tests.support.storage import diff_lines, read_evidence
+from tests.support.storage import diff_lines, export_writable_layer, read_evidence
 
 IMAGE_ID = "sha256:8ac48589692a53a9b8c2d1ceaa6b402665aa7fe667ba51ccc03002300856d8c7"
 DIFF_ID = "sha256:0314be9edf00a925d59f9b88c9d8ccb34447ab677078874d8c14e7a6816e21e1"
@@ -178,17 +178,7 @@ def test_engine_storage_given_with_root_still_reads_it_for_one_release(unpacked:
     old = read_evidence(
         unpacked, "container", "export", "--layer", "--root", unpacked, RUNNING, "-o", "-"
     )
-    new = read_evidence(
-        unpacked,
-        "container",
-        "export",
-        "--writable-layer",
-        "--storage",
-        unpacked,
-        RUNNING,
-        "-o",
-        "-",
-    )
+    new = export_writable_layer(unpacked, RUNNING, "-")
     assert old.code == new.code == 0, old.err
     assert old.out_bytes == new.out_bytes
     assert "container export --layer is now --writable-layer" in old.err
@@ -512,17 +502,7 @@ def test_symlinks_inside_a_layer_are_data(docker_copy: Path, tmp_path: Path) -> 
     assert changes["/escape"]["type"] == "symlink" and changes["/escape"]["link"] == "/etc/shadow"
     assert changes["/escape"]["sha256"] is None
     out = tmp_path / "l.tar"
-    run = read_evidence(
-        docker_copy,
-        "container",
-        "export",
-        "--writable-layer",
-        "--storage",
-        docker_copy,
-        EXITED,
-        "-o",
-        out,
-    )
+    run = export_writable_layer(docker_copy, EXITED, out)
     members = _tar_members(out.read_bytes())
     assert members["escape"] == ("symlink", 0o777, "/etc/shadow")
     assert members["up"][0] == "symlink"
@@ -588,17 +568,7 @@ def test_overlay2_whiteouts_and_opaque_directories(docker_copy: Path, tmp_path: 
     assert not [n for n in merged if n.startswith("usr/sbin/")]
     assert merged["home/user/notes"] == ("file", 0o644, b"notes\n")
     layer = tmp_path / "layer.tar"
-    read_evidence(
-        docker_copy,
-        "container",
-        "export",
-        "--writable-layer",
-        "--storage",
-        docker_copy,
-        EXITED,
-        "-o",
-        layer,
-    )
+    export_writable_layer(docker_copy, EXITED, layer)
     with tarfile.open(layer) as tar:
         names = tar.getnames()
     assert names == [
@@ -698,9 +668,7 @@ def test_other_drivers_list_diff_and_export(
     kernel = unpacked / "overlay2" / _mount_id(unpacked, RUNNING) / "merged"
     assert _tar_members(out.read_bytes()) == _tree(kernel)
     layer = tmp_path / "layer.tar"
-    read_evidence(
-        root, "container", "export", "--writable-layer", "--storage", root, RUNNING, "-o", layer
-    )
+    export_writable_layer(root, RUNNING, layer)
     with tarfile.open(layer) as tar:
         assert tar.getnames() == ["tets"]
     saved = read_evidence(root, "storage", "save", root, "busybox", "-o", tmp_path / "oci")
@@ -735,9 +703,7 @@ def test_aufs_whiteouts_and_opaque_markers(unpacked: Path, tmp_path: Path) -> No
     assert "etc/passwd" not in merged and "var/spool/mail" not in merged
     assert not [n for n in merged if ".wh." in n]
     layer = tmp_path / "layer.tar"
-    read_evidence(
-        root, "container", "export", "--writable-layer", "--storage", root, EXITED, "-o", layer
-    )
+    export_writable_layer(root, EXITED, layer)
     with tarfile.open(layer) as tar:
         names = tar.getnames()
     assert "etc/.wh.passwd" in names and "var/spool/.wh..wh..opq" in names

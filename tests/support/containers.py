@@ -7,7 +7,7 @@ import os
 import stat
 import tarfile
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,58 +68,49 @@ def need_root() -> None:
 class Seen:
     """A filesystem as a container saw it: path (no leading slash) -> attributes."""
 
-    mode: dict[str, int]  # st_mode, type bits included
-    owner: dict[str, tuple[int, int]]
-    size: dict[str, int]  # regular files
-    device: dict[str, tuple[int, int]]
-    sha256: dict[str, str]
-    symlinks: dict[str, str]
-    links: set[frozenset[str]]  # names of one regular file with several names
+    mode: dict[str, int] = field(default_factory=dict)  # st_mode, type bits included
+    owner: dict[str, tuple[int, int]] = field(default_factory=dict)
+    size: dict[str, int] = field(default_factory=dict)  # regular files
+    device: dict[str, tuple[int, int]] = field(default_factory=dict)
+    sha256: dict[str, str] = field(default_factory=dict)
+    symlinks: dict[str, str] = field(default_factory=dict)
+    # names of one regular file with several names
+    links: set[frozenset[str]] = field(default_factory=set)
 
 
 def parse_listing(text: str) -> Seen:
     stats, rest = text.split("---hashes\n")
     hashes, links_text = rest.split("---links\n")
-    mode: dict[str, int] = {}
-    owner: dict[str, tuple[int, int]] = {}
-    size: dict[str, int] = {}
-    device: dict[str, tuple[int, int]] = {}
+    seen = Seen()
     inodes: dict[int, set[str]] = {}
     for line in stats.splitlines():
         name, raw_mode, uid, gid, length, major, minor, inode, nlink = line.rsplit("|", 8)
         path = name.lstrip("/")
         if not path:
             continue
-        mode[path] = int(raw_mode, 16)
-        owner[path] = (int(uid), int(gid))
-        if mode[path] & 0o170000 == 0o100000:
-            size[path] = int(length)
+        mode = seen.mode[path] = int(raw_mode, 16)
+        seen.owner[path] = (int(uid), int(gid))
+        if mode & 0o170000 == 0o100000:
+            seen.size[path] = int(length)
             if int(nlink) > 1:
                 inodes.setdefault(int(inode), set()).add(path)
-        if mode[path] & 0o170000 in (0o020000, 0o060000):
-            device[path] = (int(major, 16), int(minor, 16))
-    sha = {}
+        if mode & 0o170000 in (0o020000, 0o060000):
+            seen.device[path] = (int(major, 16), int(minor, 16))
     for line in hashes.splitlines():
         digest, name = line.split(None, 1)
-        sha[name.lstrip("/")] = digest
-    symlinks = {}
+        seen.sha256[name.lstrip("/")] = digest
     for line in links_text.splitlines():
         name, target = line.split("|", 1)
-        symlinks[name.lstrip("/")] = target
-    links = {frozenset(names) for names in inodes.values() if len(names) > 1}
-    return Seen(mode, owner, size, device, sha, symlinks, links)
+        seen.symlinks[name.lstrip("/")] = target
+    seen.links.update(frozenset(names) for names in inodes.values() if len(names) > 1)
+    return seen
 
 
 def tar_view(path: Path) -> Seen:
     """The same view of an exported tar, hard link entries resolved to their first name."""
     import hashlib
 
-    mode: dict[str, int] = {}
-    owner: dict[str, tuple[int, int]] = {}
-    size: dict[str, int] = {}
-    device: dict[str, tuple[int, int]] = {}
-    sha: dict[str, str] = {}
-    symlinks: dict[str, str] = {}
+    seen = Seen()
     groups: dict[str, set[str]] = {}
     kinds = {
         tarfile.DIRTYPE: 0o040000,
@@ -132,26 +123,26 @@ def tar_view(path: Path) -> Seen:
     with tarfile.open(path) as tf:
         for member in tf:
             name = member.name.rstrip("/")
-            assert name not in mode, f"{name} twice in the tar"
+            assert name not in seen.mode, f"{name} twice in the tar"
             if member.type == tarfile.LNKTYPE:
                 first = member.linkname
-                mode[name], owner[name] = mode[first], owner[first]
-                size[name], sha[name] = size[first], sha[first]
+                seen.mode[name], seen.owner[name] = seen.mode[first], seen.owner[first]
+                seen.size[name], seen.sha256[name] = seen.size[first], seen.sha256[first]
                 groups.setdefault(first, {first}).add(name)
                 continue
-            mode[name] = kinds[member.type] | member.mode
-            owner[name] = (member.uid, member.gid)
+            seen.mode[name] = kinds[member.type] | member.mode
+            seen.owner[name] = (member.uid, member.gid)
             if member.isreg():
-                size[name] = member.size
+                seen.size[name] = member.size
                 data = tf.extractfile(member)
                 assert data is not None
-                sha[name] = hashlib.sha256(data.read()).hexdigest()
+                seen.sha256[name] = hashlib.sha256(data.read()).hexdigest()
             elif member.issym():
-                symlinks[name] = member.linkname
+                seen.symlinks[name] = member.linkname
             elif member.ischr() or member.isblk():
-                device[name] = (member.devmajor, member.devminor)
-    links = {frozenset(names) for names in groups.values()}
-    return Seen(mode, owner, size, device, sha, symlinks, links)
+                seen.device[name] = (member.devmajor, member.devminor)
+    seen.links.update(frozenset(names) for names in groups.values())
+    return seen
 
 
 def tar_names(data: bytes) -> list[str]:
@@ -187,31 +178,26 @@ def directory_view(top: Path) -> Seen:
     """The same view of a root filesystem on the host (a peer's mounted image)."""
     import hashlib
 
-    mode: dict[str, int] = {}
-    owner: dict[str, tuple[int, int]] = {}
-    size: dict[str, int] = {}
-    device: dict[str, tuple[int, int]] = {}
-    sha: dict[str, str] = {}
-    symlinks: dict[str, str] = {}
+    seen = Seen()
     inodes: dict[int, set[str]] = {}
     for directory, dirs, files in os.walk(top):
         for name in dirs + files:
             host = os.path.join(directory, name)
             path = os.path.relpath(host, top)
             st = os.lstat(host)
-            mode[path], owner[path] = st.st_mode, (st.st_uid, st.st_gid)
+            seen.mode[path], seen.owner[path] = st.st_mode, (st.st_uid, st.st_gid)
             if stat.S_ISREG(st.st_mode):
-                size[path] = st.st_size
+                seen.size[path] = st.st_size
                 with open(host, "rb") as f:
-                    sha[path] = hashlib.sha256(f.read()).hexdigest()
+                    seen.sha256[path] = hashlib.sha256(f.read()).hexdigest()
                 if st.st_nlink > 1:
                     inodes.setdefault(st.st_ino, set()).add(path)
             elif stat.S_ISLNK(st.st_mode):
-                symlinks[path] = os.readlink(host)
+                seen.symlinks[path] = os.readlink(host)
             elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
-                device[path] = (os.major(st.st_rdev), os.minor(st.st_rdev))
-    links = {frozenset(names) for names in inodes.values() if len(names) > 1}
-    return Seen(mode, owner, size, device, sha, symlinks, links)
+                seen.device[path] = (os.major(st.st_rdev), os.minor(st.st_rdev))
+    seen.links.update(frozenset(names) for names in inodes.values() if len(names) > 1)
+    return seen
 
 
 def without_mount_points(seen: Seen) -> Seen:

@@ -1,5 +1,6 @@
 """Builders for crafted test images (hostile and broken cases): layers from a name -> bytes
-map, docker-save archives and OCI layouts around them.
+map, docker-save archives and OCI layouts around them (``oci_layout`` for an ordinary image,
+``Layout`` blob by blob for the rest).
 
 Real-world inputs come from ../shared/corpus and the sample images; these builders make the
 cases no real tool writes on purpose: escaping paths, bad digests, truncation, deep JSON.
@@ -11,8 +12,13 @@ import hashlib
 import io
 import json
 import tarfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 
 
 def sha256(data: bytes) -> str:
@@ -61,13 +67,13 @@ def config_bytes(diff_ids: list[str], **extra: Any) -> bytes:
 
 
 def docker_archive_members(
-    layers: list[bytes], *, tag: str = "test:latest"
+    layers: list[bytes], *, tag: str = "test:latest", **config: Any
 ) -> dict[str, bytes | tuple[str, str]]:
-    """A legacy docker-save archive's members for the given uncompressed layers."""
-    diff_ids = [sha256(layer) for layer in layers]
-    config = config_bytes(diff_ids)
-    config_name = hashlib.sha256(config).hexdigest() + ".json"
-    members: dict[str, bytes | tuple[str, str]] = {config_name: config}
+    """A legacy docker-save archive's members for the given uncompressed layers; ``config``
+    keys replace the defaults of config_bytes (history, config, …)."""
+    raw = config_bytes([sha256(layer) for layer in layers], **config)
+    config_name = hashlib.sha256(raw).hexdigest() + ".json"
+    members: dict[str, bytes | tuple[str, str]] = {config_name: raw}
     paths = []
     for i, layer in enumerate(layers):
         directory = f"{i:064x}"
@@ -77,6 +83,67 @@ def docker_archive_members(
     manifest = [{"Config": config_name, "RepoTags": [tag], "Layers": paths}]
     members["manifest.json"] = json.dumps(manifest).encode()
     return members
+
+
+class Layout:
+    """An OCI layout directory written blob by blob: any config bytes, any layer list (one blob
+    many times, a blob written elsewhere), any number of manifests in the index."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blobs = root / "blobs" / "sha256"
+        self.blobs.mkdir(parents=True)
+        (root / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+
+    def put(self, data: bytes) -> str:
+        digest = sha256(data)
+        (self.blobs / digest.split(":")[1]).write_bytes(data)
+        return digest
+
+    def put_json(self, value: Any) -> tuple[str, int]:
+        """``value`` as JSON (bytes as they are): its digest and size."""
+        data = json.dumps(value).encode() if not isinstance(value, bytes) else value
+        return self.put(data), len(data)
+
+    def manifest(
+        self,
+        layers: Sequence[tuple[bytes, str] | dict[str, Any]],
+        diff_ids: list[str] | None = None,
+        config: bytes | None = None,
+        *,
+        annotations: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """A manifest of ``layers``, each a (blob, media type) pair written here or a descriptor
+        of a blob already in place, over ``config`` (default: config_bytes of ``diff_ids``,
+        default the layers' digests); ``annotations`` are the manifest's. Returns its
+        descriptor."""
+        described: dict[tuple[bytes, str], dict[str, Any]] = {}  # a blob listed many times
+        descriptors = []
+        for layer in layers:
+            if isinstance(layer, dict):
+                descriptors.append(layer)
+                continue
+            if layer not in described:
+                blob, media = layer
+                described[layer] = {"mediaType": media, "digest": self.put(blob), "size": len(blob)}
+            descriptors.append(described[layer])
+        if config is None:
+            config = config_bytes(diff_ids or [d["digest"] for d in descriptors])
+        body: dict[str, Any] = {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": self.put(config), "size": len(config)},
+            "layers": descriptors,
+        }
+        if annotations:
+            body["annotations"] = annotations
+        digest, size = self.put_json(body)
+        return {"mediaType": OCI_MANIFEST, "digest": digest, "size": size}
+
+    def index(self, manifests: list[dict[str, Any]]) -> None:
+        (self.root / "index.json").write_text(
+            json.dumps({"schemaVersion": 2, "manifests": manifests})
+        )
 
 
 def oci_layout(
@@ -91,52 +158,14 @@ def oci_layout(
     """An OCI layout directory with uncompressed layers; returns the digests written.
     ``diff_ids`` replaces the ones the config records (to test a mismatch); ``config`` keys
     replace the config's defaults; ``annotations`` are the manifest's."""
-    blobs = root / "blobs" / "sha256"
-    blobs.mkdir(parents=True)
-
-    def put(data: bytes) -> str:
-        digest = sha256(data)
-        (blobs / digest.split(":")[1]).write_bytes(data)
-        return digest
-
-    layer_descs = [
-        {
-            "mediaType": "application/vnd.oci.image.layer.v1.tar",
-            "digest": put(lyr),
-            "size": len(lyr),
-        }
-        for lyr in layers
-    ]
+    layout = Layout(root)
     config_raw = config_bytes(diff_ids or [sha256(lyr) for lyr in layers], **(config or {}))
-    config_digest = put(config_raw)
-    manifest_doc: dict[str, Any] = {
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": config_digest,
-            "size": len(config_raw),
-        },
-        "layers": layer_descs,
-    }
-    if annotations:
-        manifest_doc["annotations"] = annotations
-    manifest = json.dumps(manifest_doc).encode()
-    manifest_digest = put(manifest)
-    index = {
-        "schemaVersion": 2,
-        "manifests": [
-            {
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": manifest_digest,
-                "size": len(manifest),
-                "annotations": {"org.opencontainers.image.ref.name": ref},
-            }
-        ],
-    }
-    (root / "index.json").write_text(json.dumps(index))
-    (root / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
-    return {"config": config_digest, "manifest": manifest_digest}
+    manifest = layout.manifest(
+        [(lyr, OCI_LAYER_TAR) for lyr in layers], config=config_raw, annotations=annotations
+    )
+    manifest["annotations"] = {"org.opencontainers.image.ref.name": ref}
+    layout.index([manifest])
+    return {"config": sha256(config_raw), "manifest": manifest["digest"]}
 
 
 def write_image(
@@ -144,16 +173,4 @@ def write_image(
 ) -> Path:
     """A legacy docker-save archive of the given uncompressed layers; ``config`` keys replace
     the defaults of config_bytes (history, config, …)."""
-    diff_ids = [sha256(layer) for layer in layers]
-    raw = config_bytes(diff_ids, **config)
-    config_name = hashlib.sha256(raw).hexdigest() + ".json"
-    members: dict[str, bytes | tuple[str, str]] = {config_name: raw}
-    paths = []
-    for i, layer in enumerate(layers):
-        directory = f"{i:064x}"
-        members[f"{directory}/layer.tar"] = layer
-        members[f"{directory}/VERSION"] = b"1.0"
-        paths.append(f"{directory}/layer.tar")
-    manifest = [{"Config": config_name, "RepoTags": [tag], "Layers": paths}]
-    members["manifest.json"] = json.dumps(manifest).encode()
-    return write_tar(path, members)
+    return write_tar(path, docker_archive_members(layers, tag=tag, **config))

@@ -212,6 +212,14 @@ def checked_root(path: Path) -> Iterator[Path]:
             dockscope(path, "cleanup")
 
 
+def detached(root: Path, name: str, *run_args: str | Path) -> Iterator[dict[str, Any]]:
+    """A container the tests of a module share (a fixture body): ``run -d --name NAME
+    RUN_ARGS``, its ps entry while they run, then ``rm -f``."""
+    ok(dockscope(root, "run", "-d", "--name", name, *run_args))
+    yield ps(root)[name]
+    ok(dockscope(root, "rm", "-f", name))
+
+
 # -- a terminal ---------------------------------------------------------------------------------
 
 

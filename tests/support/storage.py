@@ -31,6 +31,16 @@ def read_evidence(evidence: Path, *args: str | Path) -> Result:
         assert_unchanged(before, evidence)
 
 
+def export_writable_layer(engine_root: Path, container: str, output: str | Path) -> Result:
+    """``container export --writable-layer`` of an engine's container to ``output`` (``-``:
+    stdout), through read_evidence (the engine's tree unchanged)."""
+    return read_evidence(
+        engine_root,
+        *("container", "export", "--writable-layer", "--storage", engine_root, container),
+        *("-o", output),
+    )
+
+
 def diff_lines(result: Result) -> list[str]:
     assert result.code == 0, result.err
     return [line for line in result.out.splitlines() if line]
