@@ -92,6 +92,9 @@ def build_app(command: str | None = None) -> typer.Typer:
             runtime.register(application, only=command if wanted else None)
             continue
         importlib.import_module(f"inspect_tool.cli.{name}").register(application)
+    from inspect_tool.cli._access import add_access_options
+
+    add_access_options(application)
     return application
 
 

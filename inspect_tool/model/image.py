@@ -27,6 +27,7 @@ class ImageFormat(StrEnum):
     DOCKER_DIR = "docker-dir"
     OCI_LAYOUT = "oci-layout"
     OCI_ARCHIVE = "oci-archive"
+    REGISTRY = "registry"
 
 
 @dataclass(frozen=True, slots=True)

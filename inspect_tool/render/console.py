@@ -27,6 +27,7 @@ FORMAT_NAMES = {
     "docker-dir": "extracted docker save directory",
     "oci-layout": "OCI image layout (directory)",
     "oci-archive": "OCI image layout in a tar (oci-archive)",
+    "registry": "registry (OCI distribution API)",
 }
 
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from inspect_tool.errors import DockscopeError, InvalidImageError
 from inspect_tool.model.finding import Finding
 from inspect_tool.model.image import ImageFormat
 from inspect_tool.sources.source import Candidate, Source
 from inspect_tool.sources.tree import DirTree, Tree, open_tree
+
+if TYPE_CHECKING:
+    from inspect_tool.registry.access import RegistryAccess
 
 __all__ = [
     "Candidate",
@@ -20,8 +24,13 @@ __all__ = [
 ]
 
 
-def open_source(path: str | Path) -> Source:
-    """Open any image archive or layout dockscope reads, detecting its format from content."""
+def open_source(path: str | Path, access: RegistryAccess | None = None) -> Source:
+    """Open any image archive or layout dockscope reads, detecting its format from content;
+    a ``docker://`` reference is read from its registry (``access``: how to reach it)."""
+    if str(path).startswith("docker:/"):  # a Path folds docker:// to docker:/
+        from inspect_tool.registry import open_registry_source
+
+        return open_registry_source(str(path), access)
     path = Path(path)
     tree = open_tree(path)
     try:

@@ -10,17 +10,20 @@ from inspect_tool.errors import InvalidImageError, SelectionError
 
 if TYPE_CHECKING:
     from inspect_tool.model.image import Image
+    from inspect_tool.registry.access import RegistryAccess
     from inspect_tool.sources.source import Candidate, Source
 
 
 @dataclass(frozen=True)
 class ImageSelection:
     """--image (a tag or a 1-based position), --ref (a ref.name annotation) and --platform
-    (OS/ARCH[/VARIANT]); None selects nothing by that criterion."""
+    (OS/ARCH[/VARIANT]); None selects nothing by that criterion. ``access`` says how to reach
+    a registry for docker:// references (None: the command line's, or the defaults)."""
 
     image: str | None = None
     ref: str | None = None
     platform: str | None = None
+    access: RegistryAccess | None = None
 
 
 ALL_IMAGES = ImageSelection()
@@ -34,7 +37,7 @@ def open_candidates(
     from inspect_tool.model.image import Platform
     from inspect_tool.sources import open_source
 
-    source = open_source(path)
+    source = open_source(path, selection.access)
     try:
         wanted = Platform.parse(selection.platform) if selection.platform else None
         if not source.candidates:
