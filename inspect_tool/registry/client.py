@@ -201,12 +201,8 @@ class RegistryClient:
             try:
                 response = send()
             except httpx.TransportError as exc:
-                if isinstance(exc, httpx.ConnectError) and (
-                    _wants_plain_http(exc)
-                    or "certificate" in str(exc).lower()
-                    or "name or service" in str(exc).lower()
-                    or "name resolution" in str(exc).lower()
-                ):
+                # refused, unknown host, TLS failures: no use asking again
+                if isinstance(exc, httpx.ConnectError):
                     raise
                 if attempt + 1 >= self.retry.attempts:
                     raise
@@ -486,6 +482,8 @@ def _read_bounded(response: httpx.Response, limit: int, too_big: Callable[[], Ex
 
 def drain(response: httpx.Response) -> None:
     """Read a small error body (kept for its error code) and close the response."""
+    if "dockscope_body" in response.extensions:
+        return  # drained already
     body = bytearray()
     try:
         if not response.is_closed and not response.is_stream_consumed:

@@ -260,7 +260,7 @@ class BlobReader(io.RawIOBase):
                 response.close()
                 raise self._error("the registry resumed the blob at the wrong offset")
         self._response = response
-        self._chunks = response.iter_bytes(CHUNK)
+        self._chunks = response.iter_bytes()  # as received: a break keeps what came
         while skip:
             chunk = self._next_raw()
             if chunk is None:
@@ -334,20 +334,21 @@ class BlobReader(io.RawIOBase):
             self._out = self._temporary = None
 
     def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes, fewer only at the end (as a buffered file reads): a caller
+        that asks for more than the blob holds reaches its end, and so its verification."""
         if size is None or size < 0:
-            out = bytearray()
-            while chunk := self.read(CHUNK):
-                out += chunk
-            return bytes(out)
-        if size == 0:
-            return b""
-        chunk = self._pull()
-        if not chunk:
-            return b""
-        if len(chunk) > size:
-            chunk, self._buffer = chunk[:size], chunk[size:]
-        self._take(chunk)
-        return chunk
+            size = self._size - self._offset + 1
+        out = bytearray()
+        while len(out) < size:
+            chunk = self._pull()
+            if not chunk:
+                break
+            want = size - len(out)
+            if len(chunk) > want:
+                chunk, self._buffer = chunk[:want], chunk[want:]
+            self._take(chunk)
+            out += chunk
+        return bytes(out)
 
     def _take(self, chunk: bytes) -> None:
         if self._offset + len(chunk) > self._size:
