@@ -241,9 +241,9 @@ class RegistryClient:
         realm = params.get("realm")
         if not realm or urlsplit(realm).scheme not in ("http", "https"):
             raise self.error("the registry's Bearer challenge names no usable realm")
-        query = {"scope": scope}
+        query = [("scope", part) for part in scope.split()]
         if params.get("service"):
-            query["service"] = params["service"]
+            query.append(("service", params["service"]))
         creds = self.credentials()
         headers = {"Authorization": _basic(creds)} if creds is not None else {}
         url = realm + ("&" if "?" in realm else "?") + urlencode(query)
@@ -373,6 +373,23 @@ class RegistryClient:
             429: "too many requests (retries exhausted)",
         }.get(code, "registry error")
         return self.error(f"{what}: {reason} ({code}{' ' + detail if detail else ''})")
+
+    def check_login(self) -> None:
+        """Prove the credentials: /v2/ answered with them (after a token, for Bearer)."""
+        response = self.ping()
+        if self._challenge is None:
+            return  # the registry asks for no credentials
+        scheme, params = self._challenge
+        if scheme == "bearer":
+            # a token for no repository (docker login's): the realm checks the credentials
+            self._token(params, "")
+            return
+        auth = self._authorization(self._scope())
+        if auth is None:
+            raise self.fail(response, "login")
+        answer = self._send("GET", f"{self.base}/v2/", {}, auth, False, None)
+        if answer.status_code != 200:
+            raise self.fail(answer, "login")
 
     # -- reads ----------------------------------------------------------------------------------
     def get_manifest(self, ref: str) -> tuple[bytes, str | None, str | None]:
