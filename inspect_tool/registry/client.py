@@ -145,7 +145,8 @@ class RegistryClient:
         self._credentials_loaded = False
         self._challenge: tuple[str, dict[str, str]] | None = None
         self._tokens: dict[str, tuple[str, float]] = {}
-        self.requests: list[tuple[str, str]] = []  # (method, path) sent to the registry
+        # (method, path, Range) of each API request, for tests and measurements
+        self.requests: list[tuple[str, str, str | None]] = []
 
     # -- plumbing -------------------------------------------------------------------------------
     def close(self) -> None:
@@ -293,7 +294,7 @@ class RegistryClient:
         retries and redirects. The response is open when ``stream`` is set: close it."""
         scope = scope or self._scope()
         url = path if absolute else f"{self.base}/v2/{path}"
-        self.requests.append((method, urlsplit(url).path))
+        self.requests.append((method, urlsplit(url).path, (headers or {}).get("Range")))
         authorized = False
         auth: str | None = self._authorization(scope) if self._challenge else None
         for _ in range(3):

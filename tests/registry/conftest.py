@@ -3,12 +3,22 @@ from __future__ import annotations
 import shutil
 import tarfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.registry.servers import Pki, Registry, registries
 from tests.support.paths import CORPUS, SAMPLES
 from tests.support.trees import extract_trusted
+
+
+@pytest.fixture(autouse=True)
+def _fresh_blob_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test its own blob cache: a blob another test fetched (from another registry, in
+    another auth mode) must not spare this one its requests."""
+    directory = tmp_path / "cache"
+    monkeypatch.setenv("DOCKSCOPE_CACHE", str(directory))
+    return directory
 
 
 @pytest.fixture(scope="session")

@@ -105,3 +105,38 @@ def test_layer_commands_read_through_the_registry(
         for document in (remote_doc, local_doc):
             document.pop("format", None)
         assert remote_doc == local_doc, command
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_blobs_come_once_then_from_the_cache(
+    kind: str,
+    registry_set: dict[str, Registry],
+    layouts: dict[str, str],
+    pki: Pki,
+    tmp_path: Path,
+) -> None:
+    from inspect_tool.analyze.verify import verify
+    from inspect_tool.registry.access import RegistryAccess
+    from inspect_tool.sources import ImageSelection, open_candidates
+
+    registry = registry_set[kind]
+    ref = registry.push(layouts["dive-gzip"], "dockscope/dive-gzip:v1")
+    access = RegistryAccess(
+        creds=registry.creds, cert_dir=pki.cert_dir(tmp_path / "certs") if registry.tls else None
+    )
+
+    def blob_requests() -> list[str]:
+        source, chosen = open_candidates(ref, ImageSelection(access=access))
+        with source:
+            report = verify(source, chosen)
+            assert report.ok, report.failed
+            client = source.tree.client  # type: ignore[attr-defined]
+            return [
+                (path, byte_range) for _, path, byte_range in client.requests if "/blobs/" in path
+            ]
+
+    first = blob_requests()
+    whole = [path for path, byte_range in first if byte_range is None]
+    assert len(whole) == len(set(whole)) == 2  # the config and the one layer, once each
+    assert [r for _, r in first if r is not None] == ["bytes=0-511"]  # the layer's head
+    assert blob_requests() == []
