@@ -338,17 +338,19 @@ class BlobReader(io.RawIOBase):
         that asks for more than the blob holds reaches its end, and so its verification."""
         if size is None or size < 0:
             size = self._size - self._offset + 1
-        out = bytearray()
-        while len(out) < size:
+        parts: list[bytes] = []
+        got = 0
+        while got < size:
             chunk = self._pull()
             if not chunk:
                 break
-            want = size - len(out)
+            want = size - got
             if len(chunk) > want:
                 chunk, self._buffer = chunk[:want], chunk[want:]
             self._take(chunk)
-            out += chunk
-        return bytes(out)
+            parts.append(chunk)
+            got += len(chunk)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _take(self, chunk: bytes) -> None:
         if self._offset + len(chunk) > self._size:
