@@ -285,10 +285,10 @@ class BlobReader(io.RawIOBase):
 
     def _pull(self) -> bytes:
         """The next bytes of the blob, b'' at its verified end."""
-        if self._buffer:
-            buffered, self._buffer = self._buffer, b""
-            return buffered
         while not self._done:
+            if self._buffer:  # left by a read, or by a resumption that skipped what it had
+                buffered, self._buffer = self._buffer, b""
+                return buffered
             chunk: bytes | None
             try:
                 chunk = self._next_raw()

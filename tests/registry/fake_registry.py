@@ -26,6 +26,8 @@ class Behaviour:
     no_content_digest: bool = False
     wrong_content_digest: bool = False
     break_blobs_after: int | None = None  # send this many bytes of a full GET, then close
+    break_times: int | None = None  # break each blob's first N full GETs only (None: all)
+    ignore_range: bool = False  # answer Range requests with the whole blob (200)
     manifest_bytes: bytes | None = None  # served instead of the real manifest
     corrupt_blob: str | None = None  # a blob digest whose bytes are served altered
 
@@ -37,6 +39,7 @@ class FakeRegistry:
     requests: list[tuple[str, str, str | None, str | None]] = field(default_factory=list)
     port: int = 0
     _throttled: dict[str, int] = field(default_factory=dict)
+    _broken: dict[str, int] = field(default_factory=dict)
 
     @property
     def host(self) -> str:
@@ -158,14 +161,21 @@ def _handler(registry: FakeRegistry) -> type[BaseHTTPRequestHandler]:
                 self._send(429, b"slow down", {"Retry-After": "0"})
                 return
             wanted = self.headers.get("Range")
-            if wanted and wanted.startswith("bytes="):
+            if wanted and wanted.startswith("bytes=") and not b.ignore_range:
                 start_text, _, end_text = wanted[6:].partition("-")
                 start = int(start_text)
                 end = int(end_text) if end_text else len(data) - 1
                 part = data[start : end + 1]
                 self._send(206, part, {"Content-Range": f"bytes {start}-{end}/{len(data)}"})
                 return
-            if b.break_blobs_after is not None and len(data) > b.break_blobs_after:
+            breaks = registry._broken.get(digest, 0)
+            if (
+                b.break_blobs_after is not None
+                and len(data) > b.break_blobs_after
+                and (b.break_times is None or breaks < b.break_times)
+                and not (wanted and b.ignore_range and wanted.endswith("-511"))  # a head
+            ):
+                registry._broken[digest] = breaks + 1
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()

@@ -128,6 +128,27 @@ def test_a_blob_that_breaks_off_is_resumed_with_range(fake: FakeRegistry) -> Non
     assert any(r[3] == "bytes=100-" for r in fake.requests)
 
 
+def test_a_server_that_ignores_range_is_read_again_from_the_start(
+    fake: FakeRegistry, cache: Path
+) -> None:
+    fake.behaviour = Behaviour(break_blobs_after=100, break_times=1, ignore_range=True)
+    result = invoke("verify", fake.ref())
+    assert result.code == 0, result.output
+    assert any(r[3] == "bytes=100-" for r in fake.requests)
+    assert len(cached_blobs(cache)) == 3  # manifest, config, layer
+
+
+def test_a_blob_that_keeps_breaking_is_truncated_exit_3_and_not_cached(
+    fake: FakeRegistry, cache: Path
+) -> None:
+    fake.behaviour = Behaviour(break_blobs_after=100, ignore_range=True)
+    ref = fake.ref()
+    result = invoke("ls", ref)
+    assert result.code == 3
+    assert "truncated: ends after 100 of " in one_line_error(result.err, ref)
+    assert [p.name for p in cached_blobs(cache)] == [fake.manifest_digest().split(":")[1]]
+
+
 def test_a_blob_whose_bytes_do_not_match_is_an_error_and_is_not_cached(
     fake: FakeRegistry, layout: Path, cache: Path
 ) -> None:
