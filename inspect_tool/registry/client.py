@@ -91,6 +91,15 @@ def _transport_failure(exc: Exception) -> str:
         return "unknown host (the name does not resolve)"
     if "certificate_verify_failed" in lowered or "certificate verify failed" in lowered:
         return "TLS certificate not trusted (give its CA with --cert-dir, or --tls-verify=false)"
+    if (
+        "alert bad certificate" in lowered
+        or "certificate required" in lowered
+        or ("alert unknown ca" in lowered)
+    ):
+        return (
+            "the registry refused the TLS client certificate, or wants one (a *.cert and "
+            "*.key pair in --cert-dir)"
+        )
     if "connection refused" in lowered:
         return "connection refused"
     if isinstance(exc, httpx.TimeoutException):
@@ -295,6 +304,9 @@ class RegistryClient:
         scope = scope or self._scope()
         url = path if absolute else f"{self.base}/v2/{path}"
         self.requests.append((method, urlsplit(url).path, (headers or {}).get("Range")))
+        if _origin(url) != _origin(self.base):
+            # an upload location on another host: never the registry's credentials
+            return self._send(method, url, headers or {}, None, stream, content)
         authorized = False
         auth: str | None = self._authorization(scope) if self._challenge else None
         for _ in range(3):
@@ -482,6 +494,11 @@ class RegistryClient:
             raise self.fail(response, f"manifest {ref}")
         digest: str | None = response.headers.get("Docker-Content-Digest")
         return digest
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc.lower()
 
 
 def _basic(creds: Credentials) -> str:

@@ -30,6 +30,7 @@ class Behaviour:
     ignore_range: bool = False  # answer Range requests with the whole blob (200)
     manifest_bytes: bytes | None = None  # served instead of the real manifest
     corrupt_blob: str | None = None  # a blob digest whose bytes are served altered
+    upload_elsewhere: bool = False  # upload locations on http://localhost:PORT/upload/…
 
 
 @dataclass
@@ -40,6 +41,7 @@ class FakeRegistry:
     port: int = 0
     _throttled: dict[str, int] = field(default_factory=dict)
     _broken: dict[str, int] = field(default_factory=dict)
+    uploaded: dict[str, bytes] = field(default_factory=dict)  # pushed blobs and manifests
 
     @property
     def host(self) -> str:
@@ -83,7 +85,40 @@ def _handler(registry: FakeRegistry) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(body)
 
         def do_HEAD(self) -> None:
+            if "/blobs/" in self.path and registry.behaviour.upload_elsewhere:
+                registry.requests.append(
+                    (self.command, self.path, self.headers.get("Authorization"), None)
+                )
+                self._send(404)  # a registry being pushed to holds nothing yet
+                return
             self.do_GET()
+
+        def _body(self) -> bytes:
+            return self.rfile.read(int(self.headers.get("Content-Length", "0")))
+
+        def do_POST(self) -> None:
+            registry.requests.append(
+                (self.command, self.path, self.headers.get("Authorization"), None)
+            )
+            host = "localhost" if registry.behaviour.upload_elsewhere else "127.0.0.1"
+            self._send(202, b"", {"Location": f"http://{host}:{registry.port}/upload/1?state=x"})
+
+        def do_PUT(self) -> None:
+            registry.requests.append(
+                (self.command, self.path, self.headers.get("Authorization"), None)
+            )
+            data = self._body()
+            if self.path.startswith("/upload/"):
+                digest = self.path.split("digest=", 1)[1].replace("%3A", ":")
+                if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+                    self._send(400, b'{"errors":[{"code":"DIGEST_INVALID","message":"x"}]}')
+                    return
+                registry.uploaded[digest] = data
+                self._send(201, b"", {"Docker-Content-Digest": digest})
+                return
+            digest = "sha256:" + hashlib.sha256(data).hexdigest()
+            registry.uploaded[self.path] = data
+            self._send(201, b"", {"Docker-Content-Digest": digest})
 
         def do_GET(self) -> None:
             b = registry.behaviour

@@ -61,10 +61,47 @@ class Pki:
     server_cert: Path
     server_key: Path
 
-    def cert_dir(self, where: Path) -> Path:
-        """A --cert-dir holding the CA, as containers-certs.d lays it out."""
+    def cert_dir(self, where: Path, *, client: bool = False) -> Path:
+        """A --cert-dir holding the CA (and a client certificate and key the CA signed), as
+        containers-certs.d lays it out."""
         where.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(self.ca, where / "ca.crt")
+        if client:
+            if not (self.directory / "client.cert").is_file():
+                openssl(
+                    "req",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-keyout",
+                    "client.key",
+                    "-out",
+                    "client.csr",
+                    "-subj",
+                    "/CN=dockscope test client",
+                    cwd=self.directory,
+                )
+                (self.directory / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+                openssl(
+                    "x509",
+                    "-req",
+                    "-in",
+                    "client.csr",
+                    "-CA",
+                    "ca.crt",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-out",
+                    "client.cert",
+                    "-days",
+                    "2",
+                    "-extfile",
+                    "client.ext",
+                    cwd=self.directory,
+                )
+            shutil.copyfile(self.directory / "client.cert", where / "client.cert")
+            shutil.copyfile(self.directory / "client.key", where / "client.key")
         return where
 
 
@@ -189,7 +226,8 @@ def run_skopeo(*args: str) -> str:
 def start_registry(
     kind: str, directory: Path, *, pki: Pki | None = None, issuer: TokenIssuer | None = None
 ) -> Registry:
-    """kind: plain, tls, basic (htpasswd over TLS) or token (the issuer's JWTs, plain HTTP)."""
+    """kind: plain, tls, basic (htpasswd over TLS), mtls (TLS with client certificates the
+    test CA signed) or token (the issuer's JWTs, plain HTTP)."""
     if shutil.which(REGISTRY_BINARY) is None:
         pytest.fail("docker-registry is missing: apt-get install docker-registry (make debs-test)")
     directory.mkdir(parents=True, exist_ok=True)
@@ -204,10 +242,12 @@ def start_registry(
         },
         "http": http,
     }
-    tls = kind in ("tls", "basic")
+    tls = kind in ("tls", "basic", "mtls")
     if tls:
         assert pki is not None
         http["tls"] = {"certificate": str(pki.server_cert), "key": str(pki.server_key)}
+        if kind == "mtls":
+            http["tls"]["clientcas"] = [str(pki.ca)]
     creds = None
     if kind == "basic":
         shutil.copyfile(DATA / "htpasswd", directory / "htpasswd")

@@ -182,3 +182,22 @@ def test_anonymous_token_is_refused_where_the_issuer_grants_nothing(
     result = invoke("inspect", ref)
     assert result.code == 3
     assert "authentication required (no credentials)" in result.err
+
+
+def test_client_certificates_from_the_cert_dir(
+    registry_set: dict[str, Registry], layouts: dict[str, str], pki: Pki, tmp_path: Path
+) -> None:
+    from tests.registry.servers import start_registry
+
+    registry = start_registry("mtls", tmp_path / "mtls", pki=pki)
+    try:
+        with_client = pki.cert_dir(tmp_path / "client-certs", client=True)
+        ref = registry.ref("dockscope/dive-gzip:v1")
+        run_skopeo("copy", "--dest-cert-dir", str(with_client), layouts["dive-gzip"], ref)
+        refused = invoke("inspect", "--cert-dir", pki.cert_dir(tmp_path / "ca-only"), ref)
+        assert refused.code == 3
+        assert "refused the TLS client certificate, or wants one" in refused.err
+        assert refused.err.startswith(f"dockscope: {ref}: ")
+        ok(invoke("verify", "--cert-dir", with_client, ref))
+    finally:
+        registry.stop()

@@ -226,3 +226,25 @@ def test_credentials_never_appear_in_output(fake: FakeRegistry, tmp_path: Path) 
     encoded = __import__("base64").b64encode(creds.encode()).decode()
     for result in outputs:
         assert encoded not in result.output
+
+
+def test_push_sends_no_credentials_to_an_upload_location_on_another_host(
+    fake: FakeRegistry, layout: Path
+) -> None:
+    from inspect_tool.registry.access import RegistryAccess
+    from inspect_tool.registry.push import push_image
+    from inspect_tool.sources import open_image
+
+    fake.behaviour = Behaviour(require_auth=True, upload_elsewhere=True)
+    source, image = open_image(layout)
+    with source:
+        result = push_image(
+            source, image, fake.ref("pushed:v1"), RegistryAccess(creds=f"{USER}:{PASSWORD}")
+        )
+    assert image.manifest is not None
+    assert result.manifest_digest == image.manifest.digest
+    assert fake.uploaded["/v2/pushed/manifests/v1"] == image.manifest.raw
+    puts = [r for r in fake.requests if r[0] == "PUT" and r[1].startswith("/upload/")]
+    assert len(puts) == 2 and all(r[2] is None for r in puts)  # config and layer
+    posts = [r for r in fake.requests if r[0] == "POST"]
+    assert posts and all(str(r[2]).startswith("Basic ") for r in posts)
