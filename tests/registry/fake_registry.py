@@ -9,6 +9,7 @@ import base64
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ class Behaviour:
     ignore_range: bool = False  # answer Range requests with the whole blob (200)
     manifest_bytes: bytes | None = None  # served instead of the real manifest
     corrupt_blob: str | None = None  # a blob digest whose bytes are served altered
+    stall_blobs_after: int | None = None  # send this many bytes of a full GET, then go quiet
     upload_elsewhere: bool = False  # upload locations on http://localhost:PORT/upload/…
 
 
@@ -202,6 +204,15 @@ def _handler(registry: FakeRegistry) -> type[BaseHTTPRequestHandler]:
                 end = int(end_text) if end_text else len(data) - 1
                 part = data[start : end + 1]
                 self._send(206, part, {"Content-Range": f"bytes {start}-{end}/{len(data)}"})
+                return
+            if b.stall_blobs_after is not None and len(data) > b.stall_blobs_after:
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data[: b.stall_blobs_after])
+                self.wfile.flush()
+                time.sleep(3)
+                self.close_connection = True
                 return
             breaks = registry._broken.get(digest, 0)
             if (

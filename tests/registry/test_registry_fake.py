@@ -128,6 +128,20 @@ def test_a_blob_that_breaks_off_is_resumed_with_range(fake: FakeRegistry) -> Non
     assert any(r[3] == "bytes=100-" for r in fake.requests)
 
 
+def test_a_stalled_blob_read_times_out_and_resumes(
+    fake: FakeRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx
+
+    from inspect_tool.registry import client
+
+    monkeypatch.setattr(client, "TIMEOUT", httpx.Timeout(0.5))
+    fake.behaviour = Behaviour(stall_blobs_after=100)
+    result = invoke("verify", fake.ref())
+    assert result.code == 0, result.output
+    assert any(r[3] == "bytes=100-" for r in fake.requests)
+
+
 def test_a_server_that_ignores_range_is_read_again_from_the_start(
     fake: FakeRegistry, cache: Path
 ) -> None:
