@@ -27,7 +27,7 @@ from inspect_tool.model.digest import Digest
 from inspect_tool.model.mediatypes import MediaType
 from inspect_tool.registry.access import RegistryAccess
 from inspect_tool.registry.auth import Credentials, lookup
-from inspect_tool.registry.reference import RegistryReference
+from inspect_tool.registry.reference import RegistryReference, is_loopback
 from inspect_tool.registry.tls import cert_directory, ssl_context
 
 if TYPE_CHECKING:
@@ -255,6 +255,17 @@ class RegistryClient:
         if params.get("service"):
             query.append(("service", params["service"]))
         creds = self.credentials()
+        realm_parts = urlsplit(realm)
+        if (
+            creds is not None
+            and realm_parts.scheme == "http"
+            and not is_loopback(realm_parts.hostname or "")
+            and self.access.tls_verify is not False
+        ):
+            raise self.error(
+                "the registry's token service is plain HTTP: the credentials are not sent "
+                "there (--tls-verify=false allows it)"
+            )
         headers = {"Authorization": _basic(creds)} if creds is not None else {}
         url = realm + ("&" if "?" in realm else "?") + urlencode(query)
         try:

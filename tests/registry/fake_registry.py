@@ -22,6 +22,7 @@ USER, PASSWORD = "fakeuser", "fake-password-7731"
 @dataclass
 class Behaviour:
     require_auth: bool = False  # Basic, with USER/PASSWORD
+    bearer_realm: str | None = None  # with require_auth: challenge Bearer with this realm
     redirect_blobs: bool = False  # 307 to http://localhost:PORT/storage/...
     throttle: int = 0  # answer this many 429s (Retry-After: 0) before each first blob success
     no_content_digest: bool = False
@@ -139,7 +140,11 @@ def _handler(registry: FakeRegistry) -> type[BaseHTTPRequestHandler]:
                         401,
                         body,
                         {
-                            "WWW-Authenticate": 'Basic realm="fake"',
+                            "WWW-Authenticate": (
+                                f'Bearer realm="{b.bearer_realm}",service="fake"'
+                                if b.bearer_realm
+                                else 'Basic realm="fake"'
+                            ),
                             "Content-Type": "application/json",
                         },
                     )

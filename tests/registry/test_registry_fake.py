@@ -262,3 +262,11 @@ def test_push_sends_no_credentials_to_an_upload_location_on_another_host(
     assert len(puts) == 2 and all(r[2] is None for r in puts)  # config and layer
     posts = [r for r in fake.requests if r[0] == "POST"]
     assert posts and all(str(r[2]).startswith("Basic ") for r in posts)
+
+
+def test_credentials_are_not_sent_to_a_plain_http_token_service(fake: FakeRegistry) -> None:
+    fake.behaviour = Behaviour(require_auth=True, bearer_realm="http://192.0.2.1/token")
+    ref = fake.ref()
+    result = invoke("inspect", "--creds", f"{USER}:{PASSWORD}", ref)
+    assert result.code == 3
+    assert "token service is plain HTTP" in one_line_error(result.err, ref)
