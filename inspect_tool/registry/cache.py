@@ -76,11 +76,22 @@ class BlobCache:
         if path is None:
             return None
         try:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._directory(path.parent)
             fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{digest.hex[:16]}.")
         except OSError:
             return None
         return os.fdopen(fd, "wb"), Path(name)
+
+    def _directory(self, directory: Path) -> None:
+        """Make the directory, mode 0700 from the cache's root down (blobs of private images
+        are the user's alone; the files themselves are 0600)."""
+        assert self.root is not None
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        below = directory.relative_to(self.root)
+        current = self.root
+        for part in below.parts:
+            current = current / part
+            current.mkdir(mode=0o700, exist_ok=True)
 
     def commit(self, temporary: Path, digest: Digest) -> None:
         """Rename a verified temporary file to its digest (the caller checked it)."""
@@ -97,7 +108,7 @@ class BlobCache:
         if path is None:
             return
         try:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._directory(path.parent)
             fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{digest.hex[:16]}.")
         except OSError:
             return

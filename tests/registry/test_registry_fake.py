@@ -61,6 +61,9 @@ def test_verify_reads_every_blob_once_and_the_cache_serves_the_next_commands(
     fetched = [r[1] for r in fake.blob_requests() if r[3] is None]
     assert len(fetched) == len(set(fetched))  # each blob once
     assert cached_blobs(cache)
+    # the user's alone: blobs of private images
+    assert {p.stat().st_mode & 0o777 for p in cached_blobs(cache)} == {0o600}
+    assert {p.stat().st_mode & 0o777 for p in cache.rglob("*") if p.is_dir()} == {0o700}
     fake.requests.clear()
     ok(invoke("verify", ref))
     ok(invoke("inspect", ref))
