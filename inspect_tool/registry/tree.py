@@ -41,6 +41,7 @@ class _Known:
     size: int
     manifest: bool  # served by /manifests/ (an index's children) rather than /blobs/
     order: int
+    layer: bool = False  # listed in a manifest's layers
 
 
 class RegistryTree:
@@ -67,6 +68,7 @@ class RegistryTree:
         self._lock = threading.Lock()
         self._known: dict[str, _Known] = {}
         self._manifests: dict[str, bytes] = {}
+        self._heads: dict[Digest, bytes] = {}  # first bytes of layers, from Range requests
         descriptor: dict[str, object] = {
             "mediaType": media_type,
             "digest": str(digest),
@@ -86,11 +88,11 @@ class RegistryTree:
         self._loaded(digest, manifest)
 
     # -- what the tree holds --------------------------------------------------------------------
-    def _remember(self, digest: Digest, size: int, *, manifest: bool) -> None:
+    def _remember(self, digest: Digest, size: int, *, manifest: bool, layer: bool = False) -> None:
         path = f"blobs/{digest.algorithm}/{digest.hex}"
         with self._lock:
             if path not in self._known:
-                self._known[path] = _Known(digest, size, manifest, len(self._known) + 1)
+                self._known[path] = _Known(digest, size, manifest, len(self._known) + 1, layer)
 
     def _loaded(self, digest: Digest, data: bytes) -> None:
         """A manifest or index was read: learn the blobs it lists."""
@@ -113,9 +115,9 @@ class RegistryTree:
         layers = document.get("layers")
         if isinstance(layers, list):
             for item in layers:
-                self._learn(item, manifest=False)
+                self._learn(item, manifest=False, layer=True)
 
-    def _learn(self, item: object, *, manifest: bool) -> None:
+    def _learn(self, item: object, *, manifest: bool, layer: bool = False) -> None:
         if not isinstance(item, dict):
             return
         size = item.get("size")
@@ -125,7 +127,7 @@ class RegistryTree:
             digest = Digest.parse(item.get("digest"))
         except DockscopeError:
             return
-        self._remember(digest, size, manifest=manifest)
+        self._remember(digest, size, manifest=manifest, layer=layer)
 
     def _find(self, path: str) -> _Known | None:
         with self._lock:
@@ -169,13 +171,47 @@ class RegistryTree:
         if cached is not None:
             with cached:
                 return cached.read(size)
-        head = self.cache.read(known.digest, "heads")
-        if head is not None and len(head) >= min(size, known.size):
-            return head[:size]
+        head = self._cached_head(known)
+        if head is None:
+            self._fetch_heads(known)
+            head = self._cached_head(known)
+            assert head is not None
+        return head[:size]
+
+    def _cached_head(self, known: _Known) -> bytes | None:
         if known.size == 0:
             return b""
-        # Only the first bytes (to sniff the compression): a Range request, kept aside.
-        want = min(max(size, HEAD_SIZE), known.size)
+        with self._lock:
+            head = self._heads.get(known.digest)
+        if head is None:
+            head = self.cache.read(known.digest, "heads")
+        if head is not None and len(head) >= min(HEAD_SIZE, known.size):
+            return head
+        return None
+
+    def _fetch_heads(self, wanted: _Known) -> None:
+        """The first bytes of ``wanted`` and, at once, of every other layer known whose head is
+        not at hand (inspect sniffs them all, one after the other): Range requests, 4 at a
+        time, kept aside in ``heads/``. Only ``wanted``'s failure is raised."""
+        with self._lock:
+            others = [k for k in self._known.values() if k.layer and k is not wanted]
+        missing = [
+            k for k in others if self.cache.size(k.digest) is None and self._cached_head(k) is None
+        ]
+        if not missing:
+            self._fetch_head(wanted)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            others_done = [pool.submit(self._fetch_head, k) for k in missing[:63]]
+            self._fetch_head(wanted)
+            for future in others_done:
+                with contextlib.suppress(DockscopeError):  # asked for alone, it will say why
+                    future.result()
+
+    def _fetch_head(self, known: _Known) -> None:
+        want = min(HEAD_SIZE, known.size)
         response = self.client.open_blob(known.digest, 0, want - 1)
         try:
             data = bytearray()
@@ -190,8 +226,11 @@ class RegistryTree:
         finally:
             response.close()
         head = bytes(data[:want])
+        if len(head) < want:
+            raise self.client.error(f"blob {known.digest}: ends after {len(head)} bytes")
+        with self._lock:
+            self._heads[known.digest] = head
         self.cache.store(known.digest, head, "heads")
-        return head[:size]
 
     def read(self, path: str, limit: int) -> bytes:
         return read_limited(self, path, limit)
