@@ -10,11 +10,7 @@ from inspect_tool.registry.access import RegistryAccess
 if TYPE_CHECKING:
     from inspect_tool.sources.source import Source
 
-__all__ = ["RegistryAccess", "is_registry_reference", "open_registry_source"]
-
-
-def is_registry_reference(text: str) -> bool:
-    return text.startswith("docker:/")
+__all__ = ["RegistryAccess", "open_registry_source"]
 
 
 def open_registry_source(text: str, access: RegistryAccess | None = None) -> Source:
