@@ -140,3 +140,40 @@ def test_blobs_come_once_then_from_the_cache(
     assert len(whole) == len(set(whole)) == 2  # the config and the one layer, once each
     assert [r for _, r in first if r is not None] == ["bytes=0-511"]  # the layer's head
     assert blob_requests() == []
+
+
+def test_docker_manifest_list_with_platform(
+    registry_set: dict[str, Registry], layouts: dict[str, str]
+) -> None:
+    registry = registry_set["plain"]
+    ref = registry.ref("dockscope/multi-docker:v1")
+    run_skopeo(
+        "copy",
+        "--all",
+        "--format",
+        "v2s2",
+        "--dest-tls-verify=false",
+        layouts["multiplatform"],
+        ref,
+    )
+    raw = run_skopeo("inspect", "--raw", "--tls-verify=false", ref)
+    index = json.loads(raw)
+    assert index["mediaType"] == "application/vnd.docker.distribution.manifest.list.v2+json"
+    listing = invoke("inspect", "--json", ref).json()
+    assert {i["media_type"] for i in listing["images"]} == {
+        "application/vnd.docker.distribution.manifest.v2+json"
+    }
+    wanted = index["manifests"][-1]
+    platform = "/".join(
+        filter(
+            None,
+            [
+                wanted["platform"]["os"],
+                wanted["platform"]["architecture"],
+                wanted["platform"].get("variant"),
+            ],
+        )
+    )
+    document = invoke("inspect", "--json", "--platform", platform, ref).json()
+    assert document["manifest_digest"] == wanted["digest"]
+    ok(invoke("verify", "--platform", platform, ref))
