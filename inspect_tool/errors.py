@@ -70,3 +70,9 @@ class UnsafePathError(InvalidImageError):
 
 class TruncatedError(InvalidImageError):
     """An archive or blob ends before its headers say it should."""
+
+
+class RegistryError(DockscopeError):
+    """A registry could not be reached, refused us, lacks the image or sent bytes that do not
+    match their digest (exit 3). ``subject`` is the docker:// reference; the message never
+    holds credentials."""

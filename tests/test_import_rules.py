@@ -24,6 +24,7 @@ INSPECT_TOOL_LAYERS: dict[str, frozenset[str]] = {
     "sources": frozenset({"errors", "model"}),
     "layout": frozenset({"errors", "model"}),
     "layers": frozenset({"errors", "model", "sources"}),
+    "registry": frozenset({"errors", "model", "sources"}),
     "analyze": frozenset({"errors", "model", "sources", "layers"}),
     "storage": frozenset({"errors", "model", "sources", "layers", "layout"}),
     "transfer": frozenset({"errors", "model", "sources", "layers", "layout", "analyze"}),
@@ -134,6 +135,26 @@ def is_cli(name: str) -> bool:
     )
 
 
+# Imports a package may make only inside a function (or for type checking): sources opens a
+# docker:// reference through the registry package, which imports sources' readers, and
+# httpx must not load for local files.
+LAZY_ONLY = frozenset({("sources", "registry")})
+
+
+def eager_imports(source: str, module: str, *, is_package: bool = False) -> Iterator[Import]:
+    """The imports a module runs when it is imported: at module level, outside functions and
+    ``if TYPE_CHECKING:`` blocks."""
+    tree = ast.parse(source)
+    body: list[ast.stmt] = []
+    for node in tree.body:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            body += node.orelse
+        elif not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            body.append(node)
+    module_only = ast.Module(body=body, type_ignores=[])
+    yield from imports_in(ast.unparse(module_only), module, is_package=is_package)
+
+
 IMPORTS = all_imports()
 MODULES = {i.module for i in IMPORTS}
 
@@ -178,6 +199,7 @@ def test_inspect_tool_never_imports_runtime_lab_below_its_cli() -> None:
 @pytest.mark.parametrize("package", sorted(INSPECT_TOOL_LAYERS))
 def test_inspect_tool_packages_import_only_downward(package: str) -> None:
     allowed = INSPECT_TOOL_LAYERS[package] | {package}
+    allowed |= {lazy for below, lazy in LAZY_ONLY if below == package}
 
     def rule(i: Import) -> bool:
         target = inspect_tool_package(i.target)
@@ -188,6 +210,39 @@ def test_inspect_tool_packages_import_only_downward(package: str) -> None:
         )
 
     assert broken(rule) == []
+
+
+@pytest.mark.parametrize(("package", "lazy"), sorted(LAZY_ONLY))
+def test_lazy_imports_stay_inside_functions(package: str, lazy: str) -> None:
+    found = []
+    for path in sorted((REPO / "inspect_tool" / package).rglob("*.py")):
+        found += [
+            str(i)
+            for i in eager_imports(
+                path.read_text(encoding="utf-8"),
+                module_name(path),
+                is_package=path.name == "__init__.py",
+            )
+            if inspect_tool_package(i.target) == lazy
+        ]
+    assert found == []
+    uses = [i for i in IMPORTS if inspect_tool_package(i.module) == package]
+    assert any(inspect_tool_package(i.target) == lazy for i in uses)  # the rule is not idle
+
+
+def test_registry_imports_httpx_only_below_its_entry_points() -> None:
+    """``inspect_tool.registry`` and its access module load without httpx (the CLI imports
+    them for every command)."""
+    for name in ("__init__.py", "access.py"):
+        path = REPO / "inspect_tool" / "registry" / name
+        eager = list(eager_imports(path.read_text(encoding="utf-8"), module_name(path)))
+        assert [str(i) for i in eager if top(i.target) == "httpx"] == []
+        assert [
+            str(i)
+            for i in eager
+            if i.target.startswith("inspect_tool.registry.")
+            and i.target.split(".")[2] not in ("access", "RegistryAccess")
+        ] == []
 
 
 def test_runtime_command_modules_import_no_cycle() -> None:

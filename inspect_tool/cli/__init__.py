@@ -33,6 +33,7 @@ _MODULES = (
     "storage",
     "visual",
     "transfer",
+    "registry",
     "runtime",
 )
 COMMAND_MODULES = {
@@ -43,6 +44,7 @@ COMMAND_MODULES = {
     **dict.fromkeys(("storage",), "storage"),
     **dict.fromkeys(("graph", "tree", "report"), "visual"),
     **dict.fromkeys(("copy", "pull"), "transfer"),
+    **dict.fromkeys(("login", "logout"), "registry"),
     **dict.fromkeys(
         (
             "run",
@@ -102,6 +104,9 @@ def build_app(command: str | None = None) -> typer.Typer:
             runtime.register(application, only=command if wanted else None)
             continue
         importlib.import_module(f"inspect_tool.cli.{name}").register(application)
+    from inspect_tool.cli._access import add_access_options
+
+    add_access_options(application)
     return application
 
 

@@ -29,6 +29,7 @@ class ImageFormat(StrEnum):
     OCI_ARCHIVE = "oci-archive"
     DIR = "dir"  # skopeo's dir: transport
     CONTAINERS_STORAGE = "containers-storage"  # a Podman/Buildah store, read offline
+    REGISTRY = "registry"
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ FORMAT_NAMES = {
     "oci-archive": "OCI image layout in a tar (oci-archive)",
     "dir": "skopeo dir: directory",
     "containers-storage": "containers-storage (Podman/Buildah store, read offline)",
+    "registry": "registry (OCI distribution API)",
 }
 
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from inspect_tool.errors import DockscopeError, InvalidImageError, UsageError
+from inspect_tool.errors import DockscopeError, InvalidImageError
 from inspect_tool.model.finding import Finding
 from inspect_tool.model.image import ImageFormat
 from inspect_tool.sources.location import Location, Transport, parse_location
 from inspect_tool.sources.source import Candidate, Source
 from inspect_tool.sources.tree import DirTree, Tree, open_tree
+
+if TYPE_CHECKING:
+    from inspect_tool.registry.access import RegistryAccess
 
 __all__ = [
     "Candidate",
@@ -24,7 +28,7 @@ __all__ = [
 ]
 
 
-def open_source(path: str | Path, access: object = None) -> Source:
+def open_source(path: str | Path, access: RegistryAccess | None = None) -> Source:
     """Open an image where it lives: a path (its format detected from content) or a location
     in skopeo's syntax (``oci:DIR[:REF]``, ``oci-archive:``, ``docker-archive:``, ``dir:``,
     ``containers-storage:``, ``docker://``; see sources/location.py). ``access`` carries a
@@ -32,7 +36,7 @@ def open_source(path: str | Path, access: object = None) -> Source:
     return open_location(parse_location(path), access)
 
 
-def open_location(location: Location, access: object = None) -> Source:
+def open_location(location: Location, access: RegistryAccess | None = None) -> Source:
     if location.transport is Transport.DOCKER:
         return _open_registry(location, access)
     if location.transport is Transport.CONTAINERS_STORAGE:
@@ -57,14 +61,12 @@ def open_location(location: Location, access: object = None) -> Source:
     return source
 
 
-def _open_registry(location: Location, access: object) -> Source:
-    """docker:// is the registry package's (inspect_tool/registry), not yet part of this
-    build: the one call it takes is ``open_registry_source(location.text, access)``."""
-    raise UsageError(
-        "docker:// references need the registry client, which this build of dockscope does "
-        "not have yet; copy the image to a local layout first (skopeo copy docker://… oci:DIR)",
-        subject=location.text,
-    )
+def _open_registry(location: Location, access: RegistryAccess | None) -> Source:
+    """docker:// is the registry package's: imported here only, so httpx loads for a
+    registry reference and never for a local file."""
+    from inspect_tool.registry import open_registry_source
+
+    return open_registry_source(location.text, access)
 
 
 def _named(exc: DockscopeError, location: Location) -> DockscopeError:

@@ -10,6 +10,7 @@ from inspect_tool.errors import InvalidImageError, SelectionError, UsageError
 
 if TYPE_CHECKING:
     from inspect_tool.model.image import Image
+    from inspect_tool.registry.access import RegistryAccess
     from inspect_tool.sources.location import Location
     from inspect_tool.sources.source import Candidate, Source
 
@@ -17,11 +18,13 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class ImageSelection:
     """--image (a tag or a 1-based position), --ref (a ref.name annotation) and --platform
-    (OS/ARCH[/VARIANT]); None selects nothing by that criterion."""
+    (OS/ARCH[/VARIANT]); None selects nothing by that criterion. ``access`` says how to reach
+    a registry for docker:// references (None: the command line's, or the defaults)."""
 
     image: str | None = None
     ref: str | None = None
     platform: str | None = None
+    access: RegistryAccess | None = None
 
 
 ALL_IMAGES = ImageSelection()
@@ -37,7 +40,7 @@ def open_candidates(
 
     location = parse_location(path)
     selection, given = merge_location(selection, location)
-    source = open_location(location, getattr(selection, "access", None))
+    source = open_location(location, selection.access)
     source.given.update(given)
     try:
         wanted = Platform.parse(selection.platform) if selection.platform else None
@@ -75,7 +78,13 @@ def merge_location(
             )
         changes[field_name] = value
         given[field_name] = _as_written(field_name, value)
-    return (replace(selection, **changes) if changes else selection), given
+    if changes:
+        selection = replace(
+            selection,
+            ref=changes.get("ref", selection.ref),
+            image=changes.get("image", selection.image),
+        )
+    return selection, given
 
 
 def _as_written(field_name: str, value: str) -> str:

@@ -1,0 +1,275 @@
+"""The registry client against a fake registry's odd behaviours: redirects to blob storage,
+429, no or a wrong Docker-Content-Digest, blobs that break off, bytes that do not match."""
+
+from __future__ import annotations
+
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.registry.fake_registry import PASSWORD, USER, Behaviour, FakeRegistry, serve
+from tests.support.cli import invoke, ok
+from tests.support.paths import CORPUS
+from tests.support.trees import extract_trusted
+
+
+@pytest.fixture(scope="module")
+def layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("fake-layout")
+    with tarfile.open(CORPUS / "oci-archive-gzip-dive.tar") as tar:
+        extract_trusted(tar, target)
+    return target
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    directory = tmp_path / "cache"
+    monkeypatch.setenv("DOCKSCOPE_CACHE", str(directory))
+    return directory
+
+
+@pytest.fixture
+def fake(layout: Path, cache: Path) -> Iterator[FakeRegistry]:
+    with serve(layout) as registry:
+        yield registry
+
+
+def cached_blobs(cache: Path) -> list[Path]:
+    return sorted(p for p in (cache / "blobs").rglob("*") if p.is_file())
+
+
+def one_line_error(result_err: str, ref: str) -> str:
+    lines = result_err.strip().splitlines()
+    assert len(lines) == 1, result_err
+    assert lines[0].startswith(f"dockscope: {ref}: "), lines[0]
+    return lines[0]
+
+
+def test_verify_reads_every_blob_once_and_the_cache_serves_the_next_commands(
+    fake: FakeRegistry, cache: Path
+) -> None:
+    ref = fake.ref()
+    ok(invoke("inspect", ref))
+    first_inspect = fake.blob_requests()
+    # inspect fetched the config whole; the layer only its first bytes (a Range request)
+    assert [r[3] for r in first_inspect] == [None, "bytes=0-511"]
+    fake.requests.clear()
+    result = invoke("verify", "--json", ref)
+    assert result.code == 0, result.output
+    fetched = [r[1] for r in fake.blob_requests() if r[3] is None]
+    assert len(fetched) == len(set(fetched))  # each blob once
+    assert cached_blobs(cache)
+    # the user's alone: blobs of private images
+    assert {p.stat().st_mode & 0o777 for p in cached_blobs(cache)} == {0o600}
+    assert {p.stat().st_mode & 0o777 for p in cache.rglob("*") if p.is_dir()} == {0o700}
+    fake.requests.clear()
+    ok(invoke("verify", ref))
+    ok(invoke("inspect", ref))
+    ok(invoke("ls", ref))
+    assert fake.blob_requests() == []
+    # by digest, not even the manifest is asked for again
+    fake.requests.clear()
+    ok(invoke("inspect", fake.ref(f"dive@{fake.manifest_digest()}")))
+    assert fake.requests == []
+
+
+def test_redirected_blobs_never_get_the_authorization_header(fake: FakeRegistry) -> None:
+    fake.behaviour = Behaviour(require_auth=True, redirect_blobs=True)
+    result = invoke("verify", "--creds", f"{USER}:{PASSWORD}", fake.ref())
+    assert result.code == 0, result.output
+    storage = [r for r in fake.requests if r[1].startswith("/storage/")]
+    api = [r for r in fake.requests if r[1].startswith("/v2/") and "/blobs/" in r[1]]
+    assert storage and api
+    assert all(r[2] is None for r in storage)
+    assert all(r[2] is not None and r[2].startswith("Basic ") for r in api)
+    assert PASSWORD not in result.output
+
+
+def test_throttled_requests_are_retried(fake: FakeRegistry) -> None:
+    fake.behaviour = Behaviour(throttle=2)
+    result = invoke("verify", fake.ref())
+    assert result.code == 0, result.output
+    config = [r for r in fake.requests if "/blobs/" in r[1]]
+    assert len(config) >= 3 * 2  # two 429s before each blob's first answer
+
+
+def test_a_manifest_without_docker_content_digest_is_read(fake: FakeRegistry) -> None:
+    fake.behaviour = Behaviour(no_content_digest=True)
+    document = invoke("inspect", "--json", fake.ref()).json()
+    assert document["manifest_digest"] == fake.manifest_digest()
+
+
+def test_a_wrong_docker_content_digest_is_an_error(fake: FakeRegistry, cache: Path) -> None:
+    fake.behaviour = Behaviour(wrong_content_digest=True)
+    ref = fake.ref()
+    result = invoke("inspect", ref)
+    assert result.code == 3
+    line = one_line_error(result.err, ref)
+    assert "Docker-Content-Digest" in line
+    assert cached_blobs(cache) == []
+
+
+def test_a_manifest_that_is_not_the_digest_asked_for_is_refused(
+    fake: FakeRegistry, layout: Path, cache: Path
+) -> None:
+    digest = fake.manifest_digest()
+    real = (layout / "blobs" / "sha256" / digest.split(":")[1]).read_bytes()
+    fake.behaviour = Behaviour(manifest_bytes=real.replace(b"{", b"{ ", 1))
+    ref = fake.ref(f"dive@{digest}")
+    result = invoke("inspect", ref)
+    assert result.code == 3
+    assert f"not the {digest} asked for" in one_line_error(result.err, ref)
+    assert cached_blobs(cache) == []
+
+
+def test_a_blob_that_breaks_off_is_resumed_with_range(fake: FakeRegistry) -> None:
+    fake.behaviour = Behaviour(break_blobs_after=100)
+    result = invoke("verify", fake.ref())
+    assert result.code == 0, result.output
+    assert any(r[3] == "bytes=100-" for r in fake.requests)
+
+
+def test_a_stalled_blob_read_times_out_and_resumes(
+    fake: FakeRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx
+
+    from inspect_tool.registry import client
+
+    monkeypatch.setattr(client, "TIMEOUT", httpx.Timeout(0.5))
+    fake.behaviour = Behaviour(stall_blobs_after=100)
+    result = invoke("verify", fake.ref())
+    assert result.code == 0, result.output
+    assert any(r[3] == "bytes=100-" for r in fake.requests)
+
+
+def test_a_server_that_ignores_range_is_read_again_from_the_start(
+    fake: FakeRegistry, cache: Path
+) -> None:
+    fake.behaviour = Behaviour(break_blobs_after=100, break_times=1, ignore_range=True)
+    result = invoke("verify", fake.ref())
+    assert result.code == 0, result.output
+    assert any(r[3] == "bytes=100-" for r in fake.requests)
+    assert len(cached_blobs(cache)) == 3  # manifest, config, layer
+
+
+def test_a_blob_that_keeps_breaking_is_truncated_exit_3_and_not_cached(
+    fake: FakeRegistry, cache: Path
+) -> None:
+    fake.behaviour = Behaviour(break_blobs_after=100, ignore_range=True)
+    ref = fake.ref()
+    result = invoke("ls", ref)
+    assert result.code == 3
+    assert "truncated: ends after 100 of " in one_line_error(result.err, ref)
+    assert [p.name for p in cached_blobs(cache)] == [fake.manifest_digest().split(":")[1]]
+
+
+def test_a_blob_whose_bytes_do_not_match_is_an_error_and_is_not_cached(
+    fake: FakeRegistry, layout: Path, cache: Path
+) -> None:
+    import json
+
+    manifest = json.loads(
+        (layout / "blobs" / "sha256" / fake.manifest_digest().split(":")[1]).read_bytes()
+    )
+    layer = manifest["layers"][-1]["digest"]
+    fake.behaviour = Behaviour(corrupt_blob=layer)
+    ref = fake.ref()
+    result = invoke("ls", ref)
+    assert result.code == 3
+    line = one_line_error(result.err, ref)
+    assert f"blob {layer}: content does not match its digest" in line
+    names = [p.name for p in cached_blobs(cache)]
+    assert layer.split(":")[1] not in names
+    assert not [n for n in names if n.startswith(".")]  # no temporary file left behind
+    verified = invoke("verify", ref)
+    assert verified.code == 1  # verify reports it among its findings
+    assert "content does not match its digest" in verified.output
+
+
+@pytest.mark.parametrize(
+    ("tail", "args", "expected"),
+    [
+        ("dive:nope", [], "manifest nope: not found (404 MANIFEST_UNKNOWN)"),
+        ("dive:v1", [], "authentication required (no credentials) (401 UNAUTHORIZED)"),
+        ("dive:v1", ["--creds", "fakeuser:wrong-secret-1234"], "credentials were refused"),
+    ],
+)
+def test_registry_errors_are_one_line_exit_3(
+    fake: FakeRegistry, tail: str, args: list[str], expected: str
+) -> None:
+    if "404" not in expected:
+        fake.behaviour = Behaviour(require_auth=True)
+    ref = fake.ref(tail)
+    result = invoke("inspect", *args, ref)
+    assert result.code == 3
+    assert expected in one_line_error(result.err, ref)
+    assert "wrong-secret-1234" not in result.output
+
+
+def test_unknown_host_is_one_line_exit_3() -> None:
+    ref = "docker://no-such-registry.invalid/dive:v1"
+    result = invoke("inspect", ref)
+    assert result.code == 3
+    assert "unknown host" in one_line_error(result.err, ref)
+
+
+def test_credentials_never_appear_in_output(fake: FakeRegistry, tmp_path: Path) -> None:
+    fake.behaviour = Behaviour(require_auth=True, redirect_blobs=True)
+    creds = f"{USER}:{PASSWORD}"
+    ref = fake.ref()
+    outputs = [
+        invoke("inspect", "--json", "--creds", creds, ref),
+        invoke("verify", "--json", "--creds", creds, ref),
+        invoke("inspect", "--creds", creds, ref),
+        invoke("inspect", "--creds", "fakeuser:" + PASSWORD + "x", ref),
+        invoke(
+            "--debug",
+            "inspect",
+            "--creds",
+            "fakeuser:" + PASSWORD + "x",
+            ref,
+            catch_exceptions=True,
+        ),
+    ]
+    report = tmp_path / "report.html"
+    outputs.append(invoke("report", "--creds", creds, "-o", report, ref))
+    assert outputs[0].code == 0 and outputs[1].code == 0
+    for result in outputs:
+        assert PASSWORD not in result.output
+    assert report.is_file() and PASSWORD not in report.read_text()
+    encoded = __import__("base64").b64encode(creds.encode()).decode()
+    for result in outputs:
+        assert encoded not in result.output
+
+
+def test_push_sends_no_credentials_to_an_upload_location_on_another_host(
+    fake: FakeRegistry, layout: Path
+) -> None:
+    from inspect_tool.registry.access import RegistryAccess
+    from inspect_tool.registry.push import push_image
+    from inspect_tool.sources import open_image
+
+    fake.behaviour = Behaviour(require_auth=True, upload_elsewhere=True)
+    source, image = open_image(layout)
+    with source:
+        result = push_image(
+            source, image, fake.ref("pushed:v1"), RegistryAccess(creds=f"{USER}:{PASSWORD}")
+        )
+    assert image.manifest is not None
+    assert result.manifest_digest == image.manifest.digest
+    assert fake.uploaded["/v2/pushed/manifests/v1"] == image.manifest.raw
+    puts = [r for r in fake.requests if r[0] == "PUT" and r[1].startswith("/upload/")]
+    assert len(puts) == 2 and all(r[2] is None for r in puts)  # config and layer
+    posts = [r for r in fake.requests if r[0] == "POST"]
+    assert posts and all(str(r[2]).startswith("Basic ") for r in posts)
+
+
+def test_credentials_are_not_sent_to_a_plain_http_token_service(fake: FakeRegistry) -> None:
+    fake.behaviour = Behaviour(require_auth=True, bearer_realm="http://192.0.2.1/token")
+    ref = fake.ref()
+    result = invoke("inspect", "--creds", f"{USER}:{PASSWORD}", ref)
+    assert result.code == 3
+    assert "token service is plain HTTP" in one_line_error(result.err, ref)
