@@ -27,7 +27,9 @@ INSPECT_TOOL_LAYERS: dict[str, frozenset[str]] = {
     "registry": frozenset({"errors", "model", "sources"}),
     "analyze": frozenset({"errors", "model", "sources", "layers"}),
     "storage": frozenset({"errors", "model", "sources", "layers", "layout"}),
-    "transfer": frozenset({"errors", "model", "sources", "layers", "layout", "analyze"}),
+    "transfer": frozenset(
+        {"errors", "model", "sources", "layers", "layout", "analyze", "registry"}
+    ),
     "render": frozenset(
         {
             "inspect_tool",

@@ -32,6 +32,8 @@ IMAGE_COMMANDS = frozenset(
         "tree",
         "report",
         "run",
+        "copy",
+        "pull",
     }
 )
 

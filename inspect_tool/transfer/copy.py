@@ -22,7 +22,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import os
 import secrets
@@ -170,18 +169,65 @@ def copy_image(
 def _to_registry(
     source: Source, image: Image, target: Location, access: object, progress: Progress | None
 ) -> CopyResult:
-    """docker:// destinations are the registry package's push (``copy_to_registry``), looked
-    up when asked for: until that package is part of dockscope, a clear error."""
-    try:
-        registry = importlib.import_module("inspect_tool.registry")
-        push: Callable[..., CopyResult] = registry.copy_to_registry
-    except (ImportError, AttributeError):
-        raise UsageError(
-            "pushing to a registry needs the registry client, which this build of dockscope "
-            "does not have yet",
-            subject=target.text,
-        ) from None
-    return push(source, image, target, access=access, progress=progress)
+    """docker:// destinations: the registry package's push (blobs the registry has are not
+    sent again; the manifest's exact bytes), then the pushed manifest read back by its digest
+    (the registry checked every blob's digest as it was uploaded)."""
+    from inspect_tool.registry.access import RegistryAccess
+    from inspect_tool.registry.push import push_image, total_size
+    from inspect_tool.sources import open_source
+
+    reached = access if isinstance(access, RegistryAccess) else None
+    if progress is not None:
+        progress.start(total_size(source, image))
+    pushed = push_image(
+        source,
+        image,
+        target.text,
+        reached,
+        progress=progress.advance if progress is not None else None,
+    )
+    back = target.text.split("@", 1)[0]
+    name, _, tag = back.rpartition(":")
+    if "/" not in tag and name not in ("docker", "docker:/"):
+        back = name  # the tag is dropped: the manifest is asked for by its digest
+    with open_source(f"{back}@{pushed.manifest_digest}", reached) as check:
+        read_back = [c.image() for c in check.candidates]
+    layers = [
+        CopiedLayer(
+            index=layer.index,
+            digest=str(layer.digest) if layer.digest else "",
+            source_digest=str(layer.digest) if layer.digest else None,
+            diff_id=str(layer.diff_id) if layer.diff_id else None,
+            size=layer.size or 0,
+            media_type=layer.media_type or "",
+        )
+        for image_back in read_back[:1]
+        for layer in image_back.layers
+    ]
+    manifest_digest = str(pushed.manifest_digest)
+    source_digest = str(image.manifest.digest) if image.manifest is not None else None
+    sent = sum(blob.size for blob in pushed.blobs if blob.action == "uploaded")
+    actions = {a: sum(1 for b in pushed.blobs if b.action == a) for a in ("exists", "mounted")}
+    notes = [
+        f"{count} blob(s) the registry already had ({action})"
+        for action, count in actions.items()
+        if count
+    ]
+    notes.append(
+        "verified by the registry as each blob was uploaded (its digest), and the manifest "
+        f"read back by its digest {manifest_digest}"
+    )
+    return CopyResult(
+        source=source.label,
+        destination=target.text,
+        format=Transport.DOCKER.value,
+        manifest_digest=manifest_digest,
+        source_manifest_digest=source_digest,
+        config_digest=str(image.config_blob.digest or Digest.of_bytes(image.config.raw)),
+        layers=layers,
+        bytes_copied=sent,
+        notes=notes,
+    )
 
 
 def _check_paths(source: Source, target: Location) -> None:

@@ -217,13 +217,15 @@ def test_a_broken_blob_leaves_an_existing_layout_as_it_was(
     ok(invoke("verify", str(target)))
 
 
-def test_registry_destinations_wait_for_the_registry_client(corpus: Path) -> None:
-    code, _, err = invoke("copy", str(corpus / ZSTD), "docker://registry.example/app:1")
-    assert code == 2
-    assert "docker://registry.example/app:1: pushing to a registry needs" in err
-    code, _, err = invoke("pull", "registry.example/app:1", "oci:/nonexistent/x")
-    assert code == 2
-    assert "docker://registry.example/app:1" in err
+def test_registry_destinations_go_to_the_registry_client(corpus: Path) -> None:
+    """docker:// as a destination (copy) or a source (pull) is the registry client's: a
+    host that does not resolve is one line naming the reference, exit 3."""
+    code, _, err = invoke("copy", str(corpus / ZSTD), "docker://registry.invalid/app:1")
+    assert code == 3
+    assert err.startswith("dockscope: docker://registry.invalid/app:1: cannot reach"), err
+    code, _, err = invoke("pull", "registry.invalid/app:1", "oci:/nonexistent/x")
+    assert code == 3
+    assert "docker://registry.invalid/app:1" in err
 
 
 def test_copy_json_and_text(corpus: Path, tmp_path: Path) -> None:

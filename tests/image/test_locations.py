@@ -204,10 +204,12 @@ def test_a_file_named_like_a_transport(tmp_path: Path, corpus: Path) -> None:
     assert "oci:x: no such file or directory" in err
 
 
-def test_docker_transport_without_the_registry_client(corpus: Path) -> None:
-    code, _, err = invoke("inspect", "docker://registry.example/app:1")
-    assert code == 2
-    assert err.startswith("dockscope: docker://registry.example/app:1: docker:// references")
+def test_docker_transport_goes_to_the_registry_client(corpus: Path) -> None:
+    """docker:// is read from a registry; a host that does not resolve is one line, exit 3."""
+    code, _, err = invoke("inspect", "docker://registry.invalid/app:1")
+    assert code == 3
+    assert err.startswith("dockscope: docker://registry.invalid/app:1: cannot reach"), err
+    assert err.count("\n") == 1
 
 
 # -- dir: ---------------------------------------------------------------------------------------
