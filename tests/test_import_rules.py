@@ -28,6 +28,20 @@ INSPECT_TOOL_LAYERS: dict[str, frozenset[str]] = {
     "render": frozenset(
         {"inspect_tool", "errors", "model", "sources", "layout", "layers", "analyze", "storage"}
     ),
+    # the interactive explorer: above render, below the command line (only cli imports it)
+    "explore": frozenset(
+        {
+            "inspect_tool",
+            "errors",
+            "model",
+            "sources",
+            "layout",
+            "layers",
+            "analyze",
+            "storage",
+            "render",
+        }
+    ),
 }
 
 
@@ -189,3 +203,20 @@ def test_runtime_command_modules_import_no_cycle() -> None:
 
     cycles = [c for m in sorted(edges) if (c := cycle_from(m, (m,)))]
     assert cycles == []
+
+
+def test_only_the_command_line_imports_the_explorer() -> None:
+    def rule(i: Import) -> bool:
+        return inspect_tool_package(i.target) == "explore" and inspect_tool_package(
+            i.module
+        ) not in ("explore", "cli")
+
+    assert broken(rule) == []
+
+
+def test_only_the_explorers_app_imports_textual() -> None:
+    """Textual is loaded by ``dockscope explore`` alone; the explorer's models stay pure."""
+    assert (
+        broken(lambda i: top(i.target) == "textual" and i.module != "inspect_tool.explore.app")
+        == []
+    )

@@ -77,7 +77,7 @@ def row_label(row: Row) -> Text:
         size = human_size(max(info.size, 0))
     owner = "" if info.implicit else f"{info.uid}:{info.gid}"
     mode = "" if info.implicit else mode_string(info)
-    text = Text(f"{MARKERS[row.kind]} {mode:<10} {owner:>9} {size:>8}  ", style=STYLES[row.kind])
+    text = Text(f"{MARKERS[row.kind]} {mode:<10} {owner:>9} {size:>8} ", style=STYLES[row.kind])
     name = visible(row.node.name) + ("/" if row.is_dir else "")
     text.append(name, style=STYLES[row.kind] + (" bold" if row.is_dir else ""))
     if info.type is EntryType.SYMLINK:
@@ -270,9 +270,9 @@ class FoundScreen(ModalScreen[Found | None]):
 
 
 CSS = """
-#left { width: 2fr; min-width: 30; }
-#right { width: 3fr; }
-#layers { height: 1fr; min-height: 5; border: round $secondary; }
+#left { width: 3fr; min-width: 28; }
+#right { width: 5fr; }
+#layers { height: 2fr; min-height: 5; border: round $secondary; overflow-x: hidden; }
 #details-scroll { height: 1fr; border: round $secondary; padding: 0 1; }
 #efficiency-scroll { height: 1fr; border: round $secondary; padding: 0 1; }
 #status { height: 1; background: $boost; }
@@ -295,6 +295,7 @@ class ExploreApp(App[None]):
 
     TITLE = "dockscope explore"
     CSS = CSS
+    ENABLE_COMMAND_PALETTE = False  # its footer entry and key would be one more to learn
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit"),
         Binding("question_mark", "help", "Help", key_display="?"),
@@ -393,28 +394,24 @@ class ExploreApp(App[None]):
 
     @work(thread=True, exclusive=True, group="load")
     def load(self) -> None:
-        """The tree (one pass over the layers), then the efficiency figures."""
+        """The tree and the efficiency figures, in one pass over the layers."""
         if self.second is not None:
             self._load_compare()
             return
+        from inspect_tool.analyze.efficiency import EfficiencyCalculator
         from inspect_tool.explore.model import build_tree
 
         source, image = self.first.source, self.first.image
+        calculator = EfficiencyCalculator()  # `dockscope efficiency`'s, fed in the same pass
         try:
-            tree = self._locked(lambda: build_tree(source, image))
-        except DockscopeError as exc:
-            self.call_from_thread(self._tree_failed, str(exc))
-            return
-        self.call_from_thread(self._tree_ready, tree)
-        from inspect_tool.analyze.efficiency import efficiency
-
-        try:
-            report = self._locked(lambda: efficiency(source, image))
+            tree = self._locked(lambda: build_tree(source, image, calculator=calculator))
         except DockscopeError as exc:
             self.efficiency_error = str(exc)
+            self.call_from_thread(self._tree_failed, str(exc))
             self.call_from_thread(self._show_efficiency)
             return
-        self.call_from_thread(self._efficiency_ready, report)
+        self.call_from_thread(self._tree_ready, tree)
+        self.call_from_thread(self._efficiency_ready, calculator.report())
 
     def _load_compare(self) -> None:
         from inspect_tool.analyze.diff import diff_images
@@ -768,6 +765,7 @@ class TraceApp(App[None]):
     """A runtime ``--trace-json`` file as a timeline of steps."""
 
     TITLE = "dockscope explore --trace"
+    ENABLE_COMMAND_PALETTE = False
     CSS = """
     #steps { height: 1fr; border: round $secondary; }
     #step-details { height: 1fr; border: round $secondary; padding: 0 1; }

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from inspect_tool.analyze.diff import ImageDiff
+from inspect_tool.analyze.efficiency import EfficiencyCalculator
 from inspect_tool.layers.image_fs import open_layer
 from inspect_tool.layers.tarformat import EntryType
+from inspect_tool.layers.tarreader import TarMember
 from inspect_tool.layers.union import ChangeKind, FileInfo, UnionFS
 from inspect_tool.model.image import Image
 from inspect_tool.sources.source import Source
@@ -289,9 +291,15 @@ class SizeCache:
 
 
 def build_tree(
-    source: Source, image: Image, *, progress: Callable[[int], None] | None = None
+    source: Source,
+    image: Image,
+    *,
+    calculator: EfficiencyCalculator | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> FileTree:
-    """Read every layer once (each verified against its diff_id) into a ``FileTree``."""
+    """Read every layer once (each verified against its diff_id) into a ``FileTree``; with
+    ``calculator``, feed it each layer's members too (``dockscope efficiency``'s analysis, in
+    the same pass)."""
     tree = FileTree(len(image.layers))
 
     def removed(info: FileInfo, layer: int, reason: str) -> None:
@@ -300,15 +308,27 @@ def build_tree(
 
     union = UnionFS(on_remove=removed)
     for layer in image.layers:
+        seen: list[TarMember] = []
         with open_layer(source, layer, progress=progress) as opened:
-            changes = union.apply(layer.index, opened.reader, record=True)
+            members: Iterable[TarMember] = opened.reader
+            if calculator is not None:
+                members = _kept(opened.reader, seen)
+            changes = union.apply(layer.index, members, record=True)
             opened.finish(layer, label=source.label)
+        if calculator is not None:
+            calculator.add_layer(seen)
         for change in changes.changes:
             if change.kind is ChangeKind.DELETED:
                 tree.record(layer.index, change.path, None)
             else:
                 tree.record(layer.index, change.path, change.info)
     return tree
+
+
+def _kept(members: Iterable[TarMember], into: list[TarMember]) -> Iterator[TarMember]:
+    for member in members:
+        into.append(member)
+        yield member
 
 
 def compare_tree(diff: ImageDiff) -> FileTree:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import html
-import re
+import io
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from rich.text import Text
+from textual.app import App
 from textual.pilot import Pilot
 from textual.widgets import Static, Tree
 
@@ -136,20 +136,22 @@ async def select_layer(app: ExploreApp, pilot: Pilot[None], layer: int) -> None:
         await press(app, pilot, "down" if app.options.layer < layer else "up")
 
 
-_TEXT = re.compile(r"<text [^>]*>(.*?)</text>", re.S)
-_Y = re.compile(r'<text [^>]*\by="([0-9.]+)"')
+def screen_text(app: ExploreApp | App[None]) -> str:
+    """The screen as plain text: what ``export_screenshot`` draws into its SVG, exported by
+    the same recording console as text instead."""
+    from rich.console import Console
 
-
-def screen_text(app: ExploreApp) -> str:
-    """The screen as text, from the SVG export (what a screenshot shows)."""
-    svg = app.export_screenshot()
-    lines: dict[float, list[str]] = {}
-    for element in re.finditer(r"<text [^>]*>.*?</text>", svg, re.S):
-        y = _Y.search(element.group())
-        body = _TEXT.search(element.group())
-        if y is None or body is None:
-            continue
-        lines.setdefault(float(y.group(1)), []).append(html.unescape(body.group(1)))
-    return "\n".join(
-        "".join(parts).replace("\xa0", " ").rstrip() for _, parts in sorted(lines.items())
+    width, height = app.size
+    console = Console(
+        width=width,
+        height=height,
+        file=io.StringIO(),
+        force_terminal=True,
+        color_system="truecolor",
+        record=True,
+        legacy_windows=False,
+        safe_box=False,
     )
+    update = app.screen._compositor.render_update(full=True, screen_stack=app._background_screens)
+    console.print(update)
+    return "\n".join(line.rstrip() for line in console.export_text().splitlines())
