@@ -67,14 +67,13 @@ def explore(
       dockscope explore --trace run.jsonl
     """
     with handle_errors():
-        if not (sys.stdin.isatty() and sys.stdout.isatty()):
-            raise UsageError("explore is interactive: run it in a terminal")
         if trace is not None:
             if path is not None:
                 raise UsageError("--trace FILE opens a trace: give no IMAGE with it")
             from inspect_tool.explore.trace import read_trace
 
             steps = read_trace(trace)
+            _need_terminal()
             from inspect_tool.explore.app import TraceApp
 
             TraceApp(str(trace), steps).run()
@@ -94,7 +93,13 @@ def explore(
                 source_b, selected_b = open_image(path_b, selection_b)
                 stack.enter_context(source_b)
                 second = Opened(source_b, selected_b)
+            _need_terminal()
             ExploreApp(Opened(source, selected), second, extract_to=extract_to).run()
+
+
+def _need_terminal() -> None:
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError("explore is interactive: run it in a terminal")
 
 
 def register(app: typer.Typer) -> None:

@@ -514,8 +514,8 @@ class ExploreApp(App[None]):
         if self.tree_model is None:
             return
         self._populate(tree.root, self.tree_model.root)
-        if cursor is not None:
-            self.reveal(cursor, quiet=True)
+        if (cursor is None or not self.reveal(cursor, quiet=True)) and tree.last_line >= 0:
+            tree.move_cursor_to_line(0)  # clear() left no cursor: Space would do nothing
 
     def _populate(self, parent: TreeNode[Row], node: Node) -> None:
         assert self.tree_model is not None
