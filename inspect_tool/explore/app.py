@@ -66,8 +66,9 @@ class Opened:
     image: Image
 
 
-def row_label(row: Row) -> Text:
-    """A tree row: change marker, mode, uid:gid, size, name (and a symlink's target)."""
+def row_label(row: Row, *, attributes: bool = True) -> Text:
+    """A tree row: change marker, mode, uid:gid, size (without ``attributes``: the marker
+    alone), name (and a symlink's target)."""
     info = row.info
     if row.is_dir:
         size = "" if row.size is None else human_size(row.size)
@@ -77,7 +78,8 @@ def row_label(row: Row) -> Text:
         size = human_size(max(info.size, 0))
     owner = "" if info.implicit else f"{info.uid}:{info.gid}"
     mode = "" if info.implicit else mode_string(info)
-    text = Text(f"{MARKERS[row.kind]} {mode:<10} {owner:>9} {size:>8} ", style=STYLES[row.kind])
+    columns = f" {mode:<10} {owner:>7} {size:>8}" if attributes else ""
+    text = Text(f"{MARKERS[row.kind]}{columns} ", style=STYLES[row.kind])
     name = visible(row.node.name) + ("/" if row.is_dir else "")
     text.append(name, style=STYLES[row.kind] + (" bold" if row.is_dir else ""))
     if info.type is EntryType.SYMLINK:
@@ -145,6 +147,7 @@ Keys (the footer shows the most used)
   1 2 3 4           hide or show added, removed, modified, unchanged entries
   c                 collapse every directory
   s                 sort by name ⇄ by size
+  b                 show or hide mode, owner and size (narrow terminals)
   /                 filter paths with a regular expression (empty: no filter)
   Enter / v         view the file's content in the selected layer (removed: the
                     version the layer removed); in the viewer h switches text ⇄ hex
@@ -303,6 +306,7 @@ class ExploreApp(App[None]):
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("s", "toggle_sort", "Sort"),
         Binding("c", "collapse_all", "Collapse"),
+        Binding("b", "toggle_attributes", "Attributes", show=False),
         Binding("v", "view", "View", show=False),
         Binding("t", "touched", "Touched by"),
         Binding("f", "find", "Find"),
@@ -333,6 +337,7 @@ class ExploreApp(App[None]):
         self._lock = threading.Lock()  # one reader of the sources at a time
         self._populated: set[int] = set()
         self.message = ""
+        self.attributes = True  # mode, owner and size in the tree (b hides them)
 
     # -- layout --------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -523,7 +528,7 @@ class ExploreApp(App[None]):
         sizes = self._sizes if self.options.sort is SortOrder.SIZE else None
         for row in self.tree_model.children(node, self.options, sizes=sizes):
             expandable = row.is_dir and bool(row.node.children)
-            label = row_label(row)
+            label = row_label(row, attributes=self.attributes)
             if not expandable:  # where an expandable row has its arrow: keeps columns aligned
                 label = Text("  ") + label
             child = parent.add(label, data=row, allow_expand=expandable)
@@ -602,6 +607,10 @@ class ExploreApp(App[None]):
         self.options.sort = (
             SortOrder.SIZE if self.options.sort is SortOrder.NAME else SortOrder.NAME
         )
+        self.refresh_tree()
+
+    def action_toggle_attributes(self) -> None:
+        self.attributes = not self.attributes
         self.refresh_tree()
 
     def action_hide(self, kind: str) -> None:

@@ -237,3 +237,17 @@ async def test_help_lists_the_keys(dive: Path) -> None:
         footer = screen_text(app).splitlines()[-1]
         for key in ("q Quit", "? Help", "/ Filter", "x Extract"):
             assert key in footer
+
+
+@synchronous
+async def test_attributes_hide_and_show(dive: Path) -> None:
+    async with explore(dive) as (app, pilot):
+        await select_layer(app, pilot, 1)
+        await press(app, pilot, "tab")
+        assert (
+            label_of(app, "/somefile.txt").plain == "  + -rw-rw-r--     0:0   6.4 kB somefile.txt"
+        )
+        await press(app, pilot, "b")
+        assert label_of(app, "/somefile.txt").plain == "  + somefile.txt"
+        await press(app, pilot, "b")
+        assert "-rw-rw-r--" in label_of(app, "/somefile.txt").plain

@@ -113,7 +113,7 @@ def tmux(tmp_path: Path) -> Iterator[Tmux]:
 
 def test_explore_in_a_real_terminal(tmux: Tmux, corpus_copy) -> None:  # type: ignore[no-untyped-def]
     image = corpus_copy("docker-save-legacy-dive.tar")
-    command = f"cd {REPO} && exec {sys.executable} -m inspect_tool explore {image}"
+    command = f"cd {REPO} && {sys.executable} -m inspect_tool explore {image}"
     tmux.run(
         "new-session", "-d", "-s", "explore", "-x", "80", "-y", "24",
         "-e", "TERM=xterm-256color", "sh", "-c", command + "; sleep 30",
@@ -131,7 +131,11 @@ def test_explore_in_a_real_terminal(tmux: Tmux, corpus_copy) -> None:  # type: i
     assert "~ -r--r--r--" in screen
     tmux.keys("Down", "Enter")  # the file's content
     tmux.wait_for("after layer 4 (6.4 kB)")
-    tmux.keys("Escape", "?")
+    tmux.keys("q")  # closes the viewer (Escape too, but ESC then a key reads as Alt+key)
+    tmux.wait_until_gone("h Text/hex")
+    tmux.keys("?")
     tmux.wait_for("Keys (the footer shows the most used)")
-    tmux.keys("Escape", "q")
+    tmux.keys("q")
+    tmux.wait_until_gone("Keys (the footer")
+    tmux.keys("q")
     tmux.wait_until_gone("Layer details")
