@@ -49,6 +49,10 @@ async def explore(
         try:
             async with app.run_test(size=size) as pilot:
                 await settle(app, pilot)
+                # the layers are read once the first frame is painted
+                while app.tree_model is None and app.tree_error is None:
+                    await pilot.pause(0.05)
+                await settle(app, pilot)
                 yield app, pilot
         finally:
             if other is not None:
