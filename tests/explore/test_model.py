@@ -236,3 +236,25 @@ def test_a_bad_trace_is_one_clear_error(tmp_path: Path, content: str, problem: s
     with pytest.raises(TraceError, match=problem) as caught:
         read_trace(trace)
     assert caught.value.subject == str(trace)
+
+
+def test_extract_never_writes_outside_the_destination(tmp_path: Path) -> None:
+    from tests.support.images import write_image
+    from tests.support.tar_entries import build_layer, dir_entry, file_entry, symlink_entry
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    layers = [
+        build_layer([dir_entry("d"), symlink_entry("d/escape", str(outside))]),
+        build_layer([file_entry("d/escape/planted", b"gotcha"), file_entry("d/ok", b"ok")]),
+    ]
+    path = write_image(tmp_path / "evil.tar", layers)
+    source, image = open_image(path, ImageSelection())
+    with source:
+        result = extract_path(source, image, "/d", 1, tmp_path / "dest")
+    assert list(outside.iterdir()) == []
+    assert (tmp_path / "dest" / "d" / "ok").read_bytes() == b"ok"
+    # the symlink resolves inside the destination, as if it were the root
+    assert (tmp_path / "dest" / "d" / "escape").is_symlink()
+    planted = tmp_path / "dest" / str(outside).lstrip("/") / "planted"
+    assert planted.read_bytes() == b"gotcha" and not result.audit
