@@ -251,3 +251,25 @@ async def test_attributes_hide_and_show(dive: Path) -> None:
         assert label_of(app, "/somefile.txt").plain == "  + somefile.txt"
         await press(app, pilot, "b")
         assert "-rw-rw-r--" in label_of(app, "/somefile.txt").plain
+
+
+def _made(node) -> int:  # type: ignore[no-untyped-def]
+    return sum(1 + _made(child) for child in node.children)
+
+
+@synchronous
+async def test_tree_nodes_are_made_when_a_directory_opens(tmp_path: Path) -> None:
+    from tests.support.images import write_image
+    from tests.support.tar_entries import build_layer, dir_entry, file_entry
+
+    entries = []
+    for top in ("a", "b", "c"):
+        entries.append(dir_entry(top))
+        entries += [file_entry(f"{top}/f{i:04d}", b"x") for i in range(2000)]
+    image = write_image(tmp_path / "wide.tar", [build_layer(entries)])
+    async with explore(image) as (app, pilot):
+        tree = app.query_one("#files")
+        assert app.tree_model is not None and app.tree_model.entries == 6003
+        assert _made(tree.root) == 3  # type: ignore[attr-defined]
+        await move_to(app, pilot, "/b/f0000")
+        assert _made(tree.root) == 3 + 2000  # type: ignore[attr-defined]
