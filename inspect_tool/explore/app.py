@@ -300,18 +300,19 @@ class ExploreApp(App[None]):
     TITLE = "dockscope explore"
     CSS = CSS
     ENABLE_COMMAND_PALETTE = False  # its footer entry and key would be one more to learn
+    # the footer shows these in this order, as many as 80 columns hold; ? lists them all
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("q", "quit", "Quit"),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("a", "toggle_aggregated", "Aggr/layer"),
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("s", "toggle_sort", "Sort"),
-        Binding("c", "collapse_all", "Collapse"),
+        Binding("f", "find", "Find"),
+        Binding("t", "touched", "Touched"),
+        Binding("x", "extract", "Extract"),
+        Binding("q", "quit", "Quit"),
+        Binding("c", "collapse_all", "Collapse", show=False),
         Binding("b", "toggle_attributes", "Attributes", show=False),
         Binding("v", "view", "View", show=False),
-        Binding("t", "touched", "Touched by"),
-        Binding("f", "find", "Find"),
-        Binding("x", "extract", "Extract"),
         Binding("1", "hide('added')", "Hide added", show=False),
         Binding("2", "hide('removed')", "Hide removed", show=False),
         Binding("3", "hide('modified')", "Hide modified", show=False),
@@ -340,6 +341,7 @@ class ExploreApp(App[None]):
         self.message = ""
         self.attributes = True  # mode, owner and size in the tree (b hides them)
         self.painted_at: float | None = None
+        self._sizes: SizeCache | None = None
 
     # -- layout --------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:

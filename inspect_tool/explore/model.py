@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import re
+import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -39,18 +40,65 @@ class Kind(StrEnum):
 MARKERS = {Kind.ADDED: "+", Kind.MODIFIED: "~", Kind.REMOVED: "-", Kind.UNCHANGED: " "}
 
 
-class Node:
-    """One path. ``versions``: (layer, entry) in layer order, entry None where the layer
-    deleted it; ``touched``: a bit per layer that changed this path or one below it."""
+# one version of an entry, packed: type code (0x80: a parent no layer lists), mode, uid, gid,
+# layer, size, mtime; the link target follows. A node of one version (most of them) holds it
+# bare, not in lists: a tree of 100,000 paths stays a few tens of MB.
+_RECORD = struct.Struct("<BHIIHqd")
+_TYPES = list(EntryType)
+_CODES = {kind: code for code, kind in enumerate(_TYPES)}
+_IMPLICIT = 0x80
+_FILE_CODES = frozenset({_CODES[EntryType.FILE], _CODES[EntryType.HARDLINK]})
 
-    __slots__ = ("children", "layers", "name", "parent", "touched", "versions")
+
+def _pack(info: FileInfo) -> bytes:
+    return _RECORD.pack(
+        _CODES[info.type] | (_IMPLICIT if info.implicit else 0),
+        info.mode & 0xFFFF,
+        info.uid & 0xFFFFFFFF,
+        info.gid & 0xFFFFFFFF,
+        info.layer,
+        info.size,
+        info.mtime,
+    ) + info.linkname.encode("utf-8", "surrogateescape")
+
+
+def _unpack(path: str, record: bytes) -> FileInfo:
+    code, mode, uid, gid, layer, size, mtime = _RECORD.unpack_from(record)
+    link = record[_RECORD.size :].decode("utf-8", "surrogateescape")
+    kind = _TYPES[code & ~_IMPLICIT]
+    return FileInfo(
+        path, kind, mode, uid, gid, size, mtime, link, layer, implicit=bool(code & _IMPLICIT)
+    )
+
+
+def _file_size(record: bytes) -> int:
+    """Bytes of a regular file's (or a hard link's) content; 0 for anything else."""
+    if record[0] not in _FILE_CODES:
+        return 0
+    size: int = _RECORD.unpack_from(record)[5]
+    return max(size, 0)
+
+
+def _is_dir(record: bytes) -> bool:
+    return record[0] & ~_IMPLICIT == _CODES[EntryType.DIR]
+
+
+Record = bytes | None  # a version: the entry packed, or None where the layer deleted it
+
+
+class Node:
+    """One path: its versions (the layers that added, modified or deleted it, in order) and
+    ``touched``, a bit per layer that changed this path or one below it."""
+
+    __slots__ = ("_layers", "_records", "children", "name", "parent", "touched")
 
     def __init__(self, name: str, parent: Node | None) -> None:
         self.name = name
         self.parent = parent
         self.children: dict[str, Node] | None = None
-        self.layers: list[int] = []
-        self.versions: list[FileInfo | None] = []
+        # one version bare (an int and a record), several in two lists
+        self._layers: int | list[int] | None = None
+        self._records: Record | list[Record] = None
         self.touched = 0
 
     @property
@@ -63,21 +111,56 @@ class Node:
         return "/" + "/".join(reversed(parts))
 
     def add(self, layer: int, info: FileInfo | None) -> None:
-        if self.layers and self.layers[-1] == layer:
-            self.versions[-1] = info  # the same layer again: its last word counts
-            return
-        self.layers.append(layer)
-        self.versions.append(info)
+        record = None if info is None else _pack(info)
+        layers, records = self._layers, self._records
+        if layers is None:
+            self._layers, self._records = layer, record
+        elif isinstance(layers, int):
+            if layers == layer:  # the same layer again: its last word counts
+                self._records = record
+            else:
+                assert not isinstance(records, list)
+                self._layers, self._records = [layers, layer], [records, record]
+        else:
+            assert isinstance(records, list)
+            if layers[-1] == layer:
+                records[-1] = record
+            else:
+                layers.append(layer)
+                records.append(record)
+
+    def record_at(self, layer: int) -> tuple[int, Record] | None:
+        """The last version at or below ``layer``: (its layer, record; None if deleted)."""
+        layers, records = self._layers, self._records
+        if layers is None:
+            return None
+        if isinstance(layers, int):
+            assert not isinstance(records, list)
+            return (layers, records) if layers <= layer else None
+        assert isinstance(records, list)
+        index = bisect.bisect_right(layers, layer) - 1
+        return (layers[index], records[index]) if index >= 0 else None
 
     def at(self, layer: int) -> tuple[int, FileInfo | None] | None:
-        """The last version at or below ``layer``: (its layer, entry or None if deleted)."""
-        index = bisect.bisect_right(self.layers, layer) - 1
-        if index < 0:
+        """The last version at or below ``layer``: (its layer, entry; None if deleted)."""
+        found = self.record_at(layer)
+        if found is None:
             return None
-        return self.layers[index], self.versions[index]
+        at, record = found
+        return at, None if record is None else _unpack(self.path, record)
 
     def history(self) -> list[tuple[int, FileInfo | None]]:
-        return list(zip(self.layers, self.versions, strict=True))
+        layers, records = self._layers, self._records
+        if layers is None:
+            return []
+        if isinstance(layers, int):
+            assert not isinstance(records, list)
+            pairs = [(layers, records)]
+        else:
+            assert isinstance(records, list)
+            pairs = list(zip(layers, records, strict=True))
+        path = self.path
+        return [(layer, None if r is None else _unpack(path, r)) for layer, r in pairs]
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,37 +237,42 @@ class FileTree:
             current = current.parent
 
     # -- views ---------------------------------------------------------------------------------
-    def row(self, node: Node, options: ViewOptions) -> Row | None:
-        """How layer N shows ``node``, or None when it is not there."""
+    def state(self, node: Node, options: ViewOptions) -> tuple[Kind, Record] | None:
+        """How layer N shows ``node``: its kind and record (a removed entry: the version it
+        removed; a parent only named by others: None), or None when it is not shown."""
         layer = options.layer
-        found = node.at(layer)
+        found = node.record_at(layer)
         if found is None:
             # a directory only named as the parent of others (a comparison's tree)
             touched = node.touched >> layer & 1 or (
                 options.aggregated and node.touched & ((2 << layer) - 1)
             )
-            if node.children and touched:
-                return Row(node, Kind.UNCHANGED, _directory(node.path, layer))
-            return None
-        at, info = found
-        if info is None:
+            return (Kind.UNCHANGED, None) if node.children and touched else None
+        at, record = found
+        if record is None:
             if at != layer:
                 return None
-            previous = self._before(node, layer)
-            if previous is None:
+            previous = node.record_at(layer - 1)
+            if previous is None or previous[1] is None:
                 return None
-            return Row(node, Kind.REMOVED, previous)
+            return Kind.REMOVED, previous[1]
         if at != layer:
-            if not options.aggregated:
-                return Row(node, Kind.UNCHANGED, info) if node.touched >> layer & 1 else None
-            return Row(node, Kind.UNCHANGED, info)
-        kind = Kind.MODIFIED if self._before(node, layer) is not None else Kind.ADDED
-        return Row(node, kind, info)
+            if not options.aggregated and not node.touched >> layer & 1:
+                return None
+            return Kind.UNCHANGED, record
+        previous = node.record_at(layer - 1)
+        existed = previous is not None and previous[1] is not None
+        return (Kind.MODIFIED if existed else Kind.ADDED), record
 
-    @staticmethod
-    def _before(node: Node, layer: int) -> FileInfo | None:
-        found = node.at(layer - 1)
-        return found[1] if found is not None else None
+    def row(self, node: Node, options: ViewOptions) -> Row | None:
+        """How layer N shows ``node``, or None when it is not there."""
+        found = self.state(node, options)
+        if found is None:
+            return None
+        kind, record = found
+        path = node.path
+        info = _directory(path, options.layer) if record is None else _unpack(path, record)
+        return Row(node, kind, info)
 
     def children(
         self, node: Node, options: ViewOptions, *, sizes: SizeCache | None = None
@@ -277,10 +365,14 @@ class SizeCache:
             if done:
                 total = 0
                 for child in (current.children or {}).values():
-                    row = self.tree.row(child, self.options)
-                    if row is None or row.kind is Kind.REMOVED:
+                    found = self.tree.state(child, self.options)
+                    if found is None or found[0] is Kind.REMOVED:
                         continue
-                    total += self._sizes.get(id(child), 0) if row.is_dir else max(row.info.size, 0)
+                    record = found[1]
+                    if record is None or _is_dir(record):
+                        total += self._sizes.get(id(child), 0)
+                    else:
+                        total += _file_size(record)
                 self._sizes[id(current)] = total
                 continue
             pending.append((current, True))

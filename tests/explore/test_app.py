@@ -235,7 +235,7 @@ async def test_help_lists_the_keys(dive: Path) -> None:
         await press(app, pilot, "escape")
         assert not isinstance(app.screen, HelpScreen)
         footer = screen_text(app).splitlines()[-1]
-        for key in ("q Quit", "? Help", "/ Filter", "x Extract"):
+        for key in ("q Quit", "? Help", "/ Filter", "x Extract", "f Find", "a Aggr/layer"):
             assert key in footer
 
 
