@@ -23,6 +23,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
+from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input, Log, Static, Tree
 from textual.widgets.tree import TreeNode
 
@@ -342,6 +343,8 @@ class ExploreApp(App[None]):
         self.attributes = True  # mode, owner and size in the tree (b hides them)
         self.painted_at: float | None = None
         self._sizes: SizeCache | None = None
+        self.bytes_read = 0  # of the layer blobs, while the tree is built
+        self._progress: Timer | None = None  # redraws the status line while reading
 
     # -- layout --------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -401,6 +404,7 @@ class ExploreApp(App[None]):
     def _painted(self) -> None:
         self.painted_at = time.perf_counter()  # the benchmark's "first paint"
         self.load()
+        self._progress = self.set_interval(0.5, self._show_status)
 
     # -- background work -----------------------------------------------------------------------
     def _locked(self, function: Callable[[], T]) -> T:
@@ -413,13 +417,30 @@ class ExploreApp(App[None]):
         if self.second is not None:
             self._load_compare()
             return
+        from textual.worker import get_current_worker
+
         from inspect_tool.analyze.efficiency import EfficiencyCalculator
-        from inspect_tool.explore.model import build_tree
+        from inspect_tool.explore.model import BuildCancelled, build_tree
 
         source, image = self.first.source, self.first.image
         calculator = EfficiencyCalculator()  # `dockscope efficiency`'s, fed in the same pass
+        worker = get_current_worker()
+
+        def read(count: int) -> None:  # called from the decompressing thread: a plain sum
+            self.bytes_read += count
+
         try:
-            tree = self._locked(lambda: build_tree(source, image, calculator=calculator))
+            tree = self._locked(
+                lambda: build_tree(
+                    source,
+                    image,
+                    calculator=calculator,
+                    progress=read,
+                    cancelled=lambda: worker.is_cancelled,
+                )
+            )
+        except BuildCancelled:
+            return  # the explorer is closing
         except DockscopeError as exc:
             self.efficiency_error = str(exc)
             self.call_from_thread(self._tree_failed, str(exc))
@@ -444,10 +465,16 @@ class ExploreApp(App[None]):
 
     def _tree_failed(self, message: str) -> None:
         self.tree_error = message
+        self._stop_progress()
         self._show_status()
+
+    def _stop_progress(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
 
     def _tree_ready(self, tree: FileTree) -> None:
         self.tree_model = tree
+        self._stop_progress()
         self.refresh_tree()
 
     def _efficiency_ready(self, report: EfficiencyReport) -> None:
@@ -507,10 +534,18 @@ class ExploreApp(App[None]):
         if self.tree_error is not None:
             parts = ["error: " + visible(self.tree_error)]
         elif self.tree_model is None:
-            parts.append("reading layers…")
+            parts.append(self._reading())
         if self.message:
             parts.append(self.message)
         self.query_one("#status", Static).update(Text(" · ".join(parts)))
+
+    def _reading(self) -> str:
+        images = [self.first.image] if self.second is None else []
+        total = sum(layer.size or 0 for image in images for layer in image.layers)
+        if not total:
+            return "reading layers…"
+        share = min(self.bytes_read / total, 1.0)
+        return f"reading layers… {share:.0%} of {human_size(total)}"
 
     def notice(self, message: str) -> None:
         """A one-line message in the status bar (already escaped)."""

@@ -382,16 +382,22 @@ class SizeCache:
         return self._sizes[id(node)]
 
 
+class BuildCancelled(Exception):
+    """``build_tree`` stopped because its caller asked (the explorer is closing)."""
+
+
 def build_tree(
     source: Source,
     image: Image,
     *,
     calculator: EfficiencyCalculator | None = None,
     progress: Callable[[int], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> FileTree:
     """Read every layer once (each verified against its diff_id) into a ``FileTree``; with
     ``calculator``, feed it each layer's members too (``dockscope efficiency``'s analysis, in
-    the same pass)."""
+    the same pass). ``cancelled`` is asked every 256 entries; True stops the reading
+    (``BuildCancelled``)."""
     tree = FileTree(len(image.layers))
 
     def removed(info: FileInfo, layer: int, reason: str) -> None:
@@ -400,14 +406,12 @@ def build_tree(
 
     union = UnionFS(on_remove=removed)
     for layer in image.layers:
-        seen: list[TarMember] = []
+        seen: list[TarMember] | None = [] if calculator is not None else None
         with open_layer(source, layer, progress=progress) as opened:
-            members: Iterable[TarMember] = opened.reader
-            if calculator is not None:
-                members = _kept(opened.reader, seen)
+            members = _watched(opened.reader, seen, cancelled)
             changes = union.apply(layer.index, members, record=True)
             opened.finish(layer, label=source.label)
-        if calculator is not None:
+        if calculator is not None and seen is not None:
             calculator.add_layer(seen)
         for change in changes.changes:
             if change.kind is ChangeKind.DELETED:
@@ -417,9 +421,16 @@ def build_tree(
     return tree
 
 
-def _kept(members: Iterable[TarMember], into: list[TarMember]) -> Iterator[TarMember]:
-    for member in members:
-        into.append(member)
+def _watched(
+    members: Iterable[TarMember],
+    into: list[TarMember] | None,
+    cancelled: Callable[[], bool] | None,
+) -> Iterator[TarMember]:
+    for count, member in enumerate(members):
+        if cancelled is not None and not count & 255 and cancelled():
+            raise BuildCancelled
+        if into is not None:
+            into.append(member)
         yield member
 
 

@@ -258,3 +258,17 @@ def test_extract_never_writes_outside_the_destination(tmp_path: Path) -> None:
     assert (tmp_path / "dest" / "d" / "escape").is_symlink()
     planted = tmp_path / "dest" / str(outside).lstrip("/") / "planted"
     assert planted.read_bytes() == b"gotcha" and not result.audit
+
+
+def test_building_stops_when_cancelled(image: tuple[Source, Image]) -> None:
+    from inspect_tool.explore.model import BuildCancelled
+
+    asked = []
+
+    def cancelled() -> bool:
+        asked.append(True)
+        return True
+
+    with pytest.raises(BuildCancelled):
+        build_tree(*image, cancelled=cancelled)
+    assert asked == [True]  # asked at the first entry, and nothing read after
