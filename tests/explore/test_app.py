@@ -272,4 +272,15 @@ async def test_tree_nodes_are_made_when_a_directory_opens(tmp_path: Path) -> Non
         assert app.tree_model is not None and app.tree_model.entries == 6003
         assert _made(tree.root) == 3  # type: ignore[attr-defined]
         await move_to(app, pilot, "/b/f0000")
+        # a long directory shows 1000 rows, then a line for the rest
+        assert _made(tree.root) == 3 + 1000 + 1  # type: ignore[attr-defined]
+        last = tree.root.children[1].children[-1]  # type: ignore[attr-defined]
+        assert last.data is None and "1000 more" in last.label.plain
+        await move_to(app, pilot, "/b/f0999")
+        await press(app, pilot, "down", "enter")  # Enter on that line: the next rows
         assert _made(tree.root) == 3 + 2000  # type: ignore[attr-defined]
+        assert app.current_row().path == "/b/f1000"  # type: ignore[union-attr]
+        await press(app, pilot, "c", "s", "s")  # all closed, the tree made again
+        assert _made(tree.root) == 3  # type: ignore[attr-defined]
+        await move_to(app, pilot, "/b/f1999")  # reaching a row beyond the first 1000
+        assert app.current_row().path == "/b/f1999"  # type: ignore[union-attr]

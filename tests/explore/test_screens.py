@@ -154,3 +154,17 @@ async def test_snapshots_at_80_by_24(corpus_copy) -> None:  # type: ignore[no-un
         check_snapshot("layer4-modified", screen_text(app))
         await press(app, pilot, "question_mark")
         check_snapshot("help", screen_text(app))
+
+
+@synchronous
+async def test_extraction_proposes_a_plain_name(hostile_image: Path, tmp_path: Path) -> None:
+    from textual.widgets import Input
+
+    async with explore(hostile_image, extract_to=tmp_path) as (app, pilot):
+        await move_to(app, pilot, f"/d/{HOSTILE}")
+        await press(app, pilot, "x")
+        proposed = app.screen.query_one(Input).value
+        assert proposed == str(tmp_path / "n__0_pwned___2J_31m_ame___bold_red_x_-layer0")
+        await press(app, pilot, "enter")
+        written = tmp_path / "n__0_pwned___2J_31m_ame___bold_red_x_-layer0" / "d" / HOSTILE
+        assert written.read_bytes() == b"\x1b]0;content title\x07\x1b[2Jline\n"
