@@ -264,13 +264,14 @@ class FileTree:
         existed = previous is not None and previous[1] is not None
         return (Kind.MODIFIED if existed else Kind.ADDED), record
 
-    def row(self, node: Node, options: ViewOptions) -> Row | None:
-        """How layer N shows ``node``, or None when it is not there."""
+    def row(self, node: Node, options: ViewOptions, *, path: str | None = None) -> Row | None:
+        """How layer N shows ``node`` (at ``path``, computed when not given), or None when it
+        is not there."""
         found = self.state(node, options)
         if found is None:
             return None
         kind, record = found
-        path = node.path
+        path = node.path if path is None else path
         info = _directory(path, options.layer) if record is None else _unpack(path, record)
         return Row(node, kind, info)
 
@@ -279,8 +280,9 @@ class FileTree:
     ) -> list[Row]:
         """The rows below ``node`` that the view shows, sorted."""
         rows = []
-        for child in (node.children or {}).values():
-            row = self.row(child, options)
+        base = node.path.rstrip("/")
+        for name, child in (node.children or {}).items():
+            row = self.row(child, options, path=f"{base}/{name}")
             if row is None or not self._shown(row, options):
                 continue
             rows.append(row)
