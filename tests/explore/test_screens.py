@@ -168,3 +168,17 @@ async def test_extraction_proposes_a_plain_name(hostile_image: Path, tmp_path: P
         await press(app, pilot, "enter")
         written = tmp_path / "n__0_pwned___2J_31m_ame___bold_red_x_-layer0" / "d" / HOSTILE
         assert written.read_bytes() == b"\x1b]0;content title\x07\x1b[2Jline\n"
+
+
+@synchronous
+async def test_a_layer_that_fails_its_diff_id_is_said_not_shown(tmp_path: Path) -> None:
+    from tests.support.paths import SAMPLES
+
+    image = tmp_path / "mismatch.tar"
+    image.write_bytes((SAMPLES / "tampered" / "diff-id-mismatch.tar").read_bytes())
+    async with explore(image) as (app, _):
+        assert app.tree_model is None and app.tree_error is not None
+        status = static_text(app, "#status")
+        assert status.startswith("error: ") and "diff_id mismatch" in status
+        assert "diff_id mismatch" in static_text(app, "#efficiency")
+        assert app.query_one("#layers", DataTable).row_count == 4  # metadata still shown
