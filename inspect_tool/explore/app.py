@@ -253,7 +253,9 @@ class FoundScreen(ModalScreen[Found | None]):
         self.found = found
 
     def compose(self) -> ComposeResult:
-        yield Static(Text(self.title_text, style="bold"), id="found-title")
+        title = Text(self.title_text, style="bold")
+        title.append(" · Enter: that layer, the entry selected", style="dim")
+        yield Static(title, id="found-title")
         table: DataTable[Text] = DataTable(id="found-table", cursor_type="row")
         yield table
         yield Footer()
@@ -684,6 +686,10 @@ class ExploreApp(App[None]):
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Two images compared: no layers to switch or search (those keys leave the footer)."""
+        return self.second is None or action not in ("toggle_aggregated", "find", "touched")
 
     def action_toggle_aggregated(self) -> None:
         if self.second is not None:

@@ -82,6 +82,8 @@ async def test_two_images_compared(tmp_path: Path) -> None:
         summary = static_text(app, "#compare-text")
         assert "A: layered:1 (4 layers)" in summary and "- 2 only in A" in summary
         assert "differences A → B" in static_text(app, "#status")
+        footer = screen_text(app).splitlines()[-1]
+        assert "x Extract" in footer and "f Find" not in footer  # no layers to search
         await press(app, pilot, "enter")  # B's version of a modified file
         assert isinstance(app.screen, ContentScreen)
         assert app.screen.content.data == b"changed\n"
