@@ -139,3 +139,29 @@ def test_explore_in_a_real_terminal(tmux: Tmux, corpus_copy) -> None:  # type: i
     tmux.wait_until_gone("Keys (the footer")
     tmux.keys("q")
     tmux.wait_until_gone("Layer details")
+
+
+def test_trace_in_a_real_terminal(tmux: Tmux, tmp_path: Path) -> None:
+    import json
+
+    steps = [
+        {"step": "unshare", "title": "Unshare the namespaces", "explanation": "own views",
+         "syscall": "unshare", "args": {"flags": "CLONE_NEWNS"}, "result": "ok", "evidence": {},
+         "pid": 4242, "host_pid": None, "time": 5.0, "phase": "done"},
+        {"step": "exec", "title": "Execute the command", "explanation": "the program runs",
+         "syscall": "execve", "args": {"argv": ["true"]}, "result": "ok", "evidence": {},
+         "pid": 1, "host_pid": 4243, "time": 5.5, "phase": "done"},
+    ]  # fmt: skip
+    trace = tmp_path / "run.jsonl"
+    trace.write_text("".join(json.dumps(s) + "\n" for s in steps))
+    command = f"cd {REPO} && {sys.executable} -m inspect_tool explore --trace {trace}"
+    tmux.run(
+        "new-session", "-d", "-s", "explore", "-x", "80", "-y", "24",
+        "-e", "TERM=xterm-256color", "sh", "-c", command + "; sleep 30",
+    )  # fmt: skip
+    screen = tmux.wait_for("Execute the command")
+    assert "0.500" in screen and "step: unshare" in screen
+    tmux.keys("Down")
+    tmux.wait_for('args.argv: ["true"]')
+    tmux.keys("q")
+    tmux.wait_until_gone("Execute the command")
