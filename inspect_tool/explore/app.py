@@ -97,7 +97,7 @@ def layer_details(image: Image, index: int) -> Text:
     layer = image.layers[index]
     text = Text()
     for label, value in (
-        ("layer", f"{index} (layers 0 to {len(image.layers) - 1})"),
+        ("layer", f"{index} of 0–{len(image.layers) - 1}"),
         ("digest", str(layer.digest) if layer.digest else "-"),
         ("diff_id", str(layer.diff_id) if layer.diff_id else "-"),
         ("chain ID", str(layer.chain_id) if layer.chain_id else "-"),
@@ -145,6 +145,8 @@ HELP = """\
 Keys (the footer shows the most used)
 
   Tab / Shift+Tab   next / previous pane (layers, file tree)
+  d / i             the layer details / image panel: ↑ ↓ PgUp PgDn scroll it,
+                    Tab leaves it
   ↑ ↓ in layers     select a layer: the tree shows the filesystem after it
   ↑ ↓ ← → in tree   move; Space expands or collapses a directory
   a                 aggregated view (after layer N) ⇄ this layer's changes only
@@ -278,6 +280,20 @@ class FoundScreen(ModalScreen[Found | None]):
         self.dismiss(None)
 
 
+class Pane(VerticalScroll):
+    """A scrolling panel Tab passes by (Tab goes between the layers and the files, as in
+    dive); a key focuses it, and it scrolls with the arrows until focus leaves it."""
+
+    can_focus = False
+
+    def visit(self) -> None:
+        self.can_focus = True
+        self.focus()
+
+    def on_blur(self) -> None:
+        self.can_focus = False
+
+
 CSS = """
 #left { width: 3fr; min-width: 28; }
 #right { width: 5fr; }
@@ -318,6 +334,8 @@ class ExploreApp(App[None]):
         Binding("c", "collapse_all", "Collapse", show=False),
         Binding("b", "toggle_attributes", "Attributes", show=False),
         Binding("v", "view", "View", show=False),
+        Binding("d", "visit('#details-scroll')", "Details", show=False),
+        Binding("i", "visit('#efficiency-scroll')", "Image", show=False),
         Binding("1", "hide('added')", "Hide added", show=False),
         Binding("2", "hide('removed')", "Hide removed", show=False),
         Binding("3", "hide('modified')", "Hide modified", show=False),
@@ -360,13 +378,11 @@ class ExploreApp(App[None]):
                     table: DataTable[Text] = DataTable(id="layers", cursor_type="row")
                     table.border_title = "Layers"
                     yield table
-                    details = VerticalScroll(Static(id="details"), id="details-scroll")
-                    details.can_focus = False  # Tab goes between layers and files, as dive's
-                    details.border_title = "Layer details"
+                    details = Pane(Static(id="details"), id="details-scroll")
+                    details.border_title = "Layer details (d)"
                     yield details
-                    scroll = VerticalScroll(Static(id="efficiency"), id="efficiency-scroll")
-                    scroll.can_focus = False
-                    scroll.border_title = "Image"
+                    scroll = Pane(Static(id="efficiency"), id="efficiency-scroll")
+                    scroll.border_title = "Image (i)"
                     yield scroll
                 else:
                     compare = VerticalScroll(Static(id="compare-text"), id="compare")
@@ -686,6 +702,10 @@ class ExploreApp(App[None]):
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
+
+    def action_visit(self, selector: str) -> None:
+        with contextlib.suppress(Exception):  # comparing two images: no such pane
+            self.query_one(selector, Pane).visit()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Two images compared: no layers to switch or search (those keys leave the footer)."""

@@ -284,3 +284,19 @@ async def test_tree_nodes_are_made_when_a_directory_opens(tmp_path: Path) -> Non
         assert _made(tree.root) == 3  # type: ignore[attr-defined]
         await move_to(app, pilot, "/b/f1999")  # reaching a row beyond the first 1000
         assert app.current_row().path == "/b/f1999"  # type: ignore[union-attr]
+
+
+@synchronous
+async def test_details_and_image_panels_scroll_from_the_keyboard(corpus_copy) -> None:  # type: ignore[no-untyped-def]
+    async with explore(corpus_copy(DIVE), size=(80, 24)) as (app, pilot):
+        image = app.query_one("#efficiency-scroll")
+        await press(app, pilot, "i")
+        assert app.focused is image
+        await press(app, pilot, "end")
+        assert image.scroll_y > 0  # the worst paths, below the figures at 80×24
+        await press(app, pilot, "tab")
+        assert app.focused is app.query_one("#files")
+        await press(app, pilot, "tab")  # Tab passes the panels by
+        assert app.focused is app.query_one("#layers")
+        await press(app, pilot, "d")
+        assert app.focused is app.query_one("#details-scroll")
