@@ -43,6 +43,20 @@ INSPECT_TOOL_LAYERS: dict[str, frozenset[str]] = {
             "transfer",
         }
     ),
+    # the interactive explorer: above render, below the command line (only cli imports it)
+    "explore": frozenset(
+        {
+            "inspect_tool",
+            "errors",
+            "model",
+            "sources",
+            "layout",
+            "layers",
+            "analyze",
+            "storage",
+            "render",
+        }
+    ),
 }
 
 # The one way up: sources' open_location hands a location to the reader of its transport,
@@ -307,3 +321,20 @@ def test_the_sample_generator_imports_only_the_standard_library() -> None:
         )
     assert len(found) > 20  # the walk found the generator
     assert [str(i) for i in found if top(i.target) not in allowed] == []
+
+
+def test_only_the_command_line_imports_the_explorer() -> None:
+    def rule(i: Import) -> bool:
+        return inspect_tool_package(i.target) == "explore" and inspect_tool_package(
+            i.module
+        ) not in ("explore", "cli")
+
+    assert broken(rule) == []
+
+
+def test_only_the_explorers_app_imports_textual() -> None:
+    """Textual is loaded by ``dockscope explore`` alone; the explorer's models stay pure."""
+    assert (
+        broken(lambda i: top(i.target) == "textual" and i.module != "inspect_tool.explore.app")
+        == []
+    )

@@ -34,6 +34,7 @@ _MODULES = (
     "visual",
     "transfer",
     "registry",
+    "explore",
     "runtime",
 )
 COMMAND_MODULES = {
@@ -45,6 +46,7 @@ COMMAND_MODULES = {
     **dict.fromkeys(("graph", "tree", "report"), "visual"),
     **dict.fromkeys(("copy", "pull"), "transfer"),
     **dict.fromkeys(("login", "logout"), "registry"),
+    **dict.fromkeys(("explore",), "explore"),
     **dict.fromkeys(
         (
             "run",

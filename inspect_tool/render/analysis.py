@@ -43,6 +43,21 @@ def _print_more(console: Console, shown: int, total: int) -> None:
         console.print(Text(f"… {total - shown} more (--limit 0 lists all)", style="dim"))
 
 
+def efficiency_figures(report: EfficiencyReport) -> list[tuple[str, str]]:
+    """The summary figures as ``efficiency`` prints them (and the explorer's image panel):
+    (label, value), no markup in either."""
+    return [
+        ("Efficiency", f"{report.efficiency * 100:.4f} % ({report.efficiency!r})"),
+        ("Wasted bytes", f"{report.wasted_bytes} ({human_size(report.wasted_bytes)})"),
+        ("User wasted", _percent(report.user_wasted_percent)),
+        (
+            "Size",
+            f"{report.size_bytes} ({human_size(report.size_bytes)}), of which above layer 0: "
+            f"{report.user_size_bytes} ({human_size(report.user_size_bytes)})",
+        ),
+    ]
+
+
 def render_efficiency(
     console: Console,
     image: Image,
@@ -55,14 +70,8 @@ def render_efficiency(
     summary.add_column(style="bold cyan", no_wrap=True)
     summary.add_column()
     summary.add_row("Image", _title(image))
-    summary.add_row("Efficiency", f"{report.efficiency * 100:.4f} % ({report.efficiency!r})")
-    summary.add_row("Wasted bytes", f"{report.wasted_bytes} ({human_size(report.wasted_bytes)})")
-    summary.add_row("User wasted", _percent(report.user_wasted_percent))
-    summary.add_row(
-        "Size",
-        f"{report.size_bytes} ({human_size(report.size_bytes)}), of which above layer 0: "
-        f"{report.user_size_bytes} ({human_size(report.user_size_bytes)})",
-    )
+    for label, value in efficiency_figures(report):
+        summary.add_row(label, value)
     console.print(summary)
     console.print()
     paths = report.inefficient_paths
