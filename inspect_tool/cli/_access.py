@@ -34,6 +34,7 @@ IMAGE_COMMANDS = frozenset(
         "run",
         "copy",
         "pull",
+        "explore",
     }
 )
 
