@@ -25,11 +25,12 @@ def _root(
 
 # The module that registers each command: a command line names one, and only that module is
 # imported (the others cost start-up time for nothing). A name not listed loads them all.
-_MODULES = ("images", "files", "analysis", "extract", "storage", "visual", "runtime")
+_MODULES = ("images", "files", "analysis", "contents", "extract", "storage", "visual", "runtime")
 COMMAND_MODULES = {
     **dict.fromkeys(("inspect", "verify"), "images"),
     **dict.fromkeys(("layers", "ls", "cat", "find", "diff"), "files"),
     **dict.fromkeys(("efficiency", "types", "history"), "analysis"),
+    **dict.fromkeys(("packages", "secrets"), "contents"),
     **dict.fromkeys(("unpack", "export"), "extract"),
     **dict.fromkeys(("storage",), "storage"),
     **dict.fromkeys(("graph", "tree", "report"), "visual"),

@@ -1,0 +1,430 @@
+"""Packages per layer: every layer streamed once (verified against its diff_id), only the
+files that package databases live in read (each up to its bound, from the tar stream: nothing
+is unpacked), the databases parsed after each layer that changed one, and the package sets
+compared layer by layer.
+
+A database is read as the layer stores it; a later layer that rewrites it replaces it, and
+one that deletes it (a whiteout, an opaque directory, another entry at its path) removes its
+packages. A package is identified by ecosystem, where it is installed (the dpkg admin dir, the
+site directory, …), name and architecture: the same key at another version is an upgrade or
+a downgrade (ordered by ``versions.compare``), a key that disappears a removal. Malformed or
+oversized files become ``PackageProblem``s naming the layer and path; the rest is still read.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from inspect_tool.analyze.packages import apk, dpkg, npm, python
+from inspect_tool.analyze.packages.model import Package, PackageDataError
+from inspect_tool.analyze.packages.versions import compare
+from inspect_tool.errors import UsageError
+from inspect_tool.layers.tarformat import EntryType
+from inspect_tool.layers.tarreader import TarMember, TarReader
+from inspect_tool.layers.union import FileInfo, UnionFS
+from inspect_tool.model.image import Image
+from inspect_tool.sources.source import Source
+
+MIB = 1024 * 1024
+MAX_REMOVALS = 1_000_000  # deletions remembered for "which layer deleted an owned file"
+
+
+class Kind(StrEnum):
+    DPKG_STATUS = "dpkg-status"
+    DPKG_STATUS_D = "dpkg-status.d"
+    DPKG_LIST = "dpkg-list"
+    DPKG_MD5SUMS = "dpkg-md5sums"
+    APK = "apk-installed"
+    PY_METADATA = "python-metadata"
+    PY_RECORD = "python-record"
+    PY_EGG_FILES = "python-installed-files"
+    NPM = "npm-package.json"
+
+
+# the most each kind of file may hold before it is skipped (with a problem)
+LIMITS: dict[Kind, int] = {
+    Kind.DPKG_STATUS: 256 * MIB,
+    Kind.DPKG_STATUS_D: 16 * MIB,
+    Kind.DPKG_LIST: 64 * MIB,
+    Kind.DPKG_MD5SUMS: 64 * MIB,
+    Kind.APK: 256 * MIB,
+    Kind.PY_METADATA: 16 * MIB,
+    Kind.PY_RECORD: 64 * MIB,
+    Kind.PY_EGG_FILES: 64 * MIB,
+    Kind.NPM: npm.MAX_BYTES,
+}
+
+# the kinds whose records are packages (the others list files of those)
+DATABASE_KINDS = {Kind.DPKG_STATUS, Kind.DPKG_STATUS_D, Kind.APK, Kind.PY_METADATA, Kind.NPM}
+
+DPKG_ADMIN = "/var/lib/dpkg"
+
+
+def classify(path: str) -> Kind | None:
+    """What package file, if any, stands at this absolute path."""
+    parent, _, name = path.rpartition("/")
+    if parent == DPKG_ADMIN and name == "status":
+        return Kind.DPKG_STATUS
+    if parent == DPKG_ADMIN + "/status.d":
+        return Kind.DPKG_MD5SUMS if name.endswith(".md5sums") else Kind.DPKG_STATUS_D
+    if parent == DPKG_ADMIN + "/info" and name.endswith(".list"):
+        return Kind.DPKG_LIST
+    if path == "/lib/apk/db/installed":
+        return Kind.APK
+    if parent.endswith(".dist-info"):
+        if name == "METADATA":
+            return Kind.PY_METADATA
+        if name == "RECORD":
+            return Kind.PY_RECORD
+        return None
+    if parent.endswith(".egg-info"):
+        if name == "PKG-INFO":
+            return Kind.PY_METADATA
+        if name == "installed-files.txt":
+            return Kind.PY_EGG_FILES
+        return None
+    if name.endswith(".egg-info") and "/" in parent + "/":
+        return Kind.PY_METADATA  # distutils' single-file metadata
+    if name == "package.json":
+        parts = parent.split("/")
+        if len(parts) >= 2 and parts[-2] == "node_modules" and not parts[-1].startswith("@"):
+            return Kind.NPM
+        if len(parts) >= 3 and parts[-3] == "node_modules" and parts[-2].startswith("@"):
+            return Kind.NPM
+    return None
+
+
+@dataclass(slots=True)
+class _Stored:
+    kind: Kind
+    layer: int
+    packages: list[Package] = field(default_factory=list)
+    files: tuple[str, ...] = ()
+
+
+def parse(kind: Kind, path: str, data: bytes) -> _Stored:
+    """One file's records; raises PackageDataError when it is malformed."""
+    parent = posixpath.dirname(path)
+    stored = _Stored(kind, -1)
+    if kind is Kind.DPKG_STATUS or kind is Kind.DPKG_STATUS_D:
+        stored.packages = dpkg.parse_status(data, database=path, location=DPKG_ADMIN)
+    elif kind is Kind.DPKG_LIST:
+        stored.files = dpkg.parse_list(data, database=path)
+    elif kind is Kind.DPKG_MD5SUMS:
+        stored.files = dpkg.parse_md5sums(data, database=path)
+    elif kind is Kind.APK:
+        stored.packages = apk.parse_installed(data, database=path, location=path)
+    elif kind is Kind.PY_METADATA:
+        site = parent if path.endswith(".egg-info") else posixpath.dirname(parent)
+        stored.packages = [python.parse_metadata(data, database=path, location=site)]
+    elif kind is Kind.PY_RECORD:
+        stored.files = python.parse_record(data, database=path, site=posixpath.dirname(parent))
+    elif kind is Kind.PY_EGG_FILES:
+        stored.files = python.parse_installed_files(data, database=path, egg_info=parent)
+    elif kind is Kind.NPM:
+        package = npm.parse_package_json(data, database=path, location=parent)
+        stored.packages = [package] if package is not None else []
+    return stored
+
+
+class Action(StrEnum):
+    INSTALLED = "installed"
+    UPGRADED = "upgraded"
+    DOWNGRADED = "downgraded"
+    CHANGED = "changed"  # another version, the order unknown (a version its ecosystem rejects)
+    REMOVED = "removed"
+
+
+@dataclass(frozen=True, slots=True)
+class PackageEvent:
+    layer: int
+    action: Action
+    version: str  # the version after the event (before it, for a removal)
+    previous: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlteredFile:
+    """A file the package owns that a layer above the one that installed it changed."""
+
+    path: str
+    change: str  # "modified" or "deleted"
+    layer: int | None  # None: deleted, the layer not known (past MAX_REMOVALS)
+
+
+@dataclass(frozen=True, slots=True)
+class LayerPackage:
+    package: Package
+    layer: int  # the layer that installed it at this version
+    events: tuple[PackageEvent, ...]
+    altered: tuple[AlteredFile, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    path: str
+    kind: str
+    layer: int  # the layer that stores this version of it
+    packages: int
+
+
+@dataclass(frozen=True, slots=True)
+class PackageProblem:
+    layer: int
+    path: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class PackagesReport:
+    upto: int  # the last layer applied
+    packages: tuple[LayerPackage, ...]  # installed after layer ``upto``
+    removed: tuple[LayerPackage, ...]  # installed by some layer, gone by ``upto``
+    databases: tuple[Database, ...]
+    problems: tuple[PackageProblem, ...]
+
+
+class _Scanner:
+    def __init__(self) -> None:
+        self.stored: dict[str, _Stored] = {}
+        self.problems: list[PackageProblem] = []
+        self.removed_at: dict[str, int] = {}
+        self.duplicates: list[PackageProblem] = []  # of the last snapshot
+        self.dirty = False
+
+    def on_entry(self, reader: TarReader, layer: int) -> Callable[[TarMember, str], None]:
+        def hook(member: TarMember, path: str) -> None:
+            kind = classify(path)
+            if kind is None:
+                if path in self.stored:  # replaced by a file no reader knows: not possible
+                    del self.stored[path]
+                return
+            self.dirty = True
+            self.stored.pop(path, None)
+            if member.type is not EntryType.FILE:
+                if member.type is not EntryType.DIR:
+                    self.problems.append(
+                        PackageProblem(layer, path, f"a {member.type.value}, not a file: not read")
+                    )
+                return
+            limit = LIMITS[kind]
+            if member.size > limit:
+                self.problems.append(
+                    PackageProblem(
+                        layer, path, f"{member.size} bytes, over the {limit}-byte bound: not read"
+                    )
+                )
+                return
+            data = reader.read(member.size)
+            try:
+                stored = parse(kind, path, data)
+            except PackageDataError as exc:
+                self.problems.append(PackageProblem(layer, path, exc.message))
+                return
+            stored.layer = layer
+            self.stored[path] = stored
+
+        return hook
+
+    def on_remove(self, info: FileInfo, layer: int, reason: str) -> None:
+        stored = self.stored.get(info.path)
+        if stored is not None and stored.layer == info.layer:
+            del self.stored[info.path]
+            self.dirty = True
+        if info.type is not EntryType.DIR and len(self.removed_at) < MAX_REMOVALS:
+            self.removed_at[info.path] = layer
+
+    def snapshot(self) -> dict[tuple[str, str, str, str], Package]:
+        """Every package the stored databases record, with the files listed beside them."""
+        found: dict[tuple[str, str, str, str], Package] = {}
+        layers: dict[tuple[str, str, str, str], int] = {}
+        self.duplicates = []
+        for path, stored in self.stored.items():
+            if stored.kind not in DATABASE_KINDS:
+                continue
+            for package in stored.packages:
+                files = package.files or self._files_of(path, stored.kind, package)
+                if files is not package.files:
+                    package = _with_files(package, files)
+                other = found.get(package.key)
+                if other is not None:
+                    # two records of one package in one place (pip --target leaves the old
+                    # dist-info): the one written last counts
+                    self.duplicates.append(
+                        PackageProblem(
+                            max(stored.layer, layers[package.key]),
+                            package.database,
+                            f"{package.name} is recorded twice in {package.location}: "
+                            f"{other.version} ({other.database}) and {package.version}",
+                        )
+                    )
+                    if stored.layer <= layers[package.key]:
+                        continue
+                found[package.key] = package
+                layers[package.key] = stored.layer
+        return found
+
+    def _files_of(self, path: str, kind: Kind, package: Package) -> tuple[str, ...]:
+        candidates: list[str] = []
+        if kind is Kind.DPKG_STATUS:
+            info = DPKG_ADMIN + "/info/"
+            candidates = [f"{info}{package.name}:{package.arch}.list", f"{info}{package.name}.list"]
+        elif kind is Kind.DPKG_STATUS_D:
+            candidates = [path + ".md5sums"]
+        elif kind is Kind.PY_METADATA:
+            parent = posixpath.dirname(path)
+            candidates = [parent + "/RECORD", parent + "/installed-files.txt"]
+        for candidate in candidates:
+            listed = self.stored.get(candidate)
+            if listed is not None:
+                return listed.files
+        return ()
+
+    def databases(self) -> list[Database]:
+        return [
+            Database(path, stored.kind.value, stored.layer, len(stored.packages))
+            for path, stored in sorted(self.stored.items())
+            if stored.kind in (Kind.DPKG_STATUS, Kind.APK)
+            or (stored.kind is Kind.DPKG_STATUS_D and stored.packages)
+        ]
+
+
+def _with_files(package: Package, files: tuple[str, ...]) -> Package:
+    from dataclasses import replace
+
+    return replace(package, files=files)
+
+
+def scan_packages(
+    source: Source,
+    image: Image,
+    *,
+    layer: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> PackagesReport:
+    """The packages installed after layer ``layer`` (default: the top), each with the layer
+    that installed its version, every layer that changed it and the files it owns that later
+    layers changed."""
+    from inspect_tool.layers.image_fs import open_layer
+
+    count = len(image.layers)
+    upto = count - 1 if layer is None else layer
+    if not 0 <= upto < count:
+        raise UsageError(
+            f"--layer {layer}: the image has layers 0 to {count - 1}", subject=source.label
+        )
+    scanner = _Scanner()
+    union = UnionFS(on_remove=scanner.on_remove)
+    current: dict[tuple[str, str, str, str], Package] = {}
+    events: dict[tuple[str, str, str, str], list[PackageEvent]] = {}
+    installed_at: dict[tuple[str, str, str, str], int] = {}
+    last_seen: dict[tuple[str, str, str, str], Package] = {}
+    for item in image.layers[: upto + 1]:
+        with open_layer(source, item, progress=progress) as opened:
+            union.apply(
+                item.index,
+                opened.reader,
+                record=False,
+                on_entry=scanner.on_entry(opened.reader, item.index),
+            )
+            opened.finish(item, label=source.label)
+        if not scanner.dirty:
+            continue
+        scanner.dirty = False
+        now = scanner.snapshot()
+        _transitions(item.index, current, now, events, installed_at)
+        last_seen.update(now)
+        current = now
+    packages = tuple(
+        LayerPackage(
+            package,
+            installed_at[key],
+            tuple(events[key]),
+            _altered(union, package, installed_at[key], scanner.removed_at),
+        )
+        for key, package in sorted(current.items())
+    )
+    removed = tuple(
+        LayerPackage(last_seen[key], installed_at[key], tuple(history))
+        for key, history in sorted(events.items())
+        if key not in current
+    )
+    return PackagesReport(
+        upto,
+        packages,
+        removed,
+        tuple(scanner.databases()),
+        tuple(scanner.problems + scanner.duplicates),
+    )
+
+
+def _transitions(
+    layer: int,
+    before: dict[tuple[str, str, str, str], Package],
+    after: dict[tuple[str, str, str, str], Package],
+    events: dict[tuple[str, str, str, str], list[PackageEvent]],
+    installed_at: dict[tuple[str, str, str, str], int],
+) -> None:
+    for key, package in after.items():
+        old = before.get(key)
+        if old is None:
+            events.setdefault(key, []).append(
+                PackageEvent(layer, Action.INSTALLED, package.version)
+            )
+            installed_at[key] = layer
+        elif old.version != package.version:
+            order = compare(package.ecosystem, package.version, old.version)
+            action = {1: Action.UPGRADED, -1: Action.DOWNGRADED}.get(order or 0, Action.CHANGED)
+            events[key].append(PackageEvent(layer, action, package.version, old.version))
+            installed_at[key] = layer
+    for key, package in before.items():
+        if key not in after:
+            events[key].append(PackageEvent(layer, Action.REMOVED, package.version))
+
+
+def _altered(
+    union: UnionFS, package: Package, installed: int, removed_at: dict[str, int]
+) -> tuple[AlteredFile, ...]:
+    if not package.files:
+        return ()
+    altered: list[AlteredFile] = []
+    parents = {posixpath.dirname(f) for f in package.files}
+    for path in package.files:
+        info = union.get(path) or _resolved(union, path)
+        if info is None:
+            if path in parents:
+                continue  # a directory (others are listed below it): its files say enough
+            altered.append(AlteredFile(path, "deleted", removed_at.get(path)))
+        elif info.type is not EntryType.DIR and info.layer > installed:
+            altered.append(AlteredFile(path, "modified", info.layer))
+    return tuple(altered)
+
+
+def _resolved(union: UnionFS, path: str) -> FileInfo | None:
+    """The entry at ``path`` with symlinks in its parents followed (merged /usr: dpkg lists
+    /lib/x, the layer stores usr/lib/x under a /lib symlink)."""
+    from inspect_tool.analyze.filesystem import PathNotFoundError, resolve
+
+    try:
+        return resolve(union, path, follow_last=False)
+    except PathNotFoundError:
+        return None
+
+
+def changed_in(report: PackagesReport, layer: int) -> PackagesReport:
+    """Only what layer ``layer`` did: the packages it installed, upgraded, downgraded or
+    removed (the report must have been scanned up to that layer)."""
+    from dataclasses import replace
+
+    def touched(item: LayerPackage) -> bool:
+        return any(event.layer == layer for event in item.events)
+
+    return replace(
+        report,
+        packages=tuple(p for p in report.packages if touched(p)),
+        removed=tuple(p for p in report.removed if touched(p)),
+        problems=tuple(p for p in report.problems if p.layer == layer),
+    )

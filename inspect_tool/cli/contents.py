@@ -1,0 +1,95 @@
+"""``dockscope packages`` and ``secrets``: what an image's layers installed, and what they
+hid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from inspect_tool.cli._common import (
+    IMAGE_ARGUMENT,
+    IMAGE_OPTION,
+    JSON_OPTION,
+    PLATFORM_OPTION,
+    REF_OPTION,
+    ByteProgress,
+    handle_errors,
+    stdout_console,
+    write_json,
+)
+from inspect_tool.errors import UsageError
+
+
+def packages(
+    path: Path = IMAGE_ARGUMENT,
+    layer: int | None = typer.Option(
+        None,
+        "--layer",
+        "-L",
+        metavar="N",
+        help="Only what layer N did: the packages it installed, upgraded or removed.",
+    ),
+    at: int | None = typer.Option(
+        None,
+        "--at",
+        metavar="N",
+        help="The packages installed after layer N (0 is the bottom; default: the top).",
+    ),
+    files: bool = typer.Option(
+        False, "--files", help="List the files each package owns (where its database does)."
+    ),
+    image: str | None = IMAGE_OPTION,
+    ref: str | None = REF_OPTION,
+    platform: str | None = PLATFORM_OPTION,
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Installed packages, each with the layer that installed it and the layers that changed it.
+
+    Reads the package databases from the layers (nothing runs, nothing is unpacked): dpkg
+    (var/lib/dpkg/status, distroless status.d/), apk (lib/apk/db/installed), Python
+    (*.dist-info, *.egg-info) and npm (node_modules/*/package.json). Each package is shown at
+    the layer that installed its current version; upgrades, downgrades and removals by later
+    layers are listed, and so are files a package owns that a later layer modified or
+    deleted. A malformed database is reported with its layer and path; the rest is read.
+
+    Examples:
+
+      dockscope packages image.tar
+
+      dockscope packages --layer 2 image.tar     (what layer 2 installed or changed)
+
+      dockscope packages --at 2 image.tar        (everything installed after layer 2)
+
+      dockscope packages --json image.tar | jq '.packages[] | select(.ecosystem == "deb")'
+    """
+    from inspect_tool.analyze.packages.scan import changed_in, scan_packages
+
+    with handle_errors():
+        if layer is not None and at is not None:
+            raise UsageError("--layer and --at cannot be used together")
+        from inspect_tool.sources import ImageSelection, open_image
+
+        source, selected = open_image(path, ImageSelection(image, ref, platform))
+        with source, ByteProgress("reading package databases") as progress:
+            progress.start(sum(lyr.size or 0 for lyr in selected.layers))
+            report = scan_packages(
+                source,
+                selected,
+                layer=layer if layer is not None else at,
+                progress=progress.advance,
+            )
+        if layer is not None:
+            report = changed_in(report, layer)
+        if json_output:
+            from inspect_tool.render.packages import packages_document
+
+            write_json(packages_document(selected, report, files=files))
+        else:
+            from inspect_tool.render.packages import render_packages
+
+            render_packages(stdout_console(), selected, report, show_files=files)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(packages)

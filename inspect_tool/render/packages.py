@@ -1,0 +1,165 @@
+"""``packages``' output: the JSON document (docs/JSON.md) and the tables for people."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from inspect_tool.analyze.packages.scan import LayerPackage, PackagesReport
+from inspect_tool.model.image import Image
+from inspect_tool.render.analysis_json import _head
+from inspect_tool.render.console import human_size
+from inspect_tool.render.text import markup, visible
+
+
+def _package_json(item: LayerPackage, *, files: bool) -> dict[str, Any]:
+    package = item.package
+    document: dict[str, Any] = {
+        "ecosystem": package.ecosystem.value,
+        "name": package.name,
+        "version": package.version,
+        "arch": package.arch or None,
+        "source": package.source or None,
+        "license": package.license or None,
+        "installed_size": package.installed_size,
+        "location": package.location,
+        "database": package.database,
+        "layer": item.layer,
+        "events": [
+            {
+                "layer": e.layer,
+                "action": e.action.value,
+                "version": e.version,
+                "previous": e.previous,
+            }
+            for e in item.events
+        ],
+        "altered_files": [
+            {"path": a.path, "change": a.change, "layer": a.layer} for a in item.altered
+        ],
+    }
+    document["file_count"] = len(package.files)
+    if files:
+        document["files"] = list(package.files)
+    return document
+
+
+def packages_document(
+    image: Image, report: PackagesReport, *, files: bool = False
+) -> dict[str, Any]:
+    return {
+        **_head("packages", image),
+        "layer": report.upto,
+        "packages": [_package_json(p, files=files) for p in report.packages],
+        "removed": [_package_json(p, files=files) for p in report.removed],
+        "databases": [
+            {"path": d.path, "kind": d.kind, "layer": d.layer, "packages": d.packages}
+            for d in report.databases
+        ],
+        "problems": [
+            {"layer": p.layer, "path": p.path, "message": p.message} for p in report.problems
+        ],
+    }
+
+
+def _history(item: LayerPackage) -> str:
+    steps = []
+    for event in item.events:
+        if event.previous is not None:
+            steps.append(f"{event.layer}: {event.action.value} from {event.previous}")
+        else:
+            steps.append(f"{event.layer}: {event.action.value}")
+    return "; ".join(steps)
+
+
+def render_packages(
+    console: Console, image: Image, report: PackagesReport, *, show_files: bool = False
+) -> None:
+    from inspect_tool.render.analysis import _title
+
+    table = Table(
+        title=f"{_title(image)}: {len(report.packages)} packages after layer {report.upto}",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    table.add_column("layer", justify="right", no_wrap=True)
+    table.add_column("type", no_wrap=True)
+    table.add_column("name", overflow="fold")
+    table.add_column("version", overflow="fold")
+    table.add_column("arch", no_wrap=True)
+    table.add_column("size", justify="right", no_wrap=True)
+    table.add_column("history", overflow="fold")
+    for item in sorted(report.packages, key=lambda p: (p.layer, p.package.key)):
+        package = item.package
+        history = _history(item) if len(item.events) > 1 else ""
+        if item.altered:
+            history = (history + "; " if history else "") + (
+                f"{len(item.altered)} owned file(s) changed later"
+            )
+        table.add_row(
+            str(item.layer),
+            package.ecosystem.value,
+            markup(package.name),
+            markup(package.version),
+            markup(package.arch),
+            human_size(package.installed_size),
+            markup(history),
+        )
+    console.print(table)
+    if report.removed:
+        removed = Table(
+            title=f"Removed by a later layer: {len(report.removed)}",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+        )
+        removed.add_column("type", no_wrap=True)
+        removed.add_column("name", overflow="fold")
+        removed.add_column("version", overflow="fold")
+        removed.add_column("history", overflow="fold")
+        for item in report.removed:
+            removed.add_row(
+                item.package.ecosystem.value,
+                markup(item.package.name),
+                markup(item.package.version),
+                markup(_history(item)),
+            )
+        console.print(removed)
+    altered = [(item, a) for item in report.packages for a in item.altered]
+    if altered:
+        files = Table(
+            title=f"Files owned by a package, changed by a later layer: {len(altered)}",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+        )
+        files.add_column("layer", justify="right", no_wrap=True)
+        files.add_column("change", no_wrap=True)
+        files.add_column("path", overflow="fold")
+        files.add_column("package", overflow="fold")
+        for item, a in altered:
+            files.add_row(
+                "?" if a.layer is None else str(a.layer),
+                a.change,
+                markup(a.path),
+                markup(f"{item.package.name} (layer {item.layer})"),
+            )
+        console.print(files)
+    if show_files:
+        for item in report.packages:
+            if item.package.files:
+                console.print(Text(f"{item.package.name}:", style="bold"))
+                for path in item.package.files:
+                    console.print(f"  {markup(path)}")
+    for problem in report.problems:
+        console.print(
+            Text(f"layer {problem.layer}: ", style="yellow")
+            + Text(visible(f"{problem.path}: {problem.message}"))
+        )
+    if not report.packages and not report.problems:
+        console.print(Text("No package database found.", style="yellow"))
