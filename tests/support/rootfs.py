@@ -167,3 +167,48 @@ def pip_install(target: Path, wheel: Path) -> None:
         check=True,
         capture_output=True,
     )
+
+
+def build_rpm(workdir: Path, name: str, version: str, files: dict[str, bytes]) -> Path:
+    """A noarch .rpm built by rpmbuild holding ``files`` (absolute paths)."""
+    top = workdir / f"rpmbuild-{name}-{version}"
+    source = top / "content"
+    for path, data in files.items():
+        target = source / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    install = "\n".join(
+        f"mkdir -p %{{buildroot}}{Path(p).parent}\ncp {source / p.lstrip('/')} %{{buildroot}}{p}"
+        for p in files
+    )
+    spec = top / f"{name}.spec"
+    spec.write_text(
+        f"Name: {name}\nVersion: {version}\nRelease: 1\nSummary: test\nLicense: MIT\n"
+        "BuildArch: noarch\n%description\ntest\n"
+        f"%install\n{install}\n%files\n" + "\n".join(files) + "\n"
+    )
+    subprocess.run(
+        [
+            "rpmbuild",
+            "-bb",
+            "--define",
+            f"_topdir {top}",
+            "--define",
+            "_build_id_links none",
+            str(spec),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (built,) = (top / "RPMS" / "noarch").glob("*.rpm")
+    return built
+
+
+def rpm(root: Path, *args: str) -> str:
+    """Debian's rpm acting on the database under ``root`` (records only: --justdb)."""
+    return subprocess.run(
+        ["rpm", "--root", str(root), "--dbpath", "/var/lib/rpm", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from inspect_tool.analyze.packages import apk, dpkg, npm, python
+from inspect_tool.analyze.packages import apk, dpkg, golang, java, npm, python, rpm
 from inspect_tool.analyze.packages.model import Package, PackageDataError
 from inspect_tool.analyze.packages.versions import compare
 from inspect_tool.errors import UsageError
@@ -42,6 +42,12 @@ class Kind(StrEnum):
     PY_RECORD = "python-record"
     PY_EGG_FILES = "python-installed-files"
     NPM = "npm-package.json"
+    RPM_SQLITE = "rpm-sqlite"
+    RPM_NDB = "rpm-ndb"
+    RPM_BDB = "rpm-bdb"
+    RPM_WAL = "rpm-sqlite-wal"
+    JAVA = "java-archive"
+    GO = "go-binary"
 
 
 # the most each kind of file may hold before it is skipped (with a problem)
@@ -55,10 +61,35 @@ LIMITS: dict[Kind, int] = {
     Kind.PY_RECORD: 64 * MIB,
     Kind.PY_EGG_FILES: 64 * MIB,
     Kind.NPM: npm.MAX_BYTES,
+    Kind.RPM_SQLITE: 512 * MIB,
+    Kind.RPM_NDB: 512 * MIB,
+    Kind.RPM_BDB: 512 * MIB,
+    Kind.RPM_WAL: 512 * MIB,
+    Kind.JAVA: java.MAX_ARCHIVE,
+    Kind.GO: 2048 * MIB,  # streamed: only the build information is kept
 }
 
 # the kinds whose records are packages (the others list files of those)
-DATABASE_KINDS = {Kind.DPKG_STATUS, Kind.DPKG_STATUS_D, Kind.APK, Kind.PY_METADATA, Kind.NPM}
+DATABASE_KINDS = {
+    Kind.DPKG_STATUS,
+    Kind.DPKG_STATUS_D,
+    Kind.APK,
+    Kind.PY_METADATA,
+    Kind.NPM,
+    Kind.RPM_SQLITE,
+    Kind.RPM_NDB,
+    Kind.RPM_BDB,
+    Kind.JAVA,
+    Kind.GO,
+}
+# where rpm keeps its database (rpm ≥ 4.16 moved it below /usr; /var/lib/rpm often a link)
+RPM_DIRS = ("/var/lib/rpm", "/usr/lib/sysimage/rpm")
+RPM_FILES = {
+    "rpmdb.sqlite": Kind.RPM_SQLITE,
+    "rpmdb.sqlite-wal": Kind.RPM_WAL,
+    "Packages.db": Kind.RPM_NDB,
+    "Packages": Kind.RPM_BDB,
+}
 
 DPKG_ADMIN = "/var/lib/dpkg"
 
@@ -74,6 +105,8 @@ def classify(path: str) -> Kind | None:
         return Kind.DPKG_LIST
     if path == "/lib/apk/db/installed":
         return Kind.APK
+    if parent in RPM_DIRS and name in RPM_FILES:
+        return RPM_FILES[name]
     if parent.endswith(".dist-info"):
         if name == "METADATA":
             return Kind.PY_METADATA
@@ -88,6 +121,8 @@ def classify(path: str) -> Kind | None:
         return None
     if name.endswith(".egg-info") and "/" in parent + "/":
         return Kind.PY_METADATA  # distutils' single-file metadata
+    if name.endswith((".jar", ".war", ".ear")):
+        return Kind.JAVA
     if name == "package.json":
         parts = parent.split("/")
         if len(parts) >= 2 and parts[-2] == "node_modules" and not parts[-1].startswith("@"):
@@ -124,6 +159,21 @@ def parse(kind: Kind, path: str, data: bytes) -> _Stored:
         stored.files = python.parse_record(data, database=path, site=posixpath.dirname(parent))
     elif kind is Kind.PY_EGG_FILES:
         stored.files = python.parse_installed_files(data, database=path, egg_info=parent)
+    elif kind is Kind.RPM_SQLITE:
+        stored.packages = rpm.parse_sqlite(data, database=path, location=parent)
+    elif kind is Kind.RPM_NDB:
+        stored.packages = rpm.parse_ndb(data, database=path, location=parent)
+    elif kind is Kind.RPM_BDB:
+        stored.packages = rpm.parse_bdb(data, database=path, location=parent)
+    elif kind is Kind.RPM_WAL and data:
+        raise PackageDataError(
+            f"a write-ahead log of {len(data)} bytes, not applied: packages rpm recorded "
+            "since its last checkpoint are missing"
+        )
+    elif kind is Kind.JAVA:
+        stored.packages = java.parse_archive(data, database=path)
+    elif kind is Kind.GO:
+        stored.packages = golang.parse_buildinfo(data, database=path)
     elif kind is Kind.NPM:
         package = npm.parse_package_json(data, database=path, location=parent)
         stored.packages = [package] if package is not None else []
@@ -199,8 +249,11 @@ class _Scanner:
         def hook(member: TarMember, path: str) -> None:
             kind = classify(path)
             if kind is None:
-                if path in self.stored:  # replaced by a file no reader knows: not possible
+                if path in self.stored:  # a Go binary replaced by another file
                     del self.stored[path]
+                    self.dirty = True
+                if member.type is EntryType.FILE and member.mode & 0o111 and member.size > 64:
+                    self._go_binary(reader, member, path, layer)
                 return
             self.dirty = True
             self.stored.pop(path, None)
@@ -228,6 +281,26 @@ class _Scanner:
             self.stored[path] = stored
 
         return hook
+
+    def _go_binary(self, reader: TarReader, member: TarMember, path: str, layer: int) -> None:
+        """An executable: if it is ELF, look for Go's build information while it streams."""
+        head = reader.read(4096)
+        if not head.startswith(b"\x7fELF"):
+            return
+        finder = golang.BuildInfoFinder()
+        finder.feed(head)
+        while not finder.done and (chunk := reader.read(MIB)):
+            finder.feed(chunk)
+        if finder.found is None:
+            return
+        stored = _Stored(Kind.GO, layer)
+        try:
+            stored.packages = golang.parse_buildinfo(finder.found, database=path)
+        except PackageDataError as exc:
+            self.problems.append(PackageProblem(layer, path, exc.message))
+            return
+        self.stored[path] = stored
+        self.dirty = True
 
     def on_remove(self, info: FileInfo, layer: int, reason: str) -> None:
         stored = self.stored.get(info.path)
@@ -287,7 +360,8 @@ class _Scanner:
         return [
             Database(path, stored.kind.value, stored.layer, len(stored.packages))
             for path, stored in sorted(self.stored.items())
-            if stored.kind in (Kind.DPKG_STATUS, Kind.APK)
+            if stored.kind
+            in (Kind.DPKG_STATUS, Kind.APK, Kind.RPM_SQLITE, Kind.RPM_NDB, Kind.RPM_BDB)
             or (stored.kind is Kind.DPKG_STATUS_D and stored.packages)
         ]
 
