@@ -30,7 +30,7 @@ COMMAND_MODULES = {
     **dict.fromkeys(("inspect", "verify"), "images"),
     **dict.fromkeys(("layers", "ls", "cat", "find", "diff"), "files"),
     **dict.fromkeys(("efficiency", "types", "history"), "analysis"),
-    **dict.fromkeys(("packages",), "contents"),
+    **dict.fromkeys(("packages", "secrets"), "contents"),
     **dict.fromkeys(("unpack", "export"), "extract"),
     **dict.fromkeys(("storage",), "storage"),
     **dict.fromkeys(("graph", "tree", "report"), "visual"),

@@ -93,5 +93,57 @@ def packages(
             render_packages(stdout_console(), selected, report, show_files=files)
 
 
+def secrets(
+    path: Path = IMAGE_ARGUMENT,
+    show: bool = typer.Option(
+        False, "--show", help="Print each secret whole (default: a redacted excerpt)."
+    ),
+    image: str | None = IMAGE_OPTION,
+    ref: str | None = REF_OPTION,
+    platform: str | None = PLATFORM_OPTION,
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Secrets in every layer's files, deleted and overwritten ones too, and in the config.
+
+    Private keys, AWS, GCP, GitHub, GitLab and Slack credentials, registry auths (docker
+    config.json, auth.json), kubeconfig tokens and keys, .env files, passwords in shell
+    histories, configuration files and URLs, password hashes in /etc/shadow and random-looking
+    values assigned to keys and tokens (the rules: docs/SECRETS.md). Every version of every
+    file is scanned (its first 1 MiB; binary files skipped), so a secret a later layer
+    deleted is found in the layer that still ships it. The env, labels and history commands
+    are scanned too. Matches in documentation and tests are counted, not reported.
+
+    Each finding names the layer, the path and line, the rule and a redacted excerpt; --show
+    prints the secret itself. The exit status is 1 when any secret is found (a CI gate).
+
+    Examples:
+
+      dockscope secrets image.tar
+
+      dockscope secrets --json image.tar | jq '.findings[] | select(.fate != "visible")'
+    """
+    from inspect_tool.analyze.secrets import scan_secrets
+    from inspect_tool.errors import ExitCode
+
+    with handle_errors():
+        from inspect_tool.sources import ImageSelection, open_image
+
+        source, selected = open_image(path, ImageSelection(image, ref, platform))
+        with source, ByteProgress("scanning files") as progress:
+            progress.start(sum(lyr.size or 0 for lyr in selected.layers))
+            report = scan_secrets(source, selected, progress=progress.advance)
+        if json_output:
+            from inspect_tool.render.secrets import secrets_document
+
+            write_json(secrets_document(selected, report, show=show))
+        else:
+            from inspect_tool.render.secrets import render_secrets
+
+            render_secrets(stdout_console(), selected, report, show=show)
+        if report.findings:
+            raise typer.Exit(int(ExitCode.PROBLEMS))
+
+
 def register(app: typer.Typer) -> None:
     app.command()(packages)
+    app.command()(secrets)
