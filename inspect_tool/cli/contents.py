@@ -4,6 +4,7 @@ hid."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -19,6 +20,9 @@ from inspect_tool.cli._common import (
     write_json,
 )
 from inspect_tool.errors import UsageError
+
+if TYPE_CHECKING:
+    from inspect_tool.sources import ImageSelection
 
 
 def packages(
@@ -142,6 +146,40 @@ def secrets(
             render_secrets(stdout_console(), selected, report, show=show)
         if report.findings:
             raise typer.Exit(int(ExitCode.PROBLEMS))
+
+
+def diff_packages_command(
+    path_a: Path,
+    path_b: Path,
+    selection_a: ImageSelection,
+    selection_b: ImageSelection,
+    *,
+    json_output: bool,
+) -> None:
+    """``diff --packages``: both images' packages read, then compared (exit 1 if they differ)."""
+    from inspect_tool.analyze.packages.compare import diff_packages
+    from inspect_tool.analyze.packages.scan import scan_packages
+    from inspect_tool.errors import ExitCode
+    from inspect_tool.sources import open_image
+
+    source_a, a = open_image(path_a, selection_a)
+    with source_a:
+        source_b, b = open_image(path_b, selection_b)
+        with source_b, ByteProgress("reading package databases") as progress:
+            progress.start(sum(lyr.size or 0 for lyr in (*a.layers, *b.layers)))
+            report_a = scan_packages(source_a, a, progress=progress.advance)
+            report_b = scan_packages(source_b, b, progress=progress.advance)
+    differences = diff_packages(report_a, report_b)
+    if json_output:
+        from inspect_tool.render.packages import package_diff_document
+
+        write_json(package_diff_document(a, b, differences))
+    else:
+        from inspect_tool.render.packages import render_package_diff
+
+        render_package_diff(stdout_console(), a, b, differences)
+    if differences:
+        raise typer.Exit(int(ExitCode.PROBLEMS))
 
 
 def register(app: typer.Typer) -> None:

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from inspect_tool.analyze.packages.compare import PackageDifference
 from inspect_tool.analyze.packages.scan import LayerPackage, PackagesReport
 from inspect_tool.model.image import Image
 from inspect_tool.render.analysis_json import _head
@@ -163,3 +164,68 @@ def render_packages(
         )
     if not report.packages and not report.problems:
         console.print(Text("No package database found.", style="yellow"))
+
+
+def package_diff_document(
+    a: Image, b: Image, differences: list[PackageDifference]
+) -> dict[str, Any]:
+    def side(item: LayerPackage | None) -> dict[str, Any] | None:
+        if item is None:
+            return None
+        return {"version": item.package.version, "layer": item.layer}
+
+    return {
+        "schema_version": _head("package-diff", a)["schema_version"],
+        "kind": "package-diff",
+        "a": {"source": a.source, "image_id": str(a.image_id)},
+        "b": {"source": b.source, "image_id": str(b.image_id)},
+        "equal": not differences,
+        "packages": [
+            {
+                "change": d.change.value,
+                "ecosystem": d.package.package.ecosystem.value,
+                "name": d.package.package.name,
+                "arch": d.package.package.arch or None,
+                "location": d.package.package.location,
+                "a": side(d.a),
+                "b": side(d.b),
+            }
+            for d in differences
+        ],
+    }
+
+
+_MARKS = {"added": "+", "removed": "-", "upgraded": "↑", "downgraded": "↓", "changed": "~"}
+
+
+def render_package_diff(
+    console: Console, a: Image, b: Image, differences: list[PackageDifference]
+) -> None:
+    from inspect_tool.render.analysis import _title
+
+    if not differences:
+        console.print(Text("The images hold the same packages.", style="green"))
+        return
+    table = Table(
+        title=f"Packages: {_title(a)} → {_title(b)}: {len(differences)} difference(s)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    table.add_column("", no_wrap=True)
+    table.add_column("type", no_wrap=True)
+    table.add_column("name", overflow="fold")
+    table.add_column("A", overflow="fold")
+    table.add_column("B", overflow="fold")
+    table.add_column("B layer", justify="right", no_wrap=True)
+    for d in differences:
+        package = d.package.package
+        table.add_row(
+            _MARKS[d.change.value],
+            package.ecosystem.value,
+            markup(package.name),
+            markup(d.a.package.version) if d.a else "",
+            markup(d.b.package.version) if d.b else "",
+            str(d.b.layer) if d.b else "",
+        )
+    console.print(table)
