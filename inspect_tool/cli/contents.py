@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from inspect_tool.sources import ImageSelection
 
 
+SBOM_FORMATS = ("spdx-json", "cyclonedx-json")
+
+
 def packages(
     path: Path = IMAGE_ARGUMENT,
     layer: int | None = typer.Option(
@@ -42,6 +45,12 @@ def packages(
     ),
     files: bool = typer.Option(
         False, "--files", help="List the files each package owns (where its database does)."
+    ),
+    sbom: str | None = typer.Option(
+        None,
+        "--sbom",
+        metavar="FORMAT",
+        help="Write an SBOM instead: spdx-json (SPDX 2.3) or cyclonedx-json (CycloneDX 1.5).",
     ),
     image: str | None = IMAGE_OPTION,
     ref: str | None = REF_OPTION,
@@ -68,12 +77,18 @@ def packages(
       dockscope packages --at 2 image.tar        (everything installed after layer 2)
 
       dockscope packages --json image.tar | jq '.packages[] | select(.ecosystem == "deb")'
+
+      dockscope packages --sbom cyclonedx-json image.tar > sbom.json
     """
     from inspect_tool.analyze.packages.scan import changed_in, scan_packages
 
     with handle_errors():
         if layer is not None and at is not None:
             raise UsageError("--layer and --at cannot be used together")
+        if sbom is not None and sbom not in SBOM_FORMATS:
+            raise UsageError(f"--sbom {sbom}: expected one of {', '.join(SBOM_FORMATS)}")
+        if sbom is not None and (json_output or layer is not None):
+            raise UsageError("--sbom is a document of its own: not with --json or --layer")
         from inspect_tool.sources import ImageSelection, open_image
 
         source, selected = open_image(path, ImageSelection(image, ref, platform))
@@ -87,7 +102,12 @@ def packages(
             )
         if layer is not None:
             report = changed_in(report, layer)
-        if json_output:
+        if sbom is not None:
+            from inspect_tool.render.sbom import cyclonedx_document, spdx_document
+
+            make = spdx_document if sbom == "spdx-json" else cyclonedx_document
+            write_json(make(selected, report))
+        elif json_output:
             from inspect_tool.render.packages import packages_document
 
             write_json(packages_document(selected, report, files=files))

@@ -55,6 +55,15 @@ def packages_document(
     return {
         **_head("packages", image),
         "layer": report.upto,
+        "os": None
+        if report.os is None
+        else {
+            "id": report.os.id,
+            "version_id": report.os.version_id,
+            "pretty_name": report.os.pretty_name,
+            "path": report.os.path,
+            "layer": report.os.layer,
+        },
         "packages": [_package_json(p, files=files) for p in report.packages],
         "removed": [_package_json(p, files=files) for p in report.removed],
         "databases": [

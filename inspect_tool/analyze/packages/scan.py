@@ -48,6 +48,7 @@ class Kind(StrEnum):
     RPM_WAL = "rpm-sqlite-wal"
     JAVA = "java-archive"
     GO = "go-binary"
+    OS_RELEASE = "os-release"
 
 
 # the most each kind of file may hold before it is skipped (with a problem)
@@ -67,6 +68,7 @@ LIMITS: dict[Kind, int] = {
     Kind.RPM_WAL: 512 * MIB,
     Kind.JAVA: java.MAX_ARCHIVE,
     Kind.GO: 2048 * MIB,  # streamed: only the build information is kept
+    Kind.OS_RELEASE: MIB,
 }
 
 # the kinds whose records are packages (the others list files of those)
@@ -92,6 +94,7 @@ RPM_FILES = {
 }
 
 DPKG_ADMIN = "/var/lib/dpkg"
+OS_RELEASE_PATHS = ("/etc/os-release", "/usr/lib/os-release")  # the first one present wins
 
 
 def classify(path: str) -> Kind | None:
@@ -105,6 +108,8 @@ def classify(path: str) -> Kind | None:
         return Kind.DPKG_LIST
     if path == "/lib/apk/db/installed":
         return Kind.APK
+    if path in OS_RELEASE_PATHS:
+        return Kind.OS_RELEASE
     if parent in RPM_DIRS and name in RPM_FILES:
         return RPM_FILES[name]
     if parent.endswith(".dist-info"):
@@ -138,6 +143,7 @@ class _Stored:
     layer: int
     packages: list[Package] = field(default_factory=list)
     files: tuple[str, ...] = ()
+    fields: dict[str, str] = field(default_factory=dict)  # os-release
 
 
 def parse(kind: Kind, path: str, data: bytes) -> _Stored:
@@ -174,10 +180,34 @@ def parse(kind: Kind, path: str, data: bytes) -> _Stored:
         stored.packages = java.parse_archive(data, database=path)
     elif kind is Kind.GO:
         stored.packages = golang.parse_buildinfo(data, database=path)
+    elif kind is Kind.OS_RELEASE:
+        stored.fields = parse_os_release(data)
     elif kind is Kind.NPM:
         package = npm.parse_package_json(data, database=path, location=parent)
         stored.packages = [package] if package is not None else []
     return stored
+
+
+def parse_os_release(data: bytes) -> dict[str, str]:
+    """os-release(5): KEY=value lines, values maybe quoted (shell quoting, simplified)."""
+    fields: dict[str, str] = {}
+    for line in data.decode("utf-8", "replace").splitlines()[:1000]:
+        key, equals, value = line.strip().partition("=")
+        if equals and key.isidentifier():
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+                value = value[1:-1]
+            fields[key] = value[:256]
+    return fields
+
+
+@dataclass(frozen=True, slots=True)
+class OsRelease:
+    id: str  # "debian", "alpine", "rhel", …: the purl namespace of OS packages
+    version_id: str
+    pretty_name: str
+    path: str
+    layer: int
 
 
 class Action(StrEnum):
@@ -235,6 +265,7 @@ class PackagesReport:
     removed: tuple[LayerPackage, ...]  # installed by some layer, gone by ``upto``
     databases: tuple[Database, ...]
     problems: tuple[PackageProblem, ...]
+    os: OsRelease | None = None
 
 
 class _Scanner:
@@ -258,7 +289,7 @@ class _Scanner:
             self.dirty = True
             self.stored.pop(path, None)
             if member.type is not EntryType.FILE:
-                if member.type is not EntryType.DIR:
+                if member.type is not EntryType.DIR and kind is not Kind.OS_RELEASE:
                     self.problems.append(
                         PackageProblem(layer, path, f"a {member.type.value}, not a file: not read")
                     )
@@ -356,6 +387,20 @@ class _Scanner:
                 return listed.files
         return ()
 
+    def os_release(self) -> OsRelease | None:
+        for path in OS_RELEASE_PATHS:
+            stored = self.stored.get(path)
+            if stored is not None and stored.fields.get("ID"):
+                fields = stored.fields
+                return OsRelease(
+                    fields["ID"],
+                    fields.get("VERSION_ID", ""),
+                    fields.get("PRETTY_NAME", ""),
+                    path,
+                    stored.layer,
+                )
+        return None
+
     def databases(self) -> list[Database]:
         return [
             Database(path, stored.kind.value, stored.layer, len(stored.packages))
@@ -432,6 +477,7 @@ def scan_packages(
         removed,
         tuple(scanner.databases()),
         tuple(scanner.problems + scanner.duplicates),
+        scanner.os_release(),
     )
 
 
