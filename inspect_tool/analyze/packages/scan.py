@@ -53,7 +53,7 @@ class Kind(StrEnum):
 
 # the most each kind of file may hold before it is skipped (with a problem)
 LIMITS: dict[Kind, int] = {
-    Kind.DPKG_STATUS: 256 * MIB,
+    Kind.DPKG_STATUS: 64 * MIB,  # a full desktop install: ~4 MiB
     Kind.DPKG_STATUS_D: 16 * MIB,
     Kind.DPKG_LIST: 64 * MIB,
     Kind.DPKG_MD5SUMS: 64 * MIB,
