@@ -223,7 +223,7 @@ _HISTORIES = (
 # -- the rules -----------------------------------------------------------------------------------
 # a secret's name: ``password``, ``db_password``, ``MYSQL_ROOT_PASSWORD``, ``client.secret``
 _NAME = (
-    rb"(?:[A-Za-z0-9]+[_.-])*(?:password|passwd|pass|pwd|secret|secret[_.-]?key|credentials?|"
+    rb"(?:[A-Za-z0-9]{1,32}[_.-]){0,8}(?:password|passwd|pass|pwd|secret|secret[_.-]?key|credentials?|"
     rb"api[_.-]?key|apikey|access[_.-]?key|private[_.-]?key|auth[_.-]?token|access[_.-]?token)"
 )
 _NAME_ANCHORS = (b"pass", b"pwd", b"secret", b"credential", b"key", b"token")
@@ -234,7 +234,8 @@ RULES: tuple[Rule, ...] = (
         "private key (PEM or OpenSSH)",
         re.compile(
             rb"-----BEGIN ((?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?)-----"
-            rb"(?P<secret>[A-Za-z0-9+/=\s:,-]{64,}?)-----END \1-----"
+            rb"[ \t]*\r?\n(?:[A-Za-z][A-Za-z-]{0,32}:[^\n]{0,256}\n){0,8}+"
+            rb"(?P<secret>[A-Za-z0-9+/=\s]{64,65536}+)-----END \1-----"
         ),
         anchors=(b"PRIVATE KEY-----",),
         lines=False,
@@ -251,7 +252,7 @@ RULES: tuple[Rule, ...] = (
         "aws-secret-access-key",
         "AWS secret access key",
         re.compile(
-            rb"(?i)aws[_.-]?secret[_.-]?(?:access[_.-]?)?key[\"']?\s*[:=]\s*[\"']?"
+            rb"(?i)aws[_.-]?secret[_.-]?(?:access[_.-]?)?key[\"']?[ \t]{0,16}[:=][ \t]{0,16}[\"']?"
             rb"(?P<secret>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+])"
         ),
         anchors=(b"aws",),
@@ -262,7 +263,8 @@ RULES: tuple[Rule, ...] = (
         "gcp-service-account",
         "GCP service-account key (JSON)",
         re.compile(
-            rb"\"type\"\s*:\s*\"service_account\"[\s\S]{0,4096}?\"private_key\"\s*:\s*"
+            rb"\"type\"\s{0,16}:\s{0,16}\"service_account\"[\s\S]{0,4096}?\"private_key\"\s{0,16}:"
+            rb"\s{0,16}"
             rb"\"(?P<secret>-----BEGIN PRIVATE KEY-----[^\"]{64,})\""
         ),
         anchors=(b"service_account",),
@@ -298,7 +300,7 @@ RULES: tuple[Rule, ...] = (
         "registry-auth",
         "container registry credentials (docker config.json, auth.json)",
         re.compile(
-            rb"\"(?:auth|identitytoken|password)\"\s*:\s*\"(?P<secret>[A-Za-z0-9+/=_.-]{8,})\""
+            rb"\"(?:auth|identitytoken|password)\"\s{0,16}:\s{0,16}\"(?P<secret>[A-Za-z0-9+/=_.-]{8,})\""
         ),
         lines=False,
         paths=_docker_auth,
@@ -309,7 +311,8 @@ RULES: tuple[Rule, ...] = (
         "kubeconfig-credential",
         "kubeconfig token, password or client key",
         re.compile(
-            rb"(?m)^\s*(?:token|password|client-key-data|auth-provider-token)\s*:\s*[\"']?"
+            rb"(?m)^[ \t]{0,64}(?:token|password|client-key-data|auth-provider-token)[ \t]{0,16}:"
+            rb"[ \t]{0,16}[\"']?"
             rb"(?P<secret>[^\s\"']{8,})"
         ),
         lines=False,
@@ -321,8 +324,9 @@ RULES: tuple[Rule, ...] = (
         "dotenv-secret",
         ".env file assignment of a secret",
         re.compile(
-            rb"(?im)^[ \t]*(?:export[ \t]+)?(?:[A-Za-z0-9]+_)*[A-Za-z0-9]*(?:pass|pwd|secret|"
-            rb"token|key|credential|auth)[A-Za-z0-9_]*[ \t]*=[ \t]*[\"']?(?P<secret>[^\s\"'#]{4,})"
+            rb"(?im)^[ \t]{0,64}(?:export[ \t]{1,16})?(?:[A-Za-z0-9]{1,32}_){0,8}[A-Za-z0-9]{0,32}"
+            rb"(?:pass|pwd|secret|token|key|credential|auth)[A-Za-z0-9_]{0,64}[ \t]{0,16}="
+            rb"[ \t]{0,16}[\"']?(?P<secret>[^\s\"'#]{4,})"
         ),
         lines=False,
         paths=_dotenv,
@@ -333,9 +337,10 @@ RULES: tuple[Rule, ...] = (
         "shell-history-password",
         "password on a command line in a shell history",
         re.compile(
-            rb"(?m)(?:\bsshpass\s+-p\s*|\bmysql(?:dump|admin)?\b[^\n]*?\s-p|"
-            rb"--password[= ]|\bPGPASSWORD=|\bcurl\b[^\n]*?\s-u\s*\S+?:|"
-            rb"\bhtpasswd\b[^\n]*?-b\S*\s+\S+\s+\S+\s+)[\"']?(?P<secret>[^\s\"']{3,})"
+            rb"(?:\bsshpass[ \t]{1,16}-p[ \t]{0,16}|\bmysql(?:dump|admin)?\b[^\n]{0,256}?[ \t]-p|"
+            rb"--password[= ]|\bPGPASSWORD=|\bcurl\b[^\n]{0,256}?[ \t]-u[ \t]{0,16}[^\s:]{1,128}:|"
+            rb"\bhtpasswd\b[^\n]{0,256}?[ \t]-b[^\s]{0,8}[ \t]{1,16}[^\s]{1,256}[ \t]{1,16}"
+            rb"[^\s]{1,128}[ \t]{1,16})[\"']?(?P<secret>[^\s\"']{3,})"
         ),
         lines=False,
         paths=_named(*_HISTORIES),
@@ -393,7 +398,7 @@ RULES: tuple[Rule, ...] = (
         "random-looking value assigned to a key, token or secret",
         re.compile(
             rb"(?i)(?:api[_.-]?key|apikey|secret|token|access[_.-]?key|auth[_.-]?key|"
-            rb"client[_.-]?secret)[A-Za-z0-9_.-]*[\"']?\s*(?::|=|=>)\s*[\"']?"
+            rb"client[_.-]?secret)[A-Za-z0-9_.-]{0,64}[\"']?[ \t]{0,16}(?::|=|=>)[ \t]{0,16}[\"']?"
             rb"(?P<secret>[A-Za-z0-9+/_=-]{20,128})(?![A-Za-z0-9+/_=-])"
         ),
         anchors=(b"key", b"secret", b"token"),

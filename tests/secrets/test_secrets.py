@@ -272,3 +272,27 @@ def test_a_huge_line_is_bounded() -> None:
     assert len(list(scan_text(data[: 1024 * 1024], "/etc/x.conf"))) <= 1
     many = b"\n".join(b"token = " + token(ALNUM, 30).encode() for _ in range(500))
     assert len(list(scan_text(many, "/etc/app.conf"))) == 100  # MAX_FINDINGS_PER_FILE
+
+
+ADVERSARIAL = {
+    # each of these once made a rule backtrack over the whole input for every start
+    "/root/.bash_history": b"mysql " * 170_000,
+    "/app/.env": b"pass" * 250_000 + b"\n",
+    "/root/.kube/config": b"\n" * 1_000_000,
+    "/app/a.key": b"-----BEGIN RSA PRIVATE KEY-----\n" * 30_000,
+    "/app/b.key": b"-----BEGIN RSA PRIVATE KEY-----\n" + b"A" * 1_000_000,
+    "/app/c.json": b'"type"' + b" " * 1_000_000,
+    "/app/d.conf": b"token" * 200_000,
+    "/app/e.conf": b"db_" * 300_000 + b"password",
+    "/app/f.py": b"x" * 1_000_000,
+}
+
+
+@pytest.mark.parametrize("path", sorted(ADVERSARIAL))
+def test_adversarial_inputs_stay_linear(path: str) -> None:
+    import time
+
+    start = time.perf_counter()
+    list(scan_text(ADVERSARIAL[path], path))
+    list(scan_text(ADVERSARIAL[path][:100_000], None))  # as a config string too
+    assert time.perf_counter() - start < 5
