@@ -255,3 +255,32 @@ def test_an_image_without_databases(tmp_path: Path) -> None:
     result = invoke("packages", image)
     assert result.code == 0
     assert "No package database found." in result.out
+
+
+def test_the_hosts_own_dpkg_database(tmp_path: Path) -> None:
+    """A real, large database: this machine's dpkg status and file lists in a layer, read as
+    dpkg-query reads them."""
+    admin = Path("/var/lib/dpkg")
+    files = {"var/lib/dpkg/status": (admin / "status").read_bytes()}
+    for listed in sorted((admin / "info").glob("*.list")):
+        files[f"var/lib/dpkg/info/{listed.name}"] = listed.read_bytes()
+    out = subprocess.run(
+        [
+            "dpkg-query",
+            f"--admindir={admin}",
+            "-W",
+            "-f=${db:Status-Status} ${Package} ${Version} ${Architecture}\n",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    expected = {
+        tuple(line.split(" ")[1:]) for line in out.splitlines() if line.startswith("installed ")
+    }
+    document = packages_json(write_image(tmp_path / "host.tar", [layer_tar(files)]), "--files")
+    found = {(p["name"], p["version"], p["arch"]) for p in document["packages"]}
+    assert found == expected
+    assert len(found) > 100
+    dpkg_itself = by_name(document)["dpkg"]
+    assert "/usr/bin/dpkg" in dpkg_itself["files"]
