@@ -46,6 +46,13 @@ def packages(
     files: bool = typer.Option(
         False, "--files", help="List the files each package owns (where its database does)."
     ),
+    limit: int = typer.Option(
+        20,
+        "--limit",
+        min=0,
+        metavar="N",
+        help="List at most N owned files changed by later layers (0: all). JSON lists all.",
+    ),
     sbom: str | None = typer.Option(
         None,
         "--sbom",
@@ -114,7 +121,7 @@ def packages(
         else:
             from inspect_tool.render.packages import render_packages
 
-            render_packages(stdout_console(), selected, report, show_files=files)
+            render_packages(stdout_console(), selected, report, show_files=files, limit=limit)
 
 
 def secrets(

@@ -87,7 +87,12 @@ def _history(item: LayerPackage) -> str:
 
 
 def render_packages(
-    console: Console, image: Image, report: PackagesReport, *, show_files: bool = False
+    console: Console,
+    image: Image,
+    report: PackagesReport,
+    *,
+    show_files: bool = False,
+    limit: int = 20,
 ) -> None:
     from inspect_tool.render.analysis import _title
 
@@ -152,7 +157,8 @@ def render_packages(
         files.add_column("change", no_wrap=True)
         files.add_column("path", overflow="fold")
         files.add_column("package", overflow="fold")
-        for item, a in altered:
+        shown = altered if limit == 0 else altered[:limit]
+        for item, a in shown:
             files.add_row(
                 "?" if a.layer is None else str(a.layer),
                 a.change,
@@ -160,6 +166,10 @@ def render_packages(
                 markup(f"{item.package.name} (layer {item.layer})"),
             )
         console.print(files)
+        if len(shown) < len(altered):
+            console.print(
+                Text(f"… {len(altered) - len(shown)} more (--limit 0 lists all).", style="dim")
+            )
     if show_files:
         for item in report.packages:
             if item.package.files:

@@ -284,3 +284,13 @@ def test_the_hosts_own_dpkg_database(tmp_path: Path) -> None:
     assert len(found) > 100
     dpkg_itself = by_name(document)["dpkg"]
     assert "/usr/bin/dpkg" in dpkg_itself["files"]
+
+
+def test_limit_bounds_the_altered_files_table(
+    dpkg_image: tuple[Path, list[dict[str, str]]],
+) -> None:
+    image, _ = dpkg_image
+    result = invoke("packages", "--limit", "1", image)
+    assert result.code == 0
+    assert "… 1 more (--limit 0 lists all)." in result.out
+    assert "more (--limit" not in invoke("packages", "--limit", "0", image).out
