@@ -2,7 +2,8 @@
 blobs, and the header blob itself (rpm's ``headerImport`` layout), parsed with ``struct``.
 
 - sqlite (``rpmdb.sqlite``, rpm ≥ 4.16: Fedora 33+, RHEL 9, CBL-Mariner): table ``Packages``
-  (``hnum``, ``blob``), read from memory with ``sqlite3``'s ``deserialize``;
+  (``hnum``, ``blob``), read from memory with ``sqlite3``'s ``deserialize``, after the
+  committed transactions of its ``rpmdb.sqlite-wal`` (rpm writes in WAL mode) are applied;
 - NDB (``Packages.db``, SUSE): a slot table (``Slot`` magic: package index, block offset)
   pointing at blobs (``BlbS`` magic, 16-byte blocks), little-endian;
 - BerkeleyDB hash (``Packages``, rpm < 4.16: RHEL ≤ 8, CentOS, Amazon Linux 2): the hash
@@ -158,12 +159,14 @@ def _packages(blobs: Iterator[bytes], *, database: str, location: str) -> list[P
 MAX_SQLITE_STEPS = 50_000_000  # VM instructions: a hostile schema cannot loop forever
 
 
-def parse_sqlite(data: bytes, *, database: str, location: str) -> list[Package]:
+def parse_sqlite(data: bytes, *, database: str, location: str, wal: bytes = b"") -> list[Package]:
+    """The packages of an rpmdb.sqlite; ``wal``: its ``-wal`` file, whose committed
+    transactions are applied first (what SQLite itself would read)."""
     import sqlite3
 
     if not data.startswith(b"SQLite format 3\0") or len(data) < 100:
         raise PackageDataError("not an SQLite database", subject=database)
-    image = bytearray(data)
+    image = bytearray(apply_wal(data, wal, database=database) if wal else data)
     image[18:20] = b"\x01\x01"  # a WAL database read as a rollback-journal one: no -wal file
     connection = sqlite3.connect(":memory:")
     steps = 0
@@ -188,6 +191,62 @@ def parse_sqlite(data: bytes, *, database: str, location: str) -> list[Package]:
         raise PackageDataError(f"SQLite: {exc}", subject=database) from None
     finally:
         connection.close()
+
+
+# the write-ahead log (sqlite.org/fileformat2.html#walformat): a 32-byte header, then frames
+# of a 24-byte header and one page; a frame counts when its salts are the header's and the
+# running checksum holds, and pages count up to the last commit frame (one whose second
+# field, the database size in pages, is not 0)
+_WAL_MAGIC = {0x377F0682: "<", 0x377F0683: ">"}  # the checksum's byte order
+MAX_DATABASE_PAGES = 1 << 20
+
+
+def _wal_checksum(data: bytes, order: str, s0: int, s1: int) -> tuple[int, int]:
+    words = struct.unpack(f"{order}{len(data) // 4}I", data)
+    for i in range(0, len(words), 2):
+        s0 = (s0 + words[i] + s1) & 0xFFFFFFFF
+        s1 = (s1 + words[i + 1] + s0) & 0xFFFFFFFF
+    return s0, s1
+
+
+def apply_wal(data: bytes, wal: bytes, *, database: str) -> bytes:
+    """``data`` with the committed frames of ``wal`` written over its pages."""
+    if len(wal) < 32:
+        return data
+    magic, _version, page_size, _sequence, salt1, salt2, c1, c2 = struct.unpack_from(">8I", wal)
+    order = _WAL_MAGIC.get(magic)
+    if order is None or page_size < 512 or page_size > 65536 or page_size & (page_size - 1):
+        raise PackageDataError("its -wal file is not a SQLite write-ahead log", subject=database)
+    s0, s1 = _wal_checksum(wal[:24], order, 0, 0)
+    if (s0, s1) != (c1, c2):
+        return data  # a log SQLite would ignore (reset, not yet written)
+    pages: dict[int, bytes] = {}
+    committed: dict[int, bytes] = {}
+    size = 0
+    position = 32
+    while position + 24 + page_size <= len(wal):
+        number, commit, f1, f2, c1, c2 = struct.unpack_from(">6I", wal, position)
+        page = wal[position + 24 : position + 24 + page_size]
+        if (f1, f2) != (salt1, salt2) or number == 0 or number > MAX_DATABASE_PAGES:
+            break
+        s0, s1 = _wal_checksum(wal[position : position + 8] + page, order, s0, s1)
+        if (s0, s1) != (c1, c2):
+            break
+        pages[number] = page
+        if commit:
+            if commit > MAX_DATABASE_PAGES:
+                break
+            committed.update(pages)
+            pages.clear()
+            size = commit
+        position += 24 + page_size
+    if not committed:
+        return data
+    image = bytearray(data[: size * page_size].ljust(size * page_size, b"\0"))
+    for number, page in committed.items():
+        if number <= size:
+            image[(number - 1) * page_size : number * page_size] = page
+    return bytes(image)
 
 
 # -- NDB ----------------------------------------------------------------------------------------

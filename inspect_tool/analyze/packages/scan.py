@@ -144,6 +144,7 @@ class _Stored:
     packages: list[Package] = field(default_factory=list)
     files: tuple[str, ...] = ()
     fields: dict[str, str] = field(default_factory=dict)  # os-release
+    raw: bytes = b""  # an rpm sqlite database and its write-ahead log, as stored
 
 
 def parse(kind: Kind, path: str, data: bytes) -> _Stored:
@@ -167,15 +168,13 @@ def parse(kind: Kind, path: str, data: bytes) -> _Stored:
         stored.files = python.parse_installed_files(data, database=path, egg_info=parent)
     elif kind is Kind.RPM_SQLITE:
         stored.packages = rpm.parse_sqlite(data, database=path, location=parent)
+        stored.raw = data  # read again with its -wal file, if one holds transactions
     elif kind is Kind.RPM_NDB:
         stored.packages = rpm.parse_ndb(data, database=path, location=parent)
     elif kind is Kind.RPM_BDB:
         stored.packages = rpm.parse_bdb(data, database=path, location=parent)
-    elif kind is Kind.RPM_WAL and data:
-        raise PackageDataError(
-            f"a write-ahead log of {len(data)} bytes, not applied: packages rpm recorded "
-            "since its last checkpoint are missing"
-        )
+    elif kind is Kind.RPM_WAL:
+        stored.raw = data
     elif kind is Kind.JAVA:
         stored.packages = java.parse_archive(data, database=path)
     elif kind is Kind.GO:
@@ -274,6 +273,8 @@ class _Scanner:
         self.problems: list[PackageProblem] = []
         self.removed_at: dict[str, int] = {}
         self.duplicates: list[PackageProblem] = []  # of the last snapshot
+        self.wal_cache: dict[str, tuple[tuple[int, int], list[Package]]] = {}
+        self.wal_problems: list[PackageProblem] = []
         self.dirty = False
 
     def on_entry(self, reader: TarReader, layer: int) -> Callable[[TarMember, str], None]:
@@ -349,7 +350,7 @@ class _Scanner:
         for path, stored in self.stored.items():
             if stored.kind not in DATABASE_KINDS:
                 continue
-            for package in stored.packages:
+            for package in self._with_wal(path, stored):
                 files = package.files or self._files_of(path, stored.kind, package)
                 if files is not package.files:
                     package = _with_files(package, files)
@@ -370,6 +371,27 @@ class _Scanner:
                 found[package.key] = package
                 layers[package.key] = stored.layer
         return found
+
+    def _with_wal(self, path: str, stored: _Stored) -> list[Package]:
+        """An rpm sqlite database's packages with its -wal file's transactions applied."""
+        wal = self.stored.get(path + "-wal")
+        if stored.kind is not Kind.RPM_SQLITE or wal is None or not wal.raw:
+            return stored.packages
+        key = (stored.layer, wal.layer)
+        cached = self.wal_cache.get(path)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        try:
+            packages = rpm.parse_sqlite(
+                stored.raw, database=path, location=posixpath.dirname(path), wal=wal.raw
+            )
+        except PackageDataError as exc:
+            self.wal_problems.append(
+                PackageProblem(max(key), path + "-wal", f"not applied: {exc.message}")
+            )
+            packages = stored.packages
+        self.wal_cache[path] = (key, packages)
+        return packages
 
     def _files_of(self, path: str, kind: Kind, package: Package) -> tuple[str, ...]:
         candidates: list[str] = []
@@ -476,7 +498,7 @@ def scan_packages(
         packages,
         removed,
         tuple(scanner.databases()),
-        tuple(scanner.problems + scanner.duplicates),
+        tuple(scanner.problems + scanner.wal_problems + scanner.duplicates),
         scanner.os_release(),
     )
 
