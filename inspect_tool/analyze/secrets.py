@@ -534,7 +534,10 @@ def scan_text(data: bytes, path: str | None) -> Iterator[Match]:
                     continue
                 seen.add(span)
                 found += 1
-                yield _match(rule.id, data, *match.span("secret"))
+                if rule.id == "private-key":  # the whole block: --show gives a usable key
+                    yield _pem_match(data, match)
+                else:
+                    yield _match(rule.id, data, *span)
                 if found >= MAX_FINDINGS_PER_FILE:
                     return
 
@@ -608,6 +611,19 @@ def _match(rule: str, data: bytes, start: int, end: int) -> Match:
         text,
         secret,
         hashlib.sha256(data[start:end]).hexdigest()[:16],
+    )
+
+
+def _pem_match(data: bytes, match: re.Match[bytes]) -> Match:
+    start, end = match.span()
+    body = match.group("secret")
+    header = data[start : data.find(b"\n", start)].decode("utf-8", "surrogateescape").strip()
+    return Match(
+        "private-key",
+        data.count(b"\n", 0, start) + 1,
+        f"{header}********",
+        data[start:end].decode("utf-8", "surrogateescape"),
+        hashlib.sha256(body).hexdigest()[:16],
     )
 
 

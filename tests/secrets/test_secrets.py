@@ -296,3 +296,11 @@ def test_adversarial_inputs_stay_linear(path: str) -> None:
     list(scan_text(ADVERSARIAL[path], path))
     list(scan_text(ADVERSARIAL[path][:100_000], None))  # as a config string too
     assert time.perf_counter() - start < 5
+
+
+def test_a_private_key_is_shown_whole_and_excerpted_by_its_header(image: Path) -> None:
+    _, shown = secrets_json(image, "--show")
+    (key,) = [f for f in shown["findings"] if f["path"] == "/root/.ssh/id_rsa"]
+    assert key["secret"] == PLANTED["root/.ssh/id_rsa"].decode().strip()
+    assert key["excerpt"] == "-----BEGIN RSA PRIVATE KEY-----********"
+    assert key["line"] == 1
