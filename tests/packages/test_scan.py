@@ -294,3 +294,20 @@ def test_limit_bounds_the_altered_files_table(
     assert result.code == 0
     assert "… 1 more (--limit 0 lists all)." in result.out
     assert "more (--limit" not in invoke("packages", "--limit", "0", image).out
+
+
+def test_a_database_over_its_bound_is_a_problem_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inspect_tool.analyze.packages import scan
+
+    monkeypatch.setitem(scan.LIMITS, scan.Kind.APK, 5)
+    image = write_image(tmp_path / "i.tar", [layer_tar({"lib/apk/db/installed": b"P:a\nV:1\n\n"})])
+    document = packages_json(image)
+    assert document["packages"] == []
+    (problem,) = document["problems"]
+    assert problem == {
+        "layer": 0,
+        "path": "/lib/apk/db/installed",
+        "message": "9 bytes, over the 5-byte bound: not read",
+    }
