@@ -24,7 +24,6 @@ import base64
 import binascii
 import hashlib
 import math
-import posixpath
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -52,7 +51,7 @@ class Rule:
     anchors: tuple[bytes, ...] = ()
     fold: bool = False
     lines: bool = True  # a match lies within one line
-    paths: Callable[[str], bool] | None = None  # only files whose path passes
+    paths: Callable[[str, str], bool] | None = None  # only files whose (path, name) pass
     check: Callable[[bytes], bool] | None = None  # the secret must pass too
     content: bool = True  # applies to config strings (env, labels, history) as well
     gate: re.Pattern[bytes] | None = field(init=False, repr=False, compare=False)
@@ -119,13 +118,12 @@ def _not_placeholder(value: bytes) -> bool:
 
 
 # -- which files ---------------------------------------------------------------------------------
-def _named(*names: str) -> Callable[[str], bool]:
+def _named(*names: str) -> Callable[[str, str], bool]:
     wanted = set(names)
-    return lambda path: posixpath.basename(path) in wanted
+    return lambda path, name: name in wanted
 
 
-def _dotenv(path: str) -> bool:
-    name = posixpath.basename(path)
+def _dotenv(path: str, name: str) -> bool:
     if name != ".env" and not name.startswith(".env."):
         return False
     return not name.endswith((".example", ".sample", ".template", ".dist", ".defaults"))
@@ -178,20 +176,19 @@ _CODE_SUFFIXES = (
 )
 
 
-def _config(path: str) -> bool:
-    name = posixpath.basename(path)
+def _config(path: str, name: str) -> bool:
     return name in _CONFIG_NAMES or (
         (path.startswith("/etc/") or name.endswith(_CONFIG_SUFFIXES))
         and not name.endswith(_CODE_SUFFIXES)
     )
 
 
-def _code(path: str) -> bool:
-    return posixpath.basename(path).endswith(_CODE_SUFFIXES) and not _config(path)
+def _code(path: str, name: str) -> bool:
+    return name.endswith(_CODE_SUFFIXES) and not _config(path, name)
 
 
-def _kubeconfig(path: str) -> bool:
-    return path.endswith("/.kube/config") or posixpath.basename(path) in (
+def _kubeconfig(path: str, name: str) -> bool:
+    return path.endswith("/.kube/config") or name in (
         "kubeconfig",
         "admin.conf",
         "kubelet.conf",
@@ -200,10 +197,10 @@ def _kubeconfig(path: str) -> bool:
     )
 
 
-def _docker_auth(path: str) -> bool:
+def _docker_auth(path: str, name: str) -> bool:
     return (
         path.endswith(("/.docker/config.json", "/containers/auth.json", "/.dockercfg"))
-        or posixpath.basename(path) == "auth.json"
+        or name == "auth.json"
     )
 
 
@@ -390,7 +387,7 @@ RULES: tuple[Rule, ...] = (
         "password hash of an account in /etc/shadow",
         re.compile(rb"(?m)^[^:\n]+:(?P<secret>\$[0-9a-z]+\$[^:\n]{8,}):"),
         lines=False,
-        paths=lambda path: path in ("/etc/shadow", "/etc/shadow-", "/etc/gshadow"),
+        paths=lambda path, name: path in ("/etc/shadow", "/etc/shadow-", "/etc/gshadow"),
         content=False,
     ),
     Rule(
@@ -503,6 +500,7 @@ def redact(secret: str) -> str:
 def scan_text(data: bytes, path: str | None) -> Iterator[Match]:
     """The rules' matches in ``data`` (a file at ``path``, or a config string: None)."""
     lower: bytes | None = None
+    name = "" if path is None else path[path.rfind("/") + 1 :]
     found = 0
     seen: set[tuple[int, int]] = set()  # one finding per secret, whichever rule came first
     present: dict[bytes, bool] = {}  # anchor → found (in the data, in its lower case)
@@ -510,7 +508,7 @@ def scan_text(data: bytes, path: str | None) -> Iterator[Match]:
     for rule in RULES:
         if path is None and not rule.content:
             continue
-        if path is not None and rule.paths is not None and not rule.paths(path):
+        if path is not None and rule.paths is not None and not rule.paths(path, name):
             continue
         haystack = data
         if rule.fold:
