@@ -14,6 +14,7 @@ from inspect_tool.analyze.packages.scan import LayerPackage, PackagesReport
 from inspect_tool.model.image import Image
 from inspect_tool.render.analysis_json import _head
 from inspect_tool.render.console import human_size
+from inspect_tool.render.json import SCHEMA_VERSION
 from inspect_tool.render.text import markup, visible
 
 
@@ -194,7 +195,7 @@ def package_diff_document(
         return {"version": item.package.version, "layer": item.layer}
 
     return {
-        "schema_version": _head("package-diff", a)["schema_version"],
+        "schema_version": SCHEMA_VERSION,
         "kind": "package-diff",
         "a": {"source": a.source, "image_id": str(a.image_id)},
         "b": {"source": b.source, "image_id": str(b.image_id)},
