@@ -159,3 +159,15 @@ def test_invalid_versions_have_no_order() -> None:
     assert compare(Ecosystem.NPM, "latest", "1.0.0") is None
     assert compare(Ecosystem.APK, "1.0-r0", "x") is None
     assert compare(Ecosystem.RPM, "x" * 300, "1") is None
+
+
+def test_dpkg_status_with_latin1_bytes_is_still_read() -> None:
+    status = b"Package: old\nStatus: install ok installed\nVersion: 1\nMaintainer: Jos\xe9 <j@x>\n"
+    (package,) = dpkg.parse_status(status, database="s", location="/")
+    assert (package.name, package.version) == ("old", "1")
+
+
+def test_dpkg_paragraph_field_count_is_bounded() -> None:
+    status = b"Package: a\n" + b"".join(b"F%d: v\n" % i for i in range(dpkg.MAX_FIELDS + 1))
+    with pytest.raises(PackageDataError, match="more than 1000 fields"):
+        dpkg.parse_status(status, database="s", location="/")

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from inspect_tool.analyze.packages.model import Ecosystem, Package, PackageDataError, text
 
 MAX_PARAGRAPHS = 100_000
+MAX_FIELDS = 1_000
 MAX_LIST_LINES = 1_000_000
 # the states in which dpkg has the package's files on disk
 _PRESENT = {
@@ -26,8 +27,11 @@ def parse_status(data: bytes, *, database: str, location: str) -> list[Package]:
     from debian.deb822 import Deb822
 
     packages: list[Package] = []
+    # dpkg keeps bytes; a maintainer's name in Latin-1 must not lose the whole database
+    lines = data.decode("utf-8", "replace").splitlines()
+    _check_fields(lines, database)
     try:
-        paragraphs = Deb822.iter_paragraphs(text(data).splitlines(), use_apt_pkg=False)
+        paragraphs = Deb822.iter_paragraphs(lines, use_apt_pkg=False)
         for count, paragraph in enumerate(paragraphs):
             if count >= MAX_PARAGRAPHS:
                 raise PackageDataError(f"more than {MAX_PARAGRAPHS} paragraphs", subject=database)
@@ -39,6 +43,21 @@ def parse_status(data: bytes, *, database: str, location: str) -> list[Package]:
     except (ValueError, KeyError, UnicodeError) as exc:
         raise PackageDataError(f"not a deb822 status file: {exc}", subject=database) from None
     return packages
+
+
+def _check_fields(lines: list[str], database: str) -> None:
+    """At most ``MAX_FIELDS`` fields in a paragraph (real ones hold a few dozen): python-debian
+    slows down with every field a paragraph holds."""
+    fields = 0
+    for line in lines:
+        if not line.strip():
+            fields = 0
+        elif not line[0].isspace():
+            fields += 1
+            if fields > MAX_FIELDS:
+                raise PackageDataError(
+                    f"a paragraph of more than {MAX_FIELDS} fields", subject=database
+                )
 
 
 def _package(paragraph: Mapping[str, str], *, database: str, location: str) -> Package | None:
