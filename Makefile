@@ -8,7 +8,7 @@ DOCKSCOPE := $(VENV)/bin/dockscope
 # Debian packages: what the tool needs at run time, and the real peers the tests use.
 DEBS_RUN := libmagic1 graphviz zstd libseccomp2
 DEBS_TEST := $(DEBS_RUN) busybox-static buildah skopeo podman umoci chromium runc crun golang-go \
-	gcc libc6-dev docker-registry openssl tmux
+	gcc libc6-dev docker-registry openssl tmux rpm
 
 .PHONY: demo test lint typecheck unit bench samples debs-run debs-test fresh-check clean
 
@@ -64,7 +64,8 @@ samples: $(VENV)/.installed
 
 bench: $(VENV)/.installed debs-test $(BUSYBOX_IMAGE)
 	@# every benchmark runs and prints its table; the target fails if any missed a target
-	@status=0; for script in bench_inspect_verify bench_layers bench_unpack bench_runtime bench_deep_paths; do \
+	@status=0; for script in bench_inspect_verify bench_layers bench_unpack bench_runtime bench_deep_paths \
+		bench_contents; do \
 		echo "== benchmarks/$$script.py"; \
 		$(PY) benchmarks/$$script.py || status=1; \
 	done; exit $$status

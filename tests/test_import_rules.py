@@ -332,9 +332,46 @@ def test_only_the_command_line_imports_the_explorer() -> None:
     assert broken(rule) == []
 
 
+# the package readers are pure parsers (bytes → records): only the scanner reads layers
+PACKAGE_PARSERS_MAY_IMPORT = (
+    "inspect_tool.errors",
+    "inspect_tool.model",
+    "inspect_tool.analyze.packages",
+)
+
+
+def test_package_parsers_read_bytes_not_layers() -> None:
+    def rule(i: Import) -> bool:
+        parts = i.module.split(".")
+        if parts[:3] != ["inspect_tool", "analyze", "packages"] or parts[-1] == "scan":
+            return False
+        return i.target.startswith("inspect_tool") and not i.target.startswith(
+            PACKAGE_PARSERS_MAY_IMPORT
+        )
+
+    assert broken(rule) == []
+
+
 def test_only_the_explorers_app_imports_textual() -> None:
     """Textual is loaded by ``dockscope explore`` alone; the explorer's models stay pure."""
     assert (
         broken(lambda i: top(i.target) == "textual" and i.module != "inspect_tool.explore.app")
         == []
     )
+
+
+LAZY_DEPENDENCIES = ("debian", "packaging")
+
+
+def test_python_debian_and_packaging_are_imported_lazily() -> None:
+    """Imported inside the functions that need them: ``dockscope --help`` never loads them."""
+    found = []
+    for path in sorted((REPO / "inspect_tool").rglob("*.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            found += [f"{path}: {n}" for n in names if top(n) in LAZY_DEPENDENCIES]
+    assert found == []

@@ -2,10 +2,11 @@
 
 Per source: ``verify`` (every blob read to its end). Per image: ``changes_by_layer`` (the
 layer table, and the entries later layers deleted, from ``UnionFS``'s ``on_remove``),
-``efficiency`` (dive's figures), ``analyze_types`` (file kinds and forensic findings) and
-``history`` (metadata only). Each layer is streamed once per analysis. An analysis that cannot
-complete (a layer that fails its diff_id, a missing blob) leaves its error in the report
-instead of stopping it: a broken image is when a report is most wanted.
+``efficiency`` (dive's figures), ``analyze_types`` (file kinds and forensic findings),
+``scan_packages`` (installed packages per layer), ``scan_secrets`` (secrets, redacted in
+the page) and ``history`` (metadata only). Each layer is streamed once per analysis. An
+analysis that cannot complete (a layer that fails its diff_id, a missing blob) leaves its
+error in the report instead of stopping it: a broken image is when a report is most wanted.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from inspect_tool.analyze.efficiency import EfficiencyReport, efficiency
 from inspect_tool.analyze.filesystem import LayerRow, changes_by_layer, rows_of
 from inspect_tool.analyze.filetypes import TypesReport, analyze_types
 from inspect_tool.analyze.history import HistoryReport, history
+from inspect_tool.analyze.packages.scan import PackagesReport, scan_packages
+from inspect_tool.analyze.secrets import SecretsReport, scan_secrets
 from inspect_tool.analyze.verify import VerifyReport, verify
 from inspect_tool.errors import DockscopeError
 from inspect_tool.layers.tarformat import EntryType
@@ -49,6 +52,8 @@ class ImageAnalysis:
     removed: list[RemovedEntry] = field(default_factory=list)
     efficiency: EfficiencyReport | None = None
     types: TypesReport | None = None
+    packages: PackagesReport | None = None
+    secrets: SecretsReport | None = None
     errors: dict[str, str] = field(default_factory=dict)  # analysis → why it is missing
 
 
@@ -104,13 +109,13 @@ class Report:
 
 
 def work_bytes(sources: Sequence[tuple[Source, Sequence[Candidate]]]) -> int:
-    """About how many bytes a report reads: each layer blob four times (verify and three
+    """About how many bytes a report reads: each layer blob six times (verify and five
     analyses), for a progress bar."""
     total = 0
     for _, candidates in sources:
         for candidate in candidates:
             try:
-                total += 4 * sum(layer.size or 0 for layer in candidate.image().layers)
+                total += 6 * sum(layer.size or 0 for layer in candidate.image().layers)
             except DockscopeError:
                 continue
     return total
@@ -154,6 +159,14 @@ def analyze_image(source: Source, image: Image, *, progress: Progress = None) ->
         result.types = analyze_types(source, image, progress=progress)
     except DockscopeError as exc:
         result.errors["types"] = str(exc)
+    try:
+        result.packages = scan_packages(source, image, progress=progress)
+    except DockscopeError as exc:
+        result.errors["packages"] = str(exc)
+    try:
+        result.secrets = scan_secrets(source, image, progress=progress)
+    except DockscopeError as exc:
+        result.errors["secrets"] = str(exc)
     return result
 
 

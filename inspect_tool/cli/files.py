@@ -233,11 +233,18 @@ def diff(
         None, "--platform-b", help="--platform for B (default: --platform)."
     ),
     json_output: bool = JSON_OPTION,
+    packages: bool = typer.Option(
+        False,
+        "--packages",
+        help="Compare the installed packages instead (dockscope packages on both images).",
+    ),
 ) -> None:
     """Compare two images (files, config, history), or show what one layer changed.
 
     A: added in B, D: removed in B, C: changed. Layers the images share are not compared.
-    Exit status 0 when the images are equal, 1 when they differ.
+    With --packages: packages added, removed, upgraded or downgraded (each ecosystem's
+    version order: Debian, rpm, apk, PEP 440, semver). Exit status 0 when the images are
+    equal, 1 when they differ.
 
     Examples:
 
@@ -246,11 +253,17 @@ def diff(
       dockscope diff --json a.tar b.tar | jq '.files[] | select(.change == "modified")'
 
       dockscope diff --layer 3 image.tar
+
+      dockscope diff --packages old.tar new.tar
     """
     from inspect_tool.render import files as render
 
     with handle_errors():
+        from inspect_tool.sources import ImageSelection
+
         if path_b is None:
+            if packages:
+                raise UsageError("--packages compares two images: give A and B")
             if layer is None:
                 raise UsageError(
                     "give a second image B, or --layer N to see what one layer changed"
@@ -268,6 +281,17 @@ def diff(
             return
         if layer is not None:
             raise UsageError("--layer shows what one layer of A changed: give only A")
+        if packages:
+            from inspect_tool.cli.contents import diff_packages_command
+
+            diff_packages_command(
+                path_a,
+                path_b,
+                ImageSelection(image, ref, platform),
+                ImageSelection(image_b or image, ref_b or ref, platform_b or platform),
+                json_output=json_output,
+            )
+            return
         from inspect_tool.analyze.diff import diff_images
         from inspect_tool.sources import ImageSelection, open_image
 

@@ -347,6 +347,10 @@ def _summary(number: int, analysis: ImageAnalysis, source: SourceReport) -> str:
         stats.append(("wasted", human_size(analysis.efficiency.wasted_bytes)))
     if analysis.types is not None:
         stats.append(("findings", str(len(analysis.types.findings))))
+    if analysis.packages is not None:
+        stats.append(("packages", str(len(analysis.packages.packages))))
+    if analysis.secrets is not None:
+        stats.append(("secrets", str(len(analysis.secrets.findings))))
     boxes = "".join(f'<div class="stat">{_e(k)}<b>{_e(v)}</b></div>' for k, v in stats)
     for warning in image.warnings:
         boxes += f'<p class="error">warning: {_e(warning)}</p>'
@@ -506,6 +510,122 @@ def _types(number: int, analysis: ImageAnalysis) -> str:
     return "".join(parts)
 
 
+PACKAGE_ROWS = 500  # rows of the packages table (the rest counted)
+
+
+def _packages(number: int, analysis: ImageAnalysis) -> str:
+    parts = [f'<section id="packages-{number}"><h3>Packages</h3>']
+    parts.append(_error(analysis, "packages"))
+    report = analysis.packages
+    if report is not None:
+        if not report.packages and not report.removed:
+            parts.append('<p class="muted">No package database found.</p>')
+        by_layer: dict[int, int] = {}
+        for item in report.packages:
+            by_layer[item.layer] = by_layer.get(item.layer, 0) + 1
+        if by_layer:
+            parts.append(
+                "<p>"
+                + _e(
+                    f"{len(report.packages)} installed; by the layer that installed them: "
+                    + ", ".join(f"layer {k}: {v}" for k, v in sorted(by_layer.items()))
+                )
+                + "</p>"
+            )
+        rows = []
+        for item in sorted(report.packages, key=lambda p: (p.layer, p.package.key))[:PACKAGE_ROWS]:
+            package = item.package
+            history = "; ".join(
+                f"{e.layer}: {e.action.value}" + (f" from {e.previous}" if e.previous else "")
+                for e in item.events
+            )
+            rows.append(
+                [
+                    str(item.layer),
+                    _e(package.ecosystem.value),
+                    _e(package.name),
+                    _e(package.version),
+                    _e(package.license or "-"),
+                    _e(history if len(item.events) > 1 else ""),
+                    str(len(item.altered)),
+                ]
+            )
+        if rows:
+            parts.append(
+                "<details><summary>Installed packages</summary>"
+                + _table(
+                    ("layer", "type", "name", "version", "licence", "history", "files changed"),
+                    rows,
+                    numeric=(0, 6),
+                    wide=True,
+                )
+                + _more(len(rows), len(report.packages), "packages")
+                + "</details>"
+            )
+        if report.removed:
+            parts.append(
+                "<details><summary>Removed by a later layer</summary>"
+                + _table(
+                    ("type", "name", "version", "history"),
+                    (
+                        [
+                            _e(item.package.ecosystem.value),
+                            _e(item.package.name),
+                            _e(item.package.version),
+                            _e("; ".join(f"{e.layer}: {e.action.value}" for e in item.events)),
+                        ]
+                        for item in report.removed
+                    ),
+                )
+                + "</details>"
+            )
+        for problem in report.problems:
+            parts.append(
+                f'<p class="error">layer {problem.layer}: {_e(problem.path)}: '
+                f"{_e(problem.message)}</p>"
+            )
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _secrets(number: int, analysis: ImageAnalysis) -> str:
+    parts = [f'<section id="secrets-{number}"><h3>Secrets</h3>']
+    parts.append(_error(analysis, "secrets"))
+    report = analysis.secrets
+    if report is not None:
+        if not report.findings:
+            parts.append(f"<p>{_badge(True, 'none found')}</p>")
+        else:
+            parts.append(
+                f"<p>{_badge(False, f'{len(report.findings)} found')} "
+                "Excerpts are redacted; <code>dockscope secrets --show</code> prints them.</p>"
+            )
+            parts.append(
+                _table(
+                    ("layer", "fate", "rule", "where", "excerpt (redacted)"),
+                    (
+                        [
+                            "config" if f.layer is None else str(f.layer),
+                            _e(f.fate if f.by_layer is None else f"{f.fate} by layer {f.by_layer}"),
+                            _e(f.rule),
+                            _e(f.path if f.layer is None else f"{f.path}:{f.line}"),
+                            f"<code>{_e(f.excerpt)}</code>",
+                        ]
+                        for f in report.findings
+                    ),
+                    wide=True,
+                )
+            )
+        if report.set_aside:
+            parts.append(
+                '<p class="muted">Set aside (docs/SECRETS.md): '
+                + _e(", ".join(f"{k}: {v}" for k, v in sorted(report.set_aside.items())))
+                + "</p>"
+            )
+    parts.append("</section>")
+    return "".join(parts)
+
+
 def _history(number: int, report: HistoryReport) -> str:
     rows = []
     for row in report.rows:
@@ -640,6 +760,8 @@ def _image_section(number: int, analysis: ImageAnalysis, source: SourceReport) -
             _layers(number, analysis),
             _efficiency(number, analysis),
             _types(number, analysis),
+            _packages(number, analysis),
+            _secrets(number, analysis),
             _history(number, analysis.history),
             _findings(number, analysis),
             "</section>",

@@ -28,7 +28,17 @@ ARTIFACTS = TESTS / "artifacts"
 
 # Key elements of a report with images 1..n: (id, what must be inside for it to count)
 KEY_IDS = ["verify", "graph"]
-IMAGE_IDS = ["summary", "layers", "efficiency", "types", "history", "dockerfile", "findings"]
+IMAGE_IDS = [
+    "summary",
+    "layers",
+    "efficiency",
+    "types",
+    "packages",
+    "secrets",
+    "history",
+    "dockerfile",
+    "findings",
+]
 
 VISIBILITY = """
 (() => {
@@ -319,3 +329,23 @@ def test_efficiency_is_never_rounded_up_to_a_perfect_score() -> None:
     assert _score(0.99997833) == "99.99 %"
     assert _score(1.0) == "100.00 %"
     assert _score(0.9844212134184309) == "98.44 %"
+
+
+def test_report_shows_packages_and_redacted_secrets(tmp_path: Path) -> None:
+    from tests.support.images import layer_tar
+
+    token = "ghp_" + "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY2z4A"
+    status = b"Package: libc6\nStatus: install ok installed\nVersion: 2.36-9\nArchitecture: amd64\n"
+    layers = [
+        layer_tar({"var/lib/dpkg/status": status, "app/settings.py": f'T = "{token}"\n'.encode()}),
+        layer_tar({"app/.wh.settings.py": b""}),
+    ]
+    image = write_image(tmp_path / "i.tar", layers)
+    html = write_report(tmp_path / "r.html", image)  # secrets do not fail the report
+    packages = html[html.index('id="packages-1"') : html.index('id="secrets-1"')]
+    assert "libc6" in packages and "2.36-9" in packages
+    secrets = html[html.index('id="secrets-1"') : html.index('id="history-1"')]
+    assert "github-token" in secrets and "/app/settings.py:1" in secrets
+    assert "deleted by layer 1" in secrets
+    assert "ghp_********" in secrets
+    assert token not in html
