@@ -1,6 +1,7 @@
-"""``packages --sbom``: SPDX 2.3 checked by the SPDX project's own parser and validator
-(spdx-tools; the SPDX 2.3 JSON schema ships in no package we can install offline), CycloneDX
-1.5 validated against its official JSON schema (shipped in cyclonedx-python-lib)."""
+"""``packages --sbom``: SPDX 2.3 validated against its official JSON schema (the SPDX
+project's ``spdx-schema.json`` of 2.3, as lib4sbom ships it) and checked by the SPDX project's
+own parser and validator (spdx-tools); CycloneDX 1.5 validated against its official JSON schema
+(shipped in cyclonedx-python-lib)."""
 
 from __future__ import annotations
 
@@ -107,6 +108,22 @@ def test_cyclonedx_validates_against_the_official_schema(image: Path) -> None:
     assert len(document["components"]) == 7  # the OS and six packages
     # the validator bites: a broken document fails
     broken = dict(document, specVersion=1.5)
+    assert list(validator.iter_errors(broken))
+
+
+def test_spdx_validates_against_the_official_schema(image: Path) -> None:
+    from importlib.resources import files
+
+    from jsonschema import Draft7Validator
+
+    schema = json.loads((files("lib4sbom") / "schemas" / "spdx" / "2.3-schema.json").read_text())
+    assert schema["$id"] == "http://spdx.org/rdf/terms/2.3"
+    validator = Draft7Validator(schema, format_checker=Draft7Validator.FORMAT_CHECKER)
+    document = sbom(image, "spdx-json")
+    assert [e.message for e in validator.iter_errors(document)] == []
+    # the schema bites: a package without its required download location fails
+    broken = json.loads(json.dumps(document))
+    del broken["packages"][1]["downloadLocation"]
     assert list(validator.iter_errors(broken))
 
 
