@@ -191,11 +191,17 @@ def _mount(root: str, m: Mount, ctx: InitContext, created: list[str]) -> dict[st
         try:
             proc_target = f"/proc/self/fd/{fd}"
             linux.mount(m.source, proc_target, None, flags & (linux.MS_BIND | linux.MS_REC))
-            rest = flags & ~(linux.MS_BIND | linux.MS_REC)
-            if rest:  # a bind ignores other flags: a remount applies them
-                linux.mount(None, proc_target, None, linux.MS_REMOUNT | linux.MS_BIND | rest)
         finally:
             os.close(fd)
+        rest = flags & ~(linux.MS_BIND | linux.MS_REC)
+        if rest:  # a bind ignores other flags: a remount of the new mount applies them
+            fd = os.open(target, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                linux.mount(
+                    None, f"/proc/self/fd/{fd}", None, linux.MS_REMOUNT | linux.MS_BIND | rest
+                )
+            finally:
+                os.close(fd)
     else:
         linux.mount(m.source, target, m.type, flags, m.data or None)
     if m.propagation:
@@ -294,6 +300,10 @@ def _finish(
     the streams and execve."""
     p = c.process
     child.run("rlimits", lambda: _rlimits(c), args={"count": len(p.rlimits)})
+    if seccomp is not None and not p.no_new_privileges:
+        # runc's order: without no_new_privs, loading a filter needs CAP_SYS_ADMIN, so it is
+        # loaded before the capabilities are dropped (the filter allows what follows)
+        child.run("seccomp", seccomp.load, args={"profile": seccomp.name, "before": "capabilities"})
     caps = p.capabilities
     child.run(
         "capabilities",
@@ -321,7 +331,7 @@ def _finish(
         child.done("exec", result=f"chdir {p.cwd}: {exc.strerror}", args={"argv": list(p.args)})
         sys.stderr.write(f"dockscope-runtime: chdir {p.cwd}: {exc.strerror}\n")
         return 126
-    if seccomp is not None:
+    if seccomp is not None and p.no_new_privileges:  # the last step before execve
         child.run("seccomp", seccomp.load, args={"profile": seccomp.name})
     env = dict(item.split("=", 1) for item in p.env if "=" in item)
     child.done("exec", args={"argv": list(p.args), "cwd": p.cwd}, evidence={"env": list(p.env)})
@@ -354,7 +364,12 @@ def _keep_stdio() -> None:
 def _rlimits(c: Config) -> dict[str, Any]:
     done = {}
     for r in c.process.rlimits:
-        resource.setrlimit(r.number, (r.soft, r.hard))
+        try:
+            resource.setrlimit(r.number, (r.soft, r.hard))
+        except (OSError, ValueError) as exc:
+            raise OSError(
+                errno.EPERM, f"process.rlimits {r.type} {r.soft}:{r.hard}: {exc}"
+            ) from None
         done[r.type] = [r.soft, r.hard]
     return {"set": done}
 
