@@ -60,6 +60,7 @@ COMMAND_MODULES = {
             "attach",
             "exec",
             "volume",
+            "runtime",
         ),
         "runtime",
     ),

@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", "-f", action="store_true")
     p = sub.add_parser("exec", help="run one more process in the container")
     p.add_argument("id")
-    p.add_argument("command", nargs=argparse.REMAINDER)
+    p.add_argument("argv", nargs=argparse.REMAINDER, metavar="COMMAND")
     p.add_argument("--process", "-p", default=None, help="process.json (runtime spec)")
     p.add_argument("--detach", "-d", action="store_true")
     p.add_argument("--pid-file", default=None)
@@ -179,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, DockscopeError):
             return _fail(log, str(exc), int(exc.exit_code))
         if isinstance(exc, OSError):
-            return _fail(log, str(exc), 1)
+            from runtime_lab.oci.init import describe
+
+            return _fail(log, describe(exc), 1)
         if "--debug" in args_list:
             raise
         return _fail(log, f"internal error: {exc!r} (run with --debug)", 4)
@@ -281,7 +283,7 @@ def _process(args: argparse.Namespace) -> dict[str, Any]:
         if args.tty:
             doc["terminal"] = True
         return doc
-    command = [a for a in args.command if a != "--"]
+    command = [a for a in args.argv if a != "--"]
     if not command:
         raise UsageError("exec: give --process FILE or a command")
     uid, _, gid = (args.user or "0:0").partition(":")

@@ -27,7 +27,7 @@ from runtime_lab.kernel import linux
 from runtime_lab.oci import cgroup, hooks, state
 from runtime_lab.oci import config as oci_config
 from runtime_lab.oci.config import Config, Hook
-from runtime_lab.oci.init import InitContext, _finish, run_init
+from runtime_lab.oci.init import InitContext, _finish, describe, run_init
 from runtime_lab.oci.steps import Reporter
 from runtime_lab.process.terminal import open_terminal
 
@@ -278,7 +278,7 @@ def _spawn(
             code = _first_child(cfg, ctx, go_r, reporter)
         except BaseException as exc:
             with contextlib.suppress(BaseException):
-                os.write(up_w, (json.dumps({"error": str(exc)}) + "\n").encode())
+                os.write(up_w, (json.dumps({"error": describe(exc)}) + "\n").encode())
         finally:
             os._exit(code)
     for fd in (up_w, down_r, go_r, fifo_fd):
@@ -382,6 +382,8 @@ def start(root: str, container_id: str) -> state.Record:
     fifo = os.path.join(state.directory(root, container_id), "exec.fifo")
     trace_fd = _open_trace(record.trace)
     reporter = Reporter(trace_fd)
+    # recorded before the open: from the open on, PID 1 runs ahead and records its steps
+    reporter.done("start", args={"id": container_id, "fifo": fifo}, evidence={"pid": record.pid})
     fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         deadline = time.monotonic() + 10
@@ -400,7 +402,6 @@ def start(root: str, container_id: str) -> state.Record:
     finally:
         os.close(fd)
     os.unlink(fifo)
-    reporter.done("start", args={"id": container_id, "fifo": fifo}, evidence={"pid": record.pid})
     cfg = oci_config.load(record.bundle) if os.path.exists(record.bundle) else None
     if cfg is not None and cfg.hooks["poststart"]:
         hooks.run_hooks("poststart", cfg.hooks["poststart"], state.document(root, record), reporter)
@@ -545,7 +546,7 @@ def exec_process(
             code = 0
         except BaseException as exc:
             with contextlib.suppress(BaseException):
-                os.write(up_w, (json.dumps({"error": str(exc)}) + "\n").encode())
+                os.write(up_w, (json.dumps({"error": describe(exc)}) + "\n").encode())
         finally:
             os._exit(code)
     os.close(up_w)

@@ -44,6 +44,13 @@ class InitContext:
     terminal: int | None = None
 
 
+def describe(exc: BaseException) -> str:
+    """An error as one line without Python's ``[Errno N]`` prefix."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return str(exc)
+
+
 def send(fd: int, message: dict[str, Any]) -> None:
     os.write(fd, (json.dumps(message) + "\n").encode())
 
@@ -71,7 +78,7 @@ def run_init(ctx: InitContext, child: Reporter) -> int:
         os.close(ctx.sync_down)
     except Exception as exc:  # the step already reported it in the trace
         with contextlib.suppress(OSError):
-            send(ctx.sync_up, {"error": str(exc)})
+            send(ctx.sync_up, {"error": describe(exc)})
         return 1
     try:
         _wait_for_start(ctx, child)
@@ -79,12 +86,12 @@ def run_init(ctx: InitContext, child: Reporter) -> int:
         if hooks:
             run_hooks("startContainer", hooks, {**ctx.state, "status": "running"}, child)
     except Exception as exc:
-        sys.stderr.write(f"dockscope-runtime: {exc}\n")
+        sys.stderr.write(f"dockscope-runtime: {describe(exc)}\n")
         return 1
     try:
         return _finish(ctx.config, child, ctx.seccomp, ctx.terminal, ctx.preserve_fds)
     except Exception as exc:  # on the container's stderr, which the engine logs (as runc)
-        sys.stderr.write(f"dockscope-runtime: {exc}\n")
+        sys.stderr.write(f"dockscope-runtime: {describe(exc)}\n")
         return 1
 
 
