@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from runtime_lab.kernel.devices import DEFAULT_RULES
 from runtime_lab.oci.config import Resources, Unsupported
 
 CGROUP_ROOT = "/sys/fs/cgroup"
@@ -63,9 +62,7 @@ def own_path(h: Hierarchy, pid: int | str = "self") -> str:
 def paths(cgroups_path: str | None, container_id: str) -> dict[str, str]:
     """mount point → the container's directory in it."""
     result = {}
-    for h in hierarchies():
-        if h.version == 2 and len(hierarchies()) > 1:
-            continue  # hybrid: the v1 hierarchies hold the controllers
+    for h in hierarchies():  # hybrid hosts: the v2 hierarchy too, without controllers (runc)
         relative = cgroups_path or container_id
         if ":" in relative:
             raise Unsupported(
@@ -121,7 +118,7 @@ def limit_writes(groups: dict[str, str], resources: Resources) -> list[tuple[str
         if value is not None:
             wanted.append((controller, name, str(value), field))
 
-    v2 = any(_version(m) == 2 for m in groups)
+    v2 = unified_only(groups)
     if v2:
         add("memory", "memory.max", _v2_max(r.memory_limit), "memory.limit")
         add("memory", "memory.low", r.memory_reservation, "memory.reservation")
@@ -160,7 +157,7 @@ def limit_writes(groups: dict[str, str], resources: Resources) -> list[tuple[str
             if not v2:
                 raise Unsupported("linux.resources.devices: the devices controller is not mounted")
         else:
-            for rule in [*_spec_rules(r), *_defaults()]:
+            for rule in effective_device_rules([*_spec_rules(r), *_defaults()]):
                 writes.append(rule_write(devices, rule))
     return writes
 
@@ -168,6 +165,39 @@ def limit_writes(groups: dict[str, str], resources: Resources) -> list[tuple[str
 def rule_write(devices: str, rule: tuple[bool, str]) -> tuple[str, str]:
     allow, line = rule
     return (os.path.join(devices, "devices.allow" if allow else "devices.deny"), line)
+
+
+def effective_device_rules(rules: list[tuple[bool, str]]) -> list[tuple[bool, str]]:
+    """What runc's device emulator writes for a list that starts by denying everything:
+    ``a`` denied, then each device allowed once (access merged), sorted (type, then major
+    and minor with ``*`` first), so ``devices.list`` reads as under runc."""
+    if not rules or rules[0] != (False, "a"):
+        return rules
+    allowed: dict[tuple[str, str, str], set[str]] = {}
+    for allow, line in rules[1:]:
+        if line == "a":
+            allowed.clear()
+            if allow:
+                return [(True, "a")]
+            continue
+        kind, numbers, access = line.split()
+        major, minor = numbers.split(":")
+        key = (kind, major, minor)
+        if allow:
+            allowed.setdefault(key, set()).update(access)
+        elif key in allowed:
+            allowed[key] -= set(access)
+
+    def order(key: tuple[str, str, str]) -> tuple[str, int, int]:
+        kind, major, minor = key
+        return (kind, -1 if major == "*" else int(major), -1 if minor == "*" else int(minor))
+
+    out = [(False, "a")]
+    for key in sorted(allowed, key=order):
+        access = "".join(c for c in "rwm" if c in allowed[key])
+        if access:
+            out.append((True, f"{key[0]} {key[1]}:{key[2]} {access}"))
+    return out
 
 
 def _spec_rules(r: Resources) -> list[tuple[bool, str]]:
@@ -182,10 +212,26 @@ def _spec_rules(r: Resources) -> list[tuple[bool, str]]:
     return rules
 
 
+# the devices runc always allows after the engine's rules (libcontainer/specconv's
+# AllowedDevices): mknod of any, the standard nodes, /dev/pts, /dev/ptmx, /dev/net/tun
+RUNC_ALLOWED_DEVICES = (
+    "c *:* m",
+    "b *:* m",
+    "c 1:3 rwm",
+    "c 1:8 rwm",
+    "c 1:7 rwm",
+    "c 5:0 rwm",
+    "c 1:5 rwm",
+    "c 1:9 rwm",
+    "c 136:* rwm",
+    "c 5:2 rwm",
+    "c 10:200 rwm",
+)
+
+
 def _defaults() -> list[tuple[bool, str]]:
-    """The devices runc always allows (its AllowedDevices), so /dev/null works whatever the
-    engine wrote: docker's default rules, less their deny-all."""
-    return [(True, rule.v1_line()) for rule in DEFAULT_RULES if rule.allow]
+    """runc's always-allowed devices, so /dev/null works whatever the engine wrote."""
+    return [(True, line) for line in RUNC_ALLOWED_DEVICES]
 
 
 def _v2_max(value: int | None) -> str | None:
@@ -198,9 +244,17 @@ def _version(mount_point: str) -> int:
     return 2 if os.path.exists(os.path.join(mount_point, "cgroup.controllers")) else 1
 
 
+def unified_only(groups: dict[str, str]) -> bool:
+    """cgroup v2 alone (not a hybrid host's extra v2 hierarchy next to v1's)."""
+    return bool(groups) and all(_version(m) == 2 for m in groups)
+
+
 def _controller_dir(groups: dict[str, str], controller: str) -> str | None:
+    v2 = unified_only(groups)
     for mount_point, path in groups.items():
         if _version(mount_point) == 2:
+            if not v2:
+                continue
             available = _read(os.path.join(mount_point, "cgroup.controllers")).split()
             return path if controller in available or controller == "devices" else None
         if controller in os.path.basename(mount_point).split(","):

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runtime_lab.kernel import hardening, linux
+from runtime_lab.oci.cgroup import unified_only
 from runtime_lab.oci.config import Config, Mount
 from runtime_lab.oci.hooks import run_hooks
 from runtime_lab.oci.steps import Reporter
@@ -221,12 +222,15 @@ def _mount_cgroup(target: str, m: Mount, ctx: InitContext) -> dict[str, Any]:
     the container's own group bound read-only (v2: the cgroup2 filesystem)."""
     ro = m.flags & linux.MS_RDONLY
     base = m.flags & (linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
-    if any(os.path.exists(os.path.join(p, "cgroup.controllers")) for p in ctx.cgroup_dirs):
+    if unified_only(ctx.cgroup_dirs):
         linux.mount("cgroup2", target, "cgroup2", m.flags)
         return {"mountinfo": _mountinfo(target)}
+    # the tmpfs itself stays writable, as runc leaves it; the groups are read-only
     linux.mount("tmpfs", target, "tmpfs", base, "mode=755")
     bound = {}
     for mount_point, path in ctx.cgroup_dirs.items():
+        if os.path.exists(os.path.join(mount_point, "cgroup.controllers")):
+            continue  # a hybrid host's v2 hierarchy: not in the container (as runc)
         name = os.path.basename(mount_point)
         inside = os.path.join(target, name)
         os.mkdir(inside, 0o755)
@@ -235,8 +239,6 @@ def _mount_cgroup(target: str, m: Mount, ctx: InitContext) -> dict[str, Any]:
         bound[name] = path
         for alias in name.split(",") if "," in name else ():
             os.symlink(name, os.path.join(target, alias))
-    if ro:
-        linux.mount(None, target, None, linux.MS_REMOUNT | ro | base)
     return {"bound": bound, "mountinfo": _mountinfo(target)}
 
 
