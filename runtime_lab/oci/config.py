@@ -577,6 +577,15 @@ def _device(item: Any, i: int) -> Device:
 
 
 SECCOMP_KEYS = {"defaultAction", "defaultErrnoRet", "architectures", "syscalls", "flags"}
+SECCOMP_OPERATORS = {
+    "SCMP_CMP_NE",
+    "SCMP_CMP_LT",
+    "SCMP_CMP_LE",
+    "SCMP_CMP_EQ",
+    "SCMP_CMP_GE",
+    "SCMP_CMP_GT",
+    "SCMP_CMP_MASKED_EQ",
+}
 SECCOMP_ACTIONS = {
     "SCMP_ACT_KILL",
     "SCMP_ACT_KILL_PROCESS",
@@ -600,6 +609,9 @@ def _check_seccomp(doc: Mapping[str, Any]) -> None:
         if r.get("action", str) not in SECCOMP_ACTIONS:
             raise Unsupported(f"linux.seccomp.syscalls[{i}].action: {item.get('action')!r}")
         for j, arg in enumerate(r.get("args", list, [])):
+            if not isinstance(arg, dict) or arg.get("op") not in SECCOMP_OPERATORS:
+                op = arg.get("op") if isinstance(arg, dict) else arg
+                raise Unsupported(f"linux.seccomp.syscalls[{i}].args[{j}].op: {op!r}")
             _Reader(
                 arg, f"linux.seccomp.syscalls[{i}].args[{j}]", {"index", "value", "valueTwo", "op"}
             )
