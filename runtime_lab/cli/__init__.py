@@ -328,7 +328,7 @@ def oci_runtime(ctx: typer.Context) -> None:
     """
     from runtime_lab.cli.oci_runtime import main
 
-    raise typer.Exit(main(list(ctx.args)))
+    raise typer.Exit(main(list(ctx.args), prog="dockscope runtime"))
 
 
 def register(app: typer.Typer, *, only: str | None = None) -> None:

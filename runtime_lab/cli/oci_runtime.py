@@ -59,7 +59,19 @@ class RuntimeUsage(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
+        if message.startswith("unrecognized arguments: "):
+            message = "no such option: " + message.split(": ", 1)[1]
         raise RuntimeUsage(message)
+
+    def format_usage(self) -> str:  # "Usage:", as every dockscope command says it
+        return _capital(super().format_usage())
+
+    def format_help(self) -> str:
+        return _capital(super().format_help())
+
+
+def _capital(text: str) -> str:
+    return "Usage:" + text[len("usage:") :] if text.startswith("usage:") else text
 
 
 def _normalise(argv: list[str]) -> list[str]:
@@ -73,9 +85,9 @@ def _normalise(argv: list[str]) -> list[str]:
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser = _Parser(
-        prog=PROG,
+        prog=prog,
         description="An OCI runtime with runc's command line, made of dockscope's traced steps. "
         "Trace: DOCKSCOPE_TRACE=FILE in its environment, or the annotation "
         "org.dockscope.trace=FILE in config.json.",
@@ -163,16 +175,20 @@ class Log:
             self.write("debug", message)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
+    """``prog``: ``dockscope runtime`` when called through dockscope's command line."""
     args_list = _normalise(list(sys.argv[1:] if argv is None else argv))
     log = Log(None, "text", False)
     try:
-        args = build_parser().parse_args(args_list)
+        args = build_parser(prog).parse_args(args_list)
         log = Log(args.log, args.log_format, args.debug)
         log.debug(f"{PROG} {' '.join(args_list)}")
         return _dispatch(args, log)
     except RuntimeUsage as exc:
-        return _fail(log, str(exc), 2)
+        log.write("error", str(exc))
+        where = "dockscope: runtime" if prog != PROG else PROG
+        sys.stderr.write(f"{where}: {visible(str(exc))} (see {prog} --help)\n")
+        return 2
     except Exception as exc:
         from inspect_tool.errors import DockscopeError
 
