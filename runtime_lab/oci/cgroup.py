@@ -151,7 +151,7 @@ def limit_writes(groups: dict[str, str], resources: Resources) -> list[tuple[str
                 f"linux.resources.{field}: the {controller} controller is not mounted"
             )
         writes.append((os.path.join(path, name), value))
-    if r.devices:
+    if r.devices and not v2:  # v2: an eBPF program (device_program_v2)
         devices = _controller_dir(groups, "devices")
         if devices is None:
             if not v2:
@@ -160,6 +160,29 @@ def limit_writes(groups: dict[str, str], resources: Resources) -> list[tuple[str
             for rule in effective_device_rules([*_spec_rules(r), *_defaults()]):
                 writes.append(rule_write(devices, rule))
     return writes
+
+
+def device_program_v2(groups: dict[str, str], resources: Resources) -> dict[str, Any]:
+    """cgroup v2 has no device files: the same rules (runc's emulator's result) become the
+    eBPF program kernel/devices.py writes, attached to the group as `dockscope run` does.
+    (This host mounts v1: the tests do not exercise it.)"""
+    from pathlib import Path
+
+    from runtime_lab.kernel.cgroups import KernelCgroupFS
+    from runtime_lab.kernel.devices import WILDCARD, DeviceRule, device_program
+
+    rules = []
+    for allow, line in effective_device_rules([*_spec_rules(resources), *_defaults()]):
+        if line == "a":
+            rules.append(DeviceRule(allow, "a", WILDCARD, WILDCARD, "rwm"))
+            continue
+        kind, numbers, access = line.split()
+        major, minor = (WILDCARD if n == "*" else int(n) for n in numbers.split(":"))
+        rules.append(DeviceRule(allow, kind, major, minor, access))
+    program, count = device_program(rules)
+    path = next(iter(groups.values()))
+    attached = KernelCgroupFS().attach_device_program(Path(path), program, count)
+    return {"instructions": count, "attached_program_ids": attached}
 
 
 def rule_write(devices: str, rule: tuple[bool, str]) -> tuple[str, str]:

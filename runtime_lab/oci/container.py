@@ -169,6 +169,12 @@ def _create(
     try:
         if writes:
             reporter.run("cgroup-limits", lambda: cgroup.apply_limits(writes), args={})
+        if cfg.resources.devices and cgroup.unified_only(groups):
+            reporter.run(
+                "cgroup-limits",
+                lambda: cgroup.device_program_v2(groups, cfg.resources),
+                args={"devices": "eBPF BPF_PROG_TYPE_CGROUP_DEVICE"},
+            )
         seccomp = _seccomp_filter(cfg)
         fifo = os.path.join(directory, "exec.fifo")
         os.mkfifo(fifo, 0o622)

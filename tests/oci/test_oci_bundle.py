@@ -175,6 +175,8 @@ def test_hooks_run_with_the_state_on_stdin(
     runtime: Runtime, make_bundle: MakeBundle, tmp_path: Path
 ) -> None:
     log = tmp_path / "hooks.log"
+    out = tmp_path / "out"
+    out.mkdir()
     hook = tmp_path / "hook.sh"
     hook.write_text(f'#!/bin/sh\n{{ echo "$1"; cat; echo; }} >> {log}\n')
     hook.chmod(0o755)
@@ -185,6 +187,21 @@ def test_hooks_run_with_the_state_on_stdin(
             for kind in ("prestart", "createRuntime", "poststart", "poststop")
         }
         doc["hooks"]["poststop"].append({"path": "/nonexistent/hook"})  # a warning only
+        # in the container's namespaces: before pivot_root (a host path), after start (a
+        # path of the container, which sees /out)
+        doc["hooks"]["createContainer"] = [
+            {"path": str(hook), "args": ["hook.sh", "createContainer"]}
+        ]
+        doc["hooks"]["startContainer"] = [
+            {
+                "path": "/bin/sh",
+                "args": ["sh", "-c", "cat > /out/start.json; hostname > /out/start.host"],
+            }
+        ]
+        doc["hostname"] = "hooked"
+        doc["mounts"].append(
+            {"destination": "/out", "type": "bind", "source": str(out), "options": ["rbind"]}
+        )
 
     bundle = make_bundle(["true"], edit)
     cid = runtime.new_id()
@@ -194,7 +211,9 @@ def test_hooks_run_with_the_state_on_stdin(
     runtime("delete", cid)
     lines = log.read_text().splitlines()
     kinds = lines[0::2]
-    assert kinds == ["prestart", "createRuntime", "poststart", "poststop"]
+    assert kinds == ["prestart", "createRuntime", "createContainer", "poststart", "poststop"]
+    assert json.loads((out / "start.json").read_text())["id"] == cid
+    assert (out / "start.host").read_text() == "hooked\n"  # ran in the container's UTS
     states = [json.loads(line) for line in lines[1::2]]
     assert all(s["id"] == cid and s["bundle"] == str(bundle) for s in states)
     assert states[0]["pid"] > 0 and states[-1]["status"] == "stopped"
