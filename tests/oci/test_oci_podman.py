@@ -221,3 +221,32 @@ def test_refusal_reaches_podman(podman: Podman) -> None:
     )  # fmt: skip
     assert proc.returncode != 0
     assert "user namespaces are not supported" in proc.stderr
+
+
+def test_buildah_run_through_the_runtime(podman: Podman) -> None:
+    """buildah, a second engine, runs a build step through dockscope-runtime (create, start,
+    state, delete, as it drives runc) in the same store."""
+    store = ["--root", str(podman.base / "graph"), "--runroot", str(podman.base / "run"),
+             "--storage-driver", "overlay"]  # fmt: skip
+
+    def buildah(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["buildah", *store, *args], env=podman.env, capture_output=True, text=True,
+            timeout=120, check=False, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    made = buildah("from", "--name", name(), IMAGE)
+    assert made.returncode == 0, made.stderr
+    container = made.stdout.split()[-1]
+    try:
+        ran = buildah(
+            "run", "--runtime", str(RUNTIME), "--isolation", "oci", "--network", "none",
+            container, "--", "sh", "-c", "echo built; mkdir /made-here",
+        )  # fmt: skip
+        assert ran.returncode == 0, ran.stderr
+        assert ran.stdout == "built\n"
+        mounted = buildah("mount", container).stdout.strip()
+        assert os.path.isdir(os.path.join(mounted, "made-here"))
+    finally:
+        buildah("umount", container)
+        buildah("rm", container)
