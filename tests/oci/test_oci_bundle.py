@@ -132,7 +132,12 @@ def test_process_as_config_says(runtime: Runtime, make_bundle: MakeBundle, tmp_p
 
     def edit(doc: dict[str, Any]) -> None:
         p = doc["process"]
-        p["user"] = {"uid": 1000, "gid": 1000, "additionalGids": [10, 20]}
+        p["user"] = {"uid": 1000, "gid": 1000, "additionalGids": [10, 20], "umask": 0o077}
+        doc["linux"]["devices"] = [
+            {"path": "/dev/mynull", "type": "c", "major": 1, "minor": 3, "fileMode": 0o640,
+             "uid": 1000, "gid": 0}
+        ]  # fmt: skip
+        doc["linux"]["sysctl"] = {"kernel.msgmax": "4096"}
         p["cwd"] = "/tmp"
         p["env"] = ["PATH=/bin", "HELLO=world"]
         p["oomScoreAdj"] = 123
@@ -151,7 +156,8 @@ def test_process_as_config_says(runtime: Runtime, make_bundle: MakeBundle, tmp_p
     script = (
         "cd /tmp; { pwd; id; hostname; echo $HELLO; ulimit -n; cat /proc/self/oom_score_adj; "
         "grep -E '^(Cap|NoNewPrivs)' /proc/self/status; cat /proc/kcore | wc -c; "
-        "touch /rootfile 2>&1 || echo ro; } > /out/result"
+        "touch /rootfile 2>&1 || echo ro; umask; ls -ln /dev/mynull; cat /proc/sys/kernel/msgmax; "
+        "} > /out/result"
     )
     bundle = make_bundle(["sh", "-c", script], edit)
     cid = runtime.new_id()
@@ -168,7 +174,10 @@ def test_process_as_config_says(runtime: Runtime, make_bundle: MakeBundle, tmp_p
     assert caps["CapEff"] == caps["CapAmb"] == caps["CapInh"] == "0000000000000020"
     assert caps["NoNewPrivs"] == "1"  # runc's template sets noNewPrivileges
     assert lines[12] == "0"  # /proc/kcore masked by /dev/null
-    assert "ro" in lines[13:] or "Read-only" in " ".join(lines[13:])
+    assert "Read-only file system" in lines[13] and lines[14] == "ro"
+    assert lines[15] == "0077"
+    assert re.match(r"crw-r----- +1 1000 +0 +1, +3 ", lines[16]), lines[16]
+    assert lines[17] == "4096"  # linux.sysctl, in the container's IPC namespace
 
 
 def test_hooks_run_with_the_state_on_stdin(
