@@ -409,6 +409,9 @@ def _process(p: _Reader) -> Process:
         value = user.get(key, int, 0)
         if not 0 <= value < 1 << 32:
             raise ConfigError(f"process.user.{key}: out of range")
+    gids = user.get("additionalGids", list, [])
+    if not all(isinstance(g, int) and not isinstance(g, bool) and 0 <= g < 1 << 32 for g in gids):
+        raise ConfigError("process.user.additionalGids: expected a list of gids")
     return Process(
         args=args,
         env=p.strings("env"),

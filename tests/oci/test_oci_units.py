@@ -144,6 +144,8 @@ def test_bad_values_are_config_errors() -> None:
         parse(lambda d: d["process"].update(cwd="relative"))
     with pytest.raises(oci_config.ConfigError, match=r"mounts\[0\]\.destination"):
         parse(lambda d: d["mounts"][0].update(destination="proc"))
+    with pytest.raises(oci_config.ConfigError, match="additionalGids"):
+        parse(lambda d: d["process"]["user"].update(additionalGids=["wheel"]))
     with pytest.raises(oci_config.ConfigError, match="unknown capability"):
         parse(lambda d: d["process"]["capabilities"].update(ambient=["CAP_NOPE"]))
 
