@@ -62,6 +62,7 @@ COMMAND_MODULES = {
             "attach",
             "exec",
             "volume",
+            "runtime",
         ),
         "runtime",
     ),

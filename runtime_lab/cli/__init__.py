@@ -313,6 +313,24 @@ def _explain(options: RunOptions, *, traced: bool) -> None:
     )
 
 
+def oci_runtime(ctx: typer.Context) -> None:
+    """The OCI runtime command line (runc's), as dockscope-runtime: create, start, state,
+    kill, delete, exec, features, list, ps. Engines call dockscope-runtime by path
+    (docs/OCI-RUNTIME.md).
+
+    Examples:
+
+      dockscope runtime --root /tmp/state create --bundle BUNDLE ID
+
+      dockscope runtime state ID
+
+      podman --runtime $(command -v dockscope-runtime) run --rm IMAGE echo hi
+    """
+    from runtime_lab.cli.oci_runtime import main
+
+    raise typer.Exit(main(list(ctx.args), prog="dockscope runtime"))
+
+
 def register(app: typer.Typer, *, only: str | None = None) -> None:
     """Add the runtime's commands; ``only="run"`` adds just ``run`` (a container's start-up is
     measured against podman's: the other command modules are not imported for it)."""
@@ -322,6 +340,15 @@ def register(app: typer.Typer, *, only: str | None = None) -> None:
     from runtime_lab.cli import container, lifecycle, session, volume
 
     lifecycle.register(app)
+    app.command(
+        "runtime",
+        context_settings={
+            "allow_extra_args": True,
+            "ignore_unknown_options": True,
+            "help_option_names": [],
+        },
+        add_help_option=False,
+    )(oci_runtime)
     session.register(app)
     container.register(app)
     volume.register(app)

@@ -128,6 +128,22 @@ def drop_bounding_capability(cap: int) -> None:
             raise
 
 
+def ambient_raise(cap: int) -> None:
+    """prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap): the capability survives execve of
+    a program without file capabilities (it must be permitted and inheritable)."""
+    _check(
+        _libc.prctl(
+            ctypes.c_int(47),
+            ctypes.c_ulong(2),
+            ctypes.c_ulong(cap),
+            ctypes.c_ulong(0),
+            ctypes.c_ulong(0),
+        ),
+        "prctl",
+        f"PR_CAP_AMBIENT_RAISE, {cap}",
+    )
+
+
 def capset(effective: int, permitted: int, inheritable: int) -> None:
     """Set the three capability sets of this thread (version 3: 64-bit sets)."""
     header = struct.pack("=Ii", 0x20080522, 0)
