@@ -241,8 +241,29 @@ def explain_details(
             else "this host's"
         ),
         "root filesystem": mode,
-        "seccomp": {
+        "seccomp": "none (--privileged)"
+        if options.caps.privileged
+        else {
             "default": "docker's default profile (runtime_lab/kernel/profiles/default.json)",
             "unconfined": "unconfined (no filter)",
         }.get(options.security.seccomp, options.security.seccomp),
+        "capabilities": _capabilities_line(options),
     }
+
+
+def _capabilities_line(options: RunOptions) -> str:
+    """--explain's capabilities: docker's default set, or what the options changed."""
+    from runtime_lab.kernel.capabilities import describe, privileged_changes
+
+    if options.caps.privileged:
+        return "all (--privileged); also off: " + "; ".join(privileged_changes()[1:])
+    chosen = options.caps.capabilities()
+    changed = describe(chosen)
+    if not changed["added"] and not changed["dropped"]:
+        return f"docker's default {len(chosen)}"
+    parts = [f"{len(chosen)} kept"]
+    if changed["added"]:
+        parts.append("added " + " ".join(changed["added"]))
+    if changed["dropped"]:
+        parts.append("dropped " + " ".join(changed["dropped"]))
+    return ", ".join(parts)
