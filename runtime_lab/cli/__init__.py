@@ -347,9 +347,10 @@ def register(app: typer.Typer, *, only: str | None = None) -> None:
     app.command(context_settings={"allow_interspersed_args": False})(run)
     if only == "run":
         return
-    from runtime_lab.cli import container, lifecycle, session, volume
+    from runtime_lab.cli import container, habits, lifecycle, session, volume
 
     lifecycle.register(app)
+    habits.register(app)
     session.register(app)
     container.register(app)
     volume.register(app)

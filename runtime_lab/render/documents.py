@@ -58,7 +58,7 @@ def ps_fields(config: Any, state: Any, size: tuple[int | None, int | None]) -> d
     from runtime_lab.storage.records import human_size
 
     if state.status == "running":
-        status = f"Up {ago(state.started)}"
+        status = f"Up {ago(state.started)}" + (" (Paused)" if state.paused else "")
     elif state.status == "restarting":
         status = f"Restarting ({state.exit_code}) {ago(state.finished)} ago"
     elif state.status == "exited":
@@ -73,7 +73,7 @@ def ps_fields(config: Any, state: Any, size: tuple[int | None, int | None]) -> d
         "CreatedAt": created_at(config.created),
         "RunningFor": f"{ago(config.created)} ago",
         "Ports": "",
-        "State": state.status,
+        "State": "paused" if state.paused and state.status == "running" else state.status,
         "Status": status,
         "Size": (
             f"{human_size(rw)} (virtual {human_size(virtual)})"

@@ -163,6 +163,7 @@ class ContainerState:
     cgroup_paths: dict[str, str] = field(default_factory=dict)
     restart_count: int = 0  # starts by the restart policy since the last start by hand
     supervisor_pid: int = 0  # a detached container's supervisor (it restarts the container)
+    paused: bool = False  # dockscope pause: its control group is frozen (still "running")
 
 
 class Store:
