@@ -347,10 +347,11 @@ def register(app: typer.Typer, *, only: str | None = None) -> None:
     app.command(context_settings={"allow_interspersed_args": False})(run)
     if only == "run":
         return
-    from runtime_lab.cli import container, habits, lifecycle, session, volume
+    from runtime_lab.cli import container, copy, habits, lifecycle, session, volume
 
     lifecycle.register(app)
     habits.register(app)
+    copy.register(app)
     session.register(app)
     container.register(app)
     volume.register(app)
