@@ -162,3 +162,19 @@ def test_privileged_turns_the_protections_off(
     dev = step(found, "mount-dev")["evidence"]
     assert dev["host_devices"], "no host device made in the container's /dev"
     assert int(lines[-1]) > 20
+
+
+def test_exec_gets_the_containers_capabilities(root: Path, busybox_image: Path) -> None:
+    name = "caps-exec"
+    opts = ("--cap-drop", "NET_RAW", "--cap-add", "SYS_ADMIN")
+    ok(dockscope(root, "run", "-d", "--name", name, *opts, busybox_image, "sleep", "600"))
+    try:
+        out = ok(dockscope(root, "exec", name, "grep", "CapEff", "/proc/self/status"))
+        expected = int(DOCKER_DEFAULT_CAPEFF, 16) & ~(1 << 13) | (1 << 21)
+        assert int(out.split()[1], 16) == expected
+        inspected = dockscope(root, "container", "inspect", name).json()["config"]
+        assert inspected["cap_add"] == ["CAP_SYS_ADMIN"]
+        assert inspected["cap_drop"] == ["CAP_NET_RAW"]
+        assert "CAP_NET_RAW" not in inspected["capabilities"]
+    finally:
+        dockscope(root, "rm", "-f", name)
