@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import dockscope, ok, popen
-from tests.support.runtime import needs_root, wait_until
+from tests.support.runtime import needs_root, pty_session, wait_until
 
 pytestmark = needs_root
 
@@ -251,6 +251,18 @@ def test_stats_no_stream(root: Path, ticker: str) -> None:
     assert any(path.endswith("pids.current") for path in entry["files"])
 
 
+def test_stats_redraws_on_a_terminal(root: Path, ticker: str) -> None:
+    session = pty_session(root, "stats", ticker)
+    try:
+        session.expect(b"\x1b[2J\x1b[H", timeout=20)  # docker's: clear the screen, home
+        session.expect(ticker.encode(), timeout=20)
+        session.expect(b"\x1b[2J\x1b[H", timeout=20)  # and again a second later
+        session.send(b"\x03")  # Ctrl-C ends it
+        assert session.wait() == 0
+    finally:
+        session.close()
+
+
 # -- pause / unpause / kill / wait / rename --------------------------------------------------------
 
 
@@ -267,6 +279,9 @@ def test_pause_freezes_every_process(root: Path, ticker: str) -> None:
         assert re.fullmatch(r"Up .* \(Paused\)\|paused\n", status), status
         paths = dockscope(root, "container", "inspect", ticker).json()["state"]["cgroup_paths"]
         assert Path(paths["freezer"], "freezer.state").read_text().strip() == "FROZEN"
+        paused = dockscope(root, "ps", "-q", "--filter", "status=paused")
+        assert ok(paused) == ok(dockscope(root, "ps", "-q", "-f", f"name={ticker}"))
+        assert ok(dockscope(root, "ps", "-q", "-f", "status=running", "-f", f"name={ticker}")) == ""
         before = count_ticks(root, ticker)
         time.sleep(0.6)
         assert count_ticks(root, ticker) == before  # nothing ran
