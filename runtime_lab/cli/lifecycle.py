@@ -33,8 +33,9 @@ def ps(
         metavar="KEY=VALUE",
         help="Only containers that match, as docker's: id=, name= (regular expressions), "
         "status=created|restarting|running|paused|exited (lists stopped ones without -a), "
-        "exited=CODE (with -a), label=KEY[=VALUE], ancestor=IMAGE|ID. Repeatable: the same "
-        "key is any of its values, different keys all.",
+        "exited=CODE (with -a), label=KEY[=VALUE], ancestor=IMAGE|ID, before=|since=NAME, "
+        "volume=NAME|PATH, network=MODE. Repeatable: the same key is any of its values, "
+        "different keys all.",
     ),
     format_: str | None = typer.Option(
         None,
@@ -92,6 +93,7 @@ def ps(
         if size and template.table and format_ is None and not quiet:
             template = Template.parse(DEFAULT_TABLE + "\t{{.Size}}")
         store = Store(root)
+        chosen.bind(lambda name: store.load_config(store.resolve(name)).created)
         rows = []
         newest = last if last > 0 else (1 if latest else -1)
         ids = store.ids()

@@ -9,20 +9,35 @@ must match.
 - ``exited``: an exited container's exit code (only useful with ``-a``);
 - ``label``: ``KEY`` present, or ``KEY=VALUE``;
 - ``ancestor``: the image: the path or reference given to run (or its file name), its image
-  ID (``sha256:…``, or a prefix of its hex of 12 digits or more).
+  ID (``sha256:…``, or a prefix of its hex of 12 digits or more);
+- ``before``, ``since``: created before (after) the container named (they list stopped
+  containers without ``-a``, as docker's);
+- ``volume``: a volume's name, or a mount point in the container;
+- ``network``: the network mode (``none``, ``host``, ``container:<ID>``).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from inspect_tool.errors import UsageError
 from runtime_lab.storage.store import ContainerConfig, ContainerState
 
-KEYS = ("id", "name", "status", "exited", "label", "ancestor")
+KEYS = (
+    "id",
+    "name",
+    "status",
+    "exited",
+    "label",
+    "ancestor",
+    "before",
+    "since",
+    "volume",
+    "network",
+)
 STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 
 
@@ -34,6 +49,17 @@ def status_of(state: ContainerState) -> str:
 @dataclass(slots=True)
 class PsFilter:
     values: dict[str, list[str]] = field(default_factory=dict)
+    # before= and since=, as the creation times of the containers they name (``bind``)
+    created_before: str | None = None
+    created_since: str | None = None
+
+    def bind(self, created_of: Callable[[str], str]) -> PsFilter:
+        """Resolve before= and since= (a name or ID) to creation times with ``created_of``."""
+        if "before" in self.values:
+            self.created_before = min(created_of(v) for v in self.values["before"])
+        if "since" in self.values:
+            self.created_since = max(created_of(v) for v in self.values["since"])
+        return self
 
     @classmethod
     def parse(cls, given: Iterable[str]) -> PsFilter:
@@ -63,7 +89,7 @@ class PsFilter:
     @property
     def lists_stopped(self) -> bool:
         """A status filter looks at every container, as ``-a`` does (docker's rule)."""
-        return "status" in self.values
+        return any(key in self.values for key in ("status", "before", "since"))
 
     def matches(self, config: ContainerConfig, state: ContainerState) -> bool:
         v = self.values
@@ -80,6 +106,18 @@ class PsFilter:
         ):
             return False
         if "label" in v and not all(_label(config.labels, x) for x in v["label"]):
+            return False
+        if self.created_before is not None and not config.created < self.created_before:
+            return False
+        if self.created_since is not None and not config.created > self.created_since:
+            return False
+        if "volume" in v and not any(
+            x in (m.get("name"), m.get("destination")) for m in config.volumes for x in v["volume"]
+        ):
+            return False
+        if "network" in v and not any(
+            config.network == x or config.network.startswith(x + ":") for x in v["network"]
+        ):
             return False
         return "ancestor" not in v or any(_ancestor(config, x) for x in v["ancestor"])
 

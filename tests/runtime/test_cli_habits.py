@@ -87,6 +87,14 @@ def test_ps_filter_name_label_ancestor(
     assert names("label=lab=other") == []
     assert names("ancestor=busybox.tar") == sorted([ticker, exited])
     assert names("ancestor=busybox.tar", "name=exit") == [exited]  # different keys: all
+    assert names("before=habits-exit3") == [ticker]  # created before it
+    assert names("since=habits-ticker") == [exited]
+    assert lines(
+        ok(dockscope(root, "ps", "-f", "since=habits-ticker", "--format", "{{.Names}}"))
+    ) == [exited]  # since= lists stopped ones without -a, as docker's
+    assert names("network=none") == sorted([ticker, exited])
+    assert names("network=host") == []
+    assert names("volume=/data") == []
     image_id = ok(dockscope(root, "container", "inspect", "-f", "{{.Config.ImageId}}", ticker))
     assert names(f"ancestor={image_id.strip()}") == sorted([ticker, exited])
 
@@ -342,3 +350,16 @@ def test_rename(root: Path, busybox_image: Path, exited: str) -> None:
         assert invalid.code == 2
     finally:
         dockscope(root, "rm", "-f", "habits-new", name)
+
+
+def test_ps_filter_volume(root: Path, busybox_image: Path) -> None:
+    name = "habits-vol"
+    ok(dockscope(root, "run", "--name", name, "-v", "habitsvol:/data", busybox_image, "true"))
+    try:
+        for value in ("volume=habitsvol", "volume=/data"):
+            out = ok(dockscope(root, "ps", "-a", "-f", value, "--format", "{{.Names}}"))
+            assert lines(out) == [name]
+        assert ok(dockscope(root, "ps", "-a", "-f", "volume=other", "-q")) == ""
+    finally:
+        dockscope(root, "rm", "-f", name)
+        dockscope(root, "volume", "rm", "habitsvol")
