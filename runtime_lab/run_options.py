@@ -11,6 +11,7 @@ from pathlib import Path
 
 from inspect_tool.errors import UsageError
 from inspect_tool.sources.selection import ALL_IMAGES, ImageSelection
+from runtime_lab.kernel.capabilities import CapabilityOptions
 from runtime_lab.kernel.seccomp import Options as SecurityOptions
 from runtime_lab.kernel.seccomp import security_options
 from runtime_lab.spec import RestartPolicy, VolumeSpec, parse_volume, read_env_file
@@ -48,6 +49,7 @@ class RunOptions:
     read_only: bool = False
     restart: str = "no"  # a RestartPolicy, as it prints
     security: SecurityOptions = field(default_factory=SecurityOptions)  # --security-opt
+    caps: CapabilityOptions = field(default_factory=CapabilityOptions)  # --cap-*, --privileged
 
     @classmethod
     def parse(
@@ -71,6 +73,9 @@ class RunOptions:
         volumes: Sequence[str] = (),
         read_only: bool = False,
         security_opt: Sequence[str] = (),
+        cap_add: Sequence[str] = (),
+        cap_drop: Sequence[str] = (),
+        privileged: bool = False,
         workdir: str | None = None,
         user: str | None = None,
         detach: bool = False,
@@ -93,6 +98,7 @@ class RunOptions:
         environment = _environment(env_files, env)
         mounts = tuple(parse_volume(v, os.getcwd()) for v in volumes)
         security = security_options(security_opt)
+        caps = CapabilityOptions.parse(cap_add, cap_drop, privileged=privileged)
         _check_terminal(tty=tty, interactive=interactive, streams=streams, explain=explain)
         return cls(
             image=image,
@@ -120,6 +126,7 @@ class RunOptions:
             read_only=read_only,
             restart=str(policy),
             security=security,
+            caps=caps,
         )
 
 

@@ -93,6 +93,26 @@ def run(
         help="seccomp=unconfined (no filter), seccomp=PROFILE.json (docker's profile format; "
         "default: docker's default profile), no-new-privileges (always set). Repeatable.",
     ),
+    cap_add: list[str] | None = typer.Option(
+        None,
+        "--cap-add",
+        metavar="CAP",
+        help="Keep a capability beyond docker's default 14 (NET_ADMIN or CAP_NET_ADMIN; ALL). "
+        "Repeatable.",
+    ),
+    cap_drop: list[str] | None = typer.Option(
+        None,
+        "--cap-drop",
+        metavar="CAP",
+        help="Drop a capability of the default set (NET_RAW; ALL: all but those added). "
+        "Repeatable.",
+    ),
+    privileged: bool = typer.Option(
+        False,
+        "--privileged",
+        help="Every capability, no seccomp filter, no masked or read-only paths, /sys "
+        "writable, every host device: the host's root, as docker's --privileged.",
+    ),
     workdir: str | None = typer.Option(None, "--workdir", "-w", help="Working directory."),
     user: str | None = typer.Option(None, "--user", "-u", help="name|uid[:group|gid]."),
     entrypoint: str | None = typer.Option(
@@ -161,6 +181,10 @@ def run(
 
       dockscope run --security-opt seccomp=profile.json sample_images/busybox.tar mkdir /x
 
+      dockscope run --cap-drop NET_RAW sample_images/busybox.tar ping -c1 127.0.0.1
+
+      dockscope run --cap-add SYS_ADMIN sample_images/busybox.tar mount -t tmpfs none /mnt
+
       dockscope run --explain sample_images/busybox.tar
     """
     from inspect_tool.sources import ImageSelection
@@ -189,6 +213,9 @@ def run(
             volumes=volume or [],
             read_only=read_only,
             security_opt=security_opt or [],
+            cap_add=cap_add or [],
+            cap_drop=cap_drop or [],
+            privileged=privileged,
             workdir=workdir,
             user=user,
             detach=detach,
@@ -296,7 +323,8 @@ def _explain(options: RunOptions, *, traced: bool) -> None:
             tty=options.tty,
             volumes=len(options.volumes),
             read_only=options.read_only,
-            seccomp=options.security.seccomp != "unconfined",
+            seccomp=options.security.seccomp != "unconfined" and not options.caps.privileged,
+            privileged=options.caps.privileged,
             traced=traced,
             auto_remove=options.auto_remove,
             joined=[
@@ -337,7 +365,7 @@ def register(app: typer.Typer, *, only: str | None = None) -> None:
     app.command(context_settings={"allow_interspersed_args": False})(run)
     if only == "run":
         return
-    from runtime_lab.cli import container, lifecycle, session, volume
+    from runtime_lab.cli import container, copy, habits, lifecycle, session, volume
 
     lifecycle.register(app)
     app.command(
@@ -349,6 +377,8 @@ def register(app: typer.Typer, *, only: str | None = None) -> None:
         },
         add_help_option=False,
     )(oci_runtime)
+    habits.register(app)
+    copy.register(app)
     session.register(app)
     container.register(app)
     volume.register(app)

@@ -108,6 +108,15 @@ def inspect(
     size: bool = typer.Option(
         False, "--size", "-s", help="Add the sizes ps -s shows (a dockscope container)."
     ),
+    format_: str | None = typer.Option(
+        None,
+        "--format",
+        "-f",
+        metavar="TEMPLATE",
+        help="A Go template on the document, as docker inspect -f: {{.State.Pid}}, "
+        '{{json .Config.Labels}}, {{index .Config.Labels "k"}}, {{range .Config.Volumes}}'
+        "…{{end}} (names match without regard to case or underscores).",
+    ),
     storage: Path | None = STORAGE_OPTION,
     root: str | None = ROOT_OPTION,
 ) -> None:
@@ -117,6 +126,10 @@ def inspect(
     Examples:
 
       dockscope container inspect web
+
+      dockscope container inspect -f '{{.State.Pid}} {{.State.Status}}' web
+
+      dockscope container inspect -f '{{json .Config.Labels}}' web
 
       dockscope container inspect --storage /evidence/var/lib/docker 3f2a
     """
@@ -131,11 +144,20 @@ def inspect(
     with handle_errors():
         from runtime_lab.storage.records import inspect_document
 
+        template = None
+        if format_ is not None:
+            from runtime_lab.render.gotemplate import GoTemplate
+
+            template = GoTemplate.parse(format_)
         store = Store(root)
         cid = store.resolve(name)
         config = store.load_config(cid)
         state = refresh(store, cid)
-        write_json(inspect_document(store, config, state, size=size))
+        document = inspect_document(store, config, state, size=size)
+        if template is not None:
+            sys.stdout.write(template.render(document) + "\n")
+            return
+        write_json(document)
 
 
 @app.command()
@@ -305,11 +327,19 @@ def logs(
         )
         return
     with handle_errors():
-        if timestamps or since or json_output:
-            raise UsageError("-t, --since and --json read engine storage: give --storage DIR")
+        if json_output:
+            raise UsageError("--json reads engine storage: give --storage DIR")
     from runtime_lab.cli.lifecycle import logs as runtime_logs
 
-    runtime_logs(name, follow=False, tail="all" if tail is None else str(tail), root=root)
+    runtime_logs(
+        name,
+        follow=False,
+        tail="all" if tail is None else str(tail),
+        since=since,
+        until=None,
+        timestamps=timestamps,
+        root=root,
+    )
 
 
 def _engine(storage: Path | None, root: str | None, command: str) -> Path | None:

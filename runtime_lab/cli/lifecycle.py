@@ -26,6 +26,17 @@ def ps(
         help="Show the writable layer's size and the virtual size (image and writable layer).",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the (short) IDs."),
+    filter_: list[str] | None = typer.Option(
+        None,
+        "--filter",
+        "-f",
+        metavar="KEY=VALUE",
+        help="Only containers that match, as docker's: id=, name= (regular expressions), "
+        "status=created|restarting|running|paused|exited (lists stopped ones without -a), "
+        "exited=CODE (with -a), label=KEY[=VALUE], ancestor=IMAGE|ID, before=|since=NAME, "
+        "volume=NAME|PATH, network=MODE. Repeatable: the same key is any of its values, "
+        "different keys all.",
+    ),
     format_: str | None = typer.Option(
         None,
         "--format",
@@ -33,6 +44,15 @@ def ps(
         help="docker's Go template subset: {{.ID}} {{.Names}} {{.Image}} {{.Command}} "
         "{{.Status}} {{.State}} {{.RunningFor}} {{.CreatedAt}} {{.Size}} {{.Labels}} "
         "{{.RestartCount}}, {{json .}}; a 'table' prefix adds headers and aligns columns.",
+    ),
+    last: int = typer.Option(
+        -1, "--last", "-n", metavar="N", help="The N last created (all states)."
+    ),
+    latest: bool = typer.Option(
+        False, "--latest", "-l", help="The last created container (all states)."
+    ),
+    no_trunc: bool = typer.Option(
+        False, "--no-trunc", help="Full IDs, commands not cut at 20 characters."
     ),
     json_output: bool = JSON_OPTION,
     root: str | None = ROOT_OPTION,
@@ -51,8 +71,11 @@ def ps(
 
       dockscope ps --format 'table {{.Names}}\t{{.Status}}'
 
+      dockscope ps -a --filter status=exited --filter label=lab=5 -q
+
       dockscope ps -a --json
     """
+    from runtime_lab.lifecycle.filters import PsFilter
     from runtime_lab.lifecycle.state import refresh
     from runtime_lab.render.ps import DEFAULT_TABLE, Template
     from runtime_lab.storage.records import Sizes
@@ -65,15 +88,24 @@ def ps(
                 "dockscope: WARNING: Ignoring custom format, because both --format and "
                 "--quiet are set.\n"
             )
+        chosen = PsFilter.parse(filter_ or [])
         template = Template.parse("{{.ID}}" if quiet else format_ or DEFAULT_TABLE)
         if size and template.table and format_ is None and not quiet:
             template = Template.parse(DEFAULT_TABLE + "\t{{.Size}}")
         store = Store(root)
+        chosen.bind(lambda name: store.load_config(store.resolve(name)).created)
         rows = []
-        for cid in store.ids():
+        newest = last if last > 0 else (1 if latest else -1)
+        ids = store.ids()
+        if newest > 0:  # docker's -n/-l: by creation time, newest first, whatever their state
+            ids = sorted(ids, key=lambda i: store.load_config(i).created)[-newest:][::-1]
+        for cid in ids:
             config = store.load_config(cid)
             state = refresh(store, cid)
-            if state.status not in ("running", "restarting") and not all_:
+            shown = all_ or chosen.lists_stopped or newest > 0
+            if state.status not in ("running", "restarting") and not shown:
+                continue
+            if not chosen.matches(config, state):
                 continue
             rows.append((config, state))  # restarting counts as running, as in docker ps
         measure = Sizes(store)
@@ -82,6 +114,11 @@ def ps(
             write_json(documents.ps_document(rows, sizes))
             return
         fields = [documents.ps_fields(config, state, sizes[config.id]) for config, state in rows]
+        if no_trunc:
+            from runtime_lab.render.ps import command_cell
+
+            for row, (config, _) in zip(fields, rows, strict=True):
+                row.update(ID=config.id, Command=command_cell(config.command, trunc=False))
         sys.stdout.write(template.render(fields))
 
 
@@ -93,48 +130,68 @@ def logs(
     tail: str = typer.Option(
         "all", "--tail", "-n", metavar="N", help="Only the last N lines (default: all)."
     ),
+    since: str | None = typer.Option(
+        None,
+        "--since",
+        metavar="TIME",
+        help="Only lines at or after TIME: RFC 3339 (2024-05-01T10:00:00Z), a date, Unix "
+        "seconds, or a duration before now (10m, 1h30m).",
+    ),
+    until: str | None = typer.Option(
+        None, "--until", metavar="TIME", help="Only lines at or before TIME (as --since)."
+    ),
+    timestamps: bool = typer.Option(
+        False, "--timestamps", "-t", help="Each line after the time it was written (RFC 3339)."
+    ),
     root: str | None = ROOT_OPTION,
 ) -> None:
     """Print a container's output (stdout to stdout, stderr to stderr), as docker logs does.
 
     The output is the container's own bytes, written as they are (as docker logs does):
-    escape sequences in it reach the terminal. Pipe it through cat -v to see them.
+    escape sequences in it reach the terminal. Pipe it through cat -v to see them. Each
+    line's time is the one its json-file record got when the line was read from the
+    container (docker's log driver does the same).
 
     Examples:
 
       dockscope logs web
 
       dockscope logs --tail 20 -f web
+
+      dockscope logs --since 10m -t web
     """
+    from runtime_lab.lifecycle.logs import TimeWindow
     from runtime_lab.lifecycle.state import refresh
 
     with handle_errors():
         last = parse_tail(tail)
+        window = TimeWindow(since, until)
         store = Store(root)
         cid = store.resolve(name)
         path = store.container_dir(cid) / "container.log"
         reader = LogReader(path)
-        lines = reader.read()
-        if last is not None:
+        lines = [r for r in reader.read_timed() if not window or window.keeps(r[2])]
+        if last is not None:  # docker: --tail counts the lines --since/--until left
             lines = lines[len(lines) - last :] if last else []
-        _write_log(lines)
+        _write_log(lines, timestamps=timestamps)
         while follow:
             running = path.parent.exists() and refresh(store, cid).status in (
                 "running",
                 "restarting",
             )
-            more = reader.read()  # after the status: nothing the container wrote is lost
-            _write_log(more)
+            # after the status: nothing the container wrote is lost
+            more = [r for r in reader.read_timed() if not window or window.keeps(r[2])]
+            _write_log(more, timestamps=timestamps)
             if not running:
                 break
             if not more:
                 time.sleep(0.1)
 
 
-def _write_log(records: list[tuple[str, str]]) -> None:
-    for stream, text in records:
+def _write_log(records: list[tuple[str, str, str]], *, timestamps: bool = False) -> None:
+    for stream, text, stamp in records:
         out = sys.stderr if stream == "stderr" else sys.stdout
-        out.write(text)
+        out.write(f"{stamp} {text}" if timestamps else text)
     if records:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CPU_PERIOD_US = 100_000
-V1_CONTROLLERS = ("memory", "cpu", "pids", "devices")
+# freezer: dockscope pause; cpuacct: the CPU time dockscope stats reads (both only if present)
+V1_CONTROLLERS = ("memory", "cpu", "pids", "devices", "freezer", "cpuacct")
 V2_CONTROLLERS = ("memory", "cpu", "pids")
 
 

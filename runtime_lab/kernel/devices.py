@@ -72,6 +72,12 @@ DEFAULT_RULES: tuple[DeviceRule, ...] = (
 )
 
 
+# --privileged: every device, as docker's privileged containers get (runc writes "a *:* rwm")
+PRIVILEGED_RULES: tuple[DeviceRule, ...] = (
+    DeviceRule(True, "a", WILDCARD, WILDCARD, "rwm", "every device (--privileged)"),
+)
+
+
 def v1_writes(rules: Sequence[DeviceRule] = DEFAULT_RULES) -> list[tuple[str, str]]:
     """(file, value) pairs to write, in order, into a v1 devices group. A deny of a single
     device after allow rules that never granted it needs no write (a fresh group starts from

@@ -288,6 +288,10 @@ def _config(
         restart=options.restart,
         seccomp=options.security.seccomp,
         seccomp_profile=options.security.profile,
+        cap_add=list(options.caps.add),
+        cap_drop=list(options.caps.drop),
+        privileged=options.caps.privileged,
+        capabilities=options.caps.capabilities(),
     )
 
 
@@ -296,10 +300,11 @@ def seccomp_filter(config: ContainerConfig, *, log: bool) -> Filter | None:
     PID 1 no longer sees when it loads the filter); with a trace, the kernel is asked to log
     what the filter denies (``log``: SECCOMP_FILTER_FLAG_LOG)."""
     from runtime_lab.kernel import seccomp
-    from runtime_lab.spec import DEFAULT_CAPABILITIES
 
+    if config.privileged:  # docker: a privileged container gets no seccomp filter
+        return None
     options = SecurityOptions(config.seccomp, config.seccomp_profile)
-    try:
-        return seccomp.prepare(options, DEFAULT_CAPABILITIES, log=log)
+    try:  # the profile's includes/excludes "caps" see the container's own capabilities
+        return seccomp.prepare(options, config.capability_set(), log=log)
     except seccomp.SeccompError as exc:
         raise ContainerError(exc.message, subject=config.name) from None

@@ -34,6 +34,10 @@ class LogReader:
 
     def read(self) -> list[tuple[str, str]]:
         """(stream, text) of each new record."""
+        return [(stream, text) for stream, text, _ in self.read_timed()]
+
+    def read_timed(self) -> list[tuple[str, str, str]]:
+        """(stream, text, time) of each new record; time as written (RFC 3339, 9 digits)."""
         from runtime_lab.storage.store import reading
 
         with reading(self.path):
@@ -52,7 +56,13 @@ class LogReader:
             self.number += 1
             try:
                 record = json.loads(raw)
-                records.append((str(record.get("stream", "stdout")), str(record.get("log", ""))))
+                records.append(
+                    (
+                        str(record.get("stream", "stdout")),
+                        str(record.get("log", "")),
+                        str(record.get("time", "")),
+                    )
+                )
             except (ValueError, AttributeError):
                 raise DockscopeError(
                     f"line {self.number} is not a json-file log record", subject=str(self.path)
@@ -100,3 +110,32 @@ class JsonFileLog:
             with contextlib.suppress(OSError):
                 self._handle.close()
             self._handle = None
+
+
+class TimeWindow:
+    """``logs --since`` and ``--until`` (each RFC 3339, a date, Unix seconds, or a duration
+    before now such as ``10m``): a record is shown when its time is within them."""
+
+    def __init__(self, since: str | None = None, until: str | None = None) -> None:
+        from inspect_tool.storage.times import parse_since
+
+        self.since = parse_since(since) if since else None
+        self.until = None
+        if until:
+            try:
+                self.until = parse_since(until)
+            except UsageError as exc:
+                raise UsageError(exc.message.replace("--since", "--until", 1)) from None
+
+    def __bool__(self) -> bool:
+        return self.since is not None or self.until is not None
+
+    def keeps(self, stamp: str) -> bool:
+        from inspect_tool.storage.times import parse_rfc3339_ns
+
+        moment = parse_rfc3339_ns(stamp)
+        if moment is None:  # a record without a time: docker's json-file always has one
+            return self.since is None and self.until is None
+        if self.since is not None and moment < self.since:
+            return False
+        return self.until is None or moment <= self.until

@@ -132,6 +132,7 @@ def _run(
         open_stdin=config.interactive,
     )
     spec = _launch_spec(store, directory, config, previous, io, streams, join)
+    spec.capabilities, spec.privileged = config.capability_set(), config.privileged
     spec.seccomp = seccomp_filter(config, log=tracer.tracing)
     spec.exec_hint = exec_format_hint(platform_mismatch(config.image_config))
     kernel_log = _open_kernel_log(spec)
@@ -167,17 +168,16 @@ def _set_up_group(tracer: Tracer, group: cgroups.Cgroup, config: ContainerConfig
             },
         )
     )
-    from runtime_lab.kernel.devices import DEFAULT_RULES, describe
+    from runtime_lab.kernel.devices import DEFAULT_RULES, PRIVILEGED_RULES, describe
 
+    rules = PRIVILEGED_RULES if config.privileged else DEFAULT_RULES
     try:
-        restricted = group.restrict_devices(DEFAULT_RULES)
+        restricted = group.restrict_devices(rules)
     except OSError as exc:
         raise ContainerError(
             f"cannot restrict the devices: {exc.strerror or exc}", subject=config.name
         ) from None
-    tracer.emit(
-        step_event("cgroup-devices", args={"rules": describe(DEFAULT_RULES)}, evidence=restricted)
-    )
+    tracer.emit(step_event("cgroup-devices", args={"rules": describe(rules)}, evidence=restricted))
     # pids.max waits for the shim to leave the group (cgroup-release): the shim is not one
     # of the container's processes, and docker's --pids-limit N allows N of those
     limits = cgroups.Limits(config.memory, config.cpus, None)

@@ -32,6 +32,11 @@ def stop(store: Store, container_id: str, timeout: float = 10.0) -> ContainerSta
         # it was started again before the mark was made: that run is stopped as any other
     if state.status != "running" or not state.pid:
         return state
+    if state.paused:  # a frozen process acts on no signal: thawed first, as docker does
+        from runtime_lab.lifecycle.control import unpause
+
+        with contextlib.suppress(Exception):
+            unpause(store, container_id)
     with contextlib.suppress(ProcessLookupError):
         os.kill(state.pid, signal.SIGTERM)
     if not wait_quietly(state.pid, timeout):

@@ -83,6 +83,7 @@ class _Launch:
     window: tuple[int, int] | None
     seccomp: Filter | None = None  # the container's filter (None: unconfined)
     exec_hint: str | None = None  # why execve may fail with ENOEXEC (the image's platform)
+    capabilities: list[str] | None = None  # the container's (None: docker's default set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +125,7 @@ def exec_in(
         window=io.window,
         seccomp=seccomp_filter(config, log=False),  # exec's denials are not collected
         exec_hint=exec_format_hint(platform_mismatch(config.image_config)),
+        capabilities=config.capability_set(),  # as PID 1 keeps them (--cap-add/--cap-drop)
     )
     events_r, events_w = os.pipe()
     go_r, go_w = os.pipe()
@@ -334,7 +336,9 @@ def _run_process(launch: _Launch, reporter: StepReporter) -> int:
         "user", lambda: switch_user(launch.user, holder, terminal), args={"user": launch.user}
     )
     reporter.run(
-        "capabilities", lambda: drop_capabilities(holder["uid"]), args={"uid": holder["uid"]}
+        "capabilities",
+        lambda: drop_capabilities(holder["uid"], *_kept(launch)),
+        args={"uid": holder["uid"]},
     )
     reporter.run("no_new_privs", linux.set_no_new_privs, args={"option": "PR_SET_NO_NEW_PRIVS"})
     set_stdio(launch.stdin_fd, launch.stdout_fd, launch.stderr_fd, terminal)
@@ -362,3 +366,8 @@ def _run_process(launch: _Launch, reporter: StepReporter) -> int:
         sys.stderr.write(exec_failure(launch.argv[0], exc, launch.exec_hint) + "\n")
         return 127 if exc.errno == errno.ENOENT else 126
     return 126  # not reached
+
+
+def _kept(launch: _Launch) -> tuple[list[str], ...]:
+    """The container's capabilities as drop_capabilities takes them (none: its default)."""
+    return () if launch.capabilities is None else (launch.capabilities,)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Sequence
 from typing import Any
 
 from runtime_lab.kernel import linux
@@ -65,8 +66,10 @@ def switch_user(spec_user: str, holder: dict[str, Any], terminal: int | None) ->
     return evidence
 
 
-def drop_capabilities(uid: int) -> dict[str, Any]:
-    keep = {CAPABILITY_NUMBERS[name] for name in DEFAULT_CAPABILITIES}
+def drop_capabilities(uid: int, names: Sequence[str] = DEFAULT_CAPABILITIES) -> dict[str, Any]:
+    """Keep only ``names`` (docker's default set unless --cap-add/--cap-drop/--privileged
+    changed it): every other capability leaves the bounding set, for good."""
+    keep = {CAPABILITY_NUMBERS[name] for name in names}
     last = int(_read("/proc/sys/kernel/cap_last_cap").strip() or 40)
     if uid != 0:
         # setuid to a non-root user cleared the effective set (PR_SET_KEEPCAPS kept only the
@@ -79,13 +82,21 @@ def drop_capabilities(uid: int) -> dict[str, Any]:
             linux.drop_bounding_capability(cap)
             dropped.append(cap)
     mask = sum(1 << cap for cap in keep)
+    # the host may run dockscope itself without some capabilities (a container, a sandbox):
+    # a set cannot grow beyond what this process holds, so those are named, not asked for
+    held = int(_status_field("CapPrm") or "0", 16)
+    unavailable = [cap for cap in sorted(keep) if not held >> cap & 1]
+    mask &= held
     if uid == 0:
         # nothing inheritable, as docker since 23.0 (CVE-2022-24769)
         linux.capset(mask, mask, 0)
     else:
         linux.capset(0, 0, 0)  # a non-root user keeps none, as with docker
     status = {name: _status_field(name) for name in ("CapInh", "CapPrm", "CapEff", "CapBnd")}
-    return {"dropped": dropped, "status": status}
+    evidence: dict[str, Any] = {"dropped": dropped, "status": status}
+    if unavailable:
+        evidence["unavailable"] = unavailable  # kept, but dockscope itself lacks them
+    return evidence
 
 
 def _status_field(name: str) -> str | None:

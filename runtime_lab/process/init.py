@@ -13,6 +13,8 @@ import sys
 from typing import Any
 
 from runtime_lab.kernel import hardening, linux
+from runtime_lab.kernel.capabilities import describe as describe_capabilities
+from runtime_lab.kernel.capabilities import privileged_changes
 from runtime_lab.process.identity import drop_capabilities, switch_user
 from runtime_lab.process.launch import LaunchSpec, StepReporter, exec_failure
 from runtime_lab.process.mounts import (
@@ -98,10 +100,13 @@ def _make_world(spec: LaunchSpec, child: StepReporter) -> None:
             "sys",
             "sysfs",
             "sysfs",
-            linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC,
+            (0 if spec.privileged else linux.MS_RDONLY)
+            | linux.MS_NOSUID
+            | linux.MS_NODEV
+            | linux.MS_NOEXEC,
             spec,
         ),
-        args={"target": f"{root}/sys", "flags": ["MS_RDONLY"]},
+        args={"target": f"{root}/sys", "flags": [] if spec.privileged else ["MS_RDONLY"]},
     )
     for mount in spec.mounts:
         child.run(
@@ -115,6 +120,9 @@ def _make_world(spec: LaunchSpec, child: StepReporter) -> None:
             },
         )
     child.run("pivot_root", lambda: pivot(root), args={"new_root": root, "put_old": root})
+    if spec.privileged:  # docker's --privileged: neither read-only nor masked paths
+        child.done("privileged", evidence={"turned_off": privileged_changes()})
+        return
     child.run(
         "readonly-paths",
         hardening.make_readonly,
@@ -127,6 +135,7 @@ def _become_user(spec: LaunchSpec, child: StepReporter) -> dict[str, Any]:
     """PID 1 becomes the container's user: its uid and groups, the capabilities it keeps,
     no new privileges, the command's descriptors; what was learnt of the user (uid, home)."""
     user_holder: dict[str, Any] = {}
+    keep = list(DEFAULT_CAPABILITIES if spec.capabilities is None else spec.capabilities)
     child.run(
         "user",
         lambda: switch_user(spec.user, user_holder, spec.terminal),
@@ -134,8 +143,8 @@ def _become_user(spec: LaunchSpec, child: StepReporter) -> dict[str, Any]:
     )
     child.run(
         "capabilities",
-        lambda: drop_capabilities(user_holder["uid"]),
-        args={"keep": list(DEFAULT_CAPABILITIES)},
+        lambda: drop_capabilities(user_holder["uid"], keep),
+        args={"keep": keep, **describe_capabilities(keep)},
     )
     child.run("no_new_privs", linux.set_no_new_privs, args={"option": "PR_SET_NO_NEW_PRIVS"})
     prepare_stdio(spec)

@@ -48,6 +48,8 @@ class LaunchSpec:
     seccomp: Filter | None = None  # compiled by dockscope before fork; None: unconfined
     exec_hint: str | None = None  # why execve may fail with ENOEXEC (the image's platform)
     release_fd: int | None = None  # PID 1 reads "g" here once the shim has left the group
+    capabilities: list[str] | None = None  # kept by the container's root (None: docker's)
+    privileged: bool = False  # --privileged: no masked or read-only paths, /sys rw, all devices
 
 
 def exec_failure(command: str, exc: OSError, hint: str | None) -> str:

@@ -122,6 +122,7 @@ def mount_dev(root: str, spec: LaunchSpec) -> dict[str, Any]:
         linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC,
         "mode=1777,size=65536k",
     )
+    host_devices = _host_devices(dev) if spec.privileged else []
     for name, target in (
         ("fd", "/proc/self/fd"),
         ("stdin", "/proc/self/fd/0"),
@@ -131,9 +132,43 @@ def mount_dev(root: str, spec: LaunchSpec) -> dict[str, Any]:
         os.symlink(target, os.path.join(dev, name))
     return {
         "devices": sorted(os.listdir(dev)),
+        **({"host_devices": host_devices} if spec.privileged else {}),
         "mountinfo": _mountinfo(dev),
         "created_mountpoints": spec.created_mountpoints[created:],
     }
+
+
+_NOT_COPIED = ("pts", "shm", "mqueue", "ptmx", "console")  # the container's own
+
+
+def _host_devices(dev: str, host: str = "/dev", depth: int = 0) -> list[str]:
+    """--privileged: a node in the container's /dev for each device of the host's (made
+    while the host's /dev is still in reach, before pivot_root), as docker's privileged
+    containers get them; the names made."""
+    made: list[str] = []
+    try:
+        entries = list(os.scandir(host))
+    except OSError:
+        return made
+    for entry in entries:
+        if depth == 0 and entry.name in _NOT_COPIED:
+            continue
+        target = os.path.join(dev, entry.name)
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode) and depth < 3:
+                os.makedirs(target, mode=0o755, exist_ok=True)
+                made += [f"{entry.name}/{n}" for n in _host_devices(target, entry.path, depth + 1)]
+            elif (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)) and not os.path.lexists(
+                target
+            ):
+                os.mknod(target, st.st_mode, st.st_rdev)
+                os.chown(target, st.st_uid, st.st_gid)
+                os.chmod(target, stat.S_IMODE(st.st_mode))
+                made.append(entry.name)
+        except OSError:  # a device that vanished, or one this kernel will not let us make
+            continue
+    return sorted(made)
 
 
 def resolve_in_root(root: str, path: str, *, directory: bool, created: list[str]) -> str:

@@ -58,7 +58,7 @@ def ps_fields(config: Any, state: Any, size: tuple[int | None, int | None]) -> d
     from runtime_lab.storage.records import human_size
 
     if state.status == "running":
-        status = f"Up {ago(state.started)}"
+        status = f"Up {ago(state.started)}" + (" (Paused)" if state.paused else "")
     elif state.status == "restarting":
         status = f"Restarting ({state.exit_code}) {ago(state.finished)} ago"
     elif state.status == "exited":
@@ -73,7 +73,7 @@ def ps_fields(config: Any, state: Any, size: tuple[int | None, int | None]) -> d
         "CreatedAt": created_at(config.created),
         "RunningFor": f"{ago(config.created)} ago",
         "Ports": "",
-        "State": state.status,
+        "State": "paused" if state.paused and state.status == "running" else state.status,
         "Status": status,
         "Size": (
             f"{human_size(rw)} (virtual {human_size(virtual)})"
@@ -241,8 +241,29 @@ def explain_details(
             else "this host's"
         ),
         "root filesystem": mode,
-        "seccomp": {
+        "seccomp": "none (--privileged)"
+        if options.caps.privileged
+        else {
             "default": "docker's default profile (runtime_lab/kernel/profiles/default.json)",
             "unconfined": "unconfined (no filter)",
         }.get(options.security.seccomp, options.security.seccomp),
+        "capabilities": _capabilities_line(options),
     }
+
+
+def _capabilities_line(options: RunOptions) -> str:
+    """--explain's capabilities: docker's default set, or what the options changed."""
+    from runtime_lab.kernel.capabilities import describe, privileged_changes
+
+    if options.caps.privileged:
+        return "all (--privileged); also off: " + "; ".join(privileged_changes()[1:])
+    chosen = options.caps.capabilities()
+    changed = describe(chosen)
+    if not changed["added"] and not changed["dropped"]:
+        return f"docker's default {len(chosen)}"
+    parts = [f"{len(chosen)} kept"]
+    if changed["added"]:
+        parts.append("added " + " ".join(changed["added"]))
+    if changed["dropped"]:
+        parts.append("dropped " + " ".join(changed["dropped"]))
+    return ", ".join(parts)

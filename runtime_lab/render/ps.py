@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rich.cells import cell_len
 
@@ -65,9 +65,14 @@ class Template:
 
     table: bool
     parts: tuple[tuple[str, str], ...]  # ("text", s) | ("field", name) | ("json", name|"")
+    headers: Mapping[str, str] = field(default_factory=lambda: HEADERS)
 
     @classmethod
-    def parse(cls, text: str) -> Template:
+    def parse(
+        cls, text: str, *, fields: Mapping[str, str] = HEADERS, default: str = DEFAULT_TABLE
+    ) -> Template:
+        """``fields``: the names a template may use, each with its column header (docker
+        ps's by default; stats passes its own, with its ``default`` table)."""
         table = text.startswith("table")
         if table:
             text = text[len("table") :]
@@ -75,27 +80,29 @@ class Template:
             text = "{{json .}}"
         text = text.strip(" ").replace("\\t", "\t").replace("\\n", "\n")
         if table and not text:
-            return cls.parse(DEFAULT_TABLE)
+            return cls.parse(default, fields=fields, default=default)
         parts: list[tuple[str, str]] = []
         position = 0
         for match in _ACTION.finditer(text):
             if match.start() > position:
                 parts.append(("text", text[position : match.start()]))
-            parts.append(_action(match.group(1), match.group(0)))
+            parts.append(_action(match.group(1), match.group(0), fields))
             position = match.end()
         rest = text[position:]
         if "{{" in rest or "}}" in rest:
             raise UsageError(f"--format: unclosed action in {text!r}")
         if rest:
             parts.append(("text", rest))
-        return cls(table, tuple(parts))
+        return cls(table, tuple(parts), fields)
 
     def render(self, rows: Sequence[Mapping[str, str]]) -> str:
         lines = [self._line(row) for row in rows]
         if not self.table:
             return "".join(line + "\n" for line in lines)
         header = "".join(
-            HEADERS.get(value, value.upper()) if kind == "field" else _header_text(kind, value)
+            self.headers.get(value, value.upper())
+            if kind == "field"
+            else _header_text(kind, value, self.headers)
             for kind, value in self.parts
         )
         return tabwriter([header, *lines])
@@ -114,26 +121,26 @@ class Template:
         return "".join(out)
 
 
-def _header_text(kind: str, value: str) -> str:
+def _header_text(kind: str, value: str, headers: Mapping[str, str] = HEADERS) -> str:
     if kind == "text":
         return value
-    return "" if not value else HEADERS.get(value, value.upper())
+    return "" if not value else headers.get(value, value.upper())
 
 
-def _action(body: str, whole: str) -> tuple[str, str]:
+def _action(body: str, whole: str, fields: Mapping[str, str] = HEADERS) -> tuple[str, str]:
     if body.startswith("."):
         name = body[1:]
-        if name not in HEADERS:
+        if name not in fields:
             raise UsageError(
                 f"--format: {whole}: no field {name!r} (fields: "
-                + ", ".join("." + key for key in HEADERS)
+                + ", ".join("." + key for key in fields)
                 + ")"
             )
         return "field", name
     words = body.split()
     if len(words) == 2 and words[0] == "json" and words[1].startswith("."):
         name = words[1][1:]
-        if name and name not in HEADERS:
+        if name and name not in fields:
             raise UsageError(f"--format: {whole}: no field {name!r}")
         return "json", name
     raise UsageError(

@@ -132,6 +132,18 @@ class ContainerConfig:
     # whose document is kept here (read once, at create, as docker keeps it)
     seccomp: str = "default"
     seccomp_profile: dict[str, Any] | None = None
+    # --cap-add/--cap-drop as given (normalized), --privileged, and the capabilities they give
+    # (None: docker's default set, as for a container created before these options)
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    privileged: bool = False
+    capabilities: list[str] | None = None
+
+    def capability_set(self) -> list[str]:
+        """The capabilities the container's root keeps."""
+        from runtime_lab.spec import DEFAULT_CAPABILITIES
+
+        return list(DEFAULT_CAPABILITIES) if self.capabilities is None else self.capabilities
 
 
 @dataclass(slots=True)
@@ -151,6 +163,7 @@ class ContainerState:
     cgroup_paths: dict[str, str] = field(default_factory=dict)
     restart_count: int = 0  # starts by the restart policy since the last start by hand
     supervisor_pid: int = 0  # a detached container's supervisor (it restarts the container)
+    paused: bool = False  # dockscope pause: its control group is frozen (still "running")
 
 
 class Store:

@@ -208,6 +208,16 @@ _ALL = [
         "init",
     ),
     Step(
+        "privileged",
+        "Turn the protections off (--privileged)",
+        None,
+        "--privileged gives the container what the host's root has: every capability, no "
+        "seccomp filter, no masked or read-only paths in /proc and /sys, /sys writable, "
+        "and every host device (the device cgroup allows a *:* rwm). Anything that runs as "
+        "root in it can load kernel modules, mount the host's disks, and so own the host.",
+        "init",
+    ),
+    Step(
         "readonly-rootfs",
         "Make the root filesystem read-only",
         "mount",
@@ -227,7 +237,9 @@ _ALL = [
         "Drop capabilities",
         "prctl/capset",
         "Root in the container keeps only docker's default capabilities (no CAP_SYS_ADMIN, "
-        "no CAP_NET_ADMIN…); the bounding set is reduced so they cannot come back.",
+        "no CAP_NET_ADMIN…), changed by --cap-add and --cap-drop (ALL or names, as docker "
+        "takes them); the bounding set is reduced so the others cannot come back. "
+        "/proc/self/status shows the result: CapEff 00000000a80425fb is docker's 14.",
         "init",
     ),
     Step(
@@ -380,6 +392,7 @@ def plan(
     seccomp: bool = True,
     traced: bool = False,
     auto_remove: bool = False,
+    privileged: bool = False,
 ) -> list[Step]:
     """The steps a run will take with these options, in order (``joined``: the kinds of
     namespace joined with setns rather than unshared; ``seccomp``: a filter is loaded;
@@ -393,6 +406,10 @@ def plan(
             chosen += [step] * volumes
             continue
         if step.id == "readonly-rootfs" and not read_only:
+            continue
+        if step.id == "privileged" and not privileged:
+            continue
+        if step.id in ("readonly-paths", "masked-paths") and privileged:
             continue
         if step.id == "seccomp" and not seccomp:  # --security-opt seccomp=unconfined
             continue
