@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from inspect_tool.cli._common import PLATFORM_OPTION, REF_OPTION, handle_errors, image_location
-from runtime_lab.cli.common import ROOT_OPTION, need_root
+from runtime_lab.cli.common import ROOT_OPTION, need_root_or_rootless
 from runtime_lab.lifecycle.session import (
     add_trace_sinks,
     local_streams,
@@ -203,13 +203,14 @@ def run(
         if explain:
             _explain(options, traced=trace or trace_json is not None)
             return
-        need_root()
+        need_root_or_rootless()  # an ordinary user: into a user namespace first
         tracer = Tracer()
         json_file = open_trace_file(trace_json)
         try:
             add_trace_sinks(tracer, trace=trace, json_file=json_file)
             store = _store(root)
             config = create_container(store, options, tracer)
+            _warn_limits(options)
             warning = platform_warning_for(config.image_config, platform)
             if warning is not None:  # docker's, before the container starts
                 sys.stderr.write(f"dockscope: WARNING: {warning}\n")
@@ -225,6 +226,14 @@ def run(
                 with contextlib.suppress(OSError):  # reported already, as the run stopped
                     json_file.close()
         raise typer.Exit(code)
+
+
+def _warn_limits(options: RunOptions) -> None:
+    from runtime_lab.lifecycle.rootless import limits_warning
+
+    warning = limits_warning(options.memory, options.cpus, options.pids)
+    if warning is not None:  # podman's warning; the limits are not recorded
+        sys.stderr.write(f"dockscope: WARNING: {warning}\n")
 
 
 def _run_attached(

@@ -29,3 +29,14 @@ def need_root() -> None:
             "this needs root (namespaces, mounts and cgroups): run it with sudo "
             "(dockscope run --explain shows what a run would do, without root)"
         )
+
+
+def need_root_or_rootless(*, enter: bool = True) -> None:
+    """Root, or an ordinary user (rootless, docs/RUNTIME.md): with ``enter`` the rest of the
+    command runs as uid 0 of a user namespace of its own (its files in the layer store and the
+    writable layers are owned through that namespace's map), as podman re-enters its own."""
+    if os.geteuid() == 0 or not enter:
+        return
+    from runtime_lab.lifecycle.rootless import enter as enter_user_namespace
+
+    enter_user_namespace()

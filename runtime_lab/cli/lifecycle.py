@@ -10,7 +10,12 @@ import typer
 
 from inspect_tool.cli._common import JSON_OPTION, handle_errors, write_json
 from inspect_tool.errors import UsageError
-from runtime_lab.cli.common import NAME_ARGUMENT, NAMES_ARGUMENT, ROOT_OPTION, need_root
+from runtime_lab.cli.common import (
+    NAME_ARGUMENT,
+    NAMES_ARGUMENT,
+    ROOT_OPTION,
+    need_root_or_rootless,
+)
 from runtime_lab.lifecycle.logs import LogReader, parse_tail
 from runtime_lab.lifecycle.supervisor import start_detached
 from runtime_lab.render import documents
@@ -154,7 +159,7 @@ def stop(
     from runtime_lab.lifecycle.stop import stop as stop_container
 
     with handle_errors():
-        need_root()
+        need_root_or_rootless(enter=False)  # rootless: the user may signal its containers
         store = Store(root)
         for name in names:
             stop_container(store, store.resolve(name), timeout=time_)
@@ -172,7 +177,7 @@ def start(
       dockscope start web
     """
     with handle_errors():
-        need_root()
+        need_root_or_rootless()
         store = Store(root)
         for name in names:
             start_detached(store, store.resolve(name))
@@ -196,6 +201,7 @@ def rm(
     from runtime_lab.lifecycle.stop import remove as remove_container
 
     with handle_errors():
+        need_root_or_rootless()  # rootless: files owned through the user namespace's map
         store = Store(root)
         for name in names:
             remove_container(store, store.resolve(name), force=force, volumes=volumes)
@@ -213,7 +219,7 @@ def cleanup(root: str | None = ROOT_OPTION) -> None:
     from runtime_lab.lifecycle.recovery import recover
 
     with handle_errors():
-        need_root()
+        need_root_or_rootless()
         report = recover(Store(root))
         from inspect_tool.render.text import visible
 

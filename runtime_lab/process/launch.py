@@ -48,6 +48,7 @@ class LaunchSpec:
     seccomp: Filter | None = None  # compiled by dockscope before fork; None: unconfined
     exec_hint: str | None = None  # why execve may fail with ENOEXEC (the image's platform)
     release_fd: int | None = None  # PID 1 reads "g" here once the shim has left the group
+    rootless: bool = False  # in a user namespace: overlayfs with userxattr, /dev's nodes bound
 
 
 def exec_failure(command: str, exc: OSError, hint: str | None) -> str:

@@ -14,13 +14,14 @@ import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from runtime_lab.storage.store import Store, remove_dir
 from runtime_lab.trace.events import Event, Tracer
 from runtime_lab.trace.steps import STEPS
 
 if TYPE_CHECKING:
+    from inspect_tool.layers.unpack.audit import AuditEntry
     from inspect_tool.model.image import Image
     from inspect_tool.sources.source import Source
 
@@ -44,8 +45,11 @@ def ensure_layers(
     tracer: Tracer,
     *,
     progress: Callable[[int], None] | None = None,
+    userxattr: bool = False,
 ) -> list[Path]:
-    """The layer directories for ``image``, bottom first, unpacking those not yet stored."""
+    """The layer directories for ``image``, bottom first, unpacking those not yet stored
+    (``userxattr``: rootless, opaque directories marked ``user.overlay.opaque``, and owners the
+    user namespace's map lacks counted rather than listed)."""
     step = STEPS["layer-store"]
     directories = []
     for layer in image.layers:
@@ -71,7 +75,9 @@ def ensure_layers(
         from runtime_lab.storage.overlay_extract import extract_layer
 
         try:
-            stats, audit = extract_layer(source, image, layer.index, temporary, progress)
+            stats, audit = extract_layer(
+                source, image, layer.index, temporary, progress, userxattr=userxattr
+            )
             try:
                 os.rename(temporary, final)  # atomic: the layer appears whole
             except OSError:
@@ -95,7 +101,7 @@ def ensure_layers(
                     "directories": stats.directories,
                     "bytes": stats.bytes,
                     "whiteouts": stats.whiteouts,
-                    "refused": [f"{a.name}: {a.message}" for a in audit],
+                    **_refused(audit, userxattr),
                 },
             )
         )
@@ -109,3 +115,17 @@ def copy_image(source: Source, image: Image, destination: Path) -> None:
     # device nodes are never made (the container gets docker's default /dev), overlayfs's own
     # xattrs never taken from the image: the same rules as the layer store
     unpack(source, image, destination, options=UnpackOptions(devices=False, force=True))
+
+
+def _refused(audit: list[AuditEntry], userxattr: bool) -> dict[str, Any]:
+    """What the layer store did not reproduce; rootless, the owners its user namespace does
+    not map (a single-ID map maps only root) are counted: those entries stay the user's,
+    root's inside."""
+    refused = [f"{a.name}: {a.message}" for a in audit]
+    if not userxattr:
+        return {"refused": refused}
+    unmapped = [r for r in refused if "not set" in r and "owner" in r]
+    return {
+        "refused": [r for r in refused if r not in unmapped],
+        "owners_unmapped": len(unmapped),
+    }
