@@ -285,6 +285,7 @@ def _explain(options: RunOptions, *, traced: bool) -> None:
     from runtime_lab.render import documents
     from runtime_lab.spec import command_line, platform_mismatch
     from runtime_lab.storage.layerstore import overlay_available
+    from runtime_lab.storage.store import rootless
     from runtime_lab.trace.narrate import explain
     from runtime_lab.trace.steps import plan
 
@@ -308,6 +309,7 @@ def _explain(options: RunOptions, *, traced: bool) -> None:
             seccomp=options.security.seccomp != "unconfined",
             traced=traced,
             auto_remove=options.auto_remove,
+            rootless=rootless(),
             joined=[
                 kind
                 for kind, mode in (
