@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runtime_lab.storage.store import Store, remove_dir
+from runtime_lab.storage.store import Store, remove_dir, rootless
 from runtime_lab.trace.events import Event, Tracer
 from runtime_lab.trace.steps import STEPS
 
@@ -26,11 +26,28 @@ if TYPE_CHECKING:
     from inspect_tool.sources.source import Source
 
 
+USERNS_OVERLAY_KERNEL = (5, 11)
+
+
+def kernel_release() -> tuple[int, int]:
+    """The running kernel's major and minor version (``uname -r``)."""
+    major, _, rest = os.uname().release.partition(".")
+    minor = "".join(c for c in rest.partition(".")[0] if c.isdigit())
+    try:
+        return int(major), int(minor or 0)
+    except ValueError:
+        return (0, 0)
+
+
 def overlay_available() -> bool:
     """Whether overlayfs can be used (DOCKSCOPE_ROOTFS=copy forces the copy fallback, to
-    teach or test it on a machine that has overlayfs)."""
+    teach or test it on a machine that has overlayfs). Rootless, the kernel must let a user
+    namespace mount it (5.11 or later); before that the image is copied (fuse-overlayfs,
+    podman's answer there, is not used)."""
     if os.environ.get("DOCKSCOPE_ROOTFS") == "copy":
         return False
+    if rootless() and kernel_release() < USERNS_OVERLAY_KERNEL:
+        return False  # overlayfs mounts in a user namespace came with Linux 5.11
     try:
         with open("/proc/filesystems") as f:
             return any(line.split()[-1] == "overlay" for line in f if line.strip())

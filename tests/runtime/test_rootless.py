@@ -79,7 +79,7 @@ class User:
         return self.home / ".local/share/dockscope"
 
     def dockscope(
-        self, *args: str | Path, timeout: float = 120
+        self, *args: str | Path, timeout: float = 120, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
         paths = [str(REPO), *site.getsitepackages()]
         env = {
@@ -90,6 +90,7 @@ class User:
             "COLUMNS": "200",
             "PYTHONDONTWRITEBYTECODE": "1",
             "LANG": "C.UTF-8",
+            **(env or {}),
         }
         return subprocess.run(
             [
@@ -382,3 +383,39 @@ def test_single_id_map_without_subordinate_ranges(single_user: User) -> None:
     refused = user.dockscope("run", "--rm", "-u", "1000", user.image, "id")
     assert refused.returncode == 126
     assert "uid 1000 or gid 1000 is not mapped" in refused.stderr
+
+
+def test_copy_fallback_without_overlayfs(user: User) -> None:
+    """Where overlayfs cannot be mounted in a user namespace (before Linux 5.11; forced here
+    with DOCKSCOPE_ROOTFS=copy) the image is copied into the container's root, owners
+    through the map as in the layer store."""
+    assert user.subuid is not None
+    trace = user.runtime / "copy.jsonl"
+    name = f"copy{secrets.token_hex(3)}"
+    done = user.dockscope(
+        "run",
+        "--name",
+        name,
+        "--trace-json",
+        trace,
+        user.image,
+        "sh",
+        "-c",
+        "id -u; echo x > /f; chown 1000 /f",
+        env={"DOCKSCOPE_ROOTFS": "copy"},
+    )
+    try:
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines() == ["0"]
+        events = _events(trace)
+        assert _done(events, "container-dirs")["evidence"]["rootfs_mode"] == "copy"
+        [cid] = [
+            p.name
+            for p in (user.data / "containers").iterdir()
+            if json.loads((p / "config.json").read_text())["name"] == name
+        ]
+        merged = user.data / "containers" / cid / "merged"
+        assert (merged / "bin" / "busybox").stat().st_uid == user.uid  # root's, mapped
+        assert (merged / "f").stat().st_uid == user.subuid[0] + 999
+    finally:
+        user.ok("rm", name)
