@@ -44,7 +44,7 @@ demo: $(VENV)/.installed debs-run $(BUSYBOX_IMAGE)
 	    sh -c 'echo "hello from PID $$$$ on $$(hostname)"; ls /'; \
 	else \
 	  set -x; $(DOCKSCOPE) run --explain $(BUSYBOX_IMAGE); \
-	  echo "(containers need root: sudo make demo runs it for real, with --trace)"; \
+	  echo "(sudo make demo runs it as root, with --trace; as yourself, dockscope run goes rootless: docs/RUNTIME.md)"; \
 	fi
 
 lint: $(VENV)/.installed

@@ -14,8 +14,9 @@ ROOT_OPTION = typer.Option(
     "--root",
     metavar="DIR",
     envvar="DOCKSCOPE_ROOT",
-    help="dockscope's state directory: its containers and volumes (default /var/lib/dockscope; "
-    "also DOCKSCOPE_ROOT). Engine storage is --storage.",
+    help="dockscope's state directory: its containers and volumes (default /var/lib/dockscope, "
+    "~/.local/share/dockscope for an ordinary user: rootless; also DOCKSCOPE_ROOT). Engine "
+    "storage is --storage.",
 )
 NAME_ARGUMENT = typer.Argument(..., metavar="NAME", help="Container name or ID (prefix).")
 NAMES_ARGUMENT = typer.Argument(..., metavar="NAME...", help="Container names or IDs.")
