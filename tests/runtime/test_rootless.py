@@ -280,7 +280,20 @@ def test_lifecycle_as_an_ordinary_user(user: User) -> None:
         assert state["cgroup_paths"] == {}
         assert not groups_named([cid])
         # exec joins the container's user namespace first
-        out = user.ok("exec", name, "sh", "-c", "id -u; cat /proc/self/uid_map; cat /by-1000")
+        exec_trace = user.runtime / f"{name}-exec.jsonl"
+        out = user.ok(
+            "exec",
+            "--trace-json",
+            exec_trace,
+            name,
+            "sh",
+            "-c",
+            "id -u; cat /proc/self/uid_map; cat /by-1000",
+        )
+        joined = [e for e in _events(exec_trace) if e["step"] == "setns"]
+        assert joined[0]["args"]["namespace"] == "user"  # first, so that the others may be
+        assert _map_rows(joined[0]["evidence"]["uid_map"])[0] == ["0", str(user.uid), "1"]
+        assert not [e for e in _events(exec_trace) if e["step"] == "cgroup-join"]
         assert out.splitlines()[0] == "0"
         assert _map_rows(out.splitlines()[1])[0] == ["0", str(user.uid), "1"]
         assert out.splitlines()[-1] == "b"
