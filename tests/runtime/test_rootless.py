@@ -432,3 +432,26 @@ def test_copy_fallback_without_overlayfs(user: User) -> None:
         assert (merged / "f").stat().st_uid == user.subuid[0] + 999
     finally:
         user.ok("rm", name)
+
+
+def test_host_network_binds_the_hosts_sys(user: User) -> None:
+    """--net host: the network namespace is the host's user namespace's, so sysfs may not be
+    mounted; the host's /sys is bound read-only instead, and the trace says so."""
+    trace = user.runtime / "host-net.jsonl"
+    out = user.ok(
+        "run",
+        "--rm",
+        "--net",
+        "host",
+        "--trace-json",
+        trace,
+        user.image,
+        "sh",
+        "-c",
+        "ls /sys/class/net; touch /sys/x 2>&1 || true",
+    )
+    assert "lo" in out.split()
+    assert "Read-only file system" in out
+    sys_step = _done(_events(trace), "mount-sys")["evidence"]
+    assert sys_step["how"].startswith("the host's /sys bound read-only")
+    assert not [e for e in _events(trace) if e["step"] == "loopback"]
