@@ -4,8 +4,12 @@ one check (and message) that a command needs root."""
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from runtime_lab.storage.store import Store
 
 from inspect_tool.errors import UsageError
 
@@ -41,3 +45,13 @@ def need_root_or_rootless(*, enter: bool = True) -> None:
     from runtime_lab.lifecycle.rootless import enter as enter_user_namespace
 
     enter_user_namespace()
+
+
+def enter_if_rootless(store: Store, container_ids: list[str]) -> None:
+    """An ordinary user acting on the files of its rootless containers (``userns`` in their
+    config): into a user namespace with the same maps first, where the range's owners are
+    reachable. Nothing for root, or for containers root made."""
+    if os.geteuid() == 0:
+        return
+    if any(store.load_config(cid).userns is not None for cid in container_ids):
+        need_root_or_rootless()

@@ -18,7 +18,7 @@ from inspect_tool.cli._common import (
 )
 from inspect_tool.errors import UsageError
 from inspect_tool.storage.evidence import StorageError
-from runtime_lab.cli.common import NAME_ARGUMENT, ROOT_OPTION, need_root_or_rootless
+from runtime_lab.cli.common import NAME_ARGUMENT, ROOT_OPTION, enter_if_rootless
 from runtime_lab.render import documents
 from runtime_lab.storage.store import Store
 
@@ -82,9 +82,9 @@ def diff(
     with handle_errors():
         if since is not None or show_all:
             raise UsageError("--since and --all read engine storage: give --storage DIR")
-        need_root_or_rootless()  # rootless: the writable layer's owners through the map
         store = Store(root)
         cid = store.resolve(name)
+        enter_if_rootless(store, [cid])  # rootless: the writable layer's owners via the map
         config = store.load_config(cid)
         state = store.load_state(cid)
         from runtime_lab.storage.driver import container_diff
@@ -189,9 +189,9 @@ def export(
         return
     with handle_errors():
         to_stdout = tar_to_stdout(output, json_output=json_output)
-        need_root_or_rootless()
         store = Store(root)
         cid = store.resolve(name)
+        enter_if_rootless(store, [cid])
 
         def write(out: BinaryIO) -> TarStats:
             return run_export(store, cid, out, layer=layer)
@@ -262,9 +262,9 @@ def commit(
 
     with handle_errors():
         reference = Reference.parse(tag) if tag is not None else None
-        need_root_or_rootless()
         store = Store(root)
         cid = store.resolve(name)
+        enter_if_rootless(store, [cid])
         options = CommitOptions(tag=reference, message=message, author=author)
         result = run_commit(store, cid, output, options)
         if not json_output:

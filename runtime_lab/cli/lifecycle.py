@@ -3,6 +3,7 @@ supervisor of detached containers is runtime_lab/lifecycle/supervisor.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 
@@ -14,6 +15,7 @@ from runtime_lab.cli.common import (
     NAME_ARGUMENT,
     NAMES_ARGUMENT,
     ROOT_OPTION,
+    enter_if_rootless,
     need_root_or_rootless,
 )
 from runtime_lab.lifecycle.logs import LogReader, parse_tail
@@ -201,11 +203,20 @@ def rm(
     from runtime_lab.lifecycle.stop import remove as remove_container
 
     with handle_errors():
-        need_root_or_rootless()  # rootless: files owned through the user namespace's map
         store = Store(root)
+        enter_if_rootless(store, _resolvable(store, names))  # rootless: owners via the map
         for name in names:
             remove_container(store, store.resolve(name), force=force, volumes=volumes)
             sys.stdout.write(name + "\n")
+
+
+def _resolvable(store: Store, names: list[str]) -> list[str]:
+    """The IDs of the names that resolve (the others fail in their turn, as before)."""
+    found = []
+    for name in names:
+        with contextlib.suppress(UsageError):
+            found.append(store.resolve(name))
+    return found
 
 
 def cleanup(root: str | None = ROOT_OPTION) -> None:
