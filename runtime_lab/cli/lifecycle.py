@@ -4,6 +4,7 @@ supervisor of detached containers is runtime_lab/lifecycle/supervisor.py)."""
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 
@@ -204,10 +205,22 @@ def rm(
 
     with handle_errors():
         store = Store(root)
-        enter_if_rootless(store, _resolvable(store, names))  # rootless: owners via the map
+        ids = _resolvable(store, names)
+        if force and os.geteuid() != 0:  # rootless: stopped from outside, where the user
+            _stop_running(store, ids)  # may signal any id of its containers' namespaces
+        enter_if_rootless(store, ids)  # rootless: owners via the map
         for name in names:
             remove_container(store, store.resolve(name), force=force, volumes=volumes)
             sys.stdout.write(name + "\n")
+
+
+def _stop_running(store: Store, ids: list[str]) -> None:
+    from runtime_lab.lifecycle.state import refresh
+    from runtime_lab.lifecycle.stop import stop as stop_container
+
+    for cid in ids:
+        if refresh(store, cid).status in ("running", "restarting"):
+            stop_container(store, cid, timeout=0)
 
 
 def _resolvable(store: Store, names: list[str]) -> list[str]:

@@ -455,3 +455,13 @@ def test_host_network_binds_the_hosts_sys(user: User) -> None:
     sys_step = _done(_events(trace), "mount-sys")["evidence"]
     assert sys_step["how"].startswith("the host's /sys bound read-only")
     assert not [e for e in _events(trace) if e["step"] == "loopback"]
+
+
+def test_rm_f_of_a_container_running_as_a_range_id(user: User) -> None:
+    """PID 1 as uid 1000 (a range id on the host): rm -f stops it from outside, where the
+    user may signal it, then removes its files inside a user namespace."""
+    name = f"rmf{secrets.token_hex(3)}"
+    cid = user.ok("run", "-d", "--name", name, "-u", "1000", user.image, "sleep", "300").strip()
+    removed = user.dockscope("rm", "-f", name)
+    assert removed.returncode == 0, removed.stderr
+    assert not (user.data / "containers" / cid).exists()
