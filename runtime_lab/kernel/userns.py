@@ -180,6 +180,7 @@ def enter(plan: MapPlan | None = None) -> dict[str, Any]:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:
         os.close(unshared_r)
@@ -188,6 +189,10 @@ def enter(plan: MapPlan | None = None) -> dict[str, Any]:
             # the parent writes /proc/PID/*_map as the same user: a process that dropped
             # privileges (setuid from root) is not dumpable and its /proc files stay root's
             linux.prctl(PR_SET_DUMPABLE, 1)
+            # killed with the process outside, as a container dies with dockscope as root
+            linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != parent:
+                os._exit(137)
             linux.unshare(int(linux.Clone.NEWUSER))
         except OSError as exc:
             os.write(unshared_w, json.dumps({"error": f"unshare(CLONE_NEWUSER): {exc}"}).encode())
