@@ -88,6 +88,8 @@ def start(store: Store, container_id: str, tracer: Tracer, io: StartIO | None = 
             evidence: dict[str, Any] = {"removed": removed}
             if group.killed:  # left in a shared PID namespace when the command ended
                 evidence["killed"] = group.killed
+            if not group.paths:  # rootless: there was none
+                evidence["cgroup"] = "none was made (rootless: see cgroup-none)"
             if config.auto_remove:  # what happens next to the writable layer
                 evidence["writable_layer"] = "removed next (--rm)"
                 tracer.emit(

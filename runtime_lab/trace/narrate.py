@@ -107,7 +107,7 @@ def _userns_lines(ev: dict[str, Any]) -> list[str]:
             lines += [
                 f"/proc/self/{name}: {' '.join(row.split())}" for row in ev[name].splitlines()
             ]
-    for key in ("setgroups", "mode", "reason", "how", "limits", "owners_unmapped"):
+    for key in ("setgroups", "mode", "reason", "how", "limits", "owners_unmapped", "cgroup"):
         if isinstance(ev.get(key), str | int) and not isinstance(ev.get(key), bool):
             lines.append(f"{key}: {str(ev[key]).strip()}")
     if isinstance(ev.get("bound_from_host"), list):
