@@ -141,6 +141,9 @@ def run(
     The container's exit status is passed through (128+N when signal N ended it; 137 when
     the memory limit killed it).
 
+    As an ordinary user the run is rootless: a user namespace first (your /etc/subuid range,
+    or your own uid alone), state in ~/.local/share/dockscope, no control group on cgroup v1.
+
     Examples:
 
       dockscope run --trace sample_images/busybox.tar echo hello
