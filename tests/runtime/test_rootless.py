@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.runtime import mounts_naming
+from tests.support.runtime import PtySession, mounts_naming
 
 REPO = Path(__file__).resolve().parents[2]
 SYSTEM_PYTHON = Path("/usr/bin/python3")
@@ -78,11 +78,12 @@ class User:
     def data(self) -> Path:
         return self.home / ".local/share/dockscope"
 
-    def dockscope(
-        self, *args: str | Path, timeout: float = 120, env: dict[str, str] | None = None
-    ) -> subprocess.CompletedProcess[str]:
+    def command(
+        self, *args: str | Path, env: dict[str, str] | None = None
+    ) -> tuple[list[str], dict[str, str]]:
+        """``dockscope ARGS`` as this user: the argv and its environment."""
         paths = [str(REPO), *site.getsitepackages()]
-        env = {
+        environment = {
             "HOME": str(self.home),
             "XDG_RUNTIME_DIR": str(self.runtime),
             "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
@@ -92,20 +93,27 @@ class User:
             "LANG": "C.UTF-8",
             **(env or {}),
         }
+        argv = [
+            "/usr/bin/setpriv",
+            f"--reuid={self.uid}",
+            f"--regid={self.gid}",
+            "--init-groups",
+            str(SYSTEM_PYTHON),
+            "-c",
+            LAUNCHER.format(paths=paths),
+            *map(str, args),
+        ]
+        return argv, environment
+
+    def dockscope(
+        self, *args: str | Path, timeout: float = 120, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        argv, environment = self.command(*args, env=env)
         return subprocess.run(
-            [
-                "setpriv",
-                f"--reuid={self.uid}",
-                f"--regid={self.gid}",
-                "--init-groups",
-                str(SYSTEM_PYTHON),
-                "-c",
-                LAUNCHER.format(paths=paths),
-                *map(str, args),
-            ],
+            argv,
             capture_output=True,
             text=True,
-            env=env,
+            env=environment,
             cwd=str(self.home),
             stdin=subprocess.DEVNULL,
             timeout=timeout,
@@ -467,3 +475,19 @@ def test_rm_f_of_a_container_running_as_a_range_id(user: User) -> None:
     removed = user.dockscope("rm", "-f", name)
     assert removed.returncode == 0, removed.stderr
     assert not (user.data / "containers" / cid).exists()
+
+
+def test_a_terminal_session_rootless(user: User) -> None:
+    """run -it as the user: the container's own devpts in its user namespace, raw mode, and
+    root inside."""
+    argv, env = user.command("run", "-it", "--rm", user.image, "sh")
+    session = PtySession(argv, env)
+    try:
+        session.expect(b"# ")
+        session.send(b"id -u; tty\r")
+        screen = session.expect(b"/dev/pts/0")
+        assert b"\r\n0\r\n" in screen
+        session.send(b"exit 3\r")
+        assert session.wait() == 3
+    finally:
+        session.close()
