@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import secrets
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -62,9 +63,11 @@ def state_root(root: str | Path | None = None) -> Path:
 def rootless() -> bool:
     """Whether dockscope runs as an ordinary user: not root, or root only of a user namespace
     it entered (``kernel/userns.py``)."""
-    from runtime_lab.kernel.userns import in_own_namespace
-
-    return os.geteuid() != 0 or in_own_namespace()
+    if os.geteuid() != 0:
+        return True
+    # entered only through that module: not loaded, not entered (and not loaded for this)
+    module = sys.modules.get("runtime_lab.kernel.userns")
+    return module is not None and bool(module.in_own_namespace())
 
 
 def data_home() -> Path:
