@@ -10,7 +10,9 @@
 <root>/containers/<id>/container.log  output of a detached container, docker's json-file format
 ```
 
-The root is ``/var/lib/dockscope`` unless ``--root`` or ``DOCKSCOPE_ROOT`` says otherwise. State
+The root is ``/var/lib/dockscope`` unless ``--root`` or ``DOCKSCOPE_ROOT`` says otherwise;
+an ordinary user's (rootless) is ``~/.local/share/dockscope``, its attach sockets under
+``$XDG_RUNTIME_DIR/dockscope``. State
 files are replaced atomically (write to a temporary name, then rename), so a reader never sees
 half a file and a crash never leaves one.
 """
