@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 DOCKSCOPE := $(VENV)/bin/dockscope
 
 # Debian packages: what the tool needs at run time, and the real peers the tests use.
-DEBS_RUN := libmagic1 graphviz zstd libseccomp2
+DEBS_RUN := libmagic1 graphviz zstd libseccomp2 uidmap
 DEBS_TEST := $(DEBS_RUN) busybox-static buildah skopeo podman umoci chromium runc crun golang-go \
 	gcc libc6-dev docker-registry openssl tmux rpm
 
@@ -44,7 +44,7 @@ demo: $(VENV)/.installed debs-run $(BUSYBOX_IMAGE)
 	    sh -c 'echo "hello from PID $$$$ on $$(hostname)"; ls /'; \
 	else \
 	  set -x; $(DOCKSCOPE) run --explain $(BUSYBOX_IMAGE); \
-	  echo "(containers need root: sudo make demo runs it for real, with --trace)"; \
+	  echo "(sudo make demo runs it as root, with --trace; as yourself, dockscope run goes rootless: docs/RUNTIME.md)"; \
 	fi
 
 lint: $(VENV)/.installed

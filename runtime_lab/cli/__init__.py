@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from inspect_tool.cli._common import PLATFORM_OPTION, REF_OPTION, handle_errors, image_location
-from runtime_lab.cli.common import ROOT_OPTION, need_root
+from runtime_lab.cli.common import ROOT_OPTION, need_root_or_rootless
 from runtime_lab.lifecycle.session import (
     add_trace_sinks,
     local_streams,
@@ -161,6 +161,9 @@ def run(
     The container's exit status is passed through (128+N when signal N ended it; 137 when
     the memory limit killed it).
 
+    As an ordinary user the run is rootless: a user namespace first (your /etc/subuid range,
+    or your own uid alone), state in ~/.local/share/dockscope, no control group on cgroup v1.
+
     Examples:
 
       dockscope run --trace sample_images/busybox.tar echo hello
@@ -230,13 +233,14 @@ def run(
         if explain:
             _explain(options, traced=trace or trace_json is not None)
             return
-        need_root()
+        need_root_or_rootless()  # an ordinary user: into a user namespace first
         tracer = Tracer()
         json_file = open_trace_file(trace_json)
         try:
             add_trace_sinks(tracer, trace=trace, json_file=json_file)
             store = _store(root)
             config = create_container(store, options, tracer)
+            _warn_limits(options)
             warning = platform_warning_for(config.image_config, platform)
             if warning is not None:  # docker's, before the container starts
                 sys.stderr.write(f"dockscope: WARNING: {warning}\n")
@@ -252,6 +256,14 @@ def run(
                 with contextlib.suppress(OSError):  # reported already, as the run stopped
                     json_file.close()
         raise typer.Exit(code)
+
+
+def _warn_limits(options: RunOptions) -> None:
+    from runtime_lab.lifecycle.rootless import limits_warning
+
+    warning = limits_warning(options.memory, options.cpus, options.pids)
+    if warning is not None:  # podman's warning; the limits are not recorded
+        sys.stderr.write(f"dockscope: WARNING: {warning}\n")
 
 
 def _run_attached(
@@ -303,6 +315,7 @@ def _explain(options: RunOptions, *, traced: bool) -> None:
     from runtime_lab.render import documents
     from runtime_lab.spec import command_line, platform_mismatch
     from runtime_lab.storage.layerstore import overlay_available
+    from runtime_lab.storage.store import rootless
     from runtime_lab.trace.narrate import explain
     from runtime_lab.trace.steps import plan
 
@@ -327,6 +340,7 @@ def _explain(options: RunOptions, *, traced: bool) -> None:
             privileged=options.caps.privileged,
             traced=traced,
             auto_remove=options.auto_remove,
+            rootless=rootless(),
             joined=[
                 kind
                 for kind, mode in (

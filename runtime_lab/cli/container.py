@@ -18,7 +18,7 @@ from inspect_tool.cli._common import (
 )
 from inspect_tool.errors import UsageError
 from inspect_tool.storage.evidence import StorageError
-from runtime_lab.cli.common import NAME_ARGUMENT, ROOT_OPTION
+from runtime_lab.cli.common import NAME_ARGUMENT, ROOT_OPTION, enter_if_rootless
 from runtime_lab.render import documents
 from runtime_lab.storage.store import Store
 
@@ -84,6 +84,7 @@ def diff(
             raise UsageError("--since and --all read engine storage: give --storage DIR")
         store = Store(root)
         cid = store.resolve(name)
+        enter_if_rootless(store, [cid])  # rootless: the writable layer's owners via the map
         config = store.load_config(cid)
         state = store.load_state(cid)
         from runtime_lab.storage.driver import container_diff
@@ -212,6 +213,7 @@ def export(
         to_stdout = tar_to_stdout(output, json_output=json_output)
         store = Store(root)
         cid = store.resolve(name)
+        enter_if_rootless(store, [cid])
 
         def write(out: BinaryIO) -> TarStats:
             return run_export(store, cid, out, layer=layer)
@@ -284,6 +286,7 @@ def commit(
         reference = Reference.parse(tag) if tag is not None else None
         store = Store(root)
         cid = store.resolve(name)
+        enter_if_rootless(store, [cid])
         options = CommitOptions(tag=reference, message=message, author=author)
         result = run_commit(store, cid, output, options)
         if not json_output:

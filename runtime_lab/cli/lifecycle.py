@@ -3,6 +3,8 @@ supervisor of detached containers is runtime_lab/lifecycle/supervisor.py)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import time
 
@@ -10,7 +12,13 @@ import typer
 
 from inspect_tool.cli._common import JSON_OPTION, handle_errors, write_json
 from inspect_tool.errors import UsageError
-from runtime_lab.cli.common import NAME_ARGUMENT, NAMES_ARGUMENT, ROOT_OPTION, need_root
+from runtime_lab.cli.common import (
+    NAME_ARGUMENT,
+    NAMES_ARGUMENT,
+    ROOT_OPTION,
+    enter_if_rootless,
+    need_root_or_rootless,
+)
 from runtime_lab.lifecycle.logs import LogReader, parse_tail
 from runtime_lab.lifecycle.supervisor import start_detached
 from runtime_lab.render import documents
@@ -211,7 +219,7 @@ def stop(
     from runtime_lab.lifecycle.stop import stop as stop_container
 
     with handle_errors():
-        need_root()
+        need_root_or_rootless(enter=False)  # rootless: the user may signal its containers
         store = Store(root)
         for name in names:
             stop_container(store, store.resolve(name), timeout=time_)
@@ -229,7 +237,7 @@ def start(
       dockscope start web
     """
     with handle_errors():
-        need_root()
+        need_root_or_rootless()
         store = Store(root)
         for name in names:
             start_detached(store, store.resolve(name))
@@ -254,9 +262,31 @@ def rm(
 
     with handle_errors():
         store = Store(root)
+        ids = _resolvable(store, names)
+        if force and os.geteuid() != 0:  # rootless: stopped from outside, where the user
+            _stop_running(store, ids)  # may signal any id of its containers' namespaces
+        enter_if_rootless(store, ids)  # rootless: owners via the map
         for name in names:
             remove_container(store, store.resolve(name), force=force, volumes=volumes)
             sys.stdout.write(name + "\n")
+
+
+def _stop_running(store: Store, ids: list[str]) -> None:
+    from runtime_lab.lifecycle.state import refresh
+    from runtime_lab.lifecycle.stop import stop as stop_container
+
+    for cid in ids:
+        if refresh(store, cid).status in ("running", "restarting"):
+            stop_container(store, cid, timeout=0)
+
+
+def _resolvable(store: Store, names: list[str]) -> list[str]:
+    """The IDs of the names that resolve (the others fail in their turn, as before)."""
+    found = []
+    for name in names:
+        with contextlib.suppress(UsageError):
+            found.append(store.resolve(name))
+    return found
 
 
 def cleanup(root: str | None = ROOT_OPTION) -> None:
@@ -270,7 +300,7 @@ def cleanup(root: str | None = ROOT_OPTION) -> None:
     from runtime_lab.lifecycle.recovery import recover
 
     with handle_errors():
-        need_root()
+        need_root_or_rootless()
         report = recover(Store(root))
         from inspect_tool.render.text import visible
 

@@ -11,7 +11,7 @@ import typer
 
 from inspect_tool.cli._common import handle_errors
 from inspect_tool.errors import UsageError
-from runtime_lab.cli.common import NAME_ARGUMENT, ROOT_OPTION, need_root
+from runtime_lab.cli.common import NAME_ARGUMENT, ROOT_OPTION, need_root_or_rootless
 from runtime_lab.storage.store import Store
 
 
@@ -45,7 +45,7 @@ def attach(
         stdin = 0 if config.interactive and not no_stdin else None
         try:
             result = attach_streams(
-                store.container_dir(cid), stdin=stdin, stdout=1, stderr=2, tty=config.tty
+                store.run_dir(cid), stdin=stdin, stdout=1, stderr=2, tty=config.tty
             )
         except OSError as exc:
             raise UsageError(
@@ -102,7 +102,7 @@ def exec_command(
     with handle_errors():
         if tty and interactive and not os.isatty(0):
             raise UsageError("the input device is not a TTY: -it needs a terminal on stdin")
-        need_root()
+        need_root_or_rootless(enter=False)  # rootless: the helper joins its user namespace
         store = Store(root)
         cid = store.resolve(name)
         streams = ["stdin", "stdout", "stderr"] if interactive else ["stdout", "stderr"]

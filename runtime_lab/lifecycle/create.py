@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from inspect_tool.errors import UsageError
 from runtime_lab.kernel.seccomp import Options as SecurityOptions
+from runtime_lab.lifecycle.rootless import record as userns_record
+from runtime_lab.lifecycle.rootless import userns_event
 from runtime_lab.lifecycle.state import ContainerError, step_event
 from runtime_lab.run_options import RunOptions
 from runtime_lab.spec import (
@@ -67,9 +69,14 @@ def create(
         raise UsageError(f"the container name {options.name!r} is already in use")
     source, image = open_image(options.image, options.selection)
     with source:
+        entered = userns_event()  # rootless: the user namespace this command entered
+        if entered is not None:
+            tracer.emit(entered)
         argv = _image_step(options, image, tracer)
         _ensure_state_root(store)  # only now that the image reads: a bad image leaves nothing
-        layer_dirs = ensure_layers(store, source, image, tracer, progress=progress)
+        layer_dirs = ensure_layers(
+            store, source, image, tracer, progress=progress, userxattr=entered is not None
+        )
         mode = "overlay" if overlay_available() else "copy"
         directory = store.container_dir(container_id)
         hostname = hostname_given or container_id[:12]
@@ -84,6 +91,9 @@ def create(
             _check_seccomp_profile(config)
             config.volumes = mounts
             config.network, config.pid_mode, config.ipc_mode = network, pid_mode, ipc_mode
+            config.userns = userns_record()
+            if config.userns is not None:  # no control group: the limits are ignored (podman)
+                config.memory = config.cpus = config.pids = None
             store.save_config(config)
             store.save_state(container_id, ContainerState(rootfs_mode=mode))
         except BaseException as exc:  # no half-made container (a full disk, an interrupt)

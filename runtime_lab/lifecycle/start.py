@@ -27,7 +27,14 @@ from runtime_lab.lifecycle.state import ContainerError, refresh, save_state, ste
 from runtime_lab.process.launch import LaunchSpec
 from runtime_lab.process.shim import run_shim
 from runtime_lab.spec import exec_format_hint, platform_mismatch
-from runtime_lab.storage.store import ContainerConfig, ContainerState, Store, now, remove_dir
+from runtime_lab.storage.store import (
+    ContainerConfig,
+    ContainerState,
+    Store,
+    now,
+    remove_dir,
+    rootless,
+)
 from runtime_lab.streams import ATTACH_SOCKET, Hub, LocalStreams, StreamPipes, listen
 from runtime_lab.trace.events import Event, Tracer
 from runtime_lab.trace.steps import CLEANUP_BEFORE_REMOVE, STEPS
@@ -66,9 +73,8 @@ def start(store: Store, container_id: str, tracer: Tracer, io: StartIO | None = 
         raise ContainerError(
             f"cannot prepare the container: {exc.strerror or exc}", subject=str(directory)
         ) from None
-    driver = cgroups.detect()
     try:
-        group = driver.create(f"{container_id[:12]}")
+        group = _make_group(container_id)
     except OSError as exc:
         raise ContainerError(
             f"cannot create the control group: {exc.strerror or exc}", subject=config.name
@@ -82,6 +88,8 @@ def start(store: Store, container_id: str, tracer: Tracer, io: StartIO | None = 
             evidence: dict[str, Any] = {"removed": removed}
             if group.killed:  # left in a shared PID namespace when the command ended
                 evidence["killed"] = group.killed
+            if not group.paths:  # rootless: there was none
+                evidence["cgroup"] = "none was made (rootless: see cgroup-none)"
             if config.auto_remove:  # what happens next to the writable layer
                 evidence["writable_layer"] = "removed next (--rm)"
                 tracer.emit(
@@ -95,6 +103,15 @@ def start(store: Store, container_id: str, tracer: Tracer, io: StartIO | None = 
         except OSError as exc:
             with contextlib.suppress(Exception):
                 tracer.emit(step_event("cleanup", result=f"cgroup not removed: {exc}"))
+
+
+def _make_group(container_id: str) -> cgroups.Cgroup:
+    """The container's control group; none for an ordinary user (lifecycle/rootless.py)."""
+    if rootless():
+        from runtime_lab.lifecycle.rootless import no_group
+
+        return no_group(container_id[:12])
+    return cgroups.detect().create(container_id[:12])
 
 
 def _run(
@@ -113,7 +130,9 @@ def _run(
     join = _joined_namespaces(store, config)
     streams = StreamPipes.open(interactive=config.interactive, tty=config.tty)
     try:
-        listener = listen(directory)
+        run_dir = store.run_dir(container_id)
+        run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        listener = listen(run_dir)
     except OSError as exc:
         raise ContainerError(
             f"cannot create the attach socket: {exc.strerror or exc}", subject=str(directory)
@@ -133,7 +152,8 @@ def _run(
     )
     spec = _launch_spec(store, directory, config, previous, io, streams, join)
     spec.capabilities, spec.privileged = config.capability_set(), config.privileged
-    spec.seccomp = seccomp_filter(config, log=tracer.tracing)
+    # rootless: the kernel's audit records cannot be read, so the filter does not log
+    spec.seccomp = seccomp_filter(config, log=tracer.tracing and not rootless())
     spec.exec_hint = exec_format_hint(platform_mismatch(config.image_config))
     kernel_log = _open_kernel_log(spec)
     pipes = _Pipes.open()
@@ -156,7 +176,21 @@ def _run(
 
 def _set_up_group(tracer: Tracer, group: cgroups.Cgroup, config: ContainerConfig) -> None:
     """The control group made, its devices restricted and its limits written (steps
-    cgroup-create, cgroup-devices, cgroup-limits)."""
+    cgroup-create, cgroup-devices, cgroup-limits); rootless, none (cgroup-none)."""
+    if not group.paths:
+        reason = getattr(group, "reason", "")
+        tracer.emit(
+            step_event(
+                "cgroup-none",
+                args={"version": group.driver.version},
+                evidence={
+                    "reason": reason,
+                    "limits": "cannot apply",
+                    "devices": "host's root only",
+                },
+            )
+        )
+        return
     tracer.emit(
         step_event(
             "cgroup-create",
@@ -260,6 +294,7 @@ def _launch_spec(
             for kind, mode in (("pid", config.pid_mode), ("ipc", config.ipc_mode))
             if mode == "host"
         ],
+        rootless=config.userns is not None,
     )
 
 
@@ -329,15 +364,16 @@ class _Watch:
             self.tracer.emit(
                 step_event("fork-shim", args={"pid": shim}, evidence={"shim_pid": shim})
             )
-            group.add(shim)
-            written = group.writes[-len(group.paths) :]
-            self.tracer.emit(
-                step_event(
-                    "cgroup-attach",
-                    args={"pid": shim},
-                    evidence={"written": [{"file": w.path, "value": w.value} for w in written]},
+            if group.paths:  # rootless: no group to join
+                group.add(shim)
+                written = group.writes[-len(group.paths) :]
+                self.tracer.emit(
+                    step_event(
+                        "cgroup-attach",
+                        args={"pid": shim},
+                        evidence={"written": [{"file": w.path, "value": w.value} for w in written]},
+                    )
                 )
-            )
             os.write(pipes.go_w, b"g")
             os.close(pipes.go_w)
             pipes.go_w = -1
@@ -362,7 +398,7 @@ class _Watch:
             if failure is not None:
                 self.hub.finish(None)
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.store.container_dir(self.container_id) / ATTACH_SOCKET)
+                    os.unlink(self.store.run_dir(self.container_id) / ATTACH_SOCKET)
         return status, failure
 
     def release_shim(self) -> None:
@@ -371,6 +407,9 @@ class _Watch:
         group, shim = self.group, self.shim
         made = len(group.writes)
         try:
+            if not group.paths:  # rootless: nothing to leave, PID 1 may go on
+                os.write(self.pipes.release_w, b"g")
+                return
             group.release(shim)
             if self.config.pids is not None:
                 group.apply(cgroups.Limits(pids=self.config.pids))
@@ -459,7 +498,7 @@ def _record_exit(
         raise failure
     watch.hub.finish(code)  # attach clients get the exit status
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(directory / ATTACH_SOCKET)
+        os.unlink(watch.store.run_dir(watch.container_id) / ATTACH_SOCKET)
     tracer.emit(
         step_event(
             "exit",

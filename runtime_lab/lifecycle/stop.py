@@ -72,6 +72,8 @@ def remove(
         anonymous = [m["name"] for m in store.load_config(container_id).volumes if m.get("name")]
     except OSError:  # removed meanwhile (a supervisor's --rm)
         anonymous = []
+    if store.run_dir(container_id) != directory:  # rootless: its runtime directory too
+        remove_dir(store.run_dir(container_id), ignore_errors=True)
     for attempt in range(20):  # a supervisor still finishing (--rm) may remove or add files
         try:
             remove_dir(directory)

@@ -161,7 +161,7 @@ def _running(store: Store, container_id: str) -> tuple[ContainerConfig, Containe
     state = refresh(store, container_id)
     if state.status != "running" or not state.pid or not cgroups.process_exists(state.pid):
         raise UsageError(f"container {config.name} is not running")
-    if not state.cgroup_paths:
+    if not state.cgroup_paths and config.userns is None:  # rootless: no group at all
         raise ContainerError(
             "the container's control group is not recorded (started by an older dockscope): "
             "restart it to exec into it",
@@ -192,8 +192,33 @@ def _fork_helper(launch: _Launch, streams: StreamPipes, events_w: int, go_r: int
     return helper
 
 
+def _join_user_namespace(
+    launch: _Launch, reporter: StepReporter, own: dict[str, int], target: dict[str, int]
+) -> None:
+    """Rootless: the container's user namespace first (its owner, this user, may join it and
+    gets every capability there), so that its other namespaces may be joined. Nothing when
+    the container runs in the host's user namespace (root)."""
+    if "user" not in target or target["user"] == own.get("user"):
+        return
+    path = f"/proc/{launch.target}/ns/user"
+
+    def join() -> dict[str, Any]:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            linux.setns(fd, int(linux.Clone.NEWUSER))
+        finally:
+            os.close(fd)
+        with open("/proc/self/uid_map") as f:
+            uid_map = f.read()
+        return {"before": own.get("user"), "container": target["user"], "uid_map": uid_map}
+
+    reporter.run("setns", join, args={"namespace": "user", "path": path, "nstype": "CLONE_NEWUSER"})
+
+
 def _join_group(tracer: Tracer, name: str, cgroup_paths: dict[str, str], helper: int) -> None:
     """The helper joins the container's control group (every path its state records)."""
+    if not cgroup_paths:  # rootless: the container has no group
+        return
     written = []
     for path in cgroup_paths.values():
         procs = os.path.join(path, "cgroup.procs")
@@ -249,6 +274,7 @@ def _run_helper(launch: _Launch, events_fd: int, go_fd: int) -> int:
     # so (not when dockscope itself runs in a chroot); like nsenter -r, chroot to PID 1's
     root_fd = os.open(f"/proc/{launch.target}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
+        _join_user_namespace(launch, reporter, own, target)
         for kind in JOIN_ORDER:  # all opened before any is joined
             if kind in target and target[kind] != own.get(kind):
                 path = f"/proc/{launch.target}/ns/{kind}"

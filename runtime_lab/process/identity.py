@@ -49,12 +49,24 @@ def switch_user(spec_user: str, holder: dict[str, Any], terminal: int | None) ->
     holder.update(uid=user.uid, home=user.home)
     if terminal is not None:  # the user owns the terminal, as with a login
         os.fchown(terminal, user.uid, -1)
-    os.setgroups(list(user.groups))
-    os.setgid(user.gid)
-    if user.uid != 0:
-        # keep the capabilities long enough to reduce the bounding set afterwards
-        linux.prctl(8, 1)  # PR_SET_KEEPCAPS
-    os.setuid(user.uid)
+    # rootless with a single-ID map, setgroups is denied (/proc/self/setgroups: deny): the
+    # groups stay as they were, as runc leaves them there
+    groups_denied = _read("/proc/self/setgroups").strip() == "deny"
+    if not groups_denied:
+        os.setgroups(list(user.groups))
+    try:
+        os.setgid(user.gid)
+        if user.uid != 0:
+            # keep the capabilities long enough to reduce the bounding set afterwards
+            linux.prctl(8, 1)  # PR_SET_KEEPCAPS
+        os.setuid(user.uid)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+        raise OSError(  # one line for the run's message, without "[Errno 22]"
+            f"uid {user.uid} or gid {user.gid} is not mapped in the container's user namespace "
+            f"(uid_map: {' '.join(_read('/proc/self/uid_map').split())})",
+        ) from None
     evidence: dict[str, Any] = {
         "uid": user.uid,
         "gid": user.gid,
@@ -63,6 +75,8 @@ def switch_user(spec_user: str, holder: dict[str, Any], terminal: int | None) ->
     }
     if ignored:
         evidence["ignored"] = ignored
+    if groups_denied:
+        evidence["setgroups"] = "denied in this user namespace: supplementary groups not set"
     return evidence
 
 

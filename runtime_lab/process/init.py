@@ -17,6 +17,8 @@ from runtime_lab.kernel.capabilities import describe as describe_capabilities
 from runtime_lab.kernel.capabilities import privileged_changes
 from runtime_lab.process.identity import drop_capabilities, switch_user
 from runtime_lab.process.launch import LaunchSpec, StepReporter, exec_failure
+from runtime_lab.process.mounts import _mountinfo as mountinfo
+from runtime_lab.process.mounts import _mountpoint as mountpoint
 from runtime_lab.process.mounts import (
     mount_dev,
     mount_filesystem,
@@ -26,6 +28,7 @@ from runtime_lab.process.mounts import (
     remount_root_read_only,
     rootfs_args,
 )
+from runtime_lab.process.rootless_mounts import mount_sys
 from runtime_lab.process.terminal import allocate_terminal, prepare_stdio
 from runtime_lab.spec import DEFAULT_CAPABILITIES
 
@@ -95,17 +98,7 @@ def _make_world(spec: LaunchSpec, child: StepReporter) -> None:
         )
     child.run(
         "mount-sys",
-        lambda: mount_filesystem(
-            root,
-            "sys",
-            "sysfs",
-            "sysfs",
-            (0 if spec.privileged else linux.MS_RDONLY)
-            | linux.MS_NOSUID
-            | linux.MS_NODEV
-            | linux.MS_NOEXEC,
-            spec,
-        ),
+        lambda: _mount_sys(root, spec),
         args={"target": f"{root}/sys", "flags": [] if spec.privileged else ["MS_RDONLY"]},
     )
     for mount in spec.mounts:
@@ -129,6 +122,31 @@ def _make_world(spec: LaunchSpec, child: StepReporter) -> None:
         args={"paths": list(hardening.READONLY_PATHS), "flags": ["MS_BIND", "MS_RDONLY"]},
     )
     child.run("masked-paths", hardening.mask, args={"paths": list(hardening.MASKED_PATHS)})
+
+
+def _mount_sys(root: str, spec: LaunchSpec) -> dict[str, Any]:
+    """sysfs read-only (read-write with --privileged); rootless, the host's /sys bound where the
+    kernel refuses sysfs."""
+    if not spec.rootless:
+        return mount_filesystem(
+            root,
+            "sys",
+            "sysfs",
+            "sysfs",
+            (0 if spec.privileged else linux.MS_RDONLY)
+            | linux.MS_NOSUID
+            | linux.MS_NODEV
+            | linux.MS_NOEXEC,
+            spec,
+        )
+    created = len(spec.created_mountpoints)
+    target = mountpoint(root, "sys", spec)
+    evidence = mount_sys(target)
+    return {
+        **evidence,
+        "mountinfo": mountinfo(target),
+        "created_mountpoints": spec.created_mountpoints[created:],
+    }
 
 
 def _become_user(spec: LaunchSpec, child: StepReporter) -> dict[str, Any]:

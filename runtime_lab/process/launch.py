@@ -50,6 +50,7 @@ class LaunchSpec:
     release_fd: int | None = None  # PID 1 reads "g" here once the shim has left the group
     capabilities: list[str] | None = None  # kept by the container's root (None: docker's)
     privileged: bool = False  # --privileged: no masked or read-only paths, /sys rw, all devices
+    rootless: bool = False  # in a user namespace: overlayfs with userxattr, /dev's nodes bound
 
 
 def exec_failure(command: str, exc: OSError, hint: str | None) -> str:

@@ -21,6 +21,7 @@ from inspect_tool.model.resolve import (
 from inspect_tool.model.resolve import resolve as resolve_in
 from runtime_lab.kernel import linux
 from runtime_lab.process.launch import LaunchSpec
+from runtime_lab.process.rootless_mounts import bind_device
 
 DEV_NODES = (
     ("null", 1, 3),
@@ -52,6 +53,7 @@ def rootfs_args(spec: LaunchSpec) -> dict[str, Any]:
         "lowerdir": list(reversed(spec.lowerdirs)),
         "upperdir": spec.upper,
         "workdir": spec.work,
+        **({"options": ["userxattr"]} if spec.rootless else {}),
     }
 
 
@@ -66,6 +68,8 @@ def mount_rootfs(spec: LaunchSpec) -> dict[str, Any]:
             os.makedirs(empty, exist_ok=True)
             lower = empty
         data = f"lowerdir={lower},upperdir={spec.upper},workdir={spec.work}"
+        if spec.rootless:  # trusted.* xattrs are the host root's: user.overlay.* instead
+            data += ",userxattr"
         linux.mount("overlay", spec.merged, "overlay", 0, data)
     return {"mountinfo": _mountinfo(spec.merged)}
 
@@ -103,6 +107,9 @@ def mount_dev(root: str, spec: LaunchSpec) -> dict[str, Any]:
     )
     for name, major, minor in DEV_NODES:
         path = os.path.join(dev, name)
+        if spec.rootless:  # mknod is the host root's: the host's node, bound (as runc does)
+            bind_device(dev, name)
+            continue
         os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(major, minor))
         os.chmod(path, 0o666)
     os.mkdir(os.path.join(dev, "pts"), 0o755)
@@ -131,6 +138,7 @@ def mount_dev(root: str, spec: LaunchSpec) -> dict[str, Any]:
     ):
         os.symlink(target, os.path.join(dev, name))
     return {
+        **({"bound_from_host": [f"/dev/{n}" for n, _, _ in DEV_NODES]} if spec.rootless else {}),
         "devices": sorted(os.listdir(dev)),
         **({"host_devices": host_devices} if spec.privileged else {}),
         "mountinfo": _mountinfo(dev),

@@ -22,9 +22,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Collection, Iterator
+from dataclasses import replace
 from pathlib import Path
 
-from inspect_tool.layers.whiteout import METACOPY_XATTR, REDIRECT_XATTR, TRUSTED_OVERLAY
+from inspect_tool.layers.whiteout import (
+    METACOPY_XATTR,
+    REDIRECT_XATTR,
+    TRUSTED_OVERLAY,
+    USER_OVERLAY,
+)
 from inspect_tool.storage.diff import ContainerDiff, diff_layer
 from inspect_tool.storage.evidence import Evidence, LayerDir
 from inspect_tool.storage.model import ContainerRecord, WritableLayer
@@ -43,6 +49,8 @@ DOCKSCOPE_OVERLAY = Rules(
     xattr_prefixes=(TRUSTED_OVERLAY,),
     by_path=True,
 )
+# a rootless container's overlay is mounted with userxattr: user.overlay.* is overlay's
+DOCKSCOPE_ROOTLESS_OVERLAY = replace(DOCKSCOPE_OVERLAY, xattr_prefixes=(USER_OVERLAY,))
 
 
 @contextlib.contextmanager
@@ -56,12 +64,12 @@ def layer_dirs(paths: list[Path]) -> Iterator[list[LayerDir]]:
         yield opened
 
 
-def union_view(layers: list[LayerDir]) -> UnionView:
+def union_view(layers: list[LayerDir], rules: Rules = DOCKSCOPE_OVERLAY) -> UnionView:
     """The union of ``layers`` (topmost first) as the runtime's overlay mount shows it."""
     return UnionView(
         layers,
         Whiteouts.OVERLAY,
-        opaque_xattrs=DOCKSCOPE_OVERLAY.opaque_xattrs,
+        opaque_xattrs=rules.opaque_xattrs,
         opaque_root=False,
     )
 
@@ -74,23 +82,26 @@ def writable_layer(
     container: ContainerRecord | None = None,
     excluded: Collection[str] = (),
     merged: Path | None = None,
+    userxattr: bool = False,
 ) -> Iterator[WritableLayer]:
     """The writable layer ``upper`` over the image's layer directories ``lowers`` (bottom
     first, as a container's config lists them). ``excluded``: paths the runtime made ("/proc"),
     left out of diff and layer export; ``merged``: a root filesystem that is a plain copy
-    (no overlayfs), which export then writes as it is."""
+    (no overlayfs), which export then writes as it is; ``userxattr``: a rootless container's
+    (``user.overlay.*`` marks)."""
+    rules = DOCKSCOPE_ROOTLESS_OVERLAY if userxattr else DOCKSCOPE_OVERLAY
     with layer_dirs([upper, *reversed(lowers)]) as (upper_dir, *lower_dirs):
-        layer = WritableLayer(
-            container, upper_dir, lower_dirs, Whiteouts.OVERLAY, "overlay", DOCKSCOPE_OVERLAY
-        )
+        layer = WritableLayer(container, upper_dir, lower_dirs, Whiteouts.OVERLAY, "overlay", rules)
         layer.excluded_paths = frozenset(excluded)
-        layer.refused_xattrs = (REDIRECT_XATTR, METACOPY_XATTR)
+        layer.refused_xattrs = (
+            (REDIRECT_XATTR, METACOPY_XATTR) if not userxattr else rules.unfollowed_xattrs
+        )
         if merged is None:
-            layer.merged = union_view([upper_dir, *lower_dirs])
+            layer.merged = union_view([upper_dir, *lower_dirs], rules)
             yield layer
             return
         with layer_dirs([merged]) as copied:
-            layer.merged = union_view(copied)
+            layer.merged = union_view(copied, rules)
             yield layer
 
 
@@ -109,6 +120,7 @@ def container_layer(
         container=container_record(store, config, state),
         excluded=state.runtime_paths,
         merged=directory / "merged" if state.rootfs_mode != "overlay" else None,
+        userxattr=config.userns is not None,
     ) as layer:
         yield layer
 

@@ -14,22 +14,40 @@ import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from runtime_lab.storage.store import Store, remove_dir
+from runtime_lab.storage.store import Store, remove_dir, rootless
 from runtime_lab.trace.events import Event, Tracer
 from runtime_lab.trace.steps import STEPS
 
 if TYPE_CHECKING:
+    from inspect_tool.layers.unpack.audit import AuditEntry
     from inspect_tool.model.image import Image
     from inspect_tool.sources.source import Source
 
 
+USERNS_OVERLAY_KERNEL = (5, 11)
+
+
+def kernel_release() -> tuple[int, int]:
+    """The running kernel's major and minor version (``uname -r``)."""
+    major, _, rest = os.uname().release.partition(".")
+    minor = "".join(c for c in rest.partition(".")[0] if c.isdigit())
+    try:
+        return int(major), int(minor or 0)
+    except ValueError:
+        return (0, 0)
+
+
 def overlay_available() -> bool:
     """Whether overlayfs can be used (DOCKSCOPE_ROOTFS=copy forces the copy fallback, to
-    teach or test it on a machine that has overlayfs)."""
+    teach or test it on a machine that has overlayfs). Rootless, the kernel must let a user
+    namespace mount it (5.11 or later); before that the image is copied (fuse-overlayfs,
+    podman's answer there, is not used)."""
     if os.environ.get("DOCKSCOPE_ROOTFS") == "copy":
         return False
+    if rootless() and kernel_release() < USERNS_OVERLAY_KERNEL:
+        return False  # overlayfs mounts in a user namespace came with Linux 5.11
     try:
         with open("/proc/filesystems") as f:
             return any(line.split()[-1] == "overlay" for line in f if line.strip())
@@ -44,8 +62,11 @@ def ensure_layers(
     tracer: Tracer,
     *,
     progress: Callable[[int], None] | None = None,
+    userxattr: bool = False,
 ) -> list[Path]:
-    """The layer directories for ``image``, bottom first, unpacking those not yet stored."""
+    """The layer directories for ``image``, bottom first, unpacking those not yet stored
+    (``userxattr``: rootless, opaque directories marked ``user.overlay.opaque``, and owners the
+    user namespace's map lacks counted rather than listed)."""
     step = STEPS["layer-store"]
     directories = []
     for layer in image.layers:
@@ -71,7 +92,9 @@ def ensure_layers(
         from runtime_lab.storage.overlay_extract import extract_layer
 
         try:
-            stats, audit = extract_layer(source, image, layer.index, temporary, progress)
+            stats, audit = extract_layer(
+                source, image, layer.index, temporary, progress, userxattr=userxattr
+            )
             try:
                 os.rename(temporary, final)  # atomic: the layer appears whole
             except OSError:
@@ -95,7 +118,7 @@ def ensure_layers(
                     "directories": stats.directories,
                     "bytes": stats.bytes,
                     "whiteouts": stats.whiteouts,
-                    "refused": [f"{a.name}: {a.message}" for a in audit],
+                    **_refused(audit, userxattr),
                 },
             )
         )
@@ -109,3 +132,17 @@ def copy_image(source: Source, image: Image, destination: Path) -> None:
     # device nodes are never made (the container gets docker's default /dev), overlayfs's own
     # xattrs never taken from the image: the same rules as the layer store
     unpack(source, image, destination, options=UnpackOptions(devices=False, force=True))
+
+
+def _refused(audit: list[AuditEntry], userxattr: bool) -> dict[str, Any]:
+    """What the layer store did not reproduce; rootless, the owners its user namespace does
+    not map (a single-ID map maps only root) are counted: those entries stay the user's,
+    root's inside."""
+    refused = [f"{a.name}: {a.message}" for a in audit]
+    if not userxattr:
+        return {"refused": refused}
+    unmapped = [r for r in refused if "not set" in r and "owner" in r]
+    return {
+        "refused": [r for r in refused if r not in unmapped],
+        "owners_unmapped": len(unmapped),
+    }

@@ -10,7 +10,9 @@
 <root>/containers/<id>/container.log  output of a detached container, docker's json-file format
 ```
 
-The root is ``/var/lib/dockscope`` unless ``--root`` or ``DOCKSCOPE_ROOT`` says otherwise. State
+The root is ``/var/lib/dockscope`` unless ``--root`` or ``DOCKSCOPE_ROOT`` says otherwise;
+an ordinary user's (rootless) is ``~/.local/share/dockscope``, its attach sockets under
+``$XDG_RUNTIME_DIR/dockscope``. State
 files are replaced atomically (write to a temporary name, then rename), so a reader never sees
 half a file and a crash never leaves one.
 """
@@ -21,6 +23,7 @@ import contextlib
 import json
 import os
 import secrets
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -54,7 +57,36 @@ def state_root(root: str | Path | None = None) -> Path:
     if root:
         return Path(root)
     env = os.environ.get("DOCKSCOPE_ROOT")
-    return Path(env) if env else DEFAULT_ROOT
+    if env:
+        return Path(env)
+    return data_home() if rootless() else DEFAULT_ROOT
+
+
+def rootless() -> bool:
+    """Whether dockscope runs as an ordinary user: not root, or root only of a user namespace
+    it entered (``kernel/userns.py``)."""
+    if os.geteuid() != 0:
+        return True
+    # entered only through that module: not loaded, not entered (and not loaded for this)
+    module = sys.modules.get("runtime_lab.kernel.userns")
+    return module is not None and bool(module.in_own_namespace())
+
+
+def data_home() -> Path:
+    """An ordinary user's state root: ``$XDG_DATA_HOME/dockscope`` (``~/.local/share/dockscope``),
+    where podman keeps its storage (``~/.local/share/containers``)."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local/share")
+    return Path(base) / "dockscope"
+
+
+def runtime_home(root: Path) -> Path | None:
+    """An ordinary user's runtime directory, ``$XDG_RUNTIME_DIR/dockscope`` (podman's runroot
+    is ``$XDG_RUNTIME_DIR/containers``), for a state root of its own; None for root, or when
+    $XDG_RUNTIME_DIR is not set (the container's directory then holds everything)."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if not runtime or not rootless() or not os.path.isabs(runtime):
+        return None
+    return Path(runtime) / "dockscope"
 
 
 def remove_dir(path: Path, *, ignore_errors: bool = False) -> None:
@@ -132,6 +164,11 @@ class ContainerConfig:
     # whose document is kept here (read once, at create, as docker keeps it)
     seccomp: str = "default"
     seccomp_profile: dict[str, Any] | None = None
+    # rootless: the user namespace it runs in ({"mode": "subid"|"single", "uid_map", "gid_map",
+    # "setgroups"}); None when root ran it. Its layers then mark opaque directories with
+    # user.overlay.opaque and overlayfs is mounted with userxattr.
+    userns: dict[str, Any] | None = None
+
     # --cap-add/--cap-drop as given (normalized), --privileged, and the capabilities they give
     # (None: docker's default set, as for a container created before these options)
     cap_add: list[str] = field(default_factory=list)
@@ -171,6 +208,9 @@ class Store:
         self.root = state_root(root)
         self.layers = self.root / "layers"
         self.containers = self.root / "containers"
+        # rootless: the files that live only while a container runs (its attach socket) go
+        # under $XDG_RUNTIME_DIR/dockscope, as podman keeps them in its runroot
+        self.runtime = runtime_home(self.root)
 
     def ensure(self) -> None:
         for path in (self.root, self.layers, self.containers):
@@ -182,6 +222,13 @@ class Store:
     # -- containers ----------------------------------------------------------------------------
     def container_dir(self, container_id: str) -> Path:
         return self.containers / container_id
+
+    def run_dir(self, container_id: str) -> Path:
+        """Where a running container's attach socket is: its directory, or (rootless, with
+        $XDG_RUNTIME_DIR) ``$XDG_RUNTIME_DIR/dockscope/containers/<id>``."""
+        if self.runtime is None:
+            return self.container_dir(container_id)
+        return self.runtime / "containers" / container_id
 
     def new_id(self) -> str:
         return secrets.token_hex(32)

@@ -69,6 +69,7 @@ def _evidence_lines(event: Event) -> list[str]:
     ):
         if key in ev:
             lines.append(f"{key}: {ev[key]}")
+    lines += _userns_lines(ev)
     if "status" in ev and isinstance(ev["status"], dict):
         lines += [f"{k}: {v}" for k, v in ev["status"].items()]
     if event.step in ("readonly-paths", "masked-paths") and isinstance(ev.get("paths"), dict):
@@ -94,6 +95,24 @@ def _evidence_lines(event: Event) -> list[str]:
             lines.append(f"… and {len(denied) - 20} more; by call: {ev.get('counts')}")
         if not denied:
             lines.append("denied: nothing")
+    return lines
+
+
+def _userns_lines(ev: dict[str, Any]) -> list[str]:
+    """Rootless: the maps as the kernel shows them, how they were written, what the user
+    namespace changes (userns, cgroup-none, mount-dev, mount-sys, layer-store)."""
+    lines = [f"$ {command}" for command in ev.get("commands", []) if isinstance(command, str)]
+    for name in ("uid_map", "gid_map"):
+        if isinstance(ev.get(name), str):
+            lines += [
+                f"/proc/self/{name}: {' '.join(row.split())}" for row in ev[name].splitlines()
+            ]
+    for key in ("setgroups", "mode", "reason", "how", "limits", "owners_unmapped", "cgroup"):
+        if isinstance(ev.get(key), str | int) and not isinstance(ev.get(key), bool):
+            lines.append(f"{key}: {str(ev[key]).strip()}")
+    if isinstance(ev.get("bound_from_host"), list):
+        lines.append(f"bound from the host: {', '.join(ev['bound_from_host'])}")
+    lines += [f"not available: {what}" for what in ev.get("not_available", [])]
     return lines
 
 

@@ -21,6 +21,18 @@ class Step:
 
 _ALL = [
     Step(
+        "userns",
+        "Enter a user namespace (rootless)",
+        "unshare/newuidmap",
+        "An ordinary user cannot make the other namespaces or mount anything; in a new user "
+        "namespace it is uid 0 with every capability over what that namespace owns. "
+        "dockscope forks, the child unshares CLONE_NEWUSER, the parent (outside) writes "
+        "its uid_map and gid_map: with /etc/subuid and /etc/subgid ranges through the "
+        "set-uid newuidmap/newgidmap (0 = you, 1… = your range), else only your own ids "
+        "(setgroups denied first). Only run as an ordinary user.",
+        "dockscope",
+    ),
+    Step(
         "image",
         "Read the image",
         None,
@@ -49,6 +61,15 @@ _ALL = [
         "Create the control group",
         "mkdir",
         "A directory in the cgroup filesystem is a group; limits are files inside it.",
+        "dockscope",
+    ),
+    Step(
+        "cgroup-none",
+        "No control group (rootless)",
+        None,
+        "cgroups are the host's: an ordinary user may make groups only in a subtree given "
+        "to it (cgroup v2 delegation). Without one the container runs in dockscope's own "
+        "group, with no limits and no device allowlist (mknod is the host root's anyway).",
         "dockscope",
     ),
     Step(
@@ -393,13 +414,23 @@ def plan(
     traced: bool = False,
     auto_remove: bool = False,
     privileged: bool = False,
+    rootless: bool = False,
 ) -> list[Step]:
     """The steps a run will take with these options, in order (``joined``: the kinds of
     namespace joined with setns rather than unshared; ``seccomp``: a filter is loaded;
     ``traced``: the run is traced, so what the filter denied is read from the kernel;
-    ``auto_remove``: --rm, the container is removed after its control group)."""
+    ``auto_remove``: --rm, the container is removed after its control group; ``rootless``:
+    run by an ordinary user, in a user namespace, without a control group)."""
     chosen = []
     for step in _ALL:
+        if step.id == "userns" and not rootless:
+            continue
+        if step.id == "cgroup-none" and not rootless:
+            continue
+        if rootless and step.id.startswith("cgroup-") and step.id != "cgroup-none":
+            continue
+        if rootless and step.id == "seccomp-denied":
+            continue
         if step.id == "unshare":  # run joins in the shim (exec, in its helper)
             chosen += [replace(STEPS["setns"], where="shim")] * len(joined)
         if step.id == "mount-volume":

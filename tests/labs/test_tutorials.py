@@ -608,14 +608,14 @@ def test_readme_gives_the_order_the_time_and_the_set_up() -> None:
     text = README.read_text()
     rows = [m for m in map(README_ROW.match, text.splitlines()) if m]
     assert [row.group("file") for row in rows] == [p.name for p in LABS]
-    assert len(LABS) == 9  # the session's eight, and lab 10 (podman, a follow-up)
+    assert len(LABS) == 10  # the session's nine, and lab 10 (podman, a follow-up)
     for row, path in zip(rows, LABS, strict=True):
         lab_text = path.read_text()
         assert f"*{row.group('minutes')} minutes." in lab_text, path.name
         assert row.group("title") == _headings(lab_text, "#")[0].split(": ", 1)[1]
         assert (row.group("root") == "yes") == ("root" in parse(path).words), path.name
-    session = [row for row in rows if int(row.group("file")[:2]) <= 8]
-    assert sum(int(row.group("minutes")) for row in session) == 120
+    session = [row for row in rows if int(row.group("file")[:2]) <= 9]
+    assert sum(int(row.group("minutes")) for row in session) == 135
     setup = session_setup()
     assert any("LABS=" in c.text for c in setup[0].commands)
     assert "..." in text and "<!-- lab: enter -->" in text  # the convention is documented
