@@ -57,9 +57,19 @@ class ContainerDiff:
 def raw_changes(layer: WritableLayer) -> list[RawChange]:
     if layer.method == "naive":
         assert layer.new_tree is not None
-        return naive_changes(layer.new_tree, layer.old_tree)
+        changes = naive_changes(layer.new_tree, layer.old_tree)
+        if layer.excluded_paths:
+            changes = [c for c in changes if not _below(c.path, layer.excluded_paths)]
+        if layer.rules is not None and layer.rules.by_path:
+            changes.sort(key=lambda c: c.path)
+        return changes
     assert layer.rules is not None
     return walk_changes(layer.upper, layer.lowers, layer.rules, exclude=layer.excluded_paths)
+
+
+def _below(path: str, excluded: frozenset[str]) -> bool:
+    """``path`` is one of ``excluded`` ("/proc") or inside one."""
+    return any(path == e or path.startswith(e.rstrip("/") + "/") for e in excluded)
 
 
 def _entry(change: RawChange, layer: WritableLayer, hashes: bool) -> DiffEntry:

@@ -34,7 +34,7 @@ from inspect_tool.layers.whiteout import (
 from inspect_tool.storage.diff import ContainerDiff, diff_layer
 from inspect_tool.storage.evidence import Evidence, LayerDir
 from inspect_tool.storage.model import ContainerRecord, WritableLayer
-from inspect_tool.storage.writable import Rules, UnionView, Whiteouts
+from inspect_tool.storage.writable import CopyTree, Rules, UnionView, Whiteouts
 from runtime_lab.storage.records import container_record
 from runtime_lab.storage.store import ContainerConfig, ContainerState, Store
 
@@ -100,8 +100,14 @@ def writable_layer(
             layer.merged = union_view([upper_dir, *lower_dirs], rules)
             yield layer
             return
-        with layer_dirs([merged]) as copied:
-            layer.merged = union_view(copied, rules)
+        with layer_dirs([merged]) as (copied,):
+            # a plain copy: the container wrote into it, so its diff is the copy compared
+            # entry by entry with the image's layers as their union shows them ("naive",
+            # engine storage's ChangesDirs for vfs)
+            layer.method = "naive"
+            layer.new_tree = CopyTree(copied)
+            layer.old_tree = union_view(lower_dirs, rules)
+            layer.merged = union_view([copied], rules)
             yield layer
 
 

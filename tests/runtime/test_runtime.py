@@ -421,6 +421,24 @@ def test_diff_of_the_writable_layer(root: Path, image: Path) -> None:
     ok(dockscope(root, "rm", "changes"))
 
 
+def test_diff_of_a_container_on_a_copy_of_its_image(root: Path, image: Path) -> None:
+    """Without overlayfs (DOCKSCOPE_ROOTFS=copy) the container writes into a plain copy: its
+    diff compares that copy with the image's layers, entry by entry, and says the same as an
+    overlay container's for the same writes."""
+    script = "echo x > /tmp/new; rm /etc/group; echo y >> /etc/passwd; rm -r /var/spool"
+    copy = {"DOCKSCOPE_ROOTFS": "copy"}
+    ok(dockscope(root, "run", "--name", "copied", image, "sh", "-c", script, env=copy))
+    ok(dockscope(root, "run", "--name", "layered", image, "sh", "-c", script))
+    assert ps(root)["copied"]["id"] != ps(root)["layered"]["id"]
+    expected = ["C /etc", "D /etc/group", "C /etc/passwd", "C /tmp", "A /tmp/new", "C /var"]
+    expected.append("D /var/spool")
+    for name in ("copied", "layered"):
+        assert ok(dockscope(root, "container", "diff", name)).splitlines() == expected, name
+    document = json.loads(ok(dockscope(root, "container", "diff", "--json", "copied")))
+    assert (document["driver"], document["method"]) == ("copy", "naive")
+    ok(dockscope(root, "rm", "copied", "layered"))
+
+
 def test_diff_json_has_engine_storages_shape(root: Path, image: Path, tmp_path: Path) -> None:
     """One shape for container diff --json: a dockscope container's document is engine
     storage's (RFC 3339 times, "0644" modes, deletions timed by their whiteout)."""
