@@ -8,12 +8,16 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from inspect_tool.errors import UsageError
 from inspect_tool.sources.selection import ALL_IMAGES, ImageSelection
 from runtime_lab.kernel.seccomp import Options as SecurityOptions
 from runtime_lab.kernel.seccomp import security_options
 from runtime_lab.spec import RestartPolicy, VolumeSpec, parse_volume, read_env_file
+
+if TYPE_CHECKING:
+    from runtime_lab.kernel.network import PortMapping
 
 # docker's bounds: below them the kernel refuses the value (a CFS quota under 1 ms) or the
 # container cannot even start
@@ -29,7 +33,7 @@ class RunOptions:
     entrypoint: str | None = None
     name: str | None = None
     hostname: str | None = None
-    network: str = "none"  # none, host or container:NAME
+    network: str = "none"  # none, bridge, host or container:NAME
     pid_mode: str = "private"  # private, host or container:NAME
     ipc_mode: str = "private"
     memory: int | None = None  # bytes
@@ -48,6 +52,7 @@ class RunOptions:
     read_only: bool = False
     restart: str = "no"  # a RestartPolicy, as it prints
     security: SecurityOptions = field(default_factory=SecurityOptions)  # --security-opt
+    publish: tuple[PortMapping, ...] = ()  # -p, with --network bridge
 
     @classmethod
     def parse(
@@ -71,6 +76,7 @@ class RunOptions:
         volumes: Sequence[str] = (),
         read_only: bool = False,
         security_opt: Sequence[str] = (),
+        publish: Sequence[str] = (),
         workdir: str | None = None,
         user: str | None = None,
         detach: bool = False,
@@ -93,6 +99,7 @@ class RunOptions:
         environment = _environment(env_files, env)
         mounts = tuple(parse_volume(v, os.getcwd()) for v in volumes)
         security = security_options(security_opt)
+        ports = _check_publish(publish, network)
         _check_terminal(tty=tty, interactive=interactive, streams=streams, explain=explain)
         return cls(
             image=image,
@@ -120,6 +127,7 @@ class RunOptions:
             read_only=read_only,
             restart=str(policy),
             security=security,
+            publish=ports,
         )
 
 
@@ -164,6 +172,23 @@ def _environment(env_files: Sequence[Path], env: Sequence[str]) -> list[str]:
         environment += read_env_file(str(path), text)
     environment += env
     return environment
+
+
+def _check_publish(publish: Sequence[str], network: str) -> tuple[PortMapping, ...]:
+    """-p: each mapping parsed; only a container on the bridge has ports to publish, and no
+    host port twice (docker's rules)."""
+    from runtime_lab.kernel.network import parse_publish
+
+    ports = tuple(parse_publish(value) for value in publish)
+    if ports and network != "bridge":
+        raise UsageError(
+            f"conflicting options: -p and --network {network} (ports are published from the "
+            "bridge network only)"
+        )
+    for i, port in enumerate(ports):
+        if any(port.clashes(other) for other in ports[:i]):
+            raise UsageError(f"-p {port}: the host port is published twice")
+    return ports
 
 
 def _check_terminal(*, tty: bool, interactive: bool, streams: list[str], explain: bool) -> None:

@@ -60,6 +60,7 @@ COMMAND_MODULES = {
             "attach",
             "exec",
             "volume",
+            "port",
         ),
         "runtime",
     ),

@@ -57,7 +57,15 @@ def run(
         "none",
         "--net",
         "--network",
-        help="none (own namespace, only lo), host, or container:NAME (join its namespace).",
+        help="none (own namespace, only lo), bridge (eth0 on the dockscope0 bridge, NAT "
+        "out, -p in), host, or container:NAME (join its namespace).",
+    ),
+    publish: list[str] | None = typer.Option(
+        None,
+        "--publish",
+        "-p",
+        metavar="[IP:]HOST:CONTAINER[/tcp|udp]",
+        help="Publish a container's port on the host (--network bridge; repeatable).",
     ),
     pid: str = typer.Option(
         "private", "--pid", help="private (own PID namespace), host, or container:NAME."
@@ -161,6 +169,8 @@ def run(
 
       dockscope run --security-opt seccomp=profile.json sample_images/busybox.tar mkdir /x
 
+      dockscope run -d --name web --network bridge -p 8080:80 sample_images/busybox.tar httpd -f
+
       dockscope run --explain sample_images/busybox.tar
     """
     from inspect_tool.sources import ImageSelection
@@ -189,6 +199,7 @@ def run(
             volumes=volume or [],
             read_only=read_only,
             security_opt=security_opt or [],
+            publish=publish or [],
             workdir=workdir,
             user=user,
             detach=detach,
@@ -299,6 +310,7 @@ def _explain(options: RunOptions, *, traced: bool) -> None:
             seccomp=options.security.seccomp != "unconfined",
             traced=traced,
             auto_remove=options.auto_remove,
+            ports=len(options.publish),
             joined=[
                 kind
                 for kind, mode in (
@@ -319,9 +331,10 @@ def register(app: typer.Typer, *, only: str | None = None) -> None:
     app.command(context_settings={"allow_interspersed_args": False})(run)
     if only == "run":
         return
-    from runtime_lab.cli import container, lifecycle, session, volume
+    from runtime_lab.cli import container, lifecycle, network, session, volume
 
     lifecycle.register(app)
+    network.register(app)
     session.register(app)
     container.register(app)
     volume.register(app)

@@ -34,6 +34,7 @@ from runtime_lab.trace.steps import CLEANUP_BEFORE_REMOVE, STEPS
 
 if TYPE_CHECKING:
     from runtime_lab.kernel.seccomp import KernelLog
+    from runtime_lab.lifecycle.network import BridgeNetwork
 
 
 MEMORY_KILL_EXIT = 137
@@ -73,9 +74,16 @@ def start(store: Store, container_id: str, tracer: Tracer, io: StartIO | None = 
         raise ContainerError(
             f"cannot create the control group: {exc.strerror or exc}", subject=config.name
         ) from None
+    network = None
+    if config.network == "bridge":
+        from runtime_lab.lifecycle.network import BridgeNetwork
+
+        network = BridgeNetwork(store, config, tracer)
     try:
-        return _run(store, container_id, tracer, io, group, state)
+        return _run(store, container_id, tracer, io, group, state, network)
     finally:  # whatever happened, the group goes (it is empty: the container has ended)
+        if network is not None:  # its rules, veth and lease first
+            network.disconnect()
         try:
             group.remove()
             removed = [str(p) for p in group.paths.values()]
@@ -104,6 +112,7 @@ def _run(
     io: StartIO,
     group: cgroups.Cgroup,
     previous: ContainerState,
+    network: BridgeNetwork | None = None,
 ) -> int:
     """The part of ``start`` inside the control group's lifetime: the group set up, the
     container's streams opened, the shim forked and watched until it ends, the exit recorded."""
@@ -111,6 +120,8 @@ def _run(
     directory = store.container_dir(container_id)
     _set_up_group(tracer, group, config)
     join = _joined_namespaces(store, config)
+    if network is not None:  # the bridge, an address, hosts and resolv.conf
+        network.prepare()
     streams = StreamPipes.open(interactive=config.interactive, tty=config.tty)
     try:
         listener = listen(directory)
@@ -133,6 +144,10 @@ def _run(
     )
     spec = _launch_spec(store, directory, config, previous, io, streams, join)
     spec.seccomp = seccomp_filter(config, log=tracer.tracing)
+    if network is not None:
+        from runtime_lab.lifecycle.network import network_files
+
+        spec.network_files = network_files(store, config)
     spec.exec_hint = exec_format_hint(platform_mismatch(config.image_config))
     kernel_log = _open_kernel_log(spec)
     pipes = _Pipes.open()
@@ -149,6 +164,7 @@ def _run(
     state.shim_pid = shim
     state.cgroup_paths = {k: str(v) for k, v in group.paths.items()}
     watch = _Watch(store, container_id, tracer, io, group, config, state, hub, shim, pipes)
+    watch.network = network
     status, failure = watch.run(log)
     return _record_exit(watch, status, failure, spec, kernel_log)
 
@@ -317,6 +333,7 @@ class _Watch:
         self.save_error: OSError | None = None
         self.session: int | None = None  # the container's audit session (seccomp records)
         self.reached: set[str] = set()  # the steps done
+        self.network: BridgeNetwork | None = None  # --network bridge: plugged in at release
         self._pending = b""
 
     def run(self, log: JsonFileLog) -> tuple[int, BaseException | None]:
@@ -379,6 +396,11 @@ class _Watch:
                 "procs": group.procs(),
             }
             self.tracer.emit(step_event("cgroup-release", args={"pid": shim}, evidence=evidence))
+            if self.network is not None:  # PID 1's namespace exists: plug it into the bridge
+                failed = self.network.attach(self.init_pid)
+                if failed is not None:  # PID 1 ends at the closed pipe; the run says why
+                    self.state.error = self.state.error or failed
+                    return
             os.write(self.pipes.release_w, b"g")
         except OSError as exc:  # PID 1 ends at the closed pipe; the run says why
             self.state.error = self.state.error or f"{STEPS['cgroup-release'].title}: {exc}"

@@ -27,7 +27,7 @@ class LaunchSpec:
     work: str
     rootfs_mode: str  # "overlay" or "copy" (merged is then a plain directory)
     hostname: str
-    network: str  # "none", "host" or "container:<id>" (joined: see ``join``)
+    network: str  # "none", "bridge", "host" or "container:<id>" (joined: see ``join``)
     argv: list[str]
     env: list[str]
     workdir: str
@@ -48,6 +48,7 @@ class LaunchSpec:
     seccomp: Filter | None = None  # compiled by dockscope before fork; None: unconfined
     exec_hint: str | None = None  # why execve may fail with ENOEXEC (the image's platform)
     release_fd: int | None = None  # PID 1 reads "g" here once the shim has left the group
+    network_files: list[dict[str, Any]] = field(default_factory=list)  # bridge: hosts, resolv
 
 
 def exec_failure(command: str, exc: OSError, hint: str | None) -> str:

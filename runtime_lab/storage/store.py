@@ -108,7 +108,7 @@ class ContainerConfig:
     workdir: str
     user: str
     hostname: str
-    network: str  # "none", "host" or "container:<id>" (its network namespace joined)
+    network: str  # "none", "bridge", "host" or "container:<id>" (its namespace joined)
     memory: int | None = None
     cpus: float | None = None
     pids: int | None = None
@@ -132,6 +132,8 @@ class ContainerConfig:
     # whose document is kept here (read once, at create, as docker keeps it)
     seccomp: str = "default"
     seccomp_profile: dict[str, Any] | None = None
+    # -p with --network bridge: {"host_port", "container_port", "protocol", "host_ip"}
+    ports: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(slots=True)

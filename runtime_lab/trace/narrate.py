@@ -69,6 +69,7 @@ def _evidence_lines(event: Event) -> list[str]:
     ):
         if key in ev:
             lines.append(f"{key}: {ev[key]}")
+    lines += _network_lines(ev)
     if "status" in ev and isinstance(ev["status"], dict):
         lines += [f"{k}: {v}" for k, v in ev["status"].items()]
     if event.step in ("readonly-paths", "masked-paths") and isinstance(ev.get("paths"), dict):
@@ -94,6 +95,28 @@ def _evidence_lines(event: Event) -> list[str]:
             lines.append(f"… and {len(denied) - 20} more; by call: {ev.get('counts')}")
         if not denied:
             lines.append("denied: nothing")
+    return lines
+
+
+def _network_lines(ev: dict[str, Any]) -> list[str]:
+    """--network bridge: the commands run, then what ``ip`` shows outside and inside."""
+    lines: list[str] = []
+    for sysctl in ev.get("sysctls", []) if isinstance(ev.get("sysctls"), list) else []:
+        lines.append(f"{sysctl['sysctl']} (was {sysctl['before']})")
+    for key in ("address", "gateway", "address_released", "rules_deleted", "bridge_removed"):
+        if ev.get(key) is not None:
+            lines.append(f"{key}: {ev[key]}")
+    for key, label in (
+        ("commands", "$"),
+        ("hosts", "/etc/hosts:"),
+        ("resolv.conf", "/etc/resolv.conf:"),
+        ("nft", "nft:"),
+        ("ip_outside", "host:"),
+        ("ip_inside", "container:"),
+    ):
+        value = ev.get(key)
+        if isinstance(value, list):
+            lines += [f"{label} {item}" for item in value]
     return lines
 
 
