@@ -395,6 +395,7 @@ class Lease:
     root: str  # the state root (recovery releases only its own)
     hosts_file: str  # the container's /etc/hosts on the host (peers are written into it)
     ports: list[dict[str, Any]] = field(default_factory=list)
+    holder: str = ""  # "PID:start time" of the process that releases it (run, a supervisor)
 
     def mappings(self) -> list[PortMapping]:
         return [PortMapping(**p) for p in self.ports]
@@ -454,6 +455,24 @@ class Leases:
         if lease is not None:
             self.leases.remove(lease)
         return lease
+
+
+def this_process() -> str:
+    """This process as a lease's holder: its PID and start time (a reused PID differs)."""
+    return f"{os.getpid()}:{_start_time(os.getpid())}"
+
+
+def holder_alive(holder: str) -> bool:
+    pid, _, started = holder.partition(":")
+    return pid.isdigit() and _start_time(int(pid)) == started
+
+
+def _start_time(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:  # field 22, after the command in parentheses
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
 
 
 def hosts_text(own: Lease | None, peers: Sequence[Lease]) -> str:

@@ -59,13 +59,16 @@ class BridgeNetwork:
         directory = self.store.container_dir(self.config.id)
         try:
             with net.Leases.locked() as book:
+                stale = _release_stale(book, cmd)  # their holders died (kill -9)
                 self._check_ports(book)
                 evidence = net.ensure_bridge(self.settings, cmd)
                 evidence["commands"] = cmd.run_log
+                if stale:
+                    evidence["stale_leases_released"] = stale
                 self.tracer.emit(
                     step_event("bridge", args={"name": self.settings.bridge}, evidence=evidence)
                 )
-                stale = book.release(self.config.id)  # a crash's leftover of this container
+                mine = book.release(self.config.id)  # a crash's leftover of this container
                 lease = book.allocate(
                     self.settings,
                     net.Lease(
@@ -77,6 +80,7 @@ class BridgeNetwork:
                         root=str(self.store.root),
                         hosts_file=str(directory / HOSTS),
                         ports=[_port_dict(p) for p in self.ports],
+                        holder=net.this_process(),
                     ),
                 )
                 book.save()
@@ -89,7 +93,7 @@ class BridgeNetwork:
                             "address": lease.address,
                             "gateway": str(self.settings.gateway),
                             "lease_file": str(book.path),
-                            **({"stale_lease_replaced": stale.address} if stale else {}),
+                            **({"stale_lease_replaced": mine.address} if mine else {}),
                         },
                     )
                 )
@@ -211,6 +215,22 @@ def _port_dict(port: net.PortMapping) -> dict[str, Any]:
     }
 
 
+def _release_stale(book: net.Leases, cmd: net.Commands) -> list[str]:
+    """Leases whose holder is gone (dockscope killed with -9): their rules, veths and
+    addresses go, so that their ports and addresses are free again."""
+    released = []
+    for lease in [x for x in book.leases if not net.holder_alive(x.holder)]:
+        net.delete_rules(net.Settings(lease.bridge), lease.container, cmd)
+        host_end, _ = net.veth_names(lease.container)
+        if net.link_exists(host_end):
+            cmd.run(["ip", "link", "del", host_end], check=False)
+        book.leases.remove(lease)
+        released.append(f"{lease.address} ({lease.name})")
+    if released:
+        book.save()
+    return released
+
+
 def _tell_peers(book: net.Leases, bridge: str) -> list[str]:
     """Every running container on the bridge gets the bridge's current names in its hosts
     file (rewritten in place: it is bind-mounted)."""
@@ -234,6 +254,8 @@ def release(
     its namespace already, unless the namespace outlives it), its lease, its name in the
     peers' hosts files; the bridge and table when no lease is left on them. None when it
     held nothing."""
+    if not (net.RUN_DIR / "leases.json").exists():  # no container ever used a bridge
+        return None
     settings = settings or net.Settings.load(store.root)
     cmd = net.Commands()
     with net.Leases.locked() as book:

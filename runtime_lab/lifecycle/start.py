@@ -82,7 +82,7 @@ def start(store: Store, container_id: str, tracer: Tracer, io: StartIO | None = 
     try:
         return _run(store, container_id, tracer, io, group, state, network)
     finally:  # whatever happened, the group goes (it is empty: the container has ended)
-        if network is not None:  # its rules, veth and lease first
+        if network is not None:  # a start that failed early: its lease, rules, veth
             network.disconnect()
         try:
             group.remove()
@@ -475,6 +475,8 @@ def _record_exit(
             kernel_log.close()
     if spec.seccomp is not None and "no_new_privs" in watch.reached and "exec" not in watch.reached:
         state.error = state.error or _denied_before_exec(code)
+    if watch.network is not None:  # before the exit is recorded: stop and rm wait for it
+        watch.network.disconnect()
     state.status, state.exit_code, state.oom_killed, state.finished = "exited", code, oom, now()
     save_error = save_state(watch.store, watch.container_id, state) or watch.save_error
     if failure is not None:

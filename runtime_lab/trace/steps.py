@@ -327,20 +327,20 @@ _ALL = [
         "dockscope",
     ),
     Step(
-        "exit",
-        "The container exits",
-        "wait4",
-        "PID 1 exited; the kernel killed every other process of the PID namespace. Exit "
-        "status is passed through (128+N for signal N).",
-        "dockscope",
-    ),
-    Step(
         "network-release",
         "Leave the bridge",
         "nft delete/ip link del",
         "The container's -p rules are deleted by their handles, its veth (gone with the "
         "namespace) removed if left, its address released and its name taken out of its "
         "peers' hosts files; with the bridge's last container, the bridge and its table go.",
+        "dockscope",
+    ),
+    Step(
+        "exit",
+        "The container exits",
+        "wait4",
+        "PID 1 exited; the kernel killed every other process of the PID namespace. Exit "
+        "status is passed through (128+N for signal N).",
         "dockscope",
     ),
     Step(
