@@ -64,7 +64,7 @@ class RunOptions:
         entrypoint: str | None = None,
         name: str | None = None,
         hostname: str | None = None,
-        network: str = "none",
+        network: str | None = None,
         pid_mode: str = "private",
         ipc_mode: str = "private",
         memory: str | None = None,
@@ -99,7 +99,7 @@ class RunOptions:
         environment = _environment(env_files, env)
         mounts = tuple(parse_volume(v, os.getcwd()) for v in volumes)
         security = security_options(security_opt)
-        ports = _check_publish(publish, network)
+        ports = _check_publish(publish, network or default_network())
         _check_terminal(tty=tty, interactive=interactive, streams=streams, explain=explain)
         return cls(
             image=image,
@@ -108,7 +108,7 @@ class RunOptions:
             entrypoint=entrypoint,
             name=name,
             hostname=hostname,
-            network=network,
+            network=network or default_network(),
             pid_mode=pid_mode,
             ipc_mode=ipc_mode,
             memory=memory_bytes,
@@ -172,6 +172,13 @@ def _environment(env_files: Sequence[Path], env: Sequence[str]) -> list[str]:
         environment += read_env_file(str(path), text)
     environment += env
     return environment
+
+
+def default_network() -> str:
+    """docker's default, ``bridge``, for root; ``none`` for another user, who cannot make a
+    bridge, veths or nft rules on the host (rootless docker and podman use a user-space
+    network stack, slirp4netns or pasta, instead)."""
+    return "bridge" if os.geteuid() == 0 else "none"
 
 
 def _check_publish(publish: Sequence[str], network: str) -> tuple[PortMapping, ...]:

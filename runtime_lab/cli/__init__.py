@@ -53,12 +53,14 @@ def run(
         help="Hostname (default: the short container ID). Not -h, which is help here as in "
         "every dockscope command (docker run -h sets the hostname).",
     ),
-    net: str = typer.Option(
-        "none",
+    net: str | None = typer.Option(
+        None,
         "--net",
         "--network",
-        help="none (own namespace, only lo), bridge (eth0 on the dockscope0 bridge, NAT "
-        "out, -p in), host, or container:NAME (join its namespace).",
+        metavar="MODE",
+        help="bridge (the default as root: eth0 on the dockscope0 bridge, NAT out, -p in), "
+        "none (own namespace, only lo; the default for other users), host, or "
+        "container:NAME (join its namespace).",
     ),
     publish: list[str] | None = typer.Option(
         None,

@@ -174,6 +174,7 @@ class Commands:
     """Every command run, as it would be typed (``ip -batch -`` input shown line by line)."""
 
     run_log: list[str] = field(default_factory=list)
+    observe: bool = True  # run the commands whose output is only evidence (a traced run)
 
     def run(self, argv: Sequence[str], stdin: str | None = None, *, check: bool = True) -> str:
         shown = " ".join(argv)
@@ -195,6 +196,8 @@ class Commands:
 
     def look(self, argv: Sequence[str]) -> list[str]:
         """A command whose output is evidence (not recorded as a change)."""
+        if not self.observe:
+            return []
         with contextlib.suppress(OSError):
             done = subprocess.run(list(argv), capture_output=True, text=True, check=False)
             return [" ".join(line.split()) for line in done.stdout.splitlines() if line.strip()]

@@ -26,6 +26,18 @@ from runtime_lab.trace.events import Tracer
 
 HOSTS = "hosts"
 RESOLV = "resolv.conf"
+INIT_LAYER = "init"  # docker's "-init" layer: the mount points, above the image's layers
+
+
+def init_layer(directory: Path) -> Path:
+    """A lower layer of the container's own holding empty /etc/hosts and /etc/resolv.conf,
+    as docker's init layer does: the bind mounts land on them, so nothing is made in the
+    writable layer (no copy-up of /etc that ``container diff`` would show)."""
+    layer = directory / INIT_LAYER
+    (layer / "etc").mkdir(mode=0o755, parents=True, exist_ok=True)
+    for name in (HOSTS, RESOLV):
+        (layer / "etc" / name).touch(mode=0o644)
+    return layer
 
 
 def network_files(store: Store, config: ContainerConfig) -> list[dict[str, Any]]:
@@ -44,6 +56,21 @@ def network_files(store: Store, config: ContainerConfig) -> list[dict[str, Any]]
     ]
 
 
+def shared_network_files(
+    store: Store, config: ContainerConfig, directory: Path, rootfs_mode: str
+) -> list[dict[str, Any]]:
+    """The hosts and resolv.conf PID 1 mounts: the container's own on the bridge, its
+    owner's when it joins another container's network namespace (none when that owner has
+    none: --network none or host)."""
+    owner = config.network.partition(":")[2] if config.network.startswith("container:") else ""
+    files = network_files(store, store.load_config(owner) if owner else config)
+    if not all(Path(f["source"]).is_file() for f in files):
+        return []
+    if rootfs_mode == "overlay":
+        init_layer(directory)
+    return files
+
+
 class BridgeNetwork:
     def __init__(self, store: Store, config: ContainerConfig, tracer: Tracer) -> None:
         self.store, self.config, self.tracer = store, config, tracer
@@ -55,7 +82,7 @@ class BridgeNetwork:
     # -- before the fork -----------------------------------------------------------------------
     def prepare(self) -> None:
         started = time.monotonic()
-        cmd = net.Commands()
+        cmd = net.Commands(observe=self.tracer.tracing)
         directory = self.store.container_dir(self.config.id)
         try:
             with net.Leases.locked() as book:
@@ -125,6 +152,7 @@ class BridgeNetwork:
 
     def _write_files(self, book: net.Leases, lease: net.Lease) -> None:
         directory = self.store.container_dir(self.config.id)
+        init_layer(directory)
         peers = [x for x in book.on_bridge(self.settings.bridge) if x.container != self.config.id]
         hosts = net.hosts_text(lease, peers)
         net.rewrite_in_place(directory / HOSTS, hosts)
@@ -153,14 +181,14 @@ class BridgeNetwork:
         """The veth and the -p rules; None, or why it failed (PID 1 then ends)."""
         started = time.monotonic()
         assert self.address is not None
-        cmd = net.Commands()
+        cmd = net.Commands(observe=self.tracer.tracing)
         step = "veth"
         try:
             evidence = net.connect_veth(self.settings, self.config.id, pid, self.address, cmd)
             evidence["commands"] = cmd.run_log
             self.tracer.emit(step_event("veth", args={"pid": pid}, evidence=evidence))
             if self.ports:
-                cmd, step = net.Commands(), "publish"
+                cmd, step = net.Commands(observe=self.tracer.tracing), "publish"
                 rules = net.publish_rules(self.settings, self.config.id, self.address, self.ports)
                 cmd.run(["nft", "-f", "-"], rules)
                 self.tracer.emit(
@@ -189,7 +217,9 @@ class BridgeNetwork:
     # -- the end ---------------------------------------------------------------------------------
     def disconnect(self) -> None:
         with contextlib.suppress(Exception):  # never in the way of the exit's record
-            evidence = release(self.store, self.config.id, self.settings)
+            evidence = release(
+                self.store, self.config.id, self.settings, observe=self.tracer.tracing
+            )
             if evidence is not None:
                 self.tracer.emit(step_event("network-release", evidence=evidence))
 
@@ -248,7 +278,7 @@ def _tell_peers(book: net.Leases, bridge: str) -> list[str]:
 
 
 def release(
-    store: Store, container_id: str, settings: net.Settings | None = None
+    store: Store, container_id: str, settings: net.Settings | None = None, *, observe: bool = True
 ) -> dict[str, Any] | None:
     """Everything of the container's on the host network: its -p rules, its veth (gone with
     its namespace already, unless the namespace outlives it), its lease, its name in the
@@ -257,7 +287,7 @@ def release(
     if not (net.RUN_DIR / "leases.json").exists():  # no container ever used a bridge
         return None
     settings = settings or net.Settings.load(store.root)
-    cmd = net.Commands()
+    cmd = net.Commands(observe=observe)
     with net.Leases.locked() as book:
         lease = book.release(container_id)
         host_end, _ = net.veth_names(container_id)
@@ -267,7 +297,8 @@ def release(
         bridge = lease.bridge if lease is not None else settings.bridge
         if bridge != settings.bridge:
             settings = net.Settings(bridge, settings.subnet)
-        rules = net.delete_rules(settings, container_id, cmd)
+        # a lease without ports has no rules; none, a crash's leftovers: look for them
+        rules = net.delete_rules(settings, container_id, cmd) if not lease or lease.ports else 0
         if had_veth:
             cmd.run(["ip", "link", "del", host_end], check=False)
         book.save()

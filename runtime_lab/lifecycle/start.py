@@ -144,10 +144,13 @@ def _run(
     )
     spec = _launch_spec(store, directory, config, previous, io, streams, join)
     spec.seccomp = seccomp_filter(config, log=tracer.tracing)
-    if network is not None:
-        from runtime_lab.lifecycle.network import network_files
+    if network is not None or "net" in join:
+        from runtime_lab.lifecycle.network import shared_network_files
 
-        spec.network_files = network_files(store, config)
+        # bridge: its own hosts and resolv.conf; container:NAME: its owner's, as docker shares
+        spec.network_files = shared_network_files(store, config, directory, spec.rootfs_mode)
+        if spec.network_files and spec.rootfs_mode == "overlay":  # docker's init layer
+            spec.lowerdirs.append(str(directory / "init"))
     spec.exec_hint = exec_format_hint(platform_mismatch(config.image_config))
     kernel_log = _open_kernel_log(spec)
     pipes = _Pipes.open()

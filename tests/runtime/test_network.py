@@ -112,9 +112,15 @@ def test_containers_reach_each_other_by_name(
         assert f"eth0 inet 10.198.{TAG}.2/24" in " ".join(addresses.split())
         route = ok(dockscope(root, "exec", "alpha", "ip", "route"))
         assert f"default via {GATEWAY} dev eth0" in route
+        # a container joining alpha's network namespace reads alpha's names, as docker shares
+        joined = ("run", "--rm", "--net", "container:alpha", busybox_image, "cat", "/etc/hosts")
+        assert f"10.198.{TAG}.2\t" in ok(dockscope(root, *joined))
     finally:
         ok(dockscope(root, "rm", "-f", "beta"))
     assert "beta" not in ok(dockscope(root, "exec", "alpha", "cat", "/etc/hosts"))
+    # the mount points are in docker's "init" layer: nothing of them in the writable layer
+    diff = ok(dockscope(root, "container", "diff", "alpha")).splitlines()
+    assert diff == ["C /tmp", "A /tmp/index.html"]  # the server's page only, no /etc
     ok(dockscope(root, "rm", "-f", "alpha"))
 
     found = events(trace)
