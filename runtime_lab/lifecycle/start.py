@@ -468,6 +468,8 @@ def _record_exit(
     values: dict[str, str] = {}
     with contextlib.suppress(OSError):
         values = group.values()
+    if watch.network is not None:  # before the exit is recorded: stop and rm wait for it
+        watch.network.disconnect()
     if kernel_log is not None:  # before the exit is recorded: stop waits for that record
         try:
             if failure is None:
@@ -478,8 +480,6 @@ def _record_exit(
             kernel_log.close()
     if spec.seccomp is not None and "no_new_privs" in watch.reached and "exec" not in watch.reached:
         state.error = state.error or _denied_before_exec(code)
-    if watch.network is not None:  # before the exit is recorded: stop and rm wait for it
-        watch.network.disconnect()
     state.status, state.exit_code, state.oom_killed, state.finished = "exited", code, oom, now()
     save_error = save_state(watch.store, watch.container_id, state) or watch.save_error
     if failure is not None:

@@ -315,6 +315,15 @@ _ALL = [
         "init",
     ),
     Step(
+        "network-release",
+        "Leave the bridge",
+        "nft delete/ip link del",
+        "The container's -p rules are deleted by their handles, its veth (gone with the "
+        "namespace) removed if left, its address released and its name taken out of its "
+        "peers' hosts files; with the bridge's last container, the bridge and its table go.",
+        "dockscope",
+    ),
+    Step(
         "seccomp-denied",
         "Read what the seccomp filter denied",
         "read(/dev/kmsg)",
@@ -324,15 +333,6 @@ _ALL = [
         "session of its own (a write to /proc/self/loginuid), so its records are those "
         "with its session id (ses=). Without an audit daemon they are in the kernel log "
         "(dmesg); with one, in its log (ausearch -m SECCOMP).",
-        "dockscope",
-    ),
-    Step(
-        "network-release",
-        "Leave the bridge",
-        "nft delete/ip link del",
-        "The container's -p rules are deleted by their handles, its veth (gone with the "
-        "namespace) removed if left, its address released and its name taken out of its "
-        "peers' hosts files; with the bridge's last container, the bridge and its table go.",
         "dockscope",
     ),
     Step(
