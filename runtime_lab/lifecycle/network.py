@@ -319,7 +319,9 @@ def release(
 def recover(store: Store, running: set[str]) -> list[str]:
     """``cleanup``: the leases (and rules, veths) of this state root's containers that do not
     run any more; other state roots' are never touched."""
-    report = []
+    report: list[str] = []
+    if not (net.RUN_DIR / "leases.json").exists():
+        return report
     with net.Leases.locked() as book:
         mine = [x for x in book.leases if x.root == str(store.root) and x.container not in running]
     for lease in mine:

@@ -163,6 +163,8 @@ def test_published_port_from_the_host_and_a_clash(
             f"8080/tcp -> 127.0.0.1:{local_port}",
         ]
         assert ok(dockscope(root, "port", "web", "8080")).splitlines()[0] == f"0.0.0.0:{port}"
+        ports = ok(dockscope(root, "ps", "--format", "{{.Names}} {{.Ports}}"))
+        assert ports == f"web 0.0.0.0:{port}->8080/tcp, 127.0.0.1:{local_port}->8080/tcp\n"
         during = host_network(root)
         clash = dockscope(
             root,
