@@ -78,6 +78,7 @@ class BridgeNetwork:
         self.ports = [net.PortMapping(**p) for p in config.ports]
         self.address: str | None = None
         self.attached = 0.0  # seconds spent connecting (prepare + attach)
+        self.released = False
 
     # -- before the fork -----------------------------------------------------------------------
     def prepare(self) -> None:
@@ -216,6 +217,9 @@ class BridgeNetwork:
 
     # -- the end ---------------------------------------------------------------------------------
     def disconnect(self) -> None:
+        if self.released:  # done before the exit was recorded
+            return
+        self.released = True
         with contextlib.suppress(Exception):  # never in the way of the exit's record
             evidence = release(
                 self.store, self.config.id, self.settings, observe=self.tracer.tracing
