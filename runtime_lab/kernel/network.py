@@ -180,7 +180,8 @@ class Commands:
         shown = " ".join(argv)
         if stdin is not None:
             # as a student would type it: a here-document
-            self.run_log += [f"{shown} <<EOF", *stdin.strip().splitlines(), "EOF"]
+            lines = [f"  {line}" for line in stdin.strip().splitlines()]
+            self.run_log += [f"{shown} <<EOF", *lines, "EOF"]
         else:
             self.run_log.append(shown)
         try:

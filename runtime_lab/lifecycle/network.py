@@ -15,7 +15,6 @@ Each part is one traced step with the commands run as evidence.
 from __future__ import annotations
 
 import contextlib
-import time
 from pathlib import Path
 from typing import Any
 
@@ -77,12 +76,10 @@ class BridgeNetwork:
         self.settings = net.Settings.load(store.root)
         self.ports = [net.PortMapping(**p) for p in config.ports]
         self.address: str | None = None
-        self.attached = 0.0  # seconds spent connecting (prepare + attach)
         self.released = False
 
     # -- before the fork -----------------------------------------------------------------------
     def prepare(self) -> None:
-        started = time.monotonic()
         cmd = net.Commands(observe=self.tracer.tracing)
         directory = self.store.container_dir(self.config.id)
         try:
@@ -130,7 +127,6 @@ class BridgeNetwork:
             self._failed("bridge" if self.address is None else "network-files", str(exc))
         except OSError as exc:
             self._failed("network-files", exc.strerror or str(exc))
-        self.attached += time.monotonic() - started
 
     def _check_ports(self, book: net.Leases) -> None:
         for port in self.ports:
@@ -180,7 +176,6 @@ class BridgeNetwork:
     # -- PID 1 exists ----------------------------------------------------------------------------
     def attach(self, pid: int) -> str | None:
         """The veth and the -p rules; None, or why it failed (PID 1 then ends)."""
-        started = time.monotonic()
         assert self.address is not None
         cmd = net.Commands(observe=self.tracer.tracing)
         step = "veth"
@@ -211,8 +206,6 @@ class BridgeNetwork:
         except (net.NetworkError, OSError) as exc:
             self.tracer.emit(step_event(step, args={"pid": pid}, result=str(exc)))
             return f"{net_title(step)}: {exc}"
-        finally:
-            self.attached += time.monotonic() - started
         return None
 
     # -- the end ---------------------------------------------------------------------------------

@@ -106,8 +106,11 @@ def _network_lines(ev: dict[str, Any]) -> list[str]:
     for key in ("address", "gateway", "address_released", "rules_deleted", "bridge_removed"):
         if ev.get(key) is not None:
             lines.append(f"{key}: {ev[key]}")
+    for command in ev.get("commands", []) if isinstance(ev.get("commands"), list) else []:
+        # a here-document's lines (indented) and its end are typed after the command
+        typed = command.startswith("  ") or command == "EOF"
+        lines.append(f"  {command}" if typed else f"$ {command}")
     for key, label in (
-        ("commands", "$"),
         ("hosts", "/etc/hosts:"),
         ("resolv.conf", "/etc/resolv.conf:"),
         ("nft", "nft:"),
