@@ -8,6 +8,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from inspect_tool.errors import UsageError
 from inspect_tool.sources.selection import ALL_IMAGES, ImageSelection
@@ -15,6 +16,9 @@ from runtime_lab.kernel.capabilities import CapabilityOptions
 from runtime_lab.kernel.seccomp import Options as SecurityOptions
 from runtime_lab.kernel.seccomp import security_options
 from runtime_lab.spec import RestartPolicy, VolumeSpec, parse_volume, read_env_file
+
+if TYPE_CHECKING:
+    from runtime_lab.kernel.network import PortMapping
 
 # docker's bounds: below them the kernel refuses the value (a CFS quota under 1 ms) or the
 # container cannot even start
@@ -30,7 +34,7 @@ class RunOptions:
     entrypoint: str | None = None
     name: str | None = None
     hostname: str | None = None
-    network: str = "none"  # none, host or container:NAME
+    network: str = "none"  # none, bridge, host or container:NAME
     pid_mode: str = "private"  # private, host or container:NAME
     ipc_mode: str = "private"
     memory: int | None = None  # bytes
@@ -50,6 +54,7 @@ class RunOptions:
     restart: str = "no"  # a RestartPolicy, as it prints
     security: SecurityOptions = field(default_factory=SecurityOptions)  # --security-opt
     caps: CapabilityOptions = field(default_factory=CapabilityOptions)  # --cap-*, --privileged
+    publish: tuple[PortMapping, ...] = ()  # -p, with --network bridge
 
     @classmethod
     def parse(
@@ -61,7 +66,7 @@ class RunOptions:
         entrypoint: str | None = None,
         name: str | None = None,
         hostname: str | None = None,
-        network: str = "none",
+        network: str | None = None,
         pid_mode: str = "private",
         ipc_mode: str = "private",
         memory: str | None = None,
@@ -76,6 +81,7 @@ class RunOptions:
         cap_add: Sequence[str] = (),
         cap_drop: Sequence[str] = (),
         privileged: bool = False,
+        publish: Sequence[str] = (),
         workdir: str | None = None,
         user: str | None = None,
         detach: bool = False,
@@ -99,6 +105,7 @@ class RunOptions:
         mounts = tuple(parse_volume(v, os.getcwd()) for v in volumes)
         security = security_options(security_opt)
         caps = CapabilityOptions.parse(cap_add, cap_drop, privileged=privileged)
+        ports = _check_publish(publish, network or default_network())
         _check_terminal(tty=tty, interactive=interactive, streams=streams, explain=explain)
         return cls(
             image=image,
@@ -107,7 +114,7 @@ class RunOptions:
             entrypoint=entrypoint,
             name=name,
             hostname=hostname,
-            network=network,
+            network=network or default_network(),
             pid_mode=pid_mode,
             ipc_mode=ipc_mode,
             memory=memory_bytes,
@@ -127,6 +134,7 @@ class RunOptions:
             restart=str(policy),
             security=security,
             caps=caps,
+            publish=ports,
         )
 
 
@@ -171,6 +179,30 @@ def _environment(env_files: Sequence[Path], env: Sequence[str]) -> list[str]:
         environment += read_env_file(str(path), text)
     environment += env
     return environment
+
+
+def default_network() -> str:
+    """docker's default, ``bridge``, for root; ``none`` for another user, who cannot make a
+    bridge, veths or nft rules on the host (rootless docker and podman use a user-space
+    network stack, slirp4netns or pasta, instead)."""
+    return "bridge" if os.geteuid() == 0 else "none"
+
+
+def _check_publish(publish: Sequence[str], network: str) -> tuple[PortMapping, ...]:
+    """-p: each mapping parsed; only a container on the bridge has ports to publish, and no
+    host port twice (docker's rules)."""
+    from runtime_lab.kernel.network import parse_publish
+
+    ports = tuple(parse_publish(value) for value in publish)
+    if ports and network != "bridge":
+        raise UsageError(
+            f"conflicting options: -p and --network {network} (ports are published from the "
+            "bridge network only)"
+        )
+    for i, port in enumerate(ports):
+        if any(port.clashes(other) for other in ports[:i]):
+            raise UsageError(f"-p {port}: the host port is published twice")
+    return ports
 
 
 def _check_terminal(*, tty: bool, interactive: bool, streams: list[str], explain: bool) -> None:

@@ -63,6 +63,7 @@ COMMAND_MODULES = {
             "exec",
             "volume",
             "runtime",
+            "port",
         ),
         "runtime",
     ),

@@ -53,11 +53,21 @@ def run(
         help="Hostname (default: the short container ID). Not -h, which is help here as in "
         "every dockscope command (docker run -h sets the hostname).",
     ),
-    net: str = typer.Option(
-        "none",
+    net: str | None = typer.Option(
+        None,
         "--net",
         "--network",
-        help="none (own namespace, only lo), host, or container:NAME (join its namespace).",
+        metavar="MODE",
+        help="bridge (the default as root: eth0 on the dockscope0 bridge, NAT out, -p in), "
+        "none (own namespace, only lo; the default for other users), host, or "
+        "container:NAME (join its namespace).",
+    ),
+    publish: list[str] | None = typer.Option(
+        None,
+        "--publish",
+        "-p",
+        metavar="[IP:]HOST:CONTAINER[/tcp|udp]",
+        help="Publish a container's port on the host (--network bridge; repeatable).",
     ),
     pid: str = typer.Option(
         "private", "--pid", help="private (own PID namespace), host, or container:NAME."
@@ -188,6 +198,8 @@ def run(
 
       dockscope run --cap-add SYS_ADMIN sample_images/busybox.tar mount -t tmpfs none /mnt
 
+      dockscope run -d --name web --network bridge -p 8080:80 sample_images/busybox.tar httpd -f
+
       dockscope run --explain sample_images/busybox.tar
     """
     from inspect_tool.sources import ImageSelection
@@ -219,6 +231,7 @@ def run(
             cap_add=cap_add or [],
             cap_drop=cap_drop or [],
             privileged=privileged,
+            publish=publish or [],
             workdir=workdir,
             user=user,
             detach=detach,
@@ -341,6 +354,7 @@ def _explain(options: RunOptions, *, traced: bool) -> None:
             traced=traced,
             auto_remove=options.auto_remove,
             rootless=rootless(),
+            ports=len(options.publish),
             joined=[
                 kind
                 for kind, mode in (
@@ -379,9 +393,10 @@ def register(app: typer.Typer, *, only: str | None = None) -> None:
     app.command(context_settings={"allow_interspersed_args": False})(run)
     if only == "run":
         return
-    from runtime_lab.cli import container, copy, habits, lifecycle, session, volume
+    from runtime_lab.cli import container, copy, habits, lifecycle, network, session, volume
 
     lifecycle.register(app)
+    network.register(app)
     app.command(
         "runtime",
         context_settings={

@@ -110,7 +110,7 @@ def create(
 def _namespaces(store: Store, options: RunOptions) -> tuple[str, str, str]:
     """--net, --pid and --ipc as recorded: a mode, or ``container:<id>``."""
     return (
-        _namespace_mode(store, "--net", options.network, ("none", "host")),
+        _namespace_mode(store, "--net", options.network, ("none", "bridge", "host")),
         _namespace_mode(store, "--pid", options.pid_mode, ("private", "host")),
         _namespace_mode(store, "--ipc", options.ipc_mode, ("private", "host")),
     )
@@ -302,6 +302,15 @@ def _config(
         cap_drop=list(options.caps.drop),
         privileged=options.caps.privileged,
         capabilities=options.caps.capabilities(),
+        ports=[
+            {
+                "host_port": p.host_port,
+                "container_port": p.container_port,
+                "protocol": p.protocol,
+                "host_ip": p.host_ip,
+            }
+            for p in options.publish
+        ],
     )
 
 

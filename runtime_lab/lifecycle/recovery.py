@@ -46,6 +46,9 @@ def recover(store: Store, cgroup_root: Path = CGROUP_ROOT) -> list[str]:
             report.append(f"cgroup {group}: removed")
         except OSError as exc:
             report.append(f"cgroup {group}: not removed ({exc.strerror})")
+    from runtime_lab.lifecycle import network
+
+    report += network.recover(store, {cid for cid in store.ids() if cid[:12] not in stopped})
     if store.layers.is_dir():
         for partial in store.layers.glob(".tmp-*"):
             remove_dir(partial, ignore_errors=True)

@@ -41,6 +41,7 @@ from runtime_lab.trace.steps import CLEANUP_BEFORE_REMOVE, STEPS
 
 if TYPE_CHECKING:
     from runtime_lab.kernel.seccomp import KernelLog
+    from runtime_lab.lifecycle.network import BridgeNetwork
 
 
 MEMORY_KILL_EXIT = 137
@@ -79,9 +80,16 @@ def start(store: Store, container_id: str, tracer: Tracer, io: StartIO | None = 
         raise ContainerError(
             f"cannot create the control group: {exc.strerror or exc}", subject=config.name
         ) from None
+    network = None
+    if config.network == "bridge":
+        from runtime_lab.lifecycle.network import BridgeNetwork
+
+        network = BridgeNetwork(store, config, tracer)
     try:
-        return _run(store, container_id, tracer, io, group, state)
+        return _run(store, container_id, tracer, io, group, state, network)
     finally:  # whatever happened, the group goes (it is empty: the container has ended)
+        if network is not None:  # a start that failed early: its lease, rules, veth
+            network.disconnect()
         try:
             group.remove()
             removed = [str(p) for p in group.paths.values()]
@@ -121,6 +129,7 @@ def _run(
     io: StartIO,
     group: cgroups.Cgroup,
     previous: ContainerState,
+    network: BridgeNetwork | None = None,
 ) -> int:
     """The part of ``start`` inside the control group's lifetime: the group set up, the
     container's streams opened, the shim forked and watched until it ends, the exit recorded."""
@@ -128,6 +137,8 @@ def _run(
     directory = store.container_dir(container_id)
     _set_up_group(tracer, group, config)
     join = _joined_namespaces(store, config)
+    if network is not None:  # the bridge, an address, hosts and resolv.conf
+        network.prepare()
     streams = StreamPipes.open(interactive=config.interactive, tty=config.tty)
     try:
         run_dir = store.run_dir(container_id)
@@ -154,6 +165,13 @@ def _run(
     spec.capabilities, spec.privileged = config.capability_set(), config.privileged
     # rootless: the kernel's audit records cannot be read, so the filter does not log
     spec.seccomp = seccomp_filter(config, log=tracer.tracing and not rootless())
+    if network is not None or "net" in join:
+        from runtime_lab.lifecycle.network import shared_network_files
+
+        # bridge: its own hosts and resolv.conf; container:NAME: its owner's, as docker shares
+        spec.network_files = shared_network_files(store, config, directory, spec.rootfs_mode)
+        if spec.network_files and spec.rootfs_mode == "overlay":  # docker's init layer
+            spec.lowerdirs.append(str(directory / "init"))
     spec.exec_hint = exec_format_hint(platform_mismatch(config.image_config))
     kernel_log = _open_kernel_log(spec)
     pipes = _Pipes.open()
@@ -170,6 +188,7 @@ def _run(
     state.shim_pid = shim
     state.cgroup_paths = {k: str(v) for k, v in group.paths.items()}
     watch = _Watch(store, container_id, tracer, io, group, config, state, hub, shim, pipes)
+    watch.network = network
     status, failure = watch.run(log)
     return _record_exit(watch, status, failure, spec, kernel_log)
 
@@ -352,6 +371,7 @@ class _Watch:
         self.save_error: OSError | None = None
         self.session: int | None = None  # the container's audit session (seccomp records)
         self.reached: set[str] = set()  # the steps done
+        self.network: BridgeNetwork | None = None  # --network bridge: plugged in at release
         self._pending = b""
 
     def run(self, log: JsonFileLog) -> tuple[int, BaseException | None]:
@@ -418,6 +438,11 @@ class _Watch:
                 "procs": group.procs(),
             }
             self.tracer.emit(step_event("cgroup-release", args={"pid": shim}, evidence=evidence))
+            if self.network is not None:  # PID 1's namespace exists: plug it into the bridge
+                failed = self.network.attach(self.init_pid)
+                if failed is not None:  # PID 1 ends at the closed pipe; the run says why
+                    self.state.error = self.state.error or failed
+                    return
             os.write(self.pipes.release_w, b"g")
         except OSError as exc:  # PID 1 ends at the closed pipe; the run says why
             self.state.error = self.state.error or f"{STEPS['cgroup-release'].title}: {exc}"
@@ -482,6 +507,8 @@ def _record_exit(
     values: dict[str, str] = {}
     with contextlib.suppress(OSError):
         values = group.values()
+    if watch.network is not None:  # before the exit is recorded: stop and rm wait for it
+        watch.network.disconnect()
     if kernel_log is not None:  # before the exit is recorded: stop waits for that record
         try:
             if failure is None:

@@ -89,6 +89,11 @@ def remove(
         from runtime_lab.storage.volumes import remove_anonymous
 
         remove_anonymous(store, anonymous)
+    # an address, rules and a veth left by a dockscope killed with -9 (--network bridge)
+    from runtime_lab.lifecycle.network import release as release_network
+
+    with contextlib.suppress(Exception):
+        release_network(store, container_id)
     # a group left by a dockscope killed with -9 (empty: its processes died with PID 1)
     for group in cgroups.dockscope_groups():
         if group.name == container_id[:12]:

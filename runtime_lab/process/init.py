@@ -79,7 +79,7 @@ def _make_world(spec: LaunchSpec, child: StepReporter) -> None:
         return {"uts_hostname": os.uname().nodename}
 
     child.run("hostname", hostname, args={"name": spec.hostname})
-    if spec.network == "none":
+    if spec.network in ("none", "bridge"):
         child.run("loopback", _loopback, args={"interface": "lo", "flags": "IFF_UP"})
     child.run("mount-rootfs", lambda: mount_rootfs(spec), args=rootfs_args(spec))
     child.run(
@@ -110,6 +110,16 @@ def _make_world(spec: LaunchSpec, child: StepReporter) -> None:
                 "target": mount["destination"],
                 "flags": ["MS_BIND", "MS_REC"] + (["MS_RDONLY"] if mount["read_only"] else []),
                 "volume": mount.get("name"),
+            },
+        )
+    if spec.network_files:  # --network bridge: /etc/hosts, /etc/resolv.conf
+        child.run(
+            "mount-network-files",
+            functools.partial(_mount_network_files, root, spec),
+            args={
+                "sources": [m["source"] for m in spec.network_files],
+                "targets": [m["destination"] for m in spec.network_files],
+                "flags": ["MS_BIND"],
             },
         )
     child.run("pivot_root", lambda: pivot(root), args={"new_root": root, "put_old": root})
@@ -193,6 +203,16 @@ def _exec(spec: LaunchSpec, child: StepReporter, workdir: str, user_holder: dict
         sys.stderr.write(exec_failure(spec.argv[0], exc, spec.exec_hint) + "\n")
         return 127 if exc.errno == errno.ENOENT else 126
     return 126  # not reached
+
+
+def _mount_network_files(root: str, spec: LaunchSpec) -> dict[str, Any]:
+    """Each file written by dockscope bind-mounted on its place in /etc, as -v mounts a file."""
+    evidence: dict[str, Any] = {"mountinfo": [], "created_mountpoints": []}
+    for mount in spec.network_files:
+        done = mount_volume(root, mount, spec)
+        evidence["mountinfo"] += done["mountinfo"]
+        evidence["created_mountpoints"] += done["created_mountpoints"]
+    return evidence
 
 
 def _loopback() -> dict[str, Any]:

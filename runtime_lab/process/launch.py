@@ -27,7 +27,7 @@ class LaunchSpec:
     work: str
     rootfs_mode: str  # "overlay" or "copy" (merged is then a plain directory)
     hostname: str
-    network: str  # "none", "host" or "container:<id>" (joined: see ``join``)
+    network: str  # "none", "bridge", "host" or "container:<id>" (joined: see ``join``)
     argv: list[str]
     env: list[str]
     workdir: str
@@ -51,6 +51,7 @@ class LaunchSpec:
     capabilities: list[str] | None = None  # kept by the container's root (None: docker's)
     privileged: bool = False  # --privileged: no masked or read-only paths, /sys rw, all devices
     rootless: bool = False  # in a user namespace: overlayfs with userxattr, /dev's nodes bound
+    network_files: list[dict[str, Any]] = field(default_factory=list)  # bridge: hosts, resolv
 
 
 def exec_failure(command: str, exc: OSError, hint: str | None) -> str:

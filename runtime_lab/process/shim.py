@@ -37,7 +37,7 @@ def run_shim(spec: LaunchSpec, events_fd: int, go_fd: int, ack_fd: int) -> int:
     for kind, flag in (("ipc", linux.Clone.NEWIPC), ("pid", linux.Clone.NEWPID)):
         if kind not in spec.join and kind not in spec.share:
             flags |= flag
-    if spec.network == "none":
+    if spec.network in ("none", "bridge"):  # bridge: dockscope plugs a veth in (step veth)
         flags |= linux.Clone.NEWNET
     before = linux.namespace_inodes()
 

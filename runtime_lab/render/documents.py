@@ -72,7 +72,7 @@ def ps_fields(config: Any, state: Any, size: tuple[int | None, int | None]) -> d
         "Command": command_cell(config.command),
         "CreatedAt": created_at(config.created),
         "RunningFor": f"{ago(config.created)} ago",
-        "Ports": "",
+        "Ports": safe(_ports(config.ports)) if state.status == "running" else "",
         "State": "paused" if state.paused and state.status == "running" else state.status,
         "Status": status,
         "Size": (
@@ -86,6 +86,15 @@ def ps_fields(config: Any, state: Any, size: tuple[int | None, int | None]) -> d
         "Networks": safe(config.network),
         "RestartCount": str(state.restart_count),
     }
+
+
+def _ports(ports: list[dict[str, Any]]) -> str:
+    """-p as docker ps shows it: ``0.0.0.0:8080->80/tcp``, comma-separated."""
+    return ", ".join(
+        f"{p.get('host_ip') or '0.0.0.0'}:{p.get('host_port')}->{p.get('container_port')}/"
+        f"{p.get('protocol')}"
+        for p in ports
+    )
 
 
 def ago(stamp: str | None) -> str:

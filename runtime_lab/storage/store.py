@@ -140,7 +140,7 @@ class ContainerConfig:
     workdir: str
     user: str
     hostname: str
-    network: str  # "none", "host" or "container:<id>" (its network namespace joined)
+    network: str  # "none", "bridge", "host" or "container:<id>" (its namespace joined)
     memory: int | None = None
     cpus: float | None = None
     pids: int | None = None
@@ -181,6 +181,9 @@ class ContainerConfig:
         from runtime_lab.spec import DEFAULT_CAPABILITIES
 
         return list(DEFAULT_CAPABILITIES) if self.capabilities is None else self.capabilities
+
+    # -p with --network bridge: {"host_port", "container_port", "protocol", "host_ip"}
+    ports: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(slots=True)

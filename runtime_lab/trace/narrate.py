@@ -70,6 +70,7 @@ def _evidence_lines(event: Event) -> list[str]:
         if key in ev:
             lines.append(f"{key}: {ev[key]}")
     lines += _userns_lines(ev)
+    lines += _network_lines(ev)
     if "status" in ev and isinstance(ev["status"], dict):
         lines += [f"{k}: {v}" for k, v in ev["status"].items()]
     if event.step in ("readonly-paths", "masked-paths") and isinstance(ev.get("paths"), dict):
@@ -113,6 +114,31 @@ def _userns_lines(ev: dict[str, Any]) -> list[str]:
     if isinstance(ev.get("bound_from_host"), list):
         lines.append(f"bound from the host: {', '.join(ev['bound_from_host'])}")
     lines += [f"not available: {what}" for what in ev.get("not_available", [])]
+    return lines
+
+
+def _network_lines(ev: dict[str, Any]) -> list[str]:
+    """--network bridge: the commands run, then what ``ip`` shows outside and inside."""
+    lines: list[str] = []
+    for sysctl in ev.get("sysctls", []) if isinstance(ev.get("sysctls"), list) else []:
+        lines.append(f"{sysctl['sysctl']} (was {sysctl['before']})")
+    for key in ("address", "gateway", "address_released", "rules_deleted", "bridge_removed"):
+        if ev.get(key) is not None:
+            lines.append(f"{key}: {ev[key]}")
+    for command in ev.get("commands", []) if isinstance(ev.get("commands"), list) else []:
+        # a here-document's lines (indented) and its end are typed after the command
+        typed = command.startswith("  ") or command == "EOF"
+        lines.append(f"  {command}" if typed else f"$ {command}")
+    for key, label in (
+        ("hosts", "/etc/hosts:"),
+        ("resolv.conf", "/etc/resolv.conf:"),
+        ("nft", "nft:"),
+        ("ip_outside", "host:"),
+        ("ip_inside", "container:"),
+    ):
+        value = ev.get(key)
+        if isinstance(value, list):
+            lines += [f"{label} {item}" for item in value]
     return lines
 
 

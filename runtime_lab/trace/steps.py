@@ -93,6 +93,34 @@ _ALL = [
         "dockscope",
     ),
     Step(
+        "bridge",
+        "Set up the bridge",
+        "ip link/ip addr/nft",
+        "--network bridge: a bridge is a virtual switch on the host (docker0's twin) whose "
+        "address is the containers' gateway; ip_forward lets the host route their packets, "
+        "and an nft table masquerades what leaves by another interface (outbound NAT). The "
+        "first container of a bridge makes it all; the last one's end removes it.",
+        "dockscope",
+    ),
+    Step(
+        "ip-lease",
+        "Lease an address",
+        "flock/write",
+        "The lowest free address of the bridge's subnet is recorded in the host's lease "
+        "file, under a lock, so no two containers get the same one.",
+        "dockscope",
+    ),
+    Step(
+        "network-files",
+        "Write /etc/hosts and /etc/resolv.conf",
+        "write",
+        "As docker does, the container's hosts and resolv.conf are files in its directory "
+        "that PID 1 bind-mounts on the image's: its own name and its peers' on the bridge, "
+        "and the host's nameservers without the loopback ones (127.0.0.53 would be the "
+        "container's own loopback). Running peers get the new name in theirs.",
+        "dockscope",
+    ),
+    Step(
         "fork-shim",
         "Start the shim process",
         "fork",
@@ -129,6 +157,25 @@ _ALL = [
         "group too: writing its PID to dockscope's own group's cgroup.procs leaves the group "
         "to the container's processes, so the process limit (pids.max, written now) counts "
         "exactly them. PID 1 waits for this before its first step.",
+        "dockscope",
+    ),
+    Step(
+        "veth",
+        "Plug the container into the bridge",
+        "ip link/ip addr/ip route",
+        "A veth pair is a virtual cable: one end joins the bridge, the other is moved into "
+        "PID 1's network namespace (ip link set … netns PID), renamed eth0 and given the "
+        "address and a default route via the bridge. PID 1 waits until this is done.",
+        "dockscope",
+    ),
+    Step(
+        "publish",
+        "Publish the ports (-p)",
+        "nft add rule",
+        "Each -p is a DNAT rule: a packet for the host's port gets the container's address "
+        "and port as destination, in prerouting (from other machines and containers) and in "
+        "output (from the host itself, 127.0.0.1 included: route_localnet lets such packets "
+        "leave by the bridge, and they are masqueraded there).",
         "dockscope",
     ),
     Step(
@@ -199,6 +246,14 @@ _ALL = [
         "mount",
         "-v: a bind mount puts a host directory (a named volume's _data, or a host path) at "
         "its place in the container; writes there go to it, not to the writable layer.",
+        "init",
+    ),
+    Step(
+        "mount-network-files",
+        "Mount /etc/hosts and /etc/resolv.conf",
+        "mount",
+        "Bind mounts of the files written on the host: the container reads its names and "
+        "nameservers there, and the host can update them while it runs.",
         "init",
     ),
     Step(
@@ -291,6 +346,15 @@ _ALL = [
         "In a session of its own (setsid), with its stdin, stdout and stderr in place, the "
         "process replaces itself with the image's command; it is PID 1 in the container.",
         "init",
+    ),
+    Step(
+        "network-release",
+        "Leave the bridge",
+        "nft delete/ip link del",
+        "The container's -p rules are deleted by their handles, its veth (gone with the "
+        "namespace) removed if left, its address released and its name taken out of its "
+        "peers' hosts files; with the bridge's last container, the bridge and its table go.",
+        "dockscope",
     ),
     Step(
         "seccomp-denied",
@@ -398,6 +462,19 @@ _EXEC = [
     ),
 ]
 
+# the steps of --network bridge only
+BRIDGE_STEPS = frozenset(
+    (
+        "bridge",
+        "ip-lease",
+        "network-files",
+        "veth",
+        "publish",
+        "mount-network-files",
+        "network-release",
+    )
+)
+
 STEPS: dict[str, Step] = {step.id: step for step in [*_ALL, *_EXEC]}
 
 
@@ -415,6 +492,7 @@ def plan(
     auto_remove: bool = False,
     privileged: bool = False,
     rootless: bool = False,
+    ports: int = 0,
 ) -> list[Step]:
     """The steps a run will take with these options, in order (``joined``: the kinds of
     namespace joined with setns rather than unshared; ``seccomp``: a filter is loaded;
@@ -446,7 +524,11 @@ def plan(
             continue
         if step.id == "seccomp-denied" and not (seccomp and traced):
             continue
-        if step.id == "loopback" and network != "none":
+        if step.id == "loopback" and network not in ("none", "bridge"):
+            continue
+        if step.id in BRIDGE_STEPS and network != "bridge":
+            continue
+        if step.id == "publish" and not ports:
             continue
         if step.id == "tty" and not tty:
             continue

@@ -50,7 +50,10 @@ def changed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, st
     need_root()
     root = tmp_path_factory.mktemp("state")
     out = ok_bytes(
-        dockscope(root, "run", "--name", "c1", DIVE_LEGACY, "sh", "-c", CHANGES + LISTING)
+        # --net none: no hosts and resolv.conf mounted in from the container's directory
+        dockscope(
+            root, "run", "--name", "c1", "--net", "none", DIVE_LEGACY, "sh", "-c", CHANGES + LISTING
+        )
     )
     cid = json.loads(ok_bytes(dockscope(root, "container", "inspect", "c1")))["id"]
     yield root, cid, parse_listing(out.decode("utf-8", "surrogateescape"))

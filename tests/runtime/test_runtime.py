@@ -66,6 +66,10 @@ def app_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+# the default network, bridge: /etc/hosts and /etc/resolv.conf are bind-mounted
+NETWORK_FILES = {"/etc/hosts", "/etc/resolv.conf"}
+
+
 def run(root: Path, image: Path, *command: str, opts: tuple[str, ...] = ()) -> tuple[int, str, str]:
     """``dockscope run --rm OPTS IMAGE COMMAND…``: exit code, stdout, stderr."""
     result = dockscope(root, "run", "--rm", *opts, image, *command)
@@ -115,7 +119,8 @@ def test_mounts_stay_inside(root: Path, image: Path) -> None:
     # the protections' mounts: docker's read-only and masked paths this kernel has
     protections = {p for p in (*READONLY_PATHS, *MASKED_PATHS) if os.path.exists(p)}
     protections |= set(glob.glob(MASKED_GLOBS[0]))
-    assert set(inside) == {"/", "/proc", "/dev", "/dev/pts", "/dev/shm", "/sys"} | protections
+    expected = {"/", "/proc", "/dev", "/dev/pts", "/dev/shm", "/sys"} | NETWORK_FILES
+    assert set(inside) == expected | protections
     assert all(inside[p].split()[5].startswith("ro") for p in READONLY_PATHS if p in inside)
     assert " - overlay " in inside["/"]
     assert " ro," in inside["/sys"] or inside["/sys"].split()[5].startswith("ro")
@@ -134,7 +139,8 @@ def test_mounts_of_a_running_container_are_invisible_to_the_host(root: Path, ima
 
 
 def test_network_none_has_only_lo_and_it_is_up(root: Path, image: Path) -> None:
-    code, out, _ = run(root, image, "sh", "-c", "cat /proc/net/dev; ip -o link show lo")
+    script = "cat /proc/net/dev; ip -o link show lo"
+    code, out, _ = run(root, image, "sh", "-c", script, opts=("--net", "none"))
     assert code == 0
     lines = out.splitlines()
     assert [line.split(":")[0].strip() for line in lines[2:-1]] == ["lo"]  # /proc/net/dev
@@ -508,7 +514,7 @@ def traced(root: Path, image: Path) -> list[dict[str, Any]]:
 def test_trace_has_every_planned_step(traced: list[dict[str, Any]]) -> None:
     done = [e["step"] for e in traced if e["phase"] == "done"]
     planned = plan(
-        network="none", limits=True, rootfs_mode="overlay", traced=True, auto_remove=True
+        network="bridge", limits=True, rootfs_mode="overlay", traced=True, auto_remove=True
     )
     assert set(done) == {s.id for s in planned}
     assert all(e["result"] == "ok" for e in traced)
@@ -573,7 +579,7 @@ def test_trace_pivot_root_and_mounts(traced: list[dict[str, Any]]) -> None:
     event = step(traced, "pivot_root")
     assert event["syscall"] == "pivot_root"
     mounts = {line.split()[4] for line in event["evidence"]["mountinfo"]}
-    assert mounts == {"/", "/proc", "/dev", "/dev/pts", "/dev/shm", "/sys"}
+    assert mounts == {"/", "/proc", "/dev", "/dev/pts", "/dev/shm", "/sys"} | NETWORK_FILES
     rootfs = step(traced, "mount-rootfs")
     assert rootfs["args"]["fstype"] == "overlay"
     assert " - overlay overlay " in rootfs["evidence"]["mountinfo"][0]
@@ -617,7 +623,8 @@ def test_trace_capabilities_user_and_exec(traced: list[dict[str, Any]]) -> None:
     exec_event = step(traced, "exec")
     assert exec_event["args"]["argv"] == ["true"]
     assert any(v.startswith("HOSTNAME=") for v in exec_event["evidence"]["env"])
-    assert step(traced, "loopback")["evidence"]["interfaces"] == ["lo"]
+    # the default network, bridge: eth0 is in place before PID 1 brings lo up
+    assert step(traced, "loopback")["evidence"]["interfaces"] == ["eth0", "lo"]
 
 
 # -- --explain ----------------------------------------------------------------------------------

@@ -49,7 +49,8 @@ def test_two_containers_share_the_holders_network(
     )
     lines = ok(client).splitlines()
     assert lines[:2] == ["podhost", "hello from web"]  # the holder's hostname, web's server
-    assert [line.split(":")[0].strip() for line in lines[4:]] == ["lo"]
+    # the holder's interfaces: lo, and eth0 on the bridge (the default network)
+    assert [line.split(":")[0].strip() for line in lines[4:]] == ["lo", "eth0"]
     outside = dockscope(
         root, "run", "--rm", busybox_image, "wget", "-qO-", "http://127.0.0.1:8080/"
     )
