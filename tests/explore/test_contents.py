@@ -1,0 +1,199 @@
+"""The explorer's packages (p) and secrets (S) screens: packages installed by dpkg and pip
+(and an apk database), secrets planted and deleted; the layers they name are those of
+``dockscope packages --json`` and ``dockscope secrets --json``; secrets redacted unless
+``--show-secrets``; Enter jumps to the package's files and to the secret's file version."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.widgets import DataTable, Log
+
+from inspect_tool.explore.app import ContentScreen, ExploreApp, PackagesScreen, SecretsScreen
+from tests.explore.images import APK_FIXTURE, PASSWORD, TOKEN, inventory, packaged
+from tests.explore.pilot import (
+    explore,
+    move_to,
+    press,
+    screen_text,
+    select_layer,
+    static_text,
+    synchronous,
+    tree_names,
+    type_text,
+)
+from tests.explore.test_screens import check_snapshot
+from tests.support.cli import invoke
+from tests.support.paths import CORPUS
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    apk = CORPUS / "packages" / APK_FIXTURE
+    return packaged(tmp_path_factory.mktemp("packaged"), apk if apk.is_file() else None)
+
+
+def table_rows(app: ExploreApp, selector: str) -> list[list[str]]:
+    table = app.screen.query_one(selector, DataTable)
+    return [[cell.plain for cell in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+def command_json(*args: Any) -> dict[str, Any]:
+    result = invoke(*args)
+    assert result.code in (0, 1), result.err
+    return result.json()  # type: ignore[no-any-return]
+
+
+async def open_packages(app: ExploreApp, pilot: Any) -> list[list[str]]:
+    await press(app, pilot, "p")
+    assert isinstance(app.screen, PackagesScreen)
+    return table_rows(app, "#packages-table")
+
+
+async def choose(app: ExploreApp, pilot: Any, selector: str, column: int, value: str) -> None:
+    """Move the screen's table cursor to the row whose ``column`` reads ``value``; Enter."""
+    rows = table_rows(app, selector)
+    index = next(i for i, row in enumerate(rows) if row[column] == value)
+    app.screen.query_one(selector, DataTable).move_cursor(row=index)
+    await press(app, pilot, "enter")
+
+
+@synchronous
+async def test_packages_are_listed_at_the_layers_packages_names(image: Path) -> None:
+    document = command_json("packages", "--json", image)
+    expected = {
+        (p["ecosystem"], p["name"]): (str(p["layer"]), p["version"]) for p in document["packages"]
+    }
+    assert {"alpha", "beta", "tiny-ds"} <= {name for _, name in expected}
+    async with explore(image) as (app, pilot):
+        assert app.packages is None  # read on demand only
+        rows = await open_packages(app, pilot)
+        shown = {(r[1], r[2]): (r[0], r[3]) for r in rows}
+        assert shown == expected
+        changes = {r[2]: r[4] for r in rows}
+        assert changes["alpha"] == "L1 upgraded from 1.0-1"
+        assert changes["beta"] == "1 files changed later"
+        if (CORPUS / "packages" / APK_FIXTURE).is_file():
+            assert any(r[1] == "apk" and r[0] == "0" for r in rows)
+        title = static_text(app, "#packages-title")
+        assert title.startswith(f"{len(expected)} packages after layer 3")
+
+
+@synchronous
+async def test_the_packages_filter_and_the_jump_to_a_packages_files(image: Path) -> None:
+    async with explore(image) as (app, pilot):
+        await open_packages(app, pilot)
+        await press(app, pilot, "slash")
+        await type_text(app, pilot, "^deb (alpha|beta) ")
+        assert [r[2] for r in table_rows(app, "#packages-table")] == ["beta", "alpha"]  # by layer
+        await choose(app, pilot, "#packages-table", 2, "beta")
+        assert not isinstance(app.screen, PackagesScreen)
+        assert app.options.layer == 0 and app.options.aggregated
+        names = tree_names(app)
+        assert "/usr/share/beta/data" in names and "/etc/beta.conf" in names
+        assert "/usr/bin/alpha" not in names and "/var" not in names
+        assert "files of beta 2.0" in static_text(app, "#status")
+        # an empty filter shows every file again
+        await press(app, pilot, "slash")
+        await type_text(app, pilot, "")
+        assert app.options.only is None
+        assert "/var" in tree_names(app)
+        # a pip package: its RECORD lists its files
+        await open_packages(app, pilot)
+        await choose(app, pilot, "#packages-table", 2, "tiny-ds")
+        assert app.options.layer == 3
+        assert "/usr/lib/python3/dist-packages/tinyds/__init__.py" in tree_names(app)
+
+
+def secrets_by_path(app: ExploreApp) -> dict[str, list[str]]:
+    return {r[3].rsplit(":", 1)[0]: r for r in table_rows(app, "#secrets-table")}
+
+
+@synchronous
+async def test_secrets_are_redacted_with_the_commands_layers_and_fates(image: Path) -> None:
+    document = command_json("secrets", "--json", image)
+    expected = {f["path"]: f for f in document["findings"] if f["layer"] is not None}
+    assert set(expected) == {"/app/.env", "/app/app.conf"}
+    async with explore(image) as (app, pilot):
+        await press(app, pilot, "S")
+        assert isinstance(app.screen, SecretsScreen)
+        rows = secrets_by_path(app)
+        for path, finding in expected.items():
+            layer, rule, fate, _, excerpt = rows[path]
+            assert (layer, rule) == (str(finding["layer"]), finding["rule"])
+            assert fate == f"{finding['fate']} by L{finding['by_layer']}"
+            assert excerpt == finding["excerpt"]
+        assert rows["/app/.env"][2] == "deleted by L2"
+        assert rows["/app/app.conf"][2] == "overwritten by L2"
+        screen = screen_text(app)
+        assert TOKEN not in screen and PASSWORD not in screen
+        assert "ghp_********" in screen
+        # Enter: the deleted .env as layer 1 holds it, its token redacted in the viewer too
+        await choose(app, pilot, "#secrets-table", 3, "/app/.env:2")
+        assert isinstance(app.screen, ContentScreen)
+        lines = app.screen.query_one(Log).lines
+        assert lines[:2] == ["DEBUG=1", "GITHUB_TOKEN=ghp_********"]
+        assert "1 secrets redacted" in static_text(app, "#content-title")
+        assert app.options.layer == 1
+        await press(app, pilot, "h")  # the hex dump is of the redacted bytes
+        assert TOKEN[4:12] not in "".join(app.screen.query_one(Log).lines)
+        await press(app, pilot, "escape")
+        row = app.current_row()
+        assert row is not None and row.path == "/app/.env"
+
+
+@synchronous
+async def test_show_secrets_shows_them_whole(image: Path) -> None:
+    async with explore(image, show_secrets=True) as (app, pilot):
+        await press(app, pilot, "S")
+        rows = secrets_by_path(app)
+        assert rows["/app/.env"][4] == TOKEN
+        assert rows["/app/app.conf"][4] == PASSWORD
+        await choose(app, pilot, "#secrets-table", 3, "/app/app.conf:3")
+        assert isinstance(app.screen, ContentScreen)
+        assert f"password = {PASSWORD}" in app.screen.query_one(Log).lines
+
+
+@synchronous
+async def test_content_viewed_from_the_tree_is_redacted_once_secrets_are_known(
+    image: Path,
+) -> None:
+    async with explore(image) as (app, pilot):
+        await select_layer(app, pilot, 1)
+        await move_to(app, pilot, "/app/app.conf")
+        await press(app, pilot, "enter")
+        assert f"password = {PASSWORD}" in app.screen.query_one(Log).lines  # not scanned yet
+        await press(app, pilot, "escape", "S", "escape")
+        await move_to(app, pilot, "/app/app.conf")
+        await press(app, pilot, "enter")
+        assert "password = ********" in app.screen.query_one(Log).lines
+
+
+@synchronous
+async def test_packages_and_secrets_keys_are_off_when_comparing(
+    image: Path, tmp_path: Path
+) -> None:
+    other = inventory(tmp_path / "inventory.tar")
+    async with explore(image, other) as (app, pilot):
+        await press(app, pilot, "p", "S")
+        assert app.packages is None and app.secrets is None
+        assert not isinstance(app.screen, (PackagesScreen, SecretsScreen))
+
+
+@synchronous
+async def test_snapshots_of_packages_and_secrets_at_80_by_24(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    image = inventory(tmp_path / "inventory.tar")
+    async with explore(image, size=(80, 24)) as (app, pilot):
+        await press(app, pilot, "p")
+        check_snapshot("packages", screen_text(app))
+        await press(app, pilot, "enter")  # hello: its file list
+        check_snapshot("package-files", screen_text(app))
+        await press(app, pilot, "S")
+        screen = screen_text(app)
+        assert TOKEN not in screen
+        check_snapshot("secrets", screen)
