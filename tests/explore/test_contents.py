@@ -12,6 +12,7 @@ import pytest
 from textual.widgets import DataTable, Log
 
 from inspect_tool.explore.app import ContentScreen, ExploreApp, PackagesScreen, SecretsScreen
+from inspect_tool.render.text import visible
 from tests.explore.images import APK_FIXTURE, PASSWORD, TOKEN, inventory, packaged
 from tests.explore.pilot import (
     explore,
@@ -24,9 +25,11 @@ from tests.explore.pilot import (
     tree_names,
     type_text,
 )
-from tests.explore.test_screens import check_snapshot
+from tests.explore.test_screens import CONTROLS, check_snapshot
 from tests.support.cli import invoke
+from tests.support.images import write_image
 from tests.support.paths import CORPUS
+from tests.support.tar_entries import build_layer, dir_entry, file_entry
 
 
 @pytest.fixture(scope="module")
@@ -197,3 +200,35 @@ async def test_snapshots_of_packages_and_secrets_at_80_by_24(
         screen = screen_text(app)
         assert TOKEN not in screen
         check_snapshot("secrets", screen)
+
+
+@synchronous
+async def test_hostile_package_names_paths_and_excerpts_are_escaped(tmp_path: Path) -> None:
+    name = "evil\x1b]0;pwned\x07[bold red]x"
+    version = "1.0\x1b[2J[/]"
+    directory = "srv/[red]\x1b[2Jd\u202e"
+    status = (
+        f"Package: {name}\nStatus: install ok installed\nArchitecture: all\n"
+        f"Version: {version}\nDescription: x\n\n"
+    ).encode()
+    layer = build_layer(
+        [
+            dir_entry("var/lib/dpkg"),
+            file_entry("var/lib/dpkg/status", status),
+            dir_entry(directory),
+            file_entry(f"{directory}/.env", f"GITHUB_TOKEN={TOKEN}\x1b[2J\n".encode()),
+        ]
+    )
+    image = write_image(tmp_path / "hostile.tar", [layer], tag="hostile:1")
+    async with explore(image, size=(160, 30)) as (app, pilot):
+        rows = await open_packages(app, pilot)
+        assert [(r[2], r[3]) for r in rows] == [(visible(name), visible(version))]
+        screen = screen_text(app)
+        assert not set(screen) & CONTROLS and "[bold red]x" in screen
+        await press(app, pilot, "escape", "S")
+        rows = table_rows(app, "#secrets-table")
+        assert rows and {r[3] for r in rows} == {visible(f"/{directory}/.env:1")}
+        assert all(r[4].startswith("GITHUB_TOKEN=ghp_********") for r in rows)
+        assert visible("ghp_********\x1b[2J") in {r[4][13:] for r in rows}  # shown escaped
+        screen = screen_text(app)
+        assert not set(screen) & CONTROLS and TOKEN not in screen
