@@ -397,9 +397,7 @@ class SecretsScreen(ModalScreen["SecretFinding | None"]):
         if hidden:
             title.append(f" ({hidden} deleted/overwritten)", style="bold yellow")
         title.append(f" · {report.files_scanned} files")
-        title.append(
-            " · shown whole" if self.show else " · redacted", style="red" if self.show else ""
-        )
+        title.append(" · whole" if self.show else " · redacted", style="red" if self.show else "")
         title.append(" · Enter: view the file", style="dim")
         yield Static(title, id="secrets-title")
         table: DataTable[Text] = DataTable(id="secrets-table", cursor_type="row")
