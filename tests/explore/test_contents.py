@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from textual.widgets import DataTable, Log
+from rich.text import Text
+from textual.widgets import DataTable, Log, Static
 
 from inspect_tool.explore.app import ContentScreen, ExploreApp, PackagesScreen, SecretsScreen
 from inspect_tool.render.text import visible
@@ -232,3 +233,23 @@ async def test_hostile_package_names_paths_and_excerpts_are_escaped(tmp_path: Pa
         assert visible("ghp_********\x1b[2J") in {r[4][13:] for r in rows}  # shown escaped
         screen = screen_text(app)
         assert not set(screen) & CONTROLS and TOKEN not in screen
+
+
+@synchronous
+async def test_a_scan_waits_for_the_source_with_its_progress_in_the_status_line(
+    image: Path,
+) -> None:
+    async with explore(image) as (app, pilot):
+        with app._lock:  # another read holds the source (a find, a content view)
+            await pilot.press("p")
+            await pilot.pause(0.2)
+            assert "packages: reading layers… 0%" in static_text(app, "#status")
+            assert not isinstance(app.screen, PackagesScreen)
+            await pilot.press("p")  # asked again meanwhile: still one scan
+            assert list(app.scanning) == ["packages"]
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert isinstance(app.screen, PackagesScreen)
+        status = app.screen_stack[0].query_one("#status", Static).content
+        assert isinstance(status, Text) and "packages:" not in status.plain
+        assert app.packages is not None
