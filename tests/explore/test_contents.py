@@ -29,7 +29,7 @@ from tests.explore.pilot import (
 from tests.explore.test_screens import CONTROLS, check_snapshot
 from tests.support.cli import invoke
 from tests.support.images import write_image
-from tests.support.paths import CORPUS
+from tests.support.paths import CORPUS, SAMPLES
 from tests.support.tar_entries import build_layer, dir_entry, file_entry
 
 
@@ -253,3 +253,25 @@ async def test_a_scan_waits_for_the_source_with_its_progress_in_the_status_line(
         status = app.screen_stack[0].query_one("#status", Static).content
         assert isinstance(status, Text) and "packages:" not in status.plain
         assert app.packages is not None
+
+
+@synchronous
+async def test_the_packaged_sample_as_the_lab_shows_it() -> None:
+    sample = SAMPLES / "docker-archive-packages.tar"
+    layers = {
+        p["name"]: str(p["layer"]) for p in command_json("packages", "--json", sample)["packages"]
+    }
+    assert layers == {"greeter": "1", "libtiny1": "3"}
+    async with explore(sample) as (app, pilot):
+        rows = await open_packages(app, pilot)
+        assert {r[2]: r[0] for r in rows} == layers
+        assert {r[2]: r[4] for r in rows}["libtiny1"] == "L3 upgraded from 1.4-1"
+        await press(app, pilot, "escape", "S")
+        [row] = table_rows(app, "#secrets-table")
+        assert row[:4] == ["2", "dotenv-secret", "deleted by L3", "/opt/app/.env:2"]
+        await press(app, pilot, "enter")
+        assert isinstance(app.screen, ContentScreen)
+        assert app.screen.query_one(Log).lines[:2] == [
+            "APP_ENV=production",
+            "SESSION_TOKEN=q8Zf********",
+        ]
