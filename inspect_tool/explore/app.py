@@ -68,6 +68,10 @@ CHUNK = 1000  # tree rows made at once below one directory
 OPEN_FILES = 500  # a package of at most this many files has their directories opened
 
 
+class ScanCancelled(Exception):
+    """A packages or secrets scan stopped because the explorer is closing."""
+
+
 @dataclass(frozen=True, slots=True)
 class Opened:
     """One image the explorer reads: its source stays open for content and extraction."""
@@ -1067,7 +1071,16 @@ class ExploreApp(App[None]):
             self._show_status()
 
     def _counter(self, what: str) -> Callable[[int], None]:
+        """The scan's progress callback: counts the bytes read and, once the explorer is
+        closing (the worker cancelled), stops the scan (the exception reaches the scan from
+        the decompressing thread, as a read error would)."""
+        from textual.worker import get_current_worker
+
+        worker = get_current_worker()
+
         def read(count: int) -> None:  # from the decompressing thread: a plain sum
+            if worker.is_cancelled:
+                raise ScanCancelled
             self.scanning[what] = self.scanning.get(what, 0) + count
 
         return read
@@ -1082,6 +1095,8 @@ class ExploreApp(App[None]):
         read = self._counter("packages")
         try:
             report = self._locked(lambda: scan_packages(source, image, progress=read))
+        except ScanCancelled:
+            return  # the explorer is closing
         except DockscopeError as exc:
             self.call_from_thread(self._scan_done, "packages", f"packages: {exc}")
             return
@@ -1096,6 +1111,8 @@ class ExploreApp(App[None]):
         read = self._counter("secrets")
         try:
             report = self._locked(lambda: scan_secrets(source, image, progress=read))
+        except ScanCancelled:
+            return  # the explorer is closing
         except DockscopeError as exc:
             self.call_from_thread(self._scan_done, "secrets", f"secrets: {exc}")
             return

@@ -275,3 +275,18 @@ async def test_the_packaged_sample_as_the_lab_shows_it() -> None:
             "APP_ENV=production",
             "SESSION_TOKEN=q8Zf********",
         ]
+
+
+@synchronous
+async def test_a_scan_stops_when_the_explorer_closes(image: Path) -> None:
+    async with explore(image) as (app, pilot):
+        with app._lock:
+            await pilot.press("S")
+            await pilot.pause(0.1)
+            [worker] = [w for w in app.workers if w.group == "secrets"]
+            app.workers.cancel_all()  # what quitting does
+        while not worker.is_finished:  # the thread runs on until the scan stops
+            await pilot.pause(0.05)
+        await pilot.pause(0.2)
+        assert app.secrets is None and not isinstance(app.screen, SecretsScreen)
+        assert "error" not in static_text(app, "#status")
