@@ -16,6 +16,9 @@ The images are small but laid out exactly as real tools write them:
 * ``oci-layout/``, ``oci-archive-zstd.tar``, ``oci-multiplatform/``: what BuildKit's OCI exporter
   writes (``docker buildx build --output type=oci``), as a directory or a tar.
 * ``tampered/``: copies with exactly one defect each, for ``dockscope verify``.
+* ``docker-archive-packages.tar``: Debian packages installed and upgraded (dpkg's status and
+  file lists), a ``.env`` with a token deleted by a later layer: for ``dockscope packages``
+  and ``dockscope secrets``.
 * ``expected.json``: the digests a correct reader must report, computed here from the bytes
   written.
 * ``--busybox OUT.tar``, apart from those: a runnable image of the host's static busybox for
@@ -54,6 +57,7 @@ from samples.oci import (
     oci_image,
     single_image_layout,
 )
+from samples.packaged import packaged_recipe
 from samples.recipes import Recipe, other_recipe, sample_recipe
 from samples.tampered import tampered_legacy, tampered_oci
 
@@ -67,6 +71,7 @@ OUTPUT_NAMES = (
     "oci-archive-zstd.tar",
     "oci-multiplatform",
     "tampered",
+    "docker-archive-packages.tar",
     "expected.json",
 )
 
@@ -118,6 +123,7 @@ def generate(root: Path) -> Output:
     write_docker_archives(out, sample, legacy_config, other_recipe())
     write_oci_images(out, sample)
     write_tampered(out, sample, legacy_config)
+    write_packaged(out)
     out.write_expected()
     return out
 
@@ -187,6 +193,25 @@ def write_tampered(out: Output, sample: Recipe, legacy_config: bytes) -> None:
         else:
             out.file(path, content)
         out.expected += expected
+
+
+def write_packaged(out: Output) -> None:
+    """The packaged sample (dpkg packages installed and upgraded, a .env deleted), as the
+    classic builder's image saved by Docker 24."""
+    recipe = packaged_recipe()
+    path = "docker-archive-packages.tar"
+    data, expected = docker_save_legacy(
+        [
+            SavedImage(
+                classic_config(recipe),
+                tuple(layer.tar for layer in recipe.layers),
+                (f"{REPOSITORY}:packages",),
+            )
+        ],
+        path,
+    )
+    out.file(path, data)
+    out.expected += expected
 
 
 def total_size(root: Path) -> int:

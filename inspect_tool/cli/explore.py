@@ -37,6 +37,11 @@ def explore(
         metavar="FILE",
         help="Open a runtime trace (dockscope run --trace-json FILE) as a timeline of steps.",
     ),
+    show_secrets: bool = typer.Option(
+        False,
+        "--show-secrets",
+        help="The secrets screen (S) shows each secret whole (default: a redacted excerpt).",
+    ),
     extract_to: Path | None = typer.Option(
         None,
         "--extract-to",
@@ -53,7 +58,9 @@ def explore(
     added/removed/modified/unchanged, / filters paths by a regular expression, s sorts by
     size, c collapses all, Enter shows a file's content (any layer, removed versions too),
     t lists the layers that touched a path, f finds names in every layer, x extracts a file
-    or directory safely, ? lists every key, q quits. NO_COLOR=1 turns colour off (the
+    or directory safely, p lists the packages (the layer that installed each; Enter shows its
+    files), S the secrets in every layer (redacted unless --show-secrets; Enter shows that
+    version of the file), ? lists every key, q quits. NO_COLOR=1 turns colour off (the
     markers stay).
 
     Examples:
@@ -94,7 +101,12 @@ def explore(
                 stack.enter_context(source_b)
                 second = Opened(source_b, selected_b)
             _need_terminal()
-            ExploreApp(Opened(source, selected), second, extract_to=extract_to).run()
+            ExploreApp(
+                Opened(source, selected),
+                second,
+                extract_to=extract_to,
+                show_secrets=show_secrets,
+            ).run()
 
 
 def _need_terminal() -> None:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from rich.text import Text
 from textual import on, work
@@ -50,6 +50,11 @@ from inspect_tool.render.files import mode_string
 from inspect_tool.render.text import visible
 from inspect_tool.sources.source import Source
 
+if TYPE_CHECKING:  # imported where they are used: the screen paints before they load
+    from inspect_tool.analyze.packages.scan import PackagesReport
+    from inspect_tool.analyze.secrets import SecretFinding, SecretsReport
+    from inspect_tool.explore.inventory import PackageRow
+
 T = TypeVar("T")
 
 STYLES = {
@@ -60,6 +65,11 @@ STYLES = {
 }
 WORST_PATHS = 20  # as `dockscope efficiency`'s default --limit
 CHUNK = 1000  # tree rows made at once below one directory
+OPEN_FILES = 500  # a package of at most this many files has their directories opened
+
+
+class ScanCancelled(Exception):
+    """A packages or secrets scan stopped because the explorer is closing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +170,12 @@ Keys (the footer shows the most used)
   t                 every layer that touched the selected path (dockscope find)
   f                 find names across all layers (shell pattern, as dockscope find)
   x                 extract the selected file or directory to disk (safe unpack)
+  p                 packages (dockscope packages): the layer that installed each;
+                    / filters, Enter shows its files in the tree (/ with an
+                    empty pattern shows all again)
+  S                 secrets in every layer (dockscope secrets), redacted unless
+                    started with --show-secrets; Enter shows that version of the
+                    file, its secrets redacted too
   ?                 this help;  q quit
 
 Colours and markers: + added (green), ~ modified (yellow), - removed (red).
@@ -280,6 +296,145 @@ class FoundScreen(ModalScreen[Found | None]):
         self.dismiss(None)
 
 
+class PackagesScreen(ModalScreen["PackageRow | None"]):
+    """The packages after the top layer (and those a later layer removed): Enter chooses one,
+    / filters by a regular expression on "ecosystem name version"."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q", "dismiss_none", "Close"),
+        Binding("slash", "filter", "Filter", key_display="/"),
+    ]
+
+    def __init__(self, report: Any, pattern: re.Pattern[str] | None = None) -> None:
+        from inspect_tool.explore.inventory import package_rows
+
+        super().__init__()
+        self.report = report
+        self.rows = package_rows(report)
+        self.pattern = pattern
+        self.shown: list[Any] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="packages-title")
+        table: DataTable[Text] = DataTable(id="packages-table", cursor_type="row")
+        yield table
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#packages-table", DataTable)
+        table.add_columns("layer", "type", "name", "version", "changes")
+        self._fill()
+        table.focus()
+
+    def _fill(self) -> None:
+        from inspect_tool.explore.inventory import filter_packages
+
+        self.shown = filter_packages(self.rows, self.pattern)
+        table = self.query_one("#packages-table", DataTable)
+        table.clear()
+        for row in self.shown:
+            changes = Text(visible(row.changes()), style="yellow" if row.item.altered else "")
+            if row.removed:
+                changes = Text("removed: " + visible(row.changes()), style=STYLES[Kind.REMOVED])
+            table.add_row(
+                Text(str(row.layer)),
+                Text(row.ecosystem),
+                Text(visible(row.name)),
+                Text(visible(row.version)),
+                changes,
+            )
+        report = self.report
+        title = Text(f"{len(report.packages)} packages after layer {report.upto}", style="bold")
+        if report.removed:
+            title.append(f", {len(report.removed)} removed", style="bold")
+        if self.pattern is not None:
+            title.append(f" · filter: {visible(self.pattern.pattern)} ({len(self.shown)})")
+        if report.problems:
+            title.append(f" · {len(report.problems)} problems (dockscope packages)", style="yellow")
+        title.append(" · Enter: its files in the tree", style="dim")
+        self.query_one("#packages-title", Static).update(title)
+
+    def action_filter(self) -> None:
+        current = self.pattern.pattern if self.pattern else ""
+
+        def chosen(value: str | None) -> None:
+            if value is None:
+                return
+            try:
+                self.pattern = compile_pattern(value)
+            except ValueError as exc:
+                self.notify(visible(str(exc)), markup=False, severity="error")
+                return
+            self._fill()
+
+        self.app.push_screen(
+            PromptScreen("Filter packages (a regular expression on type, name, version):", current),
+            chosen,
+        )
+
+    @on(DataTable.RowSelected)
+    def chosen(self, event: DataTable.RowSelected) -> None:
+        if 0 <= event.cursor_row < len(self.shown):
+            self.dismiss(self.shown[event.cursor_row])
+
+    def action_dismiss_none(self) -> None:
+        self.dismiss(None)
+
+
+class SecretsScreen(ModalScreen["SecretFinding | None"]):
+    """Secrets found in every layer's files and in the config, redacted unless shown."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q", "dismiss_none", "Close")]
+
+    def __init__(self, report: Any, *, show: bool) -> None:
+        from inspect_tool.explore.inventory import secret_rows
+
+        super().__init__()
+        self.report = report
+        self.show = show
+        self.rows = secret_rows(report, show=show)
+
+    def compose(self) -> ComposeResult:
+        report = self.report
+        hidden = sum(f.fate != "visible" for f in report.findings)
+        title = Text(f"secrets: {len(report.findings)}", style="bold")
+        if hidden:
+            title.append(f" ({hidden} deleted/overwritten)", style="bold yellow")
+        title.append(f" · {report.files_scanned} files")
+        title.append(" · whole" if self.show else " · redacted", style="red" if self.show else "")
+        title.append(" · Enter: view the file", style="dim")
+        yield Static(title, id="secrets-title")
+        table: DataTable[Text] = DataTable(id="secrets-table", cursor_type="row")
+        yield table
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#secrets-table", DataTable)
+        table.add_columns("layer", "rule", "fate", "where", "excerpt")
+        for row in self.rows:
+            f = row.finding
+            layer = "config" if f.layer is None else str(f.layer)
+            fate = Text(row.fate, style="" if f.fate == "visible" else "yellow")
+            table.add_row(
+                Text(layer),
+                Text(visible(f.rule), style="red"),
+                fate,
+                Text(visible(row.where)),
+                Text(visible(row.shown)),
+            )
+        if not self.rows:
+            table.add_row(Text(""), Text("none found"), Text(""), Text(""), Text(""))
+        table.focus()
+
+    @on(DataTable.RowSelected)
+    def chosen(self, event: DataTable.RowSelected) -> None:
+        if 0 <= event.cursor_row < len(self.rows):
+            self.dismiss(self.rows[event.cursor_row].finding)
+
+    def action_dismiss_none(self) -> None:
+        self.dismiss(None)
+
+
 class Pane(VerticalScroll):
     """A scrolling panel Tab passes by (Tab goes between the layers and the files, as in
     dive); a key focuses it, and it scrolls with the arrows until focus leaves it."""
@@ -310,8 +465,8 @@ CSS = """
 #prompt { width: 70; max-width: 100%; height: auto; border: round $accent; background: $panel;
           padding: 0 1; }
 HelpScreen, PromptScreen { align: center middle; }
-#content-title, #found-title { height: 1; background: $boost; }
-#content-log, #found-table { height: 1fr; }
+#content-title, #found-title, #packages-title, #secrets-title { height: 1; background: $boost; }
+#content-log, #found-table, #packages-table, #secrets-table { height: 1fr; }
 """
 
 
@@ -328,9 +483,11 @@ class ExploreApp(App[None]):
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("s", "toggle_sort", "Sort"),
         Binding("f", "find", "Find"),
-        Binding("t", "touched", "Touched"),
-        Binding("x", "extract", "Extract"),
+        Binding("p", "packages", "Packages"),
+        Binding("S", "secrets", "Secrets"),
         Binding("q", "quit", "Quit"),
+        Binding("t", "touched", "Touched", show=False),
+        Binding("x", "extract", "Extract", show=False),
         Binding("c", "collapse_all", "Collapse", show=False),
         Binding("b", "toggle_attributes", "Attributes", show=False),
         Binding("v", "view", "View", show=False),
@@ -348,8 +505,10 @@ class ExploreApp(App[None]):
         second: Opened | None = None,
         *,
         extract_to: Path | None = None,
+        show_secrets: bool = False,
     ) -> None:
         super().__init__()
+        self.show_secrets = show_secrets  # the secrets screen shows them whole
         self.first = first
         self.second = second
         self.extract_to = extract_to or Path.cwd()
@@ -369,6 +528,11 @@ class ExploreApp(App[None]):
         self._sizes: SizeCache | None = None
         self.bytes_read = 0  # of the layer blobs, while the tree is built
         self._progress: Timer | None = None  # redraws the status line while reading
+        # packages and secrets: each scanned on demand (p, S), once, in a pass of its own
+        self.packages: PackagesReport | None = None
+        self.secrets: SecretsReport | None = None
+        self.scanning: dict[str, int] = {}  # what is being scanned → bytes read so far
+        self._scan_progress: Timer | None = None
 
     # -- layout --------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -553,6 +717,10 @@ class ExploreApp(App[None]):
             parts.append("hidden: " + ",".join(sorted(k.value for k in options.hidden)))
         if options.pattern is not None:
             parts.append("filter: " + visible(options.pattern.pattern))
+        if options.only is not None:
+            parts.append(options.only_label)
+        for what, done in self.scanning.items():
+            parts.append(self._scan_status(what, done))
         if self.tree_error is not None:
             parts = ["error: " + visible(self.tree_error)]
         elif self.tree_model is None:
@@ -568,6 +736,14 @@ class ExploreApp(App[None]):
             return "reading layers…"
         share = min(self.bytes_read / total, 1.0)
         return f"reading layers… {share:.0%} of {human_size(total)}"
+
+    def _scan_status(self, what: str, done: int) -> str:
+        total = sum(layer.size or 0 for layer in self.first.image.layers)
+        if self.tree_model is None and done == 0:
+            return f"{what}: after the layer pass…"
+        if not total:
+            return f"{what}: reading layers…"
+        return f"{what}: reading layers… {min(done / total, 1.0):.0%}"
 
     def notice(self, message: str) -> None:
         """A one-line message in the status bar (already escaped)."""
@@ -709,7 +885,13 @@ class ExploreApp(App[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Two images compared: no layers to switch or search (those keys leave the footer)."""
-        return self.second is None or action not in ("toggle_aggregated", "find", "touched")
+        return self.second is None or action not in (
+            "toggle_aggregated",
+            "find",
+            "touched",
+            "packages",
+            "secrets",
+        )
 
     def action_toggle_aggregated(self) -> None:
         if self.second is not None:
@@ -748,6 +930,8 @@ class ExploreApp(App[None]):
             except ValueError as exc:
                 self.notice(visible(str(exc)))
                 return
+            if not value:  # an empty filter shows everything: a package's files too
+                self.options.only, self.options.only_label = None, ""
             self.message = ""
             self.refresh_tree()
 
@@ -787,7 +971,13 @@ class ExploreApp(App[None]):
         except DockscopeError as exc:
             self.call_from_thread(self.notice, visible(str(exc)))
             return
-        title = f"{visible(path)} after layer {layer} ({human_size(size)})"
+        title = f"{visible(path)} after layer {layer} ({human_size(max(content.size, 0))})"
+        if not self.show_secrets:
+            from inspect_tool.explore.inventory import redacted
+
+            content, count = redacted(content, self.secrets)
+            if count:
+                title += f" · {count} secrets redacted (--show-secrets shows them)"
         self.call_from_thread(self._content_ready, title, content)
 
     def _content_ready(self, title: str, content: Any) -> None:
@@ -844,6 +1034,165 @@ class ExploreApp(App[None]):
             self.query_one("#files", Tree).focus()
 
         self.push_screen(FoundScreen(title, rows), jump)
+
+    # -- packages and secrets ------------------------------------------------------------------
+    def action_packages(self) -> None:
+        if self.second is not None:
+            return
+        if self.packages is not None:
+            self._show_packages()
+        elif "packages" not in self.scanning:
+            self._start_scan("packages")
+            self._scan_packages()
+
+    def action_secrets(self) -> None:
+        if self.second is not None:
+            return
+        if self.secrets is not None:
+            self._show_secrets()
+        elif "secrets" not in self.scanning:
+            self._start_scan("secrets")
+            self._scan_secrets()
+
+    def _start_scan(self, what: str) -> None:
+        self.scanning[what] = 0
+        if self._scan_progress is None:
+            self._scan_progress = self.set_interval(0.5, self._show_status)
+        self._show_status()
+
+    def _scan_done(self, what: str, error: str | None = None) -> None:
+        self.scanning.pop(what, None)
+        if not self.scanning and self._scan_progress is not None:
+            self._scan_progress.stop()
+            self._scan_progress = None
+        if error is not None:
+            self.notice(visible(error))
+        else:
+            self._show_status()
+
+    def _counter(self, what: str) -> Callable[[int], None]:
+        """The scan's progress callback: counts the bytes read and, once the explorer is
+        closing (the worker cancelled), stops the scan (the exception reaches the scan from
+        the decompressing thread, as a read error would)."""
+        from textual.worker import get_current_worker
+
+        worker = get_current_worker()
+
+        def read(count: int) -> None:  # from the decompressing thread: a plain sum
+            if worker.is_cancelled:
+                raise ScanCancelled
+            self.scanning[what] = self.scanning.get(what, 0) + count
+
+        return read
+
+    @work(thread=True, exclusive=True, group="packages")
+    def _scan_packages(self) -> None:
+        """``dockscope packages``' scan: a pass of its own (after the tree's: one reader of
+        the source at a time)."""
+        from inspect_tool.analyze.packages.scan import scan_packages
+
+        source, image = self.first.source, self.first.image
+        read = self._counter("packages")
+        try:
+            report = self._locked(lambda: scan_packages(source, image, progress=read))
+        except ScanCancelled:
+            return  # the explorer is closing
+        except DockscopeError as exc:
+            self.call_from_thread(self._scan_done, "packages", f"packages: {exc}")
+            return
+        self.call_from_thread(self._packages_ready, report)
+
+    @work(thread=True, exclusive=True, group="secrets")
+    def _scan_secrets(self) -> None:
+        """``dockscope secrets``' scan: every version of every file, in a pass of its own."""
+        from inspect_tool.analyze.secrets import scan_secrets
+
+        source, image = self.first.source, self.first.image
+        read = self._counter("secrets")
+        try:
+            report = self._locked(lambda: scan_secrets(source, image, progress=read))
+        except ScanCancelled:
+            return  # the explorer is closing
+        except DockscopeError as exc:
+            self.call_from_thread(self._scan_done, "secrets", f"secrets: {exc}")
+            return
+        self.call_from_thread(self._secrets_ready, report)
+
+    def _packages_ready(self, report: PackagesReport) -> None:
+        self.packages = report
+        self._scan_done("packages")
+        if self.screen is self.screen_stack[0]:  # not over a screen opened meanwhile
+            self._show_packages()
+        else:
+            self.notice("packages read: p shows them")
+
+    def _secrets_ready(self, report: SecretsReport) -> None:
+        self.secrets = report
+        self._scan_done("secrets")
+        if self.screen is self.screen_stack[0]:
+            self._show_secrets()
+        else:
+            self.notice("secrets read: S shows them")
+
+    def _show_packages(self) -> None:
+        assert self.packages is not None
+        self.push_screen(PackagesScreen(self.packages), self._package_chosen)
+
+    def _show_secrets(self) -> None:
+        assert self.secrets is not None
+        self.push_screen(SecretsScreen(self.secrets, show=self.show_secrets), self._secret_chosen)
+
+    def _go_to_layer(self, layer: int) -> None:
+        self.options.layer = layer
+        with contextlib.suppress(Exception):
+            self.query_one("#layers", DataTable).move_cursor(row=layer)
+        self._show_details()
+
+    def _package_chosen(self, row: PackageRow | None) -> None:
+        """The tree after the layer that installed the package, showing only its files (or,
+        where its database lists none, the database that records it)."""
+        if row is None:
+            return
+        package = row.item.package
+        files = set(package.files) or {package.database}
+        self._go_to_layer(row.layer)
+        self.options.aggregated = True
+        self.options.only = frozenset(files)
+        self.options.only_label = (
+            f"files of {visible(package.name)} {visible(package.version)} (/ then Enter: all)"
+        )
+        if len(files) <= OPEN_FILES:  # its directories open: the files in sight
+            for path in files:
+                parent = path.rstrip("/").rpartition("/")[0]
+                while parent:
+                    self.expanded.add(parent)
+                    parent = parent.rpartition("/")[0]
+        self.refresh_tree()
+        deepest = sorted(files, key=lambda p: (-p.count("/"), p))
+        if not any(self.reveal(path, quiet=True) for path in deepest[:OPEN_FILES]):
+            self.notice(f"{visible(package.name)}: none of its files is in this view")
+        self.query_one("#files", Tree).focus()
+
+    def _secret_chosen(self, finding: SecretFinding | None) -> None:
+        """The layer that holds the file's version with the secret, the file selected in the
+        tree and its content shown (the secrets in it redacted unless --show-secrets)."""
+        if finding is None:
+            return
+        if finding.layer is None:
+            self.notice(f"{visible(finding.path)} is in the image config (dockscope inspect)")
+            return
+        self._go_to_layer(finding.layer)
+        self.options.aggregated = True
+        self.refresh_tree()
+        self.reveal(finding.path, quiet=True)
+        self.query_one("#files", Tree).focus()
+        size = -1
+        node = self.tree_model.node(finding.path) if self.tree_model is not None else None
+        found = node.at(finding.layer) if node is not None else None
+        if found is not None and found[1] is not None:
+            size = found[1].size
+        self.notice("reading…")
+        self._view(self.first, finding.path, finding.layer, size)
 
     def action_extract(self) -> None:
         row = self.current_row()

@@ -195,6 +195,9 @@ class ViewOptions:
     hidden: set[Kind] = field(default_factory=set)
     pattern: re.Pattern[str] | None = None  # paths shown must match (a directory: one below)
     sort: SortOrder = SortOrder.NAME
+    # only these paths (a package's files), named ``only_label`` in the status line
+    only: frozenset[str] | None = None
+    only_label: str = ""
 
 
 class FileTree:
@@ -297,7 +300,7 @@ class FileTree:
         return rows
 
     def _shown(self, row: Row, options: ViewOptions) -> bool:
-        if not options.hidden and options.pattern is None:
+        if not options.hidden and options.pattern is None and options.only is None:
             return True
         if self._matches(row, options):
             return True
@@ -308,6 +311,8 @@ class FileTree:
     @staticmethod
     def _matches(row: Row, options: ViewOptions) -> bool:
         if row.kind in options.hidden:
+            return False
+        if options.only is not None and row.node.path not in options.only:
             return False
         return options.pattern is None or options.pattern.search(row.node.path) is not None
 

@@ -37,6 +37,7 @@ async def explore(
     size: tuple[int, int] = (120, 40),
     selection: ImageSelection | None = None,
     extract_to: Path | None = None,
+    show_secrets: bool = False,
 ) -> AsyncIterator[tuple[ExploreApp, Pilot[None]]]:
     """The explorer on ``path`` (and ``second``), its layers read (tree and efficiency)."""
     source, image = open_image(path, selection or ImageSelection())
@@ -45,7 +46,9 @@ async def explore(
         if second is not None:
             source_b, image_b = open_image(second, ImageSelection())
             other = Opened(source_b, image_b)
-        app = ExploreApp(Opened(source, image), other, extract_to=extract_to)
+        app = ExploreApp(
+            Opened(source, image), other, extract_to=extract_to, show_secrets=show_secrets
+        )
         try:
             async with app.run_test(size=size) as pilot:
                 await settle(app, pilot)

@@ -230,12 +230,19 @@ async def test_help_lists_the_keys(dive: Path) -> None:
         await press(app, pilot, "question_mark")
         assert isinstance(app.screen, HelpScreen)
         text = screen_text(app)
-        for key in ("Tab", "Space", "regular expression", "extract", "Ctrl+Space"):
+        for key in (
+            "Tab",
+            "Space",
+            "regular expression",
+            "extract",
+            "Ctrl+Space",
+            "--show-secrets",
+        ):
             assert key in text
         await press(app, pilot, "escape")
         assert not isinstance(app.screen, HelpScreen)
         footer = screen_text(app).splitlines()[-1]
-        for key in ("q Quit", "? Help", "/ Filter", "x Extract", "f Find", "a Aggr/layer"):
+        for key in ("q Quit", "? Help", "/ Filter", "p Packages", "S Secrets", "a Aggr/layer"):
             assert key in footer
 
 

@@ -141,6 +141,33 @@ def test_explore_in_a_real_terminal(tmux: Tmux, corpus_copy) -> None:  # type: i
     tmux.wait_until_gone("Layer details")
 
 
+@pytest.mark.parametrize("show", [False, True], ids=["redacted", "show-secrets"])
+def test_packages_and_secrets_in_a_real_terminal(tmux: Tmux, tmp_path: Path, show: bool) -> None:
+    from tests.explore.images import TOKEN, inventory
+
+    image = inventory(tmp_path / "inventory.tar")
+    flag = " --show-secrets" if show else ""
+    command = f"cd {REPO} && {sys.executable} -m inspect_tool explore{flag} {image}"
+    tmux.run(
+        "new-session", "-d", "-s", "explore", "-x", "80", "-y", "24",
+        "-e", "TERM=xterm-256color", "sh", "-c", command + "; sleep 30",
+    )  # fmt: skip
+    tmux.wait_for("Efficiency:")
+    tmux.keys("S")
+    screen = tmux.wait_for("dotenv-secret")
+    assert "deleted by L2" in screen and "/srv/.env:2" in screen
+    # whole, the token runs past 80 columns (the table scrolls sideways)
+    assert (TOKEN[:16] in screen) is show and ("ghp_********" in screen) is not show
+    tmux.keys("q", "p")
+    screen = tmux.wait_for("libtiny1")
+    assert "L1 upgraded from 1.4-1" in screen
+    tmux.keys("Enter")  # hello, the first row: its files in the tree after layer 0
+    screen = tmux.wait_for("files of hello 2.10-3")
+    assert "hello" in screen and "var/" not in screen
+    tmux.keys("q")
+    tmux.wait_until_gone("Layer details")
+
+
 def test_trace_in_a_real_terminal(tmux: Tmux, tmp_path: Path) -> None:
     import json
 

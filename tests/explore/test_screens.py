@@ -83,7 +83,8 @@ async def test_two_images_compared(tmp_path: Path) -> None:
         assert "A: layered:1 (4 layers)" in summary and "- 2 only in A" in summary
         assert "differences A → B" in static_text(app, "#status")
         footer = screen_text(app).splitlines()[-1]
-        assert "x Extract" in footer and "f Find" not in footer  # no layers to search
+        # no layers to search, nor packages and secrets to read
+        assert "/ Filter" in footer and "f Find" not in footer and "p Packages" not in footer
         await press(app, pilot, "enter")  # B's version of a modified file
         assert isinstance(app.screen, ContentScreen)
         assert app.screen.content.data == b"changed\n"

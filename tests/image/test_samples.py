@@ -295,6 +295,7 @@ TARS = sorted(
 DOCKER_LEGACY_TARS = [
     "docker-archive-legacy.tar",
     "docker-archive-multi.tar",
+    "docker-archive-packages.tar",
     "tampered/layer-byte-flipped.tar",
     "tampered/config-edited.tar",
 ]
