@@ -203,7 +203,9 @@ def wal_database(tmp_path: Path, committed: int, pending: int) -> tuple[bytes, b
     import shutil
     import sqlite3
 
-    source = sqlite3.connect(FIXTURES / "rpmdb-sqlite-cbl-mariner-2.0")
+    # the corpus is read-only (CI mounts it so): opened immutable, nothing written beside it
+    fixture = FIXTURES / "rpmdb-sqlite-cbl-mariner-2.0"
+    source = sqlite3.connect(f"file:{fixture}?mode=ro&immutable=1", uri=True)
     blobs = [row[0] for row in source.execute("SELECT blob FROM Packages ORDER BY hnum")]
     source.close()
     path = tmp_path / "rpmdb.sqlite"
