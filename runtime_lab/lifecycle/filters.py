@@ -13,7 +13,7 @@ must match.
 - ``before``, ``since``: created before (after) the container named (they list stopped
   containers without ``-a``, as docker's);
 - ``volume``: a volume's name, or a mount point in the container;
-- ``network``: the network mode (``none``, ``host``, ``container:<ID>``).
+- ``network``: the network mode (``bridge``, ``none``, ``host``, ``container:<ID>``).
 """
 
 from __future__ import annotations

@@ -92,7 +92,8 @@ def test_ps_filter_name_label_ancestor(
     assert lines(
         ok(dockscope(root, "ps", "-f", "since=habits-ticker", "--format", "{{.Names}}"))
     ) == [exited]  # since= lists stopped ones without -a, as docker's
-    assert names("network=none") == sorted([ticker, exited])
+    assert names("network=bridge") == sorted([ticker, exited])  # run's default, as docker's
+    assert names("network=none") == []
     assert names("network=host") == []
     assert names("volume=/data") == []
     image_id = ok(dockscope(root, "container", "inspect", "-f", "{{.Config.ImageId}}", ticker))
