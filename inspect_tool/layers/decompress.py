@@ -31,10 +31,13 @@ class LayerStream(io.RawIOBase):
         *,
         algorithm: str = "sha256",
         progress: Callable[[int], None] | None = None,
+        hash_raw: bool = True,
     ) -> None:
+        """``hash_raw=False``: a caller that hashes the raw bytes itself (copy, writing them
+        as they go through) spares the second hash; ``digest_hex`` is then unavailable."""
         self._raw = raw
         self._progress = progress
-        self.raw_hash = hashlib.new(algorithm)
+        self.raw_hash = hashlib.new(algorithm) if hash_raw else None
         self.diff_hash = hashlib.sha256()
         self.raw_size = 0
         self.uncompressed_size = 0
@@ -61,7 +64,8 @@ class LayerStream(io.RawIOBase):
     def _read_raw(self, size: int = CHUNK) -> bytes:
         data = self._raw.read(size)
         if data:
-            self.raw_hash.update(data)
+            if self.raw_hash is not None:
+                self.raw_hash.update(data)
             self.raw_size += len(data)
             self.tail = (self.tail + data[-TAIL:])[-TAIL:]
             if self._progress:
@@ -168,6 +172,8 @@ class LayerStream(io.RawIOBase):
 
     @property
     def digest_hex(self) -> str:
+        if self.raw_hash is None:
+            raise ValueError("the raw bytes were not hashed (hash_raw=False)")
         return self.raw_hash.hexdigest()
 
     @property

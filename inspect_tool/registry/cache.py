@@ -102,6 +102,17 @@ class BlobCache:
         except OSError:
             discard(temporary)
 
+    def link(self, file: Path, digest: Digest) -> None:
+        """Take ``file`` (its digest checked by the caller) as the blob by a hard link: no
+        bytes copied. Nothing when the cache has it already or cannot link (another
+        filesystem, no cache)."""
+        path = self.path(digest)
+        if path is None:
+            return
+        with contextlib.suppress(OSError):
+            self._directory(path.parent)
+            os.link(file, path)
+
     def store(self, digest: Digest, data: bytes, kind: str = "blobs") -> None:
         """Store bytes the caller has verified (or, for ``heads``, only sniffs)."""
         path = self.path(digest, kind)
