@@ -4,7 +4,8 @@
 number of frames; detected from the bytes), hands out the decompressed bytes in bounded pieces
 (a small blob that expands to gigabytes streams through in bounded memory), and keeps the
 sha256 of every raw byte (the blob digest, trailing bytes included once ``finish`` drains the
-rest) and of every uncompressed byte (the diff_id).
+rest) and of every uncompressed byte (the diff_id). gzip is inflated by zlib-ng when it is
+installed (the same API as zlib, ~1.7x faster on image layers), else by zlib.
 """
 
 from __future__ import annotations
@@ -15,9 +16,19 @@ import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import BinaryIO, ClassVar
 
 from inspect_tool.model.mediatypes import Compression, sniff_compression
+
+inflating: ModuleType = zlib  # zlib's API: decompressobj, error
+try:
+    from zlib_ng import zlib_ng
+
+    inflating = zlib_ng
+except ImportError:  # pragma: no cover - zlib-ng is a dependency; zlib does the same, slower
+    pass
+_INFLATE_ERRORS: tuple[type[Exception], ...] = (zlib.error, inflating.error)
 
 CHUNK = 1024 * 1024
 MAX_OUTPUT = 4 * 1024 * 1024  # decompressed bytes produced per step
@@ -56,7 +67,7 @@ class LayerStream(io.RawIOBase):
         self._gzip: zlib._Decompress | None = None
         self._zstd: _Zstd | None = None
         if self.compression is Compression.GZIP:
-            self._gzip = zlib.decompressobj(wbits=31)
+            self._gzip = inflating.decompressobj(wbits=31)
         elif self.compression is Compression.ZSTD:
             self._zstd = _Zstd(self)
 
@@ -142,7 +153,7 @@ class LayerStream(io.RawIOBase):
                     return b""
                 if rest.startswith(b"\x1f\x8b"):
                     self.members.append((self.raw_size - len(rest), self.uncompressed_size))
-                    self._gzip = zlib.decompressobj(wbits=31)
+                    self._gzip = inflating.decompressobj(wbits=31)
                     self._pending = rest
                     continue
                 self.trailing += len(rest)
@@ -155,7 +166,7 @@ class LayerStream(io.RawIOBase):
                 return b""
             try:
                 out = d.decompress(data, MAX_OUTPUT)
-            except zlib.error as exc:
+            except _INFLATE_ERRORS as exc:
                 self.error = f"gzip stream is corrupt: {exc}"
                 self._eof = True
                 return b""
