@@ -40,6 +40,17 @@ def cached_blobs(cache: Path) -> list[Path]:
     return sorted(p for p in (cache / "blobs").rglob("*") if p.is_file())
 
 
+def top_layer(fake: FakeRegistry, layout: Path) -> str:
+    """The digest of the served image's last layer."""
+    import json
+
+    manifest = json.loads(
+        (layout / "blobs" / "sha256" / fake.manifest_digest().split(":")[1]).read_bytes()
+    )
+    digest: str = manifest["layers"][-1]["digest"]
+    return digest
+
+
 def one_line_error(result_err: str, ref: str) -> str:
     lines = result_err.strip().splitlines()
     assert len(lines) == 1, result_err
@@ -169,12 +180,7 @@ def test_a_blob_that_keeps_breaking_is_truncated_exit_3_and_not_cached(
 def test_a_blob_whose_bytes_do_not_match_is_an_error_and_is_not_cached(
     fake: FakeRegistry, layout: Path, cache: Path
 ) -> None:
-    import json
-
-    manifest = json.loads(
-        (layout / "blobs" / "sha256" / fake.manifest_digest().split(":")[1]).read_bytes()
-    )
-    layer = manifest["layers"][-1]["digest"]
+    layer = top_layer(fake, layout)
     fake.behaviour = Behaviour(corrupt_blob=layer)
     ref = fake.ref()
     result = invoke("ls", ref)
@@ -299,12 +305,7 @@ def test_pull_fetches_each_blob_once_and_the_cache_links_the_files_written(
 def test_pull_of_a_blob_whose_bytes_do_not_match_leaves_nothing(
     fake: FakeRegistry, layout: Path, cache: Path, tmp_path: Path
 ) -> None:
-    import json
-
-    manifest = json.loads(
-        (layout / "blobs" / "sha256" / fake.manifest_digest().split(":")[1]).read_bytes()
-    )
-    layer = manifest["layers"][-1]["digest"]
+    layer = top_layer(fake, layout)
     fake.behaviour = Behaviour(corrupt_blob=layer)
     ref = fake.ref()
     result = invoke("pull", ref, str(tmp_path / "pulled"))
