@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,23 @@ def check_layout(layout: Path, expected: dict[str, Any], *, hashes: bool) -> lis
     return problems
 
 
+def diff_id_cost(blob_dir: Path, layers: list[dict[str, Any]]) -> float:
+    """CPU seconds to inflate and sha256 every layer once (the diff_ids), with the same
+    LayerStream pull uses: what a pull that checks diff_ids pays on top of skopeo's copy."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from inspect_tool.layers.decompress import LayerStream
+
+    start = time.process_time()
+    for layer in layers:
+        with open(blob_dir / layer["digest"].removeprefix("sha256:"), "rb") as raw:
+            stream = LayerStream(raw, hash_raw=False)
+            stream.finish()
+        if "sha256:" + stream.diff_id_hex != layer["diff_id"]:
+            raise SystemExit(f"{layer['digest']}: diff_id {stream.diff_id_hex}")
+    return time.process_time() - start
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = arguments(__doc__, OUT)
     ap.add_argument("--reps", type=int, default=3, help="timed runs of each command")
@@ -167,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="pull-", dir=out))
     try:
         with registry(work) as started:
-            return measure(report, args, cli, started, work, out, expected, blob_bytes)
+            return measure(report, args, cli, started, work, out, expected, blob_bytes, layers)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -181,6 +199,7 @@ def measure(
     out: Path,
     expected: dict[str, Any],
     blob_bytes: int,
+    layers: list[dict[str, Any]],
 ) -> int:
     data = report.data
     reference = f"{started.host}/{REPOSITORY}:{TAG}"
@@ -293,6 +312,9 @@ def measure(
     report.add("info: pull (warm cache) / skopeo copy", f"{m_warm / m_skopeo:.2f}x")
     report.add("peak RSS: pull cold / warm", f"{fmt_mb(rss['cold'])} / {fmt_mb(rss['warm'])}")
     report.add("info: peak RSS: skopeo copy", fmt_mb(rss["skopeo"]))
+    inflate = diff_id_cost(out / "blobs" / "sha256", layers)
+    data["diff_id_cpu_seconds"] = inflate
+    report.add("info: CPU to inflate and hash every layer once (the diff_ids)", f"{inflate:.2f} s")
     report.add(
         "info: CPU time (user+sys): skopeo / pull cold / pull warm",
         f"{cpu['skopeo']:.2f} / {cpu['cold']:.2f} / {cpu['warm']:.2f} s",
