@@ -26,6 +26,7 @@ from pathlib import Path
 
 from inspect_tool.layers.union import UnionFS
 from inspect_tool.model.digest import Digest
+from inspect_tool.sources.cachedir import cache_home
 
 MAGIC = b"dockscope base view v2\n"  # v2: hard links carry their content's size and hash
 _COUNT = struct.Struct("<Q")
@@ -34,13 +35,8 @@ _LENGTHS = struct.Struct("<IHB")  # path, record, hash lengths
 
 
 def cache_dir() -> Path | None:
-    setting = os.environ.get("DOCKSCOPE_CACHE")
-    if setting == "off":
-        return None
-    if setting:
-        return Path(setting)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "dockscope" / "base-views"
+    """``$DOCKSCOPE_CACHE``, else ``base-views/`` in the XDG cache (None: caching is off)."""
+    return cache_home("base-views")
 
 
 def _key(path: str) -> bytes:

@@ -58,7 +58,11 @@ def verify(
     *,
     workers: int = 2,
     progress: Progress | None = None,
+    known: Mapping[Digest, BlobHash] | None = None,
 ) -> VerifyReport:
+    """Every check on the ``candidates`` (all of the source's by default). ``known``: hashes
+    of bytes this process wrote to the source itself, by their digest, as a copy takes them
+    on their way through: a layer whose digest and size they give is not read again."""
     chosen = list(source.candidates if candidates is None else candidates)
     report = VerifyReport(
         source.label, source.format.value, list(source.findings), list(source.notes)
@@ -78,7 +82,7 @@ def verify(
                 )
             )
     jobs = _plan(source, images)
-    results = _run(source, jobs, workers=workers, progress=progress)
+    results = _run(source, jobs, workers=workers, progress=progress, known=known or {})
     selected_digests = {str(c.manifest_digest) for c in chosen if c.manifest_digest}
     for blob in source.walked:
         if blob.role == "manifest" and blob.digest and str(blob.digest) not in selected_digests:
@@ -101,6 +105,7 @@ class _Job:
     order: int
     size: int
     algorithm: str
+    digest: Digest | None
 
 
 def _plan(source: Source, images: list[Image]) -> list[_Job]:
@@ -114,7 +119,7 @@ def _plan(source: Source, images: list[Image]) -> list[_Job]:
         if entry is None:
             return
         algorithm = blob.digest.algorithm if blob.digest else "sha256"
-        jobs[blob.path] = _Job(blob.path, layer, entry.order, entry.size, algorithm)
+        jobs[blob.path] = _Job(blob.path, layer, entry.order, entry.size, algorithm, blob.digest)
 
     for blob in source.walked:
         add(blob, False)
@@ -127,9 +132,20 @@ def _plan(source: Source, images: list[Image]) -> list[_Job]:
 
 
 def _run(
-    source: Source, jobs: list[_Job], *, workers: int, progress: Progress | None
+    source: Source,
+    jobs: list[_Job],
+    *,
+    workers: int,
+    progress: Progress | None,
+    known: Mapping[Digest, BlobHash],
 ) -> dict[str, BlobHash | DockscopeError]:
     tree = source.tree
+    done: dict[str, BlobHash | DockscopeError] = {}
+    for job in jobs:
+        hashed = known.get(job.digest) if job.layer and job.digest is not None else None
+        if hashed is not None and hashed.size == job.size:
+            done[job.path] = hashed
+    jobs = [job for job in jobs if job.path not in done]
     if progress is not None:
         progress.start(sum(j.size for j in jobs))
     lock = threading.Lock()
@@ -154,8 +170,8 @@ def _run(
         ordered = sorted(jobs, key=lambda j: -j.size)
         with ThreadPoolExecutor(max_workers=workers) as pool:
             outcomes = list(pool.map(work, ordered))
-        return {job.path: outcome for job, outcome in zip(ordered, outcomes, strict=True)}
-    return {job.path: work(job) for job in jobs}
+        return done | {job.path: outcome for job, outcome in zip(ordered, outcomes, strict=True)}
+    return done | {job.path: work(job) for job in jobs}
 
 
 def _subject(blob: Blob) -> str:

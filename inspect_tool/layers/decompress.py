@@ -4,7 +4,8 @@
 number of frames; detected from the bytes), hands out the decompressed bytes in bounded pieces
 (a small blob that expands to gigabytes streams through in bounded memory), and keeps the
 sha256 of every raw byte (the blob digest, trailing bytes included once ``finish`` drains the
-rest) and of every uncompressed byte (the diff_id).
+rest) and of every uncompressed byte (the diff_id). gzip is inflated by zlib-ng when it is
+installed (the same API as zlib, ~1.7x faster on image layers), else by zlib.
 """
 
 from __future__ import annotations
@@ -15,9 +16,19 @@ import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import BinaryIO, ClassVar
 
 from inspect_tool.model.mediatypes import Compression, sniff_compression
+
+inflating: ModuleType = zlib  # zlib's API: decompressobj, error
+try:
+    from zlib_ng import zlib_ng
+
+    inflating = zlib_ng
+except ImportError:  # pragma: no cover - zlib-ng is a dependency; zlib does the same, slower
+    pass
+_INFLATE_ERRORS: tuple[type[Exception], ...] = (zlib.error, inflating.error)
 
 CHUNK = 1024 * 1024
 MAX_OUTPUT = 4 * 1024 * 1024  # decompressed bytes produced per step
@@ -31,10 +42,13 @@ class LayerStream(io.RawIOBase):
         *,
         algorithm: str = "sha256",
         progress: Callable[[int], None] | None = None,
+        hash_raw: bool = True,
     ) -> None:
+        """``hash_raw=False``: a caller that hashes the raw bytes itself (copy, writing them
+        as they go through) spares the second hash; ``digest_hex`` is then unavailable."""
         self._raw = raw
         self._progress = progress
-        self.raw_hash = hashlib.new(algorithm)
+        self.raw_hash = hashlib.new(algorithm) if hash_raw else None
         self.diff_hash = hashlib.sha256()
         self.raw_size = 0
         self.uncompressed_size = 0
@@ -53,7 +67,7 @@ class LayerStream(io.RawIOBase):
         self._gzip: zlib._Decompress | None = None
         self._zstd: _Zstd | None = None
         if self.compression is Compression.GZIP:
-            self._gzip = zlib.decompressobj(wbits=31)
+            self._gzip = inflating.decompressobj(wbits=31)
         elif self.compression is Compression.ZSTD:
             self._zstd = _Zstd(self)
 
@@ -61,7 +75,8 @@ class LayerStream(io.RawIOBase):
     def _read_raw(self, size: int = CHUNK) -> bytes:
         data = self._raw.read(size)
         if data:
-            self.raw_hash.update(data)
+            if self.raw_hash is not None:
+                self.raw_hash.update(data)
             self.raw_size += len(data)
             self.tail = (self.tail + data[-TAIL:])[-TAIL:]
             if self._progress:
@@ -138,7 +153,7 @@ class LayerStream(io.RawIOBase):
                     return b""
                 if rest.startswith(b"\x1f\x8b"):
                     self.members.append((self.raw_size - len(rest), self.uncompressed_size))
-                    self._gzip = zlib.decompressobj(wbits=31)
+                    self._gzip = inflating.decompressobj(wbits=31)
                     self._pending = rest
                     continue
                 self.trailing += len(rest)
@@ -151,7 +166,7 @@ class LayerStream(io.RawIOBase):
                 return b""
             try:
                 out = d.decompress(data, MAX_OUTPUT)
-            except zlib.error as exc:
+            except _INFLATE_ERRORS as exc:
                 self.error = f"gzip stream is corrupt: {exc}"
                 self._eof = True
                 return b""
@@ -168,6 +183,8 @@ class LayerStream(io.RawIOBase):
 
     @property
     def digest_hex(self) -> str:
+        if self.raw_hash is None:
+            raise ValueError("the raw bytes were not hashed (hash_raw=False)")
         return self.raw_hash.hexdigest()
 
     @property

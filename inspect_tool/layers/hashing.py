@@ -1,5 +1,6 @@
 """Hash a blob while decompressing it: one read gives the blob digest, the diff_id and a scan of
-the tar inside (see decompress.LayerStream)."""
+the tar inside (see decompress.LayerStream). ``stream_hash`` is the same without the scan, for
+a copy that hashes its layers on their way through."""
 
 from __future__ import annotations
 
@@ -9,13 +10,13 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from inspect_tool.layers.decompress import CHUNK, MAX_OUTPUT, LayerStream
-from inspect_tool.layers.estargz import EStargz, recognise
+from inspect_tool.layers.estargz import EStargz, footer_offset, recognise
 from inspect_tool.layers.tarstream import TarScan, TarScanner
 from inspect_tool.layers.zstdchunked import ZstdChunked
 from inspect_tool.layers.zstdchunked import recognise as recognise_zstd_chunked
 from inspect_tool.model.mediatypes import Compression, sniff_compression
 
-__all__ = ["MAX_OUTPUT", "BlobHash", "hash_blob", "hash_layer"]
+__all__ = ["MAX_OUTPUT", "BlobHash", "hash_blob", "hash_layer", "stream_hash"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,5 +73,24 @@ def hash_layer(
         stream_error=layer.error,
         trailing_bytes=layer.trailing,
         estargz=recognise(layer, scan),
+        zstd_chunked=recognise_zstd_chunked(layer),
+    )
+
+
+def stream_hash(layer: LayerStream, *, size: int, digest_hex: str) -> BlobHash | None:
+    """What a layer read to its end (``layer.finish()`` done) tells without a tar scan: its
+    digest (``digest_hex``, hashed by the caller as it wrote the bytes), its compression, its
+    diff_id, a corrupt or truncated stream, trailing bytes, a zstd:chunked footer. None when
+    the blob ends in an estargz footer: checking its TOC takes ``hash_layer``'s scan."""
+    if layer.compression is Compression.GZIP and footer_offset(layer.tail) is not None:
+        return None
+    return BlobHash(
+        size=size,
+        digest_hex=digest_hex,
+        compression=layer.compression,
+        diff_id_hex=layer.diff_id_hex,
+        uncompressed_size=layer.uncompressed_size,
+        stream_error=layer.error,
+        trailing_bytes=layer.trailing,
         zstd_chunked=recognise_zstd_chunked(layer),
     )

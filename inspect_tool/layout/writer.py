@@ -105,6 +105,7 @@ class BlobWriter:
         self.size = 0
         directory.mkdir(parents=True, exist_ok=True)
         self._path = directory / f"{_TEMPORARY}{secrets.token_hex(8)}"
+        self.committed: Path | None = None  # the blob's file once ``commit`` named it
         self._file: BinaryIO | None = open(  # noqa: SIM115 (closed by commit or discard)
             os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644),
             "wb",
@@ -144,6 +145,7 @@ class BlobWriter:
             self._file = None
             digest = self.digest
             os.replace(self._path, self._directory / digest.hex)
+            self.committed = self._directory / digest.hex
         except BaseException:
             self.discard()
             raise

@@ -17,16 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from inspect_tool.model.digest import Digest
-
-
-def cache_root() -> Path | None:
-    setting = os.environ.get("DOCKSCOPE_CACHE")
-    if setting == "off":
-        return None
-    if setting:
-        return Path(setting)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "dockscope"
+from inspect_tool.sources.cachedir import cache_home
 
 
 class BlobCache:
@@ -38,7 +29,7 @@ class BlobCache:
 
     @classmethod
     def default(cls) -> BlobCache:
-        return cls(cache_root())
+        return cls(cache_home())
 
     def path(self, digest: Digest, kind: str = "blobs") -> Path | None:
         if self.root is None:
@@ -101,6 +92,17 @@ class BlobCache:
             os.replace(temporary, path)
         except OSError:
             discard(temporary)
+
+    def link(self, file: Path, digest: Digest) -> None:
+        """Take ``file`` (its digest checked by the caller) as the blob by a hard link: no
+        bytes copied. Nothing when the cache has it already or cannot link (another
+        filesystem, no cache)."""
+        path = self.path(digest)
+        if path is None:
+            return
+        with contextlib.suppress(OSError):
+            self._directory(path.parent)
+            os.link(file, path)
 
     def store(self, digest: Digest, data: bytes, kind: str = "blobs") -> None:
         """Store bytes the caller has verified (or, for ``heads``, only sniffs)."""

@@ -161,6 +161,28 @@ class RegistryTree:
             return cached
         return BlobReader(self.client, self.cache, known.digest, known.size)  # type: ignore[return-value]
 
+    def stream(self, path: str) -> BinaryIO:
+        """A blob's bytes for a caller that hashes them itself and checks them against the
+        digest (copy): from the cache when it has them, else from the registry with its size
+        held to the descriptor's and breaks resumed, neither hashed here nor cached (the
+        caller gives the file it verified to ``adopt``)."""
+        known = self._find(clean_path(path))
+        if known is None or known.manifest:
+            return self.open(path)
+        cached = self.cache.open(known.digest)
+        if cached is not None:
+            return cached
+        return BlobReader(  # type: ignore[return-value]
+            self.client, self.cache, known.digest, known.size, hashed=False
+        )
+
+    def adopt(self, path: str, file: Path) -> None:
+        """``file`` holds the blob at ``path``, its digest checked by the caller: the cache
+        takes it as a hard link (nothing when it cannot: another filesystem, no cache)."""
+        known = self._find(clean_path(path))
+        if known is not None and not known.manifest:
+            self.cache.link(file, known.digest)
+
     def head(self, path: str, size: int = HEAD_SIZE) -> bytes:
         name = clean_path(path)
         known = self._find(name)
@@ -266,19 +288,28 @@ class BlobReader(io.RawIOBase):
     """A blob streamed from the registry: hashed and counted as it is read, resumed with a
     Range request when the connection breaks, written to a temporary file in the cache and
     renamed to its digest only when the whole blob has arrived and matches it. A mismatch,
-    or a blob shorter or longer than its descriptor, raises RegistryError at the end."""
+    or a blob shorter or longer than its descriptor, raises RegistryError at the end.
+    ``hashed=False``: counted and resumed only, neither hashed nor cached (the caller hashes)."""
 
-    def __init__(self, client: RegistryClient, cache: BlobCache, digest: Digest, size: int) -> None:
+    def __init__(
+        self,
+        client: RegistryClient,
+        cache: BlobCache,
+        digest: Digest,
+        size: int,
+        *,
+        hashed: bool = True,
+    ) -> None:
         self._client = client
         self._cache = cache
         self._digest = digest
         self._size = size
-        self._hash = hashlib.new(digest.algorithm)
+        self._hash = hashlib.new(digest.algorithm) if hashed else None
         self._offset = 0
         self._resumes = 0
         self._buffer = b""
         self._done = False
-        temporary = cache.temporary(digest)
+        temporary = cache.temporary(digest) if hashed else None
         self._out: BinaryIO | None = temporary[0] if temporary else None
         self._temporary: Path | None = temporary[1] if temporary else None
         self._response: httpx.Response | None = None
@@ -359,6 +390,8 @@ class BlobReader(io.RawIOBase):
         self._done = True
         if self._response is not None:
             self._response.close()
+        if self._hash is None:
+            return  # the caller hashes
         actual = Digest(self._digest.algorithm, self._hash.hexdigest())
         if actual != self._digest:
             self._discard()
@@ -396,7 +429,8 @@ class BlobReader(io.RawIOBase):
             self._discard()
             raise self._error(f"longer than the {self._size} bytes its descriptor says")
         self._offset += len(chunk)
-        self._hash.update(chunk)
+        if self._hash is not None:
+            self._hash.update(chunk)
         if self._out is not None:
             try:
                 self._out.write(chunk)

@@ -24,7 +24,7 @@ from inspect_tool.model.mediatypes import MediaType
 from inspect_tool.sources.build import METADATA_LIMIT
 from inspect_tool.sources.oci_layout import add_candidate, walk_index
 from inspect_tool.sources.source import Source
-from inspect_tool.sources.tree import HEAD_SIZE, DirTree, Entry, clean_path, read_limited
+from inspect_tool.sources.tree import DirTree, Entry, OpenReads, clean_path, read_limited
 
 VERSION_FILE = "version"
 MANIFEST_FILE = "manifest.json"
@@ -43,7 +43,7 @@ def blob_file(digest: Digest) -> str:
     return f"{digest.algorithm}-{digest.hex}"
 
 
-class DirTransportTree:
+class DirTransportTree(OpenReads):
     """A dir: directory seen as an OCI layout; reads go to the directory's own files."""
 
     compression = None
@@ -105,13 +105,6 @@ class DirTransportTree:
         if real is None:
             return io.BytesIO(self._index)
         return self._tree.open(real)
-
-    def head(self, path: str, size: int = HEAD_SIZE) -> bytes:
-        with self.open(path) as stream:
-            return stream.read(size)
-
-    def read(self, path: str, limit: int) -> bytes:
-        return read_limited(self, path, limit)
 
     def names(self) -> list[str]:
         return self._tree.names()

@@ -143,6 +143,18 @@ def read_limited(tree: Tree, path: str, limit: int) -> bytes:
     return data
 
 
+class OpenReads:
+    """``head`` and ``read`` for a Tree whose ``open`` serves them as well as any (the
+    first bytes of a stream; a whole small file through ``read_limited``)."""
+
+    def head(self: Tree, path: str, size: int = HEAD_SIZE) -> bytes:
+        with self.open(path) as stream:
+            return stream.read(size)
+
+    def read(self: Tree, path: str, limit: int) -> bytes:
+        return read_limited(self, path, limit)
+
+
 # ---------------------------------------------------------------------------------------------
 # Tar archives
 
@@ -500,7 +512,7 @@ def _tar_error(exc: BaseException, label: str) -> InvalidImageError:
 # Directories
 
 
-class DirTree:
+class DirTree(OpenReads):
     """A directory read in place; symlinks inside it resolve as if it were the root."""
 
     compression: Compression | None = None
@@ -542,13 +554,6 @@ class DirTree:
             raise BlobNotFoundError("file is missing", subject=f"{self.label}:{path}")
         fd = os.open(self.root / found[0], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         return os.fdopen(fd, "rb", buffering=CHUNK)
-
-    def head(self, path: str, size: int = HEAD_SIZE) -> bytes:
-        with self.open(path) as f:
-            return f.read(size)
-
-    def read(self, path: str, limit: int) -> bytes:
-        return read_limited(self, path, limit)
 
     def names(self) -> list[str]:
         """Every file below the root, as os.walk lists them (a directory's files, sorted, then

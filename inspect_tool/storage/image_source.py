@@ -33,7 +33,7 @@ from inspect_tool.model.mediatypes import MediaType
 from inspect_tool.sources.location import Location
 from inspect_tool.sources.oci_layout import add_candidate, walk_index
 from inspect_tool.sources.source import Source
-from inspect_tool.sources.tree import HEAD_SIZE, Entry, clean_path, read_limited
+from inspect_tool.sources.tree import Entry, OpenReads, clean_path
 from inspect_tool.storage import tarsplit
 from inspect_tool.storage.containers import ContainersStorage, _bigdata_name
 from inspect_tool.storage.detect import open_storage
@@ -103,7 +103,7 @@ class _Blob:
     size: int
 
 
-class StorageTree:
+class StorageTree(OpenReads):
     """One image of a store, laid out as an OCI layout (see the module's docstring)."""
 
     compression = None
@@ -191,13 +191,6 @@ class StorageTree:
             return io.BytesIO(blob.data)
         assert blob.layer is not None
         return self._stream(blob.layer)
-
-    def head(self, path: str, size: int = HEAD_SIZE) -> bytes:
-        with self.open(path) as stream:
-            return stream.read(size)
-
-    def read(self, path: str, limit: int) -> bytes:
-        return read_limited(self, path, limit)
 
     def names(self) -> list[str]:
         return sorted([*self._files, *self._blobs])

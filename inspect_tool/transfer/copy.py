@@ -2,7 +2,9 @@
 
 - Every blob is streamed (1 MiB at a time) from the source's tree to the destination and
   checked against its digest as it goes: a blob that does not hash to what its manifest
-  says stops the copy (exit 3) and nothing is left. zstd stays zstd, gzip stays gzip.
+  says stops the copy (exit 3) and nothing is left. zstd stays zstd, gzip stays gzip. The
+  layers are copied several at a time when the source can be read so (a registry, a
+  directory); each layer's bytes are decompressed on their way through, for its diff_id.
 - The manifest's bytes are copied unchanged, so the manifest digest is the source's, to
   ``oci:``, ``oci-archive:`` and ``dir:`` alike (an OCI layout may hold a Docker v2s2
   manifest; skopeo converts it to OCI, which changes the digest). A legacy ``docker save``
@@ -13,10 +15,17 @@
   manifest, so the manifest digest is not kept, and a compressed layer's digest becomes its
   diff_id (the config, so the image ID, and the diff_ids are unchanged).
 - Written under a temporary name beside the destination and renamed into place once
-  verified (``analyze/verify.py`` over the written copy); an error leaves nothing. An
+  verified: ``analyze/verify.py`` over the written copy, given the hashes taken as the layers
+  went through (so they are not read again; docker-archive's decompressed layers and
+  estargz layers are): every blob's size and digest, each diff_id against the config, the
+  chain IDs, the manifest and config digests, media types against the bytes. The tar scan
+  inside layers (structure, duplicate paths) is ``verify``'s alone. An error leaves nothing. An
   existing OCI layout is added to, as skopeo does (an entry with the same ref name is
   replaced): blobs go in under temporary names and ``index.json`` is replaced last, so the
   layout is complete at every moment. Any other existing destination is refused.
+- From a registry, a blob goes straight to the destination (not through the blob cache); the
+  cache then takes each verified blob as a hard link to the file written, when they are on
+  one filesystem (``registry/cache.py``).
 """
 
 from __future__ import annotations
@@ -28,7 +37,9 @@ import secrets
 import shutil
 import stat
 import tarfile
-from collections.abc import Callable, Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -36,6 +47,7 @@ from typing import Any, BinaryIO, Protocol
 from inspect_tool.analyze.verify import VerifyReport, verify
 from inspect_tool.errors import DockscopeError, ExitCode, InvalidImageError, UsageError
 from inspect_tool.layers.decompress import LayerStream
+from inspect_tool.layers.hashing import BlobHash, stream_hash
 from inspect_tool.layout.writer import (
     INDEX_FILE,
     LAYOUT_FILE,
@@ -53,6 +65,9 @@ from inspect_tool.sources.selection import ALL_IMAGES
 from inspect_tool.sources.source import Source
 
 CHUNK = 1 << 20
+# Layers copied at a time from a source that reads in parallel (skopeo fetches 6 at once;
+# on two cores, decompressing for the diff_id, more than 3 gains nothing).
+WORKERS = 3
 DIR_VERSION = b"Directory Transport Version: 1.1\n"
 _TEMPORARY = ".tmp-"
 _DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
@@ -260,6 +275,9 @@ class _Job:
         self.copied = 0
         self.notes: list[str] = []
         self.decompressed_sizes: dict[int, int] = {}
+        self.hashes: dict[Digest, BlobHash] = {}  # layers hashed as they were written
+        self._lock = threading.Lock()
+        self._stop = threading.Event()  # a parallel copy failed: the others stop
         missing = [layer.index for layer in image.layers if layer.blob is None]
         if missing:
             raise InvalidImageError(
@@ -276,21 +294,59 @@ class _Job:
     def _stream(self, blob: Blob) -> BinaryIO:
         return self.source.tree.open(blob.path)
 
-    def _pump(self, blob: Blob, out: Callable[[bytes], object]) -> None:
-        with self._stream(blob) as stream:
-            while chunk := stream.read(CHUNK):
-                out(chunk)
-                self.copied += len(chunk)
-                if self.progress is not None:
-                    self.progress.advance(len(chunk))
-
-    def _copy_blob(self, blob: Blob, writer: BlobWriter, media_type: str) -> Descriptor:
-        """One blob into ``writer``, refused unless it hashes to the digest claimed."""
+    def _copy_blob(
+        self, blob: Blob, writer: BlobWriter, media_type: str, *, layer: bool = False
+    ) -> Descriptor:
+        """One blob into ``writer``, refused unless it hashes to the digest claimed; a layer
+        decompressed on its way, its hashes kept for the verification."""
+        tree = self.source.tree
+        # a tree that can hand out bytes it did not hash (the registry's) spares a hash
+        stream_of = getattr(tree, "stream", tree.open)
         try:
-            self._pump(blob, writer.write)
-            return writer.commit(media_type, expected=blob.digest)
+            with stream_of(blob.path) as stream:
+                tee = _Tee(stream, writer, self)
+                if not layer:
+                    while tee.read(CHUNK):
+                        pass
+                    return writer.commit(media_type, expected=blob.digest)
+                algorithm = blob.digest.algorithm if blob.digest else "sha256"
+                unpacked = LayerStream(tee, algorithm=algorithm, hash_raw=False)  # type: ignore[arg-type]
+                unpacked.finish()
+                descriptor = writer.commit(media_type, expected=blob.digest)
+            hashed = stream_hash(unpacked, size=writer.size, digest_hex=descriptor.digest.hex)
+            if hashed is not None:
+                with self._lock:
+                    self.hashes[descriptor.digest] = hashed
         except DockscopeError as exc:
             raise exc.with_subject(f"{self.source.label}: {blob.what or blob.path}") from None
+        adopt = getattr(tree, "adopt", None)
+        if adopt is not None and writer.committed is not None:
+            adopt(blob.path, writer.committed)
+        return descriptor
+
+    def _parallel(self, jobs: Sequence[Callable[[], Descriptor]]) -> list[Descriptor]:
+        """Run ``jobs`` (blob copies), several at a time when the source reads in parallel;
+        the first failure stops the others (their temporary files removed) and is raised."""
+        if len(jobs) < 2 or not self.source.tree.parallel_reads:
+            return [job() for job in jobs]
+        with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="dockscope-copy") as pool:
+            futures = [pool.submit(job) for job in jobs]
+            try:
+                wait(futures, return_when=FIRST_EXCEPTION)
+            finally:
+                if not all(f.done() and f.exception() is None for f in futures):
+                    self._stop.set()
+        failed = [f.exception() for f in futures if f.exception() is not None]
+        real = [e for e in failed if not isinstance(e, _Stopped)]
+        if real or failed:
+            raise (real or failed)[0]  # type: ignore[misc]
+        return [f.result() for f in futures]
+
+    def _advance(self, amount: int) -> None:
+        with self._lock:
+            self.copied += amount
+            if self.progress is not None:
+                self.progress.advance(amount)
 
     # -- what is copied ------------------------------------------------------------------------
 
@@ -309,13 +365,19 @@ class _Job:
             return blob.media_type
         return str(MediaType.OCI_CONFIG) if oci else _DOCKER_CONFIG
 
-    def _blobs(self, write: Callable[[Blob, str], Descriptor], *, oci: bool) -> _Written:
-        """Layers, config, then the manifest (kept, or made for a legacy source)."""
-        layers = []
+    def _blobs(self, write: Callable[[Blob, str, bool], Descriptor], *, oci: bool) -> _Written:
+        """Layers (several at a time, biggest first), config, then the manifest (kept, or
+        made for a legacy source)."""
+        jobs: list[Callable[[], Descriptor]] = []
         for layer in self.image.layers:
-            assert layer.blob is not None
-            layers.append(write(layer.blob, self._layer_type(layer.index, oci)))
-        config = write(self.image.config_blob, self._config_type(oci))
+            blob = layer.blob
+            assert blob is not None
+            media_type = self._layer_type(layer.index, oci)
+            jobs.append(lambda blob=blob, media_type=media_type: write(blob, media_type, True))  # type: ignore[misc]
+        order = sorted(range(len(jobs)), key=lambda i: -(self.image.layers[i].size or 0))
+        done = self._parallel([jobs[i] for i in order])
+        layers = [descriptor for _, descriptor in sorted(zip(order, done, strict=True))]
+        config = write(self.image.config_blob, self._config_type(oci), False)
         manifest = self.image.manifest
         if manifest is not None:
             return _Written(layers, config, manifest.raw, manifest.media_type)
@@ -372,7 +434,7 @@ class _Job:
         selection = ImageSelection(image=written.image) if written.image else ALL_IMAGES
         source, chosen = open_candidates(location_text_for(written), selection)
         with source:
-            report = verify(source, chosen, progress=self.verify_progress)
+            report = verify(source, chosen, progress=self.verify_progress, known=self.hashes)
             result.report = report
             mine = chosen[0].image() if len(chosen) == 1 else None
         problems = [f"{f.check} {f.subject}: {f.actual}" for f in report.failed]
@@ -410,10 +472,10 @@ class _Job:
             return self._verify(staged, result)
 
     def _into_layout(self, layout: LayoutWriter) -> _Written:
-        def write(blob: Blob, media_type: str) -> Descriptor:
+        def write(blob: Blob, media_type: str, layer: bool) -> Descriptor:
             algorithm = blob.digest.algorithm if blob.digest else "sha256"
             with layout.blob(algorithm) as out:
-                return self._copy_blob(blob, out, media_type)
+                return self._copy_blob(blob, out, media_type, layer=layer)
 
         return self._blobs(write, oci=True)
 
@@ -478,10 +540,10 @@ class _Job:
             root.mkdir()
             (root / "version").write_bytes(DIR_VERSION)
 
-            def write(blob: Blob, media_type: str) -> Descriptor:
+            def write(blob: Blob, media_type: str, layer: bool) -> Descriptor:
                 algorithm = blob.digest.algorithm if blob.digest else "sha256"
                 with _DirBlob(root, algorithm) as out:
-                    return self._copy_blob(blob, out, media_type)
+                    return self._copy_blob(blob, out, media_type, layer=layer)
 
             written = self._blobs(write, oci=False)
             (root / "manifest.json").write_bytes(written.manifest)
@@ -558,10 +620,28 @@ class _Job:
         temporary.unlink()
         return name
 
-    def _advance(self, amount: int) -> None:
-        self.copied += amount
-        if self.progress is not None:
-            self.progress.advance(amount)
+
+class _Stopped(Exception):
+    """Another blob of a parallel copy failed: this one stops (never reported)."""
+
+
+class _Tee:
+    """A blob's bytes as read: written to ``writer`` (which hashes them), counted, stopped
+    when another blob of the copy failed."""
+
+    def __init__(self, stream: BinaryIO, writer: BlobWriter, job: _Job) -> None:
+        self._stream = stream
+        self._writer = writer
+        self._job = job
+
+    def read(self, size: int = CHUNK) -> bytes:
+        if self._job._stop.is_set():
+            raise _Stopped()
+        chunk = self._stream.read(size)
+        if chunk:
+            self._writer.write(chunk)
+            self._job._advance(len(chunk))
+        return chunk
 
 
 @dataclass(slots=True)
@@ -635,7 +715,8 @@ class _DirBlob(BlobWriter):
         descriptor = super().commit(media_type, expected=expected)
         if descriptor.digest.algorithm != "sha256":
             own = self._directory / descriptor.digest.hex
-            os.replace(own, self._directory / f"{descriptor.digest.algorithm}-{own.name}")
+            self.committed = self._directory / f"{descriptor.digest.algorithm}-{own.name}"
+            os.replace(own, self.committed)
         return descriptor
 
 

@@ -242,3 +242,27 @@ def test_copy_json_and_text(corpus: Path, tmp_path: Path) -> None:
     assert text.startswith(f"Copied oci-archive:{corpus / ZSTD} to dir:{tmp_path / 'e'}")
     assert "(the source's)" in text
     shutil.rmtree(tmp_path / "e")
+
+
+def test_the_copy_is_verified_from_the_hashes_taken_as_it_was_written(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each layer is decompressed once, on its way to the destination: the verification of
+    the written copy reads no layer again, and still checks every diff_id."""
+    from inspect_tool.analyze import verify as verify_module
+    from inspect_tool.transfer.copy import copy_image
+
+    reread: list[object] = []
+    real = verify_module.hash_layer
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        reread.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(verify_module, "hash_layer", counting)
+    result = copy_image(f"oci-archive:{corpus / ZSTD}", f"oci:{tmp_path / 'layout'}")
+    assert reread == []
+    assert result.report is not None and result.report.ok
+    diff_ids = [f for f in result.report.findings if f.check == "diff-id"]
+    assert [f.actual for f in diff_ids] == [layer.diff_id for layer in result.layers]
+    assert len(diff_ids) == len(result.layers) > 0

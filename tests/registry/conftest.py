@@ -27,6 +27,12 @@ def registry_set(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
         yield started
 
 
+@pytest.fixture
+def registry(request: pytest.FixtureRequest, registry_set: dict[str, Registry]) -> Registry:
+    """The running registry of the kind a test is parametrized with (``indirect=True``)."""
+    return registry_set[request.param]
+
+
 @pytest.fixture(scope="session")
 def pki(registry_set: dict[str, Registry]) -> Pki:
     return registry_set["plain"].pki  # type: ignore[attr-defined,no-any-return]

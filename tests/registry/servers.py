@@ -17,10 +17,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+
+if TYPE_CHECKING:
+    from inspect_tool.registry.access import RegistryAccess
 
 REGISTRY_BINARY = "/usr/bin/docker-registry"
 DATA = Path(__file__).parent / "data"
@@ -52,6 +55,62 @@ def openssl(*args: str | Path, cwd: Path) -> None:
     subprocess.run(["openssl", *map(str, args)], cwd=cwd, check=True, capture_output=True)
 
 
+def self_signed(directory: Path, stem: str, subject: str) -> None:
+    """``stem.key`` and a self-signed ``stem.crt`` (2 days) in ``directory``."""
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        f"{stem}.key",
+        "-out",
+        f"{stem}.crt",
+        "-days",
+        "2",
+        "-subj",
+        subject,
+        cwd=directory,
+    )
+
+
+def ca_signed(directory: Path, stem: str, subject: str, extension: str, certificate: str) -> None:
+    """``stem.key`` and ``certificate``, signed by ``directory``'s ca.crt with ``extension``."""
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        f"{stem}.key",
+        "-out",
+        f"{stem}.csr",
+        "-subj",
+        subject,
+        cwd=directory,
+    )
+    (directory / f"{stem}.ext").write_text(extension + "\n")
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        f"{stem}.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        certificate,
+        "-days",
+        "2",
+        "-extfile",
+        f"{stem}.ext",
+        cwd=directory,
+    )
+
+
 @dataclass
 class Pki:
     """A test CA and a server certificate for 127.0.0.1 and localhost it signed."""
@@ -68,37 +127,12 @@ class Pki:
         shutil.copyfile(self.ca, where / "ca.crt")
         if client:
             if not (self.directory / "client.cert").is_file():
-                openssl(
-                    "req",
-                    "-newkey",
-                    "rsa:2048",
-                    "-nodes",
-                    "-keyout",
-                    "client.key",
-                    "-out",
-                    "client.csr",
-                    "-subj",
+                ca_signed(
+                    self.directory,
+                    "client",
                     "/CN=dockscope test client",
-                    cwd=self.directory,
-                )
-                (self.directory / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
-                openssl(
-                    "x509",
-                    "-req",
-                    "-in",
-                    "client.csr",
-                    "-CA",
-                    "ca.crt",
-                    "-CAkey",
-                    "ca.key",
-                    "-CAcreateserial",
-                    "-out",
+                    "extendedKeyUsage=clientAuth",
                     "client.cert",
-                    "-days",
-                    "2",
-                    "-extfile",
-                    "client.ext",
-                    cwd=self.directory,
                 )
             shutil.copyfile(self.directory / "client.cert", where / "client.cert")
             shutil.copyfile(self.directory / "client.key", where / "client.key")
@@ -107,53 +141,13 @@ class Pki:
 
 def make_pki(directory: Path) -> Pki:
     directory.mkdir(parents=True, exist_ok=True)
-    openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=dockscope test CA",
-        cwd=directory,
-    )
-    openssl(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
+    self_signed(directory, "ca", "/CN=dockscope test CA")
+    ca_signed(
+        directory,
+        "server",
         "/CN=127.0.0.1",
-        cwd=directory,
-    )
-    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    openssl(
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost",
         "server.crt",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-        cwd=directory,
     )
     return Pki(directory, directory / "ca.crt", directory / "server.crt", directory / "server.key")
 
@@ -190,6 +184,12 @@ class Registry:
             )
             self.pushed[name] = Path(layout)
         return ref
+
+    def access(self, pki: Pki, where: Path) -> RegistryAccess:
+        """The library's access options for this registry, its CA trusted (in ``where``)."""
+        from inspect_tool.registry.access import RegistryAccess
+
+        return RegistryAccess(creds=self.creds, cert_dir=pki.cert_dir(where) if self.tls else None)
 
     def access_args(self, pki: Pki, where: Path) -> list[str]:
         """dockscope's options to read from this registry with its CA trusted."""
@@ -295,22 +295,7 @@ class TokenIssuer:
 
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        openssl(
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "token.key",
-            "-out",
-            "token.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=dockscope token issuer",
-            cwd=directory,
-        )
+        self_signed(directory, "token", "/CN=dockscope token issuer")
         from cryptography import x509
         from cryptography.hazmat.primitives import serialization
 

@@ -19,15 +19,10 @@ def _index_digests(layout: Path) -> list[str]:
     return [m["digest"] for m in index["manifests"]]
 
 
-@pytest.mark.parametrize("kind", ["plain", "token"])
+@pytest.mark.parametrize("registry", ["plain", "token"], indirect=True)
 def test_copy_to_the_registry_then_pull_back(
-    kind: str,
-    registry_set: dict[str, Registry],
-    layouts: dict[str, str],
-    pki: Pki,
-    tmp_path: Path,
+    registry: Registry, layouts: dict[str, str], pki: Pki, tmp_path: Path
 ) -> None:
-    registry = registry_set[kind]
     args = registry.access_args(pki, tmp_path / "certs")
     layout = Path(layouts["dive-zstd"].removeprefix("oci:"))
     [source_digest] = _index_digests(layout)

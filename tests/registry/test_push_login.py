@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from inspect_tool.registry.access import RegistryAccess
 from inspect_tool.registry.push import push_image
 from inspect_tool.sources import open_image
 from tests.registry.servers import (
@@ -27,22 +27,11 @@ from tests.support.paths import CORPUS
 pytestmark = pytest.mark.interop
 
 
-def access_for(registry: Registry, pki: Pki, where: Path) -> RegistryAccess:
-    return RegistryAccess(
-        creds=registry.creds, cert_dir=pki.cert_dir(where) if registry.tls else None
-    )
-
-
-@pytest.mark.parametrize("kind", ["plain", "basic", "token"])
+@pytest.mark.parametrize("registry", ["plain", "basic", "token"], indirect=True)
 def test_push_keeps_every_digest(
-    kind: str,
-    registry_set: dict[str, Registry],
-    layouts: dict[str, str],
-    pki: Pki,
-    tmp_path: Path,
+    registry: Registry, layouts: dict[str, str], pki: Pki, tmp_path: Path
 ) -> None:
-    registry = registry_set[kind]
-    access = access_for(registry, pki, tmp_path / "certs")
+    access = registry.access(pki, tmp_path / "certs")
     layout = layouts["dive-zstd"].removeprefix("oci:")
     destination = registry.ref("pushed/dive-zstd:v1")
     source, image = open_image(layout)
@@ -65,7 +54,7 @@ def test_push_mounts_from_another_repository(
     registry_set: dict[str, Registry], layouts: dict[str, str], pki: Pki, tmp_path: Path
 ) -> None:
     registry = registry_set["token"]
-    access = access_for(registry, pki, tmp_path)
+    access = registry.access(pki, tmp_path)
     source, image = open_image(layouts["dive-gzip"].removeprefix("oci:"))
     with source:
         push_image(source, image, registry.ref("mount/first:v1"), access)
@@ -103,48 +92,36 @@ def test_push_to_a_digest_that_is_not_the_manifests_is_refused(
         push_image(source, image, registry.ref("pushed/x@sha256:" + "0" * 64))
 
 
-@pytest.mark.parametrize("kind", ["basic", "token"])
+@pytest.mark.parametrize("registry", ["basic", "token"], indirect=True)
 def test_login_logout(
-    kind: str,
-    registry_set: dict[str, Registry],
-    layouts: dict[str, str],
-    pki: Pki,
-    tmp_path: Path,
+    registry: Registry, layouts: dict[str, str], pki: Pki, tmp_path: Path
 ) -> None:
-    registry = registry_set[kind]
     user, password = (
-        (BASIC_USER, BASIC_PASSWORD) if kind == "basic" else (TOKEN_USER, TOKEN_PASSWORD)
+        (BASIC_USER, BASIC_PASSWORD) if registry.kind == "basic" else (TOKEN_USER, TOKEN_PASSWORD)
     )
     ref = registry.push(layouts["dive-gzip"], "dockscope/dive-gzip:v1")
     authfile = tmp_path / "auth" / "auth.json"
     tls = ["--cert-dir", str(pki.cert_dir(tmp_path / "certs"))] if registry.tls else []
 
-    refused = invoke(
-        "login",
-        "--authfile",
-        authfile,
-        *tls,
-        "-u",
-        user,
-        "--password-stdin",
-        registry.host,
-        input="wrong-password-42\n",
-    )
+    def login(typed: str) -> Any:
+        return invoke(
+            "login",
+            "--authfile",
+            authfile,
+            *tls,
+            "-u",
+            user,
+            "--password-stdin",
+            registry.host,
+            input=typed + "\n",
+        )
+
+    refused = login("wrong-password-42")
     assert refused.code == 3, refused.output
     assert "wrong-password-42" not in refused.output
     assert not authfile.exists()
 
-    result = invoke(
-        "login",
-        "--authfile",
-        authfile,
-        *tls,
-        "-u",
-        user,
-        "--password-stdin",
-        registry.host,
-        input=password + "\n",
-    )
+    result = login(password)
     assert result.code == 0, result.output
     assert "Login Succeeded" in result.out and password not in result.output
     assert stat.S_IMODE(authfile.stat().st_mode) == 0o600

@@ -40,6 +40,17 @@ def cached_blobs(cache: Path) -> list[Path]:
     return sorted(p for p in (cache / "blobs").rglob("*") if p.is_file())
 
 
+def top_layer(fake: FakeRegistry, layout: Path) -> str:
+    """The digest of the served image's last layer."""
+    import json
+
+    manifest = json.loads(
+        (layout / "blobs" / "sha256" / fake.manifest_digest().split(":")[1]).read_bytes()
+    )
+    digest: str = manifest["layers"][-1]["digest"]
+    return digest
+
+
 def one_line_error(result_err: str, ref: str) -> str:
     lines = result_err.strip().splitlines()
     assert len(lines) == 1, result_err
@@ -169,12 +180,7 @@ def test_a_blob_that_keeps_breaking_is_truncated_exit_3_and_not_cached(
 def test_a_blob_whose_bytes_do_not_match_is_an_error_and_is_not_cached(
     fake: FakeRegistry, layout: Path, cache: Path
 ) -> None:
-    import json
-
-    manifest = json.loads(
-        (layout / "blobs" / "sha256" / fake.manifest_digest().split(":")[1]).read_bytes()
-    )
-    layer = manifest["layers"][-1]["digest"]
+    layer = top_layer(fake, layout)
     fake.behaviour = Behaviour(corrupt_blob=layer)
     ref = fake.ref()
     result = invoke("ls", ref)
@@ -273,3 +279,37 @@ def test_credentials_are_not_sent_to_a_plain_http_token_service(fake: FakeRegist
     result = invoke("inspect", "--creds", f"{USER}:{PASSWORD}", ref)
     assert result.code == 3
     assert "token service is plain HTTP" in one_line_error(result.err, ref)
+
+
+def test_pull_fetches_each_blob_once_and_the_cache_links_the_files_written(
+    fake: FakeRegistry, cache: Path, tmp_path: Path
+) -> None:
+    """pull writes each layer straight to the layout (one GET each) and the cache takes the
+    verified file as a hard link: the next command on the reference reads nothing remote."""
+    out = tmp_path / "pulled"
+    result = invoke("pull", "--json", fake.ref().removeprefix("docker://"), str(out))
+    assert result.code == 0, result.output
+    assert result.json()["verified"]["failed"] == []
+    fetched = [r[1] for r in fake.blob_requests() if r[3] is None]
+    assert len(fetched) == len(set(fetched)) == 2  # config and layer, whole, once
+    # the config was cached when the image was read; the layer is the file written
+    [layer] = result.json()["layers"]
+    hex_digest = layer["digest"].split(":")[1]
+    written = out / "blobs" / "sha256" / hex_digest
+    assert (cache / "blobs" / "sha256" / hex_digest).stat().st_ino == written.stat().st_ino
+    fake.requests.clear()
+    ok(invoke("ls", fake.ref()))
+    assert fake.blob_requests() == []
+
+
+def test_pull_of_a_blob_whose_bytes_do_not_match_leaves_nothing(
+    fake: FakeRegistry, layout: Path, cache: Path, tmp_path: Path
+) -> None:
+    layer = top_layer(fake, layout)
+    fake.behaviour = Behaviour(corrupt_blob=layer)
+    ref = fake.ref()
+    result = invoke("pull", ref, str(tmp_path / "pulled"))
+    assert result.code == 3
+    assert "blob digest mismatch" in one_line_error(result.err, ref)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]
+    assert layer.split(":")[1] not in [p.name for p in cached_blobs(cache)]

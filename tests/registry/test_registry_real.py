@@ -29,17 +29,11 @@ def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("registry", KINDS, indirect=True)
 @pytest.mark.parametrize("image", ["dive-gzip", "dive-zstd", "sample-zstd"])
 def test_views_match_skopeo(
-    kind: str,
-    image: str,
-    registry_set: dict[str, Registry],
-    layouts: dict[str, str],
-    pki: Pki,
-    tmp_path: Path,
+    registry: Registry, image: str, layouts: dict[str, str], pki: Pki, tmp_path: Path
 ) -> None:
-    registry = registry_set[kind]
     ref = registry.push(layouts[image], f"dockscope/{image}:v1")
     access = registry.access_args(pki, tmp_path / "certs")
     raw, config, summary = skopeo_views(registry, ref)
@@ -107,23 +101,15 @@ def test_layer_commands_read_through_the_registry(
         assert remote_doc == local_doc, command
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("registry", KINDS, indirect=True)
 def test_blobs_come_once_then_from_the_cache(
-    kind: str,
-    registry_set: dict[str, Registry],
-    layouts: dict[str, str],
-    pki: Pki,
-    tmp_path: Path,
+    registry: Registry, layouts: dict[str, str], pki: Pki, tmp_path: Path
 ) -> None:
     from inspect_tool.analyze.verify import verify
-    from inspect_tool.registry.access import RegistryAccess
     from inspect_tool.sources import ImageSelection, open_candidates
 
-    registry = registry_set[kind]
     ref = registry.push(layouts["dive-gzip"], "dockscope/dive-gzip:v1")
-    access = RegistryAccess(
-        creds=registry.creds, cert_dir=pki.cert_dir(tmp_path / "certs") if registry.tls else None
-    )
+    access = registry.access(pki, tmp_path / "certs")
 
     def blob_requests() -> list[str]:
         source, chosen = open_candidates(ref, ImageSelection(access=access))
