@@ -8,7 +8,8 @@ DOCKSCOPE := $(VENV)/bin/dockscope
 # Debian packages: what the tool needs at run time, and the real peers the tests use.
 DEBS_RUN := libmagic1 graphviz zstd libseccomp2 uidmap iproute2 nftables
 DEBS_TEST := $(DEBS_RUN) busybox-static buildah skopeo podman umoci chromium runc crun golang-go \
-	gcc libc6-dev docker-registry openssl tmux rpm
+	gcc libc6-dev docker-registry openssl tmux rpm \
+	golang-github-opencontainers-specs-dev
 
 .PHONY: demo test lint typecheck unit bench samples debs-run debs-test fresh-check clean
 
