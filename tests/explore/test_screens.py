@@ -33,9 +33,9 @@ SNAPSHOTS = Path(__file__).parent / "snapshots"
 CONTROLS = {chr(c) for c in range(0x20)} - {"\n"} | {"\x9b", "\u202e"}
 
 
-def check_snapshot(name: str, text: str) -> None:
+def check_snapshot(name: str, text: str, suffix: str = ".txt") -> None:
     """Compare with the committed snapshot; DOCKSCOPE_SNAPSHOTS=update rewrites it."""
-    path = SNAPSHOTS / f"{name}.txt"
+    path = SNAPSHOTS / f"{name}{suffix}"
     if os.environ.get("DOCKSCOPE_SNAPSHOTS") == "update":
         path.write_text(text + "\n", encoding="utf-8")
     assert text + "\n" == path.read_text(encoding="utf-8")
@@ -148,13 +148,23 @@ async def test_no_color_keeps_the_markers(monkeypatch: pytest.MonkeyPatch, corpu
         assert "#" not in app.export_screenshot().split("<style>")[1].split("@font")[0]
 
 
+def svg_screenshot(app: object) -> str:
+    """Textual's own SVG screenshot (colours, styles and all), with a fixed title."""
+    svg: str = app.export_screenshot(title="dockscope explore")  # type: ignore[attr-defined]
+    assert svg.startswith("<svg") and "dockscope&#160;explore" in svg
+    return svg
+
+
 @synchronous
-async def test_snapshots_at_80_by_24(corpus_copy) -> None:  # type: ignore[no-untyped-def]
+async def test_snapshots_at_80_by_24(corpus_copy, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("NO_COLOR", raising=False)  # the SVGs hold the colours
     async with explore(corpus_copy("docker-save-legacy-dive.tar"), size=(80, 24)) as (app, pilot):
         check_snapshot("start", screen_text(app))
+        check_snapshot("start", svg_screenshot(app), ".svg")
         await select_layer(app, pilot, 4)
         await move_to(app, pilot, "/root/example/somefile1.txt")
         check_snapshot("layer4-modified", screen_text(app))
+        check_snapshot("layer4-modified", svg_screenshot(app), ".svg")
         await press(app, pilot, "question_mark")
         check_snapshot("help", screen_text(app))
 
