@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import io
-import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import BinaryIO, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
+from inspect_tool.layers.inflate import Inflater, inflater
 from inspect_tool.model.mediatypes import Compression, sniff_compression
 
 CHUNK = 1024 * 1024
@@ -50,10 +50,12 @@ class LayerStream(io.RawIOBase):
         self._out = b""
         self._out_pos = 0
         self._eof = False
-        self._gzip: zlib._Decompress | None = None
+        self._gzip: Any = None  # the inflater's decompressobj
+        self._inflater: Inflater | None = None
         self._zstd: _Zstd | None = None
         if self.compression is Compression.GZIP:
-            self._gzip = zlib.decompressobj(wbits=31)
+            self._inflater = inflater()
+            self._gzip = self._inflater.gzip()
         elif self.compression is Compression.ZSTD:
             self._zstd = _Zstd(self)
 
@@ -138,7 +140,8 @@ class LayerStream(io.RawIOBase):
                     return b""
                 if rest.startswith(b"\x1f\x8b"):
                     self.members.append((self.raw_size - len(rest), self.uncompressed_size))
-                    self._gzip = zlib.decompressobj(wbits=31)
+                    assert self._inflater is not None
+                    self._gzip = self._inflater.gzip()
                     self._pending = rest
                     continue
                 self.trailing += len(rest)
@@ -146,12 +149,23 @@ class LayerStream(io.RawIOBase):
                 return b""
             data = d.unconsumed_tail or self._next_input()
             if not data:
+                # no input left: output the inflater still holds, else the stream is cut short
+                assert self._inflater is not None
+                try:
+                    out: bytes = d.decompress(b"", MAX_OUTPUT)
+                except self._inflater.errors:
+                    out = b""
+                if out:
+                    return out
+                if d.eof:
+                    continue
                 self.error = "gzip stream is truncated"
                 self._eof = True
                 return b""
+            assert self._inflater is not None
             try:
                 out = d.decompress(data, MAX_OUTPUT)
-            except zlib.error as exc:
+            except self._inflater.errors as exc:
                 self.error = f"gzip stream is corrupt: {exc}"
                 self._eof = True
                 return b""
