@@ -4,31 +4,21 @@
 number of frames; detected from the bytes), hands out the decompressed bytes in bounded pieces
 (a small blob that expands to gigabytes streams through in bounded memory), and keeps the
 sha256 of every raw byte (the blob digest, trailing bytes included once ``finish`` drains the
-rest) and of every uncompressed byte (the diff_id). gzip is inflated by zlib-ng when it is
-installed (the same API as zlib, ~1.7x faster on image layers), else by zlib.
+rest) and of every uncompressed byte (the diff_id). gzip is inflated by ``layers/inflate.py``'s
+inflater (ISA-L when it imports, else zlib).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import ModuleType
-from typing import BinaryIO, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
+from inspect_tool.layers.inflate import Inflater, inflater
 from inspect_tool.model.mediatypes import Compression, sniff_compression
-
-inflating: ModuleType = zlib  # zlib's API: decompressobj, error
-try:
-    from zlib_ng import zlib_ng
-
-    inflating = zlib_ng
-except ImportError:  # pragma: no cover - zlib-ng is a dependency; zlib does the same, slower
-    pass
-_INFLATE_ERRORS: tuple[type[Exception], ...] = (zlib.error, inflating.error)
 
 CHUNK = 1024 * 1024
 MAX_OUTPUT = 4 * 1024 * 1024  # decompressed bytes produced per step
@@ -64,10 +54,12 @@ class LayerStream(io.RawIOBase):
         self._out = b""
         self._out_pos = 0
         self._eof = False
-        self._gzip: zlib._Decompress | None = None
+        self._gzip: Any = None  # the inflater's decompressobj
+        self._inflater: Inflater | None = None
         self._zstd: _Zstd | None = None
         if self.compression is Compression.GZIP:
-            self._gzip = inflating.decompressobj(wbits=31)
+            self._inflater = inflater()
+            self._gzip = self._inflater.gzip()
         elif self.compression is Compression.ZSTD:
             self._zstd = _Zstd(self)
 
@@ -153,7 +145,8 @@ class LayerStream(io.RawIOBase):
                     return b""
                 if rest.startswith(b"\x1f\x8b"):
                     self.members.append((self.raw_size - len(rest), self.uncompressed_size))
-                    self._gzip = inflating.decompressobj(wbits=31)
+                    assert self._inflater is not None
+                    self._gzip = self._inflater.gzip()
                     self._pending = rest
                     continue
                 self.trailing += len(rest)
@@ -161,12 +154,23 @@ class LayerStream(io.RawIOBase):
                 return b""
             data = d.unconsumed_tail or self._next_input()
             if not data:
+                # no input left: output the inflater still holds, else the stream is cut short
+                assert self._inflater is not None
+                try:
+                    out: bytes = d.decompress(b"", MAX_OUTPUT)
+                except self._inflater.errors:
+                    out = b""
+                if out:
+                    return out
+                if d.eof:
+                    continue
                 self.error = "gzip stream is truncated"
                 self._eof = True
                 return b""
+            assert self._inflater is not None
             try:
                 out = d.decompress(data, MAX_OUTPUT)
-            except _INFLATE_ERRORS as exc:
+            except self._inflater.errors as exc:
                 self.error = f"gzip stream is corrupt: {exc}"
                 self._eof = True
                 return b""

@@ -339,13 +339,23 @@ def _numeric(block: bytes, name: str, start: int, end: int) -> int:
         raise _Invalid(f"{name}: {exc}") from None
 
 
+# mode, uid, gid, size and mtime as nearly every writer puts them (zero-padded octal digits, a
+# NUL): one match instead of five; each group is what _numeric reads from its field
+_CANONICAL_NUMBERS = re.compile(
+    rb"([0-7]{7})\x00([0-7]{7})\x00([0-7]{7})\x00([0-7]{11})\x00([0-7]{11})\x00"
+)
+
+
 def _parse_header(block: bytes) -> RawHeader:
     fmt = _block_format(block)
-    size = _numeric(block, "size", 124, 136)
-    mode = _numeric(block, "mode", 100, 108)
-    uid = _numeric(block, "uid", 108, 116)
-    gid = _numeric(block, "gid", 116, 124)
-    mtime = _numeric(block, "mtime", 136, 148)
+    if (numbers := _CANONICAL_NUMBERS.match(block, 100, 148)) is not None:
+        mode, uid, gid, size, mtime = (int(digits, 8) for digits in numbers.groups())
+    else:
+        size = _numeric(block, "size", 124, 136)
+        mode = _numeric(block, "mode", 100, 108)
+        uid = _numeric(block, "uid", 108, 116)
+        gid = _numeric(block, "gid", 116, 124)
+        mtime = _numeric(block, "mtime", 136, 148)
     header = RawHeader(
         name=_text(_cut(block[:100])),
         typeflag=chr(block[156]),

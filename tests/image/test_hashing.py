@@ -163,10 +163,3 @@ def test_hash_blob_reads_to_eof() -> None:
     data = b"{}" + b" " * 5000
     result = hash_blob(io.BytesIO(data))
     assert result.size == len(data) and result.digest_hex == hashlib.sha256(data).hexdigest()
-
-
-def test_gzip_layers_are_inflated_by_zlib_ng() -> None:
-    """zlib-ng is a dependency (pyproject): the layer reader must use it, not fall back."""
-    from inspect_tool.layers import decompress
-
-    assert decompress.inflating.__name__ == "zlib_ng.zlib_ng"
