@@ -9,7 +9,7 @@ DOCKSCOPE := $(VENV)/bin/dockscope
 DEBS_RUN := libmagic1 graphviz zstd libseccomp2 uidmap iproute2 nftables
 DEBS_TEST := $(DEBS_RUN) busybox-static buildah skopeo podman umoci chromium runc crun golang-go \
 	gcc libc6-dev docker-registry openssl tmux rpm \
-	golang-github-opencontainers-specs-dev
+	golang-github-opencontainers-specs-dev jq
 
 .PHONY: demo test lint typecheck unit bench samples debs-run debs-test fresh-check clean
 
