@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich import box
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from inspect_tool.analyze.packages.compare import PackageDifference
 from inspect_tool.analyze.packages.scan import LayerPackage, PackagesReport
 from inspect_tool.model.image import Image
-from inspect_tool.render.console import human_size
+from inspect_tool.render.console import human_size, titled_table
 from inspect_tool.render.json import SCHEMA_VERSION, document_head
 from inspect_tool.render.text import markup, visible
 
@@ -96,12 +94,12 @@ def render_packages(
 ) -> None:
     from inspect_tool.render.analysis import _title
 
-    table = Table(
-        title=f"{_title(image)}: {len(report.packages)} packages after layer {report.upto}",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-    )
+    title = f"{_title(image)}: {len(report.packages)} packages after layer {report.upto}"
+    if not report.packages and not report.removed and not report.problems:
+        console.print(title, highlight=False)  # no empty table under it
+        console.print(Text("No package database found.", style="yellow"))
+        return
+    table = titled_table(title)
     table.add_column("layer", justify="right", no_wrap=True)
     table.add_column("type", no_wrap=True)
     table.add_column("name", overflow="fold")
@@ -127,12 +125,7 @@ def render_packages(
         )
     console.print(table)
     if report.removed:
-        removed = Table(
-            title=f"Removed by a later layer: {len(report.removed)}",
-            title_justify="left",
-            box=box.SIMPLE_HEAD,
-            pad_edge=False,
-        )
+        removed = titled_table(f"Removed by a later layer: {len(report.removed)}")
         removed.add_column("type", no_wrap=True)
         removed.add_column("name", overflow="fold")
         removed.add_column("version", overflow="fold")
@@ -147,12 +140,7 @@ def render_packages(
         console.print(removed)
     altered = [(item, a) for item in report.packages for a in item.altered]
     if altered:
-        files = Table(
-            title=f"Files owned by a package, changed by a later layer: {len(altered)}",
-            title_justify="left",
-            box=box.SIMPLE_HEAD,
-            pad_edge=False,
-        )
+        files = titled_table(f"Files owned by a package, changed by a later layer: {len(altered)}")
         files.add_column("layer", justify="right", no_wrap=True)
         files.add_column("change", no_wrap=True)
         files.add_column("path", overflow="fold")
@@ -225,12 +213,7 @@ def render_package_diff(
     if not differences:
         console.print(Text("The images hold the same packages.", style="green"))
         return
-    table = Table(
-        title=f"Packages: {_title(a)} → {_title(b)}: {len(differences)} difference(s)",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-    )
+    table = titled_table(f"Packages: {_title(a)} → {_title(b)}: {len(differences)} difference(s)")
     table.add_column("", no_wrap=True)
     table.add_column("type", no_wrap=True)
     table.add_column("name", overflow="fold")

@@ -304,3 +304,9 @@ def set_window_size(fd: int, rows: int, columns: int) -> None:
     import fcntl
 
     fcntl.ioctl(fd, TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+
+
+def exit_code(status: int) -> int:
+    """A wait status as a shell reports it: the exit status, or 128 + the signal's number.
+    (``os.waitpid`` itself retries when a signal interrupts it: PEP 475.)"""
+    return 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)

@@ -247,12 +247,7 @@ def _wait_outside(pid: int, plan: MapPlan, unshared_r: int, mapped_w: int) -> No
     with contextlib.suppress(OSError):
         os.write(mapped_w, json.dumps(told).encode())
     os.close(mapped_w)
-    while True:
-        try:
-            _, status = os.waitpid(pid, 0)
-            break
-        except InterruptedError:
-            continue
+    _, status = os.waitpid(pid, 0)
     if os.WIFSIGNALED(status):
         os._exit(128 + os.WTERMSIG(status))
     if "error" in told and os.WEXITSTATUS(status) == 125:

@@ -22,11 +22,7 @@ def close_other_fds(keep: set[int]) -> None:
 
 
 def wait_child(pid: int) -> tuple[int, int]:
-    while True:
-        try:
-            return os.waitpid(pid, 0)
-        except InterruptedError:
-            continue
+    return os.waitpid(pid, 0)  # retried by Python when a signal interrupts it (PEP 475)
 
 
 def forward_signals(target: Callable[[], int]) -> dict[int, Any]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inspect_tool.errors import UsageError
-from runtime_lab.kernel import cgroups
+from runtime_lab.kernel import cgroups, linux
 from runtime_lab.lifecycle.children import (
     close_other_fds,
     forward_signals,
@@ -500,7 +500,7 @@ def _record_exit(
     step traced; the run's exit code."""
     group, state, tracer = watch.group, watch.state, watch.tracer
     directory = watch.store.container_dir(watch.container_id)
-    code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+    code = linux.exit_code(status)
     oom = False
     with contextlib.suppress(OSError, ValueError):
         oom = group.oom_killed() and code == MEMORY_KILL_EXIT

@@ -580,7 +580,7 @@ def exec_process(
     if detach:
         return 0
     _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+    return linux.exit_code(status)
 
 
 def _exec_child(

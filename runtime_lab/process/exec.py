@@ -150,7 +150,7 @@ def exec_in(
         hub.finish(None)
     if failure is not None:
         raise failure
-    code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+    code = linux.exit_code(status)
     tracer.emit(step_event("exec-exit", args={"pid": watch.process}, evidence={"exit_code": code}))
     return ExecResult(code, watch.error)
 
@@ -333,9 +333,7 @@ def _run_helper(launch: _Launch, events_fd: int, go_fd: int) -> int:
         if stream is not None:  # the process holds them: they end when it does
             os.close(stream)
     _, status = wait_child(pid)
-    if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
-    return os.WEXITSTATUS(status)
+    return linux.exit_code(status)
 
 
 def _run_process(launch: _Launch, reporter: StepReporter) -> int:

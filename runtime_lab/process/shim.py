@@ -70,15 +70,8 @@ def run_shim(spec: LaunchSpec, events_fd: int, go_fd: int, ack_fd: int) -> int:
     for fd in (spec.stdin_fd, spec.stdout_fd, spec.stderr_fd, spec.console_fd):
         if fd is not None:
             os.close(fd)
-    while True:
-        try:
-            _, status = os.waitpid(pid, 0)
-            break
-        except InterruptedError:
-            continue
-    if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
-    return os.WEXITSTATUS(status)
+    _, status = os.waitpid(pid, 0)
+    return linux.exit_code(status)
 
 
 JOIN_ORDER = ("ipc", "net", "pid")

@@ -37,6 +37,8 @@ class UnpackOptions:
     devices: bool = False  # create device nodes (only as root)
     xattrs: bool = True
     force: bool = False  # unpack into a directory that is not empty
+    layers: int | None = None  # only the first N layers (None: all of them)
+    wanted: Callable[[str], bool] | None = None  # only these members (cleaned names)
 
 
 @dataclass(slots=True)
@@ -91,7 +93,8 @@ def unpack(
     options = options or UnpackOptions()
     root = os.geteuid() == 0
     same_owner = root if options.same_owner is None else options.same_owner and root
-    result = UnpackResult(destination, len(image.layers), same_owner, options.devices and root)
+    count = len(image.layers[: options.layers])
+    result = UnpackResult(destination, count, same_owner, options.devices and root)
     root_fd = prepare_destination(destination, force=options.force)
     backend = DiskBackend(
         root_fd,
@@ -101,7 +104,9 @@ def unpack(
     )
     applier = LayerApplier(backend, result.stats, result.audit)
     try:
-        apply_layers(source, image, applier, progress=progress)
+        apply_layers(
+            source, image, applier, progress=progress, layers=options.layers, wanted=options.wanted
+        )
         applier.close()
         applier.finishing()
         try:

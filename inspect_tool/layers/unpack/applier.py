@@ -411,14 +411,22 @@ def apply_layers(
     applier: LayerApplier[H],
     *,
     progress: Callable[[int], None] | None = None,
+    layers: int | None = None,
+    wanted: Callable[[str], bool] | None = None,
 ) -> None:
-    """Stream each layer through ``applier``, verifying its diff_id once it is read."""
-    for layer in image.layers:
+    """Stream each layer through ``applier``, verifying its diff_id once it is read.
+    ``layers``: only the first N (the filesystem after layer N-1); ``wanted``: only the
+    members whose cleaned name it accepts (the others, and unsafe names, are read past)."""
+    for layer in image.layers[:layers]:
         applier.start_layer(layer.index)
         with open_layer(source, layer, progress=progress) as opened:
             reader = opened.reader
             try:
                 for member in reader:
+                    if wanted is not None:
+                        name = clean_member_path(member.name)
+                        if name is None or not wanted(name):
+                            continue
                     applier.apply(member, reader)
             except TarFormatError as exc:
                 if opened.stream.error:  # the decompressor's message says more
