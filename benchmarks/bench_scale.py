@@ -106,6 +106,7 @@ def measure(cli: list[str], out: Path, cells: list[tuple[int, int]], reps: int) 
         cmds = commands(cli, image, small, work)
         times: dict[str, list[float]] = {c: [] for c in cmds}
         peaks: dict[str, int] = {c: 0 for c in cmds}
+        cpu: dict[str, list[float]] = {c: [] for c in cmds}
         for _ in range(reps):
             for name, cmd in cmds.items():
                 shutil.rmtree(work, ignore_errors=True)
@@ -115,6 +116,7 @@ def measure(cli: list[str], out: Path, cells: list[tuple[int, int]], reps: int) 
                 if run.returncode not in (0, 1):  # diff exits 1 when the images differ
                     raise RuntimeError(f"{name} exit {run.returncode}: {run.stderr[-300:]!r}")
                 times[name].append(run.seconds)
+                cpu[name].append(run.cpu_seconds)
                 peaks[name] = max(peaks[name], run.maxrss_bytes)
         shutil.rmtree(work, ignore_errors=True)
         key = f"{files}x{layers}"
@@ -123,6 +125,8 @@ def measure(cli: list[str], out: Path, cells: list[tuple[int, int]], reps: int) 
             "layers": layers,
             "seconds": {c: median(t) for c, t in times.items()},
             "runs": times,
+            "cpu_seconds": {c: median(t) for c, t in cpu.items()},
+            "cpu_runs": cpu,
             "peak_rss": peaks,
         }
         print(
@@ -142,7 +146,10 @@ def table(rows: dict[str, Any]) -> str:
             s = row["seconds"][c]
             per_file = s / row["files"] * 1e6
             mb = row["peak_rss"][c] / 1e6
-            cells.append(f"{s:.2f} s · {per_file:.0f} µs/file · {mb:.0f} MB")
+            cell = f"{s:.2f} s · {per_file:.0f} µs/file · {mb:.0f} MB"
+            if "cpu_seconds" in row:  # CPU time: growth that background load does not blur
+                cell += f" · CPU {row['cpu_seconds'][c] / row['files'] * 1e6:.0f} µs/file"
+            cells.append(cell)
         lines.append(f"| {row['files']:,} | {row['layers']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -153,30 +160,35 @@ def plot(rows: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (by_files, by_layers) = plt.subplots(1, 2, figsize=(11, 4.5))
+    with_cpu = all("cpu_seconds" in r for r in rows.values())
+    measures = [("seconds", "wall seconds")] + (
+        [("cpu_seconds", "CPU seconds")] if with_cpu else []
+    )
+    fig, axes = plt.subplots(len(measures), 2, figsize=(11, 4.5 * len(measures)), squeeze=False)
     files_rows = sorted((r for r in rows.values() if r["layers"] == 12), key=lambda r: r["files"])
     layer_rows = sorted(
         (r for r in rows.values() if r["files"] == 100_000), key=lambda r: r["layers"]
     )
-    for c in COMMANDS:
-        by_files.plot(
-            [r["files"] for r in files_rows], [r["seconds"][c] for r in files_rows], "o-", label=c
-        )
-        by_layers.plot(
-            [r["layers"] for r in layer_rows], [r["seconds"][c] for r in layer_rows], "o-", label=c
-        )
-    if files_rows:  # linear growth from the smallest image, for reference
-        r0 = files_rows[0]
-        xs = [r["files"] for r in files_rows]
-        by_files.plot(
-            xs, [r0["seconds"]["ls -R"] * x / r0["files"] for x in xs], "k:", label="linear (ls)"
-        )
-    by_files.set(xscale="log", yscale="log", xlabel="files (12 layers)", ylabel="seconds")
-    by_layers.set(xscale="log", xlabel="layers (100,000 files)", ylabel="seconds")
-    by_files.legend(fontsize=8)
-    by_files.grid(True, which="both", alpha=0.3)
-    by_layers.grid(True, which="both", alpha=0.3)
-    fig.suptitle("dockscope: wall time per command (median, start-up included)")
+    for (key, label), (by_files, by_layers) in zip(measures, axes, strict=True):
+        for c in COMMANDS:
+            by_files.plot(
+                [r["files"] for r in files_rows], [r[key][c] for r in files_rows], "o-", label=c
+            )
+            by_layers.plot(
+                [r["layers"] for r in layer_rows], [r[key][c] for r in layer_rows], "o-", label=c
+            )
+        if files_rows:  # linear growth from the smallest image, for reference
+            r0 = files_rows[0]
+            xs = [r["files"] for r in files_rows]
+            by_files.plot(
+                xs, [r0[key]["ls -R"] * x / r0["files"] for x in xs], "k:", label="linear (ls)"
+            )
+        by_files.set(xscale="log", yscale="log", xlabel="files (12 layers)", ylabel=label)
+        by_layers.set(xscale="log", xlabel="layers (100,000 files)", ylabel=label)
+        by_files.legend(fontsize=8)
+        by_files.grid(True, which="both", alpha=0.3)
+        by_layers.grid(True, which="both", alpha=0.3)
+    fig.suptitle("dockscope: time per command (median, start-up included)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
