@@ -176,6 +176,14 @@ class RegistryTree:
             self.client, self.cache, known.digest, known.size, hashed=False
         )
 
+    def cached(self, path: str) -> Path | None:
+        """The blob cache's file of the blob at ``path``, when it has one (its digest checked
+        when it was stored; a reader checks it again)."""
+        known = self._find(clean_path(path))
+        if known is None or known.manifest or self.cache.size(known.digest) is None:
+            return None
+        return self.cache.path(known.digest)
+
     def adopt(self, path: str, file: Path) -> None:
         """``file`` holds the blob at ``path``, its digest checked by the caller: the cache
         takes it as a hard link (nothing when it cannot: another filesystem, no cache)."""

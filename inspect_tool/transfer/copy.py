@@ -302,25 +302,37 @@ class _Job:
         tree = self.source.tree
         # a tree that can hand out bytes it did not hash (the registry's) spares a hash
         stream_of = getattr(tree, "stream", tree.open)
+        cached = getattr(tree, "cached", None)
+        cached_file = cached(blob.path) if cached is not None else None
+        algorithm = blob.digest.algorithm if blob.digest else "sha256"
+        unpacked: LayerStream | None = None
         try:
-            with stream_of(blob.path) as stream:
-                tee = _Tee(stream, writer, self)
-                if not layer:
-                    while tee.read(CHUNK):
-                        pass
-                    return writer.commit(media_type, expected=blob.digest)
-                algorithm = blob.digest.algorithm if blob.digest else "sha256"
-                unpacked = LayerStream(tee, algorithm=algorithm, hash_raw=False)  # type: ignore[arg-type]
-                unpacked.finish()
+            if cached_file is not None and writer.link(cached_file, self._advance):
+                # the blob cache's file, hard-linked and hashed again: no bytes written
                 descriptor = writer.commit(media_type, expected=blob.digest)
-            hashed = stream_hash(unpacked, size=writer.size, digest_hex=descriptor.digest.hex)
-            if hashed is not None:
-                with self._lock:
-                    self.hashes[descriptor.digest] = hashed
+                if layer and writer.committed is not None:
+                    with open(writer.committed, "rb") as again:
+                        unpacked = LayerStream(again, algorithm=algorithm, hash_raw=False)
+                        unpacked.finish()
+            else:
+                with stream_of(blob.path) as stream:
+                    tee = _Tee(stream, writer, self)
+                    if layer:
+                        unpacked = LayerStream(tee, algorithm=algorithm, hash_raw=False)  # type: ignore[arg-type]
+                        unpacked.finish()
+                    else:
+                        while tee.read(CHUNK):
+                            pass
+                    descriptor = writer.commit(media_type, expected=blob.digest)
+            if unpacked is not None:
+                hashed = stream_hash(unpacked, size=writer.size, digest_hex=descriptor.digest.hex)
+                if hashed is not None:
+                    with self._lock:
+                        self.hashes[descriptor.digest] = hashed
         except DockscopeError as exc:
             raise exc.with_subject(f"{self.source.label}: {blob.what or blob.path}") from None
         adopt = getattr(tree, "adopt", None)
-        if adopt is not None and writer.committed is not None:
+        if adopt is not None and writer.committed is not None and cached_file is None:
             adopt(blob.path, writer.committed)
         return descriptor
 
