@@ -47,7 +47,7 @@ from typing import Any, BinaryIO, Protocol
 from inspect_tool.analyze.verify import VerifyReport, verify
 from inspect_tool.errors import DockscopeError, ExitCode, InvalidImageError, UsageError
 from inspect_tool.layers.decompress import LayerStream
-from inspect_tool.layers.hashing import BlobHash, stream_hash
+from inspect_tool.layers.hashing import BlobHash
 from inspect_tool.layout.writer import (
     INDEX_FILE,
     LAYOUT_FILE,
@@ -63,11 +63,15 @@ from inspect_tool.sources import ImageSelection, open_candidates
 from inspect_tool.sources.location import Location, Transport, parse_location
 from inspect_tool.sources.selection import ALL_IMAGES
 from inspect_tool.sources.source import Source
+from inspect_tool.transfer.diffids import WORKERS as WORKERS_FOR_DIFF_IDS
+from inspect_tool.transfer.diffids import DiffIds
 
 CHUNK = 1 << 20
 # Layers copied at a time from a source that reads in parallel (skopeo fetches 6 at once;
-# on two cores, decompressing for the diff_id, more than 3 gains nothing).
+# on two cores more than 3 gains nothing).
 WORKERS = 3
+# Layers smaller than this in all are decompressed in this process (a worker's start costs more).
+IN_PROCESS_BELOW = 64 << 20
 DIR_VERSION = b"Directory Transport Version: 1.1\n"
 _TEMPORARY = ".tmp-"
 _DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
@@ -276,6 +280,8 @@ class _Job:
         self.notes: list[str] = []
         self.decompressed_sizes: dict[int, int] = {}
         self.hashes: dict[Digest, BlobHash] = {}  # layers hashed as they were written
+        self.check_diff_ids = True
+        self._diff_ids: DiffIds | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()  # a parallel copy failed: the others stop
         missing = [layer.index for layer in image.layers if layer.blob is None]
@@ -298,39 +304,26 @@ class _Job:
         self, blob: Blob, writer: BlobWriter, media_type: str, *, layer: bool = False
     ) -> Descriptor:
         """One blob into ``writer``, refused unless it hashes to the digest claimed; a layer
-        decompressed on its way, its hashes kept for the verification."""
+        then decompressed beside the copy for its diff_id (``DiffIds``), when asked."""
         tree = self.source.tree
         # a tree that can hand out bytes it did not hash (the registry's) spares a hash
         stream_of = getattr(tree, "stream", tree.open)
         cached = getattr(tree, "cached", None)
         cached_file = cached(blob.path) if cached is not None else None
-        algorithm = blob.digest.algorithm if blob.digest else "sha256"
-        unpacked: LayerStream | None = None
         try:
             if cached_file is not None and writer.link(cached_file, self._advance):
                 # the blob cache's file, hard-linked and hashed again: no bytes written
                 descriptor = writer.commit(media_type, expected=blob.digest)
-                if layer and writer.committed is not None:
-                    with open(writer.committed, "rb") as again:
-                        unpacked = LayerStream(again, algorithm=algorithm, hash_raw=False)
-                        unpacked.finish()
             else:
                 with stream_of(blob.path) as stream:
                     tee = _Tee(stream, writer, self)
-                    if layer:
-                        unpacked = LayerStream(tee, algorithm=algorithm, hash_raw=False)  # type: ignore[arg-type]
-                        unpacked.finish()
-                    else:
-                        while tee.read(CHUNK):
-                            pass
+                    while tee.read(CHUNK):
+                        pass
                     descriptor = writer.commit(media_type, expected=blob.digest)
-            if unpacked is not None:
-                hashed = stream_hash(unpacked, size=writer.size, digest_hex=descriptor.digest.hex)
-                if hashed is not None:
-                    with self._lock:
-                        self.hashes[descriptor.digest] = hashed
         except DockscopeError as exc:
             raise exc.with_subject(f"{self.source.label}: {blob.what or blob.path}") from None
+        if layer and self._diff_ids is not None and writer.committed is not None:
+            self._diff_ids.submit(descriptor.digest, writer.committed, descriptor.size)
         adopt = getattr(tree, "adopt", None)
         if adopt is not None and writer.committed is not None and cached_file is None:
             adopt(blob.path, writer.committed)
@@ -387,7 +380,17 @@ class _Job:
             media_type = self._layer_type(layer.index, oci)
             jobs.append(lambda blob=blob, media_type=media_type: write(blob, media_type, True))  # type: ignore[misc]
         order = sorted(range(len(jobs)), key=lambda i: -(self.image.layers[i].size or 0))
-        done = self._parallel([jobs[i] for i in order])
+        if self.check_diff_ids:
+            layer_bytes = sum(layer.size or 0 for layer in self.image.layers)
+            with DiffIds(WORKERS_FOR_DIFF_IDS if layer_bytes >= IN_PROCESS_BELOW else 0) as ids:
+                self._diff_ids = ids
+                try:
+                    done = self._parallel([jobs[i] for i in order])
+                    self.hashes.update(ids.results())
+                finally:
+                    self._diff_ids = None
+        else:
+            done = self._parallel([jobs[i] for i in order])
         layers = [descriptor for _, descriptor in sorted(zip(order, done, strict=True))]
         config = write(self.image.config_blob, self._config_type(oci), False)
         manifest = self.image.manifest
