@@ -446,9 +446,22 @@ class BlobReader(io.RawIOBase):
                 self._discard()
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+        """``read`` into ``buffer``, the received pieces copied straight in: a caller that
+        reuses one buffer (copy) allocates nothing per chunk."""
+        view = memoryview(buffer).cast("B")
+        size = len(view)
+        got = 0
+        while got < size:
+            chunk = self._pull()
+            if not chunk:
+                break
+            want = size - got
+            if len(chunk) > want:
+                chunk, self._buffer = chunk[:want], chunk[want:]
+            self._take(chunk)
+            view[got : got + len(chunk)] = chunk
+            got += len(chunk)
+        return got
 
     def _discard(self) -> None:
         if self._out is not None:
