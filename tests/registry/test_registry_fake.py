@@ -388,3 +388,33 @@ def test_pull_checks_the_transport_by_default_and_the_diff_ids_with_verify(
         failed = {f["check"] for f in checked.json()["verified"]["failed"]}
         assert "diff-id" in failed
         assert not (tmp_path / "checked").exists()
+
+
+def test_a_warm_pull_links_the_cached_blobs_and_still_checks_their_digests(
+    fake: FakeRegistry, cache: Path, tmp_path: Path
+) -> None:
+    """With the blobs in the cache, pull asks the registry for none: each is hard-linked
+    into the layout (no bytes written) and hashed there; a cached blob whose bytes changed is
+    a digest mismatch (exit 3) and the layout is not left behind."""
+    ref = fake.ref().removeprefix("docker://")
+    ok(invoke("pull", ref, str(tmp_path / "first")))
+    fake.requests.clear()
+    result = invoke("pull", "--json", ref, str(tmp_path / "second"))
+    assert result.code == 0, result.output
+    assert fake.blob_requests() == []
+    [layer] = result.json()["layers"]
+    hex_digest = layer["digest"].split(":")[1]
+    written = tmp_path / "second" / "blobs" / "sha256" / hex_digest
+    cached = cache / "blobs" / "sha256" / hex_digest
+    assert written.stat().st_ino == cached.stat().st_ino
+    assert written.stat().st_mode & 0o777 == 0o644
+    ok(invoke("verify", str(tmp_path / "second")))
+
+    data = bytearray(cached.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    cached.write_bytes(bytes(data))
+    broken = invoke("pull", ref, str(tmp_path / "third"))
+    assert broken.code == 3
+    assert "blob digest mismatch" in broken.err
+    assert not (tmp_path / "third").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".third")]
