@@ -224,21 +224,26 @@ def measure(
     data["warm_cache"] = warm_inputs(stored, "the registry's blob files")
 
     env = dict(os.environ)
-    runs: dict[str, list[Run]] = {"cold": [], "warm": [], "skopeo": []}
-    problems: dict[str, list[str]] = {"cold": [], "warm": [], "skopeo": []}
+    runs: dict[str, list[Run]] = {"cold": [], "verify": [], "warm": [], "skopeo": []}
+    problems: dict[str, list[str]] = {"cold": [], "verify": [], "warm": [], "skopeo": []}
     warm_cache = work / "warm-cache"
     counter = iter(range(1_000_000))
 
     def destination() -> Path:
         return work / f"out-{next(counter)}"
 
-    def pull(name: str, cache: Path | None, *, check_hashes: bool = False) -> Callable[[], float]:
+    def pull(
+        name: str, cache: Path | None, *, check_hashes: bool = False, verify: bool = False
+    ) -> Callable[[], float]:
+        options = ["--verify"] if verify else []
+
         def job() -> float:
             target = destination()
             fresh = cache or work / f"cache-{next(counter)}"
             child_env = {**env, "DOCKSCOPE_CACHE": str(fresh)}
             sync()
-            run = run_child([*cli, "pull", "--json", reference, str(target)], env=child_env)
+            command = [*cli, "pull", "--json", *options, reference, str(target)]
+            run = run_child(command, env=child_env)
             runs[name].append(run)
             if run.returncode != 0:
                 problems[name].append(
@@ -249,6 +254,9 @@ def measure(
                 document = json.loads(run.stdout)
                 if document.get("ok") is not True:
                     problems[name].append(f"--json says ok {document.get('ok')!r}")
+                checked = (document.get("verified") or {}).get("diff_ids_checked")
+                if checked is not verify:
+                    problems[name].append(f"--json says diff_ids_checked {checked!r}")
             shutil.rmtree(target, ignore_errors=True)
             if cache is None:
                 shutil.rmtree(fresh, ignore_errors=True)
@@ -283,6 +291,7 @@ def measure(
     print("warm-up runs (checked, not timed)", flush=True)
     skopeo_copy(check_hashes=True)
     pull("cold", None, check_hashes=True)()
+    pull("verify", None, verify=True)()
     pull("warm", warm_cache, check_hashes=True)()
     first = {name: list(kept) for name, kept in runs.items()}
     for kept in runs.values():
@@ -293,11 +302,14 @@ def measure(
         {
             "skopeo": skopeo_copy,
             "cold": pull("cold", None),
+            "verify": pull("verify", None, verify=True),
             "warm": pull("warm", warm_cache),
         },
         args.reps,
     )
-    m_skopeo, m_cold, m_warm = (median(times[k]) for k in ("skopeo", "cold", "warm"))
+    m_skopeo, m_cold, m_verify, m_warm = (
+        median(times[k]) for k in ("skopeo", "cold", "verify", "warm")
+    )
     ratio = m_cold / m_skopeo
     rss = {k: max(r.maxrss_bytes for r in runs[k] + first[k]) for k in runs}
     cpu = {k: median([r.cpu_seconds for r in runs[k]]) for k in runs}
@@ -308,18 +320,28 @@ def measure(
     report.add(
         "pull (cold cache) / skopeo copy", f"{ratio:.2f}x", f"<= {TARGET_RATIO:.2f}x", ratio <= 1.0
     )
+    report.add(f"dockscope pull --verify, cold cache (median of {n})", fmt_runs(times["verify"]))
+    report.add("info: pull --verify / skopeo copy", f"{m_verify / m_skopeo:.2f}x")
     report.add(f"dockscope pull, warm blob cache (median of {n})", fmt_runs(times["warm"]))
     report.add("info: pull (warm cache) / skopeo copy", f"{m_warm / m_skopeo:.2f}x")
-    report.add("peak RSS: pull cold / warm", f"{fmt_mb(rss['cold'])} / {fmt_mb(rss['warm'])}")
+    report.add(
+        "peak RSS: pull cold / --verify / warm",
+        f"{fmt_mb(rss['cold'])} / {fmt_mb(rss['verify'])} / {fmt_mb(rss['warm'])}",
+    )
     report.add("info: peak RSS: skopeo copy", fmt_mb(rss["skopeo"]))
     inflate = diff_id_cost(out / "blobs" / "sha256", layers)
     data["diff_id_cpu_seconds"] = inflate
     report.add("info: CPU to inflate and hash every layer once (the diff_ids)", f"{inflate:.2f} s")
     report.add(
-        "info: CPU time (user+sys): skopeo / pull cold / pull warm",
-        f"{cpu['skopeo']:.2f} / {cpu['cold']:.2f} / {cpu['warm']:.2f} s",
+        "info: CPU time (user+sys): skopeo / pull cold / pull --verify / pull warm",
+        f"{cpu['skopeo']:.2f} / {cpu['cold']:.2f} / {cpu['verify']:.2f} / {cpu['warm']:.2f} s",
     )
-    for name, label in (("cold", "pull, cold"), ("warm", "pull, warm"), ("skopeo", "skopeo")):
+    for name, label in (
+        ("cold", "pull, cold"),
+        ("verify", "pull --verify"),
+        ("warm", "pull, warm"),
+        ("skopeo", "skopeo"),
+    ):
         found = problems[name]
         report.add(
             f"{label}: every run exit 0, the pushed manifest and every blob in the layout",
@@ -330,8 +352,14 @@ def measure(
     data["reference"] = f"docker://{reference}"
     data["timings_seconds"] = times
     data["first_runs_seconds"] = {k: [r.seconds for r in v] for k, v in first.items()}
-    data["medians_seconds"] = {"skopeo": m_skopeo, "pull_cold": m_cold, "pull_warm": m_warm}
+    data["medians_seconds"] = {
+        "skopeo": m_skopeo,
+        "pull_cold": m_cold,
+        "pull_verify": m_verify,
+        "pull_warm": m_warm,
+    }
     data["ratio_pull_cold_over_skopeo"] = ratio
+    data["ratio_pull_verify_over_skopeo"] = m_verify / m_skopeo
     data["peak_rss_bytes"] = {k: [r.maxrss_bytes for r in first[k] + runs[k]] for k in runs}
     data["cpu_seconds"] = {k: [r.cpu_seconds for r in runs[k]] for k in runs}
     data["problems"] = problems

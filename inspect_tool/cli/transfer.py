@@ -34,6 +34,14 @@ DEST_ARGUMENT = typer.Argument(
     show_default=False,
     parser=image_location,
 )
+VERIFY_OPTION = typer.Option(
+    False,
+    "--verify",
+    help="Also decompress every layer (beside the download, in worker processes) and check its "
+    "diff_id against the config's rootfs.diff_ids, and the chain IDs: what dockscope verify "
+    "checks on them, less the tar scan. Without it, what the transport proves is checked "
+    "(every blob's digest as it streams, the manifest's and the config's), as skopeo does.",
+)
 
 
 class _Phases(ByteProgress):
@@ -56,6 +64,7 @@ def _run(
     ref: str | None,
     platform: str | None,
     json_output: bool,
+    check_diff_ids: bool,
 ) -> None:
     from inspect_tool.sources import ImageSelection
     from inspect_tool.transfer.copy import CopyVerifyError, copy_image
@@ -68,6 +77,7 @@ def _run(
                 ImageSelection(image, ref, platform),
                 progress=progress,
                 verify_progress=progress,
+                check_diff_ids=check_diff_ids,
             )
         except CopyVerifyError as exc:
             if json_output and exc.result is not None:
@@ -92,23 +102,28 @@ def copy(
     ref: str | None = REF_OPTION,
     platform: str | None = PLATFORM_OPTION,
     json_output: bool = JSON_OPTION,
+    check_diff_ids: bool = VERIFY_OPTION,
 ) -> None:
     """Copy one image between transports, as skopeo copy does: every blob streamed byte for
     byte and checked against its digest (zstd stays zstd), the manifest kept where the
     destination can hold it, the copy verified before it is put in place. A failure leaves
-    nothing behind. Exit 0: copied and verified; 1: the copy did not verify; 2: usage (the
-    destination exists, or lies inside the source); 3: the source is unreadable or a blob
-    does not match its digest.
+    nothing behind. The layers are not decompressed unless --verify asks for their diff_ids
+    to be checked too (as skopeo and containerd, the transport's digests are what a copy
+    needs; decompressing costs as much CPU again). Exit 0: copied and verified; 1: the copy
+    did not verify; 2: usage (the destination exists, or lies inside the source); 3: the
+    source is unreadable or a blob does not match its digest.
 
     Examples:
 
       dockscope copy oci-archive:app.tar oci:layout:app
 
+      dockscope copy --verify oci-archive:app.tar oci:layout:app
+
       dockscope copy containers-storage:localhost/app:1 docker-archive:app.tar:app:1
 
       dockscope copy --json docker-archive:saved.tar:@0 dir:app-dir
     """
-    _run(src, dest, image, ref, platform, json_output)
+    _run(src, dest, image, ref, platform, json_output, check_diff_ids)
 
 
 def pull(
@@ -121,19 +136,24 @@ def pull(
     dest: Path = DEST_ARGUMENT,
     platform: str | None = PLATFORM_OPTION,
     json_output: bool = JSON_OPTION,
+    check_diff_ids: bool = VERIFY_OPTION,
 ) -> None:
-    """Copy an image from a registry: dockscope copy docker://REF DEST.
+    """Copy an image from a registry: dockscope copy docker://REF DEST. Every blob is checked
+    against its digest as it streams, the manifest against the reference and the registry's
+    Docker-Content-Digest; --verify also checks each layer's diff_id (decompressing it).
 
     Examples:
 
       dockscope pull registry.example/app:1 oci:layout:app
+
+      dockscope pull --verify registry.example/app:1 oci:layout:app
 
       dockscope pull --platform linux/arm64 registry.example/app:1 docker-archive:app.tar
     """
     from inspect_tool.sources.location import written_path
 
     source = reference if reference.startswith("docker://") else f"docker://{reference}"
-    _run(written_path(source), dest, None, None, platform, json_output)
+    _run(written_path(source), dest, None, None, platform, json_output, check_diff_ids)
 
 
 def register(app: typer.Typer) -> None:

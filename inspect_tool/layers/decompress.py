@@ -178,9 +178,11 @@ class LayerStream(io.RawIOBase):
                 return out
 
     def finish(self) -> None:
-        """Read the rest of the blob so the raw digest covers every byte, trailing ones too."""
-        while self.read(CHUNK):
-            pass
+        """Read the rest of the blob so the raw digest covers every byte, trailing ones too
+        (what is decompressed and not read is hashed, not copied out)."""
+        self._out, self._out_pos = b"", 0
+        while not self._eof:
+            self._produce()
         while data := self._next_input():
             if self.error is None and self.compression is not Compression.NONE:
                 self.trailing += len(data)

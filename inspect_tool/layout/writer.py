@@ -21,7 +21,7 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
@@ -122,6 +122,32 @@ class BlobWriter:
     def flush(self) -> None:
         if self._file is not None:
             self._file.flush()
+
+    def link(self, source: Path, progress: Callable[[int], None] | None = None) -> bool:
+        """Take the bytes of the file ``source`` as the blob by a hard link in place of the
+        temporary file (no bytes copied), then hash them from the link as ``write`` would
+        have. False, and nothing done, when no link can be made (another filesystem, a
+        blob written to already)."""
+        if self._file is None or self.size:
+            return False
+        linked = self._path.with_name(f"{self._path.name}.link")
+        try:
+            os.link(source, linked)
+            os.chmod(linked, 0o644)
+            os.replace(linked, self._path)  # the empty temporary file gives way
+        except OSError:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(linked)
+            return False
+        buffer = bytearray(CHUNK)
+        view = memoryview(buffer)
+        with open(self._path, "rb", buffering=0) as data:
+            while n := data.readinto(view):
+                self._hash.update(view[:n])
+                self.size += n
+                if progress is not None:
+                    progress(n)
+        return True
 
     @property
     def digest(self) -> Digest:

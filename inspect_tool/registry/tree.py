@@ -176,6 +176,14 @@ class RegistryTree:
             self.client, self.cache, known.digest, known.size, hashed=False
         )
 
+    def cached(self, path: str) -> Path | None:
+        """The blob cache's file of the blob at ``path``, when it has one (its digest checked
+        when it was stored; a reader checks it again)."""
+        known = self._find(clean_path(path))
+        if known is None or known.manifest or self.cache.size(known.digest) is None:
+            return None
+        return self.cache.path(known.digest)
+
     def adopt(self, path: str, file: Path) -> None:
         """``file`` holds the blob at ``path``, its digest checked by the caller: the cache
         takes it as a hard link (nothing when it cannot: another filesystem, no cache)."""
@@ -438,9 +446,22 @@ class BlobReader(io.RawIOBase):
                 self._discard()
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+        """``read`` into ``buffer``, the received pieces copied straight in: a caller that
+        reuses one buffer (copy) allocates nothing per chunk."""
+        view = memoryview(buffer).cast("B")
+        size = len(view)
+        got = 0
+        while got < size:
+            chunk = self._pull()
+            if not chunk:
+                break
+            want = size - got
+            if len(chunk) > want:
+                chunk, self._buffer = chunk[:want], chunk[want:]
+            self._take(chunk)
+            view[got : got + len(chunk)] = chunk
+            got += len(chunk)
+        return got
 
     def _discard(self) -> None:
         if self._out is not None:

@@ -43,6 +43,8 @@ def copy_document(result: CopyResult) -> dict[str, Any]:
                 {"check": f.check, "subject": f.subject, "expected": f.expected, "actual": f.actual}
                 for f in failed
             ],
+            "checked": sorted({f.check for f in report.findings}) if report is not None else [],
+            "diff_ids_checked": result.diff_ids_checked and report is not None,
         },
         "notes": list(result.notes),
     }
@@ -52,6 +54,12 @@ def copy_lines(result: CopyResult) -> list[str]:
     """What copy prints: one line per fact, every name escaped."""
     report = result.report
     checks = f"{len(report.findings)} checks passed" if report is not None else "not verified"
+    if report is not None:
+        checks += (
+            " (blob, manifest and config digests; diff_ids and chain IDs)"
+            if result.diff_ids_checked
+            else " (blob, manifest and config digests; diff_ids not checked: --verify does)"
+        )
     manifest = result.manifest_digest or "none (docker-archive keeps no manifest)"
     kept = " (the source's)" if result.manifest_preserved else ""
     lines = [

@@ -47,7 +47,7 @@ from typing import Any, BinaryIO, Protocol
 from inspect_tool.analyze.verify import VerifyReport, verify
 from inspect_tool.errors import DockscopeError, ExitCode, InvalidImageError, UsageError
 from inspect_tool.layers.decompress import LayerStream
-from inspect_tool.layers.hashing import BlobHash, stream_hash
+from inspect_tool.layers.hashing import BlobHash, hash_blob
 from inspect_tool.layout.writer import (
     INDEX_FILE,
     LAYOUT_FILE,
@@ -56,18 +56,28 @@ from inspect_tool.layout.writer import (
     create_layout,
 )
 from inspect_tool.model.digest import Digest
-from inspect_tool.model.image import REF_NAME, Blob, Descriptor, Image
+from inspect_tool.model.finding import Finding
+from inspect_tool.model.image import REF_NAME, Blob, Descriptor, Image, Layer
 from inspect_tool.model.jsondoc import parse_json
-from inspect_tool.model.mediatypes import Compression, MediaType
+from inspect_tool.model.mediatypes import (
+    Compression,
+    MediaType,
+    declared_compression,
+    sniff_compression,
+)
 from inspect_tool.sources import ImageSelection, open_candidates
 from inspect_tool.sources.location import Location, Transport, parse_location
 from inspect_tool.sources.selection import ALL_IMAGES
-from inspect_tool.sources.source import Source
+from inspect_tool.sources.source import Candidate, Source
+from inspect_tool.transfer.diffids import WORKERS as WORKERS_FOR_DIFF_IDS
+from inspect_tool.transfer.diffids import DiffIds
 
 CHUNK = 1 << 20
 # Layers copied at a time from a source that reads in parallel (skopeo fetches 6 at once;
-# on two cores, decompressing for the diff_id, more than 3 gains nothing).
+# on two cores more than 3 gains nothing).
 WORKERS = 3
+# Layers smaller than this in all are decompressed in this process (a worker's start costs more).
+IN_PROCESS_BELOW = 64 << 20
 DIR_VERSION = b"Directory Transport Version: 1.1\n"
 _TEMPORARY = ".tmp-"
 _DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
@@ -119,6 +129,7 @@ class CopyResult:
     bytes_copied: int
     report: VerifyReport | None = None
     notes: list[str] = field(default_factory=list)
+    diff_ids_checked: bool = True  # the layers decompressed for their diff_ids (--verify)
 
     @property
     def manifest_preserved(self) -> bool:
@@ -147,8 +158,12 @@ def copy_image(
     access: object = None,
     progress: Progress | None = None,
     verify_progress: Progress | None = None,
+    check_diff_ids: bool = False,
 ) -> CopyResult:
-    """Copy the one image ``selection`` chooses at ``src`` to ``dest``; verify the copy."""
+    """Copy the one image ``selection`` chooses at ``src`` to ``dest``; verify the copy:
+    what the transport proves (every blob's digest, the manifest's and the config's), and,
+    with ``check_diff_ids``, the layers decompressed for their diff_ids and chain IDs too
+    (a docker-archive destination always: it stores the layers decompressed)."""
     target = destination_location(dest)
     source, chosen = open_candidates(src, selection)
     with source:
@@ -163,6 +178,7 @@ def copy_image(
             return _to_registry(source, image, target, access, progress)
         _check_paths(source, target)
         job = _Job(source, image, target, progress)
+        job.check_diff_ids = check_diff_ids or target.transport is Transport.DOCKER_ARCHIVE
         writer = {
             Transport.OCI: job.to_oci,
             Transport.OCI_ARCHIVE: job.to_oci_archive,
@@ -276,6 +292,9 @@ class _Job:
         self.notes: list[str] = []
         self.decompressed_sizes: dict[int, int] = {}
         self.hashes: dict[Digest, BlobHash] = {}  # layers hashed as they were written
+        self.check_diff_ids = False
+        self._diff_ids: DiffIds | None = None
+        self.written: dict[Digest, int] = {}  # blobs hashed as they were written: sizes
         self._lock = threading.Lock()
         self._stop = threading.Event()  # a parallel copy failed: the others stop
         missing = [layer.index for layer in image.layers if layer.blob is None]
@@ -298,29 +317,28 @@ class _Job:
         self, blob: Blob, writer: BlobWriter, media_type: str, *, layer: bool = False
     ) -> Descriptor:
         """One blob into ``writer``, refused unless it hashes to the digest claimed; a layer
-        decompressed on its way, its hashes kept for the verification."""
+        then decompressed beside the copy for its diff_id (``DiffIds``), when asked."""
         tree = self.source.tree
         # a tree that can hand out bytes it did not hash (the registry's) spares a hash
         stream_of = getattr(tree, "stream", tree.open)
+        cached = getattr(tree, "cached", None)
+        cached_file = cached(blob.path) if cached is not None else None
         try:
-            with stream_of(blob.path) as stream:
-                tee = _Tee(stream, writer, self)
-                if not layer:
-                    while tee.read(CHUNK):
-                        pass
-                    return writer.commit(media_type, expected=blob.digest)
-                algorithm = blob.digest.algorithm if blob.digest else "sha256"
-                unpacked = LayerStream(tee, algorithm=algorithm, hash_raw=False)  # type: ignore[arg-type]
-                unpacked.finish()
+            if cached_file is not None and writer.link(cached_file, self._advance):
+                # the blob cache's file, hard-linked and hashed again: no bytes written
                 descriptor = writer.commit(media_type, expected=blob.digest)
-            hashed = stream_hash(unpacked, size=writer.size, digest_hex=descriptor.digest.hex)
-            if hashed is not None:
-                with self._lock:
-                    self.hashes[descriptor.digest] = hashed
+            else:
+                with stream_of(blob.path) as stream:
+                    _Tee(stream, writer, self).run()
+                    descriptor = writer.commit(media_type, expected=blob.digest)
         except DockscopeError as exc:
             raise exc.with_subject(f"{self.source.label}: {blob.what or blob.path}") from None
+        with self._lock:
+            self.written[descriptor.digest] = descriptor.size
+        if layer and self._diff_ids is not None and writer.committed is not None:
+            self._diff_ids.submit(descriptor.digest, writer.committed, descriptor.size)
         adopt = getattr(tree, "adopt", None)
-        if adopt is not None and writer.committed is not None:
+        if adopt is not None and writer.committed is not None and cached_file is None:
             adopt(blob.path, writer.committed)
         return descriptor
 
@@ -375,7 +393,17 @@ class _Job:
             media_type = self._layer_type(layer.index, oci)
             jobs.append(lambda blob=blob, media_type=media_type: write(blob, media_type, True))  # type: ignore[misc]
         order = sorted(range(len(jobs)), key=lambda i: -(self.image.layers[i].size or 0))
-        done = self._parallel([jobs[i] for i in order])
+        if self.check_diff_ids:
+            layer_bytes = sum(layer.size or 0 for layer in self.image.layers)
+            with DiffIds(WORKERS_FOR_DIFF_IDS if layer_bytes >= IN_PROCESS_BELOW else 0) as ids:
+                self._diff_ids = ids
+                try:
+                    done = self._parallel([jobs[i] for i in order])
+                    self.hashes.update(ids.results())
+                finally:
+                    self._diff_ids = None
+        else:
+            done = self._parallel([jobs[i] for i in order])
         layers = [descriptor for _, descriptor in sorted(zip(order, done, strict=True))]
         config = write(self.image.config_blob, self._config_type(oci), False)
         manifest = self.image.manifest
@@ -434,8 +462,12 @@ class _Job:
         selection = ImageSelection(image=written.image) if written.image else ALL_IMAGES
         source, chosen = open_candidates(location_text_for(written), selection)
         with source:
-            report = verify(source, chosen, progress=self.verify_progress, known=self.hashes)
+            if self.check_diff_ids:
+                report = verify(source, chosen, progress=self.verify_progress, known=self.hashes)
+            else:
+                report = self._transport_report(source, chosen)
             result.report = report
+            result.diff_ids_checked = self.check_diff_ids
             mine = chosen[0].image() if len(chosen) == 1 else None
         problems = [f"{f.check} {f.subject}: {f.actual}" for f in report.failed]
         if mine is not None:
@@ -454,6 +486,94 @@ class _Job:
             error.result = result
             raise error
         return result
+
+    def _transport_report(self, source: Source, chosen: Sequence[Candidate]) -> VerifyReport:
+        """What the transport proves, checked on the written copy (skopeo's and containerd's
+        checks): every blob there at its descriptor's size, a layer's bytes as hashed on
+        their way in (renamed to that digest: ``written``), the manifest's and the config's
+        read again, the manifest's digest the source's, each layer's compression the one its
+        media type declares, as many diff_ids as layers. No layer is decompressed: the
+        diff_ids, chain IDs and the tar inside are ``--verify``'s and ``verify``'s."""
+        report = VerifyReport(
+            source.label, source.format.value, list(source.findings), list(source.notes)
+        )
+        add = report.findings.append
+        tree = source.tree
+        for candidate in chosen:
+            try:
+                image = candidate.image()
+            except DockscopeError as exc:
+                add(
+                    Finding(
+                        "image-readable", exc.subject or "image", "readable", exc.message, False
+                    )
+                )
+                continue
+            name = image.display_name
+            blobs: list[tuple[Blob | None, str, str, bool]] = [
+                (image.manifest_blob, "manifest-digest", f"manifest of {name}", False),
+                (image.config_blob, "image-id", f"config of {name}", False),
+            ]
+            blobs += [
+                (layer.blob, "blob-digest", f"layer {layer.index} of {name}", True)
+                for layer in image.layers
+            ]
+            for blob, check, what, is_layer in blobs:
+                if blob is None:
+                    continue
+                subject = f"{what} ({blob.path})"
+                entry = tree.entry(blob.path)
+                if entry is None:
+                    add(Finding("blob-exists", subject, "present", "missing", False))
+                    continue
+                add(Finding("blob-exists", subject, "present", "present", True))
+                if blob.size is not None:
+                    ok = blob.size == entry.size
+                    add(Finding("blob-size", subject, str(blob.size), str(entry.size), ok))
+                if blob.digest is None:
+                    continue
+                if is_layer:
+                    hashed = self.written.get(blob.digest) == entry.size
+                    actual = str(blob.digest) if hashed else "not the bytes this copy wrote"
+                else:
+                    with tree.open(blob.path) as stream:
+                        got = hash_blob(stream, algorithm=blob.digest.algorithm)
+                    actual = f"{blob.digest.algorithm}:{got.digest_hex}"
+                add(Finding(check, subject, str(blob.digest), actual, actual == str(blob.digest)))
+            if image.manifest is not None and image.manifest_blob is not None:
+                expected = self.image.manifest
+                if expected is not None:
+                    add(
+                        Finding(
+                            "manifest-digest",
+                            f"manifest of {name}: the source's",
+                            str(expected.digest),
+                            str(image.manifest.digest),
+                            expected.digest == image.manifest.digest,
+                        )
+                    )
+            for layer in image.layers:
+                if layer.blob is None:
+                    continue
+                found = _compression_finding(
+                    layer, f"layer {layer.index} of {name} ({layer.blob.path})", tree
+                )
+                if found is not None:
+                    add(found)
+            add(
+                Finding(
+                    "diff-id-count",
+                    f"{name}: rootfs.diff_ids against layers",
+                    str(len(image.diff_ids)),
+                    str(len(image.layers)),
+                    len(image.diff_ids) == len(image.layers),
+                )
+            )
+        report.notes.append(
+            "the layers were not decompressed: their diff_ids (rootfs.diff_ids), the chain "
+            "IDs and the tar inside are not checked (pull/copy --verify, or verify DEST, do)"
+        )
+        return report
 
     # -- destinations --------------------------------------------------------------------------
 
@@ -621,27 +741,62 @@ class _Job:
         return name
 
 
+def _compression_finding(layer: Layer, subject: str, tree: Any) -> Finding | None:
+    """The compression a layer's first bytes show against the one its media type declares
+    (``verify``'s media-type check, from the head of the blob alone)."""
+    assert layer.blob is not None
+    shown = sniff_compression(tree.head(layer.blob.path))
+    wanted = declared_compression(layer.media_type)
+    if layer.media_type_implied or wanted is None:
+        readable = shown is not Compression.UNKNOWN
+        return Finding(
+            "media-type",
+            subject,
+            "a tar, gzip or zstd stream",
+            shown.value if readable else "unrecognised bytes",
+            readable,
+        )
+    return Finding(
+        "media-type",
+        subject,
+        f"{wanted.value} ({layer.media_type})",
+        shown.value,
+        wanted is shown,
+    )
+
+
 class _Stopped(Exception):
     """Another blob of a parallel copy failed: this one stops (never reported)."""
 
 
 class _Tee:
     """A blob's bytes as read: written to ``writer`` (which hashes them), counted, stopped
-    when another blob of the copy failed."""
+    when another blob of the copy failed. One buffer, reused: a fresh 1 MiB per read costs
+    the kernel a page fault per page, and more than the hash and the write."""
 
     def __init__(self, stream: BinaryIO, writer: BlobWriter, job: _Job) -> None:
         self._stream = stream
         self._writer = writer
         self._job = job
 
-    def read(self, size: int = CHUNK) -> bytes:
-        if self._job._stop.is_set():
-            raise _Stopped()
-        chunk = self._stream.read(size)
-        if chunk:
+    def run(self) -> None:
+        """Every byte, to the end of the stream."""
+        buffer = bytearray(CHUNK)
+        view = memoryview(buffer)
+        readinto = getattr(self._stream, "readinto", None)
+        while True:
+            if self._job._stop.is_set():
+                raise _Stopped()
+            if readinto is not None:
+                n = readinto(view)
+                chunk: bytes | memoryview = view[:n]
+            else:
+                chunk = self._stream.read(CHUNK)
+                n = len(chunk)
+            if not n:
+                return
             self._writer.write(chunk)
-            self._job._advance(len(chunk))
-        return chunk
+            self._job._advance(n)
 
 
 @dataclass(slots=True)

@@ -247,8 +247,8 @@ def test_copy_json_and_text(corpus: Path, tmp_path: Path) -> None:
 def test_the_copy_is_verified_from_the_hashes_taken_as_it_was_written(
     corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each layer is decompressed once, on its way to the destination: the verification of
-    the written copy reads no layer again, and still checks every diff_id."""
+    """With check_diff_ids (--verify), each layer is decompressed once, beside the copy: the
+    verification of the written copy reads no layer again, and still checks every diff_id."""
     from inspect_tool.analyze import verify as verify_module
     from inspect_tool.transfer.copy import copy_image
 
@@ -260,9 +260,53 @@ def test_the_copy_is_verified_from_the_hashes_taken_as_it_was_written(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(verify_module, "hash_layer", counting)
-    result = copy_image(f"oci-archive:{corpus / ZSTD}", f"oci:{tmp_path / 'layout'}")
+    result = copy_image(
+        f"oci-archive:{corpus / ZSTD}", f"oci:{tmp_path / 'layout'}", check_diff_ids=True
+    )
     assert reread == []
+    assert result.diff_ids_checked
     assert result.report is not None and result.report.ok
     diff_ids = [f for f in result.report.findings if f.check == "diff-id"]
     assert [f.actual for f in diff_ids] == [layer.diff_id for layer in result.layers]
     assert len(diff_ids) == len(result.layers) > 0
+
+
+def test_by_default_the_copy_checks_what_the_transport_proves(corpus: Path, tmp_path: Path) -> None:
+    """No layer decompressed: every blob's size and digest, the manifest's and the config's
+    digests, the layers' compression against their media types; no diff_id finding."""
+    from inspect_tool.transfer.copy import copy_image
+
+    result = copy_image(f"oci-archive:{corpus / ZSTD}", f"oci:{tmp_path / 'layout'}")
+    assert result.report is not None and result.report.ok
+    assert not result.diff_ids_checked
+    checks = {f.check for f in result.report.findings}
+    assert {"blob-exists", "blob-size", "blob-digest", "manifest-digest", "image-id"} <= checks
+    assert {"media-type", "diff-id-count"} <= checks
+    assert not checks & {"diff-id", "chain-id", "layer-tar"}
+    digests = [f for f in result.report.findings if f.check == "blob-digest"]
+    assert [f.actual for f in digests] == [layer.digest for layer in result.layers]
+    # what verify says of the copy afterwards
+    document = invoke("verify", "--json", str(tmp_path / "layout")).json()
+    assert document["ok"] is True
+
+
+def test_diff_ids_in_worker_processes(corpus: Path, tmp_path: Path) -> None:
+    """transfer/diffids.py: layers decompressed in worker processes give verify's diff_ids;
+    without workers, the same in this process."""
+    from inspect_tool.model.digest import Digest
+    from inspect_tool.transfer.diffids import DiffIds
+
+    layout = tmp_path / "layout"
+    ok(invoke("copy", f"oci-archive:{corpus / ZSTD}", f"oci:{layout}"))
+    document = invoke("inspect", "--json", str(layout)).json()
+    layers = document["images"][0]["layers"] if "images" in document else document["layers"]
+    for workers in (1, 0):
+        with DiffIds(workers) as ids:
+            for layer in layers:
+                digest = Digest.parse(layer["digest"])
+                path = layout / "blobs" / "sha256" / digest.hex
+                ids.submit(digest, path, path.stat().st_size)
+            got = ids.results()
+        assert {str(d): f"sha256:{h.diff_id_hex}" for d, h in got.items()} == {
+            layer["digest"]: layer["diff_id"] for layer in layers
+        }

@@ -313,3 +313,108 @@ def test_pull_of_a_blob_whose_bytes_do_not_match_leaves_nothing(
     assert "blob digest mismatch" in one_line_error(result.err, ref)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]
     assert layer.split(":")[1] not in [p.name for p in cached_blobs(cache)]
+
+
+def with_a_wrong_diff_id(layout: Path, target: Path) -> Path:
+    """A copy of ``layout`` whose config claims a wrong diff_id for its last layer (the blob
+    digests all right: only decompressing the layer tells)."""
+    import hashlib
+    import json
+    import shutil
+
+    shutil.copytree(layout, target)
+    blobs = target / "blobs" / "sha256"
+    index = json.loads((target / "index.json").read_text())
+    entry = index["manifests"][0]
+    manifest = json.loads((blobs / entry["digest"].split(":")[1]).read_bytes())
+    config = json.loads((blobs / manifest["config"]["digest"].split(":")[1]).read_bytes())
+    config["rootfs"]["diff_ids"][-1] = "sha256:" + "0" * 64
+
+    def put(data: bytes) -> str:
+        hex_digest = hashlib.sha256(data).hexdigest()
+        (blobs / hex_digest).write_bytes(data)
+        return f"sha256:{hex_digest}"
+
+    config_bytes = json.dumps(config).encode()
+    manifest["config"] = {
+        **manifest["config"],
+        "digest": put(config_bytes),
+        "size": len(config_bytes),
+    }
+    manifest_bytes = json.dumps(manifest).encode()
+    entry.update(digest=put(manifest_bytes), size=len(manifest_bytes))
+    (target / "index.json").write_text(json.dumps(index))
+    return target
+
+
+def test_pull_checks_the_transport_by_default_and_the_diff_ids_with_verify(
+    layout: Path, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A layer whose diff_id the config gets wrong: the default pull checks what the transport
+    proves (every blob's digest, the manifest's, the config's) and decompresses nothing, so it
+    passes and says the diff_ids were not checked; pull --verify and verify catch it."""
+    from inspect_tool.layers import decompress
+
+    bad = with_a_wrong_diff_id(layout, tmp_path / "bad-layout")
+    with serve(bad) as registry:
+        ref = registry.ref().removeprefix("docker://")
+        with monkeypatch.context() as patched:
+
+            def refuse(*args: object, **kwargs: object) -> None:
+                raise AssertionError("a layer was decompressed")
+
+            patched.setattr(decompress.LayerStream, "__init__", refuse)
+            result = invoke("pull", "--json", ref, str(tmp_path / "default"))
+        assert result.code == 0, result.output
+        verified = result.json()["verified"]
+        assert verified["ok"] is True and verified["diff_ids_checked"] is False
+        assert {"blob-digest", "manifest-digest", "image-id", "media-type"} <= set(
+            verified["checked"]
+        )
+        assert "diff-id" not in verified["checked"]
+        text = ok(invoke("pull", ref, str(tmp_path / "text")))
+        assert "diff_ids not checked: --verify does" in text
+
+        after = invoke("verify", "--json", str(tmp_path / "default"))
+        assert after.code == 1
+        assert [f["check"] for f in after.json()["findings"] if not f["ok"]] == [
+            "diff-id",
+            "chain-id",
+        ]
+
+        checked = invoke("pull", "--verify", "--json", ref, str(tmp_path / "checked"))
+        assert checked.code == 1
+        assert checked.json()["verified"]["diff_ids_checked"] is True
+        failed = {f["check"] for f in checked.json()["verified"]["failed"]}
+        assert "diff-id" in failed
+        assert not (tmp_path / "checked").exists()
+
+
+def test_a_warm_pull_links_the_cached_blobs_and_still_checks_their_digests(
+    fake: FakeRegistry, cache: Path, tmp_path: Path
+) -> None:
+    """With the blobs in the cache, pull asks the registry for none: each is hard-linked
+    into the layout (no bytes written) and hashed there; a cached blob whose bytes changed is
+    a digest mismatch (exit 3) and the layout is not left behind."""
+    ref = fake.ref().removeprefix("docker://")
+    ok(invoke("pull", ref, str(tmp_path / "first")))
+    fake.requests.clear()
+    result = invoke("pull", "--json", ref, str(tmp_path / "second"))
+    assert result.code == 0, result.output
+    assert fake.blob_requests() == []
+    [layer] = result.json()["layers"]
+    hex_digest = layer["digest"].split(":")[1]
+    written = tmp_path / "second" / "blobs" / "sha256" / hex_digest
+    cached = cache / "blobs" / "sha256" / hex_digest
+    assert written.stat().st_ino == cached.stat().st_ino
+    assert written.stat().st_mode & 0o777 == 0o644
+    ok(invoke("verify", str(tmp_path / "second")))
+
+    data = bytearray(cached.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    cached.write_bytes(bytes(data))
+    broken = invoke("pull", ref, str(tmp_path / "third"))
+    assert broken.code == 3
+    assert "blob digest mismatch" in broken.err
+    assert not (tmp_path / "third").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".third")]
