@@ -7,7 +7,8 @@ Each regular file's first ``MAX_SCAN`` bytes are read as its layer streams past 
 unpacked); a file with a NUL byte in its first ``BINARY_PROBE`` bytes is binary and skipped.
 Each rule names literal anchors (``AKIA``, ``PRIVATE KEY-----``, ``password``, …): its
 pattern runs only on the lines that hold one, so a file costs a few ``bytes.find`` calls
-unless it holds something secret-shaped.
+unless it holds something secret-shaped. Rules whose matches all hold a ``:`` or ``=``
+(``Rule.needs``) are skipped for files, and lines, without one.
 A match is dropped when its value is a placeholder (``AKIAIOSFODNN7EXAMPLE``, ``changeme``,
 ``${VAR}``, …) and set aside, counted but not reported, when the file is documentation or
 tests (``/usr/share/doc``, ``tests/``, ``*.md``, …): test keys ship there. Entropy is
@@ -50,6 +51,9 @@ class Rule:
     # (or, for whole-file rules, only files holding one); ``fold``: searched lower-cased
     anchors: tuple[bytes, ...] = ()
     fold: bool = False
+    # bytes one of which every match holds (the ":" or "=" of an assignment): a file, and for
+    # line rules a line, without any of them is skipped before the anchors are looked for
+    needs: bytes = b""
     lines: bool = True  # a match lies within one line
     paths: Callable[[str, str], bool] | None = None  # only files whose (path, name) pass
     check: Callable[[bytes], bool] | None = None  # the secret must pass too
@@ -255,6 +259,7 @@ RULES: tuple[Rule, ...] = (
         anchors=(b"aws",),
         fold=True,
         check=_not_placeholder,
+        needs=b":=",
     ),
     Rule(
         "gcp-service-account",
@@ -266,6 +271,7 @@ RULES: tuple[Rule, ...] = (
         ),
         anchors=(b"service_account",),
         lines=False,
+        needs=b":",
     ),
     Rule(
         "github-token",
@@ -303,6 +309,7 @@ RULES: tuple[Rule, ...] = (
         paths=_docker_auth,
         check=lambda v: _registry_auth(v) or (len(v) >= 16 and not is_placeholder(v)),
         content=False,
+        needs=b":",
     ),
     Rule(
         "kubeconfig-credential",
@@ -316,6 +323,7 @@ RULES: tuple[Rule, ...] = (
         paths=_kubeconfig,
         check=_not_placeholder,
         content=False,
+        needs=b":",
     ),
     Rule(
         "dotenv-secret",
@@ -329,6 +337,7 @@ RULES: tuple[Rule, ...] = (
         paths=_dotenv,
         check=_not_placeholder,
         content=False,
+        needs=b"=",
     ),
     Rule(
         "shell-history-password",
@@ -355,6 +364,7 @@ RULES: tuple[Rule, ...] = (
         fold=True,
         paths=_config,
         check=_not_placeholder,
+        needs=b":=",
     ),
     Rule(
         "password-literal",
@@ -371,6 +381,7 @@ RULES: tuple[Rule, ...] = (
         paths=_code,
         check=_not_placeholder,
         content=False,
+        needs=b":=",
     ),
     Rule(
         "url-credentials",
@@ -381,6 +392,7 @@ RULES: tuple[Rule, ...] = (
         ),
         anchors=(b"://",),
         check=_not_placeholder,
+        needs=b":",
     ),
     Rule(
         "shadow-password-hash",
@@ -389,6 +401,7 @@ RULES: tuple[Rule, ...] = (
         lines=False,
         paths=lambda path, name: path in ("/etc/shadow", "/etc/shadow-", "/etc/gshadow"),
         content=False,
+        needs=b":",
     ),
     Rule(
         "high-entropy-assignment",
@@ -401,6 +414,7 @@ RULES: tuple[Rule, ...] = (
         anchors=(b"key", b"secret", b"token"),
         fold=True,
         check=lambda v: high_entropy(v) and not is_placeholder(v),
+        needs=b":=",
     ),
 )
 
@@ -510,6 +524,8 @@ def scan_text(data: bytes, path: str | None) -> Iterator[Match]:
             continue
         if path is not None and rule.paths is not None and not rule.paths(path, name):
             continue
+        if rule.needs and not _holds(present, data, rule.needs):
+            continue
         haystack = data
         if rule.fold:
             if lower is None:
@@ -545,6 +561,10 @@ def _present(cache: dict[bytes, bool], haystack: bytes, anchor: bytes) -> bool:
     if found is None:
         found = cache[anchor] = anchor in haystack
     return found
+
+
+def _holds(cache: dict[bytes, bool], data: bytes, needs: bytes) -> bool:
+    return any(_present(cache, data, needs[i : i + 1]) for i in range(len(needs)))
 
 
 def _commented(data: bytes, at: int) -> bool:
@@ -585,7 +605,12 @@ def _regions(
                 end = len(data)
             lines.add((start, end))
             position = end + 1
-    yield from sorted(lines)
+    # every line holding an anchor counts towards MAX_LINES_PER_RULE, as it did before the
+    # lines without a byte the rule needs were dropped: the same lines are matched
+    needs = [rule.needs[i : i + 1] for i in range(len(rule.needs))]
+    for start, end in sorted(lines):
+        if not needs or any(data.find(byte, start, end) >= 0 for byte in needs):
+            yield start, end
 
 
 def _match(rule: str, data: bytes, start: int, end: int) -> Match:

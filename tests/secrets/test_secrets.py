@@ -304,3 +304,31 @@ def test_a_private_key_is_shown_whole_and_excerpted_by_its_header(image: Path) -
     assert key["secret"] == PLANTED["root/.ssh/id_rsa"].decode().strip()
     assert key["excerpt"] == "-----BEGIN RSA PRIVATE KEY-----********"
     assert key["line"] == 1
+
+
+def test_the_bytes_a_rule_needs_are_in_every_match_of_its_pattern() -> None:
+    # a rule's ``needs`` lets a file (or a line) without them skip the rule: wrong bytes
+    # there would lose secrets silently, so every match of every pattern, run on the planted
+    # and not-secret files without the prefilter, must hold one
+    from inspect_tool.analyze.secrets import RULES
+
+    texts = [*PLANTED.values(), *NOT_SECRETS.values(), b"\n".join(ADVERSARIAL.values())]
+    checked = 0
+    for rule in RULES:
+        if not rule.needs:
+            continue
+        for text in texts:
+            for match in rule.pattern.finditer(text):
+                assert any(byte in match.group() for byte in rule.needs), (rule.id, match)
+                checked += 1
+    assert checked >= 10
+
+
+def test_a_rule_is_skipped_only_where_the_bytes_it_needs_are_missing() -> None:
+    # the same anchors with and without "=": only the assignment finds its secret
+    assignment = b'API_TOKEN = "' + token(ALNUM, 32).encode() + b'"\n'
+    assert [m.rule for m in scan_text(assignment, "/app/a.py")] == ["high-entropy-assignment"]
+    assert list(scan_text(assignment.replace(b"=", b" "), "/app/a.py")) == []
+    # a line rule: the needed byte on another line of the file does not make the line match
+    split = b'API_TOKEN "' + token(ALNUM, 32).encode() + b'"\nx = 1\n'
+    assert list(scan_text(split, "/app/a.py")) == []
