@@ -69,11 +69,11 @@ def packages(
     Reads the package databases from the layers (nothing runs, nothing is unpacked): dpkg
     (var/lib/dpkg/status, distroless status.d/), apk (lib/apk/db/installed), rpm (sqlite,
     NDB and BerkeleyDB databases, read without rpm), Python (*.dist-info, *.egg-info), npm
-    (node_modules/*/package.json), Go binaries' build information and Java archives. Each
-    package is shown at the layer that installed its current version; upgrades, downgrades
-    and removals by later layers are listed, and so are files a package owns that a later
-    layer modified or deleted. A malformed database is reported with its layer and path; the
-    rest is read.
+    (node_modules/*/package.json), Go ELF binaries' build information (Go 1.13 and later)
+    and Java archives. Each package is shown at the layer that installed its current
+    version; upgrades, downgrades and removals by later layers are listed, and so are files
+    a package owns that a later layer modified or deleted. A malformed database is reported
+    with its layer and path; the rest is read.
 
     Examples:
 
