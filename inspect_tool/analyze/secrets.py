@@ -8,7 +8,8 @@ unpacked); a file with a NUL byte in its first ``BINARY_PROBE`` bytes is binary 
 Each rule names literal anchors (``AKIA``, ``PRIVATE KEY-----``, ``password``, …): its
 pattern runs only on the lines that hold one, so a file costs a few ``bytes.find`` calls
 unless it holds something secret-shaped. Rules whose matches all hold a ``:`` or ``=``
-(``Rule.needs``) are skipped for files, and lines, without one.
+(``Rule.needs``) are skipped for files, and lines, without one. With ``parallel``, the
+rules run in a child process while this one reads and decompresses the layers.
 A match is dropped when its value is a placeholder (``AKIAIOSFODNN7EXAMPLE``, ``changeme``,
 ``${VAR}``, …) and set aside, counted but not reported, when the file is documentation or
 tests (``/usr/share/doc``, ``tests/``, ``*.md``, …): test keys ship there. Entropy is
@@ -27,7 +28,7 @@ import hashlib
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from inspect_tool.layers.tarformat import EntryType
@@ -59,6 +60,7 @@ class Rule:
     check: Callable[[bytes], bool] | None = None  # the secret must pass too
     content: bool = True  # applies to config strings (env, labels, history) as well
     gate: re.Pattern[bytes] | None = field(init=False, repr=False, compare=False)
+    need_mask: int = field(init=False, repr=False, compare=False)  # ``needs`` as _BYTE_BITS
 
     def __post_init__(self) -> None:
         # anchors sharing a first byte ("ghp_|gho_|…", "AKIA|ASIA|…") become one regex, which
@@ -67,6 +69,18 @@ class Rule:
         shared = len({a[:1] for a in self.anchors}) == 1
         gate = re.compile(b"|".join(re.escape(a) for a in self.anchors)) if shared else None
         object.__setattr__(self, "gate", gate)
+        unknown = set(self.needs) - set(_BYTE_BITS)
+        if unknown:
+            raise ValueError(f"{self.id}: needs only {bytes(_BYTE_BITS)!r}, not {bytes(unknown)!r}")
+        object.__setattr__(self, "need_mask", sum(_BYTE_BITS[b] for b in set(self.needs)))
+
+
+_BYTE_BITS = {ord(":"): 1, ord("="): 2}  # the bytes a rule may need, as bits of a mask
+
+
+def _byte_mask(data: bytes) -> int:
+    """Which of the bytes in ``_BYTE_BITS`` ``data`` holds: one C-level search each."""
+    return (b":" in data) | (b"=" in data) << 1
 
 
 # -- value checks -------------------------------------------------------------------------------
@@ -519,12 +533,14 @@ def scan_text(data: bytes, path: str | None) -> Iterator[Match]:
     seen: set[tuple[int, int]] = set()  # one finding per secret, whichever rule came first
     present: dict[bytes, bool] = {}  # anchor → found (in the data, in its lower case)
     present_folded: dict[bytes, bool] = {}
+    holds = _byte_mask(data)
     for rule in RULES:
-        if path is None and not rule.content:
+        if rule.need_mask and not rule.need_mask & holds:
             continue
-        if path is not None and rule.paths is not None and not rule.paths(path, name):
-            continue
-        if rule.needs and not _holds(present, data, rule.needs):
+        if path is None:
+            if not rule.content:
+                continue
+        elif rule.paths is not None and not rule.paths(path, name):
             continue
         haystack = data
         if rule.fold:
@@ -561,10 +577,6 @@ def _present(cache: dict[bytes, bool], haystack: bytes, anchor: bytes) -> bool:
     if found is None:
         found = cache[anchor] = anchor in haystack
     return found
-
-
-def _holds(cache: dict[bytes, bool], data: bytes, needs: bytes) -> bool:
-    return any(_present(cache, data, needs[i : i + 1]) for i in range(len(needs)))
 
 
 def _commented(data: bytes, at: int) -> bool:
@@ -704,31 +716,166 @@ def scan_config(image: Image, report: SecretsReport) -> None:
 
 
 def scan_secrets(
-    source: Source, image: Image, *, progress: Callable[[int], None] | None = None
+    source: Source,
+    image: Image,
+    *,
+    progress: Callable[[int], None] | None = None,
+    parallel: bool = False,
 ) -> SecretsReport:
     """Every layer streamed once (verified against its diff_id); every version of every
-    regular file scanned; each finding's fate decided by the layers above it."""
+    regular file scanned; each finding's fate decided by the layers above it.
+
+    ``parallel``: the rules run in a child process (``_Worker``) while this one reads and
+    decompresses the layers; the findings, their order and their fates are the same."""
     from inspect_tool.layers.image_fs import open_layer
 
     report = SecretsReport()
     scan_config(image, report)
     # (path, layer) of the file versions with findings → their indexes in report.findings
     versions: dict[tuple[str, int], list[int]] = {}
+    worker = _Worker() if parallel else None
+    # parallel: the removals of regular files, kept until the findings are back
+    removals: list[tuple[str, int, str, int, int]] = []
 
     def on_remove(info: FileInfo, layer: int, reason: str) -> None:
+        fate = "overwritten" if reason == "replaced" else "deleted"
+        if worker is not None:
+            if info.type is EntryType.FILE:
+                removals.append((info.path, info.layer, fate, layer, worker.sent))
+            return
         for index in versions.get((info.path, info.layer), ()):
             finding = report.findings[index]
             if finding.by_layer is None:
-                fate = "overwritten" if reason == "replaced" else "deleted"
                 report.findings[index] = _with_fate(finding, fate, layer)
 
     union = UnionFS(on_remove=on_remove)
-    for item in image.layers:
-        with open_layer(source, item, progress=progress) as opened:
-            hook = _file_hook(opened.reader, item.index, report, versions)
-            union.apply(item.index, opened.reader, record=False, on_entry=hook)
-            opened.finish(item, label=source.label)
+    try:
+        for item in image.layers:
+            with open_layer(source, item, progress=progress) as opened:
+                if worker is not None:
+                    worker.layer(item.index)
+                hook = _file_hook(opened.reader, item.index, report, versions, worker)
+                union.apply(item.index, opened.reader, record=False, on_entry=hook)
+                opened.finish(item, label=source.label)
+        if worker is not None:
+            _merge(worker.results(), report, removals, worker.layers)
+    finally:
+        if worker is not None:
+            worker.close()
     return report
+
+
+class _Worker:
+    """A child process running ``scan_text`` on the files sent to it, in order: batches of
+    ``(path, data)`` pickled to its stdin; once that ends, the matches of each file that has
+    any (``(number, path, matches)``, files numbered from 0 as sent) pickled to its stdout.
+    Writing blocks while the child is behind (a pipe's worth of batches, at most)."""
+
+    BATCH = 4 * 1024 * 1024  # bytes of file content per batch
+
+    def __init__(self) -> None:
+        import os
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        root = str(Path(__file__).resolve().parents[2])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (root, env.get("PYTHONPATH"))))
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", "from inspect_tool.analyze.secrets import _work; _work()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+        self._batch: list[tuple[str, bytes]] = []
+        self._size = 0
+        self.sent = 0  # files sent so far
+        self.layers: list[tuple[int, int]] = []  # (first file number, layer index)
+
+    def layer(self, index: int) -> None:
+        self.layers.append((self.sent, index))
+
+    def send(self, path: str, data: bytes) -> None:
+        self._batch.append((path, data))
+        self._size += len(data)
+        self.sent += 1
+        if self._size >= self.BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pickle
+
+        assert self._process.stdin is not None
+        pickle.dump(self._batch, self._process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+        self._batch, self._size = [], 0
+
+    def results(self) -> list[tuple[int, str, list[Match]]]:
+        import pickle
+
+        self._flush()
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._process.stdin.close()
+        try:
+            results: list[tuple[int, str, list[Match]]] = pickle.load(self._process.stdout)
+        except (EOFError, pickle.UnpicklingError) as exc:
+            raise RuntimeError(f"the secrets worker process failed: {exc}") from exc
+        if self._process.wait() != 0:
+            raise RuntimeError(f"the secrets worker process exited {self._process.returncode}")
+        return results
+
+    def close(self) -> None:
+        if self._process.poll() is None:
+            self._process.kill()
+        self._process.wait()
+        for stream in (self._process.stdin, self._process.stdout):
+            if stream is not None:
+                stream.close()
+
+
+def _work() -> None:
+    """The worker process's side of ``_Worker``."""
+    import pickle
+    import sys
+
+    results: list[tuple[int, str, list[Match]]] = []
+    number = 0
+    while True:
+        try:
+            batch: list[tuple[str, bytes]] = pickle.load(sys.stdin.buffer)
+        except EOFError:
+            break
+        for path, data in batch:
+            matches = list(scan_text(data, path))
+            if matches:
+                results.append((number, path, matches))
+            number += 1
+    pickle.dump(results, sys.stdout.buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    sys.stdout.buffer.flush()
+
+
+def _merge(
+    results: list[tuple[int, str, list[Match]]],
+    report: SecretsReport,
+    removals: list[tuple[str, int, str, int, int]],
+    layers: list[tuple[int, int]],
+) -> None:
+    """The worker's matches as findings, in the order a scan in this process appends them;
+    then each removal applied to the findings of the versions sent before it (first wins)."""
+    import bisect
+
+    starts = [first for first, _ in layers]
+    # (path, layer) → (index in report.findings, file number) of its findings
+    versions: dict[tuple[str, int], list[tuple[int, int]]] = {}
+    for number, path, matches in results:
+        layer = layers[bisect.bisect_right(starts, number) - 1][1]
+        for index in _record(report, layer, path, matches):
+            versions.setdefault((path, layer), []).append((index, number))
+    for path, version_layer, fate, layer, sent in removals:
+        for index, number in versions.get((path, version_layer), ()):
+            finding = report.findings[index]
+            if number < sent and finding.by_layer is None:
+                report.findings[index] = _with_fate(finding, fate, layer)
 
 
 def _with_fate(finding: SecretFinding, fate: str, layer: int) -> SecretFinding:
@@ -742,6 +889,7 @@ def _file_hook(
     layer: int,
     report: SecretsReport,
     versions: dict[tuple[str, int], list[int]],
+    worker: _Worker | None = None,
 ) -> Callable[[TarMember, str], None]:
     def on_entry(member: TarMember, path: str) -> None:
         if member.type is not EntryType.FILE or member.size == 0:
@@ -755,22 +903,38 @@ def _file_hook(
         report.files_scanned += 1
         if member.size > MAX_SCAN:
             report.truncated += 1
-        for match in scan_text(data, path):
-            reason = set_aside(path, match.rule)
-            if reason is not None:
-                report.set_aside[reason] = report.set_aside.get(reason, 0) + 1
-                continue
-            versions.setdefault((path, layer), []).append(len(report.findings))
-            report.findings.append(
-                SecretFinding(
-                    layer,
-                    path,
-                    match.rule,
-                    match.line,
-                    match.excerpt,
-                    match.fingerprint,
-                    match.secret,
-                )
-            )
+        if worker is not None:
+            worker.send(path, data)
+            return
+        for index in _record(report, layer, path, scan_text(data, path)):
+            versions.setdefault((path, layer), []).append(index)
 
     return on_entry
+
+
+def _record(
+    report: SecretsReport,
+    layer: int,
+    path: str,
+    matches: Iterable[Match],
+) -> list[int]:
+    """A file version's matches as findings (or set aside); their indexes."""
+    indexes: list[int] = []
+    for match in matches:
+        reason = set_aside(path, match.rule)
+        if reason is not None:
+            report.set_aside[reason] = report.set_aside.get(reason, 0) + 1
+            continue
+        indexes.append(len(report.findings))
+        report.findings.append(
+            SecretFinding(
+                layer,
+                path,
+                match.rule,
+                match.line,
+                match.excerpt,
+                match.fingerprint,
+                match.secret,
+            )
+        )
+    return indexes

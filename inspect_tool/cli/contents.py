@@ -3,6 +3,7 @@ hid."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -162,7 +163,9 @@ def secrets(
         source, selected = open_image(path, ImageSelection(image, ref, platform))
         with source, ByteProgress("scanning files") as progress:
             progress.start(sum(lyr.size or 0 for lyr in selected.layers))
-            report = scan_secrets(source, selected, progress=progress.advance)
+            report = scan_secrets(
+                source, selected, progress=progress.advance, parallel=(os.cpu_count() or 1) > 1
+            )
         if json_output:
             from inspect_tool.render.secrets import secrets_document
 

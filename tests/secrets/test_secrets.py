@@ -332,3 +332,45 @@ def test_a_rule_is_skipped_only_where_the_bytes_it_needs_are_missing() -> None:
     # a line rule: the needed byte on another line of the file does not make the line match
     split = b'API_TOKEN "' + token(ALNUM, 32).encode() + b'"\nx = 1\n'
     assert list(scan_text(split, "/app/a.py")) == []
+
+
+def test_a_scan_in_a_worker_process_gives_the_same_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # versions overwritten in the same layer, then in later ones, deleted, re-added; batches
+    # of one file each: the findings, their order and their fates as a scan in one process
+    from inspect_tool.analyze import secrets
+    from inspect_tool.sources import ImageSelection, open_image
+
+    key = PLANTED["root/.ssh/id_rsa"]
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for data in (PLANTED["app/config.yml"], b"db_password: s3cond-version\n"):
+            info = tarfile.TarInfo("app/config.yml")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    layers = [
+        tar_with(PLANTED),
+        buffer.getvalue(),
+        tar_with(
+            {"app/.env": b"API_TOKEN=other-token-value\n"}, whiteouts=("root/.ssh/.wh.id_rsa",)
+        ),
+        tar_with({"root/.ssh/id_rsa": key, "app/config.yml": b"db_password: third-version\n"}),
+        tar_with({}, whiteouts=("app/.wh.config.yml", "root/.wh..ssh")),
+    ]
+    path = write_image(tmp_path / "i.tar", layers)
+    monkeypatch.setattr(secrets._Worker, "BATCH", 1)
+    reports = []
+    for parallel in (False, True):
+        source, selected = open_image(str(path), ImageSelection(None, None, None))
+        with source:
+            reports.append(secrets.scan_secrets(source, selected, parallel=parallel))
+    alone, worker = reports
+    assert worker == alone
+    fates = {(f.path, f.layer, f.fate, f.by_layer) for f in alone.findings}
+    assert ("/root/.ssh/id_rsa", 0, "deleted", 2) in fates
+    assert ("/root/.ssh/id_rsa", 3, "deleted", 4) in fates
+    # written twice in layer 1: both versions are layer 1's, overwritten by layer 3
+    second = [(f.secret, f.fate, f.by_layer) for f in alone.findings if f.layer == 1]
+    assert second == [("hunter2x9", "overwritten", 3), ("s3cond-version", "overwritten", 3)]
+    assert ("/app/config.yml", 3, "deleted", 4) in fates
