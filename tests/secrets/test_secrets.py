@@ -374,3 +374,18 @@ def test_a_scan_in_a_worker_process_gives_the_same_report(
     second = [(f.secret, f.fate, f.by_layer) for f in alone.findings if f.layer == 1]
     assert second == [("hunter2x9", "overwritten", 3), ("s3cond-version", "overwritten", 3)]
     assert ("/app/config.yml", 3, "deleted", 4) in fates
+
+
+def test_a_worker_process_that_dies_is_an_error_not_a_hang(
+    image: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from inspect_tool.analyze import secrets
+    from inspect_tool.sources import ImageSelection, open_image
+
+    monkeypatch.setattr(sys, "executable", "/bin/false")
+    monkeypatch.setattr(secrets._Worker, "BATCH", 1)
+    source, selected = open_image(str(image), ImageSelection(None, None, None))
+    with source, pytest.raises(RuntimeError, match="secrets worker process"):
+        secrets.scan_secrets(source, selected, parallel=True)
