@@ -3,7 +3,6 @@ hid."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -154,7 +153,7 @@ def secrets(
 
       dockscope secrets --json image.tar | jq '.findings[] | select(.fate != "visible")'
     """
-    from inspect_tool.analyze.secrets import scan_secrets
+    from inspect_tool.analyze.secrets import scan_secrets, spare_core
     from inspect_tool.errors import ExitCode
 
     with handle_errors():
@@ -164,7 +163,7 @@ def secrets(
         with source, ByteProgress("scanning files") as progress:
             progress.start(sum(lyr.size or 0 for lyr in selected.layers))
             report = scan_secrets(
-                source, selected, progress=progress.advance, parallel=(os.cpu_count() or 1) > 1
+                source, selected, progress=progress.advance, parallel=spare_core()
             )
         if json_output:
             from inspect_tool.render.secrets import secrets_document

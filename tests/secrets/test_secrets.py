@@ -389,3 +389,19 @@ def test_a_worker_process_that_dies_is_an_error_not_a_hang(
     source, selected = open_image(str(image), ImageSelection(None, None, None))
     with source, pytest.raises(RuntimeError, match="secrets worker process"):
         secrets.scan_secrets(source, selected, parallel=True)
+
+
+@pytest.mark.parametrize(
+    ("cores", "load", "expected"),
+    [(2, 0.3, True), (2, 1.2, False), (1, 0.0, False), (8, 5.5, True), (8, 7.0, False)],
+)
+def test_the_worker_process_is_used_only_with_a_spare_core(
+    monkeypatch: pytest.MonkeyPatch, cores: int, load: float, expected: bool
+) -> None:
+    import os
+
+    from inspect_tool.analyze.secrets import spare_core
+
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    assert spare_core() is expected
