@@ -69,11 +69,11 @@ def packages(
     Reads the package databases from the layers (nothing runs, nothing is unpacked): dpkg
     (var/lib/dpkg/status, distroless status.d/), apk (lib/apk/db/installed), rpm (sqlite,
     NDB and BerkeleyDB databases, read without rpm), Python (*.dist-info, *.egg-info), npm
-    (node_modules/*/package.json), Go binaries' build information and Java archives. Each
-    package is shown at the layer that installed its current version; upgrades, downgrades
-    and removals by later layers are listed, and so are files a package owns that a later
-    layer modified or deleted. A malformed database is reported with its layer and path; the
-    rest is read.
+    (node_modules/*/package.json), Go ELF binaries' build information (Go 1.13 and later)
+    and Java archives. Each package is shown at the layer that installed its current
+    version; upgrades, downgrades and removals by later layers are listed, and so are files
+    a package owns that a later layer modified or deleted. A malformed database is reported
+    with its layer and path; the rest is read.
 
     Examples:
 
@@ -153,7 +153,7 @@ def secrets(
 
       dockscope secrets --json image.tar | jq '.findings[] | select(.fate != "visible")'
     """
-    from inspect_tool.analyze.secrets import scan_secrets
+    from inspect_tool.analyze.secrets import scan_secrets, spare_core
     from inspect_tool.errors import ExitCode
 
     with handle_errors():
@@ -162,7 +162,9 @@ def secrets(
         source, selected = open_image(path, ImageSelection(image, ref, platform))
         with source, ByteProgress("scanning files") as progress:
             progress.start(sum(lyr.size or 0 for lyr in selected.layers))
-            report = scan_secrets(source, selected, progress=progress.advance)
+            report = scan_secrets(
+                source, selected, progress=progress.advance, parallel=spare_core()
+            )
         if json_output:
             from inspect_tool.render.secrets import secrets_document
 

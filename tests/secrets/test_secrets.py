@@ -304,3 +304,104 @@ def test_a_private_key_is_shown_whole_and_excerpted_by_its_header(image: Path) -
     assert key["secret"] == PLANTED["root/.ssh/id_rsa"].decode().strip()
     assert key["excerpt"] == "-----BEGIN RSA PRIVATE KEY-----********"
     assert key["line"] == 1
+
+
+def test_the_bytes_a_rule_needs_are_in_every_match_of_its_pattern() -> None:
+    # a rule's ``needs`` lets a file (or a line) without them skip the rule: wrong bytes
+    # there would lose secrets silently, so every match of every pattern, run on the planted
+    # and not-secret files without the prefilter, must hold one
+    from inspect_tool.analyze.secrets import RULES
+
+    texts = [*PLANTED.values(), *NOT_SECRETS.values(), b"\n".join(ADVERSARIAL.values())]
+    checked = 0
+    for rule in RULES:
+        if not rule.needs:
+            continue
+        for text in texts:
+            for match in rule.pattern.finditer(text):
+                assert any(byte in match.group() for byte in rule.needs), (rule.id, match)
+                checked += 1
+    assert checked >= 10
+
+
+def test_a_rule_is_skipped_only_where_the_bytes_it_needs_are_missing() -> None:
+    # the same anchors with and without "=": only the assignment finds its secret
+    assignment = b'API_TOKEN = "' + token(ALNUM, 32).encode() + b'"\n'
+    assert [m.rule for m in scan_text(assignment, "/app/a.py")] == ["high-entropy-assignment"]
+    assert list(scan_text(assignment.replace(b"=", b" "), "/app/a.py")) == []
+    # a line rule: the needed byte on another line of the file does not make the line match
+    split = b'API_TOKEN "' + token(ALNUM, 32).encode() + b'"\nx = 1\n'
+    assert list(scan_text(split, "/app/a.py")) == []
+
+
+def test_a_scan_in_a_worker_process_gives_the_same_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # versions overwritten in the same layer, then in later ones, deleted, re-added; batches
+    # of one file each: the findings, their order and their fates as a scan in one process
+    from inspect_tool.analyze import secrets
+    from inspect_tool.sources import ImageSelection, open_image
+
+    key = PLANTED["root/.ssh/id_rsa"]
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for data in (PLANTED["app/config.yml"], b"db_password: s3cond-version\n"):
+            info = tarfile.TarInfo("app/config.yml")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    layers = [
+        tar_with(PLANTED),
+        buffer.getvalue(),
+        tar_with(
+            {"app/.env": b"API_TOKEN=other-token-value\n"}, whiteouts=("root/.ssh/.wh.id_rsa",)
+        ),
+        tar_with({"root/.ssh/id_rsa": key, "app/config.yml": b"db_password: third-version\n"}),
+        tar_with({}, whiteouts=("app/.wh.config.yml", "root/.wh..ssh")),
+    ]
+    path = write_image(tmp_path / "i.tar", layers)
+    monkeypatch.setattr(secrets._Worker, "BATCH", 1)
+    reports = []
+    for parallel in (False, True):
+        source, selected = open_image(str(path), ImageSelection(None, None, None))
+        with source:
+            reports.append(secrets.scan_secrets(source, selected, parallel=parallel))
+    alone, worker = reports
+    assert worker == alone
+    fates = {(f.path, f.layer, f.fate, f.by_layer) for f in alone.findings}
+    assert ("/root/.ssh/id_rsa", 0, "deleted", 2) in fates
+    assert ("/root/.ssh/id_rsa", 3, "deleted", 4) in fates
+    # written twice in layer 1: both versions are layer 1's, overwritten by layer 3
+    second = [(f.secret, f.fate, f.by_layer) for f in alone.findings if f.layer == 1]
+    assert second == [("hunter2x9", "overwritten", 3), ("s3cond-version", "overwritten", 3)]
+    assert ("/app/config.yml", 3, "deleted", 4) in fates
+
+
+def test_a_worker_process_that_dies_is_an_error_not_a_hang(
+    image: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from inspect_tool.analyze import secrets
+    from inspect_tool.sources import ImageSelection, open_image
+
+    monkeypatch.setattr(sys, "executable", "/bin/false")
+    monkeypatch.setattr(secrets._Worker, "BATCH", 1)
+    source, selected = open_image(str(image), ImageSelection(None, None, None))
+    with source, pytest.raises(RuntimeError, match="secrets worker process"):
+        secrets.scan_secrets(source, selected, parallel=True)
+
+
+@pytest.mark.parametrize(
+    ("cores", "load", "expected"),
+    [(2, 0.3, True), (2, 1.2, False), (1, 0.0, False), (8, 5.5, True), (8, 7.0, False)],
+)
+def test_the_worker_process_is_used_only_with_a_spare_core(
+    monkeypatch: pytest.MonkeyPatch, cores: int, load: float, expected: bool
+) -> None:
+    import os
+
+    from inspect_tool.analyze.secrets import spare_core
+
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    assert spare_core() is expected

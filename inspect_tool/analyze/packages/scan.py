@@ -323,6 +323,7 @@ class _Scanner:
         finder.feed(head)
         while not finder.done and (chunk := reader.read(MIB)):
             finder.feed(chunk)
+        finder.end()
         if finder.found is None:
             return
         stored = _Stored(Kind.GO, layer)
