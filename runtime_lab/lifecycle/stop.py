@@ -68,8 +68,11 @@ def remove(
             raise UsageError(f"the container is {state.status}: stop it first, or use rm -f")
         stop(store, container_id, timeout=0)
     directory = store.container_dir(container_id)
+    bridged = True  # unknown: look for a lease
     try:
-        anonymous = [m["name"] for m in store.load_config(container_id).volumes if m.get("name")]
+        config = store.load_config(container_id)
+        anonymous = [m["name"] for m in config.volumes if m.get("name")]
+        bridged = config.network == "bridge"
     except OSError:  # removed meanwhile (a supervisor's --rm)
         anonymous = []
     if store.run_dir(container_id) != directory:  # rootless: its runtime directory too
@@ -89,11 +92,11 @@ def remove(
         from runtime_lab.storage.volumes import remove_anonymous
 
         remove_anonymous(store, anonymous)
-    # an address, rules and a veth left by a dockscope killed with -9 (--network bridge)
-    from runtime_lab.lifecycle.network import release as release_network
+    if bridged:  # an address, rules and a veth left by a dockscope killed with -9
+        from runtime_lab.lifecycle.network import release as release_network
 
-    with contextlib.suppress(Exception):
-        release_network(store, container_id)
+        with contextlib.suppress(Exception):
+            release_network(store, container_id)
     # a group left by a dockscope killed with -9 (empty: its processes died with PID 1)
     for group in cgroups.dockscope_groups():
         if group.name == container_id[:12]:
