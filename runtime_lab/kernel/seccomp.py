@@ -18,21 +18,30 @@ libseccomp does not know is skipped, two conditions on the same argument make se
 
 ``compile_filter`` runs in dockscope before the container's processes are forked (the library
 is read from the host's /usr/lib, which PID 1 no longer sees after pivot_root); PID 1 calls
-``Filter.load`` as its last step before execve.
+``Filter.load`` as its last step before execve. libseccomp turns its rules into the BPF program
+only when asked (``seccomp_load``, ``seccomp_export_bpf``), and that takes tens of
+milliseconds: ``prepare`` with a ``cache`` directory keeps each exported program in a file
+named by the digest of everything it is made from (the resolved rules, libseccomp's version,
+the machine), so a container that gets the same filter as an earlier one loads those bytes
+with one ``seccomp(2)`` call, the way libseccomp itself loads them.
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import hashlib
 import json
 import os
 import re
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeGuard
 
 from inspect_tool.errors import DockscopeError, UsageError
+from runtime_lab.kernel import linux
 
 DEFAULT = "default"  # docker's default policy, shipped in runtime_lab/kernel/profiles/
 UNCONFINED = "unconfined"  # no filter at all
@@ -408,6 +417,9 @@ class Filter:
     rules_left_out: int
     instructions: int | None  # the BPF program's length (measured for traced runs only)
     log: bool
+    # the exported program (context 0): loaded by seccomp(2) itself, libseccomp not called
+    program: bytes | None = None
+    cached: bool | None = None  # None: compiled now without a cache
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -422,14 +434,18 @@ class Filter:
             "bpf_instructions": self.instructions,
             "log_flag": self.log,
             "libseccomp": library_version(),
+            **({} if self.cached is None else {"program_from_cache": self.cached}),
         }
 
     def load(self) -> dict[str, Any]:
         """seccomp(SECCOMP_SET_MODE_FILTER): from here on the kernel checks every call."""
-        rc = library().seccomp_load(self.context)
-        if rc < 0:
-            raise OSError(-rc, f"seccomp_load: {os.strerror(-rc)}")
-        evidence = self.summary()
+        evidence = self.summary()  # before: libseccomp's calls are not the container's
+        if self.program is not None:
+            linux.seccomp_set_filter(self.program, log=self.log)
+        else:
+            rc = library().seccomp_load(self.context)
+            if rc < 0:
+                raise OSError(-rc, f"seccomp_load: {os.strerror(-rc)}")
         evidence["status"] = _status_lines()
         if self.log:  # dockscope reads the kernel's records of this session at the end
             evidence["audit_session"] = audit_session()
@@ -550,17 +566,98 @@ def _argument_groups(args: tuple[Arg, ...]) -> list[tuple[Arg, ...]]:
 
 
 def _program_length(lib: ctypes.CDLL, context: int) -> int:
+    return len(_export(lib, context)) // 8  # struct sock_filter is 8 bytes
+
+
+def _export(lib: ctypes.CDLL, context: int) -> bytes:
+    """The BPF program libseccomp makes of a context (empty if it cannot)."""
     fd = os.memfd_create("seccomp-bpf", os.MFD_CLOEXEC)
     try:
         if lib.seccomp_export_bpf(context, fd) < 0:
-            return 0
-        return os.fstat(fd).st_size // 8  # struct sock_filter is 8 bytes
+            return b""
+        size = os.fstat(fd).st_size
+        return os.pread(fd, size, 0)
     finally:
         os.close(fd)
 
 
-def prepare(options: Options, capabilities: Iterable[str], *, log: bool = False) -> Filter | None:
-    """The filter a container gets (None: unconfined), compiled in dockscope before fork."""
+CACHE_FORMAT = 1
+
+
+def cache_key(resolved: Resolved) -> str:
+    """The digest of everything the program is made from: the resolved rules (frozen values:
+    their repr is exact), libseccomp's version, this machine's architecture, the format."""
+    made_of = "\n".join((str(CACHE_FORMAT), library_version(), os.uname().machine, repr(resolved)))
+    return hashlib.sha256(made_of.encode()).hexdigest()
+
+
+def cached_filter(resolved: Resolved, name: str, cache: Path, *, log: bool) -> Filter:
+    """The filter with its program exported: read from ``cache`` when an earlier container
+    had the same one (the file records its key, checked), else compiled now and written
+    there atomically."""
+    key = cache_key(resolved)
+    path = cache / f"{key}.json"
+    try:
+        data = json.loads(path.read_bytes())
+        if data["key"] == key and data["format"] == CACHE_FORMAT:
+            program = bytes.fromhex(data["program"])
+            if program and len(program) % 8 == 0:
+                return Filter(
+                    context=0,
+                    name=name,
+                    default_action=resolved.default_action,
+                    default_errno=resolved.default_errno,
+                    architectures=list(data["architectures"]),
+                    allowed=list(data["allowed"]),
+                    conditional=list(data["conditional"]),
+                    denied=list(data["denied"]),
+                    unknown=list(data["unknown"]),
+                    rules_left_out=resolved.left_out,
+                    instructions=len(program) // 8,
+                    log=log,
+                    program=program,
+                    cached=True,
+                )
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # none yet, or unreadable: made again
+    compiled = compile_filter(resolved, name, log=log)
+    try:
+        program = _export(library(), compiled.context)
+    finally:
+        compiled.release()
+    if not program:
+        raise SeccompError("seccomp_export_bpf failed", subject=name)
+    compiled.program, compiled.cached = program, False
+    compiled.instructions = len(program) // 8
+    record = {
+        "format": CACHE_FORMAT,
+        "key": key,
+        "architectures": compiled.architectures,
+        "allowed": compiled.allowed,
+        "conditional": compiled.conditional,
+        "denied": compiled.denied,
+        "unknown": compiled.unknown,
+        "program": program.hex(),
+    }
+    try:
+        cache.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = cache / f".{key}.{secrets.token_hex(4)}.tmp"
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a cache that cannot be written: the next container compiles again
+    return compiled
+
+
+def prepare(
+    options: Options,
+    capabilities: Iterable[str],
+    *,
+    log: bool = False,
+    cache: Path | None = None,
+) -> Filter | None:
+    """The filter a container gets (None: unconfined), compiled in dockscope before fork;
+    with ``cache``, its program exported (and kept there for the next container)."""
     if options.seccomp == UNCONFINED:
         return None
     if options.seccomp == DEFAULT or options.profile is None:
@@ -572,6 +669,8 @@ def prepare(options: Options, capabilities: Iterable[str], *, log: bool = False)
     resolved = resolve(doc, capabilities=capabilities)
     if resolved is None:
         return None
+    if cache is not None:
+        return cached_filter(resolved, name, cache, log=log)
     return compile_filter(resolved, name, log=log, measure=log)
 
 

@@ -164,7 +164,9 @@ def _run(
     spec = _launch_spec(store, directory, config, previous, io, streams, join)
     spec.capabilities, spec.privileged = config.capability_set(), config.privileged
     # rootless: the kernel's audit records cannot be read, so the filter does not log
-    spec.seccomp = seccomp_filter(config, log=tracer.tracing and not rootless())
+    spec.seccomp = seccomp_filter(
+        config, log=tracer.tracing and not rootless(), cache=store.seccomp_cache
+    )
     if network is not None or "net" in join:
         from runtime_lab.lifecycle.network import shared_network_files
 
