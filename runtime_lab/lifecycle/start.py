@@ -507,8 +507,9 @@ def _record_exit(
     with contextlib.suppress(OSError, ValueError):
         oom = group.oom_killed() and code == MEMORY_KILL_EXIT
     values: dict[str, str] = {}
-    with contextlib.suppress(OSError):
-        values = group.values()
+    if tracer.tracing:  # evidence only: eight files read
+        with contextlib.suppress(OSError):
+            values = group.values()
     if watch.network is not None:  # before the exit is recorded: stop and rm wait for it
         watch.network.disconnect()
     if kernel_log is not None:  # before the exit is recorded: stop waits for that record

@@ -57,11 +57,17 @@ def stop(store: Store, container_id: str, timeout: float = 10.0) -> ContainerSta
 
 
 def remove(
-    store: Store, container_id: str, *, force: bool = False, volumes: bool = False
+    store: Store,
+    container_id: str,
+    *,
+    force: bool = False,
+    volumes: bool = False,
+    leftovers: bool = True,
 ) -> dict[str, Any]:
     """Remove the container and its writable layer; with ``volumes``, its anonymous volumes
-    too (named volumes stay: they are meant to outlive containers). Returns what went, as
-    the evidence of the ``remove`` step."""
+    too (named volumes stay: they are meant to outlive containers). ``leftovers``: look for
+    the control group a dockscope killed with -9 left (``run --rm`` has just removed its own).
+    Returns what went, as the evidence of the ``remove`` step."""
     state = refresh(store, container_id)
     if state.status in ("running", "restarting"):
         if not force:
@@ -98,7 +104,7 @@ def remove(
         with contextlib.suppress(Exception):
             release_network(store, container_id)
     # a group left by a dockscope killed with -9 (empty: its processes died with PID 1)
-    for group in cgroups.dockscope_groups():
+    for group in cgroups.dockscope_groups() if leftovers else ():
         if group.name == container_id[:12]:
             with contextlib.suppress(OSError):
                 group.rmdir()
