@@ -805,16 +805,19 @@ class KernelLog:
                 return found
             found.append(record.decode("utf-8", "replace"))
 
-    def denials(self, session: int, settle: float = 0.5) -> list[dict[str, Any]]:
+    def denials(self, session: int, settle: float = 0.02) -> list[dict[str, Any]]:
         """The session's seccomp records. The kernel's audit thread writes them a moment after
-        the call: the log is read again 50 ms later, and every 50 ms while reads bring more
-        (``settle`` seconds at most)."""
+        the call, and the container has ended by now (its namespaces torn down since its last
+        call): the log is read, then waited on (poll) for ``settle`` seconds more, and again
+        as long as records keep coming (half a second at most)."""
+        import select
         import time
 
         records = self.records()
-        deadline = time.monotonic() + settle
-        while time.monotonic() < deadline:
-            time.sleep(0.05)
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN)
+        limit = time.monotonic() + 0.5
+        while time.monotonic() < limit and poller.poll(settle * 1000):
             new = self.records()
             if not new:
                 break
