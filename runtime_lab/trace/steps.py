@@ -163,9 +163,10 @@ _ALL = [
         "veth",
         "Plug the container into the bridge",
         "ip link/ip addr/ip route",
-        "A veth pair is a virtual cable: one end joins the bridge, the other is moved into "
-        "PID 1's network namespace (ip link set … netns PID), renamed eth0 and given the "
-        "address and a default route via the bridge. PID 1 waits until this is done.",
+        "A veth pair is a virtual cable: one end joins the bridge, the other is made in "
+        "PID 1's network namespace as eth0 (peer name eth0 netns PID), then given the address "
+        "and a default route via the bridge, by the requests ip would send, made on a socket "
+        "of that namespace. PID 1 waits until this is done.",
         "dockscope",
     ),
     Step(
