@@ -591,6 +591,27 @@ def cache_key(resolved: Resolved) -> str:
     return hashlib.sha256(made_of.encode()).hexdigest()
 
 
+def _read_own(cache: Path, path: Path) -> bytes:
+    """A cached program's file, trusted only if it and its directory are this user's and
+    nobody else may write them (the program is the container's protection)."""
+    import stat
+
+    def private(st: os.stat_result) -> bool:
+        return st.st_uid == os.geteuid() and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+    directory = os.lstat(cache)
+    if not stat.S_ISDIR(directory.st_mode) or not private(directory):
+        raise ValueError(f"{cache}: not a private directory of this user")
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if not private(os.fstat(fd)):
+            raise ValueError(f"{path}: not a private file of this user")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read()
+    finally:
+        os.close(fd)
+
+
 def cached_filter(resolved: Resolved, name: str, cache: Path, *, log: bool) -> Filter:
     """The filter with its program exported: read from ``cache`` when an earlier container
     had the same one (the file records its key, checked), else compiled now and written
@@ -598,7 +619,7 @@ def cached_filter(resolved: Resolved, name: str, cache: Path, *, log: bool) -> F
     key = cache_key(resolved)
     path = cache / f"{key}.json"
     try:
-        data = json.loads(path.read_bytes())
+        data = json.loads(_read_own(cache, path))
         if data["key"] == key and data["format"] == CACHE_FORMAT:
             program = bytes.fromhex(data["program"])
             if program and len(program) % 8 == 0:
@@ -642,7 +663,9 @@ def cached_filter(resolved: Resolved, name: str, cache: Path, *, log: bool) -> F
     try:
         cache.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = cache / f".{key}.{secrets.token_hex(4)}.tmp"
-        tmp.write_text(json.dumps(record))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(record))
         os.replace(tmp, path)
     except OSError:
         pass  # a cache that cannot be written: the next container compiles again

@@ -344,6 +344,13 @@ def test_the_cached_program_is_libseccomps_and_loads_the_same(tmp_path: Path) ->
     assert rebuilt is not None and rebuilt.cached is False and rebuilt.program == exported
     path.write_text("{")
     assert seccomp.prepare(seccomp.Options(), DEFAULT_CAPABILITIES, cache=cache).cached is False
+    assert seccomp.prepare(seccomp.Options(), DEFAULT_CAPABILITIES, cache=cache).cached is True
+    # a file or directory others may write is not trusted (its program would be the filter)
+    path.chmod(0o622)
+    assert seccomp.prepare(seccomp.Options(), DEFAULT_CAPABILITIES, cache=cache).cached is False
+    path.chmod(0o600)
+    cache.chmod(0o777)
+    assert seccomp.prepare(seccomp.Options(), DEFAULT_CAPABILITIES, cache=cache).cached is False
 
 
 def test_a_cached_program_denies_as_the_profile_says(tmp_path: Path) -> None:
