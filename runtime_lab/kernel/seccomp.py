@@ -35,6 +35,7 @@ import json
 import os
 import re
 import secrets
+import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -751,6 +752,47 @@ def security_options(values: Iterable[str]) -> Options:
 # told from other processes' by their audit session: its shim starts a new one.
 
 AUDIT_SECCOMP = 1326
+# the marker's call (getppid) and the BPF program of its filter: RET_LOG for it, ALLOW the rest
+_MARKER_CALLS = {"x86_64": 110, "aarch64": 173}
+_RET_LOG, _RET_ALLOW = 0x7FFC0000, 0x7FFF0000
+
+
+def _marker_program(number: int) -> bytes:
+    """struct sock_filter[4]: load seccomp_data.nr; if it is ``number`` return LOG, else
+    ALLOW (BPF_LD|BPF_W|BPF_ABS, BPF_JMP|BPF_JEQ|BPF_K, BPF_RET|BPF_K)."""
+    code = ((0x20, 0, 0, 0), (0x15, 0, 1, number), (0x06, 0, 0, _RET_LOG), (0x06, 0, 0, _RET_ALLOW))
+    return b"".join(struct.pack("=HBBI", *instruction) for instruction in code)
+
+
+def log_marker() -> tuple[int, int] | None:
+    """A forked child loads a filter that logs one call (SECCOMP_RET_LOG), makes it and
+    exits: its audit record is queued behind every record queued before it, so once it is in
+    the kernel log, so are they. (pid, call number) of the marker; None where the call's
+    number is not known."""
+    number = _MARKER_CALLS.get(os.uname().machine)
+    if number is None:
+        return None
+    program = _marker_program(number)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        try:
+            linux.set_no_new_privs()
+            linux.seccomp_set_filter(program)
+            os.getppid()
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    return pid, number
+
+
+def _is_marker(record: str, marker: tuple[int, int]) -> bool:
+    _, _, message = record.partition(";")
+    if f"type={AUDIT_SECCOMP} " not in message:
+        return False
+    fields = dict(_FIELD.findall(message))
+    return fields.get("pid") == str(marker[0]) and fields.get("syscall") == str(marker[1])
+
+
 _UNSET = 4294967295
 _FIELD = re.compile(r'(\w+)=("[^"]*"|\S+)')
 
@@ -830,21 +872,33 @@ class KernelLog:
 
     def denials(self, session: int, settle: float = 0.02) -> list[dict[str, Any]]:
         """The session's seccomp records. The kernel's audit thread writes them a moment after
-        the call, and the container has ended by now (its namespaces torn down since its last
-        call): the log is read, then waited on (poll) for ``settle`` seconds more, and again
-        as long as records keep coming (half a second at most)."""
+        the call, in the order they were queued: a child of dockscope now makes one call that
+        a filter of its own logs (``log_marker``), and the log is read until that record
+        appears behind the container's (a quarter of a second at most: the kernel's printk
+        rate limit may drop records, the marker too). Where no marker can be made,
+        the log is polled for ``settle`` seconds more, as long as records keep coming."""
         import select
         import time
 
+        marker = log_marker()
         records = self.records()
         poller = select.poll()
         poller.register(self.fd, select.POLLIN)
-        limit = time.monotonic() + 0.5
-        while time.monotonic() < limit and poller.poll(settle * 1000):
-            new = self.records()
-            if not new:
-                break
-            records += new
+        limit = time.monotonic() + (0.25 if marker is not None else 0.5)
+        if marker is not None:
+            while not any(_is_marker(r, marker) for r in records):
+                remaining = limit - time.monotonic()
+                if remaining <= 0:
+                    break
+                poller.poll(remaining * 1000)
+                records += self.records()
+            records = [r for r in records if not _is_marker(r, marker)]
+        else:
+            while time.monotonic() < limit and poller.poll(settle * 1000):
+                new = self.records()
+                if not new:
+                    break
+                records += new
         found = []
         for record in records:
             _, _, message = record.partition(";")

@@ -366,7 +366,9 @@ _ALL = [
         "process, the call's number and the action. The container's shim began an audit "
         "session of its own (a write to /proc/self/loginuid), so its records are those "
         "with its session id (ses=). Without an audit daemon they are in the kernel log "
-        "(dmesg); with one, in its log (ausearch -m SECCOMP).",
+        "(dmesg); with one, in its log (ausearch -m SECCOMP). The kernel's audit thread "
+        "writes them a moment later, in order: dockscope reads until a record of its own "
+        "comes behind them (a child whose own filter logs its getppid, SECCOMP_RET_LOG).",
         "dockscope",
     ),
     Step(

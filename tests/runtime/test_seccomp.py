@@ -382,6 +382,31 @@ def test_a_cached_program_denies_as_the_profile_says(tmp_path: Path) -> None:
     assert answer == "EACCES" and not (tmp_path / "x").exists()
 
 
+def test_the_log_marker_comes_through_the_kernel_log() -> None:
+    """--trace reads the container's denials until a marker of dockscope's own is logged
+    behind them: a child's call that its own filter logs (SECCOMP_RET_LOG)."""
+    import time
+
+    log = seccomp.KernelLog.open()
+    if log is None:
+        pytest.skip("/dev/kmsg cannot be read here (root, or dmesg_restrict=0)")
+    try:
+        marker = seccomp.log_marker()
+        assert marker is not None and marker[0] != os.getpid()
+        records: list[str] = []
+        deadline = time.monotonic() + 5
+        while not any(seccomp._is_marker(r, marker) for r in records):
+            assert time.monotonic() < deadline, records
+            time.sleep(0.005)
+            records += log.records()
+        (record,) = [r for r in records if seccomp._is_marker(r, marker)]
+        assert f"type={seccomp.AUDIT_SECCOMP} " in record and "code=0x7ffc0000" in record
+        # a session of no process: nothing is read as a denial, the marker left out
+        assert log.denials(session=-1) == []
+    finally:
+        log.close()
+
+
 def test_argument_conditions_all_hold_or_each_alone() -> None:
     def rule(*args: dict[str, Any]) -> dict[str, Any]:
         return {
