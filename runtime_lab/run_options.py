@@ -191,6 +191,8 @@ def default_network() -> str:
 def _check_publish(publish: Sequence[str], network: str) -> tuple[PortMapping, ...]:
     """-p: each mapping parsed; only a container on the bridge has ports to publish, and no
     host port twice (docker's rules)."""
+    if not publish:
+        return ()
     from runtime_lab.kernel.network import parse_publish
 
     ports = tuple(parse_publish(value) for value in publish)

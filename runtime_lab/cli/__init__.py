@@ -316,8 +316,8 @@ def _run_attached(
             f"dockscope: container {visible(config.name)} was killed by the memory "
             f"limit (exit {code})\n"
         )
-    if options.auto_remove:
-        removed = remove_container(store, config.id, force=True, volumes=True)
+    if options.auto_remove:  # start removed the group and released the network itself
+        removed = remove_container(store, config.id, force=True, volumes=True, leftovers=False)
         tracer.emit(step_event("remove", evidence=removed))
     return code
 

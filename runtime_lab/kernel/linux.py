@@ -7,13 +7,28 @@ Python 3.11's ``os`` has no unshare, setns, mount or pivot_root; these thin wrap
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 import struct
 from enum import IntFlag
+from typing import TYPE_CHECKING
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+if TYPE_CHECKING:
+    import socket
+
+
+def _load_libc() -> ctypes.CDLL:
+    """The C library by its soname (glibc's); ``find_library`` only where that is missing: it
+    runs ``ldconfig -p``, a process of its own on every start."""
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        from ctypes.util import find_library
+
+        return ctypes.CDLL(find_library("c"), use_errno=True)
+
+
+_libc = _load_libc()
 
 
 class Clone(IntFlag):
@@ -46,8 +61,8 @@ PR_SET_NO_NEW_PRIVS = 38
 PR_CAPBSET_DROP = 24
 PR_SET_PDEATHSIG = 1
 _SYSCALLS = {
-    "x86_64": {"pivot_root": 155, "capset": 126, "bpf": 321},
-    "aarch64": {"pivot_root": 41, "capset": 91, "bpf": 280},
+    "x86_64": {"pivot_root": 155, "capset": 126, "bpf": 321, "seccomp": 317},
+    "aarch64": {"pivot_root": 41, "capset": 91, "bpf": 280, "seccomp": 277},
 }
 
 
@@ -95,6 +110,31 @@ def pivot_root(new_root: str, put_old: str) -> None:
     number = _syscall_number("pivot_root")
     result = _libc.syscall(ctypes.c_long(number), os.fsencode(new_root), os.fsencode(put_old))
     _check(result, "pivot_root", f"{new_root}, {put_old}")
+
+
+SECCOMP_SET_MODE_FILTER = 1
+SECCOMP_FILTER_FLAG_LOG = 2
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def seccomp_set_filter(program: bytes, *, log: bool = False) -> None:
+    """``seccomp(SECCOMP_SET_MODE_FILTER, flags, &prog)`` with a BPF program (struct
+    sock_filter, 8 bytes each) as libseccomp exports it; SECCOMP_FILTER_FLAG_LOG with ``log``
+    (what libseccomp's CTL_LOG attribute asks). No new privileges must be set already."""
+    buffer = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // 8, ctypes.addressof(buffer))
+    flags = SECCOMP_FILTER_FLAG_LOG if log else 0
+    number = _syscall_number("seccomp")
+    result = _libc.syscall(
+        ctypes.c_long(number),
+        ctypes.c_uint(SECCOMP_SET_MODE_FILTER),
+        ctypes.c_uint(flags),
+        ctypes.byref(prog),
+    )
+    _check(result, "seccomp", "SECCOMP_SET_MODE_FILTER")
 
 
 def sethostname(name: str) -> None:
@@ -171,6 +211,113 @@ def set_loopback_up() -> None:
         request = struct.pack("16sH14x", b"lo", 0)
         flags = struct.unpack("16sH14x", fcntl.ioctl(sock, siocgifflags, request))[1]
         fcntl.ioctl(sock, siocsifflags, struct.pack("16sH14x", b"lo", flags | iff_up))
+
+
+SIOCADDRT = 0x890B
+SIOCGIFFLAGS, SIOCSIFFLAGS = 0x8913, 0x8914
+SIOCSIFADDR, SIOCSIFNETMASK = 0x8916, 0x891C
+SIOCBRDELBR = 0x89A1
+IFF_UP = 0x1
+RTF_UP, RTF_GATEWAY = 0x1, 0x2
+
+
+def socket_in_netns(path: str) -> socket.socket:
+    """An AF_INET socket of the network namespace at ``path`` (``/proc/PID/ns/net``): this
+    thread joins it, makes the socket and comes back. A socket stays in the namespace it was
+    made in, so the interface requests below act there."""
+    import socket
+
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            setns(target, Clone.NEWNET)
+        finally:
+            os.close(target)
+        try:
+            return socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        finally:
+            setns(own, Clone.NEWNET)
+    finally:
+        os.close(own)
+
+
+def _ifreq_address(name: str, address: str) -> bytes:
+    """struct ifreq with a struct sockaddr_in (AF_INET, port 0, the address)."""
+    import socket
+
+    return struct.pack("16sH2s4s8x", name.encode(), socket.AF_INET, b"", socket.inet_aton(address))
+
+
+def _set_flags(sock: socket.socket, name: str, on: int = 0, off: int = 0) -> None:
+    import fcntl
+
+    request = struct.pack("16sH14x", name.encode(), 0)
+    flags = struct.unpack("16sH14x", fcntl.ioctl(sock, SIOCGIFFLAGS, request))[1]
+    fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH14x", name.encode(), (flags | on) & ~off))
+
+
+def set_interface_address(sock: socket.socket, name: str, address: str, netmask: str) -> None:
+    """``ip addr add ADDRESS/PREFIX dev NAME``: SIOCSIFADDR, then SIOCSIFNETMASK."""
+    import fcntl
+
+    fcntl.ioctl(sock, SIOCSIFADDR, _ifreq_address(name, address))
+    fcntl.ioctl(sock, SIOCSIFNETMASK, _ifreq_address(name, netmask))
+
+
+def set_interface_up(sock: socket.socket, name: str) -> None:
+    """``ip link set NAME up``: SIOCSIFFLAGS with IFF_UP."""
+    _set_flags(sock, name, on=IFF_UP)
+
+
+class _RtEntry(ctypes.Structure):
+    _fields_ = [
+        ("rt_pad1", ctypes.c_ulong),
+        ("rt_dst", ctypes.c_ubyte * 16),
+        ("rt_gateway", ctypes.c_ubyte * 16),
+        ("rt_genmask", ctypes.c_ubyte * 16),
+        ("rt_flags", ctypes.c_ushort),
+        ("rt_pad2", ctypes.c_short),
+        ("rt_pad3", ctypes.c_ulong),
+        ("rt_pad4", ctypes.c_void_p),
+        ("rt_metric", ctypes.c_short),
+        ("rt_dev", ctypes.c_char_p),
+        ("rt_mtu", ctypes.c_ulong),
+        ("rt_window", ctypes.c_ulong),
+        ("rt_irtt", ctypes.c_ushort),
+    ]
+
+
+def _sockaddr_in(address: str) -> ctypes.Array[ctypes.c_ubyte]:
+    import socket
+
+    raw = struct.pack("H2s4s8x", socket.AF_INET, b"", socket.inet_aton(address))
+    return (ctypes.c_ubyte * 16).from_buffer_copy(raw)
+
+
+def add_default_route(sock: socket.socket, gateway: str, device: str) -> None:
+    """``ip route add default via GATEWAY dev DEVICE``: SIOCADDRT (0.0.0.0/0, RTF_GATEWAY)."""
+    import fcntl
+
+    dev = ctypes.c_char_p(device.encode())
+    entry = _RtEntry(
+        rt_dst=_sockaddr_in("0.0.0.0"),
+        rt_gateway=_sockaddr_in(gateway),
+        rt_genmask=_sockaddr_in("0.0.0.0"),
+        rt_flags=RTF_UP | RTF_GATEWAY,
+        rt_dev=dev,
+    )
+    fcntl.ioctl(sock, SIOCADDRT, bytes(entry))
+
+
+def delete_bridge(name: str) -> None:
+    """``ip link del NAME`` of a bridge: down (SIOCSIFFLAGS), then SIOCBRDELBR."""
+    import fcntl
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        _set_flags(sock, name, off=IFF_UP)
+        fcntl.ioctl(sock, SIOCBRDELBR, name.encode() + b"\0")
 
 
 NAMESPACES = ("mnt", "uts", "ipc", "pid", "net", "cgroup", "user")

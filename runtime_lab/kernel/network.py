@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from inspect_tool.errors import UsageError
+from runtime_lab.kernel import linux
 
 DEFAULT_BRIDGE = "dockscope0"
 # docker: 172.17.0.0/16; podman (netavark): 10.88.0.0/16, which podman's own tests on this
@@ -261,9 +262,11 @@ def bridge_table(settings: Settings) -> str:
     )
 
 
-def ensure_bridge(settings: Settings, cmd: Commands) -> dict[str, Any]:
+def ensure_bridge(settings: Settings, cmd: Commands, *, alone: bool = False) -> dict[str, Any]:
     """The bridge up with the gateway's address, forwarding on, the nft table loaded; what
-    existed already is left as it is (the first container of a bridge makes it)."""
+    existed already is left as it is (the first container of a bridge makes it). ``alone``:
+    no other container holds a lease on the bridge, so a bridge made now gets its table
+    afresh in the same ``nft -f`` (a crash's leftover table replaced, no listing first)."""
     br = settings.bridge
     evidence: dict[str, Any] = {"bridge": br, "subnet": settings.subnet}
     made = not link_exists(br)
@@ -280,6 +283,15 @@ def ensure_bridge(settings: Settings, cmd: Commands) -> dict[str, Any]:
     # loopback source: the kernel drops such packets unless route_localnet is on there
     sysctls.append(write_sysctl(f"net.ipv4.conf.{br}.route_localnet", "1"))
     evidence["sysctls"] = sysctls
+    if made and alone:  # one transaction: whatever table of that name was left, then ours
+        table = settings.table
+        cmd.run(
+            ["nft", "-f", "-"],
+            f"add table ip {table}\ndelete table ip {table}\n" + bridge_table(settings),
+        )
+        evidence["table_made"] = table
+        evidence["ip_outside"] = cmd.look(["ip", "-br", "addr", "show", "dev", br])
+        return evidence
     listed = cmd.run(["nft", "list", "tables", "ip"], check=False)
     if f"table ip {settings.table}" not in listed.splitlines():
         cmd.run(["nft", "-f", "-"], bridge_table(settings))
@@ -291,8 +303,11 @@ def ensure_bridge(settings: Settings, cmd: Commands) -> dict[str, Any]:
 def remove_bridge(settings: Settings, cmd: Commands) -> None:
     """The bridge and its table, once no container uses them (netavark does the same)."""
     cmd.run(["nft", "delete", "table", "ip", settings.table], check=False)
-    if link_exists(settings.bridge):
-        cmd.run(["ip", "link", "del", settings.bridge], check=False)
+    if link_exists(settings.bridge):  # ip link del BRIDGE, without a process for it
+        cmd.run_log.append(f"ip link set {settings.bridge} down; ip link del {settings.bridge}")
+        cmd.run_log.append(f"  (ioctl SIOCSIFFLAGS, SIOCBRDELBR {settings.bridge})")
+        with contextlib.suppress(OSError):
+            linux.delete_bridge(settings.bridge)
 
 
 # -- a container's end of it ---------------------------------------------------------------------
@@ -301,27 +316,35 @@ def remove_bridge(settings: Settings, cmd: Commands) -> None:
 def connect_veth(
     settings: Settings, container_id: str, pid: int, address: str, cmd: Commands
 ) -> dict[str, Any]:
-    """The veth pair: one end on the bridge, the other moved into PID's network namespace,
-    renamed eth0, given the address and a default route through the bridge."""
-    host_end, peer = veth_names(container_id)
+    """The veth pair: one end on the bridge, the other made in PID's network namespace as
+    eth0 (one ``ip -batch``); there, eth0 given the address, up, and a default route through
+    the bridge: the requests ``ip`` would send, made here on a socket of that namespace
+    (``setns``, then ioctls), so no ``nsenter`` and second ``ip`` run."""
+    host_end, _ = veth_names(container_id)
     prefix = settings.network.prefixlen
     cmd.run(
         ["ip", "-batch", "-"],
-        f"link add name {host_end} type veth peer name {peer}\n"
-        f"link set {peer} netns {pid}\n"
+        f"link add name {host_end} type veth peer name eth0 netns {pid}\n"
         f"link set {host_end} master {settings.bridge} up\n",
     )
-    cmd.run(
-        [*in_netns(pid), "ip", "-batch", "-"],
-        f"link set {peer} name eth0\n"
-        f"addr add {address}/{prefix} dev eth0\n"
-        "link set eth0 up\n"
-        f"route add default via {settings.gateway} dev eth0\n",
-    )
+    namespace = f"/proc/{pid}/ns/net"
+    netmask = str(settings.network.netmask)
+    inside = [
+        f"setns {namespace}: socket(AF_INET) there",
+        f"addr add {address}/{prefix} dev eth0: ioctl SIOCSIFADDR {address}, "
+        f"SIOCSIFNETMASK {netmask}",
+        "link set eth0 up: ioctl SIOCSIFFLAGS IFF_UP",
+        f"route add default via {settings.gateway} dev eth0: ioctl SIOCADDRT",
+    ]
+    with linux.socket_in_netns(namespace) as sock:
+        linux.set_interface_address(sock, "eth0", address, netmask)
+        linux.set_interface_up(sock, "eth0")
+        linux.add_default_route(sock, str(settings.gateway), "eth0")
     return {
         "veth": {"host": host_end, "container": "eth0"},
         "address": f"{address}/{prefix}",
         "gateway": str(settings.gateway),
+        "in_container": inside,
         "ip_outside": cmd.look(["ip", "-br", "addr", "show", "master", settings.bridge])
         + cmd.look(["ip", "-br", "addr", "show", "dev", settings.bridge]),
         "ip_inside": cmd.look([*in_netns(pid), "ip", "-br", "addr"])

@@ -18,21 +18,31 @@ libseccomp does not know is skipped, two conditions on the same argument make se
 
 ``compile_filter`` runs in dockscope before the container's processes are forked (the library
 is read from the host's /usr/lib, which PID 1 no longer sees after pivot_root); PID 1 calls
-``Filter.load`` as its last step before execve.
+``Filter.load`` as its last step before execve. libseccomp turns its rules into the BPF program
+only when asked (``seccomp_load``, ``seccomp_export_bpf``), and that takes tens of
+milliseconds: ``prepare`` with a ``cache`` directory keeps each exported program in a file
+named by the digest of everything it is made from (the resolved rules, libseccomp's version,
+the machine), so a container that gets the same filter as an earlier one loads those bytes
+with one ``seccomp(2)`` call, the way libseccomp itself loads them.
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import hashlib
 import json
 import os
 import re
+import secrets
+import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeGuard
 
 from inspect_tool.errors import DockscopeError, UsageError
+from runtime_lab.kernel import linux
 
 DEFAULT = "default"  # docker's default policy, shipped in runtime_lab/kernel/profiles/
 UNCONFINED = "unconfined"  # no filter at all
@@ -408,6 +418,9 @@ class Filter:
     rules_left_out: int
     instructions: int | None  # the BPF program's length (measured for traced runs only)
     log: bool
+    # the exported program (context 0): loaded by seccomp(2) itself, libseccomp not called
+    program: bytes | None = None
+    cached: bool | None = None  # None: compiled now without a cache
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -422,14 +435,18 @@ class Filter:
             "bpf_instructions": self.instructions,
             "log_flag": self.log,
             "libseccomp": library_version(),
+            **({} if self.cached is None else {"program_from_cache": self.cached}),
         }
 
     def load(self) -> dict[str, Any]:
         """seccomp(SECCOMP_SET_MODE_FILTER): from here on the kernel checks every call."""
-        rc = library().seccomp_load(self.context)
-        if rc < 0:
-            raise OSError(-rc, f"seccomp_load: {os.strerror(-rc)}")
-        evidence = self.summary()
+        evidence = self.summary()  # before: libseccomp's calls are not the container's
+        if self.program is not None:
+            linux.seccomp_set_filter(self.program, log=self.log)
+        else:
+            rc = library().seccomp_load(self.context)
+            if rc < 0:
+                raise OSError(-rc, f"seccomp_load: {os.strerror(-rc)}")
         evidence["status"] = _status_lines()
         if self.log:  # dockscope reads the kernel's records of this session at the end
             evidence["audit_session"] = audit_session()
@@ -550,17 +567,121 @@ def _argument_groups(args: tuple[Arg, ...]) -> list[tuple[Arg, ...]]:
 
 
 def _program_length(lib: ctypes.CDLL, context: int) -> int:
+    return len(_export(lib, context)) // 8  # struct sock_filter is 8 bytes
+
+
+def _export(lib: ctypes.CDLL, context: int) -> bytes:
+    """The BPF program libseccomp makes of a context (empty if it cannot)."""
     fd = os.memfd_create("seccomp-bpf", os.MFD_CLOEXEC)
     try:
         if lib.seccomp_export_bpf(context, fd) < 0:
-            return 0
-        return os.fstat(fd).st_size // 8  # struct sock_filter is 8 bytes
+            return b""
+        size = os.fstat(fd).st_size
+        return os.pread(fd, size, 0)
     finally:
         os.close(fd)
 
 
-def prepare(options: Options, capabilities: Iterable[str], *, log: bool = False) -> Filter | None:
-    """The filter a container gets (None: unconfined), compiled in dockscope before fork."""
+CACHE_FORMAT = 1
+
+
+def cache_key(resolved: Resolved) -> str:
+    """The digest of everything the program is made from: the resolved rules (frozen values:
+    their repr is exact), libseccomp's version, this machine's architecture, the format."""
+    made_of = "\n".join((str(CACHE_FORMAT), library_version(), os.uname().machine, repr(resolved)))
+    return hashlib.sha256(made_of.encode()).hexdigest()
+
+
+def _read_own(cache: Path, path: Path) -> bytes:
+    """A cached program's file, trusted only if it and its directory are this user's and
+    nobody else may write them (the program is the container's protection)."""
+    import stat
+
+    def private(st: os.stat_result) -> bool:
+        return st.st_uid == os.geteuid() and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+    directory = os.lstat(cache)
+    if not stat.S_ISDIR(directory.st_mode) or not private(directory):
+        raise ValueError(f"{cache}: not a private directory of this user")
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if not private(os.fstat(fd)):
+            raise ValueError(f"{path}: not a private file of this user")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read()
+    finally:
+        os.close(fd)
+
+
+def cached_filter(resolved: Resolved, name: str, cache: Path, *, log: bool) -> Filter:
+    """The filter with its program exported: read from ``cache`` when an earlier container
+    had the same one (the file records its key, checked), else compiled now and written
+    there atomically."""
+    key = cache_key(resolved)
+    path = cache / f"{key}.json"
+    try:
+        data = json.loads(_read_own(cache, path))
+        if data["key"] == key and data["format"] == CACHE_FORMAT:
+            program = bytes.fromhex(data["program"])
+            if program and len(program) % 8 == 0:
+                return Filter(
+                    context=0,
+                    name=name,
+                    default_action=resolved.default_action,
+                    default_errno=resolved.default_errno,
+                    architectures=list(data["architectures"]),
+                    allowed=list(data["allowed"]),
+                    conditional=list(data["conditional"]),
+                    denied=list(data["denied"]),
+                    unknown=list(data["unknown"]),
+                    rules_left_out=resolved.left_out,
+                    instructions=len(program) // 8,
+                    log=log,
+                    program=program,
+                    cached=True,
+                )
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # none yet, or unreadable: made again
+    compiled = compile_filter(resolved, name, log=log)
+    try:
+        program = _export(library(), compiled.context)
+    finally:
+        compiled.release()
+    if not program:
+        raise SeccompError("seccomp_export_bpf failed", subject=name)
+    compiled.program, compiled.cached = program, False
+    compiled.instructions = len(program) // 8
+    record = {
+        "format": CACHE_FORMAT,
+        "key": key,
+        "architectures": compiled.architectures,
+        "allowed": compiled.allowed,
+        "conditional": compiled.conditional,
+        "denied": compiled.denied,
+        "unknown": compiled.unknown,
+        "program": program.hex(),
+    }
+    try:
+        cache.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = cache / f".{key}.{secrets.token_hex(4)}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(record))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a cache that cannot be written: the next container compiles again
+    return compiled
+
+
+def prepare(
+    options: Options,
+    capabilities: Iterable[str],
+    *,
+    log: bool = False,
+    cache: Path | None = None,
+) -> Filter | None:
+    """The filter a container gets (None: unconfined), compiled in dockscope before fork;
+    with ``cache``, its program exported (and kept there for the next container)."""
     if options.seccomp == UNCONFINED:
         return None
     if options.seccomp == DEFAULT or options.profile is None:
@@ -572,6 +693,8 @@ def prepare(options: Options, capabilities: Iterable[str], *, log: bool = False)
     resolved = resolve(doc, capabilities=capabilities)
     if resolved is None:
         return None
+    if cache is not None:
+        return cached_filter(resolved, name, cache, log=log)
     return compile_filter(resolved, name, log=log, measure=log)
 
 
@@ -629,6 +752,47 @@ def security_options(values: Iterable[str]) -> Options:
 # told from other processes' by their audit session: its shim starts a new one.
 
 AUDIT_SECCOMP = 1326
+# the marker's call (getppid) and the BPF program of its filter: RET_LOG for it, ALLOW the rest
+_MARKER_CALLS = {"x86_64": 110, "aarch64": 173}
+_RET_LOG, _RET_ALLOW = 0x7FFC0000, 0x7FFF0000
+
+
+def _marker_program(number: int) -> bytes:
+    """struct sock_filter[4]: load seccomp_data.nr; if it is ``number`` return LOG, else
+    ALLOW (BPF_LD|BPF_W|BPF_ABS, BPF_JMP|BPF_JEQ|BPF_K, BPF_RET|BPF_K)."""
+    code = ((0x20, 0, 0, 0), (0x15, 0, 1, number), (0x06, 0, 0, _RET_LOG), (0x06, 0, 0, _RET_ALLOW))
+    return b"".join(struct.pack("=HBBI", *instruction) for instruction in code)
+
+
+def log_marker() -> tuple[int, int] | None:
+    """A forked child loads a filter that logs one call (SECCOMP_RET_LOG), makes it and
+    exits: its audit record is queued behind every record queued before it, so once it is in
+    the kernel log, so are they. (pid, call number) of the marker; None where the call's
+    number is not known."""
+    number = _MARKER_CALLS.get(os.uname().machine)
+    if number is None:
+        return None
+    program = _marker_program(number)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        try:
+            linux.set_no_new_privs()
+            linux.seccomp_set_filter(program)
+            os.getppid()
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    return pid, number
+
+
+def _is_marker(record: str, marker: tuple[int, int]) -> bool:
+    _, _, message = record.partition(";")
+    if f"type={AUDIT_SECCOMP} " not in message:
+        return False
+    fields = dict(_FIELD.findall(message))
+    return fields.get("pid") == str(marker[0]) and fields.get("syscall") == str(marker[1])
+
+
 _UNSET = 4294967295
 _FIELD = re.compile(r'(\w+)=("[^"]*"|\S+)')
 
@@ -706,20 +870,35 @@ class KernelLog:
                 return found
             found.append(record.decode("utf-8", "replace"))
 
-    def denials(self, session: int, settle: float = 0.5) -> list[dict[str, Any]]:
+    def denials(self, session: int, settle: float = 0.02) -> list[dict[str, Any]]:
         """The session's seccomp records. The kernel's audit thread writes them a moment after
-        the call: the log is read again 50 ms later, and every 50 ms while reads bring more
-        (``settle`` seconds at most)."""
+        the call, in the order they were queued: a child of dockscope now makes one call that
+        a filter of its own logs (``log_marker``), and the log is read until that record
+        appears behind the container's (a quarter of a second at most: the kernel's printk
+        rate limit may drop records, the marker too). Where no marker can be made,
+        the log is polled for ``settle`` seconds more, as long as records keep coming."""
+        import select
         import time
 
+        marker = log_marker()
         records = self.records()
-        deadline = time.monotonic() + settle
-        while time.monotonic() < deadline:
-            time.sleep(0.05)
-            new = self.records()
-            if not new:
-                break
-            records += new
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN)
+        limit = time.monotonic() + (0.25 if marker is not None else 0.5)
+        if marker is not None:
+            while not any(_is_marker(r, marker) for r in records):
+                remaining = limit - time.monotonic()
+                if remaining <= 0:
+                    break
+                poller.poll(remaining * 1000)
+                records += self.records()
+            records = [r for r in records if not _is_marker(r, marker)]
+        else:
+            while time.monotonic() < limit and poller.poll(settle * 1000):
+                new = self.records()
+                if not new:
+                    break
+                records += new
         found = []
         for record in records:
             _, _, message = record.partition(";")

@@ -314,16 +314,19 @@ def _config(
     )
 
 
-def seccomp_filter(config: ContainerConfig, *, log: bool) -> Filter | None:
+def seccomp_filter(
+    config: ContainerConfig, *, log: bool, cache: Path | None = None
+) -> Filter | None:
     """The container's seccomp filter, compiled here (libseccomp is on the host's disk, which
     PID 1 no longer sees when it loads the filter); with a trace, the kernel is asked to log
-    what the filter denies (``log``: SECCOMP_FILTER_FLAG_LOG)."""
+    what the filter denies (``log``: SECCOMP_FILTER_FLAG_LOG); with ``cache`` (the state
+    root's ``seccomp/``), the program is exported and kept for the next container."""
     from runtime_lab.kernel import seccomp
 
     if config.privileged:  # docker: a privileged container gets no seccomp filter
         return None
     options = SecurityOptions(config.seccomp, config.seccomp_profile)
     try:  # the profile's includes/excludes "caps" see the container's own capabilities
-        return seccomp.prepare(options, config.capability_set(), log=log)
+        return seccomp.prepare(options, config.capability_set(), log=log, cache=cache)
     except seccomp.SeccompError as exc:
         raise ContainerError(exc.message, subject=config.name) from None

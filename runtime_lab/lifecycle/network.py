@@ -86,7 +86,10 @@ class BridgeNetwork:
             with net.Leases.locked() as book:
                 stale = _release_stale(book, cmd)  # their holders died (kill -9)
                 self._check_ports(book)
-                evidence = net.ensure_bridge(self.settings, cmd)
+                alone = not any(
+                    x.container != self.config.id for x in book.on_bridge(self.settings.bridge)
+                )
+                evidence = net.ensure_bridge(self.settings, cmd, alone=alone)
                 evidence["commands"] = cmd.run_log
                 if stale:
                     evidence["stale_leases_released"] = stale

@@ -164,7 +164,9 @@ def _run(
     spec = _launch_spec(store, directory, config, previous, io, streams, join)
     spec.capabilities, spec.privileged = config.capability_set(), config.privileged
     # rootless: the kernel's audit records cannot be read, so the filter does not log
-    spec.seccomp = seccomp_filter(config, log=tracer.tracing and not rootless())
+    spec.seccomp = seccomp_filter(
+        config, log=tracer.tracing and not rootless(), cache=store.seccomp_cache
+    )
     if network is not None or "net" in join:
         from runtime_lab.lifecycle.network import shared_network_files
 
@@ -505,8 +507,9 @@ def _record_exit(
     with contextlib.suppress(OSError, ValueError):
         oom = group.oom_killed() and code == MEMORY_KILL_EXIT
     values: dict[str, str] = {}
-    with contextlib.suppress(OSError):
-        values = group.values()
+    if tracer.tracing:  # evidence only: eight files read
+        with contextlib.suppress(OSError):
+            values = group.values()
     if watch.network is not None:  # before the exit is recorded: stop and rm wait for it
         watch.network.disconnect()
     if kernel_log is not None:  # before the exit is recorded: stop waits for that record

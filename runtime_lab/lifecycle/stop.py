@@ -57,19 +57,28 @@ def stop(store: Store, container_id: str, timeout: float = 10.0) -> ContainerSta
 
 
 def remove(
-    store: Store, container_id: str, *, force: bool = False, volumes: bool = False
+    store: Store,
+    container_id: str,
+    *,
+    force: bool = False,
+    volumes: bool = False,
+    leftovers: bool = True,
 ) -> dict[str, Any]:
     """Remove the container and its writable layer; with ``volumes``, its anonymous volumes
-    too (named volumes stay: they are meant to outlive containers). Returns what went, as
-    the evidence of the ``remove`` step."""
+    too (named volumes stay: they are meant to outlive containers). ``leftovers``: look for
+    the control group a dockscope killed with -9 left (``run --rm`` has just removed its own).
+    Returns what went, as the evidence of the ``remove`` step."""
     state = refresh(store, container_id)
     if state.status in ("running", "restarting"):
         if not force:
             raise UsageError(f"the container is {state.status}: stop it first, or use rm -f")
         stop(store, container_id, timeout=0)
     directory = store.container_dir(container_id)
+    bridged = True  # unknown: look for a lease
     try:
-        anonymous = [m["name"] for m in store.load_config(container_id).volumes if m.get("name")]
+        config = store.load_config(container_id)
+        anonymous = [m["name"] for m in config.volumes if m.get("name")]
+        bridged = config.network == "bridge"
     except OSError:  # removed meanwhile (a supervisor's --rm)
         anonymous = []
     if store.run_dir(container_id) != directory:  # rootless: its runtime directory too
@@ -89,13 +98,13 @@ def remove(
         from runtime_lab.storage.volumes import remove_anonymous
 
         remove_anonymous(store, anonymous)
-    # an address, rules and a veth left by a dockscope killed with -9 (--network bridge)
-    from runtime_lab.lifecycle.network import release as release_network
+    if bridged:  # an address, rules and a veth left by a dockscope killed with -9
+        from runtime_lab.lifecycle.network import release as release_network
 
-    with contextlib.suppress(Exception):
-        release_network(store, container_id)
+        with contextlib.suppress(Exception):
+            release_network(store, container_id)
     # a group left by a dockscope killed with -9 (empty: its processes died with PID 1)
-    for group in cgroups.dockscope_groups():
+    for group in cgroups.dockscope_groups() if leftovers else ():
         if group.name == container_id[:12]:
             with contextlib.suppress(OSError):
                 group.rmdir()

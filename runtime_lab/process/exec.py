@@ -123,7 +123,8 @@ def exec_in(
         stderr_fd=streams.err_w,
         console_fd=console_child.fileno() if console_child is not None else None,
         window=io.window,
-        seccomp=seccomp_filter(config, log=False),  # exec's denials are not collected
+        # exec's denials are not collected
+        seccomp=seccomp_filter(config, log=False, cache=store.seccomp_cache),
         exec_hint=exec_format_hint(platform_mismatch(config.image_config)),
         capabilities=config.capability_set(),  # as PID 1 keeps them (--cap-add/--cap-drop)
     )

@@ -8,6 +8,7 @@
 <root>/containers/<id>/work/        overlay's workdir
 <root>/containers/<id>/merged/      where the root filesystem is mounted (inside the container)
 <root>/containers/<id>/container.log  output of a detached container, docker's json-file format
+<root>/seccomp/<digest>.json        a seccomp filter's BPF program, kept for the next container
 ```
 
 The root is ``/var/lib/dockscope`` unless ``--root`` or ``DOCKSCOPE_ROOT`` says otherwise;
@@ -94,7 +95,7 @@ def remove_dir(path: Path, *, ignore_errors: bool = False) -> None:
     symlink. Iterative, one descriptor at a time: a container's writable layer or a volume
     may nest directories deeper than Python's stack (shutil.rmtree recurses on 3.11) and
     than PATH_MAX."""
-    from inspect_tool.layers.unpack.disk import remove_tree
+    from inspect_tool.layers.removal import remove_tree
 
     try:
         parent = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -211,6 +212,8 @@ class Store:
         self.root = state_root(root)
         self.layers = self.root / "layers"
         self.containers = self.root / "containers"
+        # seccomp programs exported by libseccomp, by the digest of what they are made from
+        self.seccomp_cache = self.root / "seccomp"
         # rootless: the files that live only while a container runs (its attach socket) go
         # under $XDG_RUNTIME_DIR/dockscope, as podman keeps them in its runroot
         self.runtime = runtime_home(self.root)

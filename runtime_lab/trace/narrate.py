@@ -133,6 +133,7 @@ def _network_lines(ev: dict[str, Any]) -> list[str]:
         ("hosts", "/etc/hosts:"),
         ("resolv.conf", "/etc/resolv.conf:"),
         ("nft", "nft:"),
+        ("in_container", "in PID 1's namespace:"),
         ("ip_outside", "host:"),
         ("ip_inside", "container:"),
     ):

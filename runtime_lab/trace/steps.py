@@ -163,9 +163,10 @@ _ALL = [
         "veth",
         "Plug the container into the bridge",
         "ip link/ip addr/ip route",
-        "A veth pair is a virtual cable: one end joins the bridge, the other is moved into "
-        "PID 1's network namespace (ip link set … netns PID), renamed eth0 and given the "
-        "address and a default route via the bridge. PID 1 waits until this is done.",
+        "A veth pair is a virtual cable: one end joins the bridge, the other is made in "
+        "PID 1's network namespace as eth0 (peer name eth0 netns PID), then given the address "
+        "and a default route via the bridge, by the requests ip would send, made on a socket "
+        "of that namespace. PID 1 waits until this is done.",
         "dockscope",
     ),
     Step(
@@ -365,7 +366,9 @@ _ALL = [
         "process, the call's number and the action. The container's shim began an audit "
         "session of its own (a write to /proc/self/loginuid), so its records are those "
         "with its session id (ses=). Without an audit daemon they are in the kernel log "
-        "(dmesg); with one, in its log (ausearch -m SECCOMP).",
+        "(dmesg); with one, in its log (ausearch -m SECCOMP). The kernel's audit thread "
+        "writes them a moment later, in order: dockscope reads until a record of its own "
+        "comes behind them (a child whose own filter logs its getppid, SECCOMP_RET_LOG).",
         "dockscope",
     ),
     Step(

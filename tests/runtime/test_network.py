@@ -129,7 +129,13 @@ def test_containers_reach_each_other_by_name(
     assert any(c.startswith("nft -f -") for c in bridge["commands"])
     veth = step(found, "veth")["evidence"]
     assert veth["address"] == f"10.198.{TAG}.2/24"
-    assert f"  addr add 10.198.{TAG}.2/24 dev eth0" in veth["commands"]
+    # one ip -batch outside (the pair, eth0 made in PID 1's namespace); inside, ioctls
+    assert f"  link set {veth['veth']['host']} master {BRIDGE} up" in veth["commands"]
+    assert not any(c.startswith("nsenter") for c in veth["commands"])
+    assert any(
+        c.startswith(f"addr add 10.198.{TAG}.2/24 dev eth0: ioctl SIOCSIFADDR")
+        for c in veth["in_container"]
+    )
     assert any(
         line.startswith("eth0") and f"10.198.{TAG}.2/24" in line for line in veth["ip_inside"]
     )

@@ -311,6 +311,102 @@ def test_a_loaded_filter_answers_with_the_profiles_errno(tmp_path: Path) -> None
     assert in_child_with_filter(doc, os.getpid) == "ok"
 
 
+def test_the_cached_program_is_libseccomps_and_loads_the_same(tmp_path: Path) -> None:
+    cache = tmp_path / "seccomp"
+    first = seccomp.prepare(seccomp.Options(), DEFAULT_CAPABILITIES, cache=cache)
+    again = seccomp.prepare(seccomp.Options(), DEFAULT_CAPABILITIES, log=True, cache=cache)
+    assert first is not None and again is not None
+    assert (first.cached, again.cached) == (False, True)
+    assert first.context == 0 and first.program is not None  # libseccomp's context released
+    # the exact bytes libseccomp exports for the same rules, read back from the cache
+    compiled = seccomp.prepare(seccomp.Options(), DEFAULT_CAPABILITIES)
+    assert compiled is not None
+    try:
+        exported = seccomp._export(seccomp.library(), compiled.context)
+        assert again.program == first.program == exported
+        assert again.summary() | {"program_from_cache": False, "log_flag": False} == (
+            first.summary()
+        )
+    finally:
+        compiled.release()
+    assert again.instructions == len(exported) // 8 and again.log is True
+    # other rules (a capability that allows more calls): another key, another file
+    more = seccomp.prepare(seccomp.Options(), [*DEFAULT_CAPABILITIES, "CAP_SYS_ADMIN"], cache=cache)
+    assert more is not None and more.cached is False and more.program != first.program
+    assert len(list(cache.glob("*.json"))) == 2
+    # a damaged or foreign file is never loaded: made again from the rules
+    (path,) = [
+        p for p in cache.glob("*.json") if json.loads(p.read_text())["program"] == (exported.hex())
+    ]
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps({**record, "key": "0" * 64}))
+    rebuilt = seccomp.prepare(seccomp.Options(), DEFAULT_CAPABILITIES, cache=cache)
+    assert rebuilt is not None and rebuilt.cached is False and rebuilt.program == exported
+    path.write_text("{")
+    assert seccomp.prepare(seccomp.Options(), DEFAULT_CAPABILITIES, cache=cache).cached is False
+    assert seccomp.prepare(seccomp.Options(), DEFAULT_CAPABILITIES, cache=cache).cached is True
+    # a file or directory others may write is not trusted (its program would be the filter)
+    path.chmod(0o622)
+    assert seccomp.prepare(seccomp.Options(), DEFAULT_CAPABILITIES, cache=cache).cached is False
+    path.chmod(0o600)
+    cache.chmod(0o777)
+    assert seccomp.prepare(seccomp.Options(), DEFAULT_CAPABILITIES, cache=cache).cached is False
+
+
+def test_a_cached_program_denies_as_the_profile_says(tmp_path: Path) -> None:
+    doc = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}],
+    }
+    resolved = seccomp.resolve(doc, capabilities=DEFAULT_CAPABILITIES)
+    assert resolved is not None
+    seccomp.cached_filter(resolved, "test", tmp_path, log=False)
+    cached = seccomp.cached_filter(resolved, "test", tmp_path, log=False)
+    assert cached.cached is True
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (reported through the pipe)
+        answer = "ok"
+        try:
+            linux.set_no_new_privs()
+            cached.load()
+            os.mkdir(tmp_path / "x")
+        except OSError as exc:
+            answer = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+        os.write(write_end, answer.encode())
+        os._exit(0)
+    os.close(write_end)
+    answer = os.read(read_end, 200).decode()
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    assert answer == "EACCES" and not (tmp_path / "x").exists()
+
+
+def test_the_log_marker_comes_through_the_kernel_log() -> None:
+    """--trace reads the container's denials until a marker of dockscope's own is logged
+    behind them: a child's call that its own filter logs (SECCOMP_RET_LOG)."""
+    import time
+
+    log = seccomp.KernelLog.open()
+    if log is None:
+        pytest.skip("/dev/kmsg cannot be read here (root, or dmesg_restrict=0)")
+    try:
+        marker = seccomp.log_marker()
+        assert marker is not None and marker[0] != os.getpid()
+        records: list[str] = []
+        deadline = time.monotonic() + 5
+        while not any(seccomp._is_marker(r, marker) for r in records):
+            assert time.monotonic() < deadline, records
+            time.sleep(0.005)
+            records += log.records()
+        (record,) = [r for r in records if seccomp._is_marker(r, marker)]
+        assert f"type={seccomp.AUDIT_SECCOMP} " in record and "code=0x7ffc0000" in record
+        # a session of no process: nothing is read as a denial, the marker left out
+        assert log.denials(session=-1) == []
+    finally:
+        log.close()
+
+
 def test_argument_conditions_all_hold_or_each_alone() -> None:
     def rule(*args: dict[str, Any]) -> dict[str, Any]:
         return {

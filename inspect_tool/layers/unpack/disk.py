@@ -20,6 +20,7 @@ import stat
 from dataclasses import dataclass
 
 from inspect_tool.layers.decompress import CHUNK
+from inspect_tool.layers.removal import remove_tree
 from inspect_tool.layers.tarformat import EntryType
 from inspect_tool.layers.tarreader import TarMember, TarReader
 from inspect_tool.layers.unpack.audit import Action, AuditEntry, ExtractStats, Note, Reason
@@ -320,50 +321,6 @@ def _current_umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
-
-
-def remove_tree(parent: int, name: str) -> None:
-    """Remove ``name`` below ``parent`` and all it holds, never following a symlink.
-
-    Iterative with one descriptor at a time (climbing back through ``..`` of a directory it
-    descended into), so any depth works within the descriptor limit."""
-    try:
-        os.unlink(name, dir_fd=parent)
-        return
-    except IsADirectoryError:
-        pass
-    except FileNotFoundError:
-        return
-    names = [name]
-    fd = os.open(name, _DIR_READ, dir_fd=parent)
-    try:
-        while True:
-            descended = False
-            for child in os.listdir(fd):
-                try:
-                    os.unlink(child, dir_fd=fd)
-                except IsADirectoryError:
-                    inner = os.open(child, _DIR_READ, dir_fd=fd)
-                    os.close(fd)
-                    fd = inner
-                    names.append(child)
-                    descended = True
-                    break
-            if descended:
-                continue
-            done = names.pop()
-            if not names:
-                os.close(fd)
-                fd = -1
-                os.rmdir(done, dir_fd=parent)
-                return
-            up = os.open("..", _DIR_READ, dir_fd=fd)
-            os.close(fd)
-            fd = up
-            os.rmdir(done, dir_fd=fd)
-    finally:
-        if fd >= 0:
-            os.close(fd)
 
 
 def tree_stats(root_fd: int) -> ExtractStats:
