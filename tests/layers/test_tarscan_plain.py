@@ -1,4 +1,5 @@
-"""The scanner's in-place reading of plain headers gives exactly the scan the decoder gives.
+"""The in-place reading of plain headers gives exactly what the decoder gives: the scanner's
+scan (verify) and the pull reader's members (unpack, export, every command reading files).
 
 Every tar input the tests know (Go's table and its mutations, the hostile unpack layers, the
 corpus images' layers, the sample image) and archives made to sit at the edges of the plain
@@ -19,7 +20,8 @@ import pytest
 
 from inspect_tool.layers import tarformat
 from inspect_tool.layers.decompress import LayerStream
-from inspect_tool.layers.tarformat import TarFormatError, plain_header
+from inspect_tool.layers.tarformat import TarFormatError, plain_header, plain_member
+from inspect_tool.layers.tarreader import TarReader
 from inspect_tool.layers.tarstream import TarScan, TarScanner
 from inspect_tool.sources import open_source
 from tests.image.test_corpus import CORPUS_IMAGES
@@ -52,6 +54,29 @@ def assert_same_scan(archive: bytes, chunks: tuple[int, ...] = CHUNKS) -> dict[s
         assert _scan(archive, chunk, plain=True) == reference, chunk
         assert _scan(archive, chunk, plain=False) == reference, chunk
     return reference
+
+
+def _members(archive: bytes, *, plain: bool) -> tuple[object, ...]:
+    """Every member (all fields), the data of every other one, how the reading ended."""
+    reader = TarReader(io.BytesIO(archive), plain_headers=plain)
+    members: list[tuple[object, bytes]] = []
+    error = None
+    try:
+        for index, member in enumerate(reader):
+            data = reader.read() if index % 2 else b""
+            members.append((tuple(getattr(member, f) for f in member.__slots__), data))
+    except TarFormatError as exc:
+        error = exc.message
+    return members, error, reader.ended, reader.ambiguities
+
+
+def assert_same_members(archive: bytes) -> None:
+    assert _members(archive, plain=True) == _members(archive, plain=False)
+
+
+def assert_same(archive: bytes, chunks: tuple[int, ...] = CHUNKS) -> dict[str, object]:
+    assert_same_members(archive)
+    return assert_same_scan(archive, chunks)
 
 
 # --- inputs -------------------------------------------------------------------------------------
@@ -202,19 +227,19 @@ def _image_layers(images: list[Path]) -> Iterator[tuple[str, bytes]]:
 
 @pytest.mark.parametrize("case", GO_CASES, ids=[c.id for c in GO_CASES])
 def test_go_table(case: object) -> None:
-    assert_same_scan(case.archive)  # type: ignore[attr-defined]
+    assert_same(case.archive)  # type: ignore[attr-defined]
 
 
 def test_go_table_mutations() -> None:
     for archive in _mutations(300, seed=18) + _mutations(300, seed=19):
-        assert_same_scan(archive, (1, 512, 777, 1 << 22))
+        assert_same(archive, (1, 512, 777, 1 << 22))
 
 
 def test_plain_edge_mutations() -> None:
     plain = 0
     for seed in (1, 2):
         for archive in _header_mutations(250, seed):
-            scan = assert_same_scan(archive, (512, 1000, 1 << 22))
+            scan = assert_same(archive, (512, 1000, 1 << 22))
             plain += scan["error"] is None
     assert plain > 20  # not every mutation breaks the archive
 
@@ -222,7 +247,7 @@ def test_plain_edge_mutations() -> None:
 @pytest.mark.parametrize("label", [label for label, _ in _edge_archives()])
 def test_edge_archives(label: str) -> None:
     archive = dict(_edge_archives())[label]
-    scan = assert_same_scan(archive)
+    scan = assert_same(archive)
     if label in ("pax", "gnu", "toc-after-end"):
         assert scan["duplicates"] == ["usr/bin/tool"] and scan["tocs"], scan
 
@@ -232,7 +257,7 @@ def test_hostile_layers(tmp_path: Path) -> None:
     layers = [build_layer(layer) for case in HOSTILE_CASES for layer in case.layers(env)]
     assert len(layers) >= 40
     for archive in layers:
-        assert_same_scan(archive, (512, 4096, 1 << 22))
+        assert_same(archive, (512, 4096, 1 << 22))
 
 
 def test_corpus_and_sample_layers(corpus: Path) -> None:
@@ -241,7 +266,7 @@ def test_corpus_and_sample_layers(corpus: Path) -> None:
     assert len(layers) >= 10
     entries = 0
     for _, archive in layers:
-        scan = assert_same_scan(archive, (4096, 1 << 20))
+        scan = assert_same(archive, (4096, 1 << 20))
         assert scan["error"] is None
         entries += scan["entries"]  # type: ignore[operator]
     assert entries > 500
@@ -262,7 +287,9 @@ def test_plain_header_agrees_with_the_decoder() -> None:
         read += 1
         header = tarformat.parse_header(block, 0)
         assert got == (header.name, header.typeflag, header.size)
+        assert plain_member(block) == header
     assert read > 1000
+    assert sum(plain_member(b) is not None for b in blocks) == read
 
 
 def test_plain_header_leaves_the_rest_to_the_decoder() -> None:
