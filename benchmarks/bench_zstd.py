@@ -6,8 +6,9 @@ them) into an OCI layout under ``--work`` (default ``out/zstd``, reused when pre
 floor hashes each blob with ``sha256sum`` and its ``zstd -dc`` output with ``sha256sum``, the
 layers split over two shell jobs (as verify runs two layers at a time); a second floor does the
 same with python-zstandard and hashlib in two processes (``--hash``: the libraries verify
-uses, nothing else). `verify --json` on the layout and the floors run interleaved, ``--reps`` rounds after one warm-up. Prints the medians,
-their ratio, CPU seconds and verify's peak RSS; writes ``zstd-results.json`` there.
+uses, nothing else). `verify --json` on the layout and the floors run interleaved, ``--reps``
+rounds after one warm-up. Prints the medians, the ratios, CPU seconds and verify's peak RSS;
+writes ``zstd-results.json`` under ``--work``.
 
 libzstd decodes one frame on one thread (its multi-threading is for compression), and
 python-zstandard's only parallel decoding (``multi_decompress_to_buffer``) takes whole
