@@ -102,7 +102,7 @@ def unpack(
         devices=result.devices,
         xattrs=options.xattrs,
     )
-    applier = LayerApplier(backend, result.stats, result.audit, writer_thread=True)
+    applier = LayerApplier(backend, result.stats, result.audit)
     try:
         apply_layers(
             source, image, applier, progress=progress, layers=options.layers, wanted=options.wanted

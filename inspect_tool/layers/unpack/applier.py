@@ -16,7 +16,6 @@ and reported as ``AuditEntry``s (``audit.py``).
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable
 from typing import Generic
 
@@ -34,7 +33,6 @@ from inspect_tool.layers.unpack.backend import (
     Kind,
     join,
 )
-from inspect_tool.layers.unpack.disk import DiskBackend, FileWriter, WriteJob
 from inspect_tool.layers.unpack.parents import Parents
 from inspect_tool.layers.whiteout import (
     AUFS_META_PREFIX,
@@ -48,10 +46,6 @@ from inspect_tool.sources.source import Source
 MAX_LINK_TARGET = 4095  # bytes: PATH_MAX - 1, the longest target symlink(2) accepts
 _PRUNE_HANDLES = 64  # directories kept open while a whiteout walks down a tree
 _MAX_DEVICE_PART = 0xFFFF_FFFF  # os.makedev takes 32-bit major and minor numbers
-# files handed to the writer thread: content up to this size, this many at a time (bounds the
-# memory held to 32 MiB)
-_HANDED_MAX_SIZE = 256 * 1024
-_HANDED_MAX_COUNT = 128
 
 
 _KINDS = {
@@ -77,12 +71,7 @@ class LayerApplier(Generic[H]):
         *,
         on_disk: OnDiskFormat = OnDiskFormat.OCI,
         device_hint: str = DEVICE_HINT,
-        writer_thread: bool = False,
     ) -> None:
-        """``writer_thread`` (a ``DiskBackend`` only): regular files that follow one another
-        in one directory are created by a second thread while the next entries are read;
-        everything else waits until they are written, so the result, audit order included,
-        is the same as writing each in turn."""
         self.fs = fs
         self.stats = stats
         self.audit = audit
@@ -95,40 +84,24 @@ class LayerApplier(Generic[H]):
         self._entries: set[str] = set()  # resolved paths of this layer's own entries
         self._parents = Parents(fs, self._note, self._entries)
         fs.note = self._note
-        self._writer: FileWriter | None = None
-        if writer_thread and isinstance(fs, DiskBackend):
-            self._writer = FileWriter(fs)
-        self._handed_parent: str | None = None  # the directory of the files handed over
-        self._handed_names: set[str] = set()
-        self._handed_fd = -1
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def start_layer(self, index: int) -> None:
-        self.collect()
         self.layer = index
         self.fs.start_layer(index)
         self._upper.clear()
         self._entries.clear()
 
     def close(self) -> None:
-        try:
-            self.collect()
-        finally:
-            if self._writer is not None:
-                self._writer.close()
-                self._writer = None
-            self._parents.invalidate()
-            self._parents.bury()
+        self._parents.invalidate()
+        self._parents.bury()
 
     def finishing(self) -> None:
         """Notes from here on (metadata set at the end) are not about one entry."""
-        self.collect()
         self._name = ""
         self._offset = None
 
     def _note(self, action: Action, reason: Reason, message: str) -> None:
-        if self._writer is not None and len(self._writer):
-            self.collect()  # the files handed over come first
         self.audit.append(AuditEntry(self.layer, self._name, action, reason, message, self._offset))
 
     def _mark(self, path: str, *, entry: bool = True) -> None:
@@ -141,17 +114,10 @@ class LayerApplier(Generic[H]):
     # -- applying ------------------------------------------------------------------------------
     def apply(self, member: TarMember, reader: TarReader) -> None:
         """Apply one entry of the current layer."""
-        if self._writer is not None:
-            if self._hand_over(self._writer, member, reader):
-                return
-            self.collect()
         self._name = member.name
         self._offset = member.offset
-        self._guarded(self._apply, member, reader)
-
-    def _guarded(self, step: Callable[..., None], *args: object) -> None:
         try:
-            step(*args)
+            self._apply(member, reader)
         except Refusal as refusal:
             self._note(Action.REFUSED, refusal.reason, refusal.message)
         except OSError as exc:
@@ -162,80 +128,6 @@ class LayerApplier(Generic[H]):
             self._note(Action.REFUSED, Reason.WRITE_FAILED, str(exc))
         finally:
             self._parents.bury()
-
-    # -- the writer thread ---------------------------------------------------------------------
-    def _hand_over(self, writer: FileWriter, member: TarMember, reader: TarReader) -> bool:
-        """Give a regular file to the writer thread when nothing about it can depend on the
-        files handed over before it: its directory is theirs (or the first), resolved before
-        (the cache answers without looking at the disk), and its name none of theirs. What
-        _apply would do for it is then only the creation, done by the thread."""
-        if member.type is not EntryType.FILE or member.size > _HANDED_MAX_SIZE:
-            return False
-        path = clean_member_path(member.name)
-        if not path:
-            return False
-        parent, _, base = path.rpartition("/")
-        if base.startswith(WHITEOUT_PREFIX) or AUFS_META_PREFIX in parent:
-            return False
-        if len(writer) and (parent != self._handed_parent or base in self._handed_names):
-            return False
-        if len(writer) >= _HANDED_MAX_COUNT:
-            return False
-        found = self._parents.cached(parent)
-        if found is None or found[2]:  # not resolved yet, or through a clamped symlink
-            return False
-        self._name = member.name
-        self._offset = member.offset
-        data = reader.read()
-        if len(data) != member.size:  # the stream ends inside the file: as _apply does it
-            self.collect()
-            self._name = member.name
-            self._offset = member.offset
-            self._guarded(self._apply, member, _Replay(data, reader))
-            return True
-        handle, resolved_parent, _ = found
-        if not len(writer):
-            self._handed_parent = parent
-            self._handed_names.clear()
-            # the applier's own descriptor of the directory: the cache's may be closed while
-            # the jobs are accounted for (a replaced directory invalidates it)
-            self._handed_fd = os.dup(handle)  # type: ignore[arg-type]  # a DiskBackend's: int
-        self._handed_names.add(base)
-        resolved = join(resolved_parent, base)
-        writer.give(WriteJob(self._handed_fd, base, resolved, member, data))
-        return True
-
-    def collect(self) -> None:
-        """Account for the files handed to the writer thread, in their order: stats, marks,
-        notes, and for one that was in the way of a lower layer's entry (EEXIST) or failed,
-        what _create and apply do."""
-        writer = self._writer
-        if writer is None or not len(writer):
-            return
-        try:
-            for job in writer.collect():
-                self._name = job.member.name
-                self._offset = job.member.offset
-                self._guarded(self._account, job)
-        finally:
-            os.close(self._handed_fd)
-            self._handed_fd = -1
-
-    def _account(self, job: WriteJob) -> None:
-        for note in job.notes:
-            self._note(*note)
-        error = job.error
-        if isinstance(error, FileExistsError):
-            handle: H = job.parent  # type: ignore[assignment]
-            self._clear(handle, job.name, job.resolved, job.member)
-            fs = self.fs
-            assert isinstance(fs, DiskBackend)
-            fs.write_data(job.parent, job.name, job.member, job.data, self._note)
-        elif error is not None:
-            raise error
-        self.stats.files += 1
-        self.stats.bytes += job.member.size
-        self._mark(job.resolved)
 
     def _apply(self, member: TarMember, reader: TarReader) -> None:
         path = clean_member_path(member.name)
@@ -513,21 +405,6 @@ class LayerApplier(Generic[H]):
                     fs.close(handle)
 
 
-class _Replay:
-    """A member's content read ahead, then the reader itself (which tells the rest)."""
-
-    def __init__(self, data: bytes, reader: TarReader) -> None:
-        self._data = data
-        self._reader = reader
-
-    def read(self, size: int = -1) -> bytes:
-        if self._data:
-            cut = len(self._data) if size < 0 else size
-            data, self._data = self._data[:cut], self._data[cut:]
-            return data
-        return self._reader.read(size)
-
-
 def apply_layers(
     source: Source,
     image: Image,
@@ -545,15 +422,12 @@ def apply_layers(
         with open_layer(source, layer, progress=progress) as opened:
             reader = opened.reader
             try:
-                try:
-                    for member in reader:
-                        if wanted is not None:
-                            name = clean_member_path(member.name)
-                            if name is None or not wanted(name):
-                                continue
-                        applier.apply(member, reader)
-                finally:
-                    applier.collect()  # what was read is written, as when written in turn
+                for member in reader:
+                    if wanted is not None:
+                        name = clean_member_path(member.name)
+                        if name is None or not wanted(name):
+                            continue
+                    applier.apply(member, reader)
             except TarFormatError as exc:
                 if opened.stream.error:  # the decompressor's message says more
                     raise InvalidImageError(

@@ -16,10 +16,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import queue
 import stat
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from inspect_tool.layers.decompress import CHUNK
 from inspect_tool.layers.tarformat import EntryType
@@ -153,36 +151,26 @@ class DiskBackend:
             while left > 0:
                 data = reader.read(min(left, CHUNK))
                 left -= len(data)
-                _write_all(fd, data)
-            self._file_meta(fd, member, self.note)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            self._file_meta(fd, member)
         finally:
             os.close(fd)
 
-    def write_data(
-        self, parent: int, name: str, member: TarMember, data: bytes, note: Note
-    ) -> None:
-        """``write_file`` with the content in hand (read from the tar before): what the writer
-        thread of ``FileWriter`` runs, its problems told to ``note``."""
-        fd = os.open(name, _NEW_FILE, member.mode & 0o777, dir_fd=parent)
-        try:
-            _write_all(fd, data)
-            self._file_meta(fd, member, note)
-        finally:
-            os.close(fd)
-
-    def _file_meta(self, fd: int, member: TarMember, note: Note) -> None:
+    def _file_meta(self, fd: int, member: TarMember) -> None:
         # created with mode & 0o777 and owned by this process: a syscall only when it differs
         if self.same_owner and (member.uid, member.gid) != self._ids:
             try:
                 os.fchown(fd, member.uid, member.gid)
             except (OSError, OverflowError) as exc:
-                note(
+                self.note(
                     Action.SKIPPED, Reason.OWNER, f"owner {member.uid}:{member.gid} not set: {exc}"
                 )
         if member.mode != member.mode & 0o777 & ~self._umask:
             os.fchmod(fd, member.mode)  # setuid, setgid, sticky, or bits the umask removed
         if member.xattrs:
-            self._xattrs(fd, member.xattrs, note)
+            self._xattrs(fd, member.xattrs, self.note)
         t = _ns(member.mtime)
         os.utime(fd, ns=(t, t))
 
@@ -326,78 +314,6 @@ class DiskBackend:
 
 def _no_note(action: Action, reason: Reason, message: str) -> None:
     return None
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-@dataclass(slots=True)
-class WriteJob:
-    """A regular file of the current layer, its content read from the tar, to be created in
-    ``parent`` (a directory handle that stays open until the job is collected)."""
-
-    parent: int
-    name: str
-    resolved: str
-    member: TarMember
-    data: bytes
-    error: BaseException | None = None  # what writing it raised
-    notes: list[tuple[Action, Reason, str]] = field(default_factory=list)
-
-
-class FileWriter:
-    """One thread that creates files while the applier reads the next entries (``os.open``
-    with ``O_CREAT``, the kernel's part, is most of an unpack of small files, and it releases
-    the GIL). Jobs run in the order given; ``collect`` waits for all of them and returns them,
-    in that order, with what each raised and noted, for the applier to account for as if it
-    had written them itself."""
-
-    def __init__(self, backend: DiskBackend) -> None:
-        self._backend = backend
-        self._jobs: queue.Queue[WriteJob | None] = queue.Queue()
-        self._given: list[WriteJob] = []
-        self._thread = threading.Thread(target=self._run, name="dockscope-writer", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        write = self._backend.write_data
-        while (job := self._jobs.get()) is not None:
-            try:
-                write(job.parent, job.name, job.member, job.data, _collector(job.notes))
-            except Exception as exc:  # the applier handles it as its own
-                job.error = exc
-            finally:
-                self._jobs.task_done()
-        self._jobs.task_done()
-
-    def give(self, job: WriteJob) -> None:
-        self._given.append(job)
-        self._jobs.put(job)
-
-    def __len__(self) -> int:
-        return len(self._given)
-
-    def collect(self) -> list[WriteJob]:
-        if not self._given:
-            return []
-        self._jobs.join()
-        done, self._given = self._given, []
-        return done
-
-    def close(self) -> None:
-        self._jobs.join()
-        self._jobs.put(None)
-        self._thread.join()
-
-
-def _collector(notes: list[tuple[Action, Reason, str]]) -> Note:
-    def note(action: Action, reason: Reason, message: str) -> None:
-        notes.append((action, reason, message))
-
-    return note
 
 
 def _current_umask() -> int:

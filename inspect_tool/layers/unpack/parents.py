@@ -100,11 +100,6 @@ class Parents(Generic[H]):
             self.fs.close(handle)
         self._graveyard.clear()
 
-    def cached(self, path: str) -> Found[H] | None:
-        """What ``resolve`` would return for ``path`` without looking at the backend, if it
-        would (the directory was resolved before and nothing along its path changed since)."""
-        return self._cache.get(path)
-
     def resolve(self, path: str, *, create: bool) -> Found[H] | None:
         """The directory ``path`` names, resolved inside the root: (handle, resolved path,
         whether a symlink's ``..`` was clamped at the root). None when it does not exist (or
