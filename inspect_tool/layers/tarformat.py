@@ -36,6 +36,7 @@ Go's rules, as in its reader.go, strconv.go, format.go and common.go (Go 1.19 to
 from __future__ import annotations
 
 import re
+import zlib
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum, auto
 
@@ -398,6 +399,100 @@ def _parse_header(block: bytes) -> RawHeader:
     return header
 
 
+# --- the common header, read without the decoder ---------------------------------------------
+
+# A header block of the common kind, in one match: the name (up to its first NUL, at most 100
+# bytes); mode, uid, gid, size and mtime in canonical form (as _CANONICAL_NUMBERS); a checksum
+# field of six or seven octal digits closed by NULs or spaces (forms parse_octal reads as those
+# digits); the type of a regular file, hard link, symlink or directory; the USTAR or GNU magic;
+# devmajor and devminor each all NULs or seven octal digits and a NUL; the first prefix byte.
+_PLAIN = re.compile(
+    rb"(?=([^\x00]{0,100})).{100}"
+    rb"[0-7]{7}\x00[0-7]{7}\x00[0-7]{7}\x00([0-7]{11})\x00[0-7]{11}\x00"
+    rb"(?:([0-7]{6})[ \x00][ \x00]|([0-7]{7})[ \x00])([0125]).{100}"
+    rb"(?:ustar\x0000|(ustar  \x00)).{64}(?:\x00{8}|[0-7]{7}\x00){2}(.)",
+    re.DOTALL,
+)
+_STAR_TRAILER = b"tar\x00"
+
+
+# The same, with every field a member needs (mode, owners, mtime, link, user and group names,
+# device numbers) captured.
+_PLAIN_MEMBER = re.compile(
+    rb"(?=([^\x00]{0,100})).{100}"
+    rb"([0-7]{7})\x00([0-7]{7})\x00([0-7]{7})\x00([0-7]{11})\x00([0-7]{11})\x00"
+    rb"(?:([0-7]{6})[ \x00][ \x00]|([0-7]{7})[ \x00])([0125])(?=([^\x00]{0,100})).{100}"
+    rb"(?:ustar\x0000|(ustar  \x00))(?=([^\x00]{0,32})).{32}(?=([^\x00]{0,32})).{32}"
+    rb"(\x00{8}|[0-7]{7}\x00)(\x00{8}|[0-7]{7}\x00)(.)",
+    re.DOTALL,
+)
+
+
+def _plain_ok(block: bytes, gnu: bytes | None, six: bytes | None, seven: bytes) -> bool:
+    """The checks a pattern cannot make: no GNU times (nor an old writer's prefix there), not
+    STAR, and the checksum the unsigned byte sum."""
+    if gnu:
+        if block[345] or block[357]:
+            return False
+    elif block[508:512] == _STAR_TRAILER:
+        return False
+    # the unsigned byte sum, the checksum field counted as spaces: each half's sum is below
+    # adler32's modulus (256 × 255 < 65521), so its low 16 bits are the exact sum
+    total = (zlib.adler32(block[:256], 0) & 0xFFFF) + (zlib.adler32(block[256:], 0) & 0xFFFF)
+    return int(six or seven, 8) == total - sum(block[148:156]) + 256
+
+
+def plain_header(block: bytes) -> tuple[str, str, int] | None:
+    """(name, typeflag, size) of a header block that :meth:`TarDecoder.feed` would read as a
+    plain entry: USTAR or GNU, the checksum its unsigned byte sum, every number in canonical
+    octal, a regular file, hard link, symlink or directory, no GNU times (so no prefix in
+    them). None for anything else (V7, STAR, base-256 or odd numbers, a signed checksum, other
+    types, extended headers, zero blocks), which the decoder reads instead. Whatever it
+    returns, the decoder returns the same name, type and size for the block when no extended
+    header is pending."""
+    match = _PLAIN.match(block)
+    if match is None:
+        return None
+    name, size, six, seven, flag, gnu, first = match.groups()
+    if not _plain_ok(block, gnu, six, seven):
+        return None
+    text = name.decode("utf-8", "surrogateescape")
+    if not gnu and first != b"\x00":
+        text = f"{_text(_cut(block[345:500]))}/{text}"
+    return text, chr(flag[0]), int(size, 8)
+
+
+def plain_member(block: bytes) -> RawHeader | None:
+    """The whole header of a block ``plain_header`` reads (None where it returns None): what
+    :meth:`TarDecoder.feed` returns for it when no extended header is pending."""
+    match = _PLAIN_MEMBER.match(block)
+    if match is None:
+        return None
+    (name, mode, uid, gid, size, mtime, six, seven, flag, link, gnu, uname, gname, major, minor,
+     first) = match.groups()  # fmt: skip
+    if not _plain_ok(block, gnu, six, seven):
+        return None
+    text = name.decode("utf-8", "surrogateescape")
+    if not gnu and first != b"\x00":
+        text = f"{_text(_cut(block[345:500]))}/{text}"
+    seconds = int(mtime, 8)
+    return RawHeader(
+        name=text,
+        typeflag=chr(flag[0]),
+        size=int(size, 8),
+        mode=int(mode, 8),
+        uid=int(uid, 8),
+        gid=int(gid, 8),
+        mtime=float(seconds),
+        linkname=link.decode("utf-8", "surrogateescape"),
+        uname=uname.decode("utf-8", "surrogateescape"),
+        gname=gname.decode("utf-8", "surrogateescape"),
+        devmajor=int(major[:7], 8) if major[0] else 0,
+        devminor=int(minor[:7], 8) if minor[0] else 0,
+        mtime_ns=seconds * 1_000_000_000,
+    )
+
+
 class Want(Enum):
     """What the decoder needs next from the stream."""
 
@@ -475,6 +570,22 @@ class TarDecoder:
         if want is Want.SPARSE_EXT:
             return self._old_sparse_block(data, 0, 21, offset)
         return self._map_block(data, offset)
+
+    @property
+    def idle(self) -> bool:
+        """At a header with nothing pending: the next block may be read by plain_header."""
+        return self.want is Want.HEADER and not self._pending
+
+    def took_plain(self, pos: int, entries: int, stored: int) -> None:
+        """The caller read plain headers (``plain_header``) up to ``pos`` while :attr:`idle`,
+        ``entries`` in all so far (at most MAX_ENTRIES), the last followed by ``stored`` bytes of
+        data (0: its data and padding, if any, were skipped too). The state is then as
+        :meth:`feed` and :meth:`skip` would have left it."""
+        assert self.idle and entries <= MAX_ENTRIES
+        self.pos, self.entries = pos, entries
+        self._pad = padded(stored) - stored
+        if stored:
+            self._set(Want.DATA, stored)
 
     def skip(self, size: int) -> None:
         """``size`` bytes of DATA or PAD were read or skipped by the caller."""

@@ -14,16 +14,18 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from inspect_tool.layers.tarformat import (
+    BLOCK,
+    MAX_ENTRIES,
     MAX_META,
     NO_DATA,
     EntryType,
     RawHeader,
     TarDecoder,
-    TarEntry,
     TarFormatError,
     Want,
     entry_type,
     normalize_member,
+    plain_member,
 )
 
 __all__ = ["MAX_META", "TarFormatError", "TarMember", "TarReader"]
@@ -57,8 +59,13 @@ class TarMember:
 
 
 class TarReader:
-    def __init__(self, stream: BinaryIO) -> None:
+    """Headers of the common kind (``tarformat.plain_member``) are read without the decoder's
+    state machine, the others through it; both give the same members (``plain_headers=False``
+    reads every header with the decoder, for comparison)."""
+
+    def __init__(self, stream: BinaryIO, *, plain_headers: bool = True) -> None:
         self._stream = stream
+        self._plain_ok = plain_headers
         self._decoder = TarDecoder()
         self._left = 0  # logical bytes of the current member not read yet
         self._logical = 0  # position in the current member's logical content
@@ -139,9 +146,24 @@ class TarReader:
             if len(data) < need:
                 decoder.eof(len(data))
                 continue
+            if (
+                self._plain_ok
+                and decoder.idle
+                and decoder.entries < MAX_ENTRIES
+                and (header := plain_member(data)) is not None
+            ):
+                offset = decoder.pos
+                stored = 0 if header.typeflag in NO_DATA else header.size
+                decoder.took_plain(offset + BLOCK, decoder.entries + 1, stored)
+                member = _member(header, offset)
+                self._left = member.size
+                self._logical = 0
+                yield member
+                self._left = 0
+                continue
             entry = decoder.feed(data)
             if entry is not None:
-                member = _member(entry)
+                member = _member(entry.header, entry.offset)
                 self._left = member.size
                 self._logical = 0
                 self._fragments = list(entry.fragments) if entry.fragments is not None else None
@@ -150,8 +172,7 @@ class TarReader:
                 self._fragments = None
 
 
-def _member(entry: TarEntry) -> TarMember:
-    header: RawHeader = entry.header
+def _member(header: RawHeader, offset: int) -> TarMember:
     size = 0 if header.typeflag in NO_DATA else header.size
     return TarMember(
         name=header.name,
@@ -167,7 +188,7 @@ def _member(entry: TarEntry) -> TarMember:
         linkname=header.linkname,
         devmajor=header.devmajor,
         devminor=header.devminor,
-        offset=entry.offset,
+        offset=offset,
         xattrs=header.xattrs,
         mtime_ns=header.mtime_ns,
     )

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from inspect_tool.layers.tarformat import (
     BLOCK,
+    MAX_ENTRIES,
     NO_DATA,
     ZERO_BLOCK,
     EntryType,
@@ -31,6 +32,7 @@ from inspect_tool.layers.tarformat import (
     Want,
     entry_type,
     normalize_member,
+    plain_header,
 )
 from inspect_tool.layers.union import MAX_PATH_BYTES
 from inspect_tool.model.jsondoc import MAX_JSON_BYTES
@@ -179,10 +181,24 @@ class _Trailing:
 
 
 class TarScanner:
-    """Feed chunks with :meth:`feed`, then call :meth:`finish`."""
+    """Feed chunks with :meth:`feed`, then call :meth:`finish`.
 
-    def __init__(self, *, keep_entries: bool = False, track_duplicates: bool = True) -> None:
+    Headers of the common kind (``tarformat.plain_header``: a USTAR or GNU regular file,
+    directory, symlink or hard link with canonical fields and no extended header pending) are
+    read in place, one after another within a chunk, and the data between them skipped by
+    offset; anything else goes through the decoder, one piece at a time. Both give the same
+    scan (``plain_headers=False`` reads every header with the decoder, for comparison).
+    """
+
+    def __init__(
+        self,
+        *,
+        keep_entries: bool = False,
+        track_duplicates: bool = True,
+        plain_headers: bool = True,
+    ) -> None:
         self.scan = TarScan()
+        self._plain_ok = plain_headers and not keep_entries
         self.entries: list[RawHeader] = []
         self._keep = keep_entries
         self._track = track_duplicates
@@ -202,10 +218,22 @@ class TarScanner:
             return
         decoder = self._decoder
         view = memoryview(chunk)
+        src = chunk if isinstance(chunk, bytes) else view.tobytes()
         i = 0
         try:
             while i < n:
                 want = decoder.want
+                if (
+                    want is Want.HEADER
+                    and self._plain_ok
+                    and not self._pending
+                    and n - i >= BLOCK
+                    and decoder.idle
+                ):
+                    j = self._plain(src, i, n)
+                    if j != i:
+                        i = j
+                        continue
                 if want is Want.END:
                     rest = view[i:]
                     scan.trailing_nonzero += len(rest) - bytes(rest).count(0)
@@ -234,6 +262,56 @@ class TarScanner:
                         )
         except TarFormatError as exc:
             scan.error = exc.message
+
+    def _plain(self, src: bytes, i: int, n: int) -> int:
+        """Read plain headers at ``src[i:]`` while they come, skipping the data between them
+        that lies in this chunk; the decoder is told where it stopped. Returns that offset."""
+        scan = self.scan
+        decoder = self._decoder
+        files = self._files
+        track = self._track
+        pos, entries, stored = decoder.pos, decoder.entries, 0
+        start = i
+        while n - i >= BLOCK and entries < MAX_ENTRIES:
+            got = plain_header(src[i : i + BLOCK])
+            if got is None:
+                break
+            name, flag, size = got
+            entries += 1
+            scan.entries += 1
+            i += BLOCK
+            pos += BLOCK
+            # normalize_member, when the name is not already clean
+            key = name[:-1] if name[-1:] == "/" else name
+            if not key or key[0] in "/." or key[-1] == "/" or "//" in key or "/." in key:
+                key = normalize_member(name)
+            if len(key) >= MAX_PATH_BYTES // 4 and (
+                len(key.encode("utf-8", "surrogateescape")) + 1 > MAX_PATH_BYTES
+            ):
+                scan.long_paths += 1
+            is_file = flag == "0"
+            if track:
+                if key in files:
+                    scan.duplicates.append(key)
+                files[key] = size if is_file else -1
+            self._capture = None
+            if not is_file:
+                continue
+            scan.content_bytes += size
+            if key == TOC_NAME and len(scan.tocs) < 4:
+                self._capture = TocCapture(pos - BLOCK, size, False)
+                scan.tocs.append(self._capture)
+                stored = size  # the decoder's DATA state feeds the capture
+                break
+            span = (size + BLOCK - 1) & -BLOCK
+            if n - i < span:
+                stored = size
+                break
+            i += span
+            pos += span
+        if i != start:
+            decoder.took_plain(pos, entries, stored)
+        return i
 
     def _maybe_capture(
         self, header: RawHeader, offset: int, stored: int, *, after_end: bool
