@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -418,19 +419,23 @@ class BlobReader(io.RawIOBase):
         that asks for more than the blob holds reaches its end, and so its verification."""
         if size is None or size < 0:
             size = self._size - self._offset + 1
-        parts: list[bytes] = []
+        parts = list(self._pieces(size))
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _pieces(self, size: int) -> Iterator[bytes]:
+        """The received pieces making up the next ``size`` bytes (fewer at the end), each
+        taken (counted, hashed, written) before it is given."""
         got = 0
         while got < size:
             chunk = self._pull()
             if not chunk:
-                break
+                return
             want = size - got
             if len(chunk) > want:
                 chunk, self._buffer = chunk[:want], chunk[want:]
             self._take(chunk)
-            parts.append(chunk)
+            yield chunk
             got += len(chunk)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _take(self, chunk: bytes) -> None:
         if self._offset + len(chunk) > self._size:
@@ -449,16 +454,8 @@ class BlobReader(io.RawIOBase):
         """``read`` into ``buffer``, the received pieces copied straight in: a caller that
         reuses one buffer (copy) allocates nothing per chunk."""
         view = memoryview(buffer).cast("B")
-        size = len(view)
         got = 0
-        while got < size:
-            chunk = self._pull()
-            if not chunk:
-                break
-            want = size - got
-            if len(chunk) > want:
-                chunk, self._buffer = chunk[:want], chunk[want:]
-            self._take(chunk)
+        for chunk in self._pieces(len(view)):
             view[got : got + len(chunk)] = chunk
             got += len(chunk)
         return got
