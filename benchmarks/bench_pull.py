@@ -23,6 +23,7 @@ from typing import Any
 
 from bench_images import MIB, ensure_images
 from harness import (
+    VMHWM,
     Report,
     Run,
     arguments,
@@ -243,7 +244,7 @@ def measure(
             child_env = {**env, "DOCKSCOPE_CACHE": str(fresh)}
             sync()
             command = [*cli, "pull", "--json", *options, reference, str(target)]
-            run = run_child(command, env=child_env)
+            run = run_child(command, env=child_env, peak=VMHWM)
             runs[name].append(run)
             if run.returncode != 0:
                 problems[name].append(
@@ -277,6 +278,7 @@ def measure(
                 f"oci:{target}",
             ],
             env=env,
+            peak=VMHWM,
         )
         runs["skopeo"].append(run)
         if run.returncode != 0:
@@ -325,7 +327,7 @@ def measure(
     report.add(f"dockscope pull, warm blob cache (median of {n})", fmt_runs(times["warm"]))
     report.add("info: pull (warm cache) / skopeo copy", f"{m_warm / m_skopeo:.2f}x")
     report.add(
-        "peak RSS: pull cold / --verify / warm",
+        "peak RSS (VmHWM of the process; --verify's 2 workers apart): pull cold / --verify / warm",
         f"{fmt_mb(rss['cold'])} / {fmt_mb(rss['verify'])} / {fmt_mb(rss['warm'])}",
     )
     report.add("info: peak RSS: skopeo copy", fmt_mb(rss["skopeo"]))
