@@ -393,7 +393,14 @@ def test_a_worker_process_that_dies_is_an_error_not_a_hang(
 
 @pytest.mark.parametrize(
     ("cores", "load", "expected"),
-    [(2, 0.3, True), (2, 1.2, False), (1, 0.0, False), (8, 5.5, True), (8, 7.0, False)],
+    [
+        (2, 0.3, True),
+        (2, 3.5, True),
+        (2, 4.5, False),
+        (1, 0.0, False),
+        (8, 15.0, True),
+        (8, 17.0, False),
+    ],
 )
 def test_the_worker_process_is_used_only_with_a_spare_core(
     monkeypatch: pytest.MonkeyPatch, cores: int, load: float, expected: bool
@@ -402,6 +409,6 @@ def test_the_worker_process_is_used_only_with_a_spare_core(
 
     from inspect_tool.analyze.secrets import spare_core
 
-    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
     monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
     assert spare_core() is expected
