@@ -375,3 +375,42 @@ def test_python_debian_and_packaging_are_imported_lazily() -> None:
                 names = [node.module or ""]
             found += [f"{path}: {n}" for n in names if top(n) in LAZY_DEPENDENCIES]
     assert found == []
+
+
+# What a warm ``dockscope run`` (tests/runtime/test_run_imports.py) does not use, imported
+# only where it is used: a named volume, skopeo's dir: transport.
+FUNCTION_LEVEL_ONLY = ("runtime_lab.storage.volumes", "inspect_tool.sources.dir_transport")
+
+
+def module_level_imports() -> list[Import]:
+    found: list[Import] = []
+    for package in PACKAGES:
+        for path in sorted((REPO / package).rglob("*.py")):
+            found += eager_imports(
+                path.read_text(encoding="utf-8"),
+                module_name(path),
+                is_package=path.name == "__init__.py",
+            )
+    return found
+
+
+def is_under(target: str, module: str) -> bool:
+    return target == module or target.startswith(module + ".")
+
+
+@pytest.mark.parametrize("lazy", FUNCTION_LEVEL_ONLY)
+def test_modules_off_the_run_path_are_imported_inside_functions(lazy: str) -> None:
+    eager = [
+        str(i)
+        for i in module_level_imports()
+        if is_under(i.target, lazy) and not is_under(i.module, lazy)
+    ]
+    assert eager == []
+    assert any(is_under(i.target, lazy) for i in IMPORTS)  # the rule is not idle
+
+
+def test_runtime_modules_make_random_names_without_the_secrets_module() -> None:
+    """``os.urandom(n).hex()`` is ``secrets.token_hex(n)`` without base64, hmac and random:
+    only the volumes module (off the run path) imports it."""
+    eager = {i.module for i in module_level_imports() if i.target == "secrets"}
+    assert {m for m in eager if top(m) == "runtime_lab"} == {"runtime_lab.storage.volumes"}

@@ -30,6 +30,7 @@ rich console that escapes, in everything it writes, every character above but th
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -48,9 +49,20 @@ _FORMAT_AND_MORE = (
     "\U000110bd\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
     "\U000e0001\U000e0020-\U000e007f"
 )
-_UNSAFE = re.compile(f"[\x00-\x1f{_FORMAT_AND_MORE}\\\\]")
-_UNSAFE_BUT_NEWLINE = re.compile(f"[\x00-\x09\x0b-\x1f{_FORMAT_AND_MORE}]")
-_UNSAFE_IN_JSON = re.compile(f"[{_FORMAT_AND_MORE}]")  # JSON escapes C0 and \\ itself
+_PATTERNS = {
+    "unsafe": f"[\x00-\x1f{_FORMAT_AND_MORE}\\\\]",
+    "unsafe_but_newline": f"[\x00-\x09\x0b-\x1f{_FORMAT_AND_MORE}]",
+    "unsafe_in_json": f"[{_FORMAT_AND_MORE}]",  # JSON escapes C0 and \\ itself
+}
+
+
+@functools.cache
+def _pattern(name: str) -> re.Pattern[str]:
+    """Compiled on first use (~1 ms each): a container's run imports this module (PID 1
+    cannot import after pivot_root) and usually escapes nothing. Compiling needs no import."""
+    return re.compile(_PATTERNS[name])
+
+
 _NAMED = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
@@ -72,7 +84,7 @@ def visible(text: str) -> str:
     controls among them), separators, lone surrogates and the backslash itself escaped."""
     if text.isprintable() and "\\" not in text:  # the common case, without a regex (5x faster)
         return text
-    return _UNSAFE.sub(_escape, text)
+    return _pattern("unsafe").sub(_escape, text)
 
 
 def visible_lines(text: str) -> str:
@@ -98,7 +110,7 @@ def json_text(dumped: str) -> str:
             return dumped
     elif dumped.isprintable():
         return dumped
-    return _UNSAFE_IN_JSON.sub(_json_escape, dumped)
+    return _pattern("unsafe_in_json").sub(_json_escape, dumped)
 
 
 def markup(text: str) -> str:
@@ -121,7 +133,7 @@ def styled(text: str, style: str = "") -> Text:
 def _net(text: str) -> str:
     """What SafeConsole does to every piece of text: controls escaped, line feeds kept (they
     are rich's own line breaks by then), backslashes left alone (call sites escaped theirs)."""
-    return _UNSAFE_BUT_NEWLINE.sub(_escape, text)
+    return _pattern("unsafe_but_newline").sub(_escape, text)
 
 
 def _console_class() -> type[Console]:

@@ -86,7 +86,6 @@ _EXPECTED = {
 
 
 def _read(path: Path, tree: Tree, transport: Transport = Transport.PATH) -> Source:
-    from inspect_tool.sources.dir_transport import is_dir_transport, read_dir_transport
     from inspect_tool.sources.docker_archive import read_docker_archive
     from inspect_tool.sources.oci_layout import read_oci_layout
 
@@ -99,7 +98,7 @@ def _read(path: Path, tree: Tree, transport: Transport = Transport.PATH) -> Sour
             Transport.OCI: has_index,
             Transport.OCI_ARCHIVE: has_index,
             Transport.DOCKER_ARCHIVE: has_manifest,
-            Transport.DIR: isinstance(tree, DirTree) and is_dir_transport(tree),
+            Transport.DIR: isinstance(tree, DirTree) and _is_dir_transport(tree),
         }[transport]
         if wants_dir != is_dir:
             kind = "a directory" if is_dir else "a file"
@@ -108,14 +107,14 @@ def _read(path: Path, tree: Tree, transport: Transport = Transport.PATH) -> Sour
             raise InvalidImageError(f"is not {what}", subject=str(path))
         if transport is Transport.DIR:
             assert isinstance(tree, DirTree)
-            return read_dir_transport(path, tree)
+            return _read_dir_transport(path, tree)
         if transport is Transport.DOCKER_ARCHIVE:
             fmt = ImageFormat.DOCKER_ARCHIVE_OCI if has_index else ImageFormat.DOCKER_ARCHIVE
             return read_docker_archive(path, tree, fmt)
         fmt = ImageFormat.OCI_LAYOUT if is_dir else ImageFormat.OCI_ARCHIVE
         return read_oci_layout(path, tree, fmt)
-    if isinstance(tree, DirTree) and is_dir_transport(tree):
-        return read_dir_transport(path, tree)
+    if isinstance(tree, DirTree) and _is_dir_transport(tree):
+        return _read_dir_transport(path, tree)
     if has_manifest:
         if is_dir:
             fmt = ImageFormat.DOCKER_DIR
@@ -133,6 +132,19 @@ def _read(path: Path, tree: Tree, transport: Transport = Transport.PATH) -> Sour
         "not an image",
         subject=str(path),
     )
+
+
+def _is_dir_transport(tree: DirTree) -> bool:
+    """skopeo's dir: is read by dir_transport, imported for a directory only."""
+    from inspect_tool.sources.dir_transport import is_dir_transport
+
+    return is_dir_transport(tree)
+
+
+def _read_dir_transport(path: Path, tree: DirTree) -> Source:
+    from inspect_tool.sources.dir_transport import read_dir_transport
+
+    return read_dir_transport(path, tree)
 
 
 def _members_finding(label: str, anomalies: list[str]) -> Finding:

@@ -34,7 +34,6 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -663,7 +662,7 @@ def cached_filter(resolved: Resolved, name: str, cache: Path, *, log: bool) -> F
     }
     try:
         cache.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = cache / f".{key}.{secrets.token_hex(4)}.tmp"
+        tmp = cache / f".{key}.{os.urandom(4).hex()}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(json.dumps(record))

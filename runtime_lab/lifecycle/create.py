@@ -219,8 +219,6 @@ def _namespace_mode(store: Store, flag: str, value: str, plain: tuple[str, ...])
 
 def _mounts(store: Store, volumes: Sequence[VolumeSpec]) -> list[dict[str, Any]]:
     """-v as recorded in the config: each volume made if new (an anonymous one named)."""
-    from runtime_lab.storage.volumes import ensure
-
     seen: set[str] = set()
     for spec in volumes:
         if spec.destination in seen:
@@ -240,6 +238,8 @@ def _mounts(store: Store, volumes: Sequence[VolumeSpec]) -> list[dict[str, Any]]
                 }
             )
             continue
+        from runtime_lab.storage.volumes import ensure  # named volumes only
+
         volume = ensure(store, spec.source or None)
         mounts.append(
             {

@@ -17,10 +17,11 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from runtime_lab.kernel import cgroups, userns
+from runtime_lab.kernel import cgroups
 from runtime_lab.lifecycle.state import ContainerError, step_event
 from runtime_lab.storage.store import rootless
 from runtime_lab.trace.events import Event
@@ -50,8 +51,10 @@ NOT_AVAILABLE = [
 def enter() -> None:
     """As an ordinary user: the rest of this command runs as uid 0 of a new user namespace
     (the process that called this only waits outside). As root, or already inside: nothing."""
-    if os.geteuid() == 0 or userns.in_own_namespace():
+    if os.geteuid() == 0 or _entered():
         return
+    from runtime_lab.kernel import userns  # root's runs never load it
+
     try:
         userns.enter()
     except OSError as exc:
@@ -62,24 +65,35 @@ def enter() -> None:
 
 def userns_event() -> Event | None:
     """The ``userns`` step of a rootless run: the maps written, read back from /proc."""
-    if not userns.in_own_namespace():
+    if not _entered():
         return None
-    evidence = dict(userns.ENTERED)
+    evidence = dict(_entered())
     evidence["not_available"] = NOT_AVAILABLE
     return step_event("userns", args={"mode": evidence.get("mode")}, evidence=evidence)
 
 
 def record() -> dict[str, Any] | None:
     """What a container's config keeps of its user namespace: the mode and the maps."""
-    if not userns.in_own_namespace():
+    entered = _entered()
+    if not entered:
         return None
-    entered = userns.ENTERED
     return {
         "mode": entered.get("mode"),
         "uid_map": entered.get("uid_map", ""),
         "gid_map": entered.get("gid_map", ""),
         "setgroups": entered.get("setgroups", "").strip(),
     }
+
+
+def _entered() -> dict[str, Any]:
+    """What ``kernel/userns.py`` recorded when this process entered its user namespace (its
+    ``ENTERED``); empty when it did not, and when that module was never loaded (entering
+    loads it), as for every run as root."""
+    module = sys.modules.get("runtime_lab.kernel.userns")
+    if module is None or not module.in_own_namespace():
+        return {}
+    entered: dict[str, Any] = module.ENTERED
+    return entered
 
 
 def cgroup_reason() -> str:

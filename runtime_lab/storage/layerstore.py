@@ -11,7 +11,6 @@ attribute of its directory (the conversion containerd's and docker's overlay dri
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -88,7 +87,7 @@ def ensure_layers(
                 )
             )
             continue
-        temporary = store.layers / f".tmp-{layer.diff_id.hex[:16]}-{secrets.token_hex(4)}"
+        temporary = store.layers / f".tmp-{layer.diff_id.hex[:16]}-{os.urandom(4).hex()}"
         from runtime_lab.storage.overlay_extract import extract_layer
 
         try:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import sys
 import time
 from collections.abc import Iterator
@@ -114,7 +113,7 @@ def remove_dir(path: Path, *, ignore_errors: bool = False) -> None:
 
 def write_atomic(path: Path, data: bytes) -> None:
     # rename is atomic: a reader, or dockscope killed mid-write, never leaves half a file
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
     try:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -237,7 +236,7 @@ class Store:
         return self.runtime / "containers" / container_id
 
     def new_id(self) -> str:
-        return secrets.token_hex(32)
+        return os.urandom(32).hex()  # secrets.token_hex, without its imports
 
     def save_config(self, config: ContainerConfig) -> None:
         directory = self.container_dir(config.id)

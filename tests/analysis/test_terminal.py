@@ -514,3 +514,21 @@ def test_importing_the_sanitiser_keeps_start_up_light() -> None:
     code = "import sys, inspect_tool.render.text; print('rich' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_the_escaping_patterns_are_compiled_on_first_use() -> None:
+    """A container's run imports render.text (PID 1 escapes its errors after pivot_root) and
+    usually escapes nothing: importing it compiles none of its three patterns."""
+    script = (
+        "import re\n"
+        "compiled = []\n"
+        "real = re.compile\n"
+        "re.compile = lambda *a, **k: compiled.append(a[0]) or real(*a, **k)\n"
+        "from inspect_tool.render import text\n"
+        "print(len(compiled))\n"
+        "print(text.visible('a\\x1bb'), len(compiled))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.splitlines() == ["0", "a\\x1bb 1"]

@@ -20,7 +20,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 # Not on the path of a warm run without a network: the layer store is filled (the unpack
 # package is for a layer not stored yet), no bridge, no other command's module, none of the
-# heavy libraries other commands use, and no ldconfig (ctypes.util.find_library runs it).
+# heavy libraries other commands use, and no ldconfig (ctypes.util.find_library runs it);
+# no named volume, no dir: transport, random names from os.urandom (not secrets), and as
+# root no user namespace module (it is loaded to enter one).
 NOT_LOADED = (
     "inspect_tool.layers.unpack",
     "inspect_tool.layers.unpack.applier",
@@ -32,7 +34,11 @@ NOT_LOADED = (
     "runtime_lab.cli.session",
     "runtime_lab.cli.container",
     "runtime_lab.storage.overlay_extract",
+    "runtime_lab.storage.volumes",
+    "runtime_lab.kernel.userns",
+    "inspect_tool.sources.dir_transport",
     "ctypes.util",
+    "secrets",
     "rich",
     "httpx",
     "pydantic",
