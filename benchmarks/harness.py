@@ -317,10 +317,15 @@ def median(values: list[float]) -> float:
 
 
 def interleaved(runs: dict[str, Callable[[], float]], reps: int) -> dict[str, list[float]]:
-    """Call each function `reps` times, round-robin, so that drift hits all of them alike."""
+    """Call each function `reps` times, round-robin, so that drift hits all of them alike; each
+    round starts one further along, so that no job always follows the same one (what a run
+    leaves behind, such as the kernel still freeing the last one's output, is paid by whichever
+    runs next: a pull that always followed skopeo's copy paid ~1 s of system time more)."""
     times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(reps):
-        for name, fn in runs.items():
+    order = list(runs.items())
+    for round_ in range(reps):
+        shift = round_ % len(order) if order else 0
+        for name, fn in order[shift:] + order[:shift]:
             times[name].append(fn())
     return times
 
