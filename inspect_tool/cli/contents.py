@@ -121,7 +121,14 @@ def packages(
         else:
             from inspect_tool.render.packages import render_packages
 
-            render_packages(stdout_console(), selected, report, show_files=files, limit=limit)
+            render_packages(
+                stdout_console(),
+                selected,
+                report,
+                show_files=files,
+                limit=limit,
+                only_layer=layer is not None,
+            )
 
 
 def secrets(

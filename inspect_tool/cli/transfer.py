@@ -109,8 +109,9 @@ def copy(
     destination can hold it, the copy verified before it is put in place. A failure leaves
     nothing behind. The layers are not decompressed unless --verify asks for their diff_ids
     to be checked too (as skopeo and containerd, the transport's digests are what a copy
-    needs; decompressing costs as much CPU again). Exit 0: copied and verified; 1: the copy
-    did not verify; 2: usage (the destination exists, or lies inside the source); 3: the
+    needs; decompressing costs as much CPU again); an uncompressed layer's digest is its
+    diff_id, and is checked. Exit 0: copied and verified; 1: the copy did not verify; 2:
+    usage (the destination exists, cannot be written, or lies inside the source); 3: the
     source is unreadable or a blob does not match its digest.
 
     Examples:

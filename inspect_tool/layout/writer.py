@@ -276,7 +276,10 @@ def create_layout(output: Path, *, parents: bool = False) -> Iterator[LayoutWrit
     elif not parent.is_dir():
         raise UsageError("the parent directory does not exist", subject=str(output))
     temporary = parent / f".{output.name}{_TEMPORARY}{secrets.token_hex(4)}"
-    temporary.mkdir(mode=0o755)
+    try:
+        temporary.mkdir(mode=0o755)
+    except OSError as exc:  # the destination's directory takes no new entry
+        raise UsageError(f"cannot write: {exc.strerror or exc}", subject=str(output)) from None
     try:
         writer = LayoutWriter(temporary)
         yield writer

@@ -91,13 +91,25 @@ def render_packages(
     *,
     show_files: bool = False,
     limit: int = 20,
+    only_layer: bool = False,
 ) -> None:
+    """The packages after ``report.upto``; with ``only_layer``, the report holds what that
+    layer alone changed (``changed_in``), and the title says so."""
     from inspect_tool.render.analysis import _title
 
-    title = f"{_title(image)}: {len(report.packages)} packages after layer {report.upto}"
+    count = len(report.packages)
+    counted = f"{count} package{'' if count == 1 else 's'}"
+    if only_layer:
+        title = f"{_title(image)}: layer {report.upto} installed or upgraded {counted}"
+    else:
+        title = f"{_title(image)}: {counted} after layer {report.upto}"
     if not report.packages and not report.removed and not report.problems:
         console.print(title, highlight=False)  # no empty table under it
-        console.print(Text("No package database found.", style="yellow"))
+        if only_layer and report.databases:
+            said = f"Layer {report.upto} installed, upgraded or removed no packages."
+            console.print(Text(said, style="yellow"))
+        else:
+            console.print(Text("No package database found.", style="yellow"))
         return
     table = titled_table(title)
     table.add_column("layer", justify="right", no_wrap=True)

@@ -31,14 +31,15 @@ ALL_IMAGES = ImageSelection()
 
 
 def open_candidates(
-    path: str | Path, selection: ImageSelection = ALL_IMAGES
+    path: str | Path | Location, selection: ImageSelection = ALL_IMAGES
 ) -> tuple[Source, list[Candidate]]:
     """Open a source and keep the candidates the selection names (all of them when it names
-    none). The caller closes the source."""
+    none). The caller closes the source. A ``Location`` (one already parsed, or made for a
+    file dockscope wrote) is opened as it is."""
     from inspect_tool.model.image import Platform
-    from inspect_tool.sources import open_location, parse_location
+    from inspect_tool.sources import Location, open_location, parse_location
 
-    location = parse_location(path)
+    location = path if isinstance(path, Location) else parse_location(path)
     selection, given = merge_location(selection, location)
     source = open_location(location, selection.access)
     source.given.update(given)

@@ -462,7 +462,7 @@ class _Job:
     def _verify(self, written: Location, result: CopyResult) -> CopyResult:
         """Verify the copy as written (before it is renamed into place, where it can be)."""
         selection = ImageSelection(image=written.image) if written.image else ALL_IMAGES
-        source, chosen = open_candidates(location_text_for(written), selection)
+        source, chosen = open_candidates(written, selection)
         with source:
             if self.check_diff_ids:
                 report = verify(source, chosen, progress=self.verify_progress, known=self.hashes)
@@ -471,7 +471,12 @@ class _Job:
             result.report = report
             result.diff_ids_checked = self.check_diff_ids
             mine = chosen[0].image() if len(chosen) == 1 else None
-        problems = [f"{f.check} {f.subject}: {f.actual}" for f in report.failed]
+        problems = [
+            f"{f.check} {f.subject}: {f.actual}, not {f.expected}"
+            if f.expected
+            else f"{f.check} {f.subject}: {f.actual}"
+            for f in report.failed
+        ]
         if mine is not None:
             if str(mine.config_blob.digest) != result.config_digest:
                 problems.append(f"config {mine.config_blob.digest} is not {result.config_digest}")
@@ -494,8 +499,9 @@ class _Job:
         checks): every blob there at its descriptor's size, a layer's bytes as hashed on
         their way in (renamed to that digest: ``written``), the manifest's and the config's
         read again, the manifest's digest the source's, each layer's compression the one its
-        media type declares, as many diff_ids as layers. No layer is decompressed: the
-        diff_ids, chain IDs and the tar inside are ``--verify``'s and ``verify``'s."""
+        media type declares, as many diff_ids as layers, and an uncompressed layer's digest
+        against its diff_id (the same hash). No layer is decompressed: the other diff_ids, the
+        chain IDs and the tar inside are ``--verify``'s and ``verify``'s."""
         report = VerifyReport(
             source.label, source.format.value, list(source.findings), list(source.notes)
         )
@@ -557,11 +563,25 @@ class _Job:
             for layer in image.layers:
                 if layer.blob is None:
                     continue
-                found = _compression_finding(
-                    layer, f"layer {layer.index} of {name} ({layer.blob.path})", tree
-                )
+                subject = f"layer {layer.index} of {name} ({layer.blob.path})"
+                found = _compression_finding(layer, subject, tree)
                 if found is not None:
                     add(found)
+                if (
+                    layer.compression is Compression.NONE
+                    and layer.diff_id is not None
+                    and layer.blob.digest is not None
+                ):
+                    # an uncompressed layer's digest is its diff_id: checked for nothing
+                    add(
+                        Finding(
+                            "diff-id",
+                            subject,
+                            str(layer.diff_id),
+                            str(layer.blob.digest),
+                            layer.diff_id == layer.blob.digest,
+                        )
+                    )
             add(
                 Finding(
                     "diff-id-count",
@@ -572,8 +592,9 @@ class _Job:
                 )
             )
         report.notes.append(
-            "the layers were not decompressed: their diff_ids (rootfs.diff_ids), the chain "
-            "IDs and the tar inside are not checked (pull/copy --verify, or verify DEST, do)"
+            "the compressed layers were not decompressed: their diff_ids (rootfs.diff_ids), the "
+            "chain IDs and the tar inside are not checked (pull/copy --verify, or verify DEST, "
+            "do); an uncompressed layer's digest is its diff_id, and is checked"
         )
         return report
 
@@ -809,21 +830,6 @@ class _Written:
     media_type: str
 
 
-def location_text_for(location: Location) -> str:
-    """A written copy's location as text that parses back to it."""
-    assert location.path is not None
-    path = str(location.path.absolute())
-    if location.transport is Transport.OCI:
-        if location.ref:
-            return f"oci:{path}:{location.ref}"
-        return f"oci:{path}"
-    if location.transport is Transport.OCI_ARCHIVE:
-        return f"oci-archive:{path}" + (f":{location.ref}" if location.ref else "")
-    if location.transport is Transport.DOCKER_ARCHIVE:
-        return f"docker-archive:{path}"
-    return f"dir:{path}"
-
-
 def _entry(manifest: Descriptor, ref: str | None) -> Descriptor:
     """The index entry skopeo writes: the manifest, and its ref name when one is given."""
     annotations = {REF_NAME: ref} if ref else {}
@@ -895,10 +901,14 @@ def _check_new_dir(path: Path, text: str) -> None:
 
 @contextlib.contextmanager
 def _staging(path: Path) -> Iterator[Path]:
-    """A private directory beside ``path``, removed whatever happens."""
+    """A private directory beside ``path``, removed whatever happens. Where none can be made,
+    the destination cannot be written: a usage error naming it (as the other commands')."""
     parent = path.absolute().parent
     stage = parent / f".{path.name}{_TEMPORARY}{secrets.token_hex(4)}"
-    stage.mkdir(mode=0o700)
+    try:
+        stage.mkdir(mode=0o700)
+    except OSError as exc:
+        raise UsageError(f"cannot write: {exc.strerror or exc}", subject=str(path)) from None
     try:
         yield stage
     finally:

@@ -99,27 +99,28 @@ def sample(config: ContainerConfig, state: ContainerState) -> Sample:
             files[str(path)] = text.strip() if "\n" not in text.strip() else "(memory.stat)"
         return text
 
-    memory = limit = cpu = None
+    def number(controller: str, name: str) -> int | None:
+        """A file holding one decimal number (not "max", not missing)."""
+        text = read(controller, name)
+        return int(text) if text and text.strip().isdigit() else None
+
     if "unified" in paths:
-        current = read("unified", "memory.current")
-        memory = int(current) if current and current.strip().isdigit() else None
-        if memory is not None:
-            memory -= _stat_field(read("unified", "memory.stat"), "inactive_file") or 0
-        top = read("unified", "memory.max")
-        limit = int(top) if top and top.strip().isdigit() else None
+        memory = number("unified", "memory.current")
+        inactive = "inactive_file"
+        stat = ("unified", "memory.stat")
+        limit = number("unified", "memory.max")
         usec = _stat_field(read("unified", "cpu.stat"), "usage_usec")
         cpu = usec * 1000 if usec is not None else None
-        pids_text = read("unified", "pids.current")
+        pids = number("unified", "pids.current")
     else:
-        usage = read("memory", "memory.usage_in_bytes")
-        memory = int(usage) if usage and usage.strip().isdigit() else None
-        if memory is not None:
-            memory -= _stat_field(read("memory", "memory.stat"), "total_inactive_file") or 0
-        top = read("memory", "memory.limit_in_bytes")
-        limit = int(top) if top and top.strip().isdigit() else None
-        used = read("cpuacct", "cpuacct.usage")
-        cpu = int(used) if used and used.strip().isdigit() else None
-        pids_text = read("pids", "pids.current")
+        memory = number("memory", "memory.usage_in_bytes")
+        inactive = "total_inactive_file"
+        stat = ("memory", "memory.stat")
+        limit = number("memory", "memory.limit_in_bytes")
+        cpu = number("cpuacct", "cpuacct.usage")
+        pids = number("pids", "pids.current")
+    if memory is not None:  # the page cache the kernel can drop is not counted, as docker
+        memory -= _stat_field(read(*stat), inactive) or 0
     host = host_memory()
     if host is not None and (limit is None or limit > host):
         limit = host  # no limit (or one above the machine's memory): the machine's, as docker
@@ -131,7 +132,7 @@ def sample(config: ContainerConfig, state: ContainerState) -> Sample:
         limit=limit,
         cpu_ns=cpu,
         at_ns=time.monotonic_ns(),
-        pids=int(pids_text) if pids_text and pids_text.strip().isdigit() else None,
+        pids=pids,
         net_rx=rx,
         net_tx=tx,
         files=files,

@@ -310,3 +310,35 @@ def test_diff_ids_in_worker_processes(corpus: Path, tmp_path: Path) -> None:
         assert {str(d): f"sha256:{h.diff_id_hex}" for d, h in got.items()} == {
             layer["digest"]: layer["diff_id"] for layer in layers
         }
+
+
+def test_an_uncompressed_layer_is_checked_against_its_diff_id_by_default(tmp_path: Path) -> None:
+    """A legacy docker save's layers are plain tars: their digest is their diff_id, so the
+    default copy (which decompresses nothing) still catches a flipped byte."""
+    from tests.support.paths import SAMPLES
+
+    code, _, err = invoke(
+        "copy", str(SAMPLES / "tampered" / "layer-byte-flipped.tar"), f"oci:{tmp_path / 'out'}"
+    )
+    assert code == 1, err
+    assert "diff-id layer 1" in err
+    assert ", not sha256:be5089623486" in err  # the config's diff_id, beside what was found
+    assert _leftovers(tmp_path) == []
+    result = _copy(str(SAMPLES / "docker-archive-legacy.tar"), f"oci:{tmp_path / 'good'}")
+    assert "diff-id" in result["verified"]["checked"]
+    assert result["verified"]["ok"] is True and result["verified"]["failed"] == []
+
+
+def test_a_plain_destination_with_a_colon_is_a_layout(corpus: Path, tmp_path: Path) -> None:
+    target = tmp_path / "a:b"
+    document = _copy(str(corpus / ZSTD), str(target))
+    assert document["ok"] is True
+    assert (target / "index.json").is_file()
+    assert _leftovers(tmp_path) == ["a:b"]
+
+
+@pytest.mark.parametrize("dest", ["oci:/proc/dockscope-copy", "/proc/dockscope-copy"])
+def test_a_destination_that_cannot_be_written_is_a_usage_error(corpus: Path, dest: str) -> None:
+    code, _, err = invoke("copy", str(corpus / ZSTD), dest)
+    assert code == 2, err
+    assert err == "dockscope: /proc/dockscope-copy: cannot write: No such file or directory\n"

@@ -145,6 +145,11 @@ def test_layer_reports_only_what_that_layer_did(
     assert sorted(by_name(document)) == ["gamma"]
     assert sorted(by_name(document, "removed")) == ["alpha"]
     assert packages_json(image, "--layer", "2")["packages"] == []
+    lines = [line.rstrip() for line in invoke("packages", "--layer", "2", image).out.splitlines()]
+    assert lines[0].endswith(": layer 2 installed or upgraded 0 packages")
+    assert lines[1] == "Layer 2 installed, upgraded or removed no packages."
+    lines = [line.rstrip() for line in invoke("packages", "--layer", "3", image).out.splitlines()]
+    assert lines[0].endswith(": layer 3 installed or upgraded 1 package")
 
 
 def test_files_lists_what_dpkg_recorded(dpkg_image: tuple[Path, list[dict[str, str]]]) -> None:
