@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+REPO = Path(__file__).resolve().parent.parent
+
 MIB = 1 << 20
 WAIT4 = "wait4"  # peak RSS: ru_maxrss of os.wait4 (the child and its waited-for children)
 VMHWM = "vmhwm"  # peak RSS: the child's VmHWM, sampled from /proc/PID/status
@@ -52,6 +54,8 @@ class Run:
     parent_rss_bytes: int = 0  # this process's RSS when it started the child
     stdout_path: Path | None = None
     stdout_size: int = 0
+    # VMHWM: the sum of the peaks of the child and every process below it (WAIT4: as maxrss)
+    tree_rss_bytes: int = 0
 
 
 def self_rss() -> int:
@@ -240,7 +244,9 @@ def big_image_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def require_cli(report: Report, explicit: str | None) -> list[str] | None:
-    """``find_cli``, recorded in the report: ``data["cli"]`` when found, else a failed row."""
+    """``find_cli``, recorded in the report: ``data["cli"]`` when found, else a failed row.
+    The repository's packages are compiled to bytecode first (``compile_package``)."""
+    report.data["bytecode"] = compile_package()
     cli = find_cli(explicit)
     if cli is None:
         report.fail("dockscope CLI", "not found", "runs", "no working dockscope CLI found")
@@ -248,6 +254,18 @@ def require_cli(report: Report, explicit: str | None) -> list[str] | None:
         report.data["cli"] = cli
         print(f"CLI: {shlex.join(cli)}", flush=True)
     return cli
+
+
+def compile_package() -> bool:
+    """Compile inspect_tool and runtime_lab to bytecode, as pip does for an installed package
+    (``make bytecode``): the venv's editable install would otherwise, under
+    PYTHONDONTWRITEBYTECODE=1, compile every module at every start, and the benchmarks would
+    time the compiler. Files already compiled are skipped. False if it failed."""
+    packages = [str(REPO / name) for name in ("inspect_tool", "runtime_lab")]
+    done = subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", *packages], capture_output=True, check=False
+    )
+    return done.returncode == 0
 
 
 def find_cli(explicit: str | None) -> list[str] | None:

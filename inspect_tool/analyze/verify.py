@@ -18,6 +18,7 @@ from typing import Protocol
 from inspect_tool.errors import BlobNotFoundError, DockscopeError
 from inspect_tool.layers import zstdchunked
 from inspect_tool.layers.estargz import TOC_DIGEST_ANNOTATION
+from inspect_tool.layers.forked import run_forked, usable_workers
 from inspect_tool.layers.hashing import BlobHash, hash_blob, hash_layer
 from inspect_tool.layers.tarstream import TarScan
 from inspect_tool.layers.union import MAX_PATH_BYTES
@@ -156,7 +157,7 @@ def _run(
             with lock:
                 progress.advance(amount)
 
-    def work(job: _Job) -> BlobHash | DockscopeError:
+    def work(job: _Job, advance: Callable[[int], None] | None) -> BlobHash | DockscopeError:
         try:
             with tree.open(job.path) as stream:
                 if job.layer:
@@ -165,13 +166,18 @@ def _run(
         except DockscopeError as exc:
             return exc.with_subject(f"{tree.label}:{job.path}")
 
+    workers = usable_workers(workers)
+    if workers > 1 and tree.forked_reads and len(jobs) > 1:
+        # Processes: a layer's tar scan holds the interpreter, so threads would take turns.
+        outcomes = run_forked(work, jobs, [j.size for j in jobs], workers=workers, progress=advance)
+        return done | {job.path: outcome for job, outcome in zip(jobs, outcomes, strict=True)}
     if workers > 1 and tree.parallel_reads and len(jobs) > 1:
         # Biggest first, so two cores share the work evenly.
         ordered = sorted(jobs, key=lambda j: -j.size)
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            outcomes = list(pool.map(work, ordered))
+            outcomes = list(pool.map(lambda job: work(job, advance), ordered))
         return done | {job.path: outcome for job, outcome in zip(ordered, outcomes, strict=True)}
-    return done | {job.path: work(job) for job in jobs}
+    return done | {job.path: work(job, advance) for job in jobs}
 
 
 def _subject(blob: Blob) -> str:

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 import typer
 
@@ -136,6 +136,17 @@ def stdout_console() -> Console:
     return safe_console(highlight=False)
 
 
+def may_be_terminal(stream: TextIO) -> bool:
+    """False when rich would certainly not see a terminal on ``stream`` (a pipe or file, and
+    none of the variables that make rich treat one as a terminal): checked without rich."""
+    if os.environ.get("TTY_COMPATIBLE", "") == "1" or os.environ.get("FORCE_COLOR"):
+        return True
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
 def stderr_console() -> Console:
     from inspect_tool.render.text import safe_console
 
@@ -210,6 +221,8 @@ class ByteProgress:
         self._task: Any = None
 
     def __enter__(self) -> ByteProgress:
+        if not may_be_terminal(sys.stderr):
+            return self  # rich is not even imported: most runs that are timed are piped
         console = stderr_console()
         if console.is_terminal:
             from rich.progress import (

@@ -51,6 +51,12 @@ class TocCapture:
     hash: hashlib._Hash = field(default_factory=hashlib.sha256)
     data: bytearray | None = field(default_factory=bytearray)
     read: int = 0
+    sealed: str | None = None  # the digest, once the capture has crossed a process boundary
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # a hash object does not pickle: a capture sent from a worker process keeps its digest
+        state = (self.offset, self.size, self.after_end, self.digest, self.data, self.read)
+        return (_sealed_capture, state)
 
     def feed(self, chunk: bytes | memoryview) -> None:
         self.hash.update(chunk)
@@ -63,7 +69,15 @@ class TocCapture:
 
     @property
     def digest(self) -> str:
+        if self.sealed is not None:
+            return self.sealed
         return "sha256:" + self.hash.hexdigest()
+
+
+def _sealed_capture(
+    offset: int, size: int, after_end: bool, digest: str, data: bytearray | None, read: int
+) -> TocCapture:
+    return TocCapture(offset, size, after_end, data=data, read=read, sealed=digest)
 
 
 @dataclass(slots=True)

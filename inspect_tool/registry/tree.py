@@ -50,6 +50,7 @@ class RegistryTree:
 
     compression = None
     parallel_reads = True
+    forked_reads = False  # reads share the client's connections
 
     def __init__(
         self,

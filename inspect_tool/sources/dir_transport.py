@@ -48,6 +48,7 @@ class DirTransportTree(OpenReads):
 
     compression = None
     parallel_reads = True
+    forked_reads = True
 
     def __init__(self, tree: DirTree, manifest: bytes) -> None:
         self._tree = tree

@@ -110,6 +110,11 @@ class Tree(Protocol):
     def parallel_reads(self) -> bool:
         """Whether several files can be read at once (False when reads must go forward)."""
 
+    @property
+    def forked_reads(self) -> bool:
+        """Whether a forked child process may read files through this tree as it stands: each
+        open makes its own descriptor (no shared cursor, connection or lock)."""
+
     def entry(self, path: str) -> Entry | None: ...
 
     def open(self, path: str) -> BinaryIO: ...
@@ -237,6 +242,7 @@ class TarTree:
             None if compression is Compression.NONE else compression
         )
         self.parallel_reads = self.compression is None
+        self.forked_reads = self.compression is None  # each open is a file of its own
         self._members: dict[str, _Member] = {}
         self._read = 0
         self._sorted: list[str] | None = None  # the members' names, for implicit directories
@@ -517,6 +523,7 @@ class DirTree(OpenReads):
 
     compression: Compression | None = None
     parallel_reads = True
+    forked_reads = True
 
     def __init__(self, root: Path) -> None:
         self.root = root

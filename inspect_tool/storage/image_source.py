@@ -108,6 +108,7 @@ class StorageTree(OpenReads):
 
     compression = None
     parallel_reads = False  # one reader at a time over the evidence's descriptors
+    forked_reads = False
 
     def __init__(self, storage: ContainersStorage, image: ImageRecord, label: str) -> None:
         self.storage = storage
