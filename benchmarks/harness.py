@@ -92,7 +92,7 @@ def run_child(
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start
         ended = time.time()
-        hwm = sampler.stop() if sampler is not None else 0
+        hwm, tree_hwm = sampler.stop() if sampler is not None else (0, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         err.seek(0)
         return Run(
@@ -101,6 +101,7 @@ def run_child(
             stdout=_read_all(out) if stdout is None else b"",
             stderr=err.read(),
             maxrss_bytes=hwm if sampler is not None else usage.ru_maxrss * 1024,
+            tree_rss_bytes=tree_hwm if sampler is not None else usage.ru_maxrss * 1024,
             started=started,
             ended=ended,
             cpu_seconds=usage.ru_utime + usage.ru_stime,
@@ -116,30 +117,65 @@ def _read_all(out: BinaryIO) -> bytes:
 
 
 class _HwmSampler:
-    """A thread reading the child's VmHWM every ``interval`` seconds until ``stop``."""
+    """A thread reading the VmHWM of the child, and of every process below it, every
+    ``interval`` seconds until ``stop``: ``peak`` is the child's own, ``tree_peak`` the sum of
+    each process's (an upper bound of what the tree held at once: a forked worker counts the
+    pages it shares with its parent again)."""
 
     def __init__(self, pid: int, interval: float) -> None:
         self.pid = pid
         self.interval = interval
-        self.peak = 0
+        self.peaks: dict[int, int] = {}
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._sample, daemon=True)
         self.thread.start()
 
+    @property
+    def peak(self) -> int:
+        return self.peaks.get(self.pid, 0)
+
+    @property
+    def tree_peak(self) -> int:
+        return sum(self.peaks.values())
+
     def _sample(self) -> None:
         while not self.done.wait(self.interval):
-            try:
-                with open(f"/proc/{self.pid}/status") as status:
-                    for line in status:
-                        if line.startswith("VmHWM:"):
-                            self.peak = max(self.peak, int(line.split()[1]) * 1024)
-            except (OSError, ValueError):
-                pass
+            pending = [self.pid]
+            while pending:
+                pid = pending.pop()
+                hwm = _vmhwm(pid)
+                if hwm is None:
+                    continue
+                self.peaks[pid] = max(self.peaks.get(pid, 0), hwm)
+                pending += _children(pid)
 
-    def stop(self) -> int:
+    def stop(self) -> tuple[int, int]:
         self.done.set()
         self.thread.join()
-        return self.peak
+        return self.peak, self.tree_peak
+
+
+def _vmhwm(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _children(pid: int) -> list[int]:
+    """The children of every thread of ``pid`` (Linux's /proc/PID/task/TID/children)."""
+    found: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as listed:
+                found += [int(n) for n in listed.read().split()]
+    except (OSError, ValueError):
+        pass
+    return found
 
 
 # -- the report --------------------------------------------------------------------------------
