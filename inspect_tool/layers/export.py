@@ -28,10 +28,17 @@ from typing import BinaryIO
 
 from inspect_tool.errors import InvalidImageError
 from inspect_tool.layers.decompress import CHUNK
+from inspect_tool.layers.forked import run_forked, usable_workers
 from inspect_tool.layers.image_fs import open_layer
 from inspect_tool.layers.tarformat import EntryType
 from inspect_tool.layers.tarreader import TarMember, TarReader
-from inspect_tool.layers.tarwrite import TarHeader, TarStats, TarWriter
+from inspect_tool.layers.tarwrite import (
+    PositionalWriter,
+    TarHeader,
+    TarStats,
+    TarWriter,
+    fill_content,
+)
 from inspect_tool.layers.unpack.applier import LayerApplier, apply_layers
 from inspect_tool.layers.unpack.audit import AuditEntry, ExtractStats, Note
 from inspect_tool.layers.unpack.backend import Kind
@@ -39,6 +46,7 @@ from inspect_tool.model.image import Image, Layer
 from inspect_tool.sources.source import Source
 
 _IMPLICIT_DIR_MODE = 0o755
+WORKERS = 2  # processes that read the layers a second time for the files' bytes
 _NAME_MAX = 255  # bytes in one path component, as Linux file systems allow
 _TAR_TYPES = {
     EntryType.FILE: tarfile.REGTYPE,
@@ -296,6 +304,8 @@ def _write_tar(
         offset = writer.add(_header(path, node.member), inode=id(node))
         if offset is not None and node.member.size > 0:
             pending.append(_Pending(node, path, offset))
+    start = writer.start
+    result.stats = writer.close()  # every header and the end blocks: the contents go between
 
     by_layer: dict[int, dict[int, _Pending]] = {}
     for item in pending:
@@ -303,38 +313,97 @@ def _write_tar(
     layers = [layer for layer in image.layers if layer.index in by_layer]
     if on_pass is not None:
         on_pass(sum(layer.size or 0 for layer in layers))
-    for layer in layers:
-        _write_contents(source, layer, by_layer[layer.index], writer, progress)
-    result.stats = writer.close()
+    fd = _descriptor(out)
+    workers = usable_workers(WORKERS)
+    if fd is not None and workers > 1 and len(layers) > 1 and source.tree.forked_reads:
+        # Each layer read again in a worker process, which writes its files' bytes into
+        # their places with pwrite: the layers' second reads use both cores.
+        def fill(layer: Layer, advance: Callable[[int], None] | None) -> InvalidImageError | None:
+            sink = PositionalWriter(fd, start)
+            return _write_contents(source, layer, by_layer[layer.index], sink, start, advance)
+
+        sizes = [layer.size or 0 for layer in layers]
+        failures = run_forked(fill, layers, sizes, workers=workers, progress=progress)
+    else:
+        sink = PositionalWriter(fd, start) if fd is not None else _SeekingWriter(out, start)
+        failures = []
+        for layer in layers:
+            wanted = by_layer[layer.index]
+            failures.append(_write_contents(source, layer, wanted, sink, start, progress))
+            if failures[-1] is not None:
+                break
+    for failure in failures:
+        if failure is not None:
+            raise failure
+
+
+def _descriptor(out: BinaryIO) -> int | None:
+    """The output's file descriptor, flushed, when it has one (pwrite then works on it)."""
+    try:
+        fd = out.fileno()
+    except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is an OSError
+        return None
+    out.flush()
+    return fd
+
+
+class _SeekingWriter:
+    """Writes at a position of a seekable object without a descriptor (an io.BytesIO)."""
+
+    def __init__(self, out: BinaryIO, start: int) -> None:
+        self.out = out
+        self.position = start
+
+    def write(self, data: bytes) -> int:
+        self.out.seek(self.position)
+        self.out.write(data)
+        self.position += len(data)
+        return len(data)
 
 
 def _write_contents(
     source: Source,
     layer: Layer,
     wanted: dict[int, _Pending],
-    writer: TarWriter,
+    sink: PositionalWriter | _SeekingWriter,
+    start: int,
     progress: Callable[[int], None] | None,
-) -> None:
+) -> InvalidImageError | None:
+    """The bytes of ``wanted`` files, from a second read of ``layer``, each written at its
+    place (``start``: where the tar starts in the output); the error that stopped it (the
+    tar then lacks those bytes), or None."""
     subject = f"{source.label}: layer {layer.index}"
-    with open_layer(source, layer, progress=progress) as opened:
-        reader = opened.reader
-        left = len(wanted)
-        for member in reader:
-            item = wanted.get(member.offset)
-            if item is None:
-                continue
-            known = item.node.member
-            if (member.name, member.size, member.type) != (known.name, known.size, known.type):
+    try:
+        with open_layer(source, layer, progress=progress) as opened:
+            reader = opened.reader
+            left = len(wanted)
+            for member in reader:
+                item = wanted.get(member.offset)
+                if item is None:
+                    continue
+                known = item.node.member
+                if (member.name, member.size, member.type) != (
+                    known.name,
+                    known.size,
+                    known.type,
+                ):
+                    raise InvalidImageError(
+                        f"{member.name!r} at byte {member.offset} changed between two reads",
+                        subject=subject,
+                    )
+                sink.position = start + item.offset
+                fill_content(
+                    sink.write, reader, known.size, error=InvalidImageError, subject=subject
+                )
+                left -= 1
+                if not left:
+                    break
+            if left:
                 raise InvalidImageError(
-                    f"{member.name!r} at byte {member.offset} changed between two reads",
+                    f"{left} entries seen on the first read are missing on the second",
                     subject=subject,
                 )
-            writer.fill(item.offset, reader, known.size, subject=subject)
-            left -= 1
-            if not left:
-                break
-        if left:
-            raise InvalidImageError(
-                f"{left} entries seen on the first read are missing on the second", subject=subject
-            )
-        opened.finish(layer, label=source.label)
+            opened.finish(layer, label=source.label)
+    except InvalidImageError as exc:
+        return exc
+    return None

@@ -6,15 +6,26 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import socket
 import stat
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from inspect_tool.layers.tarwrite import SOCKET_REASON, TarHeader, TarStats, TarWriter
+from inspect_tool.layers.tarwrite import (
+    SOCKET_REASON,
+    TarHeader,
+    TarStats,
+    TarWriter,
+    _encode,
+    _plain_ustar,
+    encode,
+    header,
+)
 
 MTIME_NS = 1_700_000_000_123_456_789  # nanoseconds a float would lose
 MTIME_PAX = "1700000000.123456789"
@@ -204,3 +215,78 @@ def test_reserving_needs_a_seekable_writer() -> None:
 def test_unknown_entry_types_have_no_header() -> None:
     with pytest.raises(ValueError, match="no tar header"):
         TarWriter(io.BytesIO()).add(TarHeader("l", tarfile.LNKTYPE, 0o644))
+
+
+# -- the plain USTAR layout against tarfile's encoding --------------------------------------------
+
+
+def _entries() -> list[tuple[TarHeader, str | None, bool]]:
+    """(entry, link_to, whether the plain layout takes it): boundaries of every field, then a
+    seeded spread of ordinary entries."""
+    S = 1_000_000_000
+    base = TarHeader("usr/bin/tool", tarfile.REGTYPE, 0o755, mtime_ns=1_700_000_000 * S)
+    cases: list[tuple[TarHeader, str | None, bool]] = [
+        (base, None, True),
+        (replace(base, name="a" * 100), None, True),
+        (replace(base, name="a" * 101), None, False),  # pax path
+        (replace(base, name="d" * 99, type=tarfile.DIRTYPE, size=0), None, True),
+        (replace(base, name="d" * 100, type=tarfile.DIRTYPE, size=0), None, False),  # + "/"
+        (replace(base, name="caf\u00e9"), None, False),
+        (replace(base, name="bad\udcff"), None, False),
+        (replace(base, mode=0o4755 | 0o170000), None, True),  # only the permission bits
+        (replace(base, uid=8**7 - 1, gid=8**7 - 1), None, True),
+        (replace(base, uid=8**7), None, False),
+        (replace(base, gid=-1), None, False),
+        (replace(base, size=8**11 - 1), None, True),
+        (replace(base, size=8**11), None, False),
+        (replace(base, mtime_ns=0), None, True),
+        (replace(base, mtime_ns=(8**11 - 1) * S), None, True),
+        (replace(base, mtime_ns=8**11 * S), None, False),
+        (replace(base, mtime_ns=-S), None, False),
+        (replace(base, mtime_ns=1_700_000_000 * S + 5), None, False),  # pax mtime
+        (replace(base, uname="u" * 32, gname="g" * 32), None, True),
+        (replace(base, uname="u" * 33), None, False),
+        (replace(base, gname="gr\u00fcn"), None, False),
+        (replace(base, xattrs={"user.x": b"1"}), None, False),
+        (replace(base, type=tarfile.SYMTYPE, size=0, linkname="l" * 100), None, True),
+        (replace(base, type=tarfile.SYMTYPE, size=0, linkname="l" * 101), None, False),
+        (replace(base, type=tarfile.SYMTYPE, size=0, linkname="\u00e9"), None, False),
+        (replace(base, type=tarfile.CHRTYPE, devmajor=1, devminor=3), None, False),
+        (replace(base, type=tarfile.FIFOTYPE), None, False),
+        (base, "usr/bin/other", True),  # a hard link: no size
+        (base, "h" * 101, False),
+    ]
+    rng = random.Random(20261207)
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789._-/"
+    for _ in range(500):
+        kind = rng.choice([tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE])
+        name = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 100))).strip("/")
+        name = name or "x"
+        entry = TarHeader(
+            name,
+            kind,
+            rng.randint(0, 0o7777),
+            uid=rng.choice([0, 1000, rng.randint(0, 8**7 - 1)]),
+            gid=rng.choice([0, 1000, rng.randint(0, 8**7 - 1)]),
+            mtime_ns=rng.randint(0, 2_000_000_000) * S,
+            size=rng.randint(0, 8**11 - 1) if kind == tarfile.REGTYPE else 0,
+            linkname="target/" + name[:90] if kind == tarfile.SYMTYPE else "",
+            uname=rng.choice(["", "root", "www-data"]),
+            gname=rng.choice(["", "root", "staff"]),
+        )
+        plain = not (kind == tarfile.DIRTYPE and len(name) == 100)
+        cases.append((entry, "link/" + name[:90] if rng.random() < 0.1 else None, plain))
+    return cases
+
+
+def test_the_plain_layout_is_byte_for_byte_tarfiles_encoding() -> None:
+    for entry, link_to, plain in _entries():
+        expected = _encode(header(entry, link_to=link_to))
+        assert encode(entry, link_to=link_to) == expected, entry
+        taken = _plain_ustar(entry, link_to)
+        assert (taken is not None) == plain, entry
+        if taken is not None:
+            assert taken == expected and len(taken) == tarfile.BLOCKSIZE
+            # and tarfile reads back what was written
+            info = tarfile.TarInfo.frombuf(taken, "utf-8", "surrogateescape")
+            assert info.name.rstrip("/") == entry.name.rstrip("/")

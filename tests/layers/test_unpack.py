@@ -623,3 +623,63 @@ def test_overlay_on_disk_format_keeps_whiteouts_as_overlays(tmp_path: Path) -> N
     with open_source(image) as source:
         unpack(source, source.candidates[0].image(), tmp_path / "oci")
     assert sorted(os.listdir(tmp_path / "oci/etc")) == ["kept"]
+
+
+# -- export's second read in worker processes ------------------------------------------------------
+THIRD = [
+    dir_entry("srv"),
+    *[file_entry(f"srv/f{i:03}", bytes([i]) * (i * 700), mtime=3000 + i) for i in range(60)],
+    file_entry("etc/passwd", b"root:x:0:0::/root:/bin/bash\n", mtime=4000),
+]
+
+
+def test_export_in_workers_writes_what_one_process_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import inspect_tool.layers.export as export_module
+
+    forked: list[int] = []
+    real = export_module.run_forked
+
+    def counting(*args: object, **kwargs: object) -> object:
+        forked.append(len(args[1]))  # type: ignore[arg-type]
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(export_module, "run_forked", counting)
+    monkeypatch.setattr(export_module, "usable_workers", lambda asked: 2)
+    image = image_of(tmp_path, [LOWER, UPPER, THIRD])
+    alone = io.BytesIO()  # no descriptor: filled here, by seeking
+    with open_source(image) as source:
+        export(source, source.candidates[0].image(), alone)
+    assert forked == []
+    with open_source(image) as source, open(tmp_path / "flat.tar", "wb") as out:
+        out.write(b"lead")  # the tar need not start at offset 0
+        result = export(source, source.candidates[0].image(), out)
+    assert forked == [3]  # every layer with surviving content, read again in a worker
+    assert (tmp_path / "flat.tar").read_bytes() == b"lead" + alone.getvalue()
+    assert result.stats.files > 60
+
+
+def test_export_in_workers_reports_a_layer_changed_between_reads(tmp_path: Path) -> None:
+    image = image_of(tmp_path, [LOWER, UPPER, THIRD])
+    manifest = json.loads((image / "index.json").read_text())["manifests"][0]["digest"]
+    blobs = image / "blobs" / "sha256"
+    layers = json.loads((blobs / manifest.removeprefix("sha256:")).read_bytes())["layers"]
+    third = blobs / layers[2]["digest"].removeprefix("sha256:")
+    changed = build_layer([*THIRD[:-1], file_entry("etc/passwd", b"x" * 27)])
+    passes: list[int] = []
+
+    def between(total: int) -> None:
+        passes.append(total)
+        if len(passes) == 2:  # after the first read of every layer: the blob changes
+            third.chmod(0o644)
+            third.write_bytes(changed)
+
+    with (
+        open_source(image) as source,
+        open(tmp_path / "flat.tar", "wb") as out,
+        pytest.raises(InvalidImageError) as caught,
+    ):
+        export(source, source.candidates[0].image(), out, on_pass=between)
+    assert caught.value.subject is not None and caught.value.subject.endswith("layer 2")
+    assert "changed between two reads" in caught.value.message
