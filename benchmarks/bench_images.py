@@ -34,6 +34,8 @@ from typing import Any, BinaryIO
 
 GENERATOR_VERSION = 1
 MIB = 1 << 20
+# the directory the top layer makes opaque (its lower contents hidden)
+OPAQUE_DIR = "usr/share/l01/p0001"
 GIB = 1 << 30
 MTIME = 1704067200  # 2024-01-01T00:00:00Z
 CREATED = "2024-01-01T00:00:00Z"
@@ -314,8 +316,8 @@ def _write_layer_entries(spec: LayerSpec, tar: _TarWriter, res: LayerResult) -> 
             tar.add(_dir(name))
             res.dirs += 1
         tar.add(_file("usr/share/l00/p0000/.wh.f00000.py"), b"")
-        tar.add(_dir("usr/share/l01/p0001/"))
-        tar.add(_file("usr/share/l01/p0001/.wh..wh..opq"), b"")
+        tar.add(_dir(OPAQUE_DIR + "/"))
+        tar.add(_file(OPAQUE_DIR + "/.wh..wh..opq"), b"")
         res.dirs += 1
         res.whiteouts += 2
         data = _text(rng, pool, 4096)
