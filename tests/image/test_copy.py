@@ -341,4 +341,6 @@ def test_a_plain_destination_with_a_colon_is_a_layout(corpus: Path, tmp_path: Pa
 def test_a_destination_that_cannot_be_written_is_a_usage_error(corpus: Path, dest: str) -> None:
     code, _, err = invoke("copy", str(corpus / ZSTD), dest)
     assert code == 2, err
-    assert err == "dockscope: /proc/dockscope-copy: cannot write: No such file or directory\n"
+    assert err == (
+        "dockscope: copy: /proc/dockscope-copy: cannot write: No such file or directory\n"
+    )
