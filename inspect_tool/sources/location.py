@@ -77,6 +77,21 @@ def location_text(where: str | Path) -> str:
     return where.written if isinstance(where, WrittenPath) else str(where)
 
 
+def written_as_path(text: str) -> bool:
+    """Text that can only be a path: absolute, or starting ``./``, ``../`` or ``~``."""
+    return text in (".", "..") or text.startswith(("/", "./", "../", "~"))
+
+
+def local_image(text: str) -> bool:
+    """Whether ``text``, given where a registry reference is expected (``pull``), names an
+    image on this machine: a local transport (``oci:``, ``dir:``, …), text written as a
+    path, or a path that exists. ``docker://…`` never is."""
+    prefix, colon, _ = text.partition(":")
+    if colon and prefix in TRANSPORTS:
+        return prefix != Transport.DOCKER
+    return written_as_path(text) or os.path.lexists(text)
+
+
 @dataclass(frozen=True, slots=True)
 class Store:
     """containers-storage's ``[driver@graphroot+runroot:options]``."""

@@ -15,6 +15,7 @@ from inspect_tool.sources.location import (
     DEFAULT_GRAPH_ROOT,
     Store,
     Transport,
+    local_image,
     parse_location,
     written_path,
 )
@@ -133,6 +134,30 @@ def test_text_that_is_no_transport_name_stays_a_path(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     assert parse_location(written_path(text)).transport is Transport.PATH
+
+
+@pytest.mark.parametrize(
+    ("text", "local"),
+    [
+        ("./image.tar", True),
+        ("/srv/image.tar", True),
+        ("~/image.tar", True),
+        ("oci:layout", True),
+        ("docker-archive:a.tar:app:1", True),
+        ("containers-storage:app", True),
+        ("here.tar", True),  # it exists
+        ("docker://busybox", False),
+        ("busybox", False),
+        ("registry.example:5000/app:1", False),
+        ("localhost:5000/app", False),
+    ],
+)
+def test_what_pull_takes_for_a_local_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, local: bool
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "here.tar").write_bytes(b"x")
+    assert local_image(text) is local
 
 
 def test_a_library_path_is_always_a_path() -> None:
