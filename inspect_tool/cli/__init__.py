@@ -15,9 +15,36 @@ import typer
 from inspect_tool.cli import _state
 
 
+def version() -> str:
+    """The installed package's version (its metadata), else the source tree's."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("dockscope")
+    except metadata.PackageNotFoundError:
+        from inspect_tool import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"dockscope {version()}\n")
+        raise typer.Exit()
+
+
 def _root(
     debug: bool = typer.Option(
         False, "--debug", help="Show full tracebacks on errors (anywhere on the command line)."
+    ),
+    _version: bool = typer.Option(
+        False,
+        "--version",
+        "-V",
+        help="Print the version (dockscope X.Y.Z) and exit.",
+        is_eager=True,
+        expose_value=False,
+        callback=_print_version,
     ),
 ) -> None:
     _state.debug = debug
@@ -70,8 +97,9 @@ COMMAND_MODULES = {
 }
 
 
-def build_app(command: str | None = None) -> typer.Typer:
-    """The typer app, with every command, or just the module that registers ``command``."""
+def build_app(command: str | None = None, *, commands: bool = True) -> typer.Typer:
+    """The typer app, with every command, or just the module that registers ``command``;
+    with none when not ``commands`` (``dockscope --version`` needs only the root)."""
     import importlib
 
     from inspect_tool.cli._usage import DockscopeGroup
@@ -103,7 +131,7 @@ def build_app(command: str | None = None) -> typer.Typer:
     )
     application.callback()(_root)
     wanted = COMMAND_MODULES.get(command or "")
-    for name in (wanted,) if wanted else _MODULES:
+    for name in ((wanted,) if wanted else _MODULES) if commands else ():
         if name == "runtime":
             from runtime_lab import cli as runtime
 
@@ -136,9 +164,11 @@ def main() -> None:
         # --debug is accepted anywhere on the line, as users type it after the command.
         argv = ["--debug", *[a for a in argv if a != "--debug"]]
     command = next((a for a in argv if not a.startswith("-")), None)
+    # --version alone needs no command module: the root answers it at once
+    commands = command is not None or not {"--version", "-V"} & set(argv)
     code: int | str | None = 0
     try:
-        build_app(command)(args=argv, prog_name="dockscope")
+        build_app(command, commands=commands)(args=argv, prog_name="dockscope")
     except SystemExit as exc:
         code = exc.code
     except BrokenPipeError:

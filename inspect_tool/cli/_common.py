@@ -94,6 +94,14 @@ def fail(message: str, code: ExitCode) -> typer.Exit:
     return typer.Exit(int(code))
 
 
+def error_line(exc: DockscopeError) -> str:
+    """What follows ``dockscope: ``: about an input, ``<file>: <problem>``; a usage error
+    (exit 2) names the command first, as click's usage errors do (``ls: --at 9: ...``)."""
+    if exc.exit_code == ExitCode.USAGE and _state.command:
+        return f"{_state.command}: {exc}"
+    return str(exc)
+
+
 @contextlib.contextmanager
 def handle_errors() -> Iterator[None]:
     """Map library errors to one line on stderr and a documented exit code."""
@@ -108,7 +116,7 @@ def handle_errors() -> Iterator[None]:
     except DockscopeError as exc:
         if _state.debug:
             raise
-        raise fail(str(exc), exc.exit_code) from None
+        raise fail(error_line(exc), exc.exit_code) from None
     except KeyboardInterrupt:
         raise fail("interrupted", ExitCode.PROBLEMS) from None
     except PermissionError as exc:  # a file the user may not read or write: not a bug

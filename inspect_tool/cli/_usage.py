@@ -4,7 +4,8 @@ click (through typer) reports a bad command line as its usage block, a "Try ..."
 ``Error:`` line. dockscope promises one line on stderr and exit 2 (README, docs/CLI.md), for
 every command: the root group turns each click usage error, raised while parsing any command
 line or from inside a command, into :class:`UsageLine`. A group run with no command still
-prints its help.
+prints its help. It also records the command it runs (``_state.command``), so that a usage
+error a command finds itself (dockscope's ``UsageError``) names it the same way.
 """
 
 from __future__ import annotations
@@ -131,9 +132,15 @@ class DockscopeGroup(TyperGroup):
             raise self._one_line(exc) from None
 
     def invoke(self, ctx: Any) -> Any:
+        from inspect_tool.cli import _state
+
         # click empties these as it resolves the command: keep them to name it in an error
         tokens = [*(getattr(ctx, "_protected_args", None) or []), *ctx.args]
+        # a usage error a command raises itself names it too (cli/_common.py handle_errors)
+        _state.command = _named_command(ctx, tokens)
         try:
             return super().invoke(ctx)
         except ClickException as exc:
             raise self._one_line(exc, ctx, tokens) from None
+        finally:
+            _state.command = ""

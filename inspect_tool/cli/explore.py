@@ -111,7 +111,7 @@ def explore(
 
 def _need_terminal() -> None:
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise UsageError("explore is interactive: run it in a terminal")
+        raise UsageError("it is interactive: run it in a terminal")
 
 
 def register(app: typer.Typer) -> None:

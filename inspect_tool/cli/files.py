@@ -42,7 +42,7 @@ def _at(at: int | None, old_layer: int | None, command: str) -> int | None:
     if old_layer is None:
         return at
     if at is not None:
-        raise UsageError(f"{command}: give --at N only (--layer is its old name)")
+        raise UsageError("give --at N only (--layer is its old name)")
     sys.stderr.write(
         f"dockscope: {command} --layer N is now --at N (the filesystem after layer N); "
         "the old name goes in the next release\n"

@@ -142,6 +142,8 @@ def pull(
     """Copy an image from a registry: dockscope copy docker://REF DEST. Every blob is checked
     against its digest as it streams, the manifest against the reference and the registry's
     Docker-Content-Digest; --verify also checks each layer's diff_id (decompressing it).
+    A local image (a path, oci:DIR, docker-archive:FILE, …) is a usage error naming the
+    dockscope copy command that copies it.
 
     Examples:
 
@@ -151,10 +153,39 @@ def pull(
 
       dockscope pull --platform linux/arm64 registry.example/app:1 docker-archive:app.tar
     """
-    from inspect_tool.sources.location import written_path
+    with handle_errors():
+        source = _registry_source(reference, dest)
+    _run(source, dest, None, None, platform, json_output, check_diff_ids)
 
+
+def _registry_source(reference: str, dest: Path) -> Path:
+    """pull's REF as the docker:// location it copies from; a local image (a path, an
+    oci:/dir:/… location) is refused with the copy command that does what was meant."""
+    import shlex
+
+    from inspect_tool.errors import UsageError
+    from inspect_tool.sources.location import (
+        local_image,
+        location_text,
+        parse_location,
+        written_as_path,
+        written_path,
+    )
+
+    if local_image(reference):
+        registry = ""
+        if not written_as_path(reference) and parse_location(reference).is_path:
+            # only its being a file here made it local: say how to mean the registry
+            registry = f" (an image in a registry: docker://{reference})"
+        command = f"dockscope copy {shlex.quote(reference)} {shlex.quote(location_text(dest))}"
+        raise UsageError(
+            f"a local image: pull reads from a registry; copy it with {command}{registry}",
+            subject=reference,
+        )
+    if "://" in reference and not reference.startswith("docker://"):
+        parse_location(written_path(reference))  # a mistyped transport (dokcer://) is named
     source = reference if reference.startswith("docker://") else f"docker://{reference}"
-    _run(written_path(source), dest, None, None, platform, json_output, check_diff_ids)
+    return written_path(source)
 
 
 def register(app: typer.Typer) -> None:

@@ -70,8 +70,9 @@ def _open_registry(location: Location, access: RegistryAccess | None) -> Source:
 
 
 def _named(exc: DockscopeError, location: Location) -> DockscopeError:
-    """An error about the file a transport names is about the location as written."""
-    if not location.is_path and exc.subject == str(location.path):
+    """An error about the file a location names is about the location as written (a plain
+    path too: pathlib folds ``./a:b`` into ``a:b``)."""
+    if exc.subject == str(location.path):
         exc.subject = location.text
     return exc
 

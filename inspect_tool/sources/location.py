@@ -12,13 +12,18 @@
 
 The rule for plain paths: text that starts with a known transport name and a colon is that
 transport (skopeo's syntax wins); anything else is a path, colons and all. A file really
-named ``oci:x`` is written ``./oci:x`` (or by its absolute path). As in skopeo, DIR and FILE
-end at the first colon. A ``Path`` handed in by library code is always a path; the command
-line keeps the text as typed (``WrittenPath``), so ``./oci:x`` stays a path there too.
+named ``oci:x`` is written ``./oci:x`` (or by its absolute path). Text that starts like a
+transport name (``oci-archiv:x``, ``dokcer://host/app``) and names nothing that exists is a
+mistyped transport, a usage error naming the closest known one; when it exists, it is the
+path. As in skopeo, DIR and FILE end at the first colon. A ``Path`` handed in by library
+code is always a path; the command line keeps the text as typed (``WrittenPath``), so
+``./oci:x`` stays a path there too.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path, PosixPath
@@ -39,6 +44,18 @@ class Transport(StrEnum):
 
 
 TRANSPORTS = tuple(t for t in Transport if t is not Transport.PATH)
+# How each is written, in the order messages list them
+WRITTEN_TRANSPORTS = {
+    Transport.DOCKER: "docker://",
+    Transport.OCI: "oci:",
+    Transport.OCI_ARCHIVE: "oci-archive:",
+    Transport.DOCKER_ARCHIVE: "docker-archive:",
+    Transport.DIR: "dir:",
+    Transport.CONTAINERS_STORAGE: "containers-storage:",
+}
+# What a transport name looks like (skopeo's are lower-case words joined by dashes); one
+# letter is a drive (C:), never a transport
+_TRANSPORT_NAME = re.compile(r"[a-z][a-z0-9-]+")
 
 
 class WrittenPath(PosixPath):
@@ -58,6 +75,21 @@ def written_path(text: str) -> WrittenPath:
 def location_text(where: str | Path) -> str:
     """What the user wrote: a ``WrittenPath``'s text, else the path or string as it is."""
     return where.written if isinstance(where, WrittenPath) else str(where)
+
+
+def written_as_path(text: str) -> bool:
+    """Text that can only be a path: absolute, or starting ``./``, ``../`` or ``~``."""
+    return text in (".", "..") or text.startswith(("/", "./", "../", "~"))
+
+
+def local_image(text: str) -> bool:
+    """Whether ``text``, given where a registry reference is expected (``pull``), names an
+    image on this machine: a local transport (``oci:``, ``dir:``, …), text written as a
+    path, or a path that exists. ``docker://…`` never is."""
+    prefix, colon, _ = text.partition(":")
+    if colon and prefix in TRANSPORTS:
+        return prefix != Transport.DOCKER
+    return written_as_path(text) or os.path.lexists(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +126,8 @@ def parse_location(where: str | Path) -> Location:
     text = where.written if isinstance(where, WrittenPath) else str(where)
     prefix, colon, rest = text.partition(":")
     if not colon or prefix not in TRANSPORTS:
+        if colon and _TRANSPORT_NAME.fullmatch(prefix) and not os.path.lexists(text):
+            raise _unknown_transport(prefix, rest, text)
         return Location(text, Transport.PATH, path=Path(text))
     transport = Transport(prefix)
     if transport is Transport.DOCKER:
@@ -114,6 +148,22 @@ def parse_location(where: str | Path) -> Location:
     if detail and any(c.isspace() or c in "\x00" for c in detail):
         raise UsageError(f"{detail!r} is not a reference name", subject=text)
     return Location(text, transport, path=path, ref=detail or None)
+
+
+def _unknown_transport(prefix: str, rest: str, whole: str) -> UsageError:
+    """``oci-archiv:app.tar``, which is no file: a transport mistyped, or one dockscope
+    does not read. The closest known one is suggested; failing that, a name:tag meant for a
+    registry is shown as docker:// writes it."""
+    import difflib
+
+    known = ", ".join(WRITTEN_TRANSPORTS.values())
+    message = f'unknown transport "{prefix}" (known: {known})'
+    close = difflib.get_close_matches(prefix, [str(t) for t in WRITTEN_TRANSPORTS], n=1)
+    if close:
+        message += f"; did you mean {WRITTEN_TRANSPORTS[Transport(close[0])]}?"
+    elif not rest.startswith("/"):
+        message += f"; an image in a registry is docker://{whole}"
+    return UsageError(message, subject=whole)
 
 
 def _path(text: str, whole: str) -> Path:

@@ -37,7 +37,10 @@ def test_usage_errors_are_one_line(args: tuple[str, ...], message: str) -> None:
 
 def test_needs_a_terminal(corpus_copy) -> None:  # type: ignore[no-untyped-def]
     code, _, err = invoke("explore", str(corpus_copy("docker-save-v25-hello-world.tar")))
-    assert (code, err.strip()) == (2, "dockscope: explore is interactive: run it in a terminal")
+    assert (code, err.strip()) == (
+        2,
+        "dockscope: explore: it is interactive: run it in a terminal",
+    )
 
 
 def test_bad_input_is_named_before_the_screen_opens(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -304,6 +305,32 @@ def test_debug_flag_after_the_command(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 3 and "Traceback" not in result.stderr
+
+
+def test_version_is_the_package_version() -> None:
+    from importlib import metadata
+
+    expected = f"dockscope {metadata.version('dockscope')}\n"
+    for flag in ("--version", "-V"):
+        assert tuple(invoke(flag)) == (0, expected, "")
+    # as the console script runs it: the root answers, no command module is imported
+    code = (
+        "import os, sys; sys.argv = ['dockscope', '--debug', '--version']; "
+        "from inspect_tool import cli; leave = os._exit; "
+        "os._exit = lambda code: (print(sorted(m for m in sys.modules if m.startswith("
+        "('inspect_tool.cli.', 'inspect_tool.sources', 'runtime_lab', 'rich')))), "
+        "sys.stdout.flush(), leave(code)); "
+        "cli.main()"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    version, listing = result.stdout.split("\n", 1)
+    assert f"{version}\n" == expected
+    loaded = ast.literal_eval(listing)
+    assert "inspect_tool.cli._usage" in loaded  # the list is read right
+    assert [m for m in loaded if not m.startswith("inspect_tool.cli._")] == []
 
 
 def test_cli_start_is_lazy() -> None:

@@ -110,11 +110,30 @@ def test_diff_with_one_image_says_what_to_give() -> None:
     result = invoke("diff", str(SAMPLE))
     assert result.code == 2
     assert result.err == (
-        "dockscope: give a second image B, or --layer N to see what one layer changed\n"
+        "dockscope: diff: give a second image B, or --layer N to see what one layer changed\n"
     )
     result = invoke("diff", "--layer", "1", str(SAMPLE), str(SAMPLE))
     assert result.code == 2
-    assert result.err == "dockscope: --layer shows what one layer of A changed: give only A\n"
+    assert result.err == (
+        "dockscope: diff: --layer shows what one layer of A changed: give only A\n"
+    )
+
+
+def test_a_usage_error_a_command_finds_itself_names_the_command() -> None:
+    """A check of the command's own (a bad combination, a layer the image lacks) names the
+    command as click's usage errors do; a group's command by its whole path. An error about
+    an input (exit 3) stays ``dockscope: <file>: <problem>``."""
+    assert _one_usage_line(["ls", "--at", "9", str(SAMPLE)]) == (
+        f"dockscope: ls: {SAMPLE}: --at 9: the image has layers 0 to 3"
+    )
+    assert _one_usage_line(["container", "export", "--json", "-o", "-", "web"]) == (
+        "dockscope: container export: --json needs -o FILE: with -o - stdout carries the tar"
+    )
+    result = invoke("inspect", "/nonexistent/image.tar")
+    assert (result.code, result.err) == (
+        3,
+        "dockscope: /nonexistent/image.tar: no such file or directory\n",
+    )
 
 
 def test_a_bad_value_names_the_option() -> None:

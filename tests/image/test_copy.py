@@ -228,6 +228,45 @@ def test_registry_destinations_go_to_the_registry_client(corpus: Path) -> None:
     assert "docker://registry.invalid/app:1" in err
 
 
+@pytest.mark.parametrize(
+    "source",
+    [
+        "./local/image.tar",
+        "{corpus}/" + ZSTD,
+        "oci-archive:{corpus}/" + ZSTD,
+        "oci:{corpus}/" + GGCR,
+    ],
+)
+def test_pull_of_a_local_image_names_the_copy_command(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str
+) -> None:
+    """pull reads from a registry: a path or a local transport is one usage line giving the
+    copy command that does it (it never reaches for Docker Hub), and nothing is written."""
+    monkeypatch.chdir(tmp_path)
+    source = source.format(corpus=corpus)
+    code, _, err = invoke("pull", source, "my layout")
+    assert (code, err) == (
+        2,
+        f"dockscope: pull: {source}: a local image: pull reads from a registry; copy it with "
+        f"dockscope copy {source} 'my layout'\n",
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_pull_of_a_name_that_is_a_file_here_says_how_to_mean_the_registry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "busybox").mkdir()
+    code, _, err = invoke("pull", "busybox", "out")
+    assert code == 2
+    assert err.endswith(
+        "copy it with dockscope copy busybox out (an image in a registry: docker://busybox)\n"
+    ), err
+    code, _, err = invoke("pull", "docker://registry.invalid/busybox", "out")
+    assert code == 3 and "cannot reach registry.invalid" in err
+
+
 def test_copy_json_and_text(corpus: Path, tmp_path: Path) -> None:
     result = _copy(f"oci-archive:{corpus / ZSTD}", f"dir:{tmp_path / 'd'}")
     assert result["kind"] == "copy"
@@ -341,4 +380,6 @@ def test_a_plain_destination_with_a_colon_is_a_layout(corpus: Path, tmp_path: Pa
 def test_a_destination_that_cannot_be_written_is_a_usage_error(corpus: Path, dest: str) -> None:
     code, _, err = invoke("copy", str(corpus / ZSTD), dest)
     assert code == 2, err
-    assert err == "dockscope: /proc/dockscope-copy: cannot write: No such file or directory\n"
+    assert err == (
+        "dockscope: copy: /proc/dockscope-copy: cannot write: No such file or directory\n"
+    )

@@ -15,6 +15,7 @@ from inspect_tool.sources.location import (
     DEFAULT_GRAPH_ROOT,
     Store,
     Transport,
+    local_image,
     parse_location,
     written_path,
 )
@@ -90,10 +91,80 @@ def test_parse_refuses(text: str, message: str) -> None:
         parse_location(text)
 
 
+KNOWN = "known: docker://, oci:, oci-archive:, docker-archive:, dir:, containers-storage:"
+
+
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [
+        ("oci-archiv:foo.tar", "; did you mean oci-archive:?"),
+        ("dokcer://registry.example/app:1", "; did you mean docker://?"),
+        ("containers-storag:app", "; did you mean containers-storage:?"),
+        ("docker-archiv:f.tar:app:1", "; did you mean docker-archive:?"),
+        ("busybox:latest", "; an image in a registry is docker://busybox:latest"),
+        ("https://registry.example/app", ""),
+    ],
+)
+def test_a_mistyped_transport_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, hint: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    prefix = text.partition(":")[0]
+    with pytest.raises(UsageError) as raised:
+        parse_location(text)
+    assert str(raised.value) == f'{text}: unknown transport "{prefix}" ({KNOWN}){hint}'
+
+
+@pytest.mark.parametrize("text", ["oci-archiv:foo.tar", "ab:c", "dokcer:x"])
+def test_a_path_that_exists_is_never_a_mistyped_transport(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path(text).write_bytes(b"x")
+    location = parse_location(text)
+    assert (location.transport, location.path) == (Transport.PATH, Path(text))
+    Path(text).unlink()
+    Path(text).symlink_to("nowhere")  # a dangling link exists as a path too
+    assert parse_location(text).transport is Transport.PATH
+
+
+@pytest.mark.parametrize("text", ["a:b", "C:image.tar", "./oci-archiv:x", "Oci-archiv:x", "1a:b"])
+def test_text_that_is_no_transport_name_stays_a_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert parse_location(written_path(text)).transport is Transport.PATH
+
+
+@pytest.mark.parametrize(
+    ("text", "local"),
+    [
+        ("./image.tar", True),
+        ("/srv/image.tar", True),
+        ("~/image.tar", True),
+        ("oci:layout", True),
+        ("docker-archive:a.tar:app:1", True),
+        ("containers-storage:app", True),
+        ("here.tar", True),  # it exists
+        ("docker://busybox", False),
+        ("busybox", False),
+        ("registry.example:5000/app:1", False),
+        ("localhost:5000/app", False),
+    ],
+)
+def test_what_pull_takes_for_a_local_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, local: bool
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "here.tar").write_bytes(b"x")
+    assert local_image(text) is local
+
+
 def test_a_library_path_is_always_a_path() -> None:
     location = parse_location(Path("oci:x"))
     assert location.transport is Transport.PATH
     assert location.path == Path("oci:x")
+    assert parse_location(Path("oci-archiv:x")).path == Path("oci-archiv:x")
 
 
 def test_the_command_line_keeps_what_was_typed() -> None:
@@ -202,6 +273,30 @@ def test_a_file_named_like_a_transport(tmp_path: Path, corpus: Path) -> None:
     code, _, err = invoke("inspect", "oci:x")
     assert code == 3
     assert "oci:x: no such file or directory" in err
+
+
+def test_a_mistyped_transport_is_one_usage_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, corpus: Path
+) -> None:
+    """Not "no such file" for a file nobody meant: the transport is named, exit 2; the same
+    text naming a file that exists is that file, and ./ keeps a missing one a path."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = invoke("inspect", "oci-archiv:foo.tar")
+    assert (code, err) == (
+        2,
+        f'dockscope: inspect: oci-archiv:foo.tar: unknown transport "oci-archiv" ({KNOWN}); '
+        "did you mean oci-archive:?\n",
+    )
+    code, _, err = invoke("copy", str(corpus / OCI_ARCHIVE), "oci-archiv:out.tar")
+    assert code == 2 and 'unknown transport "oci-archiv"' in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []  # no layout written under the mistyped name
+    code, _, err = invoke("inspect", "./oci-archiv:foo.tar")
+    assert (code, err) == (3, "dockscope: ./oci-archiv:foo.tar: no such file or directory\n")
+    shutil.copyfile(corpus / OCI_ARCHIVE, tmp_path / "oci-archiv:foo.tar")
+    ok(invoke("inspect", "oci-archiv:foo.tar"))
+    shutil.copyfile(corpus / OCI_ARCHIVE, tmp_path / "a:b")
+    ok(invoke("inspect", "a:b"))
+    ok(invoke("inspect", "./a:b"))
 
 
 def test_docker_transport_goes_to_the_registry_client(corpus: Path) -> None:

@@ -89,8 +89,10 @@ def _check_synopsis(words: list[str]) -> None:
     command: Any = ROOT
     path = ["dockscope"]
     words = [w.strip("[]") for w in words[1:]]
-    while words and words[0] in ("-h", "--help", "--debug"):
-        words.pop(0)
+    root_options = {o for p in ROOT.params for o in (*p.opts, *p.secondary_opts)}
+    while words and words[0] in {"-h", "--help", *root_options}:
+        if words.pop(0) in ("--version", "-V"):
+            return  # answered by the root: no command follows
     while hasattr(command, "commands"):
         if not words or PLACEHOLDER.match(words[0]):
             return  # a group alone prints its help; or a placeholder for any command
