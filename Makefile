@@ -71,8 +71,8 @@ samples: $(VENV)/.installed
 
 bench: $(VENV)/.installed bytecode debs-test $(BUSYBOX_IMAGE)
 	@# every benchmark runs and prints its table; the target fails if any missed a target
-	@status=0; for script in bench_inspect_verify bench_floor bench_layers bench_unpack bench_runtime bench_deep_paths \
-		bench_contents bench_pull; do \
+	@status=0; for script in bench_inspect_verify bench_floor bench_layers bench_unpack bench_export bench_runtime \
+		bench_deep_paths bench_contents bench_pull; do \
 		echo "== benchmarks/$$script.py"; \
 		$(PY) benchmarks/$$script.py || status=1; \
 	done; exit $$status
