@@ -17,6 +17,7 @@ as a hard link entry. The output depends on the image alone: same image, same by
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -24,13 +25,13 @@ import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
-from inspect_tool.errors import InvalidImageError
+from inspect_tool.errors import DockscopeError, InvalidImageError
 from inspect_tool.layers.decompress import CHUNK
-from inspect_tool.layers.forked import run_forked, usable_workers
+from inspect_tool.layers.forked import iter_forked, run_forked, usable_workers
 from inspect_tool.layers.image_fs import open_layer
-from inspect_tool.layers.tarformat import EntryType
+from inspect_tool.layers.tarformat import EntryType, TarFormatError
 from inspect_tool.layers.tarreader import TarMember, TarReader
 from inspect_tool.layers.tarwrite import (
     PositionalWriter,
@@ -226,6 +227,53 @@ def _header(path: str, member: TarMember | None, *, directory: bool = False) -> 
     )
 
 
+def _apply_read_by_workers(
+    source: Source,
+    image: Image,
+    applier: LayerApplier[_Dir],
+    workers: int,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """``apply_layers``, the layers read (decompressed, hashed, their headers parsed) in forked
+    workers, in order, while this process applies the ones already read: the same members
+    in the same order reach the applier. A layer that cannot be read stops it there."""
+
+    def read(layer: Layer, advance: Callable[[int], None] | None) -> _Read:
+        return _members(source, layer, advance)
+
+    results = iter_forked(read, image.layers, workers=workers, progress=progress)
+    with contextlib.closing(results):
+        for layer, got in zip(image.layers, results, strict=True):
+            if isinstance(got, DockscopeError):
+                raise got
+            applier.start_layer(layer.index)
+            for member in got:
+                applier.apply(member, _NO_CONTENT)
+
+
+_Read = list[TarMember] | DockscopeError
+_NO_CONTENT = cast(TarReader, None)  # the in-memory tree never reads a file's bytes
+
+
+def _members(
+    source: Source, layer: Layer, progress: Callable[[int], None] | None
+) -> list[TarMember] | DockscopeError:
+    """Every member of ``layer``, its diff_id checked; or what made it unreadable."""
+    subject = f"{source.label}: layer {layer.index}"
+    try:
+        with open_layer(source, layer, progress=progress) as opened:
+            try:
+                members = list(opened.reader)
+            except TarFormatError as exc:
+                if opened.stream.error:  # the decompressor's message says more
+                    return InvalidImageError(opened.stream.error, subject=subject)
+                return exc.with_subject(subject)
+            opened.finish(layer, label=source.label)
+    except DockscopeError as exc:
+        return exc
+    return members
+
+
 def _seekable(out: BinaryIO) -> bool:
     try:
         return out.seekable()
@@ -271,7 +319,11 @@ def export(
     applier = LayerApplier(tree, ExtractStats(), result.audit)
     if on_pass is not None:
         on_pass(sum(layer.size or 0 for layer in image.layers))
-    apply_layers(source, image, applier, progress=progress)
+    workers = usable_workers(WORKERS)
+    if workers > 1 and len(image.layers) > 1 and source.tree.forked_reads:
+        _apply_read_by_workers(source, image, applier, workers, progress)
+    else:
+        apply_layers(source, image, applier, progress=progress)
     applier.close()
 
     if _seekable(out):

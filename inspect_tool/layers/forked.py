@@ -23,7 +23,7 @@ import pickle
 import selectors
 import signal
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Generic, TypeVar
 
 J = TypeVar("J")
@@ -56,21 +56,48 @@ def run_forked(
     """``work(job, advance)`` for every job, in ``workers`` forked children; the results in the
     order of ``jobs``. ``sizes`` orders the hand-out (biggest first). ``progress`` receives
     the byte counts children pass to their ``advance``, in the caller's thread."""
-    if not jobs:
-        return []
     order = sorted(range(len(jobs)), key=lambda i: -sizes[i])
-    pool = _Pool(work, jobs, min(workers, len(jobs)), progress)
-    try:
-        done = pool.run(order)
-    finally:
-        pool.close()
-    results: list[R] = []
-    for i, job in enumerate(jobs):
+    results = _results(work, jobs, order, workers, progress)
+    with contextlib.closing(results):
+        return list(results)
+
+
+def iter_forked(
+    work: Callable[[J, Progress | None], R],
+    jobs: Sequence[J],
+    *,
+    workers: int,
+    progress: Progress | None = None,
+) -> Generator[R, None, None]:
+    """The same, the jobs handed out in their order and each result given as soon as it and
+    every one before it are done, so the caller works on the first while children work on
+    the next. Close the iterator (``contextlib.closing``) to stop the children early."""
+    return _results(work, jobs, list(range(len(jobs))), workers, progress)
+
+
+def _results(
+    work: Callable[[J, Progress | None], R],
+    jobs: Sequence[J],
+    order: list[int],
+    workers: int,
+    progress: Progress | None,
+) -> Generator[R, None, None]:
+    done: dict[int, R] = {}
+    following = 0  # the next result to give
+    if jobs:
+        pool = _Pool(work, jobs, min(workers, len(jobs)), progress)
+        try:
+            for _ in pool.run(order, done):
+                while following in done:
+                    yield done.pop(following)
+                    following += 1
+        finally:
+            pool.close()
+    for i in range(following, len(jobs)):
         if i in done:
-            results.append(done[i])
+            yield done.pop(i)
         else:  # its child failed: here, where an unexpected error shows itself
-            results.append(work(job, progress))
-    return results
+            yield work(jobs[i], progress)
 
 
 class _Child:
@@ -155,9 +182,9 @@ class _Pool(Generic[J, R]):
             _write_all(result_write, _LENGTH.pack(len(payload)) + payload)
 
     # -- in the caller --------------------------------------------------------------------
-    def run(self, order: list[int]) -> dict[int, R]:
-        done: dict[int, R] = {}
-        waiting = list(reversed(order))  # pop() takes the biggest
+    def run(self, order: list[int], done: dict[int, R]) -> Iterator[None]:
+        """Hand out ``order``, put each result in ``done``; yields after each wait."""
+        waiting = list(reversed(order))  # pop() takes the first
         selector = selectors.DefaultSelector()
         try:
             for child in self.children:
@@ -173,10 +200,10 @@ class _Pool(Generic[J, R]):
                     if child.busy is None and waiting:
                         self._hand(child, waiting.pop())
                 self._report()
+                yield
         finally:
             selector.close()
         self._report()
-        return done
 
     def _hand(self, child: _Child, index: int) -> None:
         try:

@@ -13,7 +13,7 @@ import pytest
 
 from inspect_tool.analyze.verify import verify
 from inspect_tool.layers import forked
-from inspect_tool.layers.forked import run_forked, usable_workers
+from inspect_tool.layers.forked import iter_forked, run_forked, usable_workers
 from inspect_tool.layers.hashing import hash_layer
 from inspect_tool.sources import open_source
 
@@ -155,4 +155,41 @@ def test_verify_in_workers_finds_what_one_process_finds(name: str) -> None:
     assert together.findings == alone.findings
     assert any(not f.ok for f in alone.findings) == name.startswith("tampered/")
     assert counted[0] < 0 and sum(counted[1:]) == -counted[0]  # every byte counted once
+    assert no_children_left()
+
+
+def test_iter_gives_each_result_in_order_while_the_next_are_worked_on() -> None:
+    def slow_first(job: int, advance: Advance) -> tuple[int, float]:
+        import time
+
+        if job == 0:
+            time.sleep(0.3)
+        return job, time.monotonic()
+
+    import time
+
+    results = iter_forked(slow_first, list(range(6)), workers=2)
+    first, _ = next(results)
+    given = time.monotonic()
+    rest = list(results)
+    assert first == 0 and [job for job, _ in rest] == [1, 2, 3, 4, 5]
+    # the other child finished jobs 1-5 while job 0 slept: they were done before 0 was given
+    assert all(finished <= given for _, finished in rest)
+    assert no_children_left()
+
+
+def test_closing_iter_early_stops_its_children() -> None:
+    import contextlib
+    import time
+
+    def sleepy(job: int, advance: Advance) -> int:
+        if job > 1 and os.getpid() != PARENT:
+            time.sleep(30)
+        return job
+
+    started = time.monotonic()
+    results = iter_forked(sleepy, [1, 2, 3], workers=2)
+    with contextlib.closing(results):
+        assert next(results) == 1  # a child is still asleep on job 2, the other on job 3
+    assert time.monotonic() - started < 10  # they were killed, not awaited
     assert no_children_left()

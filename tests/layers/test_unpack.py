@@ -14,6 +14,7 @@ import sys
 import tarfile
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -638,24 +639,31 @@ def test_export_in_workers_writes_what_one_process_writes(
 ) -> None:
     import inspect_tool.layers.export as export_module
 
-    forked: list[int] = []
-    real = export_module.run_forked
+    forked: list[tuple[str, int]] = []
+    real_run, real_iter = export_module.run_forked, export_module.iter_forked
 
-    def counting(*args: object, **kwargs: object) -> object:
-        forked.append(len(args[1]))  # type: ignore[arg-type]
-        return real(*args, **kwargs)  # type: ignore[arg-type]
+    def counting_run(*args: Any, **kwargs: Any) -> Any:
+        forked.append(("second read", len(args[1])))
+        return real_run(*args, **kwargs)
 
-    monkeypatch.setattr(export_module, "run_forked", counting)
-    monkeypatch.setattr(export_module, "usable_workers", lambda asked: 2)
+    def counting_iter(*args: Any, **kwargs: Any) -> Any:
+        forked.append(("first read", len(args[1])))
+        return real_iter(*args, **kwargs)
+
+    monkeypatch.setattr(export_module, "run_forked", counting_run)
+    monkeypatch.setattr(export_module, "iter_forked", counting_iter)
     image = image_of(tmp_path, [LOWER, UPPER, THIRD])
-    alone = io.BytesIO()  # no descriptor: filled here, by seeking
+    monkeypatch.setattr(export_module, "usable_workers", lambda asked: 1)
+    alone = io.BytesIO()  # one process, and no descriptor: filled here, by seeking
     with open_source(image) as source:
         export(source, source.candidates[0].image(), alone)
     assert forked == []
+    monkeypatch.setattr(export_module, "usable_workers", lambda asked: 2)
     with open_source(image) as source, open(tmp_path / "flat.tar", "wb") as out:
         out.write(b"lead")  # the tar need not start at offset 0
         result = export(source, source.candidates[0].image(), out)
-    assert forked == [3]  # every layer with surviving content, read again in a worker
+    # every layer read by the workers, then the three with surviving content read again
+    assert forked == [("first read", 3), ("second read", 3)]
     assert (tmp_path / "flat.tar").read_bytes() == b"lead" + alone.getvalue()
     assert result.stats.files > 60
 
