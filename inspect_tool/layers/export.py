@@ -275,10 +275,19 @@ def _members(
 
 
 def _seekable(out: BinaryIO) -> bool:
+    """Whether the tar can be laid out in place: a seekable output not opened for appending
+    (``>>``: every write, and every pwrite on Linux, lands at the end whatever the offset)."""
     try:
-        return out.seekable()
+        if not out.seekable():
+            return False
     except (OSError, ValueError):
         return False
+    try:
+        import fcntl
+
+        return not fcntl.fcntl(out.fileno(), fcntl.F_GETFL) & os.O_APPEND
+    except (OSError, ValueError, AttributeError):  # no descriptor (io.BytesIO): it seeks
+        return True
 
 
 def _walk(root: _Dir) -> Iterator[tuple[str, _Dir | _Node]]:

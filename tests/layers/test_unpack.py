@@ -691,3 +691,17 @@ def test_export_in_workers_reports_a_layer_changed_between_reads(tmp_path: Path)
         export(source, source.candidates[0].image(), out, on_pass=between)
     assert caught.value.subject is not None and caught.value.subject.endswith("layer 2")
     assert "changed between two reads" in caught.value.message
+
+
+def test_export_to_a_file_opened_for_appending_is_a_whole_tar_after_what_was_there(
+    tmp_path: Path,
+) -> None:
+    image = image_of(tmp_path, [LOWER, UPPER, THIRD])
+    whole = io.BytesIO()
+    with open_source(image) as source:
+        export(source, source.candidates[0].image(), whole)
+    target = tmp_path / "log.tar"
+    target.write_bytes(b"earlier")
+    with open_source(image) as source, open(target, "ab") as out:  # as a shell's >> opens it
+        export(source, source.candidates[0].image(), out)
+    assert target.read_bytes() == b"earlier" + whole.getvalue()
