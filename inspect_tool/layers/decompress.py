@@ -415,6 +415,23 @@ class Prefetcher(io.RawIOBase):
         self._pos += n
         return n
 
+    def chunk(self) -> bytes:
+        """The next piece as the stream produced it, not copied (b"" at the end); for a
+        caller reading the stream directly, never mixed with ``readinto``."""
+        if self._pos < len(self._buffer):
+            rest, self._buffer, self._pos = self._buffer[self._pos :], b"", 0
+            return rest
+        if self._done:
+            return b""
+        item = self._queue.get()
+        if item is None:
+            self._done = True
+            return b""
+        if isinstance(item, BaseException):
+            self._done = True
+            raise item
+        return item
+
     def drain(self) -> None:
         """Read to the end, so the wrapped stream has seen every byte."""
         while not self._done:

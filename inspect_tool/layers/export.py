@@ -25,6 +25,7 @@ import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from tarfile import BLOCKSIZE
 from typing import BinaryIO, cast
 
 from inspect_tool.errors import DockscopeError, InvalidImageError
@@ -34,6 +35,7 @@ from inspect_tool.layers.image_fs import open_layer
 from inspect_tool.layers.tarformat import EntryType, TarFormatError
 from inspect_tool.layers.tarreader import TarMember, TarReader
 from inspect_tool.layers.tarwrite import (
+    ZERO_ROOM,
     PositionalWriter,
     TarHeader,
     TarStats,
@@ -434,6 +436,10 @@ def _write_contents(
     place (``start``: where the tar starts in the output); the error that stopped it (the
     tar then lacks those bytes), or None."""
     subject = f"{source.label}: layer {layer.index}"
+    if isinstance(sink, PositionalWriter) and all(
+        item.node.member.data_offset >= 0 for item in wanted.values()
+    ):
+        return _copy_ranges(source, layer, wanted, sink, start, progress)
     try:
         with open_layer(source, layer, progress=progress) as opened:
             reader = opened.reader
@@ -464,6 +470,56 @@ def _write_contents(
                     f"{left} entries seen on the first read are missing on the second",
                     subject=subject,
                 )
+            opened.finish(layer, label=source.label)
+    except InvalidImageError as exc:
+        return exc
+    return None
+
+
+def _copy_ranges(
+    source: Source,
+    layer: Layer,
+    wanted: dict[int, _Pending],
+    sink: PositionalWriter,
+    start: int,
+    progress: Callable[[int], None] | None,
+) -> InvalidImageError | None:
+    """``_write_contents`` without parsing the tar again: the first read noted where each
+    file's bytes lie in the layer's tar (``TarMember.data_offset``), so the second copies
+    those ranges of the uncompressed stream as it goes by. The layer's diff_id, checked at
+    its end as on the first read, proves the bytes are the ones the first read parsed."""
+    subject = f"{source.label}: layer {layer.index}"
+    items = sorted(wanted.values(), key=lambda item: item.node.member.data_offset)
+    base = start
+    try:
+        with open_layer(source, layer, progress=progress) as opened:
+            read = opened.prefetcher.chunk
+            position = 0  # of the chunk in the uncompressed stream
+            chunk = memoryview(b"")
+            for item in items:
+                member = item.node.member
+                first, size = member.data_offset, member.size
+                written = 0
+                while written < size:
+                    end = position + len(chunk)
+                    if first + written >= end:  # the bytes are further on
+                        position = end
+                        chunk = memoryview(read())
+                        if not chunk:
+                            raise InvalidImageError(
+                                f"the layer ended before the bytes of {member.name!r}",
+                                subject=subject,
+                            )
+                        continue
+                    lo = first + written - position
+                    piece = chunk[lo : lo + size - written]
+                    sink.position = base + item.offset + written
+                    sink.write(piece)
+                    written += len(piece)
+                padded = size + (-size % BLOCKSIZE)
+                if padded > ZERO_ROOM and padded > size:  # skipped by a seek: may not be zeros
+                    sink.position = base + item.offset + size
+                    sink.write(bytes(padded - size))
             opened.finish(layer, label=source.label)
     except InvalidImageError as exc:
         return exc

@@ -51,6 +51,9 @@ class TarMember:
     offset: int  # of the header in the tar stream
     xattrs: dict[str, bytes] = field(default_factory=dict)
     mtime_ns: int = 0
+    # where its stored bytes start in the tar stream; -1 for a sparse file (its bytes are
+    # fragments with holes between) and for a member made by hand
+    data_offset: int = -1
 
     @property
     def path(self) -> str:
@@ -155,7 +158,7 @@ class TarReader:
                 offset = decoder.pos
                 stored = 0 if header.typeflag in NO_DATA else header.size
                 decoder.took_plain(offset + BLOCK, decoder.entries + 1, stored)
-                member = _member(header, offset)
+                member = _member(header, offset, offset + BLOCK)
                 self._left = member.size
                 self._logical = 0
                 yield member
@@ -163,7 +166,8 @@ class TarReader:
                 continue
             entry = decoder.feed(data)
             if entry is not None:
-                member = _member(entry.header, entry.offset)
+                data_offset = decoder.pos if entry.fragments is None else -1
+                member = _member(entry.header, entry.offset, data_offset)
                 self._left = member.size
                 self._logical = 0
                 self._fragments = list(entry.fragments) if entry.fragments is not None else None
@@ -172,7 +176,7 @@ class TarReader:
                 self._fragments = None
 
 
-def _member(header: RawHeader, offset: int) -> TarMember:
+def _member(header: RawHeader, offset: int, data_offset: int) -> TarMember:
     size = 0 if header.typeflag in NO_DATA else header.size
     return TarMember(
         name=header.name,
@@ -191,4 +195,5 @@ def _member(header: RawHeader, offset: int) -> TarMember:
         offset=offset,
         xattrs=header.xattrs,
         mtime_ns=header.mtime_ns,
+        data_offset=data_offset,
     )

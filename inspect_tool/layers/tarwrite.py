@@ -303,7 +303,7 @@ class TarWriter:
         out, _ = self._seekable()
         offset = self._written
         padded = size + (-size % tarfile.BLOCKSIZE)
-        if padded <= _ZERO_ROOM:
+        if padded <= ZERO_ROOM:
             self._write(bytes(padded))
             return offset
         out.seek(padded, os.SEEK_CUR)
@@ -333,7 +333,7 @@ class TarWriter:
         return self.stats
 
 
-_ZERO_ROOM = 64 * 1024  # reserved room up to this is written as zeros, beyond it skipped
+ZERO_ROOM = 64 * 1024  # reserved room up to this is written as zeros, beyond it skipped
 
 
 def fill_content(
@@ -365,7 +365,7 @@ class PositionalWriter:
         self.fd = fd
         self.position = position
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | memoryview) -> int:
         view = memoryview(data)
         while view:
             done = os.pwrite(self.fd, view, self.position)

@@ -307,3 +307,49 @@ def test_plain_header_leaves_the_rest_to_the_decoder() -> None:
     assert tarformat.parse_header(bytes(high), 0).name == "\udce9a"
     with pytest.raises(TarFormatError):
         tarformat.parse_header(bytes(block[:148]) + b"0000000\x00" + bytes(block[156:]), 0)
+
+
+def _stored_bytes(archive: bytes) -> list[tuple[str, int, int, bytes]]:
+    """(name, data_offset, size, the bytes the reader gives) of every member until an error."""
+    found = []
+    reader = TarReader(io.BytesIO(archive))
+    try:
+        for member in reader:
+            found.append((member.name, member.data_offset, member.size, reader.read()))
+    except TarFormatError:
+        pass
+    return found
+
+
+@pytest.mark.parametrize("case", GO_CASES, ids=[c.id for c in GO_CASES])
+def test_data_offset_is_where_the_members_bytes_are(case: object) -> None:
+    archive: bytes = case.archive  # type: ignore[attr-defined]
+    for name, offset, size, content in _stored_bytes(archive):
+        if "sparse" in case.id or name.startswith("GNUSparseFile"):  # type: ignore[attr-defined]
+            continue
+        assert offset >= 0, name
+        assert archive[offset : offset + size] == content, name
+
+
+def test_a_sparse_member_has_no_data_offset() -> None:
+    sparse = [c for c in GO_CASES if "sparse" in c.id and c.error is None]
+    assert sparse
+    for case in sparse:
+        members = _stored_bytes(case.archive)
+        assert any(offset == -1 for _, offset, _, _ in members), case.id
+
+
+def test_data_offset_in_the_samples_layers() -> None:
+    for name in ("docker-archive-legacy.tar", "oci-layout", "oci-archive-zstd.tar"):
+        source = open_source(SAMPLES / name)
+        try:
+            for layer in source.candidates[0].image().layers:
+                assert layer.blob is not None
+                with source.tree.open(layer.blob.path) as raw:
+                    tar = LayerStream(raw).read()
+                members = _stored_bytes(tar)
+                assert members
+                for member, offset, size, content in members:
+                    assert tar[offset : offset + size] == content, (name, member)
+        finally:
+            source.close()

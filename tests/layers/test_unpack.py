@@ -690,7 +690,8 @@ def test_export_in_workers_reports_a_layer_changed_between_reads(tmp_path: Path)
     ):
         export(source, source.candidates[0].image(), out, on_pass=between)
     assert caught.value.subject is not None and caught.value.subject.endswith("layer 2")
-    assert "changed between two reads" in caught.value.message
+    # the second read copies byte ranges the first noted; its diff_id check catches the change
+    assert "diff_id mismatch" in caught.value.message
 
 
 def test_export_to_a_file_opened_for_appending_is_a_whole_tar_after_what_was_there(
@@ -705,3 +706,27 @@ def test_export_to_a_file_opened_for_appending_is_a_whole_tar_after_what_was_the
     with open_source(image) as source, open(target, "ab") as out:  # as a shell's >> opens it
         export(source, source.candidates[0].image(), out)
     assert target.read_bytes() == b"earlier" + whole.getvalue()
+
+
+def test_export_in_workers_reports_a_layer_cut_short_between_reads(tmp_path: Path) -> None:
+    image = image_of(tmp_path, [LOWER, UPPER, THIRD])
+    manifest = json.loads((image / "index.json").read_text())["manifests"][0]["digest"]
+    blobs = image / "blobs" / "sha256"
+    layers = json.loads((blobs / manifest.removeprefix("sha256:")).read_bytes())["layers"]
+    third = blobs / layers[2]["digest"].removeprefix("sha256:")
+    passes: list[int] = []
+
+    def between(total: int) -> None:
+        passes.append(total)
+        if len(passes) == 2:
+            third.chmod(0o644)
+            third.write_bytes(third.read_bytes()[:4096])
+
+    with (
+        open_source(image) as source,
+        open(tmp_path / "flat.tar", "wb") as out,
+        pytest.raises(InvalidImageError) as caught,
+    ):
+        export(source, source.candidates[0].image(), out, on_pass=between)
+    assert caught.value.subject is not None and caught.value.subject.endswith("layer 2")
+    assert "the layer ended before the bytes of" in caught.value.message
