@@ -3,12 +3,14 @@ and tables whole and without trailing blanks when stdout is a pipe or a file."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from inspect_tool.render.text import agree, plural
-from tests.support.cli import invoke
+from tests.support.cli import DOCKSCOPE, invoke
 from tests.support.images import layer_tar, write_image
 
 # a .env assignment the dotenv-secret rule reports
@@ -51,3 +53,61 @@ def test_secrets_counts_its_findings_in_words(tmp_path: Path, count: int, said: 
     assert "(s)" not in result.out
     document = invoke("secrets", "--json", image).json()
     assert len(document["findings"]) == count
+
+
+LONG_PATH = "srv/" + "/".join(f"a-rather-long-directory-name-{n}" for n in range(6)) + "/x.conf"
+
+
+def _piped(*args: str | Path, columns: str | None = None) -> str:
+    """``dockscope ARGS`` with stdout a pipe, in an environment that says nothing of a
+    width (or COLUMNS=``columns``) and asks for no colour."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("COLUMNS", "LINES", "FORCE_COLOR", "TTY_COMPATIBLE")
+    }
+    env["NO_COLOR"] = "1"
+    if columns is not None:
+        env["COLUMNS"] = columns
+    proc = subprocess.run(
+        [*DOCKSCOPE, *map(str, args)],
+        capture_output=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    return proc.stdout.decode()
+
+
+@pytest.fixture(scope="module")
+def long_named(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The long path written by two layers: efficiency lists it in its table of paths."""
+    layers = [
+        layer_tar({LONG_PATH: b"key = value\n", "etc/hostname": b"box\n"}),
+        layer_tar({LONG_PATH: b"key = other value\n"}),
+    ]
+    return write_image(tmp_path_factory.mktemp("long") / "l.tar", layers)
+
+
+@pytest.mark.parametrize(
+    "args", [["efficiency", "{image}"], ["find", "{image}", "*.conf"], ["layers", "{image}"]]
+)
+def test_tables_in_a_pipe_are_whole_and_end_no_line_in_a_blank(
+    long_named: Path, args: list[str]
+) -> None:
+    out = _piped(*(a.format(image=long_named) for a in args))
+    if args[0] != "layers":
+        assert any(("/" + LONG_PATH) in line for line in out.splitlines()), out
+    assert len(LONG_PATH) > 80
+    assert out.strip()
+    blank_ended = [line for line in out.splitlines() if line != line.rstrip()]
+    assert blank_ended == [], blank_ended
+
+
+def test_a_pipe_keeps_the_width_columns_gives(long_named: Path) -> None:
+    out = _piped("efficiency", long_named, columns="100")
+    assert all(len(line) <= 100 for line in out.splitlines()), out
+    assert not any(("/" + LONG_PATH) in line for line in out.splitlines())
+    assert "a-rather-long-directory-name-5/x.conf" in out
