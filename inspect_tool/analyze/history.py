@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from inspect_tool.model.image import HistoryEntry, Image
+from inspect_tool.render.text import agree, plural
 
 BASE_NAME = "org.opencontainers.image.base.name"
 BASE_DIGEST = "org.opencontainers.image.base.digest"
@@ -590,7 +591,9 @@ def history(image: Image) -> HistoryReport:
             )
     missing = len(image.layers) - len(shown)
     if missing:
-        warnings.append(f"{missing} layer(s) have no history entry")
+        warnings.append(
+            f"{plural(missing, 'layer')} {agree(missing, 'has', 'have')} no history entry"
+        )
     made = sum(1 for e in image.history if not e.empty_layer)
     if made > len(image.layers):
         warnings.append(
@@ -660,7 +663,7 @@ def dockerfile(report: HistoryReport) -> str:
         how = "recorded" if report.base_certain else "Guess"
         lines.append(
             f"# {how} ({report.base_source}): {_span(0, len(base_rows) - 1)} "
-            f"({report.base_layers} layer(s)) are the base image's own build; replace them "
+            f"({plural(report.base_layers, 'layer')}) are the base image's own build; replace them "
             "with its FROM line if you know it."
         )
     lines.append("FROM scratch")

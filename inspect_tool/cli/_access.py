@@ -13,7 +13,8 @@ import typer
 
 from inspect_tool.registry.access import RegistryAccess, use_access
 
-# The commands whose IMAGE may be a docker:// reference.
+# The commands whose IMAGE may be a docker:// reference: every one with an IMAGE argument
+# (tests/registry/test_registry_fake.py checks the list against the commands' parameters).
 IMAGE_COMMANDS = frozenset(
     {
         "inspect",
@@ -26,6 +27,8 @@ IMAGE_COMMANDS = frozenset(
         "efficiency",
         "types",
         "history",
+        "packages",
+        "secrets",
         "unpack",
         "export",
         "graph",

@@ -137,11 +137,21 @@ def handle_errors() -> Iterator[None]:
         ) from None
 
 
+# The width of human output written to a file or a pipe when COLUMNS does not say: wide
+# enough that no table is cut or folded (a path is at most 4096 bytes).
+PIPE_WIDTH = 10_000
+
+
 def stdout_console() -> Console:
-    """The rich console of human output: what it writes is sanitised (render/text.py)."""
+    """The rich console of human output: what it writes is sanitised (render/text.py). On a
+    file or a pipe, tables are not cut at 80 columns (COLUMNS when set, else PIPE_WIDTH) and
+    no line ends in blanks."""
     from inspect_tool.render.text import safe_console
 
-    return safe_console(highlight=False)
+    width = None
+    if not may_be_terminal(sys.stdout) and not os.environ.get("COLUMNS", "").isdigit():
+        width = PIPE_WIDTH
+    return safe_console(highlight=False, width=width, trim_lines=True)
 
 
 def may_be_terminal(stream: TextIO) -> bool:

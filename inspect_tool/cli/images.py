@@ -99,10 +99,12 @@ def inspect(
             missing = [lyr for lyr in selected.layers if lyr.blob and lyr.size is None]
             if missing:
                 # Shown as far as it goes, but the input is incomplete: say so and exit 3.
+                from inspect_tool.render.text import plural
+
                 first = missing[0]
                 raise BlobNotFoundError(
                     f"layer {first.index} blob {first.blob.path if first.blob else ''} is "
-                    f"missing ({len(missing)} missing layer blob(s) in all)",
+                    f"missing ({plural(len(missing), 'missing layer blob')} in all)",
                     subject=source.label,
                 )
         finally:

@@ -124,11 +124,10 @@ def graph(
         text = to_dot(items)
         _write(output, render(text, fmt))
         if output != "-":
-            count = len(items)
-            from inspect_tool.render.text import visible
+            from inspect_tool.render.text import plural, visible
 
             sys.stderr.write(
-                f"dockscope: wrote {visible(output)} ({count} image{'s' if count != 1 else ''})\n"
+                f"dockscope: wrote {visible(output)} ({plural(len(items), 'image')})\n"
             )
         if any(item.image is None for item in items):
             raise typer.Exit(int(ExitCode.PROBLEMS))

@@ -18,7 +18,7 @@ from inspect_tool.analyze.filetypes import LayerTypes, TypeFinding, TypesReport
 from inspect_tool.analyze.history import HistoryReport
 from inspect_tool.model.image import Image
 from inspect_tool.render.console import human_size, titled_table
-from inspect_tool.render.text import markup, visible
+from inspect_tool.render.text import markup, plural, visible
 
 _LONG_HEX = re.compile(r"([0-9a-f]{12})[0-9a-f]{20,}")
 
@@ -172,7 +172,7 @@ def render_types(console: Console, image: Image, report: TypesReport, *, limit: 
     for kind, found in kinds.items():
         note = ""
         if kind == "late-executable":
-            note = f" (above the {report.base_layers} base layer(s))"
+            note = f" (above the {plural(report.base_layers, 'base layer')})"
         table = titled_table(f"{markup(kind)}: {len(found)}{note}")
         table.add_column("layer", justify="right", no_wrap=True)
         table.add_column("mode", no_wrap=True)
@@ -222,8 +222,8 @@ def render_history(console: Console, image: Image, report: HistoryReport) -> Non
     base = report.base_name or "not recorded"
     console.print(
         f"Base image: {markup(base)}; {'recorded' if report.base_certain else 'guessed'} "
-        f"base: {report.base_entries} history entr"
-        f"{'y' if report.base_entries == 1 else 'ies'}, {report.base_layers} layer(s) "
+        f"base: {plural(report.base_entries, 'history entry', 'history entries')}, "
+        f"{plural(report.base_layers, 'layer')} "
         f"({markup(report.base_source)})",
         soft_wrap=True,
     )

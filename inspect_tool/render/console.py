@@ -321,4 +321,6 @@ def render_explain(console: Console, explanation: Explanation) -> None:
         if step.command:
             parts.append(Text.assemble(("try it   ", "bold"), (visible(step.command), "cyan")))
         title = f"{number}. {markup(step.title)}"
-        console.print(Panel(Group(*parts), title=title, title_align="left"))
+        # as wide as the terminal; on a pipe (no width to fill) as wide as its text
+        panel = Panel(Group(*parts), title=title, title_align="left", expand=console.is_terminal)
+        console.print(panel)

@@ -24,7 +24,7 @@ from inspect_tool.model.digest import Digest
 from inspect_tool.model.image import Image, Platform
 from inspect_tool.model.mediatypes import Compression
 from inspect_tool.render.console import human_size, short_created_by
-from inspect_tool.render.text import visible
+from inspect_tool.render.text import plural, visible
 from inspect_tool.sources.source import Candidate, Source
 
 FORMATS = ("svg", "png", "pdf", "dot")
@@ -292,8 +292,7 @@ def _add_image(graph: _Graph, item: GraphImage) -> None:
         known.errors.add(item.error or "unknown error")
         return
     total = sum(layer.size or 0 for layer in image.layers)
-    count = len(image.layers)
-    known.summaries.add(f"{count} layer{'s' if count != 1 else ''}, {human_size(total)}")
+    known.summaries.add(f"{plural(len(image.layers), 'layer')}, {human_size(total)}")
     config_id = f"config:{image.image_id}"
     config_lines = [f"config {image.image_id.algorithm}:{image.image_id.short}", "(image ID)"]
     created = image.config.text("created")

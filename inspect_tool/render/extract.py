@@ -15,7 +15,7 @@ from inspect_tool.layers.unpack.audit import AuditEntry, ExtractStats
 from inspect_tool.model.image import Image
 from inspect_tool.render.console import human_size
 from inspect_tool.render.json import document_head
-from inspect_tool.render.text import markup
+from inspect_tool.render.text import markup, plural
 
 
 def _counts(stats: ExtractStats | TarStats) -> dict[str, int]:
@@ -84,8 +84,7 @@ def render_audit(console: Console, audit: list[AuditEntry]) -> None:
     if not audit:
         return
     console.print(
-        f"[yellow]{len(audit)} entr{'y' if len(audit) == 1 else 'ies'} refused, skipped or "
-        "neutralised:[/]"
+        f"[yellow]{plural(len(audit), 'entry', 'entries')} refused, skipped or neutralised:[/]"
     )
     for entry in audit:
         console.print(

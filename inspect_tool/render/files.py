@@ -19,7 +19,7 @@ from inspect_tool.layers.union import Change, ChangeKind, FileInfo
 from inspect_tool.model.image import Image
 from inspect_tool.render.console import human_size, short_created_by, titled_table
 from inspect_tool.render.json import SCHEMA_VERSION, document_head, write_streaming
-from inspect_tool.render.text import markup, visible
+from inspect_tool.render.text import markup, plural, visible
 
 _TYPE_BITS = {
     EntryType.FILE: stat.S_IFREG,
@@ -205,7 +205,7 @@ def render_find(console: Console, found: list[Occurrence]) -> None:
         console.print(line, soft_wrap=True, highlight=False)
     hidden = sum(1 for o in found if not o.visible)
     console.print(
-        f"{len(found)} entries, {hidden} no longer visible in the image. "
+        f"{plural(len(found), 'entry', 'entries')}, {hidden} no longer visible in the image. "
         "Recover one with: dockscope cat --at N IMAGE PATH",
         style="dim",
     )

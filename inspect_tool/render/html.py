@@ -35,7 +35,7 @@ from inspect_tool.analyze.verify import VerifyReport
 from inspect_tool.model.image import Image
 from inspect_tool.render.analysis import finding_detail
 from inspect_tool.render.console import FORMAT_NAMES, human_size, short_created_by
-from inspect_tool.render.text import visible
+from inspect_tool.render.text import plural, visible
 
 TOP_PATHS = 20  # efficiency: worst paths shown
 FINDINGS_LIMIT = 100  # per kind of finding
@@ -653,8 +653,9 @@ def _history(number: int, report: HistoryReport) -> str:
             wide=True,
         ),
         f'<p class="muted">Base image: {_e(base)}; '
-        f"{'recorded' if report.base_certain else 'guessed'} base: {report.base_entries} "
-        f"history entries, {report.base_layers} layer(s) ({_e(report.base_source)}).</p>",
+        f"{'recorded' if report.base_certain else 'guessed'} base: "
+        f"{plural(report.base_entries, 'history entry', 'history entries')}, "
+        f"{plural(report.base_layers, 'layer')} ({_e(report.base_source)}).</p>",
     ]
     for warning in report.warnings:
         parts.append(f'<p class="error">warning: {_e(warning)}</p>')

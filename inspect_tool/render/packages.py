@@ -12,7 +12,7 @@ from inspect_tool.analyze.packages.scan import LayerPackage, PackagesReport
 from inspect_tool.model.image import Image
 from inspect_tool.render.console import human_size, titled_table
 from inspect_tool.render.json import SCHEMA_VERSION, document_head
-from inspect_tool.render.text import markup, visible
+from inspect_tool.render.text import markup, plural, visible
 
 
 def _package_json(item: LayerPackage, *, files: bool) -> dict[str, Any]:
@@ -98,7 +98,7 @@ def render_packages(
     from inspect_tool.render.analysis import _title
 
     count = len(report.packages)
-    counted = f"{count} package{'' if count == 1 else 's'}"
+    counted = plural(count, "package")
     if only_layer:
         title = f"{_title(image)}: layer {report.upto} installed or upgraded {counted}"
     else:
@@ -124,7 +124,7 @@ def render_packages(
         history = _history(item) if len(item.events) > 1 else ""
         if item.altered:
             history = (history + "; " if history else "") + (
-                f"{len(item.altered)} owned file(s) changed later"
+                f"{plural(len(item.altered), 'owned file')} changed later"
             )
         table.add_row(
             str(item.layer),
@@ -225,7 +225,9 @@ def render_package_diff(
     if not differences:
         console.print(Text("The images hold the same packages.", style="green"))
         return
-    table = titled_table(f"Packages: {_title(a)} → {_title(b)}: {len(differences)} difference(s)")
+    table = titled_table(
+        f"Packages: {_title(a)} → {_title(b)}: {plural(len(differences), 'difference')}"
+    )
     table.add_column("", no_wrap=True)
     table.add_column("type", no_wrap=True)
     table.add_column("name", overflow="fold")

@@ -11,7 +11,7 @@ from rich.text import Text
 from inspect_tool.analyze.secrets import MAX_SCAN, RULE_IDS, SecretsReport
 from inspect_tool.model.image import Image
 from inspect_tool.render.json import document_head
-from inspect_tool.render.text import visible
+from inspect_tool.render.text import plural, visible
 
 
 def secrets_document(image: Image, report: SecretsReport, *, show: bool) -> dict[str, Any]:
@@ -58,7 +58,8 @@ def render_secrets(console: Console, image: Image, report: SecretsReport, *, sho
     else:
         console.print(
             Text.from_markup(
-                f"[bold]{_title(image)}: {len(report.findings)} secret(s)[/bold] ({summary})"
+                f"[bold]{_title(image)}: {plural(len(report.findings), 'secret')}[/bold] "
+                f"({summary})"
             )
         )
         for f in report.findings:
@@ -80,4 +81,6 @@ def render_secrets(console: Console, image: Image, report: SecretsReport, *, sho
                 )
             )
     for reason, count in sorted(report.set_aside.items()):
-        console.print(Text(f"{count} match(es) set aside in {reason} (docs/SECRETS.md)."))
+        console.print(
+            Text(f"{plural(count, 'match', 'matches')} set aside in {reason} (docs/SECRETS.md).")
+        )

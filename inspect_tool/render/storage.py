@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 from inspect_tool.render.console import human_size
 from inspect_tool.render.json import SCHEMA_VERSION
-from inspect_tool.render.text import visible
+from inspect_tool.render.text import agree, plural, visible
 from inspect_tool.storage.diff import ContainerDiff, DiffEntry
 from inspect_tool.storage.export import ContainerExport
 from inspect_tool.storage.logs import LogEntry
@@ -234,7 +234,8 @@ def diff_footnote(result: ContainerDiff, *, show_all: bool) -> list[str]:
     hidden = [e for e in result.entries if e.hidden]
     if hidden and not show_all:
         lines.append(
-            f"{len(hidden)} entries written by the engine itself are not shown, as "
+            f"{plural(len(hidden), 'entry', 'entries')} written by the engine itself "
+            f"{agree(len(hidden), 'is', 'are')} not shown, as "
             f"{visible(result.engine)} diff leaves them out "
             f"({', '.join(visible(e.path) for e in hidden[:6])}"
             f"{', …' if len(hidden) > 6 else ''}); --all lists them"

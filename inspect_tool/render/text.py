@@ -53,6 +53,8 @@ _PATTERNS = {
     "unsafe": f"[\x00-\x1f{_FORMAT_AND_MORE}\\\\]",
     "unsafe_but_newline": f"[\x00-\x09\x0b-\x1f{_FORMAT_AND_MORE}]",
     "unsafe_in_json": f"[{_FORMAT_AND_MORE}]",  # JSON escapes C0 and \\ itself
+    # blanks at the end of a line, before the styles closed there (rich pads table cells)
+    "trailing_blanks": "[ \t]+(?=(?:\x1b\\[[0-9;]*m)*\n)",
 }
 
 
@@ -91,6 +93,22 @@ def visible_lines(text: str) -> str:
     """Multi-line text (a reconstructed Dockerfile): each line escaped on its own, the line
     feeds between them kept."""
     return "\n".join(visible(line) for line in text.split("\n"))
+
+
+def agree(count: int, singular: str, plural_form: str | None = None) -> str:
+    """The word that agrees with ``count``: ``singular`` for one, else ``plural_form``
+    (``singular`` and an ``s`` unless told: ``agree(n, "match", "matches")``,
+    ``agree(n, "has", "have")``)."""
+    if count == 1:
+        return singular
+    return singular + "s" if plural_form is None else plural_form
+
+
+def plural(count: int, singular: str, plural_form: str | None = None) -> str:
+    """``count`` and the noun that agrees with it: ``1 secret``, ``0 secrets``, ``2 secrets``;
+    an irregular plural is given (``plural(n, "history entry", "history entries")``). Human
+    text: a JSON document carries the number itself."""
+    return f"{count} {agree(count, singular, plural_form)}"
 
 
 def _json_escape(match: re.Match[str]) -> str:
@@ -143,7 +161,19 @@ def _console_class() -> type[Console]:
     class SafeConsole(Console):
         """A rich console that never writes a control character it did not make itself:
         the text of every segment goes through the sanitiser (control segments, rich's own
-        cursor movements, are left alone; styles are rendered after this)."""
+        cursor movements, are left alone; styles are rendered after this). With
+        ``trim_lines``, what it writes to a file or a pipe has no blanks at the ends of its
+        lines (the padding of table cells)."""
+
+        def __init__(self, *args: Any, trim_lines: bool = False, **options: Any) -> None:
+            super().__init__(*args, **options)
+            self.trim_lines = trim_lines
+
+        def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+            text = super()._render_buffer(buffer)
+            if self.trim_lines and not self.is_terminal:
+                return _pattern("trailing_blanks").sub("", text)
+            return text
 
         def render(
             self, renderable: RenderableType, options: ConsoleOptions | None = None
@@ -162,7 +192,8 @@ _SAFE_CONSOLE: type[Console] | None = None
 
 
 def safe_console(**options: Any) -> Console:
-    """A rich console (the options of ``rich.console.Console``) whose output is sanitised."""
+    """A rich console (the options of ``rich.console.Console``, and ``trim_lines``: no blanks
+    at the ends of lines written to a file or a pipe) whose output is sanitised."""
     global _SAFE_CONSOLE
     if _SAFE_CONSOLE is None:
         _SAFE_CONSOLE = _console_class()

@@ -51,7 +51,10 @@ def copy_document(result: CopyResult) -> dict[str, Any]:
 
 
 def copy_lines(result: CopyResult) -> list[str]:
-    """What copy prints: one line per fact, every name escaped."""
+    """What copy prints: one line per fact, every name escaped, sizes as people read them
+    (render/console.human_size; the JSON document keeps the exact byte counts)."""
+    from inspect_tool.render.console import human_size
+
     report = result.report
     checks = f"{len(report.findings)} checks passed" if report is not None else "not verified"
     if report is not None:
@@ -69,7 +72,7 @@ def copy_lines(result: CopyResult) -> list[str]:
     ]
     for layer in result.layers:
         note = " (decompressed)" if layer.decompressed else ""
-        lines.append(f"  layer {layer.index:<3} {layer.digest}  {layer.size} bytes{note}")
-    lines.append(f"  verified: {checks}; {result.bytes_copied} bytes copied")
+        lines.append(f"  layer {layer.index:<3} {layer.digest}  {human_size(layer.size)}{note}")
+    lines.append(f"  verified: {checks}; {human_size(result.bytes_copied)} copied")
     lines += [f"note: {visible(n)}" for n in result.notes]
     return lines

@@ -22,7 +22,7 @@ from inspect_tool.model.image import Image
 from inspect_tool.render.console import human_size
 from inspect_tool.render.dot import excerpt
 from inspect_tool.render.json import document_head
-from inspect_tool.render.text import visible
+from inspect_tool.render.text import plural, visible
 
 STYLES = {
     ChangeKind.ADDED: ("+", "green"),
@@ -150,8 +150,7 @@ def render_tree(
 ) -> None:
     title = Text(visible(image.display_name), style="bold")
     title.append(f"  {image.image_id.algorithm}:{image.image_id.short}", style="cyan")
-    count = len(image.layers)
-    title.append(f"  {count} layer{'s' if count != 1 else ''}")
+    title.append(f"  {plural(len(image.layers), 'layer')}")
     tree = Tree(title, guide_style="dim")
     for changes in layers:
         branch = tree.add(layer_title(image, changes))

@@ -15,6 +15,7 @@ from inspect_tool.model.digest import Digest
 from inspect_tool.model.finding import Finding
 from inspect_tool.model.image import Blob, Image, ImageFormat, Platform
 from inspect_tool.model.mediatypes import Compression
+from inspect_tool.render.text import plural
 from inspect_tool.sources.tree import Tree
 
 
@@ -86,7 +87,7 @@ class Source:
                 if not 1 <= number <= len(self.candidates):
                     raise SelectionError(
                         f"{self.given.get('image', '--image ' + image)}: the source holds "
-                        f"{len(self.candidates)} image(s)",
+                        f"{plural(len(self.candidates), 'image')}",
                         subject=self.label,
                     )
                 chosen = [c for c in chosen if c.selector == image]

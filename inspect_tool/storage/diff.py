@@ -7,6 +7,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from inspect_tool.render.text import agree, plural
 from inspect_tool.storage.detect import open_storage
 from inspect_tool.storage.model import ContainerRecord, WritableLayer
 from inspect_tool.storage.writable import (
@@ -128,8 +129,9 @@ def diff_layer(
         entries = [e for e in entries if e.mtime_ns is not None and e.mtime_ns >= since_ns]
         if unknown:
             notes.append(
-                f"{unknown} change(s) carry no time (a deletion in a {layer.method} diff "
-                "leaves no whiteout) and are left out of the timeline"
+                f"{plural(unknown, 'change')} {agree(unknown, 'carries', 'carry')} no time (a "
+                f"deletion in a {layer.method} diff leaves no whiteout) and "
+                f"{agree(unknown, 'is', 'are')} left out of the timeline"
             )
     return entries, notes
 

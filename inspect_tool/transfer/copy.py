@@ -65,6 +65,7 @@ from inspect_tool.model.mediatypes import (
     declared_compression,
     sniff_compression,
 )
+from inspect_tool.render.text import plural
 from inspect_tool.sources import ImageSelection, open_candidates
 from inspect_tool.sources.location import Location, Transport, parse_location
 from inspect_tool.sources.selection import ALL_IMAGES
@@ -242,7 +243,7 @@ def _to_registry(
     sent = sum(blob.size for blob in pushed.blobs if blob.action == "uploaded")
     actions = {a: sum(1 for b in pushed.blobs if b.action == a) for a in ("exists", "mounted")}
     notes = [
-        f"{count} blob(s) the registry already had ({action})"
+        f"{plural(count, 'blob')} the registry already had ({action})"
         for action, count in actions.items()
         if count
     ]

@@ -13,6 +13,7 @@ import os
 import signal
 from pathlib import Path
 
+from inspect_tool.render.text import plural
 from runtime_lab.kernel import linux
 from runtime_lab.kernel.cgroups import CGROUP_ROOT, dockscope_groups
 from runtime_lab.lifecycle.state import refresh
@@ -40,7 +41,8 @@ def recover(store: Store, cgroup_root: Path = CGROUP_ROOT) -> list[str]:
                 os.kill(pid, signal.SIGKILL)
             wait_quietly(pid, 2.0)
         if pids:
-            report.append(f"cgroup {group}: killed {len(pids)} leftover process(es)")
+            killed = plural(len(pids), "leftover process", "leftover processes")
+            report.append(f"cgroup {group}: killed {killed}")
         try:
             group.rmdir()
             report.append(f"cgroup {group}: removed")

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from inspect_tool.errors import UsageError
+from inspect_tool.render.text import agree
 from runtime_lab.spec import VOLUME_NAME
 from runtime_lab.storage.store import Store, now, reading, remove_dir, write_atomic
 
@@ -106,7 +107,9 @@ def remove(store: Store, name: str) -> None:
     volume = load(store, name)
     using = users(store, name)
     if using:
-        raise UsageError(f"volume {name} is in use by container(s): {', '.join(using)}")
+        raise UsageError(
+            f"volume {name} is in use by {agree(len(using), 'container')}: {', '.join(using)}"
+        )
     remove_dir(volume.path)
 
 

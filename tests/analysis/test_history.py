@@ -298,9 +298,9 @@ def test_layers_without_history_are_listed(tmp_path: Path) -> None:
     assert code == 0
     doc = json.loads(out)
     assert [(e["index"], e["layer"]) for e in doc["entries"]] == [(0, 0), (None, 1), (None, 2)]
-    assert doc["warnings"] == ["2 layer(s) have no history entry"]
+    assert doc["warnings"] == ["2 layers have no history entry"]
     code, out, _ = invoke("history", str(image))
-    assert "warning: 2 layer(s) have no history entry" in out
+    assert "warning: 2 layers have no history entry" in out
 
 
 def test_history_reads_no_layer(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from inspect_tool.render.console import human_size
 from tests.support.cli import invoke, ok
 
 ZSTD = "oci-archive-zstd-dive.tar"
@@ -280,6 +281,12 @@ def test_copy_json_and_text(corpus: Path, tmp_path: Path) -> None:
     text = ok(invoke("copy", f"oci-archive:{corpus / ZSTD}", f"dir:{tmp_path / 'e'}"))
     assert text.startswith(f"Copied oci-archive:{corpus / ZSTD} to dir:{tmp_path / 'e'}")
     assert "(the source's)" in text
+    # sizes as the other commands show them; the JSON above keeps the exact byte counts
+    assert f"; {human_size(result['bytes_copied'])} copied" in text
+    for layer in result["layers"]:
+        assert f"{layer['digest']}  {human_size(layer['size'])}" in text
+    assert " bytes" not in text
+    assert str(result["bytes_copied"]) not in text
     shutil.rmtree(tmp_path / "e")
 
 

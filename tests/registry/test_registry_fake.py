@@ -3,14 +3,18 @@
 
 from __future__ import annotations
 
+import base64
+import inspect
+import json
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.registry.fake_registry import PASSWORD, USER, Behaviour, FakeRegistry, serve
-from tests.support.cli import invoke, ok
+from tests.support.cli import Result, invoke, ok
 from tests.support.paths import CORPUS
 from tests.support.trees import extract_trusted
 
@@ -418,3 +422,60 @@ def test_a_warm_pull_links_the_cached_blobs_and_still_checks_their_digests(
     assert "blob digest mismatch" in broken.err
     assert not (tmp_path / "third").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".third")]
+
+
+def _takes_an_image(command: Callable[..., Any]) -> bool:
+    """Whether a command has a parameter parsed as an IMAGE (cli/_common.image_location)."""
+    from inspect_tool.cli._common import image_location
+
+    parameters = inspect.signature(command).parameters.values()
+    return any(getattr(p.default, "parser", None) is image_location for p in parameters)
+
+
+ACCESS_OPTIONS = ("--creds", "--authfile", "--cert-dir", "--tls-verify")
+
+
+def test_every_command_that_takes_an_image_has_the_registry_options() -> None:
+    from inspect_tool.cli import app
+
+    commands = {
+        info.name or info.callback.__name__.replace("_", "-"): info.callback
+        for info in app.registered_commands
+        if info.callback is not None
+    }
+    taking = {name for name, callback in commands.items() if _takes_an_image(callback)}
+    assert {"inspect", "packages", "secrets", "unpack"} <= taking
+    for name in sorted(taking):
+        shown = invoke(name, "--help", env={"COLUMNS": "200"}).out
+        for option in ACCESS_OPTIONS:
+            assert option in shown, f"dockscope {name} --help lacks {option}"
+
+
+@pytest.mark.parametrize("command", ["packages", "secrets", "unpack"])
+def test_the_registry_options_reach_the_registry(
+    fake: FakeRegistry, tmp_path: Path, command: str
+) -> None:
+    """packages, secrets and unpack read a registry that wants credentials: refused without
+    them, read with --creds, and with --authfile naming an auth.json that holds them."""
+    fake.behaviour = Behaviour(require_auth=True)
+    ref = fake.ref()
+
+    def run(*options: str, dest: str) -> Result:
+        extra = [str(tmp_path / dest)] if command == "unpack" else []
+        return invoke(command, *options, ref, *extra)
+
+    refused = run(dest="none")
+    assert refused.code == 3
+    assert "authentication required (no credentials)" in one_line_error(refused.err, ref)
+    with_creds = run("--creds", f"{USER}:{PASSWORD}", dest="creds")
+    assert with_creds.code in (0, 1), with_creds.output
+    authfile = tmp_path / "auth.json"
+    encoded = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    authfile.write_text(json.dumps({"auths": {fake.host: {"auth": encoded}}}))
+    with_authfile = run("--authfile", str(authfile), dest="authfile")
+    assert with_authfile.code == with_creds.code, with_authfile.output
+    if command == "unpack":
+        assert any((tmp_path / "creds").iterdir())
+    wrong = run("--creds", f"{USER}:wrong-secret-1234", dest="wrong")
+    assert wrong.code == 3 and "credentials were refused" in wrong.err
+    assert PASSWORD not in with_creds.output + with_authfile.output

@@ -186,7 +186,7 @@ class TestContainers:
             )
         )
         refused = dockscope(root, "volume", "rm", "busy")
-        assert refused.code == 2 and "in use by container(s): user" in refused.err
+        assert refused.code == 2 and "in use by container: user" in refused.err
         listed = json.loads(ok(dockscope(root, "volume", "ls", "--json")))["volumes"]
         anonymous = [v["name"] for v in listed if v["anonymous"]]
         assert len(anonymous) == 1 and len(anonymous[0]) == 64
