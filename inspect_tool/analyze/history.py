@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from inspect_tool.model.image import HistoryEntry, Image
-from inspect_tool.render.text import agree, plural
+from inspect_tool.model.words import agree, plural
 
 BASE_NAME = "org.opencontainers.image.base.name"
 BASE_DIGEST = "org.opencontainers.image.base.digest"

@@ -35,6 +35,9 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from inspect_tool.model.words import agree as agree  # the render modules' import
+from inspect_tool.model.words import plural as plural
+
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderableType
     from rich.segment import Segment
@@ -93,22 +96,6 @@ def visible_lines(text: str) -> str:
     """Multi-line text (a reconstructed Dockerfile): each line escaped on its own, the line
     feeds between them kept."""
     return "\n".join(visible(line) for line in text.split("\n"))
-
-
-def agree(count: int, singular: str, plural_form: str | None = None) -> str:
-    """The word that agrees with ``count``: ``singular`` for one, else ``plural_form``
-    (``singular`` and an ``s`` unless told: ``agree(n, "match", "matches")``,
-    ``agree(n, "has", "have")``)."""
-    if count == 1:
-        return singular
-    return singular + "s" if plural_form is None else plural_form
-
-
-def plural(count: int, singular: str, plural_form: str | None = None) -> str:
-    """``count`` and the noun that agrees with it: ``1 secret``, ``0 secrets``, ``2 secrets``;
-    an irregular plural is given (``plural(n, "history entry", "history entries")``). Human
-    text: a JSON document carries the number itself."""
-    return f"{count} {agree(count, singular, plural_form)}"
 
 
 def _json_escape(match: re.Match[str]) -> str:

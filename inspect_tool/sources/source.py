@@ -15,7 +15,7 @@ from inspect_tool.model.digest import Digest
 from inspect_tool.model.finding import Finding
 from inspect_tool.model.image import Blob, Image, ImageFormat, Platform
 from inspect_tool.model.mediatypes import Compression
-from inspect_tool.render.text import plural
+from inspect_tool.model.words import plural
 from inspect_tool.sources.tree import Tree
 
 

@@ -7,7 +7,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from inspect_tool.render.text import agree, plural
+from inspect_tool.model.words import agree, plural
 from inspect_tool.storage.detect import open_storage
 from inspect_tool.storage.model import ContainerRecord, WritableLayer
 from inspect_tool.storage.writable import (

@@ -65,7 +65,7 @@ from inspect_tool.model.mediatypes import (
     declared_compression,
     sniff_compression,
 )
-from inspect_tool.render.text import plural
+from inspect_tool.model.words import plural
 from inspect_tool.sources import ImageSelection, open_candidates
 from inspect_tool.sources.location import Location, Transport, parse_location
 from inspect_tool.sources.selection import ALL_IMAGES

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from inspect_tool.errors import UsageError
-from inspect_tool.render.text import agree
+from inspect_tool.model.words import agree
 from runtime_lab.spec import VOLUME_NAME
 from runtime_lab.storage.store import Store, now, reading, remove_dir, write_atomic
 

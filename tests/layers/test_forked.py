@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -31,12 +31,21 @@ def square(job: int, advance: Advance) -> tuple[int, int]:
     return job * job, os.getpid()
 
 
-def no_children_left() -> bool:
-    try:
-        os.waitpid(-1, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return False
+def children() -> set[int]:
+    """This process's children now (other tests' servers among them)."""
+    found: set[int] = set()
+    for task in os.listdir(f"/proc/{os.getpid()}/task"):
+        with open(f"/proc/{os.getpid()}/task/{task}/children") as listed:
+            found |= {int(n) for n in listed.read().split()}
+    return found
+
+
+@pytest.fixture(autouse=True)
+def no_child_left_behind() -> Iterator[None]:
+    """Every test here: the children it made are gone (reaped) when it ends."""
+    before = children()
+    yield
+    assert children() <= before
 
 
 def test_results_come_back_in_the_jobs_order_from_the_children() -> None:
@@ -47,7 +56,6 @@ def test_results_come_back_in_the_jobs_order_from_the_children() -> None:
     pids = {pid for _, pid in results}
     assert PARENT not in pids and 1 <= len(pids) <= 2  # done in children, not here
     assert sum(seen) == sum(jobs)  # every byte the children counted reached the caller
-    assert no_children_left()
 
 
 def test_a_child_that_dies_leaves_its_job_to_the_caller() -> None:
@@ -59,7 +67,6 @@ def test_a_child_that_dies_leaves_its_job_to_the_caller() -> None:
     results = run_forked(dies_on_three, [1, 2, 3, 4, 5], [1, 2, 3, 4, 5], workers=2)
     assert [value for value, _ in results] == [1, 4, 9, 16, 25]
     assert results[2][1] == PARENT
-    assert no_children_left()
 
 
 def test_every_child_dying_still_gives_every_result() -> None:
@@ -81,7 +88,6 @@ def test_an_unexpected_error_is_raised_in_the_caller_with_its_own_traceback() ->
 
     with pytest.raises(ValueError, match=f"job 2 in {PARENT}$"):
         run_forked(broken, [1, 2, 3], [1, 1, 1], workers=2)
-    assert no_children_left()
 
 
 def test_a_result_that_cannot_be_pickled_is_made_again_here() -> None:
@@ -155,7 +161,6 @@ def test_verify_in_workers_finds_what_one_process_finds(name: str) -> None:
     assert together.findings == alone.findings
     assert any(not f.ok for f in alone.findings) == name.startswith("tampered/")
     assert counted[0] < 0 and sum(counted[1:]) == -counted[0]  # every byte counted once
-    assert no_children_left()
 
 
 def test_iter_gives_each_result_in_order_while_the_next_are_worked_on() -> None:
@@ -175,7 +180,6 @@ def test_iter_gives_each_result_in_order_while_the_next_are_worked_on() -> None:
     assert first == 0 and [job for job, _ in rest] == [1, 2, 3, 4, 5]
     # the other child finished jobs 1-5 while job 0 slept: they were done before 0 was given
     assert all(finished <= given for _, finished in rest)
-    assert no_children_left()
 
 
 def test_closing_iter_early_stops_its_children() -> None:
@@ -192,4 +196,3 @@ def test_closing_iter_early_stops_its_children() -> None:
     with contextlib.closing(results):
         assert next(results) == 1  # a child is still asleep on job 2, the other on job 3
     assert time.monotonic() - started < 10  # they were killed, not awaited
-    assert no_children_left()
