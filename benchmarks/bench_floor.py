@@ -82,10 +82,14 @@ def child(paths: list[str]) -> int:
 
 def check_floor(run: Run, expected: dict[str, tuple[str, str]]) -> list[str]:
     got = {}
-    for line in run.stdout.decode().splitlines():
-        path, raw, diff = line.split()
-        got[Path(path).name] = (raw, diff)
     problems = [f"floor exit {run.returncode}"] if run.returncode else []
+    for line in run.stdout.decode().splitlines():
+        fields = line.split()
+        if len(fields) != 3:
+            problems.append(f"floor printed {line!r}")
+            continue
+        path, raw, diff = fields
+        got[Path(path).name] = (raw, diff)
     for name, digests in expected.items():
         if got.get(name) != digests:
             problems.append(f"floor: {name[:12]} gave {got.get(name)}, not {digests}")
