@@ -4,7 +4,7 @@ people (rich) and programs (JSON, the contract of docs/JSON.md)."""
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import Any, Protocol
 
 from rich.console import Console
 
@@ -95,21 +95,33 @@ def render_audit(console: Console, audit: list[AuditEntry]) -> None:
         )
 
 
+class _Counts(Protocol):
+    directories: int
+    symlinks: int
+    hardlinks: int
+
+
+def _tree_counts(counts: _Counts) -> str:
+    return (
+        f"{plural(counts.directories, 'directory', 'directories')}, "
+        f"{plural(counts.symlinks, 'symlink')}, {plural(counts.hardlinks, 'hard link')}"
+    )
+
+
 def render_unpack(console: Console, image: Image, result: UnpackResult) -> None:
     held, applied = result.written, result.stats
     console.print(
-        f"Unpacked {markup(image.display_name)} ({result.layers} layers) into "
-        f"{markup(str(result.destination))}, which holds {held.files} files "
-        f"({human_size(held.bytes)}), {held.directories} directories, {held.symlinks} "
-        f"symlinks, {held.hardlinks} hard links"
+        f"Unpacked {markup(image.display_name)} ({plural(result.layers, 'layer')}) into "
+        f"{markup(str(result.destination))}, which holds {plural(held.files, 'file')} "
+        f"({human_size(held.bytes)}), {_tree_counts(held)}"
         + ("" if result.same_owner else "; owners not kept (files belong to the current user)"),
         soft_wrap=True,
         highlight=False,
     )
     console.print(
-        f"Layer entries applied: {applied.files} files ({human_size(applied.bytes)}), "
-        f"{applied.directories} directories, {applied.symlinks} symlinks, {applied.hardlinks} "
-        f"hard links, {applied.whiteouts} whiteouts (later layers replace or delete some)",
+        f"Layer entries applied: {plural(applied.files, 'file')} "
+        f"({human_size(applied.bytes)}), {_tree_counts(applied)}, "
+        f"{plural(applied.whiteouts, 'whiteout')} (later layers replace or delete some)",
         soft_wrap=True,
         highlight=False,
         style="dim",
@@ -121,9 +133,9 @@ def render_export(console: Console, image: Image, result: ExportResult) -> None:
     stats = result.stats
     where = "stdout" if result.output == "-" else result.output
     console.print(
-        f"Exported {markup(image.display_name)} ({result.layers} layers) to {markup(where)}: "
-        f"{stats.files} files ({human_size(stats.bytes)}), {stats.directories} directories, "
-        f"{stats.symlinks} symlinks, {stats.hardlinks} hard links",
+        f"Exported {markup(image.display_name)} ({plural(result.layers, 'layer')}) to "
+        f"{markup(where)}: {plural(stats.files, 'file')} ({human_size(stats.bytes)}), "
+        f"{_tree_counts(stats)}",
         soft_wrap=True,
         highlight=False,
     )

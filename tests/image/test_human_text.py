@@ -111,3 +111,14 @@ def test_a_pipe_keeps_the_width_columns_gives(long_named: Path) -> None:
     assert all(len(line) <= 100 for line in out.splitlines()), out
     assert not any(("/" + LONG_PATH) in line for line in out.splitlines())
     assert "a-rather-long-directory-name-5/x.conf" in out
+
+
+def test_export_and_unpack_summaries_count_one_as_one(tmp_path: Path) -> None:
+    sample = Path(__file__).resolve().parents[2] / "sample_images" / "docker-archive-v25.tar"
+    code, out, err = invoke("export", str(sample), "-o", str(tmp_path / "flat.tar"))
+    assert code == 0, err
+    said = out + err
+    assert "(4 layers)" in said and "1 symlink, 1 hard link" in said and "symlinks" not in said
+    code, out, err = invoke("unpack", str(sample), str(tmp_path / "rootfs"))
+    assert code == 0, err
+    assert "20 directories, 1 symlink, 1 hard link" in out + err
