@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from tarfile import BLOCKSIZE
-from typing import BinaryIO, cast
+from typing import BinaryIO, Protocol, cast
 
 from inspect_tool.errors import DockscopeError, InvalidImageError
 from inspect_tool.layers.decompress import CHUNK
@@ -37,10 +37,10 @@ from inspect_tool.layers.tarreader import TarMember, TarReader
 from inspect_tool.layers.tarwrite import (
     ZERO_ROOM,
     PositionalWriter,
+    Readable,
     TarHeader,
     TarStats,
     TarWriter,
-    fill_content,
 )
 from inspect_tool.layers.unpack.applier import LayerApplier, apply_layers
 from inspect_tool.layers.unpack.audit import AuditEntry, ExtractStats, Note
@@ -381,18 +381,21 @@ def _write_tar(
     if fd is not None and workers > 1 and len(layers) > 1 and source.tree.forked_reads:
         # Each layer read again in a worker process, which writes its files' bytes into
         # their places with pwrite: the layers' second reads use both cores.
+        places = PositionalWriter(fd, start, error=InvalidImageError)
+
         def fill(layer: Layer, advance: Callable[[int], None] | None) -> InvalidImageError | None:
-            sink = PositionalWriter(fd, start)
-            return _write_contents(source, layer, by_layer[layer.index], sink, start, advance)
+            return _write_contents(source, layer, by_layer[layer.index], places, advance)
 
         sizes = [layer.size or 0 for layer in layers]
         failures = run_forked(fill, layers, sizes, workers=workers, progress=progress)
     else:
-        sink = PositionalWriter(fd, start) if fd is not None else _SeekingWriter(out, start)
+        filler: _Filler = (
+            PositionalWriter(fd, start, error=InvalidImageError) if fd is not None else writer
+        )
         failures = []
         for layer in layers:
             wanted = by_layer[layer.index]
-            failures.append(_write_contents(source, layer, wanted, sink, start, progress))
+            failures.append(_write_contents(source, layer, wanted, filler, progress))
             if failures[-1] is not None:
                 break
     for failure in failures:
@@ -410,36 +413,26 @@ def _descriptor(out: BinaryIO) -> int | None:
     return fd
 
 
-class _SeekingWriter:
-    """Writes at a position of a seekable object without a descriptor (an io.BytesIO)."""
+class _Filler(Protocol):
+    """What fills a reserved place: ``TarWriter.fill``, or a ``PositionalWriter``'s."""
 
-    def __init__(self, out: BinaryIO, start: int) -> None:
-        self.out = out
-        self.position = start
-
-    def write(self, data: bytes) -> int:
-        self.out.seek(self.position)
-        self.out.write(data)
-        self.position += len(data)
-        return len(data)
+    def fill(self, offset: int, reader: Readable, size: int, *, subject: str = "") -> None: ...
 
 
 def _write_contents(
     source: Source,
     layer: Layer,
     wanted: dict[int, _Pending],
-    sink: PositionalWriter | _SeekingWriter,
-    start: int,
+    filler: _Filler,
     progress: Callable[[int], None] | None,
 ) -> InvalidImageError | None:
     """The bytes of ``wanted`` files, from a second read of ``layer``, each written at its
-    place (``start``: where the tar starts in the output); the error that stopped it (the
-    tar then lacks those bytes), or None."""
+    place; the error that stopped it (the tar then lacks those bytes), or None."""
     subject = f"{source.label}: layer {layer.index}"
-    if isinstance(sink, PositionalWriter) and all(
+    if isinstance(filler, PositionalWriter) and all(
         item.node.member.data_offset >= 0 for item in wanted.values()
     ):
-        return _copy_ranges(source, layer, wanted, sink, start, progress)
+        return _copy_ranges(source, layer, wanted, filler, progress)
     try:
         with open_layer(source, layer, progress=progress) as opened:
             reader = opened.reader
@@ -458,10 +451,7 @@ def _write_contents(
                         f"{member.name!r} at byte {member.offset} changed between two reads",
                         subject=subject,
                     )
-                sink.position = start + item.offset
-                fill_content(
-                    sink.write, reader, known.size, error=InvalidImageError, subject=subject
-                )
+                filler.fill(item.offset, reader, known.size, subject=subject)
                 left -= 1
                 if not left:
                     break
@@ -480,8 +470,7 @@ def _copy_ranges(
     source: Source,
     layer: Layer,
     wanted: dict[int, _Pending],
-    sink: PositionalWriter,
-    start: int,
+    places: PositionalWriter,
     progress: Callable[[int], None] | None,
 ) -> InvalidImageError | None:
     """``_write_contents`` without parsing the tar again: the first read noted where each
@@ -490,7 +479,6 @@ def _copy_ranges(
     its end as on the first read, proves the bytes are the ones the first read parsed."""
     subject = f"{source.label}: layer {layer.index}"
     items = sorted(wanted.values(), key=lambda item: item.node.member.data_offset)
-    base = start
     try:
         with open_layer(source, layer, progress=progress) as opened:
             read = opened.prefetcher.chunk
@@ -513,13 +501,11 @@ def _copy_ranges(
                         continue
                     lo = first + written - position
                     piece = chunk[lo : lo + size - written]
-                    sink.position = base + item.offset + written
-                    sink.write(piece)
+                    places.write_at(item.offset + written, piece)
                     written += len(piece)
                 padded = size + (-size % BLOCKSIZE)
                 if padded > ZERO_ROOM and padded > size:  # skipped by a seek: may not be zeros
-                    sink.position = base + item.offset + size
-                    sink.write(bytes(padded - size))
+                    places.write_at(item.offset + size, bytes(padded - size))
             opened.finish(layer, label=source.label)
     except InvalidImageError as exc:
         return exc

@@ -317,7 +317,7 @@ class TarWriter:
 
     def fill(self, offset: int, reader: Readable, size: int, *, subject: str = "") -> None:
         """Write ``size`` bytes read from ``reader`` (and the padding) at ``offset``, a place
-        ``add`` reserved."""
+        ``add`` reserved (before or after ``close``, which leaves the output open)."""
         out, start = self._seekable()
         out.seek(start + offset)
         fill_content(out.write, reader, size, error=self._error, subject=subject)
@@ -357,21 +357,35 @@ def fill_content(
 
 
 class PositionalWriter:
-    """Writes at a position of a file descriptor with ``pwrite``: the file's offset, which a
-    forked process shares with its parent, is never moved, so processes can fill the places
-    a ``TarWriter`` reserved side by side."""
+    """Fills the places a seekable ``TarWriter`` reserved, with ``pwrite`` on the output's
+    descriptor: the file's offset, which a forked process shares with its parent, is never
+    moved, so processes can fill places side by side. ``start``: where the tar starts."""
 
-    def __init__(self, fd: int, position: int) -> None:
+    def __init__(
+        self, fd: int, start: int, *, error: type[DockscopeError] = DockscopeError
+    ) -> None:
         self.fd = fd
-        self.position = position
+        self.start = start
+        self._error = error
 
-    def write(self, data: bytes | memoryview) -> int:
-        view = memoryview(data)
+    def write_at(self, offset: int, data: bytes | memoryview) -> None:
+        """``data`` at ``offset`` of the tar."""
+        view, position = memoryview(data), self.start + offset
         while view:
-            done = os.pwrite(self.fd, view, self.position)
-            self.position += done
+            done = os.pwrite(self.fd, view, position)
+            position += done
             view = view[done:]
-        return len(data)
+
+    def fill(self, offset: int, reader: Readable, size: int, *, subject: str = "") -> None:
+        """As ``TarWriter.fill``."""
+        written = 0
+
+        def write(chunk: bytes) -> None:
+            nonlocal written
+            self.write_at(offset + written, chunk)
+            written += len(chunk)
+
+        fill_content(write, reader, size, error=self._error, subject=subject)
 
 
 def encode(entry: TarHeader, *, link_to: str | None = None) -> bytes:
