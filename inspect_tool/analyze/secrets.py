@@ -776,10 +776,9 @@ def spare_core() -> bool:
     files to it is a cost (at load 5 to 9: 1.31× a plain read against 1.11× in one process)."""
     import os
 
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
+    from inspect_tool.layers.forked import cpus
+
+    cores = cpus()
     try:
         load = os.getloadavg()[0]
     except OSError:

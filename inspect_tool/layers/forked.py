@@ -36,13 +36,17 @@ _INDEX = struct.Struct("=i")
 _POLL = 0.1  # seconds between progress updates while children work
 
 
+def cpus() -> int:
+    """The CPUs this process may run on (its affinity; the machine's count where unknown)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - every Linux has it
+        return os.cpu_count() or 1
+
+
 def usable_workers(asked: int) -> int:
     """How many children to fork for ``asked``: never more than the CPUs this process may use."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # pragma: no cover - every Linux has it
-        cpus = os.cpu_count() or 1
-    return max(1, min(asked, cpus))
+    return max(1, min(asked, cpus()))
 
 
 def run_forked(

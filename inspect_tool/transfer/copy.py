@@ -47,6 +47,7 @@ from typing import Any, BinaryIO, Protocol
 from inspect_tool.analyze.verify import VerifyReport, verify
 from inspect_tool.errors import DockscopeError, ExitCode, InvalidImageError, UsageError
 from inspect_tool.layers.decompress import LayerStream
+from inspect_tool.layers.forked import cpus
 from inspect_tool.layers.hashing import BlobHash, hash_blob
 from inspect_tool.layout.writer import (
     INDEX_FILE,
@@ -78,7 +79,7 @@ CHUNK = 1 << 20
 # one per CPU this process may use, 2 to 4. The download threads share the GIL between 64 KiB
 # socket reads; on 2 CPUs a third thread only added futex wake-ups (a 1 GiB pull from a local
 # registry: 1.85-2.0 s and 0.6-0.7 s of system time with 2, 1.8-2.7 s and 0.9-2.5 s with 3).
-WORKERS = max(2, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2))
+WORKERS = max(2, min(4, cpus()))
 # Layers smaller than this in all are decompressed in this process (a worker's start costs more).
 IN_PROCESS_BELOW = 64 << 20
 DIR_VERSION = b"Directory Transport Version: 1.1\n"
