@@ -414,3 +414,17 @@ def test_runtime_modules_make_random_names_without_the_secrets_module() -> None:
     only the volumes module (off the run path) imports it."""
     eager = {i.module for i in module_level_imports() if i.target == "secrets"}
     assert {m for m in eager if top(m) == "runtime_lab"} == {"runtime_lab.storage.volumes"}
+
+
+def test_httpx_is_imported_through_registry_http_only() -> None:
+    """registry/http.py loads httpx without its command line and with 1 MiB reads: a module
+    importing httpx itself could load it first, without either."""
+    direct = broken(
+        lambda i: (
+            top(i.target) in ("httpx", "httpcore") and i.module != "inspect_tool.registry.http"
+        )
+    )
+    assert direct == []
+    assert any(
+        i.module == "inspect_tool.registry.http" and top(i.target) == "httpx" for i in IMPORTS
+    )

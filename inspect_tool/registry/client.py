@@ -20,13 +20,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
-import httpx
-
 from inspect_tool.errors import RegistryError
 from inspect_tool.model.digest import Digest
 from inspect_tool.model.mediatypes import MediaType
 from inspect_tool.registry.access import RegistryAccess
 from inspect_tool.registry.auth import Credentials, lookup
+from inspect_tool.registry.http import httpx
 from inspect_tool.registry.reference import RegistryReference, is_loopback
 from inspect_tool.registry.tls import cert_directory, ssl_context
 

@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import httpx
-
 from inspect_tool.errors import BlobNotFoundError, DockscopeError, RegistryError
 from inspect_tool.model.digest import Digest
 from inspect_tool.model.image import CONTAINERD_NAME
@@ -28,6 +26,7 @@ from inspect_tool.model.jsondoc import parse_json
 from inspect_tool.model.mediatypes import MediaType
 from inspect_tool.registry.cache import BlobCache, discard
 from inspect_tool.registry.client import MAX_MANIFEST, RegistryClient
+from inspect_tool.registry.http import httpx
 from inspect_tool.sources.tree import HEAD_SIZE, Entry, clean_path, read_limited
 
 REF_NAME = "org.opencontainers.image.ref.name"
