@@ -20,20 +20,23 @@ CLI_FRAMEWORKS = ("typer", "click")
 # ("inspect_tool" alone: the package's own __init__, for __version__)
 INSPECT_TOOL_LAYERS: dict[str, frozenset[str]] = {
     "errors": frozenset(),
+    # bulk writes in small pieces: the standard library only, usable from every package
+    "diskio": frozenset(),
     "model": frozenset({"errors"}),
     "sources": frozenset({"errors", "model"}),
-    "layout": frozenset({"errors", "model"}),
-    "layers": frozenset({"errors", "model", "sources"}),
-    "registry": frozenset({"errors", "model", "sources"}),
-    "analyze": frozenset({"errors", "model", "sources", "layers"}),
-    "storage": frozenset({"errors", "model", "sources", "layers", "layout"}),
+    "layout": frozenset({"errors", "diskio", "model"}),
+    "layers": frozenset({"errors", "diskio", "model", "sources"}),
+    "registry": frozenset({"errors", "diskio", "model", "sources"}),
+    "analyze": frozenset({"errors", "diskio", "model", "sources", "layers"}),
+    "storage": frozenset({"errors", "diskio", "model", "sources", "layers", "layout"}),
     "transfer": frozenset(
-        {"errors", "model", "sources", "layers", "layout", "analyze", "registry"}
+        {"errors", "diskio", "model", "sources", "layers", "layout", "analyze", "registry"}
     ),
     "render": frozenset(
         {
             "inspect_tool",
             "errors",
+            "diskio",
             "model",
             "sources",
             "layout",
@@ -48,6 +51,7 @@ INSPECT_TOOL_LAYERS: dict[str, frozenset[str]] = {
         {
             "inspect_tool",
             "errors",
+            "diskio",
             "model",
             "sources",
             "layout",
@@ -58,6 +62,7 @@ INSPECT_TOOL_LAYERS: dict[str, frozenset[str]] = {
         }
     ),
 }
+
 
 # The one way up: sources' open_location hands a location to the reader of its transport,
 # and the reader of containers-storage: lives in storage (evidence, tar-split). Exactly these

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import BinaryIO, cast
 
+from inspect_tool.diskio import write_to
 from inspect_tool.errors import DockscopeError, UsageError
 from inspect_tool.layers.image_fs import merged_view, open_layer
 from inspect_tool.layers.tarformat import EntryType
@@ -306,7 +307,7 @@ class _HashSink:
     def __init__(self) -> None:
         self.digest = hashlib.sha256()
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | memoryview) -> int:
         self.digest.update(data)
         return len(data)
 
@@ -329,7 +330,7 @@ def _copy_member(
         for member in opened.reader:
             if match(member):
                 for chunk in opened.reader.iter_data():
-                    out.write(chunk)
+                    write_to(out, chunk)
                 return
     raise DockscopeError(f"layer {layer} no longer holds the entry", subject=source.label)
 

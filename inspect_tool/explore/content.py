@@ -28,7 +28,7 @@ class _Bounded:
         self.data = bytearray()
         self.truncated = False
 
-    def write(self, chunk: bytes) -> int:
+    def write(self, chunk: bytes | memoryview) -> int:
         room = self.limit - len(self.data)
         self.data += chunk[:room]
         if len(chunk) > room:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, cast
 
+from inspect_tool.diskio import pwrite_all, write_to
 from inspect_tool.errors import DockscopeError
 from inspect_tool.layers.whiteout import OPAQUE_MARKER, OVERLAY_XATTR_PREFIXES
 
@@ -57,7 +58,7 @@ class TarStats:
 
 
 class Sink(Protocol):
-    def write(self, data: bytes, /) -> object: ...
+    def write(self, data: bytes | memoryview, /) -> object: ...
 
     def flush(self) -> None: ...
 
@@ -198,7 +199,7 @@ class TarWriter:
         self.stats = TarStats()
 
     def _write(self, data: bytes) -> None:
-        self._out.write(data)
+        write_to(self._out, data)
         self._written += len(data)
 
     def skip(self, path: str, reason: str) -> None:
@@ -370,11 +371,7 @@ class PositionalWriter:
 
     def write_at(self, offset: int, data: bytes | memoryview) -> None:
         """``data`` at ``offset`` of the tar."""
-        view, position = memoryview(data), self.start + offset
-        while view:
-            done = os.pwrite(self.fd, view, position)
-            position += done
-            view = view[done:]
+        pwrite_all(self.fd, data, self.start + offset)
 
     def fill(self, offset: int, reader: Readable, size: int, *, subject: str = "") -> None:
         """As ``TarWriter.fill``."""

@@ -26,6 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
+from inspect_tool.diskio import write_to
 from inspect_tool.errors import InvalidImageError, UsageError
 from inspect_tool.model.digest import Digest
 from inspect_tool.model.image import CONTAINERD_NAME, REF_NAME, Descriptor, Platform
@@ -114,7 +115,7 @@ class BlobWriter:
     def write(self, data: bytes | memoryview) -> int:
         if self._file is None:
             raise ValueError("the blob is closed")
-        self._file.write(data)
+        write_to(self._file, data)
         self._hash.update(data)
         self.size += len(data)
         return len(data)

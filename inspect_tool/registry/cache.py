@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
+from inspect_tool.diskio import write_to
 from inspect_tool.model.digest import Digest
 from inspect_tool.sources.cachedir import cache_home
 
@@ -116,7 +117,7 @@ class BlobCache:
             return
         try:
             with os.fdopen(fd, "wb") as out:
-                out.write(data)
+                write_to(out, data)
             os.replace(name, path)
         except OSError:
             discard(Path(name))

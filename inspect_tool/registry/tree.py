@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from inspect_tool.diskio import write_to
 from inspect_tool.errors import BlobNotFoundError, DockscopeError, RegistryError
 from inspect_tool.model.digest import Digest
 from inspect_tool.model.image import CONTAINERD_NAME
@@ -446,7 +447,7 @@ class BlobReader(io.RawIOBase):
             self._hash.update(chunk)
         if self._out is not None:
             try:
-                self._out.write(chunk)
+                write_to(self._out, chunk)
             except OSError:
                 self._discard()
 

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from inspect_tool.analyze.verify import VerifyReport, verify
+from inspect_tool.diskio import write_to
 from inspect_tool.errors import DockscopeError, ExitCode, InvalidImageError, UsageError
 from inspect_tool.layers.decompress import LayerStream
 from inspect_tool.layers.forked import cpus
@@ -743,7 +744,7 @@ class _Job:
         with open(temporary, "wb") as out, self._stream(layer.blob) as raw:
             stream = LayerStream(raw, progress=self._advance)
             while chunk := stream.read(CHUNK):
-                out.write(chunk)
+                write_to(out, chunk)
             stream.finish()
         subject = f"{self.source.label}: {layer.blob.what or layer.blob.path}"
         if stream.error is not None:

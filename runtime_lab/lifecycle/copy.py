@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
+from inspect_tool.diskio import write_to
 from inspect_tool.errors import UsageError
 from inspect_tool.model.resolve import (
     DIRECTORY,
@@ -329,7 +330,7 @@ def _extract_one(
             )  # fmt: skip
             with os.fdopen(out, "wb") as f:
                 while chunk := source.read(1 << 20):
-                    f.write(chunk)
+                    write_to(f, chunk)
         elif member.issym():
             os.symlink(member.linkname, last, dir_fd=fd)  # the container's own, resolved there
         elif member.islnk():

@@ -19,6 +19,7 @@ import os
 import stat
 from dataclasses import dataclass
 
+from inspect_tool.diskio import write_all
 from inspect_tool.layers.decompress import CHUNK
 from inspect_tool.layers.removal import remove_tree
 from inspect_tool.layers.tarformat import EntryType
@@ -152,9 +153,7 @@ class DiskBackend:
             while left > 0:
                 data = reader.read(min(left, CHUNK))
                 left -= len(data)
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
+                write_all(fd, data)
             self._file_meta(fd, member)
         finally:
             os.close(fd)
