@@ -20,23 +20,26 @@ CLI_FRAMEWORKS = ("typer", "click")
 # ("inspect_tool" alone: the package's own __init__, for __version__)
 INSPECT_TOOL_LAYERS: dict[str, frozenset[str]] = {
     "errors": frozenset(),
-    # bulk writes in small pieces: the standard library only, usable from every package
+    # bulk writes in small pieces, the heap kept for reuse: the standard library only,
+    # usable from every package
     "diskio": frozenset(),
+    "heap": frozenset(),
     "model": frozenset({"errors"}),
     "sources": frozenset({"errors", "model"}),
-    "layout": frozenset({"errors", "diskio", "model"}),
-    "layers": frozenset({"errors", "diskio", "model", "sources"}),
-    "registry": frozenset({"errors", "diskio", "model", "sources"}),
-    "analyze": frozenset({"errors", "diskio", "model", "sources", "layers"}),
-    "storage": frozenset({"errors", "diskio", "model", "sources", "layers", "layout"}),
+    "layout": frozenset({"errors", "diskio", "heap", "model"}),
+    "layers": frozenset({"errors", "diskio", "heap", "model", "sources"}),
+    "registry": frozenset({"errors", "diskio", "heap", "model", "sources"}),
+    "analyze": frozenset({"errors", "diskio", "heap", "model", "sources", "layers"}),
+    "storage": frozenset({"errors", "diskio", "heap", "model", "sources", "layers", "layout"}),
     "transfer": frozenset(
-        {"errors", "diskio", "model", "sources", "layers", "layout", "analyze", "registry"}
+        {"errors", "diskio", "heap", "model", "sources", "layers", "layout", "analyze", "registry"}
     ),
     "render": frozenset(
         {
             "inspect_tool",
             "errors",
             "diskio",
+            "heap",
             "model",
             "sources",
             "layout",
@@ -52,6 +55,7 @@ INSPECT_TOOL_LAYERS: dict[str, frozenset[str]] = {
             "inspect_tool",
             "errors",
             "diskio",
+            "heap",
             "model",
             "sources",
             "layout",

@@ -26,6 +26,8 @@ import struct
 from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Generic, TypeVar
 
+from inspect_tool.heap import keep_freed_heap
+
 J = TypeVar("J")
 R = TypeVar("R")
 
@@ -128,6 +130,7 @@ class _Pool(Generic[J, R]):
         self.jobs = jobs
         self.progress = progress
         self.counters = mmap.mmap(-1, _COUNTER.size * workers)  # shared with the children
+        keep_freed_heap()  # the children's reads reuse their heap (inherited through fork)
         self.reported = 0
         self.children: list[_Child] = []
         for slot in range(workers):

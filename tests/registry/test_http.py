@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import platform
 import subprocess
 import sys
 
@@ -63,46 +62,3 @@ def test_a_large_body_arrives_in_large_reads() -> None:
     assert got == body
     assert max(chunks) > 64 * 1024
     assert len(chunks) < 64
-
-
-CHURN = """
-import os, resource, sys, threading
-if sys.argv[1] == "tuned":
-    import inspect_tool.registry.http
-
-
-def reads() -> None:
-    # what httpcore's recv does: a 1 MiB buffer asked for, 64 KiB arrived, the rest given back
-    r, w = os.pipe()
-    os.set_blocking(r, False)
-    for _ in range(300):
-        os.write(w, b"x" * 65536)
-        data = os.read(r, 1 << 20)
-        del data
-
-
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-threads = [threading.Thread(target=reads) for _ in range(2)]
-for t in threads:
-    t.start()
-for t in threads:
-    t.join()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-"""
-
-
-def test_reads_reuse_freed_memory_instead_of_faulting_it_back() -> None:
-    """Two threads reading as the layer downloads do: with registry/http imported, the
-    buffers come from heap kept for reuse, not memory page-faulted in again per read."""
-    if platform.libc_ver()[0] != "glibc":
-        pytest.skip("mallopt is glibc's")
-
-    def faults(mode: str) -> int:
-        done = subprocess.run(
-            [sys.executable, "-c", CHURN, mode], capture_output=True, text=True, check=True
-        )
-        return int(done.stdout)
-
-    default, tuned = faults("default"), faults("tuned")
-    assert default > 3000  # 600 reads of 64 KiB, each faulting its pages in again
-    assert tuned < default / 4
