@@ -7,7 +7,7 @@ memory of every read is faulted in again: ~37,000 page faults in a 666 MiB ``pul
 project's virtual machines, whose balloon takes back memory the guest has freed, those faults
 cost 0.3-1.5 s of system time in most pulls inside ``bench_pull.py`` (0.87-1.12x skopeo's
 time over four runs). With glibc told to serve buffers up to 4 MiB from the heap and keep up
-to 64 MiB of freed heap (``mallopt``): ~12,000 faults, every pull 0.77-0.84 s (0.67-0.73x),
+to 64 MiB of freed heap (``mallopt``): ~12,000 faults, pull 0.67-0.73x skopeo in four runs,
 and ``verify``'s workers ~4 % less CPU (benchmarks/README.md, "Memory").
 
 ``keep_freed_heap`` is called where such reads are many: the registry's HTTP client

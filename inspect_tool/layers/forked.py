@@ -26,6 +26,7 @@ import struct
 from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Generic, TypeVar
 
+from inspect_tool.diskio import write_all
 from inspect_tool.heap import keep_freed_heap
 
 J = TypeVar("J")
@@ -186,7 +187,7 @@ class _Pool(Generic[J, R]):
                 )
             except BaseException:
                 payload = pickle.dumps((False, None))
-            _write_all(result_write, _LENGTH.pack(len(payload)) + payload)
+            write_all(result_write, _LENGTH.pack(len(payload)) + payload)
 
     # -- in the caller --------------------------------------------------------------------
     def run(self, order: list[int], done: dict[int, R]) -> Iterator[None]:
@@ -214,7 +215,7 @@ class _Pool(Generic[J, R]):
 
     def _hand(self, child: _Child, index: int) -> None:
         try:
-            _write_all(child.jobs, _INDEX.pack(index))
+            write_all(child.jobs, _INDEX.pack(index))
         except OSError:  # the child is gone: the job is left for the caller
             return
         child.busy = index
@@ -278,9 +279,3 @@ def _read_exactly(fd: int, size: int) -> bytes | None:  # pragma: no cover - in 
             return None
         data += piece
     return data
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
 
+from inspect_tool.diskio import write_all
 from inspect_tool.errors import UsageError
 
 
@@ -82,11 +83,7 @@ class PipeEmitter:
         self._fd = fd
 
     def emit(self, event: Event) -> None:
-        data = (event.to_json() + "\n").encode()
-        view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+        write_all(self._fd, (event.to_json() + "\n").encode())
 
 
 def read_events(fd: int, tracer: Tracer, on_line: Callable[[Event], None] | None = None) -> None:
