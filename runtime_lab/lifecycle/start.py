@@ -185,6 +185,7 @@ def _run(
         runtime_paths=previous.runtime_paths,
         restart_count=previous.restart_count,
         supervisor_pid=previous.supervisor_pid,
+        recorder_pid=os.getpid(),
     )
     shim = _fork_shim(spec, streams, pipes, kernel_log)
     state.shim_pid = shim

@@ -4,6 +4,7 @@ processes are gone."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from inspect_tool.errors import DockscopeError
@@ -47,7 +48,7 @@ def refresh(store: Store, container_id: str) -> ContainerState:
         save_state(store, container_id, state)
     if state.status == "running":
         alive = bool(state.shim_pid) and cgroups.process_exists(state.shim_pid)
-        if not alive:
+        if not alive and not _recording(state):
             state.status = "exited"
             state.finished = state.finished or now()
             if state.exit_code is None:
@@ -55,3 +56,11 @@ def refresh(store: Store, container_id: str) -> ContainerState:
                 state.error = "dockscope was not there when it exited"
             save_state(store, container_id, state)  # on a full disk: corrected in memory only
     return state
+
+
+def _recording(state: ContainerState) -> bool:
+    """Whether another process is still recording the exit: it reaped the shim and tears
+    the network down before it writes the exit code (stop and rm wait for that), so a
+    reader meanwhile must not take the exit for one nobody saw."""
+    recorder = state.recorder_pid
+    return bool(recorder) and recorder != os.getpid() and cgroups.process_exists(recorder)

@@ -203,6 +203,9 @@ class ContainerState:
     cgroup_paths: dict[str, str] = field(default_factory=dict)
     restart_count: int = 0  # starts by the restart policy since the last start by hand
     supervisor_pid: int = 0  # a detached container's supervisor (it restarts the container)
+    # the process that reaps the shim and records the exit (the supervisor, or the run in
+    # the foreground): between the two the shim is gone but the exit is not yet written
+    recorder_pid: int = 0
     paused: bool = False  # dockscope pause: its control group is frozen (still "running")
 
 

@@ -312,3 +312,30 @@ def test_cleanup_removes_half_unpacked_layers(root: Path, busybox_image: Path) -
     assert "removed half-unpacked .tmp-0123456789abcdef-00000000" in report
     assert not partial.exists()
     assert os.listdir(root / "containers") == []
+
+
+def test_an_exit_being_recorded_is_not_taken_for_one_nobody_saw(tmp_path: Path) -> None:
+    """The shim is gone and its reaper has not written the exit code yet (it tears the network
+    down first): a reader meanwhile (wait, ps) sees the container still running, not exited
+    with -1; once no process is left to record it, the exit is corrected to -1."""
+    import subprocess
+
+    from runtime_lab.lifecycle.state import refresh
+    from runtime_lab.storage.store import ContainerState, Store
+
+    store = Store(tmp_path / "state")
+    store.container_dir("c1").mkdir(parents=True)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    recorder = subprocess.Popen(["sleep", "30"])
+    try:
+        running = ContainerState(status="running", shim_pid=gone.pid, recorder_pid=recorder.pid)
+        store.save_state("c1", running)
+        seen = refresh(store, "c1")
+        assert (seen.status, seen.exit_code) == ("running", None)
+    finally:
+        recorder.kill()
+        recorder.wait()
+    seen = refresh(store, "c1")
+    assert (seen.status, seen.exit_code) == ("exited", -1)
+    assert store.load_state("c1").exit_code == -1
