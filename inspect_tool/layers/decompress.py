@@ -33,13 +33,17 @@ class LayerStream(io.RawIOBase):
         algorithm: str = "sha256",
         progress: Callable[[int], None] | None = None,
         hash_raw: bool = True,
+        hash_diff: bool = True,
     ) -> None:
         """``hash_raw=False``: a caller that hashes the raw bytes itself (copy, writing them
-        as they go through) spares the second hash; ``digest_hex`` is then unavailable."""
+        as they go through) spares the second hash; ``digest_hex`` is then unavailable.
+        ``hash_diff=False``: a caller that proves the bytes by the raw digest alone (a second
+        read of a blob whose first read checked the diff_id) spares the uncompressed hash;
+        ``diff_id_hex`` is then unavailable."""
         self._raw = raw
         self._progress = progress
         self.raw_hash = hashlib.new(algorithm) if hash_raw else None
-        self.diff_hash = hashlib.sha256()
+        self.diff_hash = hashlib.sha256() if hash_diff else None
         self.raw_size = 0
         self.uncompressed_size = 0
         self.error: str | None = None  # the compressed stream is corrupt or truncated
@@ -111,7 +115,8 @@ class LayerStream(io.RawIOBase):
 
     def _emit(self, data: bytes) -> bytes:
         if data:
-            self.diff_hash.update(data)
+            if self.diff_hash is not None:
+                self.diff_hash.update(data)
             self.uncompressed_size += len(data)
         return data
 
@@ -187,6 +192,16 @@ class LayerStream(io.RawIOBase):
             if self.error is None and self.compression is not Compression.NONE:
                 self.trailing += len(data)
 
+    def finish_raw(self) -> None:
+        """Read the rest of the blob for the raw digest alone, decompressing none of it: for
+        a caller that has what it wanted and proves the blob by that digest (the bytes not
+        decompressed are then the ones an earlier read decompressed and checked)."""
+        if self.raw_hash is None:
+            raise ValueError("the raw bytes are not hashed (hash_raw=False)")
+        self._out, self._out_pos, self._pending, self._eof = b"", 0, b"", True
+        while self._read_raw():
+            pass
+
     @property
     def digest_hex(self) -> str:
         if self.raw_hash is None:
@@ -200,6 +215,8 @@ class LayerStream(io.RawIOBase):
 
     @property
     def diff_id_hex(self) -> str:
+        if self.diff_hash is None:
+            raise ValueError("the uncompressed bytes were not hashed (hash_diff=False)")
         return self.diff_hash.hexdigest()
 
 

@@ -10,9 +10,11 @@ metadata once it meets a member outside that directory; an archive with every di
 first loses the directories' mtimes to the files written into them later. The headers are
 laid out first, every size being known from pass 1; file contents are then streamed into
 their places, layer by layer in the order each layer stores them, from a second read of
-that layer (verified against its diff_id again). A stream that cannot seek (a pipe) gets
-the tar through a temporary file. Every name of a hard-linked inode follows its first name
-as a hard link entry. The output depends on the image alone: same image, same bytes.
+that layer: decompressed up to its last wanted file, and proved by its raw digest, which must
+be the first read's (the first read checked the diff_id of what those bytes decompress to).
+A stream that cannot seek (a pipe) gets the tar through a temporary file. Every name of a
+hard-linked inode follows its first name as a hard link entry. The output depends on the
+image alone: same image, same bytes.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ from inspect_tool.layers.tarwrite import (
     TarStats,
     TarWriter,
 )
-from inspect_tool.layers.unpack.applier import LayerApplier, apply_layers
+from inspect_tool.layers.union import PathTooLongError
+from inspect_tool.layers.unpack.applier import LayerApplier
 from inspect_tool.layers.unpack.audit import AuditEntry, ExtractStats, Note
 from inspect_tool.layers.unpack.backend import Kind
 from inspect_tool.model.image import Image, Layer
@@ -229,38 +232,49 @@ def _header(path: str, member: TarMember | None, *, directory: bool = False) -> 
     )
 
 
-def _apply_read_by_workers(
+def _apply_layers(
     source: Source,
     image: Image,
     applier: LayerApplier[_Dir],
-    workers: int,
     progress: Callable[[int], None] | None,
-) -> None:
-    """``apply_layers``, the layers read (decompressed, hashed, their headers parsed) in forked
-    workers, in order, while this process applies the ones already read: the same members
-    in the same order reach the applier. A layer that cannot be read stops it there."""
+) -> dict[int, str]:
+    """``apply_layers`` for the in-memory tree, each layer read (decompressed, hashed, its
+    headers parsed) whole before its members are applied: by forked workers, in order, while
+    this process applies the ones already read, where the source allows. The same members in
+    the same order reach the applier. A layer that cannot be read stops it there. Returns
+    each layer's raw digest, which a second read of the blob must give again."""
 
     def read(layer: Layer, advance: Callable[[int], None] | None) -> _Read:
         return _members(source, layer, advance)
 
-    results = iter_forked(read, image.layers, workers=workers, progress=progress)
+    workers = usable_workers(WORKERS)
+    results: Iterator[_Read]
+    if workers > 1 and len(image.layers) > 1 and source.tree.forked_reads:
+        results = iter_forked(read, image.layers, workers=workers, progress=progress)
+    else:
+        results = (read(layer, progress) for layer in image.layers)
+    digests: dict[int, str] = {}
     with contextlib.closing(results):
         for layer, got in zip(image.layers, results, strict=True):
             if isinstance(got, DockscopeError):
                 raise got
+            members, digests[layer.index] = got
             applier.start_layer(layer.index)
-            for member in got:
-                applier.apply(member, _NO_CONTENT)
+            try:
+                for member in members:
+                    applier.apply(member, _NO_CONTENT)
+            except PathTooLongError as exc:
+                raise exc.with_subject(f"{source.label}: layer {layer.index}") from None
+    return digests
 
 
-_Read = list[TarMember] | DockscopeError
+_Read = tuple[list[TarMember], str] | DockscopeError
 _NO_CONTENT = cast(TarReader, None)  # the in-memory tree never reads a file's bytes
 
 
-def _members(
-    source: Source, layer: Layer, progress: Callable[[int], None] | None
-) -> list[TarMember] | DockscopeError:
-    """Every member of ``layer``, its diff_id checked; or what made it unreadable."""
+def _members(source: Source, layer: Layer, progress: Callable[[int], None] | None) -> _Read:
+    """Every member of ``layer`` and the blob's raw digest, its diff_id checked; or what
+    made it unreadable."""
     subject = f"{source.label}: layer {layer.index}"
     try:
         with open_layer(source, layer, progress=progress) as opened:
@@ -273,7 +287,7 @@ def _members(
             opened.finish(layer, label=source.label)
     except DockscopeError as exc:
         return exc
-    return members
+    return members, opened.stream.digest_hex
 
 
 def _seekable(out: BinaryIO) -> bool:
@@ -330,18 +344,14 @@ def export(
     applier = LayerApplier(tree, ExtractStats(), result.audit)
     if on_pass is not None:
         on_pass(sum(layer.size or 0 for layer in image.layers))
-    workers = usable_workers(WORKERS)
-    if workers > 1 and len(image.layers) > 1 and source.tree.forked_reads:
-        _apply_read_by_workers(source, image, applier, workers, progress)
-    else:
-        apply_layers(source, image, applier, progress=progress)
+    digests = _apply_layers(source, image, applier, progress)
     applier.close()
 
     if _seekable(out):
-        _write_tar(source, image, tree, out, result, progress, on_pass)
+        _write_tar(source, image, tree, digests, out, result, progress, on_pass)
         return result
     with tempfile.TemporaryFile(prefix="dockscope-export-") as spool:
-        _write_tar(source, image, tree, spool, result, progress, on_pass)
+        _write_tar(source, image, tree, digests, spool, result, progress, on_pass)
         spool.seek(0)
         shutil.copyfileobj(spool, out, CHUNK)
         out.flush()
@@ -352,6 +362,7 @@ def _write_tar(
     source: Source,
     image: Image,
     tree: MemoryBackend,
+    digests: dict[int, str],
     out: BinaryIO,
     result: ExportResult,
     progress: Callable[[int], None] | None,
@@ -384,7 +395,8 @@ def _write_tar(
         places = PositionalWriter(fd, start, error=InvalidImageError)
 
         def fill(layer: Layer, advance: Callable[[int], None] | None) -> InvalidImageError | None:
-            return _write_contents(source, layer, by_layer[layer.index], places, advance)
+            wanted = by_layer[layer.index]
+            return _write_contents(source, layer, digests[layer.index], wanted, places, advance)
 
         sizes = [layer.size or 0 for layer in layers]
         failures = run_forked(fill, layers, sizes, workers=workers, progress=progress)
@@ -395,7 +407,8 @@ def _write_tar(
         failures = []
         for layer in layers:
             wanted = by_layer[layer.index]
-            failures.append(_write_contents(source, layer, wanted, filler, progress))
+            digest = digests[layer.index]
+            failures.append(_write_contents(source, layer, digest, wanted, filler, progress))
             if failures[-1] is not None:
                 break
     for failure in failures:
@@ -422,19 +435,23 @@ class _Filler(Protocol):
 def _write_contents(
     source: Source,
     layer: Layer,
+    digest_hex: str,
     wanted: dict[int, _Pending],
     filler: _Filler,
     progress: Callable[[int], None] | None,
 ) -> InvalidImageError | None:
     """The bytes of ``wanted`` files, from a second read of ``layer``, each written at its
-    place; the error that stopped it (the tar then lacks those bytes), or None."""
+    place; the error that stopped it (the tar then lacks those bytes), or None. The blob
+    must hash to ``digest_hex``, its first read's raw digest: the first read checked the
+    diff_id of what these bytes decompress to, so this one decompresses only up to the
+    last file it wants and hashes the rest."""
     subject = f"{source.label}: layer {layer.index}"
     if isinstance(filler, PositionalWriter) and all(
         item.node.member.data_offset >= 0 for item in wanted.values()
     ):
-        return _copy_ranges(source, layer, wanted, filler, progress)
+        return _copy_ranges(source, layer, digest_hex, wanted, filler, progress)
     try:
-        with open_layer(source, layer, progress=progress) as opened:
+        with open_layer(source, layer, progress=progress, hash_diff=False) as opened:
             reader = opened.reader
             left = len(wanted)
             for member in reader:
@@ -460,7 +477,7 @@ def _write_contents(
                     f"{left} entries seen on the first read are missing on the second",
                     subject=subject,
                 )
-            opened.finish(layer, label=source.label)
+            opened.finish_again(layer, label=source.label, digest_hex=digest_hex)
     except InvalidImageError as exc:
         return exc
     return None
@@ -469,18 +486,19 @@ def _write_contents(
 def _copy_ranges(
     source: Source,
     layer: Layer,
+    digest_hex: str,
     wanted: dict[int, _Pending],
     places: PositionalWriter,
     progress: Callable[[int], None] | None,
 ) -> InvalidImageError | None:
     """``_write_contents`` without parsing the tar again: the first read noted where each
     file's bytes lie in the layer's tar (``TarMember.data_offset``), so the second copies
-    those ranges of the uncompressed stream as it goes by. The layer's diff_id, checked at
-    its end as on the first read, proves the bytes are the ones the first read parsed."""
+    those ranges of the uncompressed stream as it goes by. The blob's raw digest, the first
+    read's again, proves the bytes are the ones the first read parsed."""
     subject = f"{source.label}: layer {layer.index}"
     items = sorted(wanted.values(), key=lambda item: item.node.member.data_offset)
     try:
-        with open_layer(source, layer, progress=progress) as opened:
+        with open_layer(source, layer, progress=progress, hash_diff=False) as opened:
             read = opened.prefetcher.chunk
             position = 0  # of the chunk in the uncompressed stream
             chunk = memoryview(b"")
@@ -506,7 +524,7 @@ def _copy_ranges(
                 padded = size + (-size % BLOCKSIZE)
                 if padded > ZERO_ROOM and padded > size:  # skipped by a seek: may not be zeros
                     places.write_at(item.offset + size, bytes(padded - size))
-            opened.finish(layer, label=source.label)
+            opened.finish_again(layer, label=source.label, digest_hex=digest_hex)
     except InvalidImageError as exc:
         return exc
     return None

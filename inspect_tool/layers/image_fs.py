@@ -21,6 +21,10 @@ class DiffIdMismatchError(InvalidImageError):
     """A layer's uncompressed bytes do not hash to its recorded diff_id."""
 
 
+class BlobChangedError(InvalidImageError):
+    """A blob read a second time is not the blob its first read checked."""
+
+
 @dataclass(slots=True)
 class OpenLayer:
     stream: LayerStream  # hashes the blob and the decompressed tar as they are read
@@ -40,16 +44,35 @@ class OpenLayer:
                 subject=subject,
             )
 
+    def finish_again(self, layer: Layer, *, label: str, digest_hex: str) -> None:
+        """End a second read of the blob whose first read gave ``digest_hex`` (and checked
+        the diff_id): what is left is hashed, not decompressed, and the raw digest must be
+        the first read's, which proves every byte decompressed now was checked then."""
+        self.prefetcher.close()  # its thread no longer touches the stream
+        self.stream.finish_raw()
+        got = self.stream.digest_hex
+        if got != digest_hex:
+            raise BlobChangedError(
+                f"the blob changed between two reads (its bytes hashed to {digest_hex}, "
+                f"then to {got})",
+                subject=f"{label}: layer {layer.index}",
+            )
+
 
 @contextmanager
 def open_layer(
-    source: Source, layer: Layer, *, progress: Callable[[int], None] | None = None
+    source: Source,
+    layer: Layer,
+    *,
+    progress: Callable[[int], None] | None = None,
+    hash_diff: bool = True,
 ) -> Iterator[OpenLayer]:
-    """A layer's tar members, streamed from its blob (decompressed as its bytes say)."""
+    """A layer's tar members, streamed from its blob (decompressed as its bytes say).
+    ``hash_diff=False``: a second read, ended by ``finish_again``, not ``finish``."""
     if layer.blob is None or source.tree.entry(layer.blob.path) is None:
         raise BlobNotFoundError(f"layer {layer.index} blob is missing", subject=f"{source.label}")
     with source.tree.open(layer.blob.path) as raw:
-        stream = LayerStream(raw, progress=progress)
+        stream = LayerStream(raw, progress=progress, hash_diff=hash_diff)
         prefetcher = Prefetcher(stream)
         subject = f"{source.label}: layer {layer.index}"
         try:

@@ -100,3 +100,25 @@ def test_corrupt_stream_is_an_error_not_an_exception(
     blob[20:40] = b"\xff" * 20
     stream, _ = _read(bytes(blob))
     assert stream.error is not None and stream.error.startswith("gzip stream is corrupt")
+
+
+def test_a_second_read_hashes_the_rest_without_decompressing_it() -> None:
+    """``finish_raw``: the raw digest covers every byte of the blob, trailing ones too,
+    while nothing past what was read is decompressed; without ``hash_diff`` there is no
+    diff_id to ask for."""
+    import hashlib
+
+    data = random.Random(7).randbytes(3 * MAX_OUTPUT)
+    blob = gzip.compress(data, compresslevel=1) + b"\0" * 100
+    stream = LayerStream(io.BytesIO(blob), hash_diff=False)
+    assert stream.read(4096) == data[:4096]
+    stream.finish_raw()
+    assert stream.digest_hex == hashlib.sha256(blob).hexdigest()
+    assert stream.uncompressed_size <= MAX_OUTPUT  # the first piece alone
+    assert stream.read(10) == b""
+    with pytest.raises(ValueError, match="hash_diff=False"):
+        _ = stream.diff_id_hex
+    whole = LayerStream(io.BytesIO(blob))
+    whole.finish()
+    assert whole.uncompressed_size == len(data)
+    assert whole.diff_id_hex == hashlib.sha256(data).hexdigest()

@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -676,21 +677,30 @@ def layer_blob(image: Path, index: int) -> Path:
     return blobs / layers[index]["digest"].removeprefix("sha256:")
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        # the second read copies byte ranges the first noted: its diff_id check sees a change
-        ("rewritten", "diff_id mismatch"),
-        ("cut short", "the layer ended before the bytes of"),
+        # the second read proves the blob by the first read's raw digest (reading the tar
+        # again, one process sees the member's size change first)
+        ("rewritten", "changed between two reads"),
+        # past the last file it wants, the second read hashes without decompressing
+        ("grown", "the blob changed between two reads"),
+        ("cut short", "the layer ended before the bytes of|tar stream ends inside"),
     ],
 )
-def test_export_in_workers_reports_a_layer_changed_between_reads(
-    tmp_path: Path, change: str, message: str
+def test_export_reports_a_layer_changed_between_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str, message: str, workers: int
 ) -> None:
+    import inspect_tool.layers.export as export_module
+
+    monkeypatch.setattr(export_module, "usable_workers", lambda asked: workers)
     image = image_of(tmp_path, [LOWER, UPPER, THIRD])
     third = layer_blob(image, 2)
     if change == "rewritten":
         after = build_layer([*THIRD[:-1], file_entry("etc/passwd", b"x" * 27)])
+    elif change == "grown":
+        after = third.read_bytes() + b"\0" * 1024
     else:
         after = third.read_bytes()[:4096]
     passes: list[int] = []
@@ -701,14 +711,34 @@ def test_export_in_workers_reports_a_layer_changed_between_reads(
             third.chmod(0o644)
             third.write_bytes(after)
 
+    out = io.BytesIO() if workers == 1 else open(tmp_path / "flat.tar", "wb")  # noqa: SIM115
+    with (
+        open_source(image) as source,
+        out,
+        pytest.raises(InvalidImageError) as caught,
+    ):
+        export(source, source.candidates[0].image(), out, on_pass=between)
+    assert caught.value.subject is not None and caught.value.subject.endswith("layer 2")
+    assert re.search(message, caught.value.message)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_export_names_the_layer_whose_path_is_too_long(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    """The tree is built from members a worker read: the layer is still named."""
+    import inspect_tool.layers.export as export_module
+
+    monkeypatch.setattr(export_module, "usable_workers", lambda asked: workers)
+    image = image_of(tmp_path, [LOWER, [file_entry("a/" * 2047 + "f", b"x")]])
     with (
         open_source(image) as source,
         open(tmp_path / "flat.tar", "wb") as out,
         pytest.raises(InvalidImageError) as caught,
     ):
-        export(source, source.candidates[0].image(), out, on_pass=between)
-    assert caught.value.subject is not None and caught.value.subject.endswith("layer 2")
-    assert message in caught.value.message
+        export(source, source.candidates[0].image(), out)
+    assert caught.value.subject is not None and caught.value.subject.endswith("layer 1")
+    assert "exceeds the bound of 4095 bytes" in caught.value.message
 
 
 def test_export_to_a_file_opened_for_appending_is_a_whole_tar_after_what_was_there(
