@@ -633,6 +633,21 @@ THIRD = [
     *[file_entry(f"srv/f{i:03}", bytes([i]) * (i * 700), mtime=3000 + i) for i in range(60)],
     file_entry("etc/passwd", b"root:x:0:0::/root:/bin/bash\n", mtime=4000),
 ]
+# headers that are not one USTAR block, among plain ones, and rooms of every size
+ODD = [
+    dir_entry("odd/" + "d" * 120),
+    file_entry("odd/" + "d" * 120 + "/long", b"below a long name"),
+    file_entry("odd/caf\u00e9", b"not ascii"),
+    file_entry("odd/attrs", b"with xattrs", xattrs=(("user.note", "v"),)),
+    file_entry("odd/uid", b"big ids", uid=3_000_000, gid=3_000_000),
+    file_entry("odd/big", os.urandom(200_003)),
+    file_entry("odd/block", b"y" * 512),
+    symlink_entry("odd/far", "/" + "t" * 150),
+    hardlink_entry("odd/" + "h" * 110, "srv/f007"),
+    Entry("odd/null", "char", mode=0o666, devmajor=1, devminor=3),
+    file_entry("odd/empty", b""),
+    file_entry("odd/pax", b"named by pax", pax_path=True),
+]
 
 
 def test_export_in_workers_writes_what_one_process_writes(
@@ -653,20 +668,24 @@ def test_export_in_workers_writes_what_one_process_writes(
 
     monkeypatch.setattr(export_module, "run_forked", counting_run)
     monkeypatch.setattr(export_module, "iter_forked", counting_iter)
-    image = image_of(tmp_path, [LOWER, UPPER, THIRD])
+    image = image_of(tmp_path, [LOWER, UPPER, THIRD, ODD])
     monkeypatch.setattr(export_module, "usable_workers", lambda asked: 1)
     alone = io.BytesIO()  # one process, and no descriptor: filled here, by seeking
     with open_source(image) as source:
-        export(source, source.candidates[0].image(), alone)
+        in_order = export(source, source.candidates[0].image(), alone)
     assert forked == []
     monkeypatch.setattr(export_module, "usable_workers", lambda asked: 2)
     with open_source(image) as source, open(tmp_path / "flat.tar", "wb") as out:
         out.write(b"lead")  # the tar need not start at offset 0
         result = export(source, source.candidates[0].image(), out)
-    # every layer read by the workers, then the three with surviving content read again
-    assert forked == [("first read", 3), ("second read", 3)]
+    # every layer read by the workers, then the four with surviving content read again
+    assert forked == [("first read", 4), ("second read", 4)]
     assert (tmp_path / "flat.tar").read_bytes() == b"lead" + alone.getvalue()
-    assert result.stats.files > 60
+    assert result.stats == in_order.stats
+    assert result.stats.files > 60 and result.stats.devices == 1
+    with tarfile.open(fileobj=io.BytesIO(alone.getvalue())) as archive:
+        names = archive.getnames()
+    assert "odd/caf\u00e9" in names and "odd/" + "d" * 120 + "/long" in names
 
 
 def layer_blob(image: Path, index: int) -> Path:
