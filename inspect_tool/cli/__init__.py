@@ -1,7 +1,8 @@
 """The ``dockscope`` command: typer glue that parses, calls the library, renders, exits.
 
 Heavy modules (rich, the readers, hashing) are imported inside the commands so that
-``dockscope --help`` starts fast.
+``dockscope --help`` starts fast; typer itself is imported when the app is built, which a
+plain ``dockscope run`` skips (runtime_lab/cli/run_args.py).
 """
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from typing import TYPE_CHECKING
 
-import typer
-
-from inspect_tool.cli import _state
+if TYPE_CHECKING:
+    import typer
 
 
 def version() -> str:
@@ -25,29 +26,6 @@ def version() -> str:
         from inspect_tool import __version__
 
         return __version__
-
-
-def _print_version(value: bool) -> None:
-    if value:
-        sys.stdout.write(f"dockscope {version()}\n")
-        raise typer.Exit()
-
-
-def _root(
-    debug: bool = typer.Option(
-        False, "--debug", help="Show full tracebacks on errors (anywhere on the command line)."
-    ),
-    _version: bool = typer.Option(
-        False,
-        "--version",
-        "-V",
-        help="Print the version (dockscope X.Y.Z) and exit.",
-        is_eager=True,
-        expose_value=False,
-        callback=_print_version,
-    ),
-) -> None:
-    _state.debug = debug
 
 
 # The module that registers each command: a command line names one, and only that module is
@@ -102,6 +80,9 @@ def build_app(command: str | None = None, *, commands: bool = True) -> typer.Typ
     with none when not ``commands`` (``dockscope --version`` needs only the root)."""
     import importlib
 
+    import typer
+
+    from inspect_tool.cli._root import root
     from inspect_tool.cli._usage import DockscopeGroup
 
     application = typer.Typer(
@@ -129,11 +110,11 @@ def build_app(command: str | None = None, *, commands: bool = True) -> typer.Typ
         rich_markup_mode=None,
         context_settings={"help_option_names": ["-h", "--help"]},
     )
-    application.callback()(_root)
+    application.callback()(root)
     wanted = COMMAND_MODULES.get(command or "")
     for name in ((wanted,) if wanted else _MODULES) if commands else ():
         if name == "runtime":
-            from runtime_lab import cli as runtime
+            from runtime_lab.cli import commands as runtime
 
             runtime.register(application, only=command if wanted else None)
             continue
@@ -168,7 +149,15 @@ def main() -> None:
     commands = command is not None or not {"--version", "-V"} & set(argv)
     code: int | str | None = 0
     try:
-        build_app(command, commands=commands)(args=argv, prog_name="dockscope")
+        fast = None
+        if argv[:1] == ["run"] and "--debug" not in argv:  # a plain run: no typer (run_args.py)
+            from runtime_lab.cli.run_args import run as run_plain
+
+            fast = run_plain(argv[1:])
+        if fast is not None:
+            code = fast
+        else:
+            build_app(command, commands=commands)(args=argv, prog_name="dockscope")
     except SystemExit as exc:
         code = exc.code
     except BrokenPipeError:

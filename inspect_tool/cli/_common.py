@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 import typer
 
-from inspect_tool.cli import _state
-from inspect_tool.errors import DockscopeError, ExitCode, UsageError
+from inspect_tool.cli._errors import exit_code, say
+from inspect_tool.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -86,25 +86,14 @@ def limit_option(help: str) -> Any:
 
 
 def fail(message: str, code: ExitCode) -> typer.Exit:
-    """One error line on stderr, the message escaped as every name dockscope prints
-    (render/text.py): a hostile path in it cannot reach the terminal raw."""
-    from inspect_tool.render.text import visible
-
-    sys.stderr.write(f"dockscope: {visible(message)}\n")
+    """One error line on stderr (escaped: cli/_errors.py), and the exit to raise."""
+    say(message)
     return typer.Exit(int(code))
-
-
-def error_line(exc: DockscopeError) -> str:
-    """What follows ``dockscope: ``: about an input, ``<file>: <problem>``; a usage error
-    (exit 2) names the command first, as click's usage errors do (``ls: --at 9: ...``)."""
-    if exc.exit_code == ExitCode.USAGE and _state.command:
-        return f"{_state.command}: {exc}"
-    return str(exc)
 
 
 @contextlib.contextmanager
 def handle_errors() -> Iterator[None]:
-    """Map library errors to one line on stderr and a documented exit code."""
+    """Map library errors to one line on stderr and a documented exit code (cli/_errors.py)."""
     from inspect_tool.cli._usage import ClickException
 
     try:
@@ -113,28 +102,11 @@ def handle_errors() -> Iterator[None]:
         raise
     except ClickException:  # a usage error: the root group words it (cli/_usage.py)
         raise
-    except DockscopeError as exc:
-        if _state.debug:
+    except (Exception, KeyboardInterrupt) as exc:
+        code = exit_code(exc)
+        if code is None:
             raise
-        raise fail(error_line(exc), exc.exit_code) from None
-    except KeyboardInterrupt:
-        raise fail("interrupted", ExitCode.PROBLEMS) from None
-    except PermissionError as exc:  # a file the user may not read or write: not a bug
-        if _state.debug:
-            raise
-        where = f"{exc.filename}: " if exc.filename else ""
-        raise fail(
-            f"{where}permission denied (run it as a user who may read it, e.g. with sudo)",
-            ExitCode.BAD_INPUT,
-        ) from None
-    except Exception as exc:
-        if _state.debug:
-            raise
-        raise fail(
-            f"internal error: {type(exc).__name__}: {exc} (run again with --debug for the "
-            "traceback, and please report it)",
-            ExitCode.INTERNAL,
-        ) from None
+        raise typer.Exit(code) from None
 
 
 # The width of human output written to a file or a pipe when COLUMNS does not say: wide

@@ -39,6 +39,7 @@ NOT_LOADED = (
     "inspect_tool.sources.dir_transport",
     "ctypes.util",
     "secrets",
+    "typer",  # a plain command line is parsed without it (runtime_lab/cli/run_args.py)
     "rich",
     "httpx",
     "pydantic",
