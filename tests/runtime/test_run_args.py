@@ -4,6 +4,7 @@ everything else. No root needed: ``run_container`` is replaced by a recorder."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -99,8 +100,6 @@ def test_the_values_are_typer_s(
         monkeypatch.delenv("DOCKSCOPE_ROOT", raising=False)
     else:
         monkeypatch.setenv("DOCKSCOPE_ROOT", variable)
-    import os
-
     ours = parse_run(argv, os.environ)
     assert ours is not None
     theirs = typer_arguments(argv, monkeypatch)
