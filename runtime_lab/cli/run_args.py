@@ -17,8 +17,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from inspect_tool.sources.location import written_path
-
 FLAG, VALUE, MULTIPLE = "flag", "value", "multiple"
 # name -> (parameter, how it takes a value, the conversion typer's type makes)
 OPTIONS: dict[str, tuple[str, str, Callable[[str], Any]]] = {
@@ -104,6 +102,9 @@ def parse_run(argv: list[str], environ: Mapping[str, str] = os.environ) -> dict[
         return None  # no IMAGE: typer says so
     if values["root"] is None:
         values["root"] = environ.get(ROOT_VARIABLE) or None  # click skips an empty variable
+    # IMAGE as typer's parser keeps it (imported here: a line left to typer does without it)
+    from inspect_tool.sources.location import written_path
+
     return {"image_path": written_path(argv[position]), "command": argv[position + 1 :], **values}
 
 
