@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inspect_tool.errors import UsageError
-from runtime_lab.kernel import cgroups, linux
+from runtime_lab.kernel import cgroups, linux, warmup
 from runtime_lab.lifecycle.children import (
     close_other_fds,
     forward_signals,
@@ -61,6 +61,8 @@ class StartIO:
 def start(store: Store, container_id: str, tracer: Tracer, io: StartIO | None = None) -> int:
     """Run the container's command to completion; returns its exit status."""
     io = io or StartIO()
+    if not rootless():  # the wait before the shim's attach, taken now (kernel/warmup.py)
+        warmup.begin()
     config = store.load_config(container_id)
     state = store.load_state(container_id)
     if state.status == "running" and state.pid and cgroups.process_exists(state.pid):
@@ -88,6 +90,7 @@ def start(store: Store, container_id: str, tracer: Tracer, io: StartIO | None = 
     try:
         return _run(store, container_id, tracer, io, group, state, network)
     finally:  # whatever happened, the group goes (it is empty: the container has ended)
+        warmup.end()  # ended at the attach, unless the start failed before it
         if network is not None:  # a start that failed early: its lease, rules, veth
             network.disconnect()
         try:
@@ -390,13 +393,13 @@ class _Watch:
             if group.paths:  # rootless: no group to join
                 group.add(shim)
                 written = group.writes[-len(group.paths) :]
-                self.tracer.emit(
-                    step_event(
-                        "cgroup-attach",
-                        args={"pid": shim},
-                        evidence={"written": [{"file": w.path, "value": w.value} for w in written]},
-                    )
-                )
+                evidence: dict[str, Any] = {
+                    "written": [{"file": w.path, "value": w.value} for w in written]
+                }
+                warmed = warmup.end()
+                if warmed is not None:
+                    evidence["warmup"] = warmed
+                self.tracer.emit(step_event("cgroup-attach", args={"pid": shim}, evidence=evidence))
             os.write(pipes.go_w, b"g")
             os.close(pipes.go_w)
             pipes.go_w = -1

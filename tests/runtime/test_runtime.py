@@ -612,6 +612,12 @@ def test_trace_names_each_cgroup_file_written(traced: list[dict[str, Any]]) -> N
     assert sorted(w["file"] for w in released[:-1]) == sorted(
         str(Path(p).parent.parent / "cgroup.procs") for p in created.values()
     )
+    # the kernel's wait, taken early: dockscope's own PID into its own pids group, so nothing
+    # moved (runtime_lab/kernel/warmup.py)
+    warmup = step(traced, "cgroup-attach")["evidence"]["warmup"]
+    assert warmup["file"] == str(Path(created["pids"]).parent.parent / "cgroup.procs")
+    assert warmup["value"] == str(step(traced, "cgroup-attach")["pid"])
+    assert warmup["writes"] >= 1 and "refused" not in warmup
 
 
 def test_trace_capabilities_user_and_exec(traced: list[dict[str, Any]]) -> None:
