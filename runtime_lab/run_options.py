@@ -28,6 +28,8 @@ MIN_CPUS = 0.01
 
 @dataclass(frozen=True, slots=True)
 class RunOptions:
+    """``dockscope run``'s options, checked and in the form create takes them."""
+
     image: Path
     args: tuple[str, ...] = ()
     selection: ImageSelection = ALL_IMAGES  # --image, --ref, --platform

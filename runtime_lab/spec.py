@@ -116,6 +116,8 @@ def environment(
 
 @dataclass(frozen=True, slots=True)
 class User:
+    """Who the container's process runs as, resolved against the image's files."""
+
     uid: int
     gid: int
     groups: tuple[int, ...]

@@ -217,6 +217,8 @@ class _NonBlockingWriter:
 
 @dataclass(eq=False)
 class _Client:
+    """One client attached to a container's streams."""
+
     sock: socket.socket
     reader: FrameReader = field(default_factory=FrameReader)
     outbox: bytes = b""
@@ -620,6 +622,8 @@ def _write_all(fd: int, data: bytes) -> None:
 
 @dataclass(slots=True)
 class AttachResult:
+    """How an attach ended."""
+
     exit_code: int | None  # None: detached (Ctrl-P Ctrl-Q) or the connection ended early
     detached: bool = False
 

@@ -21,6 +21,8 @@ _HEX_RE = re.compile(r"[0-9a-f]+")
 
 @dataclass(frozen=True, order=True, slots=True)
 class Digest:
+    """A content digest, ``algorithm:hex``."""
+
     algorithm: str
     hex: str
 

@@ -34,6 +34,8 @@ class ImageFormat(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Platform:
+    """An image's platform, as an index or a config names it."""
+
     os: str
     architecture: str
     variant: str | None = None
@@ -75,6 +77,8 @@ class Platform:
 
 @dataclass(frozen=True, slots=True)
 class Descriptor:
+    """An OCI content descriptor: what a blob is, its digest and size."""
+
     media_type: str
     digest: Digest
     size: int
@@ -131,6 +135,8 @@ class Blob:
 
 @dataclass(frozen=True, slots=True)
 class HistoryEntry:
+    """One entry of the config's ``history``."""
+
     created: str | None
     created_by: str | None
     author: str | None
@@ -207,6 +213,8 @@ class ImageConfig:
 
 @dataclass(frozen=True, slots=True)
 class Layer:
+    """One layer: its blob where the source has one, and its IDs."""
+
     index: int
     blob: Blob | None  # None when the source lists no blob for a diff_id
     digest: Digest | None  # the blob's digest where known without hashing
@@ -228,6 +236,8 @@ class Layer:
 
 @dataclass(frozen=True, slots=True)
 class Manifest:
+    """An image manifest: its own bytes and digest, and the descriptors it lists."""
+
     raw: bytes
     data: Mapping[str, Any]
     digest: Digest

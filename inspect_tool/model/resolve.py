@@ -85,6 +85,8 @@ class Via:
 
 @dataclass(frozen=True, slots=True)
 class Resolved:
+    """Where a path leads once its links are followed."""
+
     parts: Parts  # the components that exist, links expanded
     missing: Parts = ()  # Missing.LEXICAL: components below ``parts`` that do not exist
     clamped: bool = False  # a ``..`` stopped at the root
@@ -92,6 +94,8 @@ class Resolved:
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
+    """Why a path could not be followed, and where the walk stopped."""
+
     reason: Reason
     at: Parts  # the component the walk stopped at (a link's own path for ABSOLUTE)
     via: Via | None = None  # the symlink that component came from (the link for ABSOLUTE)

@@ -48,6 +48,8 @@ class Candidate:
 
 @dataclass(slots=True)
 class Source:
+    """An opened image source: its files and the images it holds."""
+
     path: Path
     tree: Tree
     format: ImageFormat

@@ -166,6 +166,8 @@ class OpenReads:
 
 @dataclass(slots=True)
 class _Member:
+    """One member of a tar archive, where its data starts."""
+
     name: str
     kind: str  # "file", "dir", "symlink", "hardlink", "other"
     offset: int  # of the data in the (uncompressed) tar stream

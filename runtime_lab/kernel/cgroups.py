@@ -39,6 +39,8 @@ class CgroupError(OSError):
 
 @dataclass(frozen=True, slots=True)
 class Limits:
+    """The resource limits of a container; None leaves the kernel's default."""
+
     memory: int | None = None  # bytes
     cpus: float | None = None  # CPUs, e.g. 0.5
     pids: int | None = None
@@ -46,6 +48,8 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class Write:
+    """One value written to one cgroup file, as the trace shows it."""
+
     path: str
     value: str
 

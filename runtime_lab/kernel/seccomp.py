@@ -121,6 +121,9 @@ class ProfileError(UsageError):
 
 @dataclass(frozen=True, slots=True)
 class Arg:
+    """One argument condition of a rule (docker's ``args`` entry): ``op`` compares argument
+    ``index`` with ``value`` (and ``value_two`` for a masked compare)."""
+
     index: int
     value: int
     value_two: int
@@ -129,6 +132,8 @@ class Arg:
 
 @dataclass(frozen=True, slots=True)
 class Rule:
+    """Syscalls that get one action, resolved from a profile's ``syscalls`` entry."""
+
     names: tuple[str, ...]
     action: str
     errno_ret: int | None = None

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 @dataclass(slots=True)
 class LaunchSpec:
+    """What the shim and PID 1 are given: the root file system, the command and its settings."""
+
     merged: str
     lowerdirs: list[str]  # bottom first
     upper: str

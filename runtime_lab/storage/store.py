@@ -129,6 +129,8 @@ def now() -> str:
 
 @dataclass(slots=True)
 class ContainerConfig:
+    """What a container was created with (its ``config.json``): never changes after create."""
+
     id: str
     name: str
     image_source: str  # the path given to run
@@ -188,6 +190,8 @@ class ContainerConfig:
 
 @dataclass(slots=True)
 class ContainerState:
+    """What a container is doing (its ``state.json``): rewritten at each change."""
+
     status: str = "created"  # created, running, restarting (waiting to start again), exited
     pid: int = 0  # host PID of the container's PID 1
     shim_pid: int = 0  # the process that holds the namespaces and waits for PID 1

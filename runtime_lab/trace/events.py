@@ -21,6 +21,8 @@ from inspect_tool.errors import UsageError
 
 @dataclass(slots=True)
 class Event:
+    """One step of a container's life, as the trace records it."""
+
     step: str  # a stable identifier: "unshare", "pivot_root", "cgroup-limits", …
     title: str  # what a person reads: "Unshare the namespaces"
     explanation: str  # one sentence: why this makes a container

@@ -12,6 +12,8 @@ from dataclasses import dataclass, replace
 
 @dataclass(frozen=True, slots=True)
 class Step:
+    """A step in the plan: what it is called, the call it makes, why, and who makes it."""
+
     id: str
     title: str
     syscall: str | None
