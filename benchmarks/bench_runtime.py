@@ -42,6 +42,7 @@ from bench_images import (
 from harness import (
     Report,
     Run,
+    Trees,
     arguments,
     finish,
     fmt_runs,
@@ -623,20 +624,21 @@ def measure(
             data["warm_trace_events"] = [json.loads(x) for x in trace.read_text().splitlines()]
         trace.unlink()
 
-    # Cold: an empty state root / an empty store each time.
+    # Cold: an empty state root / an empty store each time, each a new one: every run's files
+    # are kept until the last cold run (harness.Trees says why)
     print(f"timing cold starts of the ~100 MB image: {args.cold_reps} each, interleaved")
-    cold_root = work / "dockscope-cold"
+    trees = Trees(work / "cold", work.parent)
     cold: dict[str, list[float]] = {"dockscope": [], "podman_load": [], "podman_first_run": []}
     cpu: dict[str, list[float]] = {"dockscope": [], "podman_load": [], "podman_first_run": []}
     splits: list[dict[str, Any]] = []
     blobs = layer_blobs(big, work / "blobs")
-    tar_dest = work / "tar-floor"
     floor: list[float] = []
+    made: list[Dockscope | Podman] = []
 
     def tar_floor() -> float:
         """GNU tar extracting the layer blobs in order into an empty directory (tar runs the
         system's gzip -d; this image has no whiteouts): the file system's floor."""
-        shutil.rmtree(tar_dest, ignore_errors=True)
+        tar_dest = trees.new("tar")
         tar_dest.mkdir()
         subprocess.run(["sync"], check=True)
         env = dict(os.environ)
@@ -645,38 +647,42 @@ def measure(
         )
 
     def dockscope_cold(trace: Path) -> Run:
-        fresh = Dockscope(cli, cold_root, pycache)
-        fresh.remove()
-        owned.append(fresh)
+        fresh = Dockscope(cli, trees.new("dockscope"), pycache)
+        made.append(fresh)
+        owned.append(fresh)  # the final clean-up's, should this stop early
         subprocess.run(["sync"], check=True)
         run = fresh.run(big, "true", trace=trace)
         if fresh.containers():
-            raise BenchError(f"dockscope run --rm left {fresh.containers()} in {cold_root}")
+            raise BenchError(f"dockscope run --rm left {fresh.containers()} in {fresh.root}")
         return run
 
-    def podman_cold() -> tuple[Run, Run]:
-        store = Podman(stores / "cold", args.runtime)
+    def podman_cold(i: int) -> tuple[Run, Run]:
+        store = Podman(stores / f"cold{i}", args.runtime)  # podman wants a short run root
+        made.append(store)
         owned.append(store)
         subprocess.run(["sync"], check=True)
         load = store.load(big)
         first = store.run(big_id, "true")
-        store.remove()
-        owned.remove(store)
         return load, first
 
-    for i in range(args.cold_reps):
-        trace = work / f"cold-trace-{i}.jsonl"
-        run = dockscope_cold(trace)
-        splits.append(cold_layer_seconds(run, trace))
-        cold["dockscope"].append(run.seconds)
-        cpu["dockscope"].append(run.cpu_seconds)
-        load, first = podman_cold()
-        cold["podman_load"].append(load.seconds)
-        cold["podman_first_run"].append(first.seconds)
-        cpu["podman_load"].append(load.cpu_seconds)
-        cpu["podman_first_run"].append(first.cpu_seconds)
-        floor.append(tar_floor())
-    shutil.rmtree(tar_dest, ignore_errors=True)
+    try:
+        for i in range(args.cold_reps):
+            trace = work / f"cold-trace-{i}.jsonl"
+            run = dockscope_cold(trace)
+            splits.append(cold_layer_seconds(run, trace))
+            cold["dockscope"].append(run.seconds)
+            cpu["dockscope"].append(run.cpu_seconds)
+            load, first = podman_cold(i)
+            cold["podman_load"].append(load.seconds)
+            cold["podman_first_run"].append(first.seconds)
+            cpu["podman_load"].append(load.cpu_seconds)
+            cpu["podman_first_run"].append(first.cpu_seconds)
+            floor.append(tar_floor())
+    finally:
+        for thing in made:
+            thing.remove()
+            owned.remove(thing)
+        trees.remove()
     cold["gnu_tar_floor"] = floor
     data["cold_dockscope_trace_split_seconds"] = splits
     data["cold_cpu_seconds"] = cpu

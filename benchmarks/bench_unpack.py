@@ -13,7 +13,6 @@ import os
 import shlex
 import shutil
 import stat
-import subprocess
 import sys
 import tarfile
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from harness import (
     VMHWM,
     Report,
     Run,
+    Trees,
     arguments,
     big_image_arguments,
     finish,
@@ -72,13 +72,6 @@ def make_layout(meta: dict[str, Any], out: Path) -> tuple[Path, list[Path]]:
             shutil.copyfile(blob, target)
     layers = [blobs / layer["digest"].removeprefix("sha256:") for layer in big["oci"]["layers"]]
     return layout, layers
-
-
-def clear(path: Path) -> None:
-    """Remove a previous run's tree and flush dirty pages, so each run starts alike (untimed)."""
-    if path.exists():
-        subprocess.run(["rm", "-rf", "--one-file-system", str(path)], check=True)
-    os.sync()
 
 
 def tree(root: Path, *, content: bool) -> dict[str, tuple[Any, ...]]:
@@ -162,19 +155,35 @@ def main(argv: list[str] | None = None) -> int:
     if cli is None:
         return finish(report, out, RESULTS)
     root = os.geteuid() == 0
-    scratch = out / "unpack-scratch"
-    scratch.mkdir(exist_ok=True)
-    ours, theirs, plain = scratch / "dockscope", scratch / "umoci", scratch / "tar"
-    umoci_cmd = ["umoci", "unpack", *([] if root else ["--rootless"])]
-    umoci_cmd += ["--image", f"{layout}:{REF}", str(theirs)]
-    print(f"dockscope: {shlex.join(cli)}\numoci: {shlex.join(umoci_cmd)}", flush=True)
+    content = totals["content_bytes"]
+    # every run's tree is kept until the end (harness.Trees): the warm-up's and the timed ones
+    needed = (args.reps + 1) * 3 * content * 1.2
+    free = shutil.disk_usage(out).free
+    if free < needed:
+        report.fail(
+            "free space for every run's tree",
+            f"{free / MIB / 1024:.1f} GiB",
+            f">= {needed / MIB / 1024:.1f} GiB",
+            "free space, or fewer --reps",
+        )
+        return finish(report, out, RESULTS)
+    trees = Trees(out / "unpack-scratch", out)
+
+    def umoci_cmd(dest: Path) -> list[str]:
+        cmd = ["umoci", "unpack", *([] if root else ["--rootless"])]
+        return [*cmd, "--image", f"{layout}:{REF}", str(dest)]
+
+    print(f"dockscope: {shlex.join(cli)} unpack --json {layout} DEST", flush=True)
+    print(f"umoci: {shlex.join(umoci_cmd(Path('DEST')))}", flush=True)
     print("tar: for each layer, bottom first: tar --extract --gzip --file BLOB -C DEST", flush=True)
+    print(f"each run into a new DEST below {trees.base}, all removed at the end", flush=True)
 
     unpack_runs: list[Run] = []
+    last: dict[str, Path] = {}
 
     def dockscope() -> float:
-        clear(ours)
-        run = run_child([*cli, "unpack", "--json", str(layout), str(ours)], peak=VMHWM)
+        last["dockscope"] = dest = trees.new("dockscope")
+        run = run_child([*cli, "unpack", "--json", str(layout), str(dest)], peak=VMHWM)
         unpack_runs.append(run)
         if run.returncode != 0:
             raise SystemExit(
@@ -183,19 +192,19 @@ def main(argv: list[str] | None = None) -> int:
         return run.seconds
 
     def umoci() -> float:
-        clear(theirs)
-        run = run_child(umoci_cmd, peak=VMHWM)
+        last["umoci"] = dest = trees.new("umoci")
+        run = run_child(umoci_cmd(dest), peak=VMHWM)
         if run.returncode != 0:
             raise SystemExit(f"umoci unpack exited {run.returncode}: {run.stderr.decode()[-2000:]}")
         return run.seconds
 
     def gnu_tar() -> float:
-        clear(plain)
-        plain.mkdir()
+        dest = trees.new("tar")
+        dest.mkdir()
         seconds = 0.0
         for blob in layers:
             run = run_child(
-                ["tar", "--extract", "--gzip", "--file", str(blob), "-C", str(plain)], peak=VMHWM
+                ["tar", "--extract", "--gzip", "--file", str(blob), "-C", str(dest)], peak=VMHWM
             )
             if run.returncode != 0:
                 raise SystemExit(f"tar exited {run.returncode}: {run.stderr.decode()[-2000:]}")
@@ -204,10 +213,11 @@ def main(argv: list[str] | None = None) -> int:
 
     print("warming the page cache and checking dockscope against umoci (untimed)", flush=True)
     warm(layers)
+    os.sync()
     first = {"dockscope": dockscope(), "umoci": umoci(), "tar": gnu_tar()}
     doc = json.loads(unpack_runs[0].stdout)
     audit_ok = doc.get("ok") is True and not doc.get("audit")
-    problems = compare_trees(ours, theirs / "rootfs")
+    problems = compare_trees(last["dockscope"], last["umoci"] / "rootfs")
     data["warmup_seconds"] = first
     data["tree_problems"] = problems
     for problem in problems:
@@ -215,8 +225,10 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"timing: {args.reps} runs of each, interleaved", flush=True)
     jobs: dict[str, Callable[[], float]] = {"dockscope": dockscope, "umoci": umoci, "tar": gnu_tar}
-    times = interleaved(jobs, args.reps)
-    clear(scratch)
+    try:
+        times = interleaved(jobs, args.reps)
+    finally:
+        trees.remove()
 
     m_ours, m_umoci, m_tar = (median(times[k]) for k in ("dockscope", "umoci", "tar"))
     r_umoci, r_tar = m_ours / m_umoci, m_ours / m_tar
