@@ -14,16 +14,21 @@ again every few milliseconds so the lock stays on its slow path while the interp
 the rest, reads the image and makes the container's directories and group. The shim's attach
 and release then find the lock ready. The cgroup-attach step's evidence shows the writes.
 Best effort: a write refused ends the thread, recorded, and the attach waits as it would.
+Each write briefly holds up every fork and exit on the machine, so the writes stop after
+``LIFETIME`` seconds if no attach came (an image pulled or unpacked first): that attach
+waits as it would have.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from typing import Any
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 INTERVAL = 0.004  # seconds between writes: under one grace period
+LIFETIME = 1.0  # seconds of writes at most (a warm run attaches within ~0.1 s)
 
 
 class AttachWarmup:
@@ -33,12 +38,14 @@ class AttachWarmup:
         self.path = path
         self.writes = 0
         self.error: OSError | None = None
+        self.expired = False  # stopped by LIFETIME, before any attach
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dockscope-warmup", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         value = str(os.getpid()).encode()
+        deadline = time.monotonic() + LIFETIME
         while True:
             try:
                 fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)
@@ -52,6 +59,9 @@ class AttachWarmup:
             self.writes += 1
             if self._stop.wait(INTERVAL):
                 return
+            if time.monotonic() > deadline:
+                self.expired = True
+                return
 
     def stop(self) -> dict[str, Any]:
         """End the writes; what was written, for the trace."""
@@ -59,6 +69,8 @@ class AttachWarmup:
         self._thread.join()
         found: dict[str, Any] = {"file": self.path, "value": str(os.getpid())}
         found["writes"] = self.writes
+        if self.expired:
+            found["expired"] = f"stopped after {LIFETIME:g} s, before the attach"
         if self.error is not None:
             found["refused"] = self.error.strerror or str(self.error)
         return found

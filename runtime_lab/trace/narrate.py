@@ -41,14 +41,17 @@ def _evidence_lines(event: Event) -> list[str]:
         lines.append(f"echo {write['value']} > {write['file']}")
     warm = ev.get("warmup")
     if isinstance(warm, dict):  # cgroup-attach: the kernel's wait, taken early
+        done = (
+            "which took the kernel's wait for a grace period, so this write did not wait"
+            if not (warm.get("expired") or warm.get("refused"))
+            else "to take the kernel's wait for a grace period early, but it stopped first: "
+            f"{warm.get('expired') or warm.get('refused')}"
+        )
         lines.append(
             f"before it, in a thread since the command line was read: echo {warm.get('value')} "
             f"> {warm.get('file')} ({warm.get('writes')} times; dockscope's own group, so "
-            "nothing moved), which took the kernel's wait for a grace period, so this write "
-            "did not wait (runtime_lab/kernel/warmup.py)"
+            f"nothing moved), {done} (runtime_lab/kernel/warmup.py)"
         )
-        if warm.get("refused"):
-            lines.append(f"warm-up refused: {warm['refused']}")
     for key in (
         "host_pid",
         "container_pid",

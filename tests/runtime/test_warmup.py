@@ -59,8 +59,21 @@ def test_it_writes_this_process_pid_until_stopped(tmp_path: Path) -> None:
     evidence = running.stop()
     assert evidence["file"] == str(target)
     assert evidence["value"] == str(os.getpid()) == target.read_text()
-    assert evidence["writes"] >= 1 and "refused" not in evidence
+    assert evidence["writes"] >= 1 and "refused" not in evidence and "expired" not in evidence
     assert not running._thread.is_alive()
+
+
+def test_it_stops_by_itself_when_no_attach_comes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "cgroup.procs"
+    target.write_text("")
+    monkeypatch.setattr(warmup, "LIFETIME", 0.02)
+    running = warmup.AttachWarmup(str(target))
+    running._thread.join(timeout=10)
+    assert not running._thread.is_alive()
+    evidence = running.stop()
+    assert evidence["writes"] >= 2 and "expired" in evidence
 
 
 def test_a_refused_write_ends_it_and_is_recorded(tmp_path: Path) -> None:
