@@ -171,7 +171,7 @@ def run(argv: list[str]) -> int | None:
     if not (arguments.get("detach") or arguments.get("explain")):
         from runtime_lab.kernel import warmup
 
-        warmup.begin()  # the kernel's wait before the attach, taken during the imports
+        warmup.begin("the command line was read")  # the wait overlaps the imports
     from inspect_tool.cli import _state
     from inspect_tool.cli._errors import exit_code
     from inspect_tool.registry.access import RegistryAccess, use_access

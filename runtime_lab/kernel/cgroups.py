@@ -221,14 +221,20 @@ class CgroupDriver(ABC):
         """The limit and usage files with their current contents."""
 
 
-def own_cgroup_path(controller: str) -> str:
-    """This process's group for a controller ("" for the v2 unified hierarchy)."""
-    with open("/proc/self/cgroup") as f:
+def own_cgroup_paths(proc_self: str = "/proc/self/cgroup") -> dict[str, str]:
+    """This process's group in each hierarchy, by controller ("" for the v2 unified one)."""
+    groups: dict[str, str] = {}
+    with open(proc_self) as f:
         for line in f:
             _, controllers, path = line.rstrip("\n").split(":", 2)
-            if controller in controllers.split(",") or (controller == "" and controllers == ""):
-                return path
-    return "/"
+            for controller in controllers.split(","):
+                groups.setdefault(controller, path)
+    return groups
+
+
+def own_cgroup_path(controller: str) -> str:
+    """This process's group for a controller ("" for the v2 unified hierarchy)."""
+    return own_cgroup_paths().get(controller, "/")
 
 
 class CgroupV1(CgroupDriver):

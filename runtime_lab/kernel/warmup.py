@@ -34,8 +34,9 @@ LIFETIME = 1.0  # seconds of writes at most (a warm run attaches within ~0.1 s)
 class AttachWarmup:
     """The thread writing this process's PID to ``path`` (its own group's cgroup.procs)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, since: str = "") -> None:
         self.path = path
+        self.since = since  # when it began: "the command line was read", "the start began"
         self.writes = 0
         self.error: OSError | None = None
         self.expired = False  # stopped by LIFETIME, before any attach
@@ -69,6 +70,8 @@ class AttachWarmup:
         self._thread.join()
         found: dict[str, Any] = {"file": self.path, "value": str(os.getpid())}
         found["writes"] = self.writes
+        if self.since:
+            found["since"] = self.since
         if self.expired:
             found["expired"] = f"stopped after {LIFETIME:g} s, before the attach"
         if self.error is not None:
@@ -82,18 +85,17 @@ _running: AttachWarmup | None = None
 def procs_file(root: str = CGROUP_ROOT, proc_self: str = "/proc/self/cgroup") -> str | None:
     """This process's own group's cgroup.procs: on v1 in the pids hierarchy (or the first
     one of those dockscope uses that is mounted), on v2 in the unified one; None without."""
+    from pathlib import Path
+
+    from runtime_lab.kernel import cgroups
+
     try:
-        with open(proc_self) as f:
-            groups = {}
-            for line in f:
-                _, controllers, path = line.rstrip("\n").split(":", 2)
-                for controller in controllers.split(","):
-                    groups[controller] = path
-        if os.path.exists(os.path.join(root, "cgroup.controllers")) and not os.path.isdir(
-            os.path.join(root, "memory")
-        ):
-            return os.path.join(root, groups.get("", "/").lstrip("/"), "cgroup.procs")
-        for controller in ("pids", "memory", "cpu", "devices", "freezer", "cpuacct"):
+        groups = cgroups.own_cgroup_paths(proc_self)
+        if cgroups.detect(Path(root)).version == 2:
+            candidates: tuple[str, ...] = ("",)
+        else:
+            candidates = ("pids", *cgroups.V1_CONTROLLERS)
+        for controller in candidates:
             if controller in groups and os.path.isdir(os.path.join(root, controller)):
                 own = groups[controller].lstrip("/")
                 return os.path.join(root, controller, own, "cgroup.procs")
@@ -102,13 +104,14 @@ def procs_file(root: str = CGROUP_ROOT, proc_self: str = "/proc/self/cgroup") ->
     return None
 
 
-def begin(root: str = CGROUP_ROOT) -> AttachWarmup | None:
-    """Start the writes (once per process; as root only: a user's run has no group)."""
+def begin(since: str = "", root: str = CGROUP_ROOT) -> AttachWarmup | None:
+    """Start the writes (once per process; as root only: a user's run has no group);
+    ``since`` says when, for the trace."""
     global _running
     if _running is None and os.geteuid() == 0:
         path = procs_file(root)
         if path is not None:
-            _running = AttachWarmup(path)
+            _running = AttachWarmup(path, since)
     return _running
 
 

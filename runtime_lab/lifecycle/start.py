@@ -62,7 +62,7 @@ def start(store: Store, container_id: str, tracer: Tracer, io: StartIO | None = 
     """Run the container's command to completion; returns its exit status."""
     io = io or StartIO()
     if not rootless():  # the wait before the shim's attach, taken now (kernel/warmup.py)
-        warmup.begin()
+        warmup.begin("the start began")
     config = store.load_config(container_id)
     state = store.load_state(container_id)
     if state.status == "running" and state.pid and cgroups.process_exists(state.pid):

@@ -48,7 +48,8 @@ def _evidence_lines(event: Event) -> list[str]:
             f"{warm.get('expired') or warm.get('refused')}"
         )
         lines.append(
-            f"before it, in a thread since the command line was read: echo {warm.get('value')} "
+            f"before it, in a thread since {warm.get('since') or 'dockscope started'}: "
+            f"echo {warm.get('value')} "
             f"> {warm.get('file')} ({warm.get('writes')} times; dockscope's own group, so "
             f"nothing moved), {done} (runtime_lab/kernel/warmup.py)"
         )

@@ -55,9 +55,9 @@ def test_no_hierarchy_or_an_unreadable_self_is_none(tmp_path: Path, text: str) -
 def test_it_writes_this_process_pid_until_stopped(tmp_path: Path) -> None:
     target = tmp_path / "cgroup.procs"
     target.write_text("")
-    running = warmup.AttachWarmup(str(target))
+    running = warmup.AttachWarmup(str(target), "the start began")
     evidence = running.stop()
-    assert evidence["file"] == str(target)
+    assert evidence["file"] == str(target) and evidence["since"] == "the start began"
     assert evidence["value"] == str(os.getpid()) == target.read_text()
     assert evidence["writes"] >= 1 and "refused" not in evidence and "expired" not in evidence
     assert not running._thread.is_alive()
