@@ -309,11 +309,12 @@ def test_upward_openers_are_imported_inside_functions_only() -> None:
 
 
 def test_unpack_modules_never_import_their_entry_point() -> None:
-    """layers/unpack/__init__.py (``unpack``) is built on audit, backend, parents, applier and
-    disk; none of them imports it back (export and the runtime's layer store use them alone)."""
+    """layers/unpack/__init__.py (``unpack``) is built on audit, backend, parents, applier,
+    disk, memory and twopass; none of them imports it back (export and the runtime's layer
+    store use them alone)."""
     package = "inspect_tool.layers.unpack"
     modules = {m for m in MODULES if m.startswith(package + ".")}
-    assert {f"{package}.applier", f"{package}.disk"} <= modules
+    assert {f"{package}.{m}" for m in ("applier", "disk", "memory", "twopass")} <= modules
     assert broken(lambda i: i.module in modules and i.target == package) == []
 
 

@@ -18,7 +18,6 @@ from inspect_tool.cli._common import (
     TAR_OUTPUT_OPTION,
     ByteProgress,
     handle_errors,
-    layer_progress,
     output_stream,
     stderr_console,
     stdout_console,
@@ -94,9 +93,14 @@ def unpack(
             xattrs=not no_xattrs,
             force=force,
         )
-        with source, layer_progress("unpacking", selected.layers) as progress:
+        with source, ByteProgress("unpacking") as progress:
             result = run_unpack(
-                source, selected, destination, options=options, progress=progress.advance
+                source,
+                selected,
+                destination,
+                options=options,
+                progress=progress.advance,
+                on_pass=progress.start,
             )
         from inspect_tool.render import extract as render
 

@@ -1,7 +1,8 @@
 """The merged root filesystem as one tar stream (what ``crane export`` and ``docker export``
 write), computed from the layers without extracting anything.
 
-Pass 1 applies every layer to an in-memory tree with exactly the rules ``unpack`` uses
+Pass 1 applies every layer to an in-memory tree (``unpack/memory.py``, which ``unpack``'s
+two passes plan with too) with exactly the rules ``unpack`` uses
 (``unpack.applier.LayerApplier``: whiteouts, symlinks resolved inside the root, hard links
 resolved to the inode they name, the same refusals). The tree holds metadata only. Pass 2
 writes the tar depth-first, as GNU tar and umoci do: each directory's entry, then everything
@@ -19,23 +20,22 @@ image alone: same image, same bytes.
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import os
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from tarfile import BLOCKSIZE
-from typing import BinaryIO, Protocol, cast
+from typing import BinaryIO, Protocol
 
-from inspect_tool.errors import DockscopeError, InvalidImageError
+from inspect_tool.errors import InvalidImageError
+from inspect_tool.heap import no_cycle_collection
 from inspect_tool.layers.decompress import CHUNK
-from inspect_tool.layers.forked import iter_forked, run_forked, usable_workers
+from inspect_tool.layers.forked import run_forked, usable_workers
 from inspect_tool.layers.image_fs import open_layer
-from inspect_tool.layers.tarformat import EntryType, TarFormatError
-from inspect_tool.layers.tarreader import TarMember, TarReader
+from inspect_tool.layers.tarformat import EntryType
+from inspect_tool.layers.tarreader import TarMember
 from inspect_tool.layers.tarwrite import (
     ZERO_ROOM,
     PositionalWriter,
@@ -44,16 +44,14 @@ from inspect_tool.layers.tarwrite import (
     TarStats,
     TarWriter,
 )
-from inspect_tool.layers.union import PathTooLongError
 from inspect_tool.layers.unpack.applier import LayerApplier
-from inspect_tool.layers.unpack.audit import AuditEntry, ExtractStats, Note
-from inspect_tool.layers.unpack.backend import Kind
+from inspect_tool.layers.unpack.audit import AuditEntry, ExtractStats
+from inspect_tool.layers.unpack.memory import MemoryBackend, TreeDir, TreeNode, plan_layers, walk
 from inspect_tool.model.image import Image, Layer
 from inspect_tool.sources.source import Source
 
 _IMPLICIT_DIR_MODE = 0o755
 WORKERS = 2  # processes that read the layers a second time for the files' bytes
-_NAME_MAX = 255  # bytes in one path component, as Linux file systems allow
 _TAR_TYPES = {
     EntryType.FILE: tarfile.REGTYPE,
     EntryType.SYMLINK: tarfile.SYMTYPE,
@@ -61,133 +59,6 @@ _TAR_TYPES = {
     EntryType.CHAR: tarfile.CHRTYPE,
     EntryType.BLOCK: tarfile.BLKTYPE,
 }
-
-
-class _Dir:
-    __slots__ = ("children", "member")
-
-    def __init__(self, member: TarMember | None) -> None:
-        self.member = member  # None: a parent no layer lists
-        self.children: dict[str, _Dir | _Node] = {}
-
-
-class _Node:
-    """A non-directory inode; every name hard-linked to it holds the same object."""
-
-    __slots__ = ("layer", "member")
-
-    def __init__(self, member: TarMember, layer: int) -> None:
-        self.member = member
-        self.layer = layer
-
-
-def _no_note(action: object, reason: object, message: str) -> None:
-    return None
-
-
-class MemoryBackend:
-    """The applier's Backend over an in-memory tree: metadata only, no file content."""
-
-    devices = True  # a tar can carry device nodes
-
-    def __init__(self) -> None:
-        self.root = _Dir(None)
-        self.note: Note = _no_note
-        self._layer = 0
-
-    def start_layer(self, index: int) -> None:
-        self._layer = index
-
-    def step(self, parent: _Dir, name: str) -> tuple[Kind | None, _Dir | None, str | None]:
-        child = parent.children.get(name)
-        if child is None:
-            return None, None, None
-        if isinstance(child, _Dir):
-            return Kind.DIR, child, None
-        if child.member.type is EntryType.SYMLINK:
-            return Kind.SYMLINK, None, child.member.linkname
-        return _kind(child), None, None
-
-    def kind(self, parent: _Dir, name: str) -> Kind | None:
-        child = parent.children.get(name)
-        if child is None:
-            return None
-        return Kind.DIR if isinstance(child, _Dir) else _kind(child)
-
-    def mkdir(self, parent: _Dir, name: str, path: str, member: TarMember | None) -> None:
-        self._free(parent, name)
-        parent.children[name] = _Dir(member)
-
-    def dir_meta(self, parent: _Dir, name: str, path: str, member: TarMember) -> None:
-        child = parent.children[name]
-        assert isinstance(child, _Dir)
-        child.member = member
-
-    def root_meta(self, member: TarMember) -> None:
-        self.root.member = member
-
-    def write_file(self, parent: _Dir, name: str, member: TarMember, reader: TarReader) -> None:
-        self._free(parent, name)
-        parent.children[name] = _Node(member, self._layer)  # the data is skipped by the reader
-
-    def symlink(self, parent: _Dir, name: str, member: TarMember) -> None:
-        self._free(parent, name)
-        if not member.linkname:
-            raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), name)
-        if "\x00" in member.linkname:
-            raise ValueError("embedded null byte")
-        parent.children[name] = _Node(member, self._layer)
-
-    def special(self, parent: _Dir, name: str, member: TarMember) -> None:
-        self._free(parent, name)
-        parent.children[name] = _Node(member, self._layer)
-
-    # export's applier runs with OnDiskFormat.OCI (whiteouts applied), so overlay's on-disk
-    # forms never reach this tree: asking for one is a programming error, not a missing feature
-    def whiteout_device(self, parent: _Dir, name: str) -> None:
-        raise TypeError("the export tree applies whiteouts: it keeps no overlay whiteouts")
-
-    def mark_opaque(self, directory: _Dir) -> None:
-        raise TypeError("the export tree applies whiteouts: it keeps no opaque marks")
-
-    def link(self, src: _Dir, src_name: str, parent: _Dir, name: str) -> None:
-        node = src.children.get(src_name)
-        if node is None:
-            raise FileNotFoundError(src_name)
-        self._free(parent, name)
-        parent.children[name] = node
-
-    def remove(self, parent: _Dir, name: str, kind: Kind, path: str) -> None:
-        parent.children.pop(name, None)
-
-    def listdir(self, parent: _Dir) -> list[str]:
-        return list(parent.children)
-
-    def open_child(self, parent: _Dir, name: str) -> _Dir | None:
-        child = parent.children.get(name)
-        return child if isinstance(child, _Dir) else None
-
-    def close(self, handle: _Dir) -> None:
-        return None
-
-    @staticmethod
-    def _free(parent: _Dir, name: str) -> None:
-        """Refuse what ``unpack``'s system calls refuse, so both report the same entries."""
-        if "\x00" in name:
-            raise ValueError("embedded null byte")
-        if len(name.encode("utf-8", "surrogateescape")) > _NAME_MAX:
-            raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), name)
-        if name in parent.children:
-            raise FileExistsError(name)
-
-
-def _kind(node: _Node) -> Kind:
-    kind = node.member.type
-    if kind is EntryType.FILE:
-        return Kind.FILE
-    if kind is EntryType.SYMLINK:
-        return Kind.SYMLINK
-    return Kind.OTHER
 
 
 @dataclass(slots=True)
@@ -204,7 +75,7 @@ class ExportResult:
 
 @dataclass(slots=True)
 class _Pending:
-    node: _Node
+    node: TreeNode
     path: str  # the name its content is written under
     offset: int  # of the content in the tar
 
@@ -232,64 +103,6 @@ def _header(path: str, member: TarMember | None, *, directory: bool = False) -> 
     )
 
 
-def _apply_layers(
-    source: Source,
-    image: Image,
-    applier: LayerApplier[_Dir],
-    progress: Callable[[int], None] | None,
-) -> dict[int, str]:
-    """``apply_layers`` for the in-memory tree, each layer read (decompressed, hashed, its
-    headers parsed) whole before its members are applied: by forked workers, in order, while
-    this process applies the ones already read, where the source allows. The same members in
-    the same order reach the applier. A layer that cannot be read stops it there. Returns
-    each layer's raw digest, which a second read of the blob must give again."""
-
-    def read(layer: Layer, advance: Callable[[int], None] | None) -> _Read:
-        return _members(source, layer, advance)
-
-    workers = usable_workers(WORKERS)
-    results: Iterator[_Read]
-    if workers > 1 and len(image.layers) > 1 and source.tree.forked_reads:
-        results = iter_forked(read, image.layers, workers=workers, progress=progress)
-    else:
-        results = (read(layer, progress) for layer in image.layers)
-    digests: dict[int, str] = {}
-    with contextlib.closing(results):
-        for layer, got in zip(image.layers, results, strict=True):
-            if isinstance(got, DockscopeError):
-                raise got
-            members, digests[layer.index] = got
-            applier.start_layer(layer.index)
-            try:
-                for member in members:
-                    applier.apply(member, _NO_CONTENT)
-            except PathTooLongError as exc:
-                raise exc.with_subject(f"{source.label}: layer {layer.index}") from None
-    return digests
-
-
-_Read = tuple[list[TarMember], str] | DockscopeError
-_NO_CONTENT = cast(TarReader, None)  # the in-memory tree never reads a file's bytes
-
-
-def _members(source: Source, layer: Layer, progress: Callable[[int], None] | None) -> _Read:
-    """Every member of ``layer`` and the blob's raw digest, its diff_id checked; or what
-    made it unreadable."""
-    subject = f"{source.label}: layer {layer.index}"
-    try:
-        with open_layer(source, layer, progress=progress) as opened:
-            try:
-                members = list(opened.reader)
-            except TarFormatError as exc:
-                if opened.stream.error:  # the decompressor's message says more
-                    return InvalidImageError(opened.stream.error, subject=subject)
-                return exc.with_subject(subject)
-            opened.finish(layer, label=source.label)
-    except DockscopeError as exc:
-        return exc
-    return members, opened.stream.digest_hex
-
-
 def _seekable(out: BinaryIO) -> bool:
     """Whether the tar can be laid out in place: a seekable output not opened for appending
     (``>>``: every write, and every pwrite on Linux, lands at the end whatever the offset)."""
@@ -304,24 +117,6 @@ def _seekable(out: BinaryIO) -> bool:
         return not fcntl.fcntl(out.fileno(), fcntl.F_GETFL) & os.O_APPEND
     except (OSError, ValueError, AttributeError):  # no descriptor (io.BytesIO): it seeks
         return True
-
-
-def _walk(root: _Dir) -> Iterator[tuple[str, _Dir | _Node]]:
-    """Every entry below the root, parents before children, names sorted (iterative)."""
-    stack: list[tuple[str, Iterator[tuple[str, _Dir | _Node]]]] = [
-        ("", iter(sorted(root.children.items())))
-    ]
-    while stack:
-        base, items = stack[-1]
-        item = next(items, None)
-        if item is None:
-            stack.pop()
-            continue
-        name, node = item
-        path = f"{base}/{name}" if base else name
-        yield path, node
-        if isinstance(node, _Dir):
-            stack.append((path, iter(sorted(node.children.items()))))
 
 
 def export(
@@ -339,12 +134,24 @@ def export(
     Raises InvalidImageError when a layer is unreadable or its diff_id is wrong (the tar
     written so far is then incomplete).
     """
+    with no_cycle_collection():  # the tree has no cycles: collections would walk it for nothing
+        return _export(source, image, out, output_name, progress, on_pass)
+
+
+def _export(
+    source: Source,
+    image: Image,
+    out: BinaryIO,
+    output_name: str,
+    progress: Callable[[int], None] | None,
+    on_pass: Callable[[int], None] | None,
+) -> ExportResult:
     result = ExportResult(output_name, len(image.layers))
     tree = MemoryBackend()
     applier = LayerApplier(tree, ExtractStats(), result.audit)
     if on_pass is not None:
         on_pass(sum(layer.size or 0 for layer in image.layers))
-    digests = _apply_layers(source, image, applier, progress)
+    digests = plan_layers(source, image.layers, applier, progress)
     applier.close()
 
     if _seekable(out):
@@ -370,8 +177,8 @@ def _write_tar(
 ) -> None:
     writer = TarWriter(out, error=InvalidImageError, seekable=True)
     pending: list[_Pending] = []  # content to fill in from a second read of the layers
-    for path, node in _walk(tree.root):
-        if isinstance(node, _Dir):
+    for path, node in walk(tree.root):
+        if isinstance(node, TreeDir):
             writer.add(_header(path, node.member, directory=True))
             continue
         # every name of an inode holds the same node: the first written, the others link to it

@@ -3,6 +3,7 @@ tree, export agrees with unpack, the CLI's exit codes and JSON, diff_ids, bounde
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import io
@@ -13,6 +14,7 @@ import stat
 import subprocess
 import sys
 import tarfile
+import time
 import zlib
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,8 @@ import pytest
 
 from inspect_tool.errors import InvalidImageError
 from inspect_tool.layers.export import export
-from inspect_tool.layers.unpack import UnpackOptions, unpack
+from inspect_tool.layers.unpack import UnpackOptions, UnpackResult, unpack
+from inspect_tool.layers.unpack.audit import ExtractStats
 from inspect_tool.sources import open_source
 from tests.support.cli import invoke
 from tests.support.images import Layout, config_bytes, oci_layout, sha256
@@ -654,9 +657,10 @@ def test_export_in_workers_writes_what_one_process_writes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import inspect_tool.layers.export as export_module
+    import inspect_tool.layers.unpack.memory as memory_module
 
     forked: list[tuple[str, int]] = []
-    real_run, real_iter = export_module.run_forked, export_module.iter_forked
+    real_run, real_iter = export_module.run_forked, memory_module.iter_forked
 
     def counting_run(*args: Any, **kwargs: Any) -> Any:
         forked.append(("second read", len(args[1])))
@@ -667,14 +671,16 @@ def test_export_in_workers_writes_what_one_process_writes(
         return real_iter(*args, **kwargs)
 
     monkeypatch.setattr(export_module, "run_forked", counting_run)
-    monkeypatch.setattr(export_module, "iter_forked", counting_iter)
+    monkeypatch.setattr(memory_module, "iter_forked", counting_iter)
     image = image_of(tmp_path, [LOWER, UPPER, THIRD, ODD])
     monkeypatch.setattr(export_module, "usable_workers", lambda asked: 1)
+    monkeypatch.setattr(memory_module, "usable_workers", lambda asked: 1)
     alone = io.BytesIO()  # one process, and no descriptor: filled here, by seeking
     with open_source(image) as source:
         in_order = export(source, source.candidates[0].image(), alone)
     assert forked == []
     monkeypatch.setattr(export_module, "usable_workers", lambda asked: 2)
+    monkeypatch.setattr(memory_module, "usable_workers", lambda asked: 2)
     with open_source(image) as source, open(tmp_path / "flat.tar", "wb") as out:
         out.write(b"lead")  # the tar need not start at offset 0
         result = export(source, source.candidates[0].image(), out)
@@ -712,8 +718,10 @@ def test_export_reports_a_layer_changed_between_reads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str, message: str, workers: int
 ) -> None:
     import inspect_tool.layers.export as export_module
+    import inspect_tool.layers.unpack.memory as memory_module
 
     monkeypatch.setattr(export_module, "usable_workers", lambda asked: workers)
+    monkeypatch.setattr(memory_module, "usable_workers", lambda asked: workers)
     image = image_of(tmp_path, [LOWER, UPPER, THIRD])
     third = layer_blob(image, 2)
     if change == "rewritten":
@@ -746,9 +754,9 @@ def test_export_names_the_layer_whose_path_is_too_long(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
 ) -> None:
     """The tree is built from members a worker read: the layer is still named."""
-    import inspect_tool.layers.export as export_module
+    import inspect_tool.layers.unpack.memory as memory_module
 
-    monkeypatch.setattr(export_module, "usable_workers", lambda asked: workers)
+    monkeypatch.setattr(memory_module, "usable_workers", lambda asked: workers)
     image = image_of(tmp_path, [LOWER, [file_entry("a/" * 2047 + "f", b"x")]])
     with (
         open_source(image) as source,
@@ -772,3 +780,206 @@ def test_export_to_a_file_opened_for_appending_is_a_whole_tar_after_what_was_the
     with open_source(image) as source, open(target, "ab") as out:  # as a shell's >> opens it
         export(source, source.candidates[0].image(), out)
     assert target.read_bytes() == b"earlier" + whole.getvalue()
+
+
+# -- two passes (layers/unpack/twopass.py): the tree planned, then made by workers --------------
+def _unpack_into(image: Path, dest: Path, **options: Any) -> UnpackResult:
+    with open_source(image) as source:
+        return unpack(source, source.candidates[0].image(), dest, options=UnpackOptions(**options))
+
+
+def _metadata(dest: Path) -> dict[str, tuple[int, int, int | None, int]]:
+    """Every entry's owner, mtime and link count (``dest_tree`` has the rest); the mtime of
+    a directory no layer lists is its time of creation, left out (None)."""
+    recent = time.time_ns() - 3600 * 10**9
+    out: dict[str, tuple[int, int, int | None, int]] = {}
+    for path in [dest, *sorted(dest.rglob("*"))]:
+        st = os.lstat(path)
+        mtime = None if st.st_mtime_ns > recent else st.st_mtime_ns
+        out[str(path.relative_to(dest))] = (st.st_uid, st.st_gid, mtime, st.st_nlink)
+    return out
+
+
+def _workers(monkeypatch: pytest.MonkeyPatch, workers: int) -> list[int]:
+    """Both passes given ``workers`` processes; the second pass's forks recorded (jobs)."""
+    import inspect_tool.layers.unpack.memory as memory_module
+    import inspect_tool.layers.unpack.twopass as twopass_module
+
+    for module in (memory_module, twopass_module):
+        monkeypatch.setattr(module, "usable_workers", lambda asked: workers)
+    forked: list[int] = []
+    real = twopass_module.run_forked
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        forked.append(len(args[1]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(twopass_module, "run_forked", counting)
+    return forked
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_two_passes_make_the_tree_one_pass_makes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    forked = _workers(monkeypatch, workers)
+    image = image_of(tmp_path, [LOWER, UPPER, THIRD, ODD])
+    one = _unpack_into(image, tmp_path / "one", two_pass=False)
+    two = _unpack_into(image, tmp_path / "two", two_pass=True)
+    # the four layers hold surviving files: each is a job of the second pass
+    assert forked == ([4] if workers == 2 else [])
+    assert dest_tree(tmp_path / "two") == dest_tree(tmp_path / "one")
+    assert _metadata(tmp_path / "two") == _metadata(tmp_path / "one")
+    assert two.audit == one.audit and two.stats == one.stats
+    # counted as made, not read back: the same as the walk of either tree
+    assert two.written == one.written == tree_stats(tmp_path / "two")
+    assert two.written.files > 60 and two.written.hardlinks >= 2
+
+
+def test_two_passes_are_the_default_where_they_pay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    forked = _workers(monkeypatch, 2)
+    image = image_of(tmp_path, [LOWER, UPPER])
+    _unpack_into(image, tmp_path / "two")
+    assert forked == [2]
+    _unpack_into(image, tmp_path / "filtered", wanted=lambda name: name.startswith("etc"))
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "kept").write_text("")
+    _unpack_into(image, tmp_path / "full", force=True)  # DEST not empty: one pass
+    assert forked == [2]
+    assert (tmp_path / "full" / "kept").exists() and (tmp_path / "full" / "etc").is_dir()
+
+
+def test_two_passes_write_a_sparse_file_by_parsing_its_layer_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.image.test_tar_go import case
+
+    _workers(monkeypatch, 2)
+    path = tmp_path / "image"
+    sparse = case("pax-sparse-1.0").archive  # real-name (200 bytes, two fragments), after
+    oci_layout(path, [build_layer(LOWER), sparse])
+    result = _unpack_into(path, tmp_path / "two", two_pass=True)
+    assert result.ok
+    real = tmp_path / "two" / "real-name"
+    assert real.read_bytes() == b"hello" + bytes(95) + b"abc" + bytes(97)
+    assert (tmp_path / "two" / "after").read_bytes() == b"z"
+    _unpack_into(path, tmp_path / "one", two_pass=False)
+    assert dest_tree(tmp_path / "two") == dest_tree(tmp_path / "one")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_two_passes_leave_dest_empty_when_a_layer_fails_its_diff_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    _workers(monkeypatch, workers)
+    image = image_of(tmp_path, [LOWER, UPPER, THIRD])
+    third = layer_blob(image, 2)
+    third.chmod(0o644)
+    third.write_bytes(build_layer([*THIRD[:-1], file_entry("etc/passwd", b"x" * 27)]))
+    with pytest.raises(InvalidImageError) as caught:
+        _unpack_into(image, tmp_path / "dest", two_pass=True)
+    assert caught.value.subject is not None and caught.value.subject.endswith("layer 2")
+    assert list((tmp_path / "dest").iterdir()) == []
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("grown", "the blob changed between two reads"),
+        ("cut short", "the layer ended before the bytes of|tar stream ends inside"),
+    ],
+)
+def test_two_passes_report_a_layer_changed_between_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str, message: str, workers: int
+) -> None:
+    _workers(monkeypatch, workers)
+    image = image_of(tmp_path, [LOWER, UPPER, THIRD])
+    third = layer_blob(image, 2)
+    after = third.read_bytes() + b"\0" * 1024 if change == "grown" else third.read_bytes()[:600]
+    passes: list[int] = []
+
+    def between(total: int) -> None:
+        passes.append(total)
+        if len(passes) == 2:  # after the first read of every layer: the blob changes
+            third.chmod(0o644)
+            third.write_bytes(after)
+
+    with open_source(image) as source, pytest.raises(InvalidImageError) as caught:
+        unpack(
+            source,
+            source.candidates[0].image(),
+            tmp_path / "dest",
+            options=UnpackOptions(two_pass=True),
+            on_pass=between,
+        )
+    assert len(passes) == 2
+    assert caught.value.subject is not None and caught.value.subject.endswith("layer 2")
+    assert re.search(message, caught.value.message)
+
+
+def test_two_passes_report_what_the_disk_refuses_as_the_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name the file system refuses (here: every write of one file fails) is reported
+    with its layer, name and header offset, as one pass reports it."""
+    import inspect_tool.layers.unpack.twopass as twopass_module
+
+    _workers(monkeypatch, 1)
+    real_write = twopass_module.write_all
+
+    def failing(fd: int, data: Any) -> None:
+        if bytes(data[:5]) == b"\x7fELF ":
+            raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+        real_write(fd, data)
+
+    monkeypatch.setattr(twopass_module, "write_all", failing)
+    image = image_of(tmp_path, [LOWER, UPPER])
+    result = _unpack_into(image, tmp_path / "dest", two_pass=True)
+    failed = [(a.layer, a.name) for a in result.audit if a.reason.value == "write-failed"]
+    # bin/busybox as the upper layer wrote it: the lower one's is never made
+    assert failed == [(0, "bin/su"), (1, "bin/busybox")]
+    assert all(a.offset is not None for a in result.audit if a.reason.value == "write-failed")
+    assert not result.ok
+    # the files are there in part (as one pass leaves them): DEST is walked to count them
+    assert result.written == tree_stats(tmp_path / "dest")
+
+
+def tree_stats(dest: Path) -> ExtractStats:
+    from inspect_tool.layers.unpack.disk import tree_stats as walk
+
+    fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return walk(fd)
+    finally:
+        os.close(fd)
+
+
+def test_two_passes_make_a_tree_deeper_than_the_descriptors_they_keep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past 64 levels the walk closes its shallowest directories and reopens them through
+    ".." on its way back: what follows a deep subtree still lands in the right directory."""
+    _workers(monkeypatch, 2)
+    deep = "/".join(f"d{i}" for i in range(200))
+    lower = [
+        file_entry(f"a/{deep}/leaf", b"deep"),
+        file_entry(f"a/{'/'.join(deep.split('/')[:100])}/middle", b"middle"),
+        symlink_entry("a/d0/d1/link", "../../after"),
+        file_entry("a/d0/after", b"a/d0"),
+        file_entry("a/after", b"a"),
+        file_entry("z", b"z"),
+    ]
+    upper = [file_entry(f"a/{deep}/upper", b"upper"), hardlink_entry("a/d0/d1/d2/hard", "z")]
+    image = image_of(tmp_path, [lower, upper])
+    two = _unpack_into(image, tmp_path / "two", two_pass=True)
+    one = _unpack_into(image, tmp_path / "one", two_pass=False)
+    assert two.ok and two.audit == one.audit
+    assert dest_tree(tmp_path / "two") == dest_tree(tmp_path / "one")
+    assert (tmp_path / "two" / "a" / "after").read_bytes() == b"a"
+    assert (tmp_path / "two" / "a" / "d0" / "after").read_bytes() == b"a/d0"
+    assert (tmp_path / "two" / "a" / deep / "upper").read_bytes() == b"upper"
+    assert os.readlink(tmp_path / "two" / "a" / "d0" / "d1" / "link") == "../../after"
+    assert two.written == tree_stats(tmp_path / "two")

@@ -91,7 +91,11 @@ class _suppress:
         return kind is not None and issubclass(kind, OSError)  # type: ignore[arg-type]
 
 
-def run(env: Env, layers: list[list[Entry]], *, devices: bool = False) -> UnpackResult:
+def run(
+    env: Env, layers: list[list[Entry]], *, devices: bool = False, two_pass: bool | None = None
+) -> UnpackResult:
+    """Unpack in a sandbox, checking that nothing outside DEST changed and that export
+    agrees. ``two_pass``: as ``UnpackOptions`` takes it (None: two passes where they pay)."""
     image = env.tmp / "image"
     oci_layout(image, [build_layer(layer) for layer in layers])
     before, host_before = snapshot(env.tmp, skip=env.dest), _host_state()
@@ -99,7 +103,8 @@ def run(env: Env, layers: list[list[Entry]], *, devices: bool = False) -> Unpack
     def unpack_image() -> UnpackResult:
         with open_source(image) as source:
             selected = source.candidates[0].image()
-            return unpack(source, selected, env.dest, options=UnpackOptions(devices=devices))
+            options = UnpackOptions(devices=devices, two_pass=two_pass)
+            return unpack(source, selected, env.dest, options=options)
 
     # as root, in a mount namespace where only env.tmp is writable: a regression fails the
     # test there instead of writing into the host's /etc
@@ -950,9 +955,12 @@ def _true(value: bool) -> None:
     assert value
 
 
+@pytest.mark.parametrize("two_pass", [False, True], ids=["one-pass", "two-pass"])
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-def test_hostile(env: Env, case: Case) -> None:
-    result = run(env, case.layers(env))
+def test_hostile(env: Env, case: Case, two_pass: bool) -> None:
+    """Each case applied layer by layer, and planned then made (``twopass.py``, which runs
+    for one layer too when asked): the same audit and the same tree."""
+    result = run(env, case.layers(env), two_pass=two_pass)
     assert reasons(result) == case.audit
     if case.check is not None:
         case.check(env)

@@ -18,16 +18,17 @@ This package is the only code that writes extracted files.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from inspect_tool.errors import DockscopeError
+from inspect_tool.layers.unpack import twopass
 from inspect_tool.layers.unpack.applier import LayerApplier, apply_layers
 from inspect_tool.layers.unpack.audit import AuditEntry, ExtractStats
 from inspect_tool.layers.unpack.backend import DestinationError
 from inspect_tool.layers.unpack.disk import DiskBackend, tree_stats
-from inspect_tool.model.image import Image
+from inspect_tool.model.image import Image, Layer
 from inspect_tool.sources.source import Source
 
 
@@ -39,6 +40,9 @@ class UnpackOptions:
     force: bool = False  # unpack into a directory that is not empty
     layers: int | None = None  # only the first N layers (None: all of them)
     wanted: Callable[[str], bool] | None = None  # only these members (cleaned names)
+    # plan the tree, then make it (twopass.py): None where it pays (two layers or more, two
+    # CPUs, a source forked workers can read); True wherever it can run; False never
+    two_pass: bool | None = None
 
 
 @dataclass(slots=True)
@@ -84,11 +88,15 @@ def unpack(
     *,
     options: UnpackOptions | None = None,
     progress: Callable[[int], None] | None = None,
+    on_pass: Callable[[int], None] | None = None,
 ) -> UnpackResult:
     """Write the image's merged root filesystem into ``destination``.
 
-    Raises DestinationError (DEST not empty, not writable) and the readers' InvalidImageError
-    (a layer unreadable, its diff_id wrong: DEST is then partly written, nothing outside it).
+    ``progress`` receives the bytes read; ``on_pass`` is called before each read of the
+    layers with the bytes it will read (two reads where the layers are unpacked in two
+    passes, ``twopass.py``). Raises DestinationError (DEST not empty, not writable) and the
+    readers' InvalidImageError (a layer unreadable, its diff_id wrong: DEST is then partly
+    written, nothing outside it; empty after two passes' first).
     """
     options = options or UnpackOptions()
     root = os.geteuid() == 0
@@ -102,19 +110,30 @@ def unpack(
         devices=result.devices,
         xattrs=options.xattrs,
     )
-    applier = LayerApplier(backend, result.stats, result.audit)
+    layers = image.layers[: options.layers]
+    applier: LayerApplier[int] | None = None
+    if on_pass is not None:
+        on_pass(sum(layer.size or 0 for layer in layers))
     try:
-        apply_layers(
-            source, image, applier, progress=progress, layers=options.layers, wanted=options.wanted
-        )
-        applier.close()
-        applier.finishing()
+        ran, made = _two_pass(source, layers, backend, root_fd, result, options, progress, on_pass)
+        if not ran:
+            applier = LayerApplier(backend, result.stats, result.audit)
+            apply_layers(
+                source,
+                image,
+                applier,
+                progress=progress,
+                layers=options.layers,
+                wanted=options.wanted,
+            )
+            applier.close()
+            applier.finishing()
         try:
             backend.finish()
         except OSError as exc:
             raise DestinationError(f"cannot set metadata: {exc.strerror}") from exc
         try:
-            result.written = tree_stats(root_fd)
+            result.written = tree_stats(root_fd) if made is None else made
         except OSError as exc:
             raise DestinationError(f"cannot read back what was written: {exc.strerror}") from exc
     except DestinationError as exc:
@@ -122,6 +141,30 @@ def unpack(
     except DockscopeError as exc:
         raise exc.with_subject(source.label) from exc.__cause__
     finally:
-        applier.close()
+        if applier is not None:
+            applier.close()
         os.close(root_fd)
     return result
+
+
+def _two_pass(
+    source: Source,
+    layers: Sequence[Layer],
+    backend: DiskBackend,
+    root_fd: int,
+    result: UnpackResult,
+    options: UnpackOptions,
+    progress: Callable[[int], None] | None,
+    on_pass: Callable[[int], None] | None,
+) -> tuple[bool, ExtractStats | None]:
+    """Unpack in two passes (``twopass.py``) where asked and possible (every member wanted,
+    DEST empty): whether it ran (if not, DEST is untouched), and what DEST then holds where
+    it is known without a walk."""
+    wanted = options.two_pass
+    if wanted is None:
+        wanted = twopass.usable(source, layers)
+    if not wanted or not layers or options.wanted is not None or os.listdir(root_fd):
+        return False, None
+    return True, twopass.unpack_two_pass(
+        source, layers, backend, result.stats, result.audit, progress=progress, on_pass=on_pass
+    )

@@ -33,9 +33,9 @@ from inspect_tool.layers.whiteout import (
     WHITEOUT_DEVICE,
 )
 
-_DIR_PATH = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+DIR_PATH = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _DIR_READ = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _WORK_DIR_MODE = 0o700  # while layers are applied; the final modes are set at the end
 _OPEN_ANCESTORS = 64  # descriptors kept open while directories' metadata is set
 _IMPLICIT_DIR_MODE = 0o755
@@ -93,7 +93,7 @@ class DiskBackend:
     # -- lookups -------------------------------------------------------------------------------
     def step(self, parent: int, name: str) -> tuple[Kind | None, int | None, str | None]:
         try:
-            return Kind.DIR, os.open(name, _DIR_PATH, dir_fd=parent), None
+            return Kind.DIR, os.open(name, DIR_PATH, dir_fd=parent), None
         except FileNotFoundError:
             return None, None, None
         except OSError as exc:
@@ -113,7 +113,7 @@ class DiskBackend:
 
     def open_child(self, parent: int, name: str) -> int | None:
         try:
-            return os.open(name, _DIR_PATH, dir_fd=parent)
+            return os.open(name, DIR_PATH, dir_fd=parent)
         except OSError:
             return None
 
@@ -147,18 +147,20 @@ class DiskBackend:
         )
 
     def write_file(self, parent: int, name: str, member: TarMember, reader: TarReader) -> None:
-        fd = os.open(name, _NEW_FILE, member.mode & 0o777, dir_fd=parent)
+        fd = os.open(name, NEW_FILE, member.mode & 0o777, dir_fd=parent)
         try:
             left = member.size
             while left > 0:
                 data = reader.read(min(left, CHUNK))
                 left -= len(data)
                 write_all(fd, data)
-            self._file_meta(fd, member)
+            self.file_meta(fd, member)
         finally:
             os.close(fd)
 
-    def _file_meta(self, fd: int, member: TarMember) -> None:
+    def file_meta(self, fd: int, member: TarMember) -> None:
+        """The metadata of a file just created by this backend with ``NEW_FILE``: owner,
+        the mode bits creation left out, xattrs, mtime."""
         # created with mode & 0o777 and owned by this process: a syscall only when it differs
         if self.same_owner and (member.uid, member.gid) != self._ids:
             try:
@@ -297,7 +299,7 @@ class DiskBackend:
         rest = parent[len(base) + 1 :] if base else parent
         try:
             for part in rest.split("/") if rest else ():
-                fd = os.open(part, _DIR_PATH, dir_fd=fd)
+                fd = os.open(part, DIR_PATH, dir_fd=fd)
                 base = f"{base}/{part}" if base else part
                 ancestors.append((base, fd))
                 if len(ancestors) > _OPEN_ANCESTORS:
