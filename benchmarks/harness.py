@@ -374,12 +374,17 @@ def interleaved(runs: dict[str, Callable[[], float]], reps: int) -> dict[str, li
     """Call each function `reps` times, round-robin, so that drift hits all of them alike; each
     round starts one further along, so that no job always follows the same one (what a run
     leaves behind, such as the kernel still freeing the last one's output, is paid by whichever
-    runs next: a pull that always followed skopeo's copy paid ~1 s of system time more)."""
+    runs next: a pull that always followed skopeo's copy paid ~1 s of system time more). Each
+    call starts with nothing dirty in the page cache (``os.sync`` first, untimed): the
+    kernel writes a run's output back in the background, on the same two cores, so without
+    it the next run paid for the gigabyte the last one wrote (unpack's runs after umoci's
+    took 6.5-10.4 s against 6.2 s after a sync, GNU tar's 8.3-9.8 against 7.1)."""
     times: dict[str, list[float]] = {name: [] for name in runs}
     order = list(runs.items())
     for round_ in range(reps):
         shift = round_ % len(order) if order else 0
         for name, fn in order[shift:] + order[:shift]:
+            os.sync()
             times[name].append(fn())
     return times
 

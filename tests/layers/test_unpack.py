@@ -928,14 +928,14 @@ def test_two_passes_report_what_the_disk_refuses_as_the_entry(
     import inspect_tool.layers.unpack.twopass as twopass_module
 
     _workers(monkeypatch, 1)
-    real_write = twopass_module.write_all
+    real_write = twopass_module._write
 
     def failing(fd: int, data: Any) -> None:
         if bytes(data[:5]) == b"\x7fELF ":
             raise OSError(errno.EPERM, os.strerror(errno.EPERM))
         real_write(fd, data)
 
-    monkeypatch.setattr(twopass_module, "write_all", failing)
+    monkeypatch.setattr(twopass_module, "_write", failing)
     image = image_of(tmp_path, [LOWER, UPPER])
     result = _unpack_into(image, tmp_path / "dest", two_pass=True)
     failed = [(a.layer, a.name) for a in result.audit if a.reason.value == "write-failed"]

@@ -30,7 +30,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from inspect_tool.diskio import write_all
+from inspect_tool.diskio import WRITE_PIECE, write_all
 from inspect_tool.errors import DockscopeError, InvalidImageError
 from inspect_tool.heap import no_cycle_collection
 from inspect_tool.layers.decompress import CHUNK
@@ -357,7 +357,7 @@ class _Maker:
     def write(self, fd: int, node: TreeNode, data: memoryview | bytes) -> int | None:
         """``data`` into the file; None (the file closed, reported) when the disk refused."""
         try:
-            write_all(fd, data)
+            _write(fd, data)
         except OSError as exc:
             os.close(fd)
             self.failed(node, exc)
@@ -381,6 +381,16 @@ class _Maker:
         self.filled.notes.append(_entry(node, _failed(exc)))  # raises when DEST is full
         self.filled.failed_files += 1
         self.filled.failed_bytes += node.member.size
+
+
+def _write(fd: int, data: memoryview | bytes) -> None:
+    """``diskio.write_all``, a small piece (most files) written without its set-up."""
+    if len(data) <= WRITE_PIECE:
+        done = os.write(fd, data)  # all of it, but for a full disk or a signal
+        if done == len(data):
+            return
+        data = memoryview(data)[done:]
+    write_all(fd, data)
 
 
 def _fill(
