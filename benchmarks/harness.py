@@ -376,9 +376,10 @@ def interleaved(runs: dict[str, Callable[[], float]], reps: int) -> dict[str, li
     leaves behind, such as the kernel still freeing the last one's output, is paid by whichever
     runs next: a pull that always followed skopeo's copy paid ~1 s of system time more). Each
     call starts with nothing dirty in the page cache (``os.sync`` first, untimed): the
-    kernel writes a run's output back in the background, on the same two cores, so without
-    it the next run paid for the gigabyte the last one wrote (unpack's runs after umoci's
-    took 6.5-10.4 s against 6.2 s after a sync, GNU tar's 8.3-9.8 against 7.1)."""
+    kernel writes a run's output back in the background, on the same two cores, and without
+    it the next run paid for the gigabyte the last one wrote (bench_unpack, five runs each:
+    unpack 6.5-10.4 s and GNU tar 8.3-9.8 s without it, 6.0-9.0 s and 6.7-9.7 s with it; the
+    rest of the spread is this virtual machine's)."""
     times: dict[str, list[float]] = {name: [] for name in runs}
     order = list(runs.items())
     for round_ in range(reps):
