@@ -69,8 +69,11 @@ def unpack(
     Layers are applied in order with their whiteouts; symlinks are kept exactly as written
     (absolute ones too) and resolve as if DEST were /, so nothing is ever created, changed
     or deleted outside DEST. Hard links stay links, modes and mtimes are kept, owners too
-    when running as root. Each layer's diff_id is verified as it is read. Entries that cannot
-    be written safely are refused and listed (--json: the audit); the exit status is then 1.
+    when running as root. Each layer's diff_id is verified as it is read: with two layers or
+    more (and two CPUs, an empty DEST), every layer is read and verified before anything is
+    written, then read again by two processes that write only the files no layer above
+    replaces or deletes (two progress bars). Entries that cannot be written safely are
+    refused and listed (--json: the audit); the exit status is then 1.
 
     Examples:
 
