@@ -257,33 +257,12 @@ def _write_contents(
         item.node.member.data_offset >= 0 for item in wanted.values()
     ):
         return _copy_ranges(source, layer, digest_hex, wanted, filler, progress)
+    known = {offset: item.node.member for offset, item in wanted.items()}
     try:
         with open_layer(source, layer, progress=progress, hash_diff=False) as opened:
-            reader = opened.reader
-            left = len(wanted)
-            for member in reader:
-                item = wanted.get(member.offset)
-                if item is None:
-                    continue
-                known = item.node.member
-                if (member.name, member.size, member.type) != (
-                    known.name,
-                    known.size,
-                    known.type,
-                ):
-                    raise InvalidImageError(
-                        f"{member.name!r} at byte {member.offset} changed between two reads",
-                        subject=subject,
-                    )
-                filler.fill(item.offset, reader, known.size, subject=subject)
-                left -= 1
-                if not left:
-                    break
-            if left:
-                raise InvalidImageError(
-                    f"{left} entries seen on the first read are missing on the second",
-                    subject=subject,
-                )
+            for member in opened.again(known, layer, label=source.label):
+                item = wanted[member.offset]
+                filler.fill(item.offset, opened.reader, member.size, subject=subject)
             opened.finish_again(layer, label=source.label, digest_hex=digest_hex)
     except InvalidImageError as exc:
         return exc
@@ -302,30 +281,15 @@ def _copy_ranges(
     file's bytes lie in the layer's tar (``TarMember.data_offset``), so the second copies
     those ranges of the uncompressed stream as it goes by. The blob's raw digest, the first
     read's again, proves the bytes are the ones the first read parsed."""
-    subject = f"{source.label}: layer {layer.index}"
     items = sorted(wanted.values(), key=lambda item: item.node.member.data_offset)
     try:
         with open_layer(source, layer, progress=progress, hash_diff=False) as opened:
-            read = opened.prefetcher.chunk
-            position = 0  # of the chunk in the uncompressed stream
-            chunk = memoryview(b"")
+            stored = opened.stored(layer, label=source.label)
             for item in items:
                 member = item.node.member
-                first, size = member.data_offset, member.size
+                size = member.size
                 written = 0
-                while written < size:
-                    end = position + len(chunk)
-                    if first + written >= end:  # the bytes are further on
-                        position = end
-                        chunk = memoryview(read())
-                        if not chunk:
-                            raise InvalidImageError(
-                                f"the layer ended before the bytes of {member.name!r}",
-                                subject=subject,
-                            )
-                        continue
-                    lo = first + written - position
-                    piece = chunk[lo : lo + size - written]
+                for piece in stored.pieces(member):
                     places.write_at(item.offset + written, piece)
                     written += len(piece)
                 padded = size + (-size % BLOCKSIZE)

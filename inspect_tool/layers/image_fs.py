@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from inspect_tool.errors import BlobNotFoundError, InvalidImageError
 from inspect_tool.layers.decompress import CHUNK, LayerStream, Prefetcher
 from inspect_tool.layers.tarformat import TarFormatError
-from inspect_tool.layers.tarreader import TarReader
+from inspect_tool.layers.tarreader import TarMember, TarReader
 from inspect_tool.layers.union import FileInfo, LayerChanges, PathTooLongError, UnionFS
 from inspect_tool.model.image import Image, Layer
 from inspect_tool.model.mediatypes import Compression
@@ -23,6 +23,42 @@ class DiffIdMismatchError(InvalidImageError):
 
 class BlobChangedError(InvalidImageError):
     """A blob read a second time is not the blob its first read checked."""
+
+
+class StoredBytes:
+    """The stored bytes of members, taken from the uncompressed stream as it goes by, without
+    parsing the tar again: for a second read, whose first noted where each member's bytes lie
+    (``TarMember.data_offset``). Ask for the members in the order their bytes lie."""
+
+    __slots__ = ("_chunk", "_position", "_read", "_subject")
+
+    def __init__(self, prefetcher: Prefetcher, subject: str) -> None:
+        self._read = prefetcher.chunk
+        self._subject = subject
+        self._position = 0  # of the chunk in the uncompressed stream
+        self._chunk = memoryview(b"")
+
+    def pieces(self, member: TarMember) -> Iterator[memoryview]:
+        """``member``'s ``size`` bytes from ``data_offset`` on, in pieces (views of the
+        stream's chunks, valid until the next piece); InvalidImageError if the stream ends
+        before them."""
+        first, size = member.data_offset, member.size
+        written = 0
+        while written < size:
+            end = self._position + len(self._chunk)
+            if first + written >= end:  # the bytes are further on
+                self._position = end
+                self._chunk = memoryview(self._read())
+                if not self._chunk:
+                    raise InvalidImageError(
+                        f"the layer ended before the bytes of {member.name!r}",
+                        subject=self._subject,
+                    )
+                continue
+            lo = first + written - self._position
+            piece = self._chunk[lo : lo + size - written]
+            yield piece
+            written += len(piece)
 
 
 @dataclass(slots=True)
@@ -43,6 +79,39 @@ class OpenLayer:
                 f"diff_id mismatch: got sha256:{self.stream.diff_id_hex}, expected {layer.diff_id}",
                 subject=subject,
             )
+
+    def stored(self, layer: Layer, *, label: str) -> StoredBytes:
+        """Members' stored bytes by ``data_offset`` (for a second read: never mixed with
+        ``reader``), ended by ``finish_again``."""
+        return StoredBytes(self.prefetcher, f"{label}: layer {layer.index}")
+
+    def again(
+        self, known: Mapping[int, TarMember], layer: Layer, *, label: str
+    ) -> Iterator[TarMember]:
+        """The members of a second read that the first saw, by header offset (``known``),
+        each checked to be the same entry (name, size, type), their bytes then read from
+        ``reader``; InvalidImageError when one changed or is missing. Ended by
+        ``finish_again``."""
+        subject = f"{label}: layer {layer.index}"
+        left = len(known)
+        if not left:
+            return
+        for member in self.reader:
+            first = known.get(member.offset)
+            if first is None:
+                continue
+            if (member.name, member.size, member.type) != (first.name, first.size, first.type):
+                raise InvalidImageError(
+                    f"{member.name!r} at byte {member.offset} changed between two reads",
+                    subject=subject,
+                )
+            yield member
+            left -= 1
+            if not left:
+                return
+        raise InvalidImageError(
+            f"{left} entries seen on the first read are missing on the second", subject=subject
+        )
 
     def finish_again(self, layer: Layer, *, label: str, digest_hex: str) -> None:
         """End a second read of the blob whose first read gave ``digest_hex`` (and checked

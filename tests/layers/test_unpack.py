@@ -694,6 +694,21 @@ def test_export_in_workers_writes_what_one_process_writes(
     assert "odd/caf\u00e9" in names and "odd/" + "d" * 120 + "/long" in names
 
 
+class RewrittenAfterFirstRead:
+    """An ``on_pass`` callback: ``blob`` is rewritten with ``after`` once the first read of
+    every layer is done, before the second begins."""
+
+    def __init__(self, blob: Path, after: bytes) -> None:
+        self.blob, self.after = blob, after
+        self.passes: list[int] = []
+
+    def __call__(self, total: int) -> None:
+        self.passes.append(total)
+        if len(self.passes) == 2:
+            self.blob.chmod(0o644)
+            self.blob.write_bytes(self.after)
+
+
 def layer_blob(image: Path, index: int) -> Path:
     """The blob file of layer ``index`` of the one image of an OCI layout."""
     manifest = json.loads((image / "index.json").read_text())["manifests"][0]["digest"]
@@ -730,14 +745,7 @@ def test_export_reports_a_layer_changed_between_reads(
         after = third.read_bytes() + b"\0" * 1024
     else:
         after = third.read_bytes()[:4096]
-    passes: list[int] = []
-
-    def between(total: int) -> None:
-        passes.append(total)
-        if len(passes) == 2:  # after the first read of every layer: the blob changes
-            third.chmod(0o644)
-            third.write_bytes(after)
-
+    between = RewrittenAfterFirstRead(third, after)
     out = io.BytesIO() if workers == 1 else open(tmp_path / "flat.tar", "wb")  # noqa: SIM115
     with (
         open_source(image) as source,
@@ -899,14 +907,7 @@ def test_two_passes_report_a_layer_changed_between_reads(
     image = image_of(tmp_path, [LOWER, UPPER, THIRD])
     third = layer_blob(image, 2)
     after = third.read_bytes() + b"\0" * 1024 if change == "grown" else third.read_bytes()[:600]
-    passes: list[int] = []
-
-    def between(total: int) -> None:
-        passes.append(total)
-        if len(passes) == 2:  # after the first read of every layer: the blob changes
-            third.chmod(0o644)
-            third.write_bytes(after)
-
+    between = RewrittenAfterFirstRead(third, after)
     with open_source(image) as source, pytest.raises(InvalidImageError) as caught:
         unpack(
             source,
@@ -915,7 +916,7 @@ def test_two_passes_report_a_layer_changed_between_reads(
             options=UnpackOptions(two_pass=True),
             on_pass=between,
         )
-    assert len(passes) == 2
+    assert len(between.passes) == 2
     assert caught.value.subject is not None and caught.value.subject.endswith("layer 2")
     assert re.search(message, caught.value.message)
 

@@ -436,33 +436,14 @@ def _fill_ranges(
 ) -> None:
     """Each file's bytes taken from the uncompressed stream as it goes by, at the place the
     first read noted (``TarMember.data_offset``), without parsing the tar again."""
-    subject = f"{source.label}: layer {layer.index}"
     items.sort(key=lambda item: item[2].member.data_offset)
     with open_layer(source, layer, progress=progress, hash_diff=False) as opened:
-        read = opened.prefetcher.chunk
-        position = 0  # of the chunk in the uncompressed stream
-        chunk = memoryview(b"")
+        stored = opened.stored(layer, label=source.label)
         for base, name, node in items:
-            member = node.member
-            first, size = member.data_offset, member.size
             fd = maker.create(base, name, node)
-            written = 0
-            while written < size:
-                end = position + len(chunk)
-                if first + written >= end:  # the bytes are further on
-                    position = end
-                    chunk = memoryview(read())
-                    if not chunk:
-                        raise InvalidImageError(
-                            f"the layer ended before the bytes of {member.name!r}",
-                            subject=subject,
-                        )
-                    continue
-                lo = first + written - position
-                piece = chunk[lo : lo + size - written]
+            for piece in stored.pieces(node.member):  # read past even when it failed
                 if fd is not None:
                     fd = maker.write(fd, node, piece)
-                written += len(piece)
             if fd is not None:
                 maker.done(fd, node)
         opened.finish_again(layer, label=source.label, digest_hex=digest_hex)
@@ -480,21 +461,13 @@ def _fill_parsed(
     fragments the reader expands); each member checked to be the one the first read saw."""
     subject = f"{source.label}: layer {layer.index}"
     wanted = {item[2].member.offset: item for item in items}
+    known = {offset: node.member for offset, (_, _, node) in wanted.items()}
     with open_layer(source, layer, progress=progress, hash_diff=False) as opened:
         reader = opened.reader
-        for member in reader:
-            item = wanted.pop(member.offset, None)
-            if item is None:
-                continue
-            base, name, node = item
-            known = node.member
-            if (member.name, member.size, member.type) != (known.name, known.size, known.type):
-                raise InvalidImageError(
-                    f"{member.name!r} at byte {member.offset} changed between two reads",
-                    subject=subject,
-                )
+        for member in opened.again(known, layer, label=source.label):
+            base, name, node = wanted[member.offset]
             fd = maker.create(base, name, node)
-            left = known.size
+            left = member.size
             while left > 0:
                 data = reader.read(min(left, CHUNK))
                 if not data:
@@ -506,13 +479,6 @@ def _fill_parsed(
                     fd = maker.write(fd, node, data)
             if fd is not None:
                 maker.done(fd, node)
-            if not wanted:
-                break
-        if wanted:
-            raise InvalidImageError(
-                f"{len(wanted)} entries seen on the first read are missing on the second",
-                subject=subject,
-            )
         opened.finish_again(layer, label=source.label, digest_hex=digest_hex)
 
 
