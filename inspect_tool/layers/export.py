@@ -32,7 +32,7 @@ from typing import BinaryIO, Protocol
 from inspect_tool.errors import InvalidImageError
 from inspect_tool.heap import no_cycle_collection
 from inspect_tool.layers.decompress import CHUNK
-from inspect_tool.layers.forked import run_forked, usable_workers
+from inspect_tool.layers.forked import LAYER_WORKERS, run_forked, usable_workers
 from inspect_tool.layers.image_fs import open_layer
 from inspect_tool.layers.tarformat import EntryType
 from inspect_tool.layers.tarreader import TarMember
@@ -51,7 +51,6 @@ from inspect_tool.model.image import Image, Layer
 from inspect_tool.sources.source import Source
 
 _IMPLICIT_DIR_MODE = 0o755
-WORKERS = 2  # processes that read the layers a second time for the files' bytes
 _TAR_TYPES = {
     EntryType.FILE: tarfile.REGTYPE,
     EntryType.SYMLINK: tarfile.SYMTYPE,
@@ -195,7 +194,7 @@ def _write_tar(
     if on_pass is not None:
         on_pass(sum(layer.size or 0 for layer in layers))
     fd = _descriptor(out)
-    workers = usable_workers(WORKERS)
+    workers = usable_workers(LAYER_WORKERS)
     if fd is not None and workers > 1 and len(layers) > 1 and source.tree.forked_reads:
         # Each layer read again in a worker process, which writes its files' bytes into
         # their places with pwrite: the layers' second reads use both cores.

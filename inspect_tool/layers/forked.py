@@ -47,6 +47,9 @@ def cpus() -> int:
         return os.cpu_count() or 1
 
 
+LAYER_WORKERS = 2  # processes that read an image's layers at once (fewer where fewer CPUs)
+
+
 def usable_workers(asked: int) -> int:
     """How many children to fork for ``asked``: never more than the CPUs this process may use."""
     return max(1, min(asked, cpus()))

@@ -948,6 +948,36 @@ def test_two_passes_report_what_the_disk_refuses_as_the_entry(
     assert result.written == tree_stats(tmp_path / "dest")
 
 
+def test_two_passes_count_a_directory_made_that_cannot_be_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A directory made whose descriptor the kernel then refuses is still counted as
+    extracted (it exists); only what the walk would have made below it is lost."""
+    from inspect_tool.layers.unpack.disk import DIR_PATH
+
+    _workers(monkeypatch, 1)
+    image = image_of(tmp_path, [LOWER, UPPER])
+    one = _unpack_into(image, tmp_path / "one", two_pass=False)
+    real_open = os.open
+    refused: list[str] = []
+
+    def refusing(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if path == "app" and flags == DIR_PATH and not refused:
+            refused.append(path)
+            raise OSError(errno.EACCES, os.strerror(errno.EACCES))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refusing)
+    two = _unpack_into(image, tmp_path / "two", two_pass=True)
+    monkeypatch.undo()
+    assert refused == ["app"]
+    failed = [(a.layer, a.name) for a in two.audit if a.reason.value == "write-failed"]
+    assert failed == [(0, "home/app/")]
+    assert two.stats == one.stats
+    assert (tmp_path / "two" / "home" / "app").is_dir()
+    assert two.written == tree_stats(tmp_path / "two")
+
+
 def tree_stats(dest: Path) -> ExtractStats:
     from inspect_tool.layers.unpack.disk import tree_stats as walk
 

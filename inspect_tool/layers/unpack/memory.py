@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import cast
 
 from inspect_tool.errors import DockscopeError, InvalidImageError
-from inspect_tool.layers.forked import iter_forked, usable_workers
+from inspect_tool.layers.forked import LAYER_WORKERS, iter_forked, usable_workers
 from inspect_tool.layers.image_fs import open_layer
 from inspect_tool.layers.tarformat import EntryType, TarFormatError
 from inspect_tool.layers.tarreader import TarMember, TarReader
@@ -29,7 +29,6 @@ from inspect_tool.layers.unpack.backend import Kind
 from inspect_tool.model.image import Layer
 from inspect_tool.sources.source import Source
 
-WORKERS = 2  # processes that read the layers
 NAME_MAX = 255  # bytes in one path component, as Linux file systems allow
 
 
@@ -181,7 +180,7 @@ def plan_layers(
     def read(layer: Layer, advance: Callable[[int], None] | None) -> _Read:
         return read_members(source, layer, advance)
 
-    workers = usable_workers(WORKERS)
+    workers = usable_workers(LAYER_WORKERS)
     results: Iterator[_Read]
     if workers > 1 and len(layers) > 1 and source.tree.forked_reads:
         results = iter_forked(read, layers, workers=workers, progress=progress)

@@ -27,16 +27,17 @@ unpack's.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from inspect_tool.diskio import WRITE_PIECE, write_all
 from inspect_tool.errors import DockscopeError, InvalidImageError
 from inspect_tool.heap import no_cycle_collection
 from inspect_tool.layers.decompress import CHUNK
-from inspect_tool.layers.forked import run_forked, usable_workers
-from inspect_tool.layers.image_fs import open_layer
+from inspect_tool.layers.forked import LAYER_WORKERS, run_forked, usable_workers
+from inspect_tool.layers.image_fs import OpenLayer, open_layer
 from inspect_tool.layers.tarformat import EntryType
+from inspect_tool.layers.tarreader import TarMember
 from inspect_tool.layers.unpack.applier import LayerApplier
 from inspect_tool.layers.unpack.audit import Action, AuditEntry, ExtractStats, Reason
 from inspect_tool.layers.unpack.backend import FATAL_ERRNOS, DestinationError, join
@@ -45,7 +46,6 @@ from inspect_tool.layers.unpack.memory import MemoryBackend, TreeDir, TreeNode, 
 from inspect_tool.model.image import Layer
 from inspect_tool.sources.source import Source
 
-WORKERS = 2  # processes that read the layers and create the files
 _OPEN_DIRS = 64  # directory descriptors kept open (a deeper tree reopens through "..")
 # a file to create weighs as much as this many bytes of blob to read, when the layers are
 # handed out biggest first (~40 us of creating against ~4 ns a byte of reading, measured)
@@ -55,7 +55,7 @@ _FILE_WEIGHT = 10_000
 def usable(source: Source, layers: Sequence[Layer]) -> bool:
     """Whether two passes pay here: two layers or more, two CPUs, and a source forked
     workers can read (each opens its own descriptor)."""
-    return len(layers) > 1 and usable_workers(WORKERS) > 1 and source.tree.forked_reads
+    return len(layers) > 1 and usable_workers(LAYER_WORKERS) > 1 and source.tree.forked_reads
 
 
 @dataclass(slots=True)
@@ -198,7 +198,6 @@ def _make_tree(
             if isinstance(node, TreeDir):
                 try:
                     backend.mkdir(fd, name, path, node.member)
-                    child = os.open(name, DIR_PATH, dir_fd=fd)
                 except (OSError, ValueError) as exc:
                     message = _failed(exc)
                     if node.member is not None:  # else a parent no layer lists
@@ -206,6 +205,13 @@ def _make_tree(
                         stats.directories -= 1
                     continue  # nothing below it can be made
                 made.directories += 1
+                try:
+                    child = os.open(name, DIR_PATH, dir_fd=fd)
+                except OSError as exc:  # made, but nothing below it can be
+                    message = _failed(exc)
+                    if node.member is not None:
+                        disk.append(_entry(node, message))
+                    continue
                 stack.append((child, path, list(reversed(node.children.items()))))
                 if len(stack) > _OPEN_DIRS:
                     far = len(stack) - _OPEN_DIRS - 1
@@ -314,7 +320,7 @@ def _make_files(
     def fill(layer: Layer, advance: Callable[[int], None] | None) -> _Filled:
         return _fill(source, layer, digests[layer.index], backend, files[layer.index], advance)
 
-    workers = usable_workers(WORKERS)
+    workers = usable_workers(LAYER_WORKERS)
     if workers > 1 and len(layers) > 1 and source.tree.forked_reads:
         sizes = [(layer.size or 0) + _FILE_WEIGHT * len(files[layer.index]) for layer in layers]
         results = run_forked(fill, layers, sizes, workers=workers, progress=progress)
@@ -414,10 +420,7 @@ def _fill(
             elif (fd := maker.create(*item)) is not None:
                 maker.done(fd, item[2])
         if full:
-            if all(node.member.data_offset >= 0 for _, _, node in full):
-                _fill_ranges(source, layer, digest_hex, maker, full, progress)
-            else:
-                _fill_parsed(source, layer, digest_hex, maker, full, progress)
+            _fill_layer(source, layer, digest_hex, maker, full, progress)
     except (DestinationError, InvalidImageError) as exc:
         filled.error = exc
     finally:
@@ -426,7 +429,7 @@ def _fill(
     return filled
 
 
-def _fill_ranges(
+def _fill_layer(
     source: Source,
     layer: Layer,
     digest_hex: str,
@@ -434,14 +437,11 @@ def _fill_ranges(
     items: list[_File],
     progress: Callable[[int], None] | None,
 ) -> None:
-    """Each file's bytes taken from the uncompressed stream as it goes by, at the place the
-    first read noted (``TarMember.data_offset``), without parsing the tar again."""
-    items.sort(key=lambda item: item[2].member.data_offset)
+    """Each file created and its bytes written as a second read of the layer goes by."""
     with open_layer(source, layer, progress=progress, hash_diff=False) as opened:
-        stored = opened.stored(layer, label=source.label)
-        for base, name, node in items:
+        for (base, name, node), pieces in _pieces(source, layer, opened, items):
             fd = maker.create(base, name, node)
-            for piece in stored.pieces(node.member):  # read past even when it failed
+            for piece in pieces:  # read past even when it failed
                 if fd is not None:
                     fd = maker.write(fd, node, piece)
             if fd is not None:
@@ -449,37 +449,38 @@ def _fill_ranges(
         opened.finish_again(layer, label=source.label, digest_hex=digest_hex)
 
 
-def _fill_parsed(
-    source: Source,
-    layer: Layer,
-    digest_hex: str,
-    maker: _Maker,
-    items: list[_File],
-    progress: Callable[[int], None] | None,
-) -> None:
-    """The same through the tar reader, for a layer with sparse files (their bytes are
-    fragments the reader expands); each member checked to be the one the first read saw."""
+def _pieces(
+    source: Source, layer: Layer, opened: OpenLayer, items: list[_File]
+) -> Iterator[tuple[_File, Iterator[memoryview | bytes]]]:
+    """Each file with its bytes, in the order they lie in the layer: taken from the
+    uncompressed stream at the place the first read noted (``TarMember.data_offset``), without
+    parsing the tar again; or, in a layer with sparse files (their bytes are fragments the
+    reader expands), through the tar reader, each member checked to be the one the first read
+    saw. Each file's bytes are to be read whole before the next file is asked for."""
+    if all(node.member.data_offset >= 0 for _, _, node in items):
+        items.sort(key=lambda item: item[2].member.data_offset)
+        stored = opened.stored(layer, label=source.label)
+        for item in items:
+            yield item, stored.pieces(item[2].member)
+        return
     subject = f"{source.label}: layer {layer.index}"
     wanted = {item[2].member.offset: item for item in items}
     known = {offset: node.member for offset, (_, _, node) in wanted.items()}
-    with open_layer(source, layer, progress=progress, hash_diff=False) as opened:
-        reader = opened.reader
-        for member in opened.again(known, layer, label=source.label):
-            base, name, node = wanted[member.offset]
-            fd = maker.create(base, name, node)
-            left = member.size
-            while left > 0:
-                data = reader.read(min(left, CHUNK))
-                if not data:
-                    raise InvalidImageError(
-                        f"the layer ended in the bytes of {member.name!r}", subject=subject
-                    )
-                left -= len(data)
-                if fd is not None:
-                    fd = maker.write(fd, node, data)
-            if fd is not None:
-                maker.done(fd, node)
-        opened.finish_again(layer, label=source.label, digest_hex=digest_hex)
+    for member in opened.again(known, layer, label=source.label):
+        yield wanted[member.offset], _parsed(opened, member, subject)
+
+
+def _parsed(opened: OpenLayer, member: TarMember, subject: str) -> Iterator[bytes]:
+    """``member``'s bytes through the tar reader."""
+    left = member.size
+    while left > 0:
+        data = opened.reader.read(min(left, CHUNK))
+        if not data:
+            raise InvalidImageError(
+                f"the layer ended in the bytes of {member.name!r}", subject=subject
+            )
+        left -= len(data)
+        yield data
 
 
 def _make_links(
