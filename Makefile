@@ -26,8 +26,10 @@ $(VENV)/.installed: pyproject.toml
 # Our own modules compiled to bytecode, as pip compiles an installed package: an editable
 # install leaves them to the interpreter, which under PYTHONDONTWRITEBYTECODE=1 compiles every
 # module again at every start (~40 ms of a command's start-up here). Up-to-date files are skipped.
+# Then the code of the dataclasses' generated methods, kept beside it (inspect_tool/classcode.py).
 bytecode: $(VENV)/.installed
 	@$(PY) -m compileall -q inspect_tool runtime_lab
+	@$(PY) -m inspect_tool.classcode
 
 debs-run:
 	@bash .ci/ensure-debs $(DEBS_RUN)

@@ -72,3 +72,21 @@ def no_cycle_collection() -> Iterator[None]:
     finally:
         if was:
             gc.enable()
+
+
+def pause_collection() -> None:
+    """The cycle collector off while a command starts: its imports make tens of thousands of
+    objects that live as long as the process, and each collection of the young generation
+    walks those made since the last (18 collections, ~3 ms of a warm ``run``'s start)."""
+    import gc
+
+    gc.disable()
+
+
+def resume_collection() -> None:
+    """The cycle collector on again, what start-up made set aside for good (``gc.freeze``):
+    from here on a collection walks only what the command makes."""
+    import gc
+
+    gc.freeze()
+    gc.enable()

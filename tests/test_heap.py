@@ -62,3 +62,21 @@ def test_reads_reuse_freed_heap_instead_of_faulting_it_back(setup: str) -> None:
     default = faults("defaults")
     assert default > 3000  # 600 reads of 64 KiB, each one's pages faulted in again
     assert faults(setup) < default / 4
+
+
+def test_collection_paused_for_start_up_then_resumed_with_its_objects_set_aside() -> None:
+    import gc
+
+    from inspect_tool import heap
+
+    assert gc.isenabled()
+    heap.pause_collection()
+    try:
+        assert not gc.isenabled()
+        made = [[] for _ in range(1000)]  # what a start-up makes and keeps
+        heap.resume_collection()
+        assert gc.isenabled()
+        assert gc.get_freeze_count() >= len(made)  # never walked again
+    finally:
+        gc.unfreeze()
+        gc.enable()

@@ -148,6 +148,10 @@ def main() -> None:
     # --version alone needs no command module: the root answers it at once
     commands = command is not None or not {"--version", "-V"} & set(argv)
     code: int | str | None = 0
+    from inspect_tool import classcode, heap
+
+    heap.pause_collection()  # until the command's own work starts
+    classcode.install()  # the dataclasses' methods compiled once, not at every start
     try:
         fast = None
         if argv[:1] == ["run"] and "--debug" not in argv:  # a plain run: no typer (run_args.py)
@@ -157,7 +161,9 @@ def main() -> None:
         if fast is not None:
             code = fast
         else:
-            build_app(command, commands=commands)(args=argv, prog_name="dockscope")
+            app = build_app(command, commands=commands)
+            heap.resume_collection()
+            app(args=argv, prog_name="dockscope")
     except SystemExit as exc:
         code = exc.code
     except BrokenPipeError:
@@ -168,6 +174,7 @@ def main() -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
+    classcode.save()
     if isinstance(code, str):
         sys.stderr.write(code + "\n")
         code = 1

@@ -342,7 +342,11 @@ def _list(root: str, args: argparse.Namespace) -> int:
 
 def console_main() -> None:
     """The console script's entry point."""
+    from inspect_tool import classcode
+
+    classcode.install()  # the dataclasses' methods compiled once, not at every start
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()
+    classcode.save()
     os._exit(code)

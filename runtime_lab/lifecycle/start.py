@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inspect_tool.errors import UsageError
+from inspect_tool.heap import resume_collection
 from runtime_lab.kernel import cgroups, linux, warmup
 from runtime_lab.lifecycle.children import (
     close_other_fds,
@@ -335,6 +336,7 @@ def _fork_shim(
         try:
             keep = (*child_ends, *streams.child_ends, spec.console_fd)
             close_other_fds({fd for fd in keep if fd is not None})
+            resume_collection()  # the shim lives as long as the container
             if kernel_log is not None:  # the container's seccomp records: its own session
                 from runtime_lab.kernel.seccomp import new_audit_session
 
@@ -403,6 +405,7 @@ class _Watch:
             os.write(pipes.go_w, b"g")
             os.close(pipes.go_w)
             pipes.go_w = -1
+            resume_collection()  # paused while dockscope started (heap.py): the watch is long
             self.hub.run(
                 pipes.events_r, self.on_events, os.pidfd_open(shim), lambda: _kill_leftovers(group)
             )
