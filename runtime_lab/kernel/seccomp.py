@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import hashlib
 import json
 import os
 import re
@@ -41,6 +40,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from inspect_tool.errors import DockscopeError, UsageError
+from inspect_tool.model.digest import hex_digest
 from runtime_lab.kernel import linux
 
 DEFAULT = "default"  # docker's default policy, shipped in runtime_lab/kernel/profiles/
@@ -593,7 +593,7 @@ def cache_key(resolved: Resolved) -> str:
     """The digest of everything the program is made from: the resolved rules (frozen values:
     their repr is exact), libseccomp's version, this machine's architecture, the format."""
     made_of = "\n".join((str(CACHE_FORMAT), library_version(), os.uname().machine, repr(resolved)))
-    return hashlib.sha256(made_of.encode()).hexdigest()
+    return hex_digest("sha256", made_of.encode())
 
 
 def _read_own(cache: Path, path: Path) -> bytes:

@@ -163,3 +163,25 @@ def test_hash_blob_reads_to_eof() -> None:
     data = b"{}" + b" " * 5000
     result = hash_blob(io.BytesIO(data))
     assert result.size == len(data) and result.digest_hex == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("algorithm", ["sha256", "sha512"])
+@pytest.mark.parametrize("size", [0, 3000, 64 * 1024 - 1, 64 * 1024, 200_000])
+def test_hex_digest_is_hashlib_s_on_either_side_of_the_small_bound(
+    algorithm: str, size: int
+) -> None:
+    from inspect_tool.model.digest import Digest, _own_hash, hex_digest
+
+    data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    assert hex_digest(algorithm, data) == hashlib.new(algorithm, data).hexdigest()
+    assert Digest.of_bytes(data, algorithm).hex == hashlib.new(algorithm, data).hexdigest()
+    assert _own_hash(algorithm) is not None  # this interpreter has its own: the small path ran
+
+
+def test_hex_digest_falls_back_to_hashlib_without_the_interpreter_s_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from inspect_tool.model import digest
+
+    monkeypatch.setattr(digest, "_OWN", {"sha256": None})
+    assert digest.hex_digest("sha256", b"abc") == hashlib.sha256(b"abc").hexdigest()

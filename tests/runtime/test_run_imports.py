@@ -21,8 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
 # Not on the path of a warm run without a network: the layer store is filled (the unpack
 # package is for a layer not stored yet), no bridge, no other command's module, none of the
 # heavy libraries other commands use, and no ldconfig (ctypes.util.find_library runs it);
-# no named volume, no dir: transport, random names from os.urandom (not secrets), and as
-# root no user namespace module (it is loaded to enter one).
+# no named volume, no dir: transport, random names from os.urandom (not secrets), no OpenSSL,
+# and as root no user namespace module (it is loaded to enter one).
 NOT_LOADED = (
     "inspect_tool.layers.unpack",
     "inspect_tool.layers.unpack.applier",
@@ -39,6 +39,7 @@ NOT_LOADED = (
     "inspect_tool.sources.dir_transport",
     "ctypes.util",
     "secrets",
+    "hashlib",  # OpenSSL: the documents a run hashes are small (model/digest.py, hex_digest)
     "typer",  # a plain command line is parsed without it (runtime_lab/cli/run_args.py)
     "rich",
     "httpx",
