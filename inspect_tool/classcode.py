@@ -196,6 +196,10 @@ def save() -> int:
     return _cache.save() if _cache is not None else 0
 
 
+def _skip(name: str) -> None:
+    """A package that cannot be imported here: walked past."""
+
+
 def _warm() -> int:
     """Import every module of both packages so that every class is built; save."""
     import importlib
@@ -204,10 +208,13 @@ def _warm() -> int:
     cache = install()
     for package in ("inspect_tool", "runtime_lab"):
         module = importlib.import_module(package)
-        for info in pkgutil.walk_packages(module.__path__, f"{package}."):
+        for info in pkgutil.walk_packages(module.__path__, f"{package}.", onerror=_skip):
             if info.name.endswith("__main__"):
                 continue
-            importlib.import_module(info.name)
+            try:
+                importlib.import_module(info.name)
+            except Exception:  # e.g. an optional library missing here: its classes are
+                continue  # compiled at its first import instead
     cache.save(force=True)  # as compileall writes bytecode whatever the environment says
     return 0
 
