@@ -24,6 +24,8 @@ INSPECT_TOOL_LAYERS: dict[str, frozenset[str]] = {
     # usable from every package
     "diskio": frozenset(),
     "heap": frozenset(),
+    # the dataclasses' generated code, compiled once: installed by the entry points only
+    "classcode": frozenset(),
     "model": frozenset({"errors"}),
     "sources": frozenset({"errors", "model"}),
     "layout": frozenset({"errors", "diskio", "heap", "model"}),
@@ -438,3 +440,12 @@ def test_httpx_is_imported_through_registry_http_only() -> None:
     assert any(
         i.module == "inspect_tool.registry.http" and top(i.target) == "httpx" for i in IMPORTS
     )
+
+
+def test_only_the_entry_points_install_the_dataclass_code_cache() -> None:
+    """``classcode.install`` gives ``dataclasses`` another ``exec``: a process decides that
+    once, where it starts, not a library module as a side effect of being imported."""
+    entry_points = {"inspect_tool.cli", "runtime_lab.cli.oci_runtime"}
+    # ``from inspect_tool import classcode`` is seen as inspect_tool.classcode
+    users = {i.module for i in IMPORTS if i.target.startswith("inspect_tool.classcode")}
+    assert users == entry_points
