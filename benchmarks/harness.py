@@ -296,12 +296,16 @@ def compile_package() -> bool:
     """Compile inspect_tool and runtime_lab to bytecode, as pip does for an installed package
     (``make bytecode``): the venv's editable install would otherwise, under
     PYTHONDONTWRITEBYTECODE=1, compile every module at every start, and the benchmarks would
-    time the compiler. Files already compiled are skipped. False if it failed."""
+    time the compiler. Files already compiled are skipped. Then the dataclasses' generated
+    code, kept beside it (``inspect_tool/classcode.py``). False if either failed."""
     packages = [str(REPO / name) for name in ("inspect_tool", "runtime_lab")]
     done = subprocess.run(
         [sys.executable, "-m", "compileall", "-q", *packages], capture_output=True, check=False
     )
-    return done.returncode == 0
+    warmed = subprocess.run(
+        [sys.executable, "-m", "inspect_tool.classcode"], cwd=REPO, capture_output=True, check=False
+    )
+    return done.returncode == 0 and warmed.returncode == 0
 
 
 def find_cli(explicit: str | None) -> list[str] | None:
