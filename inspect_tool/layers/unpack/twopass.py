@@ -37,7 +37,6 @@ from inspect_tool.layers.decompress import CHUNK
 from inspect_tool.layers.forked import LAYER_WORKERS, run_forked, usable_workers
 from inspect_tool.layers.image_fs import OpenLayer, open_layer
 from inspect_tool.layers.tarformat import EntryType
-from inspect_tool.layers.tarreader import TarMember
 from inspect_tool.layers.unpack.applier import LayerApplier
 from inspect_tool.layers.unpack.audit import Action, AuditEntry, ExtractStats, Reason
 from inspect_tool.layers.unpack.backend import FATAL_ERRNOS, DestinationError, join
@@ -463,24 +462,11 @@ def _pieces(
         for item in items:
             yield item, stored.pieces(item[2].member)
         return
-    subject = f"{source.label}: layer {layer.index}"
     wanted = {item[2].member.offset: item for item in items}
     known = {offset: node.member for offset, (_, _, node) in wanted.items()}
     for member in opened.again(known, layer, label=source.label):
-        yield wanted[member.offset], _parsed(opened, member, subject)
-
-
-def _parsed(opened: OpenLayer, member: TarMember, subject: str) -> Iterator[bytes]:
-    """``member``'s bytes through the tar reader."""
-    left = member.size
-    while left > 0:
-        data = opened.reader.read(min(left, CHUNK))
-        if not data:
-            raise InvalidImageError(
-                f"the layer ended in the bytes of {member.name!r}", subject=subject
-            )
-        left -= len(data)
-        yield data
+        # a stream cut short raises in the reader (open_layer names the layer)
+        yield wanted[member.offset], opened.reader.iter_data(CHUNK)
 
 
 def _make_links(
