@@ -145,15 +145,15 @@ def _store(path: str, codes: dict[str, CodeType]) -> bool:
     """``codes`` written to ``path`` through a new file renamed over it; False on refusal."""
     from importlib.util import MAGIC_NUMBER
 
+    from inspect_tool.diskio import write_all
+
     data = MAGIC_NUMBER + marshal.dumps(codes)
     temporary = f"{path}.{os.getpid()}.tmp"
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_all(fd, data)
         finally:
             os.close(fd)
         os.replace(temporary, path)

@@ -25,7 +25,7 @@ INSPECT_TOOL_LAYERS: dict[str, frozenset[str]] = {
     "diskio": frozenset(),
     "heap": frozenset(),
     # the dataclasses' generated code, compiled once: installed by the entry points only
-    "classcode": frozenset(),
+    "classcode": frozenset({"diskio"}),
     "model": frozenset({"errors"}),
     "sources": frozenset({"errors", "model"}),
     "layout": frozenset({"errors", "diskio", "heap", "model"}),
