@@ -18,6 +18,13 @@ of the modules that compiled something new, never where bytecode is not written
 (``sys.dont_write_bytecode``). ``python -m inspect_tool.classcode`` imports every module of
 both packages and saves, whatever ``PYTHONDONTWRITEBYTECODE`` says, as ``compileall`` does:
 ``make bytecode`` runs it after ``compileall``.
+
+``install`` also spares a command the ``inspect`` module, 6 ms of imports here (``ast``,
+``dis``, ``tokenize``...): ``dataclasses`` imports it for one call, ``inspect.signature``,
+to write the docstring of a class that has none. ``dataclasses`` is imported with a
+stand-in in its place that imports the real module at its first use (a class of ours has a
+docstring: a test holds it); the stand-in is taken out of ``sys.modules`` at once, so any
+other ``import inspect`` gets the real module.
 """
 
 from __future__ import annotations
@@ -27,12 +34,17 @@ import contextlib
 import marshal
 import os
 import sys
-from types import CodeType
-from typing import Any
+from types import CodeType, ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 _HOOKED = "__dockscope_classcode__"
 _PACKAGES = ("inspect_tool.", "runtime_lab.")  # the modules whose classes are cached
 _SUFFIX = ".dataclasses"  # beside the module's bytecode: image.cpython-311.dataclasses
+# after the magic number: 2 since the code is compiled without this module's __future__ flags
+_FORMAT = b"dataclasses 2\n"
 
 
 class CodeCache:
@@ -51,7 +63,8 @@ class CodeCache:
         locals: Any = None,
         /,
     ) -> None:
-        """``exec`` as the builtin does it, a text's compiled code taken from the cache."""
+        """``exec`` as the builtin does it for ``dataclasses`` (whose code has no __future__
+        flags), a text's compiled code taken from the cache."""
         if globals is None:  # the builtin's default: the caller's namespaces
             frame = sys._getframe(1)
             globals = frame.f_globals
@@ -61,6 +74,8 @@ class CodeCache:
             module = self._module(globals)
             if module is not None:
                 source = module.code(source)
+            else:  # the builtin would compile it with this module's __future__ flags
+                source = compile(source, "<string>", "exec", dont_inherit=True)
         builtins.exec(source, globals, locals)
 
     def _module(self, namespace: dict[str, Any]) -> _Module | None:
@@ -107,7 +122,9 @@ class _Module:
     def code(self, text: str) -> CodeType:
         code = self.codes.get(text)
         if code is None:
-            code = compile(text, "<string>", "exec")
+            # as the builtin exec compiles dataclasses' text: without this module's __future__
+            # flags (annotations stay objects, not strings)
+            code = compile(text, "<string>", "exec", dont_inherit=True)
             self.compiled += 1
         self.used[text] = code
         return code
@@ -119,19 +136,25 @@ class _Module:
         return False
 
 
-def _load(path: str) -> dict[str, CodeType]:
-    """A file's entries; none where it cannot be read or is of another interpreter."""
+def _header() -> bytes:
+    """The interpreter's bytecode magic number, then the version of this file's layout."""
     from importlib.util import MAGIC_NUMBER
 
+    return MAGIC_NUMBER + _FORMAT
+
+
+def _load(path: str) -> dict[str, CodeType]:
+    """A file's entries; none where it cannot be read or is of another interpreter."""
+    header = _header()
     try:
         with open(path, "rb") as stream:
             data = stream.read()
     except OSError:
         return {}
-    if data[: len(MAGIC_NUMBER)] != MAGIC_NUMBER:
+    if data[: len(header)] != header:
         return {}
     try:
-        codes = marshal.loads(data[len(MAGIC_NUMBER) :])
+        codes = marshal.loads(data[len(header) :])
     except (EOFError, ValueError, TypeError):
         return {}
     if isinstance(codes, dict) and all(
@@ -143,11 +166,9 @@ def _load(path: str) -> dict[str, CodeType]:
 
 def _store(path: str, codes: dict[str, CodeType]) -> bool:
     """``codes`` written to ``path`` through a new file renamed over it; False on refusal."""
-    from importlib.util import MAGIC_NUMBER
-
     from inspect_tool.diskio import write_all
 
-    data = MAGIC_NUMBER + marshal.dumps(codes)
+    data = _header() + marshal.dumps(codes)
     temporary = f"{path}.{os.getpid()}.tmp"
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -167,11 +188,35 @@ def _store(path: str, codes: dict[str, CodeType]) -> bool:
 _cache: CodeCache | None = None
 
 
+class _DeferredInspect(ModuleType):
+    """``dataclasses``' ``inspect``: the real module, imported at the first attribute asked."""
+
+    def __getattr__(self, name: str) -> Any:
+        import importlib
+
+        return getattr(importlib.import_module("inspect"), name)
+
+
+def _import_dataclasses() -> ModuleType:
+    """``dataclasses``, imported (when it is not yet) without importing ``inspect``."""
+    if "dataclasses" in sys.modules or "inspect" in sys.modules:
+        import dataclasses
+
+        return dataclasses
+    stand_in = _DeferredInspect("inspect")
+    sys.modules["inspect"] = stand_in
+    try:
+        import dataclasses
+    finally:
+        if sys.modules.get("inspect") is stand_in:
+            del sys.modules["inspect"]
+    return dataclasses
+
+
 def install() -> CodeCache:
     """Give ``dataclasses`` the cache's ``exec`` (once per process)."""
     global _cache
-    import dataclasses
-
+    dataclasses = _import_dataclasses()
     cache = _cache if _cache is not None else CodeCache(sys.pycache_prefix)
     _cache = cache
     if getattr(dataclasses, _HOOKED, None) is not cache:

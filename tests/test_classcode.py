@@ -132,7 +132,50 @@ def test_a_file_that_cannot_be_read_is_compiled_over(
     behaves(load(path, name))
     assert cache.modules[name].compiled >= 8
     assert cache.save(force=True) == 1
-    assert stored.read_bytes().startswith(importlib.util.MAGIC_NUMBER)
+    assert stored.read_bytes().startswith(classcode._header())
+
+
+def test_a_file_of_the_first_layout_is_compiled_over(tmp_path: Path, hooked: None) -> None:
+    """The first layout (magic number, then the entries) held code compiled with the
+    module's own __future__ flags: its entries are not taken."""
+    import marshal
+
+    path = probe(tmp_path)
+    name = "inspect_tool._classcode_probe"
+    first = classcode.install()
+    behaves(load(path, name))
+    stored = tmp_path / "__pycache__" / f"probe.{sys.implementation.cache_tag}.dataclasses"
+    stored.parent.mkdir()
+    stored.write_bytes(importlib.util.MAGIC_NUMBER + marshal.dumps(first.modules[name].used))
+    classcode.uninstall()
+    second = classcode.install()
+    behaves(load(path, name))
+    assert second.modules[name].compiled == first.modules[name].compiled
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_the_methods_annotations_are_dataclasses_own(
+    tmp_path: Path, hooked: None, cached: bool
+) -> None:
+    """The generated ``__init__`` is compiled as dataclasses compiles it: its annotations
+    are the fields' types (here strings: the probe has ``from __future__ import
+    annotations``), not the names of the generated code's locals."""
+    path = probe(tmp_path)
+    name = "inspect_tool._classcode_probe"
+    cache = classcode.install()
+    module = load(path, name)
+    if cached:
+        cache.save(force=True)
+        classcode.uninstall()
+        cache = classcode.install()
+        module = load(path, name)
+        assert cache.modules[name].compiled == 0
+    assert module.Frozen.__init__.__annotations__ == {
+        "name": "str",
+        "size": "int",
+        "tags": "tuple[str, ...]",
+        "return": None,
+    }
 
 
 def test_a_file_of_other_values_is_not_taken(tmp_path: Path, hooked: None) -> None:
@@ -191,6 +234,41 @@ def test_exec_keeps_the_builtins_namespaces(hooked: None) -> None:
     code = compile("value = 2", "<string>", "exec")
     cache.exec(code, namespace)  # code objects pass through
     assert namespace["value"] == 2 and cache.modules == {}
+
+
+DEFERRED = """
+import sys
+from inspect_tool import classcode
+classcode.install()
+from dataclasses import dataclass
+assert "inspect" not in sys.modules
+
+@dataclass
+class Documented:
+    \"\"\"A class of ours: documented.\"\"\"
+    size: int = 0
+
+assert "inspect" not in sys.modules, "a documented class needs no signature"
+
+@dataclass
+class Bare:
+    size: int = 0
+
+print(Bare.__doc__)
+import inspect
+assert sys.modules["inspect"] is inspect and type(inspect).__name__ == "module"
+print(inspect.signature(Documented))
+"""
+
+
+def test_dataclasses_imports_inspect_only_when_a_class_needs_it() -> None:
+    """``inspect`` (6 ms of imports) is imported at the first class without a docstring, which
+    gets the docstring dataclasses writes; ``import inspect`` elsewhere is the real module."""
+    done = subprocess.run(
+        [sys.executable, "-c", DEFERRED], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["Bare(size: int = 0)", "(size: int = 0) -> None"]
 
 
 def _child_env(prefix: Path, *, write: bool) -> dict[str, str]:

@@ -73,6 +73,9 @@ def looks_like_index(data: object) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class LayerSpec:
+    """One layer as a manifest names it: its blob where the source has it, the digest and
+    media type claimed for it."""
+
     blob: Blob | None
     digest: Digest | None  # claimed blob digest
     media_type: str | None

@@ -39,6 +39,7 @@ NOT_LOADED = (
     "inspect_tool.sources.dir_transport",
     "ctypes.util",
     "secrets",
+    "inspect",  # dataclasses' import of it is deferred (classcode.py): ast, dis, tokenize
     "hashlib",  # OpenSSL: the documents a run hashes are small (model/digest.py, hex_digest)
     "typer",  # a plain command line is parsed without it (runtime_lab/cli/run_args.py)
     "rich",
