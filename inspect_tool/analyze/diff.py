@@ -33,6 +33,9 @@ Progress = Callable[[int], None] | None
 
 @dataclass(frozen=True, slots=True)
 class FileDiff:
+    """One path that differs between image A and image B: added, removed or modified, with its entry
+    and content hash on each side and, when modified, what about it changed."""
+
     path: str
     change: str  # "added" (only in B), "removed" (only in A), "modified"
     a: FileInfo | None
@@ -44,6 +47,9 @@ class FileDiff:
 
 @dataclass(frozen=True, slots=True)
 class ValueDiff:
+    """One config setting that differs between the two images, with its value in each (None where an
+    image does not set it)."""
+
     key: str  # "Env PATH", "Cmd", "Labels org.example", "architecture", …
     a: Any
     b: Any
@@ -51,6 +57,9 @@ class ValueDiff:
 
 @dataclass(slots=True)
 class ImageDiff:
+    """Everything that differs between two images (files, config settings and history steps), and
+    how many bottom layers they share."""
+
     shared_layers: int
     files: list[FileDiff] = field(default_factory=list)
     config: list[ValueDiff] = field(default_factory=list)

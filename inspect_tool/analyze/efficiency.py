@@ -55,6 +55,9 @@ class PathEfficiency:
 
 @dataclass(frozen=True, slots=True)
 class EfficiencyReport:
+    """dive's figures for one image: its efficiency score, total, user and wasted bytes, and the
+    paths that waste them, worst first."""
+
     efficiency: float
     size_bytes: int  # sum of every tar header size in every layer
     user_size_bytes: int  # the same without layer 0
@@ -187,6 +190,9 @@ def _subtree_size(node: _Node) -> int:
 
 @dataclass(slots=True)
 class _Record:
+    """What the layers visited so far add up to for one path: the sizes seen, the layers that show
+    it and when it became inefficient."""
+
     cumulative: int = 0
     minimum: int = -1
     count: int = 0
@@ -313,6 +319,9 @@ def efficiency(
 
 @dataclass(frozen=True, slots=True)
 class GateResult:
+    """The outcome of one of dive's CI rules: the threshold given, the image's actual figure,
+    whether it passed and, if not, dive's message."""
+
     rule: str  # dive's rule name: lowestEfficiency, highestWastedBytes, highestUserWastedPercent
     threshold: str  # as given
     actual: str

@@ -15,6 +15,9 @@ from inspect_tool.sources.source import Source
 
 @dataclass(frozen=True, slots=True)
 class Step:
+    """One identifier of the image explained: how it is computed from bytes, the value computed
+    here, what the image records and a shell command that recomputes it."""
+
     title: str
     explanation: str
     formula: str
@@ -32,6 +35,9 @@ class Step:
 
 @dataclass(slots=True)
 class Explanation:
+    """How each identifier of an image is computed, one step per identifier in the order they build
+    on each other."""
+
     image: Image
     steps: list[Step] = field(default_factory=list)
 

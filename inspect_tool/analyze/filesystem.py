@@ -50,6 +50,9 @@ class PathNotFoundError(UsageError):
 
 @dataclass(frozen=True, slots=True)
 class LayerRow:
+    """What one layer did to the filesystem, as the layers table shows it: how many entries it
+    added, modified and deleted, its sizes, and the lower-layer bytes it made invisible."""
+
     index: int
     created_by: str | None
     diff_id: str | None
@@ -127,6 +130,9 @@ def check_layer(image: Image, layer: int | None, *, label: str, option: str = "-
 
 @dataclass(slots=True)
 class LayerDiff:
+    """What one layer changed relative to the layers below it, with the sha256 of each regular
+    file's content it stores (when hashing was asked for)."""
+
     layer: int
     changes: LayerChanges
     hashes: dict[str, str] = field(default_factory=dict)  # path → sha256 of content

@@ -182,6 +182,8 @@ def elf_category(head: bytes, mode: int) -> tuple[Category, str] | None:
 
 @dataclass(slots=True)
 class Tally:
+    """A running count of regular files and their bytes, for one layer, category or MIME type."""
+
     count: int = 0
     bytes: int = 0
 
@@ -192,6 +194,9 @@ class Tally:
 
 @dataclass(slots=True)
 class LayerTypes:
+    """What kinds of files one layer stores (or all analysed layers together): its regular files by
+    category and by MIME type, and its entries by type."""
+
     index: int
     created_by: str | None
     files: Tally = field(default_factory=Tally)  # regular files with content in this layer
@@ -202,6 +207,9 @@ class LayerTypes:
 
 @dataclass(frozen=True, slots=True)
 class TypeFinding:
+    """One entry a forensic look starts from (setuid, world-writable, a device, a late executable…),
+    with the layer that stores it and whether the image's top still shows it."""
+
     kind: FindingKind
     layer: int
     path: str
@@ -217,6 +225,9 @@ class TypeFinding:
 
 @dataclass(frozen=True, slots=True)
 class TypesReport:
+    """The kinds of files each analysed layer stores and all of them together, with the forensic
+    findings among their entries."""
+
     layers: tuple[LayerTypes, ...]  # the layers analysed, bottom to top
     totals: LayerTypes  # index -1: all analysed layers together
     findings: tuple[TypeFinding, ...]

@@ -85,6 +85,9 @@ class Step:
 
 @dataclass(frozen=True, slots=True)
 class HistoryRow:
+    """One history entry (or a layer that has none) with the layer it made, the instruction it
+    parses to and whether it is guessed to come from the base image."""
+
     index: int | None  # position in the config's history; None for a layer without an entry
     layer: int | None  # the layer this entry made; None for an empty entry
     entry: HistoryEntry | None
@@ -95,6 +98,9 @@ class HistoryRow:
 
 @dataclass(frozen=True, slots=True)
 class HistoryReport:
+    """An image's history aligned with its layers: a row per entry, where the base image ends
+    (recorded or guessed), and the Dockerfile reconstructed from it."""
+
     rows: tuple[HistoryRow, ...]
     base_name: str | None  # FROM, when the image records it
     base_source: str  # where base_name or the base boundary comes from

@@ -46,6 +46,9 @@ class RemovedEntry:
 
 @dataclass(slots=True)
 class ImageAnalysis:
+    """Every analysis of one image that the HTML report shows; one that could not complete is left
+    empty and its error kept instead."""
+
     image: Image
     history: HistoryReport
     rows: list[LayerRow] | None = None
@@ -59,6 +62,9 @@ class ImageAnalysis:
 
 @dataclass(slots=True)
 class SourceReport:
+    """One source in the HTML report: its verification, the analyses of its chosen images and the
+    images that could not be read."""
+
     label: str
     format: str
     verify: VerifyReport
@@ -68,6 +74,9 @@ class SourceReport:
 
 @dataclass(frozen=True, slots=True)
 class ContainerChange:
+    """One path a container changed in its writable layer, marked added, changed or deleted as
+    ``docker diff`` prints it."""
+
     kind: str  # "A", "C" or "D", as docker diff prints them
     path: str
     type: str | None
@@ -90,6 +99,9 @@ class ContainerReport:
 
 @dataclass(slots=True)
 class Report:
+    """Everything the HTML report shows: each source with its images' analyses, and the runtime
+    container when one is reported on."""
+
     sources: list[SourceReport]
     container: ContainerReport | None = None
 

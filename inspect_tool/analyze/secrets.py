@@ -47,6 +47,9 @@ MAX_LINE = 200  # characters of a line kept around a match for the excerpt
 
 @dataclass(frozen=True, slots=True)
 class Rule:
+    """One kind of secret to look for, a row of the table in docs/SECRETS.md: the pattern that finds
+    it, the anchors and bytes that let a line or file be skipped cheaply, and where it applies."""
+
     id: str
     title: str
     pattern: re.Pattern[bytes]  # group "secret" is the secret
@@ -512,6 +515,9 @@ def set_aside(path: str, rule: str | None = None) -> str | None:
 # -- scanning ------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Match:
+    """One secret a rule found in a file or config string: the line it is on, that line with the
+    secret redacted, the secret itself and its fingerprint."""
+
     rule: str
     line: int  # 1-based
     excerpt: str  # the line with the secret redacted
@@ -666,6 +672,9 @@ def _pem_match(data: bytes, match: re.Match[bytes]) -> Match:
 
 @dataclass(frozen=True, slots=True)
 class SecretFinding:
+    """One secret found in the image: where it is (a layer's file or the config), the rule that
+    found it, a redacted excerpt, and whether a later layer deleted or overwrote it."""
+
     layer: int | None  # None: the image config
     path: str  # a file's path, or config.Env[N], config.Labels[KEY], history[N].created_by
     rule: str
@@ -679,6 +688,9 @@ class SecretFinding:
 
 @dataclass(slots=True)
 class SecretsReport:
+    """The secrets found in an image, with counts of the findings set aside (documentation, tests…)
+    and of the files scanned, skipped as binary or read only in part."""
+
     findings: list[SecretFinding] = field(default_factory=list)
     set_aside: dict[str, int] = field(default_factory=dict)  # reason -> findings not reported
     files_scanned: int = 0

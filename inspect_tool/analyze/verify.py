@@ -31,6 +31,9 @@ from inspect_tool.sources.source import Candidate, Source
 
 @dataclass(slots=True)
 class VerifyReport:
+    """The outcome of verifying one source: every check made, passed or failed, and the notes left
+    by reading it."""
+
     source: str
     format: str
     findings: list[Finding] = field(default_factory=list)
@@ -101,6 +104,9 @@ def verify(
 
 @dataclass(frozen=True, slots=True)
 class _Job:
+    """One blob to read to its end and hash (a layer's diff_id computed too), with its size and its
+    place in the source's read order."""
+
     path: str
     layer: bool
     order: int

@@ -253,6 +253,9 @@ class PromptScreen(ModalScreen[str | None]):
 
 @dataclass(frozen=True, slots=True)
 class Found:
+    """One version of a path that find turned up: the layer that stores it, whether it is still
+    present or was deleted or replaced (and by which layer), and its entry type."""
+
     path: str
     layer: int
     fate: str

@@ -39,6 +39,9 @@ class _Bounded:
 
 @dataclass(frozen=True, slots=True)
 class Content:
+    """The first bytes of a file as the filesystem after a given layer holds it, for the content
+    pane, and whether the rest was cut off."""
+
     path: str
     layer: int  # the filesystem after this layer was read
     data: bytes

@@ -77,6 +77,9 @@ def filter_packages(rows: list[PackageRow], pattern: re.Pattern[str] | None) -> 
 
 @dataclass(frozen=True, slots=True)
 class SecretRow:
+    """One secret finding as the secrets screen lists it: where it is, whether a later layer deleted
+    or overwrote it, and what may be shown of it."""
+
     finding: SecretFinding
     where: str  # the path and line (a file), or the config field
     fate: str  # "visible", "deleted by L2", "overwritten by L3"

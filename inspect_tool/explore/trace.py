@@ -26,6 +26,9 @@ class TraceError(InvalidImageError):
 
 @dataclass(frozen=True, slots=True)
 class Step:
+    """One event of a runtime trace, from one line of the file: the step and its explanation, the
+    syscall it made and its result, and the evidence recorded."""
+
     number: int  # 1-based line number in the file
     step: str
     title: str

@@ -62,6 +62,9 @@ _TAR_TYPES = {
 
 @dataclass(slots=True)
 class ExportResult:
+    """What ``export`` did: where the tar went, how many layers it merged, the entries it wrote and
+    the audit of what was refused or changed."""
+
     output: str  # a file name, or "-" for stdout
     layers: int
     stats: TarStats = field(default_factory=TarStats)  # entries in the tar
@@ -74,6 +77,9 @@ class ExportResult:
 
 @dataclass(slots=True)
 class _Pending:
+    """A file whose header is written but whose content is not yet: its place in the tar, filled
+    from a second read of its layer."""
+
     node: TreeNode
     path: str  # the name its content is written under
     offset: int  # of the content in the tar

@@ -21,6 +21,9 @@ __all__ = ["MAX_OUTPUT", "BlobHash", "hash_blob", "hash_layer", "stream_hash"]
 
 @dataclass(frozen=True, slots=True)
 class BlobHash:
+    """What one read of a blob found: its size, digest and compression and, for a layer, what it
+    decompresses to (diff_id, tar scan, damage, an estargz or zstd:chunked footer)."""
+
     size: int
     digest_hex: str
     compression: Compression

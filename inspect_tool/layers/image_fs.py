@@ -63,6 +63,9 @@ class StoredBytes:
 
 @dataclass(slots=True)
 class OpenLayer:
+    """A layer blob being read: the stream that hashes it, the tar reader over its decompressed
+    bytes and the thread that reads ahead of them."""
+
     stream: LayerStream  # hashes the blob and the decompressed tar as they are read
     reader: TarReader
     prefetcher: Prefetcher

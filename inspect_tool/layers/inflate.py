@@ -21,6 +21,9 @@ ENV = "DOCKSCOPE_INFLATER"
 
 @dataclass(frozen=True, slots=True)
 class Inflater:
+    """One gzip implementation (ISA-L, zlib-ng or zlib): its zlib-like module and the exceptions a
+    corrupt stream raises in it."""
+
     name: str
     module: Any  # the zlib-like module
     errors: tuple[type[BaseException], ...]  # what a corrupt stream raises

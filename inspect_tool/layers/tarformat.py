@@ -92,6 +92,9 @@ def entry_type(typeflag: str) -> EntryType:
 
 @dataclass(slots=True)
 class RawHeader:
+    """The metadata of one tar header: the block's own fields, then whatever PAX records and GNU
+    long names replace."""
+
     name: str
     typeflag: str
     size: int  # logical size (a sparse file's real size); 0 for header-only types is not implied

@@ -36,6 +36,9 @@ _SKIP_CHUNK = 1024 * 1024
 
 @dataclass(slots=True)
 class TarMember:
+    """One entry of a layer's tar as the reader yields it: its name as stored, its type and
+    metadata, and where its header and bytes lie in the stream."""
+
     name: str  # as stored, after long-name extensions
     type: EntryType
     typeflag: str  # after Go's rules: NUL is "0", or "5" for a name ending in "/"

@@ -45,6 +45,9 @@ ENTRY_TYPES = (
 
 @dataclass(slots=True)
 class TarStats:
+    """Counts of what a tar written by ``TarWriter`` holds, by kind of entry, with the bytes of file
+    content and the entries left out and why."""
+
     directories: int = 0
     files: int = 0
     hardlinks: int = 0

@@ -46,6 +46,8 @@ class ChangeKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class FileInfo:
+    """One entry of the merged filesystem: its absolute path, its metadata and its layer."""
+
     path: str  # absolute: "/etc/passwd"
     type: EntryType
     mode: int
@@ -67,6 +69,9 @@ class FileInfo:
 
 @dataclass(frozen=True, slots=True)
 class Change:
+    """One path a layer added, modified or deleted, with the entry as it was before and as the layer
+    leaves it."""
+
     path: str
     kind: ChangeKind
     info: FileInfo | None  # the entry as this layer leaves it (None for deletions)
@@ -75,6 +80,9 @@ class Change:
 
 @dataclass(slots=True)
 class Anomaly:
+    """A layer member that breaks the rules (a name climbing out of the root, an invalid whiteout,
+    a path stored twice in one layer) and what is wrong with it."""
+
     layer: int
     name: str  # the member name as stored
     problem: str
@@ -82,6 +90,9 @@ class Anomaly:
 
 @dataclass(slots=True)
 class LayerChanges:
+    """What applying one layer did to the merged filesystem: the paths it changed and how many of
+    each kind, its anomalies, its content size and the lower-layer bytes it hid."""
+
     layer: int
     changes: list[Change] = field(default_factory=list)
     anomalies: list[Anomaly] = field(default_factory=list)

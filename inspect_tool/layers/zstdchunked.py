@@ -29,6 +29,9 @@ _MAGIC = b"GNUlInUx"
 
 @dataclass(frozen=True, slots=True)
 class ZstdChunked:
+    """A layer's zstd:chunked footer as found: where it puts the manifest, the manifest's digest and
+    entry count, and the problems checking them found."""
+
     position: str  # offset:compressed:uncompressed:type, as the footer gives it
     manifest_digest: str | None  # sha256 of the manifest's compressed bytes
     entries: int

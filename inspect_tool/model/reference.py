@@ -21,6 +21,8 @@ DEFAULT_TAG = "latest"
 
 @dataclass(frozen=True, slots=True)
 class Reference:
+    """An image name with its tag (``example.org/app:v1``), as ``index.json`` records it."""
+
     name: str  # "example.org/app"
     tag: str  # "v1"
 

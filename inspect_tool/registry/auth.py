@@ -31,6 +31,8 @@ HELPER_TIMEOUT = 30
 
 @dataclass(frozen=True)
 class Credentials:
+    """A user name and password for one registry; the password is never shown in a repr."""
+
     username: str
     password: str = field(repr=False)
 

@@ -49,6 +49,9 @@ USER_AGENT = "dockscope"
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """How often, and after how long a wait, a request that failed with 429, a 5xx or a broken
+    connection is tried again: exponential back-off, bounded."""
+
     attempts: int = 5  # tries in all, the first included
     base_delay: float = 0.5  # doubled after each failure
     max_delay: float = 10.0  # no wait longer, Retry-After included

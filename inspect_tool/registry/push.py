@@ -22,6 +22,9 @@ CHUNK = 1024 * 1024
 
 @dataclass(frozen=True)
 class PushedBlob:
+    """One blob of a push and what became of it: found on the registry, mounted from another
+    repository or uploaded."""
+
     digest: Digest
     size: int
     action: str  # "exists", "mounted", "uploaded"
@@ -29,6 +32,9 @@ class PushedBlob:
 
 @dataclass(frozen=True)
 class PushResult:
+    """What a push did: the reference pushed to, the manifest's digest and media type, and what
+    became of each blob."""
+
     reference: str  # docker://… as pushed
     manifest_digest: Digest
     media_type: str
@@ -37,6 +43,8 @@ class PushResult:
 
 @dataclass(frozen=True)
 class _Upload:
+    """A blob a push may send: its digest and size, and where the source's tree holds it."""
+
     digest: Digest
     size: int
     path: str  # in the source's tree

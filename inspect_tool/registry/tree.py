@@ -38,6 +38,9 @@ MAX_RESUMES = 5
 
 @dataclass(slots=True)
 class _Known:
+    """A blob the registry tree has learned of from a manifest: its digest and size, whether
+    /manifests/ or /blobs/ serves it, and its read position."""
+
     digest: Digest
     size: int
     manifest: bool  # served by /manifests/ (an index's children) rather than /blobs/

@@ -137,12 +137,17 @@ Steps = tuple[str, ...]
 
 @dataclass(slots=True)
 class _Node:
+    """One DOT node as written: its attributes and the lines of its label."""
+
     attrs: dict[str, str]
     lines: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
 class _ImageNode:
+    """The label of one image's node (a manifest or a ``manifest.json`` entry), gathered from every
+    image that reaches it."""
+
     head: str
     platforms: set[str] = field(default_factory=set)
     refs: set[str] = field(default_factory=set)
@@ -167,6 +172,8 @@ class _ImageNode:
 
 @dataclass(slots=True)
 class _LayerNode:
+    """The label of one layer's node (keyed by chain ID), gathered from every image sharing it."""
+
     index: int
     diff_id: Digest | None
     chain_id: Digest | None
@@ -198,6 +205,9 @@ class _LayerNode:
 
 @dataclass(slots=True)
 class _Graph:
+    """The graph being built: its nodes by ID (image and layer nodes gathered apart until their
+    labels are final) and its edges with the history steps on them."""
+
     nodes: dict[str, _Node] = field(default_factory=dict)
     images: dict[str, _ImageNode] = field(default_factory=dict)
     layers: dict[str, _LayerNode] = field(default_factory=dict)

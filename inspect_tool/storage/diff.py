@@ -23,6 +23,9 @@ from inspect_tool.storage.writable import (
 
 @dataclass(frozen=True, slots=True)
 class DiffEntry:
+    """One path a container changed, as ``container diff`` reports it: what happened, the entry's
+    metadata and hash, and where it lies in the evidence."""
+
     kind: DiffKind
     path: str
     type: str | None  # of the entry the container left (None for a deletion)
@@ -40,6 +43,9 @@ class DiffEntry:
 
 @dataclass(slots=True)
 class ContainerDiff:
+    """What ``container diff`` found for one container: where and how its writable layer was read,
+    the changes in the engine's order and notes on them."""
+
     root: str
     engine: str
     driver: str

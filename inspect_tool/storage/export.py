@@ -182,6 +182,9 @@ def _change_items(new: LayerTree, old: LayerTree | None) -> Iterator[TarItem]:
 
 @dataclass(slots=True)
 class ContainerExport:
+    """What ``container export`` wrote: for which container, the merged filesystem or the writable
+    layer alone, and what the tar holds."""
+
     container: ContainerRecord
     layer: bool
     stats: TarStats

@@ -98,6 +98,9 @@ def _named(exc: DockscopeError, location: Location, root: Path) -> DockscopeErro
 
 @dataclass(frozen=True, slots=True)
 class _Blob:
+    """One blob of the store seen as an OCI layout: metadata kept in memory, or a layer rebuilt from
+    its tar-split record as it is read."""
+
     data: bytes | None  # metadata, kept in memory
     layer: ImageLayer | None  # a layer, rebuilt as it is read
     size: int

@@ -30,6 +30,8 @@ _ROTATED = re.compile(r"-json\.log\.(\d+)(\.gz)?")
 
 @dataclass(frozen=True, slots=True)
 class LogEntry:
+    """One entry of a container's log: when it was printed, on which stream, and the text."""
+
     time: str | None
     time_ns: int | None
     stream: str  # stdout or stderr

@@ -18,6 +18,8 @@ from inspect_tool.storage.writable import LayerTree, Rules, Whiteouts
 
 @dataclass(frozen=True, slots=True)
 class ImageRecord:
+    """One image as its engine's storage records it: its ID, names, layers, driver and size."""
+
     id: str  # "sha256:<hex>": the digest of the config
     tags: tuple[str, ...]  # "name:tag"
     digests: tuple[str, ...]  # "name@sha256:…" (the manifest digests the engine recorded)
@@ -30,6 +32,9 @@ class ImageRecord:
 
 @dataclass(frozen=True, slots=True)
 class ContainerRecord:
+    """One container as its engine's storage records it: its identity, image, state and command, and
+    where its writable layer and log lie."""
+
     id: str
     name: str
     image: str  # as the user named it ("busybox"), or the image ID

@@ -38,6 +38,9 @@ class LayerMismatchError(DockscopeError):
 
 @dataclass(slots=True)
 class SavedLayer:
+    """One layer as ``storage save`` rebuilt it: the digest it hashed to against those the config
+    and the engine recorded, how it was rebuilt and what did not match."""
+
     index: int
     label: str
     diff_id: str
@@ -54,6 +57,9 @@ class SavedLayer:
 
 @dataclass(slots=True)
 class SaveResult:
+    """What ``storage save`` wrote: the image, the layout's manifest and config digests, each
+    layer's outcome and the problems found."""
+
     image: ImageRecord
     output: str
     manifest_digest: str

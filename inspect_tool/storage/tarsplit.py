@@ -34,6 +34,9 @@ _SEGMENT, _FILE = 2, 1
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
+    """One line of a tar-split record: a raw segment of the tar stream, or a file whose content is
+    read from the layer directory."""
+
     kind: int
     payload: bytes
     name: str

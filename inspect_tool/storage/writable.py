@@ -133,6 +133,9 @@ class LayerNode:
 
 @dataclass(frozen=True, slots=True)
 class RawChange:
+    """One change in a writable layer before it is reported: its kind, its path and the entry or
+    whiteout behind it."""
+
     kind: DiffKind
     path: str
     node: LayerNode | None  # the upper entry (A, C) or the whiteout (D), when there is one
@@ -475,6 +478,9 @@ def _stat_different(old: os.stat_result, new: os.stat_result, rounded: bool) -> 
 
 @dataclass(slots=True)
 class _Frame:
+    """A directory being compared by ``naive_changes``: its new and old entries, where its changes
+    start, the children still to compare and the old ones gone."""
+
     new: LayerNode
     old: LayerNode | None
     start: int

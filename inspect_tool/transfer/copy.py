@@ -113,6 +113,9 @@ class CopyVerifyError(DockscopeError):
 
 @dataclass(slots=True)
 class CopiedLayer:
+    """One layer of a copy: its digest in the source and in the destination, its diff_id, and how
+    the destination stores it."""
+
     index: int
     digest: str  # in the destination
     source_digest: str | None  # in the source (None: the source did not say)
@@ -124,6 +127,9 @@ class CopiedLayer:
 
 @dataclass(slots=True)
 class CopyResult:
+    """What a copy did: from where to where, the manifest and config digests kept or made, each
+    layer, the bytes copied and the written copy's verify report."""
+
     source: str
     destination: str
     format: str  # the destination's transport
@@ -827,6 +833,9 @@ class _Tee:
 
 @dataclass(slots=True)
 class _Written:
+    """What a copy wrote for one image: the layers' and config's descriptors and the manifest's
+    bytes and media type."""
+
     layers: list[Descriptor]
     config: Descriptor
     manifest: bytes

@@ -414,6 +414,9 @@ def host_port_free(port: PortMapping) -> bool:
 
 @dataclass(slots=True)
 class Lease:
+    """One container's entry in the host's address book (leases.json): its address on a bridge,
+    the names peers reach it by, its published ports and the process that will release it."""
+
     bridge: str
     address: str
     container: str  # full ID

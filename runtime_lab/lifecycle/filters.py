@@ -48,6 +48,9 @@ def status_of(state: ContainerState) -> str:
 
 @dataclass(slots=True)
 class PsFilter:
+    """``ps --filter`` as parsed: the values given for each key, and the creation times that
+    before= and since= name once bound; ``matches`` tests one container against them."""
+
     values: dict[str, list[str]] = field(default_factory=dict)
     # before= and since=, as the creation times of the containers they name (``bind``)
     created_before: str | None = None

@@ -18,6 +18,9 @@ CGROUP_ROOT = "/sys/fs/cgroup"
 
 @dataclass(frozen=True, slots=True)
 class Hierarchy:
+    """One cgroup filesystem mounted below /sys/fs/cgroup: where it is mounted, the v1
+    controllers it carries (none on v2) and its cgroup version."""
+
     mount_point: str  # /sys/fs/cgroup/memory
     controllers: tuple[str, ...]  # ("memory",), ("name=systemd",), () for v2
     version: int

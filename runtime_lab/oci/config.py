@@ -99,6 +99,8 @@ class ConfigError(DockscopeError):
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
+    """config.json's ``process.capabilities``: the five capability sets, as sorted numbers."""
+
     bounding: tuple[int, ...] = ()
     effective: tuple[int, ...] = ()
     permitted: tuple[int, ...] = ()
@@ -108,6 +110,9 @@ class Capabilities:
 
 @dataclass(frozen=True, slots=True)
 class Rlimit:
+    """One entry of ``process.rlimits``: a resource limit by name and setrlimit(2) number, with
+    its soft and hard values."""
+
     type: str
     number: int
     soft: int
@@ -116,6 +121,9 @@ class Rlimit:
 
 @dataclass(frozen=True, slots=True)
 class Process:
+    """config.json's ``process``: the command PID 1 executes, with the user, environment,
+    terminal, capabilities and limits it runs under."""
+
     args: tuple[str, ...]
     env: tuple[str, ...]
     cwd: str
@@ -133,6 +141,9 @@ class Process:
 
 @dataclass(frozen=True, slots=True)
 class Mount:
+    """One entry of config.json's ``mounts``, its options sorted into mount(2) flags, a
+    propagation change and the data passed to the filesystem."""
+
     destination: str
     type: str
     source: str
@@ -148,12 +159,17 @@ class Mount:
 
 @dataclass(frozen=True, slots=True)
 class Namespace:
+    """One entry of ``linux.namespaces``: a namespace to create, or to join when it has a path."""
+
     type: str
     path: str | None
 
 
 @dataclass(frozen=True, slots=True)
 class Device:
+    """One entry of ``linux.devices``: a device node to make in the container's /dev, with its
+    numbers, mode and owner."""
+
     path: str
     type: str  # c, b, u, p
     major: int
@@ -165,6 +181,9 @@ class Device:
 
 @dataclass(frozen=True, slots=True)
 class DeviceRule:
+    """One entry of ``linux.resources.devices``: a cgroup rule allowing or denying access to a
+    type of device, or to one device by its numbers."""
+
     allow: bool
     type: str  # a, c, b
     major: int | None
@@ -174,6 +193,9 @@ class DeviceRule:
 
 @dataclass(frozen=True, slots=True)
 class Resources:
+    """config.json's ``linux.resources``: the memory, CPU, pids and device limits set on the
+    container's control group; None leaves one unset."""
+
     memory_limit: int | None = None
     memory_reservation: int | None = None
     memory_swap: int | None = None
@@ -190,6 +212,9 @@ class Resources:
 
 @dataclass(frozen=True, slots=True)
 class Hook:
+    """One entry of a list in config.json's ``hooks``: a program the runtime runs at that point
+    of the container's life, with an optional timeout in seconds."""
+
     path: str
     args: tuple[str, ...]
     env: tuple[str, ...]
@@ -198,6 +223,9 @@ class Hook:
 
 @dataclass(frozen=True, slots=True)
 class Config:
+    """A bundle's whole config.json, read and checked: the top-level object, with ``root`` and
+    the ``linux`` section's settings flattened into it."""
+
     oci_version: str
     root_path: str  # absolute
     root_readonly: bool

@@ -32,6 +32,9 @@ PR_SET_KEEPCAPS = 8
 
 @dataclass(slots=True)
 class InitContext:
+    """What the container's PID 1 is handed by the runtime process that forked it: the config,
+    the descriptors to talk and wait on, and what it needs to set the container up."""
+
     config: Config
     sync_up: int  # write end: JSON lines to the runtime
     sync_down: int  # read end: "g" from the runtime

@@ -27,6 +27,9 @@ class WrongState(DockscopeError):
 
 @dataclass(slots=True)
 class Record:
+    """An OCI container's ``state.json`` under the state root: its bundle, its PID 1 and what
+    later commands (state, start, exec, kill, delete) need to find again."""
+
     id: str
     bundle: str
     pid: int

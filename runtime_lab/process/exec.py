@@ -61,6 +61,9 @@ CLONE_FLAGS = {
 
 @dataclass(slots=True)
 class ExecOptions:
+    """The command ``dockscope exec`` runs and how, as given on its command line; what is not
+    given is the container's own."""
+
     argv: list[str]
     env: list[str] = field(default_factory=list)  # added to the container's environment
     user: str | None = None  # default: the container's
@@ -71,6 +74,9 @@ class ExecOptions:
 
 @dataclass(slots=True)
 class _Launch:
+    """Everything the exec helper needs, settled before the fork: the container process whose
+    namespaces it joins, the command and its user, stdio, and the confinement PID 1 has."""
+
     target: int  # host PID of the container's main process
     argv: list[str]
     env: list[str]
@@ -88,6 +94,8 @@ class _Launch:
 
 @dataclass(frozen=True, slots=True)
 class ExecResult:
+    """How an exec ended: the command's exit code, and the step that failed, if one did."""
+
     exit_code: int  # the command's (126 when a step failed, 127 when it was not found)
     error: str | None  # the step that failed, and why
 

@@ -66,6 +66,9 @@ def go_text(value: Any) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Node:
+    """One piece of a parsed template: literal text, an action ``{{…}}``, or a ``{{range}}``
+    with the nodes of its body."""
+
     kind: str  # "text", "action" or "range"
     text: str = ""
     body: tuple[Node, ...] = ()
@@ -100,6 +103,9 @@ def _parse(source: str) -> tuple[Node, ...]:
 
 @dataclass(frozen=True, slots=True)
 class GoTemplate:
+    """A ``-f``/``--format`` template parsed once, to render against one JSON document after
+    another."""
+
     nodes: tuple[Node, ...]
 
     @classmethod

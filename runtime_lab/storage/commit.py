@@ -62,6 +62,9 @@ class ContainerImageError(DockscopeError):
 
 @dataclass(frozen=True, slots=True)
 class CommitOptions:
+    """What ``commit`` was asked to put into the new image beyond the layer: a tag, and the
+    history entry's comment, author and creation time."""
+
     tag: Reference | None = None
     message: str | None = None  # the history entry's comment
     author: str | None = None
@@ -70,6 +73,9 @@ class CommitOptions:
 
 @dataclass(frozen=True, slots=True)
 class NewLayer:
+    """The container's writable layer as written into the new image: a gzip blob, its digests
+    and sizes, and counts of what its tar holds."""
+
     diff_id: Digest
     digest: Digest
     size: int  # of the compressed blob
@@ -80,6 +86,9 @@ class NewLayer:
 
 @dataclass(frozen=True, slots=True)
 class CommitResult:
+    """The image ``commit`` wrote, for its report: where the layout is, the image it was made
+    from, the new image's IDs and its new layer."""
+
     output: Path
     base_image_id: Digest
     image_id: Digest
@@ -92,6 +101,9 @@ class CommitResult:
 
 @dataclass(frozen=True, slots=True)
 class _Container:
+    """A container found by name or ID and checked to be readable: not running, its image's
+    layers all in the layer store."""
+
     id: str
     config: ContainerConfig
     state: ContainerState

@@ -29,6 +29,9 @@ from runtime_lab.storage.store import Store, now, reading, remove_dir, write_ato
 
 @dataclass(frozen=True, slots=True)
 class Volume:
+    """A named volume under the state root: its directory, when it was made, and whether it
+    is anonymous (removed with its container)."""
+
     name: str
     path: Path  # <root>/volumes/<name>
     created: str | None

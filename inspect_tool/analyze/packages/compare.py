@@ -20,6 +20,9 @@ class PackageChange(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class PackageDifference:
+    """One package that image B installs differently from image A: added, removed or at another
+    version, with its entry in each image (None where it has none)."""
+
     change: PackageChange
     a: LayerPackage | None
     b: LayerPackage | None

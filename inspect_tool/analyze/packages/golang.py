@@ -51,6 +51,9 @@ _KEEP = max(len(MAGIC), len(_START), *map(len, _VERSION_STARTS)) - 1  # the tail
 
 @dataclass(slots=True)
 class _Segment:
+    """One ELF program header with bytes in the file: the virtual addresses it loads and the file
+    offset their bytes come from."""
+
     vaddr: int
     offset: int
     size: int  # p_filesz

@@ -139,6 +139,9 @@ def classify(path: str) -> Kind | None:
 
 @dataclass(slots=True)
 class _Stored:
+    """One package-related file as the layers applied so far leave it, parsed: the packages, file
+    list or os-release fields it records, and the layer that stores it."""
+
     kind: Kind
     layer: int
     packages: list[Package] = field(default_factory=list)
@@ -202,6 +205,9 @@ def parse_os_release(data: bytes) -> dict[str, str]:
 
 @dataclass(frozen=True, slots=True)
 class OsRelease:
+    """The operating system the image's os-release file names, with where that file is and the layer
+    that stores it."""
+
     id: str  # "debian", "alpine", "rhel", …: the purl namespace of OS packages
     version_id: str
     pretty_name: str
@@ -219,6 +225,9 @@ class Action(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class PackageEvent:
+    """One thing a layer did to a package (installed, upgraded, downgraded, changed or removed it),
+    and the versions involved."""
+
     layer: int
     action: Action
     version: str  # the version after the event (before it, for a removal)
@@ -236,6 +245,9 @@ class AlteredFile:
 
 @dataclass(frozen=True, slots=True)
 class LayerPackage:
+    """One package the image installs, with the layer that installed this version, what each layer
+    did to it, and its files that later layers changed."""
+
     package: Package
     layer: int  # the layer that installed it at this version
     events: tuple[PackageEvent, ...]
@@ -244,6 +256,9 @@ class LayerPackage:
 
 @dataclass(frozen=True, slots=True)
 class Database:
+    """One package database the image stores (dpkg, apk or rpm), with the layer that stores this
+    version of it and how many packages it records."""
+
     path: str
     kind: str
     layer: int  # the layer that stores this version of it
@@ -252,6 +267,9 @@ class Database:
 
 @dataclass(frozen=True, slots=True)
 class PackageProblem:
+    """Something wrong with a package file (malformed, too large, not a regular file, a package
+    recorded twice), named by its layer and path."""
+
     layer: int
     path: str
     message: str
@@ -259,6 +277,9 @@ class PackageProblem:
 
 @dataclass(frozen=True, slots=True)
 class PackagesReport:
+    """The packages installed after a given layer and those a layer installed and a later one
+    removed, with the databases they come from and the problems met reading them."""
+
     upto: int  # the last layer applied
     packages: tuple[LayerPackage, ...]  # installed after layer ``upto``
     removed: tuple[LayerPackage, ...]  # installed by some layer, gone by ``upto``

@@ -34,6 +34,9 @@ from inspect_tool.sources.source import Source
 
 @dataclass(frozen=True, slots=True)
 class UnpackOptions:
+    """The choices of one ``unpack``: which layers and members to apply, which owners, devices and
+    xattrs to reproduce, whether DEST may hold files, and how many passes."""
+
     same_owner: bool | None = None  # None: keep owners when running as root
     devices: bool = False  # create device nodes (only as root)
     xattrs: bool = True
@@ -47,6 +50,9 @@ class UnpackOptions:
 
 @dataclass(slots=True)
 class UnpackResult:
+    """What ``unpack`` did: where it wrote and whether it kept owners and made devices, the entries
+    applied, the audit of what it refused or changed, and what DEST holds at the end."""
+
     destination: Path
     layers: int
     same_owner: bool

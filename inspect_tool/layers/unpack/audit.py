@@ -44,6 +44,9 @@ class Reason(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
+    """One layer entry that unpack or export refused, skipped or neutralised, with the reason and
+    where the entry lies in its layer."""
+
     layer: int
     name: str  # the member name as stored in the layer
     action: Action

@@ -57,6 +57,9 @@ def _ns(mtime: float) -> int:
 
 @dataclass(slots=True)
 class _DirMeta:
+    """A directory's final metadata, set by ``finish`` once every layer is applied (until then the
+    directory stays writable, and writing into it would move its mtime)."""
+
     mode: int
     uid: int
     gid: int
