@@ -1,19 +1,24 @@
-"""Readers: one per on-disk format, all producing a Source of the same model."""
+"""Readers: one per on-disk format, all producing a Source of the same model.
+
+Importing the package (or ``selection`` and ``location`` in it) loads no reader: the trees,
+``tarfile`` and the format readers are imported when something is opened, and ``Source`` and
+``Candidate`` when first asked for, so that a warm ``dockscope run`` of an archive it has run
+before (runtime_lab/storage/archives.py) pays for none of them."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from inspect_tool.errors import DockscopeError, InvalidImageError
 from inspect_tool.model.finding import Finding
 from inspect_tool.model.image import ImageFormat
 from inspect_tool.sources.location import Location, Transport, parse_location
-from inspect_tool.sources.source import Candidate, Source
-from inspect_tool.sources.tree import DirTree, Tree, open_tree
 
 if TYPE_CHECKING:
     from inspect_tool.registry.access import RegistryAccess
+    from inspect_tool.sources.source import Candidate, Source
+    from inspect_tool.sources.tree import DirTree, Tree
 
 __all__ = [
     "Candidate",
@@ -44,6 +49,8 @@ def open_location(location: Location, access: RegistryAccess | None = None) -> S
         from inspect_tool.storage.image_source import open_storage_source
 
         return open_storage_source(location)
+    from inspect_tool.sources.tree import open_tree
+
     assert location.path is not None
     path = location.path
     try:
@@ -89,6 +96,7 @@ _EXPECTED = {
 def _read(path: Path, tree: Tree, transport: Transport = Transport.PATH) -> Source:
     from inspect_tool.sources.docker_archive import read_docker_archive
     from inspect_tool.sources.oci_layout import read_oci_layout
+    from inspect_tool.sources.tree import DirTree
 
     is_dir = isinstance(tree, DirTree)
     has_manifest = tree.entry("manifest.json") is not None
@@ -154,6 +162,15 @@ def _members_finding(label: str, anomalies: list[str]) -> Finding:
         return Finding("archive-members", label, expected, expected, True)
     more = f" (+{len(anomalies) - 5} more)" if len(anomalies) > 5 else ""
     return Finding("archive-members", label, expected, "; ".join(anomalies[:5]) + more, False)
+
+
+def __getattr__(name: str) -> Any:
+    """``Source`` and ``Candidate``, imported with the readers' model when first asked for."""
+    if name in ("Source", "Candidate"):
+        from inspect_tool.sources import source
+
+        return getattr(source, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # after open_source, which they call

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,12 +23,18 @@ from runtime_lab.spec import (
     platform_mismatch,
     platform_warning,
 )
-from runtime_lab.storage.layerstore import copy_image, ensure_layers, overlay_available
+from runtime_lab.storage.archives import recall, remember
+from runtime_lab.storage.layerstore import (
+    copy_image,
+    ensure_layers,
+    overlay_available,
+    stored_layers,
+)
 from runtime_lab.storage.store import ContainerConfig, ContainerState, Store, remove_dir
 from runtime_lab.trace.events import Tracer
 
 if TYPE_CHECKING:
-    from inspect_tool.model.image import Image
+    from inspect_tool.model.image import ImageConfig
     from runtime_lab.kernel.seccomp import Filter
 
 
@@ -58,52 +65,117 @@ def _check_hostname(hostname: str) -> None:
 def create(
     store: Store, options: RunOptions, tracer: Tracer, progress: Callable[[int], None] | None = None
 ) -> ContainerConfig:
-    """Everything before the processes: image, layer store, config, writable layer."""
-    from inspect_tool.sources import open_image
-
+    """Everything before the processes: image, layer store, config, writable layer. An image
+    file run before and unchanged since is not read again (storage/archives.py)."""
     network, pid_mode, ipc_mode = _namespaces(store, options)
     hostname_given = _check_identity(store, options, network)
     container_id = store.new_id()
     name = options.name or _name_from(container_id)
     if options.name and store.name_taken(options.name):
         raise UsageError(f"the container name {options.name!r} is already in use")
+    made = _Made(container_id, name, hostname_given or container_id[:12], network)
+    made.pid_mode, made.ipc_mode = pid_mode, ipc_mode
+    mode = "overlay" if overlay_available() else "copy"
+    known = recall(store, options.image, options.selection) if mode == "overlay" else None
+    if known is not None:
+        _entered(tracer)
+        argv = _image_step(options, known.config, len(known.layer_dirs), tracer, read=False)
+        _ensure_state_root(store)
+        stored_layers(known.layer_dirs, tracer)
+        config = _make(store, options, made, known.config, known.layer_dirs, argv, mode, None)
+    else:
+        config = _read_and_make(store, options, tracer, made, mode, progress)
+    _container_dirs_step(tracer, store.container_dir(container_id), mode)
+    return config
+
+
+@dataclass
+class _Made:
+    """The new container's names and namespaces, decided before its image is read."""
+
+    container_id: str
+    name: str
+    hostname: str
+    network: str
+    pid_mode: str = "private"
+    ipc_mode: str = "private"
+
+
+def _entered(tracer: Tracer) -> bool:
+    """Rootless: the user namespace this command entered, traced; whether there is one."""
+    entered = userns_event()
+    if entered is not None:
+        tracer.emit(entered)
+    return entered is not None
+
+
+def _read_and_make(
+    store: Store,
+    options: RunOptions,
+    tracer: Tracer,
+    made: _Made,
+    mode: str,
+    progress: Callable[[int], None] | None,
+) -> ContainerConfig:
+    """The image read from its source, its layers stored, the file's record written."""
+    from inspect_tool.sources import open_image
+
     source, image = open_image(options.image, options.selection)
     with source:
-        entered = userns_event()  # rootless: the user namespace this command entered
-        if entered is not None:
-            tracer.emit(entered)
-        argv = _image_step(options, image, tracer)
+        userxattr = _entered(tracer)
+        argv = _image_step(options, image.config, len(image.layers), tracer, read=True)
         _ensure_state_root(store)  # only now that the image reads: a bad image leaves nothing
         layer_dirs = ensure_layers(
-            store, source, image, tracer, progress=progress, userxattr=entered is not None
+            store, source, image, tracer, progress=progress, userxattr=userxattr
         )
-        mode = "overlay" if overlay_available() else "copy"
-        directory = store.container_dir(container_id)
-        hostname = hostname_given or container_id[:12]
-        mounts: list[dict[str, Any]] = []
-        try:
-            for sub in ("upper", "work", "merged"):
-                (directory / sub).mkdir(parents=True, exist_ok=True, mode=0o755)
-            if mode == "copy":
-                copy_image(source, image, directory / "merged")
-            mounts = _mounts(store, options.volumes)
-            config = _config(options, container_id, name, image, layer_dirs, argv, hostname)
-            _check_seccomp_profile(config)
-            config.volumes = mounts
-            config.network, config.pid_mode, config.ipc_mode = network, pid_mode, ipc_mode
-            config.userns = userns_record()
-            if config.userns is not None:  # no control group: the limits are ignored (podman)
-                config.memory = config.cpus = config.pids = None
-            store.save_config(config)
-            store.save_state(container_id, ContainerState(rootfs_mode=mode))
-        except BaseException as exc:  # no half-made container (a full disk, an interrupt)
-            _remove_half_made(store, directory, mounts)
-            if isinstance(exc, OSError):
-                raise ContainerError(
-                    f"cannot create the container: {exc.strerror or exc}", subject=str(directory)
-                ) from None
-            raise
-    _container_dirs_step(tracer, directory, mode)
+        remember(store, options.image, options.selection, image)
+
+        def copy(destination: Path) -> None:
+            copy_image(source, image, destination)
+
+        return _make(store, options, made, image.config, layer_dirs, argv, mode, copy)
+
+
+def _make(
+    store: Store,
+    options: RunOptions,
+    made: _Made,
+    image_config: ImageConfig,
+    layer_dirs: list[Path],
+    argv: list[str],
+    mode: str,
+    copy: Callable[[Path], None] | None,
+) -> ContainerConfig:
+    """The container's directories, volumes, config and state: all or nothing."""
+    directory = store.container_dir(made.container_id)
+    mounts: list[dict[str, Any]] = []
+    try:
+        for sub in ("upper", "work", "merged"):
+            (directory / sub).mkdir(parents=True, exist_ok=True, mode=0o755)
+        if mode == "copy":
+            assert copy is not None  # the copy fallback reads the image, never recalled
+            copy(directory / "merged")
+        mounts = _mounts(store, options.volumes)
+        config = _config(options, made, image_config, layer_dirs, argv)
+        _check_seccomp_profile(config)
+        config.volumes = mounts
+        config.network, config.pid_mode, config.ipc_mode = (
+            made.network,
+            made.pid_mode,
+            made.ipc_mode,
+        )
+        config.userns = userns_record()
+        if config.userns is not None:  # no control group: the limits are ignored (podman)
+            config.memory = config.cpus = config.pids = None
+        store.save_config(config)
+        store.save_state(made.container_id, ContainerState(rootfs_mode=mode))
+    except BaseException as exc:  # no half-made container (a full disk, an interrupt)
+        _remove_half_made(store, directory, mounts)
+        if isinstance(exc, OSError):
+            raise ContainerError(
+                f"cannot create the container: {exc.strerror or exc}", subject=str(directory)
+            ) from None
+        raise
     return config
 
 
@@ -135,20 +207,26 @@ def _check_identity(store: Store, options: RunOptions, network: str) -> str | No
     return hostname
 
 
-def _image_step(options: RunOptions, image: Image, tracer: Tracer) -> list[str]:
-    """The image read: the command line it gives, traced with what it came from."""
+def _image_step(
+    options: RunOptions, image_config: ImageConfig, layers: int, tracer: Tracer, *, read: bool
+) -> list[str]:
+    """The image read (``read``), or taken from the record of its unchanged file: the
+    command line it gives, traced with what it came from."""
     from inspect_tool.sources.location import location_text
 
-    config_obj = dict(image.config.config)
+    config_obj = dict(image_config.config)
     argv = command_line(config_obj, options.args, options.entrypoint)
     evidence: dict[str, Any] = {
-        "image_id": str(image.image_id),
-        "layers": len(image.layers),
+        "image_id": str(image_config.digest),
+        "layers": layers,
         "entrypoint": config_obj.get("Entrypoint"),
         "cmd": config_obj.get("Cmd"),
         "argv": argv,
+        # not read: the file is the one run before (its identity unchanged), the config and
+        # diff_ids are taken from <root>/archives/ (checked against the image ID)
+        "file_read": read,
     }
-    warning = platform_warning_for(image.config.data, options.selection.platform)
+    warning = platform_warning_for(image_config.data, options.selection.platform)
     if warning is not None:
         evidence["warning"] = warning
     tracer.emit(
@@ -256,21 +334,20 @@ def _mounts(store: Store, volumes: Sequence[VolumeSpec]) -> list[dict[str, Any]]
 
 def _config(
     options: RunOptions,
-    container_id: str,
-    name: str,
-    image: Image,
+    made: _Made,
+    image_config: ImageConfig,
     layer_dirs: list[Path],
     argv: list[str],
-    hostname: str,
 ) -> ContainerConfig:
     from inspect_tool.sources.location import location_text
 
-    config_obj = dict(image.config.config)
+    config_obj = dict(image_config.config)
+    hostname = made.hostname
     return ContainerConfig(
-        id=container_id,
-        name=name,
+        id=made.container_id,
+        name=made.name,
         image_source=location_text(options.image),
-        image_id=str(image.image_id),
+        image_id=str(image_config.digest),
         image_selector={
             "image": options.selection.image,
             "ref": options.selection.ref,
@@ -288,7 +365,7 @@ def _config(
         pids=options.pids,
         auto_remove=options.auto_remove,
         detached=options.detach,
-        image_config=dict(image.config.data),
+        image_config=dict(image_config.data),
         interactive=options.interactive,
         tty=options.tty,
         attach=list(options.attach),

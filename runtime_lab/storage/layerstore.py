@@ -76,16 +76,7 @@ def ensure_layers(
         final = store.layer_dir(layer.diff_id.hex)
         directories.append(final)
         if final.is_dir():
-            tracer.emit(
-                Event(
-                    step=step.id,
-                    title=step.title,
-                    explanation=step.explanation,
-                    syscall=None,
-                    args={"layer": layer.index, "diff_id": str(layer.diff_id)},
-                    evidence={"path": str(final), "cached": True},
-                )
-            )
+            tracer.emit(_stored_event(layer.index, str(layer.diff_id), final))
             continue
         temporary = store.layers / f".tmp-{layer.diff_id.hex[:16]}-{os.urandom(4).hex()}"
         from runtime_lab.storage.overlay_extract import extract_layer
@@ -122,6 +113,25 @@ def ensure_layers(
             )
         )
     return directories
+
+
+def stored_layers(layer_dirs: list[Path], tracer: Tracer) -> None:
+    """Layers found in the layer store (each ``layers/<diff_id hex>``), traced as
+    ``ensure_layers`` traces a layer it need not unpack."""
+    for index, directory in enumerate(layer_dirs):
+        tracer.emit(_stored_event(index, f"sha256:{directory.name}", directory))
+
+
+def _stored_event(index: int, diff_id: str, directory: Path) -> Event:
+    step = STEPS["layer-store"]
+    return Event(
+        step=step.id,
+        title=step.title,
+        explanation=step.explanation,
+        syscall=None,
+        args={"layer": index, "diff_id": diff_id},
+        evidence={"path": str(directory), "cached": True},
+    )
 
 
 def copy_image(source: Source, image: Image, destination: Path) -> None:

@@ -220,6 +220,8 @@ class Store:
         self.containers = self.root / "containers"
         # seccomp programs exported by libseccomp, by the digest of what they are made from
         self.seccomp_cache = self.root / "seccomp"
+        # what was read of each image file run (storage/archives.py), for its next run
+        self.archives = self.root / "archives"
         # rootless: the files that live only while a container runs (its attach socket) go
         # under $XDG_RUNTIME_DIR/dockscope, as podman keeps them in its runroot
         self.runtime = runtime_home(self.root)

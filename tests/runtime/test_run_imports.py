@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
 # Not on the path of a warm run without a network: the layer store is filled (the unpack
 # package is for a layer not stored yet), no bridge, no other command's module, none of the
 # heavy libraries other commands use, and no ldconfig (ctypes.util.find_library runs it);
-# no named volume, no dir: transport, random names from os.urandom (not secrets), no OpenSSL,
+# no named volume, no dir: transport, no reader of the image file (run before, unchanged),
+# random names from os.urandom (not secrets), no OpenSSL,
 # and as root no user namespace module (it is loaded to enter one).
 NOT_LOADED = (
     "inspect_tool.layers.unpack",
@@ -37,6 +38,12 @@ NOT_LOADED = (
     "runtime_lab.storage.volumes",
     "runtime_lab.kernel.userns",
     "inspect_tool.sources.dir_transport",
+    # the archive run before, unchanged: its record, not the file (runtime_lab/storage/archives.py)
+    "inspect_tool.sources.source",
+    "inspect_tool.sources.tree",
+    "inspect_tool.sources.build",
+    "inspect_tool.sources.docker_archive",
+    "tarfile",
     "ctypes.util",
     "secrets",
     "inspect",  # dataclasses' import of it is deferred (classcode.py): ast, dis, tokenize
@@ -48,7 +55,7 @@ NOT_LOADED = (
     "textual",
 )
 # ...and what it must load (the check is not idle): the container's own steps
-LOADED = ("runtime_lab.process.init", "runtime_lab.kernel.seccomp", "inspect_tool.sources.tree")
+LOADED = ("runtime_lab.process.init", "runtime_lab.kernel.seccomp", "runtime_lab.storage.archives")
 
 
 def run(root: Path, image: Path, *extra: str) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,175 @@
+"""What the runtime remembers of an image file it has run, so that the next run of the same,
+unchanged file need not read it again.
+
+``dockscope run IMAGE.tar`` reads the archive's index, manifest and config (and, the first
+time, unpacks its layers into the layer store). podman and docker read an archive once, at
+``load``, and run from their store afterwards; dockscope runs the file itself, so it keeps,
+for each file it has run, a record under ``<root>/archives/``: the file's identity as the
+kernel gives it (device, inode, size, modification and change times in nanoseconds), the
+selection (``--image``, ``--ref``, ``--platform``) and the location's own, and what the run
+took from the file: the config's exact bytes and the layers' diff_ids. The next run of the
+same path with the same selection uses the record instead of the file when
+
+- the file's identity is the recorded one (any write, rename over or ``touch`` changes the
+  change time, which no call can set back),
+- the config's sha256 is the recorded image ID (a record is trusted as the layer store is,
+  and checked as cheaply),
+- and every layer is in the layer store (with overlayfs only: the copy fallback reads the
+  layers again from the file).
+
+Anything else (no record, another file, a record of another layout, a layer removed) and
+the file is read as before, and the record written anew. Only files are recorded: an OCI
+layout directory's files can change one by one, and a registry is not a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from inspect_tool.model.digest import hex_digest
+from runtime_lab.storage.store import write_atomic
+
+if TYPE_CHECKING:
+    from inspect_tool.model.image import Image, ImageConfig
+    from inspect_tool.sources.selection import ImageSelection
+    from runtime_lab.storage.store import Store
+
+LAYOUT = 1  # the record's layout: a record of another is not used
+_FILE_TRANSPORTS = ("path", "docker-archive", "oci-archive")
+
+
+@dataclass(frozen=True, slots=True)
+class Recalled:
+    """An image taken from its file's record: its config and the layer directories, bottom
+    first, all present in the layer store."""
+
+    config: ImageConfig
+    layer_dirs: list[Path]
+
+
+@dataclass(frozen=True, slots=True)
+class _File:
+    """An image file as a run names it: the record's path, the file's identity now."""
+
+    record: Path
+    identity: dict[str, int]
+
+
+def recall(store: Store, where: str | Path, selection: ImageSelection) -> Recalled | None:
+    """The image the record of ``where`` (as ``run`` was given it) holds, when the file is
+    the one recorded and its layers are stored; else None (the file is to be read)."""
+    found = _file(store, where, selection)
+    if found is None:
+        return None
+    try:
+        with open(found.record, "rb") as stream:
+            record = json.loads(stream.read())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("layout") != LAYOUT:
+        return None
+    if record.get("file") != found.identity:
+        return None
+    return _image(store, record)
+
+
+def remember(store: Store, where: str | Path, selection: ImageSelection, image: Image) -> bool:
+    """Record what this run read of ``where``: False where it is not a file, or the record
+    cannot be written (the run goes on; the next one reads the file)."""
+    diff_ids = [layer.diff_id.hex for layer in image.layers if layer.diff_id is not None]
+    if len(diff_ids) != len(image.layers) or image.config.digest.algorithm != "sha256":
+        return False
+    found = _file(store, where, selection)
+    if found is None:
+        return False
+    record = {
+        "layout": LAYOUT,
+        "file": found.identity,
+        "source": str(where),
+        "image_id": str(image.config.digest),
+        "diff_ids": diff_ids,
+        "config": image.config.raw.decode("utf-8"),  # parsed: UTF-8 already
+    }
+    try:
+        found.record.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_atomic(found.record, json.dumps(record).encode())
+    except OSError:
+        return False
+    return True
+
+
+def _file(store: Store, where: str | Path, selection: ImageSelection) -> _File | None:
+    """The record's path and the file's identity; None when ``where`` names no file."""
+    from inspect_tool.sources.location import parse_location
+
+    try:
+        location = parse_location(where)
+    except Exception:  # a malformed location: the reader says so
+        return None
+    if location.transport.value not in _FILE_TRANSPORTS or location.path is None:
+        return None
+    path = os.path.abspath(location.path)
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    key = [
+        location.transport.value,
+        path,
+        location.ref,
+        location.image,
+        selection.image,
+        selection.ref,
+        selection.platform,
+    ]
+    name = hex_digest("sha256", json.dumps(key).encode())
+    identity = {
+        "device": st.st_dev,
+        "inode": st.st_ino,
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "ctime_ns": st.st_ctime_ns,
+    }
+    return _File(store.archives / f"{name}.json", identity)
+
+
+def _image(store: Store, record: dict[str, object]) -> Recalled | None:
+    """The record's config, checked against its image ID, and its stored layers."""
+    from inspect_tool.errors import DockscopeError
+    from inspect_tool.model.image import ImageConfig
+    from inspect_tool.model.jsondoc import parse_json
+
+    text, image_id, diff_ids = record.get("config"), record.get("image_id"), record.get("diff_ids")
+    if not isinstance(text, str) or not isinstance(image_id, str):
+        return None
+    if not isinstance(diff_ids, list) or not all(_is_hex(d) for d in diff_ids):
+        return None
+    try:
+        raw = text.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    if f"sha256:{hex_digest('sha256', raw)}" != image_id:
+        return None
+    layer_dirs = [store.layer_dir(d) for d in diff_ids]
+    if not all(d.is_dir() for d in layer_dirs):
+        return None
+    try:
+        config = ImageConfig.from_bytes(raw, parse_json(raw, subject=image_id), subject=image_id)
+        if [d.hex for d in config.diff_ids(subject=image_id)] != diff_ids:
+            return None
+    except DockscopeError:
+        return None
+    return Recalled(config, layer_dirs)
+
+
+def _is_hex(value: object) -> bool:
+    return (
+        isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+    )

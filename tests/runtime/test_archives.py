@@ -1,0 +1,164 @@
+"""runtime_lab/storage/archives.py: the record of an image file a run read, and when the next
+run may use it instead of the file. The files are the shipped samples, read by the real
+readers; the layer store is directories named as the runtime names them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from inspect_tool.sources import ImageSelection, open_image
+from runtime_lab.storage.archives import LAYOUT, recall, remember
+from runtime_lab.storage.store import Store
+from tests.support.paths import REPO
+
+SAMPLES = REPO / "sample_images"
+ALL = ImageSelection()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "state")
+
+
+def copied(tmp_path: Path, name: str = "docker-archive-v25.tar") -> Path:
+    target = tmp_path / "images" / "image.tar"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(SAMPLES / name, target)
+    return target
+
+
+def run_once(store: Store, path: Path | str, selection: ImageSelection = ALL) -> list[Path]:
+    """What a first run leaves: the image read, its layers stored, the file recorded."""
+    source, image = open_image(path, selection)
+    with source:
+        dirs = []
+        for layer in image.layers:
+            assert layer.diff_id is not None
+            dirs.append(store.layer_dir(layer.diff_id.hex))
+            dirs[-1].mkdir(parents=True, exist_ok=True)
+        assert remember(store, path, selection, image)
+        recalled = recall(store, path, selection)
+        assert recalled is not None
+        assert recalled.config == image.config  # the exact bytes, parsed, the same image ID
+        assert recalled.layer_dirs == dirs
+    return dirs
+
+
+def the_record(store: Store) -> Path:
+    (record,) = store.archives.glob("*.json")
+    return record
+
+
+def test_an_unchanged_file_is_recalled_with_its_config_and_layers(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = copied(tmp_path)
+    dirs = run_once(store, path)
+    assert len(dirs) >= 1
+    record = json.loads(the_record(store).read_text())
+    assert record["layout"] == LAYOUT and record["source"] == str(path)
+    assert set(record["file"]) == {"device", "inode", "size", "mtime_ns", "ctime_ns"}
+    # a relative path to the same file is the same file
+    monkeypatch.chdir(path.parent)
+    assert recall(store, path.name, ALL) is not None
+
+
+@pytest.mark.parametrize("change", ["touch", "append", "replace", "chmod"])
+def test_a_changed_file_is_read_again(tmp_path: Path, store: Store, change: str) -> None:
+    path = copied(tmp_path)
+    run_once(store, path)
+    if change == "touch":
+        st = path.stat()
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # the same times: ctime moves
+    elif change == "append":
+        with open(path, "ab") as stream:
+            stream.write(b"\0" * 512)
+    elif change == "replace":  # another image renamed over the path
+        other = copied(tmp_path / "other", "docker-archive-legacy.tar")
+        os.replace(other, path)
+    else:
+        path.chmod(0o600)
+    assert recall(store, path, ALL) is None
+
+
+def test_another_selection_or_location_is_another_record(tmp_path: Path, store: Store) -> None:
+    path = copied(tmp_path, "docker-archive-multi.tar")
+    run_once(store, path, ImageSelection(image="1"))
+    assert recall(store, path, ImageSelection(image="2")) is None
+    assert recall(store, path, ALL) is None
+    assert recall(store, f"docker-archive:{path}", ImageSelection(image="1")) is None
+    assert recall(store, path, ImageSelection(image="1")) is not None
+
+
+def test_a_removed_layer_means_reading_the_file(tmp_path: Path, store: Store) -> None:
+    path = copied(tmp_path)
+    dirs = run_once(store, path)
+    dirs[-1].rmdir()
+    assert recall(store, path, ALL) is None
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        "config",  # the config's bytes are not the recorded image ID's
+        "image_id",
+        "diff_ids",  # diff_ids that are not the config's
+        "layout",
+        "garbage",
+        "not-an-object",
+    ],
+)
+def test_a_record_that_does_not_hold_together_is_not_used(
+    tmp_path: Path, store: Store, spoil: str
+) -> None:
+    path = copied(tmp_path)
+    dirs = run_once(store, path)
+    record_path = the_record(store)
+    record = json.loads(record_path.read_text())
+    if spoil == "config":
+        config = json.loads(record["config"])
+        config["config"]["Entrypoint"] = ["/bin/evil"]
+        record["config"] = json.dumps(config)
+    elif spoil == "image_id":
+        record["image_id"] = "sha256:" + "0" * 64
+    elif spoil == "diff_ids":
+        other = "f" * 64
+        store.layer_dir(other).mkdir()
+        record["diff_ids"] = [*record["diff_ids"][:-1], other]
+    elif spoil == "layout":
+        record["layout"] = LAYOUT + 1
+    text = json.dumps(record)
+    if spoil == "garbage":
+        text = text[: len(text) // 2]
+    elif spoil == "not-an-object":
+        text = "[]"
+    record_path.write_text(text)
+    assert all(d.is_dir() for d in dirs)
+    assert recall(store, path, ALL) is None
+
+
+def test_only_files_are_recorded(tmp_path: Path, store: Store) -> None:
+    layout = tmp_path / "layout"
+    shutil.copytree(SAMPLES / "oci-layout", layout)
+    source, image = open_image(layout, ALL)
+    with source:
+        assert not remember(store, layout, ALL, image)
+    assert not store.archives.exists()
+    assert recall(store, layout, ALL) is None
+    assert recall(store, tmp_path / "missing.tar", ALL) is None
+    assert recall(store, "docker://example.org/x:1", ALL) is None
+
+
+def test_a_record_that_cannot_be_written_is_passed_over(tmp_path: Path, store: Store) -> None:
+    path = copied(tmp_path)
+    store.root.mkdir(parents=True)
+    store.archives.write_text("a file where the directory would be")
+    source, image = open_image(path, ALL)
+    with source:
+        assert not remember(store, path, ALL, image)
+    assert recall(store, path, ALL) is None
