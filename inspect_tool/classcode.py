@@ -35,8 +35,8 @@ import marshal
 import os
 import sys
 from types import CodeType, ModuleType
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 

@@ -15,15 +15,17 @@ move bulk data into files go through here, at most ``WRITE_PIECE`` bytes each.
 from __future__ import annotations
 
 import os
-from typing import Protocol
 
 WRITE_PIECE = 64 * 1024
 
 Buffer = bytes | memoryview
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # for the type checker only: typing is not imported on a warm run's path
+    from typing import Protocol
 
-class Writable(Protocol):
-    def write(self, data: Buffer, /) -> object: ...
+    class Writable(Protocol):
+        def write(self, data: Buffer, /) -> object: ...
 
 
 def write_all(fd: int, data: Buffer) -> None:

@@ -8,7 +8,6 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from inspect_tool.errors import UsageError
 from inspect_tool.sources.selection import ALL_IMAGES, ImageSelection
@@ -17,6 +16,7 @@ from runtime_lab.kernel.seccomp import Options as SecurityOptions
 from runtime_lab.kernel.seccomp import security_options
 from runtime_lab.spec import RestartPolicy, VolumeSpec, parse_volume, read_env_file
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from runtime_lab.kernel.network import PortMapping
 

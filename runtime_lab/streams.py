@@ -34,9 +34,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from runtime_lab.kernel import linux
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 ATTACH_SOCKET = "attach.sock"
 HEADER = struct.Struct(">BxxxI")

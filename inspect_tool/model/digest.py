@@ -10,12 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Self
 
 from inspect_tool.errors import InvalidDigestError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import hashlib
+    from typing import Any, Self
 
 # Hex lengths of the algorithms the OCI image spec registers.
 _HEX_LENGTHS = {"sha256": 64, "sha512": 128}

@@ -10,12 +10,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
 from inspect_tool.errors import DockscopeError, InvalidJSONError, SelectionError
 from inspect_tool.model.digest import Digest
 from inspect_tool.model.jsondoc import expect_list, expect_object
 from inspect_tool.model.mediatypes import Compression
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"

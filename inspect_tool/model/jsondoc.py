@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, NoReturn
 
 from inspect_tool.errors import InvalidJSONError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 # Manifests, indexes and configs are small; real configs with long histories stay far below.
 MAX_JSON_BYTES = 16 * 1024 * 1024

@@ -3,10 +3,9 @@ pushed, credentials stored. httpx is imported only when one of these functions r
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from inspect_tool.registry.access import RegistryAccess
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from inspect_tool.sources.source import Source
 

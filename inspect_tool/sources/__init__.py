@@ -8,14 +8,16 @@ before (runtime_lab/storage/archives.py) pays for none of them."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from inspect_tool.errors import DockscopeError, InvalidImageError
 from inspect_tool.model.finding import Finding
 from inspect_tool.model.image import ImageFormat
 from inspect_tool.sources.location import Location, Transport, parse_location
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from inspect_tool.registry.access import RegistryAccess
     from inspect_tool.sources.source import Candidate, Source
     from inspect_tool.sources.tree import DirTree, Tree

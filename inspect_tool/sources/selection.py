@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from inspect_tool.errors import InvalidImageError, SelectionError, UsageError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from inspect_tool.model.image import Image
     from inspect_tool.registry.access import RegistryAccess

@@ -4,10 +4,10 @@ for an ordinary user (rootless). Free of typer: a plain ``run`` is parsed withou
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from inspect_tool.errors import UsageError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from runtime_lab.storage.store import Store
 

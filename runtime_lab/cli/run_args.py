@@ -15,7 +15,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 FLAG, VALUE, MULTIPLE = "flag", "value", "multiple"
 # name -> (parameter, how it takes a value, the conversion typer's type makes)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from runtime_lab.cli.privilege import need_root_or_rootless
 from runtime_lab.lifecycle.session import (
@@ -16,6 +15,7 @@ from runtime_lab.lifecycle.session import (
     terminal_size,
 )
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from runtime_lab.run_options import RunOptions
     from runtime_lab.storage.store import ContainerConfig, Store

@@ -21,10 +21,29 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
 
-if TYPE_CHECKING:
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # the protocol for the type checker only: typing is not imported on a run
+    from typing import Any, Protocol
+
     from runtime_lab.kernel.devices import DeviceRule
+
+    class CgroupFS(Protocol):
+        def mkdir(self, path: Path) -> None: ...
+
+        def rmdir(self, path: Path) -> None: ...
+
+        def write(self, path: Path, value: str) -> None: ...
+
+        def read(self, path: Path) -> str: ...
+
+        def exists(self, path: Path) -> bool: ...
+
+        def attach_device_program(self, path: Path, program: bytes, count: int) -> list[int]:
+            """Load an eBPF device program and attach it to the group at ``path``; returns the
+            IDs of the device programs attached there afterwards."""
+            ...
+
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CPU_PERIOD_US = 100_000
@@ -52,23 +71,6 @@ class Write:
 
     path: str
     value: str
-
-
-class CgroupFS(Protocol):
-    def mkdir(self, path: Path) -> None: ...
-
-    def rmdir(self, path: Path) -> None: ...
-
-    def write(self, path: Path, value: str) -> None: ...
-
-    def read(self, path: Path) -> str: ...
-
-    def exists(self, path: Path) -> bool: ...
-
-    def attach_device_program(self, path: Path, program: bytes, count: int) -> list[int]:
-        """Load an eBPF device program and attach it to the group at ``path``; returns the
-        IDs of the device programs attached there afterwards."""
-        ...
 
 
 class KernelCgroupFS:

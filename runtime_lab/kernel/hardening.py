@@ -20,9 +20,12 @@ import errno
 import glob
 import os
 import stat
-from typing import Any
 
 from runtime_lab.kernel import linux
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 

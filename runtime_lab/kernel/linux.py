@@ -11,8 +11,8 @@ import errno
 import os
 import struct
 from enum import IntFlag
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
 

@@ -37,11 +37,14 @@ import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeGuard
 
 from inspect_tool.errors import DockscopeError, UsageError
 from inspect_tool.model.digest import hex_digest
 from runtime_lab.kernel import linux
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TypeGuard
 
 DEFAULT = "default"  # docker's default policy, shipped in runtime_lab/kernel/profiles/
 UNCONFINED = "unconfined"  # no filter at all

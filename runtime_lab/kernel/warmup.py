@@ -24,7 +24,10 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 INTERVAL = 0.004  # seconds between writes: under one grace period

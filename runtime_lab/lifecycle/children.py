@@ -7,7 +7,10 @@ import contextlib
 import os
 import signal
 from collections.abc import Callable
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def close_other_fds(keep: set[int]) -> None:

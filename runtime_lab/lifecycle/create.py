@@ -7,7 +7,6 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from inspect_tool.errors import UsageError
 from runtime_lab.kernel.seccomp import Options as SecurityOptions
@@ -33,7 +32,10 @@ from runtime_lab.storage.layerstore import (
 from runtime_lab.storage.store import ContainerConfig, ContainerState, Store, remove_dir
 from runtime_lab.trace.events import Tracer
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from inspect_tool.model.image import ImageConfig
     from runtime_lab.kernel.seccomp import Filter
 

@@ -6,10 +6,13 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import BinaryIO
 
 from inspect_tool.errors import DockscopeError, UsageError
 from runtime_lab.storage.store import now
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 
 def parse_tail(text: str) -> int | None:

@@ -19,12 +19,15 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any
 
 from runtime_lab.kernel import cgroups
 from runtime_lab.lifecycle.state import ContainerError, step_event
 from runtime_lab.storage.store import rootless
 from runtime_lab.trace.events import Event
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # podman's words (pkg/specgen/generate/validate.go), on a cgroup v1 host
 LIMITS_IGNORED = "Resource limits are not supported and ignored on cgroups V1 rootless systems"

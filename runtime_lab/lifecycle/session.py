@@ -4,11 +4,13 @@ own descriptors for them, the terminal's size and the trace's sinks (run, exec).
 from __future__ import annotations
 
 import os
-from typing import IO, TYPE_CHECKING
 
 from inspect_tool.errors import UsageError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import IO
+
     from runtime_lab.streams import LocalStreams
     from runtime_lab.trace.events import Tracer
 

@@ -11,7 +11,6 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from inspect_tool.errors import UsageError
 from inspect_tool.heap import resume_collection
@@ -40,7 +39,10 @@ from runtime_lab.streams import ATTACH_SOCKET, Hub, LocalStreams, StreamPipes, l
 from runtime_lab.trace.events import Event, Tracer
 from runtime_lab.trace.steps import CLEANUP_BEFORE_REMOVE, STEPS
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from runtime_lab.kernel.seccomp import KernelLog
     from runtime_lab.lifecycle.network import BridgeNetwork
 

@@ -5,13 +5,16 @@ processes are gone."""
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from inspect_tool.errors import DockscopeError
 from runtime_lab.kernel import cgroups
 from runtime_lab.storage.store import ContainerState, Store, now
 from runtime_lab.trace.events import Event
 from runtime_lab.trace.steps import STEPS
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class ContainerError(DockscopeError):

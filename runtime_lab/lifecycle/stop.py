@@ -6,13 +6,16 @@ import contextlib
 import os
 import signal
 import time
-from typing import Any
 
 from inspect_tool.errors import UsageError
 from runtime_lab.kernel import cgroups
 from runtime_lab.lifecycle.state import STOP_MARKER, refresh
 from runtime_lab.process.launch import wait_quietly
 from runtime_lab.storage.store import ContainerState, Store, remove_dir
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def stop(store: Store, container_id: str, timeout: float = 10.0) -> ContainerState:

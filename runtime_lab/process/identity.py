@@ -7,10 +7,13 @@ import errno
 import os
 import stat
 from collections.abc import Sequence
-from typing import Any
 
 from runtime_lab.kernel import linux
 from runtime_lab.spec import CAPABILITY_NUMBERS, DEFAULT_CAPABILITIES, resolve_user
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _read(path: str) -> str:

@@ -10,7 +10,6 @@ import functools
 import os
 import signal
 import sys
-from typing import Any
 
 from runtime_lab.kernel import hardening, linux
 from runtime_lab.kernel.capabilities import describe as describe_capabilities
@@ -31,6 +30,10 @@ from runtime_lab.process.mounts import (
 from runtime_lab.process.rootless_mounts import mount_sys
 from runtime_lab.process.terminal import allocate_terminal, prepare_stdio
 from runtime_lab.spec import DEFAULT_CAPABILITIES
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def run_init(spec: LaunchSpec, child: StepReporter) -> int:

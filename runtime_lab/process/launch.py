@@ -8,14 +8,16 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 from inspect_tool.render.text import visible  # imported here: PID 1 cannot import after pivot_root
 from runtime_lab.kernel.cgroups import process_exists
 from runtime_lab.trace.events import Event, PipeEmitter
 from runtime_lab.trace.steps import STEPS
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from runtime_lab.kernel.seccomp import Filter
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import Any
 
 from inspect_tool.model.resolve import (
     DIRECTORY,
@@ -22,6 +21,10 @@ from inspect_tool.model.resolve import resolve as resolve_in
 from runtime_lab.kernel import linux
 from runtime_lab.process.launch import LaunchSpec
 from runtime_lab.process.rootless_mounts import bind_device
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 DEV_NODES = (
     ("null", 1, 3),

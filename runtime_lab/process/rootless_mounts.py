@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Any
 
 from runtime_lab.kernel import linux
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # the flags a bind of the host's /sys keeps (a remount may not drop them in a user namespace)
 SYS_FLAGS = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC

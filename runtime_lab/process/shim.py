@@ -16,11 +16,14 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from typing import Any
 
 from runtime_lab.kernel import linux
 from runtime_lab.process.init import run_init
 from runtime_lab.process.launch import LaunchSpec, StepReporter
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def run_shim(spec: LaunchSpec, events_fd: int, go_fd: int, ack_fd: int) -> int:

@@ -4,10 +4,13 @@ the descriptors 0, 1 and 2 of the command."""
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from runtime_lab.kernel import linux
 from runtime_lab.process.launch import LaunchSpec
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def open_terminal(

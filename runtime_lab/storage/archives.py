@@ -29,11 +29,11 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from inspect_tool.model.digest import hex_digest
 from runtime_lab.storage.store import write_atomic
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from inspect_tool.model.image import Image, ImageConfig
     from inspect_tool.sources.selection import ImageSelection

@@ -13,13 +13,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from runtime_lab.storage.store import Store, remove_dir, rootless
 from runtime_lab.trace.events import Event, Tracer
 from runtime_lab.trace.steps import STEPS
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from inspect_tool.layers.unpack.audit import AuditEntry
     from inspect_tool.model.image import Image
     from inspect_tool.sources.source import Source

@@ -13,10 +13,13 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import IO, Any
 
 from inspect_tool.diskio import write_all
 from inspect_tool.errors import UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 
 @dataclass(slots=True)

@@ -48,6 +48,7 @@ NOT_LOADED = (
     "secrets",
     "inspect",  # dataclasses' import of it is deferred (classcode.py): ast, dis, tokenize
     "hashlib",  # OpenSSL: the documents a run hashes are small (model/digest.py, hex_digest)
+    "typing",  # its modules import it for the type checker only (TYPE_CHECKING = False)
     "typer",  # a plain command line is parsed without it (runtime_lab/cli/run_args.py)
     "rich",
     "httpx",
