@@ -207,3 +207,34 @@ def test_change_tree_kinds() -> None:
         "old.log": ChangeKind.DELETED,
         "stamp": ChangeKind.ADDED,
     }
+
+
+@pytest.mark.parametrize("width", [1000, 200, 60])
+def test_a_tree_deeper_than_the_width_continues_as_trees_of_its_own(
+    tmp_path: Path, width: int
+) -> None:
+    """Past the depth the width indents, a directory's entries are drawn as a tree of its
+    own after the first: every line fits the width (rich no longer wraps labels into no
+    room beside thousands of guides, which cost it time in the square of the depth), and
+    each entry is shown once."""
+    levels = 300
+    entries = [dir_entry("/".join(["d"] * n)) for n in range(1, levels + 1)]
+    entries.append(file_entry("/".join(["d"] * levels) + "/leaf", b"x"))
+    path = write_image(tmp_path / "deep.tar", [build_layer(entries)])
+    with open_source(path) as source:
+        image = source.candidates[0].image()
+        changes = changes_by_layer(source, image)
+    console = Console(width=width, no_color=True, highlight=False)
+    with console.capture() as captured:
+        render_tree(console, image, changes)
+    lines = captured.get().splitlines()
+    assert max(len(line) for line in lines) <= width
+    assert sum(line.endswith("+ d/") for line in lines) == levels
+    assert sum(line.endswith("+ leaf  1 B") for line in lines) == 1
+    parts = [line for line in lines if line.endswith("(continued)")]
+    # render_tree's: 64 levels at most, 39 at 200 columns, 8 at 60
+    nest = min(64, max(8, (width - 40) // 4 - 1))
+    assert len(parts) == levels // nest  # d/ at each multiple of nest, down to d/ x 300
+    marks = [line for line in lines if line.endswith("… continued below")]
+    assert len(marks) == len(parts)
+    assert "layer 0  /" + "d/" * 3 in "".join(lines)
