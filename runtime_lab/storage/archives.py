@@ -105,11 +105,12 @@ def remember(store: Store, where: str | Path, selection: ImageSelection, image: 
 
 def _file(store: Store, where: str | Path, selection: ImageSelection) -> _File | None:
     """The record's path and the file's identity; None when ``where`` names no file."""
+    from inspect_tool.errors import DockscopeError
     from inspect_tool.sources.location import parse_location
 
     try:
         location = parse_location(where)
-    except Exception:  # a malformed location: the reader says so
+    except DockscopeError:  # a malformed location: the reader says so
         return None
     if location.transport.value not in _FILE_TRANSPORTS or location.path is None:
         return None

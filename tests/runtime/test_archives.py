@@ -152,6 +152,7 @@ def test_only_files_are_recorded(tmp_path: Path, store: Store) -> None:
     assert recall(store, layout, ALL) is None
     assert recall(store, tmp_path / "missing.tar", ALL) is None
     assert recall(store, "docker://example.org/x:1", ALL) is None
+    assert recall(store, "oci-arkive:missing.tar", ALL) is None  # a malformed location
 
 
 def test_a_record_that_cannot_be_written_is_passed_over(tmp_path: Path, store: Store) -> None:
