@@ -145,7 +145,7 @@ def test_a_file_of_the_first_layout_is_compiled_over(tmp_path: Path, hooked: Non
     first = classcode.install()
     behaves(load(path, name))
     stored = tmp_path / "__pycache__" / f"probe.{sys.implementation.cache_tag}.dataclasses"
-    stored.parent.mkdir()
+    stored.parent.mkdir(exist_ok=True)  # the probe's own .pyc may be there already
     stored.write_bytes(importlib.util.MAGIC_NUMBER + marshal.dumps(first.modules[name].used))
     classcode.uninstall()
     second = classcode.install()
