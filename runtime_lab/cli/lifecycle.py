@@ -291,7 +291,7 @@ def _resolvable(store: Store, names: list[str]) -> list[str]:
 
 def cleanup(root: str | None = ROOT_OPTION) -> None:
     """Recover from crashes: stale states, leftover control groups, half-unpacked layers,
-    leaked mounts.
+    records of image files gone or changed since they ran, leaked mounts.
 
     Example:
 

@@ -3,7 +3,8 @@
 Containers whose processes are gone are marked exited; processes left in the control group
 of a container of this state root that is not running are killed and the group is removed
 (groups of other state roots' containers are never touched: their containers may run);
-half-unpacked layers (``.tmp-*``) are deleted; any mount below the state directory is detached.
+half-unpacked layers (``.tmp-*``) are deleted, and the records of image files that are gone
+or changed (``archives/``); any mount below the state directory is detached.
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ def recover(store: Store, cgroup_root: Path = CGROUP_ROOT) -> list[str]:
         for partial in store.layers.glob(".tmp-*"):
             remove_dir(partial, ignore_errors=True)
             report.append(f"layer store: removed half-unpacked {partial.name}")
+    from runtime_lab.storage.archives import prune
+
+    report += prune(store)
     prefix = str(store.root.resolve()) + "/"
     with open("/proc/self/mountinfo") as f:
         points = [line.split()[4] for line in f]

@@ -57,6 +57,7 @@ class _File:
     """An image file as a run names it: the record's path, the file's identity now."""
 
     record: Path
+    path: str  # absolute
     identity: dict[str, int]
 
 
@@ -90,6 +91,7 @@ def remember(store: Store, where: str | Path, selection: ImageSelection, image: 
     record = {
         "layout": LAYOUT,
         "file": found.identity,
+        "path": found.path,
         "source": str(where),
         "image_id": str(image.config.digest),
         "diff_ids": diff_ids,
@@ -101,6 +103,46 @@ def remember(store: Store, where: str | Path, selection: ImageSelection, image: 
     except OSError:
         return False
     return True
+
+
+def prune(store: Store) -> list[str]:
+    """``dockscope cleanup``: the records no run can use any more removed (their file gone
+    or changed since, or not a record of this layout), and any temporary left by a write
+    that was cut short; a line for each."""
+    report: list[str] = []
+    if not store.archives.is_dir():
+        return report
+    for entry in sorted(store.archives.iterdir()):
+        if entry.name.startswith(".") and entry.name.endswith(".tmp"):
+            entry.unlink(missing_ok=True)
+            report.append(f"archives: removed an unfinished record ({entry.name})")
+            continue
+        why = _stale(entry)
+        if why is not None:
+            entry.unlink(missing_ok=True)
+            report.append(f"archives: removed the record {entry.name} ({why})")
+    return report
+
+
+def _stale(entry: Path) -> str | None:
+    """Why the record at ``entry`` cannot serve a run any more; None if it still can."""
+    try:
+        with open(entry, "rb") as stream:
+            record = json.loads(stream.read())
+    except (OSError, ValueError):
+        return "unreadable"
+    if not isinstance(record, dict) or record.get("layout") != LAYOUT:
+        return "not a record of this layout"
+    path = record.get("path")
+    if not isinstance(path, str):
+        return "no path"
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return f"{path} is gone"
+    if record.get("file") != _identity(st):
+        return f"{path} changed since"
+    return None
 
 
 def _file(store: Store, where: str | Path, selection: ImageSelection) -> _File | None:
@@ -131,14 +173,18 @@ def _file(store: Store, where: str | Path, selection: ImageSelection) -> _File |
         selection.platform,
     ]
     name = hex_digest("sha256", json.dumps(key).encode())
-    identity = {
+    return _File(store.archives / f"{name}.json", path, _identity(st))
+
+
+def _identity(st: os.stat_result) -> dict[str, int]:
+    """A file as the kernel tells it apart: a write, rename over or touch changes it."""
+    return {
         "device": st.st_dev,
         "inode": st.st_ino,
         "size": st.st_size,
         "mtime_ns": st.st_mtime_ns,
         "ctime_ns": st.st_ctime_ns,
     }
-    return _File(store.archives / f"{name}.json", identity)
 
 
 def _image(store: Store, record: dict[str, object]) -> Recalled | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from inspect_tool.sources import ImageSelection, open_image
-from runtime_lab.storage.archives import LAYOUT, recall, remember
+from runtime_lab.storage.archives import LAYOUT, prune, recall, remember
 from runtime_lab.storage.store import Store
 from tests.support.paths import REPO
 
@@ -163,3 +163,26 @@ def test_a_record_that_cannot_be_written_is_passed_over(tmp_path: Path, store: S
     with source:
         assert not remember(store, path, ALL, image)
     assert recall(store, path, ALL) is None
+
+
+def test_prune_removes_only_the_records_no_run_can_use(tmp_path: Path, store: Store) -> None:
+    """``dockscope cleanup``: a record whose file is gone or changed goes, with any
+    unfinished temporary and anything that is not a record; a usable one stays."""
+    kept, gone, changed = (copied(tmp_path / n) for n in ("kept", "gone", "changed"))
+    for path in (kept, gone, changed):
+        run_once(store, path)
+    records = {json.loads(r.read_text())["path"]: r for r in store.archives.glob("*.json")}
+    gone.unlink()
+    with open(changed, "ab") as stream:
+        stream.write(b"\0" * 512)
+    (store.archives / ".x.json.1234abcd.tmp").write_text("{")
+    (store.archives / "junk.json").write_text("[]")
+    report = prune(store)
+    assert sorted(p.name for p in store.archives.iterdir()) == [records[str(kept)].name]
+    assert f"archives: removed the record {records[str(gone)].name} ({gone} is gone)" in report
+    assert f"({changed} changed since)" in "\n".join(report)
+    assert "archives: removed an unfinished record (.x.json.1234abcd.tmp)" in report
+    assert "archives: removed the record junk.json (not a record of this layout)" in report
+    assert len(report) == 4
+    assert recall(store, kept, ALL) is not None
+    assert prune(store) == []

@@ -67,3 +67,18 @@ def test_the_copy_fallback_always_reads_the_file(
     )
     assert done.code == 0, done.err
     assert step(events(trace), "image")["evidence"]["file_read"] is True
+
+
+def test_cleanup_removes_the_record_of_a_file_that_is_gone(
+    root: Path, busybox_image: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "gone.tar"
+    shutil.copyfile(busybox_image, path)
+    image_event(root, path, tmp_path / "1.jsonl")
+    records = list((root / "archives").glob("*.json"))
+    (mine,) = [r for r in records if str(path) in r.read_text()]
+    path.unlink()
+    done = dockscope(root, "cleanup")
+    assert done.code == 0, done.err
+    assert f"archives: removed the record {mine.name} ({path} is gone)" in done.out
+    assert not mine.exists()
