@@ -30,7 +30,6 @@ other ``import inspect`` gets the real module.
 from __future__ import annotations
 
 import builtins
-import contextlib
 import marshal
 import os
 import sys
@@ -166,21 +165,12 @@ def _load(path: str) -> dict[str, CodeType]:
 
 def _store(path: str, codes: dict[str, CodeType]) -> bool:
     """``codes`` written to ``path`` through a new file renamed over it; False on refusal."""
-    from inspect_tool.diskio import write_all
+    from inspect_tool.diskio import replace_file
 
-    data = _header() + marshal.dumps(codes)
-    temporary = f"{path}.{os.getpid()}.tmp"
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        try:
-            write_all(fd, data)
-        finally:
-            os.close(fd)
-        os.replace(temporary, path)
+        replace_file(path, _header() + marshal.dumps(codes), 0o644)
     except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
         return False
     return True
 

@@ -14,6 +14,7 @@ move bulk data into files go through here, at most ``WRITE_PIECE`` bytes each.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 WRITE_PIECE = 64 * 1024
@@ -44,6 +45,26 @@ def pwrite_all(fd: int, data: Buffer, offset: int) -> None:
         done = os.pwrite(fd, view[:WRITE_PIECE], offset)
         offset += done
         view = view[done:]
+
+
+def replace_file(path: str | os.PathLike[str], data: Buffer, mode: int = 0o666) -> None:
+    """``path`` replaced whole by ``data``: written to a new hidden file beside it
+    (``.NAME.<random>.tmp``, created exclusively, ``mode`` less the umask), then renamed over
+    it, so that a reader, or a process killed mid-write, never sees half a file. On any
+    failure the temporary is removed and the error raised; the old file stays whole."""
+    directory, name = os.path.split(os.fspath(path))
+    temporary = os.path.join(directory, f".{name}.{os.urandom(4).hex()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        try:
+            write_all(fd, data)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+    except BaseException:  # a full disk, an interrupt: no temporary is left
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 def write_to(out: Writable, data: Buffer) -> None:

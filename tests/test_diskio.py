@@ -111,3 +111,35 @@ def test_an_exported_files_bytes_reach_the_tar_in_pieces(tmp_path: Path) -> None
         os.close(fd)
     assert calls >= len(data) // WRITE_PIECE
     assert path.read_bytes()[512:] == data
+
+
+def test_replace_file_replaces_whole_and_leaves_no_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "state.json"
+    target.write_bytes(b"old")
+    diskio.replace_file(target, DATA, 0o640)
+    assert target.read_bytes() == DATA
+    assert os.listdir(tmp_path) == ["state.json"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o640 & ~umask
+
+
+def test_replace_file_that_fails_keeps_the_old_file_and_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "state.json"
+    target.write_bytes(b"old")
+
+    def full(fd: int, data: object) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(OSError, match="No space left"):
+        diskio.replace_file(target, DATA)
+    monkeypatch.undo()
+    assert target.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["state.json"]
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(IsADirectoryError):  # the rename over a directory is refused
+        diskio.replace_file(tmp_path / "dir", b"x")
+    assert sorted(os.listdir(tmp_path)) == ["dir", "state.json"]

@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from inspect_tool.diskio import replace_file
 from inspect_tool.errors import DockscopeError, UsageError
 
 TYPE_CHECKING = False
@@ -115,15 +116,9 @@ def remove_dir(path: Path, *, ignore_errors: bool = False) -> None:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    # rename is atomic: a reader, or dockscope killed mid-write, never leaves half a file
-    tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:  # a full disk: the old file stays whole, and no temporary is left
-        tmp.unlink(missing_ok=True)
-        raise
+    """``path`` replaced whole by ``data`` (diskio.replace_file: a temporary renamed over it,
+    so that a reader, or dockscope killed mid-write, never sees half a file)."""
+    replace_file(path, data)
 
 
 def now() -> str:
