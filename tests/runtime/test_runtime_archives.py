@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 from tests.runtime.test_runtime_images import busybox_variant
 from tests.support.cli import dockscope
@@ -13,8 +14,12 @@ from tests.support.runtime import events, needs_root, step
 pytestmark = needs_root
 
 
-def image_event(root: Path, image: Path, trace: Path) -> dict[str, object]:
-    done = dockscope(root, "run", "--rm", "--network", "none", "--trace-json", trace, image, "true")
+def image_event(
+    root: Path, image: Path, trace: Path, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The `image` step of ``run --rm --network none IMAGE true`` (with ``env``)."""
+    args = ("run", "--rm", "--network", "none", "--trace-json", trace, image, "true")
+    done = dockscope(root, *args, env=env)
     assert done.code == 0, done.err
     return step(events(trace), "image")
 
@@ -25,8 +30,7 @@ def test_a_run_reads_a_file_again_only_when_it_changed(
     """The second run of the same archive takes its config from the record; the same path
     holding another image is read, and that image runs."""
     path = tmp_path / "image.tar"
-    shutil.copyfile(busybox_image, path)
-    first = image_event(root, path, tmp_path / "1.jsonl")
+    first = run_a_copy(root, busybox_image, path)
     second = image_event(root, path, tmp_path / "2.jsonl")
     assert first["evidence"]["file_read"] is True and second["evidence"]["file_read"] is False
     for key in ("image_id", "argv", "layers"):
@@ -45,36 +49,27 @@ def test_a_run_reads_a_file_again_only_when_it_changed(
     assert fourth["evidence"]["image_id"] == third["evidence"]["image_id"]
 
 
+def run_a_copy(root: Path, busybox_image: Path, path: Path) -> dict[str, Any]:
+    """busybox copied to ``path`` and run once (which records it): its `image` step."""
+    shutil.copyfile(busybox_image, path)
+    return image_event(root, path, path.with_suffix(".jsonl"))
+
+
 def test_the_copy_fallback_always_reads_the_file(
     root: Path, busybox_image: Path, tmp_path: Path
 ) -> None:
     """Without overlayfs the image is unpacked into each container: the file is read."""
     path = tmp_path / "image.tar"
-    shutil.copyfile(busybox_image, path)
-    image_event(root, path, tmp_path / "1.jsonl")
-    trace = tmp_path / "copy.jsonl"
-    done = dockscope(
-        root,
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--trace-json",
-        trace,
-        path,
-        "true",
-        env={"DOCKSCOPE_ROOTFS": "copy"},
-    )
-    assert done.code == 0, done.err
-    assert step(events(trace), "image")["evidence"]["file_read"] is True
+    run_a_copy(root, busybox_image, path)
+    copied = image_event(root, path, tmp_path / "copy.jsonl", {"DOCKSCOPE_ROOTFS": "copy"})
+    assert copied["evidence"]["file_read"] is True
 
 
 def test_cleanup_removes_the_record_of_a_file_that_is_gone(
     root: Path, busybox_image: Path, tmp_path: Path
 ) -> None:
     path = tmp_path / "gone.tar"
-    shutil.copyfile(busybox_image, path)
-    image_event(root, path, tmp_path / "1.jsonl")
+    run_a_copy(root, busybox_image, path)
     records = list((root / "archives").glob("*.json"))
     (mine,) = [r for r in records if str(path) in r.read_text()]
     path.unlink()
