@@ -22,7 +22,7 @@ from runtime_lab.spec import (
     platform_mismatch,
     platform_warning,
 )
-from runtime_lab.storage.archives import recall, remember
+from runtime_lab.storage.archives import identify, recall, remember
 from runtime_lab.storage.layerstore import (
     copy_image,
     ensure_layers,
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     from inspect_tool.model.image import ImageConfig
     from runtime_lab.kernel.seccomp import Filter
+    from runtime_lab.storage.archives import ImageFile
 
 
 def _name_from(container_id: str) -> str:
@@ -78,7 +79,8 @@ def create(
     made = _Made(container_id, name, hostname_given or container_id[:12], network)
     made.pid_mode, made.ipc_mode = pid_mode, ipc_mode
     mode = "overlay" if overlay_available() else "copy"
-    known = recall(store, options.image, options.selection) if mode == "overlay" else None
+    file = identify(store, options.image, options.selection)  # before anything reads it
+    known = recall(store, file) if file is not None and mode == "overlay" else None
     if known is not None:
         _entered(tracer)
         argv = _image_step(options, known.config, len(known.layer_dirs), tracer, read=False)
@@ -86,7 +88,7 @@ def create(
         stored_layers(known.layer_dirs, tracer)
         config = _make(store, options, made, known.config, known.layer_dirs, argv, mode, None)
     else:
-        config = _read_and_make(store, options, tracer, made, mode, progress)
+        config = _read_and_make(store, options, tracer, made, mode, file, progress)
     _container_dirs_step(tracer, store.container_dir(container_id), mode)
     return config
 
@@ -117,6 +119,7 @@ def _read_and_make(
     tracer: Tracer,
     made: _Made,
     mode: str,
+    file: ImageFile | None,
     progress: Callable[[int], None] | None,
 ) -> ContainerConfig:
     """The image read from its source, its layers stored, the file's record written."""
@@ -130,7 +133,8 @@ def _read_and_make(
         layer_dirs = ensure_layers(
             store, source, image, tracer, progress=progress, userxattr=userxattr
         )
-        remember(store, options.image, options.selection, image)
+        if file is not None:
+            remember(store, file, image)
 
         def copy(destination: Path) -> None:
             copy_image(source, image, destination)

@@ -53,53 +53,46 @@ class Recalled:
 
 
 @dataclass(frozen=True, slots=True)
-class _File:
-    """An image file as a run names it: the record's path, the file's identity now."""
+class ImageFile:
+    """An image file as a run names it: its record's path, its absolute path, and its
+    identity when it was looked at (before it is read)."""
 
     record: Path
     path: str  # absolute
     identity: dict[str, int]
+    written: str  # as the command line gave it
 
 
-def recall(store: Store, where: str | Path, selection: ImageSelection) -> Recalled | None:
-    """The image the record of ``where`` (as ``run`` was given it) holds, when the file is
-    the one recorded and its layers are stored; else None (the file is to be read)."""
-    found = _file(store, where, selection)
-    if found is None:
-        return None
-    try:
-        with open(found.record, "rb") as stream:
-            record = json.loads(stream.read())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(record, dict) or record.get("layout") != LAYOUT:
-        return None
-    if record.get("file") != found.identity:
+def recall(store: Store, file: ImageFile) -> Recalled | None:
+    """The image the record of ``file`` holds, when the file is the one recorded and its
+    layers are stored; else None (the file is to be read)."""
+    record = _read(file.record)
+    if isinstance(record, str) or record.get("file") != file.identity:
         return None
     return _image(store, record)
 
 
-def remember(store: Store, where: str | Path, selection: ImageSelection, image: Image) -> bool:
-    """Record what this run read of ``where``: False where it is not a file, or the record
-    cannot be written (the run goes on; the next one reads the file)."""
+def remember(store: Store, file: ImageFile, image: Image) -> bool:
+    """Record what this run read of ``file`` (identified before it was read): False where
+    the file changed meanwhile, or the record cannot be written (the run goes on; the next
+    one reads the file)."""
     diff_ids = [layer.diff_id.hex for layer in image.layers if layer.diff_id is not None]
     if len(diff_ids) != len(image.layers) or image.config.digest.algorithm != "sha256":
         return False
-    found = _file(store, where, selection)
-    if found is None:
+    if _identity_now(file.path) != file.identity:  # written while it was read
         return False
     record = {
         "layout": LAYOUT,
-        "file": found.identity,
-        "path": found.path,
-        "source": str(where),
+        "file": file.identity,
+        "path": file.path,
+        "source": file.written,
         "image_id": str(image.config.digest),
         "diff_ids": diff_ids,
         "config": image.config.raw.decode("utf-8"),  # parsed: UTF-8 already
     }
     try:
-        found.record.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        write_atomic(found.record, json.dumps(record).encode())
+        file.record.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_atomic(file.record, json.dumps(record).encode())
     except OSError:
         return False
     return True
@@ -126,6 +119,22 @@ def prune(store: Store) -> list[str]:
 
 def _stale(entry: Path) -> str | None:
     """Why the record at ``entry`` cannot serve a run any more; None if it still can."""
+    record = _read(entry)
+    if isinstance(record, str):
+        return record
+    path = record.get("path")
+    if not isinstance(path, str):
+        return "no path"
+    identity = _identity_now(path)
+    if identity is None:
+        return f"{path} is gone"
+    if record.get("file") != identity:
+        return f"{path} changed since"
+    return None
+
+
+def _read(entry: Path) -> dict[str, object] | str:
+    """The record at ``entry``; or why there is none to use."""
     try:
         with open(entry, "rb") as stream:
             record = json.loads(stream.read())
@@ -133,20 +142,19 @@ def _stale(entry: Path) -> str | None:
         return "unreadable"
     if not isinstance(record, dict) or record.get("layout") != LAYOUT:
         return "not a record of this layout"
-    path = record.get("path")
-    if not isinstance(path, str):
-        return "no path"
+    return record
+
+
+def _identity_now(path: str) -> dict[str, int] | None:
     try:
-        st = os.stat(path)
+        return _identity(os.stat(path))
     except (OSError, ValueError):
-        return f"{path} is gone"
-    if record.get("file") != _identity(st):
-        return f"{path} changed since"
-    return None
+        return None
 
 
-def _file(store: Store, where: str | Path, selection: ImageSelection) -> _File | None:
-    """The record's path and the file's identity; None when ``where`` names no file."""
+def identify(store: Store, where: str | Path, selection: ImageSelection) -> ImageFile | None:
+    """``where`` (as ``run`` was given it) as an image file, its identity now and the path
+    of its record for this selection; None when it names no regular file."""
     from inspect_tool.errors import DockscopeError
     from inspect_tool.sources.location import parse_location
 
@@ -173,7 +181,7 @@ def _file(store: Store, where: str | Path, selection: ImageSelection) -> _File |
         selection.platform,
     ]
     name = hex_digest("sha256", json.dumps(key).encode())
-    return _File(store.archives / f"{name}.json", path, _identity(st))
+    return ImageFile(store.archives / f"{name}.json", path, _identity(st), str(where))
 
 
 def _identity(st: os.stat_result) -> dict[str, int]:

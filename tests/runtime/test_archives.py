@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from inspect_tool.model.image import Image
 from inspect_tool.sources import ImageSelection, open_image
-from runtime_lab.storage.archives import LAYOUT, prune, recall, remember
+from runtime_lab.storage.archives import LAYOUT, Recalled, identify, prune, recall, remember
 from runtime_lab.storage.store import Store
 from tests.support.paths import REPO
 
@@ -32,6 +33,18 @@ def copied(tmp_path: Path, name: str = "docker-archive-v25.tar") -> Path:
     return target
 
 
+def recall_at(store: Store, where: Path | str, selection: ImageSelection) -> Recalled | None:
+    """What a run of ``where`` would take from the record, as ``create`` looks it up."""
+    file = identify(store, where, selection)
+    return None if file is None else recall(store, file)
+
+
+def remember_at(store: Store, where: Path | str, selection: ImageSelection, image: Image) -> bool:
+    """What a run that read ``where`` records, identified just before (as ``create`` does)."""
+    file = identify(store, where, selection)
+    return file is not None and remember(store, file, image)
+
+
 def run_once(store: Store, path: Path | str, selection: ImageSelection = ALL) -> list[Path]:
     """What a first run leaves: the image read, its layers stored, the file recorded."""
     source, image = open_image(path, selection)
@@ -41,8 +54,8 @@ def run_once(store: Store, path: Path | str, selection: ImageSelection = ALL) ->
             assert layer.diff_id is not None
             dirs.append(store.layer_dir(layer.diff_id.hex))
             dirs[-1].mkdir(parents=True, exist_ok=True)
-        assert remember(store, path, selection, image)
-        recalled = recall(store, path, selection)
+        assert remember_at(store, path, selection, image)
+        recalled = recall_at(store, path, selection)
         assert recalled is not None
         assert recalled.config == image.config  # the exact bytes, parsed, the same image ID
         assert recalled.layer_dirs == dirs
@@ -65,7 +78,7 @@ def test_an_unchanged_file_is_recalled_with_its_config_and_layers(
     assert set(record["file"]) == {"device", "inode", "size", "mtime_ns", "ctime_ns"}
     # a relative path to the same file is the same file
     monkeypatch.chdir(path.parent)
-    assert recall(store, path.name, ALL) is not None
+    assert recall_at(store, path.name, ALL) is not None
 
 
 @pytest.mark.parametrize("change", ["touch", "append", "replace", "chmod"])
@@ -83,23 +96,23 @@ def test_a_changed_file_is_read_again(tmp_path: Path, store: Store, change: str)
         os.replace(other, path)
     else:
         path.chmod(0o600)
-    assert recall(store, path, ALL) is None
+    assert recall_at(store, path, ALL) is None
 
 
 def test_another_selection_or_location_is_another_record(tmp_path: Path, store: Store) -> None:
     path = copied(tmp_path, "docker-archive-multi.tar")
     run_once(store, path, ImageSelection(image="1"))
-    assert recall(store, path, ImageSelection(image="2")) is None
-    assert recall(store, path, ALL) is None
-    assert recall(store, f"docker-archive:{path}", ImageSelection(image="1")) is None
-    assert recall(store, path, ImageSelection(image="1")) is not None
+    assert recall_at(store, path, ImageSelection(image="2")) is None
+    assert recall_at(store, path, ALL) is None
+    assert recall_at(store, f"docker-archive:{path}", ImageSelection(image="1")) is None
+    assert recall_at(store, path, ImageSelection(image="1")) is not None
 
 
 def test_a_removed_layer_means_reading_the_file(tmp_path: Path, store: Store) -> None:
     path = copied(tmp_path)
     dirs = run_once(store, path)
     dirs[-1].rmdir()
-    assert recall(store, path, ALL) is None
+    assert recall_at(store, path, ALL) is None
 
 
 @pytest.mark.parametrize(
@@ -139,7 +152,7 @@ def test_a_record_that_does_not_hold_together_is_not_used(
         text = "[]"
     record_path.write_text(text)
     assert all(d.is_dir() for d in dirs)
-    assert recall(store, path, ALL) is None
+    assert recall_at(store, path, ALL) is None
 
 
 def test_only_files_are_recorded(tmp_path: Path, store: Store) -> None:
@@ -147,12 +160,12 @@ def test_only_files_are_recorded(tmp_path: Path, store: Store) -> None:
     shutil.copytree(SAMPLES / "oci-layout", layout)
     source, image = open_image(layout, ALL)
     with source:
-        assert not remember(store, layout, ALL, image)
+        assert not remember_at(store, layout, ALL, image)
     assert not store.archives.exists()
-    assert recall(store, layout, ALL) is None
-    assert recall(store, tmp_path / "missing.tar", ALL) is None
-    assert recall(store, "docker://example.org/x:1", ALL) is None
-    assert recall(store, "oci-arkive:missing.tar", ALL) is None  # a malformed location
+    assert recall_at(store, layout, ALL) is None
+    assert recall_at(store, tmp_path / "missing.tar", ALL) is None
+    assert recall_at(store, "docker://example.org/x:1", ALL) is None
+    assert recall_at(store, "oci-arkive:missing.tar", ALL) is None  # a malformed location
 
 
 def test_a_record_that_cannot_be_written_is_passed_over(tmp_path: Path, store: Store) -> None:
@@ -161,8 +174,8 @@ def test_a_record_that_cannot_be_written_is_passed_over(tmp_path: Path, store: S
     store.archives.write_text("a file where the directory would be")
     source, image = open_image(path, ALL)
     with source:
-        assert not remember(store, path, ALL, image)
-    assert recall(store, path, ALL) is None
+        assert not remember_at(store, path, ALL, image)
+    assert recall_at(store, path, ALL) is None
 
 
 def test_prune_removes_only_the_records_no_run_can_use(tmp_path: Path, store: Store) -> None:
@@ -184,5 +197,20 @@ def test_prune_removes_only_the_records_no_run_can_use(tmp_path: Path, store: St
     assert "archives: removed an unfinished record (.x.json.1234abcd.tmp)" in report
     assert "archives: removed the record junk.json (not a record of this layout)" in report
     assert len(report) == 4
-    assert recall(store, kept, ALL) is not None
+    assert recall_at(store, kept, ALL) is not None
     assert prune(store) == []
+
+
+def test_a_file_written_while_it_was_read_is_not_recorded(tmp_path: Path, store: Store) -> None:
+    """The identity is taken before the file is read: if the file changes before the record
+    is written, what was read may not be what the file now holds, and nothing is recorded."""
+    path = copied(tmp_path)
+    file = identify(store, path, ALL)
+    assert file is not None
+    source, image = open_image(path, ALL)
+    with source:
+        with open(path, "ab") as stream:  # a writer meanwhile
+            stream.write(b"\0" * 512)
+        assert not remember(store, file, image)
+    assert not store.archives.exists()
+    assert recall_at(store, path, ALL) is None
