@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from inspect_tool.errors import BlobNotFoundError, InvalidImageError
 from inspect_tool.layers.decompress import CHUNK, LayerStream, Prefetcher
 from inspect_tool.layers.tarformat import TarFormatError
-from inspect_tool.layers.tarreader import TarMember, TarReader
+from inspect_tool.layers.tarreader import HeaderReader, TarMember, TarReader
 from inspect_tool.layers.union import FileInfo, LayerChanges, PathTooLongError, UnionFS
 from inspect_tool.model.image import Image, Layer
 from inspect_tool.model.mediatypes import Compression
@@ -82,6 +82,11 @@ class OpenLayer:
                 f"diff_id mismatch: got sha256:{self.stream.diff_id_hex}, expected {layer.diff_id}",
                 subject=subject,
             )
+
+    def members(self) -> HeaderReader:
+        """The members alone, none of their bytes read (never mixed with ``reader``): the
+        stream's chunks are walked in place, the data skipped by offset."""
+        return HeaderReader(self.prefetcher.chunk)
 
     def stored(self, layer: Layer, *, label: str) -> StoredBytes:
         """Members' stored bytes by ``data_offset`` (for a second read: never mixed with

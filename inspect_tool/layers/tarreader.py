@@ -26,10 +26,11 @@ from inspect_tool.layers.tarformat import (
     Want,
     entry_type,
     normalize_member,
+    padded,
     plain_member,
 )
 
-__all__ = ["MAX_META", "TarFormatError", "TarMember", "TarReader"]
+__all__ = ["MAX_META", "HeaderReader", "TarFormatError", "TarMember", "TarReader"]
 
 _SKIP_CHUNK = 1024 * 1024
 
@@ -186,6 +187,116 @@ class TarReader:
                 yield member
                 self._left = 0
                 self._fragments = None
+
+
+class HeaderReader:
+    """Every member of a tar stream handed over in chunks, none of their bytes read: for a
+    reader that wants the members alone (a plan of the final tree). The members are
+    ``TarReader``'s, read by the same rules; headers of the common kind are read in place in
+    the chunk and the data after them skipped by offset (no copy, no call per piece), the
+    others go through the decoder block by block. ``next_chunk`` gives the stream's next
+    piece, b"" at its end (``Prefetcher.chunk``)."""
+
+    def __init__(self, next_chunk: Callable[[], bytes], *, plain_headers: bool = True) -> None:
+        self._next = next_chunk
+        self._plain_ok = plain_headers
+        self._decoder = TarDecoder()
+        self._buf = b""  # the current chunk
+        self._at = 0  # the next unread byte in it
+
+    @property
+    def ended(self) -> bool:
+        """The end-of-archive marker was seen."""
+        return self._decoder.ended
+
+    @property
+    def ambiguities(self) -> list[str]:
+        return self._decoder.ambiguities
+
+    def _take(self, size: int) -> bytes:
+        """The next ``size`` bytes (fewer where the stream ends)."""
+        buf, at = self._buf, self._at
+        if len(buf) - at >= size:
+            self._at = at + size
+            return buf[at : at + size]
+        parts = [buf[at:]]
+        got = len(buf) - at
+        self._buf, self._at = b"", 0
+        while got < size:
+            chunk = self._next()
+            if not chunk:
+                break
+            step = min(size - got, len(chunk))
+            parts.append(chunk[:step])
+            got += step
+            self._buf, self._at = chunk, step
+        return b"".join(parts)
+
+    def _skip(self, size: int) -> int:
+        """Pass over the next ``size`` bytes; how many there were."""
+        left = size
+        while True:
+            have = len(self._buf) - self._at
+            if left <= have:
+                self._at += left
+                return size
+            left -= have
+            self._buf, self._at = self._next(), 0
+            if not self._buf:
+                return size - left
+
+    def __iter__(self) -> Iterator[TarMember]:
+        decoder = self._decoder
+        plain_ok = self._plain_ok
+        while True:
+            want = decoder.want
+            if want is Want.END:
+                return
+            if want is Want.DATA or want is Want.PAD:
+                need = decoder.need
+                got = self._skip(need)
+                if got:
+                    decoder.skip(got)
+                if got < need:
+                    decoder.eof(0)
+                continue
+            if plain_ok and decoder.idle:
+                # plain headers one after another in this chunk, the data between skipped
+                buf, at = self._buf, self._at
+                base = decoder.pos - at  # the stream offset of buf[0]
+                entries = decoder.entries
+                while len(buf) - at >= BLOCK and entries < MAX_ENTRIES:
+                    header = plain_member(buf[at : at + BLOCK])
+                    if header is None:
+                        break
+                    entries += 1
+                    offset = base + at
+                    stored = 0 if header.typeflag in NO_DATA else header.size
+                    span = padded(stored)
+                    at += BLOCK
+                    member = _member(header, offset, offset + BLOCK)
+                    if len(buf) - at >= span:
+                        at += span
+                        self._at = at
+                        decoder.took_plain(base + at, entries, 0)
+                        yield member
+                        continue
+                    self._at = at
+                    decoder.took_plain(base + at, entries, stored)
+                    yield member
+                    break
+                if decoder.want is not Want.HEADER:  # the last one's data goes on
+                    continue
+                # else a header of another kind, or one across chunks: the decoder reads it
+            need = decoder.need
+            data = self._take(need)
+            if len(data) < need:
+                decoder.eof(len(data))
+                continue
+            entry = decoder.feed(data)
+            if entry is not None:
+                data_offset = decoder.pos if entry.fragments is None else -1
+                yield _member(entry.header, entry.offset, data_offset)
 
 
 def _member(header: RawHeader, offset: int, data_offset: int) -> TarMember:

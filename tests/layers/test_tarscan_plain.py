@@ -1,5 +1,6 @@
 """The in-place reading of plain headers gives exactly what the decoder gives: the scanner's
-scan (verify) and the pull reader's members (unpack, export, every command reading files).
+scan (verify), the pull reader's members (unpack, export, every command reading files) and the
+header reader's (the plan of unpack's and export's first read).
 
 Every tar input the tests know (Go's table and its mutations, the hostile unpack layers, the
 corpus images' layers, the sample image) and archives made to sit at the edges of the plain
@@ -21,7 +22,7 @@ import pytest
 from inspect_tool.layers import tarformat
 from inspect_tool.layers.decompress import LayerStream
 from inspect_tool.layers.tarformat import TarFormatError, plain_header, plain_member
-from inspect_tool.layers.tarreader import TarReader
+from inspect_tool.layers.tarreader import HeaderReader, TarReader
 from inspect_tool.layers.tarstream import TarScan, TarScanner
 from inspect_tool.sources import open_source
 from tests.image.test_corpus import CORPUS_IMAGES
@@ -74,8 +75,37 @@ def assert_same_members(archive: bytes) -> None:
     assert _members(archive, plain=True) == _members(archive, plain=False)
 
 
+def _headers(archive: bytes, chunk: int | None, *, plain: bool) -> tuple[object, ...]:
+    """Every member (all fields) and how the reading ended: ``HeaderReader`` over the archive
+    in chunks of ``chunk`` bytes, or ``TarReader`` (every header through the decoder, no data
+    read) for None."""
+    reader: HeaderReader | TarReader
+    if chunk is None:
+        reader = TarReader(io.BytesIO(archive), plain_headers=False)
+    else:
+        pieces = iter([archive[at : at + chunk] for at in range(0, len(archive), chunk)])
+        reader = HeaderReader(lambda: next(pieces, b""), plain_headers=plain)
+    members: list[object] = []
+    error = None
+    try:
+        for member in reader:
+            members.append(tuple(getattr(member, f) for f in member.__slots__))
+    except TarFormatError as exc:
+        error = exc.message
+    return members, error, reader.ended, reader.ambiguities
+
+
+def assert_same_headers(archive: bytes, chunks: tuple[int, ...]) -> None:
+    """``HeaderReader`` gives ``TarReader``'s members, in every chunking."""
+    reference = _headers(archive, None, plain=False)
+    for chunk in chunks:
+        assert _headers(archive, chunk, plain=True) == reference, chunk
+        assert _headers(archive, chunk, plain=False) == reference, chunk
+
+
 def assert_same(archive: bytes, chunks: tuple[int, ...] = CHUNKS) -> dict[str, object]:
     assert_same_members(archive)
+    assert_same_headers(archive, chunks)
     return assert_same_scan(archive, chunks)
 
 

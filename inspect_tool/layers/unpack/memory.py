@@ -216,7 +216,7 @@ def read_members(
     try:
         with open_layer(source, layer, progress=progress) as opened:
             try:
-                members = list(opened.reader)
+                members = list(opened.members())
             except TarFormatError as exc:
                 if opened.stream.error:  # the decompressor's message says more
                     return InvalidImageError(opened.stream.error, subject=subject)
