@@ -465,9 +465,15 @@ def plain_header(block: bytes) -> tuple[str, str, int] | None:
     return text, chr(flag[0]), int(size, 8)
 
 
-def plain_member(block: bytes) -> RawHeader | None:
-    """The whole header of a block ``plain_header`` reads (None where it returns None): what
-    :meth:`TarDecoder.feed` returns for it when no extended header is pending."""
+# The fields of a plain header as plain_fields gives them: name, typeflag, size, mode, uid, gid,
+# mtime (the field's octal digits), linkname, uname, gname, devmajor, devminor.
+PlainFields = tuple[str, str, int, int, int, int, bytes, str, str, str, int, int]
+
+
+def plain_fields(block: bytes) -> PlainFields | None:
+    """The fields of a block ``plain_header`` reads (None where it returns None), the mtime
+    left as its octal digits (``mtime_of`` reads them): for a reader that makes its own
+    member of them."""
     match = _PLAIN_MEMBER.match(block)
     if match is None:
         return None
@@ -478,21 +484,50 @@ def plain_member(block: bytes) -> RawHeader | None:
     text = name.decode("utf-8", "surrogateescape")
     if not gnu and first != b"\x00":
         text = f"{_text(_cut(block[345:500]))}/{text}"
-    seconds = int(mtime, 8)
+    return (
+        text,
+        chr(flag[0]),
+        int(size, 8),
+        int(mode, 8),
+        int(uid, 8),
+        int(gid, 8),
+        mtime,
+        link.decode("utf-8", "surrogateescape"),
+        uname.decode("utf-8", "surrogateescape"),
+        gname.decode("utf-8", "surrogateescape"),
+        int(major[:7], 8) if major[0] else 0,
+        int(minor[:7], 8) if minor[0] else 0,
+    )
+
+
+def mtime_of(digits: bytes) -> tuple[float, int]:
+    """A plain header's mtime field (``plain_fields``) as (seconds, nanoseconds)."""
+    seconds = int(digits, 8)
+    return float(seconds), seconds * 1_000_000_000
+
+
+def plain_member(block: bytes) -> RawHeader | None:
+    """The whole header of a block ``plain_header`` reads (None where it returns None): what
+    :meth:`TarDecoder.feed` returns for it when no extended header is pending."""
+    got = plain_fields(block)
+    if got is None:
+        return None
+    name, flag, size, mode, uid, gid, digits, link, uname, gname, major, minor = got
+    mtime, mtime_ns = mtime_of(digits)
     return RawHeader(
-        name=text,
-        typeflag=chr(flag[0]),
-        size=int(size, 8),
-        mode=int(mode, 8),
-        uid=int(uid, 8),
-        gid=int(gid, 8),
-        mtime=float(seconds),
-        linkname=link.decode("utf-8", "surrogateescape"),
-        uname=uname.decode("utf-8", "surrogateescape"),
-        gname=gname.decode("utf-8", "surrogateescape"),
-        devmajor=int(major[:7], 8) if major[0] else 0,
-        devminor=int(minor[:7], 8) if minor[0] else 0,
-        mtime_ns=seconds * 1_000_000_000,
+        name=name,
+        typeflag=flag,
+        size=size,
+        mode=mode,
+        uid=uid,
+        gid=gid,
+        mtime=mtime,
+        linkname=link,
+        uname=uname,
+        gname=gname,
+        devmajor=major,
+        devminor=minor,
+        mtime_ns=mtime_ns,
     )
 
 

@@ -25,14 +25,16 @@ from inspect_tool.layers.tarformat import (
     TarFormatError,
     Want,
     entry_type,
+    mtime_of,
     normalize_member,
-    padded,
+    plain_fields,
     plain_member,
 )
 
 __all__ = ["MAX_META", "HeaderReader", "TarFormatError", "TarMember", "TarReader"]
 
 _SKIP_CHUNK = 1024 * 1024
+_MTIMES = 1024  # distinct mtimes a HeaderReader keeps parsed
 
 
 @dataclass(slots=True)
@@ -248,6 +250,7 @@ class HeaderReader:
     def __iter__(self) -> Iterator[TarMember]:
         decoder = self._decoder
         plain_ok = self._plain_ok
+        mtimes: dict[bytes, tuple[float, int]] = {}  # a layer's files share a few mtimes
         while True:
             want = decoder.want
             if want is Want.END:
@@ -261,33 +264,47 @@ class HeaderReader:
                     decoder.eof(0)
                 continue
             if plain_ok and decoder.idle:
-                # plain headers one after another in this chunk, the data between skipped
+                # plain headers one after another in this chunk, the data between skipped;
+                # the decoder is told where they stopped
                 buf, at = self._buf, self._at
+                end = len(buf)
                 base = decoder.pos - at  # the stream offset of buf[0]
-                entries = decoder.entries
-                while len(buf) - at >= BLOCK and entries < MAX_ENTRIES:
-                    header = plain_member(buf[at : at + BLOCK])
-                    if header is None:
+                entries = first = decoder.entries
+                stored = 0  # the last one's data that lies beyond this chunk
+                while end - at >= BLOCK and entries < MAX_ENTRIES:
+                    values = plain_fields(buf[at : at + BLOCK])
+                    if values is None:
                         break
+                    name, flag, size, mode, uid, gid, digits, link, uname, gname, major, minor = (
+                        values
+                    )
+                    times = mtimes.get(digits)
+                    if times is None:
+                        times = mtime_of(digits)
+                        if len(mtimes) < _MTIMES:
+                            mtimes[digits] = times
                     entries += 1
                     offset = base + at
-                    stored = 0 if header.typeflag in NO_DATA else header.size
-                    span = padded(stored)
                     at += BLOCK
-                    member = _member(header, offset, offset + BLOCK)
-                    if len(buf) - at >= span:
+                    if flag in NO_DATA:
+                        size = 0
+                    member = TarMember(
+                        name, entry_type(flag), flag, mode & 0o7777, uid, gid, uname, gname,
+                        times[0], size, link, major, minor, offset, {}, times[1], offset + BLOCK,
+                    )  # fmt: skip
+                    span = (size + BLOCK - 1) & -BLOCK
+                    if end - at >= span:
                         at += span
-                        self._at = at
-                        decoder.took_plain(base + at, entries, 0)
                         yield member
                         continue
-                    self._at = at
-                    decoder.took_plain(base + at, entries, stored)
+                    stored = size
                     yield member
                     break
-                if decoder.want is not Want.HEADER:  # the last one's data goes on
+                if entries != first:
+                    self._at = at
+                    decoder.took_plain(base + at, entries, stored)
                     continue
-                # else a header of another kind, or one across chunks: the decoder reads it
+                # a header of another kind, or one across chunks: the decoder reads it
             need = decoder.need
             data = self._take(need)
             if len(data) < need:
