@@ -113,6 +113,18 @@ class LayerStream(io.RawIOBase):
         self._out_pos += len(data)
         return data
 
+    def piece(self) -> bytes:
+        """The next uncompressed bytes as they were produced (at most MAX_OUTPUT), not copied
+        out piece by piece as ``read`` copies them; b"" at the end."""
+        if self._out_pos < len(self._out):
+            data = self._out[self._out_pos :] if self._out_pos else self._out
+            self._out, self._out_pos = b"", 0
+            return data
+        while not self._eof:
+            if out := self._produce():
+                return out
+        return b""
+
     def _emit(self, data: bytes) -> bytes:
         if data:
             if self.diff_hash is not None:
@@ -372,13 +384,14 @@ class ZstdFrames:
 
 
 class Prefetcher(io.RawIOBase):
-    """Reads a stream in a background thread, a bounded number of chunks ahead.
+    """Reads a layer's stream in a background thread, a bounded number of pieces ahead
+    (``LayerStream.piece``: as the inflater made them, up to MAX_OUTPUT each, never copied).
 
     Decompression and hashing release the GIL, so while the caller parses tar headers in
     Python, the next megabytes are being inflated and hashed on the other core.
     """
 
-    def __init__(self, stream: io.RawIOBase | BinaryIO, *, depth: int = 8) -> None:
+    def __init__(self, stream: LayerStream, *, depth: int = 4) -> None:
         import queue
         import threading
 
@@ -394,7 +407,7 @@ class Prefetcher(io.RawIOBase):
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                chunk = self._stream.read(CHUNK)
+                chunk = self._stream.piece()
                 if not chunk:
                     break
                 self._put(chunk)

@@ -20,6 +20,7 @@ from inspect_tool.layers.tarformat import (
     MAX_META,
     NO_DATA,
     EntryType,
+    PlainFields,
     RawHeader,
     TarDecoder,
     TarFormatError,
@@ -28,13 +29,12 @@ from inspect_tool.layers.tarformat import (
     mtime_of,
     normalize_member,
     plain_fields,
-    plain_member,
 )
 
 __all__ = ["MAX_META", "HeaderReader", "TarFormatError", "TarMember", "TarReader"]
 
 _SKIP_CHUNK = 1024 * 1024
-_MTIMES = 1024  # distinct mtimes a HeaderReader keeps parsed
+_MTIMES = 1024  # distinct mtimes a reader keeps parsed
 
 
 @dataclass(slots=True)
@@ -77,7 +77,7 @@ _FIELDS = operator.attrgetter(*(f.name for f in fields(TarMember)))
 
 
 class TarReader:
-    """Headers of the common kind (``tarformat.plain_member``) are read without the decoder's
+    """Headers of the common kind (``tarformat.plain_fields``) are read without the decoder's
     state machine, the others through it; both give the same members (``plain_headers=False``
     reads every header with the decoder, for comparison)."""
 
@@ -148,6 +148,7 @@ class TarReader:
 
     def __iter__(self) -> Iterator[TarMember]:
         decoder = self._decoder
+        mtimes: dict[bytes, tuple[float, int]] = {}  # a layer's files share a few mtimes
         while True:
             want = decoder.want
             if want is Want.END:
@@ -168,12 +169,10 @@ class TarReader:
                 self._plain_ok
                 and decoder.idle
                 and decoder.entries < MAX_ENTRIES
-                and (header := plain_member(data)) is not None
+                and (values := plain_fields(data)) is not None
             ):
-                offset = decoder.pos
-                stored = 0 if header.typeflag in NO_DATA else header.size
-                decoder.took_plain(offset + BLOCK, decoder.entries + 1, stored)
-                member = _member(header, offset, offset + BLOCK)
+                member = _plain(values, decoder.pos, mtimes)
+                decoder.took_plain(member.data_offset, decoder.entries + 1, member.size)
                 self._left = member.size
                 self._logical = 0
                 yield member
@@ -275,23 +274,10 @@ class HeaderReader:
                     values = plain_fields(buf[at : at + BLOCK])
                     if values is None:
                         break
-                    name, flag, size, mode, uid, gid, digits, link, uname, gname, major, minor = (
-                        values
-                    )
-                    times = mtimes.get(digits)
-                    if times is None:
-                        times = mtime_of(digits)
-                        if len(mtimes) < _MTIMES:
-                            mtimes[digits] = times
                     entries += 1
-                    offset = base + at
+                    member = _plain(values, base + at, mtimes)
                     at += BLOCK
-                    if flag in NO_DATA:
-                        size = 0
-                    member = TarMember(
-                        name, entry_type(flag), flag, mode & 0o7777, uid, gid, uname, gname,
-                        times[0], size, link, major, minor, offset, {}, times[1], offset + BLOCK,
-                    )  # fmt: skip
+                    size = member.size
                     span = (size + BLOCK - 1) & -BLOCK
                     if end - at >= span:
                         at += span
@@ -314,6 +300,21 @@ class HeaderReader:
             if entry is not None:
                 data_offset = decoder.pos if entry.fragments is None else -1
                 yield _member(entry.header, entry.offset, data_offset)
+
+
+def _plain(values: PlainFields, offset: int, mtimes: dict[bytes, tuple[float, int]]) -> TarMember:
+    """The member of a plain header (``tarformat.plain_fields``) at ``offset``, its mtime
+    taken from ``mtimes`` (parsed values by field, kept up to ``_MTIMES``)."""
+    name, flag, size, mode, uid, gid, digits, link, uname, gname, major, minor = values
+    times = mtimes.get(digits)
+    if times is None:
+        times = mtime_of(digits)
+        if len(mtimes) < _MTIMES:
+            mtimes[digits] = times
+    return TarMember(
+        name, entry_type(flag), flag, mode & 0o7777, uid, gid, uname, gname, times[0],
+        0 if flag in NO_DATA else size, link, major, minor, offset, {}, times[1], offset + BLOCK,
+    )  # fmt: skip
 
 
 def _member(header: RawHeader, offset: int, data_offset: int) -> TarMember:
