@@ -194,6 +194,11 @@ class PathTooLongError(InvalidImageError):
 def clean_member_path(name: str) -> str | None:
     """A member name as a path below the root; None when it climbs out (``../x``). Raises
     PathTooLongError beyond ``MAX_PATH_BYTES``."""
+    path = name[:-1] if name[-1:] == "/" else name
+    if path and path[0] not in "/." and path[-1] != "/" and "//" not in path and "/." not in path:
+        # already clean (most names): no empty part, none that starts with "."
+        check_path_length(path, name)
+        return path
     parts: list[str] = []
     for part in name.split("/"):
         if part in ("", "."):

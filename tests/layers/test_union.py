@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
+
+import pytest
+
 from inspect_tool.layers.tarformat import EntryType
 from inspect_tool.layers.tarreader import TarMember
-from inspect_tool.layers.union import ChangeKind, UnionFS
+from inspect_tool.layers.union import (
+    MAX_PATH_BYTES,
+    ChangeKind,
+    PathTooLongError,
+    UnionFS,
+    clean_member_path,
+)
 
 _offset = 0
 
@@ -161,3 +171,42 @@ def test_fork_is_independent() -> None:
     twin.apply(1, [member("a/.wh.x"), member("a/y")])
     assert paths(union) == ["/a", "/a/x"]
     assert paths(twin) == ["/a", "/a/y"]
+
+
+def _cleaned(name: str) -> str | None:
+    """A member name cleaned part by part, as every consumer must read it."""
+    parts: list[str] = []
+    for part in name.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                return None
+            parts.pop()
+            continue
+        parts.append(part)
+    return "/".join(parts)
+
+
+def test_clean_member_path_reads_every_name_part_by_part() -> None:
+    # every name of up to seven characters from "a", "." and "/": the ones already clean take
+    # a shortcut, which must give what the part-by-part reading gives
+    names = ["".join(chars) for n in range(8) for chars in itertools.product("a./", repeat=n)] + [
+        "usr/bin/",
+        "./usr/bin",
+        "usr/.hidden",
+        "usr/..",
+        "a/../../b",
+        ".wh..wh..opq",
+    ]
+    for name in names:
+        assert clean_member_path(name) == _cleaned(name), name
+
+
+def test_clean_member_path_bounds_the_length_on_either_path() -> None:
+    deep = "/".join(["d" * 200] * 21)  # 4,220 bytes
+    for name in (deep, deep + "/", "./" + deep):
+        with pytest.raises(PathTooLongError):
+            clean_member_path(name)
+    fits = "/".join(["d" * 200] * 20)[: MAX_PATH_BYTES - 1]
+    assert clean_member_path(fits) == fits
