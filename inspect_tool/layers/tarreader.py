@@ -76,7 +76,22 @@ class TarMember:
 _FIELDS = operator.attrgetter(*(f.name for f in fields(TarMember)))
 
 
-class TarReader:
+class _Decoding:
+    """What a reader's decoder tells of the stream read so far."""
+
+    _decoder: TarDecoder
+
+    @property
+    def ended(self) -> bool:
+        """The end-of-archive marker was seen."""
+        return self._decoder.ended
+
+    @property
+    def ambiguities(self) -> list[str]:
+        return self._decoder.ambiguities
+
+
+class TarReader(_Decoding):
     """Headers of the common kind (``tarformat.plain_fields``) are read without the decoder's
     state machine, the others through it; both give the same members (``plain_headers=False``
     reads every header with the decoder, for comparison)."""
@@ -88,15 +103,6 @@ class TarReader:
         self._left = 0  # logical bytes of the current member not read yet
         self._logical = 0  # position in the current member's logical content
         self._fragments: list[tuple[int, int]] | None = None
-
-    @property
-    def ended(self) -> bool:
-        """The end-of-archive marker was seen."""
-        return self._decoder.ended
-
-    @property
-    def ambiguities(self) -> list[str]:
-        return self._decoder.ambiguities
 
     def _read_stream(self, size: int) -> bytes:
         data = self._stream.read(size)
@@ -190,7 +196,7 @@ class TarReader:
                 self._fragments = None
 
 
-class HeaderReader:
+class HeaderReader(_Decoding):
     """Every member of a tar stream handed over in chunks, none of their bytes read: for a
     reader that wants the members alone (a plan of the final tree). The members are
     ``TarReader``'s, read by the same rules; headers of the common kind are read in place in
@@ -204,15 +210,6 @@ class HeaderReader:
         self._decoder = TarDecoder()
         self._buf = b""  # the current chunk
         self._at = 0  # the next unread byte in it
-
-    @property
-    def ended(self) -> bool:
-        """The end-of-archive marker was seen."""
-        return self._decoder.ended
-
-    @property
-    def ambiguities(self) -> list[str]:
-        return self._decoder.ambiguities
 
     def _take(self, size: int) -> bytes:
         """The next ``size`` bytes (fewer where the stream ends)."""
