@@ -8,6 +8,7 @@ either image touched can differ.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,11 +17,13 @@ from typing import Any
 from inspect_tool.analyze.baseview import BaseView, cache_dir
 from inspect_tool.analyze.baseview import write as write_view
 from inspect_tool.analyze.filesystem import content_hasher, hardlink_hash
-from inspect_tool.layers.image_fs import open_layer
+from inspect_tool.layers.image_fs import open_layer, read_layers
 from inspect_tool.layers.tarformat import EntryType
+from inspect_tool.layers.tarreader import TarMember
 from inspect_tool.layers.union import (
     ChangeKind,
     FileInfo,
+    PathTooLongError,
     UnionFS,
     clean_member_path,
 )
@@ -218,25 +221,32 @@ def _names(
     paths they give a non-directory entry."""
     names: set[str] = set()
     trees: set[str] = set()
-    for layer in image.layers[start:]:
-        with open_layer(source, layer, progress=progress) as opened:
-            for member in opened.reader:
-                path = clean_member_path(member.name)
-                if not path:
-                    continue
-                parent, _, base = path.rpartition("/")
-                if base == OPAQUE_MARKER:
-                    trees.add(f"/{parent}")
-                    continue
-                whiteout = base.startswith(WHITEOUT_PREFIX)
-                if whiteout:
-                    base = base[len(WHITEOUT_PREFIX) :]
-                full = f"/{parent}/{base}" if parent else f"/{base}"
-                names.add(full)
-                if whiteout or member.type is not EntryType.DIR:
-                    trees.add(full)
-            opened.finish(layer, label=source.label)
+    with contextlib.closing(read_layers(source, image.layers[start:], progress)) as layers:
+        for layer, members, _digest in layers:
+            try:
+                _add_names(members, names, trees)
+            except PathTooLongError as exc:
+                raise exc.with_subject(f"{source.label}: layer {layer.index}") from None
     return names, trees
+
+
+def _add_names(members: list[TarMember], names: set[str], trees: set[str]) -> None:
+    """One layer's part of ``_names``."""
+    for member in members:
+        path = clean_member_path(member.name)
+        if not path:
+            continue
+        parent, _, base = path.rpartition("/")
+        if base == OPAQUE_MARKER:
+            trees.add(f"/{parent}")
+            continue
+        whiteout = base.startswith(WHITEOUT_PREFIX)
+        if whiteout:
+            base = base[len(WHITEOUT_PREFIX) :]
+        full = f"/{parent}/{base}" if parent else f"/{base}"
+        names.add(full)
+        if whiteout or member.type is not EntryType.DIR:
+            trees.add(full)
 
 
 _CONTENT = (EntryType.FILE, EntryType.HARDLINK)

@@ -28,13 +28,14 @@ that layer, leaving a record with size -1 behind; that is reproduced too and rep
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from inspect_tool.layers.tarformat import EntryType
 from inspect_tool.layers.tarreader import TarMember
-from inspect_tool.layers.union import check_path_length
+from inspect_tool.layers.union import PathTooLongError, check_path_length
 from inspect_tool.layers.whiteout import AUFS_META_PREFIX, WHITEOUT_PREFIX
 from inspect_tool.model.image import Image
 from inspect_tool.sources.source import Source
@@ -306,14 +307,17 @@ class EfficiencyCalculator:
 def efficiency(
     source: Source, image: Image, *, progress: Callable[[int], None] | None = None
 ) -> EfficiencyReport:
-    """Stream every layer once (verified against its diff_id) and compute dive's figures."""
-    from inspect_tool.layers.image_fs import open_layer
+    """Read every layer once (verified against its diff_id) and compute dive's figures: the
+    layers read by forked workers while this process adds the ones already read."""
+    from inspect_tool.layers.image_fs import read_layers
 
     calculator = EfficiencyCalculator()
-    for layer in image.layers:
-        with open_layer(source, layer, progress=progress) as opened:
-            calculator.add_layer(opened.reader)
-            opened.finish(layer, label=source.label)
+    with contextlib.closing(read_layers(source, image.layers, progress)) as layers:
+        for layer, members, _digest in layers:
+            try:
+                calculator.add_layer(members)
+            except PathTooLongError as exc:
+                raise exc.with_subject(f"{source.label}: layer {layer.index}") from None
     return calculator.report()
 
 

@@ -288,7 +288,7 @@ def _read_hardlink(
     target = "/" + (clean_member_path(info.linkname) or "")
     best = -1
     with open_layer(source, image.layers[info.layer]) as opened:
-        for member in opened.reader:
+        for member in opened.members():
             if member.offset >= info.offset:
                 break
             if "/" + (clean_member_path(member.name) or "") == target and (
@@ -390,7 +390,7 @@ def find(
                         info = replace(info, size=union.linked_size(member.linkname))
                     found[(path, index)] = Occurrence(info)
 
-            union.apply(layer.index, opened.reader, record=False, on_entry=seen)
+            union.apply(layer.index, opened.members(), record=False, on_entry=seen)
             opened.finish(layer, label=source.label)
     result = sorted(found.values(), key=lambda o: (o.info.path, o.info.layer))
     if deleted_only:

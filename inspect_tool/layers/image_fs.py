@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from inspect_tool.errors import BlobNotFoundError, InvalidImageError
+from inspect_tool.errors import BlobNotFoundError, DockscopeError, InvalidImageError
 from inspect_tool.layers.decompress import CHUNK, LayerStream, Prefetcher
+from inspect_tool.layers.forked import LAYER_WORKERS, iter_forked, usable_workers
 from inspect_tool.layers.tarformat import TarFormatError
 from inspect_tool.layers.tarreader import HeaderReader, TarMember, TarReader
 from inspect_tool.layers.union import FileInfo, LayerChanges, PathTooLongError, UnionFS
@@ -169,6 +171,47 @@ def open_layer(
             prefetcher.close()
 
 
+LayerRead = tuple[list[TarMember], str] | DockscopeError
+
+
+def read_members(source: Source, layer: Layer, progress: Callable[[int], None] | None) -> LayerRead:
+    """Every member of ``layer`` and the blob's raw digest, its diff_id checked; or what
+    made it unreadable."""
+    try:
+        with open_layer(source, layer, progress=progress) as opened:
+            members = list(opened.members())
+            opened.finish(layer, label=source.label)
+    except DockscopeError as exc:
+        return exc
+    return members, opened.stream.digest_hex
+
+
+def read_layers(
+    source: Source, layers: Sequence[Layer], progress: Callable[[int], None] | None
+) -> Generator[tuple[Layer, list[TarMember], str], None, None]:
+    """Each layer with its members and its blob's raw digest, in order, every layer read
+    whole first (decompressed, hashed, diff_id checked, headers parsed): by forked workers
+    while the caller works on the layers already given, where the source allows. Raises,
+    when its turn comes, what made a layer unreadable. Close it when it is left before its
+    end (``contextlib.closing``): that stops the workers."""
+
+    def read(layer: Layer, advance: Callable[[int], None] | None) -> LayerRead:
+        return read_members(source, layer, advance)
+
+    workers = usable_workers(LAYER_WORKERS)
+    results: Generator[LayerRead, None, None]
+    if workers > 1 and len(layers) > 1 and source.tree.forked_reads:
+        results = iter_forked(read, layers, workers=workers, progress=progress)
+    else:
+        results = (read(layer, progress) for layer in layers)
+    with contextlib.closing(results):
+        for layer, got in zip(layers, results, strict=True):
+            if isinstance(got, DockscopeError):
+                raise got
+            members, digest = got
+            yield layer, members, digest
+
+
 def merged_view(
     source: Source,
     image: Image,
@@ -180,7 +223,8 @@ def merged_view(
     progress: Callable[[int], None] | None = None,
 ) -> UnionFS:
     """The filesystem as it stands after layer ``upto`` (default: the top), layers verified
-    against their diff_ids as they stream past."""
+    against their diff_ids as they stream past (one at a time: a layer's members are never
+    all held at once, which keeps a layer of a million entries within bounds)."""
     last = len(image.layers) - 1 if upto is None else upto
     if not 0 <= last < len(image.layers):
         from inspect_tool.errors import UsageError
@@ -192,7 +236,7 @@ def merged_view(
     union = UnionFS(on_remove=on_remove)
     for layer in image.layers[: last + 1]:
         with open_layer(source, layer, progress=progress) as opened:
-            changes = union.apply(layer.index, opened.reader, record=record)
+            changes = union.apply(layer.index, opened.members(), record=record)
             opened.finish(layer, label=source.label)
         if on_layer is not None:
             on_layer(changes)

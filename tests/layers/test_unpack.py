@@ -657,10 +657,10 @@ def test_export_in_workers_writes_what_one_process_writes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import inspect_tool.layers.export as export_module
-    import inspect_tool.layers.unpack.memory as memory_module
+    import inspect_tool.layers.image_fs as image_fs_module
 
     forked: list[tuple[str, int]] = []
-    real_run, real_iter = export_module.run_forked, memory_module.iter_forked
+    real_run, real_iter = export_module.run_forked, image_fs_module.iter_forked
 
     def counting_run(*args: Any, **kwargs: Any) -> Any:
         forked.append(("second read", len(args[1])))
@@ -671,16 +671,16 @@ def test_export_in_workers_writes_what_one_process_writes(
         return real_iter(*args, **kwargs)
 
     monkeypatch.setattr(export_module, "run_forked", counting_run)
-    monkeypatch.setattr(memory_module, "iter_forked", counting_iter)
+    monkeypatch.setattr(image_fs_module, "iter_forked", counting_iter)
     image = image_of(tmp_path, [LOWER, UPPER, THIRD, ODD])
     monkeypatch.setattr(export_module, "usable_workers", lambda asked: 1)
-    monkeypatch.setattr(memory_module, "usable_workers", lambda asked: 1)
+    monkeypatch.setattr(image_fs_module, "usable_workers", lambda asked: 1)
     alone = io.BytesIO()  # one process, and no descriptor: filled here, by seeking
     with open_source(image) as source:
         in_order = export(source, source.candidates[0].image(), alone)
     assert forked == []
     monkeypatch.setattr(export_module, "usable_workers", lambda asked: 2)
-    monkeypatch.setattr(memory_module, "usable_workers", lambda asked: 2)
+    monkeypatch.setattr(image_fs_module, "usable_workers", lambda asked: 2)
     with open_source(image) as source, open(tmp_path / "flat.tar", "wb") as out:
         out.write(b"lead")  # the tar need not start at offset 0
         result = export(source, source.candidates[0].image(), out)
@@ -733,10 +733,10 @@ def test_export_reports_a_layer_changed_between_reads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str, message: str, workers: int
 ) -> None:
     import inspect_tool.layers.export as export_module
-    import inspect_tool.layers.unpack.memory as memory_module
+    import inspect_tool.layers.image_fs as image_fs_module
 
     monkeypatch.setattr(export_module, "usable_workers", lambda asked: workers)
-    monkeypatch.setattr(memory_module, "usable_workers", lambda asked: workers)
+    monkeypatch.setattr(image_fs_module, "usable_workers", lambda asked: workers)
     image = image_of(tmp_path, [LOWER, UPPER, THIRD])
     third = layer_blob(image, 2)
     if change == "rewritten":
@@ -762,9 +762,9 @@ def test_export_names_the_layer_whose_path_is_too_long(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
 ) -> None:
     """The tree is built from members a worker read: the layer is still named."""
-    import inspect_tool.layers.unpack.memory as memory_module
+    import inspect_tool.layers.image_fs as image_fs_module
 
-    monkeypatch.setattr(memory_module, "usable_workers", lambda asked: workers)
+    monkeypatch.setattr(image_fs_module, "usable_workers", lambda asked: workers)
     image = image_of(tmp_path, [LOWER, [file_entry("a/" * 2047 + "f", b"x")]])
     with (
         open_source(image) as source,
@@ -810,10 +810,10 @@ def _metadata(dest: Path) -> dict[str, tuple[int, int, int | None, int]]:
 
 def _workers(monkeypatch: pytest.MonkeyPatch, workers: int) -> list[int]:
     """Both passes given ``workers`` processes; the second pass's forks recorded (jobs)."""
-    import inspect_tool.layers.unpack.memory as memory_module
+    import inspect_tool.layers.image_fs as image_fs_module
     import inspect_tool.layers.unpack.twopass as twopass_module
 
-    for module in (memory_module, twopass_module):
+    for module in (image_fs_module, twopass_module):
         monkeypatch.setattr(module, "usable_workers", lambda asked: workers)
     forked: list[int] = []
     real = twopass_module.run_forked

@@ -17,10 +17,8 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import cast
 
-from inspect_tool.errors import DockscopeError, InvalidImageError
-from inspect_tool.layers.forked import LAYER_WORKERS, iter_forked, usable_workers
-from inspect_tool.layers.image_fs import open_layer
-from inspect_tool.layers.tarformat import EntryType, TarFormatError
+from inspect_tool.layers.image_fs import read_layers
+from inspect_tool.layers.tarformat import EntryType
 from inspect_tool.layers.tarreader import TarMember, TarReader
 from inspect_tool.layers.union import PathTooLongError
 from inspect_tool.layers.unpack.applier import LayerApplier
@@ -176,22 +174,10 @@ def plan_layers(
     already read, where the source allows. The same members in the same order reach the
     applier as ``apply_layers`` gives it. A layer that cannot be read stops it there.
     Returns each layer's raw digest, which a second read of the blob must give again."""
-
-    def read(layer: Layer, advance: Callable[[int], None] | None) -> _Read:
-        return read_members(source, layer, advance)
-
-    workers = usable_workers(LAYER_WORKERS)
-    results: Iterator[_Read]
-    if workers > 1 and len(layers) > 1 and source.tree.forked_reads:
-        results = iter_forked(read, layers, workers=workers, progress=progress)
-    else:
-        results = (read(layer, progress) for layer in layers)
     digests: dict[int, str] = {}
-    with contextlib.closing(results):
-        for layer, got in zip(layers, results, strict=True):
-            if isinstance(got, DockscopeError):
-                raise got
-            members, digests[layer.index] = got
+    with contextlib.closing(read_layers(source, layers, progress)) as read:
+        for layer, members, digest in read:
+            digests[layer.index] = digest
             applier.start_layer(layer.index)
             try:
                 for member in members:
@@ -201,30 +187,7 @@ def plan_layers(
     return digests
 
 
-_Read = tuple[list[TarMember], str] | DockscopeError
 NO_CONTENT = cast(TarReader, None)  # the in-memory tree never reads a file's bytes
-
-
-def read_members(
-    source: Source,
-    layer: Layer,
-    progress: Callable[[int], None] | None,
-) -> _Read:
-    """Every member of ``layer`` and the blob's raw digest, its diff_id checked; or what
-    made it unreadable."""
-    subject = f"{source.label}: layer {layer.index}"
-    try:
-        with open_layer(source, layer, progress=progress) as opened:
-            try:
-                members = list(opened.members())
-            except TarFormatError as exc:
-                if opened.stream.error:  # the decompressor's message says more
-                    return InvalidImageError(opened.stream.error, subject=subject)
-                return exc.with_subject(subject)
-            opened.finish(layer, label=source.label)
-    except DockscopeError as exc:
-        return exc
-    return members, opened.stream.digest_hex
 
 
 def walk(root: TreeDir) -> Iterator[tuple[str, TreeDir | TreeNode]]:
