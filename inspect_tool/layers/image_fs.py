@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -171,15 +172,32 @@ def open_layer(
             prefetcher.close()
 
 
+class TooManyEntries(DockscopeError):
+    """More members than a reader that holds them all has room for (``read_layers``'s
+    ``limit``): not a fault of the image, a sign to read it another way."""
+
+
 LayerRead = tuple[list[TarMember], str] | DockscopeError
 
 
-def read_members(source: Source, layer: Layer, progress: Callable[[int], None] | None) -> LayerRead:
+def read_members(
+    source: Source,
+    layer: Layer,
+    progress: Callable[[int], None] | None,
+    limit: int | None = None,
+) -> LayerRead:
     """Every member of ``layer`` and the blob's raw digest, its diff_id checked; or what
-    made it unreadable."""
+    made it unreadable (``TooManyEntries`` past ``limit`` members, the rest not read)."""
     try:
         with open_layer(source, layer, progress=progress) as opened:
-            members = list(opened.members())
+            if limit is None:
+                members = list(opened.members())
+            else:
+                members = list(itertools.islice(opened.members(), limit + 1))
+                if len(members) > limit:
+                    raise TooManyEntries(
+                        f"more than {limit} entries", subject=f"{source.label}: layer {layer.index}"
+                    )
             opened.finish(layer, label=source.label)
     except DockscopeError as exc:
         return exc
@@ -187,16 +205,21 @@ def read_members(source: Source, layer: Layer, progress: Callable[[int], None] |
 
 
 def read_layers(
-    source: Source, layers: Sequence[Layer], progress: Callable[[int], None] | None
+    source: Source,
+    layers: Sequence[Layer],
+    progress: Callable[[int], None] | None,
+    *,
+    limit: int | None = None,
 ) -> Generator[tuple[Layer, list[TarMember], str], None, None]:
     """Each layer with its members and its blob's raw digest, in order, every layer read
     whole first (decompressed, hashed, diff_id checked, headers parsed): by forked workers
     while the caller works on the layers already given, where the source allows. Raises,
-    when its turn comes, what made a layer unreadable. Close it when it is left before its
-    end (``contextlib.closing``): that stops the workers."""
+    when its turn comes, what made a layer unreadable (``TooManyEntries`` for a layer of
+    more than ``limit`` members). Close it when it is left before its end
+    (``contextlib.closing``): that stops the workers."""
 
     def read(layer: Layer, advance: Callable[[int], None] | None) -> LayerRead:
-        return read_members(source, layer, advance)
+        return read_members(source, layer, advance, limit)
 
     workers = usable_workers(LAYER_WORKERS)
     results: Generator[LayerRead, None, None]

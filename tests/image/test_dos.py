@@ -372,3 +372,25 @@ def test_a_layer_of_millions_of_entries(tmp_path: Path) -> None:
     image = str(simple_image(tmp_path / "img", b"".join(parts), ZSTD, "sha256:" + raw.hexdigest()))
     check(["ls", image, "/d0001"], "more than 1000000 entries in one layer")
     check(["verify", image], codes=(1,))
+
+
+def test_unpack_of_many_entries_across_layers_stays_within_bounds(tmp_path: Path) -> None:
+    """Two layers, the second 700,000 whiteouts of paths that are not there (cheap to apply,
+    each a member all the same): unpack's two passes would hold every member in memory
+    (their plan); past their budget nothing is planned and the layers are applied one by one."""
+    cctx = zstandard.ZstdCompressor(level=3).compressobj()
+    raw = hashlib.sha256()
+    parts: list[bytes] = []
+    for j in range(700):
+        block = b"".join(header(b"gone/.wh.f%03d%04d" % (j, i), 0, b"0") for i in range(1000))
+        raw.update(block)
+        parts.append(cctx.compress(block))
+    raw.update(bytes(1024))
+    parts += [cctx.compress(bytes(1024)), cctx.flush()]
+    lower = layer_tar({"kept": b"below"})
+    layout = Layout(tmp_path / "img")
+    layers = [(lower, TAR), (b"".join(parts), ZSTD)]
+    layout.index([layout.manifest(layers, [sha256(lower), "sha256:" + raw.hexdigest()])])
+    dest = tmp_path / "dest"
+    check(["unpack", str(tmp_path / "img"), str(dest)], codes=(0,))
+    assert sorted(os.listdir(dest)) == ["kept"] and (dest / "kept").read_bytes() == b"below"

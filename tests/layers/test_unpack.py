@@ -844,6 +844,38 @@ def test_two_passes_make_the_tree_one_pass_makes(
     assert two.written.files > 60 and two.written.hardlinks >= 2
 
 
+@pytest.mark.parametrize("budget", ["below one layer", "below the sum"])
+def test_past_the_plan_budget_the_layers_are_applied_one_by_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, budget: str
+) -> None:
+    import inspect_tool.layers.unpack.twopass as twopass_module
+
+    forked = _workers(monkeypatch, 2)
+    # ODD first: its hard link names a file no layer below holds, which the audit notes
+    image = image_of(tmp_path, [ODD, LOWER, UPPER, THIRD])
+    one = _unpack_into(image, tmp_path / "one", two_pass=False)
+    assert one.audit
+    # the first layer alone over it (a worker stops reading), or the first two together
+    entries = 5 if budget == "below one layer" else len(ODD) + 1
+    monkeypatch.setattr(twopass_module, "PLAN_ENTRIES", entries)
+    passes: list[int] = []
+    with open_source(image) as source:
+        fell_back = unpack(
+            source, source.candidates[0].image(), tmp_path / "back", on_pass=passes.append
+        )
+    assert forked == []  # no second pass: nothing planned was made
+    assert dest_tree(tmp_path / "back") == dest_tree(tmp_path / "one")
+    assert _metadata(tmp_path / "back") == _metadata(tmp_path / "one")
+    # what the plan had counted and noted is gone: the one-pass figures alone
+    assert fell_back.audit == one.audit and fell_back.stats == one.stats
+    assert fell_back.written == one.written
+    # the progress bar started again for the layers' second read
+    assert len(passes) == 2 and passes[0] == passes[1] > 0
+    monkeypatch.setattr(twopass_module, "PLAN_ENTRIES", 10_000)
+    _unpack_into(image, tmp_path / "two")
+    assert forked == [4]
+
+
 def test_two_passes_are_the_default_where_they_pay(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from inspect_tool.errors import DockscopeError
+from inspect_tool.layers.image_fs import TooManyEntries
 from inspect_tool.layers.unpack import twopass
 from inspect_tool.layers.unpack.applier import LayerApplier, apply_layers
 from inspect_tool.layers.unpack.audit import AuditEntry, ExtractStats
@@ -171,6 +172,14 @@ def _two_pass(
         wanted = twopass.usable(source, layers)
     if not wanted or not layers or options.wanted is not None or os.listdir(root_fd):
         return False, None
-    return True, twopass.unpack_two_pass(
-        source, layers, backend, result.stats, result.audit, progress=progress, on_pass=on_pass
-    )
+    try:
+        made = twopass.unpack_two_pass(
+            source, layers, backend, result.stats, result.audit, progress=progress, on_pass=on_pass
+        )
+    except TooManyEntries:  # nothing written: the layers are applied one by one instead
+        result.stats = ExtractStats()
+        result.audit.clear()
+        if on_pass is not None:
+            on_pass(sum(layer.size or 0 for layer in layers))
+        return False, None
+    return True, made

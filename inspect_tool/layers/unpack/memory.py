@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import cast
 
-from inspect_tool.layers.image_fs import read_layers
+from inspect_tool.layers.image_fs import TooManyEntries, read_layers
 from inspect_tool.layers.tarformat import EntryType
 from inspect_tool.layers.tarreader import TarMember, TarReader
 from inspect_tool.layers.union import PathTooLongError
@@ -168,15 +168,24 @@ def plan_layers(
     layers: Sequence[Layer],
     applier: LayerApplier[TreeDir],
     progress: Callable[[int], None] | None,
+    *,
+    budget: int | None = None,
 ) -> dict[int, str]:
     """Apply ``layers`` to the in-memory tree behind ``applier``, each read whole before its
     members are applied: by forked workers, in order, while this process applies the ones
     already read, where the source allows. The same members in the same order reach the
-    applier as ``apply_layers`` gives it. A layer that cannot be read stops it there.
+    applier as ``apply_layers`` gives it. A layer that cannot be read stops it there, and
+    so does ``TooManyEntries`` when the layers hold more than ``budget`` members in all.
     Returns each layer's raw digest, which a second read of the blob must give again."""
     digests: dict[int, str] = {}
-    with contextlib.closing(read_layers(source, layers, progress)) as read:
+    held = 0
+    with contextlib.closing(read_layers(source, layers, progress, limit=budget)) as read:
         for layer, members, digest in read:
+            held += len(members)
+            if budget is not None and held > budget:
+                raise TooManyEntries(
+                    f"more than {budget} entries in {layer.index + 1} layers", subject=source.label
+                )
             digests[layer.index] = digest
             applier.start_layer(layer.index)
             try:

@@ -49,6 +49,11 @@ _OPEN_DIRS = 64  # directory descriptors kept open (a deeper tree reopens throug
 # a file to create weighs as much as this many bytes of blob to read, when the layers are
 # handed out biggest first (~40 us of creating against ~4 ns a byte of reading, measured)
 _FILE_WEIGHT = 10_000
+# the entries the plan may hold (each ~0.85 KB with its place in the tree: ~210 MB); past
+# them ``unpack_two_pass`` stops before writing anything (``TooManyEntries``) and ``unpack``
+# applies the layers one by one, which holds none: a hostile image of millions of entries
+# costs time, not memory
+PLAN_ENTRIES = 250_000
 
 
 def usable(source: Source, layers: Sequence[Layer]) -> bool:
@@ -90,7 +95,8 @@ def unpack_two_pass(
     entries made), or None where the disk refused an entry (a file may be there in part:
     only a walk of DEST counts it). ``on_pass`` is called before the second read with the
     bytes it reads. Raises what a layer-by-layer unpack raises (and ``BlobChangedError``
-    when a blob is not the same on the second read)."""
+    when a blob is not the same on the second read), and ``TooManyEntries``, with nothing
+    written, when the layers hold more than ``PLAN_ENTRIES`` entries."""
     with no_cycle_collection():
         return _two_passes(source, layers, backend, stats, audit, progress, on_pass)
 
@@ -106,7 +112,7 @@ def _two_passes(
 ) -> ExtractStats | None:
     tree = MemoryBackend(devices=backend.devices)
     applier = LayerApplier(tree, stats, audit)
-    digests = plan_layers(source, layers, applier, progress)
+    digests = plan_layers(source, layers, applier, progress, budget=PLAN_ENTRIES)
     applier.close()
     last = layers[-1].index if layers else 0
 
