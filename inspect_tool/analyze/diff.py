@@ -17,13 +17,12 @@ from typing import Any
 from inspect_tool.analyze.baseview import BaseView, cache_dir
 from inspect_tool.analyze.baseview import write as write_view
 from inspect_tool.analyze.filesystem import content_hasher, hardlink_hash
-from inspect_tool.layers.image_fs import open_layer, read_layers
+from inspect_tool.layers.image_fs import naming_layer, open_layer, read_layers
 from inspect_tool.layers.tarformat import EntryType
 from inspect_tool.layers.tarreader import TarMember
 from inspect_tool.layers.union import (
     ChangeKind,
     FileInfo,
-    PathTooLongError,
     UnionFS,
     clean_member_path,
 )
@@ -223,10 +222,8 @@ def _names(
     trees: set[str] = set()
     with contextlib.closing(read_layers(source, image.layers[start:], progress)) as layers:
         for layer, members, _digest in layers:
-            try:
+            with naming_layer(source, layer):
                 _add_names(members, names, trees)
-            except PathTooLongError as exc:
-                raise exc.with_subject(f"{source.label}: layer {layer.index}") from None
     return names, trees
 
 

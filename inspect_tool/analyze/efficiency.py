@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 from inspect_tool.layers.tarformat import EntryType
 from inspect_tool.layers.tarreader import TarMember
-from inspect_tool.layers.union import PathTooLongError, check_path_length
+from inspect_tool.layers.union import check_path_length
 from inspect_tool.layers.whiteout import AUFS_META_PREFIX, WHITEOUT_PREFIX
 from inspect_tool.model.image import Image
 from inspect_tool.sources.source import Source
@@ -309,15 +309,13 @@ def efficiency(
 ) -> EfficiencyReport:
     """Read every layer once (verified against its diff_id) and compute dive's figures: the
     layers read by forked workers while this process adds the ones already read."""
-    from inspect_tool.layers.image_fs import read_layers
+    from inspect_tool.layers.image_fs import naming_layer, read_layers
 
     calculator = EfficiencyCalculator()
     with contextlib.closing(read_layers(source, image.layers, progress)) as layers:
         for layer, members, _digest in layers:
-            try:
+            with naming_layer(source, layer):
                 calculator.add_layer(members)
-            except PathTooLongError as exc:
-                raise exc.with_subject(f"{source.label}: layer {layer.index}") from None
     return calculator.report()
 
 

@@ -172,6 +172,16 @@ def open_layer(
             prefetcher.close()
 
 
+@contextmanager
+def naming_layer(source: Source, layer: Layer) -> Iterator[None]:
+    """A ``PathTooLongError`` raised inside named with its layer, as ``open_layer`` names
+    it: for a reader of the members ``read_layers`` gives."""
+    try:
+        yield
+    except PathTooLongError as exc:
+        raise exc.with_subject(f"{source.label}: layer {layer.index}") from None
+
+
 class TooManyEntries(DockscopeError):
     """More members than a reader that holds them all has room for (``read_layers``'s
     ``limit``): not a fault of the image, a sign to read it another way."""

@@ -241,8 +241,8 @@ def _file_diff_json(f: FileDiff) -> dict[str, Any]:
 def render_diff(console: Console, a: Image, b: Image, result: ImageDiff) -> None:
     console.print(
         f"[bold]A[/] {markup(a.source)} ({a.image_id.short})  [bold]B[/] "
-        f"{markup(b.source)} ({b.image_id.short}); {result.shared_layers} shared "
-        "layers not compared",
+        f"{markup(b.source)} ({b.image_id.short}); "
+        f"{plural(result.shared_layers, 'shared layer')} not compared",
         soft_wrap=True,
     )
     for f in result.files:

@@ -8,6 +8,7 @@ the cut falls); the rich tree and the JSON document both show that structure.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,9 +123,7 @@ def _hidden_text(hidden: dict[ChangeKind, int]) -> Text:
     return text
 
 
-def _add_nodes(
-    tree: Tree, node: ChangeNode, nest: int, continued: list[ChangeNode] | None = None
-) -> None:
+def _add_nodes(tree: Tree, node: ChangeNode, nest: int, continued: deque[ChangeNode]) -> None:
     """``node``'s children under ``tree``, depth first without recursion (paths can be
     thousands of levels deep), indented ``nest`` levels at most: a directory at that depth
     with entries below says so, and joins ``continued``, to be drawn as a tree of its own
@@ -135,8 +134,7 @@ def _add_nodes(
         branch, current, depth = stack.pop()
         if depth >= nest and current.children:
             branch.add(Text("… continued below", style="dim"))
-            if continued is not None:
-                continued.append(current)
+            continued.append(current)
             continue
         for child in current.sorted_children():
             stack.append((branch.add(_node_text(child)), child, depth + 1))
@@ -168,18 +166,18 @@ def render_tree(
     tree = Tree(title, guide_style="dim")
     # each level's guide is 4 cells: deeper than the width indents, a tree of its own
     nest = min(MAX_NEST, max(MIN_NEST, (console.width - LABEL_ROOM) // 4 - 1))
-    continued: list[tuple[int, list[ChangeNode]]] = []
+    continued: list[tuple[int, deque[ChangeNode]]] = []
     for changes in layers:
         branch = tree.add(layer_title(image, changes))
         root = change_tree(changes, depth)
-        continued.append((image.layers[changes.layer].index, []))
+        continued.append((image.layers[changes.layer].index, deque()))
         _add_nodes(branch, root, nest, continued[-1][1])
         if root.hidden:
             branch.add(_hidden_text(root.hidden))
     console.print(tree)
     for index, nodes in continued:
         while nodes:
-            node = nodes.pop(0)
+            node = nodes.popleft()
             title = Text(f"layer {index}", style="bold")
             title.append(f"  {visible(node.path)}/  (continued)")
             part = Tree(title, guide_style="dim")

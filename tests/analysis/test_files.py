@@ -186,6 +186,7 @@ def test_diff_equal_images_and_same_layers_in_other_formats() -> None:
     code, doc = as_json("diff", LEGACY, OCI)
     assert code == 1
     assert doc["files"] == [] and doc["shared_layers"] == 4
+    assert "; 4 shared layers not compared\n" in invoke("diff", LEGACY, OCI)[1]
 
 
 def _tar(files: dict[str, bytes]) -> bytes:
@@ -205,6 +206,8 @@ def test_diff_compares_content_of_same_size_files(tmp_path: Path) -> None:
     assert files["/etc/conf"]["b"]["sha256"] == "sha256:" + hashlib.sha256(b"aaaa").hexdigest()
     assert files["/new"]["change"] == "added"
     assert "/keep" not in files
+    code, text, _ = invoke("diff", str(tmp_path / "a"), str(tmp_path / "b"))
+    assert code == 1 and "; 1 shared layer not compared\n" in text
 
 
 def test_diff_layer_lists_changes_with_hashes() -> None:

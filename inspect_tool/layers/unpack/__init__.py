@@ -119,11 +119,11 @@ def unpack(
     )
     layers = image.layers[: options.layers]
     applier: LayerApplier[int] | None = None
-    if on_pass is not None:
-        on_pass(sum(layer.size or 0 for layer in layers))
     try:
         ran, made = _two_pass(source, layers, backend, root_fd, result, options, progress, on_pass)
         if not ran:
+            if on_pass is not None:
+                on_pass(_blob_bytes(layers))
             applier = LayerApplier(backend, result.stats, result.audit)
             apply_layers(
                 source,
@@ -172,6 +172,8 @@ def _two_pass(
         wanted = twopass.usable(source, layers)
     if not wanted or not layers or options.wanted is not None or os.listdir(root_fd):
         return False, None
+    if on_pass is not None:
+        on_pass(_blob_bytes(layers))
     try:
         made = twopass.unpack_two_pass(
             source, layers, backend, result.stats, result.audit, progress=progress, on_pass=on_pass
@@ -179,7 +181,10 @@ def _two_pass(
     except TooManyEntries:  # nothing written: the layers are applied one by one instead
         result.stats = ExtractStats()
         result.audit.clear()
-        if on_pass is not None:
-            on_pass(sum(layer.size or 0 for layer in layers))
         return False, None
     return True, made
+
+
+def _blob_bytes(layers: Sequence[Layer]) -> int:
+    """What one read of ``layers`` reads: their blobs' bytes."""
+    return sum(layer.size or 0 for layer in layers)

@@ -17,10 +17,9 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import cast
 
-from inspect_tool.layers.image_fs import TooManyEntries, read_layers
+from inspect_tool.layers.image_fs import TooManyEntries, naming_layer, read_layers
 from inspect_tool.layers.tarformat import EntryType
 from inspect_tool.layers.tarreader import TarMember, TarReader
-from inspect_tool.layers.union import PathTooLongError
 from inspect_tool.layers.unpack.applier import LayerApplier
 from inspect_tool.layers.unpack.audit import Note
 from inspect_tool.layers.unpack.backend import Kind
@@ -188,11 +187,9 @@ def plan_layers(
                 )
             digests[layer.index] = digest
             applier.start_layer(layer.index)
-            try:
+            with naming_layer(source, layer):
                 for member in members:
                     applier.apply(member, NO_CONTENT)
-            except PathTooLongError as exc:
-                raise exc.with_subject(f"{source.label}: layer {layer.index}") from None
     return digests
 
 
